@@ -1,0 +1,228 @@
+//! Access tokens: JWTs (HS256) signed with an API secret, carrying deny-by-default grants.
+//!
+//! Verification takes the current time as an input, so it is a pure function of
+//! (token, key, now) and unit-testable without a clock.
+
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use myriad_proto::{MeetingId, Role};
+use serde::{Deserialize, Serialize};
+
+/// What a token lets its bearer do. Every permission is off unless granted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Grants {
+    /// The meeting this token admits to.
+    pub meeting: MeetingId,
+    /// Stable user identity from the operator's system.
+    pub identity: String,
+    /// Display name; defaults to the identity.
+    #[serde(default)]
+    pub name: Option<String>,
+    pub role: Role,
+    #[serde(default)]
+    pub publish: bool,
+    #[serde(default)]
+    pub subscribe: bool,
+    #[serde(default)]
+    pub moderate: bool,
+}
+
+impl Grants {
+    /// The permissions that go with a role unless the issuer narrows them.
+    pub fn for_role(meeting: MeetingId, identity: String, name: Option<String>, role: Role) -> Self {
+        Self {
+            meeting,
+            identity,
+            name,
+            role,
+            publish: role != Role::Attendee,
+            subscribe: true,
+            moderate: role == Role::Host,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Claims {
+    /// The API key that signed the token.
+    iss: String,
+    iat: u64,
+    exp: u64,
+    #[serde(flatten)]
+    grants: Grants,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    #[error("malformed token: {0}")]
+    Malformed(String),
+    #[error("token signed by an unknown API key")]
+    UnknownKey,
+    #[error("token signature is invalid (signed with another secret?)")]
+    BadSignature,
+    #[error("token expired")]
+    Expired,
+    #[error("token issued for another meeting")]
+    WrongMeeting,
+    #[error("identity must be 1-128 characters")]
+    BadIdentity,
+}
+
+/// An API key and its secret: signs and verifies access tokens.
+#[derive(Clone)]
+pub struct ApiKey {
+    pub key: String,
+    secret: String,
+}
+
+impl std::fmt::Debug for ApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKey").field("key", &self.key).finish_non_exhaustive()
+    }
+}
+
+/// Longest accepted identity or display name, in bytes.
+pub const MAX_NAME_BYTES: usize = 128;
+
+impl ApiKey {
+    pub fn new(key: impl Into<String>, secret: impl Into<String>) -> Self {
+        Self {
+            key: key.into(),
+            secret: secret.into(),
+        }
+    }
+
+    pub fn secret(&self) -> &str {
+        &self.secret
+    }
+
+    /// Whether `secret` is this key's secret (constant time).
+    pub fn secret_matches(&self, secret: &str) -> bool {
+        let (a, b) = (self.secret.as_bytes(), secret.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    pub fn create_token(&self, grants: &Grants, now_unix_s: u64, ttl_s: u64) -> Result<String, AuthError> {
+        check_name(&grants.identity)?;
+        if let Some(name) = &grants.name {
+            check_name(name)?;
+        }
+        let claims = Claims {
+            iss: self.key.clone(),
+            iat: now_unix_s,
+            exp: now_unix_s.saturating_add(ttl_s),
+            grants: grants.clone(),
+        };
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(self.secret.as_bytes()),
+        )
+        .map_err(|e| AuthError::Malformed(e.to_string()))
+    }
+
+    /// Verifies signature, issuer and expiry; returns the grants.
+    pub fn verify(&self, token: &str, now_unix_s: u64) -> Result<Grants, AuthError> {
+        if token.len() > 4096 {
+            return Err(AuthError::Malformed("token too long".into()));
+        }
+        let mut validation = Validation::new(Algorithm::HS256);
+        // Expiry is checked below against the `now` we were given.
+        validation.validate_exp = false;
+        validation.required_spec_claims.clear();
+        let data = jsonwebtoken::decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(self.secret.as_bytes()),
+            &validation,
+        )
+        .map_err(|e| match e.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => AuthError::BadSignature,
+            _ => AuthError::Malformed(e.to_string()),
+        })?;
+        let claims = data.claims;
+        if claims.iss != self.key {
+            return Err(AuthError::UnknownKey);
+        }
+        if claims.exp <= now_unix_s {
+            return Err(AuthError::Expired);
+        }
+        check_name(&claims.grants.identity)?;
+        Ok(claims.grants)
+    }
+}
+
+fn check_name(s: &str) -> Result<(), AuthError> {
+    if s.trim().is_empty() || s.len() > MAX_NAME_BYTES || s.chars().any(char::is_control) {
+        return Err(AuthError::BadIdentity);
+    }
+    Ok(())
+}
+
+/// Parses durations like `90s`, `15m`, `1h`, `7d` into seconds.
+pub fn parse_ttl(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit())?);
+    let n: u64 = num.parse().ok()?;
+    let mult = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return None,
+    };
+    n.checked_mul(mult)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grants() -> Grants {
+        Grants::for_role(MeetingId::parse("m1").unwrap(), "alice".into(), None, Role::Host)
+    }
+
+    #[test]
+    fn a_token_round_trips() {
+        let key = ApiKey::new("k1", "s3cret");
+        let token = key.create_token(&grants(), 1000, 3600).unwrap();
+        assert_eq!(key.verify(&token, 1001).unwrap(), grants());
+    }
+
+    #[test]
+    fn another_secret_is_rejected() {
+        let token = ApiKey::new("k1", "s3cret").create_token(&grants(), 1000, 60).unwrap();
+        assert_eq!(ApiKey::new("k1", "other").verify(&token, 1001), Err(AuthError::BadSignature));
+        assert_eq!(ApiKey::new("k2", "s3cret").verify(&token, 1001), Err(AuthError::UnknownKey));
+    }
+
+    #[test]
+    fn expiry_uses_the_given_time() {
+        let key = ApiKey::new("k1", "s");
+        let token = key.create_token(&grants(), 1000, 60).unwrap();
+        assert!(key.verify(&token, 1059).is_ok());
+        assert_eq!(key.verify(&token, 1060), Err(AuthError::Expired));
+    }
+
+    #[test]
+    fn garbage_is_malformed_not_a_panic() {
+        let key = ApiKey::new("k1", "s");
+        for bad in ["", "a.b.c", "....", "eyJhbGciOiJub25lIn0.e30.", &"x".repeat(10_000)] {
+            assert!(matches!(key.verify(bad, 0), Err(AuthError::Malformed(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn grants_are_deny_by_default() {
+        let g: Grants = serde_json::from_str(r#"{"meeting":"m","identity":"x","role":"attendee"}"#).unwrap();
+        assert!(!g.publish && !g.subscribe && !g.moderate);
+    }
+
+    #[test]
+    fn ttl_parsing() {
+        assert_eq!(parse_ttl("1h"), Some(3600));
+        assert_eq!(parse_ttl("15m"), Some(900));
+        assert_eq!(parse_ttl("h"), None);
+        assert_eq!(parse_ttl("5y"), None);
+        assert_eq!(parse_ttl("99999999999999999999d"), None);
+    }
+}

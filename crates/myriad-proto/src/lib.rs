@@ -1,0 +1,22 @@
+//! Wire types shared by the server, the web client and the benchmarks.
+//!
+//! Signalling is JSON over WebSocket. Every message is an object with a `type` tag; the client
+//! states the protocol version in `join` and the server answers with its own in `welcome`.
+//! Meeting state reaches clients as sequenced events (`seq` is meeting-wide and monotonic),
+//! batched per tick, so a client can resume from the last `seq` it saw.
+
+mod ids;
+mod signal;
+
+pub use ids::{MeetingId, ParticipantId, Seq, TrackId};
+pub use signal::{
+    ClientMsg, ErrorCode, ForwardingPlan, MeetingEvent, ParticipantInfo, Resume, Role, SeqEvent, ServerMsg,
+    Snapshot, TrackInfo, TrackMid, TrackSource,
+};
+
+/// Version of the signalling protocol spoken by this build.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+/// Largest signalling message a server accepts, in bytes. SDP offers with simulcast are a few
+/// KiB; anything near this limit is abuse.
+pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

@@ -1,0 +1,222 @@
+use serde::{Deserialize, Serialize};
+
+use crate::{MeetingId, ParticipantId, Seq, TrackId};
+
+/// What a participant may do in a meeting. Permissions derive from the role and the grants of
+/// the access token; the server checks them on every action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    Host,
+    Panelist,
+    Attendee,
+}
+
+/// Where a published track comes from; the client declares it when it offers the track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TrackSource {
+    Microphone,
+    Camera,
+    Screen,
+}
+
+impl TrackSource {
+    pub fn is_audio(self) -> bool {
+        matches!(self, TrackSource::Microphone)
+    }
+}
+
+/// Resume a session after the signalling connection dropped.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Resume {
+    pub participant: ParticipantId,
+    pub session_token: String,
+    /// The last event sequence number the client applied.
+    pub last_seq: Seq,
+}
+
+/// A mid in an SDP offer with the meaning the sender gives it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackMid {
+    pub mid: String,
+    /// For a client offer: the source of a track it sends on this mid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<TrackSource>,
+    /// For a server offer: the meeting track the server sends on this mid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub track: Option<TrackId>,
+}
+
+/// Messages from a client to the server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ClientMsg {
+    /// First message on a connection: authenticate with an access token, or resume.
+    Join {
+        v: u32,
+        token: String,
+        #[serde(default)]
+        resume: Option<Resume>,
+    },
+    /// An SDP offer from the client (it publishes or changes what it publishes).
+    Offer { sdp: String, tracks: Vec<TrackMid> },
+    /// The client's answer to the server's last offer.
+    Answer { sdp: String },
+    /// The client muted or unmuted one of its sources.
+    Mute { source: TrackSource, muted: bool },
+    /// How the client shows video: the tallest tile it renders, and whom it pinned.
+    View {
+        max_height: u32,
+        #[serde(default)]
+        pinned: Vec<ParticipantId>,
+    },
+    /// Leave the meeting for good (no resume).
+    Leave,
+    Ping,
+}
+
+/// Messages from the server to a client.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServerMsg {
+    Welcome {
+        v: u32,
+        meeting: MeetingId,
+        you: ParticipantInfo,
+        /// Secret that lets this client resume the session after a disconnect.
+        session_token: String,
+        /// Whether this was a resume of an existing session.
+        resumed: bool,
+        snapshot: Snapshot,
+    },
+    Answer {
+        sdp: String,
+    },
+    Offer {
+        sdp: String,
+        tracks: Vec<TrackMid>,
+    },
+    /// Sequenced meeting events, in order, batched per tick.
+    Events {
+        events: Vec<SeqEvent>,
+    },
+    Error {
+        code: ErrorCode,
+        message: String,
+    },
+    Pong,
+}
+
+/// The meeting state a client starts from; events with `seq` greater than `seq` follow.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub seq: Seq,
+    pub count: u32,
+    /// The people relevant to this client (all of them in a small meeting; publishers and
+    /// hosts in a large one).
+    pub participants: Vec<ParticipantInfo>,
+    pub tracks: Vec<TrackInfo>,
+    pub active_speakers: Vec<ParticipantId>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParticipantInfo {
+    pub id: ParticipantId,
+    pub identity: String,
+    pub name: String,
+    pub role: Role,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrackInfo {
+    pub id: TrackId,
+    pub participant: ParticipantId,
+    pub source: TrackSource,
+    pub muted: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SeqEvent {
+    pub seq: Seq,
+    #[serde(flatten)]
+    pub event: MeetingEvent,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum MeetingEvent {
+    ParticipantJoined { participant: ParticipantInfo },
+    ParticipantLeft { participant: ParticipantId },
+    Count { count: u32 },
+    TrackPublished { track: TrackInfo },
+    TrackUnpublished { track: TrackId },
+    TrackMuted { track: TrackId, muted: bool },
+    ActiveSpeakers { participants: Vec<ParticipantId> },
+    MeetingEnded,
+}
+
+/// What every edge forwards in a meeting, decided by the meeting's coordinator. A subscriber
+/// additionally gets the camera of the people it pinned.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ForwardingPlan {
+    /// Audio tracks to forward: the active and most recent speakers, at most K.
+    pub audio: Vec<TrackId>,
+    /// Video tracks to forward, most important first: screen shares, then last-N speakers.
+    pub video: Vec<TrackId>,
+}
+
+/// Machine-readable error codes; `message` says the same for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    BadMessage,
+    TooLarge,
+    UnsupportedVersion,
+    NotJoined,
+    AlreadyJoined,
+    Unauthorized,
+    TokenExpired,
+    MeetingNotFound,
+    MeetingEnded,
+    Forbidden,
+    InvalidSdp,
+    ResumeFailed,
+    RateLimited,
+    Removed,
+    Internal,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_messages_round_trip_as_tagged_json() {
+        let msg = ClientMsg::Mute {
+            source: TrackSource::Microphone,
+            muted: true,
+        };
+        let json = serde_json::to_string(&msg).unwrap();
+        assert_eq!(json, r#"{"type":"mute","source":"microphone","muted":true}"#);
+        assert_eq!(serde_json::from_str::<ClientMsg>(&json).unwrap(), msg);
+    }
+
+    #[test]
+    fn unknown_types_and_fields_are_rejected() {
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"launch"}"#).is_err());
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"mute","source":"camera","muted":true,"x":1}"#).is_err());
+        assert!(serde_json::from_str::<ClientMsg>(r#"{"token":"a"}"#).is_err());
+    }
+
+    #[test]
+    fn events_flatten_seq_and_kind() {
+        let ev = SeqEvent {
+            seq: Seq(7),
+            event: MeetingEvent::Count { count: 3 },
+        };
+        let json = serde_json::to_string(&ev).unwrap();
+        assert_eq!(json, r#"{"seq":7,"kind":"count","count":3}"#);
+        assert_eq!(serde_json::from_str::<SeqEvent>(&json).unwrap(), ev);
+    }
+}

@@ -1,0 +1,19 @@
+/// Why the meeting refused an input. Each is the client's doing, never a broken invariant.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomError {
+    #[error("the meeting has ended")]
+    MeetingEnded,
+    #[error("the meeting is full")]
+    MeetingFull,
+    #[error("no such session, or the session token does not match")]
+    UnknownSession,
+    #[error("no such participant")]
+    UnknownParticipant,
+    #[error("no such track")]
+    UnknownTrack,
+    #[error("that source is already published")]
+    AlreadyPublished,
+    #[error("forbidden: {0}")]
+    Forbidden(&'static str),
+}

@@ -1,0 +1,21 @@
+//! Sans-IO meeting logic: participants, roles and permissions, sequenced events, active
+//! speakers and the forwarding plan.
+//!
+//! No sockets, no clock, no tasks. The owner feeds inputs (`handle_*`, each with `now`) and,
+//! after any input, drains [`Meeting::poll_output`] until it returns `None`, then sleeps until
+//! [`Meeting::poll_timeout`] (calling [`Meeting::handle_timeout`] then) or the next input.
+
+mod error;
+mod meeting;
+mod plan;
+mod speaker;
+
+pub use error::RoomError;
+pub use meeting::{
+    Actor, EndReason, JoinRequest, Meeting, MeetingConfig, Output, Permissions, ResumeFrom,
+};
+pub use plan::plan_forwarding;
+pub use speaker::{SpeakerConfig, SpeakerDetector};
+
+#[cfg(test)]
+mod tests;

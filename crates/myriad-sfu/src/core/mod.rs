@@ -1,0 +1,782 @@
+//! The sans-IO SFU: many `str0m` peers behind one UDP socket, grouped by meeting, forwarding
+//! what each meeting's plan and each subscriber's view select.
+//!
+//! Contract (as in `str0m`): after any input (`add_peer`, `handle_*`, commands), drain
+//! [`Sfu::poll_output`] until `None`, then wait for a datagram, a command or
+//! [`Sfu::poll_timeout`], whichever comes first. The core never reads the clock.
+
+mod demux;
+mod forward;
+mod layers;
+mod peer;
+
+use std::collections::{HashMap, VecDeque};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
+use str0m::bwe::{Bitrate, BweKind};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
+use str0m::net::{Protocol, Receive, Transmit};
+use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, RtcConfig};
+
+pub use demux::{stun_local_ufrag, Demux};
+pub use forward::{Decision, Forwarder, Layer};
+pub use layers::{choose_layers, vp8_keyframe_size, LayerDemand, LayerInfo};
+use peer::{InTrack, LayerStat, OutState, OutTrack, Peer, View};
+
+/// A peer connection handled by this SFU; allocated by the caller, unique per process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SfuError {
+    #[error("invalid SDP: {0}")]
+    Sdp(String),
+    #[error("no such peer")]
+    UnknownPeer,
+    #[error("peer exists already")]
+    PeerExists,
+    #[error("no server offer is waiting for an answer")]
+    NoOfferPending,
+    #[error("this SFU is full ({0} peers)")]
+    Full(usize),
+}
+
+#[derive(Debug, Clone)]
+pub struct SfuConfig {
+    /// The address clients send media to (the UDP socket's public address).
+    pub public_addr: SocketAddr,
+    pub max_peers: usize,
+    pub initial_bitrate_bps: u64,
+    /// What downlink BWE probes towards.
+    pub desired_bitrate_bps: u64,
+    /// One upstream key frame request per (track, layer) per interval at most.
+    pub keyframe_request_interval: Duration,
+    pub level_report_interval: Duration,
+    pub layer_interval: Duration,
+    /// A layer not seen for this long counts as stopped by its publisher.
+    pub layer_idle: Duration,
+}
+
+impl SfuConfig {
+    pub fn new(public_addr: SocketAddr) -> Self {
+        Self {
+            public_addr,
+            max_peers: 2000,
+            initial_bitrate_bps: 1_000_000,
+            desired_bitrate_bps: 3_000_000,
+            keyframe_request_interval: Duration::from_millis(300),
+            level_report_interval: Duration::from_millis(100),
+            layer_interval: Duration::from_millis(500),
+            layer_idle: Duration::from_millis(1500),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub enum Output {
+    Transmit(Transmit),
+    Event(SfuEvent),
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum SfuEvent {
+    /// The peer's offer added a track it sends; the meeting decides whether to accept it.
+    TrackAdded {
+        peer: PeerId,
+        meeting: MeetingId,
+        participant: ParticipantId,
+        mid: String,
+        source: TrackSource,
+    },
+    /// A server offer to send to the client (new or removed tracks to receive).
+    Offer {
+        peer: PeerId,
+        sdp: String,
+        tracks: Vec<TrackMid>,
+    },
+    /// Loudest audio level per participant over the last report interval, in dBov.
+    AudioLevels {
+        meeting: MeetingId,
+        levels: Vec<(ParticipantId, f32)>,
+    },
+    /// The peer's media connection is gone (ICE consent lost or DTLS closed).
+    PeerClosed { peer: PeerId, reason: String },
+}
+
+/// A track published in a meeting on this SFU.
+#[derive(Debug, Clone)]
+struct Published {
+    peer: PeerId,
+    mid: Mid,
+    participant: ParticipantId,
+    source: TrackSource,
+    kind: MediaKind,
+}
+
+#[derive(Debug, Default)]
+struct Room {
+    peers: Vec<PeerId>,
+    plan: ForwardingPlan,
+    tracks: HashMap<TrackId, Published>,
+}
+
+/// Audio needs no layer choice, but leaves less room for video.
+const AUDIO_ALLOWANCE_BPS: u64 = 64_000;
+
+pub struct Sfu {
+    config: SfuConfig,
+    peers: HashMap<PeerId, Peer>,
+    rooms: HashMap<MeetingId, Room>,
+    demux: Demux,
+    outputs: VecDeque<Output>,
+    /// Peers whose `Rtc` got input and must be polled.
+    dirty: Vec<PeerId>,
+    next_level_report: Option<Instant>,
+    next_layer_pass: Option<Instant>,
+}
+
+impl Sfu {
+    pub fn new(config: SfuConfig) -> Self {
+        Self {
+            config,
+            peers: HashMap::new(),
+            rooms: HashMap::new(),
+            demux: Demux::default(),
+            outputs: VecDeque::new(),
+            dirty: Vec::new(),
+            next_level_report: None,
+            next_layer_pass: None,
+        }
+    }
+
+    pub fn peer_count(&self) -> usize {
+        self.peers.len()
+    }
+
+    /// A participant connects with its first offer; returns the answer.
+    pub fn add_peer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        meeting: MeetingId,
+        participant: ParticipantId,
+        offer: &str,
+        tracks: &[TrackMid],
+    ) -> Result<String, SfuError> {
+        if self.peers.contains_key(&id) {
+            return Err(SfuError::PeerExists);
+        }
+        if self.peers.len() >= self.config.max_peers {
+            return Err(SfuError::Full(self.config.max_peers));
+        }
+        let offer = parse_offer(offer)?;
+        let creds = IceCreds::new();
+        let mut rtc = RtcConfig::new()
+            .set_ice_lite(true)
+            .set_local_ice_credentials(creds.clone())
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .enable_bwe(Some(Bitrate::bps(self.config.initial_bitrate_bps)))
+            .build(now);
+        let candidate = Candidate::host(self.config.public_addr, "udp")
+            .map_err(|e| SfuError::Sdp(format!("bad public address: {e}")))?;
+        rtc.add_local_candidate(candidate);
+        rtc.bwe().set_bitrate(
+            Bitrate::bps(0),
+            Bitrate::bps(self.config.desired_bitrate_bps),
+        );
+        let mut peer = Peer::new(
+            meeting.clone(),
+            participant,
+            rtc,
+            creds.ufrag.clone(),
+            now,
+            self.config.initial_bitrate_bps,
+        );
+        peer.declare(tracks);
+        let answer = peer.accept_offer(offer)?;
+
+        // Everything already published in the meeting is offered to the newcomer.
+        let room = self.rooms.entry(meeting).or_default();
+        for (track, p) in &room.tracks {
+            peer.outs.push(OutTrack {
+                track: *track,
+                kind: p.kind,
+                publisher: p.participant,
+                state: OutState::ToOpen,
+                removed: false,
+                fwd: Forwarder::default(),
+            });
+        }
+        room.peers.push(id);
+        self.demux.add_peer(&creds.ufrag, id);
+        self.peers.insert(id, peer);
+        self.dirty.push(id);
+        self.schedule_ticks(now);
+        Ok(answer.to_sdp_string())
+    }
+
+    /// A later offer from the client (it publishes more or less).
+    pub fn handle_offer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        offer: &str,
+        tracks: &[TrackMid],
+    ) -> Result<String, SfuError> {
+        let offer = parse_offer(offer)?;
+        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        peer.declare(tracks);
+        let answer = peer.accept_offer(offer)?;
+        self.dirty.push(id);
+        self.drain(now);
+        Ok(answer.to_sdp_string())
+    }
+
+    pub fn handle_answer(&mut self, now: Instant, id: PeerId, answer: &str) -> Result<(), SfuError> {
+        let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| SfuError::Sdp(e.to_string()))?;
+        let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
+        peer.accept_answer(answer)?;
+        self.dirty.push(id);
+        self.layer_pass(now);
+        self.drain(now);
+        Ok(())
+    }
+
+    /// The meeting accepted a published track under this id: offer it to everyone else.
+    pub fn bind_track(&mut self, now: Instant, id: PeerId, mid: &str, track: TrackId) {
+        let mid = Mid::from(mid);
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Some(input) = peer.ins.get_mut(&mid) else {
+            return;
+        };
+        input.track = Some(track);
+        let published = Published {
+            peer: id,
+            mid,
+            participant: peer.participant,
+            source: input.source,
+            kind: input.kind,
+        };
+        let Some(room) = self.rooms.get_mut(&peer.meeting) else {
+            return;
+        };
+        for other in &room.peers {
+            if *other == id {
+                continue;
+            }
+            if let Some(sub) = self.peers.get_mut(other) {
+                sub.outs.push(OutTrack {
+                    track,
+                    kind: published.kind,
+                    publisher: published.participant,
+                    state: OutState::ToOpen,
+                    removed: false,
+                    fwd: Forwarder::default(),
+                });
+                self.dirty.push(*other);
+            }
+        }
+        room.tracks.insert(track, published);
+        self.drain(now);
+    }
+
+    /// A track left the meeting: stop its m-line at every subscriber.
+    pub fn unbind_track(&mut self, now: Instant, meeting: &MeetingId, track: TrackId) {
+        let Some(room) = self.rooms.get_mut(meeting) else {
+            return;
+        };
+        let Some(published) = room.tracks.remove(&track) else {
+            return;
+        };
+        if let Some(p) = self.peers.get_mut(&published.peer) {
+            if let Some(input) = p.ins.get_mut(&published.mid) {
+                input.track = None;
+            }
+        }
+        for other in &room.peers {
+            if let Some(sub) = self.peers.get_mut(other) {
+                if let Some(out) = sub.outs.iter_mut().find(|o| o.track == track) {
+                    out.removed = true;
+                    out.fwd.set_target(None);
+                    self.dirty.push(*other);
+                }
+            }
+        }
+        self.drain(now);
+    }
+
+    pub fn set_plan(&mut self, now: Instant, meeting: &MeetingId, plan: ForwardingPlan) {
+        if let Some(room) = self.rooms.get_mut(meeting) {
+            room.plan = plan;
+            self.layer_pass(now);
+            self.drain(now);
+        }
+    }
+
+    pub fn set_view(&mut self, now: Instant, id: PeerId, max_height: u32, pinned: Vec<ParticipantId>) {
+        if let Some(peer) = self.peers.get_mut(&id) {
+            peer.view = View {
+                max_height: max_height.clamp(90, 2160),
+                pinned: pinned.into_iter().take(16).collect(),
+            };
+            self.layer_pass(now);
+            self.drain(now);
+        }
+    }
+
+    pub fn remove_peer(&mut self, now: Instant, id: PeerId) {
+        let Some(mut peer) = self.peers.remove(&id) else {
+            return;
+        };
+        peer.rtc.disconnect();
+        self.demux.remove_peer(&peer.ufrag, &peer.addrs);
+        let meeting = peer.meeting.clone();
+        let own: Vec<TrackId> = peer.ins.values().filter_map(|t| t.track).collect();
+        if let Some(room) = self.rooms.get_mut(&meeting) {
+            room.peers.retain(|p| *p != id);
+        }
+        for track in own {
+            self.unbind_track(now, &meeting, track);
+        }
+        if self.rooms.get(&meeting).is_some_and(|r| r.peers.is_empty()) {
+            self.rooms.remove(&meeting);
+        }
+        self.dirty.retain(|p| *p != id);
+    }
+
+    /// One datagram from the socket.
+    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, buf: &[u8]) {
+        let Some((id, via_stun)) = self.demux.route(source, buf) else {
+            return;
+        };
+        let Some(peer) = self.peers.get_mut(&id) else {
+            return;
+        };
+        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, buf) else {
+            return;
+        };
+        let input = Input::Receive(now, receive);
+        if !peer.rtc.accepts(&input) {
+            return;
+        }
+        if via_stun && !peer.addrs.contains(&source) && peer.addrs.len() < 8 {
+            peer.addrs.push(source);
+            self.demux.learn_addr(source, id);
+        }
+        if let Err(e) = peer.rtc.handle_input(input) {
+            tracing::debug!(peer = id.0, "input rejected: {e}");
+        }
+        self.dirty.push(id);
+        self.drain(now);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for (id, peer) in self.peers.iter_mut() {
+            if peer.timeout <= now {
+                if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                    tracing::debug!(peer = id.0, "timeout input failed: {e}");
+                }
+                self.dirty.push(*id);
+            }
+        }
+        if self.next_level_report.is_some_and(|t| t <= now) {
+            self.report_levels();
+            self.next_level_report = Some(now + self.config.level_report_interval);
+        }
+        if self.next_layer_pass.is_some_and(|t| t <= now) {
+            self.update_layer_stats(now);
+            self.layer_pass(now);
+            self.next_layer_pass = Some(now + self.config.layer_interval);
+        }
+        if self.peers.is_empty() {
+            self.next_level_report = None;
+            self.next_layer_pass = None;
+        }
+        self.drain(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        let peers = self.peers.values().map(|p| p.timeout).min();
+        [peers, self.next_level_report, self.next_layer_pass]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    fn schedule_ticks(&mut self, now: Instant) {
+        self.next_level_report
+            .get_or_insert(now + self.config.level_report_interval);
+        self.next_layer_pass
+            .get_or_insert(now + self.config.layer_interval);
+    }
+
+    /// Polls every dirty peer to its timeout, handling the events that come out.
+    fn drain(&mut self, now: Instant) {
+        while let Some(id) = self.dirty.pop() {
+            let mut closed = None;
+            let mut media = Vec::new();
+            let mut keyframe_wanted = Vec::new();
+            {
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    continue;
+                };
+                if let Some((offer, tracks)) = peer.negotiate() {
+                    self.outputs.push_back(Output::Event(SfuEvent::Offer {
+                        peer: id,
+                        sdp: offer.to_sdp_string(),
+                        tracks,
+                    }));
+                }
+                loop {
+                    if !peer.rtc.is_alive() {
+                        closed.get_or_insert_with(|| "connection closed".to_owned());
+                        break;
+                    }
+                    let out = match peer.rtc.poll_output() {
+                        Ok(o) => o,
+                        Err(e) => {
+                            closed = Some(format!("media error: {e}"));
+                            break;
+                        }
+                    };
+                    match out {
+                        RtcOutput::Timeout(t) => {
+                            peer.timeout = t;
+                            break;
+                        }
+                        RtcOutput::Transmit(t) => self.outputs.push_back(Output::Transmit(t)),
+                        RtcOutput::Event(ev) => match ev {
+                            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                                closed = Some("ICE disconnected".to_owned());
+                            }
+                            Event::Closed => closed = Some("DTLS closed".to_owned()),
+                            Event::MediaAdded(added) if added.direction == Direction::RecvOnly => {
+                                let source = peer.declared.get(&*added.mid).copied().unwrap_or(
+                                    match added.kind {
+                                        MediaKind::Audio => TrackSource::Microphone,
+                                        MediaKind::Video => TrackSource::Camera,
+                                    },
+                                );
+                                peer.ins.insert(
+                                    added.mid,
+                                    InTrack {
+                                        kind: added.kind,
+                                        source,
+                                        track: None,
+                                        layers: Vec::new(),
+                                        stats_since: now,
+                                    },
+                                );
+                                self.outputs.push_back(Output::Event(SfuEvent::TrackAdded {
+                                    peer: id,
+                                    meeting: peer.meeting.clone(),
+                                    participant: peer.participant,
+                                    mid: added.mid.to_string(),
+                                    source,
+                                }));
+                            }
+                            Event::MediaData(data) => media.push(data),
+                            Event::KeyframeRequest(req) => {
+                                if let Some(out) = peer.outs.iter().find(|o| {
+                                    matches!(o.state, OutState::Open(m) if m == req.mid)
+                                }) {
+                                    if let Some(layer) = out.fwd.current() {
+                                        keyframe_wanted.push((out.track, layer));
+                                    }
+                                }
+                            }
+                            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                                peer.bwe_bps = estimate.as_u64();
+                            }
+                            _ => {}
+                        },
+                    }
+                }
+            }
+            if let Some(reason) = closed {
+                self.outputs
+                    .push_back(Output::Event(SfuEvent::PeerClosed { peer: id, reason }));
+                self.remove_peer(now, id);
+                continue;
+            }
+            let meeting = self.peers.get(&id).map(|p| p.meeting.clone());
+            if let Some(meeting) = meeting {
+                for (track, layer) in keyframe_wanted {
+                    self.request_keyframe(now, &meeting, track, layer);
+                }
+            }
+            for data in media {
+                self.forward(now, id, data);
+            }
+        }
+    }
+
+    /// Forwards one frame from a publisher to the subscribers that should get it.
+    fn forward(&mut self, now: Instant, from: PeerId, data: MediaData) {
+        let Some(publisher) = self.peers.get_mut(&from) else {
+            return;
+        };
+        let Some(input) = publisher.ins.get_mut(&data.mid) else {
+            return;
+        };
+        let Some(track) = input.track else {
+            return;
+        };
+        let is_audio = input.kind == MediaKind::Audio;
+        let keyframe = !is_audio && data.is_keyframe();
+        let layer = data.rid;
+        let idx = match input.layers.iter().position(|l| l.layer == layer) {
+            Some(i) => i,
+            None if input.layers.len() < 4 => {
+                input.layers.push(LayerStat {
+                    layer,
+                    bytes: 0,
+                    bitrate_bps: 0,
+                    height: 0,
+                    last_seen: now,
+                    keyframe_requested: None,
+                });
+                input.layers.len() - 1
+            }
+            // More than three simulcast layers: not from a client we serve.
+            None => return,
+        };
+        let stat = &mut input.layers[idx];
+        stat.bytes += data.data.len() as u64;
+        stat.last_seen = now;
+        if let Some((_, h)) = keyframe.then(|| vp8_keyframe_size(&data.data)).flatten() {
+            stat.height = h as u32;
+        }
+        if is_audio {
+            if let Some(level) = data.ext_vals.audio_level {
+                publisher.level_dbov = Some(publisher.level_dbov.map_or(level, |l| l.max(level)));
+            }
+        }
+        let meeting = publisher.meeting.clone();
+        if !is_audio && !data.contiguous {
+            self.request_keyframe(now, &meeting, track, layer);
+        }
+        let Some(room) = self.rooms.get(&meeting) else {
+            return;
+        };
+        let clock_hz = data.time.frequency().get();
+        let mut wanted = Vec::new();
+        for sub_id in &room.peers {
+            if *sub_id == from {
+                continue;
+            }
+            let Some(sub) = self.peers.get_mut(sub_id) else {
+                continue;
+            };
+            let Some(out) = sub.outs.iter_mut().find(|o| o.track == track && !o.removed) else {
+                continue;
+            };
+            let OutState::Open(mid) = out.state else {
+                continue;
+            };
+            match out.fwd.on_media(layer, is_audio || keyframe, data.time.numer(), clock_hz, now) {
+                Decision::Forward(time) => {
+                    let Some(writer) = sub.rtc.writer(mid) else {
+                        continue;
+                    };
+                    let Some(pt) = writer.match_params(data.params) else {
+                        continue;
+                    };
+                    let time = MediaTime::new(time, data.time.frequency());
+                    if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
+                        tracing::debug!(peer = sub_id.0, "write failed: {e}");
+                    }
+                    self.dirty.push(*sub_id);
+                }
+                Decision::NeedKeyframe(l) => wanted.push(l),
+                Decision::Drop => {}
+            }
+        }
+        wanted.dedup();
+        for l in wanted {
+            self.request_keyframe(now, &meeting, track, l);
+        }
+    }
+
+    /// Asks the publisher for a key frame on one layer, at most once per interval whatever
+    /// the number of subscribers asking.
+    fn request_keyframe(&mut self, now: Instant, meeting: &MeetingId, track: TrackId, layer: Layer) {
+        let Some(published) = self.rooms.get(meeting).and_then(|r| r.tracks.get(&track)) else {
+            return;
+        };
+        if published.kind != MediaKind::Video {
+            return;
+        }
+        let (peer_id, mid) = (published.peer, published.mid);
+        let Some(peer) = self.peers.get_mut(&peer_id) else {
+            return;
+        };
+        let Some(stat) = peer
+            .ins
+            .get_mut(&mid)
+            .and_then(|i| i.layers.iter_mut().find(|l| l.layer == layer))
+        else {
+            return;
+        };
+        if stat
+            .keyframe_requested
+            .is_some_and(|t| now.saturating_duration_since(t) < self.config.keyframe_request_interval)
+        {
+            return;
+        }
+        stat.keyframe_requested = Some(now);
+        if let Some(mut writer) = peer.rtc.writer(mid) {
+            if let Err(e) = writer.request_keyframe(layer, KeyframeRequestKind::Pli) {
+                tracing::debug!(peer = peer_id.0, "key frame request failed: {e}");
+            }
+            self.dirty.push(peer_id);
+        }
+    }
+
+    fn report_levels(&mut self) {
+        for (meeting, room) in &self.rooms {
+            let mut levels = Vec::new();
+            for id in &room.peers {
+                if let Some(peer) = self.peers.get_mut(id) {
+                    if let Some(level) = peer.level_dbov.take() {
+                        levels.push((peer.participant, level as f32));
+                    }
+                }
+            }
+            if !levels.is_empty() {
+                self.outputs.push_back(Output::Event(SfuEvent::AudioLevels {
+                    meeting: meeting.clone(),
+                    levels,
+                }));
+            }
+        }
+    }
+
+    fn update_layer_stats(&mut self, now: Instant) {
+        for peer in self.peers.values_mut() {
+            for input in peer.ins.values_mut() {
+                let elapsed = now.saturating_duration_since(input.stats_since).as_secs_f64();
+                if elapsed <= 0.0 {
+                    continue;
+                }
+                for l in &mut input.layers {
+                    let bps = (l.bytes as f64 * 8.0 / elapsed) as u64;
+                    // Smooth, so one large key frame does not swing the choice.
+                    l.bitrate_bps = if l.bitrate_bps == 0 { bps } else { (l.bitrate_bps + bps) / 2 };
+                    l.bytes = 0;
+                }
+                input.stats_since = now;
+            }
+        }
+    }
+
+    /// Re-decides, for every subscriber, which tracks it gets and at which layer.
+    fn layer_pass(&mut self, now: Instant) {
+        let idle = self.config.layer_idle;
+        let mut keyframes = Vec::new();
+        for (meeting, room) in &self.rooms {
+            // Active layers per published track, lowest bitrate first.
+            let layers: HashMap<TrackId, Vec<(Layer, LayerInfo)>> = room
+                .tracks
+                .iter()
+                .filter_map(|(track, p)| {
+                    let input = self.peers.get(&p.peer)?.ins.get(&p.mid)?;
+                    let mut ls: Vec<(Layer, LayerInfo)> = input
+                        .layers
+                        .iter()
+                        .filter(|l| now.saturating_duration_since(l.last_seen) < idle)
+                        .map(|l| {
+                            (l.layer, LayerInfo { bitrate_bps: l.bitrate_bps, height: l.height })
+                        })
+                        .collect();
+                    ls.sort_by_key(|(_, info)| (info.bitrate_bps, info.height));
+                    Some((*track, ls))
+                })
+                .collect();
+            for sub_id in &room.peers {
+                let Some(sub) = self.peers.get_mut(sub_id) else {
+                    continue;
+                };
+                let pinned_cameras = room.tracks.iter().filter(|(_, p)| {
+                    p.source == TrackSource::Camera && sub.view.pinned.contains(&p.participant)
+                });
+                let mut video: Vec<TrackId> = pinned_cameras.map(|(t, _)| *t).collect();
+                video.sort();
+                for t in &room.plan.video {
+                    if !video.contains(t) {
+                        video.push(*t);
+                    }
+                }
+                video.retain(|t| room.tracks.get(t).is_some_and(|p| p.peer != *sub_id));
+                let empty = Vec::new();
+                let tracks_layers: Vec<&Vec<(Layer, LayerInfo)>> =
+                    video.iter().map(|t| layers.get(t).unwrap_or(&empty)).collect();
+                let infos: Vec<Vec<LayerInfo>> = tracks_layers
+                    .iter()
+                    .map(|ls| ls.iter().map(|(_, i)| *i).collect())
+                    .collect();
+                let demands: Vec<LayerDemand<'_>> = infos
+                    .iter()
+                    .map(|ls| LayerDemand { layers: ls, max_height: sub.view.max_height })
+                    .collect();
+                let audio_count = room.plan.audio.len() as u64;
+                let budget = sub.bwe_bps.saturating_sub(audio_count * AUDIO_ALLOWANCE_BPS);
+                let choice = choose_layers(&demands, budget);
+
+                for out in sub.outs.iter_mut().filter(|o| !o.removed) {
+                    let target = if out.kind == MediaKind::Audio {
+                        room.plan.audio.contains(&out.track).then_some(None)
+                    } else {
+                        video.iter().position(|t| *t == out.track).and_then(|i| {
+                            choice[i].map(|c| tracks_layers[i][c].0)
+                        })
+                    };
+                    if out.fwd.target() != target && out.fwd.set_target(target) {
+                        if let Some(layer) = target {
+                            keyframes.push((meeting.clone(), out.track, layer));
+                        }
+                    }
+                }
+            }
+        }
+        for (meeting, track, layer) in keyframes {
+            self.request_keyframe(now, &meeting, track, layer);
+        }
+    }
+}
+
+fn parse_offer(sdp: &str) -> Result<SdpOffer, SfuError> {
+    if sdp.len() > myriad_proto::MAX_MESSAGE_BYTES {
+        return Err(SfuError::Sdp("offer too large".into()));
+    }
+    SdpOffer::from_sdp_string(sdp).map_err(|e| SfuError::Sdp(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn garbage_offers_are_errors() {
+        let mut sfu = Sfu::new(SfuConfig::new("127.0.0.1:9".parse().unwrap()));
+        let m = MeetingId::parse("m").unwrap();
+        for bad in ["", "v=0", "hello\r\nworld", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"] {
+            assert!(sfu
+                .add_peer(Instant::now(), PeerId(1), m.clone(), ParticipantId(1), bad, &[])
+                .is_err());
+        }
+        assert_eq!(sfu.peer_count(), 0);
+    }
+}

@@ -1,0 +1,208 @@
+//! One participant's WebRTC connection: its `Rtc`, what it publishes, what it receives, and
+//! the server side of SDP renegotiation.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::Instant;
+
+use myriad_proto::{MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::media::{Direction, MediaKind, Mid};
+use str0m::Rtc;
+
+use super::forward::{Forwarder, Layer};
+use super::SfuError;
+
+/// A track this peer publishes.
+#[derive(Debug)]
+pub struct InTrack {
+    pub kind: MediaKind,
+    pub source: TrackSource,
+    /// Set once the meeting accepted the publication.
+    pub track: Option<TrackId>,
+    pub layers: Vec<LayerStat>,
+    /// Bytes per layer are turned into bitrates at each layer pass.
+    pub stats_since: Instant,
+}
+
+#[derive(Debug, Clone)]
+pub struct LayerStat {
+    pub layer: Layer,
+    pub bytes: u64,
+    pub bitrate_bps: u64,
+    pub height: u32,
+    pub last_seen: Instant,
+    /// Last upstream key frame request for this layer (coalescing).
+    pub keyframe_requested: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OutState {
+    ToOpen,
+    Negotiating(Mid),
+    Open(Mid),
+    ToStop(Mid),
+    NegotiatingStop(Mid),
+}
+
+/// A meeting track this peer may receive.
+#[derive(Debug)]
+pub struct OutTrack {
+    pub track: TrackId,
+    pub kind: MediaKind,
+    pub publisher: ParticipantId,
+    pub state: OutState,
+    /// The track was unpublished; stop its m-line once negotiation allows.
+    pub removed: bool,
+    pub fwd: Forwarder,
+}
+
+/// What the subscriber shows.
+#[derive(Debug, Clone)]
+pub struct View {
+    pub max_height: u32,
+    pub pinned: Vec<ParticipantId>,
+}
+
+pub struct Peer {
+    pub meeting: MeetingId,
+    pub participant: ParticipantId,
+    pub rtc: Rtc,
+    pub ufrag: String,
+    pub addrs: Vec<SocketAddr>,
+    pub timeout: Instant,
+    /// Sources the client declared per mid in its offers.
+    pub declared: HashMap<String, TrackSource>,
+    pub ins: HashMap<Mid, InTrack>,
+    pub outs: Vec<OutTrack>,
+    pending: Option<SdpPendingOffer>,
+    pub view: View,
+    pub bwe_bps: u64,
+    /// Loudest audio level (dBov) since the last report.
+    pub level_dbov: Option<i8>,
+}
+
+impl Peer {
+    pub fn new(
+        meeting: MeetingId,
+        participant: ParticipantId,
+        rtc: Rtc,
+        ufrag: String,
+        now: Instant,
+        bwe_bps: u64,
+    ) -> Self {
+        Self {
+            meeting,
+            participant,
+            rtc,
+            ufrag,
+            addrs: Vec::new(),
+            timeout: now,
+            declared: HashMap::new(),
+            ins: HashMap::new(),
+            outs: Vec::new(),
+            pending: None,
+            view: View {
+                max_height: 360,
+                pinned: Vec::new(),
+            },
+            bwe_bps,
+            level_dbov: None,
+        }
+    }
+
+    pub fn declare(&mut self, tracks: &[TrackMid]) {
+        for t in tracks {
+            if let Some(source) = t.source {
+                if self.declared.len() < MAX_DECLARED || self.declared.contains_key(&t.mid) {
+                    self.declared.insert(t.mid.clone(), source);
+                }
+            }
+        }
+    }
+
+    /// The client offers (it changed what it publishes). Any server offer in flight is
+    /// abandoned (the server is the polite side) and redone after this answer.
+    pub fn accept_offer(&mut self, offer: SdpOffer) -> Result<SdpAnswer, SfuError> {
+        let answer = self
+            .rtc
+            .sdp_api()
+            .accept_offer(offer)
+            .map_err(|e| SfuError::Sdp(e.to_string()))?;
+        if self.pending.take().is_some() {
+            for out in &mut self.outs {
+                out.state = match out.state {
+                    OutState::Negotiating(_) => OutState::ToOpen,
+                    OutState::NegotiatingStop(m) => OutState::ToStop(m),
+                    s => s,
+                };
+            }
+        }
+        Ok(answer)
+    }
+
+    pub fn accept_answer(&mut self, answer: SdpAnswer) -> Result<(), SfuError> {
+        let pending = self.pending.take().ok_or(SfuError::NoOfferPending)?;
+        self.rtc
+            .sdp_api()
+            .accept_answer(pending, answer)
+            .map_err(|e| SfuError::Sdp(e.to_string()))?;
+        self.outs
+            .retain(|o| !matches!(o.state, OutState::NegotiatingStop(_)));
+        for out in &mut self.outs {
+            if let OutState::Negotiating(m) = out.state {
+                out.state = OutState::Open(m);
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates a server offer for tracks to add or stop, unless one is in flight.
+    pub fn negotiate(&mut self) -> Option<(SdpOffer, Vec<TrackMid>)> {
+        if self.pending.is_some() {
+            return None;
+        }
+        self.outs
+            .retain(|o| !(o.removed && o.state == OutState::ToOpen));
+        let mut change = self.rtc.sdp_api();
+        let mut mids = Vec::new();
+        for out in &mut self.outs {
+            match out.state {
+                OutState::Open(m) if out.removed => {
+                    change.stop_media(m);
+                    out.state = OutState::NegotiatingStop(m);
+                }
+                OutState::ToStop(m) => {
+                    change.stop_media(m);
+                    out.state = OutState::NegotiatingStop(m);
+                }
+                OutState::ToOpen => {
+                    let mid = change.add_media(
+                        out.kind,
+                        Direction::SendOnly,
+                        Some(format!("p{}", out.publisher)),
+                        Some(format!("t{}", out.track)),
+                        None,
+                    );
+                    out.state = OutState::Negotiating(mid);
+                    mids.push(TrackMid {
+                        mid: mid.to_string(),
+                        source: None,
+                        track: Some(out.track),
+                    });
+                }
+                _ => {}
+            }
+        }
+        if !change.has_changes() {
+            return None;
+        }
+        let (offer, pending) = change.apply()?;
+        self.pending = Some(pending);
+        Some((offer, mids))
+    }
+}
+}
+
+/// A client may declare at most this many sources (a few per kind is all a client needs).
+const MAX_DECLARED: usize = 16;

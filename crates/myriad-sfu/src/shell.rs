@@ -1,0 +1,338 @@
+//! The tokio shell around [`crate::core::Sfu`]: one task owns the UDP socket and the core; the
+//! rest of the process talks to it through [`SfuHandle`] commands and receives events on the
+//! channels it registered (one per meeting, one per peer).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
+use tokio::net::UdpSocket;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::core::{Output, PeerId, Sfu, SfuConfig, SfuError, SfuEvent};
+
+/// Events for a meeting's coordinator.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RoomEvent {
+    TrackAdded {
+        peer: PeerId,
+        participant: ParticipantId,
+        mid: String,
+        source: TrackSource,
+    },
+    AudioLevels(Vec<(ParticipantId, f32)>),
+}
+
+/// Events for one participant's signalling session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PeerEvent {
+    Offer { sdp: String, tracks: Vec<TrackMid> },
+    Closed { reason: String },
+}
+
+type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
+
+enum Command {
+    OpenRoom {
+        meeting: MeetingId,
+        events: mpsc::Sender<RoomEvent>,
+    },
+    CloseRoom {
+        meeting: MeetingId,
+    },
+    AddPeer {
+        id: PeerId,
+        meeting: MeetingId,
+        participant: ParticipantId,
+        offer: String,
+        tracks: Vec<TrackMid>,
+        events: mpsc::Sender<PeerEvent>,
+        reply: Reply<String>,
+    },
+    Offer {
+        id: PeerId,
+        sdp: String,
+        tracks: Vec<TrackMid>,
+        reply: Reply<String>,
+    },
+    Answer {
+        id: PeerId,
+        sdp: String,
+        reply: Reply<()>,
+    },
+    BindTrack {
+        id: PeerId,
+        mid: String,
+        track: TrackId,
+    },
+    UnbindTrack {
+        meeting: MeetingId,
+        track: TrackId,
+    },
+    Plan {
+        meeting: MeetingId,
+        plan: ForwardingPlan,
+    },
+    View {
+        id: PeerId,
+        max_height: u32,
+        pinned: Vec<ParticipantId>,
+    },
+    RemovePeer {
+        id: PeerId,
+    },
+}
+
+/// Cheap to clone; every method is a message to the SFU task.
+#[derive(Clone)]
+pub struct SfuHandle {
+    commands: mpsc::Sender<Command>,
+    local_addr: SocketAddr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ShellError {
+    #[error("the media task has stopped")]
+    Stopped,
+    #[error(transparent)]
+    Sfu(#[from] SfuError),
+}
+
+impl SfuHandle {
+    /// Binds the UDP socket and starts the media task. `public_addr` is what clients are told
+    /// to send to (defaults to the bound address).
+    pub async fn start(bind: SocketAddr, public_addr: Option<SocketAddr>) -> std::io::Result<Self> {
+        let socket = UdpSocket::bind(bind).await?;
+        let local_addr = socket.local_addr()?;
+        let public = public_addr.unwrap_or(local_addr);
+        let (commands, rx) = mpsc::channel(1024);
+        let sfu = Sfu::new(SfuConfig::new(public));
+        tokio::spawn(run(socket, sfu, rx));
+        tracing::info!(%local_addr, %public, "media socket bound");
+        Ok(Self {
+            commands,
+            local_addr,
+        })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    async fn send(&self, cmd: Command) -> Result<(), ShellError> {
+        self.commands.send(cmd).await.map_err(|_| ShellError::Stopped)
+    }
+
+    async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ShellError> {
+        let (tx, rx) = oneshot::channel();
+        self.send(make(tx)).await?;
+        Ok(rx.await.map_err(|_| ShellError::Stopped)??)
+    }
+
+    pub async fn open_room(&self, meeting: MeetingId, events: mpsc::Sender<RoomEvent>) -> Result<(), ShellError> {
+        self.send(Command::OpenRoom { meeting, events }).await
+    }
+
+    pub async fn close_room(&self, meeting: MeetingId) -> Result<(), ShellError> {
+        self.send(Command::CloseRoom { meeting }).await
+    }
+
+    pub async fn add_peer(
+        &self,
+        id: PeerId,
+        meeting: MeetingId,
+        participant: ParticipantId,
+        offer: String,
+        tracks: Vec<TrackMid>,
+        events: mpsc::Sender<PeerEvent>,
+    ) -> Result<String, ShellError> {
+        self.ask(|reply| Command::AddPeer {
+            id,
+            meeting,
+            participant,
+            offer,
+            tracks,
+            events,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn offer(&self, id: PeerId, sdp: String, tracks: Vec<TrackMid>) -> Result<String, ShellError> {
+        self.ask(|reply| Command::Offer { id, sdp, tracks, reply }).await
+    }
+
+    pub async fn answer(&self, id: PeerId, sdp: String) -> Result<(), ShellError> {
+        self.ask(|reply| Command::Answer { id, sdp, reply }).await
+    }
+
+    pub async fn bind_track(&self, id: PeerId, mid: String, track: TrackId) -> Result<(), ShellError> {
+        self.send(Command::BindTrack { id, mid, track }).await
+    }
+
+    pub async fn unbind_track(&self, meeting: MeetingId, track: TrackId) -> Result<(), ShellError> {
+        self.send(Command::UnbindTrack { meeting, track }).await
+    }
+
+    pub async fn set_plan(&self, meeting: MeetingId, plan: ForwardingPlan) -> Result<(), ShellError> {
+        self.send(Command::Plan { meeting, plan }).await
+    }
+
+    pub async fn set_view(&self, id: PeerId, max_height: u32, pinned: Vec<ParticipantId>) -> Result<(), ShellError> {
+        self.send(Command::View { id, max_height, pinned }).await
+    }
+
+    pub async fn remove_peer(&self, id: PeerId) -> Result<(), ShellError> {
+        self.send(Command::RemovePeer { id }).await
+    }
+}
+
+struct Routes {
+    rooms: HashMap<MeetingId, mpsc::Sender<RoomEvent>>,
+    peers: HashMap<PeerId, mpsc::Sender<PeerEvent>>,
+}
+
+impl Routes {
+    fn route(&mut self, event: SfuEvent) {
+        match event {
+            SfuEvent::TrackAdded {
+                peer,
+                meeting,
+                participant,
+                mid,
+                source,
+            } => {
+                if let Some(tx) = self.rooms.get(&meeting) {
+                    let ev = RoomEvent::TrackAdded {
+                        peer,
+                        participant,
+                        mid,
+                        source,
+                    };
+                    if tx.try_send(ev).is_err() {
+                        tracing::warn!(%meeting, "meeting queue full: track announcement lost");
+                    }
+                }
+            }
+            SfuEvent::AudioLevels { meeting, levels } => {
+                if let Some(tx) = self.rooms.get(&meeting) {
+                    // Levels are periodic: dropping one report under load is harmless.
+                    let _ = tx.try_send(RoomEvent::AudioLevels(levels));
+                }
+            }
+            SfuEvent::Offer { peer, sdp, tracks } => {
+                if let Some(tx) = self.peers.get(&peer) {
+                    if tx.try_send(PeerEvent::Offer { sdp, tracks }).is_err() {
+                        tracing::warn!(peer = peer.0, "session queue full: offer lost");
+                    }
+                }
+            }
+            SfuEvent::PeerClosed { peer, reason } => {
+                if let Some(tx) = self.peers.remove(&peer) {
+                    let _ = tx.try_send(PeerEvent::Closed { reason });
+                }
+            }
+        }
+    }
+}
+
+/// How many datagrams are read in one wake before outputs are flushed and commands served.
+const RECV_BUDGET: usize = 64;
+
+async fn run(socket: UdpSocket, mut sfu: Sfu, mut commands: mpsc::Receiver<Command>) {
+    let local = match socket.local_addr() {
+        Ok(a) => a,
+        Err(e) => {
+            tracing::error!("media socket has no address: {e}");
+            return;
+        }
+    };
+    let mut routes = Routes {
+        rooms: HashMap::new(),
+        peers: HashMap::new(),
+    };
+    let mut buf = vec![0u8; 2048];
+    loop {
+        while let Some(out) = sfu.poll_output() {
+            match out {
+                Output::Transmit(t) => {
+                    if let Err(e) = socket.send_to(&t.contents, t.destination).await {
+                        tracing::debug!(dest = %t.destination, "send failed: {e}");
+                    }
+                }
+                Output::Event(ev) => routes.route(ev),
+            }
+        }
+        let deadline = sfu
+            .poll_timeout()
+            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+        tokio::select! {
+            res = socket.recv_from(&mut buf) => {
+                match res {
+                    Ok((n, source)) => {
+                        sfu.handle_receive(Instant::now(), source, local, &buf[..n]);
+                        for _ in 1..RECV_BUDGET {
+                            match socket.try_recv_from(&mut buf) {
+                                Ok((n, source)) => sfu.handle_receive(Instant::now(), source, local, &buf[..n]),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                    // ICMP port unreachable from a client that went away shows up here.
+                    Err(e) => tracing::debug!("recv failed: {e}"),
+                }
+            }
+            cmd = commands.recv() => {
+                let Some(cmd) = cmd else { break };
+                apply(&mut sfu, &mut routes, cmd);
+            }
+            _ = tokio::time::sleep_until(deadline.into()) => {
+                sfu.handle_timeout(Instant::now());
+            }
+        }
+    }
+    tracing::info!("media task stopped");
+}
+
+fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
+    let now = Instant::now();
+    match cmd {
+        Command::OpenRoom { meeting, events } => {
+            routes.rooms.insert(meeting, events);
+        }
+        Command::CloseRoom { meeting } => {
+            routes.rooms.remove(&meeting);
+        }
+        Command::AddPeer {
+            id,
+            meeting,
+            participant,
+            offer,
+            tracks,
+            events,
+            reply,
+        } => {
+            let res = sfu.add_peer(now, id, meeting, participant, &offer, &tracks);
+            if res.is_ok() {
+                routes.peers.insert(id, events);
+            }
+            let _ = reply.send(res);
+            sfu.handle_timeout(now);
+        }
+        Command::Offer { id, sdp, tracks, reply } => {
+            let _ = reply.send(sfu.handle_offer(now, id, &sdp, &tracks));
+        }
+        Command::Answer { id, sdp, reply } => {
+            let _ = reply.send(sfu.handle_answer(now, id, &sdp));
+        }
+        Command::BindTrack { id, mid, track } => sfu.bind_track(now, id, &mid, track),
+        Command::UnbindTrack { meeting, track } => sfu.unbind_track(now, &meeting, track),
+        Command::Plan { meeting, plan } => sfu.set_plan(now, &meeting, plan),
+        Command::View { id, max_height, pinned } => sfu.set_view(now, id, max_height, pinned),
+        Command::RemovePeer { id } => {
+            routes.peers.remove(&id);
+            sfu.remove_peer(now, id);
+        }
+    }
+}

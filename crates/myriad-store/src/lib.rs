@@ -1,0 +1,225 @@
+//! Persistence in an embedded SQLite database: API keys and meetings with their settings.
+//!
+//! Calls are short, local and synchronous; async callers run them on a blocking thread or
+//! accept the microseconds they take.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    #[error("database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("a meeting with id {0} exists already")]
+    MeetingExists(String),
+    #[error("stored settings are corrupt: {0}")]
+    Corrupt(#[from] serde_json::Error),
+}
+
+/// Per-meeting settings chosen when the meeting is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MeetingSettings {
+    /// Above this many people attendees get counts, not roster events.
+    pub roster_broadcast_max: u32,
+    pub max_participants: u32,
+    /// Camera tracks forwarded (last-N speakers).
+    pub last_n_video: u32,
+}
+
+impl Default for MeetingSettings {
+    fn default() -> Self {
+        Self {
+            roster_broadcast_max: 200,
+            max_participants: 10_000,
+            last_n_video: 9,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MeetingRecord {
+    pub id: String,
+    pub title: String,
+    pub created_unix_s: u64,
+    pub ended_unix_s: Option<u64>,
+    pub settings: MeetingSettings,
+}
+
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS api_keys (
+    key TEXT PRIMARY KEY,
+    secret TEXT NOT NULL,
+    created_unix_s INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meetings (
+    id TEXT PRIMARY KEY,
+    title TEXT NOT NULL,
+    created_unix_s INTEGER NOT NULL,
+    ended_unix_s INTEGER,
+    settings TEXT NOT NULL
+);
+";
+
+impl Store {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "busy_timeout", 5000)?;
+        Self::init(conn)
+    }
+
+    pub fn open_in_memory() -> Result<Self, StoreError> {
+        Self::init(Connection::open_in_memory()?)
+    }
+
+    fn init(conn: Connection) -> Result<Self, StoreError> {
+        conn.execute_batch(SCHEMA)?;
+        Ok(Self {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite inconsistent (each call is one
+        // statement or transaction), so a poisoned lock is still usable.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The first API key; created from `generate()` (key, secret) when there is none.
+    pub fn ensure_api_key(
+        &self,
+        now_unix_s: u64,
+        generate: impl FnOnce() -> (String, String),
+    ) -> Result<(String, String), StoreError> {
+        let conn = self.conn();
+        let existing = conn
+            .query_row(
+                "SELECT key, secret FROM api_keys ORDER BY created_unix_s, key LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        if let Some(pair) = existing {
+            return Ok(pair);
+        }
+        let (key, secret) = generate();
+        conn.execute(
+            "INSERT INTO api_keys (key, secret, created_unix_s) VALUES (?1, ?2, ?3)",
+            params![key, secret, now_unix_s],
+        )?;
+        Ok((key, secret))
+    }
+
+    pub fn api_key_secret(&self, key: &str) -> Result<Option<String>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT secret FROM api_keys WHERE key = ?1", [key], |r| r.get(0))
+            .optional()?)
+    }
+
+    pub fn create_meeting(&self, record: &MeetingRecord) -> Result<(), StoreError> {
+        let settings = serde_json::to_string(&record.settings)?;
+        let res = self.conn().execute(
+            "INSERT INTO meetings (id, title, created_unix_s, ended_unix_s, settings)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![record.id, record.title, record.created_unix_s, record.ended_unix_s, settings],
+        );
+        match res {
+            Ok(_) => Ok(()),
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                Err(StoreError::MeetingExists(record.id.clone()))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    pub fn meeting(&self, id: &str) -> Result<Option<MeetingRecord>, StoreError> {
+        let row = self
+            .conn()
+            .query_row(
+                "SELECT id, title, created_unix_s, ended_unix_s, settings FROM meetings WHERE id = ?1",
+                [id],
+                |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, u64>(2)?,
+                        r.get::<_, Option<u64>>(3)?,
+                        r.get::<_, String>(4)?,
+                    ))
+                },
+            )
+            .optional()?;
+        row.map(|(id, title, created_unix_s, ended_unix_s, settings)| {
+            Ok(MeetingRecord {
+                id,
+                title,
+                created_unix_s,
+                ended_unix_s,
+                settings: serde_json::from_str(&settings)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Marks a meeting ended; returns false when there is no such meeting.
+    pub fn end_meeting(&self, id: &str, now_unix_s: u64) -> Result<bool, StoreError> {
+        let n = self.conn().execute(
+            "UPDATE meetings SET ended_unix_s = COALESCE(ended_unix_s, ?2) WHERE id = ?1",
+            params![id, now_unix_s],
+        )?;
+        Ok(n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn api_key_is_created_once() {
+        let s = Store::open_in_memory().unwrap();
+        let a = s.ensure_api_key(1, || ("k".into(), "s".into())).unwrap();
+        let b = s.ensure_api_key(2, || panic!("must not generate twice")).unwrap();
+        assert_eq!(a, b);
+        assert_eq!(s.api_key_secret("k").unwrap().as_deref(), Some("s"));
+        assert_eq!(s.api_key_secret("nope").unwrap(), None);
+    }
+
+    #[test]
+    fn meetings_persist_across_reopen() {
+        let dir = std::env::temp_dir().join(format!("myriad-store-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("t.db");
+        let rec = MeetingRecord {
+            id: "m1".into(),
+            title: "Town hall".into(),
+            created_unix_s: 10,
+            ended_unix_s: None,
+            settings: MeetingSettings::default(),
+        };
+        {
+            let s = Store::open(&path).unwrap();
+            s.create_meeting(&rec).unwrap();
+            assert!(matches!(s.create_meeting(&rec), Err(StoreError::MeetingExists(_))));
+        }
+        let s = Store::open(&path).unwrap();
+        assert_eq!(s.meeting("m1").unwrap(), Some(rec));
+        assert!(s.end_meeting("m1", 20).unwrap());
+        assert!(s.end_meeting("m1", 30).unwrap());
+        assert_eq!(s.meeting("m1").unwrap().unwrap().ended_unix_s, Some(20));
+        assert!(!s.end_meeting("zz", 1).unwrap());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
