@@ -202,7 +202,6 @@ impl Peer {
         Some((offer, mids))
     }
 }
-}
 
 /// A client may declare at most this many sources (a few per kind is all a client needs).
 const MAX_DECLARED: usize = 16;
