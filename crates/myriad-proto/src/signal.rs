@@ -88,7 +88,8 @@ pub enum ServerMsg {
         session_token: String,
         /// Whether this was a resume of an existing session.
         resumed: bool,
-        snapshot: Snapshot,
+        /// Where to start from; absent on a resume that the missed events (sent next) cover.
+        snapshot: Option<Snapshot>,
     },
     Answer {
         sdp: String,
@@ -100,6 +101,10 @@ pub enum ServerMsg {
     /// Sequenced meeting events, in order, batched per tick.
     Events {
         events: Vec<SeqEvent>,
+    },
+    /// The media connection failed; the client should open a new one with a fresh offer.
+    MediaClosed {
+        reason: String,
     },
     Error {
         code: ErrorCode,

@@ -194,6 +194,13 @@ impl Meeting {
         self.tracks.get(&id).map(|t| &t.info)
     }
 
+    pub fn track_of(&self, participant: ParticipantId, source: TrackSource) -> Option<TrackId> {
+        self.tracks
+            .values()
+            .find(|t| t.info.participant == participant && t.info.source == source)
+            .map(|t| t.info.id)
+    }
+
     /// A page of the roster in id order, starting after `after`.
     pub fn participants_page(
         &self,

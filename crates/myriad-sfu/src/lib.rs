@@ -7,4 +7,4 @@ pub mod core;
 pub mod shell;
 
 pub use crate::core::{PeerId, SfuConfig, SfuError, SfuEvent};
-pub use shell::{PeerEvent, RoomEvent, SfuHandle};
+pub use shell::{RoomEvent, ShellError, SfuHandle};

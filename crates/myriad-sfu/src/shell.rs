@@ -3,7 +3,7 @@
 //! channels it registered (one per meeting, one per peer).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
 use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
@@ -12,7 +12,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{Output, PeerId, Sfu, SfuConfig, SfuError, SfuEvent};
 
-/// Events for a meeting's coordinator.
+/// Events for a meeting's coordinator, which relays the per-peer ones to the participant's
+/// current signalling connection (that connection may change when a client resumes).
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomEvent {
     TrackAdded {
@@ -22,13 +23,15 @@ pub enum RoomEvent {
         source: TrackSource,
     },
     AudioLevels(Vec<(ParticipantId, f32)>),
-}
-
-/// Events for one participant's signalling session.
-#[derive(Debug, Clone, PartialEq)]
-pub enum PeerEvent {
-    Offer { sdp: String, tracks: Vec<TrackMid> },
-    Closed { reason: String },
+    Offer {
+        peer: PeerId,
+        sdp: String,
+        tracks: Vec<TrackMid>,
+    },
+    PeerClosed {
+        peer: PeerId,
+        reason: String,
+    },
 }
 
 type Reply<T> = oneshot::Sender<Result<T, SfuError>>;
@@ -47,7 +50,6 @@ enum Command {
         participant: ParticipantId,
         offer: String,
         tracks: Vec<TrackMid>,
-        events: mpsc::Sender<PeerEvent>,
         reply: Reply<String>,
     },
     Offer {
@@ -100,12 +102,12 @@ pub enum ShellError {
 }
 
 impl SfuHandle {
-    /// Binds the UDP socket and starts the media task. `public_addr` is what clients are told
-    /// to send to (defaults to the bound address).
-    pub async fn start(bind: SocketAddr, public_addr: Option<SocketAddr>) -> std::io::Result<Self> {
+    /// Binds the UDP socket and starts the media task. Clients are told to send to
+    /// `public_ip` (default: the bound IP) at the bound port.
+    pub async fn start(bind: SocketAddr, public_ip: Option<IpAddr>) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(bind).await?;
         let local_addr = socket.local_addr()?;
-        let public = public_addr.unwrap_or(local_addr);
+        let public = SocketAddr::new(public_ip.unwrap_or(local_addr.ip()), local_addr.port());
         let (commands, rx) = mpsc::channel(1024);
         let sfu = Sfu::new(SfuConfig::new(public));
         tokio::spawn(run(socket, sfu, rx));
@@ -145,7 +147,6 @@ impl SfuHandle {
         participant: ParticipantId,
         offer: String,
         tracks: Vec<TrackMid>,
-        events: mpsc::Sender<PeerEvent>,
     ) -> Result<String, ShellError> {
         self.ask(|reply| Command::AddPeer {
             id,
@@ -153,7 +154,6 @@ impl SfuHandle {
             participant,
             offer,
             tracks,
-            events,
             reply,
         })
         .await
@@ -190,48 +190,48 @@ impl SfuHandle {
 
 struct Routes {
     rooms: HashMap<MeetingId, mpsc::Sender<RoomEvent>>,
-    peers: HashMap<PeerId, mpsc::Sender<PeerEvent>>,
 }
 
 impl Routes {
     fn route(&mut self, event: SfuEvent) {
-        match event {
+        let (meeting, event) = match event {
             SfuEvent::TrackAdded {
                 peer,
                 meeting,
                 participant,
                 mid,
                 source,
-            } => {
-                if let Some(tx) = self.rooms.get(&meeting) {
-                    let ev = RoomEvent::TrackAdded {
-                        peer,
-                        participant,
-                        mid,
-                        source,
-                    };
-                    if tx.try_send(ev).is_err() {
-                        tracing::warn!(%meeting, "meeting queue full: track announcement lost");
-                    }
-                }
-            }
+            } => (
+                meeting,
+                RoomEvent::TrackAdded {
+                    peer,
+                    participant,
+                    mid,
+                    source,
+                },
+            ),
             SfuEvent::AudioLevels { meeting, levels } => {
                 if let Some(tx) = self.rooms.get(&meeting) {
                     // Levels are periodic: dropping one report under load is harmless.
                     let _ = tx.try_send(RoomEvent::AudioLevels(levels));
                 }
+                return;
             }
-            SfuEvent::Offer { peer, sdp, tracks } => {
-                if let Some(tx) = self.peers.get(&peer) {
-                    if tx.try_send(PeerEvent::Offer { sdp, tracks }).is_err() {
-                        tracing::warn!(peer = peer.0, "session queue full: offer lost");
-                    }
-                }
-            }
-            SfuEvent::PeerClosed { peer, reason } => {
-                if let Some(tx) = self.peers.remove(&peer) {
-                    let _ = tx.try_send(PeerEvent::Closed { reason });
-                }
+            SfuEvent::Offer {
+                peer,
+                meeting,
+                sdp,
+                tracks,
+            } => (meeting, RoomEvent::Offer { peer, sdp, tracks }),
+            SfuEvent::PeerClosed {
+                peer,
+                meeting,
+                reason,
+            } => (meeting, RoomEvent::PeerClosed { peer, reason }),
+        };
+        if let Some(tx) = self.rooms.get(&meeting) {
+            if tx.try_send(event).is_err() {
+                tracing::warn!(%meeting, "meeting queue full: media event lost");
             }
         }
     }
@@ -250,7 +250,6 @@ async fn run(socket: UdpSocket, mut sfu: Sfu, mut commands: mpsc::Receiver<Comma
     };
     let mut routes = Routes {
         rooms: HashMap::new(),
-        peers: HashMap::new(),
     };
     let mut buf = vec![0u8; 2048];
     loop {
@@ -310,14 +309,9 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
             participant,
             offer,
             tracks,
-            events,
             reply,
         } => {
-            let res = sfu.add_peer(now, id, meeting, participant, &offer, &tracks);
-            if res.is_ok() {
-                routes.peers.insert(id, events);
-            }
-            let _ = reply.send(res);
+            let _ = reply.send(sfu.add_peer(now, id, meeting, participant, &offer, &tracks));
             sfu.handle_timeout(now);
         }
         Command::Offer { id, sdp, tracks, reply } => {
@@ -330,9 +324,6 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
         Command::UnbindTrack { meeting, track } => sfu.unbind_track(now, &meeting, track),
         Command::Plan { meeting, plan } => sfu.set_plan(now, &meeting, plan),
         Command::View { id, max_height, pinned } => sfu.set_view(now, id, max_height, pinned),
-        Command::RemovePeer { id } => {
-            routes.peers.remove(&id);
-            sfu.remove_peer(now, id);
-        }
+        Command::RemovePeer { id } => sfu.remove_peer(now, id),
     }
 }

@@ -1,1 +1,44 @@
-fn main() {}
+//! The `myriad` binary: command line and wiring only.
+
+mod config;
+mod serve;
+mod token;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "myriad", version, about = "Very large real-time meetings and the edge network that carries them")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Everything in one process: control, one edge with media, the web client.
+    Serve(config::ServeArgs),
+    /// Access tokens.
+    #[command(subcommand)]
+    Token(token::TokenCommand),
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging();
+            let config = config::ServeConfig::load(args)?;
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(serve::run(config))
+        }
+        Command::Token(cmd) => token::run(cmd),
+    }
+}
+
+fn init_logging() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn"));
+    tracing_subscriber::fmt().with_env_filter(filter).init();
+}

@@ -95,6 +95,7 @@ pub enum SfuEvent {
     /// A server offer to send to the client (new or removed tracks to receive).
     Offer {
         peer: PeerId,
+        meeting: MeetingId,
         sdp: String,
         tracks: Vec<TrackMid>,
     },
@@ -104,7 +105,11 @@ pub enum SfuEvent {
         levels: Vec<(ParticipantId, f32)>,
     },
     /// The peer's media connection is gone (ICE consent lost or DTLS closed).
-    PeerClosed { peer: PeerId, reason: String },
+    PeerClosed {
+        peer: PeerId,
+        meeting: MeetingId,
+        reason: String,
+    },
 }
 
 /// A track published in a meeting on this SFU.
@@ -435,6 +440,7 @@ impl Sfu {
                 if let Some((offer, tracks)) = peer.negotiate() {
                     self.outputs.push_back(Output::Event(SfuEvent::Offer {
                         peer: id,
+                        meeting: peer.meeting.clone(),
                         sdp: offer.to_sdp_string(),
                         tracks,
                     }));
@@ -506,8 +512,13 @@ impl Sfu {
                 }
             }
             if let Some(reason) = closed {
-                self.outputs
-                    .push_back(Output::Event(SfuEvent::PeerClosed { peer: id, reason }));
+                if let Some(meeting) = self.peers.get(&id).map(|p| p.meeting.clone()) {
+                    self.outputs.push_back(Output::Event(SfuEvent::PeerClosed {
+                        peer: id,
+                        meeting,
+                        reason,
+                    }));
+                }
                 self.remove_peer(now, id);
                 continue;
             }

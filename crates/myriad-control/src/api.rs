@@ -1,0 +1,341 @@
+//! The REST API (JSON, authenticated with the API key as HTTP Basic `key:secret`), plus the
+//! dev-mode endpoints the web page uses on a laptop.
+
+use std::sync::Arc;
+
+use axum::extract::{FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use myriad_auth::{parse_ttl, Grants};
+use myriad_proto::{MeetingId, ParticipantId, Role, TrackSource};
+use myriad_room::{Actor, RoomError};
+use myriad_store::{MeetingRecord, MeetingSettings};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::{now_unix_s, Control, ControlError, CoordinatorError};
+
+pub fn router() -> Router<Arc<Control>> {
+    Router::new()
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/api/v1/meetings", post(create_meeting))
+        .route("/api/v1/meetings/{id}", get(get_meeting).delete(end_meeting))
+        .route("/api/v1/meetings/{id}/participants", get(list_participants))
+        .route(
+            "/api/v1/meetings/{id}/participants/{pid}",
+            axum::routing::delete(remove_participant),
+        )
+        .route(
+            "/api/v1/meetings/{id}/participants/{pid}/mute",
+            post(mute_participant),
+        )
+        .route("/api/v1/tokens", post(create_token))
+        .route("/api/dev/meetings", post(dev_create_meeting))
+        .route("/api/dev/token", post(dev_token))
+}
+
+/// An API error: a status and a JSON body `{"error": {"code", "message"}}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({ "error": { "code": self.code, "message": self.message } }));
+        (self.status, body).into_response()
+    }
+}
+
+impl From<ControlError> for ApiError {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::NotFound => Self::new(StatusCode::NOT_FOUND, "meeting_not_found", e.to_string()),
+            ControlError::Ended => Self::new(StatusCode::GONE, "meeting_ended", e.to_string()),
+            ControlError::Exists => Self::new(StatusCode::CONFLICT, "meeting_exists", e.to_string()),
+            ControlError::Store(e) => {
+                tracing::error!("store: {e}");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage error")
+            }
+        }
+    }
+}
+
+impl From<CoordinatorError> for ApiError {
+    fn from(e: CoordinatorError) -> Self {
+        match e {
+            CoordinatorError::Gone => Self::new(StatusCode::GONE, "meeting_ended", e.to_string()),
+            CoordinatorError::Room(RoomError::UnknownParticipant) => {
+                Self::new(StatusCode::NOT_FOUND, "participant_not_found", e.to_string())
+            }
+            CoordinatorError::Room(RoomError::UnknownTrack) => {
+                Self::new(StatusCode::NOT_FOUND, "track_not_found", e.to_string())
+            }
+            CoordinatorError::Room(RoomError::Forbidden(_)) => {
+                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
+            }
+            CoordinatorError::Room(e) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
+        }
+    }
+}
+
+/// Proof that the request carried the API key and secret.
+pub struct ApiAuth;
+
+impl FromRequestParts<Arc<Control>> for ApiAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, control: &Arc<Control>) -> Result<Self, ApiError> {
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
+        let value = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| unauthorized("missing Authorization: Basic <key:secret>"))?;
+        let encoded = value
+            .strip_prefix("Basic ")
+            .ok_or_else(|| unauthorized("use HTTP Basic authentication with the API key and secret"))?;
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded.trim())
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
+        let (key, secret) = decoded
+            .split_once(':')
+            .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
+        let api = control.api_key();
+        if key != api.key || !api.secret_matches(secret) {
+            return Err(unauthorized("unknown API key or wrong secret"));
+        }
+        Ok(ApiAuth)
+    }
+}
+
+fn meeting_id(s: &str) -> Result<MeetingId, ApiError> {
+    MeetingId::parse(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_meeting_id", e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateMeeting {
+    id: Option<String>,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    settings: MeetingSettings,
+}
+
+const MAX_TITLE_BYTES: usize = 200;
+
+async fn create_meeting(
+    _: ApiAuth,
+    State(control): State<Arc<Control>>,
+    Json(req): Json<CreateMeeting>,
+) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
+    let id = req.id.as_deref().map(meeting_id).transpose()?;
+    if req.title.len() > MAX_TITLE_BYTES {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_title", "title is too long"));
+    }
+    let record = control.create_meeting(id, req.title, req.settings)?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+#[derive(Serialize)]
+struct MeetingView {
+    #[serde(flatten)]
+    record: MeetingRecord,
+    /// Participants connected now (0 when the meeting is not running).
+    participants: u32,
+}
+
+async fn get_meeting(
+    _: ApiAuth,
+    State(control): State<Arc<Control>>,
+    Path(id): Path<String>,
+) -> Result<Json<MeetingView>, ApiError> {
+    let id = meeting_id(&id)?;
+    let record = control.meeting_record(&id)?;
+    let participants = match control.live_meeting(&id) {
+        Some(h) => h.participants(None, 0).await.map_or(0, |(n, _)| n),
+        None => 0,
+    };
+    Ok(Json(MeetingView { record, participants }))
+}
+
+async fn end_meeting(
+    _: ApiAuth,
+    State(control): State<Arc<Control>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    control.end_meeting(&meeting_id(&id)?).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct Page {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn list_participants(
+    _: ApiAuth,
+    State(control): State<Arc<Control>>,
+    Path(id): Path<String>,
+    Query(page): Query<Page>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let handle = control.meeting(&meeting_id(&id)?)?;
+    let limit = page.limit.unwrap_or(100).clamp(1, 1000);
+    let (count, participants) = handle.participants(page.after.map(ParticipantId), limit).await?;
+    let next = (participants.len() == limit)
+        .then(|| participants.last().map(|p| p.id))
+        .flatten();
+    Ok(Json(json!({ "count": count, "participants": participants, "next_after": next })))
+}
+
+async fn remove_participant(
+    _: ApiAuth,
+    State(control): State<Arc<Control>>,
+    Path((id, pid)): Path<(String, u64)>,
+) -> Result<StatusCode, ApiError> {
+    let handle = control.meeting(&meeting_id(&id)?)?;
+    handle.remove(Actor::Api, ParticipantId(pid)).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Mute {
+    #[serde(default = "microphone")]
+    source: TrackSource,
+}
+
+fn microphone() -> TrackSource {
+    TrackSource::Microphone
+}
+
+async fn mute_participant(
+    _: ApiAuth,
+    State(control): State<Arc<Control>>,
+    Path((id, pid)): Path<(String, u64)>,
+    body: Option<Json<Mute>>,
+) -> Result<StatusCode, ApiError> {
+    let source = body.map_or(TrackSource::Microphone, |Json(m)| m.source);
+    let handle = control.meeting(&meeting_id(&id)?)?;
+    handle
+        .mute(Actor::Api, ParticipantId(pid), source, true)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateToken {
+    meeting: String,
+    identity: String,
+    name: Option<String>,
+    #[serde(default = "attendee")]
+    role: Role,
+    ttl: Option<String>,
+}
+
+fn attendee() -> Role {
+    Role::Attendee
+}
+
+fn issue(control: &Control, meeting: MeetingId, identity: String, name: Option<String>, role: Role, ttl_s: u64) -> Result<String, ApiError> {
+    let grants = Grants::for_role(meeting, identity, name, role);
+    control
+        .api_key()
+        .create_token(&grants, now_unix_s(), ttl_s)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_grants", e.to_string()))
+}
+
+async fn create_token(
+    _: ApiAuth,
+    State(control): State<Arc<Control>>,
+    Json(req): Json<CreateToken>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let ttl_s = match req.ttl.as_deref() {
+        None => 3600,
+        Some(t) => parse_ttl(t).ok_or_else(|| {
+            ApiError::new(StatusCode::BAD_REQUEST, "bad_ttl", "ttl must look like 90s, 15m, 1h or 7d")
+        })?,
+    };
+    let token = issue(&control, meeting_id(&req.meeting)?, req.identity, req.name, req.role, ttl_s)?;
+    Ok(Json(json!({ "token": token })))
+}
+
+fn require_dev(control: &Control) -> Result<(), ApiError> {
+    if control.dev_mode() {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "dev_mode_off",
+            "this server is not in dev mode: tokens come from the operator's backend",
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevMeeting {
+    #[serde(default)]
+    title: String,
+}
+
+async fn dev_create_meeting(
+    State(control): State<Arc<Control>>,
+    Json(req): Json<DevMeeting>,
+) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
+    require_dev(&control)?;
+    if req.title.len() > MAX_TITLE_BYTES {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_title", "title is too long"));
+    }
+    let record = control.create_meeting(None, req.title, MeetingSettings::default())?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DevToken {
+    meeting: String,
+    name: String,
+    #[serde(default)]
+    host: bool,
+}
+
+/// In dev mode, anyone who can reach the server may join any existing meeting by name.
+async fn dev_token(
+    State(control): State<Arc<Control>>,
+    Json(req): Json<DevToken>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    require_dev(&control)?;
+    let meeting = meeting_id(&req.meeting)?;
+    let record = control.meeting_record(&meeting)?;
+    if record.ended_unix_s.is_some() {
+        return Err(ControlError::Ended.into());
+    }
+    let name = req.name.trim().to_owned();
+    let role = if req.host { Role::Host } else { Role::Panelist };
+    // The identity is the typed name plus a suffix, so two people called Alex are two people.
+    let identity = format!("{name}#{}", &crate::generate_session_token()[..6]);
+    let token = issue(&control, meeting, identity, Some(name), role, 12 * 3600)?;
+    Ok(Json(json!({ "token": token })))
+}

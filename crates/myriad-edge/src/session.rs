@@ -1,0 +1,380 @@
+//! One participant's signalling connection over WebSocket.
+//!
+//! The first message must be `join` (with a token, optionally resuming). After that the
+//! session relays between the client, the meeting's coordinator and the media task. Bad input
+//! gets an `error` message; persistent abuse or a protocol violation closes the connection.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{ConnectInfo, State};
+use axum::response::Response;
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
+use myriad_auth::AuthError;
+use myriad_control::{
+    generate_session_token, now_unix_s, Connection, Control, ControlError, CoordinatorError,
+    MeetingHandle, SessionMsg, SESSION_QUEUE_LEN,
+};
+use myriad_proto::{
+    ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+};
+use myriad_room::{Actor, EndReason, RoomError};
+use myriad_sfu::{PeerId, ShellError, SfuError};
+use tokio::sync::mpsc;
+
+use crate::TokenBucket;
+
+/// The client must say who it is within this time.
+const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Messages per second a client may send, and the burst it may save up.
+const MSG_RATE_PER_S: f64 = 20.0;
+const MSG_BURST: f64 = 60.0;
+/// A client that keeps flooding after this many refused messages is disconnected.
+const MAX_REFUSED: u32 = 200;
+
+/// WebSocket close codes (RFC 6455 §7.4).
+const CLOSE_NORMAL: u16 = 1000;
+const CLOSE_POLICY: u16 = 1008;
+const CLOSE_TRY_AGAIN: u16 = 1013;
+
+static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
+static NEXT_PEER: AtomicU64 = AtomicU64::new(1);
+
+pub async fn upgrade(
+    ws: WebSocketUpgrade,
+    State(control): State<Arc<Control>>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+) -> Response {
+    ws.max_message_size(MAX_MESSAGE_BYTES)
+        .max_frame_size(MAX_MESSAGE_BYTES)
+        .on_upgrade(move |socket| async move {
+            let (sink, stream) = socket.split();
+            let mut session = Session {
+                sink,
+                control,
+                remote,
+            };
+            session.run(stream).await;
+        })
+}
+
+struct Session {
+    sink: SplitSink<WebSocket, Message>,
+    control: Arc<Control>,
+    remote: SocketAddr,
+}
+
+/// A joined participant.
+struct Member {
+    meeting: MeetingId,
+    handle: MeetingHandle,
+    participant: ParticipantId,
+    conn_id: u64,
+    peer: Option<PeerId>,
+}
+
+/// Why the main loop stopped.
+enum Exit {
+    /// The socket is gone; the session may still be resumed.
+    Dropped,
+    /// The participant left or was ended by the meeting.
+    Ended,
+}
+
+impl Session {
+    async fn run(&mut self, mut stream: SplitStream<WebSocket>) {
+        let first = match tokio::time::timeout(JOIN_TIMEOUT, next_text(&mut stream)).await {
+            Ok(Some(Ok(text))) => text,
+            Ok(Some(Err(message))) => {
+                self.fail(ErrorCode::BadMessage, &message).await;
+                return;
+            }
+            Ok(None) => return,
+            Err(_) => {
+                self.fail(ErrorCode::NotJoined, "no join message within 10 s").await;
+                return;
+            }
+        };
+        let (tx, rx) = mpsc::channel(SESSION_QUEUE_LEN);
+        let mut member = match self.join(&first, tx).await {
+            Ok(m) => m,
+            Err((code, message)) => {
+                tracing::info!(remote = %self.remote, ?code, "join refused: {message}");
+                self.fail(code, &message).await;
+                return;
+            }
+        };
+        tracing::info!(meeting = %member.meeting, participant = %member.participant, remote = %self.remote, "joined");
+        match self.serve(&mut member, stream, rx).await {
+            Exit::Dropped => {
+                member
+                    .handle
+                    .disconnect(member.participant, member.conn_id)
+                    .await;
+                tracing::info!(meeting = %member.meeting, participant = %member.participant, "connection dropped");
+            }
+            Exit::Ended => {}
+        }
+    }
+
+    async fn join(
+        &mut self,
+        text: &str,
+        tx: mpsc::Sender<SessionMsg>,
+    ) -> Result<Member, (ErrorCode, String)> {
+        let msg: ClientMsg = serde_json::from_str(text)
+            .map_err(|e| (ErrorCode::BadMessage, describe_json_error(&e)))?;
+        let ClientMsg::Join { v, token, resume } = msg else {
+            return Err((ErrorCode::NotJoined, "the first message must be join".into()));
+        };
+        if v != PROTOCOL_VERSION {
+            return Err((
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
+            ));
+        }
+        let grants = self
+            .control
+            .api_key()
+            .verify(&token, now_unix_s())
+            .map_err(|e| match e {
+                AuthError::Expired => (ErrorCode::TokenExpired, e.to_string()),
+                e => (ErrorCode::Unauthorized, e.to_string()),
+            })?;
+        let meeting = grants.meeting.clone();
+        let handle = self.control.meeting(&meeting).map_err(|e| match e {
+            ControlError::NotFound => (ErrorCode::MeetingNotFound, e.to_string()),
+            ControlError::Ended => (ErrorCode::MeetingEnded, e.to_string()),
+            e => (ErrorCode::Internal, e.to_string()),
+        })?;
+        let conn_id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
+        let conn = Connection { id: conn_id, tx };
+        let joined = match resume {
+            Some(r) => handle
+                .resume(grants.identity, r.participant, r.session_token, r.last_seq, conn)
+                .await
+                .map_err(|e| (ErrorCode::ResumeFailed, e.to_string()))?,
+            None => handle
+                .join(grants, generate_session_token(), conn)
+                .await
+                .map_err(coordinator_error)?,
+        };
+        Ok(Member {
+            meeting,
+            handle,
+            participant: joined.participant,
+            conn_id,
+            peer: joined.peer,
+        })
+    }
+
+    async fn serve(
+        &mut self,
+        member: &mut Member,
+        mut stream: SplitStream<WebSocket>,
+        mut from_meeting: mpsc::Receiver<SessionMsg>,
+    ) -> Exit {
+        let mut bucket = TokenBucket::new(MSG_RATE_PER_S, MSG_BURST, Instant::now());
+        let mut refused = 0u32;
+        loop {
+            tokio::select! {
+                incoming = next_text(&mut stream) => {
+                    let text = match incoming {
+                        None => return Exit::Dropped,
+                        Some(Err(message)) => {
+                            self.send_error(ErrorCode::BadMessage, &message).await;
+                            continue;
+                        }
+                        Some(Ok(text)) => text,
+                    };
+                    if !bucket.try_take(Instant::now()) {
+                        refused += 1;
+                        if refused > MAX_REFUSED {
+                            tracing::warn!(remote = %self.remote, participant = %member.participant, "flooding: disconnected");
+                            self.close(CLOSE_POLICY, "message flood").await;
+                            return Exit::Dropped;
+                        }
+                        self.send_error(ErrorCode::RateLimited, "too many messages; slow down").await;
+                        continue;
+                    }
+                    match serde_json::from_str::<ClientMsg>(&text) {
+                        Ok(msg) => {
+                            if self.handle(member, msg).await {
+                                return Exit::Ended;
+                            }
+                        }
+                        Err(e) => self.send_error(ErrorCode::BadMessage, &describe_json_error(&e)).await,
+                    }
+                }
+                out = from_meeting.recv() => match out {
+                    Some(SessionMsg::Text(text)) => {
+                        if self.sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+                            return Exit::Dropped;
+                        }
+                    }
+                    Some(SessionMsg::MediaClosed { reason }) => {
+                        member.peer = None;
+                        self.send(&ServerMsg::MediaClosed { reason }).await;
+                    }
+                    Some(SessionMsg::End(reason)) => {
+                        let (code, text) = match reason {
+                            EndReason::Left => (None, "left"),
+                            EndReason::Removed => (Some(ErrorCode::Removed), "removed from the meeting by a moderator"),
+                            EndReason::MeetingEnded => (Some(ErrorCode::MeetingEnded), "the meeting has ended"),
+                            EndReason::Expired => (Some(ErrorCode::ResumeFailed), "session expired"),
+                            EndReason::Replaced => (None, "resumed on another connection"),
+                        };
+                        if let Some(code) = code {
+                            self.send_error(code, text).await;
+                        }
+                        self.close(CLOSE_NORMAL, text).await;
+                        return Exit::Ended;
+                    }
+                    None => {
+                        // The coordinator dropped this connection (too slow, or it stopped).
+                        self.close(CLOSE_TRY_AGAIN, "resume to continue").await;
+                        return Exit::Ended;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Handles one client message; returns true when the session is over.
+    async fn handle(&mut self, member: &mut Member, msg: ClientMsg) -> bool {
+        let sfu = self.control.sfu().clone();
+        match msg {
+            ClientMsg::Join { .. } => {
+                self.send_error(ErrorCode::AlreadyJoined, "this connection has joined already").await
+            }
+            ClientMsg::Offer { sdp, tracks } => {
+                let res = match member.peer {
+                    Some(peer) => sfu.offer(peer, sdp, tracks).await,
+                    None => {
+                        let peer = PeerId(NEXT_PEER.fetch_add(1, Ordering::Relaxed));
+                        // The coordinator must know the peer before the media task talks about it.
+                        member.handle.attach_peer(member.participant, peer).await;
+                        let res = sfu
+                            .add_peer(peer, member.meeting.clone(), member.participant, sdp, tracks)
+                            .await;
+                        if res.is_ok() {
+                            member.peer = Some(peer);
+                        }
+                        res
+                    }
+                };
+                match res {
+                    Ok(sdp) => self.send(&ServerMsg::Answer { sdp }).await,
+                    Err(e) => self.send_media_error(e).await,
+                }
+            }
+            ClientMsg::Answer { sdp } => match member.peer {
+                Some(peer) => {
+                    if let Err(e) = sfu.answer(peer, sdp).await {
+                        self.send_media_error(e).await;
+                    }
+                }
+                None => self.send_error(ErrorCode::BadMessage, "no media connection to answer for").await,
+            },
+            ClientMsg::Mute { source, muted } => {
+                let p = member.participant;
+                if let Err(e) = member.handle.mute(Actor::Participant(p), p, source, muted).await {
+                    let (code, message) = coordinator_error(e);
+                    self.send_error(code, &message).await;
+                }
+            }
+            ClientMsg::View { max_height, pinned } => {
+                if let Some(peer) = member.peer {
+                    let _ = sfu.set_view(peer, max_height, pinned).await;
+                }
+            }
+            ClientMsg::Leave => {
+                member.handle.leave(member.participant).await;
+                self.close(CLOSE_NORMAL, "left").await;
+                return true;
+            }
+            ClientMsg::Ping => self.send(&ServerMsg::Pong).await,
+        }
+        false
+    }
+
+    async fn send(&mut self, msg: &ServerMsg) {
+        match serde_json::to_string(msg) {
+            Ok(text) => {
+                let _ = self.sink.send(Message::Text(text.into())).await;
+            }
+            Err(e) => tracing::error!("server message not serializable: {e}"),
+        }
+    }
+
+    async fn send_error(&mut self, code: ErrorCode, message: &str) {
+        self.send(&ServerMsg::Error {
+            code,
+            message: message.to_owned(),
+        })
+        .await;
+    }
+
+    async fn send_media_error(&mut self, e: ShellError) {
+        let (code, message) = match e {
+            ShellError::Sfu(SfuError::Sdp(m)) => (ErrorCode::InvalidSdp, format!("invalid SDP: {m}")),
+            ShellError::Sfu(e @ SfuError::NoOfferPending) => (ErrorCode::BadMessage, e.to_string()),
+            e => (ErrorCode::Internal, e.to_string()),
+        };
+        tracing::info!(remote = %self.remote, "media request refused: {message}");
+        self.send_error(code, &message).await;
+    }
+
+    /// Refuses the connection: an error message, then a close.
+    async fn fail(&mut self, code: ErrorCode, message: &str) {
+        self.send_error(code, message).await;
+        self.close(CLOSE_POLICY, "refused").await;
+    }
+
+    async fn close(&mut self, code: u16, reason: &str) {
+        let frame = CloseFrame {
+            code,
+            reason: reason.into(),
+        };
+        let _ = self.sink.send(Message::Close(Some(frame))).await;
+    }
+}
+
+fn coordinator_error(e: CoordinatorError) -> (ErrorCode, String) {
+    let code = match &e {
+        CoordinatorError::Gone => ErrorCode::MeetingEnded,
+        CoordinatorError::Room(r) => match r {
+            RoomError::MeetingEnded => ErrorCode::MeetingEnded,
+            RoomError::Forbidden(_) => ErrorCode::Forbidden,
+            RoomError::UnknownSession => ErrorCode::ResumeFailed,
+            _ => ErrorCode::BadMessage,
+        },
+    };
+    (code, e.to_string())
+}
+
+fn describe_json_error(e: &serde_json::Error) -> String {
+    let mut s = format!("malformed message: {e}");
+    s.truncate(300);
+    s
+}
+
+/// The next text message; binary frames are an error; `None` when the socket is gone.
+async fn next_text(stream: &mut SplitStream<WebSocket>) -> Option<Result<String, String>> {
+    loop {
+        match stream.next().await? {
+            Ok(Message::Text(t)) => return Some(Ok(t.to_string())),
+            Ok(Message::Binary(_)) => return Some(Err("binary messages are not supported".into())),
+            Ok(Message::Close(_)) => return None,
+            Ok(Message::Ping(_) | Message::Pong(_)) => continue,
+            Err(e) => {
+                tracing::debug!("websocket error: {e}");
+                return None;
+            }
+        }
+    }
+}

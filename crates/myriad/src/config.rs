@@ -1,0 +1,131 @@
+//! `myriad serve` settings: embedded defaults, then a TOML file, then flags.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde::Deserialize;
+
+#[derive(Args, Debug, Default)]
+pub struct ServeArgs {
+    /// TOML config file (keys: http, udp, public_ip, data, dev).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// HTTP listen address (web client, signalling, REST API).
+    #[arg(long)]
+    pub http: Option<SocketAddr>,
+    /// UDP listen address for media [default: the HTTP address's IP, its port + 1].
+    #[arg(long)]
+    pub udp: Option<SocketAddr>,
+    /// The IP browsers send media to, when the UDP address is a wildcard.
+    #[arg(long)]
+    pub public_ip: Option<IpAddr>,
+    /// Data directory (SQLite database, API key).
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Dev mode: the web page gets tokens for typed names [default: on for loopback only].
+    #[arg(long)]
+    pub dev: Option<bool>,
+}
+
+#[derive(Deserialize, Debug, Default)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    http: Option<SocketAddr>,
+    udp: Option<SocketAddr>,
+    public_ip: Option<IpAddr>,
+    data: Option<PathBuf>,
+    dev: Option<bool>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub http: SocketAddr,
+    pub udp: SocketAddr,
+    /// The IP browsers send media to.
+    pub media_ip: IpAddr,
+    pub data: PathBuf,
+    pub dev: bool,
+}
+
+pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
+pub const DEFAULT_DATA: &str = "myriad-data";
+
+impl ServeConfig {
+    pub fn load(args: ServeArgs) -> anyhow::Result<Self> {
+        let file = match &args.config {
+            Some(path) => read_file(path)?,
+            None => FileConfig::default(),
+        };
+        let http = args
+            .http
+            .or(file.http)
+            .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default"));
+        let udp = args.udp.or(file.udp).unwrap_or_else(|| {
+            let port = if http.port() == 0 { 0 } else { http.port().wrapping_add(1) };
+            SocketAddr::new(http.ip(), port)
+        });
+        let public_ip = args.public_ip.or(file.public_ip);
+        let media_ip = match (udp.ip().is_unspecified(), public_ip) {
+            (_, Some(ip)) => ip,
+            (false, None) => udp.ip(),
+            (true, None) => bail!("--udp {udp} listens on every address: say which one browsers reach with --public-ip"),
+        };
+        let dev = args
+            .dev
+            .or(file.dev)
+            .unwrap_or_else(|| http.ip().is_loopback());
+        Ok(Self {
+            http,
+            udp,
+            media_ip,
+            data: args.data.or(file.data).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            dev,
+        })
+    }
+}
+
+fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_a_loopback_dev_server() {
+        let c = ServeConfig::load(ServeArgs::default()).unwrap();
+        assert_eq!(c.http.to_string(), DEFAULT_HTTP);
+        assert_eq!(c.udp.to_string(), "127.0.0.1:8481");
+        assert!(c.dev);
+    }
+
+    #[test]
+    fn a_wildcard_udp_address_needs_a_public_ip() {
+        let args = ServeArgs {
+            udp: Some("0.0.0.0:9000".parse().unwrap()),
+            ..ServeArgs::default()
+        };
+        assert!(ServeConfig::load(args).is_err());
+    }
+
+    #[test]
+    fn flags_override_the_file_and_unknown_keys_fail() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.toml");
+        std::fs::write(&path, "http = \"127.0.0.1:9000\"\ndev = false\n").unwrap();
+        let c = ServeConfig::load(ServeArgs {
+            config: Some(path.clone()),
+            dev: Some(true),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!(c.http.port(), 9000);
+        assert!(c.dev);
+        std::fs::write(&path, "htp = 1\n").unwrap();
+        assert!(ServeConfig::load(ServeArgs { config: Some(path), ..ServeArgs::default() }).is_err());
+    }
+}

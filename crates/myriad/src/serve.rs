@@ -1,0 +1,47 @@
+//! `myriad serve`: control, one edge with media, and the web client in one process.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::Context;
+use myriad_auth::ApiKey;
+use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig};
+use myriad_sfu::SfuHandle;
+use myriad_store::Store;
+
+use crate::config::ServeConfig;
+
+pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
+    let (store, api_key) = open_data(&config.data)?;
+    let sfu = SfuHandle::start(config.udp, Some(config.media_ip))
+        .await
+        .with_context(|| format!("binding UDP {}", config.udp))?;
+    let media_public = SocketAddr::new(config.media_ip, sfu.local_addr().port());
+    let control = Control::new(store, api_key.clone(), sfu, ControlConfig { dev_mode: config.dev });
+    let listener = tokio::net::TcpListener::bind(config.http)
+        .await
+        .with_context(|| format!("binding HTTP {}", config.http))?;
+    let http = listener.local_addr()?;
+    tracing::info!(%http, media = %media_public, dev = config.dev, data = %config.data.display(), "myriad serve ready");
+    println!("myriad is running at http://{http}/");
+    println!("  API key: {}  (secret in {})", api_key.key, config.data.join("myriad.db").display());
+    if config.dev {
+        println!("  dev mode: the web page creates meetings and tokens for anyone who reaches it");
+    }
+    let app = myriad_edge::router(control);
+    tokio::select! {
+        res = myriad_edge::serve(listener, app) => res.context("HTTP server failed"),
+        _ = tokio::signal::ctrl_c() => {
+            tracing::info!("interrupted, shutting down");
+            Ok(())
+        }
+    }
+}
+
+/// Opens (creating if needed) the data directory and its database, and the API key.
+pub fn open_data(dir: &std::path::Path) -> anyhow::Result<(Arc<Store>, ApiKey)> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating data dir {}", dir.display()))?;
+    let store = Store::open(&dir.join("myriad.db")).context("opening the database")?;
+    let (key, secret) = store.ensure_api_key(now_unix_s(), generate_api_key)?;
+    Ok((Arc::new(store), ApiKey::new(key, secret)))
+}
