@@ -28,7 +28,12 @@ pub struct Grants {
 
 impl Grants {
     /// The permissions that go with a role unless the issuer narrows them.
-    pub fn for_role(meeting: MeetingId, identity: String, name: Option<String>, role: Role) -> Self {
+    pub fn for_role(
+        meeting: MeetingId,
+        identity: String,
+        name: Option<String>,
+        role: Role,
+    ) -> Self {
         Self {
             meeting,
             identity,
@@ -77,7 +82,9 @@ pub struct ApiKey {
 
 impl std::fmt::Debug for ApiKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ApiKey").field("key", &self.key).finish_non_exhaustive()
+        f.debug_struct("ApiKey")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
     }
 }
 
@@ -102,7 +109,12 @@ impl ApiKey {
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
-    pub fn create_token(&self, grants: &Grants, now_unix_s: u64, ttl_s: u64) -> Result<String, AuthError> {
+    pub fn create_token(
+        &self,
+        grants: &Grants,
+        now_unix_s: u64,
+        ttl_s: u64,
+    ) -> Result<String, AuthError> {
         check_name(&grants.identity)?;
         if let Some(name) = &grants.name {
             check_name(name)?;
@@ -178,7 +190,12 @@ mod tests {
     use super::*;
 
     fn grants() -> Grants {
-        Grants::for_role(MeetingId::parse("m1").unwrap(), "alice".into(), None, Role::Host)
+        Grants::for_role(
+            MeetingId::parse("m1").unwrap(),
+            "alice".into(),
+            None,
+            Role::Host,
+        )
     }
 
     #[test]
@@ -190,9 +207,17 @@ mod tests {
 
     #[test]
     fn another_secret_is_rejected() {
-        let token = ApiKey::new("k1", "s3cret").create_token(&grants(), 1000, 60).unwrap();
-        assert_eq!(ApiKey::new("k1", "other").verify(&token, 1001), Err(AuthError::BadSignature));
-        assert_eq!(ApiKey::new("k2", "s3cret").verify(&token, 1001), Err(AuthError::UnknownKey));
+        let token = ApiKey::new("k1", "s3cret")
+            .create_token(&grants(), 1000, 60)
+            .unwrap();
+        assert_eq!(
+            ApiKey::new("k1", "other").verify(&token, 1001),
+            Err(AuthError::BadSignature)
+        );
+        assert_eq!(
+            ApiKey::new("k2", "s3cret").verify(&token, 1001),
+            Err(AuthError::UnknownKey)
+        );
     }
 
     #[test]
@@ -206,14 +231,24 @@ mod tests {
     #[test]
     fn garbage_is_malformed_not_a_panic() {
         let key = ApiKey::new("k1", "s");
-        for bad in ["", "a.b.c", "....", "eyJhbGciOiJub25lIn0.e30.", &"x".repeat(10_000)] {
-            assert!(matches!(key.verify(bad, 0), Err(AuthError::Malformed(_))), "{bad}");
+        for bad in [
+            "",
+            "a.b.c",
+            "....",
+            "eyJhbGciOiJub25lIn0.e30.",
+            &"x".repeat(10_000),
+        ] {
+            assert!(
+                matches!(key.verify(bad, 0), Err(AuthError::Malformed(_))),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn grants_are_deny_by_default() {
-        let g: Grants = serde_json::from_str(r#"{"meeting":"m","identity":"x","role":"attendee"}"#).unwrap();
+        let g: Grants =
+            serde_json::from_str(r#"{"meeting":"m","identity":"x","role":"attendee"}"#).unwrap();
         assert!(!g.publish && !g.subscribe && !g.moderate);
     }
 

@@ -23,7 +23,10 @@ pub fn router() -> Router<Arc<Control>> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/meetings", post(create_meeting))
-        .route("/api/v1/meetings/{id}", get(get_meeting).delete(end_meeting))
+        .route(
+            "/api/v1/meetings/{id}",
+            get(get_meeting).delete(end_meeting),
+        )
         .route("/api/v1/meetings/{id}/participants", get(list_participants))
         .route(
             "/api/v1/meetings/{id}/participants/{pid}",
@@ -66,12 +69,20 @@ impl IntoResponse for ApiError {
 impl From<ControlError> for ApiError {
     fn from(e: ControlError) -> Self {
         match e {
-            ControlError::NotFound => Self::new(StatusCode::NOT_FOUND, "meeting_not_found", e.to_string()),
+            ControlError::NotFound => {
+                Self::new(StatusCode::NOT_FOUND, "meeting_not_found", e.to_string())
+            }
             ControlError::Ended => Self::new(StatusCode::GONE, "meeting_ended", e.to_string()),
-            ControlError::Exists => Self::new(StatusCode::CONFLICT, "meeting_exists", e.to_string()),
+            ControlError::Exists => {
+                Self::new(StatusCode::CONFLICT, "meeting_exists", e.to_string())
+            }
             ControlError::Store(e) => {
                 tracing::error!("store: {e}");
-                Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "storage error")
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "storage error",
+                )
             }
         }
     }
@@ -81,9 +92,11 @@ impl From<CoordinatorError> for ApiError {
     fn from(e: CoordinatorError) -> Self {
         match e {
             CoordinatorError::Gone => Self::new(StatusCode::GONE, "meeting_ended", e.to_string()),
-            CoordinatorError::Room(RoomError::UnknownParticipant) => {
-                Self::new(StatusCode::NOT_FOUND, "participant_not_found", e.to_string())
-            }
+            CoordinatorError::Room(RoomError::UnknownParticipant) => Self::new(
+                StatusCode::NOT_FOUND,
+                "participant_not_found",
+                e.to_string(),
+            ),
             CoordinatorError::Room(RoomError::UnknownTrack) => {
                 Self::new(StatusCode::NOT_FOUND, "track_not_found", e.to_string())
             }
@@ -101,16 +114,19 @@ pub struct ApiAuth;
 impl FromRequestParts<Arc<Control>> for ApiAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, control: &Arc<Control>) -> Result<Self, ApiError> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        control: &Arc<Control>,
+    ) -> Result<Self, ApiError> {
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
         let value = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| unauthorized("missing Authorization: Basic <key:secret>"))?;
-        let encoded = value
-            .strip_prefix("Basic ")
-            .ok_or_else(|| unauthorized("use HTTP Basic authentication with the API key and secret"))?;
+        let encoded = value.strip_prefix("Basic ").ok_or_else(|| {
+            unauthorized("use HTTP Basic authentication with the API key and secret")
+        })?;
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())
             .ok()
@@ -128,7 +144,8 @@ impl FromRequestParts<Arc<Control>> for ApiAuth {
 }
 
 fn meeting_id(s: &str) -> Result<MeetingId, ApiError> {
-    MeetingId::parse(s).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_meeting_id", e.to_string()))
+    MeetingId::parse(s)
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_meeting_id", e.to_string()))
 }
 
 #[derive(Debug, Deserialize)]
@@ -150,7 +167,11 @@ async fn create_meeting(
 ) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
     let id = req.id.as_deref().map(meeting_id).transpose()?;
     if req.title.len() > MAX_TITLE_BYTES {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_title", "title is too long"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_title",
+            "title is too long",
+        ));
     }
     let record = control.create_meeting(id, req.title, req.settings)?;
     Ok((StatusCode::CREATED, Json(record)))
@@ -175,7 +196,10 @@ async fn get_meeting(
         Some(h) => h.participants(None, 0).await.map_or(0, |(n, _)| n),
         None => 0,
     };
-    Ok(Json(MeetingView { record, participants }))
+    Ok(Json(MeetingView {
+        record,
+        participants,
+    }))
 }
 
 async fn end_meeting(
@@ -201,11 +225,15 @@ async fn list_participants(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let handle = control.meeting(&meeting_id(&id)?)?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
-    let (count, participants) = handle.participants(page.after.map(ParticipantId), limit).await?;
+    let (count, participants) = handle
+        .participants(page.after.map(ParticipantId), limit)
+        .await?;
     let next = (participants.len() == limit)
         .then(|| participants.last().map(|p| p.id))
         .flatten();
-    Ok(Json(json!({ "count": count, "participants": participants, "next_after": next })))
+    Ok(Json(
+        json!({ "count": count, "participants": participants, "next_after": next }),
+    ))
 }
 
 async fn remove_participant(
@@ -258,7 +286,14 @@ fn attendee() -> Role {
     Role::Attendee
 }
 
-fn issue(control: &Control, meeting: MeetingId, identity: String, name: Option<String>, role: Role, ttl_s: u64) -> Result<String, ApiError> {
+fn issue(
+    control: &Control,
+    meeting: MeetingId,
+    identity: String,
+    name: Option<String>,
+    role: Role,
+    ttl_s: u64,
+) -> Result<String, ApiError> {
     let grants = Grants::for_role(meeting, identity, name, role);
     control
         .api_key()
@@ -274,10 +309,21 @@ async fn create_token(
     let ttl_s = match req.ttl.as_deref() {
         None => 3600,
         Some(t) => parse_ttl(t).ok_or_else(|| {
-            ApiError::new(StatusCode::BAD_REQUEST, "bad_ttl", "ttl must look like 90s, 15m, 1h or 7d")
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_ttl",
+                "ttl must look like 90s, 15m, 1h or 7d",
+            )
         })?,
     };
-    let token = issue(&control, meeting_id(&req.meeting)?, req.identity, req.name, req.role, ttl_s)?;
+    let token = issue(
+        &control,
+        meeting_id(&req.meeting)?,
+        req.identity,
+        req.name,
+        req.role,
+        ttl_s,
+    )?;
     Ok(Json(json!({ "token": token })))
 }
 
@@ -306,7 +352,11 @@ async fn dev_create_meeting(
 ) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
     require_dev(&control)?;
     if req.title.len() > MAX_TITLE_BYTES {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "bad_title", "title is too long"));
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_title",
+            "title is too long",
+        ));
     }
     let record = control.create_meeting(None, req.title, MeetingSettings::default())?;
     Ok((StatusCode::CREATED, Json(record)))

@@ -204,7 +204,11 @@ impl MeetingHandle {
             .await??)
     }
 
-    pub async fn remove(&self, actor: Actor, target: ParticipantId) -> Result<(), CoordinatorError> {
+    pub async fn remove(
+        &self,
+        actor: Actor,
+        target: ParticipantId,
+    ) -> Result<(), CoordinatorError> {
         Ok(self
             .ask(|reply| Command::Remove {
                 actor,
@@ -306,7 +310,10 @@ impl Coordinator {
                 reply,
             } => {
                 let req = JoinRequest {
-                    name: grants.name.clone().unwrap_or_else(|| grants.identity.clone()),
+                    name: grants
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| grants.identity.clone()),
                     identity: grants.identity,
                     role: grants.role,
                     permissions: Permissions {
@@ -347,8 +354,10 @@ impl Coordinator {
                 .is_some_and(|p| p.identity == identity)
                 .then_some(())
                 .ok_or(RoomError::UnknownSession)
-                .and_then(|()| self.meeting.handle_resume(participant, &session_token, last_seq))
-            {
+                .and_then(|()| {
+                    self.meeting
+                        .handle_resume(participant, &session_token, last_seq)
+                }) {
                 Ok(from) => {
                     // Ends the old connection (if it still exists) before the new one is in.
                     self.drain().await;

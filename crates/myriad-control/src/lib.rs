@@ -17,7 +17,9 @@ use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 
 pub use api::router;
-pub use coordinator::{Connection, CoordinatorError, Joined, MeetingHandle, SessionMsg, SESSION_QUEUE_LEN};
+pub use coordinator::{
+    Connection, CoordinatorError, Joined, MeetingHandle, SessionMsg, SESSION_QUEUE_LEN,
+};
 
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
@@ -89,7 +91,12 @@ fn generate_meeting_id() -> MeetingId {
 }
 
 impl Control {
-    pub fn new(store: Arc<Store>, api_key: ApiKey, sfu: SfuHandle, config: ControlConfig) -> Arc<Self> {
+    pub fn new(
+        store: Arc<Store>,
+        api_key: ApiKey,
+        sfu: SfuHandle,
+        config: ControlConfig,
+    ) -> Arc<Self> {
         Arc::new(Self {
             store,
             api_key,

@@ -23,7 +23,7 @@ use myriad_proto::{
     ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use myriad_room::{Actor, EndReason, RoomError};
-use myriad_sfu::{PeerId, ShellError, SfuError};
+use myriad_sfu::{PeerId, SfuError, ShellError};
 use tokio::sync::mpsc;
 
 use crate::TokenBucket;
@@ -95,7 +95,8 @@ impl Session {
             }
             Ok(None) => return,
             Err(_) => {
-                self.fail(ErrorCode::NotJoined, "no join message within 10 s").await;
+                self.fail(ErrorCode::NotJoined, "no join message within 10 s")
+                    .await;
                 return;
             }
         };
@@ -129,12 +130,17 @@ impl Session {
         let msg: ClientMsg = serde_json::from_str(text)
             .map_err(|e| (ErrorCode::BadMessage, describe_json_error(&e)))?;
         let ClientMsg::Join { v, token, resume } = msg else {
-            return Err((ErrorCode::NotJoined, "the first message must be join".into()));
+            return Err((
+                ErrorCode::NotJoined,
+                "the first message must be join".into(),
+            ));
         };
         if v != PROTOCOL_VERSION {
             return Err((
                 ErrorCode::UnsupportedVersion,
-                format!("protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"),
+                format!(
+                    "protocol version {v} is not supported; this server speaks {PROTOCOL_VERSION}"
+                ),
             ));
         }
         let grants = self
@@ -155,7 +161,13 @@ impl Session {
         let conn = Connection { id: conn_id, tx };
         let joined = match resume {
             Some(r) => handle
-                .resume(grants.identity, r.participant, r.session_token, r.last_seq, conn)
+                .resume(
+                    grants.identity,
+                    r.participant,
+                    r.session_token,
+                    r.last_seq,
+                    conn,
+                )
                 .await
                 .map_err(|e| (ErrorCode::ResumeFailed, e.to_string()))?,
             None => handle
@@ -249,7 +261,11 @@ impl Session {
         let sfu = self.control.sfu().clone();
         match msg {
             ClientMsg::Join { .. } => {
-                self.send_error(ErrorCode::AlreadyJoined, "this connection has joined already").await
+                self.send_error(
+                    ErrorCode::AlreadyJoined,
+                    "this connection has joined already",
+                )
+                .await
             }
             ClientMsg::Offer { sdp, tracks } => {
                 let res = match member.peer {
@@ -259,7 +275,13 @@ impl Session {
                         // The coordinator must know the peer before the media task talks about it.
                         member.handle.attach_peer(member.participant, peer).await;
                         let res = sfu
-                            .add_peer(peer, member.meeting.clone(), member.participant, sdp, tracks)
+                            .add_peer(
+                                peer,
+                                member.meeting.clone(),
+                                member.participant,
+                                sdp,
+                                tracks,
+                            )
                             .await;
                         if res.is_ok() {
                             member.peer = Some(peer);
@@ -278,11 +300,18 @@ impl Session {
                         self.send_media_error(e).await;
                     }
                 }
-                None => self.send_error(ErrorCode::BadMessage, "no media connection to answer for").await,
+                None => {
+                    self.send_error(ErrorCode::BadMessage, "no media connection to answer for")
+                        .await
+                }
             },
             ClientMsg::Mute { source, muted } => {
                 let p = member.participant;
-                if let Err(e) = member.handle.mute(Actor::Participant(p), p, source, muted).await {
+                if let Err(e) = member
+                    .handle
+                    .mute(Actor::Participant(p), p, source, muted)
+                    .await
+                {
                     let (code, message) = coordinator_error(e);
                     self.send_error(code, &message).await;
                 }
@@ -321,7 +350,9 @@ impl Session {
 
     async fn send_media_error(&mut self, e: ShellError) {
         let (code, message) = match e {
-            ShellError::Sfu(SfuError::Sdp(m)) => (ErrorCode::InvalidSdp, format!("invalid SDP: {m}")),
+            ShellError::Sfu(SfuError::Sdp(m)) => {
+                (ErrorCode::InvalidSdp, format!("invalid SDP: {m}"))
+            }
             ShellError::Sfu(e @ SfuError::NoOfferPending) => (ErrorCode::BadMessage, e.to_string()),
             e => (ErrorCode::Internal, e.to_string()),
         };

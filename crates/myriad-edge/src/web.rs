@@ -19,7 +19,10 @@ pub fn router() -> Router<Arc<Control>> {
     Router::new()
         .route("/", get(|| async { asset("index.html") }))
         .route("/m/{id}", get(|| async { asset("index.html") }))
-        .route("/static/{*path}", get(|Path(path): Path<String>| async move { asset(&path) }))
+        .route(
+            "/static/{*path}",
+            get(|Path(path): Path<String>| async move { asset(&path) }),
+        )
 }
 
 fn asset(path: &str) -> Response {

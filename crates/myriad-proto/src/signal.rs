@@ -60,11 +60,19 @@ pub enum ClientMsg {
         resume: Option<Resume>,
     },
     /// An SDP offer from the client (it publishes or changes what it publishes).
-    Offer { sdp: String, tracks: Vec<TrackMid> },
+    Offer {
+        sdp: String,
+        tracks: Vec<TrackMid>,
+    },
     /// The client's answer to the server's last offer.
-    Answer { sdp: String },
+    Answer {
+        sdp: String,
+    },
     /// The client muted or unmuted one of its sources.
-    Mute { source: TrackSource, muted: bool },
+    Mute {
+        source: TrackSource,
+        muted: bool,
+    },
     /// How the client shows video: the tallest tile it renders, and whom it pinned.
     View {
         max_height: u32,
@@ -203,14 +211,20 @@ mod tests {
             muted: true,
         };
         let json = serde_json::to_string(&msg).unwrap();
-        assert_eq!(json, r#"{"type":"mute","source":"microphone","muted":true}"#);
+        assert_eq!(
+            json,
+            r#"{"type":"mute","source":"microphone","muted":true}"#
+        );
         assert_eq!(serde_json::from_str::<ClientMsg>(&json).unwrap(), msg);
     }
 
     #[test]
     fn unknown_types_and_fields_are_rejected() {
         assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"launch"}"#).is_err());
-        assert!(serde_json::from_str::<ClientMsg>(r#"{"type":"mute","source":"camera","muted":true,"x":1}"#).is_err());
+        assert!(serde_json::from_str::<ClientMsg>(
+            r#"{"type":"mute","source":"camera","muted":true,"x":1}"#
+        )
+        .is_err());
         assert!(serde_json::from_str::<ClientMsg>(r#"{"token":"a"}"#).is_err());
     }
 

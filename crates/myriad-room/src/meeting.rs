@@ -445,9 +445,9 @@ impl Meeting {
             .iter()
             .copied()
             .filter(|(p, _)| {
-                self.tracks.values().any(|t| {
-                    t.info.participant == *p && t.info.source.is_audio() && !t.info.muted
-                })
+                self.tracks
+                    .values()
+                    .any(|t| t.info.participant == *p && t.info.source.is_audio() && !t.info.muted)
             })
             .collect();
         if self.speakers.handle_levels(now, &unmuted) {

@@ -120,7 +120,9 @@ impl SpeakerDetector {
     }
 
     fn smoothed(&self, p: ParticipantId) -> f32 {
-        self.levels.get(&p).map_or(SILENCE_DBOV, |l| l.smoothed_dbov)
+        self.levels
+            .get(&p)
+            .map_or(SILENCE_DBOV, |l| l.smoothed_dbov)
     }
 
     fn update_active(&mut self, now: Instant) -> bool {
@@ -200,7 +202,12 @@ mod tests {
     }
 
     /// Feeds `ticks` report intervals with the same levels, returns the time after.
-    fn feed(d: &mut SpeakerDetector, mut now: Instant, ticks: u32, r: &[(ParticipantId, f32)]) -> Instant {
+    fn feed(
+        d: &mut SpeakerDetector,
+        mut now: Instant,
+        ticks: u32,
+        r: &[(ParticipantId, f32)],
+    ) -> Instant {
         for _ in 0..ticks {
             now += TICK;
             d.handle_levels(now, r);
@@ -273,7 +280,12 @@ mod tests {
     fn garbage_levels_are_clamped() {
         let mut d = SpeakerDetector::new(SpeakerConfig::default());
         let t0 = Instant::now();
-        feed(&mut d, t0, 5, &[(p(1), f32::NAN), (p(2), 500.0), (p(3), f32::NEG_INFINITY)]);
+        feed(
+            &mut d,
+            t0,
+            5,
+            &[(p(1), f32::NAN), (p(2), 500.0), (p(3), f32::NEG_INFINITY)],
+        );
         assert_eq!(d.active(), &[p(2)]);
     }
 }

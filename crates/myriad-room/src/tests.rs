@@ -57,7 +57,9 @@ fn joins_and_leaves_are_sequenced_events() {
         })
         .collect();
     assert_eq!(seqs, vec![Seq(1), Seq(2), Seq(3)]);
-    assert!(matches!(&events(&out)[2], MeetingEvent::ParticipantLeft { participant } if *participant == a));
+    assert!(
+        matches!(&events(&out)[2], MeetingEvent::ParticipantLeft { participant } if *participant == a)
+    );
     assert!(out.contains(&Output::SessionEnded {
         participant: a,
         reason: EndReason::Left
@@ -139,7 +141,12 @@ fn moderators_mute_but_never_unmute_others() {
     m.handle_mute(Actor::Participant(host), pan, TrackSource::Microphone, true)
         .unwrap();
     assert!(m
-        .handle_mute(Actor::Participant(host), pan, TrackSource::Microphone, false)
+        .handle_mute(
+            Actor::Participant(host),
+            pan,
+            TrackSource::Microphone,
+            false
+        )
         .is_err());
     assert!(m.plan().audio.is_empty(), "muted audio is not forwarded");
     m.handle_mute(Actor::Participant(pan), pan, TrackSource::Microphone, false)
@@ -181,8 +188,11 @@ fn forwarding_follows_speakers_within_limits() {
     assert_eq!(m.plan().audio[0], mic[3]);
     assert_eq!(m.plan().video[0], cam[3]);
     assert_eq!(m.plan().video.len(), 2);
-    assert!(events(&drain(&mut m))
-        .contains(&MeetingEvent::ActiveSpeakers { participants: vec![ps[3]] }));
+    assert!(
+        events(&drain(&mut m)).contains(&MeetingEvent::ActiveSpeakers {
+            participants: vec![ps[3]]
+        })
+    );
 
     // A screen share is always forwarded, on top of last-N.
     let screen = m.handle_publish(ps[1], TrackSource::Screen).unwrap();
@@ -190,8 +200,13 @@ fn forwarding_follows_speakers_within_limits() {
     assert_eq!(m.plan().video.len(), 3);
 
     // A muted speaker's level is ignored.
-    m.handle_mute(Actor::Participant(ps[2]), ps[2], TrackSource::Microphone, true)
-        .unwrap();
+    m.handle_mute(
+        Actor::Participant(ps[2]),
+        ps[2],
+        TrackSource::Microphone,
+        true,
+    )
+    .unwrap();
     for _ in 0..10 {
         t += Duration::from_millis(100);
         m.handle_audio_levels(t, &[(ps[2], -5.0)]);
@@ -220,7 +235,10 @@ fn resume_replays_missed_events_or_gives_a_snapshot() {
     match m.handle_resume(a, "secret-alice", seen).unwrap() {
         ResumeFrom::Events(ev) => {
             assert_eq!(ev.len(), 1);
-            assert!(matches!(ev[0].event, MeetingEvent::ParticipantJoined { .. }));
+            assert!(matches!(
+                ev[0].event,
+                MeetingEvent::ParticipantJoined { .. }
+            ));
         }
         other => panic!("expected events, got {other:?}"),
     }

@@ -7,4 +7,4 @@ pub mod core;
 pub mod shell;
 
 pub use crate::core::{PeerId, SfuConfig, SfuError, SfuEvent};
-pub use shell::{RoomEvent, ShellError, SfuHandle};
+pub use shell::{RoomEvent, SfuHandle, ShellError};

@@ -123,7 +123,10 @@ impl SfuHandle {
     }
 
     async fn send(&self, cmd: Command) -> Result<(), ShellError> {
-        self.commands.send(cmd).await.map_err(|_| ShellError::Stopped)
+        self.commands
+            .send(cmd)
+            .await
+            .map_err(|_| ShellError::Stopped)
     }
 
     async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, ShellError> {
@@ -132,7 +135,11 @@ impl SfuHandle {
         Ok(rx.await.map_err(|_| ShellError::Stopped)??)
     }
 
-    pub async fn open_room(&self, meeting: MeetingId, events: mpsc::Sender<RoomEvent>) -> Result<(), ShellError> {
+    pub async fn open_room(
+        &self,
+        meeting: MeetingId,
+        events: mpsc::Sender<RoomEvent>,
+    ) -> Result<(), ShellError> {
         self.send(Command::OpenRoom { meeting, events }).await
     }
 
@@ -159,15 +166,31 @@ impl SfuHandle {
         .await
     }
 
-    pub async fn offer(&self, id: PeerId, sdp: String, tracks: Vec<TrackMid>) -> Result<String, ShellError> {
-        self.ask(|reply| Command::Offer { id, sdp, tracks, reply }).await
+    pub async fn offer(
+        &self,
+        id: PeerId,
+        sdp: String,
+        tracks: Vec<TrackMid>,
+    ) -> Result<String, ShellError> {
+        self.ask(|reply| Command::Offer {
+            id,
+            sdp,
+            tracks,
+            reply,
+        })
+        .await
     }
 
     pub async fn answer(&self, id: PeerId, sdp: String) -> Result<(), ShellError> {
         self.ask(|reply| Command::Answer { id, sdp, reply }).await
     }
 
-    pub async fn bind_track(&self, id: PeerId, mid: String, track: TrackId) -> Result<(), ShellError> {
+    pub async fn bind_track(
+        &self,
+        id: PeerId,
+        mid: String,
+        track: TrackId,
+    ) -> Result<(), ShellError> {
         self.send(Command::BindTrack { id, mid, track }).await
     }
 
@@ -175,12 +198,26 @@ impl SfuHandle {
         self.send(Command::UnbindTrack { meeting, track }).await
     }
 
-    pub async fn set_plan(&self, meeting: MeetingId, plan: ForwardingPlan) -> Result<(), ShellError> {
+    pub async fn set_plan(
+        &self,
+        meeting: MeetingId,
+        plan: ForwardingPlan,
+    ) -> Result<(), ShellError> {
         self.send(Command::Plan { meeting, plan }).await
     }
 
-    pub async fn set_view(&self, id: PeerId, max_height: u32, pinned: Vec<ParticipantId>) -> Result<(), ShellError> {
-        self.send(Command::View { id, max_height, pinned }).await
+    pub async fn set_view(
+        &self,
+        id: PeerId,
+        max_height: u32,
+        pinned: Vec<ParticipantId>,
+    ) -> Result<(), ShellError> {
+        self.send(Command::View {
+            id,
+            max_height,
+            pinned,
+        })
+        .await
     }
 
     pub async fn remove_peer(&self, id: PeerId) -> Result<(), ShellError> {
@@ -314,7 +351,12 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
             let _ = reply.send(sfu.add_peer(now, id, meeting, participant, &offer, &tracks));
             sfu.handle_timeout(now);
         }
-        Command::Offer { id, sdp, tracks, reply } => {
+        Command::Offer {
+            id,
+            sdp,
+            tracks,
+            reply,
+        } => {
             let _ = reply.send(sfu.handle_offer(now, id, &sdp, &tracks));
         }
         Command::Answer { id, sdp, reply } => {
@@ -323,7 +365,11 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
         Command::BindTrack { id, mid, track } => sfu.bind_track(now, id, &mid, track),
         Command::UnbindTrack { meeting, track } => sfu.unbind_track(now, &meeting, track),
         Command::Plan { meeting, plan } => sfu.set_plan(now, &meeting, plan),
-        Command::View { id, max_height, pinned } => sfu.set_view(now, id, max_height, pinned),
+        Command::View {
+            id,
+            max_height,
+            pinned,
+        } => sfu.set_view(now, id, max_height, pinned),
         Command::RemovePeer { id } => sfu.remove_peer(now, id),
     }
 }

@@ -122,7 +122,9 @@ impl Store {
     pub fn api_key_secret(&self, key: &str) -> Result<Option<String>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT secret FROM api_keys WHERE key = ?1", [key], |r| r.get(0))
+            .query_row("SELECT secret FROM api_keys WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()?)
     }
 
@@ -131,7 +133,13 @@ impl Store {
         let res = self.conn().execute(
             "INSERT INTO meetings (id, title, created_unix_s, ended_unix_s, settings)
              VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![record.id, record.title, record.created_unix_s, record.ended_unix_s, settings],
+            params![
+                record.id,
+                record.title,
+                record.created_unix_s,
+                record.ended_unix_s,
+                settings
+            ],
         );
         match res {
             Ok(_) => Ok(()),
@@ -191,7 +199,9 @@ mod tests {
     fn api_key_is_created_once() {
         let s = Store::open_in_memory().unwrap();
         let a = s.ensure_api_key(1, || ("k".into(), "s".into())).unwrap();
-        let b = s.ensure_api_key(2, || panic!("must not generate twice")).unwrap();
+        let b = s
+            .ensure_api_key(2, || panic!("must not generate twice"))
+            .unwrap();
         assert_eq!(a, b);
         assert_eq!(s.api_key_secret("k").unwrap().as_deref(), Some("s"));
         assert_eq!(s.api_key_secret("nope").unwrap(), None);
@@ -212,7 +222,10 @@ mod tests {
         {
             let s = Store::open(&path).unwrap();
             s.create_meeting(&rec).unwrap();
-            assert!(matches!(s.create_meeting(&rec), Err(StoreError::MeetingExists(_))));
+            assert!(matches!(
+                s.create_meeting(&rec),
+                Err(StoreError::MeetingExists(_))
+            ));
         }
         let s = Store::open(&path).unwrap();
         assert_eq!(s.meeting("m1").unwrap(), Some(rec));

@@ -63,7 +63,11 @@ impl ServeConfig {
             .or(file.http)
             .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("valid default"));
         let udp = args.udp.or(file.udp).unwrap_or_else(|| {
-            let port = if http.port() == 0 { 0 } else { http.port().wrapping_add(1) };
+            let port = if http.port() == 0 {
+                0
+            } else {
+                http.port().wrapping_add(1)
+            };
             SocketAddr::new(http.ip(), port)
         });
         let public_ip = args.public_ip.or(file.public_ip);
@@ -80,14 +84,18 @@ impl ServeConfig {
             http,
             udp,
             media_ip,
-            data: args.data.or(file.data).unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
+            data: args
+                .data
+                .or(file.data)
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
             dev,
         })
     }
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))
 }
 
@@ -126,6 +134,10 @@ mod tests {
         assert_eq!(c.http.port(), 9000);
         assert!(c.dev);
         std::fs::write(&path, "htp = 1\n").unwrap();
-        assert!(ServeConfig::load(ServeArgs { config: Some(path), ..ServeArgs::default() }).is_err());
+        assert!(ServeConfig::load(ServeArgs {
+            config: Some(path),
+            ..ServeArgs::default()
+        })
+        .is_err());
     }
 }

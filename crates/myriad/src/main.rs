@@ -7,7 +7,11 @@ mod token;
 use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
-#[command(name = "myriad", version, about = "Very large real-time meetings and the edge network that carries them")]
+#[command(
+    name = "myriad",
+    version,
+    about = "Very large real-time meetings and the edge network that carries them"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -20,6 +24,11 @@ enum Command {
     /// Access tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Print the API key and secret of a data dir as KEY:SECRET (for `curl -u`).
+    Apikey {
+        #[arg(long, default_value = config::DEFAULT_DATA)]
+        data: std::path::PathBuf,
+    },
 }
 
 fn main() -> anyhow::Result<()> {
@@ -34,11 +43,20 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve::run(config))
         }
         Command::Token(cmd) => token::run(cmd),
+        Command::Apikey { data } => {
+            let (_, key) = serve::open_data(&data)?;
+            println!("{}:{}", key.key, key.secret());
+            Ok(())
+        }
     }
 }
 
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn"));
-    tracing_subscriber::fmt().with_env_filter(filter).init();
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }

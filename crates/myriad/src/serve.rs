@@ -17,14 +17,25 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding UDP {}", config.udp))?;
     let media_public = SocketAddr::new(config.media_ip, sfu.local_addr().port());
-    let control = Control::new(store, api_key.clone(), sfu, ControlConfig { dev_mode: config.dev });
+    let control = Control::new(
+        store,
+        api_key.clone(),
+        sfu,
+        ControlConfig {
+            dev_mode: config.dev,
+        },
+    );
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("binding HTTP {}", config.http))?;
     let http = listener.local_addr()?;
     tracing::info!(%http, media = %media_public, dev = config.dev, data = %config.data.display(), "myriad serve ready");
     println!("myriad is running at http://{http}/");
-    println!("  API key: {}  (secret in {})", api_key.key, config.data.join("myriad.db").display());
+    println!(
+        "  API key: {}  (`myriad apikey --data {}` prints key:secret)",
+        api_key.key,
+        config.data.display()
+    );
     if config.dev {
         println!("  dev mode: the web page creates meetings and tokens for anyone who reaches it");
     }

@@ -49,7 +49,8 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
             ttl,
         } => {
             let meeting = MeetingId::parse(&meeting).context("--meeting")?;
-            let ttl_s = parse_ttl(&ttl).ok_or_else(|| anyhow!("--ttl must look like 90s, 15m, 1h or 7d"))?;
+            let ttl_s = parse_ttl(&ttl)
+                .ok_or_else(|| anyhow!("--ttl must look like 90s, 15m, 1h or 7d"))?;
             let role = match role {
                 RoleArg::Host => Role::Host,
                 RoleArg::Panelist => Role::Panelist,

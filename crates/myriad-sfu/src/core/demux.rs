@@ -83,7 +83,10 @@ mod tests {
 
     #[test]
     fn finds_the_local_ufrag() {
-        assert_eq!(stun_local_ufrag(&stun_with_username("srv1:cli9")), Some("srv1"));
+        assert_eq!(
+            stun_local_ufrag(&stun_with_username("srv1:cli9")),
+            Some("srv1")
+        );
     }
 
     #[test]
@@ -105,7 +108,10 @@ mod tests {
         let mut d = Demux::default();
         let addr: SocketAddr = "127.0.0.1:5000".parse().unwrap();
         d.add_peer("srv1", PeerId(1));
-        assert_eq!(d.route(addr, &stun_with_username("srv1:x")), Some((PeerId(1), true)));
+        assert_eq!(
+            d.route(addr, &stun_with_username("srv1:x")),
+            Some((PeerId(1), true))
+        );
         assert_eq!(d.route(addr, &[0x80; 40]), None);
         d.learn_addr(addr, PeerId(1));
         assert_eq!(d.route(addr, &[0x80; 40]), Some((PeerId(1), false)));

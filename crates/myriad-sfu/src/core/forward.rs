@@ -77,8 +77,9 @@ impl Forwarder {
         let next_out = match self.last_out {
             None => TIMELINE_START,
             Some((last, at)) => {
-                let elapsed_ticks =
-                    now.saturating_duration_since(at).as_micros() as u64 * clock_hz as u64 / 1_000_000;
+                let elapsed_ticks = now.saturating_duration_since(at).as_micros() as u64
+                    * clock_hz as u64
+                    / 1_000_000;
                 last.wrapping_add(elapsed_ticks.max(1))
             }
         };
@@ -107,7 +108,10 @@ mod tests {
     #[test]
     fn nothing_flows_without_a_target() {
         let mut f = Forwarder::default();
-        assert_eq!(f.on_media(l("h"), true, 0, 90_000, Instant::now()), Decision::Drop);
+        assert_eq!(
+            f.on_media(l("h"), true, 0, 90_000, Instant::now()),
+            Decision::Drop
+        );
     }
 
     #[test]
@@ -115,8 +119,14 @@ mod tests {
         let t0 = Instant::now();
         let mut f = Forwarder::default();
         assert!(f.set_target(Some(l("l"))));
-        assert_eq!(f.on_media(l("l"), false, 1000, 90_000, t0), Decision::NeedKeyframe(l("l")));
-        assert_eq!(f.on_media(l("l"), true, 1000, 90_000, t0), Decision::Forward(TIMELINE_START));
+        assert_eq!(
+            f.on_media(l("l"), false, 1000, 90_000, t0),
+            Decision::NeedKeyframe(l("l"))
+        );
+        assert_eq!(
+            f.on_media(l("l"), true, 1000, 90_000, t0),
+            Decision::Forward(TIMELINE_START)
+        );
         let t1 = t0 + Duration::from_millis(33);
         assert_eq!(
             f.on_media(l("l"), false, 1000 + 2970, 90_000, t1),
@@ -131,13 +141,19 @@ mod tests {
             f.on_media(l("l"), false, 1000 + 5940, 90_000, t2),
             Decision::Forward(TIMELINE_START + 5940)
         );
-        assert_eq!(f.on_media(l("h"), false, 777_000, 90_000, t2), Decision::NeedKeyframe(l("h")));
+        assert_eq!(
+            f.on_media(l("h"), false, 777_000, 90_000, t2),
+            Decision::NeedKeyframe(l("h"))
+        );
         let t3 = t2 + Duration::from_millis(33);
         assert_eq!(
             f.on_media(l("h"), true, 777_000, 90_000, t3),
             Decision::Forward(TIMELINE_START + 5940 + 2970)
         );
-        assert_eq!(f.on_media(l("l"), true, 1000 + 8910, 90_000, t3), Decision::Drop);
+        assert_eq!(
+            f.on_media(l("l"), true, 1000 + 8910, 90_000, t3),
+            Decision::Drop
+        );
     }
 
     #[test]
@@ -145,8 +161,14 @@ mod tests {
         let t0 = Instant::now();
         let mut f = Forwarder::default();
         f.set_target(Some(None));
-        assert!(matches!(f.on_media(None, true, 5, 48_000, t0), Decision::Forward(_)));
-        assert!(!f.set_target(Some(None)), "same target, no key frame needed");
+        assert!(matches!(
+            f.on_media(None, true, 5, 48_000, t0),
+            Decision::Forward(_)
+        ));
+        assert!(
+            !f.set_target(Some(None)),
+            "same target, no key frame needed"
+        );
         f.set_target(None);
         assert_eq!(f.current(), None);
         assert_eq!(f.on_media(None, true, 6, 48_000, t0), Decision::Drop);

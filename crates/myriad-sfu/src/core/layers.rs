@@ -71,24 +71,45 @@ mod tests {
     use super::*;
 
     const SIMULCAST: [LayerInfo; 3] = [
-        LayerInfo { bitrate_bps: 150_000, height: 180 },
-        LayerInfo { bitrate_bps: 500_000, height: 360 },
-        LayerInfo { bitrate_bps: 1_500_000, height: 720 },
+        LayerInfo {
+            bitrate_bps: 150_000,
+            height: 180,
+        },
+        LayerInfo {
+            bitrate_bps: 500_000,
+            height: 360,
+        },
+        LayerInfo {
+            bitrate_bps: 1_500_000,
+            height: 720,
+        },
     ];
 
     #[test]
     fn picks_the_smallest_layer_that_fills_the_tile() {
-        let d = [LayerDemand { layers: &SIMULCAST, max_height: 300 }];
+        let d = [LayerDemand {
+            layers: &SIMULCAST,
+            max_height: 300,
+        }];
         assert_eq!(choose_layers(&d, 10_000_000), vec![Some(1)]);
-        let d = [LayerDemand { layers: &SIMULCAST, max_height: 1080 }];
+        let d = [LayerDemand {
+            layers: &SIMULCAST,
+            max_height: 1080,
+        }];
         assert_eq!(choose_layers(&d, 10_000_000), vec![Some(2)]);
     }
 
     #[test]
     fn a_thin_downlink_gets_lower_layers_and_priority_wins() {
         let d = [
-            LayerDemand { layers: &SIMULCAST, max_height: 720 },
-            LayerDemand { layers: &SIMULCAST, max_height: 720 },
+            LayerDemand {
+                layers: &SIMULCAST,
+                max_height: 720,
+            },
+            LayerDemand {
+                layers: &SIMULCAST,
+                max_height: 720,
+            },
         ];
         // 150k + 150k base, then the first track climbs to 500k: 650k.
         assert_eq!(choose_layers(&d, 700_000), vec![Some(1), Some(0)]);
@@ -98,17 +119,37 @@ mod tests {
     #[test]
     fn unknown_heights_climb_by_budget() {
         let layers = [
-            LayerInfo { bitrate_bps: 100_000, height: 0 },
-            LayerInfo { bitrate_bps: 300_000, height: 0 },
+            LayerInfo {
+                bitrate_bps: 100_000,
+                height: 0,
+            },
+            LayerInfo {
+                bitrate_bps: 300_000,
+                height: 0,
+            },
         ];
-        let d = [LayerDemand { layers: &layers, max_height: 360 }];
+        let d = [LayerDemand {
+            layers: &layers,
+            max_height: 360,
+        }];
         assert_eq!(choose_layers(&d, 1_000_000), vec![Some(1)]);
-        assert_eq!(choose_layers(&[LayerDemand { layers: &[], max_height: 1 }], 1), vec![None]);
+        assert_eq!(
+            choose_layers(
+                &[LayerDemand {
+                    layers: &[],
+                    max_height: 1
+                }],
+                1
+            ),
+            vec![None]
+        );
     }
 
     #[test]
     fn reads_vp8_keyframe_dimensions() {
-        let frame = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01, 0, 0];
+        let frame = [
+            0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01, 0, 0,
+        ];
         assert_eq!(vp8_keyframe_size(&frame), Some((640, 360)));
         let mut inter = frame;
         inter[0] |= 1;

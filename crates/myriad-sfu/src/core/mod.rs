@@ -19,7 +19,9 @@ use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
-use str0m::{Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, RtcConfig};
+use str0m::{
+    Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, RtcConfig,
+};
 
 pub use demux::{stun_local_ufrag, Demux};
 pub use forward::{Decision, Forwarder, Layer};
@@ -243,8 +245,14 @@ impl Sfu {
         Ok(answer.to_sdp_string())
     }
 
-    pub fn handle_answer(&mut self, now: Instant, id: PeerId, answer: &str) -> Result<(), SfuError> {
-        let answer = SdpAnswer::from_sdp_string(answer).map_err(|e| SfuError::Sdp(e.to_string()))?;
+    pub fn handle_answer(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        answer: &str,
+    ) -> Result<(), SfuError> {
+        let answer =
+            SdpAnswer::from_sdp_string(answer).map_err(|e| SfuError::Sdp(e.to_string()))?;
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
         peer.accept_answer(answer)?;
         self.dirty.push(id);
@@ -326,7 +334,13 @@ impl Sfu {
         }
     }
 
-    pub fn set_view(&mut self, now: Instant, id: PeerId, max_height: u32, pinned: Vec<ParticipantId>) {
+    pub fn set_view(
+        &mut self,
+        now: Instant,
+        id: PeerId,
+        max_height: u32,
+        pinned: Vec<ParticipantId>,
+    ) {
         if let Some(peer) = self.peers.get_mut(&id) {
             peer.view = View {
                 max_height: max_height.clamp(90, 2160),
@@ -358,7 +372,13 @@ impl Sfu {
     }
 
     /// One datagram from the socket.
-    pub fn handle_receive(&mut self, now: Instant, source: SocketAddr, destination: SocketAddr, buf: &[u8]) {
+    pub fn handle_receive(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        buf: &[u8],
+    ) {
         let Some((id, via_stun)) = self.demux.route(source, buf) else {
             return;
         };
@@ -469,12 +489,14 @@ impl Sfu {
                             }
                             Event::Closed => closed = Some("DTLS closed".to_owned()),
                             Event::MediaAdded(added) if added.direction == Direction::RecvOnly => {
-                                let source = peer.declared.get(&*added.mid).copied().unwrap_or(
-                                    match added.kind {
-                                        MediaKind::Audio => TrackSource::Microphone,
-                                        MediaKind::Video => TrackSource::Camera,
-                                    },
-                                );
+                                let source =
+                                    peer.declared
+                                        .get(&*added.mid)
+                                        .copied()
+                                        .unwrap_or(match added.kind {
+                                            MediaKind::Audio => TrackSource::Microphone,
+                                            MediaKind::Video => TrackSource::Camera,
+                                        });
                                 peer.ins.insert(
                                     added.mid,
                                     InTrack {
@@ -495,9 +517,11 @@ impl Sfu {
                             }
                             Event::MediaData(data) => media.push(data),
                             Event::KeyframeRequest(req) => {
-                                if let Some(out) = peer.outs.iter().find(|o| {
-                                    matches!(o.state, OutState::Open(m) if m == req.mid)
-                                }) {
+                                if let Some(out) = peer
+                                    .outs
+                                    .iter()
+                                    .find(|o| matches!(o.state, OutState::Open(m) if m == req.mid))
+                                {
                                     if let Some(layer) = out.fwd.current() {
                                         keyframe_wanted.push((out.track, layer));
                                     }
@@ -597,7 +621,13 @@ impl Sfu {
             let OutState::Open(mid) = out.state else {
                 continue;
             };
-            match out.fwd.on_media(layer, is_audio || keyframe, data.time.numer(), clock_hz, now) {
+            match out.fwd.on_media(
+                layer,
+                is_audio || keyframe,
+                data.time.numer(),
+                clock_hz,
+                now,
+            ) {
                 Decision::Forward(time) => {
                     let Some(writer) = sub.rtc.writer(mid) else {
                         continue;
@@ -623,7 +653,13 @@ impl Sfu {
 
     /// Asks the publisher for a key frame on one layer, at most once per interval whatever
     /// the number of subscribers asking.
-    fn request_keyframe(&mut self, now: Instant, meeting: &MeetingId, track: TrackId, layer: Layer) {
+    fn request_keyframe(
+        &mut self,
+        now: Instant,
+        meeting: &MeetingId,
+        track: TrackId,
+        layer: Layer,
+    ) {
         let Some(published) = self.rooms.get(meeting).and_then(|r| r.tracks.get(&track)) else {
             return;
         };
@@ -641,10 +677,9 @@ impl Sfu {
         else {
             return;
         };
-        if stat
-            .keyframe_requested
-            .is_some_and(|t| now.saturating_duration_since(t) < self.config.keyframe_request_interval)
-        {
+        if stat.keyframe_requested.is_some_and(|t| {
+            now.saturating_duration_since(t) < self.config.keyframe_request_interval
+        }) {
             return;
         }
         stat.keyframe_requested = Some(now);
@@ -678,14 +713,20 @@ impl Sfu {
     fn update_layer_stats(&mut self, now: Instant) {
         for peer in self.peers.values_mut() {
             for input in peer.ins.values_mut() {
-                let elapsed = now.saturating_duration_since(input.stats_since).as_secs_f64();
+                let elapsed = now
+                    .saturating_duration_since(input.stats_since)
+                    .as_secs_f64();
                 if elapsed <= 0.0 {
                     continue;
                 }
                 for l in &mut input.layers {
                     let bps = (l.bytes as f64 * 8.0 / elapsed) as u64;
                     // Smooth, so one large key frame does not swing the choice.
-                    l.bitrate_bps = if l.bitrate_bps == 0 { bps } else { (l.bitrate_bps + bps) / 2 };
+                    l.bitrate_bps = if l.bitrate_bps == 0 {
+                        bps
+                    } else {
+                        (l.bitrate_bps + bps) / 2
+                    };
                     l.bytes = 0;
                 }
                 input.stats_since = now;
@@ -709,7 +750,13 @@ impl Sfu {
                         .iter()
                         .filter(|l| now.saturating_duration_since(l.last_seen) < idle)
                         .map(|l| {
-                            (l.layer, LayerInfo { bitrate_bps: l.bitrate_bps, height: l.height })
+                            (
+                                l.layer,
+                                LayerInfo {
+                                    bitrate_bps: l.bitrate_bps,
+                                    height: l.height,
+                                },
+                            )
                         })
                         .collect();
                     ls.sort_by_key(|(_, info)| (info.bitrate_bps, info.height));
@@ -732,27 +779,35 @@ impl Sfu {
                 }
                 video.retain(|t| room.tracks.get(t).is_some_and(|p| p.peer != *sub_id));
                 let empty = Vec::new();
-                let tracks_layers: Vec<&Vec<(Layer, LayerInfo)>> =
-                    video.iter().map(|t| layers.get(t).unwrap_or(&empty)).collect();
+                let tracks_layers: Vec<&Vec<(Layer, LayerInfo)>> = video
+                    .iter()
+                    .map(|t| layers.get(t).unwrap_or(&empty))
+                    .collect();
                 let infos: Vec<Vec<LayerInfo>> = tracks_layers
                     .iter()
                     .map(|ls| ls.iter().map(|(_, i)| *i).collect())
                     .collect();
                 let demands: Vec<LayerDemand<'_>> = infos
                     .iter()
-                    .map(|ls| LayerDemand { layers: ls, max_height: sub.view.max_height })
+                    .map(|ls| LayerDemand {
+                        layers: ls,
+                        max_height: sub.view.max_height,
+                    })
                     .collect();
                 let audio_count = room.plan.audio.len() as u64;
-                let budget = sub.bwe_bps.saturating_sub(audio_count * AUDIO_ALLOWANCE_BPS);
+                let budget = sub
+                    .bwe_bps
+                    .saturating_sub(audio_count * AUDIO_ALLOWANCE_BPS);
                 let choice = choose_layers(&demands, budget);
 
                 for out in sub.outs.iter_mut().filter(|o| !o.removed) {
                     let target = if out.kind == MediaKind::Audio {
                         room.plan.audio.contains(&out.track).then_some(None)
                     } else {
-                        video.iter().position(|t| *t == out.track).and_then(|i| {
-                            choice[i].map(|c| tracks_layers[i][c].0)
-                        })
+                        video
+                            .iter()
+                            .position(|t| *t == out.track)
+                            .and_then(|i| choice[i].map(|c| tracks_layers[i][c].0))
                     };
                     if out.fwd.target() != target && out.fwd.set_target(target) {
                         if let Some(layer) = target {
@@ -783,9 +838,21 @@ mod tests {
     fn garbage_offers_are_errors() {
         let mut sfu = Sfu::new(SfuConfig::new("127.0.0.1:9".parse().unwrap()));
         let m = MeetingId::parse("m").unwrap();
-        for bad in ["", "v=0", "hello\r\nworld", "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n"] {
+        for bad in [
+            "",
+            "v=0",
+            "hello\r\nworld",
+            "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n",
+        ] {
             assert!(sfu
-                .add_peer(Instant::now(), PeerId(1), m.clone(), ParticipantId(1), bad, &[])
+                .add_peer(
+                    Instant::now(),
+                    PeerId(1),
+                    m.clone(),
+                    ParticipantId(1),
+                    bad,
+                    &[]
+                )
                 .is_err());
         }
         assert_eq!(sfu.peer_count(), 0);

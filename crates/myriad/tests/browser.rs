@@ -1,0 +1,303 @@
+//! Real-browser end-to-end test: Debian's Chromium, driven over CDP, against `myriad serve`.
+//!
+//! Three participants join one meeting with fake camera and microphone; each must decode the
+//! others' video and receive their audio; a screen share, a mute, a WebSocket drop with resume
+//! and a leave must all show up for the others. A screenshot of the meeting is saved.
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::page::ScreenshotParams;
+use chromiumoxide::Page;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+
+/// The flags from docs/architecture.md, plus autoplay, screen capture without a picker, and no
+/// throttling of the pages that are not in front.
+const CHROMIUM_FLAGS: &[&str] = &[
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--autoplay-policy=no-user-gesture-required",
+    // Screen share picks a tab titled "myriad" instead of asking.
+    "--auto-select-tab-capture-source-by-title=myriad",
+    "--disable-background-timer-throttling",
+    "--disable-renderer-backgrounding",
+    "--disable-backgrounding-occluded-windows",
+];
+
+async fn launch() -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
+    assert!(
+        std::path::Path::new(CHROMIUM).exists(),
+        "{CHROMIUM} is missing: run scripts/test (it installs Debian's chromium)"
+    );
+    let profile = tempfile::tempdir().expect("profile dir");
+    let mut builder = BrowserConfig::builder()
+        .chrome_executable(CHROMIUM)
+        .disable_default_args()
+        .with_head() // headless is passed explicitly, in the new mode
+        .user_data_dir(profile.path())
+        .window_size(1280, 800)
+        .launch_timeout(Duration::from_secs(30))
+        .request_timeout(Duration::from_secs(30));
+    for flag in CHROMIUM_FLAGS {
+        // chromiumoxide adds the dashes itself and wants key and value apart.
+        let flag = flag.trim_start_matches("--");
+        builder = match flag.split_once('=') {
+            Some((key, value)) => builder.arg((key, value)),
+            None => builder.arg(flag),
+        };
+    }
+    let config = builder.build().expect("browser config");
+    let (browser, mut handler) = Browser::launch(config).await.expect("chromium starts");
+    let task = tokio::spawn(async move { while handler.next().await.is_some() {} });
+    (browser, task, profile)
+}
+
+async fn eval(page: &Page, js: &str) -> Value {
+    page.evaluate(js)
+        .await
+        .unwrap_or_else(|e| panic!("evaluating `{js}`: {e}"))
+        .into_value()
+        .unwrap_or(Value::Null)
+}
+
+/// Polls `js` (an async expression) until `ok` accepts its value, or fails after `limit`.
+async fn wait_for(
+    page: &Page,
+    what: &str,
+    js: &str,
+    limit: Duration,
+    ok: impl Fn(&Value) -> bool,
+) -> Value {
+    let start = Instant::now();
+    loop {
+        let v = eval(page, js).await;
+        if ok(&v) {
+            return v;
+        }
+        assert!(
+            start.elapsed() < limit,
+            "timed out waiting for {what}; last value: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+const STATS: &str = "window.myriad ? window.myriad.media.stats() : null";
+
+fn num(v: &Value, key: &str) -> f64 {
+    v.get(key).and_then(Value::as_f64).unwrap_or(0.0)
+}
+
+/// Waits until the page decodes video from `n` remote tracks and audio flows, and keeps
+/// growing.
+async fn assert_receives(page: &Page, who: &str, n: usize) {
+    let first = wait_for(
+        page,
+        &format!("{who} decoding {n} videos"),
+        STATS,
+        Duration::from_secs(40),
+        |v| num(v, "videoInbound") >= n as f64 && num(v, "audioPacketsReceived") > 0.0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = eval(page, STATS).await;
+    assert!(
+        num(&later, "framesDecoded") > num(&first, "framesDecoded"),
+        "{who}: framesDecoded stalled ({first} -> {later})"
+    );
+    assert!(
+        num(&later, "audioPacketsReceived") > num(&first, "audioPacketsReceived"),
+        "{who}: audio packets stalled ({first} -> {later})"
+    );
+}
+
+/// Clicks an element as a person would: the page comes to the front first (input to a
+/// background tab waits until it is shown).
+async fn click(page: &Page, selector: &str) {
+    page.bring_to_front().await.expect("bring to front");
+    page.find_element(selector)
+        .await
+        .unwrap_or_else(|e| panic!("{selector}: {e}"))
+        .click()
+        .await
+        .unwrap_or_else(|e| panic!("click {selector}: {e}"));
+}
+
+async fn participant_id(page: &Page) -> i64 {
+    wait_for(
+        page,
+        "welcome",
+        "window.myriad && window.myriad.state.me ? window.myriad.state.me.id : null",
+        Duration::from_secs(20),
+        |v| v.is_i64(),
+    )
+    .await
+    .as_i64()
+    .unwrap_or_default()
+}
+
+fn screenshot_path() -> PathBuf {
+    let dir = std::env::var_os("MYRIAD_ARTIFACTS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
+    std::fs::create_dir_all(&dir).expect("artifact dir");
+    dir.join("meeting.png")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_browsers_meet() {
+    let server = common::Server::start();
+
+    let (mut browser, handler, _profile) = launch().await;
+
+    // The start page creates a meeting and shows its link.
+    let start = browser
+        .new_page(server.url.clone())
+        .await
+        .expect("start page");
+    click(&start, "#create").await;
+    let link = wait_for(
+        &start,
+        "meeting link",
+        "document.querySelector('#meeting-link')?.href ?? null",
+        Duration::from_secs(10),
+        Value::is_string,
+    )
+    .await;
+    let link = link.as_str().unwrap_or_default().to_owned();
+    assert!(link.contains("/m/"), "unexpected link {link}");
+
+    // Alice goes through the pre-join screen; Bob and Carol use ?name=&join=1.
+    let alice = browser.new_page(link.clone()).await.expect("alice page");
+    let name = alice.find_element("#name").await.expect("name field");
+    name.click().await.expect("focus");
+    name.type_str("Alice").await.expect("type");
+    wait_for(
+        &alice,
+        "camera preview",
+        "document.querySelector('video.preview')?.srcObject ? true : false",
+        Duration::from_secs(10),
+        |v| v == &Value::Bool(true),
+    )
+    .await;
+    click(&alice, "#join").await;
+    let bob = browser
+        .new_page(format!("{link}?name=Bob&join=1"))
+        .await
+        .expect("bob page");
+    let carol = browser
+        .new_page(format!("{link}?name=Carol&join=1"))
+        .await
+        .expect("carol page");
+
+    let alice_id = participant_id(&alice).await;
+    let bob_id = participant_id(&bob).await;
+    let carol_id = participant_id(&carol).await;
+    assert!(alice_id != bob_id && bob_id != carol_id);
+
+    for (page, who) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
+        assert_receives(page, who, 2).await;
+        wait_for(
+            page,
+            "count 3",
+            "document.querySelector('#count')?.textContent",
+            Duration::from_secs(5),
+            |v| v == "3",
+        )
+        .await;
+    }
+
+    // Screen share from Bob reaches Alice and Carol as a third video.
+    click(&bob, "#screen").await;
+    for (page, who) in [(&alice, "alice"), (&carol, "carol")] {
+        assert_receives(page, &format!("{who} (with screen)"), 3).await;
+        wait_for(
+            page,
+            "screen tile",
+            "document.querySelectorAll('.tile.screen').length",
+            Duration::from_secs(10),
+            |v| v == 1,
+        )
+        .await;
+    }
+
+    // Carol mutes: the others see it.
+    click(&carol, "#mic").await;
+    let carol_tile_muted = format!("document.querySelector('.tile[data-participant=\"{carol_id}\"]')?.classList.contains('muted')");
+    for page in [&alice, &bob] {
+        wait_for(
+            page,
+            "carol shown muted",
+            &carol_tile_muted,
+            Duration::from_secs(10),
+            |v| v == &Value::Bool(true),
+        )
+        .await;
+    }
+
+    // Alice's signalling connection drops; she resumes the same session and media goes on.
+    eval(&alice, "window.myriad.signal.ws.close(); true").await;
+    wait_for(
+        &alice,
+        "resumed",
+        "window.myriad.signal.state",
+        Duration::from_secs(15),
+        |v| v == "connected",
+    )
+    .await;
+    assert_eq!(
+        participant_id(&alice).await,
+        alice_id,
+        "resume keeps the participant"
+    );
+    assert_receives(&alice, "alice after resume", 3).await;
+
+    let shot = screenshot_path();
+    let png = alice
+        .screenshot(ScreenshotParams::builder().build())
+        .await
+        .expect("screenshot");
+    std::fs::write(&shot, png).expect("write screenshot");
+    eprintln!(
+        "screenshot: {}  server RSS with three browsers: {} kB",
+        shot.display(),
+        server.rss_kb()
+    );
+
+    // Bob leaves: his tile disappears for the others.
+    click(&bob, "#leave").await;
+    let bob_tile =
+        format!("document.querySelectorAll('.tile[data-participant=\"{bob_id}\"]').length");
+    for page in [&alice, &carol] {
+        wait_for(page, "bob gone", &bob_tile, Duration::from_secs(10), |v| {
+            v == 0
+        })
+        .await;
+        wait_for(
+            page,
+            "count 2",
+            "document.querySelector('#count')?.textContent",
+            Duration::from_secs(5),
+            |v| v == "2",
+        )
+        .await;
+    }
+
+    browser.close().await.expect("close browser");
+    let _ = browser.wait().await;
+    handler.abort();
+}

@@ -1,0 +1,138 @@
+//! A real `myriad serve` process on loopback for end-to-end tests.
+
+#![allow(dead_code)] // each test binary uses a part of this
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_myriad");
+
+pub struct Server {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    pub data: tempfile::TempDir,
+}
+
+impl Server {
+    /// Starts `myriad serve` on ephemeral ports with a fresh data dir; waits until it listens.
+    pub fn start() -> Server {
+        let data = tempfile::tempdir().expect("temp dir");
+        let log = std::fs::File::create(data.path().join("serve.log")).expect("log file");
+        let mut child = Command::new(BIN)
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--udp",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(data.path())
+            .env("RUST_LOG", "info,str0m=warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log))
+            .spawn()
+            .expect("myriad serve starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("myriad is running at ") {
+                    let _ = tx.send(rest.trim_end_matches('/').to_owned());
+                }
+            }
+        });
+        let url = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", read_log(data.path())));
+        Server { child, url, data }
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.url.replace("http://", "ws://"))
+    }
+
+    pub fn log(&self) -> String {
+        read_log(self.data.path())
+    }
+
+    /// `key:secret` for the REST API.
+    pub fn api_credentials(&self) -> (String, String) {
+        let out = self.cli(&["apikey"]);
+        let (k, s) = out.trim().split_once(':').expect("key:secret");
+        (k.to_owned(), s.to_owned())
+    }
+
+    /// Runs a `myriad` subcommand against this server's data dir; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let mut cmd = Command::new(BIN);
+        cmd.args(args).arg("--data").arg(self.data.path());
+        let out = cmd.output().expect("myriad runs");
+        assert!(
+            out.status.success(),
+            "{args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8")
+    }
+
+    pub fn token(&self, meeting: &str, identity: &str, role: &str) -> String {
+        self.cli(&[
+            "token",
+            "create",
+            "--meeting",
+            meeting,
+            "--identity",
+            identity,
+            "--role",
+            role,
+        ])
+        .trim()
+        .to_owned()
+    }
+
+    /// Creates a meeting through the REST API.
+    pub async fn create_meeting(&self, id: &str) {
+        let (key, secret) = self.api_credentials();
+        let res = reqwest::Client::new()
+            .post(format!("{}/api/v1/meetings", self.url))
+            .basic_auth(key, Some(secret))
+            .json(&serde_json::json!({ "id": id, "title": "test" }))
+            .send()
+            .await
+            .expect("REST reachable");
+        assert_eq!(
+            res.status(),
+            201,
+            "create meeting: {}",
+            res.text().await.unwrap_or_default()
+        );
+    }
+
+    pub fn rss_kb(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        if std::thread::panicking() {
+            eprintln!("--- myriad serve log ---\n{}", self.log());
+        }
+    }
+}

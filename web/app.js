@@ -1,0 +1,429 @@
+// The myriad web client: start page, pre-join screen and meeting view.
+
+import { Signal } from './signal.js';
+import { Media } from './media.js';
+
+const app = document.getElementById('app');
+const params = new URLSearchParams(location.search);
+
+function h(tag, attrs = {}, ...children) {
+  const el = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
+    else if (k === 'class') el.className = v;
+    else if (v !== false && v !== undefined && v !== null) el.setAttribute(k, v === true ? '' : v);
+  }
+  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
+  return el;
+}
+
+async function api(path, body) {
+  const res = await fetch(path, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  const json = await res.json().catch(() => ({}));
+  if (!res.ok) throw new Error(json.error ? json.error.message : `HTTP ${res.status}`);
+  return json;
+}
+
+// ---------- start page ----------
+
+function startPage() {
+  const title = h('input', { id: 'title', placeholder: 'Meeting title (optional)', maxlength: 200 });
+  const result = h('div', { class: 'result' });
+  const create = async () => {
+    try {
+      const m = await api('/api/dev/meetings', { title: title.value });
+      const link = `${location.origin}/m/${m.id}`;
+      result.replaceChildren(
+        h('p', {}, 'Your meeting link:'),
+        h('a', { id: 'meeting-link', href: link }, link),
+        h('p', { class: 'hint' }, 'Share it; everyone who opens it can join.'),
+      );
+    } catch (e) {
+      result.replaceChildren(h('p', { class: 'error' }, `Could not create a meeting: ${e.message}`));
+    }
+  };
+  app.replaceChildren(
+    h('section', { class: 'card start' },
+      h('h1', {}, 'myriad'),
+      h('p', { class: 'hint' }, 'Meetings for two people or ten thousand.'),
+      title,
+      h('button', { id: 'create', class: 'primary', onclick: create }, 'Create a meeting'),
+      result,
+    ),
+  );
+}
+
+// ---------- pre-join ----------
+
+async function listDevices(kind) {
+  const all = await navigator.mediaDevices.enumerateDevices().catch(() => []);
+  return all.filter((d) => d.kind === kind);
+}
+
+async function getTrack(kind, deviceId) {
+  const constraints = kind === 'audio'
+    ? { audio: deviceId ? { deviceId: { exact: deviceId } } : true }
+    : { video: { width: 1280, height: 720, ...(deviceId ? { deviceId: { exact: deviceId } } : {}) } };
+  const stream = await navigator.mediaDevices.getUserMedia(constraints);
+  return kind === 'audio' ? stream.getAudioTracks()[0] : stream.getVideoTracks()[0];
+}
+
+async function prejoin(meetingId) {
+  const prefs = { name: params.get('name') || localStorage.getItem('myriad.name') || '', mic: true, cam: true };
+  if (params.get('join') === '1' && prefs.name) {
+    const tracks = {};
+    tracks.microphone = await getTrack('audio').catch(() => null);
+    tracks.camera = await getTrack('video').catch(() => null);
+    return meeting(meetingId, prefs.name, tracks);
+  }
+  const preview = h('video', { autoplay: true, muted: true, playsinline: true, class: 'preview' });
+  const name = h('input', { id: 'name', placeholder: 'Your name', value: prefs.name, maxlength: 64, autocomplete: 'name' });
+  const micSel = h('select', { id: 'mic-select', 'aria-label': 'Microphone' });
+  const camSel = h('select', { id: 'cam-select', 'aria-label': 'Camera' });
+  const status = h('p', { class: 'hint' });
+  let mic = null;
+  let cam = null;
+  const micBtn = h('button', { class: 'toggle on', onclick: () => toggle('mic') }, 'Mic on');
+  const camBtn = h('button', { class: 'toggle on', onclick: () => toggle('cam') }, 'Camera on');
+
+  async function openCam() {
+    if (cam) cam.stop();
+    cam = prefs.cam ? await getTrack('video', camSel.value).catch((e) => (status.textContent = `Camera: ${e.message}`, null)) : null;
+    preview.srcObject = cam ? new MediaStream([cam]) : null;
+  }
+  async function openMic() {
+    if (mic) mic.stop();
+    mic = prefs.mic ? await getTrack('audio', micSel.value).catch((e) => (status.textContent = `Microphone: ${e.message}`, null)) : null;
+  }
+  async function toggle(which) {
+    prefs[which] = !prefs[which];
+    const btn = which === 'mic' ? micBtn : camBtn;
+    btn.classList.toggle('on', prefs[which]);
+    btn.textContent = `${which === 'mic' ? 'Mic' : 'Camera'} ${prefs[which] ? 'on' : 'off'}`;
+    await (which === 'mic' ? openMic() : openCam());
+  }
+  micSel.onchange = openMic;
+  camSel.onchange = openCam;
+
+  const join = h('button', { id: 'join', class: 'primary' }, 'Join meeting');
+  join.onclick = () => {
+    const n = name.value.trim();
+    if (!n) {
+      status.textContent = 'Please enter your name.';
+      name.focus();
+      return;
+    }
+    localStorage.setItem('myriad.name', n);
+    meeting(meetingId, n, { microphone: mic, camera: cam });
+  };
+  name.addEventListener('keydown', (e) => e.key === 'Enter' && join.click());
+
+  app.replaceChildren(
+    h('section', { class: 'card prejoin' },
+      h('h1', {}, 'Ready to join?'),
+      h('p', { class: 'hint' }, `Meeting ${meetingId}`),
+      preview,
+      h('div', { class: 'row' }, micBtn, camBtn),
+      h('label', {}, 'Microphone', micSel),
+      h('label', {}, 'Camera', camSel),
+      name,
+      join,
+      status,
+    ),
+  );
+  await Promise.all([openMic(), openCam()]);
+  for (const [sel, kind] of [[micSel, 'audioinput'], [camSel, 'videoinput']]) {
+    for (const d of await listDevices(kind)) {
+      sel.append(h('option', { value: d.deviceId }, d.label || kind));
+    }
+  }
+}
+
+// ---------- meeting ----------
+
+async function fetchToken(meetingId, name) {
+  if (params.get('token')) return params.get('token');
+  const { token } = await api('/api/dev/token', { meeting: meetingId, name, host: params.get('host') === '1' });
+  return token;
+}
+
+async function meeting(meetingId, name, localTracks) {
+  let token;
+  try {
+    token = await fetchToken(meetingId, name);
+  } catch (e) {
+    return fatal(`Cannot join: ${e.message}`);
+  }
+  const signal = new Signal(token);
+  const media = new Media(signal);
+  media.tracks = { ...localTracks };
+
+  const state = {
+    me: null,
+    count: 0,
+    participants: new Map(), // id -> info
+    tracks: new Map(), // track id -> info
+    speakers: [],
+    remote: new Map(), // track id -> MediaStreamTrack
+  };
+  window.myriad = { signal, media, state };
+
+  const grid = h('div', { id: 'grid', class: 'grid' });
+  const countEl = h('span', { id: 'count' }, '…');
+  const banner = h('div', { id: 'banner', class: 'banner', hidden: true });
+  const micBtn = h('button', { id: 'mic', class: 'round', title: 'Mute microphone' }, 'Mic');
+  const camBtn = h('button', { id: 'cam', class: 'round', title: 'Turn camera off' }, 'Cam');
+  const screenBtn = h('button', { id: 'screen', class: 'round', title: 'Share your screen' }, 'Share');
+  const leaveBtn = h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
+  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, leaveBtn);
+  app.replaceChildren(
+    h('div', { class: 'meeting' },
+      h('header', {}, h('strong', {}, meetingId), h('span', { class: 'count' }, countEl, ' in the meeting')),
+      banner, grid, toolbar,
+    ),
+  );
+
+  const muted = { microphone: !localTracks.microphone, camera: !localTracks.camera, screen: true };
+  function paintButtons() {
+    micBtn.classList.toggle('off', muted.microphone);
+    micBtn.textContent = muted.microphone ? 'Unmute' : 'Mute';
+    camBtn.classList.toggle('off', muted.camera);
+    camBtn.textContent = muted.camera ? 'Cam on' : 'Cam off';
+    screenBtn.classList.toggle('active', !muted.screen);
+    screenBtn.textContent = muted.screen ? 'Share' : 'Stop share';
+  }
+
+  // Tiles: one per participant on stage (anyone with a track), plus one for a screen share.
+  const tiles = new Map(); // key -> { el, video, label }
+  function tile(key, label) {
+    let t = tiles.get(key);
+    if (!t) {
+      const video = h('video', { autoplay: true, playsinline: true, muted: true });
+      const name = h('span', { class: 'name' });
+      const avatar = h('div', { class: 'avatar' });
+      const el = h('div', { class: 'tile novideo', 'data-key': key }, video, avatar, name);
+      grid.append(el);
+      t = { el, video, name, avatar };
+      tiles.set(key, t);
+    }
+    t.name.textContent = label;
+    t.avatar.textContent = (label || '?').trim().slice(0, 1).toUpperCase();
+    return t;
+  }
+  function dropTile(key) {
+    const t = tiles.get(key);
+    if (t) t.el.remove();
+    tiles.delete(key);
+  }
+
+  const audioEls = new Map(); // track id -> <audio>
+  function render() {
+    countEl.textContent = String(state.count);
+    const keep = new Set();
+    if (state.me) {
+      keep.add('me');
+      const t = tile('me', `${state.me.name} (you)`);
+      const cam = media.tracks.camera;
+      t.el.classList.toggle('novideo', !cam || muted.camera);
+      if (cam && t.video.srcObject?.getVideoTracks()[0] !== cam) t.video.srcObject = new MediaStream([cam]);
+      t.el.classList.toggle('muted', muted.microphone);
+      t.el.classList.toggle('speaking', state.speakers.includes(state.me.id));
+    }
+    for (const p of state.participants.values()) {
+      if (state.me && p.id === state.me.id) continue;
+      const own = [...state.tracks.values()].filter((t) => t.participant === p.id);
+      const key = `p${p.id}`;
+      keep.add(key);
+      const t = tile(key, p.name);
+      t.el.dataset.participant = p.id;
+      const camTrack = own.find((x) => x.source === 'camera');
+      const mic = own.find((x) => x.source === 'microphone');
+      const remote = camTrack && !camTrack.muted ? state.remote.get(camTrack.id) : null;
+      if (remote && t.video.srcObject?.getVideoTracks()[0] !== remote) t.video.srcObject = new MediaStream([remote]);
+      t.el.classList.toggle('novideo', !remote);
+      t.el.classList.toggle('muted', !mic || mic.muted);
+      t.el.classList.toggle('speaking', state.speakers.includes(p.id));
+      const screen = own.find((x) => x.source === 'screen' && !x.muted);
+      const screenMedia = screen && state.remote.get(screen.id);
+      if (screenMedia) {
+        keep.add(`s${screen.id}`);
+        const s = tile(`s${screen.id}`, `${p.name}'s screen`);
+        s.el.classList.add('screen');
+        s.el.classList.remove('novideo');
+        if (s.video.srcObject?.getVideoTracks()[0] !== screenMedia) s.video.srcObject = new MediaStream([screenMedia]);
+      }
+    }
+    for (const key of [...tiles.keys()]) if (!keep.has(key)) dropTile(key);
+    for (const [id, el] of audioEls) {
+      if (!state.tracks.has(id)) {
+        el.remove();
+        audioEls.delete(id);
+      }
+    }
+    grid.dataset.n = String(tiles.size);
+    paintButtons();
+  }
+
+  function applySnapshot(s) {
+    state.count = s.count;
+    state.participants = new Map(s.participants.map((p) => [p.id, p]));
+    state.tracks = new Map(s.tracks.map((t) => [t.id, t]));
+    state.speakers = s.active_speakers;
+  }
+
+  function applyEvent(ev) {
+    switch (ev.kind) {
+      case 'participant_joined': state.participants.set(ev.participant.id, ev.participant); break;
+      case 'participant_left': state.participants.delete(ev.participant); break;
+      case 'count': state.count = ev.count; break;
+      case 'track_published': state.tracks.set(ev.track.id, ev.track); break;
+      case 'track_unpublished': state.tracks.delete(ev.track); state.remote.delete(ev.track); break;
+      case 'track_muted': {
+        const t = state.tracks.get(ev.track);
+        if (t) {
+          t.muted = ev.muted;
+          // A moderator muted us: mute locally too.
+          if (state.me && t.participant === state.me.id && ev.muted && !muted[t.source]) setMuted(t.source, true, false);
+        }
+        break;
+      }
+      case 'active_speakers': state.speakers = ev.participants; break;
+      case 'meeting_ended': ended('The meeting has ended.'); break;
+    }
+  }
+
+  signal.addEventListener('welcome', (e) => {
+    const msg = e.detail;
+    state.me = msg.you;
+    if (msg.snapshot) applySnapshot(msg.snapshot);
+    state.participants.set(msg.you.id, msg.you);
+    if (!msg.resumed || !media.pc) {
+      media.start();
+    } else if (media.awaitingAnswer) {
+      // The answer to our last offer was lost with the old connection.
+      media.abandonOffer();
+      media.negotiate();
+    }
+    for (const source of ['microphone', 'camera']) if (muted[source] && media.tracks[source]) sendMute(source, true);
+    sendView();
+    render();
+  });
+  signal.addEventListener('reset', () => signal.connect());
+  signal.addEventListener('event', (e) => { applyEvent(e.detail); render(); });
+  signal.addEventListener('answer', (e) => media.onAnswer(e.detail));
+  signal.addEventListener('offer', (e) => media.onServerOffer(e.detail));
+  signal.addEventListener('media_closed', () => media.restart());
+  signal.addEventListener('error', (e) => {
+    const { code, message } = e.detail;
+    if (code === 'invalid_sdp' || code === 'internal') media.abandonOffer();
+    if (code === 'removed') return ended('You were removed from the meeting.');
+    if (code === 'meeting_ended') return ended('The meeting has ended.');
+    if (['unauthorized', 'token_expired', 'meeting_not_found'].includes(code)) return fatal(`Cannot join: ${message}`);
+    console.warn('server:', code, message);
+  });
+  signal.addEventListener('state', (e) => {
+    const s = e.detail;
+    banner.hidden = s === 'connected' || s === 'closed';
+    banner.textContent = s === 'reconnecting' ? 'Connection lost. Reconnecting…' : 'Connecting…';
+  });
+
+  media.addEventListener('track', (e) => {
+    const { track, media: mt } = e.detail;
+    if (!track) return;
+    state.remote.set(track, mt);
+    if (mt.kind === 'audio') {
+      const el = h('audio', { autoplay: true });
+      el.srcObject = new MediaStream([mt]);
+      audioEls.get(track)?.remove();
+      audioEls.set(track, el);
+      document.body.append(el);
+      el.play().catch(() => showAudioUnlock());
+    }
+    mt.onunmute = render;
+    render();
+  });
+
+  function showAudioUnlock() {
+    if (document.getElementById('unlock')) return;
+    const b = h('button', { id: 'unlock', class: 'primary unlock' }, 'Click to enable sound');
+    b.onclick = () => { for (const el of audioEls.values()) el.play().catch(() => {}); b.remove(); };
+    app.append(b);
+  }
+
+  function sendMute(source, value) {
+    signal.send({ type: 'mute', source, muted: value });
+  }
+  async function setMuted(source, value, tell = true) {
+    muted[source] = value;
+    if (source === 'microphone') {
+      if (!media.tracks.microphone && !value) await media.setTrack('microphone', await getTrack('audio').catch(() => null));
+      if (media.tracks.microphone) media.tracks.microphone.enabled = !value;
+    } else if (source === 'camera') {
+      // Stop the camera when off (its light goes out); open it again when on.
+      await media.setTrack('camera', value ? null : await getTrack('video').catch(() => null));
+    }
+    if (tell) sendMute(source, value);
+    render();
+  }
+  micBtn.onclick = () => setMuted('microphone', !muted.microphone);
+  camBtn.onclick = () => setMuted('camera', !muted.camera);
+  screenBtn.onclick = async () => {
+    if (!muted.screen) {
+      await media.setTrack('screen', null);
+      muted.screen = true;
+      sendMute('screen', true);
+      return render();
+    }
+    let stream;
+    try {
+      stream = await navigator.mediaDevices.getDisplayMedia({ video: true, audio: false });
+    } catch (e) {
+      console.warn('screen share refused', e);
+      return;
+    }
+    const track = stream.getVideoTracks()[0];
+    track.onended = () => !muted.screen && screenBtn.click();
+    const republish = Boolean(media.senders.screen);
+    await media.setTrack('screen', track);
+    muted.screen = false;
+    if (republish) sendMute('screen', false);
+    render();
+  };
+  leaveBtn.onclick = () => {
+    signal.send({ type: 'leave' });
+    ended('You left the meeting.', true);
+  };
+
+  function sendView() {
+    const tallest = Math.max(180, ...[...tiles.values()].map((t) => t.el.clientHeight));
+    signal.send({ type: 'view', max_height: Math.round(tallest * (window.devicePixelRatio || 1)) });
+  }
+  window.addEventListener('resize', () => { clearTimeout(sendView.t); sendView.t = setTimeout(sendView, 300); });
+
+  function ended(text, canRejoin = false) {
+    signal.close();
+    media.stop();
+    for (const el of audioEls.values()) el.remove();
+    app.replaceChildren(
+      h('section', { class: 'card' },
+        h('h1', {}, text),
+        canRejoin ? h('button', { id: 'rejoin', class: 'primary', onclick: () => location.reload() }, 'Rejoin') : null,
+      ),
+    );
+  }
+
+  render();
+  signal.connect();
+}
+
+function fatal(text) {
+  app.replaceChildren(h('section', { class: 'card' }, h('h1', {}, 'Sorry'), h('p', { class: 'error', id: 'fatal' }, text)));
+}
+
+const m = location.pathname.match(/^\/m\/([A-Za-z0-9_-]{1,64})$/);
+if (m) prejoin(m[1]);
+else startPage();

@@ -1,0 +1,153 @@
+// The WebRTC side: one RTCPeerConnection to the edge. The client offers what it publishes;
+// the server offers what the client receives. When both offer at once, the server gives way
+// and the client ignores the server's offer (the server repeats it after answering ours).
+
+const SIMULCAST = [
+  { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
+  { rid: 'm', scaleResolutionDownBy: 2, maxBitrate: 500_000 },
+  { rid: 'h', maxBitrate: 1_500_000 },
+];
+
+export class Media extends EventTarget {
+  constructor(signal) {
+    super();
+    this.signal = signal;
+    this.pc = null;
+    this.senders = {}; // source -> RTCRtpTransceiver
+    this.tracks = {}; // source -> MediaStreamTrack (local)
+    this.midTrack = new Map(); // mid -> meeting track id (remote)
+    this.queue = Promise.resolve();
+    this.awaitingAnswer = null;
+    this.offersSent = 0;
+  }
+
+  get connected() {
+    return this.pc && this.pc.connectionState === 'connected';
+  }
+
+  // Opens (or reopens) the connection, publishing the current local tracks.
+  start() {
+    if (this.pc) this.pc.close();
+    this.midTrack.clear();
+    this.awaitingAnswer = null;
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    this.pc = pc;
+    this.senders = {};
+    pc.createDataChannel('myriad');
+    pc.ontrack = (e) => {
+      const track = this.midTrack.get(e.transceiver.mid);
+      this.dispatchEvent(new CustomEvent('track', { detail: { track, media: e.track } }));
+    };
+    pc.onconnectionstatechange = () => {
+      this.dispatchEvent(new CustomEvent('state', { detail: pc.connectionState }));
+      if (pc.connectionState === 'failed' && this.pc === pc) this.restart();
+    };
+    for (const [source, track] of Object.entries(this.tracks)) {
+      if (track) this.addSender(source, track);
+    }
+    this.negotiate();
+  }
+
+  restart() {
+    this.enqueue(async () => this.start());
+  }
+
+  addSender(source, track) {
+    const init = { direction: 'sendonly' };
+    if (source === 'camera') init.sendEncodings = SIMULCAST;
+    this.senders[source] = this.pc.addTransceiver(track, init);
+  }
+
+  enqueue(fn) {
+    this.queue = this.queue.then(fn).catch((e) => console.warn('negotiation', e));
+    return this.queue;
+  }
+
+  negotiate() {
+    return this.enqueue(async () => {
+      const pc = this.pc;
+      const offer = await pc.createOffer();
+      await pc.setLocalDescription(offer);
+      const tracks = Object.entries(this.senders)
+        .filter(([, t]) => t.mid)
+        .map(([source, t]) => ({ mid: t.mid, source }));
+      const answered = new Promise((resolve) => (this.awaitingAnswer = resolve));
+      this.offersSent++;
+      if (!this.signal.send({ type: 'offer', sdp: pc.localDescription.sdp, tracks })) {
+        this.awaitingAnswer = null;
+        throw new Error('signalling down');
+      }
+      const sdp = await answered;
+      if (pc !== this.pc) return;
+      if (sdp) {
+        await pc.setRemoteDescription({ type: 'answer', sdp });
+      } else {
+        // Refused or lost: go back to stable so later negotiations can run.
+        await pc.setLocalDescription({ type: 'rollback' });
+      }
+    });
+  }
+
+  onAnswer(msg) {
+    const resolve = this.awaitingAnswer;
+    this.awaitingAnswer = null;
+    if (resolve) resolve(msg.sdp);
+  }
+
+  // The server refused our offer, or the connection dropped before its answer came.
+  abandonOffer() {
+    this.onAnswer({ sdp: null });
+  }
+
+  onServerOffer(msg) {
+    // Stale if it crossed one of our offers: the server dropped it when ours arrived.
+    const crossed = this.awaitingAnswer !== null;
+    const sentBefore = this.offersSent;
+    this.enqueue(async () => {
+      if (crossed || this.offersSent !== sentBefore) return;
+      for (const t of msg.tracks) if (t.track) this.midTrack.set(t.mid, t.track);
+      const pc = this.pc;
+      await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
+      const answer = await pc.createAnswer();
+      await pc.setLocalDescription(answer);
+      this.signal.send({ type: 'answer', sdp: pc.localDescription.sdp });
+    });
+  }
+
+  // Publishes or replaces the track of a source; null unpublishes it without renegotiating.
+  async setTrack(source, track) {
+    const old = this.tracks[source];
+    this.tracks[source] = track;
+    if (old && old !== track) old.stop();
+    if (!this.pc) return;
+    const sender = this.senders[source];
+    if (sender) {
+      await sender.sender.replaceTrack(track);
+    } else if (track) {
+      this.addSender(source, track);
+      await this.negotiate();
+    }
+  }
+
+  async stats() {
+    const out = { framesDecoded: 0, audioPacketsReceived: 0, videoInbound: 0, framesSent: 0 };
+    if (!this.pc) return out;
+    const report = await this.pc.getStats();
+    report.forEach((s) => {
+      if (s.type === 'inbound-rtp' && s.kind === 'video') {
+        out.framesDecoded += s.framesDecoded || 0;
+        if ((s.framesDecoded || 0) > 0) out.videoInbound++;
+      }
+      if (s.type === 'inbound-rtp' && s.kind === 'audio') out.audioPacketsReceived += s.packetsReceived || 0;
+      if (s.type === 'outbound-rtp' && s.kind === 'video') out.framesSent += s.framesSent || 0;
+    });
+    return out;
+  }
+
+  stop() {
+    for (const t of Object.values(this.tracks)) if (t) t.stop();
+    this.tracks = {};
+    if (this.pc) this.pc.close();
+    this.pc = null;
+  }
+}
