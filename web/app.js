@@ -173,6 +173,7 @@ async function meeting(meetingId, name, localTracks) {
   window.myriad = { signal, media, state };
 
   const grid = h('div', { id: 'grid', class: 'grid' });
+  const stage = h('div', { id: 'stage', class: 'stage' });
   const countEl = h('span', { id: 'count' }, '…');
   const banner = h('div', { id: 'banner', class: 'banner', hidden: true });
   const micBtn = h('button', { id: 'mic', class: 'round', title: 'Mute microphone' }, 'Mic');
@@ -180,12 +181,11 @@ async function meeting(meetingId, name, localTracks) {
   const screenBtn = h('button', { id: 'screen', class: 'round', title: 'Share your screen' }, 'Share');
   const leaveBtn = h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
   const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, leaveBtn);
-  app.replaceChildren(
-    h('div', { class: 'meeting' },
-      h('header', {}, h('strong', {}, meetingId), h('span', { class: 'count' }, countEl, ' in the meeting')),
-      banner, grid, toolbar,
-    ),
+  const root = h('div', { class: 'meeting' },
+    h('header', {}, h('strong', {}, meetingId), h('span', { class: 'count' }, countEl, ' in the meeting')),
+    banner, stage, grid, toolbar,
   );
+  app.replaceChildren(root);
 
   const muted = { microphone: !localTracks.microphone, camera: !localTracks.camera, screen: true };
   function paintButtons() {
@@ -206,7 +206,7 @@ async function meeting(meetingId, name, localTracks) {
       const name = h('span', { class: 'name' });
       const avatar = h('div', { class: 'avatar' });
       const el = h('div', { class: 'tile novideo', 'data-key': key }, video, avatar, name);
-      grid.append(el);
+      (key.startsWith('s') ? stage : grid).append(el);
       t = { el, video, name, avatar };
       tiles.set(key, t);
     }
@@ -264,9 +264,27 @@ async function meeting(meetingId, name, localTracks) {
         audioEls.delete(id);
       }
     }
-    grid.dataset.n = String(tiles.size);
+    root.classList.toggle('sharing', stage.childElementCount > 0);
+    layout();
     paintButtons();
   }
+
+  // Sizes the people tiles so that all of them fit the space they have, as large as possible.
+  function layout() {
+    const n = grid.childElementCount;
+    if (!n) return;
+    const gap = 8;
+    const width = grid.clientWidth - gap;
+    const height = grid.clientHeight - gap;
+    let best = 0;
+    for (let cols = 1; cols <= n; cols++) {
+      const rows = Math.ceil(n / cols);
+      const w = Math.min(width / cols - gap, ((height / rows - gap) * 16) / 9);
+      best = Math.max(best, w);
+    }
+    grid.style.setProperty('--tile-w', `${Math.max(80, Math.floor(best))}px`);
+  }
+  new ResizeObserver(layout).observe(grid);
 
   function applySnapshot(s) {
     state.count = s.count;

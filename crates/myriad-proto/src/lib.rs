@@ -5,6 +5,8 @@
 //! Meeting state reaches clients as sequenced events (`seq` is meeting-wide and monotonic),
 //! batched per tick, so a client can resume from the last `seq` it saw.
 
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 mod ids;
 mod signal;
 

@@ -5,6 +5,8 @@
 //! after any input, drains [`Meeting::poll_output`] until it returns `None`, then sleeps until
 //! [`Meeting::poll_timeout`] (calling [`Meeting::handle_timeout`] then) or the next input.
 
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 mod error;
 mod meeting;
 mod plan;

@@ -3,6 +3,8 @@
 //! Calls are short, local and synchronous; async callers run them on a blocking thread or
 //! accept the microseconds they take.
 
+#![cfg_attr(test, allow(clippy::disallowed_methods))]
+
 use std::path::Path;
 use std::sync::Mutex;
 

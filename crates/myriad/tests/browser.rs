@@ -4,6 +4,8 @@
 //! others' video and receive their audio; a screen share, a mute, a WebSocket drop with resume
 //! and a leave must all show up for the others. A screenshot of the meeting is saved.
 
+#![allow(clippy::disallowed_methods)]
+
 mod common;
 
 use std::path::PathBuf;
@@ -50,6 +52,7 @@ async fn launch() -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
         .with_head() // headless is passed explicitly, in the new mode
         .user_data_dir(profile.path())
         .window_size(1280, 800)
+        .viewport(None)
         .launch_timeout(Duration::from_secs(30))
         .request_timeout(Duration::from_secs(30));
     for flag in CHROMIUM_FLAGS {
@@ -150,12 +153,23 @@ async fn participant_id(page: &Page) -> i64 {
     .unwrap_or_default()
 }
 
-fn screenshot_path() -> PathBuf {
+async fn screenshot(page: &Page, name: &str) {
+    let path = artifact_dir().join(name);
+    page.bring_to_front().await.expect("bring to front");
+    let png = page
+        .screenshot(ScreenshotParams::builder().build())
+        .await
+        .expect("screenshot");
+    std::fs::write(&path, png).expect("write screenshot");
+    eprintln!("screenshot: {}", path.display());
+}
+
+fn artifact_dir() -> PathBuf {
     let dir = std::env::var_os("MYRIAD_ARTIFACTS")
         .map(PathBuf::from)
         .unwrap_or_else(|| PathBuf::from(env!("CARGO_TARGET_TMPDIR")));
     std::fs::create_dir_all(&dir).expect("artifact dir");
-    dir.join("meeting.png")
+    dir
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,6 +235,8 @@ async fn three_browsers_meet() {
         .await;
     }
 
+    screenshot(&alice, "meeting.png").await;
+
     // Screen share from Bob reaches Alice and Carol as a third video.
     click(&bob, "#screen").await;
     for (page, who) in [(&alice, "alice"), (&carol, "carol")] {
@@ -266,17 +282,8 @@ async fn three_browsers_meet() {
     );
     assert_receives(&alice, "alice after resume", 3).await;
 
-    let shot = screenshot_path();
-    let png = alice
-        .screenshot(ScreenshotParams::builder().build())
-        .await
-        .expect("screenshot");
-    std::fs::write(&shot, png).expect("write screenshot");
-    eprintln!(
-        "screenshot: {}  server RSS with three browsers: {} kB",
-        shot.display(),
-        server.rss_kb()
-    );
+    screenshot(&alice, "meeting-screen-share.png").await;
+    eprintln!("server RSS with three browsers: {} kB", server.rss_kb());
 
     // Bob leaves: his tile disappears for the others.
     click(&bob, "#leave").await;

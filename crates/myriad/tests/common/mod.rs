@@ -94,6 +94,21 @@ impl Server {
         .to_owned()
     }
 
+    pub fn token_with_ttl(&self, meeting: &str, identity: &str, ttl: &str) -> String {
+        self.cli(&[
+            "token",
+            "create",
+            "--meeting",
+            meeting,
+            "--identity",
+            identity,
+            "--ttl",
+            ttl,
+        ])
+        .trim()
+        .to_owned()
+    }
+
     /// Creates a meeting through the REST API.
     pub async fn create_meeting(&self, id: &str) {
         let (key, secret) = self.api_credentials();

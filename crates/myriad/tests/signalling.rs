@@ -1,0 +1,538 @@
+//! Protocol tests over a real WebSocket against a running `myriad serve`, including bad input,
+//! and the REST API and CLI around it.
+
+#![allow(clippy::disallowed_methods)]
+
+mod common;
+
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{connect_async, MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(server: &common::Server) -> Ws {
+    connect_async(server.ws_url())
+        .await
+        .expect("websocket connects")
+        .0
+}
+
+async fn send(ws: &mut Ws, msg: Value) {
+    ws.send(Message::Text(msg.to_string().into()))
+        .await
+        .expect("send");
+}
+
+/// The next JSON message, or `None` once the server closed the connection.
+async fn recv(ws: &mut Ws) -> Option<Value> {
+    loop {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .expect("server answered within 10 s");
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                return Some(serde_json::from_str(&t).expect("server sends JSON"))
+            }
+            Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return None,
+            Some(Ok(_)) => continue,
+        }
+    }
+}
+
+/// Skips messages until one of `kind` (the `type` field) arrives.
+async fn expect_type(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let msg = recv(ws)
+            .await
+            .unwrap_or_else(|| panic!("closed while waiting for {kind}"));
+        if msg["type"] == kind {
+            return msg;
+        }
+    }
+}
+
+async fn expect_error(ws: &mut Ws, code: &str) -> Value {
+    let msg = expect_type(ws, "error").await;
+    assert_eq!(msg["code"], code, "unexpected error {msg}");
+    assert!(
+        msg["message"].as_str().is_some_and(|m| !m.is_empty()),
+        "errors explain themselves: {msg}"
+    );
+    msg
+}
+
+async fn expect_closed(ws: &mut Ws) {
+    while let Some(msg) = recv(ws).await {
+        assert_ne!(msg["type"], "welcome", "should have been closed, got {msg}");
+    }
+}
+
+async fn join(ws: &mut Ws, token: &str) -> Value {
+    send(ws, json!({ "type": "join", "v": 1, "token": token })).await;
+    expect_type(ws, "welcome").await
+}
+
+/// Collects `events` messages until one has an event of `kind`.
+async fn expect_event(ws: &mut Ws, kind: &str) -> Value {
+    loop {
+        let msg = expect_type(ws, "events").await;
+        if let Some(ev) = msg["events"]
+            .as_array()
+            .and_then(|e| e.iter().find(|e| e["kind"] == kind))
+        {
+            return ev.clone();
+        }
+    }
+}
+
+#[tokio::test]
+async fn http_endpoints_and_web_client() {
+    let server = common::Server::start();
+    let client = reqwest::Client::new();
+    let health = client
+        .get(format!("{}/healthz", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 200);
+    for path in [
+        "/",
+        "/m/some-meeting",
+        "/static/app.js",
+        "/static/style.css",
+    ] {
+        let res = client
+            .get(format!("{}{path}", server.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200, "{path}");
+    }
+    let index = client
+        .get(&server.url)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(index.contains("/static/app.js"));
+    let missing = client
+        .get(format!("{}/static/nope.js", server.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+}
+
+#[tokio::test]
+async fn cli_token_is_accepted_and_foreign_tokens_are_not() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let token = server.token("m1", "alice", "host");
+    let mut ws = connect(&server).await;
+    let welcome = join(&mut ws, &token).await;
+    assert_eq!(welcome["you"]["identity"], "alice");
+    assert_eq!(welcome["you"]["role"], "host");
+    assert_eq!(welcome["snapshot"]["count"], 1);
+
+    // A token signed with another secret (another server's data dir) is rejected.
+    let other = common::Server::start();
+    let foreign = other.token("m1", "mallory", "host");
+    let mut ws = connect(&server).await;
+    send(&mut ws, json!({ "type": "join", "v": 1, "token": foreign })).await;
+    let err = expect_error(&mut ws, "unauthorized").await;
+    assert!(
+        err["message"].as_str().unwrap().contains("API key")
+            || err["message"].as_str().unwrap().contains("signature")
+    );
+    expect_closed(&mut ws).await;
+}
+
+#[tokio::test]
+async fn bad_joins_get_clear_errors() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+
+    let cases: Vec<(Value, &str)> = vec![
+        (
+            json!({ "type": "join", "v": 1, "token": "not-a-jwt" }),
+            "unauthorized",
+        ),
+        (
+            json!({ "type": "join", "v": 99, "token": server.token("m1", "a", "host") }),
+            "unsupported_version",
+        ),
+        (
+            json!({ "type": "join", "v": 1, "token": server.token("nowhere", "a", "host") }),
+            "meeting_not_found",
+        ),
+        (json!({ "type": "ping" }), "not_joined"),
+        (json!({ "type": "launch_missiles" }), "bad_message"),
+    ];
+    for (msg, code) in cases {
+        let mut ws = connect(&server).await;
+        send(&mut ws, msg).await;
+        expect_error(&mut ws, code).await;
+        expect_closed(&mut ws).await;
+    }
+
+    let expired = server.token_with_ttl("m1", "late", "1s");
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let mut ws = connect(&server).await;
+    send(&mut ws, json!({ "type": "join", "v": 1, "token": expired })).await;
+    expect_error(&mut ws, "token_expired").await;
+
+    // Resuming somebody else's session fails.
+    let mut alice = connect(&server).await;
+    let welcome = join(&mut alice, &server.token("m1", "alice", "host")).await;
+    let mut mallory = connect(&server).await;
+    send(
+        &mut mallory,
+        json!({ "type": "join", "v": 1, "token": server.token("m1", "mallory", "host"),
+                "resume": { "participant": welcome["you"]["id"], "session_token": welcome["session_token"], "last_seq": 0 } }),
+    )
+    .await;
+    expect_error(&mut mallory, "resume_failed").await;
+}
+
+#[tokio::test]
+async fn malformed_messages_do_not_hurt_the_session_or_others() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut a = connect(&server).await;
+    join(&mut a, &server.token("m1", "a", "host")).await;
+    let mut b = connect(&server).await;
+    join(&mut b, &server.token("m1", "b", "panelist")).await;
+
+    for bad in [
+        "{",
+        "null",
+        "[1,2,3]",
+        r#"{"type":"mute","source":"nose","muted":true}"#,
+        r#"{"type":"mute","source":"camera","muted":true,"extra":1}"#,
+        r#"{"type":"offer"}"#,
+    ] {
+        a.send(Message::Text(bad.into())).await.unwrap();
+        expect_error(&mut a, "bad_message").await;
+    }
+    a.send(Message::Binary(vec![1, 2, 3].into())).await.unwrap();
+    expect_error(&mut a, "bad_message").await;
+
+    // Invalid SDP is refused with its own code.
+    send(
+        &mut a,
+        json!({ "type": "offer", "sdp": "v=0\r\nthis is not sdp", "tracks": [] }),
+    )
+    .await;
+    expect_error(&mut a, "invalid_sdp").await;
+    send(&mut a, json!({ "type": "answer", "sdp": "v=0" })).await;
+    expect_error(&mut a, "bad_message").await;
+    // Muting a track that was never published.
+    send(
+        &mut a,
+        json!({ "type": "mute", "source": "camera", "muted": true }),
+    )
+    .await;
+    expect_error(&mut a, "bad_message").await;
+
+    // The session still works, and so does everyone else's.
+    send(&mut a, json!({ "type": "ping" })).await;
+    expect_type(&mut a, "pong").await;
+    send(&mut b, json!({ "type": "ping" })).await;
+    expect_type(&mut b, "pong").await;
+}
+
+#[tokio::test]
+async fn oversized_messages_and_floods_are_cut_off() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut bystander = connect(&server).await;
+    join(&mut bystander, &server.token("m1", "calm", "host")).await;
+
+    let mut big = connect(&server).await;
+    join(&mut big, &server.token("m1", "big", "host")).await;
+    let huge = format!(
+        r#"{{"type":"offer","sdp":"{}","tracks":[]}}"#,
+        "a".repeat(100 * 1024)
+    );
+    let _ = big.send(Message::Text(huge.into())).await;
+    expect_closed(&mut big).await;
+
+    let mut flood = connect(&server).await;
+    join(&mut flood, &server.token("m1", "flood", "host")).await;
+    for _ in 0..400 {
+        if flood
+            .send(Message::Text(r#"{"type":"ping"}"#.into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let mut rate_limited = 0;
+    while let Some(msg) = recv(&mut flood).await {
+        if msg["code"] == "rate_limited" {
+            rate_limited += 1;
+        }
+    }
+    assert!(rate_limited > 0, "a flood is answered with rate_limited");
+
+    send(&mut bystander, json!({ "type": "ping" })).await;
+    expect_type(&mut bystander, "pong").await;
+    assert!(server.log().contains("flooding"), "the flood is logged");
+}
+
+#[tokio::test]
+async fn events_are_sequenced_and_resume_replays_what_was_missed() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut alice = connect(&server).await;
+    let welcome = join(&mut alice, &server.token("m1", "alice", "host")).await;
+    let alice_id = welcome["you"]["id"].clone();
+    let session_token = welcome["session_token"].clone();
+    let mut last_seq = welcome["snapshot"]["seq"].as_u64().unwrap();
+
+    let mut bob = connect(&server).await;
+    let bob_welcome = join(&mut bob, &server.token("m1", "bob", "panelist")).await;
+    assert_eq!(
+        bob_welcome["snapshot"]["participants"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let joined = expect_event(&mut alice, "participant_joined").await;
+    assert_eq!(joined["participant"]["identity"], "bob");
+    assert!(joined["seq"].as_u64().unwrap() > last_seq);
+    last_seq = joined["seq"].as_u64().unwrap();
+    let count = expect_event(&mut alice, "count").await;
+    assert_eq!(count["count"], 2);
+    last_seq = last_seq.max(count["seq"].as_u64().unwrap());
+
+    // Alice's connection drops; Carol joins meanwhile.
+    drop(alice);
+    let mut carol = connect(&server).await;
+    join(&mut carol, &server.token("m1", "carol", "panelist")).await;
+    tokio::time::sleep(Duration::from_millis(400)).await;
+
+    let mut alice = connect(&server).await;
+    send(
+        &mut alice,
+        json!({ "type": "join", "v": 1, "token": server.token("m1", "alice", "host"),
+                "resume": { "participant": alice_id, "session_token": session_token, "last_seq": last_seq } }),
+    )
+    .await;
+    let resumed = expect_type(&mut alice, "welcome").await;
+    assert_eq!(resumed["resumed"], true);
+    assert_eq!(resumed["you"]["id"], alice_id);
+    assert!(
+        resumed["snapshot"].is_null(),
+        "missed events follow instead of a snapshot"
+    );
+    let missed = expect_type(&mut alice, "events").await;
+    let events = missed["events"].as_array().unwrap();
+    assert!(events
+        .iter()
+        .any(|e| e["kind"] == "participant_joined" && e["participant"]["identity"] == "carol"));
+    let seqs: Vec<u64> = events.iter().map(|e| e["seq"].as_u64().unwrap()).collect();
+    assert!(
+        seqs.windows(2).all(|w| w[1] == w[0] + 1),
+        "missed events are contiguous: {seqs:?}"
+    );
+    assert_eq!(seqs[0], last_seq + 1);
+
+    // Bob leaves for good: the others are told.
+    send(&mut bob, json!({ "type": "leave" })).await;
+    expect_closed(&mut bob).await;
+    let left = expect_event(&mut carol, "participant_left").await;
+    assert_eq!(left["participant"], bob_welcome["you"]["id"]);
+}
+
+#[tokio::test]
+async fn rest_api_manages_meetings_and_participants() {
+    let server = common::Server::start();
+    let (key, secret) = server.api_credentials();
+    let http = reqwest::Client::new();
+    let url = |p: &str| format!("{}{p}", server.url);
+
+    let anonymous = http
+        .post(url("/api/v1/meetings"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    let wrong = http
+        .post(url("/api/v1/meetings"))
+        .basic_auth(&key, Some("nope"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+
+    let created: Value = http
+        .post(url("/api/v1/meetings"))
+        .basic_auth(&key, Some(&secret))
+        .json(&json!({ "title": "All hands" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let dup = http
+        .post(url("/api/v1/meetings"))
+        .basic_auth(&key, Some(&secret))
+        .json(&json!({ "id": id }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(dup.status(), 409);
+    let bad_id = http
+        .post(url("/api/v1/meetings"))
+        .basic_auth(&key, Some(&secret))
+        .json(&json!({ "id": "../etc" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(bad_id.status(), 400);
+
+    let token: Value = http
+        .post(url("/api/v1/tokens"))
+        .basic_auth(&key, Some(&secret))
+        .json(&json!({ "meeting": id, "identity": "pat", "role": "panelist" }))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut pat = connect(&server).await;
+    let welcome = join(&mut pat, token["token"].as_str().unwrap()).await;
+    let pat_id = welcome["you"]["id"].as_u64().unwrap();
+    let mut other = connect(&server).await;
+    join(&mut other, &server.token(&id, "sam", "attendee")).await;
+
+    let page: Value = http
+        .get(url(&format!("/api/v1/meetings/{id}/participants?limit=1")))
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(page["count"], 2);
+    assert_eq!(page["participants"].as_array().unwrap().len(), 1);
+    let next: Value = http
+        .get(url(&format!(
+            "/api/v1/meetings/{id}/participants?after={}",
+            page["next_after"]
+        )))
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(next["participants"][0]["identity"], "sam");
+
+    let mute = http
+        .post(url(&format!(
+            "/api/v1/meetings/{id}/participants/{pat_id}/mute"
+        )))
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        mute.status(),
+        404,
+        "nothing published yet: {}",
+        mute.text().await.unwrap()
+    );
+
+    let removed = http
+        .delete(url(&format!("/api/v1/meetings/{id}/participants/{pat_id}")))
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(removed.status(), 204);
+    expect_error(&mut pat, "removed").await;
+    expect_closed(&mut pat).await;
+
+    let ended = http
+        .delete(url(&format!("/api/v1/meetings/{id}")))
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ended.status(), 204);
+    expect_error(&mut other, "meeting_ended").await;
+    let mut late = connect(&server).await;
+    send(
+        &mut late,
+        json!({ "type": "join", "v": 1, "token": server.token(&id, "late", "host") }),
+    )
+    .await;
+    expect_error(&mut late, "meeting_ended").await;
+
+    let info: Value = http
+        .get(url(&format!("/api/v1/meetings/{id}")))
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(info["ended_unix_s"].is_u64());
+}
+
+#[tokio::test]
+async fn malformed_http_requests_get_4xx() {
+    let server = common::Server::start();
+    let (key, secret) = server.api_credentials();
+    let http = reqwest::Client::new();
+    let res = http
+        .post(format!("{}/api/v1/meetings", server.url))
+        .basic_auth(&key, Some(&secret))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert!(res.status().is_client_error());
+    let res = http
+        .post(format!("{}/api/v1/meetings", server.url))
+        .header("authorization", "Basic !!!")
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let res = http
+        .post(format!("{}/api/dev/token", server.url))
+        .json(&json!({ "meeting": "missing", "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 404);
+    let res = http
+        .post(format!("{}/api/dev/token", server.url))
+        .json(&json!({ "meeting": "bad/id", "name": "x" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 400);
+}
