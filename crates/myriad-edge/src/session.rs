@@ -23,7 +23,7 @@ use myriad_proto::{
     ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
 use myriad_room::{Actor, EndReason, RoomError};
-use myriad_sfu::{PeerId, SfuError, ShellError};
+use myriad_sfu::{NewPeer, PeerId, SfuError, ShellError};
 use tokio::sync::mpsc;
 
 use crate::TokenBucket;
@@ -75,6 +75,8 @@ struct Member {
     participant: ParticipantId,
     conn_id: u64,
     peer: Option<PeerId>,
+    /// The token's `subscribe` grant.
+    subscribe: bool,
 }
 
 /// Why the main loop stopped.
@@ -152,6 +154,7 @@ impl Session {
                 e => (ErrorCode::Unauthorized, e.to_string()),
             })?;
         let meeting = grants.meeting.clone();
+        let subscribe = grants.subscribe;
         let handle = self.control.meeting(&meeting).map_err(|e| match e {
             ControlError::NotFound => (ErrorCode::MeetingNotFound, e.to_string()),
             ControlError::Ended => (ErrorCode::MeetingEnded, e.to_string()),
@@ -181,6 +184,7 @@ impl Session {
             participant: joined.participant,
             conn_id,
             peer: joined.peer,
+            subscribe,
         })
     }
 
@@ -274,15 +278,13 @@ impl Session {
                         let peer = PeerId(NEXT_PEER.fetch_add(1, Ordering::Relaxed));
                         // The coordinator must know the peer before the media task talks about it.
                         member.handle.attach_peer(member.participant, peer).await;
-                        let res = sfu
-                            .add_peer(
-                                peer,
-                                member.meeting.clone(),
-                                member.participant,
-                                sdp,
-                                tracks,
-                            )
-                            .await;
+                        let new = NewPeer {
+                            id: peer,
+                            meeting: member.meeting.clone(),
+                            participant: member.participant,
+                            subscribe: member.subscribe,
+                        };
+                        let res = sfu.add_peer(new, sdp, tracks).await;
                         if res.is_ok() {
                             member.peer = Some(peer);
                         }

@@ -9,5 +9,5 @@ pub mod core;
 #[allow(clippy::disallowed_methods)] // the I/O shell reads the clock
 pub mod shell;
 
-pub use crate::core::{PeerId, SfuConfig, SfuError, SfuEvent};
+pub use crate::core::{NewPeer, PeerId, SfuConfig, SfuError, SfuEvent};
 pub use shell::{RoomEvent, SfuHandle, ShellError};

@@ -10,7 +10,7 @@ use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, 
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::core::{Output, PeerId, Sfu, SfuConfig, SfuError, SfuEvent};
+use crate::core::{NewPeer, Output, PeerId, Sfu, SfuConfig, SfuError, SfuEvent};
 
 /// Events for a meeting's coordinator, which relays the per-peer ones to the participant's
 /// current signalling connection (that connection may change when a client resumes).
@@ -45,9 +45,7 @@ enum Command {
         meeting: MeetingId,
     },
     AddPeer {
-        id: PeerId,
-        meeting: MeetingId,
-        participant: ParticipantId,
+        new: NewPeer,
         offer: String,
         tracks: Vec<TrackMid>,
         reply: Reply<String>,
@@ -149,16 +147,12 @@ impl SfuHandle {
 
     pub async fn add_peer(
         &self,
-        id: PeerId,
-        meeting: MeetingId,
-        participant: ParticipantId,
+        new: NewPeer,
         offer: String,
         tracks: Vec<TrackMid>,
     ) -> Result<String, ShellError> {
         self.ask(|reply| Command::AddPeer {
-            id,
-            meeting,
-            participant,
+            new,
             offer,
             tracks,
             reply,
@@ -341,14 +335,12 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
             routes.rooms.remove(&meeting);
         }
         Command::AddPeer {
-            id,
-            meeting,
-            participant,
+            new,
             offer,
             tracks,
             reply,
         } => {
-            let _ = reply.send(sfu.add_peer(now, id, meeting, participant, &offer, &tracks));
+            let _ = reply.send(sfu.add_peer(now, new, &offer, &tracks));
             sfu.handle_timeout(now);
         }
         Command::Offer {

@@ -32,6 +32,16 @@ use peer::{InTrack, LayerStat, OutState, OutTrack, Peer, View};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct PeerId(pub u64);
 
+/// Who a new peer is.
+#[derive(Debug, Clone)]
+pub struct NewPeer {
+    pub id: PeerId,
+    pub meeting: MeetingId,
+    pub participant: ParticipantId,
+    /// Whether the participant may receive the meeting's media (the `subscribe` grant).
+    pub subscribe: bool,
+}
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SfuError {
@@ -168,12 +178,16 @@ impl Sfu {
     pub fn add_peer(
         &mut self,
         now: Instant,
-        id: PeerId,
-        meeting: MeetingId,
-        participant: ParticipantId,
+        new: NewPeer,
         offer: &str,
         tracks: &[TrackMid],
     ) -> Result<String, SfuError> {
+        let NewPeer {
+            id,
+            meeting,
+            participant,
+            subscribe,
+        } = new;
         if self.peers.contains_key(&id) {
             return Err(SfuError::PeerExists);
         }
@@ -205,12 +219,13 @@ impl Sfu {
             now,
             self.config.initial_bitrate_bps,
         );
+        peer.subscribe = subscribe;
         peer.declare(tracks);
         let answer = peer.accept_offer(offer)?;
 
         // Everything already published in the meeting is offered to the newcomer.
         let room = self.rooms.entry(meeting).or_default();
-        for (track, p) in &room.tracks {
+        for (track, p) in room.tracks.iter().filter(|_| subscribe) {
             peer.outs.push(OutTrack {
                 track: *track,
                 kind: p.kind,
@@ -285,7 +300,7 @@ impl Sfu {
             if *other == id {
                 continue;
             }
-            if let Some(sub) = self.peers.get_mut(other) {
+            if let Some(sub) = self.peers.get_mut(other).filter(|p| p.subscribe) {
                 sub.outs.push(OutTrack {
                     track,
                     kind: published.kind,
@@ -844,16 +859,13 @@ mod tests {
             "hello\r\nworld",
             "v=0\r\no=- 1 1 IN IP4 0.0.0.0\r\ns=-\r\nt=0 0\r\n",
         ] {
-            assert!(sfu
-                .add_peer(
-                    Instant::now(),
-                    PeerId(1),
-                    m.clone(),
-                    ParticipantId(1),
-                    bad,
-                    &[]
-                )
-                .is_err());
+            let new = NewPeer {
+                id: PeerId(1),
+                meeting: m.clone(),
+                participant: ParticipantId(1),
+                subscribe: true,
+            };
+            assert!(sfu.add_peer(Instant::now(), new, bad, &[]).is_err());
         }
         assert_eq!(sfu.peer_count(), 0);
     }

@@ -78,6 +78,8 @@ pub struct Peer {
     pending: Option<SdpPendingOffer>,
     pub view: View,
     pub bwe_bps: u64,
+    /// May receive the meeting's media.
+    pub subscribe: bool,
     /// Loudest audio level (dBov) since the last report.
     pub level_dbov: Option<i8>,
 }
@@ -107,6 +109,7 @@ impl Peer {
                 pinned: Vec::new(),
             },
             bwe_bps,
+            subscribe: false,
             level_dbov: None,
         }
     }
