@@ -587,9 +587,11 @@ impl Sfu {
         let is_audio = input.kind == MediaKind::Audio;
         let keyframe = !is_audio && data.is_keyframe();
         let layer = data.rid;
+        let mut new_layer = false;
         let idx = match input.layers.iter().position(|l| l.layer == layer) {
             Some(i) => i,
             None if input.layers.len() < 4 => {
+                new_layer = true;
                 input.layers.push(LayerStat {
                     layer,
                     bytes: 0,
@@ -617,6 +619,10 @@ impl Sfu {
         let meeting = publisher.meeting.clone();
         if !is_audio && !data.contiguous {
             self.request_keyframe(now, &meeting, track, layer);
+        }
+        if new_layer {
+            // Subscribers waiting for this track can get it now rather than at the next pass.
+            self.layer_pass(now);
         }
         let Some(room) = self.rooms.get(&meeting) else {
             return;

@@ -1,0 +1,549 @@
+//! The SFU core against real `str0m` clients, in virtual time, with no sockets: ICE, DTLS and
+//! SRTP all run; the test plays the network and the meeting's coordinator.
+
+#![allow(clippy::disallowed_methods)] // the harness picks its start time
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
+use myriad_sfu::core::{NewPeer, Output, PeerId, Sfu, SfuConfig, SfuEvent};
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
+use str0m::format::Codec;
+use str0m::media::{
+    Direction, Frequency, MediaKind, MediaTime, Mid, Rid, Simulcast, SimulcastLayer,
+};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
+
+const SFU_ADDR: &str = "10.0.0.1:3478";
+
+struct Client {
+    addr: SocketAddr,
+    rtc: Rtc,
+    timeout: Instant,
+    /// (mid, is keyframe, size) of every frame received.
+    frames: Vec<(Mid, bool, usize)>,
+    keyframe_requests: usize,
+    /// A key frame request arrived and the next frame should be one (as a browser does).
+    keyframe_wanted: bool,
+    /// Server offers answered.
+    offers: usize,
+    connected: bool,
+}
+
+impl Client {
+    fn new(addr: &str, now: Instant) -> Self {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_opus(true, false)
+            .enable_vp8(true)
+            .build(now);
+        rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
+        Self {
+            addr,
+            rtc,
+            timeout: now,
+            frames: Vec::new(),
+            keyframe_requests: 0,
+            keyframe_wanted: false,
+            offers: 0,
+            connected: false,
+        }
+    }
+}
+
+struct World {
+    now: Instant,
+    sfu: Sfu,
+    clients: Vec<Client>,
+    net: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    events: Vec<SfuEvent>,
+    meeting: MeetingId,
+}
+
+impl World {
+    fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            now,
+            sfu: Sfu::new(SfuConfig::new(SFU_ADDR.parse().unwrap())),
+            clients: Vec::new(),
+            net: VecDeque::new(),
+            events: Vec::new(),
+            meeting: MeetingId::parse("m").unwrap(),
+        }
+    }
+
+    /// Connects a client whose offer is built by `offer`; returns its index.
+    fn join(
+        &mut self,
+        addr: &str,
+        offer: impl FnOnce(&mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<TrackMid>),
+    ) -> usize {
+        let mut c = Client::new(addr, self.now);
+        let (sdp, pending, tracks) = offer(&mut c.rtc);
+        let idx = self.clients.len();
+        let new = NewPeer {
+            id: PeerId(idx as u64),
+            meeting: self.meeting.clone(),
+            participant: ParticipantId(idx as u64 + 1),
+            subscribe: true,
+        };
+        let answer = self
+            .sfu
+            .add_peer(self.now, new, &sdp.to_sdp_string(), &tracks)
+            .expect("offer accepted");
+        c.rtc
+            .sdp_api()
+            .accept_answer(pending, SdpAnswer::from_sdp_string(&answer).unwrap())
+            .unwrap();
+        self.clients.push(c);
+        idx
+    }
+
+    /// Moves everything that is ready: outputs, packets, offers. Then advances time to the
+    /// next deadline (at most `step`).
+    fn step(&mut self, step: Duration) {
+        for _ in 0..1000 {
+            let mut progressed = false;
+            for c in &mut self.clients {
+                loop {
+                    match c.rtc.poll_output().unwrap() {
+                        RtcOutput::Timeout(t) => {
+                            c.timeout = t;
+                            break;
+                        }
+                        RtcOutput::Transmit(t) => {
+                            self.net
+                                .push_back((t.source, t.destination, t.contents.to_vec()));
+                            progressed = true;
+                        }
+                        RtcOutput::Event(e) => match e {
+                            Event::Connected => c.connected = true,
+                            Event::MediaData(d) => {
+                                c.frames.push((d.mid, d.is_keyframe(), d.data.len()))
+                            }
+                            Event::KeyframeRequest(_) => {
+                                c.keyframe_requests += 1;
+                                c.keyframe_wanted = true;
+                            }
+                            _ => {}
+                        },
+                    }
+                }
+            }
+            while let Some(out) = self.sfu.poll_output() {
+                progressed = true;
+                match out {
+                    Output::Transmit(t) => {
+                        self.net
+                            .push_back((t.source, t.destination, t.contents.to_vec()))
+                    }
+                    Output::Event(SfuEvent::Offer { peer, sdp, .. }) => {
+                        let c = &mut self.clients[peer.0 as usize];
+                        c.offers += 1;
+                        let answer = c
+                            .rtc
+                            .sdp_api()
+                            .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
+                            .unwrap();
+                        self.sfu
+                            .handle_answer(self.now, peer, &answer.to_sdp_string())
+                            .unwrap();
+                    }
+                    Output::Event(e) => self.events.push(e),
+                }
+            }
+            while let Some((src, dst, data)) = self.net.pop_front() {
+                progressed = true;
+                if dst == SFU_ADDR.parse().unwrap() {
+                    self.sfu.handle_receive(self.now, src, dst, &data);
+                } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == dst) {
+                    let input = Input::Receive(
+                        self.now,
+                        Receive::new(Protocol::Udp, src, dst, &data).unwrap(),
+                    );
+                    c.rtc.handle_input(input).unwrap();
+                }
+            }
+            if !progressed {
+                break;
+            }
+        }
+        let next = self
+            .clients
+            .iter()
+            .map(|c| c.timeout)
+            .chain(self.sfu.poll_timeout())
+            .min()
+            .unwrap_or(self.now + step)
+            .clamp(self.now + Duration::from_micros(100), self.now + step);
+        self.now = next;
+        for c in &mut self.clients {
+            c.rtc.handle_input(Input::Timeout(self.now)).unwrap();
+        }
+        self.sfu.handle_timeout(self.now);
+    }
+
+    fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) {
+        let end = self.now + limit;
+        while !done(self) {
+            assert!(self.now < end, "condition not reached within {limit:?}");
+            self.step(Duration::from_millis(5));
+        }
+    }
+}
+
+fn publisher_offer(rtc: &mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<TrackMid>) {
+    let mut api = rtc.sdp_api();
+    let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let video = api.add_media(MediaKind::Video, Direction::SendOnly, None, None, None);
+    let (offer, pending) = api.apply().unwrap();
+    let tracks = vec![
+        TrackMid {
+            mid: audio.to_string(),
+            source: Some(TrackSource::Microphone),
+            track: None,
+        },
+        TrackMid {
+            mid: video.to_string(),
+            source: Some(TrackSource::Camera),
+            track: None,
+        },
+    ];
+    (offer, pending, tracks)
+}
+
+fn subscriber_offer(rtc: &mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<TrackMid>) {
+    let mut api = rtc.sdp_api();
+    api.add_channel("myriad".into());
+    let (offer, pending) = api.apply().unwrap();
+    (offer, pending, Vec::new())
+}
+
+/// A VP8 frame the depacketizer sees as key or delta frame.
+fn vp8_frame(key: bool) -> Vec<u8> {
+    let mut f = if key {
+        vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01]
+    } else {
+        vec![0x11, 0x02, 0x00]
+    };
+    f.resize(if key { 3000 } else { 800 }, 0x55);
+    f
+}
+
+/// The publisher sends 20 ms Opus frames (with a loud audio level) and 30 fps VP8.
+fn send_media(
+    w: &mut World,
+    publisher: usize,
+    ms: u64,
+    audio: Mid,
+    video: Mid,
+    keyframe_every: u64,
+) {
+    let now = w.now;
+    let client = &mut w.clients[publisher];
+    let rtc = &mut client.rtc;
+    if ms % 20 == 0 {
+        let writer = rtc.writer(audio).unwrap();
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Opus)
+            .unwrap()
+            .pt();
+        writer
+            .audio_level(-20, true)
+            .write(
+                pt,
+                now,
+                MediaTime::new(ms * 48, Frequency::FORTY_EIGHT_KHZ),
+                vec![0xfc; 80],
+            )
+            .unwrap();
+    }
+    if ms % 33 == 0 {
+        let key = (ms / 33) % keyframe_every == 0 || std::mem::take(&mut client.keyframe_wanted);
+        let writer = rtc.writer(video).unwrap();
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .unwrap()
+            .pt();
+        writer
+            .write(pt, now, MediaTime::from_90khz(ms * 90), vp8_frame(key))
+            .unwrap();
+    }
+}
+
+#[test]
+fn forwards_selected_media_and_coalesces_keyframe_requests() {
+    let mut w = World::new();
+    let a = w.join("10.0.0.2:5000", publisher_offer);
+    w.run_until(Duration::from_secs(5), |w| w.clients[a].connected);
+
+    // The publisher's tracks are announced; the coordinator accepts them and plans.
+    let added: Vec<(String, TrackSource)> = w
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::TrackAdded { mid, source, .. } => Some((mid.clone(), *source)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(added.len(), 2, "events: {:?}", w.events);
+    let audio_mid = Mid::from(
+        added
+            .iter()
+            .find(|(_, s)| *s == TrackSource::Microphone)
+            .unwrap()
+            .0
+            .as_str(),
+    );
+    let video_mid = Mid::from(
+        added
+            .iter()
+            .find(|(_, s)| *s == TrackSource::Camera)
+            .unwrap()
+            .0
+            .as_str(),
+    );
+    let now = w.now;
+    w.sfu
+        .bind_track(now, PeerId(a as u64), &audio_mid, TrackId(1));
+    w.sfu
+        .bind_track(now, PeerId(a as u64), &video_mid, TrackId(2));
+    let plan = ForwardingPlan {
+        audio: vec![TrackId(1)],
+        video: vec![TrackId(2)],
+    };
+    w.sfu.set_plan(now, &w.meeting.clone(), plan);
+
+    // Two subscribers join; each gets a server offer for both tracks.
+    let b = w.join("10.0.0.3:5000", subscriber_offer);
+    let c = w.join("10.0.0.4:5000", subscriber_offer);
+    w.run_until(Duration::from_secs(5), |w| {
+        w.clients[b].connected && w.clients[c].connected
+    });
+
+    // Two seconds of media with a key frame every 3 s: the first frames are deltas, so
+    // subscribers need a key frame; the SFU asks the publisher, not once per subscriber.
+    let start = w.now;
+    let mut ms = 1;
+    while w.now < start + Duration::from_secs(2) {
+        let elapsed = (w.now - start).as_millis() as u64;
+        while ms <= elapsed {
+            send_media(&mut w, a, ms, audio_mid, video_mid, 90);
+            ms += 1;
+        }
+        w.step(Duration::from_millis(1));
+    }
+
+    for sub in [b, c] {
+        let frames = &w.clients[sub].frames;
+        let audio = frames
+            .iter()
+            .filter(|(m, _, _)| {
+                w.clients[sub]
+                    .rtc
+                    .media(*m)
+                    .is_some_and(|md| md.kind() == MediaKind::Audio)
+            })
+            .count();
+        let video: Vec<bool> = frames
+            .iter()
+            .filter(|(m, _, _)| {
+                w.clients[sub]
+                    .rtc
+                    .media(*m)
+                    .is_some_and(|md| md.kind() == MediaKind::Video)
+            })
+            .map(|(_, k, _)| *k)
+            .collect();
+        assert!(audio > 50, "subscriber {sub} got {audio} audio frames");
+        assert!(
+            video.len() > 20,
+            "subscriber {sub} got {} video frames",
+            video.len()
+        );
+        assert!(video[0], "video starts with a key frame");
+    }
+    let requests = w.clients[a].keyframe_requests;
+    assert!(
+        (1..=3).contains(&requests),
+        "key frame requests were coalesced: {requests}"
+    );
+
+    // Audio levels reach the coordinator.
+    assert!(w.events.iter().any(|e| matches!(e, SfuEvent::AudioLevels { levels, .. } if levels.iter().any(|(_, l)| *l > -30.0))));
+
+    // Deselect the video: no more video frames reach subscribers.
+    let before = w.clients[b].frames.len();
+    let now = w.now;
+    w.sfu.set_plan(
+        now,
+        &w.meeting.clone(),
+        ForwardingPlan {
+            audio: vec![],
+            video: vec![],
+        },
+    );
+    let start = w.now;
+    while w.now < start + Duration::from_millis(500) {
+        let elapsed = (w.now - start).as_millis() as u64 + ms;
+        send_media(&mut w, a, elapsed, audio_mid, video_mid, 90);
+        w.step(Duration::from_millis(1));
+    }
+    // Frames already in flight may still land; nothing new is forwarded after that.
+    assert!(
+        w.clients[b].frames.len() <= before + 5,
+        "{} -> {}",
+        before,
+        w.clients[b].frames.len()
+    );
+
+    // The publisher leaves: subscribers' m-lines are stopped through renegotiation.
+    let offers_before = w.clients[b].offers;
+    let now = w.now;
+    w.sfu.remove_peer(now, PeerId(a as u64));
+    w.run_until(Duration::from_secs(2), |w| {
+        w.clients[b].offers > offers_before
+    });
+}
+
+/// Simulcast layers as a browser sends them: (rid, frame bytes, key frame width, height).
+const LAYERS: [(&str, usize, u16, u16); 3] = [
+    ("l", 400, 320, 180),
+    ("m", 1200, 640, 360),
+    ("h", 4500, 1280, 720),
+];
+
+fn simulcast_offer(rtc: &mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<TrackMid>) {
+    let mut simulcast = Simulcast::new();
+    for (rid, ..) in LAYERS {
+        simulcast.add_send_layer(SimulcastLayer::new(rid));
+    }
+    let mut api = rtc.sdp_api();
+    let video = api.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        None,
+        None,
+        Some(simulcast),
+    );
+    let (offer, pending) = api.apply().unwrap();
+    (
+        offer,
+        pending,
+        vec![TrackMid {
+            mid: video.to_string(),
+            source: Some(TrackSource::Camera),
+            track: None,
+        }],
+    )
+}
+
+/// One 30 fps frame on every layer; key frames when asked for.
+fn send_simulcast(w: &mut World, publisher: usize, frame: u64, video: Mid) {
+    let now = w.now;
+    let client = &mut w.clients[publisher];
+    let key = frame == 0 || std::mem::take(&mut client.keyframe_wanted);
+    for (rid, size, width, height) in LAYERS {
+        let writer = client.rtc.writer(video).unwrap();
+        let pt = writer
+            .payload_params()
+            .find(|p| p.spec().codec == Codec::Vp8)
+            .unwrap()
+            .pt();
+        let mut data = if key {
+            let [w0, w1] = width.to_le_bytes();
+            let [h0, h1] = height.to_le_bytes();
+            vec![0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, w0, w1, h0, h1]
+        } else {
+            vec![0x11, 0x02, 0x00]
+        };
+        data.resize(size, 0x55);
+        writer
+            .rid(Rid::from(rid))
+            .write(pt, now, MediaTime::from_90khz(frame * 3000), data)
+            .unwrap();
+    }
+}
+
+#[test]
+fn simulcast_layer_follows_the_subscribers_tile() {
+    let mut w = World::new();
+    let a = w.join("10.0.0.2:5000", simulcast_offer);
+    w.run_until(Duration::from_secs(5), |w| w.clients[a].connected);
+    let mid = w
+        .events
+        .iter()
+        .find_map(|e| match e {
+            SfuEvent::TrackAdded { mid, .. } => Some(Mid::from(mid.as_str())),
+            _ => None,
+        })
+        .expect("track announced");
+    let now = w.now;
+    w.sfu.bind_track(now, PeerId(a as u64), &mid, TrackId(1));
+    w.sfu.set_plan(
+        now,
+        &w.meeting.clone(),
+        ForwardingPlan {
+            audio: vec![],
+            video: vec![TrackId(1)],
+        },
+    );
+    let b = w.join("10.0.0.3:5000", subscriber_offer);
+    w.run_until(Duration::from_secs(5), |w| w.clients[b].connected);
+
+    let mut frame = 0u64;
+    let mut play = |w: &mut World, secs: u64| {
+        let end = w.now + Duration::from_secs(secs);
+        while w.now < end {
+            send_simulcast(w, a, frame, mid);
+            frame += 1;
+            let next = w.now + Duration::from_millis(33);
+            while w.now < next {
+                w.step(Duration::from_millis(1));
+            }
+        }
+    };
+    let recent_sizes = |w: &World| -> Vec<usize> {
+        w.clients[b]
+            .frames
+            .iter()
+            .rev()
+            .take(10)
+            .map(|(_, _, size)| *size)
+            .collect()
+    };
+
+    // Default tile (360 px): the middle layer, whose key frames say 640x360.
+    play(&mut w, 3);
+    assert!(
+        recent_sizes(&w).iter().all(|s| *s == 1200),
+        "expected layer m: {:?}",
+        recent_sizes(&w)
+    );
+
+    // A thumbnail: down to the lowest layer, switching on a key frame.
+    let now = w.now;
+    w.sfu.set_view(now, PeerId(b as u64), 120, vec![]);
+    play(&mut w, 2);
+    assert!(
+        recent_sizes(&w).iter().all(|s| *s == 400),
+        "expected layer l: {:?}",
+        recent_sizes(&w)
+    );
+    let switch = w.clients[b]
+        .frames
+        .iter()
+        .position(|(_, _, s)| *s == 400)
+        .unwrap();
+    assert!(
+        w.clients[b].frames[switch].1,
+        "the switch happens on a key frame"
+    );
+}
