@@ -247,7 +247,7 @@ fn send_media(
     let now = w.now;
     let client = &mut w.clients[publisher];
     let rtc = &mut client.rtc;
-    if ms % 20 == 0 {
+    if ms.is_multiple_of(20) {
         let writer = rtc.writer(audio).unwrap();
         let pt = writer
             .payload_params()
@@ -264,8 +264,9 @@ fn send_media(
             )
             .unwrap();
     }
-    if ms % 33 == 0 {
-        let key = (ms / 33) % keyframe_every == 0 || std::mem::take(&mut client.keyframe_wanted);
+    if ms.is_multiple_of(33) {
+        let key =
+            (ms / 33).is_multiple_of(keyframe_every) || std::mem::take(&mut client.keyframe_wanted);
         let writer = rtc.writer(video).unwrap();
         let pt = writer
             .payload_params()
