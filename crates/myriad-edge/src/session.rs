@@ -30,6 +30,8 @@ use crate::TokenBucket;
 
 /// The client must say who it is within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
+/// A client whose socket accepts nothing for this long is disconnected.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages per second a client may send, and the burst it may save up.
 const MSG_RATE_PER_S: f64 = 20.0;
 const MSG_BURST: f64 = 60.0;
@@ -228,7 +230,7 @@ impl Session {
                 }
                 out = from_meeting.recv() => match out {
                     Some(SessionMsg::Text(text)) => {
-                        if self.sink.send(Message::Text(text.as_ref().into())).await.is_err() {
+                        if self.write(Message::Text(text.as_ref().into())).await.is_err() {
                             return Exit::Dropped;
                         }
                     }
@@ -333,10 +335,22 @@ impl Session {
         false
     }
 
+    /// Writes one frame; a client that does not read for `WRITE_TIMEOUT` is given up on.
+    async fn write(&mut self, msg: Message) -> Result<(), ()> {
+        match tokio::time::timeout(WRITE_TIMEOUT, self.sink.send(msg)).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(_)) => Err(()),
+            Err(_) => {
+                tracing::info!(remote = %self.remote, "client not reading: disconnected");
+                Err(())
+            }
+        }
+    }
+
     async fn send(&mut self, msg: &ServerMsg) {
         match serde_json::to_string(msg) {
             Ok(text) => {
-                let _ = self.sink.send(Message::Text(text.into())).await;
+                let _ = self.write(Message::Text(text.into())).await;
             }
             Err(e) => tracing::error!("server message not serializable: {e}"),
         }
@@ -373,7 +387,7 @@ impl Session {
             code,
             reason: reason.into(),
         };
-        let _ = self.sink.send(Message::Close(Some(frame))).await;
+        let _ = self.write(Message::Close(Some(frame))).await;
     }
 }
 

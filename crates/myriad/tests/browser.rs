@@ -12,6 +12,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use chromiumoxide::browser::{Browser, BrowserConfig};
+use chromiumoxide::cdp::browser_protocol::emulation::SetDeviceMetricsOverrideParams;
 use chromiumoxide::page::ScreenshotParams;
 use chromiumoxide::Page;
 use futures_util::StreamExt;
@@ -303,6 +304,14 @@ async fn three_browsers_meet() {
         )
         .await;
     }
+
+    // The same meeting on a phone-sized screen.
+    carol
+        .execute(SetDeviceMetricsOverrideParams::new(390, 844, 2.0, true))
+        .await
+        .expect("phone viewport");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    screenshot(&carol, "meeting-phone.png").await;
 
     browser.close().await.expect("close browser");
     let _ = browser.wait().await;
