@@ -62,6 +62,9 @@ struct World {
     net: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
     events: Vec<SfuEvent>,
     meeting: MeetingId,
+    /// Drop every n-th media datagram sent to this address (deterministic loss).
+    loss: Option<(SocketAddr, usize)>,
+    sent_to_lossy: usize,
 }
 
 impl World {
@@ -74,6 +77,8 @@ impl World {
             net: VecDeque::new(),
             events: Vec::new(),
             meeting: MeetingId::parse("m").unwrap(),
+            loss: None,
+            sent_to_lossy: 0,
         }
     }
 
@@ -159,6 +164,15 @@ impl World {
             }
             while let Some((src, dst, data)) = self.net.pop_front() {
                 progressed = true;
+                if let Some((lossy, n)) = self.loss {
+                    // Only media-sized datagrams, so that every loss hits a video frame.
+                    if dst == lossy && data.len() > 500 {
+                        self.sent_to_lossy += 1;
+                        if self.sent_to_lossy.is_multiple_of(n) {
+                            continue;
+                        }
+                    }
+                }
                 if dst == SFU_ADDR.parse().unwrap() {
                     self.sfu.handle_receive(self.now, src, dst, &data);
                 } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == dst) {
@@ -546,5 +560,82 @@ fn simulcast_layer_follows_the_subscribers_tile() {
     assert!(
         w.clients[b].frames[switch].1,
         "the switch happens on a key frame"
+    );
+}
+
+#[test]
+fn nack_and_rtx_repair_a_lossy_downlink() {
+    let mut w = World::new();
+    let a = w.join("10.0.0.2:5000", publisher_offer);
+    w.run_until(Duration::from_secs(5), |w| w.clients[a].connected);
+    let mids: Vec<(Mid, TrackSource)> = w
+        .events
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::TrackAdded { mid, source, .. } => Some((Mid::from(mid.as_str()), *source)),
+            _ => None,
+        })
+        .collect();
+    let audio_mid = mids
+        .iter()
+        .find(|(_, s)| *s == TrackSource::Microphone)
+        .unwrap()
+        .0;
+    let video_mid = mids
+        .iter()
+        .find(|(_, s)| *s == TrackSource::Camera)
+        .unwrap()
+        .0;
+    let now = w.now;
+    w.sfu
+        .bind_track(now, PeerId(a as u64), &audio_mid, TrackId(1));
+    w.sfu
+        .bind_track(now, PeerId(a as u64), &video_mid, TrackId(2));
+    w.sfu.set_plan(
+        now,
+        &w.meeting.clone(),
+        ForwardingPlan {
+            audio: vec![],
+            video: vec![TrackId(2)],
+        },
+    );
+    let b = w.join("10.0.0.3:5000", subscriber_offer);
+    w.run_until(Duration::from_secs(5), |w| w.clients[b].connected);
+
+    // One video packet in 15 towards the subscriber is lost (about 7%).
+    w.loss = Some(("10.0.0.3:5000".parse().unwrap(), 15));
+    let start = w.now;
+    let mut ms = 1;
+    while w.now < start + Duration::from_secs(3) {
+        let elapsed = (w.now - start).as_millis() as u64;
+        while ms <= elapsed {
+            send_media(&mut w, a, ms, audio_mid, video_mid, 1000);
+            ms += 1;
+        }
+        w.step(Duration::from_millis(1));
+    }
+    w.loss = None;
+    let settle = w.now + Duration::from_millis(500);
+    while w.now < settle {
+        w.step(Duration::from_millis(1));
+    }
+    let sent = (ms - 1) / 33;
+    let got = w.clients[b].frames.len() as u64;
+    let keyframes = w.clients[b].frames.iter().filter(|(_, k, _)| *k).count();
+    eprintln!(
+        "frames {got}/{sent}, key frames {keyframes}, datagrams to the subscriber {}",
+        w.sent_to_lossy
+    );
+    // At least five frames lost on the wire: without repair at most sent - 5 would arrive.
+    assert!(w.sent_to_lossy / 15 >= 5, "loss was exercised");
+    // Frames before the first key frame are not forwarded; after it, retransmissions must
+    // fill every hole without new key frames.
+    assert!(
+        got + 5 >= sent,
+        "only {got} of {sent} frames arrived despite NACK/RTX"
+    );
+    assert!(
+        keyframes <= 2,
+        "loss was repaired by retransmission, not by {keyframes} key frames"
     );
 }
