@@ -169,6 +169,7 @@ async function meeting(meetingId, name, localTracks) {
     tracks: new Map(), // track id -> info
     speakers: [],
     remote: new Map(), // track id -> MediaStreamTrack
+    pinned: new Set(), // participant ids whose camera this client always wants
   };
   window.myriad = { signal, media, state };
 
@@ -239,7 +240,12 @@ async function meeting(meetingId, name, localTracks) {
       const key = `p${p.id}`;
       keep.add(key);
       const t = tile(key, p.name);
-      t.el.dataset.participant = p.id;
+      if (!t.el.dataset.participant) {
+        t.el.dataset.participant = p.id;
+        t.el.title = 'Click to pin';
+        t.el.onclick = () => togglePin(p.id);
+      }
+      t.el.classList.toggle('pinned', state.pinned.has(p.id));
       const camTrack = own.find((x) => x.source === 'camera');
       const mic = own.find((x) => x.source === 'microphone');
       const remote = camTrack && !camTrack.muted ? state.remote.get(camTrack.id) : null;
@@ -416,9 +422,20 @@ async function meeting(meetingId, name, localTracks) {
     ended('You left the meeting.', true);
   };
 
+  function togglePin(id) {
+    if (state.pinned.has(id)) state.pinned.delete(id);
+    else state.pinned.add(id);
+    render();
+    sendView();
+  }
+
   function sendView() {
     const tallest = Math.max(180, ...[...tiles.values()].map((t) => t.el.clientHeight));
-    signal.send({ type: 'view', max_height: Math.round(tallest * (window.devicePixelRatio || 1)) });
+    signal.send({
+      type: 'view',
+      max_height: Math.round(tallest * (window.devicePixelRatio || 1)),
+      pinned: [...state.pinned].filter((id) => state.participants.has(id)),
+    });
   }
   window.addEventListener('resize', () => { clearTimeout(sendView.t); sendView.t = setTimeout(sendView, 300); });
 

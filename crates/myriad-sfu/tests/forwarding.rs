@@ -419,6 +419,30 @@ fn forwards_selected_media_and_coalesces_keyframe_requests() {
         w.clients[b].frames.len()
     );
 
+    // Pinning the publisher brings its camera back for this subscriber only.
+    let now = w.now;
+    w.sfu.set_view(
+        now,
+        PeerId(b as u64),
+        360,
+        vec![ParticipantId(a as u64 + 1)],
+    );
+    let (b_before, c_before) = (w.clients[b].frames.len(), w.clients[c].frames.len());
+    let start = w.now;
+    while w.now < start + Duration::from_millis(1500) {
+        let elapsed = (w.now - start).as_millis() as u64 + ms + 500;
+        send_media(&mut w, a, elapsed, audio_mid, video_mid, 90);
+        w.step(Duration::from_millis(1));
+    }
+    assert!(
+        w.clients[b].frames.len() > b_before + 20,
+        "pinned camera forwarded"
+    );
+    assert!(
+        w.clients[c].frames.len() <= c_before + 5,
+        "not pinned by the other subscriber"
+    );
+
     // The publisher leaves: subscribers' m-lines are stopped through renegotiation.
     let offers_before = w.clients[b].offers;
     let now = w.now;

@@ -266,6 +266,18 @@ async fn three_browsers_meet() {
         .await;
     }
 
+    // Alice pins Carol: her tile moves first and is marked.
+    click(&alice, &format!(".tile[data-participant=\"{carol_id}\"]")).await;
+    let first_tile = "document.querySelector('#grid').children.length && [...document.querySelectorAll('#grid .tile')].sort((x, y) => getComputedStyle(x).order - getComputedStyle(y).order)[0].dataset.participant";
+    wait_for(
+        &alice,
+        "carol pinned first",
+        first_tile,
+        Duration::from_secs(5),
+        |v| v == &Value::String(carol_id.to_string()),
+    )
+    .await;
+
     // Alice's signalling connection drops; she resumes the same session and media goes on.
     eval(&alice, "window.myriad.signal.ws.close(); true").await;
     wait_for(
