@@ -19,6 +19,7 @@ export class Media extends EventTarget {
     this.queue = Promise.resolve();
     this.awaitingAnswer = null;
     this.offersSent = 0;
+    this.restarting = false;
   }
 
   get connected() {
@@ -27,6 +28,8 @@ export class Media extends EventTarget {
 
   // Opens (or reopens) the connection, publishing the current local tracks.
   start() {
+    // A connection replacing a previous one tells the server to drop the old one.
+    this.restarting = this.pc !== null;
     if (this.pc) this.pc.close();
     this.midTrack.clear();
     this.awaitingAnswer = null;
@@ -73,8 +76,11 @@ export class Media extends EventTarget {
         .map(([source, t]) => ({ mid: t.mid, source }));
       const answered = new Promise((resolve) => (this.awaitingAnswer = resolve));
       this.offersSent++;
-      if (!this.signal.send({ type: 'offer', sdp: pc.localDescription.sdp, tracks })) {
+      const restart = this.restarting;
+      this.restarting = false;
+      if (!this.signal.send({ type: 'offer', sdp: pc.localDescription.sdp, tracks, restart })) {
         this.awaitingAnswer = null;
+        this.restarting = restart;
         throw new Error('signalling down');
       }
       const sdp = await answered;

@@ -35,6 +35,9 @@ pub const SESSION_QUEUE_LEN: usize = 512;
 /// The coordinator fans events out in batches, once per tick.
 const TICK: Duration = Duration::from_millis(25);
 
+/// A meeting nobody is in stops its coordinator after this long.
+const IDLE_STOP: Duration = Duration::from_secs(300);
+
 /// A connection to a participant, as registered with the coordinator.
 #[derive(Debug, Clone)]
 pub struct Connection {
@@ -277,6 +280,7 @@ impl Coordinator {
         tracing::info!(meeting = %id, "meeting started");
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut empty_since: Option<Instant> = None;
         while !self.meeting.is_ended() {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
@@ -291,13 +295,23 @@ impl Coordinator {
                     }
                     self.drain().await;
                     self.flush();
+                    // An empty meeting gives its resources back; the next join starts it anew.
+                    if self.meeting.count() > 0 {
+                        empty_since = None;
+                    } else if now.duration_since(*empty_since.get_or_insert(now)) >= IDLE_STOP {
+                        break;
+                    }
                 }
             }
         }
         self.drain().await;
         self.flush();
         let _ = self.sfu.close_room(id.clone()).await;
-        tracing::info!(meeting = %id, "meeting ended");
+        if self.meeting.is_ended() {
+            tracing::info!(meeting = %id, "meeting ended");
+        } else {
+            tracing::info!(meeting = %id, "meeting idle, coordinator stopped");
+        }
     }
 
     async fn handle_command(&mut self, cmd: Command) {
@@ -401,6 +415,7 @@ impl Coordinator {
             } => {
                 if let Some(old) = self.peers.insert(participant, peer) {
                     if old != peer {
+                        self.unpublish_all(participant);
                         let _ = self.sfu.remove_peer(old).await;
                     }
                 }

@@ -273,12 +273,17 @@ impl Session {
                 )
                 .await
             }
-            ClientMsg::Offer { sdp, tracks } => {
-                let res = match member.peer {
+            ClientMsg::Offer {
+                sdp,
+                tracks,
+                restart,
+            } => {
+                let res = match member.peer.filter(|_| !restart) {
                     Some(peer) => sfu.offer(peer, sdp, tracks).await,
                     None => {
                         let peer = PeerId(NEXT_PEER.fetch_add(1, Ordering::Relaxed));
-                        // The coordinator must know the peer before the media task talks about it.
+                        // The coordinator must know the peer before the media task talks about
+                        // it; it drops a replaced peer and that peer's tracks.
                         member.handle.attach_peer(member.participant, peer).await;
                         let new = NewPeer {
                             id: peer,

@@ -63,6 +63,10 @@ pub enum ClientMsg {
     Offer {
         sdp: String,
         tracks: Vec<TrackMid>,
+        /// The first offer of a new peer connection (the old one failed): the server drops
+        /// the old media connection and its tracks.
+        #[serde(default)]
+        restart: bool,
     },
     /// The client's answer to the server's last offer.
     Answer {

@@ -295,6 +295,21 @@ async fn three_browsers_meet() {
     );
     assert_receives(&alice, "alice after resume", 3).await;
 
+    // Alice's media connection is replaced (as after an ICE failure): she republishes and
+    // everyone sees her again.
+    eval(&alice, "window.myriad.media.restart(); true").await;
+    assert_receives(&alice, "alice after media restart", 3).await;
+    let alice_video_at_carol = format!("document.querySelector('.tile[data-participant=\"{alice_id}\"]')?.classList.contains('novideo')");
+    wait_for(
+        &carol,
+        "alice's new camera at carol",
+        &alice_video_at_carol,
+        Duration::from_secs(20),
+        |v| v == &Value::Bool(false),
+    )
+    .await;
+    assert_receives(&carol, "carol after alice's restart", 3).await;
+
     screenshot(&alice, "meeting-screen-share.png").await;
     eprintln!("server RSS with three browsers: {} kB", server.rss_kb());
 
