@@ -202,6 +202,33 @@ impl World {
         self.sfu.handle_timeout(self.now);
     }
 
+    /// Joins and waits until ICE and DTLS are up.
+    fn connected(
+        &mut self,
+        addr: &str,
+        offer: impl FnOnce(&mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<TrackMid>),
+    ) -> usize {
+        let idx = self.join(addr, offer);
+        self.run_until(Duration::from_secs(5), |w| w.clients[idx].connected);
+        idx
+    }
+
+    /// Acts as the coordinator: accepts a published track under an id.
+    fn bind(&mut self, publisher: usize, mid: Mid, track: u64) {
+        self.sfu
+            .bind_track(self.now, PeerId(publisher as u64), &mid, TrackId(track));
+    }
+
+    /// Acts as the coordinator: sets the meeting's plan.
+    fn plan(&mut self, audio: &[u64], video: &[u64]) {
+        let plan = ForwardingPlan {
+            audio: audio.iter().copied().map(TrackId).collect(),
+            video: video.iter().copied().map(TrackId).collect(),
+        };
+        let meeting = self.meeting.clone();
+        self.sfu.set_plan(self.now, &meeting, plan);
+    }
+
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) {
         let end = self.now + limit;
         while !done(self) {
@@ -209,6 +236,26 @@ impl World {
             self.step(Duration::from_millis(5));
         }
     }
+}
+
+/// The tracks the SFU announced so far, as (mid, source).
+fn announced(w: &World) -> Vec<(Mid, TrackSource)> {
+    w.events
+        .iter()
+        .filter_map(|e| match e {
+            SfuEvent::TrackAdded { mid, source, .. } => Some((Mid::from(mid.as_str()), *source)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The mid of the announced track from `source`.
+fn announced_mid(w: &World, source: TrackSource) -> Mid {
+    announced(w)
+        .into_iter()
+        .find(|(_, s)| *s == source)
+        .unwrap_or_else(|| panic!("no {source:?} track announced: {:?}", w.events))
+        .0
 }
 
 fn publisher_offer(rtc: &mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<TrackMid>) {
@@ -296,45 +343,15 @@ fn send_media(
 #[test]
 fn forwards_selected_media_and_coalesces_keyframe_requests() {
     let mut w = World::new();
-    let a = w.join("10.0.0.2:5000", publisher_offer);
-    w.run_until(Duration::from_secs(5), |w| w.clients[a].connected);
+    let a = w.connected("10.0.0.2:5000", publisher_offer);
 
     // The publisher's tracks are announced; the coordinator accepts them and plans.
-    let added: Vec<(String, TrackSource)> = w
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            SfuEvent::TrackAdded { mid, source, .. } => Some((mid.clone(), *source)),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(added.len(), 2, "events: {:?}", w.events);
-    let audio_mid = Mid::from(
-        added
-            .iter()
-            .find(|(_, s)| *s == TrackSource::Microphone)
-            .unwrap()
-            .0
-            .as_str(),
-    );
-    let video_mid = Mid::from(
-        added
-            .iter()
-            .find(|(_, s)| *s == TrackSource::Camera)
-            .unwrap()
-            .0
-            .as_str(),
-    );
-    let now = w.now;
-    w.sfu
-        .bind_track(now, PeerId(a as u64), &audio_mid, TrackId(1));
-    w.sfu
-        .bind_track(now, PeerId(a as u64), &video_mid, TrackId(2));
-    let plan = ForwardingPlan {
-        audio: vec![TrackId(1)],
-        video: vec![TrackId(2)],
-    };
-    w.sfu.set_plan(now, &w.meeting.clone(), plan);
+    assert_eq!(announced(&w).len(), 2, "events: {:?}", w.events);
+    let audio_mid = announced_mid(&w, TrackSource::Microphone);
+    let video_mid = announced_mid(&w, TrackSource::Camera);
+    w.bind(a, audio_mid, 1);
+    w.bind(a, video_mid, 2);
+    w.plan(&[1], &[2]);
 
     // Two subscribers join; each gets a server offer for both tracks.
     let b = w.join("10.0.0.3:5000", subscriber_offer);
@@ -396,15 +413,7 @@ fn forwards_selected_media_and_coalesces_keyframe_requests() {
 
     // Deselect the video: no more video frames reach subscribers.
     let before = w.clients[b].frames.len();
-    let now = w.now;
-    w.sfu.set_plan(
-        now,
-        &w.meeting.clone(),
-        ForwardingPlan {
-            audio: vec![],
-            video: vec![],
-        },
-    );
+    w.plan(&[], &[]);
     let start = w.now;
     while w.now < start + Duration::from_millis(500) {
         let elapsed = (w.now - start).as_millis() as u64 + ms;
@@ -514,28 +523,11 @@ fn send_simulcast(w: &mut World, publisher: usize, frame: u64, video: Mid) {
 #[test]
 fn simulcast_layer_follows_the_subscribers_tile() {
     let mut w = World::new();
-    let a = w.join("10.0.0.2:5000", simulcast_offer);
-    w.run_until(Duration::from_secs(5), |w| w.clients[a].connected);
-    let mid = w
-        .events
-        .iter()
-        .find_map(|e| match e {
-            SfuEvent::TrackAdded { mid, .. } => Some(Mid::from(mid.as_str())),
-            _ => None,
-        })
-        .expect("track announced");
-    let now = w.now;
-    w.sfu.bind_track(now, PeerId(a as u64), &mid, TrackId(1));
-    w.sfu.set_plan(
-        now,
-        &w.meeting.clone(),
-        ForwardingPlan {
-            audio: vec![],
-            video: vec![TrackId(1)],
-        },
-    );
-    let b = w.join("10.0.0.3:5000", subscriber_offer);
-    w.run_until(Duration::from_secs(5), |w| w.clients[b].connected);
+    let a = w.connected("10.0.0.2:5000", simulcast_offer);
+    let mid = announced_mid(&w, TrackSource::Camera);
+    w.bind(a, mid, 1);
+    w.plan(&[], &[1]);
+    let b = w.connected("10.0.0.3:5000", subscriber_offer);
 
     let mut frame = 0u64;
     let mut play = |w: &mut World, secs: u64| {
@@ -590,41 +582,13 @@ fn simulcast_layer_follows_the_subscribers_tile() {
 #[test]
 fn nack_and_rtx_repair_a_lossy_downlink() {
     let mut w = World::new();
-    let a = w.join("10.0.0.2:5000", publisher_offer);
-    w.run_until(Duration::from_secs(5), |w| w.clients[a].connected);
-    let mids: Vec<(Mid, TrackSource)> = w
-        .events
-        .iter()
-        .filter_map(|e| match e {
-            SfuEvent::TrackAdded { mid, source, .. } => Some((Mid::from(mid.as_str()), *source)),
-            _ => None,
-        })
-        .collect();
-    let audio_mid = mids
-        .iter()
-        .find(|(_, s)| *s == TrackSource::Microphone)
-        .unwrap()
-        .0;
-    let video_mid = mids
-        .iter()
-        .find(|(_, s)| *s == TrackSource::Camera)
-        .unwrap()
-        .0;
-    let now = w.now;
-    w.sfu
-        .bind_track(now, PeerId(a as u64), &audio_mid, TrackId(1));
-    w.sfu
-        .bind_track(now, PeerId(a as u64), &video_mid, TrackId(2));
-    w.sfu.set_plan(
-        now,
-        &w.meeting.clone(),
-        ForwardingPlan {
-            audio: vec![],
-            video: vec![TrackId(2)],
-        },
-    );
-    let b = w.join("10.0.0.3:5000", subscriber_offer);
-    w.run_until(Duration::from_secs(5), |w| w.clients[b].connected);
+    let a = w.connected("10.0.0.2:5000", publisher_offer);
+    let audio_mid = announced_mid(&w, TrackSource::Microphone);
+    let video_mid = announced_mid(&w, TrackSource::Camera);
+    w.bind(a, audio_mid, 1);
+    w.bind(a, video_mid, 2);
+    w.plan(&[], &[2]);
+    let b = w.connected("10.0.0.3:5000", subscriber_offer);
 
     // One video packet in 15 towards the subscriber is lost (about 7%).
     w.loss = Some(("10.0.0.3:5000".parse().unwrap(), 15));

@@ -141,6 +141,20 @@ async fn click(page: &Page, selector: &str) {
         .unwrap_or_else(|e| panic!("click {selector}: {e}"));
 }
 
+/// Waits until the page shows `n` people in the meeting.
+async fn wait_for_count(page: &Page, n: u32) {
+    let expected = n.to_string();
+    let js = "document.querySelector('#count')?.textContent";
+    wait_for(
+        page,
+        &format!("count {n}"),
+        js,
+        Duration::from_secs(5),
+        |v| v == expected.as_str(),
+    )
+    .await;
+}
+
 async fn participant_id(page: &Page) -> i64 {
     wait_for(
         page,
@@ -226,14 +240,7 @@ async fn three_browsers_meet() {
 
     for (page, who) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
         assert_receives(page, who, 2).await;
-        wait_for(
-            page,
-            "count 3",
-            "document.querySelector('#count')?.textContent",
-            Duration::from_secs(5),
-            |v| v == "3",
-        )
-        .await;
+        wait_for_count(page, 3).await;
     }
 
     screenshot(&alice, "meeting.png").await;
@@ -322,14 +329,7 @@ async fn three_browsers_meet() {
             v == 0
         })
         .await;
-        wait_for(
-            page,
-            "count 2",
-            "document.querySelector('#count')?.textContent",
-            Duration::from_secs(5),
-            |v| v == "2",
-        )
-        .await;
+        wait_for_count(page, 2).await;
     }
 
     // The same meeting on a phone-sized screen.

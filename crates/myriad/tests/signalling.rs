@@ -77,6 +77,13 @@ async fn join(ws: &mut Ws, token: &str) -> Value {
     expect_type(ws, "welcome").await
 }
 
+/// A connection joined to `meeting` as `identity`.
+async fn joined(server: &common::Server, meeting: &str, identity: &str, role: &str) -> Ws {
+    let mut ws = connect(server).await;
+    join(&mut ws, &server.token(meeting, identity, role)).await;
+    ws
+}
+
 /// Collects `events` messages until one has an event of `kind`.
 async fn expect_event(ws: &mut Ws, kind: &str) -> Value {
     loop {
@@ -205,10 +212,8 @@ async fn bad_joins_get_clear_errors() {
 async fn malformed_messages_do_not_hurt_the_session_or_others() {
     let server = common::Server::start();
     server.create_meeting("m1").await;
-    let mut a = connect(&server).await;
-    join(&mut a, &server.token("m1", "a", "host")).await;
-    let mut b = connect(&server).await;
-    join(&mut b, &server.token("m1", "b", "panelist")).await;
+    let mut a = joined(&server, "m1", "a", "host").await;
+    let mut b = joined(&server, "m1", "b", "panelist").await;
 
     for bad in [
         "{",
@@ -252,11 +257,9 @@ async fn malformed_messages_do_not_hurt_the_session_or_others() {
 async fn oversized_messages_and_floods_are_cut_off() {
     let server = common::Server::start();
     server.create_meeting("m1").await;
-    let mut bystander = connect(&server).await;
-    join(&mut bystander, &server.token("m1", "calm", "host")).await;
+    let mut bystander = joined(&server, "m1", "calm", "host").await;
 
-    let mut big = connect(&server).await;
-    join(&mut big, &server.token("m1", "big", "host")).await;
+    let mut big = joined(&server, "m1", "big", "host").await;
     let huge = format!(
         r#"{{"type":"offer","sdp":"{}","tracks":[]}}"#,
         "a".repeat(100 * 1024)
@@ -264,8 +267,7 @@ async fn oversized_messages_and_floods_are_cut_off() {
     let _ = big.send(Message::Text(huge.into())).await;
     expect_closed(&mut big).await;
 
-    let mut flood = connect(&server).await;
-    join(&mut flood, &server.token("m1", "flood", "host")).await;
+    let mut flood = joined(&server, "m1", "flood", "host").await;
     for _ in 0..400 {
         if flood
             .send(Message::Text(r#"{"type":"ping"}"#.into()))
@@ -307,18 +309,17 @@ async fn events_are_sequenced_and_resume_replays_what_was_missed() {
             .len(),
         2
     );
-    let joined = expect_event(&mut alice, "participant_joined").await;
-    assert_eq!(joined["participant"]["identity"], "bob");
-    assert!(joined["seq"].as_u64().unwrap() > last_seq);
-    last_seq = joined["seq"].as_u64().unwrap();
+    let bob_joined = expect_event(&mut alice, "participant_joined").await;
+    assert_eq!(bob_joined["participant"]["identity"], "bob");
+    assert!(bob_joined["seq"].as_u64().unwrap() > last_seq);
+    last_seq = bob_joined["seq"].as_u64().unwrap();
     let count = expect_event(&mut alice, "count").await;
     assert_eq!(count["count"], 2);
     last_seq = last_seq.max(count["seq"].as_u64().unwrap());
 
     // Alice's connection drops; Carol joins meanwhile.
     drop(alice);
-    let mut carol = connect(&server).await;
-    join(&mut carol, &server.token("m1", "carol", "panelist")).await;
+    let mut carol = joined(&server, "m1", "carol", "panelist").await;
     tokio::time::sleep(Duration::from_millis(400)).await;
 
     let mut alice = connect(&server).await;
@@ -354,130 +355,140 @@ async fn events_are_sequenced_and_resume_replays_what_was_missed() {
     assert_eq!(left["participant"], bob_welcome["you"]["id"]);
 }
 
+/// A REST client for one server: `call(method, path, body)` → (status, JSON body or Null).
+struct Rest {
+    http: reqwest::Client,
+    base: String,
+    auth: Option<(String, String)>,
+}
+
+impl Rest {
+    fn new(server: &common::Server, auth: Option<(String, String)>) -> Self {
+        Self {
+            http: reqwest::Client::new(),
+            base: server.url.clone(),
+            auth,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.http.request(method, format!("{}{path}", self.base));
+        if let Some((key, secret)) = &self.auth {
+            req = req.basic_auth(key, Some(secret));
+        }
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let res = req.send().await.expect("REST reachable");
+        let status = res.status().as_u16();
+        (status, res.json().await.unwrap_or(Value::Null))
+    }
+}
+
 #[tokio::test]
 async fn rest_api_manages_meetings_and_participants() {
+    use reqwest::Method;
     let server = common::Server::start();
     let (key, secret) = server.api_credentials();
-    let http = reqwest::Client::new();
-    let url = |p: &str| format!("{}{p}", server.url);
+    let api = Rest::new(&server, Some((key.clone(), secret)));
 
-    let anonymous = http
-        .post(url("/api/v1/meetings"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(anonymous.status(), 401);
-    let wrong = http
-        .post(url("/api/v1/meetings"))
-        .basic_auth(&key, Some("nope"))
-        .json(&json!({}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(wrong.status(), 401);
+    let anonymous = Rest::new(&server, None);
+    assert_eq!(
+        anonymous
+            .call(Method::POST, "/api/v1/meetings", Some(json!({})))
+            .await
+            .0,
+        401
+    );
+    let wrong = Rest::new(&server, Some((key, "nope".into())));
+    assert_eq!(
+        wrong
+            .call(Method::POST, "/api/v1/meetings", Some(json!({})))
+            .await
+            .0,
+        401
+    );
 
-    let created: Value = http
-        .post(url("/api/v1/meetings"))
-        .basic_auth(&key, Some(&secret))
-        .json(&json!({ "title": "All hands" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/api/v1/meetings",
+            Some(json!({ "title": "All hands" })),
+        )
+        .await;
+    assert_eq!(status, 201);
     let id = created["id"].as_str().unwrap().to_owned();
-    let dup = http
-        .post(url("/api/v1/meetings"))
-        .basic_auth(&key, Some(&secret))
-        .json(&json!({ "id": id }))
-        .send()
+    assert_eq!(
+        api.call(Method::POST, "/api/v1/meetings", Some(json!({ "id": id })))
+            .await
+            .0,
+        409
+    );
+    assert_eq!(
+        api.call(
+            Method::POST,
+            "/api/v1/meetings",
+            Some(json!({ "id": "../etc" }))
+        )
         .await
-        .unwrap();
-    assert_eq!(dup.status(), 409);
-    let bad_id = http
-        .post(url("/api/v1/meetings"))
-        .basic_auth(&key, Some(&secret))
-        .json(&json!({ "id": "../etc" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(bad_id.status(), 400);
+        .0,
+        400
+    );
 
-    let token: Value = http
-        .post(url("/api/v1/tokens"))
-        .basic_auth(&key, Some(&secret))
-        .json(&json!({ "meeting": id, "identity": "pat", "role": "panelist" }))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, token) = api
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({ "meeting": id, "identity": "pat", "role": "panelist" })),
+        )
+        .await;
     let mut pat = connect(&server).await;
     let welcome = join(&mut pat, token["token"].as_str().unwrap()).await;
     let pat_id = welcome["you"]["id"].as_u64().unwrap();
-    let mut other = connect(&server).await;
-    join(&mut other, &server.token(&id, "sam", "attendee")).await;
+    let mut other = joined(&server, &id, "sam", "attendee").await;
 
-    let page: Value = http
-        .get(url(&format!("/api/v1/meetings/{id}/participants?limit=1")))
-        .basic_auth(&key, Some(&secret))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, page) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/meetings/{id}/participants?limit=1"),
+            None,
+        )
+        .await;
     assert_eq!(page["count"], 2);
     assert_eq!(page["participants"].as_array().unwrap().len(), 1);
-    let next: Value = http
-        .get(url(&format!(
-            "/api/v1/meetings/{id}/participants?after={}",
-            page["next_after"]
-        )))
-        .basic_auth(&key, Some(&secret))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let after = format!(
+        "/api/v1/meetings/{id}/participants?after={}",
+        page["next_after"]
+    );
+    let (_, next) = api.call(Method::GET, &after, None).await;
     assert_eq!(next["participants"][0]["identity"], "sam");
 
-    let mute = http
-        .post(url(&format!(
-            "/api/v1/meetings/{id}/participants/{pat_id}/mute"
-        )))
-        .basic_auth(&key, Some(&secret))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        mute.status(),
-        404,
-        "nothing published yet: {}",
-        mute.text().await.unwrap()
-    );
+    let (status, body) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/meetings/{id}/participants/{pat_id}/mute"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 404, "nothing published yet: {body}");
 
-    let removed = http
-        .delete(url(&format!("/api/v1/meetings/{id}/participants/{pat_id}")))
-        .basic_auth(&key, Some(&secret))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(removed.status(), 204);
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/meetings/{id}/participants/{pat_id}"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
     expect_error(&mut pat, "removed").await;
     expect_closed(&mut pat).await;
 
-    let ended = http
-        .delete(url(&format!("/api/v1/meetings/{id}")))
-        .basic_auth(&key, Some(&secret))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(ended.status(), 204);
+    assert_eq!(
+        api.call(Method::DELETE, &format!("/api/v1/meetings/{id}"), None)
+            .await
+            .0,
+        204
+    );
     expect_error(&mut other, "meeting_ended").await;
     let mut late = connect(&server).await;
     send(
@@ -487,24 +498,18 @@ async fn rest_api_manages_meetings_and_participants() {
     .await;
     expect_error(&mut late, "meeting_ended").await;
 
-    let info: Value = http
-        .get(url(&format!("/api/v1/meetings/{id}")))
-        .basic_auth(&key, Some(&secret))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let (_, info) = api
+        .call(Method::GET, &format!("/api/v1/meetings/{id}"), None)
+        .await;
     assert!(info["ended_unix_s"].is_u64());
 }
 
 #[tokio::test]
 async fn malformed_http_requests_get_4xx() {
+    use reqwest::Method;
     let server = common::Server::start();
     let (key, secret) = server.api_credentials();
-    let http = reqwest::Client::new();
-    let res = http
+    let res = reqwest::Client::new()
         .post(format!("{}/api/v1/meetings", server.url))
         .basic_auth(&key, Some(&secret))
         .header("content-type", "application/json")
@@ -513,7 +518,7 @@ async fn malformed_http_requests_get_4xx() {
         .await
         .unwrap();
     assert!(res.status().is_client_error());
-    let res = http
+    let res = reqwest::Client::new()
         .post(format!("{}/api/v1/meetings", server.url))
         .header("authorization", "Basic !!!")
         .json(&json!({}))
@@ -521,18 +526,24 @@ async fn malformed_http_requests_get_4xx() {
         .await
         .unwrap();
     assert_eq!(res.status(), 401);
-    let res = http
-        .post(format!("{}/api/dev/token", server.url))
-        .json(&json!({ "meeting": "missing", "name": "x" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 404);
-    let res = http
-        .post(format!("{}/api/dev/token", server.url))
-        .json(&json!({ "meeting": "bad/id", "name": "x" }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(res.status(), 400);
+    let dev = Rest::new(&server, None);
+    let missing = json!({ "meeting": "missing", "name": "x" });
+    assert_eq!(
+        dev.call(Method::POST, "/api/dev/token", Some(missing))
+            .await
+            .0,
+        404
+    );
+    let bad = json!({ "meeting": "bad/id", "name": "x" });
+    assert_eq!(
+        dev.call(Method::POST, "/api/dev/token", Some(bad)).await.0,
+        400
+    );
+    let nameless = json!({ "meeting": "missing", "name": "  " });
+    assert!(
+        dev.call(Method::POST, "/api/dev/token", Some(nameless))
+            .await
+            .0
+            >= 400
+    );
 }

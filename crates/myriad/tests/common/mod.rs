@@ -80,33 +80,24 @@ impl Server {
     }
 
     pub fn token(&self, meeting: &str, identity: &str, role: &str) -> String {
-        self.cli(&[
-            "token",
-            "create",
-            "--meeting",
-            meeting,
-            "--identity",
-            identity,
-            "--role",
-            role,
-        ])
-        .trim()
-        .to_owned()
+        self.token_with(meeting, identity, &["--role", role])
     }
 
     pub fn token_with_ttl(&self, meeting: &str, identity: &str, ttl: &str) -> String {
-        self.cli(&[
+        self.token_with(meeting, identity, &["--ttl", ttl])
+    }
+
+    fn token_with(&self, meeting: &str, identity: &str, extra: &[&str]) -> String {
+        let mut args = vec![
             "token",
             "create",
             "--meeting",
             meeting,
             "--identity",
             identity,
-            "--ttl",
-            ttl,
-        ])
-        .trim()
-        .to_owned()
+        ];
+        args.extend_from_slice(extra);
+        self.cli(&args).trim().to_owned()
     }
 
     /// Creates a meeting through the REST API.
