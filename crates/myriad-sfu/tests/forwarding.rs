@@ -627,3 +627,119 @@ fn nack_and_rtx_repair_a_lossy_downlink() {
         "loss was repaired by retransmission, not by {keyframes} key frames"
     );
 }
+
+/// A tiny deterministic generator, so that failures replay exactly.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+#[test]
+fn mangled_offers_are_refused_without_panics() {
+    let now = Instant::now();
+    let mut client = Client::new("10.0.0.2:5000", now);
+    let (offer, _, tracks) = publisher_offer(&mut client.rtc);
+    let sdp = offer.to_sdp_string();
+    let lines: Vec<&str> = sdp.split("\r\n").collect();
+    let mut sfu = Sfu::new(SfuConfig::new(SFU_ADDR.parse().unwrap()));
+    let mut rng = XorShift(0x5eed);
+    let mut id = 0;
+    let mut try_offer = |sfu: &mut Sfu, text: &str| {
+        id += 1;
+        let new = NewPeer {
+            id: PeerId(id),
+            meeting: MeetingId::parse("m").unwrap(),
+            participant: ParticipantId(id),
+            subscribe: true,
+        };
+        // Accepted or refused, both are fine; a panic is not.
+        if sfu.add_peer(now, new, text, &tracks).is_ok() {
+            sfu.remove_peer(now, PeerId(id));
+        }
+    };
+    // Every line dropped in turn, and the offer cut after every line.
+    for skip in 0..lines.len() {
+        let without: Vec<&str> = lines
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != skip)
+            .map(|(_, l)| *l)
+            .collect();
+        try_offer(&mut sfu, &without.join("\r\n"));
+        try_offer(&mut sfu, &lines[..skip].join("\r\n"));
+    }
+    // Random bytes flipped, and garbage values in attribute lines.
+    for _ in 0..200 {
+        let mut bytes = sdp.clone().into_bytes();
+        for _ in 0..1 + rng.next() % 8 {
+            let at = (rng.next() as usize) % bytes.len();
+            bytes[at] = b" :=/0123456789abcxyz-\r\n"[(rng.next() % 23) as usize];
+        }
+        try_offer(&mut sfu, &String::from_utf8_lossy(&bytes));
+    }
+    for line in 0..lines.len() {
+        let mut mangled: Vec<String> = lines.iter().map(|l| l.to_string()).collect();
+        if let Some((key, _)) = mangled[line].split_once(':') {
+            mangled[line] = format!("{key}:{}", "9".repeat(40));
+        }
+        try_offer(&mut sfu, &mangled.join("\r\n"));
+    }
+    assert_eq!(sfu.peer_count(), 0);
+}
+
+#[test]
+fn garbage_datagrams_do_not_disturb_a_session() {
+    let mut w = World::new();
+    let a = w.connected("10.0.0.2:5000", publisher_offer);
+    let audio_mid = announced_mid(&w, TrackSource::Microphone);
+    let video_mid = announced_mid(&w, TrackSource::Camera);
+    w.bind(a, audio_mid, 1);
+    w.bind(a, video_mid, 2);
+    w.plan(&[1], &[2]);
+    let b = w.connected("10.0.0.3:5000", subscriber_offer);
+
+    let mut rng = XorShift(42);
+    let sfu_addr: SocketAddr = SFU_ADDR.parse().unwrap();
+    let start = w.now;
+    let mut ms = 1;
+    while w.now < start + Duration::from_secs(2) {
+        // From a known address, from strangers, STUN-looking and DTLS/RTP-looking noise.
+        for _ in 0..3 {
+            let len = (rng.next() % 1400) as usize;
+            let mut junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            if let Some(first) = junk.first_mut() {
+                *first = [0x00, 0x01, 0x16, 0x17, 0x80, 0x90][(rng.next() % 6) as usize];
+            }
+            let from: SocketAddr = if rng.next() % 2 == 0 {
+                "10.0.0.2:5000"
+            } else {
+                "10.9.9.9:666"
+            }
+            .parse()
+            .unwrap();
+            w.sfu.handle_receive(w.now, from, sfu_addr, &junk);
+        }
+        let elapsed = (w.now - start).as_millis() as u64;
+        while ms <= elapsed {
+            send_media(&mut w, a, ms, audio_mid, video_mid, 90);
+            ms += 1;
+        }
+        w.step(Duration::from_millis(1));
+    }
+    let video = w.clients[b]
+        .frames
+        .iter()
+        .filter(|(_, _, size)| *size >= 800)
+        .count();
+    assert!(
+        video > 40,
+        "media kept flowing through the noise: {video} video frames"
+    );
+    assert_eq!(w.sfu.peer_count(), 2, "no session was dropped");
+}
