@@ -716,7 +716,7 @@ fn garbage_datagrams_do_not_disturb_a_session() {
             if let Some(first) = junk.first_mut() {
                 *first = [0x00, 0x01, 0x16, 0x17, 0x80, 0x90][(rng.next() % 6) as usize];
             }
-            let from: SocketAddr = if rng.next() % 2 == 0 {
+            let from: SocketAddr = if rng.next().is_multiple_of(2) {
                 "10.0.0.2:5000"
             } else {
                 "10.9.9.9:666"
