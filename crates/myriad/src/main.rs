@@ -2,6 +2,7 @@
 
 #![allow(clippy::disallowed_methods)] // an I/O shell: reads the clock
 
+mod bench;
 mod config;
 mod serve;
 mod token;
@@ -26,6 +27,9 @@ enum Command {
     /// Access tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
+    /// Benchmarks that print their figures (`--json` for one JSON object).
+    #[command(subcommand)]
+    Bench(bench::BenchCommand),
     /// Print the API key and secret of a data dir as KEY:SECRET (for `curl -u`).
     Apikey {
         #[arg(long, default_value = config::DEFAULT_DATA)]
@@ -45,6 +49,7 @@ fn main() -> anyhow::Result<()> {
                 .block_on(serve::run(config))
         }
         Command::Token(cmd) => token::run(cmd),
+        Command::Bench(cmd) => bench::run(cmd),
         Command::Apikey { data } => {
             let (_, key) = serve::open_data(&data)?;
             println!("{}:{}", key.key, key.secret());

@@ -7,7 +7,10 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_myriad");
+/// The binary under test: this build's, or `MYRIAD_BIN` (e.g. a release build, to measure).
+pub fn bin() -> String {
+    std::env::var("MYRIAD_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_myriad").to_owned())
+}
 
 pub struct Server {
     child: Child,
@@ -21,7 +24,7 @@ impl Server {
     pub fn start() -> Server {
         let data = tempfile::tempdir().expect("temp dir");
         let log = std::fs::File::create(data.path().join("serve.log")).expect("log file");
-        let mut child = Command::new(BIN)
+        let mut child = Command::new(bin())
             .args([
                 "serve",
                 "--http",
@@ -68,7 +71,7 @@ impl Server {
 
     /// Runs a `myriad` subcommand against this server's data dir; returns stdout.
     pub fn cli(&self, args: &[&str]) -> String {
-        let mut cmd = Command::new(BIN);
+        let mut cmd = Command::new(bin());
         cmd.args(args).arg("--data").arg(self.data.path());
         let out = cmd.output().expect("myriad runs");
         assert!(

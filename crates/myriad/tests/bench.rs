@@ -1,0 +1,32 @@
+//! Smoke runs of the benchmark scenarios: seconds long, tiny N, so they keep working. The full
+//! runs are manual (docs/benchmarks.md).
+
+mod common;
+
+use std::process::Command;
+
+use serde_json::Value;
+
+fn bench(args: &[&str]) -> Value {
+    let out = Command::new(common::bin())
+        .arg("bench")
+        .args(args)
+        .arg("--json")
+        .output()
+        .expect("myriad bench runs");
+    assert!(
+        out.status.success(),
+        "bench {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[test]
+fn udp_ceiling_measures_both_modes() {
+    let r = bench(&["udp-ceiling", "--seconds", "0.3"]);
+    assert_eq!(r["scenario"], "udp-ceiling");
+    for field in ["pps_mmsg", "pps_single", "gbps_mmsg"] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+}
