@@ -3,8 +3,12 @@
 
 #![allow(clippy::disallowed_methods)] // measuring needs the clock
 
+pub mod forward;
+mod media;
 mod mmsg;
+mod participant;
 mod report;
+mod server;
 pub mod udp_ceiling;
 
 pub use report::Report;

@@ -30,3 +30,22 @@ fn udp_ceiling_measures_both_modes() {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
     }
 }
+
+#[test]
+fn forward_smoke() {
+    let r = bench(&["forward", "--subscribers", "2", "--seconds", "2"]);
+    assert_eq!(r["scenario"], "forward");
+    assert_eq!(r["subscribers_receiving"], 2, "{r}");
+    assert_eq!(r["participants_failed"], 0, "{r}");
+    for field in [
+        "packets_forwarded_per_s",
+        "server_cpu_s",
+        "packets_per_cpu_s",
+        "delay_p50_ms",
+        "delay_p99_ms",
+        "server_rss_mb",
+    ] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+    assert!(r["loss_pct"].as_f64().is_some_and(|v| v < 5.0), "{r}");
+}

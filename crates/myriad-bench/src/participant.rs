@@ -1,0 +1,421 @@
+//! Synthetic participants that speak myriad's signalling and real WebRTC (`str0m` as the
+//! client: ICE, DTLS-SRTP, RTCP with receiver reports and NACK), one UDP socket each.
+//!
+//! A publisher sends the encoded clip at its real rate (three VP8 simulcast layers, Opus with
+//! an audio level) and jumps to the next key frame when asked for one. A subscriber counts
+//! what it receives, measures one-way delay of video frames (the bench runs both ends, so the
+//! send time of each frame is known) and asks for a key frame after a loss, as a browser does.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use futures_util::{SinkExt, StreamExt};
+use myriad_proto::{ClientMsg, ServerMsg, TrackMid, TrackSource, PROTOCOL_VERSION};
+use str0m::change::{SdpAnswer, SdpOffer};
+use str0m::format::Codec;
+use str0m::media::{
+    Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Rid, Simulcast,
+    SimulcastLayer,
+};
+use str0m::net::{Protocol, Receive};
+use str0m::{Candidate, Event, Input, Output, Rtc};
+use tokio::net::UdpSocket;
+use tokio_tungstenite::tungstenite::Message;
+
+use crate::media::{Clip, FPS, LAYERS};
+
+/// What every participant of one run adds to.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// RTP packets in the frames subscribers received.
+    pub packets: AtomicU64,
+    pub video_frames: AtomicU64,
+    pub keyframes: AtomicU64,
+    pub audio_frames: AtomicU64,
+    /// Packets missing between the first and last sequence number seen (after repair).
+    pub lost_packets: AtomicU64,
+    pub connected: AtomicU64,
+    /// Subscribers that have decoded at least one video key frame.
+    pub receiving_video: AtomicU64,
+    /// While set, subscribers record delays.
+    pub measuring: AtomicBool,
+    pub delays_ms: Mutex<Vec<f64>>,
+    /// Send time of each video frame, by content hash, written by publishers.
+    pub sent: Mutex<HashMap<u64, Instant>>,
+    pub stop: AtomicBool,
+    /// Participants whose run ended in an error, and the first such error.
+    pub failed: AtomicU64,
+    pub first_error: Mutex<Option<String>>,
+}
+
+impl Counters {
+    pub fn record_failure(&self, error: &anyhow::Error) {
+        self.failed.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut first) = self.first_error.lock() {
+            first.get_or_insert_with(|| format!("{error:#}"));
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub enum Role {
+    Publisher(Arc<Clip>),
+    Subscriber,
+}
+
+fn content_hash(data: &[u8]) -> u64 {
+    let mut h = DefaultHasher::new();
+    data.hash(&mut h);
+    h.finish()
+}
+
+/// Joins `ws_url` with `token` and runs until `counters.stop`; failures are counted.
+pub async fn run(ws_url: String, token: String, role: Role, counters: Arc<Counters>) {
+    if let Err(e) = participate(ws_url, token, role, counters.clone()).await {
+        counters.record_failure(&e);
+    }
+}
+
+async fn participate(
+    ws_url: String,
+    token: String,
+    role: Role,
+    counters: Arc<Counters>,
+) -> anyhow::Result<()> {
+    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
+        .await
+        .context("websocket connect")?;
+    let socket = UdpSocket::bind("127.0.0.1:0").await?;
+    let local = socket.local_addr()?;
+    let now = Instant::now();
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .build(now);
+    rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| anyhow!("{e}"))?);
+
+    send(
+        &mut ws,
+        &ClientMsg::Join {
+            v: PROTOCOL_VERSION,
+            token,
+            resume: None,
+        },
+    )
+    .await?;
+    loop {
+        match recv(&mut ws).await? {
+            ServerMsg::Welcome { .. } => break,
+            ServerMsg::Error { code, message } => bail!("join refused: {code:?}: {message}"),
+            _ => {}
+        }
+    }
+
+    let mut api = rtc.sdp_api();
+    let mut mids = Vec::new();
+    let (audio_mid, video_mid) = match &role {
+        Role::Publisher(_) => {
+            let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+            let mut simulcast = Simulcast::new();
+            for (rid, ..) in LAYERS {
+                simulcast.add_send_layer(SimulcastLayer::new(rid));
+            }
+            let video = api.add_media(
+                MediaKind::Video,
+                Direction::SendOnly,
+                None,
+                None,
+                Some(simulcast),
+            );
+            mids.push(TrackMid {
+                mid: audio.to_string(),
+                source: Some(TrackSource::Microphone),
+                track: None,
+            });
+            mids.push(TrackMid {
+                mid: video.to_string(),
+                source: Some(TrackSource::Camera),
+                track: None,
+            });
+            (Some(audio), Some(video))
+        }
+        Role::Subscriber => {
+            api.add_channel("myriad".into());
+            (None, None)
+        }
+    };
+    let (offer, pending) = api.apply().ok_or_else(|| anyhow!("nothing to offer"))?;
+    send(
+        &mut ws,
+        &ClientMsg::Offer {
+            sdp: offer.to_sdp_string(),
+            tracks: mids,
+            restart: false,
+        },
+    )
+    .await?;
+    let answer = loop {
+        match recv(&mut ws).await? {
+            ServerMsg::Answer { sdp } => break sdp,
+            ServerMsg::Error { code, message } => bail!("offer refused: {code:?}: {message}"),
+            _ => {}
+        }
+    };
+    rtc.sdp_api()
+        .accept_answer(
+            pending,
+            SdpAnswer::from_sdp_string(&answer).map_err(|e| anyhow!("{e}"))?,
+        )
+        .map_err(|e| anyhow!("{e}"))?;
+
+    let mut peer = Peer {
+        rtc,
+        socket,
+        local,
+        role,
+        counters,
+        audio_mid,
+        video_mid,
+        frame: 0,
+        sent_frames: 0,
+        audio_packet: 0,
+        next_video: now,
+        next_audio: now,
+        connected: false,
+        got_keyframe: false,
+        seq_seen: HashMap::new(),
+    };
+    peer.drive(&mut ws).await
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+async fn send(ws: &mut Ws, msg: &ClientMsg) -> anyhow::Result<()> {
+    ws.send(Message::Text(serde_json::to_string(msg)?.into()))
+        .await?;
+    Ok(())
+}
+
+async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMsg> {
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => return Ok(serde_json::from_str(&t)?),
+            Some(Ok(Message::Close(_))) | None => bail!("signalling closed"),
+            Some(Err(e)) => return Err(e.into()),
+            Some(Ok(_)) => {}
+        }
+    }
+}
+
+struct Peer {
+    rtc: Rtc,
+    socket: UdpSocket,
+    local: SocketAddr,
+    role: Role,
+    counters: Arc<Counters>,
+    audio_mid: Option<Mid>,
+    video_mid: Option<Mid>,
+    /// Position in the clip.
+    frame: usize,
+    /// Frames sent so far (the RTP timeline).
+    sent_frames: u64,
+    audio_packet: u64,
+    next_video: Instant,
+    next_audio: Instant,
+    connected: bool,
+    got_keyframe: bool,
+    /// Per receiving mid: (first, last, packets) sequence numbers seen.
+    seq_seen: HashMap<Mid, (u64, u64, u64)>,
+}
+
+impl Peer {
+    async fn drive(&mut self, ws: &mut Ws) -> anyhow::Result<()> {
+        let mut buf = vec![0u8; 2048];
+        while !self.counters.stop.load(Ordering::Relaxed) {
+            let timeout = self.poll()?;
+            let now = Instant::now();
+            let mut deadline = timeout.min(now + Duration::from_millis(100));
+            if self.connected && matches!(self.role, Role::Publisher(_)) {
+                deadline = deadline.min(self.next_video).min(self.next_audio);
+            }
+            tokio::select! {
+                res = self.socket.recv_from(&mut buf) => {
+                    let (n, source) = res?;
+                    if let Ok(receive) = Receive::new(Protocol::Udp, source, self.local, &buf[..n]) {
+                        self.rtc.handle_input(Input::Receive(Instant::now(), receive))?;
+                    }
+                }
+                msg = ws.next() => match msg {
+                    Some(Ok(Message::Text(t))) => {
+                        if let Ok(ServerMsg::Offer { sdp, .. }) = serde_json::from_str(&t) {
+                            let offer = SdpOffer::from_sdp_string(&sdp).map_err(|e| anyhow!("{e}"))?;
+                            let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| anyhow!("{e}"))?;
+                            send(ws, &ClientMsg::Answer { sdp: answer.to_sdp_string() }).await?;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    _ => bail!("signalling closed"),
+                },
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    let now = Instant::now();
+                    self.rtc.handle_input(Input::Timeout(now))?;
+                    if self.connected {
+                        self.send_media(now)?;
+                    }
+                }
+            }
+        }
+        let _ = send(ws, &ClientMsg::Leave).await;
+        Ok(())
+    }
+
+    /// Drains the Rtc to its next timeout.
+    fn poll(&mut self) -> anyhow::Result<Instant> {
+        loop {
+            match self.rtc.poll_output()? {
+                Output::Timeout(t) => return Ok(t),
+                Output::Transmit(t) => {
+                    let _ = self.socket.try_send_to(&t.contents, t.destination);
+                }
+                Output::Event(e) => self.handle_event(e),
+            }
+        }
+    }
+
+    fn handle_event(&mut self, event: Event) {
+        match event {
+            Event::Connected => {
+                self.connected = true;
+                self.counters.connected.fetch_add(1, Ordering::Relaxed);
+                let now = Instant::now();
+                self.next_audio = now;
+                self.next_video = now;
+            }
+            Event::KeyframeRequest(_) => {
+                if let Role::Publisher(clip) = &self.role {
+                    // Jump to the clip's next key frame, as an encoder would make one now.
+                    let frames = clip.video[0].len();
+                    let next = (1..=frames)
+                        .map(|i| (self.frame + i) % frames)
+                        .find(|i| clip.video.iter().all(|layer| layer[*i].keyframe));
+                    if let Some(i) = next {
+                        self.frame = i;
+                    }
+                }
+            }
+            Event::MediaData(data) => {
+                let c = &self.counters;
+                let first: u64 = **data.seq_range.start();
+                let last: u64 = **data.seq_range.end();
+                let packets = last.saturating_sub(first) + 1;
+                c.packets.fetch_add(packets, Ordering::Relaxed);
+                let entry = self.seq_seen.entry(data.mid).or_insert((first, last, 0));
+                entry.0 = entry.0.min(first);
+                entry.1 = entry.1.max(last);
+                entry.2 += packets;
+                let video = self
+                    .rtc
+                    .media(data.mid)
+                    .is_some_and(|m| m.kind() == MediaKind::Video);
+                if !video {
+                    c.audio_frames.fetch_add(1, Ordering::Relaxed);
+                    return;
+                }
+                c.video_frames.fetch_add(1, Ordering::Relaxed);
+                if data.is_keyframe() {
+                    c.keyframes.fetch_add(1, Ordering::Relaxed);
+                    if !self.got_keyframe {
+                        self.got_keyframe = true;
+                        c.receiving_video.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+                if !data.contiguous {
+                    if let Some(mut w) = self.rtc.writer(data.mid) {
+                        let _ = w.request_keyframe(None, KeyframeRequestKind::Pli);
+                    }
+                }
+                if c.measuring.load(Ordering::Relaxed) {
+                    let sent = c
+                        .sent
+                        .lock()
+                        .ok()
+                        .and_then(|m| m.get(&content_hash(&data.data)).copied());
+                    if let (Some(sent), Ok(mut delays)) = (sent, c.delays_ms.lock()) {
+                        delays.push(
+                            Instant::now().saturating_duration_since(sent).as_secs_f64() * 1000.0,
+                        );
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn send_media(&mut self, now: Instant) -> anyhow::Result<()> {
+        let Role::Publisher(clip) = &self.role else {
+            return Ok(());
+        };
+        let clip = clip.clone();
+        if now >= self.next_audio {
+            if let Some(mid) = self.audio_mid {
+                let packet = &clip.audio[self.audio_packet as usize % clip.audio.len()];
+                let writer = self.rtc.writer(mid).context("audio writer")?;
+                let pt = writer
+                    .payload_params()
+                    .find(|p| p.spec().codec == Codec::Opus)
+                    .map(|p| p.pt())
+                    .context("opus negotiated")?;
+                let time = MediaTime::new(self.audio_packet * 960, Frequency::FORTY_EIGHT_KHZ);
+                writer
+                    .audio_level(-25, true)
+                    .write(pt, now, time, packet.clone())?;
+            }
+            self.audio_packet += 1;
+            self.next_audio += Duration::from_millis(20);
+        }
+        if now >= self.next_video {
+            if let Some(mid) = self.video_mid {
+                let time = MediaTime::from_90khz(self.sent_frames * (90_000 / FPS as u64));
+                let mut sent = self.counters.sent.lock().map_err(|_| anyhow!("poisoned"))?;
+                for (layer, (rid, ..)) in LAYERS.iter().enumerate() {
+                    let frame = &clip.video[layer][self.frame];
+                    let writer = self.rtc.writer(mid).context("video writer")?;
+                    let pt = writer
+                        .payload_params()
+                        .find(|p| p.spec().codec == Codec::Vp8)
+                        .map(|p| p.pt())
+                        .context("vp8 negotiated")?;
+                    sent.insert(content_hash(&frame.data), now);
+                    writer
+                        .rid(Rid::from(*rid))
+                        .write(pt, now, time, frame.data.clone())?;
+                }
+            }
+            self.frame = (self.frame + 1) % clip.video[0].len();
+            self.sent_frames += 1;
+            self.next_video += Duration::from_micros(1_000_000 / FPS as u64);
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let lost: u64 = self
+            .seq_seen
+            .values()
+            .map(|(first, last, got)| (last - first + 1).saturating_sub(*got))
+            .sum();
+        self.counters
+            .lost_packets
+            .fetch_add(lost, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,167 @@
+//! The server under test: a `myriad serve` child process on loopback (or a running
+//! deployment given by URL), and what the bench needs from it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use serde_json::{json, Value};
+
+pub struct Server {
+    /// `http://host:port`
+    pub url: String,
+    child: Option<Child>,
+    _data: Option<TempDir>,
+}
+
+/// A directory removed on drop.
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+impl Server {
+    /// Starts this very binary as `myriad serve` on ephemeral loopback ports.
+    pub fn spawn() -> anyhow::Result<Self> {
+        let exe = std::env::current_exe().context("locating the myriad binary")?;
+        let data = std::env::temp_dir().join(format!("myriad-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&data)?;
+        let mut child = Command::new(exe)
+            .args([
+                "serve",
+                "--http",
+                "127.0.0.1:0",
+                "--udp",
+                "127.0.0.1:0",
+                "--data",
+            ])
+            .arg(&data)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("starting myriad serve")?;
+        let stdout = child.stdout.take().context("server stdout")?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some(rest) = line.strip_prefix("myriad is running at ") {
+                    let _ = tx.send(rest.trim_end_matches('/').to_owned());
+                }
+            }
+        });
+        let url = match rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(url) => url,
+            Err(_) => {
+                let _ = child.kill();
+                bail!("myriad serve did not start");
+            }
+        };
+        Ok(Self {
+            url,
+            child: Some(child),
+            _data: Some(TempDir(data)),
+        })
+    }
+
+    pub fn external(url: &str) -> Self {
+        Self {
+            url: url.trim_end_matches('/').to_owned(),
+            child: None,
+            _data: None,
+        }
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn ws_url(&self) -> String {
+        format!("{}/ws", self.url.replacen("http", "ws", 1))
+    }
+
+    async fn dev_post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let res = reqwest::Client::new()
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .with_context(|| format!("POST {path}"))?;
+        let status = res.status();
+        let body: Value = res.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            bail!("POST {path}: {status} {body} (the bench needs a server in dev mode)");
+        }
+        Ok(body)
+    }
+
+    pub async fn create_meeting(&self) -> anyhow::Result<String> {
+        let m = self
+            .dev_post("/api/dev/meetings", json!({ "title": "bench" }))
+            .await?;
+        m["id"].as_str().map(str::to_owned).context("meeting id")
+    }
+
+    pub async fn token(&self, meeting: &str, name: &str, host: bool) -> anyhow::Result<String> {
+        let t = self
+            .dev_post(
+                "/api/dev/token",
+                json!({ "meeting": meeting, "name": name, "host": host }),
+            )
+            .await?;
+        t["token"].as_str().map(str::to_owned).context("token")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces) start after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some((utime + stime) / ticks)
+}
+
+/// Resident set size in MB, from `/proc/<pid>/status`.
+pub fn rss_mb(pid: u32) -> Option<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: f64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))?
+        .trim()
+        .trim_end_matches("kB")
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kb / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_own_cpu_and_rss() {
+        let me = std::process::id();
+        assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
+        assert!(rss_mb(me).is_some_and(|m| m > 0.0));
+        assert_eq!(cpu_seconds(u32::MAX), None);
+    }
+}
