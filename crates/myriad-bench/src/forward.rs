@@ -1,14 +1,18 @@
 //! `forward`: one publisher (Opus + 3-layer VP8 simulcast) to N subscribers through the
 //! server; packets forwarded per second and per server CPU second, one-way delay, loss.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use serde_json::json;
 
+use crate::janus::{JanusHandle, JanusServer};
 use crate::media::Clip;
-use crate::participant::{self, Counters, Role};
+use crate::netns::NetNs;
+use crate::participant::{self, Counters, Role, Target};
 use crate::server::{cpu_seconds, rss_mb, Server};
 use crate::Report;
 
@@ -16,8 +20,102 @@ use crate::Report;
 pub struct ForwardArgs {
     pub subscribers: usize,
     pub seconds: f64,
-    /// A running deployment instead of a `myriad serve` started for the run.
+    /// A running myriad deployment instead of a `myriad serve` started for the run.
     pub url: Option<String>,
+    pub target: TargetKind,
+    /// Run the server in a network namespace of the bench's own (always for Janus).
+    pub netns: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TargetKind {
+    Myriad,
+    Janus,
+}
+
+/// The system under test for one run, and how participants reach it. The namespace (if
+/// any) is dropped after the server in it.
+struct Deployment {
+    server: Under,
+    netns: Option<NetNs>,
+}
+
+enum Under {
+    Myriad { server: Server, meeting: String },
+    Janus { server: JanusServer, room: u64 },
+}
+
+impl Deployment {
+    async fn start(args: &ForwardArgs) -> anyhow::Result<Self> {
+        let netns = (args.netns || args.target == TargetKind::Janus)
+            .then(NetNs::create)
+            .transpose()?;
+        let server = match args.target {
+            TargetKind::Myriad => {
+                let server = match &args.url {
+                    Some(url) => Server::external(url),
+                    None => Server::spawn(netns.as_ref())?,
+                };
+                let meeting = server.create_meeting().await?;
+                Under::Myriad { server, meeting }
+            }
+            TargetKind::Janus => {
+                let ns = netns.as_ref().context("janus runs in a namespace")?;
+                let server = JanusServer::spawn(ns).await?;
+                let room = 4242;
+                let mut admin = JanusHandle::attach(&server.url).await?;
+                // No bitrate cap (the packaged demo room has one), VP8 and Opus like ours.
+                let create = json!({ "request": "create", "room": room, "publishers": 1, "bitrate": 0,
+                    "videocodec": "vp8", "audiocodec": "opus", "audiolevel_ext": true });
+                let res = admin.message(create, None).await?;
+                if res["plugindata"]["data"]["videoroom"] != "created" {
+                    bail!("janus did not create the room: {res}");
+                }
+                Under::Janus { server, room }
+            }
+        };
+        Ok(Self { server, netns })
+    }
+
+    fn name(&self) -> &'static str {
+        match self.server {
+            Under::Myriad { .. } => "myriad",
+            Under::Janus { .. } => "janus",
+        }
+    }
+
+    fn pid(&self) -> Option<u32> {
+        match &self.server {
+            Under::Myriad { server, .. } => server.pid(),
+            Under::Janus { server, .. } => Some(server.pid()),
+        }
+    }
+
+    fn target(&self) -> Target {
+        let local_ip = self
+            .netns
+            .as_ref()
+            .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ns| IpAddr::V4(ns.host_ip));
+        match &self.server {
+            Under::Myriad { server, .. } => Target::Myriad {
+                ws_url: server.ws_url(),
+                local_ip,
+            },
+            Under::Janus { server, room } => Target::Janus {
+                url: server.url.clone(),
+                room: *room,
+                local_ip,
+            },
+        }
+    }
+
+    /// An access token (myriad); Janus' rooms need none.
+    async fn token(&self, name: &str, host: bool) -> anyhow::Result<String> {
+        match &self.server {
+            Under::Myriad { server, meeting } => server.token(meeting, name, host).await,
+            Under::Janus { .. } => Ok(String::new()),
+        }
+    }
 }
 
 /// New subscribers per second while the audience builds up.
@@ -25,31 +123,34 @@ const JOIN_RATE_PER_S: u64 = 100;
 
 pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
     let clip = Arc::new(Clip::load_or_encode(&Clip::default_dir())?);
-    let server = match &args.url {
-        Some(url) => Server::external(url),
-        None => Server::spawn()?,
-    };
-    let meeting = server.create_meeting().await?;
+    let deployment = Deployment::start(&args).await?;
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();
 
-    let token = server.token(&meeting, "publisher", true).await?;
+    let token = deployment.token("publisher", true).await?;
     tasks.push(tokio::spawn(participant::run(
-        server.ws_url(),
+        deployment.target(),
         token,
         Role::Publisher(clip),
         counters.clone(),
     )));
-    wait_for(Duration::from_secs(15), || {
+    if wait_for(Duration::from_secs(15), || {
         counters.connected.load(Ordering::Relaxed) >= 1
     })
     .await
-    .context("the publisher did not connect")?;
+    .is_err()
+    {
+        let error = counters.first_error.lock().ok().and_then(|e| e.clone());
+        bail!(
+            "the publisher did not connect: {}",
+            error.unwrap_or_else(|| "no error reported".into())
+        );
+    }
 
     for i in 0..args.subscribers {
-        let token = server.token(&meeting, &format!("sub{i}"), false).await?;
+        let token = deployment.token(&format!("sub{i}"), false).await?;
         tasks.push(tokio::spawn(participant::run(
-            server.ws_url(),
+            deployment.target(),
             token,
             Role::Subscriber,
             counters.clone(),
@@ -80,7 +181,7 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let pid = server.pid();
+    let pid = deployment.pid();
     let cpu_before = pid.and_then(cpu_seconds);
     let bench_before = cpu_seconds(std::process::id());
     let packets_before = counters.packets.load(Ordering::Relaxed);
@@ -116,7 +217,14 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
     let pps = packets as f64 / elapsed;
     let mut report = Report::new("forward");
     report
-        .field("target", if args.url.is_some() { "url" } else { "myriad" })
+        .field(
+            "target",
+            if args.url.is_some() {
+                "url"
+            } else {
+                deployment.name()
+            },
+        )
         .field("subscribers", n)
         .field("subscribers_receiving", receiving)
         .field(
@@ -145,6 +253,49 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
         .field("server_rss_mb", rss)
         .field("bench_cpu_s", bench_cpu)
         .field("delay_samples", delays.len() as u64);
+    Ok(report)
+}
+
+/// myriad and Janus one after the other, both in the bench's namespace, with the same media
+/// and subscriber count; the figures of each and their ratios.
+pub async fn compare(args: ForwardArgs) -> anyhow::Result<Report> {
+    let janus = run(ForwardArgs {
+        target: TargetKind::Janus,
+        netns: true,
+        url: None,
+        ..args.clone()
+    })
+    .await?;
+    let myriad = run(ForwardArgs {
+        target: TargetKind::Myriad,
+        netns: true,
+        url: None,
+        ..args
+    })
+    .await?;
+    let mut report = Report::new("forward-compare");
+    let figure = |r: &Report, name: &str| r.get(name).and_then(serde_json::Value::as_f64);
+    for name in [
+        "packets_forwarded_per_s",
+        "server_cpu_s",
+        "packets_per_cpu_s",
+        "delay_p50_ms",
+        "delay_p99_ms",
+        "loss_pct",
+        "server_rss_mb",
+    ] {
+        for (target, r) in [("myriad", &myriad), ("janus", &janus)] {
+            report.field(format!("{target}_{name}"), figure(r, name));
+        }
+    }
+    let ratio = |name: &str| match (figure(&myriad, name), figure(&janus, name)) {
+        (Some(m), Some(j)) if j > 0.0 => Some(m / j),
+        _ => None,
+    };
+    report
+        .field("subscribers", figure(&myriad, "subscribers"))
+        .field("packets_per_cpu_s_ratio", ratio("packets_per_cpu_s"))
+        .field("delay_p99_ratio", ratio("delay_p99_ms"));
     Ok(report)
 }
 

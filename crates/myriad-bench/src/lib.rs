@@ -4,8 +4,10 @@
 #![allow(clippy::disallowed_methods)] // measuring needs the clock
 
 pub mod forward;
+mod janus;
 mod media;
 mod mmsg;
+mod netns;
 mod participant;
 mod report;
 mod server;

@@ -9,7 +9,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use myriad_proto::{ClientMsg, ServerMsg, TrackMid, TrackSource, PROTOCOL_VERSION};
-use str0m::change::{SdpAnswer, SdpOffer};
+use serde_json::json;
+use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{
     Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid, Rid, Simulcast,
@@ -28,6 +29,7 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio_tungstenite::tungstenite::Message;
 
+use crate::janus::JanusHandle;
 use crate::media::{Clip, FPS, LAYERS};
 
 /// What every participant of one run adds to.
@@ -52,6 +54,8 @@ pub struct Counters {
     /// Participants whose run ended in an error, and the first such error.
     pub failed: AtomicU64,
     pub first_error: Mutex<Option<String>>,
+    /// Janus: the publisher's feed id, for subscribers to join.
+    pub janus_feed: Mutex<Option<u64>>,
 }
 
 impl Counters {
@@ -75,15 +79,89 @@ fn content_hash(data: &[u8]) -> u64 {
     h.finish()
 }
 
-/// Joins `ws_url` with `token` and runs until `counters.stop`; failures are counted.
-pub async fn run(ws_url: String, token: String, role: Role, counters: Arc<Counters>) {
-    if let Err(e) = participate(ws_url, token, role, counters.clone()).await {
+/// Where participants connect.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// myriad's WebSocket signalling URL; each participant brings an access token.
+    Myriad { ws_url: String, local_ip: IpAddr },
+    /// Janus' HTTP API URL and the VideoRoom room.
+    Janus {
+        url: String,
+        room: u64,
+        local_ip: IpAddr,
+    },
+}
+
+/// Runs one participant until `counters.stop`; failures are counted, not returned.
+pub async fn run(target: Target, token: String, role: Role, counters: Arc<Counters>) {
+    let res = match target {
+        Target::Myriad { ws_url, local_ip } => {
+            participate(ws_url, local_ip, token, role, counters.clone()).await
+        }
+        Target::Janus {
+            url,
+            room,
+            local_ip,
+        } => participate_janus(url, room, local_ip, role, counters.clone()).await,
+    };
+    if let Err(e) = res {
         counters.record_failure(&e);
     }
 }
 
+/// A client `Rtc` with one host candidate on a fresh socket.
+async fn new_rtc(local_ip: IpAddr) -> anyhow::Result<(Rtc, UdpSocket, SocketAddr)> {
+    let socket = UdpSocket::bind(SocketAddr::new(local_ip, 0)).await?;
+    let local = socket.local_addr()?;
+    let mut rtc = Rtc::builder()
+        .clear_codecs()
+        .enable_opus(true, false)
+        .enable_vp8(true)
+        .build(Instant::now());
+    rtc.add_local_candidate(Candidate::host(local, "udp").map_err(sdp_err)?);
+    Ok((rtc, socket, local))
+}
+
+type PublisherOffer = (SdpOffer, SdpPendingOffer, Vec<TrackMid>, Mid, Mid);
+
+/// The publisher's offer: Opus and three-layer VP8 simulcast, both send-only.
+fn publisher_offer(rtc: &mut Rtc) -> anyhow::Result<PublisherOffer> {
+    let mut api = rtc.sdp_api();
+    let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
+    let mut simulcast = Simulcast::new();
+    for (rid, ..) in LAYERS {
+        simulcast.add_send_layer(SimulcastLayer::new(rid));
+    }
+    let video = api.add_media(
+        MediaKind::Video,
+        Direction::SendOnly,
+        None,
+        None,
+        Some(simulcast),
+    );
+    let mids = vec![
+        TrackMid {
+            mid: audio.to_string(),
+            source: Some(TrackSource::Microphone),
+            track: None,
+        },
+        TrackMid {
+            mid: video.to_string(),
+            source: Some(TrackSource::Camera),
+            track: None,
+        },
+    ];
+    let (offer, pending) = api.apply().ok_or_else(|| anyhow!("nothing to offer"))?;
+    Ok((offer, pending, mids, audio, video))
+}
+
+fn sdp_err(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
 async fn participate(
     ws_url: String,
+    local_ip: IpAddr,
     token: String,
     role: Role,
     counters: Arc<Counters>,
@@ -91,16 +169,7 @@ async fn participate(
     let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
         .await
         .context("websocket connect")?;
-    let socket = UdpSocket::bind("127.0.0.1:0").await?;
-    let local = socket.local_addr()?;
-    let now = Instant::now();
-    let mut rtc = Rtc::builder()
-        .clear_codecs()
-        .enable_opus(true, false)
-        .enable_vp8(true)
-        .build(now);
-    rtc.add_local_candidate(Candidate::host(local, "udp").map_err(|e| anyhow!("{e}"))?);
-
+    let (mut rtc, socket, local) = new_rtc(local_ip).await?;
     send(
         &mut ws,
         &ClientMsg::Join {
@@ -117,41 +186,18 @@ async fn participate(
             _ => {}
         }
     }
-
-    let mut api = rtc.sdp_api();
-    let mut mids = Vec::new();
-    let (audio_mid, video_mid) = match &role {
+    let (offer, pending, mids, audio_mid, video_mid) = match &role {
         Role::Publisher(_) => {
-            let audio = api.add_media(MediaKind::Audio, Direction::SendOnly, None, None, None);
-            let mut simulcast = Simulcast::new();
-            for (rid, ..) in LAYERS {
-                simulcast.add_send_layer(SimulcastLayer::new(rid));
-            }
-            let video = api.add_media(
-                MediaKind::Video,
-                Direction::SendOnly,
-                None,
-                None,
-                Some(simulcast),
-            );
-            mids.push(TrackMid {
-                mid: audio.to_string(),
-                source: Some(TrackSource::Microphone),
-                track: None,
-            });
-            mids.push(TrackMid {
-                mid: video.to_string(),
-                source: Some(TrackSource::Camera),
-                track: None,
-            });
-            (Some(audio), Some(video))
+            let (offer, pending, mids, audio, video) = publisher_offer(&mut rtc)?;
+            (offer, pending, mids, Some(audio), Some(video))
         }
         Role::Subscriber => {
+            let mut api = rtc.sdp_api();
             api.add_channel("myriad".into());
-            (None, None)
+            let (offer, pending) = api.apply().ok_or_else(|| anyhow!("nothing to offer"))?;
+            (offer, pending, Vec::new(), None, None)
         }
     };
-    let (offer, pending) = api.apply().ok_or_else(|| anyhow!("nothing to offer"))?;
     send(
         &mut ws,
         &ClientMsg::Offer {
@@ -171,28 +217,93 @@ async fn participate(
     rtc.sdp_api()
         .accept_answer(
             pending,
-            SdpAnswer::from_sdp_string(&answer).map_err(|e| anyhow!("{e}"))?,
+            SdpAnswer::from_sdp_string(&answer).map_err(sdp_err)?,
         )
-        .map_err(|e| anyhow!("{e}"))?;
+        .map_err(sdp_err)?;
+    Peer::new(rtc, socket, local, role, counters, audio_mid, video_mid)
+        .drive(Some(&mut ws))
+        .await
+}
 
-    let mut peer = Peer {
-        rtc,
-        socket,
-        local,
-        role,
-        counters,
-        audio_mid,
-        video_mid,
-        frame: 0,
-        sent_frames: 0,
-        audio_packet: 0,
-        next_video: now,
-        next_audio: now,
-        connected: false,
-        got_keyframe: false,
-        seq_seen: HashMap::new(),
-    };
-    peer.drive(&mut ws).await
+/// The same participant against Janus' VideoRoom: the publisher joins and configures with
+/// its offer; a subscriber joins the publisher's feed, answers Janus' offer and starts.
+async fn participate_janus(
+    url: String,
+    room: u64,
+    local_ip: IpAddr,
+    role: Role,
+    counters: Arc<Counters>,
+) -> anyhow::Result<()> {
+    let mut janus = JanusHandle::attach(&url).await?;
+    let _keepalive = AbortOnDrop(janus.keepalive());
+    let (mut rtc, socket, local) = new_rtc(local_ip).await?;
+    match &role {
+        Role::Publisher(_) => {
+            let join = json!({ "request": "join", "ptype": "publisher", "room": room, "display": "publisher" });
+            janus.message(join, None).await?;
+            let feed = loop {
+                let ev = janus.next_event().await?;
+                let data = &ev["plugindata"]["data"];
+                if data["videoroom"] == "joined" {
+                    break data["id"].as_u64().context("publisher id")?;
+                }
+                if data["error"].is_string() {
+                    bail!("janus join: {}", data["error"]);
+                }
+            };
+            let (offer, pending, _, audio, video) = publisher_offer(&mut rtc)?;
+            let jsep = json!({ "type": "offer", "sdp": offer.to_sdp_string() });
+            janus
+                .message(
+                    json!({ "request": "configure", "audio": true, "video": true }),
+                    Some(jsep),
+                )
+                .await?;
+            janus.candidates_done().await?;
+            let (_, answer) = janus.wait_jsep().await?;
+            let sdp = answer["sdp"].as_str().context("answer sdp")?;
+            rtc.sdp_api()
+                .accept_answer(pending, SdpAnswer::from_sdp_string(sdp).map_err(sdp_err)?)
+                .map_err(sdp_err)?;
+            if let Ok(mut f) = counters.janus_feed.lock() {
+                *f = Some(feed);
+            }
+            Peer::new(rtc, socket, local, role, counters, Some(audio), Some(video))
+                .drive(None)
+                .await
+        }
+        Role::Subscriber => {
+            let feed = counters
+                .janus_feed
+                .lock()
+                .ok()
+                .and_then(|f| *f)
+                .context("no publisher feed yet")?;
+            let join = json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": [{ "feed": feed }] });
+            janus.message(join, None).await?;
+            let (_, offer) = janus.wait_jsep().await?;
+            let sdp = offer["sdp"].as_str().context("offer sdp")?;
+            let offer = SdpOffer::from_sdp_string(sdp).map_err(sdp_err)?;
+            let answer = rtc.sdp_api().accept_offer(offer).map_err(sdp_err)?;
+            let jsep = json!({ "type": "answer", "sdp": answer.to_sdp_string() });
+            janus
+                .message(json!({ "request": "start" }), Some(jsep))
+                .await?;
+            janus.candidates_done().await?;
+            Peer::new(rtc, socket, local, role, counters, None, None)
+                .drive(None)
+                .await
+        }
+    }
+}
+
+/// Aborts a background task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 type Ws =
@@ -202,6 +313,16 @@ async fn send(ws: &mut Ws, msg: &ClientMsg) -> anyhow::Result<()> {
     ws.send(Message::Text(serde_json::to_string(msg)?.into()))
         .await?;
     Ok(())
+}
+
+/// The next signalling message, or never when there is no signalling connection to watch.
+async fn next_ws(
+    ws: &mut Option<&mut Ws>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn recv(ws: &mut Ws) -> anyhow::Result<ServerMsg> {
@@ -237,7 +358,38 @@ struct Peer {
 }
 
 impl Peer {
-    async fn drive(&mut self, ws: &mut Ws) -> anyhow::Result<()> {
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        rtc: Rtc,
+        socket: UdpSocket,
+        local: SocketAddr,
+        role: Role,
+        counters: Arc<Counters>,
+        audio_mid: Option<Mid>,
+        video_mid: Option<Mid>,
+    ) -> Self {
+        let now = Instant::now();
+        Self {
+            rtc,
+            socket,
+            local,
+            role,
+            counters,
+            audio_mid,
+            video_mid,
+            frame: 0,
+            sent_frames: 0,
+            audio_packet: 0,
+            next_video: now,
+            next_audio: now,
+            connected: false,
+            got_keyframe: false,
+            seq_seen: HashMap::new(),
+        }
+    }
+
+    /// Runs the media until `counters.stop`; with myriad, also answers server offers.
+    async fn drive(mut self, mut ws: Option<&mut Ws>) -> anyhow::Result<()> {
         let mut buf = vec![0u8; 2048];
         while !self.counters.stop.load(Ordering::Relaxed) {
             let timeout = self.poll()?;
@@ -253,11 +405,11 @@ impl Peer {
                         self.rtc.handle_input(Input::Receive(Instant::now(), receive))?;
                     }
                 }
-                msg = ws.next() => match msg {
+                msg = next_ws(&mut ws) => match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if let Ok(ServerMsg::Offer { sdp, .. }) = serde_json::from_str(&t) {
-                            let offer = SdpOffer::from_sdp_string(&sdp).map_err(|e| anyhow!("{e}"))?;
-                            let answer = self.rtc.sdp_api().accept_offer(offer).map_err(|e| anyhow!("{e}"))?;
+                        if let (Ok(ServerMsg::Offer { sdp, .. }), Some(ws)) = (serde_json::from_str(&t), ws.as_mut()) {
+                            let offer = SdpOffer::from_sdp_string(&sdp).map_err(sdp_err)?;
+                            let answer = self.rtc.sdp_api().accept_offer(offer).map_err(sdp_err)?;
                             send(ws, &ClientMsg::Answer { sdp: answer.to_sdp_string() }).await?;
                         }
                     }
@@ -273,7 +425,9 @@ impl Peer {
                 }
             }
         }
-        let _ = send(ws, &ClientMsg::Leave).await;
+        if let Some(ws) = ws {
+            let _ = send(ws, &ClientMsg::Leave).await;
+        }
         Ok(())
     }
 

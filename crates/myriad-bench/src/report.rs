@@ -5,7 +5,7 @@ use serde_json::{Map, Value};
 #[derive(Debug, Default)]
 pub struct Report {
     scenario: &'static str,
-    fields: Vec<(&'static str, Value)>,
+    fields: Vec<(String, Value)>,
 }
 
 impl Report {
@@ -16,20 +16,20 @@ impl Report {
         }
     }
 
-    pub fn field(&mut self, name: &'static str, value: impl Into<Value>) -> &mut Self {
-        self.fields.push((name, value.into()));
+    pub fn field(&mut self, name: impl Into<String>, value: impl Into<Value>) -> &mut Self {
+        self.fields.push((name.into(), value.into()));
         self
     }
 
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().find(|(n, _)| *n == name).map(|(_, v)| v)
+        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
     }
 
     pub fn to_json(&self) -> Value {
         let mut map = Map::new();
         map.insert("scenario".into(), self.scenario.into());
         for (name, value) in &self.fields {
-            map.insert((*name).into(), value.clone());
+            map.insert(name.clone(), value.clone());
         }
         Value::Object(map)
     }

@@ -8,6 +8,8 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 use serde_json::{json, Value};
 
+use crate::netns::NetNs;
+
 pub struct Server {
     /// `http://host:port`
     pub url: String,
@@ -25,19 +27,20 @@ impl Drop for TempDir {
 }
 
 impl Server {
-    /// Starts this very binary as `myriad serve` on ephemeral loopback ports.
-    pub fn spawn() -> anyhow::Result<Self> {
+    /// Starts this very binary as `myriad serve` on ephemeral ports: on loopback, or on the
+    /// namespace's address inside it.
+    pub fn spawn(netns: Option<&NetNs>) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the myriad binary")?;
         let data = std::env::temp_dir().join(format!("myriad-bench-{}", std::process::id()));
         std::fs::create_dir_all(&data)?;
-        let mut child = Command::new(exe)
+        let (mut cmd, ip) = match netns {
+            Some(ns) => (ns.command(&exe.to_string_lossy()), ns.ns_ip),
+            None => (Command::new(&exe), std::net::Ipv4Addr::LOCALHOST),
+        };
+        let addr = format!("{ip}:0");
+        let mut child = cmd
             .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--udp",
-                "127.0.0.1:0",
-                "--data",
+                "serve", "--http", &addr, "--udp", &addr, "--dev", "true", "--data",
             ])
             .arg(&data)
             .env("RUST_LOG", "warn")

@@ -20,9 +20,24 @@ pub enum BenchCommand {
         /// A running deployment (in dev mode) instead of a `myriad serve` started for the run.
         #[arg(long)]
         url: Option<String>,
+        /// What to measure: myriad, Janus' VideoRoom (`scripts/peers/janus` installs it), or both
+        /// side by side in one run.
+        #[arg(long, value_enum, default_value_t = Target::Myriad)]
+        target: Target,
+        /// Run the server in a network namespace of the bench's own, reached over a veth pair
+        /// (needs root; always on for Janus, which gathers no loopback candidates).
+        #[arg(long)]
+        netns: bool,
         #[arg(long)]
         json: bool,
     },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum Target {
+    Myriad,
+    Janus,
+    Both,
 }
 
 pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
@@ -34,16 +49,27 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             subscribers,
             seconds,
             url,
+            target,
+            netns,
             json,
         } => {
-            let args = myriad_bench::forward::ForwardArgs {
+            use myriad_bench::forward::{compare, run, ForwardArgs, TargetKind};
+            let kind = match target {
+                Target::Janus => TargetKind::Janus,
+                Target::Myriad | Target::Both => TargetKind::Myriad,
+            };
+            let args = ForwardArgs {
                 subscribers,
                 seconds,
                 url,
+                target: kind,
+                netns,
             };
-            runtime()?
-                .block_on(myriad_bench::forward::run(args))?
-                .print(json);
+            let report = match target {
+                Target::Both => runtime()?.block_on(compare(args))?,
+                Target::Myriad | Target::Janus => runtime()?.block_on(run(args))?,
+            };
+            report.print(json);
         }
     }
     Ok(())

@@ -49,3 +49,25 @@ fn forward_smoke() {
     }
     assert!(r["loss_pct"].as_f64().is_some_and(|v| v < 5.0), "{r}");
 }
+
+#[test]
+fn forward_side_by_side_with_janus_smoke() {
+    let r = bench(&[
+        "forward",
+        "--target",
+        "both",
+        "--subscribers",
+        "2",
+        "--seconds",
+        "2",
+    ]);
+    assert_eq!(r["scenario"], "forward-compare");
+    for field in [
+        "myriad_packets_per_cpu_s",
+        "janus_packets_per_cpu_s",
+        "packets_per_cpu_s_ratio",
+        "janus_delay_p99_ms",
+    ] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+}
