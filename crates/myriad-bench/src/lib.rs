@@ -5,6 +5,7 @@
 
 pub mod forward;
 mod janus;
+pub mod join_storm;
 mod media;
 mod mmsg;
 mod netns;

@@ -109,13 +109,11 @@ impl Server {
         m["id"].as_str().map(str::to_owned).context("meeting id")
     }
 
+    /// A token from the dev endpoint: host, or an attendee (receive-only, as in a town hall).
     pub async fn token(&self, meeting: &str, name: &str, host: bool) -> anyhow::Result<String> {
-        let t = self
-            .dev_post(
-                "/api/dev/token",
-                json!({ "meeting": meeting, "name": name, "host": host }),
-            )
-            .await?;
+        let role = if host { "host" } else { "attendee" };
+        let body = json!({ "meeting": meeting, "name": name, "host": host, "role": role });
+        let t = self.dev_post("/api/dev/token", body).await?;
         t["token"].as_str().map(str::to_owned).context("token")
     }
 }

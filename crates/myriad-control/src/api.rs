@@ -369,6 +369,8 @@ struct DevToken {
     name: String,
     #[serde(default)]
     host: bool,
+    /// The role when not host; panelist (may publish) unless asked for.
+    role: Option<Role>,
 }
 
 /// In dev mode, anyone who can reach the server may join any existing meeting by name.
@@ -383,7 +385,11 @@ async fn dev_token(
         return Err(ControlError::Ended.into());
     }
     let name = req.name.trim().to_owned();
-    let role = if req.host { Role::Host } else { Role::Panelist };
+    let role = match (req.host, req.role) {
+        (true, _) => Role::Host,
+        (false, Some(role)) => role,
+        (false, None) => Role::Panelist,
+    };
     // The identity is the typed name plus a suffix, so two people called Alex are two people.
     let identity = format!("{name}#{}", &crate::generate_session_token()[..6]);
     let token = issue(&control, meeting, identity, Some(name), role, 12 * 3600)?;

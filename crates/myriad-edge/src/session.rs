@@ -51,8 +51,12 @@ pub async fn upgrade(
     State(control): State<Arc<Control>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
 ) -> Response {
+    // Small buffers: thousands of mostly idle connections must stay cheap (the defaults are
+    // 128 KiB each way); large messages still work, the buffers grow on demand.
     ws.max_message_size(MAX_MESSAGE_BYTES)
         .max_frame_size(MAX_MESSAGE_BYTES)
+        .read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();
             let mut session = Session {

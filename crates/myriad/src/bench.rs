@@ -31,6 +31,17 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// N signalling-only participants join one meeting at R per second.
+    JoinStorm {
+        #[arg(long, default_value_t = 1000)]
+        participants: usize,
+        #[arg(long, default_value_t = 500.0)]
+        rate: f64,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -70,6 +81,21 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 Target::Myriad | Target::Janus => runtime()?.block_on(run(args))?,
             };
             report.print(json);
+        }
+        BenchCommand::JoinStorm {
+            participants,
+            rate,
+            url,
+            json,
+        } => {
+            let args = myriad_bench::join_storm::JoinStormArgs {
+                participants,
+                rate_per_s: rate,
+                url,
+            };
+            runtime()?
+                .block_on(myriad_bench::join_storm::run(args))?
+                .print(json);
         }
     }
     Ok(())

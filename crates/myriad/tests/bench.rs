@@ -71,3 +71,14 @@ fn forward_side_by_side_with_janus_smoke() {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
     }
 }
+
+#[test]
+fn join_storm_smoke() {
+    let r = bench(&["join-storm", "--participants", "50", "--rate", "200"]);
+    assert_eq!(r["scenario"], "join-storm");
+    assert_eq!(r["joined"], 50, "{r}");
+    assert_eq!(r["failed"], 0, "{r}");
+    for field in ["join_p50_ms", "join_p99_ms", "server_rss_mb", "wall_s"] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+}
