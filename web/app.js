@@ -180,11 +180,16 @@ async function meeting(meetingId, name, localTracks) {
   const micBtn = h('button', { id: 'mic', class: 'round', title: 'Mute microphone' }, 'Mic');
   const camBtn = h('button', { id: 'cam', class: 'round', title: 'Turn camera off' }, 'Cam');
   const screenBtn = h('button', { id: 'screen', class: 'round', title: 'Share your screen' }, 'Share');
+  const chatBtn = h('button', { id: 'chat-toggle', class: 'round', title: 'Chat' }, 'Chat');
   const leaveBtn = h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
-  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, leaveBtn);
+  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, chatBtn, leaveBtn);
+  const chatLog = h('ol', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite' });
+  const chatInput = h('input', { id: 'chat-input', placeholder: 'Message everyone', maxlength: 2000, autocomplete: 'off' });
+  const chatForm = h('form', { class: 'chat-form' }, chatInput, h('button', { class: 'primary', type: 'submit' }, 'Send'));
+  const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true }, h('h2', {}, 'Chat'), chatLog, chatForm);
   const root = h('div', { class: 'meeting' },
     h('header', {}, h('strong', {}, meetingId), h('span', { class: 'count' }, countEl, ' in the meeting')),
-    banner, stage, grid, toolbar,
+    banner, stage, grid, chatPanel, toolbar,
   );
   app.replaceChildren(root);
 
@@ -316,6 +321,7 @@ async function meeting(meetingId, name, localTracks) {
         break;
       }
       case 'active_speakers': state.speakers = ev.participants; break;
+      case 'chat': addChat(ev); break;
       case 'meeting_ended': ended('The meeting has ended.'); break;
     }
   }
@@ -416,6 +422,30 @@ async function meeting(meetingId, name, localTracks) {
     muted.screen = false;
     if (republish) sendMute('screen', false);
     render();
+  };
+  let unread = 0;
+  function addChat(ev) {
+    const mine = state.me && ev.from === state.me.id;
+    chatLog.append(h('li', { class: mine ? 'mine' : '' }, h('b', {}, mine ? 'You' : ev.name), ' ', ev.text));
+    while (chatLog.childElementCount > 500) chatLog.firstChild.remove();
+    chatLog.scrollTop = chatLog.scrollHeight;
+    if (chatPanel.hidden && !mine) {
+      unread++;
+      chatBtn.textContent = `Chat (${unread})`;
+    }
+  }
+  chatBtn.onclick = () => {
+    chatPanel.hidden = !chatPanel.hidden;
+    root.classList.toggle('chatting', !chatPanel.hidden);
+    unread = 0;
+    chatBtn.textContent = 'Chat';
+    if (!chatPanel.hidden) chatInput.focus();
+    layout();
+  };
+  chatForm.onsubmit = (e) => {
+    e.preventDefault();
+    const text = chatInput.value.trim();
+    if (text && signal.send({ type: 'chat', text })) chatInput.value = '';
   };
   leaveBtn.onclick = () => {
     signal.send({ type: 'leave' });

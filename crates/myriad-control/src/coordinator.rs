@@ -91,6 +91,11 @@ pub(crate) enum Command {
         target: ParticipantId,
         reply: oneshot::Sender<Result<(), RoomError>>,
     },
+    Chat {
+        participant: ParticipantId,
+        text: String,
+        reply: oneshot::Sender<Result<(), RoomError>>,
+    },
     Participants {
         after: Option<ParticipantId>,
         limit: usize,
@@ -216,6 +221,20 @@ impl MeetingHandle {
             .ask(|reply| Command::Remove {
                 actor,
                 target,
+                reply,
+            })
+            .await??)
+    }
+
+    pub async fn chat(
+        &self,
+        participant: ParticipantId,
+        text: String,
+    ) -> Result<(), CoordinatorError> {
+        Ok(self
+            .ask(|reply| Command::Chat {
+                participant,
+                text,
                 reply,
             })
             .await??)
@@ -436,6 +455,13 @@ impl Coordinator {
                 reply,
             } => {
                 let _ = reply.send(self.meeting.handle_remove(now, actor, target));
+            }
+            Command::Chat {
+                participant,
+                text,
+                reply,
+            } => {
+                let _ = reply.send(self.meeting.handle_chat(participant, &text));
             }
             Command::Participants {
                 after,

@@ -334,6 +334,12 @@ impl Session {
                     let _ = sfu.set_view(peer, max_height, pinned).await;
                 }
             }
+            ClientMsg::Chat { text } => {
+                if let Err(e) = member.handle.chat(member.participant, text).await {
+                    let (code, message) = coordinator_error(e);
+                    self.send_error(code, &message).await;
+                }
+            }
             ClientMsg::Leave => {
                 member.handle.leave(member.participant).await;
                 self.close(CLOSE_NORMAL, "left").await;

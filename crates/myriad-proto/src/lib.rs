@@ -19,6 +19,9 @@ pub use signal::{
 /// Version of the signalling protocol spoken by this build.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// Longest chat message, in bytes.
+pub const MAX_CHAT_BYTES: usize = 2000;
+
 /// Largest signalling message a server accepts, in bytes. SDP offers with simulcast are a few
 /// KiB; anything near this limit is abuse.
 pub const MAX_MESSAGE_BYTES: usize = 64 * 1024;

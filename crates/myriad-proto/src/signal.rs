@@ -83,6 +83,10 @@ pub enum ClientMsg {
         #[serde(default)]
         pinned: Vec<ParticipantId>,
     },
+    /// A chat message to everyone in the meeting.
+    Chat {
+        text: String,
+    },
     /// Leave the meeting for good (no resume).
     Leave,
     Ping,
@@ -163,13 +167,33 @@ pub struct SeqEvent {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum MeetingEvent {
-    ParticipantJoined { participant: ParticipantInfo },
-    ParticipantLeft { participant: ParticipantId },
-    Count { count: u32 },
-    TrackPublished { track: TrackInfo },
-    TrackUnpublished { track: TrackId },
-    TrackMuted { track: TrackId, muted: bool },
-    ActiveSpeakers { participants: Vec<ParticipantId> },
+    ParticipantJoined {
+        participant: ParticipantInfo,
+    },
+    ParticipantLeft {
+        participant: ParticipantId,
+    },
+    Count {
+        count: u32,
+    },
+    TrackPublished {
+        track: TrackInfo,
+    },
+    TrackUnpublished {
+        track: TrackId,
+    },
+    TrackMuted {
+        track: TrackId,
+        muted: bool,
+    },
+    ActiveSpeakers {
+        participants: Vec<ParticipantId>,
+    },
+    Chat {
+        from: ParticipantId,
+        name: String,
+        text: String,
+    },
     MeetingEnded,
 }
 

@@ -14,6 +14,8 @@ pub enum RoomError {
     UnknownTrack,
     #[error("that source is already published")]
     AlreadyPublished,
+    #[error("invalid chat message: {0}")]
+    InvalidChat(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
 }

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use myriad_proto::{
     ForwardingPlan, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent,
-    Snapshot, TrackId, TrackInfo, TrackSource,
+    Snapshot, TrackId, TrackInfo, TrackSource, MAX_CHAT_BYTES,
 };
 
 use crate::plan::plan_forwarding;
@@ -436,6 +436,29 @@ impl Meeting {
             self.emit_active_speakers();
         }
         self.replan();
+        Ok(())
+    }
+
+    /// A chat message to everyone; it is sequenced like every event, so resuming clients get
+    /// what they missed.
+    pub fn handle_chat(&mut self, from: ParticipantId, text: &str) -> Result<(), RoomError> {
+        let name = self
+            .participants
+            .get(&from)
+            .map(|p| p.info.name.clone())
+            .ok_or(RoomError::UnknownParticipant)?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(RoomError::InvalidChat("empty"));
+        }
+        if text.len() > MAX_CHAT_BYTES {
+            return Err(RoomError::InvalidChat("longer than 2000 bytes"));
+        }
+        self.emit(MeetingEvent::Chat {
+            from,
+            name,
+            text: text.to_owned(),
+        });
         Ok(())
     }
 

@@ -311,3 +311,32 @@ fn an_ended_meeting_refuses_joins() {
     );
     assert_eq!(err, Err(RoomError::MeetingEnded));
 }
+
+#[test]
+fn chat_is_sequenced_and_checked() {
+    let t = Instant::now();
+    let mut m = meeting();
+    let a = join(&mut m, t, "alice", Role::Attendee);
+    drain(&mut m);
+    m.handle_chat(a, "  hello  ").unwrap();
+    assert_eq!(
+        events(&drain(&mut m)),
+        vec![MeetingEvent::Chat {
+            from: a,
+            name: "alice".into(),
+            text: "hello".into()
+        }]
+    );
+    assert!(matches!(
+        m.handle_chat(a, "   "),
+        Err(RoomError::InvalidChat(_))
+    ));
+    assert!(matches!(
+        m.handle_chat(a, &"x".repeat(myriad_proto::MAX_CHAT_BYTES + 1)),
+        Err(RoomError::InvalidChat(_))
+    ));
+    assert_eq!(
+        m.handle_chat(ParticipantId(99), "hi"),
+        Err(RoomError::UnknownParticipant)
+    );
+}

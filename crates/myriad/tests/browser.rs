@@ -285,6 +285,24 @@ async fn three_browsers_meet() {
     )
     .await;
 
+    // Carol chats; Alice sees it in her chat panel.
+    click(&carol, "#chat-toggle").await;
+    let input = carol.find_element("#chat-input").await.expect("chat input");
+    input.click().await.expect("focus chat");
+    input.type_str("Hello from Carol").await.expect("type chat");
+    input.press_key("Enter").await.expect("send chat");
+    click(&alice, "#chat-toggle").await;
+    wait_for(
+        &alice,
+        "chat message",
+        "document.querySelector('#chat-log')?.textContent",
+        Duration::from_secs(10),
+        |v| v.as_str().is_some_and(|t| t.contains("Hello from Carol")),
+    )
+    .await;
+    screenshot(&alice, "meeting-chat.png").await;
+    click(&alice, "#chat-toggle").await;
+
     // Alice's signalling connection drops; she resumes the same session and media goes on.
     eval(&alice, "window.myriad.signal.ws.close(); true").await;
     wait_for(

@@ -547,3 +547,23 @@ async fn malformed_http_requests_get_4xx() {
             >= 400
     );
 }
+
+#[tokio::test]
+async fn chat_reaches_everyone_and_bad_chat_is_refused() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut a = joined(&server, "m1", "ann", "attendee").await;
+    let mut b = joined(&server, "m1", "ben", "attendee").await;
+    send(&mut a, json!({ "type": "chat", "text": "hello everyone" })).await;
+    for ws in [&mut a, &mut b] {
+        let ev = expect_event(ws, "chat").await;
+        assert_eq!(ev["text"], "hello everyone");
+        assert_eq!(ev["name"], "ann");
+    }
+    send(&mut a, json!({ "type": "chat", "text": "   " })).await;
+    expect_error(&mut a, "bad_message").await;
+    send(&mut a, json!({ "type": "chat", "text": "x".repeat(3000) })).await;
+    expect_error(&mut a, "bad_message").await;
+    send(&mut b, json!({ "type": "ping" })).await;
+    expect_type(&mut b, "pong").await;
+}
