@@ -5,13 +5,11 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
-use futures_util::{SinkExt, StreamExt};
-use myriad_proto::{ClientMsg, ServerMsg, PROTOCOL_VERSION};
-use tokio_tungstenite::tungstenite::Message;
+use myriad_proto::MeetingEvent;
 
 use crate::forward::percentile;
 use crate::server::{rss_mb, Server};
+use crate::signal_client::{join_and_listen, Listener};
 use crate::Report;
 
 #[derive(Debug, Clone)]
@@ -98,9 +96,22 @@ pub async fn run(args: JoinStormArgs) -> anyhow::Result<Report> {
     Ok(report)
 }
 
+impl Listener for Tally {
+    fn welcomed(&self, join: Duration) {
+        if let Ok(mut v) = self.join_ms.lock() {
+            v.push(join.as_secs_f64() * 1000.0);
+        }
+        self.joined.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn event(&self, _event: &MeetingEvent) {
+        self.events.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
 /// Joins and then reads every meeting event until stopped.
 async fn participant(ws_url: String, token: String, tally: Arc<Tally>) {
-    if let Err(e) = join_and_listen(&ws_url, token, &tally).await {
+    if let Err(e) = join_and_listen(&ws_url, token, tally.as_ref(), None).await {
         if !tally.stop.load(Ordering::Relaxed) {
             tally.failed.fetch_add(1, Ordering::Relaxed);
             if let Ok(mut first) = tally.first_error.lock() {
@@ -108,40 +119,4 @@ async fn participant(ws_url: String, token: String, tally: Arc<Tally>) {
             }
         }
     }
-}
-
-async fn join_and_listen(ws_url: &str, token: String, tally: &Tally) -> anyhow::Result<()> {
-    let started = Instant::now();
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
-        .await
-        .context("connect")?;
-    let join = ClientMsg::Join {
-        v: PROTOCOL_VERSION,
-        token,
-        resume: None,
-    };
-    ws.send(Message::Text(serde_json::to_string(&join)?.into()))
-        .await?;
-    let mut welcomed = false;
-    while let Some(msg) = ws.next().await {
-        let Message::Text(text) = msg? else { continue };
-        match serde_json::from_str::<ServerMsg>(&text)? {
-            ServerMsg::Welcome { .. } if !welcomed => {
-                welcomed = true;
-                let ms = started.elapsed().as_secs_f64() * 1000.0;
-                if let Ok(mut v) = tally.join_ms.lock() {
-                    v.push(ms);
-                }
-                tally.joined.fetch_add(1, Ordering::Relaxed);
-            }
-            ServerMsg::Events { events } => {
-                tally
-                    .events
-                    .fetch_add(events.len() as u64, Ordering::Relaxed);
-            }
-            ServerMsg::Error { code, message } => bail!("{code:?}: {message}"),
-            _ => {}
-        }
-    }
-    bail!("connection closed")
 }

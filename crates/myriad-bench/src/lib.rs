@@ -3,6 +3,7 @@
 
 #![allow(clippy::disallowed_methods)] // measuring needs the clock
 
+pub mod chat;
 pub mod forward;
 mod janus;
 pub mod join_storm;
@@ -12,6 +13,7 @@ mod netns;
 mod participant;
 mod report;
 mod server;
+mod signal_client;
 pub mod udp_ceiling;
 
 pub use report::Report;

@@ -31,6 +31,19 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// N participants, M chat messages per second from random senders.
+    Chat {
+        #[arg(long, default_value_t = 1000)]
+        participants: usize,
+        #[arg(long, default_value_t = 20.0)]
+        rate: f64,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long)]
+        url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// N signalling-only participants join one meeting at R per second.
     JoinStorm {
         #[arg(long, default_value_t = 1000)]
@@ -81,6 +94,23 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 Target::Myriad | Target::Janus => runtime()?.block_on(run(args))?,
             };
             report.print(json);
+        }
+        BenchCommand::Chat {
+            participants,
+            rate,
+            seconds,
+            url,
+            json,
+        } => {
+            let args = myriad_bench::chat::ChatArgs {
+                participants,
+                rate_per_s: rate,
+                seconds,
+                url,
+            };
+            runtime()?
+                .block_on(myriad_bench::chat::run(args))?
+                .print(json);
         }
         BenchCommand::JoinStorm {
             participants,

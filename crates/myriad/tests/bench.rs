@@ -82,3 +82,21 @@ fn join_storm_smoke() {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
     }
 }
+
+#[test]
+fn chat_smoke() {
+    let r = bench(&[
+        "chat",
+        "--participants",
+        "20",
+        "--rate",
+        "10",
+        "--seconds",
+        "1",
+    ]);
+    assert_eq!(r["scenario"], "chat");
+    assert!(r["sent"].as_u64().is_some_and(|s| s >= 5), "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["delivered"], r["expected"], "{r}");
+    assert!(r["delay_p99_ms"].as_f64().is_some_and(|v| v > 0.0), "{r}");
+}

@@ -1,0 +1,164 @@
+//! `chat`: N participants in one meeting, M chat messages per second from random senders;
+//! every participant must receive every message. Delivery, loss and delay (the bench sends
+//! and receives, so it knows each message's send time).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use myriad_proto::{ClientMsg, MeetingEvent};
+use tokio::sync::mpsc;
+
+use crate::forward::percentile;
+use crate::server::Server;
+use crate::signal_client::{join_and_listen, Listener};
+use crate::Report;
+
+#[derive(Debug, Clone)]
+pub struct ChatArgs {
+    pub participants: usize,
+    pub rate_per_s: f64,
+    pub seconds: f64,
+    pub url: Option<String>,
+}
+
+const MARK: &str = "bench-chat:";
+/// Joins per second while the room fills.
+const JOIN_RATE_PER_S: f64 = 500.0;
+
+#[derive(Default)]
+struct Tally {
+    joined: AtomicU64,
+    failed: AtomicU64,
+    delivered: AtomicU64,
+    sent_at: Mutex<HashMap<u64, Instant>>,
+    delays_ms: Mutex<Vec<f64>>,
+}
+
+impl Listener for Tally {
+    fn welcomed(&self, _join: Duration) {
+        self.joined.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn event(&self, event: &MeetingEvent) {
+        let MeetingEvent::Chat { text, .. } = event else {
+            return;
+        };
+        let Some(id) = text
+            .strip_prefix(MARK)
+            .and_then(|id| id.parse::<u64>().ok())
+        else {
+            return;
+        };
+        self.delivered.fetch_add(1, Ordering::Relaxed);
+        let sent = self.sent_at.lock().ok().and_then(|m| m.get(&id).copied());
+        if let (Some(sent), Ok(mut delays)) = (sent, self.delays_ms.lock()) {
+            delays.push(sent.elapsed().as_secs_f64() * 1000.0);
+        }
+    }
+}
+
+/// A small deterministic generator for picking senders.
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
+    let server = match &args.url {
+        Some(url) => Server::external(url),
+        None => Server::spawn(None)?,
+    };
+    let meeting = server.create_meeting().await?;
+    let n = args.participants.max(1);
+    let tally = Arc::new(Tally::default());
+    let mut senders = Vec::with_capacity(n);
+    let mut tasks = Vec::with_capacity(n);
+    let start = Instant::now();
+    for i in 0..n {
+        let token = server.token(&meeting, &format!("p{i}"), false).await?;
+        let (tx, rx) = mpsc::channel(64);
+        senders.push(tx);
+        let (url, tally) = (server.ws_url(), tally.clone());
+        tasks.push(tokio::spawn(async move {
+            if join_and_listen(&url, token, tally.as_ref(), Some(rx))
+                .await
+                .is_err()
+            {
+                tally.failed.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+        tokio::time::sleep_until(
+            (start + Duration::from_secs_f64(i as f64 / JOIN_RATE_PER_S)).into(),
+        )
+        .await;
+    }
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tally.joined.load(Ordering::Relaxed) < n as u64 {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {n} participants joined",
+                tally.joined.load(Ordering::Relaxed)
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Join events and counts have settled; only chat is counted from here on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut rng = XorShift(0x5eed_c4a7);
+    let interval = Duration::from_secs_f64(1.0 / args.rate_per_s.clamp(0.1, 10_000.0));
+    let begin = Instant::now();
+    let end = begin + Duration::from_secs_f64(args.seconds.clamp(0.5, 600.0));
+    let mut sent = 0u64;
+    while Instant::now() < end {
+        let sender = &senders[(rng.next() % n as u64) as usize];
+        if let Ok(mut m) = tally.sent_at.lock() {
+            m.insert(sent, Instant::now());
+        }
+        let msg = ClientMsg::Chat {
+            text: format!("{MARK}{sent}"),
+        };
+        if sender.send(msg).await.is_ok() {
+            sent += 1;
+        }
+        tokio::time::sleep_until((begin + interval * (sent as u32)).into()).await;
+    }
+    let expected = sent * n as u64;
+    // Stragglers get two seconds.
+    let grace = Instant::now() + Duration::from_secs(2);
+    while tally.delivered.load(Ordering::Relaxed) < expected && Instant::now() < grace {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let delivered = tally.delivered.load(Ordering::Relaxed);
+    drop(senders);
+    for t in tasks {
+        t.abort();
+    }
+    let mut delays = tally
+        .delays_ms
+        .lock()
+        .map(|d| d.clone())
+        .unwrap_or_default();
+    delays.sort_by(f64::total_cmp);
+    let mut report = Report::new("chat");
+    report
+        .field("participants", n as u64)
+        .field("rate_per_s", args.rate_per_s)
+        .field("sent", sent)
+        .field("delivered", delivered)
+        .field("expected", expected)
+        .field("lost", expected.saturating_sub(delivered))
+        .field("failed_participants", tally.failed.load(Ordering::Relaxed))
+        .field("delay_p50_ms", percentile(&delays, 0.50))
+        .field("delay_p99_ms", percentile(&delays, 0.99));
+    Ok(report)
+}
