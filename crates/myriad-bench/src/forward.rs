@@ -131,7 +131,7 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
     tasks.push(tokio::spawn(participant::run(
         deployment.target(),
         token,
-        Role::Publisher(clip),
+        Role::Publisher(clip, None),
         counters.clone(),
     )));
     if wait_for(Duration::from_secs(15), || {

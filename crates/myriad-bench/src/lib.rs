@@ -14,6 +14,7 @@ mod participant;
 mod report;
 mod server;
 mod signal_client;
+pub mod speaker_switch;
 pub mod udp_ceiling;
 
 pub use report::Report;

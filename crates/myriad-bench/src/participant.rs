@@ -56,6 +56,11 @@ pub struct Counters {
     pub first_error: Mutex<Option<String>>,
     /// Janus: the publisher's feed id, for subscribers to join.
     pub janus_feed: Mutex<Option<u64>>,
+    /// (subscriber, when) of every video key frame that arrived on another m-line than the
+    /// subscriber's previous video: the moments its view switched to another publisher.
+    pub switches: Mutex<Vec<(usize, Instant)>>,
+    /// Numbers subscribers, for `switches`.
+    pub next_subscriber: AtomicU64,
 }
 
 impl Counters {
@@ -69,9 +74,37 @@ impl Counters {
 
 #[derive(Debug, Clone)]
 pub enum Role {
-    Publisher(Arc<Clip>),
+    /// Sends the clip; speaks (a loud audio level) always, or in its turns of a schedule.
+    Publisher(Arc<Clip>, Option<Turn>),
     Subscriber,
 }
+
+/// Publishers taking turns: the one at `index` speaks while `schedule` says so.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    pub index: usize,
+    pub schedule: Arc<Schedule>,
+}
+
+/// Who speaks when: turns of `turn` length in order, from `start` (set once all are in).
+#[derive(Debug)]
+pub struct Schedule {
+    pub start: Mutex<Option<Instant>>,
+    pub turn: Duration,
+    pub speakers: usize,
+}
+
+impl Schedule {
+    pub fn speaker_at(&self, now: Instant) -> Option<usize> {
+        let start = (*self.start.lock().ok()?)?;
+        let turns = now.checked_duration_since(start)?.as_nanos() / self.turn.as_nanos().max(1);
+        Some((turns % self.speakers.max(1) as u128) as usize)
+    }
+}
+
+/// RFC 6464 levels the publishers send: speech and near silence, in -dBov.
+const SPEAKING_DBOV: i8 = -20;
+const SILENT_DBOV: i8 = -110;
 
 fn content_hash(data: &[u8]) -> u64 {
     let mut h = DefaultHasher::new();
@@ -187,7 +220,7 @@ async fn participate(
         }
     }
     let (offer, pending, mids, audio_mid, video_mid) = match &role {
-        Role::Publisher(_) => {
+        Role::Publisher(..) => {
             let (offer, pending, mids, audio, video) = publisher_offer(&mut rtc)?;
             (offer, pending, mids, Some(audio), Some(video))
         }
@@ -238,7 +271,7 @@ async fn participate_janus(
     let _keepalive = AbortOnDrop(janus.keepalive());
     let (mut rtc, socket, local) = new_rtc(local_ip).await?;
     match &role {
-        Role::Publisher(_) => {
+        Role::Publisher(..) => {
             let join = json!({ "request": "join", "ptype": "publisher", "room": room, "display": "publisher" });
             janus.message(join, None).await?;
             let feed = loop {
@@ -355,6 +388,9 @@ struct Peer {
     got_keyframe: bool,
     /// Per receiving mid: (first, last, packets) sequence numbers seen.
     seq_seen: HashMap<Mid, (u64, u64, u64)>,
+    /// This subscriber's number and the m-line its last video frame came on.
+    subscriber: usize,
+    last_video_mid: Option<Mid>,
 }
 
 impl Peer {
@@ -369,6 +405,7 @@ impl Peer {
         video_mid: Option<Mid>,
     ) -> Self {
         let now = Instant::now();
+        let subscriber = counters.next_subscriber.fetch_add(1, Ordering::Relaxed) as usize;
         Self {
             rtc,
             socket,
@@ -385,6 +422,8 @@ impl Peer {
             connected: false,
             got_keyframe: false,
             seq_seen: HashMap::new(),
+            subscriber,
+            last_video_mid: None,
         }
     }
 
@@ -395,7 +434,7 @@ impl Peer {
             let timeout = self.poll()?;
             let now = Instant::now();
             let mut deadline = timeout.min(now + Duration::from_millis(100));
-            if self.connected && matches!(self.role, Role::Publisher(_)) {
+            if self.connected && matches!(self.role, Role::Publisher(..)) {
                 deadline = deadline.min(self.next_video).min(self.next_audio);
             }
             tokio::select! {
@@ -454,7 +493,7 @@ impl Peer {
                 self.next_video = now;
             }
             Event::KeyframeRequest(_) => {
-                if let Role::Publisher(clip) = &self.role {
+                if let Role::Publisher(clip, _) = &self.role {
                     // Jump to the clip's next key frame, as an encoder would make one now.
                     let frames = clip.video[0].len();
                     let next = (1..=frames)
@@ -484,6 +523,16 @@ impl Peer {
                     return;
                 }
                 c.video_frames.fetch_add(1, Ordering::Relaxed);
+                let viewer = matches!(self.role, Role::Subscriber);
+                if viewer
+                    && data.is_keyframe()
+                    && self.last_video_mid.is_some_and(|m| m != data.mid)
+                {
+                    if let Ok(mut s) = c.switches.lock() {
+                        s.push((self.subscriber, Instant::now()));
+                    }
+                }
+                self.last_video_mid = Some(data.mid);
                 if data.is_keyframe() {
                     c.keyframes.fetch_add(1, Ordering::Relaxed);
                     if !self.got_keyframe {
@@ -514,10 +563,14 @@ impl Peer {
     }
 
     fn send_media(&mut self, now: Instant) -> anyhow::Result<()> {
-        let Role::Publisher(clip) = &self.role else {
+        let Role::Publisher(clip, turn) = &self.role else {
             return Ok(());
         };
         let clip = clip.clone();
+        let level = match turn {
+            Some(t) if t.schedule.speaker_at(now) != Some(t.index) => SILENT_DBOV,
+            _ => SPEAKING_DBOV,
+        };
         if now >= self.next_audio {
             if let Some(mid) = self.audio_mid {
                 let packet = &clip.audio[self.audio_packet as usize % clip.audio.len()];
@@ -528,9 +581,12 @@ impl Peer {
                     .map(|p| p.pt())
                     .context("opus negotiated")?;
                 let time = MediaTime::new(self.audio_packet * 960, Frequency::FORTY_EIGHT_KHZ);
-                writer
-                    .audio_level(-25, true)
-                    .write(pt, now, time, packet.clone())?;
+                writer.audio_level(level, level == SPEAKING_DBOV).write(
+                    pt,
+                    now,
+                    time,
+                    packet.clone(),
+                )?;
             }
             self.audio_packet += 1;
             self.next_audio += Duration::from_millis(20);

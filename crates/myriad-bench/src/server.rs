@@ -103,9 +103,13 @@ impl Server {
     }
 
     pub async fn create_meeting(&self) -> anyhow::Result<String> {
-        let m = self
-            .dev_post("/api/dev/meetings", json!({ "title": "bench" }))
-            .await?;
+        self.create_meeting_with(json!({})).await
+    }
+
+    /// A meeting with settings (e.g. `{"last_n_video": 1}`).
+    pub async fn create_meeting_with(&self, settings: Value) -> anyhow::Result<String> {
+        let body = json!({ "title": "bench", "settings": settings });
+        let m = self.dev_post("/api/dev/meetings", body).await?;
         m["id"].as_str().map(str::to_owned).context("meeting id")
     }
 

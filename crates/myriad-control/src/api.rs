@@ -344,6 +344,8 @@ fn require_dev(control: &Control) -> Result<(), ApiError> {
 struct DevMeeting {
     #[serde(default)]
     title: String,
+    #[serde(default)]
+    settings: MeetingSettings,
 }
 
 async fn dev_create_meeting(
@@ -358,7 +360,7 @@ async fn dev_create_meeting(
             "title is too long",
         ));
     }
-    let record = control.create_meeting(None, req.title, MeetingSettings::default())?;
+    let record = control.create_meeting(None, req.title, req.settings)?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 

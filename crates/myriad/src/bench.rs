@@ -44,6 +44,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// K publishers take turns speaking; time from onset to subscribers getting the new
+    /// speaker's video key frame.
+    SpeakerSwitch {
+        #[arg(long, default_value_t = 3)]
+        publishers: usize,
+        #[arg(long, default_value_t = 5)]
+        subscribers: usize,
+        #[arg(long, default_value_t = 10)]
+        switches: usize,
+        /// Length of each speaker's turn, in seconds.
+        #[arg(long, default_value_t = 2.0)]
+        turn: f64,
+        #[arg(long)]
+        json: bool,
+    },
     /// N signalling-only participants join one meeting at R per second.
     JoinStorm {
         #[arg(long, default_value_t = 1000)]
@@ -110,6 +125,23 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             };
             runtime()?
                 .block_on(myriad_bench::chat::run(args))?
+                .print(json);
+        }
+        BenchCommand::SpeakerSwitch {
+            publishers,
+            subscribers,
+            switches,
+            turn,
+            json,
+        } => {
+            let args = myriad_bench::speaker_switch::SpeakerSwitchArgs {
+                publishers,
+                subscribers,
+                switches,
+                turn: std::time::Duration::from_secs_f64(turn.clamp(0.5, 60.0)),
+            };
+            runtime()?
+                .block_on(myriad_bench::speaker_switch::run(args))?
                 .print(json);
         }
         BenchCommand::JoinStorm {

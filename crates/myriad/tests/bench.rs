@@ -100,3 +100,30 @@ fn chat_smoke() {
     assert_eq!(r["delivered"], r["expected"], "{r}");
     assert!(r["delay_p99_ms"].as_f64().is_some_and(|v| v > 0.0), "{r}");
 }
+
+#[test]
+fn speaker_switch_smoke() {
+    let r = bench(&[
+        "speaker-switch",
+        "--publishers",
+        "2",
+        "--subscribers",
+        "2",
+        "--switches",
+        "2",
+        "--turn",
+        "1.5",
+    ]);
+    assert_eq!(r["scenario"], "speaker-switch");
+    assert_eq!(
+        r["switches"], 4,
+        "two switches seen by two subscribers: {r}"
+    );
+    assert_eq!(r["missed"], 0, "{r}");
+    assert!(
+        r["switch_p99_ms"]
+            .as_f64()
+            .is_some_and(|v| v > 0.0 && v < 1500.0),
+        "{r}"
+    );
+}
