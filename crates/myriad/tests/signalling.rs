@@ -267,22 +267,42 @@ async fn oversized_messages_and_floods_are_cut_off() {
     let _ = big.send(Message::Text(huge.into())).await;
     expect_closed(&mut big).await;
 
+    // A burst past the limit is answered with rate_limited (and the session goes on)…
     let mut flood = joined(&server, "m1", "flood", "host").await;
-    for _ in 0..400 {
+    for _ in 0..100 {
+        flood
+            .send(Message::Text(r#"{"type":"ping"}"#.into()))
+            .await
+            .unwrap();
+    }
+    let mut rate_limited = 0;
+    while rate_limited == 0 {
+        match recv(&mut flood).await {
+            Some(msg) if msg["code"] == "rate_limited" => rate_limited += 1,
+            Some(_) => {}
+            None => break,
+        }
+    }
+    // …and a client that keeps flooding is disconnected.
+    let mut closed = false;
+    for _ in 0..2000 {
         if flood
             .send(Message::Text(r#"{"type":"ping"}"#.into()))
             .await
             .is_err()
         {
+            closed = true;
             break;
         }
     }
-    let mut rate_limited = 0;
-    while let Some(msg) = recv(&mut flood).await {
-        if msg["code"] == "rate_limited" {
-            rate_limited += 1;
-        }
+    if !closed {
+        closed = tokio::time::timeout(Duration::from_secs(10), async {
+            while recv(&mut flood).await.is_some() {}
+        })
+        .await
+        .is_ok();
     }
+    assert!(closed, "a persistent flood is disconnected");
     assert!(rate_limited > 0, "a flood is answered with rate_limited");
 
     send(&mut bystander, json!({ "type": "ping" })).await;
