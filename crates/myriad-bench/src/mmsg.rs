@@ -5,6 +5,20 @@ use std::io;
 use std::net::UdpSocket;
 use std::os::fd::AsRawFd;
 
+/// One message header per iovec, each a single datagram with no address or control data.
+fn headers(iovecs: &mut [libc::iovec]) -> Vec<libc::mmsghdr> {
+    iovecs
+        .iter_mut()
+        .map(|iov| {
+            // SAFETY: an all-zero mmsghdr is valid (no name, no control data).
+            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
+            m.msg_hdr.msg_iov = iov;
+            m.msg_hdr.msg_iovlen = 1;
+            m
+        })
+        .collect()
+}
+
 /// Sends every buffer as one datagram in one system call; returns how many went out.
 pub fn send_batch(socket: &UdpSocket, bufs: &[&[u8]]) -> io::Result<usize> {
     let mut iovecs: Vec<libc::iovec> = bufs
@@ -14,16 +28,7 @@ pub fn send_batch(socket: &UdpSocket, bufs: &[&[u8]]) -> io::Result<usize> {
             iov_len: b.len(),
         })
         .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovecs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: an all-zero mmsghdr is valid (no name, no control data).
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = headers(&mut iovecs);
     // SAFETY: msgs points to msgs.len() initialized headers whose iovecs point into `bufs`,
     // which outlive the call; the socket fd is valid for the borrow.
     let n = unsafe {
@@ -51,16 +56,7 @@ pub fn recv_batch(socket: &UdpSocket, bufs: &mut [Vec<u8>]) -> io::Result<usize>
             iov_len: b.len(),
         })
         .collect();
-    let mut msgs: Vec<libc::mmsghdr> = iovecs
-        .iter_mut()
-        .map(|iov| {
-            // SAFETY: as above.
-            let mut m: libc::mmsghdr = unsafe { std::mem::zeroed() };
-            m.msg_hdr.msg_iov = iov;
-            m.msg_hdr.msg_iovlen = 1;
-            m
-        })
-        .collect();
+    let mut msgs = headers(&mut iovecs);
     // SAFETY: msgs points to initialized headers whose iovecs point into the exclusively
     // borrowed `bufs`; MSG_WAITFORONE returns after the first datagram plus what is queued.
     let n = unsafe {

@@ -131,20 +131,27 @@ impl MeetingHandle {
         rx.await.map_err(|_| CoordinatorError::Gone)
     }
 
+    /// Asks for something the meeting core may refuse.
+    async fn ask_room<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, RoomError>>) -> Command,
+    ) -> Result<T, CoordinatorError> {
+        Ok(self.ask(make).await??)
+    }
+
     pub async fn join(
         &self,
         grants: Grants,
         session_token: String,
         conn: Connection,
     ) -> Result<Joined, CoordinatorError> {
-        Ok(self
-            .ask(|reply| Command::Join {
-                grants,
-                session_token,
-                conn,
-                reply,
-            })
-            .await??)
+        self.ask_room(|reply| Command::Join {
+            grants,
+            session_token,
+            conn,
+            reply,
+        })
+        .await
     }
 
     /// Resumes a session; `identity` comes from the new connection's token and must match.
@@ -156,16 +163,15 @@ impl MeetingHandle {
         last_seq: Seq,
         conn: Connection,
     ) -> Result<Joined, CoordinatorError> {
-        Ok(self
-            .ask(|reply| Command::Resume {
-                identity,
-                participant,
-                session_token,
-                last_seq,
-                conn,
-                reply,
-            })
-            .await??)
+        self.ask_room(|reply| Command::Resume {
+            identity,
+            participant,
+            session_token,
+            last_seq,
+            conn,
+            reply,
+        })
+        .await
     }
 
     pub async fn disconnect(&self, participant: ParticipantId, conn_id: u64) {
@@ -201,15 +207,14 @@ impl MeetingHandle {
         source: TrackSource,
         muted: bool,
     ) -> Result<(), CoordinatorError> {
-        Ok(self
-            .ask(|reply| Command::Mute {
-                actor,
-                target,
-                source,
-                muted,
-                reply,
-            })
-            .await??)
+        self.ask_room(|reply| Command::Mute {
+            actor,
+            target,
+            source,
+            muted,
+            reply,
+        })
+        .await
     }
 
     pub async fn remove(
@@ -217,13 +222,12 @@ impl MeetingHandle {
         actor: Actor,
         target: ParticipantId,
     ) -> Result<(), CoordinatorError> {
-        Ok(self
-            .ask(|reply| Command::Remove {
-                actor,
-                target,
-                reply,
-            })
-            .await??)
+        self.ask_room(|reply| Command::Remove {
+            actor,
+            target,
+            reply,
+        })
+        .await
     }
 
     pub async fn chat(
@@ -231,13 +235,12 @@ impl MeetingHandle {
         participant: ParticipantId,
         text: String,
     ) -> Result<(), CoordinatorError> {
-        Ok(self
-            .ask(|reply| Command::Chat {
-                participant,
-                text,
-                reply,
-            })
-            .await??)
+        self.ask_room(|reply| Command::Chat {
+            participant,
+            text,
+            reply,
+        })
+        .await
     }
 
     pub async fn participants(
