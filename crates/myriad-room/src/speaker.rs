@@ -1,9 +1,9 @@
 //! Active-speaker detection from RFC 6464 audio levels.
 //!
-//! Levels arrive as the loudest level per participant over a short report interval (~100 ms),
+//! Levels arrive as the loudest level per participant over a short report interval (~50 ms),
 //! in dBov (0 is the loudest, -127 silence). They are smoothed with an exponential moving
-//! average, and the active set changes with hysteresis so that a cough or a short overlap does
-//! not flip the speaker view:
+//! average that follows a rising level fast and a falling one slowly, and the active set changes
+//! with hysteresis so that a cough or a short overlap does not flip the speaker view:
 //! - a participant becomes active after its smoothed level stayed above `speak_dbov` for
 //!   `onset`;
 //! - an active participant stays active until it was below `speak_dbov` for `release`;
@@ -22,8 +22,11 @@ pub struct SpeakerConfig {
     pub max_active: usize,
     /// Smoothed level above which someone counts as speaking, in dBov.
     pub speak_dbov: f32,
-    /// Weight of a new report in the moving average (0..1].
-    pub smoothing: f32,
+    /// Weight of a new report in the moving average when it is louder (0..1]: speech onsets
+    /// show quickly.
+    pub attack: f32,
+    /// Weight of a new report when it is quieter (0..1]: a short dip does not end speech.
+    pub decay: f32,
     pub onset: Duration,
     pub release: Duration,
     pub switch_margin_db: f32,
@@ -34,7 +37,8 @@ impl Default for SpeakerConfig {
         Self {
             max_active: 3,
             speak_dbov: -50.0,
-            smoothing: 0.5,
+            attack: 0.7,
+            decay: 0.5,
             onset: Duration::from_millis(100),
             release: Duration::from_millis(1500),
             switch_margin_db: 6.0,
@@ -88,7 +92,8 @@ impl SpeakerDetector {
     /// not in `reports` is taken as silent for this interval. Returns whether the active list
     /// (membership or dominant) changed.
     pub fn handle_levels(&mut self, now: Instant, reports: &[(ParticipantId, f32)]) -> bool {
-        let alpha = self.config.smoothing.clamp(0.01, 1.0);
+        let attack = self.config.attack.clamp(0.01, 1.0);
+        let decay = self.config.decay.clamp(0.01, 1.0);
         let mut reported: BTreeMap<ParticipantId, f32> = BTreeMap::new();
         for &(participant, dbov) in reports {
             let dbov = if dbov.is_finite() {
@@ -106,7 +111,12 @@ impl SpeakerDetector {
         }
         for (participant, level) in self.levels.iter_mut() {
             let target = reported.get(participant).copied().unwrap_or(SILENCE_DBOV);
-            level.smoothed_dbov += alpha * (target - level.smoothed_dbov);
+            let weight = if target > level.smoothed_dbov {
+                attack
+            } else {
+                decay
+            };
+            level.smoothed_dbov += weight * (target - level.smoothed_dbov);
         }
         for level in self.levels.values_mut() {
             if level.smoothed_dbov >= self.config.speak_dbov {
@@ -232,6 +242,23 @@ mod tests {
         let t = feed(&mut d, t0, 1, &[(p(1), -5.0)]);
         feed(&mut d, t, 10, &[(p(1), -100.0)]);
         assert!(d.active().is_empty());
+    }
+
+    #[test]
+    fn a_cough_of_100_ms_does_not_make_a_speaker_at_50_ms_reports() {
+        let mut d = SpeakerDetector::new(SpeakerConfig::default());
+        let mut t = Instant::now();
+        for level in [-10.0, -10.0, -110.0, -110.0, -110.0, -110.0] {
+            t += Duration::from_millis(50);
+            d.handle_levels(t, &[(p(1), level)]);
+            assert!(d.active().is_empty());
+        }
+        // Real speech at the same pace is picked up within about 150 ms.
+        for _ in 0..3 {
+            t += Duration::from_millis(50);
+            d.handle_levels(t, &[(p(1), -20.0)]);
+        }
+        assert_eq!(d.active(), &[p(1)]);
     }
 
     #[test]

@@ -81,7 +81,7 @@ impl SfuConfig {
             initial_bitrate_bps: 1_000_000,
             desired_bitrate_bps: 3_000_000,
             keyframe_request_interval: Duration::from_millis(300),
-            level_report_interval: Duration::from_millis(100),
+            level_report_interval: Duration::from_millis(50),
             layer_interval: Duration::from_millis(500),
             layer_idle: Duration::from_millis(1500),
         }
