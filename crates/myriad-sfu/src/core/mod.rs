@@ -71,6 +71,8 @@ pub struct SfuConfig {
     pub layer_interval: Duration,
     /// A layer not seen for this long counts as stopped by its publisher.
     pub layer_idle: Duration,
+    /// RTP packets kept per outgoing video stream for retransmission.
+    pub send_buffer_video_packets: usize,
 }
 
 impl SfuConfig {
@@ -84,6 +86,7 @@ impl SfuConfig {
             level_report_interval: Duration::from_millis(50),
             layer_interval: Duration::from_millis(500),
             layer_idle: Duration::from_millis(1500),
+            send_buffer_video_packets: 300,
         }
     }
 }
@@ -203,6 +206,9 @@ impl Sfu {
             .enable_opus(true, false)
             .enable_vp8(true)
             .enable_bwe(Some(Bitrate::bps(self.config.initial_bitrate_bps)))
+            // Enough history to answer NACKs and feed BWE probes for a few seconds of the
+            // largest layer; str0m's default (1,000) cost ~1 MB per subscriber.
+            .set_send_buffer_video(self.config.send_buffer_video_packets)
             .build(now);
         let candidate = Candidate::host(self.config.public_addr, "udp")
             .map_err(|e| SfuError::Sdp(format!("bad public address: {e}")))?;
