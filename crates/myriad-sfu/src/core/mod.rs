@@ -567,10 +567,12 @@ impl Sfu {
                 self.remove_peer(now, id);
                 continue;
             }
-            let meeting = self.peers.get(&id).map(|p| p.meeting.clone());
-            if let Some(meeting) = meeting {
-                for (track, layer) in keyframe_wanted {
-                    self.request_keyframe(now, &meeting, track, layer);
+            // Drained once per packet per subscriber: no meeting-id clone unless needed.
+            if !keyframe_wanted.is_empty() {
+                if let Some(meeting) = self.peers.get(&id).map(|p| p.meeting.clone()) {
+                    for (track, layer) in keyframe_wanted {
+                        self.request_keyframe(now, &meeting, track, layer);
+                    }
                 }
             }
             for data in media {

@@ -162,7 +162,13 @@ impl Peer {
 
     /// Creates a server offer for tracks to add or stop, unless one is in flight.
     pub fn negotiate(&mut self) -> Option<(SdpOffer, Vec<TrackMid>)> {
-        if self.pending.is_some() {
+        // Called after every drain of this peer: leave at once when nothing is to change.
+        let to_change = |o: &OutTrack| match o.state {
+            OutState::ToOpen | OutState::ToStop(_) => true,
+            OutState::Open(_) => o.removed,
+            OutState::Negotiating(_) | OutState::NegotiatingStop(_) => false,
+        };
+        if self.pending.is_some() || !self.outs.iter().any(to_change) {
             return None;
         }
         self.outs
