@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod limits;
 mod serve;
 mod token;
 
@@ -39,6 +40,7 @@ enum Command {
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    limits::raise_fd_limit();
     match cli.command {
         Command::Serve(args) => {
             init_logging();
