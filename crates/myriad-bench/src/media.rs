@@ -39,13 +39,13 @@ impl Clip {
         for (rid, w, h, kbps) in LAYERS {
             let path = dir.join(format!("{rid}.ivf"));
             if !path.exists() {
-                encode_vp8(&path, w, h, kbps)?;
+                encode_then_rename(&path, |tmp| encode_vp8(tmp, w, h, kbps))?;
             }
             video.push(read_ivf(&std::fs::read(&path)?)?);
         }
         let opus = dir.join("audio.ogg");
         if !opus.exists() {
-            encode_opus(&opus)?;
+            encode_then_rename(&opus, encode_opus)?;
         }
         let audio = read_ogg_packets(&std::fs::read(&opus)?)?
             .into_iter()
@@ -69,6 +69,18 @@ impl Clip {
             .unwrap_or_else(std::env::temp_dir);
         base.join("myriad-bench-media")
     }
+}
+
+/// Encodes into a file of this process's own and renames it into place, so that a run (or a
+/// test) reading the cache never sees a file another one is still writing.
+fn encode_then_rename(
+    path: &Path,
+    encode: impl FnOnce(&Path) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("bin");
+    let tmp = path.with_extension(format!("{}.{ext}", std::process::id()));
+    encode(&tmp)?;
+    std::fs::rename(&tmp, path).with_context(|| format!("moving {} into place", tmp.display()))
 }
 
 fn ffmpeg(args: &[&str]) -> anyhow::Result<()> {
