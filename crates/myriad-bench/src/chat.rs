@@ -12,7 +12,7 @@ use myriad_proto::{ClientMsg, MeetingEvent};
 use tokio::sync::mpsc;
 
 use crate::forward::percentile;
-use crate::server::Server;
+use crate::server::{cpu_seconds, Server};
 use crate::signal_client::{join_and_listen, Listener};
 use crate::Report;
 
@@ -114,6 +114,9 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
     // Join events and counts have settled; only chat is counted from here on.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
+    let pid = server.pid();
+    let server_cpu_before = pid.and_then(cpu_seconds);
+    let bench_cpu_before = cpu_seconds(std::process::id());
     let mut rng = XorShift(0x5eed_c4a7);
     let interval = Duration::from_secs_f64(1.0 / args.rate_per_s.clamp(0.1, 10_000.0));
     let begin = Instant::now();
@@ -139,6 +142,12 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered = tally.delivered.load(Ordering::Relaxed);
+    let used = |before: Option<f64>, pid: Option<u32>| match (pid.and_then(cpu_seconds), before) {
+        (Some(after), Some(before)) => Some(after - before),
+        _ => None,
+    };
+    let server_cpu = used(server_cpu_before, pid);
+    let bench_cpu = used(bench_cpu_before, Some(std::process::id()));
     drop(senders);
     for t in tasks {
         t.abort();
@@ -159,6 +168,8 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
         .field("lost", expected.saturating_sub(delivered))
         .field("failed_participants", tally.failed.load(Ordering::Relaxed))
         .field("delay_p50_ms", percentile(&delays, 0.50))
-        .field("delay_p99_ms", percentile(&delays, 0.99));
+        .field("delay_p99_ms", percentile(&delays, 0.99))
+        .field("server_cpu_s", server_cpu)
+        .field("bench_cpu_s", bench_cpu);
     Ok(report)
 }

@@ -2,9 +2,9 @@
 //! the participants' connections once per tick, and drives the media plan.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use axum::extract::ws::Utf8Bytes;
 use myriad_auth::Grants;
 use myriad_proto::{
     MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, ServerMsg, TrackId,
@@ -20,8 +20,8 @@ use tokio::sync::{mpsc, oneshot};
 /// What a participant's connection receives from its meeting.
 #[derive(Debug, Clone)]
 pub enum SessionMsg {
-    /// A server message serialized once for everyone it goes to.
-    Text(Arc<str>),
+    /// A server message serialized once for everyone it goes to (clones share the bytes).
+    Text(Utf8Bytes),
     /// The media connection died; the session forgets its peer and tells the client.
     MediaClosed { reason: String },
     /// The session is over; close the connection.
@@ -608,7 +608,7 @@ impl Coordinator {
             return;
         }
         let events = std::mem::take(&mut self.batch);
-        let text: Arc<str> = match serde_json::to_string(&ServerMsg::Events { events }) {
+        let text: Utf8Bytes = match serde_json::to_string(&ServerMsg::Events { events }) {
             Ok(s) => s.into(),
             Err(e) => {
                 tracing::error!("event batch not serializable: {e}");

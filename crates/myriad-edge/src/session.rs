@@ -234,7 +234,7 @@ impl Session {
                 }
                 out = from_meeting.recv() => match out {
                     Some(SessionMsg::Text(text)) => {
-                        if self.write(Message::Text(text.as_ref().into())).await.is_err() {
+                        if self.write(Message::Text(text)).await.is_err() {
                             return Exit::Dropped;
                         }
                     }
