@@ -340,6 +340,34 @@ fn send_media(
     }
 }
 
+/// The publisher's media as `send_media` makes it, for `duration` of virtual time from clip
+/// time `ms` (one call per clip millisecond, however the world steps), with `between` run
+/// before every step. Returns the clip time to go on from.
+#[allow(clippy::too_many_arguments)]
+fn play(
+    w: &mut World,
+    publisher: usize,
+    audio: Mid,
+    video: Mid,
+    mut ms: u64,
+    duration: Duration,
+    keyframe_every: u64,
+    mut between: impl FnMut(&mut World),
+) -> u64 {
+    let start = w.now;
+    let first = ms;
+    while w.now < start + duration {
+        between(w);
+        let due = first + (w.now - start).as_millis() as u64;
+        while ms <= due {
+            send_media(w, publisher, ms, audio, video, keyframe_every);
+            ms += 1;
+        }
+        w.step(Duration::from_millis(1));
+    }
+    ms
+}
+
 #[test]
 fn forwards_selected_media_and_coalesces_keyframe_requests() {
     let mut w = World::new();
@@ -362,16 +390,16 @@ fn forwards_selected_media_and_coalesces_keyframe_requests() {
 
     // Two seconds of media with a key frame every 3 s: the first frames are deltas, so
     // subscribers need a key frame; the SFU asks the publisher, not once per subscriber.
-    let start = w.now;
-    let mut ms = 1;
-    while w.now < start + Duration::from_secs(2) {
-        let elapsed = (w.now - start).as_millis() as u64;
-        while ms <= elapsed {
-            send_media(&mut w, a, ms, audio_mid, video_mid, 90);
-            ms += 1;
-        }
-        w.step(Duration::from_millis(1));
-    }
+    let ms = play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        1,
+        Duration::from_secs(2),
+        90,
+        |_| {},
+    );
 
     for sub in [b, c] {
         let frames = &w.clients[sub].frames;
@@ -414,12 +442,16 @@ fn forwards_selected_media_and_coalesces_keyframe_requests() {
     // Deselect the video: no more video frames reach subscribers.
     let before = w.clients[b].frames.len();
     w.plan(&[], &[]);
-    let start = w.now;
-    while w.now < start + Duration::from_millis(500) {
-        let elapsed = (w.now - start).as_millis() as u64 + ms;
-        send_media(&mut w, a, elapsed, audio_mid, video_mid, 90);
-        w.step(Duration::from_millis(1));
-    }
+    let ms = play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        ms,
+        Duration::from_millis(500),
+        90,
+        |_| {},
+    );
     // Frames already in flight may still land; nothing new is forwarded after that.
     assert!(
         w.clients[b].frames.len() <= before + 5,
@@ -437,12 +469,16 @@ fn forwards_selected_media_and_coalesces_keyframe_requests() {
         vec![ParticipantId(a as u64 + 1)],
     );
     let (b_before, c_before) = (w.clients[b].frames.len(), w.clients[c].frames.len());
-    let start = w.now;
-    while w.now < start + Duration::from_millis(1500) {
-        let elapsed = (w.now - start).as_millis() as u64 + ms + 500;
-        send_media(&mut w, a, elapsed, audio_mid, video_mid, 90);
-        w.step(Duration::from_millis(1));
-    }
+    play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        ms,
+        Duration::from_millis(1500),
+        90,
+        |_| {},
+    );
     assert!(
         w.clients[b].frames.len() > b_before + 20,
         "pinned camera forwarded"
@@ -530,7 +566,7 @@ fn simulcast_layer_follows_the_subscribers_tile() {
     let b = w.connected("10.0.0.3:5000", subscriber_offer);
 
     let mut frame = 0u64;
-    let mut play = |w: &mut World, secs: u64| {
+    let mut play_layers = |w: &mut World, secs: u64| {
         let end = w.now + Duration::from_secs(secs);
         while w.now < end {
             send_simulcast(w, a, frame, mid);
@@ -552,7 +588,7 @@ fn simulcast_layer_follows_the_subscribers_tile() {
     };
 
     // Default tile (360 px): the middle layer, whose key frames say 640x360.
-    play(&mut w, 3);
+    play_layers(&mut w, 3);
     assert!(
         recent_sizes(&w).iter().all(|s| *s == 1200),
         "expected layer m: {:?}",
@@ -562,7 +598,7 @@ fn simulcast_layer_follows_the_subscribers_tile() {
     // A thumbnail: down to the lowest layer, switching on a key frame.
     let now = w.now;
     w.sfu.set_view(now, PeerId(b as u64), 120, vec![]);
-    play(&mut w, 2);
+    play_layers(&mut w, 2);
     assert!(
         recent_sizes(&w).iter().all(|s| *s == 400),
         "expected layer l: {:?}",
@@ -592,16 +628,16 @@ fn nack_and_rtx_repair_a_lossy_downlink() {
 
     // One video packet in 15 towards the subscriber is lost (about 7%).
     w.loss = Some(("10.0.0.3:5000".parse().unwrap(), 15));
-    let start = w.now;
-    let mut ms = 1;
-    while w.now < start + Duration::from_secs(3) {
-        let elapsed = (w.now - start).as_millis() as u64;
-        while ms <= elapsed {
-            send_media(&mut w, a, ms, audio_mid, video_mid, 1000);
-            ms += 1;
-        }
-        w.step(Duration::from_millis(1));
-    }
+    let ms = play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        1,
+        Duration::from_secs(3),
+        1000,
+        |_| {},
+    );
     w.loss = None;
     let settle = w.now + Duration::from_millis(500);
     while w.now < settle {
@@ -706,32 +742,33 @@ fn garbage_datagrams_do_not_disturb_a_session() {
 
     let mut rng = XorShift(42);
     let sfu_addr: SocketAddr = SFU_ADDR.parse().unwrap();
-    let start = w.now;
-    let mut ms = 1;
-    while w.now < start + Duration::from_secs(2) {
-        // From a known address, from strangers, STUN-looking and DTLS/RTP-looking noise.
-        for _ in 0..3 {
-            let len = (rng.next() % 1400) as usize;
-            let mut junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
-            if let Some(first) = junk.first_mut() {
-                *first = [0x00, 0x01, 0x16, 0x17, 0x80, 0x90][(rng.next() % 6) as usize];
+    // From a known address, from strangers, STUN-looking and DTLS/RTP-looking noise.
+    play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        1,
+        Duration::from_secs(2),
+        90,
+        |w| {
+            for _ in 0..3 {
+                let len = (rng.next() % 1400) as usize;
+                let mut junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                if let Some(first) = junk.first_mut() {
+                    *first = [0x00, 0x01, 0x16, 0x17, 0x80, 0x90][(rng.next() % 6) as usize];
+                }
+                let from: SocketAddr = if rng.next().is_multiple_of(2) {
+                    "10.0.0.2:5000"
+                } else {
+                    "10.9.9.9:666"
+                }
+                .parse()
+                .unwrap();
+                w.sfu.handle_receive(w.now, from, sfu_addr, &junk);
             }
-            let from: SocketAddr = if rng.next().is_multiple_of(2) {
-                "10.0.0.2:5000"
-            } else {
-                "10.9.9.9:666"
-            }
-            .parse()
-            .unwrap();
-            w.sfu.handle_receive(w.now, from, sfu_addr, &junk);
-        }
-        let elapsed = (w.now - start).as_millis() as u64;
-        while ms <= elapsed {
-            send_media(&mut w, a, ms, audio_mid, video_mid, 90);
-            ms += 1;
-        }
-        w.step(Duration::from_millis(1));
-    }
+        },
+    );
     let video = w.clients[b]
         .frames
         .iter()
