@@ -265,11 +265,45 @@ impl MeetingHandle {
     }
 }
 
+/// Which media connection is whose, both ways: media events name the peer, meeting events
+/// the participant, and both are frequent in a large meeting.
+#[derive(Default)]
+struct PeerIndex {
+    by_participant: HashMap<ParticipantId, PeerId>,
+    by_peer: HashMap<PeerId, ParticipantId>,
+}
+
+impl PeerIndex {
+    /// Records the participant's peer; returns the one it replaces.
+    fn attach(&mut self, participant: ParticipantId, peer: PeerId) -> Option<PeerId> {
+        let old = self.by_participant.insert(participant, peer);
+        if let Some(old) = old {
+            self.by_peer.remove(&old);
+        }
+        self.by_peer.insert(peer, participant);
+        old
+    }
+
+    fn detach(&mut self, participant: ParticipantId) -> Option<PeerId> {
+        let peer = self.by_participant.remove(&participant)?;
+        self.by_peer.remove(&peer);
+        Some(peer)
+    }
+
+    fn peer_of(&self, participant: ParticipantId) -> Option<PeerId> {
+        self.by_participant.get(&participant).copied()
+    }
+
+    fn owner(&self, peer: PeerId) -> Option<ParticipantId> {
+        self.by_peer.get(&peer).copied()
+    }
+}
+
 struct Coordinator {
     meeting: Meeting,
     sfu: SfuHandle,
     sessions: HashMap<ParticipantId, Connection>,
-    peers: HashMap<ParticipantId, PeerId>,
+    peers: PeerIndex,
     batch: Vec<SeqEvent>,
 }
 
@@ -280,7 +314,7 @@ pub(crate) fn spawn(id: MeetingId, config: MeetingConfig, sfu: SfuHandle) -> Mee
         meeting: Meeting::new(id, config),
         sfu,
         sessions: HashMap::new(),
-        peers: HashMap::new(),
+        peers: PeerIndex::default(),
         batch: Vec::new(),
     };
     tokio::spawn(coordinator.run(rx, media_tx, media_rx));
@@ -409,7 +443,7 @@ impl Coordinator {
                     self.sessions.insert(participant, conn);
                     let _ = reply.send(Ok(Joined {
                         participant,
-                        peer: self.peers.get(&participant).copied(),
+                        peer: self.peers.peer_of(participant),
                     }));
                 }
                 Err(e) => {
@@ -435,7 +469,7 @@ impl Coordinator {
                 peer,
                 reply,
             } => {
-                if let Some(old) = self.peers.insert(participant, peer) {
+                if let Some(old) = self.peers.attach(participant, peer) {
                     if old != peer {
                         self.unpublish_all(participant);
                         let _ = self.sfu.remove_peer(old).await;
@@ -533,13 +567,8 @@ impl Coordinator {
                 }
             }
             RoomEvent::PeerClosed { peer, reason } => {
-                let owner = self
-                    .peers
-                    .iter()
-                    .find(|(_, p)| **p == peer)
-                    .map(|(participant, _)| *participant);
-                if let Some(participant) = owner {
-                    self.peers.remove(&participant);
+                if let Some(participant) = self.peers.owner(peer) {
+                    self.peers.detach(participant);
                     self.unpublish_all(participant);
                     if let Some(conn) = self.sessions.get(&participant) {
                         let _ = conn.tx.try_send(SessionMsg::MediaClosed { reason });
@@ -551,8 +580,7 @@ impl Coordinator {
     }
 
     fn connection_of_peer(&self, peer: PeerId) -> Option<&Connection> {
-        let participant = self.peers.iter().find(|(_, p)| **p == peer)?.0;
-        self.sessions.get(participant)
+        self.sessions.get(&self.peers.owner(peer)?)
     }
 
     fn unpublish_all(&mut self, participant: ParticipantId) {
@@ -593,7 +621,7 @@ impl Coordinator {
                         let _ = conn.tx.try_send(SessionMsg::End(reason));
                     }
                     if reason != EndReason::Replaced {
-                        if let Some(peer) = self.peers.remove(&participant) {
+                        if let Some(peer) = self.peers.detach(participant) {
                             let _ = self.sfu.remove_peer(peer).await;
                         }
                     }
