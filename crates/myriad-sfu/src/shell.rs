@@ -107,7 +107,7 @@ impl SfuHandle {
         let local_addr = socket.local_addr()?;
         let public = SocketAddr::new(public_ip.unwrap_or(local_addr.ip()), local_addr.port());
         let (commands, rx) = mpsc::channel(1024);
-        let sfu = Sfu::new(SfuConfig::new(public));
+        let sfu = Sfu::new(SfuConfig::new(public), Instant::now());
         tokio::spawn(run(socket, sfu, rx));
         tracing::info!(%local_addr, %public, "media socket bound");
         Ok(Self {

@@ -72,7 +72,7 @@ impl World {
         let now = Instant::now();
         Self {
             now,
-            sfu: Sfu::new(SfuConfig::new(SFU_ADDR.parse().unwrap())),
+            sfu: Sfu::new(SfuConfig::new(SFU_ADDR.parse().unwrap()), now),
             clients: Vec::new(),
             net: VecDeque::new(),
             events: Vec::new(),
@@ -683,7 +683,7 @@ fn mangled_offers_are_refused_without_panics() {
     let (offer, _, tracks) = publisher_offer(&mut client.rtc);
     let sdp = offer.to_sdp_string();
     let lines: Vec<&str> = sdp.split("\r\n").collect();
-    let mut sfu = Sfu::new(SfuConfig::new(SFU_ADDR.parse().unwrap()));
+    let mut sfu = Sfu::new(SfuConfig::new(SFU_ADDR.parse().unwrap()), now);
     let mut rng = XorShift(0x5eed);
     let mut id = 0;
     let mut try_offer = |sfu: &mut Sfu, text: &str| {

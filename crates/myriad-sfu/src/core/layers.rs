@@ -56,14 +56,36 @@ pub fn choose_layers(demands: &[LayerDemand<'_>], budget_bps: u64) -> Vec<Option
     choice
 }
 
-/// Width and height of a VP8 key frame, from its uncompressed header (RFC 6386 §9.1).
-pub fn vp8_keyframe_size(frame: &[u8]) -> Option<(u16, u16)> {
+/// Width and height of a VP8 key frame from its first RTP packet: the uncompressed header
+/// (RFC 6386 §9.1) after the payload descriptor (RFC 7741 §4.2).
+pub fn vp8_keyframe_size(payload: &[u8]) -> Option<(u16, u16)> {
+    let frame = payload.get(vp8_descriptor_len(payload)?..)?;
     if frame.len() < 10 || frame[0] & 0x01 != 0 || frame[3..6] != [0x9d, 0x01, 0x2a] {
         return None;
     }
     let w = u16::from_le_bytes([frame[6], frame[7]]) & 0x3fff;
     let h = u16::from_le_bytes([frame[8], frame[9]]) & 0x3fff;
     Some((w, h))
+}
+
+fn vp8_descriptor_len(payload: &[u8]) -> Option<usize> {
+    let first = *payload.first()?;
+    if first & 0x80 == 0 {
+        return Some(1);
+    }
+    let ext = *payload.get(1)?;
+    let mut len = 2;
+    if ext & 0x80 != 0 {
+        // PictureID: one byte, or two when its M bit is set.
+        len += if *payload.get(len)? & 0x80 != 0 { 2 } else { 1 };
+    }
+    if ext & 0x40 != 0 {
+        len += 1; // TL0PICIDX
+    }
+    if ext & 0x30 != 0 {
+        len += 1; // TID / KEYIDX
+    }
+    Some(len)
 }
 
 #[cfg(test)]
@@ -147,13 +169,21 @@ mod tests {
 
     #[test]
     fn reads_vp8_keyframe_dimensions() {
-        let frame = [
-            0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01, 0, 0,
+        // Descriptor: X, then I with a 15-bit picture id, L and T; then the key frame header.
+        let packet = [
+            0x90, 0xe0, 0x81, 0x23, 0x07, 0x20, 0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02,
+            0x68, 0x01, 0, 0,
         ];
-        assert_eq!(vp8_keyframe_size(&frame), Some((640, 360)));
-        let mut inter = frame;
-        inter[0] |= 1;
+        assert_eq!(vp8_keyframe_size(&packet), Some((640, 360)));
+        // The same frame behind the one-byte descriptor.
+        assert_eq!(
+            vp8_keyframe_size(&[&[0x10][..], &packet[6..]].concat()),
+            Some((640, 360))
+        );
+        let mut inter = packet;
+        inter[6] |= 1;
         assert_eq!(vp8_keyframe_size(&inter), None);
-        assert_eq!(vp8_keyframe_size(&frame[..5]), None);
+        assert_eq!(vp8_keyframe_size(&packet[..9]), None);
+        assert_eq!(vp8_keyframe_size(&packet[..3]), None);
     }
 }

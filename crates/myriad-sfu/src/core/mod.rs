@@ -17,14 +17,15 @@ use std::time::{Duration, Instant};
 use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaData, MediaKind, MediaTime, Mid};
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
 use str0m::net::{Protocol, Receive, Transmit};
+use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor, Vp8Patch};
 use str0m::{
     Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, RtcConfig,
 };
 
 pub use demux::{stun_local_ufrag, Demux};
-pub use forward::{Decision, Forwarder, Layer};
+pub use forward::{Decision, Forwarder, Incoming, Layer, Rewrite};
 pub use layers::{choose_layers, vp8_keyframe_size, LayerDemand, LayerInfo};
 use peer::{InTrack, LayerStat, OutState, OutTrack, Peer, View};
 
@@ -153,14 +154,16 @@ pub struct Sfu {
     rooms: HashMap<MeetingId, Room>,
     demux: Demux,
     outputs: VecDeque<Output>,
-    /// Peers whose `Rtc` got input and must be polled.
+    /// Peers whose `Rtc` got input and must be polled (each once: see [`mark_dirty`]).
     dirty: Vec<PeerId>,
+    /// The time of the latest input.
+    now: Instant,
     next_level_report: Option<Instant>,
     next_layer_pass: Option<Instant>,
 }
 
 impl Sfu {
-    pub fn new(config: SfuConfig) -> Self {
+    pub fn new(config: SfuConfig, now: Instant) -> Self {
         Self {
             config,
             peers: HashMap::new(),
@@ -168,6 +171,7 @@ impl Sfu {
             demux: Demux::default(),
             outputs: VecDeque::new(),
             dirty: Vec::new(),
+            now,
             next_level_report: None,
             next_layer_pass: None,
         }
@@ -201,6 +205,8 @@ impl Sfu {
         let creds = IceCreds::new();
         let mut rtc = RtcConfig::new()
             .set_ice_lite(true)
+            // Packets are forwarded as they come, rewritten per subscriber, never reassembled.
+            .set_rtp_mode(true)
             .set_local_ice_credentials(creds.clone())
             .clear_codecs()
             .enable_opus(true, false)
@@ -232,19 +238,12 @@ impl Sfu {
         // Everything already published in the meeting is offered to the newcomer.
         let room = self.rooms.entry(meeting).or_default();
         for (track, p) in room.tracks.iter().filter(|_| subscribe) {
-            peer.outs.push(OutTrack {
-                track: *track,
-                kind: p.kind,
-                publisher: p.participant,
-                state: OutState::ToOpen,
-                removed: false,
-                fwd: Forwarder::default(),
-            });
+            peer.outs.push(OutTrack::new(*track, p.kind, p.participant));
         }
         room.peers.push(id);
         self.demux.add_peer(&creds.ufrag, id);
+        mark_dirty(&mut self.dirty, id, &mut peer);
         self.peers.insert(id, peer);
-        self.dirty.push(id);
         self.schedule_ticks(now);
         Ok(answer.to_sdp_string())
     }
@@ -261,7 +260,7 @@ impl Sfu {
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
         peer.declare(tracks);
         let answer = peer.accept_offer(offer)?;
-        self.dirty.push(id);
+        mark_dirty(&mut self.dirty, id, peer);
         self.drain(now);
         Ok(answer.to_sdp_string())
     }
@@ -276,7 +275,7 @@ impl Sfu {
             SdpAnswer::from_sdp_string(answer).map_err(|e| SfuError::Sdp(e.to_string()))?;
         let peer = self.peers.get_mut(&id).ok_or(SfuError::UnknownPeer)?;
         peer.accept_answer(answer)?;
-        self.dirty.push(id);
+        mark_dirty(&mut self.dirty, id, peer);
         self.layer_pass(now);
         self.drain(now);
         Ok(())
@@ -307,15 +306,9 @@ impl Sfu {
                 continue;
             }
             if let Some(sub) = self.peers.get_mut(other).filter(|p| p.subscribe) {
-                sub.outs.push(OutTrack {
-                    track,
-                    kind: published.kind,
-                    publisher: published.participant,
-                    state: OutState::ToOpen,
-                    removed: false,
-                    fwd: Forwarder::default(),
-                });
-                self.dirty.push(*other);
+                sub.outs
+                    .push(OutTrack::new(track, published.kind, published.participant));
+                mark_dirty(&mut self.dirty, *other, sub);
             }
         }
         room.tracks.insert(track, published);
@@ -340,7 +333,7 @@ impl Sfu {
                 if let Some(out) = sub.outs.iter_mut().find(|o| o.track == track) {
                     out.removed = true;
                     out.fwd.set_target(None);
-                    self.dirty.push(*other);
+                    mark_dirty(&mut self.dirty, *other, sub);
                 }
             }
         }
@@ -420,8 +413,11 @@ impl Sfu {
         if let Err(e) = peer.rtc.handle_input(input) {
             tracing::debug!(peer = id.0, "input rejected: {e}");
         }
-        self.dirty.push(id);
-        self.drain(now);
+        mark_dirty(&mut self.dirty, id, peer);
+        // Only the receiving peer now (str0m holds one received packet at a time); the
+        // peers it forwarded to are polled once per batch of datagrams, in `poll_output`.
+        self.drain_peer(now, id);
+        self.now = now;
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
@@ -430,7 +426,7 @@ impl Sfu {
                 if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
                     tracing::debug!(peer = id.0, "timeout input failed: {e}");
                 }
-                self.dirty.push(*id);
+                mark_dirty(&mut self.dirty, *id, peer);
             }
         }
         if self.next_level_report.is_some_and(|t| t <= now) {
@@ -457,7 +453,11 @@ impl Sfu {
             .min()
     }
 
+    /// The next output; polls the peers that got input since the last call first.
     pub fn poll_output(&mut self) -> Option<Output> {
+        if self.outputs.is_empty() {
+            self.drain(self.now);
+        }
         self.outputs.pop_front()
     }
 
@@ -470,131 +470,171 @@ impl Sfu {
 
     /// Polls every dirty peer to its timeout, handling the events that come out.
     fn drain(&mut self, now: Instant) {
+        self.now = now;
         while let Some(id) = self.dirty.pop() {
-            let mut closed = None;
-            let mut media = Vec::new();
-            let mut keyframe_wanted = Vec::new();
-            {
-                let Some(peer) = self.peers.get_mut(&id) else {
-                    continue;
-                };
-                if let Some((offer, tracks)) = peer.negotiate() {
-                    self.outputs.push_back(Output::Event(SfuEvent::Offer {
-                        peer: id,
-                        meeting: peer.meeting.clone(),
-                        sdp: offer.to_sdp_string(),
-                        tracks,
-                    }));
-                }
-                loop {
-                    if !peer.rtc.is_alive() {
-                        closed.get_or_insert_with(|| "connection closed".to_owned());
-                        break;
-                    }
-                    let out = match peer.rtc.poll_output() {
-                        Ok(o) => o,
-                        Err(e) => {
-                            closed = Some(format!("media error: {e}"));
-                            break;
-                        }
-                    };
-                    match out {
-                        RtcOutput::Timeout(t) => {
-                            peer.timeout = t;
-                            break;
-                        }
-                        RtcOutput::Transmit(t) => self.outputs.push_back(Output::Transmit(t)),
-                        RtcOutput::Event(ev) => match ev {
-                            Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
-                                closed = Some("ICE disconnected".to_owned());
-                            }
-                            Event::Closed => closed = Some("DTLS closed".to_owned()),
-                            Event::MediaAdded(added) if added.direction == Direction::RecvOnly => {
-                                let source =
-                                    peer.declared
-                                        .get(&*added.mid)
-                                        .copied()
-                                        .unwrap_or(match added.kind {
-                                            MediaKind::Audio => TrackSource::Microphone,
-                                            MediaKind::Video => TrackSource::Camera,
-                                        });
-                                peer.ins.insert(
-                                    added.mid,
-                                    InTrack {
-                                        kind: added.kind,
-                                        source,
-                                        track: None,
-                                        layers: Vec::new(),
-                                        stats_since: now,
-                                    },
-                                );
-                                self.outputs.push_back(Output::Event(SfuEvent::TrackAdded {
-                                    peer: id,
-                                    meeting: peer.meeting.clone(),
-                                    participant: peer.participant,
-                                    mid: added.mid.to_string(),
-                                    source,
-                                }));
-                            }
-                            Event::MediaData(data) => media.push(data),
-                            Event::KeyframeRequest(req) => {
-                                if let Some(out) = peer
-                                    .outs
-                                    .iter()
-                                    .find(|o| matches!(o.state, OutState::Open(m) if m == req.mid))
-                                {
-                                    if let Some(layer) = out.fwd.current() {
-                                        keyframe_wanted.push((out.track, layer));
-                                    }
-                                }
-                            }
-                            Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
-                                peer.bwe_bps = estimate.as_u64();
-                            }
-                            _ => {}
-                        },
-                    }
-                }
-            }
-            if let Some(reason) = closed {
-                if let Some(meeting) = self.peers.get(&id).map(|p| p.meeting.clone()) {
-                    self.outputs.push_back(Output::Event(SfuEvent::PeerClosed {
-                        peer: id,
-                        meeting,
-                        reason,
-                    }));
-                }
-                self.remove_peer(now, id);
-                continue;
-            }
-            // Drained once per packet per subscriber: no meeting-id clone unless needed.
-            if !keyframe_wanted.is_empty() {
-                if let Some(meeting) = self.peers.get(&id).map(|p| p.meeting.clone()) {
-                    for (track, layer) in keyframe_wanted {
-                        self.request_keyframe(now, &meeting, track, layer);
-                    }
-                }
-            }
-            for data in media {
-                self.forward(now, id, data);
-            }
+            self.drain_peer(now, id);
         }
     }
 
-    /// Forwards one frame from a publisher to the subscribers that should get it.
-    fn forward(&mut self, now: Instant, from: PeerId, data: MediaData) {
+    fn drain_peer(&mut self, now: Instant, id: PeerId) {
+        let mut closed = None;
+        let mut media = Vec::new();
+        let mut keyframe_wanted = Vec::new();
+        {
+            let Some(peer) = self.peers.get_mut(&id) else {
+                return;
+            };
+            peer.dirty = false;
+            if let Some((offer, tracks)) = peer.negotiate() {
+                self.outputs.push_back(Output::Event(SfuEvent::Offer {
+                    peer: id,
+                    meeting: peer.meeting.clone(),
+                    sdp: offer.to_sdp_string(),
+                    tracks,
+                }));
+            }
+            // Written packets wait for a timeout input to be released: give it now
+            // rather than after a round through the shell's timer.
+            let mut timed_out = false;
+            loop {
+                if !peer.rtc.is_alive() {
+                    closed.get_or_insert_with(|| "connection closed".to_owned());
+                    break;
+                }
+                let out = match peer.rtc.poll_output() {
+                    Ok(o) => o,
+                    Err(e) => {
+                        closed = Some(format!("media error: {e}"));
+                        break;
+                    }
+                };
+                match out {
+                    RtcOutput::Timeout(t) if t <= now && !timed_out => {
+                        timed_out = true;
+                        if let Err(e) = peer.rtc.handle_input(Input::Timeout(now)) {
+                            closed = Some(format!("media error: {e}"));
+                            break;
+                        }
+                    }
+                    RtcOutput::Timeout(t) => {
+                        peer.timeout = t;
+                        break;
+                    }
+                    RtcOutput::Transmit(t) => self.outputs.push_back(Output::Transmit(t)),
+                    RtcOutput::Event(ev) => match ev {
+                        Event::IceConnectionStateChange(IceConnectionState::Disconnected) => {
+                            closed = Some("ICE disconnected".to_owned());
+                        }
+                        Event::Closed => closed = Some("DTLS closed".to_owned()),
+                        Event::MediaAdded(added) if added.direction == Direction::RecvOnly => {
+                            let source = peer.declared.get(&*added.mid).copied().unwrap_or(
+                                match added.kind {
+                                    MediaKind::Audio => TrackSource::Microphone,
+                                    MediaKind::Video => TrackSource::Camera,
+                                },
+                            );
+                            peer.ins.insert(
+                                added.mid,
+                                InTrack {
+                                    kind: added.kind,
+                                    source,
+                                    track: None,
+                                    layers: Vec::new(),
+                                    stats_since: now,
+                                },
+                            );
+                            self.outputs.push_back(Output::Event(SfuEvent::TrackAdded {
+                                peer: id,
+                                meeting: peer.meeting.clone(),
+                                participant: peer.participant,
+                                mid: added.mid.to_string(),
+                                source,
+                            }));
+                        }
+                        Event::RtpPacket(packet) => media.push(packet),
+                        Event::KeyframeRequest(req) => {
+                            if let Some(out) = peer
+                                .outs
+                                .iter()
+                                .find(|o| matches!(o.state, OutState::Open(m) if m == req.mid))
+                            {
+                                if let Some(layer) = out.fwd.current() {
+                                    keyframe_wanted.push((out.track, layer));
+                                }
+                            }
+                        }
+                        Event::EgressBitrateEstimate(BweKind::Twcc { estimate, .. }) => {
+                            peer.bwe_bps = estimate.as_u64();
+                        }
+                        _ => {}
+                    },
+                }
+            }
+        }
+        if let Some(reason) = closed {
+            if let Some(meeting) = self.peers.get(&id).map(|p| p.meeting.clone()) {
+                self.outputs.push_back(Output::Event(SfuEvent::PeerClosed {
+                    peer: id,
+                    meeting,
+                    reason,
+                }));
+            }
+            self.remove_peer(now, id);
+            return;
+        }
+        // Drained once per packet per subscriber: no meeting-id clone unless needed.
+        if !keyframe_wanted.is_empty() {
+            if let Some(meeting) = self.peers.get(&id).map(|p| p.meeting.clone()) {
+                for (track, layer) in keyframe_wanted {
+                    self.request_keyframe(now, &meeting, track, layer);
+                }
+            }
+        }
+        for packet in media {
+            self.forward(now, id, packet);
+        }
+    }
+
+    /// Forwards one RTP packet from a publisher to the subscribers that should get it.
+    fn forward(&mut self, now: Instant, from: PeerId, packet: RtpPacket) {
         let Some(publisher) = self.peers.get_mut(&from) else {
             return;
         };
-        let Some(input) = publisher.ins.get_mut(&data.mid) else {
+        let Some((mid, layer)) = publisher
+            .rtc
+            .direct_api()
+            .stream_rx(&packet.header.ssrc)
+            .map(|s| (s.mid(), s.rid()))
+        else {
+            return;
+        };
+        let Some(params) = publisher
+            .rtc
+            .codec_config()
+            .params()
+            .iter()
+            .find(|p| p.pt() == packet.header.payload_type)
+            .copied()
+        else {
+            return;
+        };
+        let Some(input) = publisher.ins.get_mut(&mid) else {
             return;
         };
         let Some(track) = input.track else {
             return;
         };
         let is_audio = input.kind == MediaKind::Audio;
-        let keyframe = !is_audio && data.is_keyframe();
-        let layer = data.rid;
+        let vp8 = if is_audio {
+            None
+        } else {
+            // Not VP8, or a broken descriptor: nothing a subscriber could decode.
+            let Ok(d) = Vp8Descriptor::parse(&packet.payload) else {
+                return;
+            };
+            Some(d)
+        };
+        let keyframe = vp8.is_some_and(|d| d.starts_keyframe(&packet.payload));
         let mut new_layer = false;
         let idx = match input.layers.iter().position(|l| l.layer == layer) {
             Some(i) => i,
@@ -614,20 +654,19 @@ impl Sfu {
             None => return,
         };
         let stat = &mut input.layers[idx];
-        stat.bytes += data.data.len() as u64;
+        stat.bytes += packet.payload.len() as u64;
         stat.last_seen = now;
-        if let Some((_, h)) = keyframe.then(|| vp8_keyframe_size(&data.data)).flatten() {
+        if let Some((_, h)) = keyframe
+            .then(|| vp8_keyframe_size(&packet.payload))
+            .flatten()
+        {
             stat.height = h as u32;
         }
-        if is_audio {
-            if let Some(level) = data.ext_vals.audio_level {
-                publisher.level_dbov = Some(publisher.level_dbov.map_or(level, |l| l.max(level)));
-            }
+        let audio_level = packet.header.ext_vals.audio_level;
+        if let Some(level) = audio_level {
+            publisher.level_dbov = Some(publisher.level_dbov.map_or(level, |l| l.max(level)));
         }
         let meeting = publisher.meeting.clone();
-        if !is_audio && !data.contiguous {
-            self.request_keyframe(now, &meeting, track, layer);
-        }
         if new_layer {
             // Subscribers waiting for this track can get it now rather than at the next pass.
             self.layer_pass(now);
@@ -635,7 +674,20 @@ impl Sfu {
         let Some(room) = self.rooms.get(&meeting) else {
             return;
         };
-        let clock_hz = data.time.frequency().get();
+        let incoming = Incoming {
+            layer,
+            seq: *packet.seq_no,
+            time: packet.time.numer(),
+            clock_hz: packet.time.frequency().get(),
+            switch_point: is_audio || keyframe,
+            picture_id: vp8.and_then(|d| d.picture_id()),
+            tl0_pic_idx: vp8.and_then(|d| d.tl0_pic_idx()),
+        };
+        let ext_vals = ExtensionValues {
+            audio_level,
+            voice_activity: packet.header.ext_vals.voice_activity,
+            ..Default::default()
+        };
         let mut wanted = Vec::new();
         for sub_id in &room.peers {
             if *sub_id == from {
@@ -647,32 +699,44 @@ impl Sfu {
             let Some(out) = sub.outs.iter_mut().find(|o| o.track == track && !o.removed) else {
                 continue;
             };
-            let OutState::Open(mid) = out.state else {
+            let OutState::Open(out_mid) = out.state else {
                 continue;
             };
-            match out.fwd.on_media(
-                layer,
-                is_audio || keyframe,
-                data.time.numer(),
-                clock_hz,
-                now,
-            ) {
-                Decision::Forward(time) => {
-                    let Some(writer) = sub.rtc.writer(mid) else {
-                        continue;
-                    };
-                    let Some(pt) = writer.match_params(data.params) else {
-                        continue;
-                    };
-                    let time = MediaTime::new(time, data.time.frequency());
-                    if let Err(e) = writer.write(pt, data.network_time, time, data.data.clone()) {
-                        tracing::debug!(peer = sub_id.0, "write failed: {e}");
-                    }
-                    self.dirty.push(*sub_id);
+            let rewrite = match out.fwd.on_packet(&incoming, now) {
+                Decision::Forward(r) => r,
+                Decision::NeedKeyframe(l) => {
+                    wanted.push(l);
+                    continue;
                 }
-                Decision::NeedKeyframe(l) => wanted.push(l),
-                Decision::Drop => {}
+                Decision::Drop => continue,
+            };
+            let Some(pt) = out.payload_type(params, || {
+                sub.rtc.codec_config().match_params(params).map(|p| p.pt())
+            }) else {
+                continue;
+            };
+            let mut write = RtpWrite::new(
+                pt,
+                rewrite.seq.into(),
+                rewrite.time as u32,
+                packet.timestamp,
+                packet.payload.clone(),
+            )
+            .marker(packet.header.marker)
+            .ext_vals(ext_vals.clone())
+            .nackable(!is_audio);
+            if let Some(d) = &vp8 {
+                match vp8_patch(d, &rewrite) {
+                    Some(p) => write = write.vp8_patch(p),
+                    None => continue,
+                }
             }
+            let mut api = sub.rtc.direct_api();
+            let Some(stream) = api.stream_tx_by_mid(out_mid, None) else {
+                continue;
+            };
+            stream.write_rtp(write);
+            mark_dirty(&mut self.dirty, *sub_id, sub);
         }
         wanted.dedup();
         for l in wanted {
@@ -712,11 +776,9 @@ impl Sfu {
             return;
         }
         stat.keyframe_requested = Some(now);
-        if let Some(mut writer) = peer.rtc.writer(mid) {
-            if let Err(e) = writer.request_keyframe(layer, KeyframeRequestKind::Pli) {
-                tracing::debug!(peer = peer_id.0, "key frame request failed: {e}");
-            }
-            self.dirty.push(peer_id);
+        if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, layer) {
+            stream.request_keyframe(KeyframeRequestKind::Pli);
+            mark_dirty(&mut self.dirty, peer_id, peer);
         }
     }
 
@@ -852,6 +914,31 @@ impl Sfu {
     }
 }
 
+/// The subscriber's picture id and TL0PICIDX written into this packet's descriptor.
+fn vp8_patch(d: &Vp8Descriptor, r: &Rewrite) -> Option<Vp8Patch> {
+    let build = |picture_id: Option<u16>| {
+        let mut patch = d.patch();
+        if let Some(id) = picture_id {
+            patch = patch.picture_id(id);
+        }
+        if let Some(i) = r.tl0_pic_idx {
+            patch = patch.tl0_pic_idx(i);
+        }
+        patch.build()
+    };
+    // A 7-bit picture id takes the same id modulo 128.
+    build(r.picture_id)
+        .or_else(|_| build(r.picture_id.map(|id| id & 0x7f)))
+        .ok()
+}
+
+fn mark_dirty(dirty: &mut Vec<PeerId>, id: PeerId, peer: &mut Peer) {
+    if !peer.dirty {
+        peer.dirty = true;
+        dirty.push(id);
+    }
+}
+
 fn parse_offer(sdp: &str) -> Result<SdpOffer, SfuError> {
     if sdp.len() > myriad_proto::MAX_MESSAGE_BYTES {
         return Err(SfuError::Sdp("offer too large".into()));
@@ -865,7 +952,10 @@ mod tests {
 
     #[test]
     fn garbage_offers_are_errors() {
-        let mut sfu = Sfu::new(SfuConfig::new("127.0.0.1:9".parse().unwrap()));
+        let mut sfu = Sfu::new(
+            SfuConfig::new("127.0.0.1:9".parse().unwrap()),
+            Instant::now(),
+        );
         let m = MeetingId::parse("m").unwrap();
         for bad in [
             "",

@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use myriad_proto::{MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::media::{Direction, MediaKind, Mid};
+use str0m::format::PayloadParams;
+use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::Rtc;
 
 use super::forward::{Forwarder, Layer};
@@ -55,6 +56,38 @@ pub struct OutTrack {
     /// The track was unpublished; stop its m-line once negotiation allows.
     pub removed: bool,
     pub fwd: Forwarder,
+    /// The publisher's payload type and the one this subscriber negotiated for its codec.
+    pt_map: Option<(Pt, Pt)>,
+}
+
+impl OutTrack {
+    pub fn new(track: TrackId, kind: MediaKind, publisher: ParticipantId) -> Self {
+        Self {
+            track,
+            kind,
+            publisher,
+            state: OutState::ToOpen,
+            removed: false,
+            fwd: Forwarder::default(),
+            pt_map: None,
+        }
+    }
+
+    /// This subscriber's payload type for the publisher's `params`, found by `find` once.
+    pub fn payload_type(
+        &mut self,
+        params: PayloadParams,
+        find: impl FnOnce() -> Option<Pt>,
+    ) -> Option<Pt> {
+        match self.pt_map {
+            Some((from, to)) if from == params.pt() => Some(to),
+            _ => {
+                let to = find()?;
+                self.pt_map = Some((params.pt(), to));
+                Some(to)
+            }
+        }
+    }
 }
 
 /// What the subscriber shows.
@@ -82,6 +115,8 @@ pub struct Peer {
     pub subscribe: bool,
     /// Loudest audio level (dBov) since the last report.
     pub level_dbov: Option<i8>,
+    /// Queued to be polled.
+    pub dirty: bool,
 }
 
 impl Peer {
@@ -111,6 +146,7 @@ impl Peer {
             bwe_bps,
             subscribe: false,
             level_dbov: None,
+            dirty: false,
         }
     }
 
@@ -155,6 +191,11 @@ impl Peer {
         for out in &mut self.outs {
             if let OutState::Negotiating(m) = out.state {
                 out.state = OutState::Open(m);
+                // Forwarded video goes out as it arrives, as audio does: the publisher paced
+                // it already, and holding it back here only adds delay (and timer wakeups).
+                if let Some(stream) = self.rtc.direct_api().stream_tx_by_mid(m, None) {
+                    stream.set_unpaced(true);
+                }
             }
         }
         Ok(())
