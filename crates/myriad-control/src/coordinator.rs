@@ -32,7 +32,8 @@ pub enum SessionMsg {
 /// disconnected; it can resume and catch up from the event log.
 pub const SESSION_QUEUE_LEN: usize = 512;
 
-/// The coordinator fans events out in batches, once per tick.
+/// The coordinator fans events out in batches, at most once per tick: an event after a quiet
+/// tick goes out at once, what follows it within the tick waits for the next one.
 const TICK: Duration = Duration::from_millis(25);
 
 /// A meeting nobody is in stops its coordinator after this long.
@@ -305,6 +306,8 @@ struct Coordinator {
     sessions: HashMap<ParticipantId, Connection>,
     peers: PeerIndex,
     batch: Vec<SeqEvent>,
+    /// When the last batch went out.
+    flushed_at: Option<Instant>,
 }
 
 pub(crate) fn spawn(id: MeetingId, config: MeetingConfig, sfu: SfuHandle) -> MeetingHandle {
@@ -316,6 +319,7 @@ pub(crate) fn spawn(id: MeetingId, config: MeetingConfig, sfu: SfuHandle) -> Mee
         sessions: HashMap::new(),
         peers: PeerIndex::default(),
         batch: Vec::new(),
+        flushed_at: None,
     };
     tokio::spawn(coordinator.run(rx, media_tx, media_rx));
     MeetingHandle { tx }
@@ -339,11 +343,17 @@ impl Coordinator {
         let mut empty_since: Option<Instant> = None;
         while !self.meeting.is_ended() {
             tokio::select! {
-                cmd = commands.recv() => match cmd {
-                    Some(cmd) => self.handle_command(cmd).await,
-                    None => self.meeting.end(Instant::now()),
-                },
-                Some(ev) = media.recv() => self.handle_media(ev).await,
+                cmd = commands.recv() => {
+                    match cmd {
+                        Some(cmd) => self.handle_command(cmd).await,
+                        None => self.meeting.end(Instant::now()),
+                    }
+                    self.flush_if_quiet().await;
+                }
+                Some(ev) = media.recv() => {
+                    self.handle_media(ev).await;
+                    self.flush_if_quiet().await;
+                }
                 _ = tick.tick() => {
                     let now = Instant::now();
                     if self.meeting.poll_timeout().is_some_and(|t| t <= now) {
@@ -630,11 +640,20 @@ impl Coordinator {
         }
     }
 
+    /// Flushes at once unless a batch went out less than a tick ago.
+    async fn flush_if_quiet(&mut self) {
+        if self.flushed_at.is_none_or(|t| t.elapsed() >= TICK) {
+            self.drain().await;
+            self.flush();
+        }
+    }
+
     /// Sends the batched events to every connection: serialized once, shared by all.
     fn flush(&mut self) {
         if self.batch.is_empty() {
             return;
         }
+        self.flushed_at = Some(Instant::now());
         let events = std::mem::take(&mut self.batch);
         let text: Utf8Bytes = match serde_json::to_string(&ServerMsg::Events { events }) {
             Ok(s) => s.into(),
