@@ -31,6 +31,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::janus::JanusHandle;
 use crate::media::{Clip, FPS, LAYERS};
+use crate::signal_client::{connect, Ws};
 
 /// What every participant of one run adds to.
 #[derive(Debug, Default)]
@@ -199,9 +200,7 @@ async fn participate(
     role: Role,
     counters: Arc<Counters>,
 ) -> anyhow::Result<()> {
-    let (mut ws, _) = tokio_tungstenite::connect_async(&ws_url)
-        .await
-        .context("websocket connect")?;
+    let (mut ws, _) = connect(&ws_url).await?;
     let (mut rtc, socket, local) = new_rtc(local_ip).await?;
     send(
         &mut ws,
@@ -338,9 +337,6 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
-
-type Ws =
-    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn send(ws: &mut Ws, msg: &ClientMsg) -> anyhow::Result<()> {
     ws.send(Message::Text(serde_json::to_string(msg)?.into()))

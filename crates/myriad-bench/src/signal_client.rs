@@ -6,8 +6,14 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use futures_util::{SinkExt, StreamExt};
 use myriad_proto::{ClientMsg, MeetingEvent, ServerMsg, PROTOCOL_VERSION};
+use tokio::net::TcpStream;
 use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::handshake::client::Response;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+pub type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 
 /// What a scenario learns from its participants.
 pub trait Listener: Send + Sync {
@@ -25,9 +31,7 @@ pub async fn join_and_listen(
     mut outbound: Option<mpsc::Receiver<ClientMsg>>,
 ) -> anyhow::Result<()> {
     let started = Instant::now();
-    let (mut ws, _) = tokio_tungstenite::connect_async(ws_url)
-        .await
-        .context("connect")?;
+    let (mut ws, _) = connect(ws_url).await?;
     let join = ClientMsg::Join {
         v: PROTOCOL_VERSION,
         token,
@@ -61,6 +65,15 @@ pub async fn join_and_listen(
             },
         }
     }
+}
+
+/// Connects with a small read buffer: tungstenite zeroes its whole buffer (128 KiB by default)
+/// on every read, which made a quarter of the bench's CPU with thousands of clients.
+pub async fn connect(ws_url: &str) -> anyhow::Result<(Ws, Response)> {
+    let config = WebSocketConfig::default().read_buffer_size(4 * 1024);
+    tokio_tungstenite::connect_async_with_config(ws_url, Some(config), false)
+        .await
+        .context("connect")
 }
 
 async fn next(rx: &mut Option<mpsc::Receiver<ClientMsg>>) -> Option<ClientMsg> {
