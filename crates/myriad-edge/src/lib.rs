@@ -1,8 +1,9 @@
 //! The edge node's HTTP side: the embedded web client, WebSocket signalling sessions and (in
-//! `myriad serve`) the control API, on one port.
+//! `myriad serve`) the control API, on one port; and the caching reverse proxy of `myriad edge`.
 
 #![allow(clippy::disallowed_methods)] // an I/O shell: reads the clock
 
+pub mod cdn;
 mod rate;
 mod session;
 mod web;

@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod edge;
 mod limits;
 mod serve;
 mod token;
@@ -25,6 +26,8 @@ struct Cli {
 enum Command {
     /// Everything in one process: control, one edge with media, the web client.
     Serve(config::ServeArgs),
+    /// A caching reverse proxy (CDN edge) in front of an origin.
+    Edge(edge::EdgeArgs),
     /// Access tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -49,6 +52,13 @@ fn main() -> anyhow::Result<()> {
                 .enable_all()
                 .build()?
                 .block_on(serve::run(config))
+        }
+        Command::Edge(args) => {
+            init_logging();
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?
+                .block_on(edge::run(args))
         }
         Command::Token(cmd) => token::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),

@@ -23,34 +23,17 @@ impl Server {
     /// Starts `myriad serve` on ephemeral ports with a fresh data dir; waits until it listens.
     pub fn start() -> Server {
         let data = tempfile::tempdir().expect("temp dir");
-        let log = std::fs::File::create(data.path().join("serve.log")).expect("log file");
-        let mut child = Command::new(bin())
-            .args([
-                "serve",
-                "--http",
-                "127.0.0.1:0",
-                "--udp",
-                "127.0.0.1:0",
-                "--data",
-            ])
-            .arg(data.path())
-            .env("RUST_LOG", "info,str0m=warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()
-            .expect("myriad serve starts");
-        let stdout = child.stdout.take().expect("stdout");
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-                if let Some(rest) = line.strip_prefix("myriad is running at ") {
-                    let _ = tx.send(rest.trim_end_matches('/').to_owned());
-                }
-            }
-        });
-        let url = rx
-            .recv_timeout(Duration::from_secs(20))
-            .unwrap_or_else(|_| panic!("server did not start; log:\n{}", read_log(data.path())));
+        let mut args = vec![
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+            "--data",
+        ];
+        let dir = data.path().to_str().expect("utf-8 temp dir").to_owned();
+        args.push(&dir);
+        let (child, url) = spawn(&args, "myriad is running at ", data.path());
         Server { child, url, data }
     }
 
@@ -122,14 +105,78 @@ impl Server {
     }
 
     pub fn rss_kb(&self) -> u64 {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .unwrap_or_default();
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix("VmRSS:"))
-            .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
-            .unwrap_or(0)
+        proc_status_kb(self.child.id(), "VmRSS")
     }
+}
+
+/// Runs `myriad ARGS` with its log in `dir/serve.log` and waits for the stdout line starting
+/// with `ready` that gives its URL.
+fn spawn(args: &[&str], ready: &'static str, dir: &Path) -> (Child, String) {
+    let log = std::fs::File::create(dir.join("serve.log")).expect("log file");
+    let mut child = Command::new(bin())
+        .args(args)
+        .env("RUST_LOG", "info,str0m=warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("myriad starts");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some(rest) = line.strip_prefix(ready) {
+                let _ = tx.send(rest.trim_end_matches('/').to_owned());
+            }
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(20))
+        .unwrap_or_else(|_| panic!("{args:?} did not start; log:\n{}", read_log(dir)));
+    (child, url)
+}
+
+/// A `myriad edge` caching proxy process.
+pub struct Edge {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub url: String,
+    dir: tempfile::TempDir,
+}
+
+impl Edge {
+    /// `myriad edge --http 127.0.0.1:0 --origin ORIGIN` plus `extra` arguments.
+    pub fn start(origin: &str, extra: &[&str]) -> Edge {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut args = vec!["edge", "--http", "127.0.0.1:0", "--origin", origin];
+        args.extend_from_slice(extra);
+        let (child, url) = spawn(&args, "myriad edge is running at ", dir.path());
+        Edge { child, url, dir }
+    }
+
+    pub fn log(&self) -> String {
+        read_log(self.dir.path())
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Edge {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `/proc/PID/status` figure in kB (`VmRSS`, `VmHWM`…).
+pub fn proc_status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.strip_prefix(':'))
+        .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok())
+        .unwrap_or(0)
 }
 
 fn read_log(dir: &Path) -> String {

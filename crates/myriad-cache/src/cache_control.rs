@@ -1,0 +1,190 @@
+//! `Cache-Control` directives (RFC 9111 §5.2) and the RFC 5861 extensions, parsed leniently:
+//! unknown directives are ignored, a malformed delta-seconds counts as zero (stale), which is
+//! the safe reading for a cache.
+
+use std::time::Duration;
+
+use http::header::{HeaderMap, CACHE_CONTROL, PRAGMA};
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheControl {
+    pub max_age: Option<Duration>,
+    pub s_maxage: Option<Duration>,
+    pub no_store: bool,
+    /// `no-cache`, with or without field names (a cache may not honour the field-name form
+    /// partially, so it is treated as the plain directive).
+    pub no_cache: bool,
+    pub private: bool,
+    pub public: bool,
+    pub must_revalidate: bool,
+    pub proxy_revalidate: bool,
+    pub immutable: bool,
+    pub stale_while_revalidate: Option<Duration>,
+    pub stale_if_error: Option<Duration>,
+    /// Request only: `max-stale` without a value accepts any staleness.
+    pub max_stale: Option<Option<Duration>>,
+    pub min_fresh: Option<Duration>,
+    pub only_if_cached: bool,
+}
+
+/// Longer values are clamped (RFC 9111 §1.2.2: 2^31 seconds is "infinity").
+const DELTA_SECONDS_MAX: u64 = 1 << 31;
+
+impl CacheControl {
+    /// All `Cache-Control` fields of a message, merged; `Pragma: no-cache` counts as
+    /// `no-cache` when there is no `Cache-Control` (RFC 9111 §5.4).
+    pub fn from_headers(headers: &HeaderMap) -> Self {
+        let mut cc = CacheControl::default();
+        let mut any = false;
+        for value in headers.get_all(CACHE_CONTROL) {
+            any = true;
+            if let Ok(text) = value.to_str() {
+                cc.parse_into(text);
+            } else {
+                // Unreadable directives: the safe reading is "do not reuse".
+                cc.no_cache = true;
+            }
+        }
+        if !any
+            && headers.get_all(PRAGMA).iter().any(|v| {
+                v.to_str()
+                    .is_ok_and(|t| t.to_ascii_lowercase().contains("no-cache"))
+            })
+        {
+            cc.no_cache = true;
+        }
+        cc
+    }
+
+    pub fn parse(text: &str) -> Self {
+        let mut cc = CacheControl::default();
+        cc.parse_into(text);
+        cc
+    }
+
+    fn parse_into(&mut self, text: &str) {
+        for item in split_directives(text) {
+            let (name, value) = match item.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim().trim_matches('"'))),
+                None => (item.trim(), None),
+            };
+            let seconds = || value.map(delta_seconds);
+            match name.to_ascii_lowercase().as_str() {
+                "max-age" => self.max_age = Some(seconds().unwrap_or(Duration::ZERO)),
+                "s-maxage" => self.s_maxage = Some(seconds().unwrap_or(Duration::ZERO)),
+                "no-store" => self.no_store = true,
+                "no-cache" => self.no_cache = true,
+                "private" => self.private = true,
+                "public" => self.public = true,
+                "must-revalidate" => self.must_revalidate = true,
+                "proxy-revalidate" => self.proxy_revalidate = true,
+                "immutable" => self.immutable = true,
+                "stale-while-revalidate" => self.stale_while_revalidate = seconds(),
+                "stale-if-error" => self.stale_if_error = seconds(),
+                "max-stale" => self.max_stale = Some(seconds()),
+                "min-fresh" => self.min_fresh = seconds(),
+                "only-if-cached" => self.only_if_cached = true,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Splits on commas outside quoted strings (`no-cache="a, b"` is one directive).
+fn split_directives(text: &str) -> impl Iterator<Item = &str> {
+    let mut parts = Vec::new();
+    let (mut start, mut quoted) = (0, false);
+    for (i, c) in text.char_indices() {
+        match c {
+            '"' => quoted = !quoted,
+            ',' if !quoted => {
+                parts.push(&text[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&text[start..]);
+    parts.into_iter().filter(|p| !p.trim().is_empty())
+}
+
+fn delta_seconds(value: &str) -> Duration {
+    if value.is_empty() || !value.bytes().all(|b| b.is_ascii_digit()) {
+        return Duration::ZERO;
+    }
+    // All digits: only overflow can fail, and that is "infinity".
+    let secs = value.parse::<u64>().unwrap_or(DELTA_SECONDS_MAX);
+    Duration::from_secs(secs.min(DELTA_SECONDS_MAX))
+}
+
+#[cfg(test)]
+mod tests {
+    use http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn parses_response_directives() {
+        let cc = CacheControl::parse(
+            "public, max-age=60, S-MAXAGE=\"120\", must-revalidate, stale-while-revalidate=30, stale-if-error=600, immutable",
+        );
+        assert!(cc.public && cc.must_revalidate && cc.immutable);
+        assert_eq!(cc.max_age, Some(Duration::from_secs(60)));
+        assert_eq!(cc.s_maxage, Some(Duration::from_secs(120)));
+        assert_eq!(cc.stale_while_revalidate, Some(Duration::from_secs(30)));
+        assert_eq!(cc.stale_if_error, Some(Duration::from_secs(600)));
+    }
+
+    #[test]
+    fn quoted_commas_do_not_split_and_field_name_forms_count() {
+        let cc = CacheControl::parse("no-cache=\"set-cookie, x-a\", private=\"x\", max-age=5");
+        assert!(cc.no_cache && cc.private);
+        assert_eq!(cc.max_age, Some(Duration::from_secs(5)));
+    }
+
+    #[test]
+    fn malformed_and_huge_values_are_safe() {
+        assert_eq!(
+            CacheControl::parse("max-age=abc").max_age,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(
+            CacheControl::parse("max-age=-5").max_age,
+            Some(Duration::ZERO)
+        );
+        assert_eq!(CacheControl::parse("max-age").max_age, Some(Duration::ZERO));
+        assert_eq!(
+            CacheControl::parse("max-age=99999999999999999999999").max_age,
+            Some(Duration::from_secs(DELTA_SECONDS_MAX))
+        );
+        assert_eq!(CacheControl::parse(",,, ,"), CacheControl::default());
+    }
+
+    #[test]
+    fn request_directives() {
+        let cc = CacheControl::parse("max-stale, min-fresh=10, only-if-cached");
+        assert_eq!(cc.max_stale, Some(None));
+        assert_eq!(cc.min_fresh, Some(Duration::from_secs(10)));
+        assert!(cc.only_if_cached);
+        assert_eq!(
+            CacheControl::parse("max-stale=7").max_stale,
+            Some(Some(Duration::from_secs(7)))
+        );
+    }
+
+    #[test]
+    fn merges_fields_and_honours_pragma_only_alone() {
+        let mut h = HeaderMap::new();
+        h.append(CACHE_CONTROL, HeaderValue::from_static("max-age=10"));
+        h.append(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        let cc = CacheControl::from_headers(&h);
+        assert!(cc.no_store);
+        assert_eq!(cc.max_age, Some(Duration::from_secs(10)));
+
+        let mut p = HeaderMap::new();
+        p.insert(PRAGMA, HeaderValue::from_static("no-cache"));
+        assert!(CacheControl::from_headers(&p).no_cache);
+        p.insert(CACHE_CONTROL, HeaderValue::from_static("max-age=5"));
+        assert!(!CacheControl::from_headers(&p).no_cache);
+    }
+}

@@ -1,0 +1,144 @@
+//! The `Cache-Status` response field (RFC 9211): one member per cache the response went
+//! through, the one nearest the user last.
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use crate::NoCacheReason;
+
+/// Why the cache went forward to the next hop (RFC 9211 §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Forward {
+    UriMiss,
+    VaryMiss,
+    /// A stored response was found but needed validation.
+    Stale,
+    /// The request asked for it (e.g. `no-cache`).
+    Request,
+    /// The cache does not handle this kind of request.
+    Bypass,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CacheStatus {
+    /// Served from storage (possibly stale, see `ttl_s`).
+    pub hit: bool,
+    pub fwd: Option<Forward>,
+    /// The status the next hop answered with.
+    pub fwd_status: Option<u16>,
+    /// Freshness left in seconds; negative when stale.
+    pub ttl_s: Option<i64>,
+    pub stored: bool,
+    /// Waited for another request's fetch instead of making its own.
+    pub collapsed: bool,
+    pub detail: Option<&'static str>,
+}
+
+impl CacheStatus {
+    pub fn hit(ttl: Duration) -> Self {
+        Self {
+            hit: true,
+            ttl_s: Some(ttl.as_secs() as i64),
+            ..Self::empty()
+        }
+    }
+
+    pub fn stale_hit(stale_by: Duration, detail: &'static str) -> Self {
+        Self {
+            hit: true,
+            ttl_s: Some(-(stale_by.as_secs() as i64)),
+            detail: Some(detail),
+            ..Self::empty()
+        }
+    }
+
+    pub fn forward(fwd: Forward) -> Self {
+        Self {
+            fwd: Some(fwd),
+            ..Self::empty()
+        }
+    }
+
+    pub fn bypass(reason: NoCacheReason) -> Self {
+        Self {
+            fwd: Some(Forward::Bypass),
+            detail: Some(reason.as_str()),
+            ..Self::empty()
+        }
+    }
+
+    fn empty() -> Self {
+        Self {
+            hit: false,
+            fwd: None,
+            fwd_status: None,
+            ttl_s: None,
+            stored: false,
+            collapsed: false,
+            detail: None,
+        }
+    }
+
+    /// This cache's member, named `name` (a token).
+    pub fn member(&self, name: &str) -> String {
+        let mut s = name.to_owned();
+        if self.hit {
+            s.push_str("; hit");
+        }
+        if let Some(fwd) = self.fwd {
+            let f = match fwd {
+                Forward::UriMiss => "uri-miss",
+                Forward::VaryMiss => "vary-miss",
+                Forward::Stale => "stale",
+                Forward::Request => "request",
+                Forward::Bypass => "bypass",
+            };
+            let _ = write!(s, "; fwd={f}");
+        }
+        if let Some(st) = self.fwd_status {
+            let _ = write!(s, "; fwd-status={st}");
+        }
+        if let Some(ttl) = self.ttl_s {
+            let _ = write!(s, "; ttl={ttl}");
+        }
+        if self.stored {
+            s.push_str("; stored");
+        }
+        if self.collapsed {
+            s.push_str("; collapsed");
+        }
+        if let Some(d) = self.detail {
+            let _ = write!(s, "; detail={d}");
+        }
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn members() {
+        assert_eq!(
+            CacheStatus::hit(Duration::from_secs(30)).member("edge"),
+            "edge; hit; ttl=30"
+        );
+        let mut miss = CacheStatus::forward(Forward::UriMiss);
+        miss.fwd_status = Some(200);
+        miss.stored = true;
+        miss.collapsed = true;
+        assert_eq!(
+            miss.member("edge"),
+            "edge; fwd=uri-miss; fwd-status=200; stored; collapsed"
+        );
+        assert_eq!(
+            CacheStatus::stale_hit(Duration::from_secs(5), "stale-if-error").member("e"),
+            "e; hit; ttl=-5; detail=stale-if-error"
+        );
+        assert_eq!(
+            CacheStatus::bypass(NoCacheReason::Method).member("e"),
+            "e; fwd=bypass; detail=method"
+        );
+    }
+}

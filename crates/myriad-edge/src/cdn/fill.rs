@@ -1,0 +1,325 @@
+//! One upstream fetch shared by every request that wants the same object at the same time
+//! (request coalescing): the fetch runs in its own task, so a client that goes away does not
+//! abort it, and each request streams the body as it arrives.
+//!
+//! A body that will be stored is kept whole (it is bounded by the per-object limit). A body
+//! that will not be stored is kept only until every reader has it, and the fetch waits for the
+//! slowest reader: a large object passes through in bounded memory, never buffered whole.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::Stream;
+use http::{HeaderMap, StatusCode};
+use tokio::sync::watch;
+
+/// The response head of the shared fetch.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    /// Upstream answered a conditional request with 304: this is the stored response,
+    /// freshened.
+    pub revalidated: bool,
+    /// The response will be stored (as far as its head tells), so it may be shared.
+    pub storing: bool,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchError {
+    #[error("upstream unreachable: {0}")]
+    Connect(String),
+    #[error("upstream timed out")]
+    Timeout,
+    #[error("upstream body broke off: {0}")]
+    Body(String),
+    #[error("the fetch stopped: {0}")]
+    Stopped(&'static str),
+}
+
+/// Chunks a pass-through fetch may run ahead of its slowest reader.
+const PASS_THROUGH_WINDOW: usize = 32;
+
+#[derive(Default)]
+struct State {
+    head: Option<Result<Head, FetchError>>,
+    chunks: VecDeque<Bytes>,
+    /// Index of `chunks[0]` in the body.
+    base: usize,
+    /// Keep every chunk (the body will be stored, or may still be).
+    retain_all: bool,
+    /// Next chunk index of each reader.
+    readers: HashMap<u64, usize>,
+    next_reader: u64,
+    done: Option<Result<(), FetchError>>,
+}
+
+impl State {
+    fn trim(&mut self) {
+        if self.retain_all {
+            return;
+        }
+        let min = self.readers.values().copied().min().unwrap_or(usize::MAX);
+        while self.base < min && self.chunks.pop_front().is_some() {
+            self.base += 1;
+        }
+    }
+}
+
+/// Written by the fetch task, read by any number of requests.
+pub struct Fill {
+    state: Mutex<State>,
+    /// Bumped by the fetch (head, chunk, end): wakes readers.
+    version: watch::Sender<u64>,
+    /// Bumped by readers moving on or leaving: wakes a pass-through fetch waiting for room.
+    progress: watch::Sender<u64>,
+}
+
+/// A request's place in the fill; registered when it joins, so nothing it needs is dropped.
+pub struct Reader {
+    fill: Arc<Fill>,
+    id: u64,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.fill.read_update(|s| {
+            s.readers.remove(&self.id);
+            s.trim();
+        });
+    }
+}
+
+impl Fill {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(State {
+                retain_all: true,
+                ..State::default()
+            }),
+            version: watch::channel(0).0,
+            progress: watch::channel(0).0,
+        })
+    }
+
+    fn update<T>(&self, f: impl FnOnce(&mut State) -> T) -> Option<T> {
+        let out = self.state.lock().ok().map(|mut s| f(&mut s));
+        self.version.send_modify(|v| *v = v.wrapping_add(1));
+        out
+    }
+
+    /// A reader's change: only a pass-through fetch waits for those.
+    fn read_update<T>(&self, f: impl FnOnce(&mut State) -> T) -> Option<T> {
+        let (out, notify) = match self.state.lock() {
+            Ok(mut s) => (Some(f(&mut s)), !s.retain_all),
+            Err(_) => (None, false),
+        };
+        if notify {
+            self.progress.send_modify(|v| *v = v.wrapping_add(1));
+        }
+        out
+    }
+
+    pub fn reader(self: &Arc<Self>) -> Reader {
+        let id = self
+            .read_update(|s| {
+                let id = s.next_reader;
+                s.next_reader += 1;
+                s.readers.insert(id, s.base);
+                id
+            })
+            .unwrap_or(u64::MAX);
+        Reader {
+            fill: self.clone(),
+            id,
+        }
+    }
+
+    pub fn set_head(&self, head: Result<Head, FetchError>) {
+        self.update(|s| s.head = Some(head));
+    }
+
+    /// The body will not be stored: keep chunks only until every reader has them.
+    pub fn pass_through(&self) {
+        self.update(|s| {
+            s.retain_all = false;
+            s.trim();
+        });
+    }
+
+    /// Appends a chunk; for a pass-through body, first waits until the slowest reader is
+    /// close enough. Returns false when nobody reads any more (the fetch may stop).
+    pub async fn push(&self, chunk: Bytes) -> bool {
+        let mut rx = self.progress.subscribe();
+        loop {
+            rx.borrow_and_update();
+            let room = self.state.lock().ok().map(|s| {
+                if s.readers.is_empty() {
+                    return None;
+                }
+                Some(s.retain_all || s.chunks.len() < PASS_THROUGH_WINDOW)
+            });
+            match room.flatten() {
+                None if !self.retains() => return false,
+                Some(false) => {
+                    if rx.changed().await.is_err() {
+                        return false;
+                    }
+                }
+                _ => break,
+            }
+        }
+        self.update(|s| s.chunks.push_back(chunk));
+        true
+    }
+
+    fn retains(&self) -> bool {
+        self.state.lock().is_ok_and(|s| s.retain_all)
+    }
+
+    pub fn finish(&self, result: Result<(), FetchError>) {
+        self.update(|s| {
+            if s.head.is_none() {
+                if let Err(e) = &result {
+                    s.head = Some(Err(e.clone()));
+                }
+            }
+            s.done.get_or_insert(result);
+        });
+    }
+
+    /// Waits for the response head.
+    pub async fn head(&self) -> Result<Head, FetchError> {
+        let mut rx = self.version.subscribe();
+        loop {
+            rx.borrow_and_update();
+            if let Some(head) = self.state.lock().ok().and_then(|s| s.head.clone()) {
+                return head;
+            }
+            if rx.changed().await.is_err() {
+                return Err(FetchError::Stopped("fill dropped"));
+            }
+        }
+    }
+}
+
+impl Reader {
+    /// The body from the start, as it arrives.
+    pub fn body(self) -> impl Stream<Item = Result<Bytes, FetchError>> + Send + 'static {
+        let rx = self.fill.version.subscribe();
+        futures_util::stream::unfold(Some((self, rx)), |state| async move {
+            // `None`: an error was reported, the stream is over.
+            let (reader, mut rx) = state?;
+            loop {
+                rx.borrow_and_update();
+                let step = reader
+                    .fill
+                    .read_update(|s| {
+                        let Some(&next) = s.readers.get(&reader.id) else {
+                            return Step::Fail(FetchError::Stopped("reader unregistered"));
+                        };
+                        match (
+                            next.checked_sub(s.base).and_then(|i| s.chunks.get(i)),
+                            &s.done,
+                        ) {
+                            (Some(c), _) => {
+                                let c = c.clone();
+                                s.readers.insert(reader.id, next + 1);
+                                s.trim();
+                                Step::Chunk(c)
+                            }
+                            (None, Some(Ok(()))) => Step::End,
+                            (None, Some(Err(e))) => Step::Fail(e.clone()),
+                            (None, None) => Step::Wait,
+                        }
+                    })
+                    .unwrap_or(Step::Fail(FetchError::Stopped("fill state poisoned")));
+                match step {
+                    Step::Chunk(c) => return Some((Ok(c), Some((reader, rx)))),
+                    Step::End => return None,
+                    Step::Fail(e) => return Some((Err(e), None)),
+                    Step::Wait => {
+                        if rx.changed().await.is_err() {
+                            return Some((Err(FetchError::Stopped("fill dropped")), None));
+                        }
+                    }
+                }
+            }
+        })
+    }
+}
+
+enum Step {
+    Chunk(Bytes),
+    End,
+    Fail(FetchError),
+    Wait,
+}
+
+#[cfg(test)]
+mod tests {
+    use futures_util::StreamExt;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn every_reader_gets_the_whole_body() {
+        let fill = Fill::new();
+        let a = fill.reader();
+        let b = fill.reader();
+        let f = fill.clone();
+        let writer = tokio::spawn(async move {
+            for i in 0..100u8 {
+                assert!(f.push(Bytes::from(vec![i; 10])).await);
+            }
+            f.finish(Ok(()));
+        });
+        let (x, y) = tokio::join!(a.body().collect::<Vec<_>>(), b.body().collect::<Vec<_>>());
+        writer.await.unwrap();
+        assert_eq!(x.len(), 100);
+        assert_eq!(y.len(), 100);
+        assert!(x.iter().all(|c| c.is_ok()));
+    }
+
+    #[tokio::test]
+    async fn pass_through_keeps_a_bounded_window() {
+        let fill = Fill::new();
+        fill.pass_through();
+        let reader = fill.reader();
+        let f = fill.clone();
+        let writer = tokio::spawn(async move {
+            for _ in 0..1000 {
+                if !f.push(Bytes::from_static(b"0123456789")).await {
+                    return false;
+                }
+                let held = f.state.lock().unwrap().chunks.len();
+                assert!(held <= PASS_THROUGH_WINDOW, "held {held}");
+            }
+            f.finish(Ok(()));
+            true
+        });
+        let got = reader.body().collect::<Vec<_>>().await;
+        assert!(writer.await.unwrap());
+        assert_eq!(got.len(), 1000);
+    }
+
+    #[tokio::test]
+    async fn a_pass_through_fetch_stops_when_nobody_reads() {
+        let fill = Fill::new();
+        fill.pass_through();
+        drop(fill.reader());
+        assert!(!fill.push(Bytes::from_static(b"x")).await);
+    }
+
+    #[tokio::test]
+    async fn errors_end_the_stream() {
+        let fill = Fill::new();
+        let r = fill.reader();
+        fill.finish(Err(FetchError::Timeout));
+        let got = r.body().collect::<Vec<_>>().await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].is_err());
+        assert!(fill.head().await.is_err());
+    }
+}

@@ -1,0 +1,727 @@
+//! The request path of the caching proxy: look up, decide with `myriad_cache`, serve from the
+//! memory tier, or join (or start) the shared fetch from the next hop.
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use futures_util::{StreamExt, TryStreamExt};
+use http::header::{
+    HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CONTENT_LENGTH, CONTENT_RANGE, DATE, HOST,
+    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, VIA,
+};
+use http::request::Parts;
+use http::uri::PathAndQuery;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use hyper::body::{Frame, Incoming};
+use myriad_cache::policy::{self, StoredMeta};
+use myriad_cache::range::{self, RangeRequest};
+use myriad_cache::{
+    is_hop_by_hop, CacheControl, CacheStatus, Forward, NoCacheReason, Policy, Reuse,
+};
+
+use super::fill::{FetchError, Fill, Head, Reader};
+use super::store::{MemoryStore, Stored};
+use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+
+#[derive(Debug, Clone)]
+pub struct CdnConfig {
+    /// This cache's name in `Cache-Status` and `Via`.
+    pub name: String,
+    /// The next hop: the origin, or a parent edge (shield).
+    pub upstream: String,
+    pub memory_bytes: u64,
+    /// Larger objects pass through without being stored.
+    pub max_object_bytes: u64,
+    /// For the response head, and between body chunks.
+    pub upstream_timeout: Duration,
+    pub policy: Policy,
+}
+
+impl CdnConfig {
+    pub fn new(upstream: &str) -> Self {
+        Self {
+            name: "myriad".into(),
+            upstream: upstream.into(),
+            memory_bytes: 256 << 20,
+            max_object_bytes: 16 << 20,
+            upstream_timeout: Duration::from_secs(30),
+            policy: Policy::default(),
+        }
+    }
+}
+
+pub struct Cdn {
+    config: CdnConfig,
+    store: MemoryStore,
+    upstream: Upstream,
+    /// Fetches in flight by variant key: concurrent misses share one.
+    inflight: Mutex<HashMap<String, Arc<Fill>>>,
+    cache_status: HeaderName,
+}
+
+/// A request as the cache sees it.
+struct Lookup {
+    parts: Parts,
+    path: PathAndQuery,
+    primary: String,
+    key: String,
+    remote: SocketAddr,
+}
+
+/// A stored response that may stand in if the fetch fails (stale-if-error).
+struct Fallback {
+    stored: Arc<Stored>,
+    stale_by: Duration,
+    on_error: bool,
+}
+
+impl Cdn {
+    pub fn new(config: CdnConfig) -> Result<Arc<Self>, UpstreamError> {
+        let upstream = Upstream::new(&config.upstream, &config.name)?;
+        Ok(Arc::new(Self {
+            store: MemoryStore::new(config.memory_bytes),
+            upstream,
+            inflight: Mutex::new(HashMap::new()),
+            cache_status: HeaderName::from_static("cache-status"),
+            config,
+        }))
+    }
+
+    pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let (parts, body) = req.into_parts();
+        let path = parts
+            .uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let primary = format!("{host}{path}");
+        let names = self.store.vary_names(&primary);
+        let key = MemoryStore::key(&primary, &policy::variant_key(&names, &parts.headers));
+        let bypass = policy::request_bypass(&parts.method, &parts.headers);
+        let lookup = Lookup {
+            parts,
+            path,
+            primary,
+            key,
+            remote,
+        };
+        if let Some(reason) = bypass {
+            return self.pass(lookup, body.boxed_unsync(), reason).await;
+        }
+        let now = SystemTime::now();
+        let stored = self.store.get(&lookup.key);
+        let Some(stored) = stored else {
+            if CacheControl::from_headers(&lookup.parts.headers).only_if_cached {
+                return self.status_only(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    CacheStatus::forward(Forward::UriMiss),
+                );
+            }
+            if lookup.parts.method == Method::HEAD {
+                return self
+                    .pass(lookup, empty_upstream(), NoCacheReason::Method)
+                    .await;
+            }
+            let fwd = if names.is_empty() {
+                Forward::UriMiss
+            } else {
+                Forward::VaryMiss
+            };
+            return self.fetch(lookup, None, fwd).await;
+        };
+        match policy::evaluate(
+            &self.config.policy,
+            &stored.meta,
+            &lookup.parts.headers,
+            now,
+        ) {
+            Reuse::Fresh { ttl } => {
+                self.serve_stored(&lookup.parts, &stored, CacheStatus::hit(ttl), now)
+            }
+            Reuse::StaleAccepted { stale_by } => self.serve_stored(
+                &lookup.parts,
+                &stored,
+                CacheStatus::stale_hit(stale_by, "max-stale"),
+                now,
+            ),
+            Reuse::Revalidate {
+                stale_by,
+                while_revalidating: true,
+                ..
+            } => {
+                // Answer now; one background fetch brings the copy up to date.
+                let (_fill, _reader, _) = self.join_or_start(&lookup, Some(stored.clone()));
+                self.serve_stored(
+                    &lookup.parts,
+                    &stored,
+                    CacheStatus::stale_hit(stale_by, "stale-while-revalidate"),
+                    now,
+                )
+            }
+            Reuse::Revalidate {
+                stale_by, on_error, ..
+            } => {
+                let fallback = Fallback {
+                    stored,
+                    stale_by,
+                    on_error,
+                };
+                self.fetch(lookup, Some(fallback), Forward::Stale).await
+            }
+        }
+    }
+
+    /// Joins the fetch of this variant in flight, or starts it; returns the fill, this
+    /// request's reader and whether it joined another request's fetch.
+    fn join_or_start(
+        self: &Arc<Self>,
+        lookup: &Lookup,
+        stale: Option<Arc<Stored>>,
+    ) -> (Arc<Fill>, Reader, bool) {
+        let Ok(mut inflight) = self.inflight.lock() else {
+            // Poisoned only if a holder panicked: fetch alone rather than fail.
+            let fill = Fill::new();
+            let reader = fill.reader();
+            self.spawn_fetch(fill.clone(), lookup, stale);
+            return (fill, reader, false);
+        };
+        if let Some(fill) = inflight.get(&lookup.key) {
+            let reader = fill.reader();
+            return (fill.clone(), reader, true);
+        }
+        let fill = Fill::new();
+        let reader = fill.reader();
+        inflight.insert(lookup.key.clone(), fill.clone());
+        drop(inflight);
+        self.spawn_fetch(fill.clone(), lookup, stale);
+        (fill, reader, false)
+    }
+
+    fn spawn_fetch(self: &Arc<Self>, fill: Arc<Fill>, lookup: &Lookup, stale: Option<Arc<Stored>>) {
+        let mut headers = forwardable(&lookup.parts.headers);
+        // The cache fetches whole objects with its own validators, whatever the client asked.
+        for h in [
+            RANGE,
+            IF_RANGE,
+            IF_NONE_MATCH,
+            IF_MODIFIED_SINCE,
+            IF_MATCH,
+            IF_UNMODIFIED_SINCE,
+        ] {
+            headers.remove(h);
+        }
+        let job = FetchJob {
+            path: lookup.path.clone(),
+            primary: lookup.primary.clone(),
+            key: lookup.key.clone(),
+            headers,
+            remote: lookup.remote,
+            stale,
+        };
+        let cdn = self.clone();
+        tokio::spawn(async move {
+            let result = cdn.run_fetch(&fill, job.clone()).await;
+            if let Err(e) = &result {
+                tracing::debug!(key = %job.primary, "fetch failed: {e}");
+            }
+            fill.finish(result);
+            cdn.forget(&job.key, &fill);
+        });
+    }
+
+    fn forget(&self, key: &str, fill: &Arc<Fill>) {
+        if let Ok(mut inflight) = self.inflight.lock() {
+            if inflight.get(key).is_some_and(|f| Arc::ptr_eq(f, fill)) {
+                inflight.remove(key);
+            }
+        }
+    }
+
+    /// The shared fetch: runs to the end whoever still reads, and stores what may be stored.
+    async fn run_fetch(&self, fill: &Arc<Fill>, job: FetchJob) -> Result<(), FetchError> {
+        let mut headers = job.headers.clone();
+        if let Some(stale) = &job.stale {
+            headers.extend(policy::validators(&stale.meta));
+        }
+        let request_time = SystemTime::now();
+        let timeout = self.config.upstream_timeout;
+        let sent = self.upstream.send(
+            Method::GET,
+            &job.path,
+            headers,
+            Some(job.remote),
+            empty_upstream(),
+        );
+        let response = match tokio::time::timeout(timeout, sent).await {
+            Err(_) => return Err(FetchError::Timeout),
+            Ok(Err(e)) => return Err(FetchError::Connect(e.to_string())),
+            Ok(Ok(r)) => r,
+        };
+        let response_time = SystemTime::now();
+        let (parts, mut body) = response.into_parts();
+        let mut res_headers = forwardable(&parts.headers);
+        res_headers
+            .entry(DATE)
+            .or_insert_with(|| http_date(response_time));
+
+        if parts.status == StatusCode::NOT_MODIFIED {
+            if let Some(stale) = &job.stale {
+                let mut meta = stale.meta.clone();
+                policy::freshen(&mut meta.headers, &res_headers);
+                meta.request_time = request_time;
+                meta.response_time = response_time;
+                fill.set_head(Ok(Head {
+                    status: meta.status,
+                    headers: meta.headers.clone(),
+                    revalidated: true,
+                    storing: true,
+                }));
+                let stored = Stored {
+                    meta,
+                    body: stale.body.clone(),
+                };
+                fill.push(stored.body.clone()).await;
+                self.store_variant(&job, stored);
+                return Ok(());
+            }
+        }
+
+        let storable = policy::storable(&Method::GET, &job.headers, parts.status, &res_headers);
+        let too_large =
+            content_length(&res_headers).is_some_and(|l| l > self.config.max_object_bytes);
+        let mut keep = storable.is_ok() && !too_large;
+        fill.set_head(Ok(Head {
+            status: parts.status,
+            headers: res_headers.clone(),
+            revalidated: false,
+            storing: keep,
+        }));
+        if !keep {
+            // Nobody else should join a response that will not be shared.
+            self.forget(&job.key, fill);
+            fill.pass_through();
+        }
+        let mut collected: Vec<Bytes> = Vec::new();
+        let mut size = 0u64;
+        // The last chunk is handed out only once the object is stored, so a client that has
+        // the whole body finds it in the cache with its next request.
+        let mut held: Option<Bytes> = None;
+        loop {
+            let frame = match tokio::time::timeout(timeout, body.frame()).await {
+                Err(_) => return Err(FetchError::Timeout),
+                Ok(None) => break,
+                Ok(Some(Err(e))) => return Err(FetchError::Body(e.to_string())),
+                Ok(Some(Ok(frame))) => frame,
+            };
+            let Ok(data) = frame.into_data() else {
+                continue; // trailers
+            };
+            size += data.len() as u64;
+            if keep && size > self.config.max_object_bytes {
+                keep = false;
+                collected.clear();
+                fill.pass_through();
+            }
+            if keep {
+                collected.push(data.clone());
+            }
+            if let Some(previous) = held.replace(data) {
+                if !fill.push(previous).await {
+                    return Err(FetchError::Stopped("no readers left"));
+                }
+            }
+        }
+        if keep {
+            let body = if collected.len() == 1 {
+                collected.pop().unwrap_or_default()
+            } else {
+                Bytes::from(collected.concat())
+            };
+            let meta = StoredMeta {
+                status: parts.status,
+                headers: res_headers,
+                request_time,
+                response_time,
+            };
+            self.store_variant(&job, Stored { meta, body });
+        }
+        if let Some(last) = held {
+            fill.push(last).await;
+        }
+        Ok(())
+    }
+
+    fn store_variant(&self, job: &FetchJob, stored: Stored) {
+        // Checked before: a response that varies on everything is not stored.
+        let Some(names) = policy::vary_names(&stored.meta.headers) else {
+            return;
+        };
+        let key = MemoryStore::key(&job.primary, &policy::variant_key(&names, &job.headers));
+        self.store.insert(&job.primary, names, key, stored);
+    }
+
+    /// Answers from the shared fetch (a miss or a revalidation).
+    async fn fetch(
+        self: &Arc<Self>,
+        lookup: Lookup,
+        fallback: Option<Fallback>,
+        fwd: Forward,
+    ) -> Response<ProxyBody> {
+        let (fill, reader, collapsed) =
+            self.join_or_start(&lookup, fallback.as_ref().map(|f| f.stored.clone()));
+        let head = fill.head().await;
+        let now = SystemTime::now();
+        let failed = match &head {
+            Err(_) => true,
+            Ok(h) => h.status.is_server_error(),
+        };
+        if failed {
+            if let Some(f) = fallback.as_ref().filter(|f| f.on_error) {
+                let mut status = CacheStatus::stale_hit(f.stale_by, "stale-if-error");
+                status.fwd = Some(Forward::Stale);
+                status.fwd_status = head.as_ref().ok().map(|h| h.status.as_u16());
+                return self.serve_stored(&lookup.parts, &f.stored, status, now);
+            }
+        }
+        let head = match head {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::info!(key = %lookup.primary, "upstream failed: {e}");
+                let code = match e {
+                    FetchError::Timeout => StatusCode::GATEWAY_TIMEOUT,
+                    _ => StatusCode::BAD_GATEWAY,
+                };
+                return self.status_only(code, CacheStatus::forward(fwd));
+            }
+        };
+        // A shared response must be one this request may have: storable, and the same
+        // variant. Otherwise this request fetches for itself.
+        if collapsed && !self.shareable(&head, &lookup) {
+            drop(reader);
+            return self
+                .pass(lookup, empty_upstream(), NoCacheReason::Private)
+                .await;
+        }
+        let mut status = CacheStatus::forward(fwd);
+        status.fwd_status = Some(if head.revalidated {
+            304
+        } else {
+            head.status.as_u16()
+        });
+        status.collapsed = collapsed;
+        status.stored = head.storing;
+        let meta = StoredMeta {
+            status: head.status,
+            headers: head.headers,
+            request_time: now,
+            response_time: now,
+        };
+        let body = reader.body().map_err(|e| Box::new(e) as BoxError);
+        self.respond(
+            &lookup.parts,
+            &meta,
+            Source::Stream(Box::pin(body)),
+            status,
+            now,
+        )
+    }
+
+    fn shareable(&self, head: &Head, lookup: &Lookup) -> bool {
+        if !head.storing {
+            return false;
+        }
+        // The variant the fetch was for must be the one this request selects.
+        policy::vary_names(&head.headers).is_some_and(|names| {
+            MemoryStore::key(
+                &lookup.primary,
+                &policy::variant_key(&names, &lookup.parts.headers),
+            ) == lookup.key
+                || names.is_empty()
+        })
+    }
+
+    fn serve_stored(
+        &self,
+        parts: &Parts,
+        stored: &Stored,
+        status: CacheStatus,
+        now: SystemTime,
+    ) -> Response<ProxyBody> {
+        self.respond(
+            parts,
+            &stored.meta,
+            Source::Whole(stored.body.clone()),
+            status,
+            now,
+        )
+    }
+
+    /// Builds the response: `Age`, `Cache-Status`, the client's conditional and range.
+    fn respond(
+        &self,
+        parts: &Parts,
+        meta: &StoredMeta,
+        body: Source,
+        status: CacheStatus,
+        now: SystemTime,
+    ) -> Response<ProxyBody> {
+        let mut headers = meta.headers.clone();
+        let age = policy::current_age(meta, now).as_secs();
+        if age > 0 || headers.contains_key(AGE) {
+            headers.insert(AGE, HeaderValue::from(age));
+        }
+        self.append_status(&mut headers, &status);
+        let cacheable_status = meta.status == StatusCode::OK;
+        if cacheable_status && policy::not_modified(&parts.headers, &headers) {
+            headers.remove(CONTENT_LENGTH);
+            return build(StatusCode::NOT_MODIFIED, headers, empty_body());
+        }
+        let len = match &body {
+            Source::Whole(b) => Some(b.len() as u64),
+            Source::Stream(_) => content_length(&headers),
+        };
+        let (code, body) = match (cacheable_status, len) {
+            (true, Some(len)) => {
+                headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+                match range::select(&parts.headers, &headers, len) {
+                    RangeRequest::Full => (meta.status, body.into_body()),
+                    RangeRequest::Partial { start, end } => {
+                        headers
+                            .insert(CONTENT_RANGE, header(&format!("bytes {start}-{end}/{len}")));
+                        headers.insert(CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+                        (StatusCode::PARTIAL_CONTENT, body.slice(start, end))
+                    }
+                    RangeRequest::Unsatisfiable => {
+                        headers.insert(CONTENT_RANGE, header(&format!("bytes */{len}")));
+                        headers.remove(CONTENT_LENGTH);
+                        (StatusCode::RANGE_NOT_SATISFIABLE, empty_body())
+                    }
+                }
+            }
+            _ => (meta.status, body.into_body()),
+        };
+        let body = if parts.method == Method::HEAD {
+            empty_body()
+        } else {
+            body
+        };
+        build(code, headers, body)
+    }
+
+    /// Forwards a request the cache does not handle, streaming both ways; a successful unsafe
+    /// method invalidates what is stored for its target.
+    async fn pass(
+        &self,
+        lookup: Lookup,
+        body: UpstreamBody,
+        reason: NoCacheReason,
+    ) -> Response<ProxyBody> {
+        let Lookup {
+            parts,
+            path,
+            primary,
+            remote,
+            ..
+        } = lookup;
+        let headers = forwardable(&parts.headers);
+        // A broken request body (bad chunking, cut short) is the client's fault, not the
+        // upstream's: it gets a 400.
+        let body_failed = Arc::new(AtomicBool::new(false));
+        let flag = body_failed.clone();
+        let body = body
+            .map_err(move |e| {
+                flag.store(true, Ordering::Relaxed);
+                e
+            })
+            .boxed_unsync();
+        let sent = self
+            .upstream
+            .send(parts.method.clone(), &path, headers, Some(remote), body);
+        let response = match tokio::time::timeout(self.config.upstream_timeout, sent).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                if body_failed.load(Ordering::Relaxed) {
+                    tracing::info!(%remote, "bad request body: {e}");
+                    return self.status_only(StatusCode::BAD_REQUEST, CacheStatus::bypass(reason));
+                }
+                tracing::info!(key = %primary, "upstream failed: {e}");
+                return self.status_only(StatusCode::BAD_GATEWAY, CacheStatus::bypass(reason));
+            }
+            Err(_) => {
+                return self.status_only(StatusCode::GATEWAY_TIMEOUT, CacheStatus::bypass(reason))
+            }
+        };
+        if policy::invalidates(&parts.method, response.status()) {
+            self.store.invalidate(&primary);
+        }
+        let (res_parts, body) = response.into_parts();
+        let mut headers = forwardable(&res_parts.headers);
+        let mut status = CacheStatus::bypass(reason);
+        status.fwd_status = Some(res_parts.status.as_u16());
+        self.append_status(&mut headers, &status);
+        build(
+            res_parts.status,
+            headers,
+            body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
+        )
+    }
+
+    /// `Via` and `Cache-Status` of this hop on a response.
+    fn append_status(&self, headers: &mut HeaderMap, status: &CacheStatus) {
+        headers.append(VIA, self.upstream.via().clone());
+        // The members of caches nearer the origin come first (RFC 9211 §2).
+        let member = status.member(&self.config.name);
+        let value = match headers
+            .get(&self.cache_status)
+            .and_then(|v| v.to_str().ok())
+        {
+            Some(previous) => format!("{previous}, {member}"),
+            None => member,
+        };
+        headers.insert(self.cache_status.clone(), header(&value));
+    }
+
+    fn status_only(&self, code: StatusCode, status: CacheStatus) -> Response<ProxyBody> {
+        let mut headers = HeaderMap::new();
+        self.append_status(&mut headers, &status);
+        headers.insert(DATE, http_date(SystemTime::now()));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+        build(code, headers, empty_body())
+    }
+}
+
+#[derive(Clone)]
+struct FetchJob {
+    path: PathAndQuery,
+    primary: String,
+    key: String,
+    /// The leader's request headers as forwarded (they select the stored variant).
+    headers: HeaderMap,
+    remote: SocketAddr,
+    stale: Option<Arc<Stored>>,
+}
+
+type ChunkStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, BoxError>> + Send>>;
+
+enum Source {
+    Whole(Bytes),
+    Stream(ChunkStream),
+}
+
+impl Source {
+    fn into_body(self) -> ProxyBody {
+        match self {
+            Source::Whole(b) => Full::new(b)
+                .map_err(|never: Infallible| match never {})
+                .boxed_unsync(),
+            Source::Stream(s) => StreamBody::new(s.map_ok(Frame::data)).boxed_unsync(),
+        }
+    }
+
+    /// Bytes `start..=end` of the body.
+    fn slice(self, start: u64, end: u64) -> ProxyBody {
+        match self {
+            Source::Whole(b) => {
+                let (s, e) = (start as usize, end as usize + 1);
+                Full::new(b.slice(s.min(b.len())..e.min(b.len())))
+                    .map_err(|never: Infallible| match never {})
+                    .boxed_unsync()
+            }
+            Source::Stream(s) => {
+                // Skip to `start` and end after `end`, cutting the chunks at the edges.
+                let windowed = s
+                    .scan(0u64, move |offset, chunk| {
+                        if *offset > end {
+                            return futures_util::future::ready(None);
+                        }
+                        let out = chunk.map(|c| {
+                            let (from, to) = (*offset, *offset + c.len() as u64);
+                            *offset = to;
+                            let lo = start.clamp(from, to) - from;
+                            let hi = (end + 1).clamp(from, to) - from;
+                            c.slice(lo as usize..hi as usize)
+                        });
+                        futures_util::future::ready(Some(out))
+                    })
+                    .try_filter(|c| futures_util::future::ready(!c.is_empty()));
+                StreamBody::new(windowed.map_ok(Frame::data)).boxed_unsync()
+            }
+        }
+    }
+}
+
+fn build(code: StatusCode, headers: HeaderMap, body: ProxyBody) -> Response<ProxyBody> {
+    let mut res = Response::new(body);
+    *res.status_mut() = code;
+    *res.headers_mut() = headers;
+    res
+}
+
+fn empty_body() -> ProxyBody {
+    Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+fn empty_upstream() -> UpstreamBody {
+    Empty::new()
+        .map_err(|never: Infallible| match never {})
+        .boxed_unsync()
+}
+
+/// Headers to pass on: without connection-specific fields, nor those `Connection` names.
+fn forwardable(headers: &HeaderMap) -> HeaderMap {
+    let named: Vec<String> = headers
+        .get_all(http::header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(|v| v.trim().to_ascii_lowercase())
+        .collect();
+    let mut out = HeaderMap::with_capacity(headers.len());
+    for (name, value) in headers {
+        if !is_hop_by_hop(name) && !named.iter().any(|n| n == name.as_str()) {
+            out.append(name.clone(), value.clone());
+        }
+    }
+    out
+}
+
+fn content_length(headers: &HeaderMap) -> Option<u64> {
+    headers
+        .get(CONTENT_LENGTH)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+fn http_date(t: SystemTime) -> HeaderValue {
+    header(&httpdate::fmt_http_date(t))
+}
+
+fn header(s: &str) -> HeaderValue {
+    HeaderValue::from_str(s).unwrap_or_else(|_| HeaderValue::from_static(""))
+}

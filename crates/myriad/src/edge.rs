@@ -1,0 +1,47 @@
+//! `myriad edge`: a standalone caching reverse proxy in front of one origin, optionally
+//! through a parent edge (the shield).
+
+use std::net::SocketAddr;
+
+use anyhow::Context;
+use clap::Args;
+use myriad_edge::cdn::{self, Cdn, CdnConfig};
+
+#[derive(Args, Debug)]
+pub struct EdgeArgs {
+    /// Address to listen on for HTTP (port 0: any free port; the startup line tells which).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub http: SocketAddr,
+    /// The origin server, http://host[:port].
+    #[arg(long)]
+    pub origin: String,
+    /// A parent edge (shield) to fetch through instead of the origin directly.
+    #[arg(long)]
+    pub parent: Option<String>,
+    /// This edge's name in `Cache-Status` and `Via`.
+    #[arg(long, default_value = "myriad")]
+    pub name: String,
+    /// Memory cache size.
+    #[arg(long, default_value_t = 256)]
+    pub cache_mem_mb: u64,
+    /// Objects larger than this pass through without being stored.
+    #[arg(long, default_value_t = 16)]
+    pub max_object_mb: u64,
+}
+
+pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
+    let mut config = CdnConfig::new(args.parent.as_deref().unwrap_or(&args.origin));
+    config.name = args.name;
+    config.memory_bytes = args.cache_mem_mb << 20;
+    config.max_object_bytes = args.max_object_mb << 20;
+    let cdn = Cdn::new(config).context("edge configuration")?;
+    let listener = tokio::net::TcpListener::bind(args.http)
+        .await
+        .with_context(|| format!("bind {}", args.http))?;
+    let local = listener.local_addr()?;
+    tracing::info!(origin = %args.origin, parent = ?args.parent, "caching proxy ready");
+    // Tests and scripts read this line for the address.
+    println!("myriad edge is running at http://{local}");
+    cdn::serve(listener, cdn).await?;
+    Ok(())
+}

@@ -1,0 +1,622 @@
+//! `myriad edge` as a caching reverse proxy: real edge processes in front of a real origin
+//! on loopback whose responses each test shapes through the query string.
+
+#![allow(clippy::disallowed_methods)] // a test harness: reads the clock
+
+mod common;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use axum::body::Body;
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, Uri};
+use axum::response::Response;
+use common::{proc_status_kb, Edge};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+/// An origin whose answers follow the query: `cc` (Cache-Control), `status`, `size` (bytes of
+/// a deterministic body), `delay_ms`, `etag`, `vary`, `lm_ago` (Last-Modified seconds ago),
+/// `expires_in`, `cookie`. Without `size` the body says how many times it was fetched.
+#[derive(Default)]
+struct OriginState {
+    hits: Mutex<HashMap<String, u32>>,
+    requests: Mutex<Vec<(String, HeaderMap)>>,
+    failing: AtomicBool,
+}
+
+struct Origin {
+    url: String,
+    state: Arc<OriginState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Origin {
+    async fn start() -> Origin {
+        let state = Arc::new(OriginState::default());
+        let app = axum::Router::new()
+            .fallback(respond)
+            .with_state(state.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(async move {
+            axum::serve(listener, app).await.unwrap();
+        });
+        Origin { url, state, task }
+    }
+
+    fn hits(&self, path_and_query: &str) -> u32 {
+        self.state
+            .hits
+            .lock()
+            .unwrap()
+            .get(path_and_query)
+            .copied()
+            .unwrap_or(0)
+    }
+
+    fn last_request(&self, path_and_query: &str) -> HeaderMap {
+        let reqs = self.state.requests.lock().unwrap();
+        reqs.iter()
+            .rev()
+            .find(|(p, _)| p == path_and_query)
+            .map(|(_, h)| h.clone())
+            .unwrap_or_default()
+    }
+
+    fn fail(&self, failing: bool) {
+        self.state.failing.store(failing, Ordering::SeqCst);
+    }
+
+    fn stop(&self) {
+        self.task.abort();
+    }
+}
+
+fn body_byte(i: usize) -> u8 {
+    (i * 7 % 251) as u8
+}
+
+async fn respond(
+    State(state): State<Arc<OriginState>>,
+    uri: Uri,
+    Query(q): Query<HashMap<String, String>>,
+    headers: HeaderMap,
+    method: axum::http::Method,
+) -> Response {
+    let key = uri
+        .path_and_query()
+        .map(|p| p.to_string())
+        .unwrap_or_default();
+    let n = {
+        let mut hits = state.hits.lock().unwrap();
+        let n = hits.entry(key.clone()).or_default();
+        *n += 1;
+        *n
+    };
+    state
+        .requests
+        .lock()
+        .unwrap()
+        .push((key.clone(), headers.clone()));
+    if let Some(ms) = q.get("delay_ms").and_then(|v| v.parse().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+    let mut res = Response::builder();
+    let now = SystemTime::now();
+    res = res.header("date", httpdate::fmt_http_date(now));
+    if state.failing.load(Ordering::SeqCst) {
+        return res.status(500).body(Body::from("origin failure")).unwrap();
+    }
+    if let Some(cc) = q.get("cc") {
+        res = res.header("cache-control", cc);
+    }
+    if let Some(v) = q.get("vary") {
+        res = res.header("vary", v);
+    }
+    if let Some(ago) = q.get("lm_ago").and_then(|v| v.parse().ok()) {
+        res = res.header(
+            "last-modified",
+            httpdate::fmt_http_date(now - Duration::from_secs(ago)),
+        );
+    }
+    if let Some(s) = q.get("expires_in").and_then(|v| v.parse().ok()) {
+        res = res.header(
+            "expires",
+            httpdate::fmt_http_date(now + Duration::from_secs(s)),
+        );
+    }
+    if q.contains_key("cookie") {
+        res = res.header("set-cookie", "session=abc");
+    }
+    if let Some(etag) = q.get("etag") {
+        let tag = format!("\"{etag}\"");
+        res = res.header("etag", &tag);
+        if headers
+            .get("if-none-match")
+            .is_some_and(|v| v == tag.as_str())
+        {
+            return res.status(304).body(Body::empty()).unwrap();
+        }
+    }
+    let status = q.get("status").and_then(|s| s.parse().ok()).unwrap_or(200);
+    let body = match q.get("size").and_then(|s| s.parse::<usize>().ok()) {
+        Some(size) => (0..size).map(body_byte).collect::<Vec<u8>>(),
+        None => {
+            let variant = headers
+                .get("accept-language")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("-");
+            format!("{method} {key} #{n} {variant}").into_bytes()
+        }
+    };
+    res.status(status).body(Body::from(body)).unwrap()
+}
+
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// A GET through the edge; callers that do not need the body still read it, so that the
+/// next request does not race the fetch still delivering it.
+async fn get(edge: &Edge, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", edge.url))
+        .send()
+        .await
+        .expect("edge answers")
+}
+
+fn cache_status(res: &reqwest::Response) -> String {
+    res.headers()
+        .get("cache-status")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn max_age_is_served_from_cache_with_age() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--name", "e1"]);
+    let path = "/a?cc=max-age%3D60";
+    let first = get(&edge, path).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(
+        cache_status(&first),
+        "e1; fwd=uri-miss; fwd-status=200; stored"
+    );
+    let body1 = first.text().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let second = get(&edge, path).await;
+    let status = cache_status(&second);
+    assert!(status.starts_with("e1; hit; ttl=5"), "{status}");
+    assert!(
+        second.headers().get("age").is_some_and(|a| a != "0"),
+        "Age is set on a hit"
+    );
+    assert_eq!(second.text().await.unwrap(), body1);
+    assert_eq!(origin.hits(path), 1);
+}
+
+#[tokio::test]
+async fn no_store_private_cookies_and_errors_are_not_stored() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    for path in [
+        "/n?cc=no-store",
+        "/p?cc=private%2C%20max-age%3D60",
+        "/c?cc=max-age%3D60&cookie=1",
+        "/e?status=500",
+        "/v?cc=max-age%3D60&vary=*",
+    ] {
+        for _ in 0..2 {
+            let res = get(&edge, path).await;
+            assert!(!cache_status(&res).contains("hit"), "{path}");
+        }
+        assert_eq!(origin.hits(path), 2, "{path} is fetched every time");
+    }
+    // A 500 with explicit freshness is stored.
+    let path = "/e2?status=500&cc=max-age%3D60";
+    get(&edge, path).await.bytes().await.unwrap();
+    assert!(cache_status(&get(&edge, path).await).contains("hit"));
+    assert_eq!(origin.hits(path), 1);
+}
+
+#[tokio::test]
+async fn no_cache_revalidates_with_the_stored_validator() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--name", "e"]);
+    let path = "/r?cc=no-cache&etag=v1";
+    let first = get(&edge, path).await.text().await.unwrap();
+    let res = get(&edge, path).await;
+    assert_eq!(
+        cache_status(&res),
+        "e; fwd=stale; fwd-status=304; stored",
+        "validated, not refetched"
+    );
+    assert_eq!(res.text().await.unwrap(), first, "the stored body");
+    assert_eq!(origin.hits(path), 2);
+    assert_eq!(
+        origin.last_request(path).get("if-none-match").unwrap(),
+        "\"v1\""
+    );
+    // The client's own validator gets a 304 from the edge.
+    let res = client()
+        .get(format!("{}{path}", edge.url))
+        .header("if-none-match", "\"v1\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 304);
+}
+
+#[tokio::test]
+async fn s_maxage_expires_and_heuristic_freshness() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    for path in [
+        "/s?cc=max-age%3D0%2C%20s-maxage%3D60",
+        "/x?expires_in=60",
+        "/h?lm_ago=36000",
+    ] {
+        get(&edge, path).await.bytes().await.unwrap();
+        let res = get(&edge, path).await;
+        assert!(
+            cache_status(&res).contains("; hit"),
+            "{path}: {}",
+            cache_status(&res)
+        );
+        assert_eq!(origin.hits(path), 1, "{path}");
+    }
+    // Expired already, and a recent Last-Modified gives a short heuristic lifetime (10 % of
+    // one second).
+    for path in ["/x0?expires_in=0", "/h0?lm_ago=1"] {
+        get(&edge, path).await.bytes().await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1100)).await;
+        get(&edge, path).await.bytes().await.unwrap();
+        assert_eq!(origin.hits(path), 2, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn vary_keeps_variants_apart() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let path = "/l?cc=max-age%3D60&vary=Accept-Language";
+    let fetch = |lang: &'static str| {
+        let url = format!("{}{path}", edge.url);
+        async move {
+            let res = client()
+                .get(url)
+                .header("accept-language", lang)
+                .send()
+                .await
+                .unwrap();
+            (cache_status(&res), res.text().await.unwrap())
+        }
+    };
+    let (_, en) = fetch("en").await;
+    let (s, fr) = fetch("fr").await;
+    assert!(s.contains("fwd=vary-miss"), "{s}");
+    assert!(en.ends_with(" en") && fr.ends_with(" fr"));
+    let (s, en2) = fetch("en").await;
+    assert!(s.contains("hit"), "{s}");
+    assert_eq!(en2, en);
+    assert_eq!(origin.hits(path), 2);
+}
+
+#[tokio::test]
+async fn stale_while_revalidate_answers_at_once_and_refreshes_in_the_background() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let path = "/w?cc=max-age%3D1%2C%20stale-while-revalidate%3D60&delay_ms=800";
+    let first = get(&edge, path).await.text().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2100)).await;
+    let started = std::time::Instant::now();
+    let res = get(&edge, path).await;
+    let took = started.elapsed();
+    let status = cache_status(&res);
+    assert!(
+        status.contains("hit") && status.contains("detail=stale-while-revalidate"),
+        "{status}"
+    );
+    assert_eq!(res.text().await.unwrap(), first);
+    assert!(
+        took < Duration::from_millis(500),
+        "stale answer took {took:?}"
+    );
+    // The background fetch (800 ms at the origin) replaces the copy.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(origin.hits(path), 2);
+    let fresh = get(&edge, path).await;
+    assert!(
+        cache_status(&fresh).contains("; hit; ttl="),
+        "{}",
+        cache_status(&fresh)
+    );
+    assert_ne!(fresh.text().await.unwrap(), first);
+}
+
+#[tokio::test]
+async fn stale_if_error_covers_origin_errors_and_outages() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let path = "/f?cc=max-age%3D1%2C%20stale-if-error%3D60";
+    let strict = "/g?cc=max-age%3D1%2C%20must-revalidate%2C%20stale-if-error%3D60";
+    let body = get(&edge, path).await.text().await.unwrap();
+    get(&edge, strict).await.bytes().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+
+    origin.fail(true);
+    let res = get(&edge, path).await;
+    assert_eq!(res.status(), 200);
+    let status = cache_status(&res);
+    assert!(
+        status.contains("fwd-status=500") && status.contains("detail=stale-if-error"),
+        "{status}"
+    );
+    assert_eq!(res.text().await.unwrap(), body);
+    // must-revalidate: the error goes through, never the stale copy.
+    assert_eq!(get(&edge, strict).await.status(), 500);
+
+    origin.stop();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let res = get(&edge, path).await;
+    assert_eq!(res.status(), 200, "origin down: stale served");
+    assert_eq!(res.text().await.unwrap(), body);
+    let res = get(&edge, strict).await;
+    assert_eq!(res.status(), 502);
+    assert_eq!(get(&edge, "/never-seen").await.status(), 502);
+}
+
+#[tokio::test]
+async fn concurrent_cold_misses_make_exactly_one_origin_fetch() {
+    raise_fd_limit();
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let path = "/hot?cc=max-age%3D60&size=1024&delay_ms=500";
+    let client = client();
+    let requests = (0..2000).map(|_| {
+        let (client, url) = (client.clone(), format!("{}{path}", edge.url));
+        tokio::spawn(async move {
+            let res = client.get(url).send().await.expect("answered");
+            let collapsed = cache_status(&res).contains("collapsed");
+            let body = res.bytes().await.expect("body");
+            (collapsed, body)
+        })
+    });
+    let results = futures_util::future::join_all(requests).await;
+    let expected: Vec<u8> = (0..1024).map(body_byte).collect();
+    let mut collapsed = 0;
+    for r in results {
+        let (c, body) = r.unwrap();
+        assert_eq!(&body[..], &expected[..]);
+        collapsed += c as usize;
+    }
+    assert_eq!(origin.hits(path), 1, "one origin fetch for 2,000 requests");
+    assert!(
+        collapsed > 1000,
+        "most waited for the shared fetch ({collapsed})"
+    );
+}
+
+#[tokio::test]
+async fn ranges_are_served_from_cache() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let path = "/big?cc=max-age%3D60&size=100000";
+    let range = |r: &'static str| {
+        let url = format!("{}{path}", edge.url);
+        async move { client().get(url).header("range", r).send().await.unwrap() }
+    };
+    // A range on a miss: the edge fetches the whole object and cuts the range from it.
+    let res = range("bytes=99990-").await;
+    assert_eq!(res.status(), 206);
+    assert_eq!(res.headers()["content-range"], "bytes 99990-99999/100000");
+    let body = res.bytes().await.unwrap();
+    assert_eq!(
+        &body[..],
+        &(99990..100000).map(body_byte).collect::<Vec<_>>()[..]
+    );
+    assert!(
+        origin.last_request(path).get("range").is_none(),
+        "the origin is asked for all of it"
+    );
+
+    let res = range("bytes=1000-1999").await;
+    assert_eq!(res.status(), 206);
+    assert!(cache_status(&res).contains("hit"));
+    let body = res.bytes().await.unwrap();
+    assert_eq!(
+        &body[..],
+        &(1000..2000).map(body_byte).collect::<Vec<_>>()[..]
+    );
+    let res = range("bytes=-10").await;
+    assert_eq!(res.headers()["content-range"], "bytes 99990-99999/100000");
+    let res = range("bytes=200000-").await;
+    assert_eq!(res.status(), 416);
+    assert_eq!(res.headers()["content-range"], "bytes */100000");
+    assert_eq!(origin.hits(path), 1);
+}
+
+#[tokio::test]
+async fn unsafe_methods_pass_through_and_invalidate() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let path = "/doc?cc=max-age%3D60";
+    get(&edge, path).await.bytes().await.unwrap();
+    assert!(cache_status(&get(&edge, path).await).contains("hit"));
+    let res = client()
+        .post(format!("{}{path}", edge.url))
+        .body("update")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(cache_status(&res).contains("fwd=bypass; fwd-status=200; detail=method"));
+    assert!(res.text().await.unwrap().starts_with("POST"));
+    let after = get(&edge, path).await;
+    assert!(cache_status(&after).contains("uri-miss"), "invalidated");
+    assert_eq!(origin.hits(path), 3);
+}
+
+#[tokio::test]
+async fn large_objects_stream_through_in_bounded_memory() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--max-object-mb", "4"]);
+    let before_kb = proc_status_kb(edge.pid(), "VmHWM");
+    let size = 96 << 20;
+    let path = format!("/huge?cc=max-age%3D60&size={size}");
+    let mut res = get(&edge, &path).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        !cache_status(&res).contains("stored"),
+        "{}",
+        cache_status(&res)
+    );
+    let mut got = 0usize;
+    let mut bad = 0usize;
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        bad += chunk
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| **b != body_byte(got + i))
+            .count();
+        got += chunk.len();
+        // A slow reader: the edge must wait for it, not buffer the object.
+        if got % (8 << 20) < chunk.len() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    assert_eq!((got, bad), (size, 0));
+    let grown_mb = proc_status_kb(edge.pid(), "VmHWM").saturating_sub(before_kb) / 1024;
+    assert!(
+        grown_mb < 32,
+        "the edge's peak memory grew by {grown_mb} MB for a 96 MB object"
+    );
+    assert_eq!(origin.hits(&path), 1);
+}
+
+#[tokio::test]
+async fn an_edge_fetches_through_its_shield() {
+    let origin = Origin::start().await;
+    let shield = Edge::start(&origin.url, &["--name", "shield"]);
+    let edge1 = Edge::start(&origin.url, &["--parent", &shield.url, "--name", "edge1"]);
+    let edge2 = Edge::start(&origin.url, &["--parent", &shield.url, "--name", "edge2"]);
+    let path = "/t?cc=max-age%3D60";
+    // Clients of every edge name the same site.
+    let get_site = |edge: &Edge| {
+        let url = format!("{}{path}", edge.url);
+        async move {
+            client()
+                .get(url)
+                .header("host", "site.test")
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let res = get_site(&edge1).await;
+    assert_eq!(
+        cache_status(&res),
+        "shield; fwd=uri-miss; fwd-status=200; stored, edge1; fwd=uri-miss; fwd-status=200; stored"
+    );
+    let via = res
+        .headers()
+        .get_all("via")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect::<Vec<_>>();
+    assert_eq!(via, ["1.1 shield", "1.1 edge1"]);
+    let status = cache_status(&get_site(&edge2).await);
+    assert!(
+        status.starts_with("shield; hit") && status.contains("edge2; fwd=uri-miss"),
+        "{status}"
+    );
+    let again = cache_status(&get_site(&edge1).await);
+    assert!(again.contains("edge1; hit; ttl="), "{again}");
+    assert_eq!(
+        origin.hits(path),
+        1,
+        "the origin sees one request for two edges"
+    );
+    let seen = origin.last_request(path);
+    let seen_via: Vec<_> = seen
+        .get_all("via")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert_eq!(seen_via, ["1.1 edge1", "1.1 shield"]);
+    assert_eq!(seen["host"], "site.test");
+}
+
+/// Sends raw bytes and returns the status line of the answer.
+async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
+        .await
+        .expect("an answer, not a hang")
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn bad_http_gets_4xx_and_the_edge_keeps_serving() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    let cases: [(&str, &[u8], &str); 7] = [
+        ("garbage request line", b"GARBAGE\r\n\r\n", "400"),
+        ("unknown version", b"GET / HTTP/9.9\r\n\r\n", "400"),
+        ("NUL in the target", b"GET /\0 HTTP/1.1\r\nHost: x\r\n\r\n", "400"),
+        ("space in a field name", b"GET / HTTP/1.1\r\nHo st: x\r\n\r\n", "400"),
+        ("non-numeric length", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: abc\r\n\r\n", "400"),
+        ("conflicting lengths", b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", "400"),
+        ("bad chunking", b"POST /doc HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nZZZ\r\nhello\r\n0\r\n\r\n", "400"),
+    ];
+    for (what, bytes, code) in cases {
+        let line = raw(addr, bytes).await;
+        assert!(
+            line.starts_with(&format!("HTTP/1.1 {code}")),
+            "{what}: {line}"
+        );
+    }
+    let huge = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(100_000)
+    );
+    let line = raw(addr, huge.as_bytes()).await;
+    assert!(line.starts_with("HTTP/1.1 431"), "{line}");
+    assert_eq!(
+        get(&edge, "/ok?cc=max-age%3D5").await.status(),
+        200,
+        "still serving"
+    );
+}
+
+fn raise_fd_limit() {
+    // SAFETY: getrlimit/setrlimit with a valid struct are plain system calls.
+    unsafe {
+        let mut lim = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
