@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 mod ids;
+pub mod purge;
 mod signal;
 
 pub use ids::{MeetingId, ParticipantId, Seq, TrackId};

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 
 use anyhow::Context;
 use clap::Args;
+use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::{self, Cdn, CdnConfig};
 
 #[derive(Args, Debug)]
@@ -18,6 +19,12 @@ pub struct EdgeArgs {
     /// A parent edge (shield) to fetch through instead of the origin directly.
     #[arg(long)]
     pub parent: Option<String>,
+    /// Admin port: `/metrics` (Prometheus) and `POST /purge`. Keep it private.
+    #[arg(long, default_value = "127.0.0.1:9480")]
+    pub admin: SocketAddr,
+    /// NATS server to carry purges to every edge (`nats://host:port`).
+    #[arg(long)]
+    pub nats: Option<String>,
     /// This edge's name in `Cache-Status` and `Via`.
     #[arg(long, default_value = "myriad")]
     pub name: String,
@@ -35,13 +42,31 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.memory_bytes = args.cache_mem_mb << 20;
     config.max_object_bytes = args.max_object_mb << 20;
     let cdn = Cdn::new(config).context("edge configuration")?;
+    let cdn_admin = cdn.clone();
     let listener = tokio::net::TcpListener::bind(args.http)
         .await
         .with_context(|| format!("bind {}", args.http))?;
     let local = listener.local_addr()?;
+    let bus = match &args.nats {
+        Some(url) => Some(
+            PurgeBus::connect(url, cdn.clone())
+                .await
+                .map_err(|e| anyhow::anyhow!("NATS at {url}: {e}"))?,
+        ),
+        None => None,
+    };
+    let admin = tokio::net::TcpListener::bind(args.admin)
+        .await
+        .with_context(|| format!("bind admin {}", args.admin))?;
+    let admin_local = admin.local_addr()?;
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(admin, admin::router(cdn_admin, bus)).await {
+            tracing::error!("admin server stopped: {e}");
+        }
+    });
     tracing::info!(origin = %args.origin, parent = ?args.parent, "caching proxy ready");
-    // Tests and scripts read this line for the address.
-    println!("myriad edge is running at http://{local}");
+    // Tests and scripts read this line for the addresses.
+    println!("myriad edge is running at http://{local} (admin http://{admin_local})");
     cdn::serve(listener, cdn).await?;
     Ok(())
 }

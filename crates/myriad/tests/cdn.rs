@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use common::{proc_status_kb, Edge};
+use common::{proc_status_kb, Edge, Nats};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An origin whose answers follow the query: `cc` (Cache-Control), `status`, `size` (bytes of
@@ -128,6 +128,9 @@ async fn respond(
             "expires",
             httpdate::fmt_http_date(now + Duration::from_secs(s)),
         );
+    }
+    if let Some(tags) = q.get("tags") {
+        res = res.header("surrogate-key", tags);
     }
     if q.contains_key("cookie") {
         res = res.header("set-cookie", "session=abc");
@@ -555,6 +558,140 @@ async fn an_edge_fetches_through_its_shield() {
         .collect();
     assert_eq!(seen_via, ["1.1 edge1", "1.1 shield"]);
     assert_eq!(seen["host"], "site.test");
+}
+
+async fn purge(edge: &Edge, body: serde_json::Value) -> reqwest::StatusCode {
+    client()
+        .post(format!("{}/purge", edge.admin))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn purge_by_url_and_prefix() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let host = edge.url.trim_start_matches("http://").to_owned();
+    let paths = [
+        "/p/a?cc=max-age%3D60",
+        "/p/b?cc=max-age%3D60",
+        "/q/c?cc=max-age%3D60",
+    ];
+    let hit = |path: &'static str| {
+        let edge = &edge;
+        async move { cache_status(&get(edge, path).await).contains("hit") }
+    };
+    let fill = || async {
+        for p in paths {
+            get(&edge, p).await.bytes().await.unwrap();
+        }
+    };
+    fill().await;
+    assert!(hit(paths[0]).await && hit(paths[1]).await && hit(paths[2]).await);
+
+    let url = format!("http://{host}{}", paths[0]);
+    assert_eq!(
+        purge(&edge, serde_json::json!({ "urls": [url] })).await,
+        200
+    );
+    assert!(!hit(paths[0]).await, "purged by URL");
+    assert!(hit(paths[1]).await, "others stay");
+
+    fill().await;
+    assert_eq!(
+        purge(
+            &edge,
+            serde_json::json!({ "prefixes": [format!("{host}/p/")] })
+        )
+        .await,
+        200
+    );
+    assert!(
+        !hit(paths[0]).await && !hit(paths[1]).await,
+        "purged by prefix"
+    );
+    assert!(hit(paths[2]).await);
+
+    assert_eq!(
+        purge(&edge, serde_json::json!({})).await,
+        400,
+        "empty purge refused"
+    );
+    assert_eq!(purge(&edge, serde_json::json!({ "bogus": 1 })).await, 422);
+}
+
+#[tokio::test]
+async fn purge_by_tag_reaches_every_edge_over_nats() {
+    let nats = Nats::start();
+    let origin = Origin::start().await;
+    let e1 = Edge::start(&origin.url, &["--nats", &nats.url, "--name", "e1"]);
+    let e2 = Edge::start(&origin.url, &["--nats", &nats.url, "--name", "e2"]);
+    let a = "/news?cc=max-age%3D600&tags=front%20sports";
+    let b = "/other?cc=max-age%3D600&tags=weather";
+    for edge in [&e1, &e2] {
+        for p in [a, b] {
+            get(edge, p).await.bytes().await.unwrap();
+            assert!(cache_status(&get(edge, p).await).contains("hit"));
+        }
+    }
+    assert_eq!(
+        purge(&e1, serde_json::json!({ "tags": ["sports"] })).await,
+        200
+    );
+    let started = std::time::Instant::now();
+    loop {
+        let gone = !cache_status(&get(&e2, a).await).contains("hit");
+        if gone {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "purge did not reach e2 within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    eprintln!("purge reached the other edge in {:?}", started.elapsed());
+    assert!(!cache_status(&get(&e1, a).await).contains("hit"));
+    assert!(
+        cache_status(&get(&e2, b).await).contains("hit"),
+        "untagged objects stay"
+    );
+}
+
+#[tokio::test]
+async fn metrics_count_outcomes_fetches_and_bytes() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let path = "/m?cc=max-age%3D60&size=1000";
+    for _ in 0..3 {
+        get(&edge, path).await.bytes().await.unwrap();
+    }
+    let text = client()
+        .get(format!("{}/metrics", edge.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |line_start: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(line_start))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line_start} missing in\n{text}"))
+    };
+    assert_eq!(value("myriad_edge_requests_total{outcome=\"Hit\"}"), 2.0);
+    assert_eq!(value("myriad_edge_requests_total{outcome=\"Miss\"}"), 1.0);
+    assert_eq!(value("myriad_edge_upstream_fetches_total"), 1.0);
+    assert_eq!(value("myriad_edge_response_body_bytes_total"), 3000.0);
+    assert_eq!(
+        value("myriad_edge_request_duration_seconds_count{outcome=\"Hit\"}"),
+        2.0
+    );
 }
 
 /// Sends raw bytes and returns the status line of the answer.

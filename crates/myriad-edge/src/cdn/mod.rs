@@ -1,7 +1,9 @@
 //! The edge as a caching reverse proxy (`myriad edge --origin …`): HTTP/1.1 and HTTP/2
 //! (cleartext, by prior knowledge) in front of one origin or a parent edge.
 
+pub mod admin;
 mod fill;
+mod metrics;
 mod proxy;
 mod store;
 mod upstream;
@@ -14,6 +16,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
+pub use metrics::{BlockReason, Metrics, Outcome};
 pub use proxy::{Cdn, CdnConfig};
 pub use upstream::UpstreamError;
 

@@ -6,7 +6,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -26,6 +26,9 @@ use myriad_cache::{
 };
 
 use super::fill::{FetchError, Fill, Head, Reader};
+use myriad_proto::purge::Purge;
+
+use super::metrics::{Metrics, Outcome};
 use super::store::{MemoryStore, Stored};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 
@@ -66,6 +69,7 @@ pub struct Cdn {
     /// Fetches in flight by variant key: concurrent misses share one.
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
     cache_status: HeaderName,
+    metrics: Arc<Metrics>,
 }
 
 /// A request as the cache sees it.
@@ -92,11 +96,33 @@ impl Cdn {
             upstream,
             inflight: Mutex::new(HashMap::new()),
             cache_status: HeaderName::from_static("cache-status"),
+            metrics: Arc::new(Metrics::new()),
             config,
         }))
     }
 
     pub async fn handle(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+        remote: SocketAddr,
+    ) -> Response<ProxyBody> {
+        let started = Instant::now();
+        let res = self.clone().answer(req, remote).await;
+        let outcome = res
+            .extensions()
+            .get::<Outcome>()
+            .copied()
+            .unwrap_or(Outcome::Error);
+        self.metrics
+            .answered(outcome, started.elapsed().as_secs_f64());
+        res
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    async fn answer(
         self: Arc<Self>,
         req: Request<Incoming>,
         remote: SocketAddr,
@@ -114,7 +140,7 @@ impl Cdn {
             .or(parts.uri.authority().map(|a| a.as_str()))
             .unwrap_or_default()
             .to_ascii_lowercase();
-        let primary = format!("{host}{path}");
+        let primary = myriad_cache::key::primary(&host, path.as_str());
         let names = self.store.vary_names(&primary);
         let key = MemoryStore::key(&primary, &policy::variant_key(&names, &parts.headers));
         let bypass = policy::request_bypass(&parts.method, &parts.headers);
@@ -265,6 +291,7 @@ impl Cdn {
         }
         let request_time = SystemTime::now();
         let timeout = self.config.upstream_timeout;
+        self.metrics.upstream_fetch();
         let sent = self.upstream.send(
             Method::GET,
             &job.path,
@@ -296,12 +323,8 @@ impl Cdn {
                     revalidated: true,
                     storing: true,
                 }));
-                let stored = Stored {
-                    meta,
-                    body: stale.body.clone(),
-                };
-                fill.push(stored.body.clone()).await;
-                self.store_variant(&job, stored);
+                self.store_variant(&job, meta, stale.body.clone());
+                fill.push(stale.body.clone()).await;
                 return Ok(());
             }
         }
@@ -363,7 +386,7 @@ impl Cdn {
                 request_time,
                 response_time,
             };
-            self.store_variant(&job, Stored { meta, body });
+            self.store_variant(&job, meta, body);
         }
         if let Some(last) = held {
             fill.push(last).await;
@@ -371,13 +394,33 @@ impl Cdn {
         Ok(())
     }
 
-    fn store_variant(&self, job: &FetchJob, stored: Stored) {
+    fn store_variant(&self, job: &FetchJob, meta: StoredMeta, body: Bytes) {
         // Checked before: a response that varies on everything is not stored.
-        let Some(names) = policy::vary_names(&stored.meta.headers) else {
+        let Some(names) = policy::vary_names(&meta.headers) else {
             return;
         };
         let key = MemoryStore::key(&job.primary, &policy::variant_key(&names, &job.headers));
+        let tags = myriad_cache::key::tags(&meta.headers);
+        let stored = Stored { meta, body, tags };
         self.store.insert(&job.primary, names, key, stored);
+    }
+
+    /// Applies a purge to this edge's cache.
+    pub fn purge(&self, purge: &Purge) {
+        for url in &purge.urls {
+            if let Some(primary) = myriad_cache::key::purge_target(url) {
+                self.store.invalidate(&primary);
+            }
+        }
+        for prefix in &purge.prefixes {
+            if let Some(prefix) = myriad_cache::key::purge_target(prefix) {
+                self.store.invalidate_prefix(&prefix);
+            }
+        }
+        for tag in &purge.tags {
+            self.store.invalidate_tag(tag);
+        }
+        tracing::info!(items = purge.len(), "purged");
     }
 
     /// Answers from the shared fetch (a miss or a revalidation).
@@ -494,7 +537,10 @@ impl Cdn {
         let cacheable_status = meta.status == StatusCode::OK;
         if cacheable_status && policy::not_modified(&parts.headers, &headers) {
             headers.remove(CONTENT_LENGTH);
-            return build(StatusCode::NOT_MODIFIED, headers, empty_body());
+            return self.finish(
+                build(StatusCode::NOT_MODIFIED, headers, empty_body()),
+                &status,
+            );
         }
         let len = match &body {
             Source::Whole(b) => Some(b.len() as u64),
@@ -525,7 +571,7 @@ impl Cdn {
         } else {
             body
         };
-        build(code, headers, body)
+        self.finish(build(code, headers, body), &status)
     }
 
     /// Forwards a request the cache does not handle, streaming both ways; a successful unsafe
@@ -554,6 +600,7 @@ impl Cdn {
                 e
             })
             .boxed_unsync();
+        self.metrics.upstream_fetch();
         let sent = self
             .upstream
             .send(parts.method.clone(), &path, headers, Some(remote), body);
@@ -579,11 +626,12 @@ impl Cdn {
         let mut status = CacheStatus::bypass(reason);
         status.fwd_status = Some(res_parts.status.as_u16());
         self.append_status(&mut headers, &status);
-        build(
+        let res = build(
             res_parts.status,
             headers,
             body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
-        )
+        );
+        self.finish(res, &status)
     }
 
     /// `Via` and `Cache-Status` of this hop on a response.
@@ -606,7 +654,44 @@ impl Cdn {
         self.append_status(&mut headers, &status);
         headers.insert(DATE, http_date(SystemTime::now()));
         headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
-        build(code, headers, empty_body())
+        let mut res = self.finish(build(code, headers, empty_body()), &status);
+        if code.is_server_error() {
+            res.extensions_mut().insert(Outcome::Error);
+        }
+        res
+    }
+
+    /// Tags the response with its outcome for the metrics and counts its body bytes.
+    fn finish(&self, res: Response<ProxyBody>, status: &CacheStatus) -> Response<ProxyBody> {
+        let outcome = if status.hit {
+            if status.ttl_s.is_some_and(|t| t < 0) {
+                Outcome::Stale
+            } else {
+                Outcome::Hit
+            }
+        } else {
+            match status.fwd {
+                Some(Forward::Bypass) => Outcome::Bypass,
+                Some(Forward::Stale) => Outcome::Revalidated,
+                Some(_) => Outcome::Miss,
+                None => Outcome::Error,
+            }
+        };
+        if status.collapsed {
+            self.metrics.coalesced();
+        }
+        let metrics = self.metrics.clone();
+        let (mut parts, body) = res.into_parts();
+        parts.extensions.insert(outcome);
+        let body = body
+            .map_frame(move |f| {
+                if let Some(d) = f.data_ref() {
+                    metrics.served_bytes(d.len() as u64);
+                }
+                f
+            })
+            .boxed_unsync();
+        Response::from_parts(parts, body)
     }
 }
 

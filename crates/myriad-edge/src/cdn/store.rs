@@ -14,6 +14,8 @@ use myriad_cache::StoredMeta;
 pub struct Stored {
     pub meta: StoredMeta,
     pub body: Bytes,
+    /// Purge tags (`Surrogate-Key`, `Cache-Tag`).
+    pub tags: Vec<String>,
 }
 
 pub struct MemoryStore {
@@ -64,10 +66,26 @@ impl MemoryStore {
     pub fn invalidate(&self, primary: &str) {
         self.vary.invalidate(primary);
         let prefix = format!("{primary}\n");
+        self.invalidate_if(move |k, _| k.starts_with(&prefix));
+    }
+
+    /// Drops every object whose primary key starts with `prefix`.
+    pub fn invalidate_prefix(&self, prefix: &str) {
+        let prefix = prefix.to_owned();
+        self.invalidate_if(move |k, _| k.starts_with(&prefix));
+    }
+
+    pub fn invalidate_tag(&self, tag: &str) {
+        let tag = tag.to_owned();
+        self.invalidate_if(move |_, s| s.tags.contains(&tag));
+    }
+
+    /// Matching objects are gone for lookups once this returns (moka removes them lazily).
+    fn invalidate_if(&self, f: impl Fn(&String, &Arc<Stored>) -> bool + Send + Sync + 'static) {
         // Only fails when invalidation closures are not enabled, which `new` does.
-        let _ = self
-            .objects
-            .invalidate_entries_if(move |k, _| k.starts_with(&prefix));
+        if let Err(e) = self.objects.invalidate_entries_if(f) {
+            tracing::error!("cache invalidation failed: {e}");
+        }
     }
 }
 
@@ -88,6 +106,7 @@ mod tests {
                 response_time: SystemTime::UNIX_EPOCH,
             },
             body: Bytes::from(vec![0; len]),
+            tags: vec!["t".into()],
         }
     }
 
@@ -107,5 +126,11 @@ mod tests {
         store.invalidate("host/7");
         assert!(store.get(&MemoryStore::key("host/7", "")).is_none());
         assert!(store.get(&MemoryStore::key("host/8", "")).is_some());
+        store.invalidate_prefix("host/1");
+        assert!(store.get(&MemoryStore::key("host/1", "")).is_none());
+        assert!(store.get(&MemoryStore::key("host/10", "")).is_none());
+        assert!(store.get(&MemoryStore::key("host/20", "")).is_some());
+        store.invalidate_tag("t");
+        assert!(store.get(&MemoryStore::key("host/20", "")).is_none());
     }
 }

@@ -140,17 +140,36 @@ pub struct Edge {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// The admin port (`/metrics`, `/purge`).
+    pub admin: String,
     dir: tempfile::TempDir,
 }
 
 impl Edge {
-    /// `myriad edge --http 127.0.0.1:0 --origin ORIGIN` plus `extra` arguments.
+    /// `myriad edge --http 127.0.0.1:0 --admin 127.0.0.1:0 --origin ORIGIN` plus `extra`.
     pub fn start(origin: &str, extra: &[&str]) -> Edge {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut args = vec!["edge", "--http", "127.0.0.1:0", "--origin", origin];
+        let mut args = vec![
+            "edge",
+            "--http",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--origin",
+            origin,
+        ];
         args.extend_from_slice(extra);
-        let (child, url) = spawn(&args, "myriad edge is running at ", dir.path());
-        Edge { child, url, dir }
+        let (child, line) = spawn(&args, "myriad edge is running at ", dir.path());
+        let (url, admin) = line
+            .trim_end_matches(')')
+            .split_once(" (admin ")
+            .expect("URL (admin URL)");
+        Edge {
+            child,
+            url: url.to_owned(),
+            admin: admin.to_owned(),
+            dir,
+        }
     }
 
     pub fn log(&self) -> String {
@@ -159,6 +178,47 @@ impl Edge {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+}
+
+/// A real `nats-server` on a free loopback port (`scripts/setup --test` installs it).
+pub struct Nats {
+    child: Child,
+    pub url: String,
+}
+
+impl Nats {
+    pub fn start() -> Nats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let child = Command::new("nats-server")
+            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("nats-server runs (scripts/setup --test installs it)");
+        // Up to 10 s for it to listen.
+        let listening = (0..500).any(|_| {
+            let up = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+            if !up {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            up
+        });
+        assert!(listening, "nats-server did not listen");
+        Nats {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+        }
+    }
+}
+
+impl Drop for Nats {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 

@@ -1,0 +1,93 @@
+//! The edge's admin port: Prometheus metrics and purges. Bind it to a private address.
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::StreamExt;
+use myriad_proto::purge::{Purge, MAX_PURGE_ITEMS, PURGE_SUBJECT};
+
+use super::Cdn;
+
+/// Carries purges to every edge: each edge applies what arrives on the subject, its own
+/// purges included.
+#[derive(Clone)]
+pub struct PurgeBus {
+    client: async_nats::Client,
+}
+
+impl PurgeBus {
+    pub async fn connect(url: &str, cdn: Arc<Cdn>) -> Result<Self, async_nats::Error> {
+        let client = async_nats::connect(url).await?;
+        let mut sub = client.subscribe(PURGE_SUBJECT).await?;
+        tokio::spawn(async move {
+            while let Some(msg) = sub.next().await {
+                match serde_json::from_slice::<Purge>(&msg.payload) {
+                    Ok(p) if p.len() <= MAX_PURGE_ITEMS => cdn.purge(&p),
+                    Ok(p) => tracing::warn!(items = p.len(), "oversized purge ignored"),
+                    Err(e) => tracing::warn!("malformed purge ignored: {e}"),
+                }
+            }
+            tracing::warn!("purge subscription ended");
+        });
+        Ok(Self { client })
+    }
+
+    async fn publish(&self, purge: &Purge) -> Result<(), async_nats::Error> {
+        let payload = serde_json::to_vec(purge)?;
+        self.client.publish(PURGE_SUBJECT, payload.into()).await?;
+        self.client.flush().await?;
+        Ok(())
+    }
+}
+
+#[derive(Clone)]
+struct Admin {
+    cdn: Arc<Cdn>,
+    bus: Option<PurgeBus>,
+}
+
+pub fn router(cdn: Arc<Cdn>, bus: Option<PurgeBus>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/purge", post(purge))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(Admin { cdn, bus })
+}
+
+async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        admin.cdn.metrics().encode(),
+    )
+}
+
+async fn purge(State(admin): State<Admin>, Json(purge): Json<Purge>) -> impl IntoResponse {
+    if purge.is_empty() || purge.len() > MAX_PURGE_ITEMS {
+        let message = format!("a purge names 1 to {MAX_PURGE_ITEMS} urls, prefixes and tags");
+        return (StatusCode::BAD_REQUEST, message);
+    }
+    admin.cdn.purge(&purge);
+    match &admin.bus {
+        None => (StatusCode::OK, "purged on this edge\n".to_owned()),
+        Some(bus) => match bus.publish(&purge).await {
+            Ok(()) => (
+                StatusCode::OK,
+                "purged here and sent to every edge\n".to_owned(),
+            ),
+            Err(e) => {
+                tracing::error!("purge not broadcast: {e}");
+                (
+                    StatusCode::BAD_GATEWAY,
+                    format!("purged on this edge only; the bus failed: {e}\n"),
+                )
+            }
+        },
+    }
+}

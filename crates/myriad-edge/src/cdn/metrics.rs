@@ -1,0 +1,139 @@
+//! Prometheus metrics of the caching proxy, served on the admin port at `/metrics`.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+/// How a request was answered.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Outcome {
+    Hit,
+    /// Served stale (while revalidating, on error, or accepted by the client).
+    Stale,
+    Miss,
+    /// Validated with the next hop (304 or a new copy).
+    Revalidated,
+    Bypass,
+    /// Refused by a limit.
+    Blocked,
+    /// The next hop failed and nothing could stand in.
+    Error,
+}
+
+/// Why a request was refused.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum BlockReason {
+    RateLimit,
+    Connections,
+    BodyTooLarge,
+    SlowBody,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct OutcomeLabel {
+    outcome: Outcome,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabel {
+    reason: BlockReason,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    requests: Family<OutcomeLabel, Counter>,
+    duration: Family<OutcomeLabel, Histogram>,
+    response_bytes: Counter,
+    upstream_fetches: Counter,
+    coalesced: Counter,
+    blocked: Family<ReasonLabel, Counter>,
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("myriad_edge");
+        let requests = Family::<OutcomeLabel, Counter>::default();
+        registry.register(
+            "requests",
+            "Requests by how they were answered",
+            requests.clone(),
+        );
+        let duration = Family::<OutcomeLabel, Histogram>::new_with_constructor(|| {
+            // 0.1 ms … ~6.5 s
+            Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+        });
+        registry.register(
+            "request_duration_seconds",
+            "Time to the response head, by outcome",
+            duration.clone(),
+        );
+        let response_bytes = Counter::default();
+        registry.register(
+            "response_body_bytes",
+            "Body bytes served from the cache",
+            response_bytes.clone(),
+        );
+        let upstream_fetches = Counter::default();
+        registry.register(
+            "upstream_fetches",
+            "Requests sent to the next hop (origin or parent)",
+            upstream_fetches.clone(),
+        );
+        let coalesced = Counter::default();
+        registry.register(
+            "coalesced_waits",
+            "Requests that waited for another request's fetch",
+            coalesced.clone(),
+        );
+        let blocked = Family::<ReasonLabel, Counter>::default();
+        registry.register("blocked", "Requests refused by a limit", blocked.clone());
+        Self {
+            registry,
+            requests,
+            duration,
+            response_bytes,
+            upstream_fetches,
+            coalesced,
+            blocked,
+        }
+    }
+
+    pub fn answered(&self, outcome: Outcome, seconds: f64) {
+        let label = OutcomeLabel { outcome };
+        self.requests.get_or_create(&label).inc();
+        self.duration.get_or_create(&label).observe(seconds);
+    }
+
+    pub fn served_bytes(&self, n: u64) {
+        self.response_bytes.inc_by(n);
+    }
+
+    pub fn upstream_fetch(&self) {
+        self.upstream_fetches.inc();
+    }
+
+    pub fn coalesced(&self) {
+        self.coalesced.inc();
+    }
+
+    pub fn blocked(&self, reason: BlockReason) {
+        self.blocked.get_or_create(&ReasonLabel { reason }).inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
