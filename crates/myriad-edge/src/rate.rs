@@ -20,6 +20,12 @@ impl TokenBucket {
         }
     }
 
+    /// Whether the bucket has refilled completely by `now`: it then behaves like a new one.
+    pub fn is_full_at(&self, now: Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.tokens + elapsed * self.rate_per_s >= self.burst
+    }
+
     /// Takes one token if there is one.
     pub fn try_take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();

@@ -2,10 +2,12 @@
 //! through a parent edge (the shield).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use myriad_edge::cdn::admin::{self, PurgeBus};
+use myriad_edge::cdn::limits::LimitsConfig;
 use myriad_edge::cdn::{self, Cdn, CdnConfig};
 
 #[derive(Args, Debug)]
@@ -34,6 +36,22 @@ pub struct EdgeArgs {
     /// Objects larger than this pass through without being stored.
     #[arg(long, default_value_t = 16)]
     pub max_object_mb: u64,
+    /// Requests per second per client address (429 above it), and the burst.
+    #[arg(long, default_value_t = 1000.0)]
+    pub rate_per_s: f64,
+    #[arg(long, default_value_t = 2000.0)]
+    pub burst: f64,
+    /// Open connections per client address (429 above it).
+    #[arg(long, default_value_t = 512)]
+    pub max_conns_per_ip: usize,
+    /// Largest request body (413 above it).
+    #[arg(long, default_value_t = 64)]
+    pub max_body_mb: u64,
+    /// A request head must arrive within this many seconds; a body may stall this long (408).
+    #[arg(long, default_value_t = 10)]
+    pub header_timeout_s: u64,
+    #[arg(long, default_value_t = 30)]
+    pub body_timeout_s: u64,
 }
 
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
@@ -41,6 +59,15 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.name = args.name;
     config.memory_bytes = args.cache_mem_mb << 20;
     config.max_object_bytes = args.max_object_mb << 20;
+    config.limits = LimitsConfig {
+        rate_per_s: args.rate_per_s,
+        burst: args.burst,
+        max_connections_per_ip: args.max_conns_per_ip,
+        max_body_bytes: args.max_body_mb << 20,
+        header_timeout: Duration::from_secs(args.header_timeout_s),
+        body_timeout: Duration::from_secs(args.body_timeout_s),
+        ..LimitsConfig::default()
+    };
     let cdn = Cdn::new(config).context("edge configuration")?;
     let cdn_admin = cdn.clone();
     let listener = tokio::net::TcpListener::bind(args.http)

@@ -84,8 +84,10 @@ async fn respond(
     State(state): State<Arc<OriginState>>,
     uri: Uri,
     Query(q): Query<HashMap<String, String>>,
-    headers: HeaderMap,
     method: axum::http::Method,
+    headers: HeaderMap,
+    // Read whole, as most origins do (uploads are limited at the edge).
+    _body: axum::body::Bytes,
 ) -> Response {
     let key = uri
         .path_and_query()
@@ -383,7 +385,11 @@ async fn stale_if_error_covers_origin_errors_and_outages() {
 async fn concurrent_cold_misses_make_exactly_one_origin_fetch() {
     raise_fd_limit();
     let origin = Origin::start().await;
-    let edge = Edge::start(&origin.url, &[]);
+    // One test client makes all 2,000 connections: lift the per-address limits.
+    let edge = Edge::start(
+        &origin.url,
+        &["--max-conns-per-ip", "4000", "--burst", "5000"],
+    );
     let path = "/hot?cc=max-age%3D60&size=1024&delay_ms=500";
     let client = client();
     let requests = (0..2000).map(|_| {
@@ -742,6 +748,129 @@ async fn bad_http_gets_4xx_and_the_edge_keeps_serving() {
         200,
         "still serving"
     );
+}
+
+#[tokio::test]
+async fn limits_answer_429_413_408_and_count_blocks() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(
+        &origin.url,
+        &[
+            "--rate-per-s",
+            "2",
+            "--burst",
+            "5",
+            "--max-conns-per-ip",
+            "8",
+            "--max-body-mb",
+            "1",
+            "--body-timeout-s",
+            "1",
+            "--header-timeout-s",
+            "1",
+        ],
+    );
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+
+    // Request rate per address.
+    let mut codes = Vec::new();
+    for _ in 0..10 {
+        let res = get(&edge, "/r?cc=max-age%3D60").await;
+        if res.status() == 429 {
+            assert_eq!(res.headers()["retry-after"], "1");
+        }
+        codes.push(res.status().as_u16());
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 200).count(), 5, "{codes:?}");
+    assert_eq!(codes.iter().filter(|c| **c == 429).count(), 5, "{codes:?}");
+    tokio::time::sleep(Duration::from_millis(2600)).await; // the bucket refills
+
+    // Bodies: too large by Content-Length, too large while chunked, too slow.
+    let big = vec![b'x'; 2 << 20];
+    let res = client()
+        .post(format!("{}/up", edge.url))
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 413);
+    let mut chunked =
+        b"POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    for c in big.chunks(64 << 10) {
+        chunked.extend_from_slice(format!("{:x}\r\n", c.len()).as_bytes());
+        chunked.extend_from_slice(c);
+        chunked.extend_from_slice(b"\r\n");
+    }
+    chunked.extend_from_slice(b"0\r\n\r\n");
+    let (mut rd, mut wr) = tokio::net::TcpStream::connect(addr)
+        .await
+        .unwrap()
+        .into_split();
+    // The edge may answer and close before the upload is over: write on the side.
+    let writer = tokio::spawn(async move { wr.write_all(&chunked).await });
+    let mut answer = vec![0u8; 256];
+    let n = tokio::time::timeout(Duration::from_secs(10), rd.read(&mut answer))
+        .await
+        .expect("an answer")
+        .unwrap();
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 413"),
+        "{}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    writer.abort();
+    let slow = raw(
+        addr,
+        b"POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n0123456789",
+    )
+    .await;
+    assert!(slow.starts_with("HTTP/1.1 408"), "{slow}");
+
+    // A head that never completes (slowloris) is cut off after the header timeout.
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 1024];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("the edge gives up on a slow head")
+        .unwrap_or(0);
+    let answer = String::from_utf8_lossy(&buf[..n]).to_string();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+
+    // Connections per address: idle ones count.
+    let mut idle = Vec::new();
+    for _ in 0..8 {
+        idle.push(tokio::net::TcpStream::connect(addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let over = raw(addr, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(over.starts_with("HTTP/1.1 429"), "{over}");
+    drop(idle);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(get(&edge, "/r?cc=max-age%3D60").await.status(), 200);
+
+    let metrics = client()
+        .get(format!("{}/metrics", edge.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for reason in [
+        "RateLimit",
+        "BodyTooLarge",
+        "SlowBody",
+        "SlowHead",
+        "Connections",
+    ] {
+        assert!(
+            metrics.contains(&format!("myriad_edge_blocked_total{{reason=\"{reason}\"}}")),
+            "{reason} counted:\n{metrics}"
+        );
+    }
 }
 
 fn raise_fd_limit() {

@@ -29,6 +29,7 @@ pub enum BlockReason {
     Connections,
     BodyTooLarge,
     SlowBody,
+    SlowHead,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

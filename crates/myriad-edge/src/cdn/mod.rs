@@ -3,6 +3,8 @@
 
 pub mod admin;
 mod fill;
+mod guard;
+pub mod limits;
 mod metrics;
 mod proxy;
 mod store;
@@ -14,16 +16,18 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
-use tokio::net::TcpListener;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpStream};
 
 pub use metrics::{BlockReason, Metrics, Outcome};
 pub use proxy::{Cdn, CdnConfig};
 pub use upstream::UpstreamError;
 
-/// Request heads must arrive within this (slow-header clients are cut off).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
-/// Largest request head accepted (HTTP/1.1 read buffer).
+/// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
+const H2_MAX_STREAMS: u32 = 256;
+const H2_MAX_PENDING_RESETS: usize = 20;
+const H2_MAX_ERROR_RESETS: Option<usize> = Some(1024);
 
 /// Accepts connections until the listener fails.
 pub async fn serve(listener: TcpListener, cdn: Arc<Cdn>) -> std::io::Result<()> {
@@ -37,8 +41,23 @@ pub async fn serve(listener: TcpListener, cdn: Arc<Cdn>) -> std::io::Result<()> 
                 continue;
             }
         };
+        let Some(slot) = cdn.open_connection(remote.ip()) else {
+            tokio::spawn(answer_and_close(stream, TOO_MANY_CONNECTIONS));
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        // hyper closes a connection whose head is too slow without a word; a second handle
+        // on the socket lets the edge say 408 first.
+        let (stream, spare) = match with_spare(stream) {
+            Ok(pair) => pair,
+            Err(e) => {
+                tracing::debug!(%remote, "connection lost at accept: {e}");
+                continue;
+            }
+        };
         let cdn = cdn.clone();
+        let cdn_for_errors = cdn.clone();
+        let header_timeout = cdn.limits().header_timeout;
         tokio::spawn(async move {
             let service = service_fn(move |req| {
                 let cdn = cdn.clone();
@@ -48,15 +67,47 @@ pub async fn serve(listener: TcpListener, cdn: Arc<Cdn>) -> std::io::Result<()> 
             builder
                 .http1()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_READ_TIMEOUT)
+                .header_read_timeout(header_timeout)
                 .max_buf_size(MAX_HEAD_BYTES);
-            builder.http2().timer(TokioTimer::new());
+            // HTTP/2 abuse: bounded streams, and rapid-reset floods end the connection.
+            builder
+                .http2()
+                .timer(TokioTimer::new())
+                .max_concurrent_streams(H2_MAX_STREAMS)
+                .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+                .max_local_error_reset_streams(H2_MAX_ERROR_RESETS)
+                .max_header_list_size(MAX_HEAD_BYTES as u32);
             if let Err(e) = builder
                 .serve_connection_with_upgrades(TokioIo::new(stream), service)
                 .await
             {
+                let head_timeout = e
+                    .downcast_ref::<hyper::Error>()
+                    .is_some_and(|e| e.is_timeout());
+                if head_timeout {
+                    cdn_for_errors.metrics().blocked(BlockReason::SlowHead);
+                    answer_and_close(spare, REQUEST_TIMEOUT).await;
+                }
                 tracing::debug!(%remote, "connection ended: {e}");
             }
+            drop(slot);
         });
     }
+}
+
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\ncontent-length: 0\r\nretry-after: 1\r\n\r\n";
+const REQUEST_TIMEOUT: &[u8] =
+    b"HTTP/1.1 408 Request Timeout\r\nconnection: close\r\ncontent-length: 0\r\n\r\n";
+
+/// Writes a canned answer and closes the connection.
+async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
+    let _ = tokio::time::timeout(Duration::from_secs(1), stream.write_all(answer)).await;
+    let _ = stream.shutdown().await;
+}
+
+/// The stream and a second handle on the same socket.
+fn with_spare(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
+    let std = stream.into_std()?;
+    let spare = std.try_clone()?;
+    Ok((TcpStream::from_std(std)?, TcpStream::from_std(spare)?))
 }

@@ -3,8 +3,7 @@
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -28,7 +27,9 @@ use myriad_cache::{
 use super::fill::{FetchError, Fill, Head, Reader};
 use myriad_proto::purge::Purge;
 
-use super::metrics::{Metrics, Outcome};
+use super::guard::{BodyFault, FaultCell, GuardedBody};
+use super::limits::{ConnectionCounter, ConnectionSlot, KeyedLimiter, LimitsConfig};
+use super::metrics::{BlockReason, Metrics, Outcome};
 use super::store::{MemoryStore, Stored};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 
@@ -47,6 +48,7 @@ pub struct CdnConfig {
     /// For the response head, and between body chunks.
     pub upstream_timeout: Duration,
     pub policy: Policy,
+    pub limits: LimitsConfig,
 }
 
 impl CdnConfig {
@@ -58,6 +60,7 @@ impl CdnConfig {
             max_object_bytes: 16 << 20,
             upstream_timeout: Duration::from_secs(30),
             policy: Policy::default(),
+            limits: LimitsConfig::default(),
         }
     }
 }
@@ -70,6 +73,8 @@ pub struct Cdn {
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
     cache_status: HeaderName,
     metrics: Arc<Metrics>,
+    limiter: Mutex<KeyedLimiter<IpAddr>>,
+    connections: ConnectionCounter,
 }
 
 /// A request as the cache sees it.
@@ -97,6 +102,13 @@ impl Cdn {
             inflight: Mutex::new(HashMap::new()),
             cache_status: HeaderName::from_static("cache-status"),
             metrics: Arc::new(Metrics::new()),
+            limiter: Mutex::new(KeyedLimiter::new(
+                config.limits.rate_per_s,
+                config.limits.burst,
+                config.limits.max_keys,
+                Instant::now(),
+            )),
+            connections: ConnectionCounter::default(),
             config,
         }))
     }
@@ -122,11 +134,34 @@ impl Cdn {
         &self.metrics
     }
 
+    pub fn limits(&self) -> &LimitsConfig {
+        &self.config.limits
+    }
+
+    /// A connection slot for this address, if it has not reached its limit.
+    pub fn open_connection(&self, ip: IpAddr) -> Option<ConnectionSlot> {
+        let slot = self
+            .connections
+            .try_open(ip, self.config.limits.max_connections_per_ip);
+        if slot.is_none() {
+            self.metrics.blocked(BlockReason::Connections);
+        }
+        slot
+    }
+
     async fn answer(
         self: Arc<Self>,
         req: Request<Incoming>,
         remote: SocketAddr,
     ) -> Response<ProxyBody> {
+        let allowed = self
+            .limiter
+            .lock()
+            .map(|mut l| l.check(&remote.ip(), Instant::now()))
+            .unwrap_or(true);
+        if !allowed {
+            return self.blocked(StatusCode::TOO_MANY_REQUESTS, BlockReason::RateLimit);
+        }
         let (parts, body) = req.into_parts();
         let path = parts
             .uri
@@ -152,7 +187,7 @@ impl Cdn {
             remote,
         };
         if let Some(reason) = bypass {
-            return self.pass(lookup, body.boxed_unsync(), reason).await;
+            return self.pass(lookup, Some(body), reason).await;
         }
         let now = SystemTime::now();
         let stored = self.store.get(&lookup.key);
@@ -164,9 +199,7 @@ impl Cdn {
                 );
             }
             if lookup.parts.method == Method::HEAD {
-                return self
-                    .pass(lookup, empty_upstream(), NoCacheReason::Method)
-                    .await;
+                return self.pass(lookup, None, NoCacheReason::Method).await;
             }
             let fwd = if names.is_empty() {
                 Forward::UriMiss
@@ -461,9 +494,7 @@ impl Cdn {
         // variant. Otherwise this request fetches for itself.
         if collapsed && !self.shareable(&head, &lookup) {
             drop(reader);
-            return self
-                .pass(lookup, empty_upstream(), NoCacheReason::Private)
-                .await;
+            return self.pass(lookup, None, NoCacheReason::Private).await;
         }
         let mut status = CacheStatus::forward(fwd);
         status.fwd_status = Some(if head.revalidated {
@@ -579,7 +610,7 @@ impl Cdn {
     async fn pass(
         &self,
         lookup: Lookup,
-        body: UpstreamBody,
+        body: Option<Incoming>,
         reason: NoCacheReason,
     ) -> Response<ProxyBody> {
         let Lookup {
@@ -589,17 +620,21 @@ impl Cdn {
             remote,
             ..
         } = lookup;
+        let limits = &self.config.limits;
+        if content_length(&parts.headers).is_some_and(|l| l > limits.max_body_bytes) {
+            return self.blocked(StatusCode::PAYLOAD_TOO_LARGE, BlockReason::BodyTooLarge);
+        }
         let headers = forwardable(&parts.headers);
-        // A broken request body (bad chunking, cut short) is the client's fault, not the
-        // upstream's: it gets a 400.
-        let body_failed = Arc::new(AtomicBool::new(false));
-        let flag = body_failed.clone();
-        let body = body
-            .map_err(move |e| {
-                flag.store(true, Ordering::Relaxed);
-                e
-            })
-            .boxed_unsync();
+        // A request body that is too large, stalls or is malformed is the client's fault,
+        // not the upstream's.
+        let (body, fault): (UpstreamBody, FaultCell) = match body {
+            Some(b) => {
+                let (guarded, fault) =
+                    GuardedBody::new(b, limits.max_body_bytes, limits.body_timeout);
+                (guarded.boxed_unsync(), fault)
+            }
+            None => (empty_upstream(), FaultCell::default()),
+        };
         self.metrics.upstream_fetch();
         let sent = self
             .upstream
@@ -607,9 +642,21 @@ impl Cdn {
         let response = match tokio::time::timeout(self.config.upstream_timeout, sent).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
-                if body_failed.load(Ordering::Relaxed) {
-                    tracing::info!(%remote, "bad request body: {e}");
-                    return self.status_only(StatusCode::BAD_REQUEST, CacheStatus::bypass(reason));
+                let fault = fault.lock().ok().and_then(|f| *f);
+                match fault {
+                    Some(BodyFault::TooLarge) => {
+                        return self
+                            .blocked(StatusCode::PAYLOAD_TOO_LARGE, BlockReason::BodyTooLarge)
+                    }
+                    Some(BodyFault::Slow) => {
+                        return self.blocked(StatusCode::REQUEST_TIMEOUT, BlockReason::SlowBody)
+                    }
+                    Some(BodyFault::Broken) => {
+                        tracing::info!(%remote, "bad request body: {e}");
+                        return self
+                            .status_only(StatusCode::BAD_REQUEST, CacheStatus::bypass(reason));
+                    }
+                    None => {}
                 }
                 tracing::info!(key = %primary, "upstream failed: {e}");
                 return self.status_only(StatusCode::BAD_GATEWAY, CacheStatus::bypass(reason));
@@ -632,6 +679,25 @@ impl Cdn {
             body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
         );
         self.finish(res, &status)
+    }
+
+    /// A request refused by a limit.
+    fn blocked(&self, code: StatusCode, reason: BlockReason) -> Response<ProxyBody> {
+        self.metrics.blocked(reason);
+        tracing::info!(?reason, %code, "request refused");
+        let mut headers = HeaderMap::new();
+        headers.insert(DATE, http_date(SystemTime::now()));
+        headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
+        if code == StatusCode::TOO_MANY_REQUESTS {
+            headers.insert(http::header::RETRY_AFTER, HeaderValue::from(1));
+        }
+        if code == StatusCode::REQUEST_TIMEOUT || code == StatusCode::PAYLOAD_TOO_LARGE {
+            // The rest of the body is not read: the connection cannot be reused.
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        }
+        let mut res = build(code, headers, empty_body());
+        res.extensions_mut().insert(Outcome::Blocked);
+        res
     }
 
     /// `Via` and `Cache-Status` of this hop on a response.
