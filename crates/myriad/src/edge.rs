@@ -2,12 +2,14 @@
 //! through a parent edge (the shield).
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
 use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::limits::LimitsConfig;
+use myriad_edge::cdn::tls::{self, TlsSource};
 use myriad_edge::cdn::{self, Cdn, CdnConfig};
 
 #[derive(Args, Debug)]
@@ -21,6 +23,15 @@ pub struct EdgeArgs {
     /// A parent edge (shield) to fetch through instead of the origin directly.
     #[arg(long)]
     pub parent: Option<String>,
+    /// Address for HTTPS (HTTP/2 or HTTP/1.1 by ALPN).
+    #[arg(long)]
+    pub https: Option<SocketAddr>,
+    /// Certificate chain and private key (PEM) for HTTPS; without them a self-signed
+    /// development certificate for localhost is made at start.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
     /// Admin port: `/metrics` (Prometheus) and `POST /purge`. Keep it private.
     #[arg(long, default_value = "127.0.0.1:9480")]
     pub admin: SocketAddr,
@@ -91,9 +102,32 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             tracing::error!("admin server stopped: {e}");
         }
     });
+    let mut https_line = String::new();
+    if let Some(addr) = args.https {
+        let source = match (&args.tls_cert, &args.tls_key) {
+            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
+            _ => {
+                tracing::warn!("no --tls-cert/--tls-key: serving a self-signed certificate");
+                TlsSource::SelfSigned {
+                    names: vec!["localhost".into(), addr.ip().to_string()],
+                }
+            }
+        };
+        let acceptor = tls::acceptor(source)?;
+        let tls_listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("bind {addr}"))?;
+        https_line = format!(", https://{}", tls_listener.local_addr()?);
+        let cdn = cdn.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cdn::serve(tls_listener, cdn, Some(acceptor)).await {
+                tracing::error!("HTTPS listener stopped: {e}");
+            }
+        });
+    }
     tracing::info!(origin = %args.origin, parent = ?args.parent, "caching proxy ready");
     // Tests and scripts read this line for the addresses.
-    println!("myriad edge is running at http://{local} (admin http://{admin_local})");
-    cdn::serve(listener, cdn).await?;
+    println!("myriad edge is running at http://{local} (admin http://{admin_local}{https_line})");
+    cdn::serve(listener, cdn, None).await?;
     Ok(())
 }

@@ -873,6 +873,97 @@ async fn limits_answer_429_413_408_and_count_blocks() {
     }
 }
 
+#[tokio::test]
+async fn https_with_a_development_certificate_speaks_http2() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--https", "127.0.0.1:0"]);
+    let https = edge.https.clone().expect("an HTTPS address");
+    let client = reqwest::Client::builder()
+        .danger_accept_invalid_certs(true)
+        .build()
+        .unwrap();
+    let path = "/tls?cc=max-age%3D60";
+    for expect in ["uri-miss", "hit"] {
+        let res = client.get(format!("{https}{path}")).send().await.unwrap();
+        assert_eq!(res.version(), reqwest::Version::HTTP_2, "ALPN chose h2");
+        assert!(
+            cache_status(&res).contains(expect),
+            "{}",
+            cache_status(&res)
+        );
+    }
+    assert_eq!(origin.hits(path), 1);
+    // Without trusting it, the self-signed certificate is refused.
+    assert!(reqwest::get(format!("{https}{path}")).await.is_err());
+}
+
+#[tokio::test]
+async fn https_with_certificate_files_verifies() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["edge.test".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let edge = Edge::start(
+        &origin.url,
+        &[
+            "--https",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let addr: SocketAddr = edge
+        .https
+        .clone()
+        .unwrap()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let client = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("edge.test", addr)
+        .build()
+        .unwrap();
+    let res = client
+        .get(format!(
+            "https://edge.test:{}/v?cc=max-age%3D5",
+            addr.port()
+        ))
+        .send()
+        .await
+        .expect("the certificate verifies for its name");
+    assert_eq!(res.status(), 200);
+    // A bad key file is a clear start-up error.
+    std::fs::write(&key_path, "not a key").unwrap();
+    let out = std::process::Command::new(common::bin())
+        .args([
+            "edge",
+            "--http",
+            "127.0.0.1:0",
+            "--admin",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+        ])
+        .args([
+            "--origin",
+            &origin.url,
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("key file"), "{err}");
+}
+
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid struct are plain system calls.
     unsafe {

@@ -8,8 +8,10 @@ pub mod limits;
 mod metrics;
 mod proxy;
 mod store;
+pub mod tls;
 mod upstream;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,6 +20,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsAcceptor;
 
 pub use metrics::{BlockReason, Metrics, Outcome};
 pub use proxy::{Cdn, CdnConfig};
@@ -29,8 +32,12 @@ const H2_MAX_STREAMS: u32 = 256;
 const H2_MAX_PENDING_RESETS: usize = 20;
 const H2_MAX_ERROR_RESETS: Option<usize> = Some(1024);
 
-/// Accepts connections until the listener fails.
-pub async fn serve(listener: TcpListener, cdn: Arc<Cdn>) -> std::io::Result<()> {
+/// Accepts connections until the listener fails; with `tls`, each is a TLS connection.
+pub async fn serve(
+    listener: TcpListener,
+    cdn: Arc<Cdn>,
+    tls: Option<TlsAcceptor>,
+) -> std::io::Result<()> {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,
@@ -42,56 +49,78 @@ pub async fn serve(listener: TcpListener, cdn: Arc<Cdn>) -> std::io::Result<()> 
             }
         };
         let Some(slot) = cdn.open_connection(remote.ip()) else {
-            tokio::spawn(answer_and_close(stream, TOO_MANY_CONNECTIONS));
+            if tls.is_none() {
+                tokio::spawn(answer_and_close(stream, TOO_MANY_CONNECTIONS));
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);
-        // hyper closes a connection whose head is too slow without a word; a second handle
-        // on the socket lets the edge say 408 first.
-        let (stream, spare) = match with_spare(stream) {
-            Ok(pair) => pair,
-            Err(e) => {
-                tracing::debug!(%remote, "connection lost at accept: {e}");
-                continue;
-            }
-        };
         let cdn = cdn.clone();
-        let cdn_for_errors = cdn.clone();
-        let header_timeout = cdn.limits().header_timeout;
+        let tls = tls.clone();
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let cdn = cdn.clone();
-                async move { Ok::<_, std::convert::Infallible>(cdn.handle(req, remote).await) }
-            });
-            let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder
-                .http1()
-                .timer(TokioTimer::new())
-                .header_read_timeout(header_timeout)
-                .max_buf_size(MAX_HEAD_BYTES);
-            // HTTP/2 abuse: bounded streams, and rapid-reset floods end the connection.
-            builder
-                .http2()
-                .timer(TokioTimer::new())
-                .max_concurrent_streams(H2_MAX_STREAMS)
-                .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
-                .max_local_error_reset_streams(H2_MAX_ERROR_RESETS)
-                .max_header_list_size(MAX_HEAD_BYTES as u32);
-            if let Err(e) = builder
-                .serve_connection_with_upgrades(TokioIo::new(stream), service)
-                .await
-            {
-                let head_timeout = e
-                    .downcast_ref::<hyper::Error>()
-                    .is_some_and(|e| e.is_timeout());
-                if head_timeout {
-                    cdn_for_errors.metrics().blocked(BlockReason::SlowHead);
-                    answer_and_close(spare, REQUEST_TIMEOUT).await;
+            let header_timeout = cdn.limits().header_timeout;
+            match tls {
+                Some(acceptor) => {
+                    // The handshake counts against the head's time.
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            serve_connection(TokioIo::new(tls_stream), &cdn, remote, None).await
+                        }
+                        Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
+                        Err(_) => {
+                            cdn.metrics().blocked(BlockReason::SlowHead);
+                            tracing::debug!(%remote, "TLS handshake too slow");
+                        }
+                    }
                 }
-                tracing::debug!(%remote, "connection ended: {e}");
+                // hyper closes a connection whose head is too slow without a word; a second
+                // handle on the socket lets the edge say 408 first.
+                None => match with_spare(stream) {
+                    Ok((stream, spare)) => {
+                        serve_connection(TokioIo::new(stream), &cdn, remote, Some(spare)).await
+                    }
+                    Err(e) => tracing::debug!(%remote, "connection lost at accept: {e}"),
+                },
             }
             drop(slot);
         });
+    }
+}
+
+async fn serve_connection<I>(io: I, cdn: &Arc<Cdn>, remote: SocketAddr, spare: Option<TcpStream>)
+where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
+    let handler = cdn.clone();
+    let service = service_fn(move |req| {
+        let cdn = handler.clone();
+        async move { Ok::<_, std::convert::Infallible>(cdn.handle(req, remote).await) }
+    });
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(cdn.limits().header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES);
+    // HTTP/2 abuse: bounded streams, and rapid-reset floods end the connection.
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .max_concurrent_streams(H2_MAX_STREAMS)
+        .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(H2_MAX_ERROR_RESETS)
+        .max_header_list_size(MAX_HEAD_BYTES as u32);
+    if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
+        let head_timeout = e
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|e| e.is_timeout());
+        if head_timeout {
+            cdn.metrics().blocked(BlockReason::SlowHead);
+            if let Some(spare) = spare {
+                answer_and_close(spare, REQUEST_TIMEOUT).await;
+            }
+        }
+        tracing::debug!(%remote, "connection ended: {e}");
     }
 }
 

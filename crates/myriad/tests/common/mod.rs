@@ -142,6 +142,8 @@ pub struct Edge {
     pub url: String,
     /// The admin port (`/metrics`, `/purge`).
     pub admin: String,
+    /// `https://127.0.0.1:PORT` when started with `--https`.
+    pub https: Option<String>,
     dir: tempfile::TempDir,
 }
 
@@ -160,14 +162,19 @@ impl Edge {
         ];
         args.extend_from_slice(extra);
         let (child, line) = spawn(&args, "myriad edge is running at ", dir.path());
-        let (url, admin) = line
+        let (url, rest) = line
             .trim_end_matches(')')
             .split_once(" (admin ")
-            .expect("URL (admin URL)");
+            .expect("URL (admin URL[, https URL])");
+        let (admin, https) = match rest.split_once(", ") {
+            Some((a, h)) => (a, Some(h.to_owned())),
+            None => (rest, None),
+        };
         Edge {
             child,
             url: url.to_owned(),
             admin: admin.to_owned(),
+            https,
             dir,
         }
     }
