@@ -38,6 +38,7 @@ impl Origin {
     async fn start() -> Origin {
         let state = Arc::new(OriginState::default());
         let app = axum::Router::new()
+            .route("/ws", axum::routing::get(echo_socket))
             .fallback(respond)
             .with_state(state.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -74,6 +75,17 @@ impl Origin {
     fn stop(&self) {
         self.task.abort();
     }
+}
+
+/// A WebSocket echo, for the tunnel through the edge.
+async fn echo_socket(ws: axum::extract::ws::WebSocketUpgrade) -> Response {
+    ws.on_upgrade(|mut socket| async move {
+        while let Some(Ok(msg)) = socket.recv().await {
+            if socket.send(msg).await.is_err() {
+                break;
+            }
+        }
+    })
 }
 
 fn body_byte(i: usize) -> u8 {
@@ -962,6 +974,31 @@ async fn https_with_certificate_files_verifies() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("key file"), "{err}");
+}
+
+#[tokio::test]
+async fn websockets_are_tunnelled_to_the_origin() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let url = format!("{}/ws", edge.url.replace("http://", "ws://"));
+    let (mut ws, res) = tokio_tungstenite::connect_async(&url)
+        .await
+        .expect("upgraded through the edge");
+    assert!(res.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .contains("detail=upgrade"));
+    for i in 0..100 {
+        let text = format!("message {i}");
+        ws.send(Message::Text(text.clone().into())).await.unwrap();
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), text),
+            other => panic!("expected the echo, got {other:?}"),
+        }
+    }
+    ws.close(None).await.unwrap();
 }
 
 fn raise_fd_limit() {

@@ -10,14 +10,17 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use http::header::{
-    HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CONTENT_LENGTH, CONTENT_RANGE, DATE, HOST,
-    IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, VIA,
+    HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CONNECTION, CONTENT_LENGTH, CONTENT_RANGE, DATE,
+    HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
+    UPGRADE, VIA,
 };
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
+use hyper::upgrade::OnUpgrade;
+use hyper_util::rt::TokioIo;
 use myriad_cache::policy::{self, StoredMeta};
 use myriad_cache::range::{self, RangeRequest};
 use myriad_cache::{
@@ -186,8 +189,10 @@ impl Cdn {
             key,
             remote,
         };
-        if let Some(reason) = bypass {
-            return self.pass(lookup, Some(body), reason).await;
+        match bypass {
+            Some(NoCacheReason::Upgrade) => return self.tunnel(lookup).await,
+            Some(reason) => return self.pass(lookup, Some(body), reason).await,
+            None => {}
         }
         let now = SystemTime::now();
         let stored = self.store.get(&lookup.key);
@@ -673,6 +678,76 @@ impl Cdn {
         let mut status = CacheStatus::bypass(reason);
         status.fwd_status = Some(res_parts.status.as_u16());
         self.append_status(&mut headers, &status);
+        let res = build(
+            res_parts.status,
+            headers,
+            body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
+        );
+        self.finish(res, &status)
+    }
+
+    /// A protocol upgrade (WebSocket): forwarded with its upgrade fields; once the upstream
+    /// switches protocols, bytes are copied both ways until either side closes.
+    async fn tunnel(&self, lookup: Lookup) -> Response<ProxyBody> {
+        let Lookup {
+            mut parts,
+            path,
+            remote,
+            ..
+        } = lookup;
+        let reason = NoCacheReason::Upgrade;
+        let (Some(client_side), Some(protocol)) = (
+            parts.extensions.remove::<OnUpgrade>(),
+            parts.headers.get(UPGRADE).cloned(),
+        ) else {
+            return self.status_only(StatusCode::BAD_REQUEST, CacheStatus::bypass(reason));
+        };
+        let mut headers = forwardable(&parts.headers);
+        headers.insert(UPGRADE, protocol);
+        headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
+        self.metrics.upstream_fetch();
+        let sent = self.upstream.send(
+            parts.method.clone(),
+            &path,
+            headers,
+            Some(remote),
+            empty_upstream(),
+        );
+        let mut response = match tokio::time::timeout(self.config.upstream_timeout, sent).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(e)) => {
+                tracing::info!(%remote, "upgrade failed upstream: {e}");
+                return self.status_only(StatusCode::BAD_GATEWAY, CacheStatus::bypass(reason));
+            }
+            Err(_) => {
+                return self.status_only(StatusCode::GATEWAY_TIMEOUT, CacheStatus::bypass(reason))
+            }
+        };
+        let switching = response.status() == StatusCode::SWITCHING_PROTOCOLS;
+        let upstream_side = switching.then(|| hyper::upgrade::on(&mut response));
+        let (res_parts, body) = response.into_parts();
+        // A 101 keeps its Upgrade and Connection fields; anything else is an ordinary answer.
+        let mut headers = if switching {
+            res_parts.headers.clone()
+        } else {
+            forwardable(&res_parts.headers)
+        };
+        let mut status = CacheStatus::bypass(reason);
+        status.fwd_status = Some(res_parts.status.as_u16());
+        self.append_status(&mut headers, &status);
+        if let Some(upstream_side) = upstream_side {
+            tokio::spawn(async move {
+                match tokio::try_join!(client_side, upstream_side) {
+                    Ok((client, upstream)) => {
+                        let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                            tracing::debug!(%remote, "tunnel ended: {e}");
+                        }
+                    }
+                    Err(e) => tracing::debug!(%remote, "upgrade not completed: {e}"),
+                }
+            });
+        }
         let res = build(
             res_parts.status,
             headers,
