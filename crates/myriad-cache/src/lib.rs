@@ -4,6 +4,7 @@
 //! No I/O and no clock reads: the time is passed in.
 
 pub mod cache_control;
+pub mod integrity;
 pub mod key;
 pub mod policy;
 pub mod range;

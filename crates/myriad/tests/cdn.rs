@@ -160,6 +160,11 @@ async fn respond(
         }
     }
     let status = q.get("status").and_then(|s| s.parse().ok()).unwrap_or(200);
+    let digest_of = |body: &[u8]| match q.get("digest").map(String::as_str) {
+        Some("good") => Some(myriad_cache::integrity::sha256_field(body)),
+        Some("bad") => Some(myriad_cache::integrity::sha256_field(b"something else")),
+        _ => None,
+    };
     let body = match q.get("size").and_then(|s| s.parse::<usize>().ok()) {
         Some(size) => (0..size).map(body_byte).collect::<Vec<u8>>(),
         None => {
@@ -170,6 +175,9 @@ async fn respond(
             format!("{method} {key} #{n} {variant}").into_bytes()
         }
     };
+    if let Some(d) = digest_of(&body) {
+        res = res.header("content-digest", d);
+    }
     res.status(status).body(Body::from(body)).unwrap()
 }
 
@@ -999,6 +1007,46 @@ async fn websockets_are_tunnelled_to_the_origin() {
         }
     }
     ws.close(None).await.unwrap();
+}
+
+#[tokio::test]
+async fn bodies_that_fail_their_content_digest_are_never_stored_or_completed() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    let good = "/d?cc=max-age%3D60&size=300000&digest=good";
+    let bad = "/d?cc=max-age%3D60&size=300000&digest=bad";
+    let body = get(&edge, good).await.bytes().await.unwrap();
+    assert_eq!(body.len(), 300_000);
+    assert!(
+        cache_status(&get(&edge, good).await).contains("hit"),
+        "verified and stored"
+    );
+
+    for _ in 0..2 {
+        let res = get(&edge, bad).await;
+        assert_eq!(
+            res.status(),
+            200,
+            "the head went out before the body was checked"
+        );
+        assert!(
+            res.bytes().await.is_err(),
+            "the client never gets the body whole"
+        );
+    }
+    assert_eq!(origin.hits(bad), 2, "a corrupt body is not stored");
+    let metrics = client()
+        .get(format!("{}/metrics", edge.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("myriad_edge_integrity_failures_total 2"),
+        "{metrics}"
+    );
 }
 
 fn raise_fd_limit() {

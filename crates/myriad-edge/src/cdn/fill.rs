@@ -34,6 +34,8 @@ pub enum FetchError {
     Timeout,
     #[error("upstream body broke off: {0}")]
     Body(String),
+    #[error("the body does not match its Content-Digest")]
+    Integrity,
     #[error("the fetch stopped: {0}")]
     Stopped(&'static str),
 }

@@ -50,6 +50,7 @@ pub struct Metrics {
     upstream_fetches: Counter,
     coalesced: Counter,
     blocked: Family<ReasonLabel, Counter>,
+    integrity_failures: Counter,
 }
 
 impl Metrics {
@@ -90,7 +91,14 @@ impl Metrics {
         );
         let blocked = Family::<ReasonLabel, Counter>::default();
         registry.register("blocked", "Requests refused by a limit", blocked.clone());
+        let integrity_failures = Counter::default();
+        registry.register(
+            "integrity_failures",
+            "Bodies that did not match their Content-Digest (never stored nor completed)",
+            integrity_failures.clone(),
+        );
         Self {
+            integrity_failures,
             registry,
             requests,
             duration,
@@ -117,6 +125,10 @@ impl Metrics {
 
     pub fn coalesced(&self) {
         self.coalesced.inc();
+    }
+
+    pub fn integrity_failure(&self) {
+        self.integrity_failures.inc();
     }
 
     pub fn blocked(&self, reason: BlockReason) {

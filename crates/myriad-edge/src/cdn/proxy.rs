@@ -21,6 +21,7 @@ use http_body_util::{BodyExt, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
+use myriad_cache::integrity::DigestCheck;
 use myriad_cache::policy::{self, StoredMeta};
 use myriad_cache::range::{self, RangeRequest};
 use myriad_cache::{
@@ -387,6 +388,7 @@ impl Cdn {
         // The last chunk is handed out only once the object is stored, so a client that has
         // the whole body finds it in the cache with its next request.
         let mut held: Option<Bytes> = None;
+        let mut digest = DigestCheck::from_headers(&res_headers);
         loop {
             let frame = match tokio::time::timeout(timeout, body.frame()).await {
                 Err(_) => return Err(FetchError::Timeout),
@@ -398,6 +400,9 @@ impl Cdn {
                 continue; // trailers
             };
             size += data.len() as u64;
+            if let Some(d) = digest.as_mut() {
+                d.update(&data);
+            }
             if keep && size > self.config.max_object_bytes {
                 keep = false;
                 collected.clear();
@@ -410,6 +415,15 @@ impl Cdn {
                 if !fill.push(previous).await {
                     return Err(FetchError::Stopped("no readers left"));
                 }
+            }
+        }
+        if let Some(d) = digest {
+            let algorithm = d.algorithm;
+            if !d.matches() {
+                // Withholding the last chunk means no client receives this body whole.
+                self.metrics.integrity_failure();
+                tracing::warn!(key = %job.primary, algorithm, "body does not match its Content-Digest");
+                return Err(FetchError::Integrity);
             }
         }
         if keep {
