@@ -8,6 +8,7 @@ pub mod integrity;
 pub mod key;
 pub mod policy;
 pub mod range;
+pub mod signed;
 pub mod status;
 
 use http::header::HeaderName;

@@ -3,14 +3,16 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use myriad_cache::signed::UrlSigner;
 use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::limits::LimitsConfig;
 use myriad_edge::cdn::tls::{self, TlsSource};
-use myriad_edge::cdn::{self, Cdn, CdnConfig};
+use myriad_edge::cdn::{self, Cdn, CdnConfig, Signing};
 
 #[derive(Args, Debug)]
 pub struct EdgeArgs {
@@ -32,6 +34,12 @@ pub struct EdgeArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// Secret for signed URLs (`myriad sign-url` makes them).
+    #[arg(long, env = "MYRIAD_SIGNING_KEY", hide_env_values = true)]
+    pub signing_key: Option<String>,
+    /// A path prefix whose requests need a signed URL (repeatable; needs --signing-key).
+    #[arg(long, requires = "signing_key")]
+    pub signed_prefix: Vec<String>,
     /// Admin port: `/metrics` (Prometheus) and `POST /purge`. Keep it private.
     #[arg(long, default_value = "127.0.0.1:9480")]
     pub admin: SocketAddr,
@@ -70,6 +78,12 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.name = args.name;
     config.memory_bytes = args.cache_mem_mb << 20;
     config.max_object_bytes = args.max_object_mb << 20;
+    if let Some(key) = &args.signing_key {
+        config.signing = Some(Signing {
+            signer: Arc::new(UrlSigner::new(key.as_bytes())),
+            prefixes: args.signed_prefix.clone(),
+        });
+    }
     config.limits = LimitsConfig {
         rate_per_s: args.rate_per_s,
         burst: args.burst,
@@ -129,5 +143,31 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     // Tests and scripts read this line for the addresses.
     println!("myriad edge is running at http://{local} (admin http://{admin_local}{https_line})");
     cdn::serve(listener, cdn, None).await?;
+    Ok(())
+}
+
+#[derive(Args, Debug)]
+pub struct SignUrlArgs {
+    /// The secret the edges verify with.
+    #[arg(long, env = "MYRIAD_SIGNING_KEY", hide_env_values = true)]
+    pub key: String,
+    /// Path and query to sign, e.g. /private/video.mp4
+    pub path: String,
+    /// Valid for this many seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub ttl_s: u64,
+    /// Only for this client address.
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+}
+
+/// Prints a signed path for `--signed-prefix` content.
+pub fn sign_url(args: SignUrlArgs) -> anyhow::Result<()> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let signer = UrlSigner::new(args.key.as_bytes());
+    println!(
+        "{}",
+        signer.sign(&args.path, now.as_secs() + args.ttl_s, args.ip)
+    );
     Ok(())
 }

@@ -27,7 +27,9 @@ enum Command {
     /// Everything in one process: control, one edge with media, the web client.
     Serve(config::ServeArgs),
     /// A caching reverse proxy (CDN edge) in front of an origin.
-    Edge(edge::EdgeArgs),
+    Edge(Box<edge::EdgeArgs>),
+    /// A signed path for content behind `myriad edge --signed-prefix`.
+    SignUrl(edge::SignUrlArgs),
     /// Access tokens.
     #[command(subcommand)]
     Token(token::TokenCommand),
@@ -58,8 +60,9 @@ fn main() -> anyhow::Result<()> {
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
-                .block_on(edge::run(args))
+                .block_on(edge::run(*args))
         }
+        Command::SignUrl(args) => edge::sign_url(args),
         Command::Token(cmd) => token::run(cmd),
         Command::Bench(cmd) => bench::run(cmd),
         Command::Apikey { data } => {

@@ -1049,6 +1049,59 @@ async fn bodies_that_fail_their_content_digest_are_never_stored_or_completed() {
     );
 }
 
+fn sign(path: &str, extra: &[&str]) -> String {
+    let out = std::process::Command::new(common::bin())
+        .args(["sign-url", "--key", "s3cret", path])
+        .args(extra)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+#[tokio::test]
+async fn signed_urls_protect_a_prefix_and_share_one_cached_copy() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(
+        &origin.url,
+        &["--signing-key", "s3cret", "--signed-prefix", "/private/"],
+    );
+    let path = "/private/v?cc=max-age%3D60";
+    assert_eq!(get(&edge, path).await.status(), 403, "unsigned");
+    let a = sign(path, &[]);
+    let b = sign(path, &["--ttl-s", "7200"]);
+    assert_ne!(a, b);
+    assert!(!get(&edge, &a).await.text().await.unwrap().is_empty());
+    let res = get(&edge, &b).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        cache_status(&res).contains("hit"),
+        "both signatures share the copy"
+    );
+    assert_eq!(origin.hits(path), 1, "the origin never sees the signature");
+    assert_eq!(
+        get(&edge, &a.replace("/v?", "/w?")).await.status(),
+        403,
+        "tampered"
+    );
+    let bound_here = sign(path, &["--ip", "127.0.0.1"]);
+    assert_eq!(get(&edge, &bound_here).await.status(), 200);
+    let bound_elsewhere = sign(path, &["--ip", "192.0.2.7"]);
+    assert_eq!(get(&edge, &bound_elsewhere).await.status(), 403);
+    let expired = sign(path, &["--ttl-s", "0"]);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&edge, &expired).await.status(), 403);
+    assert_eq!(
+        get(&edge, "/public?cc=max-age%3D60").await.status(),
+        200,
+        "other paths are open"
+    );
+}
+
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid struct are plain system calls.
     unsafe {

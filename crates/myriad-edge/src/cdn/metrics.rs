@@ -30,6 +30,7 @@ pub enum BlockReason {
     BodyTooLarge,
     SlowBody,
     SlowHead,
+    Signature,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
@@ -24,6 +24,7 @@ use hyper_util::rt::TokioIo;
 use myriad_cache::integrity::DigestCheck;
 use myriad_cache::policy::{self, StoredMeta};
 use myriad_cache::range::{self, RangeRequest};
+use myriad_cache::signed::{SignError, UrlSigner};
 use myriad_cache::{
     is_hop_by_hop, CacheControl, CacheStatus, Forward, NoCacheReason, Policy, Reuse,
 };
@@ -53,6 +54,39 @@ pub struct CdnConfig {
     pub upstream_timeout: Duration,
     pub policy: Policy,
     pub limits: LimitsConfig,
+    /// Paths that need a signed URL.
+    pub signing: Option<Signing>,
+}
+
+#[derive(Clone)]
+pub struct Signing {
+    pub signer: Arc<UrlSigner>,
+    /// Path prefixes that need a signature.
+    pub prefixes: Vec<String>,
+}
+
+impl Signing {
+    fn check(
+        &self,
+        path: &PathAndQuery,
+        client: IpAddr,
+        now: SystemTime,
+    ) -> Result<PathAndQuery, SignError> {
+        let now_unix = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let stripped = self.signer.verify(path.as_str(), client, now_unix)?;
+        stripped.parse().map_err(|_| SignError::Malformed)
+    }
+}
+
+impl std::fmt::Debug for Signing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signing")
+            .field("prefixes", &self.prefixes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl CdnConfig {
@@ -65,6 +99,7 @@ impl CdnConfig {
             upstream_timeout: Duration::from_secs(30),
             policy: Policy::default(),
             limits: LimitsConfig::default(),
+            signing: None,
         }
     }
 }
@@ -167,11 +202,22 @@ impl Cdn {
             return self.blocked(StatusCode::TOO_MANY_REQUESTS, BlockReason::RateLimit);
         }
         let (parts, body) = req.into_parts();
-        let path = parts
+        let mut path = parts
             .uri
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        if let Some(signing) = &self.config.signing {
+            if signing.prefixes.iter().any(|p| path.path().starts_with(p)) {
+                match signing.check(&path, remote.ip(), SystemTime::now()) {
+                    Ok(stripped) => path = stripped,
+                    Err(e) => {
+                        tracing::info!(%remote, path = %path.path(), "refused: {e}");
+                        return self.blocked(StatusCode::FORBIDDEN, BlockReason::Signature);
+                    }
+                }
+            }
+        }
         let host = parts
             .headers
             .get(HOST)
