@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod forward;
+pub mod http;
 mod janus;
 pub mod join_storm;
 mod media;

@@ -59,6 +59,26 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The edge's cache side by side with Apache Traffic Server, nginx and Varnish
+    /// (`scripts/peers/http` installs them and wrk): cached 1 KiB / 1 MiB and a cold stampede.
+    Http {
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 50)]
+        connections: usize,
+        /// Concurrent requests for one cold object.
+        #[arg(long, default_value_t = 2000)]
+        cold: usize,
+        /// Which caches, comma-separated: myriad, ats, nginx, varnish.
+        #[arg(
+            long,
+            default_value = "myriad,ats,nginx,varnish",
+            value_delimiter = ','
+        )]
+        targets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// N signalling-only participants join one meeting at R per second.
     JoinStorm {
         #[arg(long, default_value_t = 1000)]
@@ -143,6 +163,26 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             runtime()?
                 .block_on(myriad_bench::speaker_switch::run(args))?
                 .print(json);
+        }
+        BenchCommand::Http {
+            seconds,
+            connections,
+            cold,
+            targets,
+            json,
+        } => {
+            use myriad_bench::http::{run, HttpArgs, Kind};
+            let targets = targets
+                .iter()
+                .map(|t| Kind::parse(t).ok_or_else(|| anyhow::anyhow!("unknown target {t}")))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let args = HttpArgs {
+                seconds,
+                connections,
+                cold,
+                targets,
+            };
+            runtime()?.block_on(run(args))?.print(json);
         }
         BenchCommand::JoinStorm {
             participants,

@@ -127,3 +127,26 @@ fn speaker_switch_smoke() {
         "{r}"
     );
 }
+
+#[test]
+fn http_compares_the_cache_with_its_peers() {
+    let r = bench(&[
+        "http",
+        "--seconds",
+        "1",
+        "--connections",
+        "8",
+        "--cold",
+        "100",
+    ]);
+    assert_eq!(r["scenario"], "http");
+    for peer in ["myriad", "ats", "nginx", "varnish"] {
+        for field in ["rps_1k", "rps_1m", "p99_1k_ms"] {
+            let v = &r[format!("{peer}_{field}")];
+            assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
+        }
+        assert_eq!(r[format!("{peer}_cold_failed")], 0, "{r}");
+    }
+    assert_eq!(r["myriad_cold_origin_fetches"], 1, "coalesced: {r}");
+    assert!(r["rps_1k_vs_fastest_peer"].as_f64().is_some());
+}
