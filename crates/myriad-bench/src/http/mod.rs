@@ -92,6 +92,12 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             .field(format!("{name}_p50_1m_ms"), large.p50_ms)
             .field(format!("{name}_p99_1m_ms"), large.p99_ms)
             .field(format!("{name}_cpu_s"), cpu)
+            .field(
+                format!("{name}_requests_per_cpu_s"),
+                cpu.filter(|c| *c > 0.0).map(|c| {
+                    (small.requests_per_s + large.requests_per_s) * duration.as_secs_f64() / c
+                }),
+            )
             .field(format!("{name}_cold_origin_fetches"), fetches)
             .field(format!("{name}_cold_failed"), failed as u64);
         results.push((*kind, small, large));
