@@ -12,7 +12,7 @@ use myriad_cache::signed::UrlSigner;
 use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::limits::LimitsConfig;
 use myriad_edge::cdn::tls::{self, TlsSource};
-use myriad_edge::cdn::{self, Cdn, CdnConfig, Signing};
+use myriad_edge::cdn::{self, Cdn, CdnConfig, DiskConfig, Signing};
 
 #[derive(Args, Debug)]
 pub struct EdgeArgs {
@@ -52,6 +52,12 @@ pub struct EdgeArgs {
     /// Memory cache size.
     #[arg(long, default_value_t = 256)]
     pub cache_mem_mb: u64,
+    /// Disk cache size; 0 keeps everything in memory.
+    #[arg(long, default_value_t = 0)]
+    pub cache_disk_mb: u64,
+    /// Where the disk cache keeps its files (emptied at start).
+    #[arg(long, default_value = "./myriad-cache")]
+    pub cache_dir: PathBuf,
     /// Objects larger than this pass through without being stored.
     #[arg(long, default_value_t = 16)]
     pub max_object_mb: u64,
@@ -78,6 +84,12 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.name = args.name;
     config.memory_bytes = args.cache_mem_mb << 20;
     config.max_object_bytes = args.max_object_mb << 20;
+    if args.cache_disk_mb > 0 {
+        config.disk = Some(DiskConfig {
+            dir: args.cache_dir.clone(),
+            capacity_bytes: args.cache_disk_mb << 20,
+        });
+    }
     if let Some(key) = &args.signing_key {
         config.signing = Some(Signing {
             signer: Arc::new(UrlSigner::new(key.as_bytes())),

@@ -911,6 +911,7 @@ async fn https_with_a_development_certificate_speaks_http2() {
             "{}",
             cache_status(&res)
         );
+        res.bytes().await.unwrap();
     }
     assert_eq!(origin.hits(path), 1);
     // Without trusting it, the self-signed certificate is refused.
@@ -1099,6 +1100,65 @@ async fn signed_urls_protect_a_prefix_and_share_one_cached_copy() {
         get(&edge, "/public?cc=max-age%3D60").await.status(),
         200,
         "other paths are open"
+    );
+}
+
+#[tokio::test]
+async fn a_disk_tier_keeps_what_memory_cannot() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cache_dir = dir.path().join("cache");
+    let edge = Edge::start(
+        &origin.url,
+        &[
+            "--cache-mem-mb",
+            "1",
+            "--cache-disk-mb",
+            "8",
+            "--cache-dir",
+            cache_dir.to_str().unwrap(),
+        ],
+    );
+    // 5 MB of objects: more than memory holds, less than the disk.
+    let paths: Vec<String> = (0..25)
+        .map(|i| format!("/disk/{i}?cc=max-age%3D600&size=200000"))
+        .collect();
+    for p in &paths {
+        get(&edge, p).await.bytes().await.unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await; // disk writes trail the responses
+    let mut from_disk = 0;
+    for (i, p) in paths.iter().enumerate() {
+        let res = get(&edge, p).await;
+        let status = cache_status(&res);
+        assert!(status.contains("; hit"), "{p}: {status}");
+        from_disk += status.contains("detail=disk") as usize;
+        let body = res.bytes().await.unwrap();
+        assert_eq!(body.len(), 200_000);
+        assert!(
+            body.iter().enumerate().all(|(j, b)| *b == body_byte(j)),
+            "object {i} intact"
+        );
+        assert_eq!(origin.hits(p), 1);
+    }
+    assert!(from_disk > 0, "some came back from disk");
+    // The disk stays within its size: 60 more objects of 200 KB into 8 MB.
+    for i in 0..60 {
+        get(&edge, &format!("/more/{i}?cc=max-age%3D600&size=200000"))
+            .await
+            .bytes()
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let on_disk: u64 = std::fs::read_dir(&cache_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(
+        on_disk <= 9 << 20,
+        "{on_disk} bytes on disk for an 8 MB tier"
     );
 }
 

@@ -2,6 +2,7 @@
 //! (cleartext, by prior knowledge) in front of one origin or a parent edge.
 
 pub mod admin;
+mod disk;
 mod fill;
 mod guard;
 pub mod limits;
@@ -23,7 +24,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 pub use metrics::{BlockReason, Metrics, Outcome};
-pub use proxy::{Cdn, CdnConfig, Signing};
+pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing};
 pub use upstream::UpstreamError;
 
 /// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list).

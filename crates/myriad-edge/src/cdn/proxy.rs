@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -32,10 +33,11 @@ use myriad_cache::{
 use super::fill::{FetchError, Fill, Head, Reader};
 use myriad_proto::purge::Purge;
 
+use super::disk::DiskStore;
 use super::guard::{BodyFault, FaultCell, GuardedBody};
 use super::limits::{ConnectionCounter, ConnectionSlot, KeyedLimiter, LimitsConfig};
 use super::metrics::{BlockReason, Metrics, Outcome};
-use super::store::{MemoryStore, Stored};
+use super::store::{Store, Stored, Tier};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
@@ -56,6 +58,21 @@ pub struct CdnConfig {
     pub limits: LimitsConfig,
     /// Paths that need a signed URL.
     pub signing: Option<Signing>,
+    pub disk: Option<DiskConfig>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DiskConfig {
+    pub dir: PathBuf,
+    pub capacity_bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CdnError {
+    #[error(transparent)]
+    Upstream(#[from] UpstreamError),
+    #[error("cache directory {0}: {1}")]
+    Disk(String, std::io::Error),
 }
 
 #[derive(Clone)]
@@ -100,13 +117,14 @@ impl CdnConfig {
             policy: Policy::default(),
             limits: LimitsConfig::default(),
             signing: None,
+            disk: None,
         }
     }
 }
 
 pub struct Cdn {
     config: CdnConfig,
-    store: MemoryStore,
+    store: Store,
     upstream: Upstream,
     /// Fetches in flight by variant key: concurrent misses share one.
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
@@ -133,10 +151,17 @@ struct Fallback {
 }
 
 impl Cdn {
-    pub fn new(config: CdnConfig) -> Result<Arc<Self>, UpstreamError> {
+    pub fn new(config: CdnConfig) -> Result<Arc<Self>, CdnError> {
         let upstream = Upstream::new(&config.upstream, &config.name)?;
+        let disk = match &config.disk {
+            Some(d) => Some(
+                DiskStore::open(d.dir.clone(), d.capacity_bytes)
+                    .map_err(|e| CdnError::Disk(d.dir.display().to_string(), e))?,
+            ),
+            None => None,
+        };
         Ok(Arc::new(Self {
-            store: MemoryStore::new(config.memory_bytes),
+            store: Store::new(config.memory_bytes, disk),
             upstream,
             inflight: Mutex::new(HashMap::new()),
             cache_status: HeaderName::from_static("cache-status"),
@@ -227,7 +252,7 @@ impl Cdn {
             .to_ascii_lowercase();
         let primary = myriad_cache::key::primary(&host, path.as_str());
         let names = self.store.vary_names(&primary);
-        let key = MemoryStore::key(&primary, &policy::variant_key(&names, &parts.headers));
+        let key = Store::key(&primary, &policy::variant_key(&names, &parts.headers));
         let bypass = policy::request_bypass(&parts.method, &parts.headers);
         let lookup = Lookup {
             parts,
@@ -242,8 +267,8 @@ impl Cdn {
             None => {}
         }
         let now = SystemTime::now();
-        let stored = self.store.get(&lookup.key);
-        let Some(stored) = stored else {
+        let found = self.store.get(&lookup.key).await;
+        let Some((stored, tier)) = found else {
             if CacheControl::from_headers(&lookup.parts.headers).only_if_cached {
                 return self.status_only(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -266,13 +291,16 @@ impl Cdn {
             &lookup.parts.headers,
             now,
         ) {
-            Reuse::Fresh { ttl } => {
-                self.serve_stored(&lookup.parts, &stored, CacheStatus::hit(ttl), now)
-            }
+            Reuse::Fresh { ttl } => self.serve_stored(
+                &lookup.parts,
+                &stored,
+                on_tier(CacheStatus::hit(ttl), tier),
+                now,
+            ),
             Reuse::StaleAccepted { stale_by } => self.serve_stored(
                 &lookup.parts,
                 &stored,
-                CacheStatus::stale_hit(stale_by, "max-stale"),
+                on_tier(CacheStatus::stale_hit(stale_by, "max-stale"), tier),
                 now,
             ),
             Reuse::Revalidate {
@@ -497,7 +525,7 @@ impl Cdn {
         let Some(names) = policy::vary_names(&meta.headers) else {
             return;
         };
-        let key = MemoryStore::key(&job.primary, &policy::variant_key(&names, &job.headers));
+        let key = Store::key(&job.primary, &policy::variant_key(&names, &job.headers));
         let tags = myriad_cache::key::tags(&meta.headers);
         let stored = Stored { meta, body, tags };
         self.store.insert(&job.primary, names, key, stored);
@@ -591,7 +619,7 @@ impl Cdn {
         }
         // The variant the fetch was for must be the one this request selects.
         policy::vary_names(&head.headers).is_some_and(|names| {
-            MemoryStore::key(
+            Store::key(
                 &lookup.primary,
                 &policy::variant_key(&names, &lookup.parts.headers),
             ) == lookup.key
@@ -955,6 +983,14 @@ impl Source {
             }
         }
     }
+}
+
+/// A hit from the disk tier says so.
+fn on_tier(mut status: CacheStatus, tier: Tier) -> CacheStatus {
+    if tier == Tier::Disk && status.detail.is_none() {
+        status.detail = Some("disk");
+    }
+    status
 }
 
 fn build(code: StatusCode, headers: HeaderMap, body: ProxyBody) -> Response<ProxyBody> {

@@ -1,6 +1,7 @@
-//! The memory tier: whole objects keyed by primary key (host and target) plus variant (the
-//! request's values of the response's `Vary` fields). `moka` admits by TinyLFU frequency and
-//! evicts by size, so one scan of cold objects does not flush the hot ones as LRU would.
+//! The cache's storage: a memory tier of whole objects keyed by primary key (host and target)
+//! plus variant (the request's values of the response's `Vary` fields), and optionally a disk
+//! tier behind it. `moka` admits by TinyLFU frequency and evicts by size, so one scan of cold
+//! objects does not flush the hot ones as LRU would.
 
 use std::sync::Arc;
 
@@ -8,6 +9,8 @@ use bytes::Bytes;
 use http::HeaderName;
 use moka::sync::Cache;
 use myriad_cache::StoredMeta;
+
+use super::disk::DiskStore;
 
 /// A complete stored response.
 #[derive(Debug)]
@@ -18,8 +21,16 @@ pub struct Stored {
     pub tags: Vec<String>,
 }
 
-pub struct MemoryStore {
+/// Where a stored object was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Tier {
+    Memory,
+    Disk,
+}
+
+pub struct Store {
     objects: Cache<String, Arc<Stored>>,
+    disk: Option<Arc<DiskStore>>,
     /// Per primary key, the request fields its responses vary on.
     vary: Cache<String, Arc<Vec<HeaderName>>>,
 }
@@ -27,9 +38,10 @@ pub struct MemoryStore {
 /// Entry overhead counted on top of the body (headers, key, bookkeeping).
 const ENTRY_OVERHEAD_BYTES: u64 = 512;
 
-impl MemoryStore {
-    pub fn new(capacity_bytes: u64) -> Self {
+impl Store {
+    pub fn new(capacity_bytes: u64, disk: Option<DiskStore>) -> Self {
         Self {
+            disk: disk.map(Arc::new),
             objects: Cache::builder()
                 .max_capacity(capacity_bytes)
                 .weigher(|key: &String, s: &Arc<Stored>| {
@@ -51,15 +63,27 @@ impl MemoryStore {
         self.vary.get(primary).unwrap_or_default()
     }
 
-    pub fn get(&self, key: &str) -> Option<Arc<Stored>> {
-        self.objects.get(key)
+    /// From memory, else from disk (and then kept in memory again).
+    pub async fn get(&self, key: &str) -> Option<(Arc<Stored>, Tier)> {
+        if let Some(s) = self.objects.get(key) {
+            return Some((s, Tier::Memory));
+        }
+        let stored = Arc::new(self.disk.as_ref()?.get(key).await?);
+        self.objects.insert(key.to_owned(), stored.clone());
+        Some((stored, Tier::Disk))
     }
 
     pub fn insert(&self, primary: &str, names: Vec<HeaderName>, key: String, stored: Stored) {
         if *self.vary_names(primary) != names {
             self.vary.insert(primary.to_owned(), Arc::new(names));
         }
-        self.objects.insert(key, Arc::new(stored));
+        let stored = Arc::new(stored);
+        if let Some(disk) = &self.disk {
+            // Written behind the response: the memory copy serves meanwhile.
+            let (disk, key, stored) = (disk.clone(), key.clone(), stored.clone());
+            tokio::spawn(async move { disk.insert(key, &stored).await });
+        }
+        self.objects.insert(key, stored);
     }
 
     /// Drops every variant of `primary`.
@@ -77,13 +101,20 @@ impl MemoryStore {
 
     pub fn invalidate_tag(&self, tag: &str) {
         let tag = tag.to_owned();
-        self.invalidate_if(move |_, s| s.tags.contains(&tag));
+        self.invalidate_if(move |_, tags| tags.contains(&tag));
     }
 
-    /// Matching objects are gone for lookups once this returns (moka removes them lazily).
-    fn invalidate_if(&self, f: impl Fn(&String, &Arc<Stored>) -> bool + Send + Sync + 'static) {
+    /// Matching objects are gone for lookups, in both tiers, once this returns (moka removes
+    /// them lazily).
+    fn invalidate_if(&self, f: impl Fn(&str, &[String]) -> bool + Clone + Send + Sync + 'static) {
+        if let Some(disk) = &self.disk {
+            disk.invalidate_if(f.clone());
+        }
         // Only fails when invalidation closures are not enabled, which `new` does.
-        if let Err(e) = self.objects.invalidate_entries_if(f) {
+        if let Err(e) = self
+            .objects
+            .invalidate_entries_if(move |k, s| f(k, &s.tags))
+        {
             tracing::error!("cache invalidation failed: {e}");
         }
     }
@@ -110,27 +141,26 @@ mod tests {
         }
     }
 
-    #[test]
-    fn inserted_objects_are_found_at_once_and_invalidated_by_primary() {
-        let store = MemoryStore::new(1 << 20);
+    async fn found(store: &Store, primary: &str) -> bool {
+        store.get(&Store::key(primary, "")).await.is_some()
+    }
+
+    #[tokio::test]
+    async fn inserted_objects_are_found_at_once_and_invalidated_by_primary() {
+        let store = Store::new(1 << 20, None);
         for i in 0..100 {
             let primary = format!("host/{i}");
-            store.insert(
-                &primary,
-                Vec::new(),
-                MemoryStore::key(&primary, ""),
-                stored(10),
-            );
-            assert!(store.get(&MemoryStore::key(&primary, "")).is_some(), "{i}");
+            store.insert(&primary, Vec::new(), Store::key(&primary, ""), stored(10));
+            assert!(found(&store, &primary).await, "{i}");
         }
         store.invalidate("host/7");
-        assert!(store.get(&MemoryStore::key("host/7", "")).is_none());
-        assert!(store.get(&MemoryStore::key("host/8", "")).is_some());
+        assert!(!found(&store, "host/7").await);
+        assert!(found(&store, "host/8").await);
         store.invalidate_prefix("host/1");
-        assert!(store.get(&MemoryStore::key("host/1", "")).is_none());
-        assert!(store.get(&MemoryStore::key("host/10", "")).is_none());
-        assert!(store.get(&MemoryStore::key("host/20", "")).is_some());
+        assert!(!found(&store, "host/1").await);
+        assert!(!found(&store, "host/10").await);
+        assert!(found(&store, "host/20").await);
         store.invalidate_tag("t");
-        assert!(store.get(&MemoryStore::key("host/20", "")).is_none());
+        assert!(!found(&store, "host/20").await);
     }
 }
