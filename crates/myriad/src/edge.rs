@@ -12,6 +12,7 @@ use myriad_cache::signed::UrlSigner;
 use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::limits::LimitsConfig;
 use myriad_edge::cdn::tls::{self, TlsSource};
+use myriad_edge::cdn::waf::WafConfig;
 use myriad_edge::cdn::{self, Cdn, CdnConfig, DiskConfig, Signing};
 
 #[derive(Args, Debug)]
@@ -40,6 +41,18 @@ pub struct EdgeArgs {
     /// A path prefix whose requests need a signed URL (repeatable; needs --signing-key).
     #[arg(long, requires = "signing_key")]
     pub signed_prefix: Vec<String>,
+    /// Web application firewall: libmodsecurity with the OWASP Core Rule Set.
+    #[arg(long)]
+    pub waf: bool,
+    /// CRS paranoia level (1–4).
+    #[arg(long, default_value_t = 1)]
+    pub waf_paranoia: u8,
+    /// A CRS rule id to remove (repeatable), for a site's false positives.
+    #[arg(long)]
+    pub waf_exclude: Vec<u32>,
+    /// Log what the rules flag without blocking it.
+    #[arg(long)]
+    pub waf_detect_only: bool,
     /// Admin port: `/metrics` (Prometheus) and `POST /purge`. Keep it private.
     #[arg(long, default_value = "127.0.0.1:9480")]
     pub admin: SocketAddr,
@@ -88,6 +101,14 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         config.disk = Some(DiskConfig {
             dir: args.cache_dir.clone(),
             capacity_bytes: args.cache_disk_mb << 20,
+        });
+    }
+    if args.waf {
+        config.waf = Some(WafConfig {
+            paranoia: args.waf_paranoia,
+            exclude: args.waf_exclude.clone(),
+            blocking: !args.waf_detect_only,
+            ..WafConfig::default()
         });
     }
     if let Some(key) = &args.signing_key {

@@ -31,6 +31,7 @@ pub enum BlockReason {
     SlowBody,
     SlowHead,
     Signature,
+    Waf,
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]

@@ -11,6 +11,7 @@ mod proxy;
 mod store;
 pub mod tls;
 mod upstream;
+pub mod waf;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

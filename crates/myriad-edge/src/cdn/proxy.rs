@@ -18,7 +18,7 @@ use http::header::{
 use http::request::Parts;
 use http::uri::PathAndQuery;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Empty, Full, StreamBody};
+use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
 use hyper::body::{Frame, Incoming};
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
@@ -39,6 +39,7 @@ use super::limits::{ConnectionCounter, ConnectionSlot, KeyedLimiter, LimitsConfi
 use super::metrics::{BlockReason, Metrics, Outcome};
 use super::store::{Store, Stored, Tier};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
+use super::waf::{Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
@@ -59,6 +60,7 @@ pub struct CdnConfig {
     /// Paths that need a signed URL.
     pub signing: Option<Signing>,
     pub disk: Option<DiskConfig>,
+    pub waf: Option<WafConfig>,
 }
 
 #[derive(Debug, Clone)]
@@ -73,6 +75,8 @@ pub enum CdnError {
     Upstream(#[from] UpstreamError),
     #[error("cache directory {0}: {1}")]
     Disk(String, std::io::Error),
+    #[error(transparent)]
+    Waf(#[from] WafError),
 }
 
 #[derive(Clone)]
@@ -118,6 +122,7 @@ impl CdnConfig {
             limits: LimitsConfig::default(),
             signing: None,
             disk: None,
+            waf: None,
         }
     }
 }
@@ -130,6 +135,7 @@ pub struct Cdn {
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
     cache_status: HeaderName,
     metrics: Arc<Metrics>,
+    waf: Option<Waf>,
     limiter: Mutex<KeyedLimiter<IpAddr>>,
     connections: ConnectionCounter,
 }
@@ -160,7 +166,9 @@ impl Cdn {
             ),
             None => None,
         };
+        let waf = config.waf.as_ref().map(Waf::load).transpose()?;
         Ok(Arc::new(Self {
+            waf,
             store: Store::new(config.memory_bytes, disk),
             upstream,
             inflight: Mutex::new(HashMap::new()),
@@ -242,6 +250,10 @@ impl Cdn {
                     }
                 }
             }
+        }
+        // A request with a body is inspected where its body is read (`pass`).
+        if !has_body(&parts.headers) && self.waf_refuses(&parts, remote, None) {
+            return self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf);
         }
         let host = parts
             .headers
@@ -722,9 +734,45 @@ impl Cdn {
         // not the upstream's.
         let (body, fault): (UpstreamBody, FaultCell) = match body {
             Some(b) => {
-                let (guarded, fault) =
+                let (mut guarded, fault) =
                     GuardedBody::new(b, limits.max_body_bytes, limits.body_timeout);
-                (guarded.boxed_unsync(), fault)
+                if self.waf.is_none() {
+                    (guarded.boxed_unsync(), fault)
+                } else {
+                    // The start of the body is read for the WAF, then sent on before the rest.
+                    let mut prefix = Vec::new();
+                    let mut size = 0;
+                    let mut ended = false;
+                    while size < BODY_INSPECTION_BYTES {
+                        match guarded.frame().await {
+                            None => {
+                                ended = true;
+                                break;
+                            }
+                            Some(Ok(frame)) => {
+                                if let Ok(data) = frame.into_data() {
+                                    size += data.len();
+                                    prefix.push(data);
+                                }
+                            }
+                            Some(Err(_)) => {
+                                let fault = fault.lock().ok().and_then(|f| *f);
+                                return self.body_refused(fault, remote, reason);
+                            }
+                        }
+                    }
+                    if self.waf_refuses(&parts, remote, Some(&prefix.concat())) {
+                        return self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf);
+                    }
+                    let head =
+                        futures_util::stream::iter(prefix.into_iter().map(|b| Ok(Frame::data(b))));
+                    let body: UpstreamBody = if ended {
+                        StreamBody::new(head).boxed_unsync()
+                    } else {
+                        StreamBody::new(head.chain(BodyStream::new(guarded))).boxed_unsync()
+                    };
+                    (body, fault)
+                }
             }
             None => (empty_upstream(), FaultCell::default()),
         };
@@ -736,20 +784,8 @@ impl Cdn {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => {
                 let fault = fault.lock().ok().and_then(|f| *f);
-                match fault {
-                    Some(BodyFault::TooLarge) => {
-                        return self
-                            .blocked(StatusCode::PAYLOAD_TOO_LARGE, BlockReason::BodyTooLarge)
-                    }
-                    Some(BodyFault::Slow) => {
-                        return self.blocked(StatusCode::REQUEST_TIMEOUT, BlockReason::SlowBody)
-                    }
-                    Some(BodyFault::Broken) => {
-                        tracing::info!(%remote, "bad request body: {e}");
-                        return self
-                            .status_only(StatusCode::BAD_REQUEST, CacheStatus::bypass(reason));
-                    }
-                    None => {}
+                if fault.is_some() {
+                    return self.body_refused(fault, remote, reason);
                 }
                 tracing::info!(key = %primary, "upstream failed: {e}");
                 return self.status_only(StatusCode::BAD_GATEWAY, CacheStatus::bypass(reason));
@@ -842,6 +878,49 @@ impl Cdn {
             body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
         );
         self.finish(res, &status)
+    }
+
+    /// The answer to a request whose body broke a limit or was malformed.
+    fn body_refused(
+        &self,
+        fault: Option<BodyFault>,
+        remote: SocketAddr,
+        reason: NoCacheReason,
+    ) -> Response<ProxyBody> {
+        match fault {
+            Some(BodyFault::TooLarge) => {
+                self.blocked(StatusCode::PAYLOAD_TOO_LARGE, BlockReason::BodyTooLarge)
+            }
+            Some(BodyFault::Slow) => {
+                self.blocked(StatusCode::REQUEST_TIMEOUT, BlockReason::SlowBody)
+            }
+            Some(BodyFault::Broken) | None => {
+                tracing::info!(%remote, "bad request body");
+                self.status_only(StatusCode::BAD_REQUEST, CacheStatus::bypass(reason))
+            }
+        }
+    }
+
+    /// Whether the WAF blocks this request; what it flags is logged with the rule ids
+    /// (blocking or not).
+    fn waf_refuses(&self, parts: &Parts, remote: SocketAddr, body: Option<&[u8]>) -> bool {
+        let Some(waf) = &self.waf else {
+            return false;
+        };
+        let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+        let Some(verdict) = waf.check(remote, parts.method.as_str(), target, &parts.headers, body)
+        else {
+            return false;
+        };
+        tracing::warn!(
+            %remote,
+            method = %parts.method,
+            target,
+            rules = ?verdict.rule_ids,
+            blocked = waf.blocking(),
+            "WAF flagged a request"
+        );
+        waf.blocking()
     }
 
     /// A request refused by a limit.
@@ -1028,6 +1107,11 @@ fn forwardable(headers: &HeaderMap) -> HeaderMap {
         }
     }
     out
+}
+
+fn has_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(http::header::TRANSFER_ENCODING)
+        || content_length(headers).is_some_and(|l| l > 0)
 }
 
 fn content_length(headers: &HeaderMap) -> Option<u64> {
