@@ -76,6 +76,10 @@ pub enum BenchCommand {
             value_delimiter = ','
         )]
         targets: Vec<String>,
+        /// With the WAF on: myriad `--waf` against nginx + ModSecurity, same OWASP CRS
+        /// (use with `--targets myriad,nginx`).
+        #[arg(long)]
+        waf: bool,
         #[arg(long)]
         json: bool,
     },
@@ -169,6 +173,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             connections,
             cold,
             targets,
+            waf,
             json,
         } => {
             use myriad_bench::http::{run, HttpArgs, Kind};
@@ -181,6 +186,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 connections,
                 cold,
                 targets,
+                waf,
             };
             runtime()?.block_on(run(args))?.print(json);
         }

@@ -150,3 +150,27 @@ fn http_compares_the_cache_with_its_peers() {
     assert_eq!(r["myriad_cold_origin_fetches"], 1, "coalesced: {r}");
     assert!(r["rps_1k_vs_fastest_peer"].as_f64().is_some());
 }
+
+#[test]
+fn http_waf_compares_with_nginx_and_modsecurity() {
+    let r = bench(&[
+        "http",
+        "--waf",
+        "--targets",
+        "myriad,nginx",
+        "--seconds",
+        "1",
+        "--connections",
+        "4",
+        "--cold",
+        "20",
+    ]);
+    assert_eq!(r["scenario"], "http-waf");
+    for peer in ["myriad", "nginx"] {
+        for field in ["rps_1k", "rps_1k_distinct_heads"] {
+            let v = &r[format!("{peer}_{field}")];
+            assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
+        }
+    }
+    assert!(r["rps_1k_distinct_heads_vs_nginx"].as_f64().is_some());
+}

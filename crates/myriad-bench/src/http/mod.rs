@@ -24,6 +24,8 @@ pub struct HttpArgs {
     /// Concurrent requests for one cold object.
     pub cold: usize,
     pub targets: Vec<Kind>,
+    /// Compare myriad `--waf` with nginx + ModSecurity instead (same CRS rules).
+    pub waf: bool,
 }
 
 const SMALL: &str = "/obj/1024";
@@ -35,14 +37,26 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let duration = Duration::from_secs_f64(args.seconds.clamp(1.0, 600.0));
-    let mut report = Report::new("http");
+    let mut report = Report::new(if args.waf { "http-waf" } else { "http" });
     report
         .field("seconds", duration.as_secs_f64())
         .field("connections", args.connections as u64)
         .field("cold_requests", args.cold as u64);
     let mut results = Vec::new();
+    let mut distinct_results: Vec<(Kind, wrk::Load)> = Vec::new();
     for kind in &args.targets {
-        let peer = tokio::task::block_in_place(|| peers::Peer::start(*kind, origin.port))?;
+        let peer =
+            tokio::task::block_in_place(|| peers::Peer::start(*kind, origin.port, args.waf))?;
+        if args.waf {
+            // Same detection: both refuse an attack and pass the clean request.
+            let attack = format!("{}{SMALL}?id=1%27%20OR%20%271%27%3D%271", peer.url);
+            let status = client.get(attack).send().await?.status();
+            anyhow::ensure!(
+                status == 403,
+                "{}: an SQL injection got {status}",
+                kind.name()
+            );
+        }
         let name = kind.name();
         // Fill the cache, then check that it is what answers.
         for path in [SMALL, LARGE] {
@@ -63,8 +77,32 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             );
         }
         let cpu_before = tree_cpu_seconds(peer.pid());
-        let small = blocking_wrk(&peer.url, SMALL, args.connections, duration).await?;
-        let large = blocking_wrk(&peer.url, LARGE, args.connections, duration).await?;
+        let small = blocking_wrk(&peer.url, SMALL, args.connections, duration, None).await?;
+        let large = blocking_wrk(&peer.url, LARGE, args.connections, duration, None).await?;
+        if args.waf {
+            // Every request with a head of its own (a header no cache key includes): what
+            // the WAF costs when no verdict can be reused.
+            let script = std::env::temp_dir()
+                .join(format!("myriad-bench-distinct-{}.lua", std::process::id()));
+            std::fs::write(&script, DISTINCT_HEADS)?;
+            let distinct = blocking_wrk(
+                &peer.url,
+                SMALL,
+                args.connections,
+                duration,
+                Some(script.clone()),
+            )
+            .await;
+            let _ = std::fs::remove_file(&script);
+            let distinct = distinct?;
+            report
+                .field(
+                    format!("{name}_rps_1k_distinct_heads"),
+                    distinct.requests_per_s,
+                )
+                .field(format!("{name}_p99_1k_distinct_heads_ms"), distinct.p99_ms);
+            distinct_results.push((*kind, distinct));
+        }
         let cpu = tree_cpu_seconds(peer.pid())
             .zip(cpu_before)
             .map(|(a, b)| a - b);
@@ -137,17 +175,36 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
                 .field("p99_1m_vs_best_peer", ours_large.p99_ms / p99_1m);
         }
     }
+    let ours = distinct_results.iter().find(|(k, _)| *k == Kind::Myriad);
+    let nginx = distinct_results.iter().find(|(k, _)| *k == Kind::Nginx);
+    if let (Some((_, ours)), Some((_, theirs))) = (ours, nginx) {
+        report.field(
+            "rps_1k_distinct_heads_vs_nginx",
+            ours.requests_per_s / theirs.requests_per_s,
+        );
+    }
     Ok(report)
 }
+
+/// A wrk script giving each request a header value of its own.
+const DISTINCT_HEADS: &str = r#"
+local n = 0
+request = function()
+  n = n + 1
+  wrk.headers["X-Request-Id"] = tostring(n)
+  return wrk.format(nil, nil, wrk.headers)
+end
+"#;
 
 async fn blocking_wrk(
     base: &str,
     path: &str,
     connections: usize,
     duration: Duration,
+    script: Option<std::path::PathBuf>,
 ) -> anyhow::Result<wrk::Load> {
     let url = format!("{base}{path}");
-    tokio::task::spawn_blocking(move || wrk::run(&url, connections, duration))
+    tokio::task::spawn_blocking(move || wrk::run(&url, connections, duration, script.as_deref()))
         .await
         .context("wrk task")?
 }

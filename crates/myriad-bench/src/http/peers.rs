@@ -3,6 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -48,12 +49,29 @@ pub struct Peer {
 
 impl Drop for Peer {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        // Varnish and ATS leave helper processes behind; they hold the private directory.
-        let _ = Command::new("pkill").arg("-f").arg(&self.dir).status();
+        // Each peer runs in a process group of its own: nginx workers, Varnish's child and
+        // ATS' helpers go with it. TERM first, so they shut down cleanly.
+        let group = -(self.child.id() as i32);
+        // SAFETY: kill(2) with a process group id has no memory-safety preconditions.
+        unsafe { libc::kill(group, libc::SIGTERM) };
+        let stopped = (0..100).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            matches!(self.child.try_wait(), Ok(Some(_)))
+        });
+        // SAFETY: as above.
+        unsafe { libc::kill(group, libc::SIGKILL) };
+        if !stopped {
+            let _ = self.child.wait();
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A command in a new process group, so the whole group can be stopped.
+fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    cmd.process_group(0);
+    cmd
 }
 
 fn free_port() -> anyhow::Result<u16> {
@@ -72,7 +90,12 @@ fn wait_listening(port: u16, what: &str, log: &Path) -> anyhow::Result<()> {
 }
 
 impl Peer {
-    pub fn start(kind: Kind, origin_port: u16) -> anyhow::Result<Peer> {
+    /// Starts a cache; with `waf`, behind libmodsecurity and the OWASP CRS (myriad's `--waf`,
+    /// nginx's ModSecurity module with the same rules).
+    pub fn start(kind: Kind, origin_port: u16, waf: bool) -> anyhow::Result<Peer> {
+        if waf && !matches!(kind, Kind::Myriad | Kind::Nginx) {
+            bail!("the WAF comparison is between myriad and nginx + ModSecurity");
+        }
         let dir = std::env::temp_dir().join(format!(
             "myriad-bench-http-{}-{}",
             kind.name(),
@@ -85,7 +108,7 @@ impl Peer {
         let (child, port) = match kind {
             Kind::Myriad => {
                 let exe = std::env::current_exe()?;
-                let mut child = Command::new(exe)
+                let mut child = command(exe)
                     .args(["edge", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
                     .arg("--origin")
                     .arg(format!("http://127.0.0.1:{origin_port}"))
@@ -99,6 +122,7 @@ impl Peer {
                         "1e12",
                     ])
                     .args(["--cache-mem-mb", "1024", "--max-object-mb", "16"])
+                    .args(if waf { &["--waf"][..] } else { &[] })
                     .env("RUST_LOG", "warn")
                     .stdout(Stdio::piped())
                     .stderr(out()?)
@@ -121,8 +145,8 @@ impl Peer {
             Kind::Nginx => {
                 let port = free_port()?;
                 let conf = dir.join("nginx.conf");
-                std::fs::write(&conf, nginx_conf(&dir, port, origin_port))?;
-                let child = Command::new("nginx")
+                std::fs::write(&conf, nginx_conf(&dir, port, origin_port, waf)?)?;
+                let child = command("nginx")
                     .arg("-c")
                     .arg(&conf)
                     .arg("-p")
@@ -136,7 +160,7 @@ impl Peer {
             }
             Kind::Varnish => {
                 let port = free_port()?;
-                let child = Command::new("varnishd")
+                let child = command("varnishd")
                     .args(["-F", "-a", &format!("127.0.0.1:{port}")])
                     .args(["-b", &format!("127.0.0.1:{origin_port}")])
                     .args(["-s", "malloc,1024m", "-n"])
@@ -171,7 +195,7 @@ impl Peer {
                     format!("{} 1024M\n", dir.join("cache").display()),
                 )?;
                 // Settings by environment (ATS reads PROXY_CONFIG_* over records.config).
-                let child = Command::new("/usr/bin/traffic_server")
+                let child = command("/usr/bin/traffic_server")
                     .env("PROXY_CONFIG_CONFIG_DIR", &etc)
                     .env("PROXY_CONFIG_LOCAL_STATE_DIR", dir.join("run"))
                     .env("PROXY_CONFIG_LOG_LOGFILE_DIR", dir.join("log"))
@@ -205,11 +229,33 @@ impl Peer {
     }
 }
 
-/// nginx tuned as a cache: keep-alive upstream, cache lock (coalescing), no access log.
-fn nginx_conf(dir: &Path, port: u16, origin_port: u16) -> String {
+/// nginx tuned as a cache: keep-alive upstream, cache lock (coalescing), no access log; with
+/// `waf`, Debian's ModSecurity module with the rules myriad's `--waf` loads.
+fn nginx_conf(dir: &Path, port: u16, origin_port: u16, waf: bool) -> anyhow::Result<String> {
     let d = dir.display();
-    format!(
-        r#"worker_processes auto;
+    let (load, modsec) = if waf {
+        let rules = dir.join("modsecurity.conf");
+        std::fs::write(
+            &rules,
+            "SecRuleEngine On\nSecRequestBodyAccess On\nSecRequestBodyLimit 131072\n\
+             SecRequestBodyLimitAction ProcessPartial\nSecResponseBodyAccess Off\nSecAuditEngine Off\n\
+             SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level=1\"\n\
+             Include /etc/modsecurity/crs/crs-setup.conf\n\
+             Include /usr/share/modsecurity-crs/rules/*.conf\n",
+        )?;
+        (
+            "load_module /usr/lib/nginx/modules/ngx_http_modsecurity_module.so;".to_owned(),
+            format!(
+                "modsecurity on; modsecurity_rules_file {};",
+                rules.display()
+            ),
+        )
+    } else {
+        (String::new(), String::new())
+    };
+    Ok(format!(
+        r#"{load}
+worker_processes auto;
 pid {d}/nginx.pid;
 error_log {d}/error.log warn;
 events {{ worker_connections 16384; multi_accept on; }}
@@ -228,6 +274,7 @@ http {{
     upstream origin {{ server 127.0.0.1:{origin_port}; keepalive 64; }}
     server {{
         listen 127.0.0.1:{port} reuseport backlog=4096;
+        {modsec}
         location / {{
             proxy_pass http://origin;
             proxy_http_version 1.1;
@@ -241,5 +288,5 @@ http {{
     }}
 }}
 "#
-    )
+    ))
 }

@@ -12,8 +12,18 @@ pub struct Load {
     pub p99_ms: f64,
 }
 
-pub fn run(url: &str, connections: usize, duration: Duration) -> anyhow::Result<Load> {
-    let out = Command::new("wrk")
+/// `script`: a wrk Lua script (e.g. one that varies a header per request).
+pub fn run(
+    url: &str,
+    connections: usize,
+    duration: Duration,
+    script: Option<&std::path::Path>,
+) -> anyhow::Result<Load> {
+    let mut cmd = Command::new("wrk");
+    if let Some(s) = script {
+        cmd.arg("-s").arg(s);
+    }
+    let out = cmd
         .args([
             "-t1",
             &format!("-c{connections}"),
