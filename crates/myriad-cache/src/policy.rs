@@ -154,7 +154,8 @@ pub fn current_age(meta: &StoredMeta, now: SystemTime) -> Duration {
         .get(http::header::AGE)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs)
+        // RFC 9111 §1.2.2: a larger age counts as 2^31 seconds.
+        .map(|s| Duration::from_secs(s.min(1 << 31)))
         .unwrap_or_default();
     let apparent_age = header_time(&meta.headers, DATE)
         .and_then(|d| meta.response_time.duration_since(d).ok())
@@ -163,9 +164,9 @@ pub fn current_age(meta: &StoredMeta, now: SystemTime) -> Duration {
         .response_time
         .duration_since(meta.request_time)
         .unwrap_or_default();
-    let corrected_initial_age = apparent_age.max(age_value + response_delay);
+    let corrected_initial_age = apparent_age.max(age_value.saturating_add(response_delay));
     let resident_time = now.duration_since(meta.response_time).unwrap_or_default();
-    corrected_initial_age + resident_time
+    corrected_initial_age.saturating_add(resident_time)
 }
 
 /// Decides whether a stored response can answer `request` now.
@@ -180,7 +181,7 @@ pub fn evaluate(policy: &Policy, meta: &StoredMeta, request: &HeaderMap, now: Sy
     if let Some(max_age) = req.max_age {
         usable = usable.min(max_age);
     }
-    let needed = age + req.min_fresh.unwrap_or_default();
+    let needed = age.saturating_add(req.min_fresh.unwrap_or_default());
     if !must_validate && usable > needed {
         return Reuse::Fresh {
             ttl: lifetime.saturating_sub(age),

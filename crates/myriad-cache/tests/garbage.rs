@@ -1,0 +1,144 @@
+//! Every parser of the cache core against random and hostile input: answers, never panics.
+
+use std::net::IpAddr;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use http::header::{HeaderMap, HeaderName, HeaderValue};
+use http::{Method, StatusCode};
+use myriad_cache::integrity::DigestCheck;
+use myriad_cache::policy::{self, Policy, StoredMeta};
+use myriad_cache::signed::UrlSigner;
+use myriad_cache::{key, range, CacheControl};
+
+struct XorShift(u64);
+
+impl XorShift {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A field value: mostly the characters these grammars care about.
+    fn value(&mut self) -> Vec<u8> {
+        const ALPHABET: &[u8] = b"0123456789=,;:\"' -*/?&abcdefghimnoprstuvwxyzABCDEFW\t\x80\xff";
+        let len = (self.next() % 40) as usize;
+        (0..len)
+            .map(|_| ALPHABET[(self.next() % ALPHABET.len() as u64) as usize])
+            .collect()
+    }
+}
+
+const FIELDS: [&str; 12] = [
+    "cache-control",
+    "pragma",
+    "expires",
+    "date",
+    "last-modified",
+    "age",
+    "vary",
+    "etag",
+    "range",
+    "if-range",
+    "if-none-match",
+    "content-digest",
+];
+
+fn headers(rng: &mut XorShift) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for _ in 0..(rng.next() % 8) {
+        let name = FIELDS[(rng.next() % FIELDS.len() as u64) as usize];
+        if let Ok(v) = HeaderValue::from_bytes(&rng.value()) {
+            h.append(HeaderName::from_static(name), v);
+        }
+    }
+    h
+}
+
+#[test]
+fn random_fields_never_panic() {
+    let mut rng = XorShift(0x5eed_cafe);
+    let policy = Policy::default();
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    for _ in 0..20_000 {
+        let req = headers(&mut rng);
+        let res = headers(&mut rng);
+        let status =
+            StatusCode::from_u16(100 + (rng.next() % 500) as u16).unwrap_or(StatusCode::OK);
+        let _ = CacheControl::from_headers(&res);
+        let _ = policy::storable(&Method::GET, &req, status, &res);
+        let _ = policy::freshness_lifetime(&policy, status, &res);
+        let meta = StoredMeta {
+            status,
+            headers: res.clone(),
+            request_time: now,
+            response_time: now + Duration::from_secs(rng.next() % 10),
+        };
+        let _ = policy::current_age(&meta, now);
+        let later = now + Duration::from_secs(rng.next() % 100_000);
+        let _ = policy::evaluate(&policy, &meta, &req, later);
+        if let Some(names) = policy::vary_names(&res) {
+            let _ = policy::variant_key(&names, &req);
+        }
+        let _ = policy::not_modified(&req, &res);
+        let _ = range::select(&req, &res, rng.next() % 1_000_000);
+        let _ = range::select(&req, &res, 0);
+        let _ = key::tags(&res);
+        if let Some(mut d) = DigestCheck::from_headers(&res) {
+            d.update(b"body");
+            let _ = d.matches();
+        }
+    }
+}
+
+#[test]
+fn extreme_numbers_saturate() {
+    let policy = Policy::default();
+    let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let mut res = HeaderMap::new();
+    res.insert("age", HeaderValue::from_static("18446744073709551615"));
+    res.insert(
+        "cache-control",
+        HeaderValue::from_static("max-age=18446744073709551615"),
+    );
+    res.insert(
+        "date",
+        HeaderValue::from_static("Thu, 01 Jan 1970 00:00:00 GMT"),
+    );
+    let mut req = HeaderMap::new();
+    req.insert(
+        "cache-control",
+        HeaderValue::from_static("min-fresh=18446744073709551615, max-stale=18446744073709551615"),
+    );
+    let meta = StoredMeta {
+        status: StatusCode::OK,
+        headers: res,
+        request_time: now,
+        response_time: now,
+    };
+    let _ = policy::current_age(&meta, UNIX_EPOCH + Duration::from_secs(u32::MAX as u64 * 4));
+    let _ = policy::evaluate(&policy, &meta, &req, now);
+}
+
+#[test]
+fn hostile_urls_never_panic() {
+    let mut rng = XorShift(0x0bad_0dd0);
+    let signer = UrlSigner::new(b"k");
+    let ip: IpAddr = "192.0.2.1".parse().unwrap();
+    let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
+    let now = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
+    for _ in 0..20_000 {
+        let raw = String::from_utf8_lossy(&rng.value()).into_owned();
+        for candidate in [
+            raw.clone(),
+            format!("/p?{raw}"),
+            format!("/p?expires={raw}&sig={raw}"),
+            format!("/p?x=1&sig={raw}"),
+            format!("http://{raw}/x"),
+        ] {
+            let _ = signer.verify(&candidate, ip, now);
+            let _ = key::purge_target(&candidate);
+        }
+    }
+}
