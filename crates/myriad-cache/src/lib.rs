@@ -40,6 +40,8 @@ pub enum NoCacheReason {
     Status,
     #[error("object larger than the cache's per-object limit")]
     TooLarge,
+    #[error("no site for this host")]
+    UnknownHost,
 }
 
 impl NoCacheReason {
@@ -55,6 +57,7 @@ impl NoCacheReason {
             NoCacheReason::VaryStar => "vary-star",
             NoCacheReason::Status => "status",
             NoCacheReason::TooLarge => "too-large",
+            NoCacheReason::UnknownHost => "unknown-host",
         }
     }
 }

@@ -1,5 +1,5 @@
-//! `myriad edge`: a standalone caching reverse proxy in front of one origin, optionally
-//! through a parent edge (the shield).
+//! `myriad edge`: a standalone caching reverse proxy in front of one origin (flags), or of
+//! several sites chosen by host name (`--config`), optionally through a parent edge.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -11,18 +11,23 @@ use clap::Args;
 use myriad_cache::signed::UrlSigner;
 use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::limits::LimitsConfig;
-use myriad_edge::cdn::tls::{self, TlsSource};
+use myriad_edge::cdn::tls::{self, CertFiles};
 use myriad_edge::cdn::waf::WafConfig;
-use myriad_edge::cdn::{self, Cdn, CdnConfig, DiskConfig, Signing};
+use myriad_edge::cdn::{self, Cdn, CdnConfig, DiskConfig, Signing, SiteConfig};
+use serde::Deserialize;
 
 #[derive(Args, Debug)]
 pub struct EdgeArgs {
     /// Address to listen on for HTTP (port 0: any free port; the startup line tells which).
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub http: SocketAddr,
-    /// The origin server, http://host[:port].
+    /// The origin server, http://host[:port] (the site for every host name).
+    #[arg(long, required_unless_present = "config")]
+    pub origin: Option<String>,
+    /// Sites by host name (TOML `[[site]]` tables: hosts, origin, parent, TLS files, signed
+    /// prefixes, WAF); a site from the flags, if any, serves the other host names.
     #[arg(long)]
-    pub origin: String,
+    pub config: Option<PathBuf>,
     /// A parent edge (shield) to fetch through instead of the origin directly.
     #[arg(long)]
     pub parent: Option<String>,
@@ -92,29 +97,112 @@ pub struct EdgeArgs {
     pub body_timeout_s: u64,
 }
 
+/// `--config`: the sites of one edge.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EdgeFile {
+    #[serde(default)]
+    site: Vec<SiteFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SiteFile {
+    hosts: Vec<String>,
+    origin: String,
+    parent: Option<String>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
+    signing_key: Option<String>,
+    #[serde(default)]
+    signed_prefixes: Vec<String>,
+    #[serde(default)]
+    waf: bool,
+    waf_paranoia: Option<u8>,
+    #[serde(default)]
+    waf_exclude: Vec<u32>,
+    #[serde(default)]
+    waf_detect_only: bool,
+}
+
+fn waf(on: bool, paranoia: u8, exclude: &[u32], detect_only: bool) -> Option<WafConfig> {
+    on.then(|| WafConfig {
+        paranoia,
+        exclude: exclude.to_vec(),
+        blocking: !detect_only,
+        ..WafConfig::default()
+    })
+}
+
+fn signing(key: Option<&str>, prefixes: &[String]) -> Option<Signing> {
+    key.map(|k| Signing {
+        signer: Arc::new(UrlSigner::new(k.as_bytes())),
+        prefixes: prefixes.to_vec(),
+    })
+}
+
 pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
-    let mut config = CdnConfig::new(args.parent.as_deref().unwrap_or(&args.origin));
-    config.name = args.name;
+    let file: EdgeFile = match &args.config {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading {}", path.display()))?;
+            toml::from_str(&text).with_context(|| format!("in {}", path.display()))?
+        }
+        None => EdgeFile::default(),
+    };
+    let mut sites = Vec::new();
+    let mut certs = Vec::new();
+    for site in &file.site {
+        anyhow::ensure!(!site.hosts.is_empty(), "a [[site]] needs hosts");
+        sites.push(SiteConfig {
+            hosts: site.hosts.clone(),
+            upstream: site.parent.clone().unwrap_or_else(|| site.origin.clone()),
+            signing: signing(site.signing_key.as_deref(), &site.signed_prefixes),
+            waf: waf(
+                site.waf,
+                site.waf_paranoia.unwrap_or(1),
+                &site.waf_exclude,
+                site.waf_detect_only,
+            ),
+        });
+        match (&site.tls_cert, &site.tls_key) {
+            (Some(cert), Some(key)) => certs.push(CertFiles {
+                names: &site.hosts,
+                cert,
+                key,
+            }),
+            (None, None) => {}
+            _ => anyhow::bail!("site {:?}: tls_cert and tls_key go together", site.hosts),
+        }
+    }
+    if let Some(origin) = &args.origin {
+        sites.push(SiteConfig {
+            hosts: Vec::new(),
+            upstream: args.parent.clone().unwrap_or_else(|| origin.clone()),
+            signing: signing(args.signing_key.as_deref(), &args.signed_prefix),
+            waf: waf(
+                args.waf,
+                args.waf_paranoia,
+                &args.waf_exclude,
+                args.waf_detect_only,
+            ),
+        });
+    }
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        certs.push(CertFiles {
+            names: &[],
+            cert,
+            key,
+        });
+    }
+    let mut config = CdnConfig::new(sites);
+    config.name = args.name.clone();
     config.memory_bytes = args.cache_mem_mb << 20;
     config.max_object_bytes = args.max_object_mb << 20;
     if args.cache_disk_mb > 0 {
         config.disk = Some(DiskConfig {
             dir: args.cache_dir.clone(),
             capacity_bytes: args.cache_disk_mb << 20,
-        });
-    }
-    if args.waf {
-        config.waf = Some(WafConfig {
-            paranoia: args.waf_paranoia,
-            exclude: args.waf_exclude.clone(),
-            blocking: !args.waf_detect_only,
-            ..WafConfig::default()
-        });
-    }
-    if let Some(key) = &args.signing_key {
-        config.signing = Some(Signing {
-            signer: Arc::new(UrlSigner::new(key.as_bytes())),
-            prefixes: args.signed_prefix.clone(),
         });
     }
     config.limits = LimitsConfig {
@@ -151,16 +239,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     });
     let mut https_line = String::new();
     if let Some(addr) = args.https {
-        let source = match (&args.tls_cert, &args.tls_key) {
-            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
-            _ => {
-                tracing::warn!("no --tls-cert/--tls-key: serving a self-signed certificate");
-                TlsSource::SelfSigned {
-                    names: vec!["localhost".into(), addr.ip().to_string()],
-                }
-            }
-        };
-        let acceptor = tls::acceptor(source)?;
+        let acceptor = tls::acceptor(&certs, vec!["localhost".into(), addr.ip().to_string()])?;
         let tls_listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind {addr}"))?;
@@ -172,7 +251,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    tracing::info!(origin = %args.origin, parent = ?args.parent, "caching proxy ready");
+    tracing::info!(origin = ?args.origin, parent = ?args.parent, sites = file.site.len(), "caching proxy ready");
     // Tests and scripts read this line for the addresses.
     println!("myriad edge is running at http://{local} (admin http://{admin_local}{https_line})");
     cdn::serve(listener, cdn, None).await?;

@@ -1233,6 +1233,116 @@ async fn the_waf_blocks_attacks_and_lets_clean_traffic_through() {
     assert_eq!(get(&excluded, attacks[1]).await.status(), 200);
 }
 
+#[tokio::test]
+async fn sites_by_host_name_from_a_config_file() {
+    let one = Origin::start().await;
+    let two = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut files = Vec::new();
+    for name in ["a.test", "b.test"] {
+        let c = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        let (cert, key) = (
+            dir.path().join(format!("{name}.pem")),
+            dir.path().join(format!("{name}.key")),
+        );
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+        files.push((c.cert.pem(), cert, key));
+    }
+    let config = dir.path().join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            r#"
+[[site]]
+hosts = ["a.test", "www.a.test"]
+origin = "{one}"
+tls_cert = "{c1}"
+tls_key = "{k1}"
+
+[[site]]
+hosts = ["b.test"]
+origin = "{two}"
+tls_cert = "{c2}"
+tls_key = "{k2}"
+waf = true
+signing_key = "k"
+signed_prefixes = ["/private/"]
+"#,
+            one = one.url,
+            two = two.url,
+            c1 = files[0].1.display(),
+            k1 = files[0].2.display(),
+            c2 = files[1].1.display(),
+            k2 = files[1].2.display(),
+        ),
+    )
+    .unwrap();
+    // No --origin: hosts no site names are refused.
+    let edge = Edge::start_with(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--https",
+        "127.0.0.1:0",
+    ]);
+    let http = edge.url.clone();
+    let https: SocketAddr = edge
+        .https
+        .clone()
+        .unwrap()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    let get_host = |host: &'static str, path: &'static str| {
+        let url = format!("{http}{path}");
+        async move { client().get(url).header("host", host).send().await.unwrap() }
+    };
+    let a = get_host("www.a.test:8080", "/x").await;
+    assert_eq!(a.status(), 200);
+    a.bytes().await.unwrap();
+    assert_eq!(one.hits("/x"), 1);
+    assert_eq!(two.hits("/x"), 0);
+    let b = get_host("B.test", "/x").await;
+    assert_eq!(b.status(), 200);
+    b.bytes().await.unwrap();
+    assert_eq!(two.hits("/x"), 1, "b.test goes to its own origin");
+    assert_eq!(
+        get_host("c.test", "/x").await.status(),
+        421,
+        "no site for c.test"
+    );
+    // Each site's own protections.
+    assert_eq!(get_host("b.test", "/private/v").await.status(), 403);
+    assert_eq!(get_host("a.test", "/private/v").await.status(), 200);
+    assert_eq!(
+        get_host("b.test", "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+            .await
+            .status(),
+        403
+    );
+    assert_eq!(
+        get_host("a.test", "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+            .await
+            .status(),
+        200
+    );
+    // Each site's certificate, by SNI.
+    for (i, name) in ["a.test", "b.test"].iter().enumerate() {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(files[i].0.as_bytes()).unwrap())
+            .tls_built_in_root_certs(false)
+            .resolve(name, https)
+            .build()
+            .unwrap();
+        let res = client
+            .get(format!("https://{name}:{}/x", https.port()))
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{name}'s certificate: {e}"));
+        assert_eq!(res.status(), 200);
+    }
+}
+
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid struct are plain system calls.
     unsafe {

@@ -25,7 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 pub use metrics::{BlockReason, Metrics, Outcome};
-pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing};
+pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
 pub use upstream::UpstreamError;
 
 /// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list).

@@ -48,8 +48,8 @@ pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>
 pub struct CdnConfig {
     /// This cache's name in `Cache-Status` and `Via`.
     pub name: String,
-    /// The next hop: the origin, or a parent edge (shield).
-    pub upstream: String,
+    /// The sites served, matched by host name in order.
+    pub sites: Vec<SiteConfig>,
     pub memory_bytes: u64,
     /// Larger objects pass through without being stored.
     pub max_object_bytes: u64,
@@ -57,10 +57,27 @@ pub struct CdnConfig {
     pub upstream_timeout: Duration,
     pub policy: Policy,
     pub limits: LimitsConfig,
+    pub disk: Option<DiskConfig>,
+}
+
+/// One site: the host names it answers for, where it fetches from, its own protections.
+#[derive(Debug, Clone)]
+pub struct SiteConfig {
+    /// Host names (any port); empty: every host.
+    pub hosts: Vec<String>,
+    /// The next hop: the origin, or a parent edge (shield).
+    pub upstream: String,
     /// Paths that need a signed URL.
     pub signing: Option<Signing>,
-    pub disk: Option<DiskConfig>,
     pub waf: Option<WafConfig>,
+}
+
+/// A site, running.
+struct Site {
+    hosts: Vec<String>,
+    upstream: Upstream,
+    signing: Option<Signing>,
+    waf: Option<Waf>,
 }
 
 #[derive(Debug, Clone)]
@@ -111,18 +128,16 @@ impl std::fmt::Debug for Signing {
 }
 
 impl CdnConfig {
-    pub fn new(upstream: &str) -> Self {
+    pub fn new(sites: Vec<SiteConfig>) -> Self {
         Self {
             name: "myriad".into(),
-            upstream: upstream.into(),
+            sites,
             memory_bytes: 256 << 20,
             max_object_bytes: 16 << 20,
             upstream_timeout: Duration::from_secs(30),
             policy: Policy::default(),
             limits: LimitsConfig::default(),
-            signing: None,
             disk: None,
-            waf: None,
         }
     }
 }
@@ -130,18 +145,20 @@ impl CdnConfig {
 pub struct Cdn {
     config: CdnConfig,
     store: Store,
-    upstream: Upstream,
+    sites: Vec<Arc<Site>>,
+    /// This hop's `Via` entry.
+    via: HeaderValue,
     /// Fetches in flight by variant key: concurrent misses share one.
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
     cache_status: HeaderName,
     metrics: Arc<Metrics>,
-    waf: Option<Waf>,
     limiter: Mutex<KeyedLimiter<IpAddr>>,
     connections: ConnectionCounter,
 }
 
 /// A request as the cache sees it.
 struct Lookup {
+    site: Arc<Site>,
     parts: Parts,
     path: PathAndQuery,
     primary: String,
@@ -158,7 +175,17 @@ struct Fallback {
 
 impl Cdn {
     pub fn new(config: CdnConfig) -> Result<Arc<Self>, CdnError> {
-        let upstream = Upstream::new(&config.upstream, &config.name)?;
+        let mut sites = Vec::new();
+        for site in &config.sites {
+            sites.push(Arc::new(Site {
+                hosts: site.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                upstream: Upstream::new(&site.upstream, &config.name)?,
+                signing: site.signing.clone(),
+                waf: site.waf.as_ref().map(Waf::load).transpose()?,
+            }));
+        }
+        let via = HeaderValue::from_str(&format!("1.1 {}", config.name))
+            .map_err(|_| UpstreamError::BadUrl(format!("bad edge name {}", config.name)))?;
         let disk = match &config.disk {
             Some(d) => Some(
                 DiskStore::open(d.dir.clone(), d.capacity_bytes)
@@ -166,11 +193,10 @@ impl Cdn {
             ),
             None => None,
         };
-        let waf = config.waf.as_ref().map(Waf::load).transpose()?;
         Ok(Arc::new(Self {
-            waf,
             store: Store::new(config.memory_bytes, disk),
-            upstream,
+            sites,
+            via,
             inflight: Mutex::new(HashMap::new()),
             cache_status: HeaderName::from_static("cache-status"),
             metrics: Arc::new(Metrics::new()),
@@ -210,6 +236,24 @@ impl Cdn {
         &self.config.limits
     }
 
+    /// The site for a request's host (port ignored): the first that names it, else the first
+    /// that takes every host.
+    fn site_for(&self, host: &str) -> Option<Arc<Site>> {
+        let name = match host.rsplit_once(':') {
+            Some((name, port))
+                if !host.ends_with(']') && port.bytes().all(|b| b.is_ascii_digit()) =>
+            {
+                name
+            }
+            _ => host,
+        };
+        self.sites
+            .iter()
+            .find(|s| s.hosts.iter().any(|h| h == name))
+            .or_else(|| self.sites.iter().find(|s| s.hosts.is_empty()))
+            .cloned()
+    }
+
     /// A connection slot for this address, if it has not reached its limit.
     pub fn open_connection(&self, ip: IpAddr) -> Option<ConnectionSlot> {
         let slot = self
@@ -240,7 +284,20 @@ impl Cdn {
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        if let Some(signing) = &self.config.signing {
+        let host = parts
+            .headers
+            .get(HOST)
+            .and_then(|h| h.to_str().ok())
+            .or(parts.uri.authority().map(|a| a.as_str()))
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let Some(site) = self.site_for(&host) else {
+            return self.status_only(
+                StatusCode::MISDIRECTED_REQUEST,
+                CacheStatus::bypass(NoCacheReason::UnknownHost),
+            );
+        };
+        if let Some(signing) = &site.signing {
             if signing.prefixes.iter().any(|p| path.path().starts_with(p)) {
                 match signing.check(&path, remote.ip(), SystemTime::now()) {
                     Ok(stripped) => path = stripped,
@@ -252,21 +309,15 @@ impl Cdn {
             }
         }
         // A request with a body is inspected where its body is read (`pass`).
-        if !has_body(&parts.headers) && self.waf_refuses(&parts, remote, None) {
+        if !has_body(&parts.headers) && self.waf_refuses(&site, &parts, remote, None) {
             return self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf);
         }
-        let host = parts
-            .headers
-            .get(HOST)
-            .and_then(|h| h.to_str().ok())
-            .or(parts.uri.authority().map(|a| a.as_str()))
-            .unwrap_or_default()
-            .to_ascii_lowercase();
         let primary = myriad_cache::key::primary(&host, path.as_str());
         let names = self.store.vary_names(&primary);
         let key = Store::key(&primary, &policy::variant_key(&names, &parts.headers));
         let bypass = policy::request_bypass(&parts.method, &parts.headers);
         let lookup = Lookup {
+            site,
             parts,
             path,
             primary,
@@ -382,6 +433,7 @@ impl Cdn {
             headers.remove(h);
         }
         let job = FetchJob {
+            site: lookup.site.clone(),
             path: lookup.path.clone(),
             primary: lookup.primary.clone(),
             key: lookup.key.clone(),
@@ -417,7 +469,7 @@ impl Cdn {
         let request_time = SystemTime::now();
         let timeout = self.config.upstream_timeout;
         self.metrics.upstream_fetch();
-        let sent = self.upstream.send(
+        let sent = job.site.upstream.send(
             Method::GET,
             &job.path,
             headers,
@@ -719,6 +771,7 @@ impl Cdn {
         reason: NoCacheReason,
     ) -> Response<ProxyBody> {
         let Lookup {
+            site,
             parts,
             path,
             primary,
@@ -736,7 +789,7 @@ impl Cdn {
             Some(b) => {
                 let (mut guarded, fault) =
                     GuardedBody::new(b, limits.max_body_bytes, limits.body_timeout);
-                if self.waf.is_none() {
+                if site.waf.is_none() {
                     (guarded.boxed_unsync(), fault)
                 } else {
                     // The start of the body is read for the WAF, then sent on before the rest.
@@ -761,7 +814,7 @@ impl Cdn {
                             }
                         }
                     }
-                    if self.waf_refuses(&parts, remote, Some(&prefix.concat())) {
+                    if self.waf_refuses(&site, &parts, remote, Some(&prefix.concat())) {
                         return self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf);
                     }
                     let head =
@@ -777,7 +830,7 @@ impl Cdn {
             None => (empty_upstream(), FaultCell::default()),
         };
         self.metrics.upstream_fetch();
-        let sent = self
+        let sent = site
             .upstream
             .send(parts.method.clone(), &path, headers, Some(remote), body);
         let response = match tokio::time::timeout(self.config.upstream_timeout, sent).await {
@@ -814,6 +867,7 @@ impl Cdn {
     /// switches protocols, bytes are copied both ways until either side closes.
     async fn tunnel(&self, lookup: Lookup) -> Response<ProxyBody> {
         let Lookup {
+            site,
             mut parts,
             path,
             remote,
@@ -830,7 +884,7 @@ impl Cdn {
         headers.insert(UPGRADE, protocol);
         headers.insert(CONNECTION, HeaderValue::from_static("upgrade"));
         self.metrics.upstream_fetch();
-        let sent = self.upstream.send(
+        let sent = site.upstream.send(
             parts.method.clone(),
             &path,
             headers,
@@ -903,8 +957,14 @@ impl Cdn {
 
     /// Whether the WAF blocks this request; what it flags is logged with the rule ids
     /// (blocking or not).
-    fn waf_refuses(&self, parts: &Parts, remote: SocketAddr, body: Option<&[u8]>) -> bool {
-        let Some(waf) = &self.waf else {
+    fn waf_refuses(
+        &self,
+        site: &Site,
+        parts: &Parts,
+        remote: SocketAddr,
+        body: Option<&[u8]>,
+    ) -> bool {
+        let Some(waf) = &site.waf else {
             return false;
         };
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
@@ -944,7 +1004,7 @@ impl Cdn {
 
     /// `Via` and `Cache-Status` of this hop on a response.
     fn append_status(&self, headers: &mut HeaderMap, status: &CacheStatus) {
-        headers.append(VIA, self.upstream.via().clone());
+        headers.append(VIA, self.via.clone());
         // The members of caches nearer the origin come first (RFC 9211 §2).
         let member = status.member(&self.config.name);
         let value = match headers
@@ -1005,6 +1065,7 @@ impl Cdn {
 
 #[derive(Clone)]
 struct FetchJob {
+    site: Arc<Site>,
     path: PathAndQuery,
     primary: String,
     key: String,

@@ -1,11 +1,15 @@
-//! TLS for the edge's HTTPS listener (rustls): certificates from PEM files, or a self-signed
-//! development certificate; HTTP/2 or HTTP/1.1 by ALPN.
+//! TLS for the edge's HTTPS listener (rustls): one certificate per site chosen by SNI, from PEM
+//! files, or a self-signed development certificate; HTTP/2 or HTTP/1.1 by ALPN.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
+use tokio_rustls::rustls::crypto::{aws_lc_rs, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
+use tokio_rustls::rustls::sign::CertifiedKey;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -19,48 +23,88 @@ pub enum TlsError {
     Setup(String),
 }
 
-/// What to serve.
-pub enum TlsSource<'a> {
-    Files {
-        cert: &'a Path,
-        key: &'a Path,
-    },
-    /// A self-signed certificate for these names (browsers warn; for development).
-    SelfSigned {
-        names: Vec<String>,
-    },
+/// A certificate chain and key in PEM files, served for `names` (none: the default).
+pub struct CertFiles<'a> {
+    pub names: &'a [String],
+    pub cert: &'a Path,
+    pub key: &'a Path,
 }
 
-pub fn acceptor(source: TlsSource<'_>) -> Result<TlsAcceptor, TlsError> {
-    let (certs, key) = match source {
-        TlsSource::Files { cert, key } => {
-            let shown = |p: &Path| p.display().to_string();
-            let certs = CertificateDer::pem_file_iter(cert)
-                .and_then(|it| it.collect::<Result<Vec<_>, _>>())
-                .map_err(|e| TlsError::Cert(shown(cert), e.to_string()))?;
-            if certs.is_empty() {
-                return Err(TlsError::Cert(shown(cert), "no certificate in it".into()));
-            }
-            let key = PrivateKeyDer::from_pem_file(key)
-                .map_err(|e| TlsError::Key(shown(key), e.to_string()))?;
-            (certs, key)
+/// An acceptor that picks the certificate by SNI; names no file covers get the first
+/// default-named file's certificate, or a self-signed one for `dev_names` when there is none.
+pub fn acceptor(files: &[CertFiles<'_>], dev_names: Vec<String>) -> Result<TlsAcceptor, TlsError> {
+    // Named explicitly: the process links more than one rustls provider.
+    let provider = Arc::new(aws_lc_rs::default_provider());
+    let mut by_name = HashMap::new();
+    let mut default = None;
+    for f in files {
+        let key = Arc::new(load(&provider, f.cert, f.key)?);
+        for n in f.names {
+            by_name.insert(n.to_ascii_lowercase(), key.clone());
         }
-        TlsSource::SelfSigned { names } => {
-            let generated = rcgen::generate_simple_self_signed(names)
-                .map_err(|e| TlsError::Setup(e.to_string()))?;
-            let key = PrivateKeyDer::try_from(generated.signing_key.serialize_der())
-                .map_err(|e| TlsError::Setup(e.to_string()))?;
-            (vec![generated.cert.der().clone()], key)
+        if f.names.is_empty() || default.is_none() {
+            default = Some(key);
+        }
+    }
+    let default = match default {
+        Some(d) => d,
+        None => {
+            tracing::warn!("no certificate files: serving a self-signed certificate");
+            Arc::new(self_signed(&provider, dev_names)?)
         }
     };
-    // Named explicitly: the process links more than one rustls provider.
-    let provider = Arc::new(tokio_rustls::rustls::crypto::aws_lc_rs::default_provider());
     let mut config = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| TlsError::Setup(e.to_string()))?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
-        .map_err(|e| TlsError::Setup(e.to_string()))?;
+        .with_cert_resolver(Arc::new(SniResolver { by_name, default }));
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn load(provider: &CryptoProvider, cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
+    let shown = |p: &Path| p.display().to_string();
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| TlsError::Cert(shown(cert), e.to_string()))?;
+    if certs.is_empty() {
+        return Err(TlsError::Cert(shown(cert), "no certificate in it".into()));
+    }
+    let der =
+        PrivateKeyDer::from_pem_file(key).map_err(|e| TlsError::Key(shown(key), e.to_string()))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| TlsError::Key(shown(key), e.to_string()))?;
+    Ok(CertifiedKey::new(certs, signing))
+}
+
+fn self_signed(provider: &CryptoProvider, names: Vec<String>) -> Result<CertifiedKey, TlsError> {
+    let generated =
+        rcgen::generate_simple_self_signed(names).map_err(|e| TlsError::Setup(e.to_string()))?;
+    let der = PrivateKeyDer::try_from(generated.signing_key.serialize_der())
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    let signing = provider
+        .key_provider
+        .load_private_key(der)
+        .map_err(|e| TlsError::Setup(e.to_string()))?;
+    Ok(CertifiedKey::new(
+        vec![generated.cert.der().clone()],
+        signing,
+    ))
+}
+
+#[derive(Debug)]
+struct SniResolver {
+    by_name: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ResolvesServerCert for SniResolver {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let named = hello
+            .server_name()
+            .and_then(|n| self.by_name.get(&n.to_ascii_lowercase()));
+        Some(named.unwrap_or(&self.default).clone())
+    }
 }

@@ -57,11 +57,6 @@ impl Upstream {
         })
     }
 
-    /// This hop's `Via` entry.
-    pub fn via(&self) -> &HeaderValue {
-        &self.via
-    }
-
     /// Sends a request for `path` with `headers` (already without hop-by-hop fields) on to the
     /// next hop, adding `Via` and `X-Forwarded-For`.
     pub async fn send(

@@ -150,16 +150,15 @@ pub struct Edge {
 impl Edge {
     /// `myriad edge --http 127.0.0.1:0 --admin 127.0.0.1:0 --origin ORIGIN` plus `extra`.
     pub fn start(origin: &str, extra: &[&str]) -> Edge {
+        let mut args = vec!["--origin", origin];
+        args.extend_from_slice(extra);
+        Edge::start_with(&args)
+    }
+
+    /// `myriad edge --http 127.0.0.1:0 --admin 127.0.0.1:0` plus `extra`.
+    pub fn start_with(extra: &[&str]) -> Edge {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut args = vec![
-            "edge",
-            "--http",
-            "127.0.0.1:0",
-            "--admin",
-            "127.0.0.1:0",
-            "--origin",
-            origin,
-        ];
+        let mut args = vec!["edge", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
         args.extend_from_slice(extra);
         let (child, line) = spawn(&args, "myriad edge is running at ", dir.path());
         let (url, rest) = line
