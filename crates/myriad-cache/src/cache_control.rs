@@ -69,21 +69,29 @@ impl CacheControl {
                 None => (item.trim(), None),
             };
             let seconds = || value.map(delta_seconds);
-            match name.to_ascii_lowercase().as_str() {
-                "max-age" => self.max_age = Some(seconds().unwrap_or(Duration::ZERO)),
-                "s-maxage" => self.s_maxage = Some(seconds().unwrap_or(Duration::ZERO)),
-                "no-store" => self.no_store = true,
-                "no-cache" => self.no_cache = true,
-                "private" => self.private = true,
-                "public" => self.public = true,
-                "must-revalidate" => self.must_revalidate = true,
-                "proxy-revalidate" => self.proxy_revalidate = true,
-                "immutable" => self.immutable = true,
-                "stale-while-revalidate" => self.stale_while_revalidate = seconds(),
-                "stale-if-error" => self.stale_if_error = seconds(),
-                "max-stale" => self.max_stale = Some(seconds()),
-                "min-fresh" => self.min_fresh = seconds(),
-                "only-if-cached" => self.only_if_cached = true,
+            // Parsed on every cache hit: the name is lower-cased on the stack. Longer names
+            // are no directive this cache knows.
+            let mut lower = [0u8; 24];
+            let Some(slot) = lower.get_mut(..name.len()) else {
+                continue;
+            };
+            slot.copy_from_slice(name.as_bytes());
+            slot.make_ascii_lowercase();
+            match &*slot {
+                b"max-age" => self.max_age = Some(seconds().unwrap_or(Duration::ZERO)),
+                b"s-maxage" => self.s_maxage = Some(seconds().unwrap_or(Duration::ZERO)),
+                b"no-store" => self.no_store = true,
+                b"no-cache" => self.no_cache = true,
+                b"private" => self.private = true,
+                b"public" => self.public = true,
+                b"must-revalidate" => self.must_revalidate = true,
+                b"proxy-revalidate" => self.proxy_revalidate = true,
+                b"immutable" => self.immutable = true,
+                b"stale-while-revalidate" => self.stale_while_revalidate = seconds(),
+                b"stale-if-error" => self.stale_if_error = seconds(),
+                b"max-stale" => self.max_stale = Some(seconds()),
+                b"min-fresh" => self.min_fresh = seconds(),
+                b"only-if-cached" => self.only_if_cached = true,
                 _ => {}
             }
         }
@@ -92,20 +100,24 @@ impl CacheControl {
 
 /// Splits on commas outside quoted strings (`no-cache="a, b"` is one directive).
 fn split_directives(text: &str) -> impl Iterator<Item = &str> {
-    let mut parts = Vec::new();
-    let (mut start, mut quoted) = (0, false);
-    for (i, c) in text.char_indices() {
-        match c {
-            '"' => quoted = !quoted,
-            ',' if !quoted => {
-                parts.push(&text[start..i]);
-                start = i + 1;
+    let mut rest = Some(text);
+    std::iter::from_fn(move || {
+        let t = rest?;
+        let mut quoted = false;
+        for (i, b) in t.bytes().enumerate() {
+            match b {
+                b'"' => quoted = !quoted,
+                b',' if !quoted => {
+                    rest = Some(&t[i + 1..]);
+                    return Some(&t[..i]);
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
-    parts.push(&text[start..]);
-    parts.into_iter().filter(|p| !p.trim().is_empty())
+        rest = None;
+        Some(t)
+    })
+    .filter(|p| !p.trim().is_empty())
 }
 
 fn delta_seconds(value: &str) -> Duration {

@@ -66,6 +66,9 @@ pub enum BenchCommand {
         seconds: f64,
         #[arg(long, default_value_t = 50)]
         connections: usize,
+        /// wrk threads (the load generator shares the machine's cores with the cache).
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
         /// Concurrent requests for one cold object.
         #[arg(long, default_value_t = 2000)]
         cold: usize,
@@ -171,6 +174,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Http {
             seconds,
             connections,
+            threads,
             cold,
             targets,
             waf,
@@ -183,6 +187,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 .collect::<anyhow::Result<Vec<_>>>()?;
             let args = HttpArgs {
                 seconds,
+                threads,
                 connections,
                 cold,
                 targets,

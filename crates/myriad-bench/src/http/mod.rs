@@ -19,7 +19,8 @@ pub use peers::Kind;
 #[derive(Debug, Clone)]
 pub struct HttpArgs {
     pub seconds: f64,
-    /// wrk connections.
+    /// wrk threads and connections.
+    pub threads: usize,
     pub connections: usize,
     /// Concurrent requests for one cold object.
     pub cold: usize,
@@ -40,6 +41,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
     let mut report = Report::new(if args.waf { "http-waf" } else { "http" });
     report
         .field("seconds", duration.as_secs_f64())
+        .field("wrk_threads", args.threads as u64)
         .field("connections", args.connections as u64)
         .field("cold_requests", args.cold as u64);
     let mut results = Vec::new();
@@ -77,8 +79,22 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             );
         }
         let cpu_before = tree_cpu_seconds(peer.pid());
-        let small = blocking_wrk(&peer.url, SMALL, args.connections, duration, None).await?;
-        let large = blocking_wrk(&peer.url, LARGE, args.connections, duration, None).await?;
+        let small = blocking_wrk(
+            &peer.url,
+            SMALL,
+            (args.threads, args.connections),
+            duration,
+            None,
+        )
+        .await?;
+        let large = blocking_wrk(
+            &peer.url,
+            LARGE,
+            (args.threads, args.connections),
+            duration,
+            None,
+        )
+        .await?;
         if args.waf {
             // Every request with a head of its own (a header no cache key includes): what
             // the WAF costs when no verdict can be reused.
@@ -88,7 +104,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             let distinct = blocking_wrk(
                 &peer.url,
                 SMALL,
-                args.connections,
+                (args.threads, args.connections),
                 duration,
                 Some(script.clone()),
             )
@@ -199,12 +215,14 @@ end
 async fn blocking_wrk(
     base: &str,
     path: &str,
-    connections: usize,
+    (threads, connections): (usize, usize),
     duration: Duration,
     script: Option<std::path::PathBuf>,
 ) -> anyhow::Result<wrk::Load> {
     let url = format!("{base}{path}");
-    tokio::task::spawn_blocking(move || wrk::run(&url, connections, duration, script.as_deref()))
-        .await
-        .context("wrk task")?
+    tokio::task::spawn_blocking(move || {
+        wrk::run(&url, threads, connections, duration, script.as_deref())
+    })
+    .await
+    .context("wrk task")?
 }

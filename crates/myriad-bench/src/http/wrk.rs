@@ -15,6 +15,7 @@ pub struct Load {
 /// `script`: a wrk Lua script (e.g. one that varies a header per request).
 pub fn run(
     url: &str,
+    threads: usize,
     connections: usize,
     duration: Duration,
     script: Option<&std::path::Path>,
@@ -25,7 +26,7 @@ pub fn run(
     }
     let out = cmd
         .args([
-            "-t1",
+            &format!("-t{}", threads.max(1)),
             &format!("-c{connections}"),
             &format!("-d{}s", duration.as_secs().max(1)),
         ])

@@ -217,7 +217,7 @@ impl Cdn {
         remote: SocketAddr,
     ) -> Response<ProxyBody> {
         let started = Instant::now();
-        let res = self.clone().answer(req, remote).await;
+        let res = self.clone().answer(req, remote, started).await;
         let outcome = res
             .extensions()
             .get::<Outcome>()
@@ -269,11 +269,12 @@ impl Cdn {
         self: Arc<Self>,
         req: Request<Incoming>,
         remote: SocketAddr,
+        now: Instant,
     ) -> Response<ProxyBody> {
         let allowed = self
             .limiter
             .lock()
-            .map(|mut l| l.check(&remote.ip(), Instant::now()))
+            .map(|mut l| l.check(&remote.ip(), now))
             .unwrap_or(true);
         if !allowed {
             return self.blocked(StatusCode::TOO_MANY_REQUESTS, BlockReason::RateLimit);
