@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::Args;
 use myriad_cache::signed::UrlSigner;
 use myriad_edge::cdn::admin::{self, PurgeBus};
-use myriad_edge::cdn::limits::LimitsConfig;
+use myriad_edge::cdn::limits::{KeyRate, LimitsConfig, PathRate};
 use myriad_edge::cdn::tls::{self, CertFiles};
 use myriad_edge::cdn::waf::WafConfig;
 use myriad_edge::cdn::{self, Cdn, CdnConfig, DiskConfig, Signing, SiteConfig};
@@ -84,6 +84,16 @@ pub struct EdgeArgs {
     pub rate_per_s: f64,
     #[arg(long, default_value_t = 2000.0)]
     pub burst: f64,
+    /// A tighter rate per client address under a path prefix, PREFIX=RATE[:BURST]
+    /// (repeatable; the longest prefix applies).
+    #[arg(long, value_parser = parse_path_rate)]
+    pub path_rate: Vec<PathRate>,
+    /// Limit by the value of this request header (an API key, say), at --key-rate.
+    #[arg(long, requires = "key_rate")]
+    pub key_header: Option<http::HeaderName>,
+    /// RATE[:BURST] per value of --key-header.
+    #[arg(long, requires = "key_header", value_parser = parse_rate)]
+    pub key_rate: Option<(f64, f64)>,
     /// Open connections per client address (429 above it).
     #[arg(long, default_value_t = 512)]
     pub max_conns_per_ip: usize,
@@ -212,6 +222,14 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_mb << 20,
         header_timeout: Duration::from_secs(args.header_timeout_s),
         body_timeout: Duration::from_secs(args.body_timeout_s),
+        path_rates: args.path_rate.clone(),
+        key_rate: args.key_header.clone().zip(args.key_rate).map(
+            |(header, (rate_per_s, burst))| KeyRate {
+                header,
+                rate_per_s,
+                burst,
+            },
+        ),
         ..LimitsConfig::default()
     };
     let cdn = Cdn::new(config).context("edge configuration")?;
@@ -256,6 +274,39 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     println!("myriad edge is running at http://{local} (admin http://{admin_local}{https_line})");
     cdn::serve(listener, cdn, None).await?;
     Ok(())
+}
+
+/// RATE[:BURST] (the burst defaults to twice the rate).
+fn parse_rate(s: &str) -> Result<(f64, f64), String> {
+    let (rate, burst) = match s.split_once(':') {
+        Some((r, b)) => (r, Some(b)),
+        None => (s, None),
+    };
+    let num = |v: &str| {
+        v.trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite() && *n > 0.0)
+            .ok_or_else(|| format!("{v:?} is not a positive number"))
+    };
+    let rate = num(rate)?;
+    Ok((rate, burst.map(num).transpose()?.unwrap_or(rate * 2.0)))
+}
+
+/// PREFIX=RATE[:BURST]
+fn parse_path_rate(s: &str) -> Result<PathRate, String> {
+    let (prefix, rate) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?}: expected PREFIX=RATE[:BURST]"))?;
+    if !prefix.starts_with('/') {
+        return Err(format!("{prefix:?}: a path prefix starts with /"));
+    }
+    let (rate_per_s, burst) = parse_rate(rate)?;
+    Ok(PathRate {
+        prefix: prefix.to_owned(),
+        rate_per_s,
+        burst,
+    })
 }
 
 #[derive(Args, Debug)]

@@ -1343,6 +1343,50 @@ signed_prefixes = ["/private/"]
     }
 }
 
+#[tokio::test]
+async fn rates_per_path_and_per_key() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(
+        &origin.url,
+        &[
+            "--path-rate",
+            "/api/=1:2",
+            "--key-header",
+            "x-api-key",
+            "--key-rate",
+            "1:3",
+        ],
+    );
+    let status = |path: &'static str, key: Option<&'static str>| {
+        let url = format!("{}{path}", edge.url);
+        async move {
+            let mut req = client().get(url);
+            if let Some(k) = key {
+                req = req.header("x-api-key", k);
+            }
+            req.send().await.unwrap().status().as_u16()
+        }
+    };
+    let api: Vec<u16> =
+        futures_util::future::join_all((0..4).map(|_| status("/api/q", None))).await;
+    assert_eq!(api.iter().filter(|s| **s == 429).count(), 2, "{api:?}");
+    assert_eq!(
+        status("/static/a", None).await,
+        200,
+        "other paths keep the address rate"
+    );
+    let mut keyed = Vec::new();
+    for _ in 0..5 {
+        keyed.push(status("/k", Some("alpha")).await);
+    }
+    assert_eq!(keyed, [200, 200, 200, 429, 429]);
+    assert_eq!(
+        status("/k", Some("beta")).await,
+        200,
+        "each key has its own"
+    );
+}
+
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid struct are plain system calls.
     unsafe {

@@ -25,6 +25,94 @@ pub struct LimitsConfig {
     pub body_timeout: Duration,
     /// A request head must arrive within this.
     pub header_timeout: Duration,
+    /// Tighter rates per client address for some paths (the longest matching prefix).
+    pub path_rates: Vec<PathRate>,
+    /// A rate per value of a request header (an API key, say); requests without it are not
+    /// limited by key.
+    pub key_rate: Option<KeyRate>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PathRate {
+    pub prefix: String,
+    pub rate_per_s: f64,
+    pub burst: f64,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct KeyRate {
+    pub header: http::HeaderName,
+    pub rate_per_s: f64,
+    pub burst: f64,
+}
+
+/// Which rate a request went over.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Over {
+    Address,
+    Path,
+    Key,
+}
+
+/// All request rates of an edge: per address, per address on limited paths, per key.
+pub struct RequestLimiter {
+    per_address: KeyedLimiter<IpAddr>,
+    per_path: Vec<(String, KeyedLimiter<IpAddr>)>,
+    per_key: Option<KeyedLimiter<String>>,
+}
+
+/// Keys longer than this are cut (the limiter's memory is bounded by key count and size).
+const KEY_MAX_BYTES: usize = 256;
+
+impl RequestLimiter {
+    pub fn new(config: &LimitsConfig, now: Instant) -> Self {
+        let keyed = |rate, burst| KeyedLimiter::new(rate, burst, config.max_keys, now);
+        Self {
+            per_address: keyed(config.rate_per_s, config.burst),
+            per_path: config
+                .path_rates
+                .iter()
+                .map(|p| (p.prefix.clone(), keyed(p.rate_per_s, p.burst)))
+                .collect(),
+            per_key: config
+                .key_rate
+                .as_ref()
+                .map(|k| KeyedLimiter::new(k.rate_per_s, k.burst, config.max_keys, now)),
+        }
+    }
+
+    pub fn check(
+        &mut self,
+        ip: IpAddr,
+        path: &str,
+        key: Option<&str>,
+        now: Instant,
+    ) -> Result<(), Over> {
+        if !self.per_address.check(&ip, now) {
+            return Err(Over::Address);
+        }
+        let rule = self
+            .per_path
+            .iter_mut()
+            .filter(|(prefix, _)| path.starts_with(prefix.as_str()))
+            .max_by_key(|(prefix, _)| prefix.len());
+        if let Some((_, limiter)) = rule {
+            if !limiter.check(&ip, now) {
+                return Err(Over::Path);
+            }
+        }
+        if let (Some(limiter), Some(key)) = (self.per_key.as_mut(), key) {
+            let mut end = key.len().min(KEY_MAX_BYTES);
+            while !key.is_char_boundary(end) {
+                end -= 1;
+            }
+            let key = &key[..end];
+            if !limiter.check(&key.to_owned(), now) {
+                return Err(Over::Key);
+            }
+        }
+        Ok(())
+    }
 }
 
 impl Default for LimitsConfig {
@@ -37,6 +125,8 @@ impl Default for LimitsConfig {
             max_body_bytes: 64 << 20,
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            path_rates: Vec::new(),
+            key_rate: None,
         }
     }
 }
@@ -155,6 +245,56 @@ mod tests {
         let later = t0 + Duration::from_secs(2);
         assert!(l.check(&5_000_000, later));
         assert_eq!(l.tracked(), 1);
+    }
+
+    #[test]
+    fn paths_and_keys_have_rates_of_their_own() {
+        let t0 = Instant::now();
+        let config = LimitsConfig {
+            rate_per_s: 100.0,
+            burst: 100.0,
+            path_rates: vec![
+                PathRate {
+                    prefix: "/api/".into(),
+                    rate_per_s: 1.0,
+                    burst: 2.0,
+                },
+                PathRate {
+                    prefix: "/api/search".into(),
+                    rate_per_s: 1.0,
+                    burst: 1.0,
+                },
+            ],
+            key_rate: Some(KeyRate {
+                header: http::HeaderName::from_static("x-api-key"),
+                rate_per_s: 1.0,
+                burst: 3.0,
+            }),
+            ..LimitsConfig::default()
+        };
+        let mut l = RequestLimiter::new(&config, t0);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let other: IpAddr = "10.0.0.2".parse().unwrap();
+        assert_eq!(l.check(ip, "/api/a", None, t0), Ok(()));
+        assert_eq!(l.check(ip, "/api/b", None, t0), Ok(()));
+        assert_eq!(l.check(ip, "/api/c", None, t0), Err(Over::Path));
+        assert_eq!(l.check(other, "/api/c", None, t0), Ok(()), "per address");
+        assert_eq!(l.check(ip, "/static/x", None, t0), Ok(()), "other paths");
+        // The longest prefix decides.
+        assert_eq!(l.check(other, "/api/search?q=1", None, t0), Ok(()));
+        assert_eq!(l.check(other, "/api/search?q=2", None, t0), Err(Over::Path));
+        // One key across addresses.
+        for n in 0..3 {
+            let addr: IpAddr = format!("10.0.1.{n}").parse().unwrap();
+            assert_eq!(l.check(addr, "/x", Some("k1"), t0), Ok(()));
+        }
+        assert_eq!(
+            l.check("10.0.1.9".parse().unwrap(), "/x", Some("k1"), t0),
+            Err(Over::Key)
+        );
+        assert_eq!(l.check(ip, "/x", Some("k2"), t0), Ok(()));
+        let long = "k".repeat(10_000);
+        assert_eq!(l.check(ip, "/x", Some(&long), t0), Ok(()));
     }
 
     #[test]

@@ -35,7 +35,7 @@ use myriad_proto::purge::Purge;
 
 use super::disk::DiskStore;
 use super::guard::{BodyFault, FaultCell, GuardedBody};
-use super::limits::{ConnectionCounter, ConnectionSlot, KeyedLimiter, LimitsConfig};
+use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimiter};
 use super::metrics::{BlockReason, Metrics, Outcome};
 use super::store::{Store, Stored, Tier};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
@@ -152,7 +152,7 @@ pub struct Cdn {
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
     cache_status: HeaderName,
     metrics: Arc<Metrics>,
-    limiter: Mutex<KeyedLimiter<IpAddr>>,
+    limiter: Mutex<RequestLimiter>,
     connections: ConnectionCounter,
 }
 
@@ -200,12 +200,7 @@ impl Cdn {
             inflight: Mutex::new(HashMap::new()),
             cache_status: HeaderName::from_static("cache-status"),
             metrics: Arc::new(Metrics::new()),
-            limiter: Mutex::new(KeyedLimiter::new(
-                config.limits.rate_per_s,
-                config.limits.burst,
-                config.limits.max_keys,
-                Instant::now(),
-            )),
+            limiter: Mutex::new(RequestLimiter::new(&config.limits, Instant::now())),
             connections: ConnectionCounter::default(),
             config,
         }))
@@ -271,12 +266,21 @@ impl Cdn {
         remote: SocketAddr,
         now: Instant,
     ) -> Response<ProxyBody> {
-        let allowed = self
+        let key = self
+            .config
+            .limits
+            .key_rate
+            .as_ref()
+            .and_then(|k| req.headers().get(&k.header))
+            .and_then(|v| v.to_str().ok());
+        let path_now = req.uri().path();
+        let verdict = self
             .limiter
             .lock()
-            .map(|mut l| l.check(&remote.ip(), now))
-            .unwrap_or(true);
-        if !allowed {
+            .map(|mut l| l.check(remote.ip(), path_now, key, now))
+            .unwrap_or(Ok(()));
+        if let Err(over) = verdict {
+            tracing::debug!(%remote, ?over, "over its rate");
             return self.blocked(StatusCode::TOO_MANY_REQUESTS, BlockReason::RateLimit);
         }
         let (parts, body) = req.into_parts();
