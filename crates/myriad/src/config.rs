@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML config file (keys: http, udp, public_ip, data, dev).
+    /// TOML config file (keys: http, udp, public_ip, data, dev, cdn_origin, cdn_http).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// HTTP listen address (web client, signalling, REST API).
@@ -27,6 +27,13 @@ pub struct ServeArgs {
     /// Dev mode: the web page gets tokens for typed names [default: on for loopback only].
     #[arg(long)]
     pub dev: Option<bool>,
+    /// Also run the edge's caching proxy in front of this origin (http://host[:port]), e.g.
+    /// for a site's assets next to the meetings.
+    #[arg(long)]
+    pub cdn_origin: Option<String>,
+    /// Where the caching proxy listens [default: the HTTP address's IP, its port + 2].
+    #[arg(long)]
+    pub cdn_http: Option<SocketAddr>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -37,6 +44,8 @@ struct FileConfig {
     public_ip: Option<IpAddr>,
     data: Option<PathBuf>,
     dev: Option<bool>,
+    cdn_origin: Option<String>,
+    cdn_http: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -47,6 +56,8 @@ pub struct ServeConfig {
     pub media_ip: IpAddr,
     pub data: PathBuf,
     pub dev: bool,
+    /// The caching proxy: its address and origin.
+    pub cdn: Option<(SocketAddr, String)>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
@@ -80,6 +91,17 @@ impl ServeConfig {
             .dev
             .or(file.dev)
             .unwrap_or_else(|| http.ip().is_loopback());
+        let cdn = args.cdn_origin.or(file.cdn_origin).map(|origin| {
+            let addr = args.cdn_http.or(file.cdn_http).unwrap_or_else(|| {
+                let port = if http.port() == 0 {
+                    0
+                } else {
+                    http.port().wrapping_add(2)
+                };
+                SocketAddr::new(http.ip(), port)
+            });
+            (addr, origin)
+        });
         Ok(Self {
             http,
             udp,
@@ -89,6 +111,7 @@ impl ServeConfig {
                 .or(file.data)
                 .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA)),
             dev,
+            cdn,
         })
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use myriad_auth::ApiKey;
 use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig};
+use myriad_edge::cdn::{self, Cdn, CdnConfig, SiteConfig};
 use myriad_sfu::SfuHandle;
 use myriad_store::Store;
 
@@ -38,6 +39,27 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     if config.dev {
         println!("  dev mode: the web page creates meetings and tokens for anyone who reaches it");
+    }
+    if let Some((addr, origin)) = &config.cdn {
+        let cdn = Cdn::new(CdnConfig::new(vec![SiteConfig {
+            hosts: Vec::new(),
+            upstream: origin.clone(),
+            signing: None,
+            waf: None,
+        }]))
+        .context("caching proxy")?;
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("binding the cache's HTTP {addr}"))?;
+        println!(
+            "myriad cache is running at http://{} (origin {origin})",
+            listener.local_addr()?
+        );
+        tokio::spawn(async move {
+            if let Err(e) = cdn::serve(listener, cdn, None).await {
+                tracing::error!("caching proxy stopped: {e}");
+            }
+        });
     }
     let app = myriad_edge::router(control);
     tokio::select! {

@@ -1387,6 +1387,48 @@ async fn rates_per_path_and_per_key() {
     );
 }
 
+#[tokio::test]
+async fn myriad_serve_runs_the_cache_too() {
+    use std::io::BufRead;
+    let origin = Origin::start().await;
+    let data = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(common::bin())
+        .args([
+            "serve",
+            "--http",
+            "127.0.0.1:0",
+            "--udp",
+            "127.0.0.1:0",
+            "--data",
+        ])
+        .arg(data.path())
+        .args(["--cdn-origin", &origin.url, "--cdn-http", "127.0.0.1:0"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let line = std::io::BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .find(|l| l.starts_with("myriad cache is running at "))
+        .expect("the cache's start line");
+    let url = line.split_whitespace().nth(5).unwrap().to_owned();
+    let path = "/asset.css?cc=max-age%3D60";
+    for expect in ["uri-miss", "hit"] {
+        let res = client().get(format!("{url}{path}")).send().await.unwrap();
+        assert!(
+            cache_status(&res).contains(expect),
+            "{}",
+            cache_status(&res)
+        );
+        res.bytes().await.unwrap();
+    }
+    assert_eq!(origin.hits(path), 1);
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid struct are plain system calls.
     unsafe {

@@ -233,10 +233,10 @@ mod tests {
     fn memory_stays_bounded_under_address_spraying() {
         let t0 = Instant::now();
         let mut l = KeyedLimiter::new(10.0, 10.0, 1000, t0);
-        // A million one-off addresses within a second: the table never exceeds its bound,
+        // 200,000 one-off addresses within a second: the table never exceeds its bound,
         // and the overflow bucket limits what is not tracked.
         let mut allowed = 0;
-        for i in 0..1_000_000u32 {
+        for i in 0..200_000u32 {
             allowed += l.check(&i, t0) as u32;
             assert!(l.tracked() <= 1000);
         }
