@@ -73,7 +73,7 @@ pub struct EdgeArgs {
     /// Disk cache size; 0 keeps everything in memory.
     #[arg(long, default_value_t = 0)]
     pub cache_disk_mb: u64,
-    /// Where the disk cache keeps its files (emptied at start).
+    /// Where the disk cache keeps its files (read back at start).
     #[arg(long, default_value = "./myriad-cache")]
     pub cache_dir: PathBuf,
     /// Objects larger than this pass through without being stored.

@@ -1,17 +1,21 @@
-//! The disk tier: object bodies in files under one directory, bounded in total size. The index
-//! (keys, response metadata, tags) is in memory and weighs each entry by its file, so the
-//! same TinyLFU admission and size-bounded eviction as the memory tier applies; an evicted or
-//! purged entry's file is deleted. The directory is emptied at start (the index does not
-//! survive a restart).
+//! The disk tier: each object is a body file and a metadata file under one directory, bounded
+//! in total size. The index (keys, response metadata, tags) is in memory and weighs each
+//! entry by its body, so the same TinyLFU admission and size-bounded eviction as the memory
+//! tier applies; an evicted or purged entry's files are deleted. At start the index is read
+//! back from the metadata files, so a restarted edge keeps its disk cache; files that do not
+//! read back whole are deleted.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
+use http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use myriad_cache::StoredMeta;
+use serde::{Deserialize, Serialize};
 
 use super::store::Stored;
 
@@ -28,32 +32,142 @@ pub struct DiskStore {
     next_file: AtomicU64,
 }
 
+/// What a metadata file holds.
+#[derive(Serialize, Deserialize)]
+struct MetaFile {
+    key: String,
+    status: u16,
+    headers: Vec<(String, Vec<u8>)>,
+    request_time_ms: u64,
+    response_time_ms: u64,
+    tags: Vec<String>,
+    len: u64,
+}
+
+fn millis(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+impl MetaFile {
+    fn new(key: &str, stored: &Stored) -> Self {
+        Self {
+            key: key.to_owned(),
+            status: stored.meta.status.as_u16(),
+            headers: stored
+                .meta
+                .headers
+                .iter()
+                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+                .collect(),
+            request_time_ms: millis(stored.meta.request_time),
+            response_time_ms: millis(stored.meta.response_time),
+            tags: stored.tags.clone(),
+            len: stored.body.len() as u64,
+        }
+    }
+
+    fn entry(self, path: PathBuf) -> Option<(String, DiskEntry)> {
+        let mut headers = HeaderMap::new();
+        for (n, v) in self.headers {
+            headers.append(
+                HeaderName::from_bytes(n.as_bytes()).ok()?,
+                HeaderValue::from_bytes(&v).ok()?,
+            );
+        }
+        let meta = StoredMeta {
+            status: StatusCode::from_u16(self.status).ok()?,
+            headers,
+            request_time: UNIX_EPOCH + Duration::from_millis(self.request_time_ms),
+            response_time: UNIX_EPOCH + Duration::from_millis(self.response_time_ms),
+        };
+        let entry = DiskEntry {
+            path,
+            meta,
+            tags: self.tags,
+            len: self.len,
+        };
+        Some((self.key, entry))
+    }
+}
+
+/// The body file's metadata file.
+fn meta_path(body: &Path) -> PathBuf {
+    body.with_extension("meta")
+}
+
+fn remove_files(body: &Path) {
+    for p in [body.to_path_buf(), meta_path(body)] {
+        if let Err(e) = std::fs::remove_file(&p) {
+            tracing::debug!(path = %p.display(), "cache file not removed: {e}");
+        }
+    }
+}
+
 impl DiskStore {
     pub fn open(dir: PathBuf, capacity_bytes: u64) -> std::io::Result<Self> {
-        if dir.exists() {
-            for entry in std::fs::read_dir(&dir)?.flatten() {
-                if entry.file_name().to_string_lossy().ends_with(".obj") {
-                    std::fs::remove_file(entry.path())?;
-                }
-            }
-        }
         std::fs::create_dir_all(&dir)?;
         let index = Cache::builder()
             .max_capacity(capacity_bytes)
             .weigher(|_: &String, e: &Arc<DiskEntry>| u32::try_from(e.len).unwrap_or(u32::MAX))
-            .eviction_listener(|_, e: Arc<DiskEntry>, cause: RemovalCause| {
-                // A replaced entry's new file has another name: every removal frees its file.
-                if let Err(err) = std::fs::remove_file(&e.path) {
-                    tracing::debug!(path = %e.path.display(), ?cause, "cache file not removed: {err}");
-                }
+            .eviction_listener(|_, e: Arc<DiskEntry>, _: RemovalCause| {
+                // A replaced entry's new files have other names: every removal frees its own.
+                remove_files(&e.path);
             })
             .support_invalidation_closures()
             .build();
-        Ok(Self {
+        let store = Self {
             dir,
             index,
             next_file: AtomicU64::new(0),
-        })
+        };
+        store.reload()?;
+        Ok(store)
+    }
+
+    /// Indexes what a previous run left; deletes what does not read back whole.
+    fn reload(&self) -> std::io::Result<()> {
+        let mut highest = None;
+        let mut kept = 0u64;
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".obj") else {
+                if name.ends_with(".tmp") {
+                    let _ = std::fs::remove_file(&path);
+                }
+                continue;
+            };
+            let n = u64::from_str_radix(stem, 16).ok();
+            let read = std::fs::read(meta_path(&path))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<MetaFile>(&b).ok())
+                .filter(|m| entry.metadata().is_ok_and(|md| md.len() == m.len))
+                .and_then(|m| m.entry(path.clone()));
+            match (n, read) {
+                (Some(n), Some((key, e))) => {
+                    highest = highest.max(Some(n));
+                    self.index.insert(key, Arc::new(e));
+                    kept += 1;
+                }
+                _ => remove_files(&path),
+            }
+        }
+        // Metadata without a body.
+        for entry in std::fs::read_dir(&self.dir)?.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|x| x == "meta") && !path.with_extension("obj").exists()
+            {
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+        self.index.run_pending_tasks();
+        self.next_file
+            .store(highest.map_or(0, |h| h + 1), Ordering::Relaxed);
+        if kept > 0 {
+            tracing::info!(objects = kept, dir = %self.dir.display(), "disk cache read back");
+        }
+        Ok(())
     }
 
     /// Writes an object's body to its own file and indexes it, evicting what no longer fits
@@ -66,14 +180,21 @@ impl DiskStore {
             tags: stored.tags.clone(),
             len: stored.body.len() as u64,
         };
+        let meta = serde_json::to_vec(&MetaFile::new(&key, stored));
         let (disk, body) = (self.clone(), stored.body.clone());
         let done = tokio::task::spawn_blocking(move || {
             let tmp = entry.path.with_extension("tmp");
-            let written =
-                std::fs::write(&tmp, &body).and_then(|()| std::fs::rename(&tmp, &entry.path));
+            // The body first, then its metadata: a crash in between leaves a body that the
+            // next start deletes, never metadata pointing at a partial body.
+            let written = meta.map_err(std::io::Error::other).and_then(|meta| {
+                std::fs::write(&tmp, &body)?;
+                std::fs::rename(&tmp, &entry.path)?;
+                std::fs::write(meta_path(&entry.path), meta)
+            });
             if let Err(e) = written {
                 tracing::warn!(dir = %disk.dir.display(), "cache file not written: {e}");
                 let _ = std::fs::remove_file(&tmp);
+                remove_files(&entry.path);
                 return;
             }
             disk.index.insert(key, Arc::new(entry));
@@ -151,7 +272,7 @@ mod tests {
             disk.insert(format!("k{i}"), &stored(100_000, "t")).await;
         }
         assert!(disk.weighted_size() <= 1 << 20, "{}", disk.weighted_size());
-        assert!(files(&dir) <= 11, "{} files left", files(&dir));
+        assert!(files(&dir) <= 22, "{} files left", files(&dir));
         let kept = (0..100)
             .filter(|i| disk.index.contains_key(&format!("k{i}")))
             .count();
@@ -168,12 +289,20 @@ mod tests {
         disk.index.run_pending_tasks();
         assert_eq!(files(&dir), 0, "purged files are deleted");
 
-        // A restart starts empty.
+        // A restart reads the cache back; broken leftovers are deleted.
         disk.insert("x".into(), &stored(10, "u")).await;
         drop(disk);
-        let reopened = DiskStore::open(dir.clone(), 1 << 20).unwrap();
-        assert!(reopened.get("x").await.is_none());
-        assert_eq!(files(&dir), 0);
+        std::fs::write(dir.join("00000000000000ff.obj"), b"no metadata").unwrap();
+        std::fs::write(dir.join("0000000000000100.obj"), b"0123456789").unwrap();
+        std::fs::write(dir.join("0000000000000100.meta"), b"{not json").unwrap();
+        let reopened = Arc::new(DiskStore::open(dir.clone(), 1 << 20).unwrap());
+        let back = reopened.get("x").await.expect("read back after a restart");
+        assert_eq!(back.body.len(), 10);
+        assert_eq!(back.tags, ["u"]);
+        assert_eq!(files(&dir), 2, "one body and its metadata");
+        // New files do not overwrite old ones.
+        reopened.insert("y".into(), &stored(10, "v")).await;
+        assert!(reopened.get("x").await.is_some() && reopened.get("y").await.is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
