@@ -15,12 +15,22 @@ pub struct DigestCheck {
 impl DigestCheck {
     /// `None` when the response declares no supported digest.
     pub fn from_headers(headers: &HeaderMap) -> Option<Self> {
+        Self::from_fields(
+            headers
+                .get_all("content-digest")
+                .iter()
+                .filter_map(|v| v.to_str().ok()),
+        )
+    }
+
+    /// From a `Content-Digest` value written elsewhere (an operator's configuration).
+    pub fn from_field(value: &str) -> Option<Self> {
+        Self::from_fields(std::iter::once(value))
+    }
+
+    fn from_fields<'a>(values: impl Iterator<Item = &'a str>) -> Option<Self> {
         let mut found: Option<(&'static str, Vec<u8>)> = None;
-        for value in headers
-            .get_all("content-digest")
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-        {
+        for value in values {
             for member in value.split(',') {
                 let Some((name, bytes)) = member.trim().split_once('=') else {
                     continue;

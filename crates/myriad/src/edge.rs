@@ -133,6 +133,9 @@ struct SiteFile {
     waf_exclude: Vec<u32>,
     #[serde(default)]
     waf_detect_only: bool,
+    /// Path → `Content-Digest` value (`sha-256=:…:`) the body must match.
+    #[serde(default)]
+    digests: std::collections::HashMap<String, String>,
 }
 
 fn waf(on: bool, paranoia: u8, exclude: &[u32], detect_only: bool) -> Option<WafConfig> {
@@ -174,6 +177,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
                 &site.waf_exclude,
                 site.waf_detect_only,
             ),
+            digests: site.digests.clone(),
         });
         match (&site.tls_cert, &site.tls_key) {
             (Some(cert), Some(key)) => certs.push(CertFiles {
@@ -196,6 +200,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
                 &args.waf_exclude,
                 args.waf_detect_only,
             ),
+            digests: Default::default(),
         });
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {

@@ -46,6 +46,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             upstream: origin.clone(),
             signing: None,
             waf: None,
+            digests: Default::default(),
         }]))
         .context("caching proxy")?;
         let listener = tokio::net::TcpListener::bind(addr)

@@ -1429,6 +1429,48 @@ async fn myriad_serve_runs_the_cache_too() {
     let _ = child.wait();
 }
 
+#[tokio::test]
+async fn digests_pinned_in_the_config_are_enforced() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let body: Vec<u8> = (0..5000).map(body_byte).collect();
+    let good = myriad_cache::integrity::sha256_field(&body);
+    let wrong = myriad_cache::integrity::sha256_field(b"the release we meant");
+    let config = dir.path().join("edge.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[site]]\nhosts = [\"site.test\"]\norigin = \"{}\"\n[site.digests]\n\"/pinned\" = \"{good}\"\n\"/tampered\" = \"{wrong}\"\n",
+            origin.url
+        ),
+    )
+    .unwrap();
+    let edge = Edge::start_with(&["--config", config.to_str().unwrap()]);
+    let fetch = |path: &'static str| {
+        let url = format!("{}{path}?cc=max-age%3D60&size=5000", edge.url);
+        async move { client().get(url).header("host", "site.test").send().await }
+    };
+    assert_eq!(
+        fetch("/pinned").await.unwrap().bytes().await.unwrap().len(),
+        5000
+    );
+    assert!(cache_status(&fetch("/pinned").await.unwrap()).contains("hit"));
+    for _ in 0..2 {
+        // A one-chunk body fails before hyper has sent the head; a longer one mid-body.
+        if let Ok(res) = fetch("/tampered").await {
+            assert!(
+                res.bytes().await.is_err(),
+                "a body that is not the pinned one never arrives whole"
+            );
+        }
+    }
+    assert_eq!(
+        origin.hits("/tampered?cc=max-age%3D60&size=5000"),
+        2,
+        "never stored"
+    );
+}
+
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid struct are plain system calls.
     unsafe {

@@ -70,6 +70,8 @@ pub struct SiteConfig {
     /// Paths that need a signed URL.
     pub signing: Option<Signing>,
     pub waf: Option<WafConfig>,
+    /// Known digests (`Content-Digest` syntax) of objects by path: their bodies must match.
+    pub digests: HashMap<String, String>,
 }
 
 /// A site, running.
@@ -78,6 +80,7 @@ struct Site {
     upstream: Upstream,
     signing: Option<Signing>,
     waf: Option<Waf>,
+    digests: HashMap<String, String>,
 }
 
 #[derive(Debug, Clone)]
@@ -182,6 +185,7 @@ impl Cdn {
                 upstream: Upstream::new(&site.upstream, &config.name)?,
                 signing: site.signing.clone(),
                 waf: site.waf.as_ref().map(Waf::load).transpose()?,
+                digests: site.digests.clone(),
             }));
         }
         let via = HeaderValue::from_str(&format!("1.1 {}", config.name))
@@ -531,7 +535,13 @@ impl Cdn {
         // The last chunk is handed out only once the object is stored, so a client that has
         // the whole body finds it in the cache with its next request.
         let mut held: Option<Bytes> = None;
-        let mut digest = DigestCheck::from_headers(&res_headers);
+        // A digest the site's configuration pins for this path wins over the origin's.
+        let mut digest = job
+            .site
+            .digests
+            .get(job.path.path())
+            .and_then(|d| DigestCheck::from_field(d))
+            .or_else(|| DigestCheck::from_headers(&res_headers));
         loop {
             let frame = match tokio::time::timeout(timeout, body.frame()).await {
                 Err(_) => return Err(FetchError::Timeout),
