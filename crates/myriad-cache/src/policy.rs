@@ -175,6 +175,13 @@ pub fn evaluate(policy: &Policy, meta: &StoredMeta, request: &HeaderMap, now: Sy
     let res = CacheControl::from_headers(&meta.headers);
     let age = current_age(meta, now);
     let lifetime = freshness_lifetime(policy, meta.status, &meta.headers);
+    // RFC 8246: a fresh immutable response does not change; a reload's no-cache or max-age=0
+    // does not send it back to the origin.
+    if res.immutable && !res.no_cache && lifetime > age {
+        return Reuse::Fresh {
+            ttl: lifetime - age,
+        };
+    }
     // Validation is required outright, whatever the age.
     let must_validate = res.no_cache || req.no_cache;
     let mut usable = lifetime;
@@ -612,6 +619,27 @@ mod tests {
             evaluate(&p, &m, &req("max-stale=10"), t(130)),
             Reuse::Revalidate { .. }
         ));
+    }
+
+    #[test]
+    fn immutable_responses_survive_a_reload() {
+        let p = Policy::default();
+        let reload = headers(&[("cache-control", "no-cache"), ("pragma", "no-cache")]);
+        let m = meta(&[("cache-control", "max-age=3600, immutable")], t(0));
+        assert!(matches!(
+            evaluate(&p, &m, &reload, t(10)),
+            Reuse::Fresh { .. }
+        ));
+        let m = meta(&[("cache-control", "max-age=3600")], t(0));
+        assert!(matches!(
+            evaluate(&p, &m, &reload, t(10)),
+            Reuse::Revalidate { .. }
+        ));
+        let m = meta(&[("cache-control", "max-age=5, immutable")], t(0));
+        assert!(
+            matches!(evaluate(&p, &m, &reload, t(10)), Reuse::Revalidate { .. }),
+            "stale is stale"
+        );
     }
 
     #[test]
