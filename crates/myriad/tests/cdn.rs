@@ -198,6 +198,18 @@ async fn get(edge: &Edge, path: &str) -> reqwest::Response {
         .expect("edge answers")
 }
 
+/// The edge's `/metrics` text.
+async fn metrics(edge: &Edge) -> String {
+    client()
+        .get(format!("{}/metrics", edge.admin))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 fn cache_status(res: &reqwest::Response) -> String {
     res.headers()
         .get("cache-status")
@@ -695,14 +707,7 @@ async fn metrics_count_outcomes_fetches_and_bytes() {
     for _ in 0..3 {
         get(&edge, path).await.bytes().await.unwrap();
     }
-    let text = client()
-        .get(format!("{}/metrics", edge.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&edge).await;
     let value = |line_start: &str| -> f64 {
         text.lines()
             .find(|l| l.starts_with(line_start))
@@ -871,14 +876,7 @@ async fn limits_answer_429_413_408_and_count_blocks() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(get(&edge, "/r?cc=max-age%3D60").await.status(), 200);
 
-    let metrics = client()
-        .get(format!("{}/metrics", edge.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&edge).await;
     for reason in [
         "RateLimit",
         "BodyTooLarge",
@@ -1036,14 +1034,7 @@ async fn bodies_that_fail_their_content_digest_are_never_stored_or_completed() {
         );
     }
     assert_eq!(origin.hits(bad), 2, "a corrupt body is not stored");
-    let metrics = client()
-        .get(format!("{}/metrics", edge.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&edge).await;
     assert!(
         metrics.contains("myriad_edge_integrity_failures_total 2"),
         "{metrics}"
@@ -1208,14 +1199,7 @@ async fn the_waf_blocks_attacks_and_lets_clean_traffic_through() {
         ok.text().await.unwrap().starts_with("POST /login"),
         "the body went on"
     );
-    let metrics = client()
-        .get(format!("{}/metrics", edge.admin))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics(&edge).await;
     assert!(
         metrics.contains("myriad_edge_blocked_total{reason=\"Waf\"} 5"),
         "{metrics}"
