@@ -576,6 +576,8 @@ async fn an_edge_fetches_through_its_shield() {
         .map(|v| v.to_str().unwrap().to_owned())
         .collect::<Vec<_>>();
     assert_eq!(via, ["1.1 shield", "1.1 edge1"]);
+    // The whole body first: the shield stores the object when its fetch ends.
+    res.bytes().await.unwrap();
     let status = cache_status(&get_site(&edge2).await);
     assert!(
         status.starts_with("shield; hit") && status.contains("edge2; fwd=uri-miss"),
