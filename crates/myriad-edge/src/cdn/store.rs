@@ -84,6 +84,9 @@ impl Store {
             tokio::spawn(async move { disk.insert(key, &stored).await });
         }
         self.objects.insert(key, stored);
+        // Evict now rather than at moka's next maintenance: the memory tier's size is a
+        // budget, and inserts happen on misses only.
+        self.objects.run_pending_tasks();
     }
 
     /// Drops every variant of `primary`.
