@@ -241,24 +241,7 @@ impl DiskStore {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
-    use http::{HeaderMap, StatusCode};
-
     use super::*;
-
-    fn stored(len: usize, tag: &str) -> Stored {
-        Stored {
-            meta: StoredMeta {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-                request_time: SystemTime::UNIX_EPOCH,
-                response_time: SystemTime::UNIX_EPOCH,
-            },
-            body: Bytes::from(vec![7; len]),
-            tags: vec![tag.to_owned()],
-        }
-    }
 
     fn files(dir: &std::path::Path) -> usize {
         std::fs::read_dir(dir).unwrap().count()
@@ -269,7 +252,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("myriad-disk-test-{}", std::process::id()));
         let disk = Arc::new(DiskStore::open(dir.clone(), 1 << 20).unwrap());
         for i in 0..100 {
-            disk.insert(format!("k{i}"), &stored(100_000, "t")).await;
+            disk.insert(format!("k{i}"), &Stored::sample(100_000, &["t"]))
+                .await;
         }
         assert!(disk.weighted_size() <= 1 << 20, "{}", disk.weighted_size());
         assert!(files(&dir) <= 22, "{} files left", files(&dir));
@@ -290,7 +274,7 @@ mod tests {
         assert_eq!(files(&dir), 0, "purged files are deleted");
 
         // A restart reads the cache back; broken leftovers are deleted.
-        disk.insert("x".into(), &stored(10, "u")).await;
+        disk.insert("x".into(), &Stored::sample(10, &["u"])).await;
         drop(disk);
         std::fs::write(dir.join("00000000000000ff.obj"), b"no metadata").unwrap();
         std::fs::write(dir.join("0000000000000100.obj"), b"0123456789").unwrap();
@@ -301,7 +285,9 @@ mod tests {
         assert_eq!(back.tags, ["u"]);
         assert_eq!(files(&dir), 2, "one body and its metadata");
         // New files do not overwrite old ones.
-        reopened.insert("y".into(), &stored(10, "v")).await;
+        reopened
+            .insert("y".into(), &Stored::sample(10, &["v"]))
+            .await;
         assert!(reopened.get("x").await.is_some() && reopened.get("y").await.is_some());
         let _ = std::fs::remove_dir_all(&dir);
     }

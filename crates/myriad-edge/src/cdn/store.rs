@@ -21,6 +21,24 @@ pub struct Stored {
     pub tags: Vec<String>,
 }
 
+#[cfg(test)]
+impl Stored {
+    /// An object of `len` bytes with `tags`, for tests.
+    pub fn sample(len: usize, tags: &[&str]) -> Self {
+        use std::time::SystemTime;
+        Stored {
+            meta: StoredMeta {
+                status: http::StatusCode::OK,
+                headers: http::HeaderMap::new(),
+                request_time: SystemTime::UNIX_EPOCH,
+                response_time: SystemTime::UNIX_EPOCH,
+            },
+            body: Bytes::from(vec![7; len]),
+            tags: tags.iter().map(|t| t.to_string()).collect(),
+        }
+    }
+}
+
 /// Where a stored object was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
@@ -125,24 +143,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use std::time::SystemTime;
-
-    use http::{HeaderMap, StatusCode};
-
     use super::*;
-
-    fn stored(len: usize) -> Stored {
-        Stored {
-            meta: StoredMeta {
-                status: StatusCode::OK,
-                headers: HeaderMap::new(),
-                request_time: SystemTime::UNIX_EPOCH,
-                response_time: SystemTime::UNIX_EPOCH,
-            },
-            body: Bytes::from(vec![0; len]),
-            tags: vec!["t".into()],
-        }
-    }
 
     async fn found(store: &Store, primary: &str) -> bool {
         store.get(&Store::key(primary, "")).await.is_some()
@@ -153,7 +154,12 @@ mod tests {
         let store = Store::new(1 << 20, None);
         for i in 0..100 {
             let primary = format!("host/{i}");
-            store.insert(&primary, Vec::new(), Store::key(&primary, ""), stored(10));
+            store.insert(
+                &primary,
+                Vec::new(),
+                Store::key(&primary, ""),
+                Stored::sample(10, &["t"]),
+            );
             assert!(found(&store, &primary).await, "{i}");
         }
         store.invalidate("host/7");
