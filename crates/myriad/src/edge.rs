@@ -61,6 +61,9 @@ pub struct EdgeArgs {
     /// Admin port: `/metrics` (Prometheus) and `POST /purge`. Keep it private.
     #[arg(long, default_value = "127.0.0.1:9480")]
     pub admin: SocketAddr,
+    /// A token purges must bring (`Authorization: Bearer …`).
+    #[arg(long, env = "MYRIAD_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
     /// NATS server to carry purges to every edge (`nats://host:port`).
     #[arg(long)]
     pub nats: Option<String>,
@@ -256,7 +259,12 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("bind admin {}", args.admin))?;
     let admin_local = admin.local_addr()?;
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(admin, admin::router(cdn_admin, bus)).await {
+        if let Err(e) = axum::serve(
+            admin,
+            admin::router(cdn_admin, bus, args.admin_token.clone()),
+        )
+        .await
+        {
             tracing::error!("admin server stopped: {e}");
         }
     });

@@ -669,6 +669,18 @@ async fn purge_by_url_and_prefix() {
         400,
         "empty purge refused"
     );
+    let guarded = Edge::start(&origin.url, &["--admin-token", "s3cret-admin"]);
+    let body = serde_json::json!({ "urls": ["http://x/y"] });
+    assert_eq!(purge(&guarded, body.clone()).await, 401, "no token");
+    let with = |token: &str| {
+        client()
+            .post(format!("{}/purge", guarded.admin))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    assert_eq!(with("wrong-token!").await.unwrap().status(), 401);
+    assert_eq!(with("s3cret-admin").await.unwrap().status(), 200);
     assert_eq!(purge(&edge, serde_json::json!({ "bogus": 1 })).await, 422);
 }
 

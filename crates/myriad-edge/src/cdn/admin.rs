@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -48,14 +48,38 @@ impl PurgeBus {
 struct Admin {
     cdn: Arc<Cdn>,
     bus: Option<PurgeBus>,
+    /// When set, purges need `Authorization: Bearer <token>`.
+    token: Option<Arc<str>>,
 }
 
-pub fn router(cdn: Arc<Cdn>, bus: Option<PurgeBus>) -> Router {
+pub fn router(cdn: Arc<Cdn>, bus: Option<PurgeBus>, token: Option<String>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/purge", post(purge))
         .route("/healthz", get(|| async { "ok" }))
-        .with_state(Admin { cdn, bus })
+        .with_state(Admin {
+            cdn,
+            bus,
+            token: token.map(Arc::from),
+        })
+}
+
+/// Whether the request carries the admin token (compared in constant time).
+fn authorized(admin: &Admin, headers: &HeaderMap) -> bool {
+    let Some(token) = &admin.token else {
+        return true;
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    given.len() == token.len()
+        && given
+            .bytes()
+            .zip(token.bytes())
+            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+            == 0
 }
 
 async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
@@ -68,7 +92,17 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
     )
 }
 
-async fn purge(State(admin): State<Admin>, Json(purge): Json<Purge>) -> impl IntoResponse {
+async fn purge(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Json(purge): Json<Purge>,
+) -> impl IntoResponse {
+    if !authorized(&admin, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "purges need the admin token\n".to_owned(),
+        );
+    }
     if purge.is_empty() || purge.len() > MAX_PURGE_ITEMS {
         let message = format!("a purge names 1 to {MAX_PURGE_ITEMS} urls, prefixes and tags");
         return (StatusCode::BAD_REQUEST, message);
