@@ -38,8 +38,6 @@ pub enum NoCacheReason {
     VaryStar,
     #[error("status is not cacheable without explicit freshness")]
     Status,
-    #[error("object larger than the cache's per-object limit")]
-    TooLarge,
     #[error("no site for this host")]
     UnknownHost,
 }
@@ -56,7 +54,6 @@ impl NoCacheReason {
             NoCacheReason::SetCookie => "set-cookie",
             NoCacheReason::VaryStar => "vary-star",
             NoCacheReason::Status => "status",
-            NoCacheReason::TooLarge => "too-large",
             NoCacheReason::UnknownHost => "unknown-host",
         }
     }

@@ -13,8 +13,6 @@ pub enum Forward {
     VaryMiss,
     /// A stored response was found but needed validation.
     Stale,
-    /// The request asked for it (e.g. `no-cache`).
-    Request,
     /// The cache does not handle this kind of request.
     Bypass,
 }
@@ -90,7 +88,6 @@ impl CacheStatus {
                 Forward::UriMiss => "uri-miss",
                 Forward::VaryMiss => "vary-miss",
                 Forward::Stale => "stale",
-                Forward::Request => "request",
                 Forward::Bypass => "bypass",
             };
             let _ = write!(s, "; fwd={f}");

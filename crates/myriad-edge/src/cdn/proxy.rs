@@ -270,18 +270,17 @@ impl Cdn {
         remote: SocketAddr,
         now: Instant,
     ) -> Response<ProxyBody> {
-        let key = self
+        let api_key = self
             .config
             .limits
             .key_rate
             .as_ref()
             .and_then(|k| req.headers().get(&k.header))
             .and_then(|v| v.to_str().ok());
-        let path_now = req.uri().path();
         let verdict = self
             .limiter
             .lock()
-            .map(|mut l| l.check(remote.ip(), path_now, key, now))
+            .map(|mut l| l.check(remote.ip(), req.uri().path(), api_key, now))
             .unwrap_or(Ok(()));
         if let Err(over) = verdict {
             tracing::debug!(%remote, ?over, "over its rate");

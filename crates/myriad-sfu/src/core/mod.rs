@@ -582,7 +582,7 @@ impl Sfu {
             self.remove_peer(now, id);
             return;
         }
-        // Drained once per packet per subscriber: no meeting-id clone unless needed.
+        // Drained for every datagram and batch: no meeting-id clone unless needed.
         if !keyframe_wanted.is_empty() {
             if let Some(meeting) = self.peers.get(&id).map(|p| p.meeting.clone()) {
                 for (track, layer) in keyframe_wanted {
