@@ -82,6 +82,10 @@ pub struct EdgeArgs {
     /// Objects larger than this pass through without being stored.
     #[arg(long, default_value_t = 16)]
     pub max_object_mb: u64,
+    /// Memory that fetches in flight may hold for storing, all together; a fetch that would
+    /// need more passes through without being stored.
+    #[arg(long, default_value_t = 256)]
+    pub fill_mem_mb: u64,
     /// Requests per second per client address (429 above it), and the burst.
     #[arg(long, default_value_t = 1000.0)]
     pub rate_per_s: f64,
@@ -217,6 +221,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.name = args.name.clone();
     config.memory_bytes = args.cache_mem_mb << 20;
     config.max_object_bytes = args.max_object_mb << 20;
+    config.fill_memory_bytes = args.fill_mem_mb << 20;
     if args.cache_disk_mb > 0 {
         config.disk = Some(DiskConfig {
             dir: args.cache_dir.clone(),

@@ -16,11 +16,13 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
 use common::{proc_status_kb, Edge, Nats};
+use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// An origin whose answers follow the query: `cc` (Cache-Control), `status`, `size` (bytes of
 /// a deterministic body), `delay_ms`, `etag`, `vary`, `lm_ago` (Last-Modified seconds ago),
-/// `expires_in`, `cookie`. Without `size` the body says how many times it was fetched.
+/// `expires_in`, `cookie`, `chunk_ms` (the body in 64 KiB chunks this far apart, without a
+/// length). Without `size` the body says how many times it was fetched.
 #[derive(Default)]
 struct OriginState {
     hits: Mutex<HashMap<String, u32>>,
@@ -177,6 +179,14 @@ async fn respond(
     };
     if let Some(d) = digest_of(&body) {
         res = res.header("content-digest", d);
+    }
+    if let Some(ms) = q.get("chunk_ms").and_then(|v| v.parse().ok()) {
+        let chunks: Vec<Vec<u8>> = body.chunks(64 << 10).map(<[u8]>::to_vec).collect();
+        let paced = futures_util::stream::iter(chunks).then(move |c| async move {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok::<_, std::io::Error>(c)
+        });
+        return res.status(status).body(Body::from_stream(paced)).unwrap();
     }
     res.status(status).body(Body::from(body)).unwrap()
 }
@@ -552,6 +562,74 @@ async fn large_objects_stream_through_in_bounded_memory() {
         "the edge's peak memory grew by {grown_mb} MB for a 96 MB object"
     );
     assert_eq!(origin.hits(&path), 1);
+}
+
+/// Reads a whole body, counting bytes that differ from the origin's pattern.
+async fn read_checked(mut res: reqwest::Response) -> (usize, usize) {
+    let (mut got, mut bad) = (0usize, 0usize);
+    while let Some(chunk) = res.chunk().await.unwrap() {
+        bad += chunk
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| **b != body_byte(got + i))
+            .count();
+        got += chunk.len();
+    }
+    (got, bad)
+}
+
+#[tokio::test]
+async fn a_body_outgrowing_the_object_limit_reaches_late_requests_whole() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--max-object-mb", "1"]);
+    // No length up front: the edge learns it is too large to store only as it arrives.
+    let size = 3 << 20;
+    let path = format!("/grows?cc=max-age%3D60&size={size}&chunk_ms=15");
+    let mut first = get(&edge, &path).await;
+    let mut got = 0usize;
+    while got < (3 << 19) {
+        got += first.chunk().await.unwrap().expect("more body").len();
+    }
+    // Past the limit: the fetch no longer keeps its start, so a new request must not join it.
+    let second = get(&edge, &path).await;
+    assert_eq!(read_checked(second).await, (size, 0));
+    let mut rest = 0usize;
+    while let Some(c) = first.chunk().await.unwrap() {
+        rest += c.len();
+    }
+    assert_eq!(got + rest, size);
+    assert_eq!(origin.hits(&path), 2);
+}
+
+#[tokio::test]
+async fn fills_share_one_memory_budget() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(
+        &origin.url,
+        &["--max-object-mb", "16", "--fill-mem-mb", "1"],
+    );
+    // Storable, but more than all fills together may hold: it passes through whole.
+    let path = format!("/big?cc=max-age%3D60&size={}", 3 << 20);
+    for _ in 0..2 {
+        let res = get(&edge, &path).await;
+        assert_eq!(res.status(), 200);
+        assert_eq!(read_checked(res).await, (3 << 20, 0));
+    }
+    assert_eq!(origin.hits(&path), 2, "not stored");
+    assert!(
+        metrics(&edge)
+            .await
+            .contains("myriad_edge_fills_unstored_total{reason=\"Memory\"} 2"),
+        "{}",
+        metrics(&edge).await
+    );
+    // What fits is still stored.
+    let small = "/small?cc=max-age%3D60&size=1000";
+    for _ in 0..2 {
+        let res = get(&edge, small).await;
+        assert_eq!(read_checked(res).await, (1000, 0));
+    }
+    assert_eq!(origin.hits(small), 1);
 }
 
 #[tokio::test]
@@ -1004,7 +1082,7 @@ async fn https_with_certificate_files_verifies() {
 
 #[tokio::test]
 async fn websockets_are_tunnelled_to_the_origin() {
-    use futures_util::{SinkExt, StreamExt};
+    use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url, &[]);

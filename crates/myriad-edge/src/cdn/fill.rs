@@ -2,11 +2,13 @@
 //! (request coalescing): the fetch runs in its own task, so a client that goes away does not
 //! abort it, and each request streams the body as it arrives.
 //!
-//! A body that will be stored is kept whole (it is bounded by the per-object limit). A body
-//! that will not be stored is kept only until every reader has it, and the fetch waits for the
-//! slowest reader: a large object passes through in bounded memory, never buffered whole.
+//! A body that will be stored is kept whole: it is bounded by the per-object limit, and all
+//! such bodies together by a [`FillBudget`]. A body that will not be stored is kept only until
+//! every reader has it, and the fetch waits for the slowest reader: a large object passes
+//! through in bounded memory, never buffered whole.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -43,6 +45,39 @@ pub enum FetchError {
 /// Chunks a pass-through fetch may run ahead of its slowest reader.
 const PASS_THROUGH_WINDOW: usize = 32;
 
+/// Memory every fill that keeps its whole body draws on: without it, many concurrent misses
+/// of large (cache-busted) objects would hold each of them whole at once.
+pub struct FillBudget {
+    limit: u64,
+    used: AtomicU64,
+}
+
+impl FillBudget {
+    pub fn new(limit: u64) -> Self {
+        Self {
+            limit,
+            used: AtomicU64::new(0),
+        }
+    }
+
+    fn take(&self, n: u64) -> bool {
+        self.used
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |used| {
+                used.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .is_ok()
+    }
+
+    fn give_back(&self, n: u64) {
+        self.used.fetch_sub(n, Ordering::AcqRel);
+    }
+
+    #[cfg(test)]
+    fn used(&self) -> u64 {
+        self.used.load(Ordering::Acquire)
+    }
+}
+
 #[derive(Default)]
 struct State {
     head: Option<Result<Head, FetchError>>,
@@ -55,6 +90,8 @@ struct State {
     readers: HashMap<u64, usize>,
     next_reader: u64,
     done: Option<Result<(), FetchError>>,
+    /// Bytes drawn from the budget for the kept body.
+    reserved: u64,
 }
 
 impl State {
@@ -71,6 +108,7 @@ impl State {
 
 /// Written by the fetch task, read by any number of requests.
 pub struct Fill {
+    budget: Arc<FillBudget>,
     state: Mutex<State>,
     /// Bumped by the fetch (head, chunk, end): wakes readers.
     version: watch::Sender<u64>,
@@ -82,6 +120,8 @@ pub struct Fill {
 pub struct Reader {
     fill: Arc<Fill>,
     id: u64,
+    /// Joined after the body's start was let go: it cannot have the body whole.
+    late: bool,
 }
 
 impl Drop for Reader {
@@ -93,9 +133,18 @@ impl Drop for Reader {
     }
 }
 
+impl Drop for Fill {
+    fn drop(&mut self) {
+        if let Ok(s) = self.state.get_mut() {
+            self.budget.give_back(s.reserved);
+        }
+    }
+}
+
 impl Fill {
-    pub fn new() -> Arc<Self> {
+    pub fn new(budget: Arc<FillBudget>) -> Arc<Self> {
         Arc::new(Self {
+            budget,
             state: Mutex::new(State {
                 retain_all: true,
                 ..State::default()
@@ -124,18 +173,31 @@ impl Fill {
     }
 
     pub fn reader(self: &Arc<Self>) -> Reader {
-        let id = self
+        let (id, late) = self
             .read_update(|s| {
                 let id = s.next_reader;
                 s.next_reader += 1;
                 s.readers.insert(id, s.base);
-                id
+                (id, s.base > 0)
             })
-            .unwrap_or(u64::MAX);
+            .unwrap_or((u64::MAX, true));
         Reader {
             fill: self.clone(),
             id,
+            late,
         }
+    }
+
+    /// Draws `n` more bytes of the kept body from the budget; false when it has no more.
+    pub fn retain(&self, n: u64) -> bool {
+        if !self.budget.take(n) {
+            return false;
+        }
+        match self.state.lock() {
+            Ok(mut s) => s.reserved += n,
+            Err(_) => self.budget.give_back(n),
+        }
+        true
     }
 
     pub fn set_head(&self, head: Result<Head, FetchError>) {
@@ -144,10 +206,12 @@ impl Fill {
 
     /// The body will not be stored: keep chunks only until every reader has them.
     pub fn pass_through(&self) {
-        self.update(|s| {
+        let reserved = self.update(|s| {
             s.retain_all = false;
             s.trim();
+            std::mem::take(&mut s.reserved)
         });
+        self.budget.give_back(reserved.unwrap_or(0));
     }
 
     /// Appends a chunk; for a pass-through body, first waits until the slowest reader is
@@ -213,6 +277,10 @@ impl Reader {
         futures_util::stream::unfold(Some((self, rx)), |state| async move {
             // `None`: an error was reported, the stream is over.
             let (reader, mut rx) = state?;
+            if reader.late {
+                let e = FetchError::Stopped("joined after the start was let go");
+                return Some((Err(e), None));
+            }
             loop {
                 rx.borrow_and_update();
                 let step = reader
@@ -265,9 +333,52 @@ mod tests {
 
     use super::*;
 
+    fn budget() -> Arc<FillBudget> {
+        Arc::new(FillBudget::new(1 << 20))
+    }
+
+    #[tokio::test]
+    async fn fills_draw_on_one_budget_and_give_it_back() {
+        let budget = Arc::new(FillBudget::new(100));
+        let a = Fill::new(budget.clone());
+        let b = Fill::new(budget.clone());
+        assert!(a.retain(60));
+        assert!(!b.retain(60), "over the budget");
+        assert!(b.retain(40));
+        assert_eq!(budget.used(), 100);
+        // Passing through gives the kept body's share back; so does the end of a fill.
+        a.pass_through();
+        assert_eq!(budget.used(), 40);
+        drop(b);
+        assert_eq!(budget.used(), 0);
+        assert!(!Fill::new(budget).retain(101));
+    }
+
+    #[tokio::test]
+    async fn a_reader_joining_after_the_start_was_let_go_gets_an_error_not_a_tail() {
+        let fill = Fill::new(budget());
+        let first = fill.reader();
+        fill.pass_through();
+        let f = fill.clone();
+        let writer = tokio::spawn(async move {
+            for _ in 0..3 {
+                f.push(Bytes::from_static(b"x")).await;
+            }
+        });
+        let mut body = Box::pin(first.body());
+        body.next().await.unwrap().unwrap();
+        let late = fill.reader();
+        let got = late.body().collect::<Vec<_>>().await;
+        assert_eq!(got.len(), 1);
+        assert!(got[0].is_err());
+        body.next().await.unwrap().unwrap();
+        body.next().await.unwrap().unwrap();
+        writer.await.unwrap();
+    }
+
     #[tokio::test]
     async fn every_reader_gets_the_whole_body() {
-        let fill = Fill::new();
+        let fill = Fill::new(budget());
         let a = fill.reader();
         let b = fill.reader();
         let f = fill.clone();
@@ -286,7 +397,7 @@ mod tests {
 
     #[tokio::test]
     async fn pass_through_keeps_a_bounded_window() {
-        let fill = Fill::new();
+        let fill = Fill::new(budget());
         fill.pass_through();
         let reader = fill.reader();
         let f = fill.clone();
@@ -308,7 +419,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_pass_through_fetch_stops_when_nobody_reads() {
-        let fill = Fill::new();
+        let fill = Fill::new(budget());
         fill.pass_through();
         drop(fill.reader());
         assert!(!fill.push(Bytes::from_static(b"x")).await);
@@ -316,7 +427,7 @@ mod tests {
 
     #[tokio::test]
     async fn errors_end_the_stream() {
-        let fill = Fill::new();
+        let fill = Fill::new(budget());
         let r = fill.reader();
         fill.finish(Err(FetchError::Timeout));
         let got = r.body().collect::<Vec<_>>().await;

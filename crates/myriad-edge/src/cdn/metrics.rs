@@ -46,6 +46,20 @@ pub enum BlockReason {
     Waf,
 }
 
+/// Why a storable response was passed through instead.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Unstored {
+    /// Over the per-object limit.
+    TooLarge,
+    /// The fetches in flight hold all the memory they may.
+    Memory,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnstoredLabel {
+    reason: Unstored,
+}
+
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabel {
     outcome: Outcome,
@@ -66,6 +80,7 @@ pub struct Metrics {
     coalesced: Counter,
     blocked: Family<ReasonLabel, Counter>,
     integrity_failures: Counter,
+    unstored: Family<UnstoredLabel, Counter>,
 }
 
 impl Metrics {
@@ -112,6 +127,12 @@ impl Metrics {
             "Bodies that did not match their Content-Digest (never stored nor completed)",
             integrity_failures.clone(),
         );
+        let unstored = Family::<UnstoredLabel, Counter>::default();
+        registry.register(
+            "fills_unstored",
+            "Storable responses passed through without being stored, by reason",
+            unstored.clone(),
+        );
         let per_outcome = Outcome::ALL
             .iter()
             .map(|&outcome| {
@@ -129,6 +150,7 @@ impl Metrics {
             upstream_fetches,
             coalesced,
             blocked,
+            unstored,
         }
     }
 
@@ -153,6 +175,10 @@ impl Metrics {
 
     pub fn integrity_failure(&self) {
         self.integrity_failures.inc();
+    }
+
+    pub fn fill_unstored(&self, reason: Unstored) {
+        self.unstored.get_or_create(&UnstoredLabel { reason }).inc();
     }
 
     pub fn blocked(&self, reason: BlockReason) {

@@ -30,13 +30,13 @@ use myriad_cache::{
     is_hop_by_hop, CacheControl, CacheStatus, Forward, NoCacheReason, Policy, Reuse,
 };
 
-use super::fill::{FetchError, Fill, Head, Reader};
+use super::fill::{FetchError, Fill, FillBudget, Head, Reader};
 use myriad_proto::purge::Purge;
 
 use super::disk::DiskStore;
 use super::guard::{BodyFault, FaultCell, GuardedBody};
 use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimiter};
-use super::metrics::{BlockReason, Metrics, Outcome};
+use super::metrics::{BlockReason, Metrics, Outcome, Unstored};
 use super::store::{Store, Stored, Tier};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 use super::waf::{Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
@@ -53,6 +53,8 @@ pub struct CdnConfig {
     pub memory_bytes: u64,
     /// Larger objects pass through without being stored.
     pub max_object_bytes: u64,
+    /// What all fetches in flight may hold of bodies they mean to store.
+    pub fill_memory_bytes: u64,
     /// For the response head, and between body chunks.
     pub upstream_timeout: Duration,
     pub policy: Policy,
@@ -137,6 +139,7 @@ impl CdnConfig {
             sites,
             memory_bytes: 256 << 20,
             max_object_bytes: 16 << 20,
+            fill_memory_bytes: 256 << 20,
             upstream_timeout: Duration::from_secs(30),
             policy: Policy::default(),
             limits: LimitsConfig::default(),
@@ -153,6 +156,7 @@ pub struct Cdn {
     via: HeaderValue,
     /// Fetches in flight by variant key: concurrent misses share one.
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
+    fill_budget: Arc<FillBudget>,
     cache_status: HeaderName,
     metrics: Arc<Metrics>,
     limiter: Mutex<RequestLimiter>,
@@ -202,6 +206,7 @@ impl Cdn {
             sites,
             via,
             inflight: Mutex::new(HashMap::new()),
+            fill_budget: Arc::new(FillBudget::new(config.fill_memory_bytes)),
             cache_status: HeaderName::from_static("cache-status"),
             metrics: Arc::new(Metrics::new()),
             limiter: Mutex::new(RequestLimiter::new(&config.limits, Instant::now())),
@@ -410,7 +415,7 @@ impl Cdn {
     ) -> (Arc<Fill>, Reader, bool) {
         let Ok(mut inflight) = self.inflight.lock() else {
             // Poisoned only if a holder panicked: fetch alone rather than fail.
-            let fill = Fill::new();
+            let fill = Fill::new(self.fill_budget.clone());
             let reader = fill.reader();
             self.spawn_fetch(fill.clone(), lookup, stale);
             return (fill, reader, false);
@@ -419,7 +424,7 @@ impl Cdn {
             let reader = fill.reader();
             return (fill.clone(), reader, true);
         }
-        let fill = Fill::new();
+        let fill = Fill::new(self.fill_budget.clone());
         let reader = fill.reader();
         inflight.insert(lookup.key.clone(), fill.clone());
         drop(inflight);
@@ -517,6 +522,9 @@ impl Cdn {
         let storable = policy::storable(&Method::GET, &job.headers, parts.status, &res_headers);
         let too_large =
             content_length(&res_headers).is_some_and(|l| l > self.config.max_object_bytes);
+        if storable.is_ok() && too_large {
+            self.metrics.fill_unstored(Unstored::TooLarge);
+        }
         let mut keep = storable.is_ok() && !too_large;
         fill.set_head(Ok(Head {
             status: parts.status,
@@ -555,10 +563,23 @@ impl Cdn {
             if let Some(d) = digest.as_mut() {
                 d.update(&data);
             }
-            if keep && size > self.config.max_object_bytes {
-                keep = false;
-                collected.clear();
-                fill.pass_through();
+            if keep {
+                let unstored = if size > self.config.max_object_bytes {
+                    Some(Unstored::TooLarge)
+                } else if !fill.retain(data.len() as u64) {
+                    Some(Unstored::Memory)
+                } else {
+                    None
+                };
+                if let Some(reason) = unstored {
+                    keep = false;
+                    collected.clear();
+                    self.metrics.fill_unstored(reason);
+                    // Out of the way before the start is let go: a request that comes now
+                    // fetches for itself instead of joining a body it could not have whole.
+                    self.forget(&job.key, fill);
+                    fill.pass_through();
+                }
             }
             if keep {
                 collected.push(data.clone());
