@@ -17,5 +17,6 @@ mod server;
 mod signal_client;
 pub mod speaker_switch;
 pub mod udp_ceiling;
+pub mod waf_cost;
 
 pub use report::Report;

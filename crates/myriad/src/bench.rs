@@ -86,6 +86,16 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Where the WAF's time goes: microseconds per request (one thread) with no rules, the
+    /// whole OWASP CRS, its initialization, and (with `--per-file`) each rule file on its own.
+    WafCost {
+        #[arg(long, default_value_t = 2000)]
+        requests: usize,
+        #[arg(long)]
+        per_file: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// N signalling-only participants join one meeting at R per second.
     JoinStorm {
         #[arg(long, default_value_t = 1000)]
@@ -194,6 +204,14 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 waf,
             };
             runtime()?.block_on(run(args))?.print(json);
+        }
+        BenchCommand::WafCost {
+            requests,
+            per_file,
+            json,
+        } => {
+            let args = myriad_bench::waf_cost::WafCostArgs { requests, per_file };
+            myriad_bench::waf_cost::run(args)?.print(json);
         }
         BenchCommand::JoinStorm {
             participants,

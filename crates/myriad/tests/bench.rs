@@ -174,3 +174,21 @@ fn http_waf_compares_with_nginx_and_modsecurity() {
     }
     assert!(r["rps_1k_distinct_heads_vs_nginx"].as_f64().is_some());
 }
+
+#[test]
+fn waf_cost_splits_a_transaction() {
+    let r = bench(&["waf-cost", "--requests", "50", "--per-file"]);
+    assert_eq!(r["scenario"], "waf-cost");
+    let us = |field: &str| {
+        r[field]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{field} in {r}"))
+    };
+    assert!(us("us_engine_without_rules") > 0.0, "{r}");
+    // The rules cost more than the engine alone; the parts are measured.
+    assert!(us("us_crs_whole") > us("us_engine_without_rules"), "{r}");
+    assert!(
+        us("us_plus_REQUEST-942-APPLICATION-ATTACK-SQLI").is_finite(),
+        "{r}"
+    );
+}

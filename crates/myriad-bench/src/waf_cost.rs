@@ -1,0 +1,128 @@
+//! Where a libmodsecurity transaction's time goes: the edge's WAF (`myriad_edge::cdn::waf`)
+//! loaded with no rules, with the whole OWASP CRS, and with the CRS initialization plus one
+//! rule file at a time, each checking browser-like GET heads that differ in one field (so no
+//! verdict is reused). Prints microseconds per request on one thread.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::Context;
+use http::HeaderMap;
+use myriad_edge::cdn::waf::{Waf, WafConfig};
+
+use crate::Report;
+
+pub struct WafCostArgs {
+    /// Requests per rule set.
+    pub requests: usize,
+    /// Also measure each CRS rule file on its own.
+    pub per_file: bool,
+}
+
+const INITIALIZATION: &str = "REQUEST-901-INITIALIZATION.conf";
+
+pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
+    let defaults = WafConfig::default();
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&defaults.rules_dir)
+        .with_context(|| {
+            format!(
+                "{} (scripts/setup installs the CRS)",
+                defaults.rules_dir.display()
+            )
+        })?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let (conf, data): (Vec<PathBuf>, Vec<PathBuf>) = files
+        .into_iter()
+        .partition(|p| p.extension().is_some_and(|x| x == "conf"));
+    let init = conf
+        .iter()
+        .find(|p| p.ends_with(INITIALIZATION))
+        .context("the CRS has no initialization file")?
+        .clone();
+    let scratch = std::env::temp_dir().join(format!("myriad-bench-waf-{}", std::process::id()));
+    let measure = |name: &str, rules: &[&Path]| -> anyhow::Result<f64> {
+        let dir = scratch.join(name);
+        std::fs::create_dir_all(&dir)?;
+        // Rule files find their data files (`@pmFromFile`) next to themselves.
+        for f in rules
+            .iter()
+            .copied()
+            .chain(data.iter().map(PathBuf::as_path))
+        {
+            let name = f.file_name().context("rule file name")?;
+            std::os::unix::fs::symlink(f, dir.join(name))?;
+        }
+        if rules.is_empty() {
+            std::fs::write(dir.join("none.conf"), "")?;
+        }
+        let waf = Waf::load(&WafConfig {
+            rules_dir: dir,
+            verdict_cache_bytes: 0,
+            ..defaults.clone()
+        })?;
+        Ok(microseconds_per_request(&waf, args.requests))
+    };
+    let result = (|| -> anyhow::Result<Report> {
+        let mut report = Report::new("waf-cost");
+        report.field("requests_per_rule_set", args.requests);
+        let engine = measure("none", &[])?;
+        let whole: Vec<&Path> = conf.iter().map(PathBuf::as_path).collect();
+        let crs = measure("crs", &whole)?;
+        let initialized = measure("init", &[init.as_path()])?;
+        report
+            .field("us_engine_without_rules", engine)
+            .field("us_crs_whole", crs)
+            .field("us_crs_initialization", initialized - engine);
+        if args.per_file {
+            for f in conf.iter().filter(|f| **f != init) {
+                let stem = f
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let us = measure(&stem, &[init.as_path(), f.as_path()])?;
+                report.field(format!("us_plus_{stem}"), us - initialized);
+            }
+        }
+        Ok(report)
+    })();
+    let _ = std::fs::remove_dir_all(&scratch);
+    result
+}
+
+/// Checks `n` requests (after a warm-up) and returns the mean time of one.
+fn microseconds_per_request(waf: &Waf, n: usize) -> f64 {
+    let client: SocketAddr = ([192, 0, 2, 1], 50_000).into();
+    let mut headers = HeaderMap::new();
+    for (name, value) in [
+        ("host", "site.test"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
+        ),
+        ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+        ("accept-language", "en-US,en;q=0.9"),
+        ("accept-encoding", "gzip, deflate, br"),
+    ] {
+        headers.insert(name, http::HeaderValue::from_static(value));
+    }
+    let mut check = |i: usize| {
+        headers.insert("x-request-id", http::HeaderValue::from(i));
+        let verdict = waf.check(client, "GET", "/static/app.js?v=3", &headers, None);
+        debug_assert!(
+            verdict.is_none(),
+            "a clean request was flagged: {verdict:?}"
+        );
+    };
+    for i in 0..n / 10 {
+        check(i);
+    }
+    let start = Instant::now();
+    for i in 0..n {
+        check(n + i);
+    }
+    start.elapsed().as_secs_f64() * 1e6 / n.max(1) as f64
+}
