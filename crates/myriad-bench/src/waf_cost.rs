@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use http::HeaderMap;
-use myriad_edge::cdn::waf::{Waf, WafConfig};
+use myriad_edge::cdn::waf::{Inspected, Waf, WafConfig};
 
 use crate::Report;
 
@@ -111,7 +111,14 @@ fn microseconds_per_request(waf: &Waf, n: usize) -> f64 {
     }
     let mut check = |i: usize| {
         headers.insert("x-request-id", http::HeaderValue::from(i));
-        let verdict = waf.check(client, "GET", "/static/app.js?v=3", &headers, None);
+        let request = Inspected {
+            client,
+            method: "GET",
+            target: "/static/app.js?v=3",
+            version: "1.1",
+            headers: &headers,
+        };
+        let verdict = waf.check(&request, None);
         debug_assert!(
             verdict.is_none(),
             "a clean request was flagged: {verdict:?}"

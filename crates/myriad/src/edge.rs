@@ -8,12 +8,13 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Args;
+use http::HeaderValue;
 use myriad_cache::signed::UrlSigner;
 use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::limits::{KeyRate, LimitsConfig, PathRate};
 use myriad_edge::cdn::tls::{self, CertFiles};
 use myriad_edge::cdn::waf::WafConfig;
-use myriad_edge::cdn::{self, Cdn, CdnConfig, DiskConfig, Signing, SiteConfig};
+use myriad_edge::cdn::{self, Cdn, CdnConfig, DiskConfig, Signing, SiteConfig, TlsListener};
 use serde::Deserialize;
 
 #[derive(Args, Debug)]
@@ -34,6 +35,9 @@ pub struct EdgeArgs {
     /// Address for HTTPS (HTTP/2 or HTTP/1.1 by ALPN).
     #[arg(long)]
     pub https: Option<SocketAddr>,
+    /// HTTP/3 (QUIC) on the HTTPS port over UDP, announced by `Alt-Svc`.
+    #[arg(long, requires = "https")]
+    pub http3: bool,
     /// Certificate chain and private key (PEM) for HTTPS; without them a self-signed
     /// development certificate for localhost is made at start.
     #[arg(long, requires = "tls_key")]
@@ -275,14 +279,30 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     });
     let mut https_line = String::new();
     if let Some(addr) = args.https {
-        let acceptor = tls::acceptor(&certs, vec!["localhost".into(), addr.ip().to_string()])?;
+        let tls = tls::server(&certs, vec!["localhost".into(), addr.ip().to_string()])?;
         let tls_listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("bind {addr}"))?;
-        https_line = format!(", https://{}", tls_listener.local_addr()?);
+        let https_local = tls_listener.local_addr()?;
+        https_line = format!(", https://{https_local}");
+        let mut alt_svc = None;
+        if args.http3 {
+            // Same port as HTTPS, over UDP: what Alt-Svc tells clients to try.
+            let endpoint = cdn::h3::endpoint(https_local, tls.quic)?;
+            alt_svc = Some(HeaderValue::from_str(&format!(
+                "h3=\":{}\"; ma=86400",
+                https_local.port()
+            ))?);
+            tracing::info!("HTTP/3 on udp/{https_local}");
+            tokio::spawn(cdn::h3::serve(endpoint, cdn.clone()));
+        }
+        let listener = TlsListener {
+            acceptor: tls.tcp,
+            alt_svc,
+        };
         let cdn = cdn.clone();
         tokio::spawn(async move {
-            if let Err(e) = cdn::serve(tls_listener, cdn, Some(acceptor)).await {
+            if let Err(e) = cdn::serve(tls_listener, cdn, Some(listener)).await {
                 tracing::error!("HTTPS listener stopped: {e}");
             }
         });

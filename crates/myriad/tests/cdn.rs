@@ -1080,6 +1080,149 @@ async fn https_with_certificate_files_verifies() {
     assert!(err.contains("key file"), "{err}");
 }
 
+/// An HTTP/3 client connection to `addr`, trusting `cert_der` for `name`.
+async fn h3_connect(
+    addr: SocketAddr,
+    name: &str,
+    cert_der: Vec<u8>,
+) -> h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes> {
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der.into()).unwrap();
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"h3".to_vec()];
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let conn = endpoint
+        .connect(addr, name)
+        .unwrap()
+        .await
+        .expect("QUIC handshake with the edge's certificate");
+    let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
+        .await
+        .unwrap();
+    tokio::spawn(async move { std::future::poll_fn(|cx| driver.poll_close(cx)).await });
+    send
+}
+
+/// One HTTP/3 request; the response head and whole body.
+async fn h3_request(
+    send: &mut h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes>,
+    method: &str,
+    url: &str,
+    body: &[u8],
+) -> (axum::http::response::Parts, Vec<u8>) {
+    use bytes::Buf;
+    let req = axum::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .body(())
+        .unwrap();
+    let mut stream = send.send_request(req).await.unwrap();
+    if !body.is_empty() {
+        stream
+            .send_data(bytes::Bytes::copy_from_slice(body))
+            .await
+            .unwrap();
+    }
+    stream.finish().await.unwrap();
+    let (head, ()) = stream.recv_response().await.unwrap().into_parts();
+    let mut got = Vec::new();
+    while let Some(mut chunk) = stream.recv_data().await.unwrap() {
+        got.extend_from_slice(&chunk.copy_to_bytes(chunk.remaining()));
+    }
+    (head, got)
+}
+
+#[tokio::test]
+async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["edge.test".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let edge = Edge::start(
+        &origin.url,
+        &[
+            "--https",
+            "127.0.0.1:0",
+            "--http3",
+            "--waf",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let addr: SocketAddr = edge
+        .https
+        .clone()
+        .unwrap()
+        .trim_start_matches("https://")
+        .parse()
+        .unwrap();
+    // HTTPS over TCP points clients to HTTP/3 on the same port.
+    let tcp = reqwest::Client::builder()
+        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
+        .resolve("edge.test", addr)
+        .build()
+        .unwrap();
+    let res = tcp
+        .get(format!("https://edge.test:{}/alt", addr.port()))
+        .send()
+        .await
+        .unwrap();
+    let alt_svc = res.headers().get("alt-svc").cloned();
+    assert_eq!(
+        alt_svc.as_ref().and_then(|v| v.to_str().ok()),
+        Some(format!("h3=\":{}\"; ma=86400", addr.port()).as_str())
+    );
+
+    let mut h3 = h3_connect(addr, "edge.test", cert.cert.der().to_vec()).await;
+    let base = format!("https://edge.test:{}", addr.port());
+    let path = "/over-h3?cc=max-age%3D60&size=200000";
+    let expected: Vec<u8> = (0..200_000).map(body_byte).collect();
+    let (head, body) = h3_request(&mut h3, "GET", &format!("{base}{path}"), b"").await;
+    assert_eq!(head.status, 200);
+    assert!(body == expected, "first body intact");
+    let (head, body) = h3_request(&mut h3, "GET", &format!("{base}{path}"), b"").await;
+    let status = head.headers["cache-status"].to_str().unwrap().to_owned();
+    assert!(status.contains("hit"), "{status}");
+    assert!(body == expected, "cached body intact");
+    assert_eq!(origin.hits(path), 1);
+    // Bodies go upstream; attacks are refused as on TCP.
+    let (head, body) = h3_request(&mut h3, "POST", &format!("{base}/form"), b"name=ada").await;
+    assert_eq!(head.status, 200);
+    assert!(String::from_utf8_lossy(&body).starts_with("POST /form"));
+    let attack = format!("{base}/?id=1%27%20OR%20%271%27%3D%271");
+    let (head, _) = h3_request(&mut h3, "GET", &attack, b"").await;
+    assert_eq!(head.status, 403);
+
+    // Datagrams that are not QUIC are dropped; the endpoint keeps serving.
+    let junk = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    for len in [1usize, 20, 1200, 1500] {
+        let datagram: Vec<u8> = (0..len).map(|i| (i * 31 % 256) as u8).collect();
+        junk.send_to(&datagram, addr).await.unwrap();
+    }
+    let mut again = h3_connect(addr, "edge.test", cert.cert.der().to_vec()).await;
+    let (head, _) = h3_request(&mut again, "GET", &format!("{base}{path}"), b"").await;
+    assert_eq!(head.status, 200);
+    assert!(
+        metrics(&edge)
+            .await
+            .contains("myriad_edge_requests_total{outcome=\"Hit\"} 2"),
+        "{}",
+        metrics(&edge).await
+    );
+}
+
 #[tokio::test]
 async fn websockets_are_tunnelled_to_the_origin() {
     use futures_util::SinkExt;

@@ -9,10 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
-use hyper::body::Incoming;
 use tokio::time::Sleep;
 
-use super::proxy::BoxError;
+use super::proxy::{BoxError, RequestBody};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFault {
@@ -29,7 +28,7 @@ struct FaultError(BodyFault);
 pub type FaultCell = Arc<Mutex<Option<BodyFault>>>;
 
 pub struct GuardedBody {
-    inner: Incoming,
+    inner: RequestBody,
     seen: u64,
     max_bytes: u64,
     timeout: Duration,
@@ -38,7 +37,7 @@ pub struct GuardedBody {
 }
 
 impl GuardedBody {
-    pub fn new(inner: Incoming, max_bytes: u64, timeout: Duration) -> (Self, FaultCell) {
+    pub fn new(inner: RequestBody, max_bytes: u64, timeout: Duration) -> (Self, FaultCell) {
         let fault = FaultCell::default();
         let body = Self {
             inner,

@@ -1,10 +1,12 @@
 //! The edge as a caching reverse proxy (`myriad edge --origin …`): HTTP/1.1 and HTTP/2
-//! (cleartext, by prior knowledge) in front of one origin or a parent edge.
+//! (cleartext by prior knowledge, or TLS with ALPN) and HTTP/3 ([`h3`]) in front of origins
+//! or a parent edge.
 
 pub mod admin;
 mod disk;
 mod fill;
 mod guard;
+pub mod h3;
 pub mod limits;
 mod metrics;
 mod proxy;
@@ -17,6 +19,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::HeaderValue;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -34,11 +37,18 @@ const H2_MAX_STREAMS: u32 = 256;
 const H2_MAX_PENDING_RESETS: usize = 20;
 const H2_MAX_ERROR_RESETS: Option<usize> = Some(1024);
 
+/// TLS on a TCP listener, and the `Alt-Svc` field that points clients to HTTP/3.
+#[derive(Clone)]
+pub struct TlsListener {
+    pub acceptor: TlsAcceptor,
+    pub alt_svc: Option<HeaderValue>,
+}
+
 /// Accepts connections until the listener fails; with `tls`, each is a TLS connection.
 pub async fn serve(
     listener: TcpListener,
     cdn: Arc<Cdn>,
-    tls: Option<TlsAcceptor>,
+    tls: Option<TlsListener>,
 ) -> std::io::Result<()> {
     loop {
         let (stream, remote) = match listener.accept().await {
@@ -62,11 +72,12 @@ pub async fn serve(
         tokio::spawn(async move {
             let header_timeout = cdn.limits().header_timeout;
             match tls {
-                Some(acceptor) => {
+                Some(TlsListener { acceptor, alt_svc }) => {
                     // The handshake counts against the head's time.
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            serve_connection(TokioIo::new(tls_stream), &cdn, remote, None).await
+                            let io = TokioIo::new(tls_stream);
+                            serve_connection(io, &cdn, remote, None, alt_svc).await
                         }
                         Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
                         Err(_) => {
@@ -79,7 +90,8 @@ pub async fn serve(
                 // handle on the socket lets the edge say 408 first.
                 None => match with_spare(stream) {
                     Ok((stream, spare)) => {
-                        serve_connection(TokioIo::new(stream), &cdn, remote, Some(spare)).await
+                        serve_connection(TokioIo::new(stream), &cdn, remote, Some(spare), None)
+                            .await
                     }
                     Err(e) => tracing::debug!(%remote, "connection lost at accept: {e}"),
                 },
@@ -89,14 +101,26 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection<I>(io: I, cdn: &Arc<Cdn>, remote: SocketAddr, spare: Option<TcpStream>)
-where
+async fn serve_connection<I>(
+    io: I,
+    cdn: &Arc<Cdn>,
+    remote: SocketAddr,
+    spare: Option<TcpStream>,
+    alt_svc: Option<HeaderValue>,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let handler = cdn.clone();
     let service = service_fn(move |req| {
         let cdn = handler.clone();
-        async move { Ok::<_, std::convert::Infallible>(cdn.handle(req, remote).await) }
+        let alt_svc = alt_svc.clone();
+        async move {
+            let mut res = cdn.handle(req, remote).await;
+            if let Some(v) = alt_svc {
+                res.headers_mut().insert(http::header::ALT_SVC, v);
+            }
+            Ok::<_, std::convert::Infallible>(res)
+        }
     });
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder

@@ -17,9 +17,9 @@ use http::header::{
 };
 use http::request::Parts;
 use http::uri::PathAndQuery;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response, StatusCode, Version};
 use http_body_util::{BodyExt, BodyStream, Empty, Full, StreamBody};
-use hyper::body::{Frame, Incoming};
+use hyper::body::Frame;
 use hyper::upgrade::OnUpgrade;
 use hyper_util::rt::TokioIo;
 use myriad_cache::integrity::DigestCheck;
@@ -39,10 +39,12 @@ use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimi
 use super::metrics::{BlockReason, Metrics, Outcome, Unstored};
 use super::store::{Store, Stored, Tier};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
-use super::waf::{Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
+use super::waf::{Inspected, Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
+/// A request body from any of the listeners (HTTP/1.1, HTTP/2, HTTP/3).
+pub type RequestBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
 
 #[derive(Debug, Clone)]
 pub struct CdnConfig {
@@ -215,12 +217,17 @@ impl Cdn {
         }))
     }
 
-    pub async fn handle(
+    pub async fn handle<B>(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<B>,
         remote: SocketAddr,
-    ) -> Response<ProxyBody> {
+    ) -> Response<ProxyBody>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let started = Instant::now();
+        let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
         let res = self.clone().answer(req, remote, started).await;
         let outcome = res
             .extensions()
@@ -271,7 +278,7 @@ impl Cdn {
 
     async fn answer(
         self: Arc<Self>,
-        req: Request<Incoming>,
+        req: Request<RequestBody>,
         remote: SocketAddr,
         now: Instant,
     ) -> Response<ProxyBody> {
@@ -802,7 +809,7 @@ impl Cdn {
     async fn pass(
         &self,
         lookup: Lookup,
-        body: Option<Incoming>,
+        body: Option<RequestBody>,
         reason: NoCacheReason,
     ) -> Response<ProxyBody> {
         let Lookup {
@@ -1003,8 +1010,35 @@ impl Cdn {
             return false;
         };
         let target = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-        let Some(verdict) = waf.check(remote, parts.method.as_str(), target, &parts.headers, body)
-        else {
+        // HTTP/2 and HTTP/3 name the host in the request's URI (`:authority`); the rules
+        // look for a Host field, which nginx gives them too.
+        let with_host;
+        let headers = match parts.uri.authority() {
+            Some(a) if !parts.headers.contains_key(HOST) => {
+                let mut h = parts.headers.clone();
+                if let Ok(v) = HeaderValue::from_str(a.as_str()) {
+                    h.insert(HOST, v);
+                }
+                with_host = h;
+                &with_host
+            }
+            _ => &parts.headers,
+        };
+        let request = Inspected {
+            client: remote,
+            method: parts.method.as_str(),
+            target,
+            version: match parts.version {
+                Version::HTTP_10 => "1.0",
+                Version::HTTP_09 | Version::HTTP_11 => "1.1",
+                // CRS 3.3 predates HTTP/3 and would refuse it as a protocol it does not
+                // allow; its semantics for the rules (no Content-Length needed, the host
+                // in `:authority`) are HTTP/2's.
+                _ => "2.0",
+            },
+            headers,
+        };
+        let Some(verdict) = waf.check(&request, body) else {
             return false;
         };
         tracing::warn!(

@@ -1,5 +1,6 @@
-//! TLS for the edge's HTTPS listener (rustls): one certificate per site chosen by SNI, from PEM
-//! files, or a self-signed development certificate; HTTP/2 or HTTP/1.1 by ALPN.
+//! TLS for the edge's HTTPS listeners (rustls): one certificate per site chosen by SNI, from
+//! PEM files, or a self-signed development certificate; HTTP/2 or HTTP/1.1 by ALPN over TCP,
+//! HTTP/3 over QUIC (TLS 1.3 only).
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -10,6 +11,7 @@ use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio_rustls::rustls::server::{ClientHello, ResolvesServerCert};
 use tokio_rustls::rustls::sign::CertifiedKey;
+use tokio_rustls::rustls::version::TLS13;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::TlsAcceptor;
 
@@ -30,9 +32,16 @@ pub struct CertFiles<'a> {
     pub key: &'a Path,
 }
 
-/// An acceptor that picks the certificate by SNI; names no file covers get the first
-/// default-named file's certificate, or a self-signed one for `dev_names` when there is none.
-pub fn acceptor(files: &[CertFiles<'_>], dev_names: Vec<String>) -> Result<TlsAcceptor, TlsError> {
+/// The server's TLS settings: for TCP (`tcp`, an acceptor offering h2 and http/1.1) and for
+/// QUIC (`quic`, offering h3), with one certificate resolver.
+pub struct Tls {
+    pub tcp: TlsAcceptor,
+    pub quic: Arc<ServerConfig>,
+}
+
+/// Picks the certificate by SNI; names no file covers get the first default-named file's
+/// certificate, or a self-signed one for `dev_names` when there is none.
+pub fn server(files: &[CertFiles<'_>], dev_names: Vec<String>) -> Result<Tls, TlsError> {
     // Named explicitly: the process links more than one rustls provider.
     let provider = Arc::new(aws_lc_rs::default_provider());
     let mut by_name = HashMap::new();
@@ -53,13 +62,25 @@ pub fn acceptor(files: &[CertFiles<'_>], dev_names: Vec<String>) -> Result<TlsAc
             Arc::new(self_signed(&provider, dev_names)?)
         }
     };
-    let mut config = ServerConfig::builder_with_provider(provider)
+    let resolver = Arc::new(SniResolver { by_name, default });
+    let setup = |e: tokio_rustls::rustls::Error| TlsError::Setup(e.to_string());
+    let mut tcp = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
-        .map_err(|e| TlsError::Setup(e.to_string()))?
+        .map_err(setup)?
         .with_no_client_auth()
-        .with_cert_resolver(Arc::new(SniResolver { by_name, default }));
-    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    Ok(TlsAcceptor::from(Arc::new(config)))
+        .with_cert_resolver(resolver.clone());
+    tcp.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    let mut quic = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&TLS13])
+        .map_err(setup)?
+        .with_no_client_auth()
+        .with_cert_resolver(resolver);
+    quic.alpn_protocols = vec![b"h3".to_vec()];
+    quic.max_early_data_size = 0; // no 0-RTT: replayable requests
+    Ok(Tls {
+        tcp: TlsAcceptor::from(Arc::new(tcp)),
+        quic: Arc::new(quic),
+    })
 }
 
 fn load(provider: &CryptoProvider, cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {

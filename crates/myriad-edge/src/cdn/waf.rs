@@ -149,36 +149,22 @@ impl Waf {
     }
 
     /// Runs the request phases; `None` when the rules let it through.
-    pub fn check(
-        &self,
-        client: SocketAddr,
-        method: &str,
-        target: &str,
-        headers: &HeaderMap,
-        body: Option<&[u8]>,
-    ) -> Option<Verdict> {
+    pub fn check(&self, request: &Inspected<'_>, body: Option<&[u8]>) -> Option<Verdict> {
         if body.is_some() {
-            return self.evaluate(client, method, target, headers, body);
+            return self.evaluate(request, body);
         }
-        let Some(key) = head_key(method, target, headers) else {
-            return self.evaluate(client, method, target, headers, None);
+        let Some(key) = head_key(request) else {
+            return self.evaluate(request, None);
         };
         if let Some(v) = self.verdicts.get(&key) {
             return v;
         }
-        let v = self.evaluate(client, method, target, headers, None);
+        let v = self.evaluate(request, None);
         self.verdicts.insert(key, v.clone());
         v
     }
 
-    fn evaluate(
-        &self,
-        client: SocketAddr,
-        method: &str,
-        target: &str,
-        headers: &HeaderMap,
-        body: Option<&[u8]>,
-    ) -> Option<Verdict> {
+    fn evaluate(&self, request: &Inspected<'_>, body: Option<&[u8]>) -> Option<Verdict> {
         // An id of ours: without one, libmodsecurity seeds a std::random_device per
         // transaction (~4 % of its time in a profile).
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
@@ -200,14 +186,15 @@ impl Waf {
                 return None;
             }
         };
+        let client = request.client;
         let ip = client.ip().to_string();
         let steps = t
             .process_connection(&ip, client.port() as i32, "0.0.0.0", 0)
-            .and_then(|()| t.process_uri(target, method, "1.1"));
+            .and_then(|()| t.process_uri(request.target, request.method, request.version));
         if let Err(e) = steps {
             tracing::debug!("WAF could not read the request line: {e}");
         }
-        for (name, value) in headers {
+        for (name, value) in request.headers {
             let _ = t.add_request_header(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
         }
         let _ = t.process_request_headers();
@@ -223,13 +210,25 @@ impl Waf {
     }
 }
 
-/// The request head as one string (method, target, fields in order), if short enough.
-fn head_key(method: &str, target: &str, headers: &HeaderMap) -> Option<String> {
+/// What the rules see of a request's head.
+pub struct Inspected<'a> {
+    pub client: SocketAddr,
+    pub method: &'a str,
+    /// Path and query.
+    pub target: &'a str,
+    /// HTTP version as the rules know it: "1.0", "1.1" or "2.0".
+    pub version: &'a str,
+    pub headers: &'a HeaderMap,
+}
+
+/// The request head as one string (method, target, version, fields in order), if short
+/// enough.
+fn head_key(request: &Inspected<'_>) -> Option<String> {
     let mut key = String::with_capacity(256);
-    key.push_str(method);
-    key.push(' ');
-    key.push_str(target);
-    for (name, value) in headers {
+    for part in [request.method, " ", request.target, " ", request.version] {
+        key.push_str(part);
+    }
+    for (name, value) in request.headers {
         key.push('\n');
         key.push_str(name.as_str());
         key.push(':');
@@ -278,7 +277,16 @@ mod tests {
         h.insert("host", "site.test".parse().unwrap());
         h.insert("user-agent", "Mozilla/5.0 test".parse().unwrap());
         h.insert("accept", "text/html".parse().unwrap());
-        let check = |target: &str| waf.check(client, "GET", target, &h, None);
+        let check = |target: &str| {
+            let request = Inspected {
+                client,
+                method: "GET",
+                target,
+                version: "1.1",
+                headers: &h,
+            };
+            waf.check(&request, None)
+        };
         assert_eq!(check("/products?id=42&sort=price"), None);
         for attack in [
             "/?id=1%27%20OR%20%271%27%3D%271",
@@ -298,7 +306,14 @@ mod tests {
             "content-type",
             "application/x-www-form-urlencoded".parse().unwrap(),
         );
-        let v = waf.check(client, "POST", "/login", &form, Some(body));
+        let request = Inspected {
+            client,
+            method: "POST",
+            target: "/login",
+            version: "1.1",
+            headers: &form,
+        };
+        let v = waf.check(&request, Some(body));
         assert!(v.is_some(), "SQL injection in a form body");
     }
 }
