@@ -1,8 +1,10 @@
-//! Real-browser end-to-end test: Debian's Chromium, driven over CDP, against `myriad serve`.
+//! Real-browser end-to-end tests: Debian's Chromium, driven over CDP, against `myriad serve`
+//! and `myriad edge`.
 //!
 //! Three participants join one meeting with fake camera and microphone; each must decode the
 //! others' video and receive their audio; a screen share, a mute, a WebSocket drop with resume
-//! and a leave must all show up for the others. A screenshot of the meeting is saved.
+//! and a leave must all show up for the others. A screenshot of the meeting is saved. And
+//! Chromium loads a page through the edge over HTTP/3.
 
 #![allow(clippy::disallowed_methods)]
 
@@ -41,7 +43,8 @@ const CHROMIUM_FLAGS: &[&str] = &[
     "--disable-backgrounding-occluded-windows",
 ];
 
-async fn launch() -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
+/// Chromium with [`CHROMIUM_FLAGS`] and `extra` ones.
+async fn launch(extra: &[String]) -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: run scripts/test (it installs Debian's chromium)"
@@ -56,7 +59,11 @@ async fn launch() -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
         .viewport(None)
         .launch_timeout(Duration::from_secs(30))
         .request_timeout(Duration::from_secs(30));
-    for flag in CHROMIUM_FLAGS {
+    for flag in CHROMIUM_FLAGS
+        .iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+    {
         // chromiumoxide adds the dashes itself and wants key and value apart.
         let flag = flag.trim_start_matches("--");
         builder = match flag.split_once('=') {
@@ -191,7 +198,7 @@ fn artifact_dir() -> PathBuf {
 async fn three_browsers_meet() {
     let server = common::Server::start();
 
-    let (mut browser, handler, _profile) = launch().await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
 
     // The start page creates a meeting and shows its link.
     let start = browser
@@ -360,5 +367,118 @@ async fn three_browsers_meet() {
 
     browser.close().await.expect("close browser");
     let _ = browser.wait().await;
+    handler.abort();
+}
+
+/// A page and an object, cacheable, for the edge to serve.
+async fn start_origin() -> String {
+    // The edge may keep them a minute; the browser must ask again each time.
+    let cached = |body: &'static str, kind: &'static str| {
+        move || async move {
+            (
+                [
+                    ("cache-control", "s-maxage=60, max-age=0"),
+                    ("content-type", kind),
+                ],
+                body,
+            )
+        }
+    };
+    let app = axum::Router::new()
+        .route(
+            "/",
+            axum::routing::get(cached(
+                "<!doctype html><title>myriad edge</title><h1>Served by the edge</h1>\
+                 <p id=proto></p><script>document.getElementById('proto').textContent = \
+                 'protocol: ' + performance.getEntriesByType('navigation')[0].nextHopProtocol\
+                 </script>",
+                "text/html",
+            )),
+        )
+        .route(
+            "/obj",
+            axum::routing::get(cached("an object", "text/plain")),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chromium_loads_pages_through_the_edge_over_http3() {
+    let origin = start_origin().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["edge.test".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let edge = common::Edge::start(
+        &origin,
+        &[
+            "--https",
+            "127.0.0.1:0",
+            "--http3",
+            "--tls-cert",
+            cert_path.to_str().unwrap(),
+            "--tls-key",
+            key_path.to_str().unwrap(),
+        ],
+    );
+    let port = edge
+        .https
+        .as_deref()
+        .and_then(|u| u.rsplit(':').next())
+        .expect("an HTTPS address")
+        .to_owned();
+    // Chromium trusts the certificate by its key, and speaks QUIC to the edge from the start.
+    use rcgen::PublicKeyData;
+    let spki = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        &cert.signing_key.subject_public_key_info(),
+    );
+    use base64::Engine;
+    let spki = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
+    let flags = [
+        format!("--origin-to-force-quic-on=edge.test:{port}"),
+        "--host-resolver-rules=MAP edge.test 127.0.0.1".to_owned(),
+        format!("--ignore-certificate-errors-spki-list={spki}"),
+    ];
+    let (mut browser, handler, _profile) = launch(&flags).await;
+    let page = browser
+        .new_page(format!("https://edge.test:{port}/"))
+        .await
+        .expect("the page loads");
+    wait_for(
+        &page,
+        "the page over HTTP/3",
+        "performance.getEntriesByType('navigation')[0]?.nextHopProtocol ?? null",
+        Duration::from_secs(20),
+        |v| v == "h3",
+    )
+    .await;
+    let statuses = eval(
+        &page,
+        "(async () => { const out = []; for (let i = 0; i < 2; i++) { \
+           const r = await fetch('/obj'); await r.text(); \
+           out.push(r.headers.get('cache-status')); } \
+           out.push(performance.getEntriesByName(location.origin + '/obj')[0]?.nextHopProtocol); \
+           return out; })()",
+    )
+    .await;
+    let statuses: Vec<String> = statuses
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .map(|v| v.as_str().unwrap_or("").to_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    assert_eq!(statuses.len(), 3, "{statuses:?}");
+    assert!(statuses[0].contains("fwd=uri-miss"), "{statuses:?}");
+    assert!(statuses[1].contains("hit"), "{statuses:?}");
+    assert_eq!(statuses[2], "h3", "{statuses:?}");
+    screenshot(&page, "edge-http3.png").await;
+    browser.close().await.ok();
     handler.abort();
 }
