@@ -38,6 +38,10 @@ pub struct EdgeArgs {
     /// HTTP/3 (QUIC) on the HTTPS port over UDP, announced by `Alt-Svc`.
     #[arg(long, requires = "https")]
     pub http3: bool,
+    /// QUIC handshakes under way above which new clients must first prove their address
+    /// (Retry); 0 asks it of every client.
+    #[arg(long, default_value_t = 64)]
+    pub http3_retry_above: usize,
     /// Certificate chain and private key (PEM) for HTTPS; without them a self-signed
     /// development certificate for localhost is made at start.
     #[arg(long, requires = "tls_key")]
@@ -294,7 +298,8 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
                 https_local.port()
             ))?);
             tracing::info!("HTTP/3 on udp/{https_local}");
-            tokio::spawn(cdn::h3::serve(endpoint, cdn.clone()));
+            let retry_above = args.http3_retry_above;
+            tokio::spawn(cdn::h3::serve(endpoint, cdn.clone(), retry_above));
         }
         let listener = TlsListener {
             acceptor: tls.tcp,

@@ -1154,6 +1154,9 @@ async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
             "--https",
             "127.0.0.1:0",
             "--http3",
+            // Every client proves its address first, as under a flood of handshakes.
+            "--http3-retry-above",
+            "0",
             "--waf",
             "--tls-cert",
             cert_path.to_str().unwrap(),
@@ -1218,6 +1221,13 @@ async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
         metrics(&edge)
             .await
             .contains("myriad_edge_requests_total{outcome=\"Hit\"} 2"),
+        "{}",
+        metrics(&edge).await
+    );
+    assert!(
+        metrics(&edge)
+            .await
+            .contains("myriad_edge_quic_retries_total 2"),
         "{}",
         metrics(&edge).await
     );

@@ -2,9 +2,13 @@
 //! TCP listeners: each request stream becomes an `http::Request` for [`Cdn::handle`], and the
 //! answer streams back on it. Limits: connections per client address (as for TCP), the
 //! handshake and the request head within the head timeout, concurrent streams per connection,
-//! the head size; rates and everything else apply in `handle`. No 0-RTT (replayable).
+//! the head size; rates and everything else apply in `handle`. No 0-RTT (replayable). When
+//! many handshakes are under way, new clients must first prove their address (a Retry):
+//! forged Initial packets then cost one stateless answer each and take no one's connection
+//! slots.
 
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -46,19 +50,33 @@ pub fn endpoint(addr: SocketAddr, tls: Arc<ServerConfig>) -> Result<quinn::Endpo
     quinn::Endpoint::server(config, addr).map_err(|e| H3Error::Bind(addr, e))
 }
 
-/// Accepts connections until the endpoint is closed.
-pub async fn serve(endpoint: quinn::Endpoint, cdn: Arc<Cdn>) {
+/// Accepts connections until the endpoint is closed; with `retry_above` handshakes under way
+/// (0: always), a new client must prove its address before its handshake starts.
+pub async fn serve(endpoint: quinn::Endpoint, cdn: Arc<Cdn>, retry_above: usize) {
+    let handshakes = Arc::new(AtomicUsize::new(0));
     while let Some(incoming) = endpoint.accept().await {
         let remote = incoming.remote_address();
+        if !incoming.remote_address_validated() && handshakes.load(Ordering::Relaxed) >= retry_above
+        {
+            cdn.metrics().quic_retry();
+            if let Err(e) = incoming.retry() {
+                e.into_incoming().ignore();
+            }
+            continue;
+        }
         let Some(slot) = cdn.open_connection(remote.ip()) else {
             cdn.metrics().blocked(BlockReason::Connections);
             incoming.refuse();
             continue;
         };
         let cdn = cdn.clone();
+        let handshakes = handshakes.clone();
+        handshakes.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let head_timeout = cdn.limits().header_timeout;
-            match tokio::time::timeout(head_timeout, incoming).await {
+            let handshake = tokio::time::timeout(head_timeout, incoming).await;
+            handshakes.fetch_sub(1, Ordering::Relaxed);
+            match handshake {
                 Ok(Ok(conn)) => serve_connection(conn, &cdn, remote).await,
                 Ok(Err(e)) => tracing::debug!(%remote, "QUIC handshake failed: {e}"),
                 Err(_) => {

@@ -81,6 +81,7 @@ pub struct Metrics {
     blocked: Family<ReasonLabel, Counter>,
     integrity_failures: Counter,
     unstored: Family<UnstoredLabel, Counter>,
+    quic_retries: Counter,
 }
 
 impl Metrics {
@@ -133,6 +134,12 @@ impl Metrics {
             "Storable responses passed through without being stored, by reason",
             unstored.clone(),
         );
+        let quic_retries = Counter::default();
+        registry.register(
+            "quic_retries",
+            "QUIC clients asked to prove their address (Retry) before a handshake",
+            quic_retries.clone(),
+        );
         let per_outcome = Outcome::ALL
             .iter()
             .map(|&outcome| {
@@ -151,6 +158,7 @@ impl Metrics {
             coalesced,
             blocked,
             unstored,
+            quic_retries,
         }
     }
 
@@ -175,6 +183,10 @@ impl Metrics {
 
     pub fn integrity_failure(&self) {
         self.integrity_failures.inc();
+    }
+
+    pub fn quic_retry(&self) {
+        self.quic_retries.inc();
     }
 
     pub fn fill_unstored(&self, reason: Unstored) {
