@@ -9,7 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use http::HeaderValue;
-use myriad_cache::signed::UrlSigner;
+use myriad_cache::signed::{MessageSigner, UrlSigner};
 use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::limits::{KeyRate, LimitsConfig, PathRate};
 use myriad_edge::cdn::tls::{self, CertFiles};
@@ -75,6 +75,14 @@ pub struct EdgeArgs {
     /// NATS server to carry purges to every edge (`nats://host:port`).
     #[arg(long)]
     pub nats: Option<String>,
+    /// Key the edges share to sign purges on the bus; they ignore purges not signed with it.
+    #[arg(
+        long,
+        env = "MYRIAD_PURGE_KEY",
+        hide_env_values = true,
+        requires = "nats"
+    )]
+    pub purge_key: Option<String>,
     /// This edge's name in `Cache-Status` and `Via`.
     #[arg(long, default_value = "myriad")]
     pub name: String,
@@ -259,9 +267,13 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("bind {}", args.http))?;
     let local = listener.local_addr()?;
+    let purge_signer = args
+        .purge_key
+        .as_ref()
+        .map(|k| Arc::new(MessageSigner::new(k.as_bytes())));
     let bus = match &args.nats {
         Some(url) => Some(
-            PurgeBus::connect(url, cdn.clone())
+            PurgeBus::connect(url, cdn.clone(), purge_signer)
                 .await
                 .map_err(|e| anyhow::anyhow!("NATS at {url}: {e}"))?,
         ),

@@ -800,6 +800,72 @@ async fn purge_by_tag_reaches_every_edge_over_nats() {
     );
 }
 
+/// Polls `ok` every 20 ms for up to a second.
+async fn within_a_second(what: &str, mut ok: impl AsyncFnMut() -> bool) {
+    let started = std::time::Instant::now();
+    while !ok().await {
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "{what} within 1 s"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn only_purges_signed_with_the_shared_key_cross_the_bus() {
+    let nats = Nats::start();
+    let origin = Origin::start().await;
+    let shared = ["--nats", &nats.url, "--purge-key", "shared-secret"];
+    let e1 = Edge::start(&origin.url, &[&shared[..], &["--name", "e1"]].concat());
+    let e2 = Edge::start(&origin.url, &[&shared[..], &["--name", "e2"]].concat());
+    let other_key = [
+        "--nats",
+        &nats.url,
+        "--purge-key",
+        "another",
+        "--name",
+        "e3",
+    ];
+    let stranger = Edge::start(&origin.url, &other_key);
+    let path = "/signed-purge?cc=max-age%3D600&tags=t1";
+    for edge in [&e2, &stranger] {
+        get(edge, path).await.bytes().await.unwrap();
+        assert!(cache_status(&get(edge, path).await).contains("hit"));
+    }
+    // Straight onto the bus: unsigned, then with a made-up signature. Both are ignored.
+    let bus = async_nats::connect(&nats.url).await.unwrap();
+    let body = br#"{"tags":["t1"]}"#;
+    bus.publish("myriad.cdn.purge", body.to_vec().into())
+        .await
+        .unwrap();
+    let mut forged = async_nats::HeaderMap::new();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    forged.insert(
+        "Myriad-Signature",
+        format!("t={now},sig={}", "ab".repeat(32)).as_str(),
+    );
+    bus.publish_with_headers("myriad.cdn.purge", forged, body.to_vec().into())
+        .await
+        .unwrap();
+    bus.flush().await.unwrap();
+    let ignored = |edge: &Edge| edge.log().matches("purge ignored").count();
+    within_a_second("e2 ignoring two purges", async || ignored(&e2) == 2).await;
+    assert!(cache_status(&get(&e2, path).await).contains("hit"));
+    // Through an edge's admin API a purge is signed: e2 applies it, an edge with another key
+    // does not.
+    assert_eq!(purge(&e1, serde_json::json!({ "tags": ["t1"] })).await, 200);
+    within_a_second("the purge reaching e2", async || {
+        !cache_status(&get(&e2, path).await).contains("hit")
+    })
+    .await;
+    within_a_second("e3 ignoring three purges", async || ignored(&stranger) == 3).await;
+    assert!(cache_status(&get(&stranger, path).await).contains("hit"));
+}
+
 #[tokio::test]
 async fn metrics_count_outcomes_fetches_and_bytes() {
     let origin = Origin::start().await;

@@ -1,6 +1,7 @@
 //! The edge's admin port: Prometheus metrics and purges. Bind it to a private address.
 
 use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -8,23 +9,51 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use futures_util::StreamExt;
+use myriad_cache::signed::MessageSigner;
 use myriad_proto::purge::{Purge, MAX_PURGE_ITEMS, PURGE_SUBJECT};
 
 use super::Cdn;
 
+/// The NATS header that carries a purge's signature.
+const SIGNATURE_HEADER: &str = "Myriad-Signature";
+
 /// Carries purges to every edge: each edge applies what arrives on the subject, its own
-/// purges included.
+/// purges included. With a signer, purges are signed with the edges' shared key and
+/// unsigned, forged or stale ones are ignored, so access to the bus alone purges nothing.
 #[derive(Clone)]
 pub struct PurgeBus {
     client: async_nats::Client,
+    signer: Option<Arc<MessageSigner>>,
 }
 
 impl PurgeBus {
-    pub async fn connect(url: &str, cdn: Arc<Cdn>) -> Result<Self, async_nats::Error> {
+    pub async fn connect(
+        url: &str,
+        cdn: Arc<Cdn>,
+        signer: Option<Arc<MessageSigner>>,
+    ) -> Result<Self, async_nats::Error> {
         let client = async_nats::connect(url).await?;
         let mut sub = client.subscribe(PURGE_SUBJECT).await?;
+        if signer.is_none() {
+            tracing::warn!(
+                "purges on the bus are not signed (--purge-key): anyone on it can purge"
+            );
+        }
+        let checker = signer.clone();
         tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
+                if let Some(signer) = &checker {
+                    let field = msg
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get(SIGNATURE_HEADER))
+                        .map(|v| v.as_str())
+                        .unwrap_or_default();
+                    if let Err(e) = signer.verify(&msg.payload, field, unix_now()) {
+                        tracing::warn!("purge ignored: {e}");
+                        continue;
+                    }
+                }
                 match serde_json::from_slice::<Purge>(&msg.payload) {
                     Ok(p) if p.len() <= MAX_PURGE_ITEMS => cdn.purge(&p),
                     Ok(p) => tracing::warn!(items = p.len(), "oversized purge ignored"),
@@ -33,15 +62,30 @@ impl PurgeBus {
             }
             tracing::warn!("purge subscription ended");
         });
-        Ok(Self { client })
+        Ok(Self { client, signer })
     }
 
     async fn publish(&self, purge: &Purge) -> Result<(), async_nats::Error> {
         let payload = serde_json::to_vec(purge)?;
-        self.client.publish(PURGE_SUBJECT, payload.into()).await?;
+        match &self.signer {
+            Some(signer) => {
+                let mut headers = async_nats::HeaderMap::new();
+                headers.insert(SIGNATURE_HEADER, signer.sign(&payload, unix_now()).as_str());
+                self.client
+                    .publish_with_headers(PURGE_SUBJECT, headers, payload.into())
+                    .await?;
+            }
+            None => self.client.publish(PURGE_SUBJECT, payload.into()).await?,
+        }
         self.client.flush().await?;
         Ok(())
     }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Clone)]
