@@ -12,12 +12,13 @@ use http::HeaderValue;
 use myriad_cache::signed::{MessageSigner, UrlSigner};
 use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::limits::{KeyRate, LimitsConfig, PathRate};
-use myriad_edge::cdn::tls::{self, CertFiles};
+use myriad_edge::cdn::tls::{self, CertFiles, Certificates};
 use myriad_edge::cdn::waf::WafConfig;
 use myriad_edge::cdn::{self, Cdn, CdnConfig, DiskConfig, Signing, SiteConfig, TlsListener};
 use serde::Deserialize;
+use tokio::signal::unix::{signal, SignalKind};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct EdgeArgs {
     /// Address to listen on for HTTP (port 0: any free port; the startup line tells which).
     #[arg(long, default_value = "127.0.0.1:8080")]
@@ -177,7 +178,8 @@ fn signing(key: Option<&str>, prefixes: &[String]) -> Option<Signing> {
     })
 }
 
-pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
+/// The sites and certificate files that `--config` and the flags describe.
+fn configuration(args: &EdgeArgs) -> anyhow::Result<(Vec<SiteConfig>, Vec<CertFiles>)> {
     let file: EdgeFile = match &args.config {
         Some(path) => {
             let text = std::fs::read_to_string(path)
@@ -188,7 +190,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     };
     let mut sites = Vec::new();
     let mut certs = Vec::new();
-    for site in &file.site {
+    for site in file.site {
         anyhow::ensure!(!site.hosts.is_empty(), "a [[site]] needs hosts");
         sites.push(SiteConfig {
             hosts: site.hosts.clone(),
@@ -202,9 +204,9 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             ),
             digests: site.digests.clone(),
         });
-        match (&site.tls_cert, &site.tls_key) {
+        match (site.tls_cert, site.tls_key) {
             (Some(cert), Some(key)) => certs.push(CertFiles {
-                names: &site.hosts,
+                names: site.hosts,
                 cert,
                 key,
             }),
@@ -228,11 +230,44 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     }
     if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
         certs.push(CertFiles {
-            names: &[],
-            cert,
-            key,
+            names: Vec::new(),
+            cert: cert.clone(),
+            key: key.clone(),
         });
     }
+    Ok((sites, certs))
+}
+
+/// On SIGHUP: reads `--config` and the certificate files again and serves what they say from
+/// then on, with the cache kept. A configuration that does not load changes nothing. (The
+/// flags, limits and cache sizes stay as started.)
+async fn reload_on_hangup(args: EdgeArgs, cdn: Arc<Cdn>, certificates: Option<Certificates>) {
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("no reloading on SIGHUP: {e}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        let reloaded = configuration(&args).and_then(|(sites, certs)| {
+            let loaded = certificates.as_ref().map(|c| c.load(&certs)).transpose()?;
+            cdn.replace_sites(&sites)?;
+            if let (Some(c), Some(loaded)) = (&certificates, loaded) {
+                c.install(loaded);
+            }
+            Ok(sites.len())
+        });
+        match reloaded {
+            Ok(sites) => tracing::info!(sites, "configuration reloaded"),
+            Err(e) => tracing::error!("configuration not reloaded, the running one stays: {e:#}"),
+        }
+    }
+}
+
+pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
+    let (sites, certs) = configuration(&args)?;
+    let site_count = sites.len();
     let mut config = CdnConfig::new(sites);
     config.name = args.name.clone();
     config.memory_bytes = args.cache_mem_mb << 20;
@@ -283,17 +318,14 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("bind admin {}", args.admin))?;
     let admin_local = admin.local_addr()?;
+    let admin_token = args.admin_token.clone();
     tokio::spawn(async move {
-        if let Err(e) = axum::serve(
-            admin,
-            admin::router(cdn_admin, bus, args.admin_token.clone()),
-        )
-        .await
-        {
+        if let Err(e) = axum::serve(admin, admin::router(cdn_admin, bus, admin_token)).await {
             tracing::error!("admin server stopped: {e}");
         }
     });
     let mut https_line = String::new();
+    let mut certificates = None;
     if let Some(addr) = args.https {
         let tls = tls::server(&certs, vec!["localhost".into(), addr.ip().to_string()])?;
         let tls_listener = tokio::net::TcpListener::bind(addr)
@@ -313,6 +345,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             let retry_above = args.http3_retry_above;
             tokio::spawn(cdn::h3::serve(endpoint, cdn.clone(), retry_above));
         }
+        certificates = Some(tls.certificates);
         let listener = TlsListener {
             acceptor: tls.tcp,
             alt_svc,
@@ -324,7 +357,8 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             }
         });
     }
-    tracing::info!(origin = ?args.origin, parent = ?args.parent, sites = file.site.len(), "caching proxy ready");
+    tracing::info!(origin = ?args.origin, parent = ?args.parent, sites = site_count, "caching proxy ready");
+    tokio::spawn(reload_on_hangup(args.clone(), cdn.clone(), certificates));
     // Tests and scripts read this line for the addresses.
     println!("myriad edge is running at http://{local} (admin http://{admin_local}{https_line})");
     cdn::serve(listener, cdn, None).await?;

@@ -1649,6 +1649,106 @@ signed_prefixes = ["/private/"]
     }
 }
 
+/// A site file for one host, its origin and its certificate files.
+fn one_site(host: &str, origin: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
+    format!(
+        "[[site]]\nhosts = [\"{host}\"]\norigin = \"{origin}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
+        cert.display(),
+        key.display()
+    )
+}
+
+#[tokio::test]
+async fn a_hangup_reloads_sites_and_certificates_and_keeps_the_cache() {
+    let one = Origin::start().await;
+    let two = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut certs = Vec::new();
+    for i in 0..2 {
+        let c = rcgen::generate_simple_self_signed(vec!["a.test".to_owned()]).unwrap();
+        let (cert, key) = (
+            dir.path().join(format!("a{i}.pem")),
+            dir.path().join(format!("a{i}.key")),
+        );
+        std::fs::write(&cert, c.cert.pem()).unwrap();
+        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
+        certs.push((c.cert.pem(), cert, key));
+    }
+    let config = dir.path().join("edge.toml");
+    std::fs::write(
+        &config,
+        one_site("a.test", &one.url, &certs[0].1, &certs[0].2),
+    )
+    .unwrap();
+    let edge = Edge::start_with(&[
+        "--config",
+        config.to_str().unwrap(),
+        "--https",
+        "127.0.0.1:0",
+    ]);
+    let http = edge.url.clone();
+    let https: SocketAddr = edge.https.clone().unwrap()[8..].parse().unwrap();
+    let get_host = |host: &'static str, path: &'static str| {
+        let url = format!("{http}{path}");
+        async move { client().get(url).header("host", host).send().await.unwrap() }
+    };
+    let https_get = |pem: String| async move {
+        let client = reqwest::Client::builder()
+            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
+            .tls_built_in_root_certs(false)
+            .resolve("a.test", https)
+            .build()
+            .unwrap();
+        client
+            .get(format!("https://a.test:{}/tls", https.port()))
+            .send()
+            .await
+    };
+    let kept = "/kept?cc=max-age%3D600";
+    get_host("a.test", kept).await.bytes().await.unwrap();
+    assert_eq!(get_host("b.test", "/x").await.status(), 421);
+    assert!(https_get(certs[0].0.clone()).await.is_ok());
+
+    // a.test moves to the other origin with a new certificate; b.test appears.
+    let v2 = format!(
+        "{}{}",
+        one_site("a.test", &two.url, &certs[1].1, &certs[1].2),
+        "[[site]]\nhosts = [\"b.test\"]\norigin = \"".to_owned() + &two.url + "\"\n"
+    );
+    std::fs::write(&config, v2).unwrap();
+    let hangup = || {
+        // SAFETY: a signal to the edge process this test started.
+        assert_eq!(unsafe { libc::kill(edge.pid() as i32, libc::SIGHUP) }, 0);
+    };
+    hangup();
+    within_a_second("b.test served after the reload", async || {
+        get_host("b.test", "/x").await.status() == 200
+    })
+    .await;
+    let res = get_host("a.test", kept).await;
+    assert!(cache_status(&res).contains("hit"), "the cache is kept");
+    get_host("a.test", "/new").await.bytes().await.unwrap();
+    assert_eq!((one.hits("/new"), two.hits("/new")), (0, 1));
+    assert!(
+        https_get(certs[1].0.clone()).await.is_ok(),
+        "the new certificate"
+    );
+    assert!(
+        https_get(certs[0].0.clone()).await.is_err(),
+        "not the old one"
+    );
+
+    // A configuration that does not load changes nothing.
+    std::fs::write(&config, "[[site]]\nhosts = [").unwrap();
+    hangup();
+    within_a_second("the failed reload logged", async || {
+        edge.log().contains("configuration not reloaded")
+    })
+    .await;
+    assert_eq!(get_host("b.test", "/x").await.status(), 200);
+    assert!(https_get(certs[1].0.clone()).await.is_ok());
+}
+
 #[tokio::test]
 async fn rates_per_path_and_per_key() {
     let origin = Origin::start().await;

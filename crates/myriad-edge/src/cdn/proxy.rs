@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use arc_swap::ArcSwap;
 use bytes::Bytes;
 use futures_util::{StreamExt, TryStreamExt};
 use http::header::{
@@ -153,7 +154,8 @@ impl CdnConfig {
 pub struct Cdn {
     config: CdnConfig,
     store: Store,
-    sites: Vec<Arc<Site>>,
+    /// Replaced whole when the configuration is reloaded; requests under way keep theirs.
+    sites: ArcSwap<Vec<Arc<Site>>>,
     /// This hop's `Via` entry.
     via: HeaderValue,
     /// Fetches in flight by variant key: concurrent misses share one.
@@ -175,6 +177,22 @@ struct Lookup {
     remote: SocketAddr,
 }
 
+/// Sites ready to serve: upstream pools made, WAF rules loaded.
+fn build_sites(sites: &[SiteConfig], edge_name: &str) -> Result<Vec<Arc<Site>>, CdnError> {
+    sites
+        .iter()
+        .map(|site| {
+            Ok(Arc::new(Site {
+                hosts: site.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
+                upstream: Upstream::new(&site.upstream, edge_name)?,
+                signing: site.signing.clone(),
+                waf: site.waf.as_ref().map(Waf::load).transpose()?,
+                digests: site.digests.clone(),
+            }))
+        })
+        .collect()
+}
+
 /// A stored response that may stand in if the fetch fails (stale-if-error).
 struct Fallback {
     stored: Arc<Stored>,
@@ -184,16 +202,7 @@ struct Fallback {
 
 impl Cdn {
     pub fn new(config: CdnConfig) -> Result<Arc<Self>, CdnError> {
-        let mut sites = Vec::new();
-        for site in &config.sites {
-            sites.push(Arc::new(Site {
-                hosts: site.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-                upstream: Upstream::new(&site.upstream, &config.name)?,
-                signing: site.signing.clone(),
-                waf: site.waf.as_ref().map(Waf::load).transpose()?,
-                digests: site.digests.clone(),
-            }));
-        }
+        let sites = ArcSwap::from_pointee(build_sites(&config.sites, &config.name)?);
         let via = HeaderValue::from_str(&format!("1.1 {}", config.name))
             .map_err(|_| UpstreamError::BadUrl(format!("bad edge name {}", config.name)))?;
         let disk = match &config.disk {
@@ -258,11 +267,20 @@ impl Cdn {
             }
             _ => host,
         };
-        self.sites
+        let sites = self.sites.load();
+        sites
             .iter()
             .find(|s| s.hosts.iter().any(|h| h == name))
-            .or_else(|| self.sites.iter().find(|s| s.hosts.is_empty()))
+            .or_else(|| sites.iter().find(|s| s.hosts.is_empty()))
             .cloned()
+    }
+
+    /// Serves these sites from now on (a reloaded configuration); the cache is kept. Nothing
+    /// changes if any site fails to build.
+    pub fn replace_sites(&self, sites: &[SiteConfig]) -> Result<(), CdnError> {
+        let built = build_sites(sites, &self.config.name)?;
+        self.sites.store(Arc::new(built));
+        Ok(())
     }
 
     /// A connection slot for this address, if it has not reached its limit.

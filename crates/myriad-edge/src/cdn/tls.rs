@@ -3,9 +3,10 @@
 //! HTTP/3 over QUIC (TLS 1.3 only).
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use arc_swap::ArcSwap;
 use tokio_rustls::rustls::crypto::{aws_lc_rs, CryptoProvider};
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -26,43 +27,60 @@ pub enum TlsError {
 }
 
 /// A certificate chain and key in PEM files, served for `names` (none: the default).
-pub struct CertFiles<'a> {
-    pub names: &'a [String],
-    pub cert: &'a Path,
-    pub key: &'a Path,
+#[derive(Debug, Clone)]
+pub struct CertFiles {
+    pub names: Vec<String>,
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// The server's TLS settings: for TCP (`tcp`, an acceptor offering h2 and http/1.1) and for
-/// QUIC (`quic`, offering h3), with one certificate resolver.
+/// QUIC (`quic`, offering h3), sharing `certificates`.
 pub struct Tls {
     pub tcp: TlsAcceptor,
     pub quic: Arc<ServerConfig>,
+    pub certificates: Certificates,
+}
+
+/// The certificates by name, replaced whole when they are reloaded; connections already
+/// made keep theirs.
+#[derive(Clone)]
+pub struct Certificates {
+    table: Arc<ArcSwap<CertTable>>,
+    provider: Arc<CryptoProvider>,
+    /// The self-signed certificate, kept across reloads while no file names a default.
+    development: Arc<CertifiedKey>,
+}
+
+/// Certificates read from their files, not yet served.
+pub struct LoadedCertificates(CertTable);
+
+impl Certificates {
+    /// Reads the files anew.
+    pub fn load(&self, files: &[CertFiles]) -> Result<LoadedCertificates, TlsError> {
+        table(&self.provider, files, &self.development).map(LoadedCertificates)
+    }
+
+    /// Serves these from the next handshake on.
+    pub fn install(&self, loaded: LoadedCertificates) {
+        self.table.store(Arc::new(loaded.0));
+    }
 }
 
 /// Picks the certificate by SNI; names no file covers get the first default-named file's
 /// certificate, or a self-signed one for `dev_names` when there is none.
-pub fn server(files: &[CertFiles<'_>], dev_names: Vec<String>) -> Result<Tls, TlsError> {
+pub fn server(files: &[CertFiles], dev_names: Vec<String>) -> Result<Tls, TlsError> {
     // Named explicitly: the process links more than one rustls provider.
     let provider = Arc::new(aws_lc_rs::default_provider());
-    let mut by_name = HashMap::new();
-    let mut default = None;
-    for f in files {
-        let key = Arc::new(load(&provider, f.cert, f.key)?);
-        for n in f.names {
-            by_name.insert(n.to_ascii_lowercase(), key.clone());
-        }
-        if f.names.is_empty() || default.is_none() {
-            default = Some(key);
-        }
+    let development = Arc::new(self_signed(&provider, dev_names)?);
+    let table = table(&provider, files, &development)?;
+    if Arc::ptr_eq(&table.default, &development) {
+        tracing::warn!("no certificate files: serving a self-signed certificate");
     }
-    let default = match default {
-        Some(d) => d,
-        None => {
-            tracing::warn!("no certificate files: serving a self-signed certificate");
-            Arc::new(self_signed(&provider, dev_names)?)
-        }
-    };
-    let resolver = Arc::new(SniResolver { by_name, default });
+    let table = Arc::new(ArcSwap::from_pointee(table));
+    let resolver = Arc::new(SniResolver {
+        table: table.clone(),
+    });
     let setup = |e: tokio_rustls::rustls::Error| TlsError::Setup(e.to_string());
     let mut tcp = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -70,7 +88,7 @@ pub fn server(files: &[CertFiles<'_>], dev_names: Vec<String>) -> Result<Tls, Tl
         .with_no_client_auth()
         .with_cert_resolver(resolver.clone());
     tcp.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-    let mut quic = ServerConfig::builder_with_provider(provider)
+    let mut quic = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[&TLS13])
         .map_err(setup)?
         .with_no_client_auth()
@@ -80,6 +98,33 @@ pub fn server(files: &[CertFiles<'_>], dev_names: Vec<String>) -> Result<Tls, Tl
     Ok(Tls {
         tcp: TlsAcceptor::from(Arc::new(tcp)),
         quic: Arc::new(quic),
+        certificates: Certificates {
+            table,
+            provider,
+            development,
+        },
+    })
+}
+
+fn table(
+    provider: &CryptoProvider,
+    files: &[CertFiles],
+    development: &Arc<CertifiedKey>,
+) -> Result<CertTable, TlsError> {
+    let mut by_name = HashMap::new();
+    let mut default = None;
+    for f in files {
+        let key = Arc::new(load(provider, &f.cert, &f.key)?);
+        for n in &f.names {
+            by_name.insert(n.to_ascii_lowercase(), key.clone());
+        }
+        if f.names.is_empty() || default.is_none() {
+            default = Some(key);
+        }
+    }
+    Ok(CertTable {
+        by_name,
+        default: default.unwrap_or_else(|| development.clone()),
     })
 }
 
@@ -117,15 +162,21 @@ fn self_signed(provider: &CryptoProvider, names: Vec<String>) -> Result<Certifie
 
 #[derive(Debug)]
 struct SniResolver {
+    table: Arc<ArcSwap<CertTable>>,
+}
+
+#[derive(Debug)]
+struct CertTable {
     by_name: HashMap<String, Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        let table = self.table.load();
         let named = hello
             .server_name()
-            .and_then(|n| self.by_name.get(&n.to_ascii_lowercase()));
-        Some(named.unwrap_or(&self.default).clone())
+            .and_then(|n| table.by_name.get(&n.to_ascii_lowercase()));
+        Some(named.unwrap_or(&table.default).clone())
     }
 }
