@@ -1,9 +1,11 @@
 //! HTTP caching decisions for the edge, as pure functions: what may be stored (RFC 9111),
 //! how fresh it is, whether it may be reused or served stale (RFC 5861), which variant a
-//! request selects, which range it wants, and what the `Cache-Status` field says (RFC 9211).
+//! request selects, which range it wants, and what the `Cache-Status` field says (RFC 9211);
+//! which site or certificate a host name selects.
 //! No I/O and no clock reads: the time is passed in.
 
 pub mod cache_control;
+pub mod host;
 pub mod integrity;
 pub mod key;
 pub mod policy;

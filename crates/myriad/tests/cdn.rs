@@ -1545,11 +1545,12 @@ async fn sites_by_host_name_from_a_config_file() {
     let two = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
-    for name in ["a.test", "b.test"] {
+    for name in ["a.test", "b.test", "*.c.test"] {
         let c = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
+        let file = name.trim_start_matches("*.");
         let (cert, key) = (
-            dir.path().join(format!("{name}.pem")),
-            dir.path().join(format!("{name}.key")),
+            dir.path().join(format!("{file}.pem")),
+            dir.path().join(format!("{file}.key")),
         );
         std::fs::write(&cert, c.cert.pem()).unwrap();
         std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
@@ -1574,6 +1575,12 @@ tls_key = "{k2}"
 waf = true
 signing_key = "k"
 signed_prefixes = ["/private/"]
+
+[[site]]
+hosts = ["*.c.test"]
+origin = "{two}"
+tls_cert = "{c3}"
+tls_key = "{k3}"
 "#,
             one = one.url,
             two = two.url,
@@ -1581,6 +1588,8 @@ signed_prefixes = ["/private/"]
             k1 = files[0].2.display(),
             c2 = files[1].1.display(),
             k2 = files[1].2.display(),
+            c3 = files[2].1.display(),
+            k3 = files[2].2.display(),
         ),
     )
     .unwrap();
@@ -1615,8 +1624,12 @@ signed_prefixes = ["/private/"]
     assert_eq!(
         get_host("c.test", "/x").await.status(),
         421,
-        "no site for c.test"
+        "no site for c.test (*.c.test names only what is below it)"
     );
+    let wild = get_host("img.eu.c.test", "/w").await;
+    assert_eq!(wild.status(), 200, "*.c.test names img.eu.c.test");
+    wild.bytes().await.unwrap();
+    assert_eq!(two.hits("/w"), 1);
     // Each site's own protections.
     assert_eq!(get_host("b.test", "/private/v").await.status(), 403);
     assert_eq!(get_host("a.test", "/private/v").await.status(), 200);
@@ -1632,8 +1645,8 @@ signed_prefixes = ["/private/"]
             .status(),
         200
     );
-    // Each site's certificate, by SNI.
-    for (i, name) in ["a.test", "b.test"].iter().enumerate() {
+    // Each site's certificate, by SNI (a wildcard certificate for a name below it).
+    for (i, name) in ["a.test", "b.test", "img.c.test"].iter().enumerate() {
         let client = reqwest::Client::builder()
             .add_root_certificate(reqwest::Certificate::from_pem(files[i].0.as_bytes()).unwrap())
             .tls_built_in_root_certs(false)

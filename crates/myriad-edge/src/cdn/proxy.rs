@@ -256,7 +256,8 @@ impl Cdn {
         &self.config.limits
     }
 
-    /// The site for a request's host (port ignored): the first that names it, else the first
+    /// The site for a request's host (port ignored): the one that names it most exactly
+    /// (`example.com`, then the longest `*.` wildcard; the first of equals), else the first
     /// that takes every host.
     fn site_for(&self, host: &str) -> Option<Arc<Site>> {
         let name = match host.rsplit_once(':') {
@@ -268,9 +269,8 @@ impl Cdn {
             _ => host,
         };
         let sites = self.sites.load();
-        sites
-            .iter()
-            .find(|s| s.hosts.iter().any(|h| h == name))
+        let named = sites.iter().map(|s| (s.hosts.as_slice(), s));
+        myriad_cache::host::best(name, named)
             .or_else(|| sites.iter().find(|s| s.hosts.is_empty()))
             .cloned()
     }

@@ -2,7 +2,6 @@
 //! PEM files, or a self-signed development certificate; HTTP/2 or HTTP/1.1 by ALPN over TCP,
 //! HTTP/3 over QUIC (TLS 1.3 only).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -111,19 +110,18 @@ fn table(
     files: &[CertFiles],
     development: &Arc<CertifiedKey>,
 ) -> Result<CertTable, TlsError> {
-    let mut by_name = HashMap::new();
+    let mut named = Vec::new();
     let mut default = None;
     for f in files {
         let key = Arc::new(load(provider, &f.cert, &f.key)?);
-        for n in &f.names {
-            by_name.insert(n.to_ascii_lowercase(), key.clone());
-        }
+        let names = f.names.iter().map(|n| n.to_ascii_lowercase()).collect();
+        named.push((names, key.clone()));
         if f.names.is_empty() || default.is_none() {
             default = Some(key);
         }
     }
     Ok(CertTable {
-        by_name,
+        named,
         default: default.unwrap_or_else(|| development.clone()),
     })
 }
@@ -167,16 +165,21 @@ struct SniResolver {
 
 #[derive(Debug)]
 struct CertTable {
-    by_name: HashMap<String, Arc<CertifiedKey>>,
+    /// Certificates with the host names (exact or `*.` wildcards) they serve.
+    named: Vec<(Vec<String>, Arc<CertifiedKey>)>,
     default: Arc<CertifiedKey>,
 }
 
 impl ResolvesServerCert for SniResolver {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
         let table = self.table.load();
-        let named = hello
-            .server_name()
-            .and_then(|n| table.by_name.get(&n.to_ascii_lowercase()));
+        let named = hello.server_name().and_then(|n| {
+            let candidates = table
+                .named
+                .iter()
+                .map(|(names, key)| (names.as_slice(), key));
+            myriad_cache::host::best(&n.to_ascii_lowercase(), candidates)
+        });
         Some(named.unwrap_or(&table.default).clone())
     }
 }
