@@ -940,6 +940,16 @@ async fn bad_http_gets_4xx_and_the_edge_keeps_serving() {
         200,
         "still serving"
     );
+    // Each refusal is counted with its reason.
+    let m = metrics(&edge).await;
+    assert!(
+        m.contains("myriad_edge_blocked_total{reason=\"Malformed\"} 7"),
+        "{m}"
+    );
+    assert!(
+        m.contains("myriad_edge_blocked_total{reason=\"HeadTooLarge\"} 1"),
+        "{m}"
+    );
 }
 
 #[tokio::test]

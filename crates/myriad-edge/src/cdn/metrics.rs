@@ -39,6 +39,10 @@ impl Outcome {
 pub enum BlockReason {
     RateLimit,
     Connections,
+    /// Request head over the limit (431).
+    HeadTooLarge,
+    /// Not HTTP the parser accepts: request line, fields, lengths, chunking (400).
+    Malformed,
     BodyTooLarge,
     SlowBody,
     SlowHead,

@@ -137,16 +137,28 @@ async fn serve_connection<I>(
         .max_local_error_reset_streams(H2_MAX_ERROR_RESETS)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
-        let head_timeout = e
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|e| e.is_timeout());
-        if head_timeout {
-            cdn.metrics().blocked(BlockReason::SlowHead);
-            if let Some(spare) = spare {
-                answer_and_close(spare, REQUEST_TIMEOUT).await;
+        // hyper answers what it cannot parse itself (400, 431); the edge counts and logs it.
+        let refused = e.downcast_ref::<hyper::Error>().and_then(|e| {
+            if e.is_timeout() {
+                Some(BlockReason::SlowHead)
+            } else if e.is_parse_too_large() {
+                Some(BlockReason::HeadTooLarge)
+            } else if e.is_parse() {
+                Some(BlockReason::Malformed)
+            } else {
+                None
             }
+        });
+        match refused {
+            Some(reason) => {
+                cdn.metrics().blocked(reason);
+                tracing::info!(%remote, ?reason, "request refused: {e}");
+                if let (BlockReason::SlowHead, Some(spare)) = (reason, spare) {
+                    answer_and_close(spare, REQUEST_TIMEOUT).await;
+                }
+            }
+            None => tracing::debug!(%remote, "connection ended: {e}"),
         }
-        tracing::debug!(%remote, "connection ended: {e}");
     }
 }
 

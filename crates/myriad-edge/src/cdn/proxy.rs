@@ -1009,6 +1009,7 @@ impl Cdn {
                 self.blocked(StatusCode::REQUEST_TIMEOUT, BlockReason::SlowBody)
             }
             Some(BodyFault::Broken) | None => {
+                self.metrics.blocked(BlockReason::Malformed);
                 tracing::info!(%remote, "bad request body");
                 self.status_only(StatusCode::BAD_REQUEST, CacheStatus::bypass(reason))
             }
