@@ -409,34 +409,12 @@ async fn start_origin() -> String {
 async fn chromium_loads_pages_through_the_edge_over_http3() {
     let origin = start_origin().await;
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["edge.test".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let edge = common::Edge::start(
-        &origin,
-        &[
-            "--https",
-            "127.0.0.1:0",
-            "--http3",
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ],
-    );
-    let port = edge
-        .https
-        .as_deref()
-        .and_then(|u| u.rsplit(':').next())
-        .expect("an HTTPS address")
-        .to_owned();
+    let cert = common::TestCert::new(dir.path(), "edge", &["edge.test"]);
+    let flags = ["--https", "127.0.0.1:0", "--http3"];
+    let edge = common::Edge::start(&origin, &[&flags[..], &cert.flags()].concat());
+    let port = edge.https_addr().port();
     // Chromium trusts the certificate by its key, and speaks QUIC to the edge from the start.
-    use rcgen::PublicKeyData;
-    let spki = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        &cert.signing_key.subject_public_key_info(),
-    );
+    let spki = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &cert.spki);
     use base64::Engine;
     let spki = base64::engine::general_purpose::STANDARD.encode(spki.as_ref());
     let flags = [

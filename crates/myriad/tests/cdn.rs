@@ -15,7 +15,7 @@ use axum::body::Body;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, Uri};
 use axum::response::Response;
-use common::{proc_status_kb, Edge, Nats};
+use common::{proc_status_kb, Edge, Nats, TestCert};
 use futures_util::StreamExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -203,6 +203,23 @@ fn client() -> reqwest::Client {
 async fn get(edge: &Edge, path: &str) -> reqwest::Response {
     client()
         .get(format!("{}{path}", edge.url))
+        .send()
+        .await
+        .expect("edge answers")
+}
+
+/// An edge serving the sites of a config file over HTTP and HTTPS, with no flags' site: hosts
+/// no site names are refused.
+fn edge_for_sites(config: &std::path::Path) -> Edge {
+    let config = config.to_str().expect("a UTF-8 path");
+    Edge::start_with(&["--config", config, "--https", "127.0.0.1:0"])
+}
+
+/// A GET through the edge for `host` (the Host field picks the site).
+async fn get_host(edge: &Edge, host: &str, path: &str) -> reqwest::Response {
+    client()
+        .get(format!("{}{path}", edge.url))
+        .header("host", host)
         .send()
         .await
         .expect("edge answers")
@@ -527,45 +544,9 @@ async fn unsafe_methods_pass_through_and_invalidate() {
     assert_eq!(origin.hits(path), 3);
 }
 
-#[tokio::test]
-async fn large_objects_stream_through_in_bounded_memory() {
-    let origin = Origin::start().await;
-    let edge = Edge::start(&origin.url, &["--max-object-mb", "4"]);
-    let before_kb = proc_status_kb(edge.pid(), "VmHWM");
-    let size = 96 << 20;
-    let path = format!("/huge?cc=max-age%3D60&size={size}");
-    let mut res = get(&edge, &path).await;
-    assert_eq!(res.status(), 200);
-    assert!(
-        !cache_status(&res).contains("stored"),
-        "{}",
-        cache_status(&res)
-    );
-    let mut got = 0usize;
-    let mut bad = 0usize;
-    while let Some(chunk) = res.chunk().await.unwrap() {
-        bad += chunk
-            .iter()
-            .enumerate()
-            .filter(|(i, b)| **b != body_byte(got + i))
-            .count();
-        got += chunk.len();
-        // A slow reader: the edge must wait for it, not buffer the object.
-        if got % (8 << 20) < chunk.len() {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    assert_eq!((got, bad), (size, 0));
-    let grown_mb = proc_status_kb(edge.pid(), "VmHWM").saturating_sub(before_kb) / 1024;
-    assert!(
-        grown_mb < 32,
-        "the edge's peak memory grew by {grown_mb} MB for a 96 MB object"
-    );
-    assert_eq!(origin.hits(&path), 1);
-}
-
-/// Reads a whole body, counting bytes that differ from the origin's pattern.
-async fn read_checked(mut res: reqwest::Response) -> (usize, usize) {
+/// Reads a whole body, counting bytes that differ from the origin's pattern; a slow reader
+/// pauses 50 ms every 8 MB.
+async fn read_checked(mut res: reqwest::Response, slow_reader: bool) -> (usize, usize) {
     let (mut got, mut bad) = (0usize, 0usize);
     while let Some(chunk) = res.chunk().await.unwrap() {
         bad += chunk
@@ -574,8 +555,35 @@ async fn read_checked(mut res: reqwest::Response) -> (usize, usize) {
             .filter(|(i, b)| **b != body_byte(got + i))
             .count();
         got += chunk.len();
+        if slow_reader && got % (8 << 20) < chunk.len() {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
     (got, bad)
+}
+
+#[tokio::test]
+async fn large_objects_stream_through_in_bounded_memory() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--max-object-mb", "4"]);
+    let before_kb = proc_status_kb(edge.pid(), "VmHWM");
+    let size = 96 << 20;
+    let path = format!("/huge?cc=max-age%3D60&size={size}");
+    let res = get(&edge, &path).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        !cache_status(&res).contains("stored"),
+        "{}",
+        cache_status(&res)
+    );
+    // A slow reader: the edge must wait for it, not buffer the object.
+    assert_eq!(read_checked(res, true).await, (size, 0));
+    let grown_mb = proc_status_kb(edge.pid(), "VmHWM").saturating_sub(before_kb) / 1024;
+    assert!(
+        grown_mb < 32,
+        "the edge's peak memory grew by {grown_mb} MB for a 96 MB object"
+    );
+    assert_eq!(origin.hits(&path), 1);
 }
 
 #[tokio::test]
@@ -592,7 +600,7 @@ async fn a_body_outgrowing_the_object_limit_reaches_late_requests_whole() {
     }
     // Past the limit: the fetch no longer keeps its start, so a new request must not join it.
     let second = get(&edge, &path).await;
-    assert_eq!(read_checked(second).await, (size, 0));
+    assert_eq!(read_checked(second, false).await, (size, 0));
     let mut rest = 0usize;
     while let Some(c) = first.chunk().await.unwrap() {
         rest += c.len();
@@ -613,7 +621,7 @@ async fn fills_share_one_memory_budget() {
     for _ in 0..2 {
         let res = get(&edge, &path).await;
         assert_eq!(res.status(), 200);
-        assert_eq!(read_checked(res).await, (3 << 20, 0));
+        assert_eq!(read_checked(res, false).await, (3 << 20, 0));
     }
     assert_eq!(origin.hits(&path), 2, "not stored");
     assert!(
@@ -627,7 +635,7 @@ async fn fills_share_one_memory_budget() {
     let small = "/small?cc=max-age%3D60&size=1000";
     for _ in 0..2 {
         let res = get(&edge, small).await;
-        assert_eq!(read_checked(res).await, (1000, 0));
+        assert_eq!(read_checked(res, false).await, (1000, 0));
     }
     assert_eq!(origin.hits(small), 1);
 }
@@ -1093,34 +1101,14 @@ async fn https_with_a_development_certificate_speaks_http2() {
 async fn https_with_certificate_files_verifies() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["edge.test".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
     let edge = Edge::start(
         &origin.url,
-        &[
-            "--https",
-            "127.0.0.1:0",
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ],
+        &[&["--https", "127.0.0.1:0"][..], &cert.flags()].concat(),
     );
-    let addr: SocketAddr = edge
-        .https
-        .clone()
-        .unwrap()
-        .trim_start_matches("https://")
-        .parse()
-        .unwrap();
-    let client = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .resolve("edge.test", addr)
-        .build()
-        .unwrap();
-    let res = client
+    let addr = edge.https_addr();
+    let res = cert
+        .client("edge.test", addr)
         .get(format!(
             "https://edge.test:{}/v?cc=max-age%3D5",
             addr.port()
@@ -1130,7 +1118,7 @@ async fn https_with_certificate_files_verifies() {
         .expect("the certificate verifies for its name");
     assert_eq!(res.status(), 200);
     // A bad key file is a clear start-up error.
-    std::fs::write(&key_path, "not a key").unwrap();
+    std::fs::write(&cert.key, "not a key").unwrap();
     let out = std::process::Command::new(common::bin())
         .args([
             "edge",
@@ -1141,14 +1129,8 @@ async fn https_with_certificate_files_verifies() {
             "--https",
             "127.0.0.1:0",
         ])
-        .args([
-            "--origin",
-            &origin.url,
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ])
+        .args(["--origin", &origin.url])
+        .args(cert.flags())
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -1220,40 +1202,21 @@ async fn h3_request(
 async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let cert = rcgen::generate_simple_self_signed(vec!["edge.test".to_owned()]).unwrap();
-    let (cert_path, key_path) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    let edge = Edge::start(
-        &origin.url,
-        &[
-            "--https",
-            "127.0.0.1:0",
-            "--http3",
-            // Every client proves its address first, as under a flood of handshakes.
-            "--http3-retry-above",
-            "0",
-            "--waf",
-            "--tls-cert",
-            cert_path.to_str().unwrap(),
-            "--tls-key",
-            key_path.to_str().unwrap(),
-        ],
-    );
-    let addr: SocketAddr = edge
-        .https
-        .clone()
-        .unwrap()
-        .trim_start_matches("https://")
-        .parse()
-        .unwrap();
+    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
+    let flags = [
+        "--https",
+        "127.0.0.1:0",
+        "--http3",
+        // Every client proves its address first, as under a flood of handshakes.
+        "--http3-retry-above",
+        "0",
+        "--waf",
+    ];
+    let edge = Edge::start(&origin.url, &[&flags[..], &cert.flags()].concat());
+    let addr = edge.https_addr();
     // HTTPS over TCP points clients to HTTP/3 on the same port.
-    let tcp = reqwest::Client::builder()
-        .add_root_certificate(reqwest::Certificate::from_pem(cert.cert.pem().as_bytes()).unwrap())
-        .resolve("edge.test", addr)
-        .build()
-        .unwrap();
-    let res = tcp
+    let res = cert
+        .client("edge.test", addr)
         .get(format!("https://edge.test:{}/alt", addr.port()))
         .send()
         .await
@@ -1264,7 +1227,7 @@ async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
         Some(format!("h3=\":{}\"; ma=86400", addr.port()).as_str())
     );
 
-    let mut h3 = h3_connect(addr, "edge.test", cert.cert.der().to_vec()).await;
+    let mut h3 = h3_connect(addr, "edge.test", cert.der.clone()).await;
     let base = format!("https://edge.test:{}", addr.port());
     let path = "/over-h3?cc=max-age%3D60&size=200000";
     let expected: Vec<u8> = (0..200_000).map(body_byte).collect();
@@ -1290,7 +1253,7 @@ async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
         let datagram: Vec<u8> = (0..len).map(|i| (i * 31 % 256) as u8).collect();
         junk.send_to(&datagram, addr).await.unwrap();
     }
-    let mut again = h3_connect(addr, "edge.test", cert.cert.der().to_vec()).await;
+    let mut again = h3_connect(addr, "edge.test", cert.der.clone()).await;
     let (head, _) = h3_request(&mut again, "GET", &format!("{base}{path}"), b"").await;
     assert_eq!(head.status, 200);
     assert!(
@@ -1554,18 +1517,10 @@ async fn sites_by_host_name_from_a_config_file() {
     let one = Origin::start().await;
     let two = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut files = Vec::new();
-    for name in ["a.test", "b.test", "*.c.test"] {
-        let c = rcgen::generate_simple_self_signed(vec![name.to_owned()]).unwrap();
-        let file = name.trim_start_matches("*.");
-        let (cert, key) = (
-            dir.path().join(format!("{file}.pem")),
-            dir.path().join(format!("{file}.key")),
-        );
-        std::fs::write(&cert, c.cert.pem()).unwrap();
-        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
-        files.push((c.cert.pem(), cert, key));
-    }
+    let files: Vec<TestCert> = ["a.test", "b.test", "*.c.test"]
+        .iter()
+        .map(|name| TestCert::new(dir.path(), name.trim_start_matches("*."), &[name]))
+        .collect();
     let config = dir.path().join("edge.toml");
     std::fs::write(
         &config,
@@ -1594,76 +1549,54 @@ tls_key = "{k3}"
 "#,
             one = one.url,
             two = two.url,
-            c1 = files[0].1.display(),
-            k1 = files[0].2.display(),
-            c2 = files[1].1.display(),
-            k2 = files[1].2.display(),
-            c3 = files[2].1.display(),
-            k3 = files[2].2.display(),
+            c1 = files[0].cert.display(),
+            k1 = files[0].key.display(),
+            c2 = files[1].cert.display(),
+            k2 = files[1].key.display(),
+            c3 = files[2].cert.display(),
+            k3 = files[2].key.display(),
         ),
     )
     .unwrap();
-    // No --origin: hosts no site names are refused.
-    let edge = Edge::start_with(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    let http = edge.url.clone();
-    let https: SocketAddr = edge
-        .https
-        .clone()
-        .unwrap()
-        .trim_start_matches("https://")
-        .parse()
-        .unwrap();
-    let get_host = |host: &'static str, path: &'static str| {
-        let url = format!("{http}{path}");
-        async move { client().get(url).header("host", host).send().await.unwrap() }
-    };
-    let a = get_host("www.a.test:8080", "/x").await;
+    let edge = edge_for_sites(&config);
+    let https = edge.https_addr();
+    let a = get_host(&edge, "www.a.test:8080", "/x").await;
     assert_eq!(a.status(), 200);
     a.bytes().await.unwrap();
     assert_eq!(one.hits("/x"), 1);
     assert_eq!(two.hits("/x"), 0);
-    let b = get_host("B.test", "/x").await;
+    let b = get_host(&edge, "B.test", "/x").await;
     assert_eq!(b.status(), 200);
     b.bytes().await.unwrap();
     assert_eq!(two.hits("/x"), 1, "b.test goes to its own origin");
     assert_eq!(
-        get_host("c.test", "/x").await.status(),
+        get_host(&edge, "c.test", "/x").await.status(),
         421,
         "no site for c.test (*.c.test names only what is below it)"
     );
-    let wild = get_host("img.eu.c.test", "/w").await;
+    let wild = get_host(&edge, "img.eu.c.test", "/w").await;
     assert_eq!(wild.status(), 200, "*.c.test names img.eu.c.test");
     wild.bytes().await.unwrap();
     assert_eq!(two.hits("/w"), 1);
     // Each site's own protections.
-    assert_eq!(get_host("b.test", "/private/v").await.status(), 403);
-    assert_eq!(get_host("a.test", "/private/v").await.status(), 200);
+    assert_eq!(get_host(&edge, "b.test", "/private/v").await.status(), 403);
+    assert_eq!(get_host(&edge, "a.test", "/private/v").await.status(), 200);
     assert_eq!(
-        get_host("b.test", "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        get_host(&edge, "b.test", "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
             .await
             .status(),
         403
     );
     assert_eq!(
-        get_host("a.test", "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
+        get_host(&edge, "a.test", "/?q=%3Cscript%3Ealert(1)%3C%2Fscript%3E")
             .await
             .status(),
         200
     );
     // Each site's certificate, by SNI (a wildcard certificate for a name below it).
-    for (i, name) in ["a.test", "b.test", "img.c.test"].iter().enumerate() {
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(files[i].0.as_bytes()).unwrap())
-            .tls_built_in_root_certs(false)
-            .resolve(name, https)
-            .build()
-            .unwrap();
-        let res = client
+    for (cert, name) in files.iter().zip(["a.test", "b.test", "img.c.test"]) {
+        let res = cert
+            .client(name, https)
             .get(format!("https://{name}:{}/x", https.port()))
             .send()
             .await
@@ -1673,11 +1606,11 @@ tls_key = "{k3}"
 }
 
 /// A site file for one host, its origin and its certificate files.
-fn one_site(host: &str, origin: &str, cert: &std::path::Path, key: &std::path::Path) -> String {
+fn one_site(host: &str, origin: &str, cert: &TestCert) -> String {
     format!(
         "[[site]]\nhosts = [\"{host}\"]\norigin = \"{origin}\"\ntls_cert = \"{}\"\ntls_key = \"{}\"\n",
-        cert.display(),
-        key.display()
+        cert.cert.display(),
+        cert.key.display()
     )
 }
 
@@ -1686,56 +1619,28 @@ async fn a_hangup_reloads_sites_and_certificates_and_keeps_the_cache() {
     let one = Origin::start().await;
     let two = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let mut certs = Vec::new();
-    for i in 0..2 {
-        let c = rcgen::generate_simple_self_signed(vec!["a.test".to_owned()]).unwrap();
-        let (cert, key) = (
-            dir.path().join(format!("a{i}.pem")),
-            dir.path().join(format!("a{i}.key")),
-        );
-        std::fs::write(&cert, c.cert.pem()).unwrap();
-        std::fs::write(&key, c.signing_key.serialize_pem()).unwrap();
-        certs.push((c.cert.pem(), cert, key));
-    }
+    let certs: Vec<TestCert> = (0..2)
+        .map(|i| TestCert::new(dir.path(), &format!("a{i}"), &["a.test"]))
+        .collect();
     let config = dir.path().join("edge.toml");
-    std::fs::write(
-        &config,
-        one_site("a.test", &one.url, &certs[0].1, &certs[0].2),
-    )
-    .unwrap();
-    let edge = Edge::start_with(&[
-        "--config",
-        config.to_str().unwrap(),
-        "--https",
-        "127.0.0.1:0",
-    ]);
-    let http = edge.url.clone();
-    let https: SocketAddr = edge.https.clone().unwrap()[8..].parse().unwrap();
-    let get_host = |host: &'static str, path: &'static str| {
-        let url = format!("{http}{path}");
-        async move { client().get(url).header("host", host).send().await.unwrap() }
-    };
-    let https_get = |pem: String| async move {
-        let client = reqwest::Client::builder()
-            .add_root_certificate(reqwest::Certificate::from_pem(pem.as_bytes()).unwrap())
-            .tls_built_in_root_certs(false)
-            .resolve("a.test", https)
-            .build()
-            .unwrap();
-        client
-            .get(format!("https://a.test:{}/tls", https.port()))
-            .send()
-            .await
+    std::fs::write(&config, one_site("a.test", &one.url, &certs[0])).unwrap();
+    let edge = edge_for_sites(&config);
+    let https = edge.https_addr();
+    let https_get = |trusted: &TestCert| {
+        let request = trusted
+            .client("a.test", https)
+            .get(format!("https://a.test:{}/tls", https.port()));
+        async move { request.send().await }
     };
     let kept = "/kept?cc=max-age%3D600";
-    get_host("a.test", kept).await.bytes().await.unwrap();
-    assert_eq!(get_host("b.test", "/x").await.status(), 421);
-    assert!(https_get(certs[0].0.clone()).await.is_ok());
+    get_host(&edge, "a.test", kept).await.bytes().await.unwrap();
+    assert_eq!(get_host(&edge, "b.test", "/x").await.status(), 421);
+    assert!(https_get(&certs[0]).await.is_ok());
 
     // a.test moves to the other origin with a new certificate; b.test appears.
     let v2 = format!(
         "{}{}",
-        one_site("a.test", &two.url, &certs[1].1, &certs[1].2),
+        one_site("a.test", &two.url, &certs[1]),
         "[[site]]\nhosts = [\"b.test\"]\norigin = \"".to_owned() + &two.url + "\"\n"
     );
     std::fs::write(&config, v2).unwrap();
@@ -1745,21 +1650,19 @@ async fn a_hangup_reloads_sites_and_certificates_and_keeps_the_cache() {
     };
     hangup();
     within_a_second("b.test served after the reload", async || {
-        get_host("b.test", "/x").await.status() == 200
+        get_host(&edge, "b.test", "/x").await.status() == 200
     })
     .await;
-    let res = get_host("a.test", kept).await;
+    let res = get_host(&edge, "a.test", kept).await;
     assert!(cache_status(&res).contains("hit"), "the cache is kept");
-    get_host("a.test", "/new").await.bytes().await.unwrap();
+    get_host(&edge, "a.test", "/new")
+        .await
+        .bytes()
+        .await
+        .unwrap();
     assert_eq!((one.hits("/new"), two.hits("/new")), (0, 1));
-    assert!(
-        https_get(certs[1].0.clone()).await.is_ok(),
-        "the new certificate"
-    );
-    assert!(
-        https_get(certs[0].0.clone()).await.is_err(),
-        "not the old one"
-    );
+    assert!(https_get(&certs[1]).await.is_ok(), "the new certificate");
+    assert!(https_get(&certs[0]).await.is_err(), "not the old one");
 
     // A configuration that does not load changes nothing.
     std::fs::write(&config, "[[site]]\nhosts = [").unwrap();
@@ -1768,8 +1671,8 @@ async fn a_hangup_reloads_sites_and_certificates_and_keeps_the_cache() {
         edge.log().contains("configuration not reloaded")
     })
     .await;
-    assert_eq!(get_host("b.test", "/x").await.status(), 200);
-    assert!(https_get(certs[1].0.clone()).await.is_ok());
+    assert_eq!(get_host(&edge, "b.test", "/x").await.status(), 200);
+    assert!(https_get(&certs[1]).await.is_ok());
 }
 
 #[tokio::test]

@@ -185,6 +185,69 @@ impl Edge {
     pub fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// The HTTPS (and HTTP/3) address, when the edge was started with `--https`.
+    pub fn https_addr(&self) -> std::net::SocketAddr {
+        self.https
+            .as_deref()
+            .and_then(|u| u.strip_prefix("https://"))
+            .and_then(|a| a.parse().ok())
+            .expect("the edge runs HTTPS")
+    }
+}
+
+/// A self-signed certificate for `names`, its PEM files written into `dir` as
+/// `<stem>.pem` and `<stem>.key`.
+pub struct TestCert {
+    pub pem: String,
+    pub der: Vec<u8>,
+    /// The SubjectPublicKeyInfo (DER), what browsers pin.
+    pub spki: Vec<u8>,
+    pub cert: std::path::PathBuf,
+    pub key: std::path::PathBuf,
+}
+
+impl TestCert {
+    pub fn new(dir: &Path, stem: &str, names: &[&str]) -> TestCert {
+        use rcgen::PublicKeyData;
+        let names = names.iter().map(|n| n.to_string()).collect::<Vec<_>>();
+        let c = rcgen::generate_simple_self_signed(names).expect("a certificate");
+        let (cert, key) = (
+            dir.join(format!("{stem}.pem")),
+            dir.join(format!("{stem}.key")),
+        );
+        std::fs::write(&cert, c.cert.pem()).expect("write the certificate");
+        std::fs::write(&key, c.signing_key.serialize_pem()).expect("write the key");
+        TestCert {
+            pem: c.cert.pem(),
+            der: c.cert.der().to_vec(),
+            spki: c.signing_key.subject_public_key_info(),
+            cert,
+            key,
+        }
+    }
+
+    /// `--tls-cert FILE --tls-key FILE`
+    pub fn flags(&self) -> [&str; 4] {
+        [
+            "--tls-cert",
+            self.cert.to_str().expect("a UTF-8 path"),
+            "--tls-key",
+            self.key.to_str().expect("a UTF-8 path"),
+        ]
+    }
+
+    /// An HTTPS client that trusts only this certificate and reaches `name` at `addr`.
+    pub fn client(&self, name: &str, addr: std::net::SocketAddr) -> reqwest::Client {
+        reqwest::Client::builder()
+            .add_root_certificate(
+                reqwest::Certificate::from_pem(self.pem.as_bytes()).expect("a PEM certificate"),
+            )
+            .tls_built_in_root_certs(false)
+            .resolve(name, addr)
+            .build()
+            .expect("an HTTPS client")
+    }
 }
 
 /// A real `nats-server` on a free loopback port (`scripts/setup --test` installs it).
