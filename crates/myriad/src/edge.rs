@@ -129,6 +129,10 @@ pub struct EdgeArgs {
     pub header_timeout_s: u64,
     #[arg(long, default_value_t = 30)]
     pub body_timeout_s: u64,
+    /// On SIGTERM or SIGINT: how long connections may take to finish what they are answering
+    /// before the edge exits.
+    #[arg(long, default_value_t = 10)]
+    pub drain_s: u64,
 }
 
 /// `--config`: the sites of one edge.
@@ -324,6 +328,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             tracing::error!("admin server stopped: {e}");
         }
     });
+    let (switch, drain) = cdn::drain();
     let mut https_line = String::new();
     let mut certificates = None;
     if let Some(addr) = args.https {
@@ -343,16 +348,21 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
             ))?);
             tracing::info!("HTTP/3 on udp/{https_local}");
             let retry_above = args.http3_retry_above;
-            tokio::spawn(cdn::h3::serve(endpoint, cdn.clone(), retry_above));
+            tokio::spawn(cdn::h3::serve(
+                endpoint,
+                cdn.clone(),
+                retry_above,
+                drain.clone(),
+            ));
         }
         certificates = Some(tls.certificates);
         let listener = TlsListener {
             acceptor: tls.tcp,
             alt_svc,
         };
-        let cdn = cdn.clone();
+        let (cdn, drain) = (cdn.clone(), drain.clone());
         tokio::spawn(async move {
-            if let Err(e) = cdn::serve(tls_listener, cdn, Some(listener)).await {
+            if let Err(e) = cdn::serve(tls_listener, cdn, Some(listener), drain).await {
                 tracing::error!("HTTPS listener stopped: {e}");
             }
         });
@@ -361,7 +371,28 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     tokio::spawn(reload_on_hangup(args.clone(), cdn.clone(), certificates));
     // Tests and scripts read this line for the addresses.
     println!("myriad edge is running at http://{local} (admin http://{admin_local}{https_line})");
-    cdn::serve(listener, cdn, None).await?;
+    tokio::spawn(async move {
+        if let Err(e) = cdn::serve(listener, cdn, None, drain).await {
+            tracing::error!("HTTP listener stopped: {e}");
+        }
+    });
+    let mut terminate = signal(SignalKind::terminate())?;
+    tokio::select! {
+        _ = terminate.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    tracing::info!(
+        limit_s = args.drain_s,
+        "stopping: answering what is under way"
+    );
+    if switch.drain(Duration::from_secs(args.drain_s)).await {
+        tracing::info!("stopped");
+    } else {
+        tracing::warn!(
+            "stopped with connections still open after {} s",
+            args.drain_s
+        );
+    }
     Ok(())
 }
 

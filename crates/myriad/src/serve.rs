@@ -56,8 +56,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             "myriad cache is running at http://{} (origin {origin})",
             listener.local_addr()?
         );
+        // Stops with the process (no drain of its own).
+        let (_, drain) = cdn::drain();
         tokio::spawn(async move {
-            if let Err(e) = cdn::serve(listener, cdn, None).await {
+            if let Err(e) = cdn::serve(listener, cdn, None, drain).await {
                 tracing::error!("caching proxy stopped: {e}");
             }
         });

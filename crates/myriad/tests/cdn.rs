@@ -875,6 +875,30 @@ async fn only_purges_signed_with_the_shared_key_cross_the_bus() {
 }
 
 #[tokio::test]
+async fn a_stop_signal_lets_requests_under_way_finish() {
+    let origin = Origin::start().await;
+    let mut edge = Edge::start(&origin.url, &["--drain-s", "5"]);
+    let path = "/slow?delay_ms=1500&size=100000";
+    let slow = tokio::spawn(client().get(format!("{}{path}", edge.url)).send());
+    within_a_second("the request at the origin", async || origin.hits(path) == 1).await;
+    // SAFETY: a signal to the edge process this test started.
+    assert_eq!(unsafe { libc::kill(edge.pid() as i32, libc::SIGTERM) }, 0);
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    within_a_second("the listener closed", async || {
+        tokio::net::TcpStream::connect(addr).await.is_err()
+    })
+    .await;
+    let res = slow
+        .await
+        .unwrap()
+        .expect("the request under way is answered");
+    assert_eq!(res.status(), 200);
+    assert_eq!(read_checked(res, false).await, (100_000, 0));
+    let status = edge.wait_exit(Duration::from_secs(5));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test]
 async fn metrics_count_outcomes_fetches_and_bytes() {
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url, &[]);

@@ -20,6 +20,7 @@ use http_body_util::{BodyExt, StreamBody};
 use quinn::crypto::rustls::QuicServerConfig;
 use tokio_rustls::rustls::ServerConfig;
 
+use super::drain::Drain;
 use super::proxy::{BoxError, Cdn};
 use super::{BlockReason, MAX_HEAD_BYTES};
 
@@ -50,11 +51,18 @@ pub fn endpoint(addr: SocketAddr, tls: Arc<ServerConfig>) -> Result<quinn::Endpo
     quinn::Endpoint::server(config, addr).map_err(|e| H3Error::Bind(addr, e))
 }
 
-/// Accepts connections until the endpoint is closed; with `retry_above` handshakes under way
-/// (0: always), a new client must prove its address before its handshake starts.
-pub async fn serve(endpoint: quinn::Endpoint, cdn: Arc<Cdn>, retry_above: usize) {
+/// Accepts connections until `drain` starts; with `retry_above` handshakes under way (0:
+/// always), a new client must prove its address before its handshake starts.
+pub async fn serve(endpoint: quinn::Endpoint, cdn: Arc<Cdn>, retry_above: usize, mut drain: Drain) {
     let handshakes = Arc::new(AtomicUsize::new(0));
-    while let Some(incoming) = endpoint.accept().await {
+    loop {
+        let incoming = tokio::select! {
+            incoming = endpoint.accept() => incoming,
+            () = drain.stopped() => None,
+        };
+        let Some(incoming) = incoming else {
+            return;
+        };
         let remote = incoming.remote_address();
         if !incoming.remote_address_validated() && handshakes.load(Ordering::Relaxed) >= retry_above
         {
@@ -71,13 +79,14 @@ pub async fn serve(endpoint: quinn::Endpoint, cdn: Arc<Cdn>, retry_above: usize)
         };
         let cdn = cdn.clone();
         let handshakes = handshakes.clone();
+        let drain = drain.clone();
         handshakes.fetch_add(1, Ordering::Relaxed);
         tokio::spawn(async move {
             let head_timeout = cdn.limits().header_timeout;
             let handshake = tokio::time::timeout(head_timeout, incoming).await;
             handshakes.fetch_sub(1, Ordering::Relaxed);
             match handshake {
-                Ok(Ok(conn)) => serve_connection(conn, &cdn, remote).await,
+                Ok(Ok(conn)) => serve_connection(conn, &cdn, remote, drain).await,
                 Ok(Err(e)) => tracing::debug!(%remote, "QUIC handshake failed: {e}"),
                 Err(_) => {
                     cdn.metrics().blocked(BlockReason::SlowHead);
@@ -89,7 +98,12 @@ pub async fn serve(endpoint: quinn::Endpoint, cdn: Arc<Cdn>, retry_above: usize)
     }
 }
 
-async fn serve_connection(conn: quinn::Connection, cdn: &Arc<Cdn>, remote: SocketAddr) {
+async fn serve_connection(
+    conn: quinn::Connection,
+    cdn: &Arc<Cdn>,
+    remote: SocketAddr,
+    mut drain: Drain,
+) {
     let built = h3::server::builder()
         .max_field_section_size(MAX_HEAD_BYTES as u64)
         .build::<_, Bytes>(h3_quinn::Connection::new(conn))
@@ -101,11 +115,26 @@ async fn serve_connection(conn: quinn::Connection, cdn: &Arc<Cdn>, remote: Socke
             return;
         }
     };
+    let mut draining = false;
     loop {
-        match h3.accept().await {
+        let accepted = tokio::select! {
+            accepted = h3.accept() => accepted,
+            () = drain.stopped(), if !draining => {
+                // GOAWAY: no new requests; those under way are answered.
+                draining = true;
+                if let Err(e) = h3.shutdown(0).await {
+                    tracing::debug!(%remote, "HTTP/3 GOAWAY failed: {e}");
+                    return;
+                }
+                continue;
+            }
+        };
+        match accepted {
             Ok(Some(resolver)) => {
                 let cdn = cdn.clone();
+                let drain = drain.clone();
                 tokio::spawn(async move {
+                    let _drain = drain;
                     if let Err(e) = answer(resolver, cdn, remote).await {
                         tracing::debug!(%remote, "HTTP/3 request ended: {e}");
                     }

@@ -4,6 +4,7 @@
 
 pub mod admin;
 mod disk;
+pub mod drain;
 mod fill;
 mod guard;
 pub mod h3;
@@ -27,6 +28,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+pub use drain::{drain, Drain, DrainSwitch};
 pub use metrics::{BlockReason, Metrics, Outcome, Unstored};
 pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
 pub use upstream::UpstreamError;
@@ -44,14 +46,19 @@ pub struct TlsListener {
     pub alt_svc: Option<HeaderValue>,
 }
 
-/// Accepts connections until the listener fails; with `tls`, each is a TLS connection.
+/// Accepts connections until `drain` starts; with `tls`, each is a TLS connection.
 pub async fn serve(
     listener: TcpListener,
     cdn: Arc<Cdn>,
     tls: Option<TlsListener>,
+    mut drain: Drain,
 ) -> std::io::Result<()> {
     loop {
-        let (stream, remote) = match listener.accept().await {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = drain.stopped() => return Ok(()),
+        };
+        let (stream, remote) = match accepted {
             Ok(c) => c,
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -69,6 +76,7 @@ pub async fn serve(
         let _ = stream.set_nodelay(true);
         let cdn = cdn.clone();
         let tls = tls.clone();
+        let drain = drain.clone();
         tokio::spawn(async move {
             let header_timeout = cdn.limits().header_timeout;
             match tls {
@@ -77,7 +85,7 @@ pub async fn serve(
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
                             let io = TokioIo::new(tls_stream);
-                            serve_connection(io, &cdn, remote, None, alt_svc).await
+                            serve_connection(io, &cdn, remote, None, alt_svc, drain).await
                         }
                         Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
                         Err(_) => {
@@ -90,8 +98,8 @@ pub async fn serve(
                 // handle on the socket lets the edge say 408 first.
                 None => match with_spare(stream) {
                     Ok((stream, spare)) => {
-                        serve_connection(TokioIo::new(stream), &cdn, remote, Some(spare), None)
-                            .await
+                        let io = TokioIo::new(stream);
+                        serve_connection(io, &cdn, remote, Some(spare), None, drain).await
                     }
                     Err(e) => tracing::debug!(%remote, "connection lost at accept: {e}"),
                 },
@@ -107,6 +115,7 @@ async fn serve_connection<I>(
     remote: SocketAddr,
     spare: Option<TcpStream>,
     alt_svc: Option<HeaderValue>,
+    mut drain: Drain,
 ) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
@@ -136,7 +145,17 @@ async fn serve_connection<I>(
         .max_pending_accept_reset_streams(H2_MAX_PENDING_RESETS)
         .max_local_error_reset_streams(H2_MAX_ERROR_RESETS)
         .max_header_list_size(MAX_HEAD_BYTES as u32);
-    if let Err(e) = builder.serve_connection_with_upgrades(io, service).await {
+    let conn = builder.serve_connection_with_upgrades(io, service);
+    tokio::pin!(conn);
+    let served = tokio::select! {
+        served = conn.as_mut() => served,
+        () = drain.stopped() => {
+            // Answer what is under way, then close (HTTP/2: GOAWAY).
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = served {
         // hyper answers what it cannot parse itself (400, 431); the edge counts and logs it.
         let refused = e.downcast_ref::<hyper::Error>().and_then(|e| {
             if e.is_timeout() {

@@ -186,6 +186,18 @@ impl Edge {
         self.child.id()
     }
 
+    /// Waits up to `limit` for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        let step = Duration::from_millis(20);
+        for _ in 0..=limit.as_millis() / step.as_millis() {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(step);
+        }
+        None
+    }
+
     /// The HTTPS (and HTTP/3) address, when the edge was started with `--https`.
     pub fn https_addr(&self) -> std::net::SocketAddr {
         self.https
