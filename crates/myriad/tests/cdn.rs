@@ -1290,6 +1290,13 @@ async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
     assert!(
         metrics(&edge)
             .await
+            .contains("myriad_edge_requests_by_protocol_total{protocol=\"Http3\"} 5"),
+        "{}",
+        metrics(&edge).await
+    );
+    assert!(
+        metrics(&edge)
+            .await
             .contains("myriad_edge_quic_retries_total 2"),
         "{}",
         metrics(&edge).await

@@ -34,6 +34,31 @@ impl Outcome {
     ];
 }
 
+/// The HTTP version a request came in.
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+pub enum Protocol {
+    Http1,
+    Http2,
+    Http3,
+}
+
+impl Protocol {
+    const ALL: [Protocol; 3] = [Protocol::Http1, Protocol::Http2, Protocol::Http3];
+
+    pub fn of(version: http::Version) -> Self {
+        match version {
+            http::Version::HTTP_2 => Protocol::Http2,
+            http::Version::HTTP_3 => Protocol::Http3,
+            _ => Protocol::Http1,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ProtocolLabel {
+    protocol: Protocol,
+}
+
 /// Why a request was refused.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
 pub enum BlockReason {
@@ -86,6 +111,8 @@ pub struct Metrics {
     integrity_failures: Counter,
     unstored: Family<UnstoredLabel, Counter>,
     quic_retries: Counter,
+    /// Requests by protocol, resolved once like `per_outcome`.
+    per_protocol: Vec<Counter>,
 }
 
 impl Metrics {
@@ -138,6 +165,16 @@ impl Metrics {
             "Storable responses passed through without being stored, by reason",
             unstored.clone(),
         );
+        let protocols = Family::<ProtocolLabel, Counter>::default();
+        registry.register(
+            "requests_by_protocol",
+            "Requests by the HTTP version they came in",
+            protocols.clone(),
+        );
+        let per_protocol = Protocol::ALL
+            .iter()
+            .map(|&protocol| protocols.get_or_create(&ProtocolLabel { protocol }).clone())
+            .collect();
         let quic_retries = Counter::default();
         registry.register(
             "quic_retries",
@@ -163,6 +200,13 @@ impl Metrics {
             blocked,
             unstored,
             quic_retries,
+            per_protocol,
+        }
+    }
+
+    pub fn request_in(&self, protocol: Protocol) {
+        if let Some(count) = self.per_protocol.get(protocol as usize) {
+            count.inc();
         }
     }
 
@@ -220,6 +264,19 @@ impl Default for Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn protocols_index_their_own_series() {
+        for (i, p) in Protocol::ALL.iter().enumerate() {
+            assert_eq!(*p as usize, i);
+        }
+        let m = Metrics::new();
+        m.request_in(Protocol::of(http::Version::HTTP_3));
+        m.request_in(Protocol::of(http::Version::HTTP_10));
+        let text = m.encode();
+        assert!(text.contains("myriad_edge_requests_by_protocol_total{protocol=\"Http3\"} 1"));
+        assert!(text.contains("myriad_edge_requests_by_protocol_total{protocol=\"Http1\"} 1"));
+    }
 
     #[test]
     fn outcomes_index_their_own_series() {

@@ -37,7 +37,7 @@ use myriad_proto::purge::Purge;
 use super::disk::DiskStore;
 use super::guard::{BodyFault, FaultCell, GuardedBody};
 use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimiter};
-use super::metrics::{BlockReason, Metrics, Outcome, Unstored};
+use super::metrics::{BlockReason, Metrics, Outcome, Protocol, Unstored};
 use super::store::{Store, Stored, Tier};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 use super::waf::{Inspected, Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
@@ -236,6 +236,7 @@ impl Cdn {
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
+        self.metrics.request_in(Protocol::of(req.version()));
         let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
         let res = self.clone().answer(req, remote, started).await;
         let outcome = res
