@@ -894,7 +894,31 @@ async fn a_stop_signal_lets_requests_under_way_finish() {
         .expect("the request under way is answered");
     assert_eq!(res.status(), 200);
     assert_eq!(read_checked(res, false).await, (100_000, 0));
-    let status = edge.wait_exit(Duration::from_secs(5));
+    // Well before the drain's 5 s limit: every connection closed once answered.
+    let status = edge.wait_exit(Duration::from_secs(3));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+}
+
+#[tokio::test]
+async fn a_stop_signal_lets_http3_requests_under_way_finish() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
+    let flags = ["--https", "127.0.0.1:0", "--http3", "--drain-s", "5"];
+    let mut edge = Edge::start(&origin.url, &[&flags[..], &cert.flags()].concat());
+    let addr = edge.https_addr();
+    let mut h3 = h3_connect(addr, "edge.test", cert.der.clone()).await;
+    let path = "/slow-h3?delay_ms=1500&size=100000";
+    let url = format!("https://edge.test:{}{path}", addr.port());
+    let slow = tokio::spawn(async move { h3_request(&mut h3, "GET", &url, b"").await });
+    within_a_second("the request at the origin", async || origin.hits(path) == 1).await;
+    // SAFETY: a signal to the edge process this test started.
+    assert_eq!(unsafe { libc::kill(edge.pid() as i32, libc::SIGTERM) }, 0);
+    let (head, body) = slow.await.unwrap();
+    assert_eq!(head.status, 200);
+    assert!(body.iter().enumerate().all(|(i, b)| *b == body_byte(i)) && body.len() == 100_000);
+    // Well before the drain's 5 s limit: every connection closed once answered.
+    let status = edge.wait_exit(Duration::from_secs(3));
     assert!(status.is_some_and(|s| s.success()), "{status:?}");
 }
 
