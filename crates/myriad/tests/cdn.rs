@@ -900,6 +900,45 @@ async fn a_stop_signal_lets_requests_under_way_finish() {
 }
 
 #[tokio::test]
+async fn http3_connections_count_against_their_address() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
+    let flags = [
+        "--https",
+        "127.0.0.1:0",
+        "--http3",
+        "--max-conns-per-ip",
+        "1",
+    ];
+    let edge = Edge::start(&origin.url, &[&flags[..], &cert.flags()].concat());
+    let addr = edge.https_addr();
+    let mut first = h3_connect(addr, "edge.test", cert.der.clone()).await;
+    let url = format!("https://edge.test:{}/one", addr.port());
+    assert_eq!(h3_request(&mut first, "GET", &url, b"").await.0.status, 200);
+    // The second connection from the address is closed once its handshake is done.
+    let second = quic_connect(addr, "edge.test", cert.der.clone()).await;
+    match second.closed().await {
+        quinn::ConnectionError::ApplicationClosed(close) => {
+            assert_eq!(
+                close.error_code,
+                quinn::VarInt::from_u32(0x0107),
+                "{close:?}"
+            );
+        }
+        other => panic!("closed otherwise: {other}"),
+    }
+    assert!(
+        metrics(&edge)
+            .await
+            .contains("myriad_edge_blocked_total{reason=\"Connections\"} 1"),
+        "{}",
+        edge.log()
+    );
+    assert_eq!(h3_request(&mut first, "GET", &url, b"").await.0.status, 200);
+}
+
+#[tokio::test]
 async fn a_stop_signal_lets_http3_requests_under_way_finish() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
@@ -1186,12 +1225,8 @@ async fn https_with_certificate_files_verifies() {
     assert!(err.contains("key file"), "{err}");
 }
 
-/// An HTTP/3 client connection to `addr`, trusting `cert_der` for `name`.
-async fn h3_connect(
-    addr: SocketAddr,
-    name: &str,
-    cert_der: Vec<u8>,
-) -> h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes> {
+/// A QUIC connection (ALPN h3) to `addr`, trusting `cert_der` for `name`.
+async fn quic_connect(addr: SocketAddr, name: &str, cert_der: Vec<u8>) -> quinn::Connection {
     use tokio_rustls::rustls;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let mut roots = rustls::RootCertStore::empty();
@@ -1205,11 +1240,20 @@ async fn h3_connect(
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = endpoint
+    endpoint
         .connect(addr, name)
         .unwrap()
         .await
-        .expect("QUIC handshake with the edge's certificate");
+        .expect("QUIC handshake with the edge's certificate")
+}
+
+/// An HTTP/3 client connection to `addr`, trusting `cert_der` for `name`.
+async fn h3_connect(
+    addr: SocketAddr,
+    name: &str,
+    cert_der: Vec<u8>,
+) -> h3::client::SendRequest<h3_quinn::OpenStreams, bytes::Bytes> {
+    let conn = quic_connect(addr, name, cert_der).await;
     let (mut driver, send) = h3::client::new(h3_quinn::Connection::new(conn))
         .await
         .unwrap();

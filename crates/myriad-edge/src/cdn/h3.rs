@@ -2,10 +2,10 @@
 //! TCP listeners: each request stream becomes an `http::Request` for [`Cdn::handle`], and the
 //! answer streams back on it. Limits: connections per client address (as for TCP), the
 //! handshake and the request head within the head timeout, concurrent streams per connection,
-//! the head size; rates and everything else apply in `handle`. No 0-RTT (replayable). When
-//! many handshakes are under way, new clients must first prove their address (a Retry):
-//! forged Initial packets then cost one stateless answer each and take no one's connection
-//! slots.
+//! the head size; rates and everything else apply in `handle`. No 0-RTT (replayable). A
+//! connection counts against its address once the handshake has proven the address; when
+//! many handshakes are under way, new clients must first prove it (a Retry), so forged
+//! Initial packets cost one stateless answer each.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -26,6 +26,8 @@ use super::{BlockReason, MAX_HEAD_BYTES};
 
 /// Requests a client may have open on one connection at once.
 const MAX_STREAMS: u32 = 256;
+/// HTTP/3's H3_EXCESSIVE_LOAD error code (RFC 9114 §8.1).
+const H3_EXCESSIVE_LOAD: u32 = 0x0107;
 /// A connection without traffic for this long is closed.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -72,11 +74,6 @@ pub async fn serve(endpoint: quinn::Endpoint, cdn: Arc<Cdn>, retry_above: usize,
             }
             continue;
         }
-        let Some(slot) = cdn.open_connection(remote.ip()) else {
-            cdn.metrics().blocked(BlockReason::Connections);
-            incoming.refuse();
-            continue;
-        };
         let cdn = cdn.clone();
         let handshakes = handshakes.clone();
         let drain = drain.clone();
@@ -86,14 +83,23 @@ pub async fn serve(endpoint: quinn::Endpoint, cdn: Arc<Cdn>, retry_above: usize,
             let handshake = tokio::time::timeout(head_timeout, incoming).await;
             handshakes.fetch_sub(1, Ordering::Relaxed);
             match handshake {
-                Ok(Ok(conn)) => serve_connection(conn, &cdn, remote, drain).await,
+                // Counted against the address once the handshake has proven it: forged
+                // Initial packets take no one's connection slots.
+                Ok(Ok(conn)) => match cdn.open_connection(remote.ip()) {
+                    Some(slot) => {
+                        serve_connection(conn, &cdn, remote, drain).await;
+                        drop(slot);
+                    }
+                    None => {
+                        conn.close(H3_EXCESSIVE_LOAD.into(), b"too many connections");
+                    }
+                },
                 Ok(Err(e)) => tracing::debug!(%remote, "QUIC handshake failed: {e}"),
                 Err(_) => {
                     cdn.metrics().blocked(BlockReason::SlowHead);
                     tracing::debug!(%remote, "QUIC handshake too slow");
                 }
             }
-            drop(slot);
         });
     }
 }

@@ -291,6 +291,7 @@ impl Cdn {
             .try_open(ip, self.config.limits.max_connections_per_ip);
         if slot.is_none() {
             self.metrics.blocked(BlockReason::Connections);
+            tracing::info!(%ip, "connection refused: too many from its address");
         }
         slot
     }
