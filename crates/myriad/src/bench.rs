@@ -72,6 +72,10 @@ pub enum BenchCommand {
         /// Concurrent requests for one cold object.
         #[arg(long, default_value_t = 2000)]
         cold: usize,
+        /// Measurements per cache, in turns (each of `--seconds`); figures are medians, ratios
+        /// the median of each round's ratio.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
         /// Which caches, comma-separated: myriad, ats, nginx, varnish.
         #[arg(
             long,
@@ -186,6 +190,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             connections,
             threads,
             cold,
+            rounds,
             targets,
             waf,
             json,
@@ -202,6 +207,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 cold,
                 targets,
                 waf,
+                rounds,
             };
             runtime()?.block_on(run(args))?.print(json);
         }

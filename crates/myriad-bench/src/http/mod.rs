@@ -1,7 +1,8 @@
 //! `http`: the edge's cache against Apache Traffic Server, nginx (`proxy_cache`) and Varnish,
-//! each in front of the same origin on loopback, measured one after the other in one run with
-//! `wrk`: cached 1 KiB and 1 MiB objects (requests per second, p50/p99), and 2,000 concurrent
-//! requests for one cold object (how many reach the origin: request coalescing).
+//! each in front of the same origin on loopback, all running through one bench and measured
+//! in turns with `wrk` (`--rounds`, medians reported): cached 1 KiB and 1 MiB objects
+//! (requests per second, p50/p99), and 2,000 concurrent requests for one cold object (how
+//! many reach the origin: request coalescing).
 
 mod origin;
 mod peers;
@@ -27,10 +28,20 @@ pub struct HttpArgs {
     pub targets: Vec<Kind>,
     /// Compare myriad `--waf` with nginx + ModSecurity instead (same CRS rules).
     pub waf: bool,
+    /// Measurements per cache, taken in turns; figures are medians.
+    pub rounds: usize,
 }
 
 const SMALL: &str = "/obj/1024";
 const LARGE: &str = "/obj/1048576";
+
+/// What one round measured of one cache.
+struct Round {
+    small: wrk::Load,
+    large: wrk::Load,
+    /// With `--waf`: cached 1 KiB with a head of its own for every request.
+    distinct: Option<wrk::Load>,
+}
 
 pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
     let origin = origin::Origin::start().await?;
@@ -38,168 +49,213 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         .timeout(Duration::from_secs(30))
         .build()?;
     let duration = Duration::from_secs_f64(args.seconds.clamp(1.0, 600.0));
+    let rounds = args.rounds.max(1);
     let mut report = Report::new(if args.waf { "http-waf" } else { "http" });
     report
         .field("seconds", duration.as_secs_f64())
+        .field("rounds", rounds as u64)
         .field("wrk_threads", args.threads as u64)
         .field("connections", args.connections as u64)
         .field("cold_requests", args.cold as u64);
-    let mut results = Vec::new();
-    let mut distinct_results: Vec<(Kind, wrk::Load)> = Vec::new();
+    // Every cache runs for the whole bench; rounds take turns, so a slow spell of the
+    // machine hits all of them alike.
+    let mut peers = Vec::new();
     for kind in &args.targets {
         let peer =
             tokio::task::block_in_place(|| peers::Peer::start(*kind, origin.port, args.waf))?;
-        if args.waf {
-            // Same detection: both refuse an attack and pass the clean request.
-            let attack = format!("{}{SMALL}?id=1%27%20OR%20%271%27%3D%271", peer.url);
-            let status = client.get(attack).send().await?.status();
-            anyhow::ensure!(
-                status == 403,
-                "{}: an SQL injection got {status}",
-                kind.name()
-            );
+        prepare(&client, &origin, &peer, *kind, args.waf).await?;
+        peers.push((*kind, peer));
+    }
+    let script =
+        std::env::temp_dir().join(format!("myriad-bench-distinct-{}.lua", std::process::id()));
+    if args.waf {
+        std::fs::write(&script, DISTINCT_HEADS)?;
+    }
+    let cpu_before: Vec<Option<f64>> = peers
+        .iter()
+        .map(|(_, p)| tree_cpu_seconds(p.pid()))
+        .collect();
+    let load = (args.threads, args.connections);
+    let mut measured: Vec<Vec<Round>> = peers.iter().map(|_| Vec::new()).collect();
+    for _ in 0..rounds {
+        for ((_, peer), rounds) in peers.iter().zip(&mut measured) {
+            let small = blocking_wrk(&peer.url, SMALL, load, duration, None).await?;
+            let large = blocking_wrk(&peer.url, LARGE, load, duration, None).await?;
+            let distinct = if args.waf {
+                // Every request with a head of its own (a header no cache key includes):
+                // what the WAF costs when no verdict can be reused.
+                let script = Some(script.clone());
+                Some(blocking_wrk(&peer.url, SMALL, load, duration, script).await?)
+            } else {
+                None
+            };
+            rounds.push(Round {
+                small,
+                large,
+                distinct,
+            });
         }
+    }
+    let _ = std::fs::remove_file(&script);
+    for (i, (kind, peer)) in peers.iter().enumerate() {
         let name = kind.name();
-        // Fill the cache, then check that it is what answers.
-        for path in [SMALL, LARGE] {
-            let before = origin.counts.get(path);
-            for _ in 0..3 {
-                let res = client.get(format!("{}{path}", peer.url)).send().await?;
-                anyhow::ensure!(
-                    res.status().is_success(),
-                    "{name}: {path} answered {}",
-                    res.status()
-                );
-                res.bytes().await?;
-            }
-            let fetched = origin.counts.get(path) - before;
-            anyhow::ensure!(
-                fetched == 1,
-                "{name} fetched {path} {fetched} times: not caching"
-            );
-        }
-        let cpu_before = tree_cpu_seconds(peer.pid());
-        let small = blocking_wrk(
-            &peer.url,
-            SMALL,
-            (args.threads, args.connections),
-            duration,
-            None,
-        )
-        .await?;
-        let large = blocking_wrk(
-            &peer.url,
-            LARGE,
-            (args.threads, args.connections),
-            duration,
-            None,
-        )
-        .await?;
+        let cpu = tree_cpu_seconds(peer.pid())
+            .zip(cpu_before[i])
+            .map(|(a, b)| a - b);
+        let (fetches, failed) = cold_stampede(&client, &origin, peer, name, args.cold).await;
+        let rs = &measured[i];
+        let med = |f: &dyn Fn(&Round) -> Option<f64>| median(rs.iter().filter_map(f));
+        let requests: f64 = rs
+            .iter()
+            .map(|r| (r.small.requests_per_s + r.large.requests_per_s) * duration.as_secs_f64())
+            .sum();
         if args.waf {
-            // Every request with a head of its own (a header no cache key includes): what
-            // the WAF costs when no verdict can be reused.
-            let script = std::env::temp_dir()
-                .join(format!("myriad-bench-distinct-{}.lua", std::process::id()));
-            std::fs::write(&script, DISTINCT_HEADS)?;
-            let distinct = blocking_wrk(
-                &peer.url,
-                SMALL,
-                (args.threads, args.connections),
-                duration,
-                Some(script.clone()),
-            )
-            .await;
-            let _ = std::fs::remove_file(&script);
-            let distinct = distinct?;
             report
                 .field(
                     format!("{name}_rps_1k_distinct_heads"),
-                    distinct.requests_per_s,
+                    med(&|r| r.distinct.as_ref().map(|d| d.requests_per_s)),
                 )
-                .field(format!("{name}_p99_1k_distinct_heads_ms"), distinct.p99_ms);
-            distinct_results.push((*kind, distinct));
+                .field(
+                    format!("{name}_p99_1k_distinct_heads_ms"),
+                    med(&|r| r.distinct.as_ref().map(|d| d.p99_ms)),
+                );
         }
-        let cpu = tree_cpu_seconds(peer.pid())
-            .zip(cpu_before)
-            .map(|(a, b)| a - b);
-        let cold_path = format!("/cold/{name}");
-        let before = origin.counts.get(&cold_path);
-        let answers = join_all((0..args.cold).map(|_| {
-            let (client, url) = (client.clone(), format!("{}{cold_path}", peer.url));
-            async move {
-                match client.get(url).send().await {
-                    Ok(r) if r.status().is_success() => {
-                        r.bytes().await.is_ok_and(|b| b.len() == 1024)
-                    }
-                    _ => false,
-                }
-            }
-        }))
-        .await;
-        let failed = answers.iter().filter(|ok| !**ok).count();
-        let fetches = origin.counts.get(&cold_path) - before;
         report
-            .field(format!("{name}_rps_1k"), small.requests_per_s)
-            .field(format!("{name}_p50_1k_ms"), small.p50_ms)
-            .field(format!("{name}_p99_1k_ms"), small.p99_ms)
-            .field(format!("{name}_rps_1m"), large.requests_per_s)
-            .field(format!("{name}_p50_1m_ms"), large.p50_ms)
-            .field(format!("{name}_p99_1m_ms"), large.p99_ms)
+            .field(
+                format!("{name}_rps_1k"),
+                med(&|r| Some(r.small.requests_per_s)),
+            )
+            .field(format!("{name}_p50_1k_ms"), med(&|r| Some(r.small.p50_ms)))
+            .field(format!("{name}_p99_1k_ms"), med(&|r| Some(r.small.p99_ms)))
+            .field(
+                format!("{name}_rps_1m"),
+                med(&|r| Some(r.large.requests_per_s)),
+            )
+            .field(format!("{name}_p50_1m_ms"), med(&|r| Some(r.large.p50_ms)))
+            .field(format!("{name}_p99_1m_ms"), med(&|r| Some(r.large.p99_ms)))
             .field(format!("{name}_cpu_s"), cpu)
             .field(
                 format!("{name}_requests_per_cpu_s"),
-                cpu.filter(|c| *c > 0.0).map(|c| {
-                    (small.requests_per_s + large.requests_per_s) * duration.as_secs_f64() / c
-                }),
+                cpu.filter(|c| *c > 0.0).map(|c| requests / c),
             )
             .field(format!("{name}_cold_origin_fetches"), fetches)
             .field(format!("{name}_cold_failed"), failed as u64);
-        results.push((*kind, small, large));
-        drop(peer);
     }
-    if let Some((_, ours_small, ours_large)) = results.iter().find(|(k, ..)| *k == Kind::Myriad) {
-        let peers: Vec<_> = results
-            .iter()
-            .filter(|(k, ..)| *k != Kind::Myriad)
-            .collect();
-        let best = |f: &dyn Fn(&wrk::Load) -> f64, small: bool| {
-            peers
-                .iter()
-                .map(|(_, s, l)| f(if small { s } else { l }))
-                .fold(None, |acc: Option<f64>, v| {
-                    Some(acc.map_or(v, |a| a.max(v)))
-                })
+    // Ratios round by round (each against the peers measured next to it), then their median.
+    if let Some(ours) = peers.iter().position(|(k, _)| *k == Kind::Myriad) {
+        let others: Vec<usize> = (0..peers.len()).filter(|&i| i != ours).collect();
+        let per_round = |value: &dyn Fn(&Round) -> Option<f64>, higher_is_better: bool| {
+            median((0..rounds).filter_map(|r| {
+                let mine = value(&measured[ours][r])?;
+                let theirs = others.iter().filter_map(|&i| value(&measured[i][r]));
+                let best = if higher_is_better {
+                    theirs.fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
+                } else {
+                    theirs.fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.min(v))))
+                }?;
+                (best > 0.0).then(|| mine / best)
+            }))
         };
-        let lowest = |f: &dyn Fn(&wrk::Load) -> f64, small: bool| {
-            peers
-                .iter()
-                .map(|(_, s, l)| f(if small { s } else { l }))
-                .fold(None, |acc: Option<f64>, v| {
-                    Some(acc.map_or(v, |a| a.min(v)))
-                })
-        };
-        if let (Some(rps_1k), Some(rps_1m), Some(p99_1k), Some(p99_1m)) = (
-            best(&|l| l.requests_per_s, true),
-            best(&|l| l.requests_per_s, false),
-            lowest(&|l| l.p99_ms, true),
-            lowest(&|l| l.p99_ms, false),
-        ) {
-            report
-                .field("rps_1k_vs_fastest_peer", ours_small.requests_per_s / rps_1k)
-                .field("rps_1m_vs_fastest_peer", ours_large.requests_per_s / rps_1m)
-                .field("p99_1k_vs_best_peer", ours_small.p99_ms / p99_1k)
-                .field("p99_1m_vs_best_peer", ours_large.p99_ms / p99_1m);
+        report
+            .field(
+                "rps_1k_vs_fastest_peer",
+                per_round(&|r| Some(r.small.requests_per_s), true),
+            )
+            .field(
+                "rps_1m_vs_fastest_peer",
+                per_round(&|r| Some(r.large.requests_per_s), true),
+            )
+            .field(
+                "p99_1k_vs_best_peer",
+                per_round(&|r| Some(r.small.p99_ms), false),
+            )
+            .field(
+                "p99_1m_vs_best_peer",
+                per_round(&|r| Some(r.large.p99_ms), false),
+            );
+        if let Some(nginx) = peers.iter().position(|(k, _)| *k == Kind::Nginx) {
+            let ratio = median((0..rounds).filter_map(|r| {
+                let mine = measured[ours][r].distinct.as_ref()?.requests_per_s;
+                let theirs = measured[nginx][r].distinct.as_ref()?.requests_per_s;
+                (theirs > 0.0).then(|| mine / theirs)
+            }));
+            if ratio.is_some() {
+                report.field("rps_1k_distinct_heads_vs_nginx", ratio);
+            }
         }
     }
-    let ours = distinct_results.iter().find(|(k, _)| *k == Kind::Myriad);
-    let nginx = distinct_results.iter().find(|(k, _)| *k == Kind::Nginx);
-    if let (Some((_, ours)), Some((_, theirs))) = (ours, nginx) {
-        report.field(
-            "rps_1k_distinct_heads_vs_nginx",
-            ours.requests_per_s / theirs.requests_per_s,
+    Ok(report)
+}
+
+/// Checks the same detection (with `waf`), fills the cache and checks that it answers.
+async fn prepare(
+    client: &reqwest::Client,
+    origin: &origin::Origin,
+    peer: &peers::Peer,
+    kind: Kind,
+    waf: bool,
+) -> anyhow::Result<()> {
+    let name = kind.name();
+    if waf {
+        // Same detection: both refuse an attack and pass the clean request.
+        let attack = format!("{}{SMALL}?id=1%27%20OR%20%271%27%3D%271", peer.url);
+        let status = client.get(attack).send().await?.status();
+        anyhow::ensure!(status == 403, "{name}: an SQL injection got {status}");
+    }
+    for path in [SMALL, LARGE] {
+        let before = origin.counts.get(path);
+        for _ in 0..3 {
+            let res = client.get(format!("{}{path}", peer.url)).send().await?;
+            anyhow::ensure!(
+                res.status().is_success(),
+                "{name}: {path} answered {}",
+                res.status()
+            );
+            res.bytes().await?;
+        }
+        let fetched = origin.counts.get(path) - before;
+        anyhow::ensure!(
+            fetched == 1,
+            "{name} fetched {path} {fetched} times: not caching"
         );
     }
-    Ok(report)
+    Ok(())
+}
+
+/// `n` concurrent requests for one cold object: how many reached the origin, how many failed.
+async fn cold_stampede(
+    client: &reqwest::Client,
+    origin: &origin::Origin,
+    peer: &peers::Peer,
+    name: &str,
+    n: usize,
+) -> (u64, usize) {
+    let cold_path = format!("/cold/{name}");
+    let before = origin.counts.get(&cold_path);
+    let answers = join_all((0..n).map(|_| {
+        let (client, url) = (client.clone(), format!("{}{cold_path}", peer.url));
+        async move {
+            match client.get(url).send().await {
+                Ok(r) if r.status().is_success() => r.bytes().await.is_ok_and(|b| b.len() == 1024),
+                _ => false,
+            }
+        }
+    }))
+    .await;
+    let failed = answers.iter().filter(|ok| !**ok).count();
+    (origin.counts.get(&cold_path) - before, failed)
+}
+
+/// The median (the mean of the middle two for an even count).
+fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
+    let mut v: Vec<f64> = values.filter(|x| x.is_finite()).collect();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    match n {
+        0 => None,
+        _ if n % 2 == 1 => Some(v[n / 2]),
+        _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
+    }
 }
 
 /// A wrk script giving each request a header value of its own.
