@@ -902,16 +902,7 @@ async fn a_stop_signal_lets_requests_under_way_finish() {
 #[tokio::test]
 async fn http3_connections_count_against_their_address() {
     let origin = Origin::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
-    let flags = [
-        "--https",
-        "127.0.0.1:0",
-        "--http3",
-        "--max-conns-per-ip",
-        "1",
-    ];
-    let edge = Edge::start(&origin.url, &[&flags[..], &cert.flags()].concat());
+    let (edge, cert, _dir) = h3_edge(&origin, &["--max-conns-per-ip", "1"]);
     let addr = edge.https_addr();
     let mut first = h3_connect(addr, "edge.test", cert.der.clone()).await;
     let url = format!("https://edge.test:{}/one", addr.port());
@@ -941,10 +932,7 @@ async fn http3_connections_count_against_their_address() {
 #[tokio::test]
 async fn a_stop_signal_lets_http3_requests_under_way_finish() {
     let origin = Origin::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
-    let flags = ["--https", "127.0.0.1:0", "--http3", "--drain-s", "5"];
-    let mut edge = Edge::start(&origin.url, &[&flags[..], &cert.flags()].concat());
+    let (mut edge, cert, _dir) = h3_edge(&origin, &["--drain-s", "5"]);
     let addr = edge.https_addr();
     let mut h3 = h3_connect(addr, "edge.test", cert.der.clone()).await;
     let path = "/slow-h3?delay_ms=1500&size=100000";
@@ -1225,6 +1213,16 @@ async fn https_with_certificate_files_verifies() {
     assert!(err.contains("key file"), "{err}");
 }
 
+/// An edge in front of `origin` with HTTPS and HTTP/3 (a certificate for edge.test, in the
+/// returned directory) and `extra` flags.
+fn h3_edge(origin: &Origin, extra: &[&str]) -> (Edge, TestCert, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
+    let flags = ["--https", "127.0.0.1:0", "--http3"];
+    let edge = Edge::start(&origin.url, &[&flags[..], &cert.flags(), extra].concat());
+    (edge, cert, dir)
+}
+
 /// A QUIC connection (ALPN h3) to `addr`, trusting `cert_der` for `name`.
 async fn quic_connect(addr: SocketAddr, name: &str, cert_der: Vec<u8>) -> quinn::Connection {
     use tokio_rustls::rustls;
@@ -1293,18 +1291,8 @@ async fn h3_request(
 #[tokio::test]
 async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
     let origin = Origin::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
-    let flags = [
-        "--https",
-        "127.0.0.1:0",
-        "--http3",
-        // Every client proves its address first, as under a flood of handshakes.
-        "--http3-retry-above",
-        "0",
-        "--waf",
-    ];
-    let edge = Edge::start(&origin.url, &[&flags[..], &cert.flags()].concat());
+    // Every client proves its address first, as under a flood of handshakes.
+    let (edge, cert, _dir) = h3_edge(&origin, &["--http3-retry-above", "0", "--waf"]);
     let addr = edge.https_addr();
     // HTTPS over TCP points clients to HTTP/3 on the same port.
     let res = cert
