@@ -254,14 +254,21 @@ async fn reload_on_hangup(args: EdgeArgs, cdn: Arc<Cdn>, certificates: Option<Ce
         }
     };
     while hangups.recv().await.is_some() {
-        let reloaded = configuration(&args).and_then(|(sites, certs)| {
+        let (args, cdn, certificates) = (args.clone(), cdn.clone(), certificates.clone());
+        // Files are read and WAF rules parsed (a second or so): off the async threads, so
+        // requests keep being answered meanwhile.
+        let reloaded = tokio::task::spawn_blocking(move || {
+            let (sites, certs) = configuration(&args)?;
             let loaded = certificates.as_ref().map(|c| c.load(&certs)).transpose()?;
             cdn.replace_sites(&sites)?;
             if let (Some(c), Some(loaded)) = (&certificates, loaded) {
                 c.install(loaded);
             }
-            Ok(sites.len())
-        });
+            anyhow::Ok(sites.len())
+        })
+        .await
+        .map_err(anyhow::Error::from)
+        .and_then(|r| r);
         match reloaded {
             Ok(sites) => tracing::info!(sites, "configuration reloaded"),
             Err(e) => tracing::error!("configuration not reloaded, the running one stays: {e:#}"),
