@@ -5,6 +5,7 @@
 
 pub mod chat;
 pub mod forward;
+pub mod hit_path;
 pub mod http;
 mod janus;
 pub mod join_storm;

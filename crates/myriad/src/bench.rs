@@ -90,6 +90,16 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The edge's own cost of a cache hit: `Cdn::handle` in a loop on one thread, no sockets.
+    HitPath {
+        /// Hits per thread.
+        #[arg(long, default_value_t = 200_000)]
+        requests: usize,
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+        #[arg(long)]
+        json: bool,
+    },
     /// Where the WAF's time goes: microseconds per request (one thread) with no rules, the
     /// whole OWASP CRS, its initialization, and (with `--per-file`) each rule file on its own.
     WafCost {
@@ -210,6 +220,19 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 rounds,
             };
             runtime()?.block_on(run(args))?.print(json);
+        }
+        BenchCommand::HitPath {
+            requests,
+            threads,
+            json,
+        } => {
+            let args = myriad_bench::hit_path::HitPathArgs { requests, threads };
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(threads.max(1))
+                .enable_all()
+                .build()?
+                .block_on(myriad_bench::hit_path::run(args))?
+                .print(json);
         }
         BenchCommand::WafCost {
             requests,

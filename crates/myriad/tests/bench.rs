@@ -192,3 +192,12 @@ fn waf_cost_splits_a_transaction() {
         "{r}"
     );
 }
+
+#[test]
+fn hit_path_times_cache_hits_without_sockets() {
+    let r = bench(&["hit-path", "--requests", "2000", "--threads", "2"]);
+    assert_eq!(r["scenario"], "hit-path");
+    for field in ["us_per_hit_per_thread", "hits_per_s"] {
+        assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+}

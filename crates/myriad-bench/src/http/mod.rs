@@ -4,7 +4,7 @@
 //! (requests per second, p50/p99), and 2,000 concurrent requests for one cold object (how
 //! many reach the origin: request coalescing).
 
-mod origin;
+pub(crate) mod origin;
 mod peers;
 mod wrk;
 
