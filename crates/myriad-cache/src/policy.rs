@@ -171,9 +171,19 @@ pub fn current_age(meta: &StoredMeta, now: SystemTime) -> Duration {
 
 /// Decides whether a stored response can answer `request` now.
 pub fn evaluate(policy: &Policy, meta: &StoredMeta, request: &HeaderMap, now: SystemTime) -> Reuse {
+    evaluate_aged(policy, meta, request, current_age(meta, now))
+}
+
+/// [`evaluate`] with the stored response's [`current_age`] already known (the caller needs it
+/// for the `Age` field too).
+pub fn evaluate_aged(
+    policy: &Policy,
+    meta: &StoredMeta,
+    request: &HeaderMap,
+    age: Duration,
+) -> Reuse {
     let req = CacheControl::from_headers(request);
     let res = CacheControl::from_headers(&meta.headers);
-    let age = current_age(meta, now);
     let lifetime = freshness_lifetime(policy, meta.status, &meta.headers);
     // RFC 8246: a fresh immutable response does not change; a reload's no-cache or max-age=0
     // does not send it back to the origin.

@@ -388,23 +388,24 @@ impl Cdn {
             };
             return self.fetch(lookup, None, fwd).await;
         };
-        match policy::evaluate(
+        let age = policy::current_age(&stored.meta, now);
+        match policy::evaluate_aged(
             &self.config.policy,
             &stored.meta,
             &lookup.parts.headers,
-            now,
+            age,
         ) {
             Reuse::Fresh { ttl } => self.serve_stored(
                 &lookup.parts,
                 &stored,
                 on_tier(CacheStatus::hit(ttl), tier),
-                now,
+                age,
             ),
             Reuse::StaleAccepted { stale_by } => self.serve_stored(
                 &lookup.parts,
                 &stored,
                 on_tier(CacheStatus::stale_hit(stale_by, "max-stale"), tier),
-                now,
+                age,
             ),
             Reuse::Revalidate {
                 stale_by,
@@ -417,7 +418,7 @@ impl Cdn {
                     &lookup.parts,
                     &stored,
                     CacheStatus::stale_hit(stale_by, "stale-while-revalidate"),
-                    now,
+                    age,
                 )
             }
             Reuse::Revalidate {
@@ -695,7 +696,8 @@ impl Cdn {
                 let mut status = CacheStatus::stale_hit(f.stale_by, "stale-if-error");
                 status.fwd = Some(Forward::Stale);
                 status.fwd_status = head.as_ref().ok().map(|h| h.status.as_u16());
-                return self.serve_stored(&lookup.parts, &f.stored, status, now);
+                let age = policy::current_age(&f.stored.meta, now);
+                return self.serve_stored(&lookup.parts, &f.stored, status, age);
             }
         }
         let head = match head {
@@ -730,12 +732,13 @@ impl Cdn {
             response_time: now,
         };
         let body = reader.body().map_err(|e| Box::new(e) as BoxError);
+        let age = policy::current_age(&meta, now);
         self.respond(
             &lookup.parts,
             &meta,
             Source::Stream(Box::pin(body)),
             status,
-            now,
+            age,
         )
     }
 
@@ -758,28 +761,29 @@ impl Cdn {
         parts: &Parts,
         stored: &Stored,
         status: CacheStatus,
-        now: SystemTime,
+        age: Duration,
     ) -> Response<ProxyBody> {
         self.respond(
             parts,
             &stored.meta,
             Source::Whole(stored.body.clone()),
             status,
-            now,
+            age,
         )
     }
 
-    /// Builds the response: `Age`, `Cache-Status`, the client's conditional and range.
+    /// Builds the response: `Age` (the stored response's current age), `Cache-Status`, the
+    /// client's conditional and range.
     fn respond(
         &self,
         parts: &Parts,
         meta: &StoredMeta,
         body: Source,
         status: CacheStatus,
-        now: SystemTime,
+        age: Duration,
     ) -> Response<ProxyBody> {
         let mut headers = meta.headers.clone();
-        let age = policy::current_age(meta, now).as_secs();
+        let age = age.as_secs();
         if age > 0 || headers.contains_key(AGE) {
             headers.insert(AGE, HeaderValue::from(age));
         }
