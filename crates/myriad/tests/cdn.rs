@@ -237,6 +237,14 @@ async fn metrics(edge: &Edge) -> String {
         .unwrap()
 }
 
+/// Asserts that the edge's `/metrics` has each of these lines (read once).
+async fn assert_metrics(edge: &Edge, lines: &[&str]) {
+    let text = metrics(edge).await;
+    for line in lines {
+        assert!(text.contains(line), "no {line} in:\n{text}");
+    }
+}
+
 fn cache_status(res: &reqwest::Response) -> String {
     res.headers()
         .get("cache-status")
@@ -624,13 +632,11 @@ async fn fills_share_one_memory_budget() {
         assert_eq!(read_checked(res, false).await, (3 << 20, 0));
     }
     assert_eq!(origin.hits(&path), 2, "not stored");
-    assert!(
-        metrics(&edge)
-            .await
-            .contains("myriad_edge_fills_unstored_total{reason=\"Memory\"} 2"),
-        "{}",
-        metrics(&edge).await
-    );
+    assert_metrics(
+        &edge,
+        &["myriad_edge_fills_unstored_total{reason=\"Memory\"} 2"],
+    )
+    .await;
     // What fits is still stored.
     let small = "/small?cc=max-age%3D60&size=1000";
     for _ in 0..2 {
@@ -919,13 +925,11 @@ async fn http3_connections_count_against_their_address() {
         }
         other => panic!("closed otherwise: {other}"),
     }
-    assert!(
-        metrics(&edge)
-            .await
-            .contains("myriad_edge_blocked_total{reason=\"Connections\"} 1"),
-        "{}",
-        edge.log()
-    );
+    assert_metrics(
+        &edge,
+        &["myriad_edge_blocked_total{reason=\"Connections\"} 1"],
+    )
+    .await;
     assert_eq!(h3_request(&mut first, "GET", &url, b"").await.0.status, 200);
 }
 
@@ -1024,15 +1028,14 @@ async fn bad_http_gets_4xx_and_the_edge_keeps_serving() {
         "still serving"
     );
     // Each refusal is counted with its reason.
-    let m = metrics(&edge).await;
-    assert!(
-        m.contains("myriad_edge_blocked_total{reason=\"Malformed\"} 7"),
-        "{m}"
-    );
-    assert!(
-        m.contains("myriad_edge_blocked_total{reason=\"HeadTooLarge\"} 1"),
-        "{m}"
-    );
+    assert_metrics(
+        &edge,
+        &[
+            "myriad_edge_blocked_total{reason=\"Malformed\"} 7",
+            "myriad_edge_blocked_total{reason=\"HeadTooLarge\"} 1",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -1336,27 +1339,15 @@ async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
     let mut again = h3_connect(addr, "edge.test", cert.der.clone()).await;
     let (head, _) = h3_request(&mut again, "GET", &format!("{base}{path}"), b"").await;
     assert_eq!(head.status, 200);
-    assert!(
-        metrics(&edge)
-            .await
-            .contains("myriad_edge_requests_total{outcome=\"Hit\"} 2"),
-        "{}",
-        metrics(&edge).await
-    );
-    assert!(
-        metrics(&edge)
-            .await
-            .contains("myriad_edge_requests_by_protocol_total{protocol=\"Http3\"} 5"),
-        "{}",
-        metrics(&edge).await
-    );
-    assert!(
-        metrics(&edge)
-            .await
-            .contains("myriad_edge_quic_retries_total 2"),
-        "{}",
-        metrics(&edge).await
-    );
+    assert_metrics(
+        &edge,
+        &[
+            "myriad_edge_requests_total{outcome=\"Hit\"} 2",
+            "myriad_edge_requests_by_protocol_total{protocol=\"Http3\"} 5",
+            "myriad_edge_quic_retries_total 2",
+        ],
+    )
+    .await;
 }
 
 #[tokio::test]
