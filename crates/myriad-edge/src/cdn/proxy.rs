@@ -201,8 +201,10 @@ struct Fallback {
 }
 
 impl Cdn {
-    pub fn new(config: CdnConfig) -> Result<Arc<Self>, CdnError> {
-        let sites = ArcSwap::from_pointee(build_sites(&config.sites, &config.name)?);
+    pub fn new(mut config: CdnConfig) -> Result<Arc<Self>, CdnError> {
+        // The running sites live in `sites` alone (a reload replaces them), not in `config`.
+        let sites = std::mem::take(&mut config.sites);
+        let sites = ArcSwap::from_pointee(build_sites(&sites, &config.name)?);
         let via = HeaderValue::from_str(&format!("1.1 {}", config.name))
             .map_err(|_| UpstreamError::BadUrl(format!("bad edge name {}", config.name)))?;
         let disk = match &config.disk {
