@@ -5,7 +5,11 @@ use http::header::HeaderMap;
 
 /// The primary key: lower-case host (with port) followed by the path and query.
 pub fn primary(host: &str, path_and_query: &str) -> String {
-    format!("{}{path_and_query}", host.to_ascii_lowercase())
+    let mut key = String::with_capacity(host.len() + path_and_query.len());
+    key.push_str(host);
+    key.make_ascii_lowercase();
+    key.push_str(path_and_query);
+    key
 }
 
 /// A purge target (`http[s]://host/path…` or `host/path…`) as a primary key or key prefix;

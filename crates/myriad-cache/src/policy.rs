@@ -30,14 +30,140 @@ impl Default for Policy {
     }
 }
 
-/// A stored response's metadata: what freshness and age are computed from.
+/// A stored response's metadata: what freshness and age are computed from. The fields that
+/// decide reuse are parsed once, when it is made, not on every hit.
 #[derive(Debug, Clone)]
 pub struct StoredMeta {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
+    status: StatusCode,
+    headers: HeaderMap,
     /// When the request that produced it was sent, and when the response arrived.
-    pub request_time: SystemTime,
-    pub response_time: SystemTime,
+    request_time: SystemTime,
+    response_time: SystemTime,
+    fields: FreshnessFields,
+    /// Its age when it arrived (RFC 9111 §4.2.3, `corrected_initial_age`).
+    initial_age: Duration,
+}
+
+impl StoredMeta {
+    pub fn new(
+        status: StatusCode,
+        headers: HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Self {
+        let fields = FreshnessFields::parse(&headers);
+        let age_value = headers
+            .get(http::header::AGE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            // RFC 9111 §1.2.2: a larger age counts as 2^31 seconds.
+            .map(|s| Duration::from_secs(s.min(1 << 31)))
+            .unwrap_or_default();
+        let apparent_age = fields
+            .date
+            .and_then(|d| response_time.duration_since(d).ok())
+            .unwrap_or_default();
+        let response_delay = response_time
+            .duration_since(request_time)
+            .unwrap_or_default();
+        Self {
+            status,
+            headers,
+            request_time,
+            response_time,
+            fields,
+            initial_age: apparent_age.max(age_value.saturating_add(response_delay)),
+        }
+    }
+
+    pub fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        &self.headers
+    }
+
+    pub fn request_time(&self) -> SystemTime {
+        self.request_time
+    }
+
+    pub fn response_time(&self) -> SystemTime {
+        self.response_time
+    }
+
+    /// This response updated by a 304 that validated it (RFC 9111 §3.2, §4.3.4), with the
+    /// times of that exchange.
+    pub fn freshened(
+        &self,
+        not_modified: &HeaderMap,
+        request_time: SystemTime,
+        response_time: SystemTime,
+    ) -> Self {
+        let mut headers = self.headers.clone();
+        for name in not_modified.keys() {
+            if *name == http::header::CONTENT_LENGTH || crate::is_hop_by_hop(name) {
+                continue;
+            }
+            headers.remove(name);
+            for v in not_modified.get_all(name) {
+                headers.append(name.clone(), v.clone());
+            }
+        }
+        Self::new(self.status, headers, request_time, response_time)
+    }
+}
+
+/// The response fields freshness is computed from, parsed.
+#[derive(Debug, Clone)]
+struct FreshnessFields {
+    cache_control: CacheControl,
+    date: Option<SystemTime>,
+    /// `Expires` when present; `None` inside when it does not parse (already expired).
+    expires: Option<Option<SystemTime>>,
+    last_modified: Option<SystemTime>,
+}
+
+impl FreshnessFields {
+    fn parse(headers: &HeaderMap) -> Self {
+        Self {
+            cache_control: CacheControl::from_headers(headers),
+            date: header_time(headers, DATE),
+            expires: headers.get(EXPIRES).map(parse_time),
+            last_modified: header_time(headers, LAST_MODIFIED),
+        }
+    }
+
+    /// How long the response stays fresh in a shared cache (RFC 9111 §4.2.1–4.2.2).
+    fn lifetime(&self, policy: &Policy, status: StatusCode) -> Duration {
+        let cc = &self.cache_control;
+        if let Some(s) = cc.s_maxage {
+            return s;
+        }
+        if let Some(m) = cc.max_age {
+            return m;
+        }
+        if let Some(expires) = self.expires {
+            // An invalid Expires (e.g. "0") means already expired.
+            return match (expires, self.date) {
+                (Some(e), Some(d)) => e.duration_since(d).unwrap_or(Duration::ZERO),
+                _ => Duration::ZERO,
+            };
+        }
+        if !heuristically_cacheable(status) {
+            return Duration::ZERO;
+        }
+        match (self.last_modified, self.date) {
+            (Some(lm), Some(d)) => d
+                .duration_since(lm)
+                .map(|age| {
+                    age.mul_f64(policy.heuristic_fraction)
+                        .min(policy.heuristic_max)
+                })
+                .unwrap_or(Duration::ZERO),
+            _ => Duration::ZERO,
+        }
+    }
 }
 
 /// Whether and how a stored response may be reused for a request.
@@ -117,56 +243,13 @@ pub fn storable(
 
 /// How long a response stays fresh in a shared cache (RFC 9111 §4.2.1–4.2.2).
 pub fn freshness_lifetime(policy: &Policy, status: StatusCode, headers: &HeaderMap) -> Duration {
-    let cc = CacheControl::from_headers(headers);
-    if let Some(s) = cc.s_maxage {
-        return s;
-    }
-    if let Some(m) = cc.max_age {
-        return m;
-    }
-    let date = header_time(headers, DATE);
-    if let Some(expires) = headers.get(EXPIRES) {
-        // An invalid Expires (e.g. "0") means already expired.
-        return match (parse_time(expires), date) {
-            (Some(e), Some(d)) => e.duration_since(d).unwrap_or(Duration::ZERO),
-            _ => Duration::ZERO,
-        };
-    }
-    if !heuristically_cacheable(status) {
-        return Duration::ZERO;
-    }
-    match (header_time(headers, LAST_MODIFIED), date) {
-        (Some(lm), Some(d)) => d
-            .duration_since(lm)
-            .map(|age| {
-                age.mul_f64(policy.heuristic_fraction)
-                    .min(policy.heuristic_max)
-            })
-            .unwrap_or(Duration::ZERO),
-        _ => Duration::ZERO,
-    }
+    FreshnessFields::parse(headers).lifetime(policy, status)
 }
 
 /// The stored response's age now (RFC 9111 §4.2.3).
 pub fn current_age(meta: &StoredMeta, now: SystemTime) -> Duration {
-    let age_value = meta
-        .headers
-        .get(http::header::AGE)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        // RFC 9111 §1.2.2: a larger age counts as 2^31 seconds.
-        .map(|s| Duration::from_secs(s.min(1 << 31)))
-        .unwrap_or_default();
-    let apparent_age = header_time(&meta.headers, DATE)
-        .and_then(|d| meta.response_time.duration_since(d).ok())
-        .unwrap_or_default();
-    let response_delay = meta
-        .response_time
-        .duration_since(meta.request_time)
-        .unwrap_or_default();
-    let corrected_initial_age = apparent_age.max(age_value.saturating_add(response_delay));
     let resident_time = now.duration_since(meta.response_time).unwrap_or_default();
-    corrected_initial_age.saturating_add(resident_time)
+    meta.initial_age.saturating_add(resident_time)
 }
 
 /// Decides whether a stored response can answer `request` now.
@@ -183,8 +266,8 @@ pub fn evaluate_aged(
     age: Duration,
 ) -> Reuse {
     let req = CacheControl::from_headers(request);
-    let res = CacheControl::from_headers(&meta.headers);
-    let lifetime = freshness_lifetime(policy, meta.status, &meta.headers);
+    let res = &meta.fields.cache_control;
+    let lifetime = meta.fields.lifetime(policy, meta.status);
     // RFC 8246: a fresh immutable response does not change; a reload's no-cache or max-age=0
     // does not send it back to the origin.
     if res.immutable && !res.no_cache && lifetime > age {
@@ -278,19 +361,6 @@ pub fn validators(meta: &StoredMeta) -> HeaderMap {
     h
 }
 
-/// Updates a stored response's headers from a 304 (RFC 9111 §3.2, §4.3.4).
-pub fn freshen(stored: &mut HeaderMap, not_modified: &HeaderMap) {
-    for name in not_modified.keys() {
-        if *name == http::header::CONTENT_LENGTH || crate::is_hop_by_hop(name) {
-            continue;
-        }
-        stored.remove(name);
-        for v in not_modified.get_all(name) {
-            stored.append(name.clone(), v.clone());
-        }
-    }
-}
-
 /// Whether the client's own conditional request is satisfied by the response it would get
 /// (RFC 9110 §13.1.2–13.1.3): then it gets a 304.
 pub fn not_modified(request: &HeaderMap, response: &HeaderMap) -> bool {
@@ -301,13 +371,10 @@ pub fn not_modified(request: &HeaderMap, response: &HeaderMap) -> bool {
         let weak = |t: &str| t.trim().trim_start_matches("W/").to_owned();
         return inm.trim() == "*" || inm.split(',').any(|t| weak(t) == weak(etag));
     }
-    match (
-        header_time(request, IF_MODIFIED_SINCE),
-        header_time(response, LAST_MODIFIED),
-    ) {
-        (Some(since), Some(lm)) => lm <= since,
-        _ => false,
-    }
+    let Some(since) = header_time(request, IF_MODIFIED_SINCE) else {
+        return false;
+    };
+    header_time(response, LAST_MODIFIED).is_some_and(|lm| lm <= since)
 }
 
 /// Whether a response to this request invalidates stored responses for its target
@@ -356,12 +423,7 @@ mod tests {
     fn meta(pairs: &[(&str, &str)], at: SystemTime) -> StoredMeta {
         let mut h = headers(pairs);
         h.insert(DATE, HeaderValue::from_str(&date(at)).unwrap());
-        StoredMeta {
-            status: StatusCode::OK,
-            headers: h,
-            request_time: at,
-            response_time: at,
-        }
+        StoredMeta::new(StatusCode::OK, h, at, at)
     }
 
     fn get() -> Method {
@@ -507,24 +569,14 @@ mod tests {
 
     #[test]
     fn age_counts_upstream_age_transit_and_residence() {
-        let mut m = meta(&[("age", "30")], t(0));
-        m.request_time = t(0);
-        m.response_time = t(2);
+        let m = meta(&[("age", "30")], t(0));
+        let m = StoredMeta::new(m.status, m.headers, t(0), t(2));
         // corrected initial age = max(apparent 2, 30 + 2) = 32; resident 10.
         assert_eq!(current_age(&m, t(12)), Duration::from_secs(42));
         // A clock behind the origin's Date gives no negative age.
         let m = meta(&[], t(100));
-        assert_eq!(
-            current_age(
-                &StoredMeta {
-                    response_time: t(90),
-                    request_time: t(90),
-                    ..m
-                },
-                t(95)
-            ),
-            Duration::from_secs(5)
-        );
+        let m = StoredMeta::new(m.status, m.headers, t(90), t(90));
+        assert_eq!(current_age(&m, t(95)), Duration::from_secs(5));
     }
 
     #[test]
@@ -700,17 +752,26 @@ mod tests {
             &m.headers
         ));
 
-        let mut stored = m.headers.clone();
-        freshen(
-            &mut stored,
+        let freshened = m.freshened(
             &headers(&[
                 ("cache-control", "max-age=99"),
                 ("etag", "\"v1\""),
                 ("connection", "close"),
+                ("date", &date(t(20))),
             ]),
+            t(20),
+            t(21),
         );
+        let stored = freshened.headers();
         assert_eq!(stored.get("cache-control").unwrap(), "max-age=99");
         assert!(!stored.contains_key("connection"));
+        // Its freshness is the 304's: 99 s from the validation, whose transit counts too.
+        assert_eq!(
+            evaluate(&Policy::default(), &freshened, &HeaderMap::new(), t(21)),
+            Reuse::Fresh {
+                ttl: Duration::from_secs(98)
+            }
+        );
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! The `Cache-Status` response field (RFC 9211): one member per cache the response went
 //! through, the one nearest the user last.
 
-use std::fmt::Write;
 use std::time::Duration;
 
 use crate::NoCacheReason;
@@ -77,43 +76,54 @@ impl CacheStatus {
         }
     }
 
-    /// This cache's member, named `name` (a token).
-    pub fn member(&self, name: &str) -> String {
-        let mut s = name.to_owned();
+    /// Appends this cache's member, named `name` (a token), to `out`. Written on every
+    /// response, so without the formatting machinery.
+    pub fn write_member(&self, name: &str, out: &mut String) {
+        let mut numbers = itoa::Buffer::new();
+        out.push_str(name);
         if self.hit {
-            s.push_str("; hit");
+            out.push_str("; hit");
         }
         if let Some(fwd) = self.fwd {
-            let f = match fwd {
-                Forward::UriMiss => "uri-miss",
-                Forward::VaryMiss => "vary-miss",
-                Forward::Stale => "stale",
-                Forward::Bypass => "bypass",
-            };
-            let _ = write!(s, "; fwd={f}");
+            out.push_str(match fwd {
+                Forward::UriMiss => "; fwd=uri-miss",
+                Forward::VaryMiss => "; fwd=vary-miss",
+                Forward::Stale => "; fwd=stale",
+                Forward::Bypass => "; fwd=bypass",
+            });
         }
         if let Some(st) = self.fwd_status {
-            let _ = write!(s, "; fwd-status={st}");
+            out.push_str("; fwd-status=");
+            out.push_str(numbers.format(st));
         }
         if let Some(ttl) = self.ttl_s {
-            let _ = write!(s, "; ttl={ttl}");
+            out.push_str("; ttl=");
+            out.push_str(numbers.format(ttl));
         }
         if self.stored {
-            s.push_str("; stored");
+            out.push_str("; stored");
         }
         if self.collapsed {
-            s.push_str("; collapsed");
+            out.push_str("; collapsed");
         }
         if let Some(d) = self.detail {
-            let _ = write!(s, "; detail={d}");
+            out.push_str("; detail=");
+            out.push_str(d);
         }
-        s
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    impl CacheStatus {
+        fn member(&self, name: &str) -> String {
+            let mut s = String::new();
+            self.write_member(name, &mut s);
+            s
+        }
+    }
 
     #[test]
     fn members() {

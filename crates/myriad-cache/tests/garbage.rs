@@ -69,12 +69,12 @@ fn random_fields_never_panic() {
         let _ = CacheControl::from_headers(&res);
         let _ = policy::storable(&Method::GET, &req, status, &res);
         let _ = policy::freshness_lifetime(&policy, status, &res);
-        let meta = StoredMeta {
+        let meta = StoredMeta::new(
             status,
-            headers: res.clone(),
-            request_time: now,
-            response_time: now + Duration::from_secs(rng.next() % 10),
-        };
+            res.clone(),
+            now,
+            now + Duration::from_secs(rng.next() % 10),
+        );
         let _ = policy::current_age(&meta, now);
         let later = now + Duration::from_secs(rng.next() % 100_000);
         let _ = policy::evaluate(&policy, &meta, &req, later);
@@ -111,12 +111,7 @@ fn extreme_numbers_saturate() {
         "cache-control",
         HeaderValue::from_static("min-fresh=18446744073709551615, max-stale=18446744073709551615"),
     );
-    let meta = StoredMeta {
-        status: StatusCode::OK,
-        headers: res,
-        request_time: now,
-        response_time: now,
-    };
+    let meta = StoredMeta::new(StatusCode::OK, res, now, now);
     let _ = policy::current_age(&meta, UNIX_EPOCH + Duration::from_secs(u32::MAX as u64 * 4));
     let _ = policy::evaluate(&policy, &meta, &req, now);
 }

@@ -53,15 +53,15 @@ impl MetaFile {
     fn new(key: &str, stored: &Stored) -> Self {
         Self {
             key: key.to_owned(),
-            status: stored.meta.status.as_u16(),
+            status: stored.meta.status().as_u16(),
             headers: stored
                 .meta
-                .headers
+                .headers()
                 .iter()
                 .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
                 .collect(),
-            request_time_ms: millis(stored.meta.request_time),
-            response_time_ms: millis(stored.meta.response_time),
+            request_time_ms: millis(stored.meta.request_time()),
+            response_time_ms: millis(stored.meta.response_time()),
             tags: stored.tags.clone(),
             len: stored.body.len() as u64,
         }
@@ -75,12 +75,12 @@ impl MetaFile {
                 HeaderValue::from_bytes(&v).ok()?,
             );
         }
-        let meta = StoredMeta {
-            status: StatusCode::from_u16(self.status).ok()?,
+        let meta = StoredMeta::new(
+            StatusCode::from_u16(self.status).ok()?,
             headers,
-            request_time: UNIX_EPOCH + Duration::from_millis(self.request_time_ms),
-            response_time: UNIX_EPOCH + Duration::from_millis(self.response_time_ms),
-        };
+            UNIX_EPOCH + Duration::from_millis(self.request_time_ms),
+            UNIX_EPOCH + Duration::from_millis(self.response_time_ms),
+        );
         let entry = DiskEntry {
             path,
             meta,

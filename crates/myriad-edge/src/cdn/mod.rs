@@ -113,7 +113,7 @@ async fn serve_connection<I>(
     io: I,
     cdn: &Arc<Cdn>,
     remote: SocketAddr,
-    spare: Option<TcpStream>,
+    spare: Option<std::net::TcpStream>,
     alt_svc: Option<HeaderValue>,
     mut drain: Drain,
 ) where
@@ -173,7 +173,9 @@ async fn serve_connection<I>(
                 cdn.metrics().blocked(reason);
                 tracing::info!(%remote, ?reason, "request refused: {e}");
                 if let (BlockReason::SlowHead, Some(spare)) = (reason, spare) {
-                    answer_and_close(spare, REQUEST_TIMEOUT).await;
+                    if let Ok(spare) = TcpStream::from_std(spare) {
+                        answer_and_close(spare, REQUEST_TIMEOUT).await;
+                    }
                 }
             }
             None => tracing::debug!(%remote, "connection ended: {e}"),
@@ -191,9 +193,11 @@ async fn answer_and_close(mut stream: TcpStream, answer: &[u8]) {
     let _ = stream.shutdown().await;
 }
 
-/// The stream and a second handle on the same socket.
-fn with_spare(stream: TcpStream) -> std::io::Result<(TcpStream, TcpStream)> {
+/// The stream and a second handle on the same socket. The spare is registered with the
+/// runtime only if it is used: a second registration would double the readiness events of
+/// every connection.
+fn with_spare(stream: TcpStream) -> std::io::Result<(TcpStream, std::net::TcpStream)> {
     let std = stream.into_std()?;
     let spare = std.try_clone()?;
-    Ok((TcpStream::from_std(std)?, TcpStream::from_std(spare)?))
+    Ok((TcpStream::from_std(std)?, spare))
 }

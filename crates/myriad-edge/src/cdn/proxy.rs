@@ -38,7 +38,7 @@ use super::disk::DiskStore;
 use super::guard::{BodyFault, FaultCell, GuardedBody};
 use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimiter};
 use super::metrics::{BlockReason, Metrics, Outcome, Protocol, Unstored};
-use super::store::{Store, Stored, Tier};
+use super::store::{Found, Store, Stored, Tier};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 use super::waf::{Inspected, Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
 
@@ -331,9 +331,10 @@ impl Cdn {
             .get(HOST)
             .and_then(|h| h.to_str().ok())
             .or(parts.uri.authority().map(|a| a.as_str()))
-            .unwrap_or_default()
-            .to_ascii_lowercase();
-        let Some(site) = self.site_for(&host) else {
+            .unwrap_or_default();
+        // The primary key starts with the host in lower case.
+        let mut primary = myriad_cache::key::primary(host, path.as_str());
+        let Some(site) = self.site_for(&primary[..host.len()]) else {
             return self.status_only(
                 StatusCode::MISDIRECTED_REQUEST,
                 CacheStatus::bypass(NoCacheReason::UnknownHost),
@@ -342,7 +343,11 @@ impl Cdn {
         if let Some(signing) = &site.signing {
             if signing.prefixes.iter().any(|p| path.path().starts_with(p)) {
                 match signing.check(&path, remote.ip(), SystemTime::now()) {
-                    Ok(stripped) => path = stripped,
+                    Ok(stripped) => {
+                        primary.truncate(host.len());
+                        primary.push_str(stripped.as_str());
+                        path = stripped;
+                    }
                     Err(e) => {
                         tracing::info!(%remote, path = %path.path(), "refused: {e}");
                         return self.blocked(StatusCode::FORBIDDEN, BlockReason::Signature);
@@ -354,10 +359,22 @@ impl Cdn {
         if !has_body(&parts.headers) && self.waf_refuses(&site, &parts, remote, None) {
             return self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf);
         }
-        let primary = myriad_cache::key::primary(&host, path.as_str());
-        let names = self.store.vary_names(&primary);
-        let key = Store::key(&primary, &policy::variant_key(&names, &parts.headers));
-        let bypass = policy::request_bypass(&parts.method, &parts.headers);
+        if let Some(reason) = policy::request_bypass(&parts.method, &parts.headers) {
+            let (_, key) = self.store.variant(&primary, &parts.headers);
+            let lookup = Lookup {
+                site,
+                parts,
+                path,
+                primary,
+                key,
+                remote,
+            };
+            return match reason {
+                NoCacheReason::Upgrade => self.tunnel(lookup).await,
+                _ => self.pass(lookup, Some(body), reason).await,
+            };
+        }
+        let Found { names, key, stored } = self.store.find(&primary, &parts.headers).await;
         let lookup = Lookup {
             site,
             parts,
@@ -366,14 +383,8 @@ impl Cdn {
             key,
             remote,
         };
-        match bypass {
-            Some(NoCacheReason::Upgrade) => return self.tunnel(lookup).await,
-            Some(reason) => return self.pass(lookup, Some(body), reason).await,
-            None => {}
-        }
         let now = SystemTime::now();
-        let found = self.store.get(&lookup.key).await;
-        let Some((stored, tier)) = found else {
+        let Some((stored, tier)) = stored else {
             if CacheControl::from_headers(&lookup.parts.headers).only_if_cached {
                 return self.status_only(
                     StatusCode::GATEWAY_TIMEOUT,
@@ -533,13 +544,12 @@ impl Cdn {
 
         if parts.status == StatusCode::NOT_MODIFIED {
             if let Some(stale) = &job.stale {
-                let mut meta = stale.meta.clone();
-                policy::freshen(&mut meta.headers, &res_headers);
-                meta.request_time = request_time;
-                meta.response_time = response_time;
+                let meta = stale
+                    .meta
+                    .freshened(&res_headers, request_time, response_time);
                 fill.set_head(Ok(Head {
-                    status: meta.status,
-                    headers: meta.headers.clone(),
+                    status: meta.status(),
+                    headers: meta.headers().clone(),
                     revalidated: true,
                     storing: true,
                 }));
@@ -635,12 +645,7 @@ impl Cdn {
             } else {
                 Bytes::from(collected.concat())
             };
-            let meta = StoredMeta {
-                status: parts.status,
-                headers: res_headers,
-                request_time,
-                response_time,
-            };
+            let meta = StoredMeta::new(parts.status, res_headers, request_time, response_time);
             self.store_variant(&job, meta, body);
         }
         if let Some(last) = held {
@@ -651,11 +656,11 @@ impl Cdn {
 
     fn store_variant(&self, job: &FetchJob, meta: StoredMeta, body: Bytes) {
         // Checked before: a response that varies on everything is not stored.
-        let Some(names) = policy::vary_names(&meta.headers) else {
+        let Some(names) = policy::vary_names(meta.headers()) else {
             return;
         };
         let key = Store::key(&job.primary, &policy::variant_key(&names, &job.headers));
-        let tags = myriad_cache::key::tags(&meta.headers);
+        let tags = myriad_cache::key::tags(meta.headers());
         let stored = Stored { meta, body, tags };
         self.store.insert(&job.primary, names, key, stored);
     }
@@ -727,12 +732,7 @@ impl Cdn {
         });
         status.collapsed = collapsed;
         status.stored = head.storing;
-        let meta = StoredMeta {
-            status: head.status,
-            headers: head.headers,
-            request_time: now,
-            response_time: now,
-        };
+        let meta = StoredMeta::new(head.status, head.headers, now, now);
         let body = reader.body().map_err(|e| Box::new(e) as BoxError);
         let age = policy::current_age(&meta, now);
         self.respond(
@@ -784,13 +784,13 @@ impl Cdn {
         status: CacheStatus,
         age: Duration,
     ) -> Response<ProxyBody> {
-        let mut headers = meta.headers.clone();
+        let mut headers = meta.headers().clone();
         let age = age.as_secs();
         if age > 0 || headers.contains_key(AGE) {
             headers.insert(AGE, HeaderValue::from(age));
         }
         self.append_status(&mut headers, &status);
-        let cacheable_status = meta.status == StatusCode::OK;
+        let cacheable_status = meta.status() == StatusCode::OK;
         if cacheable_status && policy::not_modified(&parts.headers, &headers) {
             headers.remove(CONTENT_LENGTH);
             return self.finish(
@@ -806,7 +806,7 @@ impl Cdn {
             (true, Some(len)) => {
                 headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
                 match range::select(&parts.headers, &headers, len) {
-                    RangeRequest::Full => (meta.status, body.into_body()),
+                    RangeRequest::Full => (meta.status(), body.into_body()),
                     RangeRequest::Partial { start, end } => {
                         headers
                             .insert(CONTENT_RANGE, header(&format!("bytes {start}-{end}/{len}")));
@@ -820,7 +820,7 @@ impl Cdn {
                     }
                 }
             }
-            _ => (meta.status, body.into_body()),
+            _ => (meta.status(), body.into_body()),
         };
         let body = if parts.method == Method::HEAD {
             empty_body()
@@ -1102,15 +1102,18 @@ impl Cdn {
     fn append_status(&self, headers: &mut HeaderMap, status: &CacheStatus) {
         headers.append(VIA, self.via.clone());
         // The members of caches nearer the origin come first (RFC 9211 §2).
-        let member = status.member(&self.config.name);
-        let value = match headers
+        let mut value = String::with_capacity(64);
+        if let Some(previous) = headers
             .get(&self.cache_status)
             .and_then(|v| v.to_str().ok())
         {
-            Some(previous) => format!("{previous}, {member}"),
-            None => member,
-        };
-        headers.insert(self.cache_status.clone(), header(&value));
+            value.push_str(previous);
+            value.push_str(", ");
+        }
+        status.write_member(&self.config.name, &mut value);
+        let value = HeaderValue::from_maybe_shared(Bytes::from(value))
+            .unwrap_or_else(|_| HeaderValue::from_static(""));
+        headers.insert(self.cache_status.clone(), value);
     }
 
     fn status_only(&self, code: StatusCode, status: CacheStatus) -> Response<ProxyBody> {

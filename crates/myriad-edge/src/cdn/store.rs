@@ -6,9 +6,9 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http::HeaderName;
+use http::{HeaderMap, HeaderName};
 use moka::sync::Cache;
-use myriad_cache::StoredMeta;
+use myriad_cache::{policy, StoredMeta};
 
 use super::disk::DiskStore;
 
@@ -27,16 +27,23 @@ impl Stored {
     pub fn sample(len: usize, tags: &[&str]) -> Self {
         use std::time::SystemTime;
         Stored {
-            meta: StoredMeta {
-                status: http::StatusCode::OK,
-                headers: http::HeaderMap::new(),
-                request_time: SystemTime::UNIX_EPOCH,
-                response_time: SystemTime::UNIX_EPOCH,
-            },
+            meta: StoredMeta::new(
+                http::StatusCode::OK,
+                http::HeaderMap::new(),
+                SystemTime::UNIX_EPOCH,
+                SystemTime::UNIX_EPOCH,
+            ),
             body: Bytes::from(vec![7; len]),
             tags: tags.iter().map(|t| t.to_string()).collect(),
         }
     }
+}
+
+/// A request's variant and what is stored for it.
+pub struct Found {
+    pub names: Arc<Vec<HeaderName>>,
+    pub key: String,
+    pub stored: Option<(Arc<Stored>, Tier)>,
 }
 
 /// Where a stored object was found.
@@ -74,25 +81,63 @@ impl Store {
 
     /// The full key of the variant `request_variant` of `primary`.
     pub fn key(primary: &str, variant: &str) -> String {
-        format!("{primary}\n{variant}")
+        let mut key = String::with_capacity(primary.len() + 1 + variant.len());
+        key.push_str(primary);
+        key.push('\n');
+        key.push_str(variant);
+        key
     }
 
-    pub fn vary_names(&self, primary: &str) -> Arc<Vec<HeaderName>> {
-        self.vary.get(primary).unwrap_or_default()
+    /// The key of the variant of `primary` that `request` selects, with the fields that
+    /// select it (those its stored responses vary on).
+    pub fn variant(&self, primary: &str, request: &HeaderMap) -> (Arc<Vec<HeaderName>>, String) {
+        let names = self.vary.get(primary).unwrap_or_default();
+        let key = Self::key(primary, &policy::variant_key(&names, request));
+        (names, key)
     }
 
-    /// From memory, else from disk (and then kept in memory again).
-    pub async fn get(&self, key: &str) -> Option<(Arc<Stored>, Tier)> {
+    /// What [`Store::variant`] gives, and the object stored under that key, from memory,
+    /// else from disk (and then kept in memory again). A response that varies on nothing —
+    /// most of them — is found with one memory lookup.
+    pub async fn find(&self, primary: &str, request: &HeaderMap) -> Found {
+        let plain = Self::key(primary, "");
+        if let Some(stored) = self.objects.get(&plain) {
+            return Found {
+                names: Arc::default(),
+                key: plain,
+                stored: Some((stored, Tier::Memory)),
+            };
+        }
+        let (names, key) = self.variant(primary, request);
+        let stored = if key == plain {
+            self.read_disk(&key).await
+        } else {
+            self.get(&key).await
+        };
+        Found { names, key, stored }
+    }
+
+    async fn get(&self, key: &str) -> Option<(Arc<Stored>, Tier)> {
         if let Some(s) = self.objects.get(key) {
             return Some((s, Tier::Memory));
         }
+        self.read_disk(key).await
+    }
+
+    async fn read_disk(&self, key: &str) -> Option<(Arc<Stored>, Tier)> {
         let stored = Arc::new(self.disk.as_ref()?.get(key).await?);
         self.objects.insert(key.to_owned(), stored.clone());
         Some((stored, Tier::Disk))
     }
 
     pub fn insert(&self, primary: &str, names: Vec<HeaderName>, key: String, stored: Stored) {
-        if *self.vary_names(primary) != names {
+        let previous = self.vary.get(primary).unwrap_or_default();
+        if *previous != names {
+            if previous.is_empty() {
+                // `find` looks under the plain key first: a response that did not vary must
+                // not answer for the ones that now do.
+                self.objects.invalidate(&Self::key(primary, ""));
+            }
             self.vary.insert(primary.to_owned(), Arc::new(names));
         }
         let stored = Arc::new(stored);
@@ -146,7 +191,11 @@ mod tests {
     use super::*;
 
     async fn found(store: &Store, primary: &str) -> bool {
-        store.get(&Store::key(primary, "")).await.is_some()
+        store
+            .find(primary, &HeaderMap::new())
+            .await
+            .stored
+            .is_some()
     }
 
     #[tokio::test]
@@ -171,5 +220,37 @@ mod tests {
         assert!(found(&store, "host/20").await);
         store.invalidate_tag("t");
         assert!(!found(&store, "host/20").await);
+    }
+
+    #[tokio::test]
+    async fn a_response_that_starts_to_vary_replaces_the_one_that_did_not() {
+        let store = Store::new(1 << 20, None);
+        let names = vec![http::header::ACCEPT_ENCODING];
+        let request = |encoding: &str| {
+            let mut h = HeaderMap::new();
+            h.insert(
+                http::header::ACCEPT_ENCODING,
+                encoding.parse().expect("value"),
+            );
+            h
+        };
+        store.insert(
+            "h/a",
+            Vec::new(),
+            Store::key("h/a", ""),
+            Stored::sample(1, &[]),
+        );
+        let plain = store.find("h/a", &request("gzip")).await;
+        assert_eq!(plain.key, Store::key("h/a", ""));
+        assert!(plain.stored.is_some());
+
+        let gzip_key = Store::key("h/a", &policy::variant_key(&names, &request("gzip")));
+        store.insert("h/a", names, gzip_key.clone(), Stored::sample(2, &[]));
+        let gzip = store.find("h/a", &request("gzip")).await;
+        assert_eq!(gzip.key, gzip_key);
+        assert_eq!(gzip.stored.map(|(s, _)| s.body.len()), Some(2));
+        let other = store.find("h/a", &request("br")).await;
+        assert_ne!(other.key, gzip_key);
+        assert!(other.stored.is_none(), "the old response must not answer");
     }
 }
