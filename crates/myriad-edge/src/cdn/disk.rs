@@ -211,11 +211,11 @@ impl DiskStore {
     pub async fn get(&self, key: &str) -> Option<Stored> {
         let entry = self.index.get(key)?;
         match tokio::fs::read(&entry.path).await {
-            Ok(body) => Some(Stored {
-                meta: entry.meta.clone(),
-                body: Bytes::from(body),
-                tags: entry.tags.clone(),
-            }),
+            Ok(body) => Some(Stored::new(
+                entry.meta.clone(),
+                Bytes::from(body),
+                entry.tags.clone(),
+            )),
             Err(e) => {
                 tracing::warn!(path = %entry.path.display(), "cache file unreadable: {e}");
                 self.index.invalidate(key);

@@ -8,6 +8,7 @@ pub mod drain;
 mod fill;
 mod guard;
 pub mod h3;
+mod head;
 pub mod limits;
 mod metrics;
 mod proxy;
@@ -121,10 +122,10 @@ async fn serve_connection<I>(
 {
     let handler = cdn.clone();
     let service = service_fn(move |req| {
-        let cdn = handler.clone();
+        let answer = handler.handle(req, remote);
         let alt_svc = alt_svc.clone();
         async move {
-            let mut res = cdn.handle(req, remote).await;
+            let mut res = answer.await;
             if let Some(v) = alt_svc {
                 res.headers_mut().insert(http::header::ALT_SVC, v);
             }

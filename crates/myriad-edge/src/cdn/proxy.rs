@@ -10,11 +10,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
+use futures_util::future::Either;
 use futures_util::{StreamExt, TryStreamExt};
 use http::header::{
-    HeaderName, HeaderValue, ACCEPT_RANGES, AGE, CONNECTION, CONTENT_LENGTH, CONTENT_RANGE, DATE,
-    HOST, IF_MATCH, IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE,
-    UPGRADE, VIA,
+    HeaderName, HeaderValue, CONNECTION, CONTENT_LENGTH, CONTENT_RANGE, DATE, HOST, IF_MATCH,
+    IF_MODIFIED_SINCE, IF_NONE_MATCH, IF_RANGE, IF_UNMODIFIED_SINCE, RANGE, UPGRADE, VIA,
 };
 use http::request::Parts;
 use http::uri::PathAndQuery;
@@ -36,6 +36,7 @@ use myriad_proto::purge::Purge;
 
 use super::disk::DiskStore;
 use super::guard::{BodyFault, FaultCell, GuardedBody};
+use super::head::{ResponseHead, CACHE_STATUS};
 use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimiter};
 use super::metrics::{BlockReason, Metrics, Outcome, Protocol, Unstored};
 use super::store::{Found, Store, Stored, Tier};
@@ -161,7 +162,6 @@ pub struct Cdn {
     /// Fetches in flight by variant key: concurrent misses share one.
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
     fill_budget: Arc<FillBudget>,
-    cache_status: HeaderName,
     metrics: Arc<Metrics>,
     limiter: Mutex<RequestLimiter>,
     connections: ConnectionCounter,
@@ -200,6 +200,30 @@ struct Fallback {
     on_error: bool,
 }
 
+/// What is left to do for a request that could not be answered at once.
+enum Later {
+    /// A protocol upgrade (WebSocket) to the next hop.
+    Tunnel(Lookup),
+    /// Forwarded without the cache.
+    Pass(Lookup, Option<RequestBody>, NoCacheReason),
+    /// Not in memory: the disk tier, then the next hop. With the fields it varies on.
+    Disk(Lookup, Arc<Vec<HeaderName>>),
+    /// From the next hop (a miss, or a revalidation with the stored response to fall back on).
+    Fetch(Lookup, Option<Fallback>, Forward),
+}
+
+/// A response and what the cache did to produce it (for the metrics).
+struct Answered {
+    response: Response<ProxyBody>,
+    outcome: Outcome,
+}
+
+/// A response now, or the future of one.
+pub type Answer = Either<
+    std::future::Ready<Response<ProxyBody>>,
+    std::pin::Pin<Box<dyn std::future::Future<Output = Response<ProxyBody>> + Send>>,
+>;
+
 impl Cdn {
     pub fn new(mut config: CdnConfig) -> Result<Arc<Self>, CdnError> {
         // The running sites live in `sites` alone (a reload replaces them), not in `config`.
@@ -220,7 +244,6 @@ impl Cdn {
             via,
             inflight: Mutex::new(HashMap::new()),
             fill_budget: Arc::new(FillBudget::new(config.fill_memory_bytes)),
-            cache_status: HeaderName::from_static("cache-status"),
             metrics: Arc::new(Metrics::new()),
             limiter: Mutex::new(RequestLimiter::new(&config.limits, Instant::now())),
             connections: ConnectionCounter::default(),
@@ -228,27 +251,32 @@ impl Cdn {
         }))
     }
 
-    pub async fn handle<B>(
-        self: Arc<Self>,
-        req: Request<B>,
-        remote: SocketAddr,
-    ) -> Response<ProxyBody>
+    /// Answers a request: at once when it can (a fresh hit in memory, a refusal), else with
+    /// a future that goes to the disk tier or the next hop. Hits thus never build the state
+    /// machine of a fetch.
+    pub fn handle<B>(self: &Arc<Self>, req: Request<B>, remote: SocketAddr) -> Answer
     where
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
         let started = Instant::now();
         self.metrics.request_in(Protocol::of(req.version()));
-        let req = req.map(|b| b.map_err(Into::into).boxed_unsync());
-        let res = self.clone().answer(req, remote, started).await;
-        let outcome = res
-            .extensions()
-            .get::<Outcome>()
-            .copied()
-            .unwrap_or(Outcome::Error);
+        match self.answer_now(req, remote, started) {
+            Ok(answered) => Either::Left(std::future::ready(self.account(answered, started))),
+            Err(later) => {
+                let cdn = self.clone();
+                Either::Right(Box::pin(async move {
+                    let answered = cdn.clone().answer_later(later).await;
+                    cdn.account(answered, started)
+                }))
+            }
+        }
+    }
+
+    fn account(&self, answered: Answered, started: Instant) -> Response<ProxyBody> {
         self.metrics
-            .answered(outcome, started.elapsed().as_secs_f64());
-        res
+            .answered(answered.outcome, started.elapsed().as_secs_f64());
+        answered.response
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -298,12 +326,18 @@ impl Cdn {
         slot
     }
 
-    async fn answer(
-        self: Arc<Self>,
-        req: Request<RequestBody>,
+    /// Everything that needs neither the disk nor the network: limits, site, signature, WAF,
+    /// and the memory tier.
+    fn answer_now<B>(
+        self: &Arc<Self>,
+        req: Request<B>,
         remote: SocketAddr,
         now: Instant,
-    ) -> Response<ProxyBody> {
+    ) -> Result<Answered, Box<Later>>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
         let api_key = self
             .config
             .limits
@@ -318,7 +352,7 @@ impl Cdn {
             .unwrap_or(Ok(()));
         if let Err(over) = verdict {
             tracing::debug!(%remote, ?over, "over its rate");
-            return self.blocked(StatusCode::TOO_MANY_REQUESTS, BlockReason::RateLimit);
+            return Ok(self.blocked(StatusCode::TOO_MANY_REQUESTS, BlockReason::RateLimit));
         }
         let (parts, body) = req.into_parts();
         let mut path = parts
@@ -335,10 +369,10 @@ impl Cdn {
         // The primary key starts with the host in lower case.
         let mut primary = myriad_cache::key::primary(host, path.as_str());
         let Some(site) = self.site_for(&primary[..host.len()]) else {
-            return self.status_only(
+            return Ok(self.status_only(
                 StatusCode::MISDIRECTED_REQUEST,
                 CacheStatus::bypass(NoCacheReason::UnknownHost),
-            );
+            ));
         };
         if let Some(signing) = &site.signing {
             if signing.prefixes.iter().any(|p| path.path().starts_with(p)) {
@@ -350,14 +384,14 @@ impl Cdn {
                     }
                     Err(e) => {
                         tracing::info!(%remote, path = %path.path(), "refused: {e}");
-                        return self.blocked(StatusCode::FORBIDDEN, BlockReason::Signature);
+                        return Ok(self.blocked(StatusCode::FORBIDDEN, BlockReason::Signature));
                     }
                 }
             }
         }
         // A request with a body is inspected where its body is read (`pass`).
         if !has_body(&parts.headers) && self.waf_refuses(&site, &parts, remote, None) {
-            return self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf);
+            return Ok(self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf));
         }
         if let Some(reason) = policy::request_bypass(&parts.method, &parts.headers) {
             let (_, key) = self.store.variant(&primary, &parts.headers);
@@ -369,12 +403,16 @@ impl Cdn {
                 key,
                 remote,
             };
-            return match reason {
-                NoCacheReason::Upgrade => self.tunnel(lookup).await,
-                _ => self.pass(lookup, Some(body), reason).await,
-            };
+            return Err(Box::new(match reason {
+                NoCacheReason::Upgrade => Later::Tunnel(lookup),
+                _ => Later::Pass(
+                    lookup,
+                    Some(body.map_err(Into::into).boxed_unsync()),
+                    reason,
+                ),
+            }));
         }
-        let Found { names, key, stored } = self.store.find(&primary, &parts.headers).await;
+        let Found { names, key, stored } = self.store.in_memory(&primary, &parts.headers);
         let lookup = Lookup {
             site,
             parts,
@@ -383,43 +421,81 @@ impl Cdn {
             key,
             remote,
         };
-        let now = SystemTime::now();
-        let Some((stored, tier)) = stored else {
-            if CacheControl::from_headers(&lookup.parts.headers).only_if_cached {
-                return self.status_only(
-                    StatusCode::GATEWAY_TIMEOUT,
-                    CacheStatus::forward(Forward::UriMiss),
-                );
+        match stored {
+            Some(stored) => self.reuse(lookup, stored, Tier::Memory),
+            None => Err(Box::new(Later::Disk(lookup, names))),
+        }
+    }
+
+    /// The rest of a request [`Cdn::answer_now`] could not answer.
+    async fn answer_later(self: Arc<Self>, mut later: Box<Later>) -> Answered {
+        loop {
+            later = match *later {
+                Later::Tunnel(lookup) => return self.tunnel(lookup).await,
+                Later::Pass(lookup, body, reason) => return self.pass(lookup, body, reason).await,
+                Later::Fetch(lookup, fallback, fwd) => {
+                    return self.fetch(lookup, fallback, fwd).await
+                }
+                Later::Disk(lookup, names) => {
+                    let next = match self.store.on_disk(&lookup.key).await {
+                        Some(stored) => self.reuse(lookup, stored, Tier::Disk),
+                        None => self.miss(lookup, &names),
+                    };
+                    match next {
+                        Ok(res) => return res,
+                        Err(later) => later,
+                    }
+                }
             }
-            if lookup.parts.method == Method::HEAD {
-                return self.pass(lookup, None, NoCacheReason::Method).await;
-            }
-            let fwd = if names.is_empty() {
-                Forward::UriMiss
-            } else {
-                Forward::VaryMiss
-            };
-            return self.fetch(lookup, None, fwd).await;
+        }
+    }
+
+    /// Nothing stored for this request: to the next hop.
+    fn miss(&self, lookup: Lookup, names: &[HeaderName]) -> Result<Answered, Box<Later>> {
+        if CacheControl::from_headers(&lookup.parts.headers).only_if_cached {
+            return Ok(self.status_only(
+                StatusCode::GATEWAY_TIMEOUT,
+                CacheStatus::forward(Forward::UriMiss),
+            ));
+        }
+        if lookup.parts.method == Method::HEAD {
+            return Err(Box::new(Later::Pass(lookup, None, NoCacheReason::Method)));
+        }
+        let fwd = if names.is_empty() {
+            Forward::UriMiss
+        } else {
+            Forward::VaryMiss
         };
-        let age = policy::current_age(&stored.meta, now);
+        Err(Box::new(Later::Fetch(lookup, None, fwd)))
+    }
+
+    /// A stored response for this request: served if fresh enough (or stale where that is
+    /// allowed), else validated with the next hop first.
+    fn reuse(
+        self: &Arc<Self>,
+        lookup: Lookup,
+        stored: Arc<Stored>,
+        tier: Tier,
+    ) -> Result<Answered, Box<Later>> {
+        let age = policy::current_age(&stored.meta, SystemTime::now());
         match policy::evaluate_aged(
             &self.config.policy,
             &stored.meta,
             &lookup.parts.headers,
             age,
         ) {
-            Reuse::Fresh { ttl } => self.serve_stored(
+            Reuse::Fresh { ttl } => Ok(self.serve_stored(
                 &lookup.parts,
                 &stored,
                 on_tier(CacheStatus::hit(ttl), tier),
                 age,
-            ),
-            Reuse::StaleAccepted { stale_by } => self.serve_stored(
+            )),
+            Reuse::StaleAccepted { stale_by } => Ok(self.serve_stored(
                 &lookup.parts,
                 &stored,
                 on_tier(CacheStatus::stale_hit(stale_by, "max-stale"), tier),
                 age,
-            ),
+            )),
             Reuse::Revalidate {
                 stale_by,
                 while_revalidating: true,
@@ -427,12 +503,12 @@ impl Cdn {
             } => {
                 // Answer now; one background fetch brings the copy up to date.
                 let (_fill, _reader, _) = self.join_or_start(&lookup, Some(stored.clone()));
-                self.serve_stored(
+                Ok(self.serve_stored(
                     &lookup.parts,
                     &stored,
                     CacheStatus::stale_hit(stale_by, "stale-while-revalidate"),
                     age,
-                )
+                ))
             }
             Reuse::Revalidate {
                 stale_by, on_error, ..
@@ -442,7 +518,11 @@ impl Cdn {
                     stale_by,
                     on_error,
                 };
-                self.fetch(lookup, Some(fallback), Forward::Stale).await
+                Err(Box::new(Later::Fetch(
+                    lookup,
+                    Some(fallback),
+                    Forward::Stale,
+                )))
             }
         }
     }
@@ -661,7 +741,7 @@ impl Cdn {
         };
         let key = Store::key(&job.primary, &policy::variant_key(&names, &job.headers));
         let tags = myriad_cache::key::tags(meta.headers());
-        let stored = Stored { meta, body, tags };
+        let stored = Stored::new(meta, body, tags);
         self.store.insert(&job.primary, names, key, stored);
     }
 
@@ -689,7 +769,7 @@ impl Cdn {
         lookup: Lookup,
         fallback: Option<Fallback>,
         fwd: Forward,
-    ) -> Response<ProxyBody> {
+    ) -> Answered {
         let (fill, reader, collapsed) =
             self.join_or_start(&lookup, fallback.as_ref().map(|f| f.stored.clone()));
         let head = fill.head().await;
@@ -732,12 +812,15 @@ impl Cdn {
         });
         status.collapsed = collapsed;
         status.stored = head.storing;
+        let ranges = head.status == StatusCode::OK && content_length(&head.headers).is_some();
+        let response_head = ResponseHead::new(&head.headers, &self.via, ranges);
         let meta = StoredMeta::new(head.status, head.headers, now, now);
         let body = reader.body().map_err(|e| Box::new(e) as BoxError);
         let age = policy::current_age(&meta, now);
         self.respond(
             &lookup.parts,
-            &meta,
+            meta.status(),
+            &response_head,
             Source::Stream(Box::pin(body)),
             status,
             age,
@@ -764,10 +847,16 @@ impl Cdn {
         stored: &Stored,
         status: CacheStatus,
         age: Duration,
-    ) -> Response<ProxyBody> {
+    ) -> Answered {
+        let code = stored.meta.status();
+        // A stored body is whole: a 200 can be served in ranges.
+        let head = stored.head.get_or_init(|| {
+            ResponseHead::new(stored.meta.headers(), &self.via, code == StatusCode::OK)
+        });
         self.respond(
             parts,
-            &stored.meta,
+            code,
+            head,
             Source::Whole(stored.body.clone()),
             status,
             age,
@@ -779,18 +868,14 @@ impl Cdn {
     fn respond(
         &self,
         parts: &Parts,
-        meta: &StoredMeta,
+        code: StatusCode,
+        head: &ResponseHead,
         body: Source,
         status: CacheStatus,
         age: Duration,
-    ) -> Response<ProxyBody> {
-        let mut headers = meta.headers().clone();
-        let age = age.as_secs();
-        if age > 0 || headers.contains_key(AGE) {
-            headers.insert(AGE, HeaderValue::from(age));
-        }
-        self.append_status(&mut headers, &status);
-        let cacheable_status = meta.status() == StatusCode::OK;
+    ) -> Answered {
+        let mut headers = head.render(age.as_secs(), &self.config.name, &status);
+        let cacheable_status = code == StatusCode::OK;
         if cacheable_status && policy::not_modified(&parts.headers, &headers) {
             headers.remove(CONTENT_LENGTH);
             return self.finish(
@@ -803,24 +888,20 @@ impl Cdn {
             Source::Stream(_) => content_length(&headers),
         };
         let (code, body) = match (cacheable_status, len) {
-            (true, Some(len)) => {
-                headers.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
-                match range::select(&parts.headers, &headers, len) {
-                    RangeRequest::Full => (meta.status(), body.into_body()),
-                    RangeRequest::Partial { start, end } => {
-                        headers
-                            .insert(CONTENT_RANGE, header(&format!("bytes {start}-{end}/{len}")));
-                        headers.insert(CONTENT_LENGTH, HeaderValue::from(end - start + 1));
-                        (StatusCode::PARTIAL_CONTENT, body.slice(start, end))
-                    }
-                    RangeRequest::Unsatisfiable => {
-                        headers.insert(CONTENT_RANGE, header(&format!("bytes */{len}")));
-                        headers.remove(CONTENT_LENGTH);
-                        (StatusCode::RANGE_NOT_SATISFIABLE, empty_body())
-                    }
+            (true, Some(len)) => match range::select(&parts.headers, &headers, len) {
+                RangeRequest::Full => (code, body.into_body()),
+                RangeRequest::Partial { start, end } => {
+                    headers.insert(CONTENT_RANGE, header(&format!("bytes {start}-{end}/{len}")));
+                    headers.insert(CONTENT_LENGTH, HeaderValue::from(end - start + 1));
+                    (StatusCode::PARTIAL_CONTENT, body.slice(start, end))
                 }
-            }
-            _ => (meta.status(), body.into_body()),
+                RangeRequest::Unsatisfiable => {
+                    headers.insert(CONTENT_RANGE, header(&format!("bytes */{len}")));
+                    headers.remove(CONTENT_LENGTH);
+                    (StatusCode::RANGE_NOT_SATISFIABLE, empty_body())
+                }
+            },
+            _ => (code, body.into_body()),
         };
         let body = if parts.method == Method::HEAD {
             empty_body()
@@ -837,7 +918,7 @@ impl Cdn {
         lookup: Lookup,
         body: Option<RequestBody>,
         reason: NoCacheReason,
-    ) -> Response<ProxyBody> {
+    ) -> Answered {
         let Lookup {
             site,
             parts,
@@ -933,7 +1014,7 @@ impl Cdn {
 
     /// A protocol upgrade (WebSocket): forwarded with its upgrade fields; once the upstream
     /// switches protocols, bytes are copied both ways until either side closes.
-    async fn tunnel(&self, lookup: Lookup) -> Response<ProxyBody> {
+    async fn tunnel(&self, lookup: Lookup) -> Answered {
         let Lookup {
             site,
             mut parts,
@@ -1008,7 +1089,7 @@ impl Cdn {
         fault: Option<BodyFault>,
         remote: SocketAddr,
         reason: NoCacheReason,
-    ) -> Response<ProxyBody> {
+    ) -> Answered {
         match fault {
             Some(BodyFault::TooLarge) => {
                 self.blocked(StatusCode::PAYLOAD_TOO_LARGE, BlockReason::BodyTooLarge)
@@ -1080,7 +1161,7 @@ impl Cdn {
     }
 
     /// A request refused by a limit.
-    fn blocked(&self, code: StatusCode, reason: BlockReason) -> Response<ProxyBody> {
+    fn blocked(&self, code: StatusCode, reason: BlockReason) -> Answered {
         self.metrics.blocked(reason);
         tracing::info!(?reason, %code, "request refused");
         let mut headers = HeaderMap::new();
@@ -1093,9 +1174,10 @@ impl Cdn {
             // The rest of the body is not read: the connection cannot be reused.
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         }
-        let mut res = build(code, headers, empty_body());
-        res.extensions_mut().insert(Outcome::Blocked);
-        res
+        Answered {
+            response: build(code, headers, empty_body()),
+            outcome: Outcome::Blocked,
+        }
     }
 
     /// `Via` and `Cache-Status` of this hop on a response.
@@ -1103,33 +1185,30 @@ impl Cdn {
         headers.append(VIA, self.via.clone());
         // The members of caches nearer the origin come first (RFC 9211 §2).
         let mut value = String::with_capacity(64);
-        if let Some(previous) = headers
-            .get(&self.cache_status)
-            .and_then(|v| v.to_str().ok())
-        {
+        if let Some(previous) = headers.get(CACHE_STATUS).and_then(|v| v.to_str().ok()) {
             value.push_str(previous);
             value.push_str(", ");
         }
         status.write_member(&self.config.name, &mut value);
         let value = HeaderValue::from_maybe_shared(Bytes::from(value))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
-        headers.insert(self.cache_status.clone(), value);
+        headers.insert(CACHE_STATUS, value);
     }
 
-    fn status_only(&self, code: StatusCode, status: CacheStatus) -> Response<ProxyBody> {
+    fn status_only(&self, code: StatusCode, status: CacheStatus) -> Answered {
         let mut headers = HeaderMap::new();
         self.append_status(&mut headers, &status);
         headers.insert(DATE, http_date(SystemTime::now()));
         headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
-        let mut res = self.finish(build(code, headers, empty_body()), &status);
+        let mut answered = self.finish(build(code, headers, empty_body()), &status);
         if code.is_server_error() {
-            res.extensions_mut().insert(Outcome::Error);
+            answered.outcome = Outcome::Error;
         }
-        res
+        answered
     }
 
-    /// Tags the response with its outcome for the metrics and counts its body bytes.
-    fn finish(&self, res: Response<ProxyBody>, status: &CacheStatus) -> Response<ProxyBody> {
+    /// The response with its outcome for the metrics; its body bytes are counted as they go.
+    fn finish(&self, res: Response<ProxyBody>, status: &CacheStatus) -> Answered {
         let outcome = if status.hit {
             if status.ttl_s.is_some_and(|t| t < 0) {
                 Outcome::Stale
@@ -1148,8 +1227,7 @@ impl Cdn {
             self.metrics.coalesced();
         }
         let metrics = self.metrics.clone();
-        let (mut parts, body) = res.into_parts();
-        parts.extensions.insert(outcome);
+        let (parts, body) = res.into_parts();
         let body = body
             .map_frame(move |f| {
                 if let Some(d) = f.data_ref() {
@@ -1158,7 +1236,10 @@ impl Cdn {
                 f
             })
             .boxed_unsync();
-        Response::from_parts(parts, body)
+        Answered {
+            response: Response::from_parts(parts, body),
+            outcome,
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 //! tier behind it. `moka` admits by TinyLFU frequency and evicts by size, so one scan of cold
 //! objects does not flush the hot ones as LRU would.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use http::{HeaderMap, HeaderName};
@@ -11,14 +11,27 @@ use moka::sync::Cache;
 use myriad_cache::{policy, StoredMeta};
 
 use super::disk::DiskStore;
+use super::head::ResponseHead;
 
 /// A complete stored response.
-#[derive(Debug)]
 pub struct Stored {
     pub meta: StoredMeta,
     pub body: Bytes,
     /// Purge tags (`Surrogate-Key`, `Cache-Tag`).
     pub tags: Vec<String>,
+    /// Its fields as this edge sends them, made at its first hit.
+    pub head: OnceLock<ResponseHead>,
+}
+
+impl Stored {
+    pub fn new(meta: StoredMeta, body: Bytes, tags: Vec<String>) -> Self {
+        Self {
+            meta,
+            body,
+            tags,
+            head: OnceLock::new(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -26,16 +39,14 @@ impl Stored {
     /// An object of `len` bytes with `tags`, for tests.
     pub fn sample(len: usize, tags: &[&str]) -> Self {
         use std::time::SystemTime;
-        Stored {
-            meta: StoredMeta::new(
-                http::StatusCode::OK,
-                http::HeaderMap::new(),
-                SystemTime::UNIX_EPOCH,
-                SystemTime::UNIX_EPOCH,
-            ),
-            body: Bytes::from(vec![7; len]),
-            tags: tags.iter().map(|t| t.to_string()).collect(),
-        }
+        let meta = StoredMeta::new(
+            http::StatusCode::OK,
+            http::HeaderMap::new(),
+            SystemTime::UNIX_EPOCH,
+            SystemTime::UNIX_EPOCH,
+        );
+        let tags = tags.iter().map(|t| t.to_string()).collect();
+        Stored::new(meta, Bytes::from(vec![7; len]), tags)
     }
 }
 
@@ -43,7 +54,8 @@ impl Stored {
 pub struct Found {
     pub names: Arc<Vec<HeaderName>>,
     pub key: String,
-    pub stored: Option<(Arc<Stored>, Tier)>,
+    /// From the memory tier.
+    pub stored: Option<Arc<Stored>>,
 }
 
 /// Where a stored object was found.
@@ -96,38 +108,31 @@ impl Store {
         (names, key)
     }
 
-    /// What [`Store::variant`] gives, and the object stored under that key, from memory,
-    /// else from disk (and then kept in memory again). A response that varies on nothing —
-    /// most of them — is found with one memory lookup.
-    pub async fn find(&self, primary: &str, request: &HeaderMap) -> Found {
+    /// What [`Store::variant`] gives, and the object stored in memory under that key. A
+    /// response that varies on nothing — most of them — is found with one lookup.
+    pub fn in_memory(&self, primary: &str, request: &HeaderMap) -> Found {
         let plain = Self::key(primary, "");
         if let Some(stored) = self.objects.get(&plain) {
             return Found {
                 names: Arc::default(),
                 key: plain,
-                stored: Some((stored, Tier::Memory)),
+                stored: Some(stored),
             };
         }
         let (names, key) = self.variant(primary, request);
         let stored = if key == plain {
-            self.read_disk(&key).await
+            None
         } else {
-            self.get(&key).await
+            self.objects.get(&key)
         };
         Found { names, key, stored }
     }
 
-    async fn get(&self, key: &str) -> Option<(Arc<Stored>, Tier)> {
-        if let Some(s) = self.objects.get(key) {
-            return Some((s, Tier::Memory));
-        }
-        self.read_disk(key).await
-    }
-
-    async fn read_disk(&self, key: &str) -> Option<(Arc<Stored>, Tier)> {
+    /// The object stored on disk under `key` (then kept in memory again).
+    pub async fn on_disk(&self, key: &str) -> Option<Arc<Stored>> {
         let stored = Arc::new(self.disk.as_ref()?.get(key).await?);
         self.objects.insert(key.to_owned(), stored.clone());
-        Some((stored, Tier::Disk))
+        Some(stored)
     }
 
     pub fn insert(&self, primary: &str, names: Vec<HeaderName>, key: String, stored: Stored) {
@@ -190,12 +195,8 @@ impl Store {
 mod tests {
     use super::*;
 
-    async fn found(store: &Store, primary: &str) -> bool {
-        store
-            .find(primary, &HeaderMap::new())
-            .await
-            .stored
-            .is_some()
+    fn found(store: &Store, primary: &str) -> bool {
+        store.in_memory(primary, &HeaderMap::new()).stored.is_some()
     }
 
     #[tokio::test]
@@ -209,17 +210,17 @@ mod tests {
                 Store::key(&primary, ""),
                 Stored::sample(10, &["t"]),
             );
-            assert!(found(&store, &primary).await, "{i}");
+            assert!(found(&store, &primary), "{i}");
         }
         store.invalidate("host/7");
-        assert!(!found(&store, "host/7").await);
-        assert!(found(&store, "host/8").await);
+        assert!(!found(&store, "host/7"));
+        assert!(found(&store, "host/8"));
         store.invalidate_prefix("host/1");
-        assert!(!found(&store, "host/1").await);
-        assert!(!found(&store, "host/10").await);
-        assert!(found(&store, "host/20").await);
+        assert!(!found(&store, "host/1"));
+        assert!(!found(&store, "host/10"));
+        assert!(found(&store, "host/20"));
         store.invalidate_tag("t");
-        assert!(!found(&store, "host/20").await);
+        assert!(!found(&store, "host/20"));
     }
 
     #[tokio::test]
@@ -240,16 +241,16 @@ mod tests {
             Store::key("h/a", ""),
             Stored::sample(1, &[]),
         );
-        let plain = store.find("h/a", &request("gzip")).await;
+        let plain = store.in_memory("h/a", &request("gzip"));
         assert_eq!(plain.key, Store::key("h/a", ""));
         assert!(plain.stored.is_some());
 
         let gzip_key = Store::key("h/a", &policy::variant_key(&names, &request("gzip")));
         store.insert("h/a", names, gzip_key.clone(), Stored::sample(2, &[]));
-        let gzip = store.find("h/a", &request("gzip")).await;
+        let gzip = store.in_memory("h/a", &request("gzip"));
         assert_eq!(gzip.key, gzip_key);
-        assert_eq!(gzip.stored.map(|(s, _)| s.body.len()), Some(2));
-        let other = store.find("h/a", &request("br")).await;
+        assert_eq!(gzip.stored.map(|s| s.body.len()), Some(2));
+        let other = store.in_memory("h/a", &request("br"));
         assert_ne!(other.key, gzip_key);
         assert!(other.stored.is_none(), "the old response must not answer");
     }
