@@ -39,7 +39,7 @@ use super::guard::{BodyFault, FaultCell, GuardedBody};
 use super::head::{ResponseHead, CACHE_STATUS};
 use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimiter};
 use super::metrics::{BlockReason, Metrics, Outcome, Protocol, Unstored};
-use super::store::{Found, Store, Stored, Tier};
+use super::store::{Store, Stored, Tier, Variant};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 use super::waf::{Inspected, Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
 
@@ -393,26 +393,12 @@ impl Cdn {
         if !has_body(&parts.headers) && self.waf_refuses(&site, &parts, remote, None) {
             return Ok(self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf));
         }
-        if let Some(reason) = policy::request_bypass(&parts.method, &parts.headers) {
-            let (_, key) = self.store.variant(&primary, &parts.headers);
-            let lookup = Lookup {
-                site,
-                parts,
-                path,
-                primary,
-                key,
-                remote,
-            };
-            return Err(Box::new(match reason {
-                NoCacheReason::Upgrade => Later::Tunnel(lookup),
-                _ => Later::Pass(
-                    lookup,
-                    Some(body.map_err(Into::into).boxed_unsync()),
-                    reason,
-                ),
-            }));
-        }
-        let Found { names, key, stored } = self.store.in_memory(&primary, &parts.headers);
+        let bypass = policy::request_bypass(&parts.method, &parts.headers);
+        let Variant { names, key, stored } = match bypass {
+            // Not looked up, but its key names what it invalidates.
+            Some(_) => self.store.variant(&primary, &parts.headers),
+            None => self.store.in_memory(&primary, &parts.headers),
+        };
         let lookup = Lookup {
             site,
             parts,
@@ -421,10 +407,17 @@ impl Cdn {
             key,
             remote,
         };
-        match stored {
-            Some(stored) => self.reuse(lookup, stored, Tier::Memory),
-            None => Err(Box::new(Later::Disk(lookup, names))),
-        }
+        let later = match (bypass, stored) {
+            (None, Some(stored)) => return self.reuse(lookup, stored, Tier::Memory),
+            (None, None) => Later::Disk(lookup, names),
+            (Some(NoCacheReason::Upgrade), _) => Later::Tunnel(lookup),
+            (Some(reason), _) => Later::Pass(
+                lookup,
+                Some(body.map_err(Into::into).boxed_unsync()),
+                reason,
+            ),
+        };
+        Err(Box::new(later))
     }
 
     /// The rest of a request [`Cdn::answer_now`] could not answer.

@@ -50,8 +50,8 @@ impl Stored {
     }
 }
 
-/// A request's variant and what is stored for it.
-pub struct Found {
+/// The variant a request selects, and what the memory tier holds for it.
+pub struct Variant {
     pub names: Arc<Vec<HeaderName>>,
     pub key: String,
     /// From the memory tier.
@@ -101,31 +101,33 @@ impl Store {
     }
 
     /// The key of the variant of `primary` that `request` selects, with the fields that
-    /// select it (those its stored responses vary on).
-    pub fn variant(&self, primary: &str, request: &HeaderMap) -> (Arc<Vec<HeaderName>>, String) {
+    /// select it (those its stored responses vary on); nothing looked up.
+    pub fn variant(&self, primary: &str, request: &HeaderMap) -> Variant {
         let names = self.vary.get(primary).unwrap_or_default();
         let key = Self::key(primary, &policy::variant_key(&names, request));
-        (names, key)
+        Variant {
+            names,
+            key,
+            stored: None,
+        }
     }
 
     /// What [`Store::variant`] gives, and the object stored in memory under that key. A
     /// response that varies on nothing — most of them — is found with one lookup.
-    pub fn in_memory(&self, primary: &str, request: &HeaderMap) -> Found {
+    pub fn in_memory(&self, primary: &str, request: &HeaderMap) -> Variant {
         let plain = Self::key(primary, "");
         if let Some(stored) = self.objects.get(&plain) {
-            return Found {
+            return Variant {
                 names: Arc::default(),
                 key: plain,
                 stored: Some(stored),
             };
         }
-        let (names, key) = self.variant(primary, request);
-        let stored = if key == plain {
-            None
-        } else {
-            self.objects.get(&key)
-        };
-        Found { names, key, stored }
+        let mut found = self.variant(primary, request);
+        if found.key != plain {
+            found.stored = self.objects.get(&found.key);
+        }
+        found
     }
 
     /// The object stored on disk under `key` (then kept in memory again).
