@@ -17,7 +17,7 @@ use moka::sync::Cache;
 use myriad_cache::StoredMeta;
 use serde::{Deserialize, Serialize};
 
-use super::store::Stored;
+use super::store::{invalidate_matching, Stored};
 
 struct DiskEntry {
     path: PathBuf,
@@ -114,7 +114,6 @@ impl DiskStore {
                 // A replaced entry's new files have other names: every removal frees its own.
                 remove_files(&e.path);
             })
-            .support_invalidation_closures()
             .build();
         let store = Self {
             dir,
@@ -225,10 +224,8 @@ impl DiskStore {
     }
 
     /// Drops objects whose full key matches (files go with them).
-    pub fn invalidate_if(&self, f: impl Fn(&str, &[String]) -> bool + Send + Sync + 'static) {
-        if let Err(e) = self.index.invalidate_entries_if(move |k, e| f(k, &e.tags)) {
-            tracing::error!("disk cache invalidation failed: {e}");
-        }
+    pub fn invalidate_if(&self, f: impl Fn(&str, &[String]) -> bool) {
+        invalidate_matching(&self.index, |k, e| f(k, &e.tags));
     }
 
     /// Bytes indexed (after pending maintenance).
