@@ -72,8 +72,24 @@ pub struct Store {
     vary: Cache<String, Arc<Vec<HeaderName>>>,
 }
 
-/// Entry overhead counted on top of the body (headers, key, bookkeeping).
+/// Entry bookkeeping counted on top of the key, the body and the fields.
 const ENTRY_OVERHEAD_BYTES: u64 = 512;
+/// A field's bookkeeping in a `HeaderMap` on top of its name and value.
+const FIELD_OVERHEAD_BYTES: usize = 64;
+
+/// What an object weighs in the memory tier's budget: its key, its body, its fields three
+/// times (as stored, in its response head's template and that head's last rendering) and
+/// bookkeeping.
+fn weight(key: &str, stored: &Stored) -> u32 {
+    let fields: usize = stored
+        .meta
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + FIELD_OVERHEAD_BYTES)
+        .sum();
+    let bytes = key.len() as u64 + stored.body.len() as u64 + 3 * fields as u64;
+    u32::try_from(bytes + ENTRY_OVERHEAD_BYTES).unwrap_or(u32::MAX)
+}
 
 impl Store {
     pub fn new(capacity_bytes: u64, disk: Option<DiskStore>) -> Self {
@@ -81,10 +97,7 @@ impl Store {
             disk: disk.map(Arc::new),
             objects: Cache::builder()
                 .max_capacity(capacity_bytes)
-                .weigher(|key: &String, s: &Arc<Stored>| {
-                    let bytes = key.len() as u64 + s.body.len() as u64 + ENTRY_OVERHEAD_BYTES;
-                    u32::try_from(bytes).unwrap_or(u32::MAX)
-                })
+                .weigher(|key: &String, s: &Arc<Stored>| weight(key, s))
                 .build(),
             vary: Cache::builder().max_capacity(100_000).build(),
         }
@@ -253,6 +266,28 @@ mod tests {
             }
             assert!(!found(&store, &primary), "object {i} survived its purge");
         }
+    }
+
+    #[test]
+    fn fields_weigh_in_the_memory_budget() {
+        let bare = Stored::sample(1000, &[]);
+        let mut fields = HeaderMap::new();
+        fields.insert("x-long", "v".repeat(900).parse().expect("value"));
+        let with_fields = Stored::new(
+            StoredMeta::new(
+                http::StatusCode::OK,
+                fields,
+                std::time::SystemTime::UNIX_EPOCH,
+                std::time::SystemTime::UNIX_EPOCH,
+            ),
+            Bytes::from(vec![7; 1000]),
+            Vec::new(),
+        );
+        assert_eq!(weight("k", &bare), 1 + 1000 + 512);
+        assert_eq!(
+            weight("k", &with_fields),
+            1 + 1000 + 3 * (6 + 900 + 64) + 512
+        );
     }
 
     #[tokio::test]
