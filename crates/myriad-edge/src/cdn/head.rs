@@ -56,7 +56,7 @@ impl ResponseHead {
                 return last.fields.clone();
             }
         }
-        let fields = self.fill(age, name, status);
+        let fields = self.render_once(age, name, status);
         self.last.store(Some(Arc::new(Rendered {
             age,
             status: status.clone(),
@@ -65,7 +65,9 @@ impl ResponseHead {
         fields
     }
 
-    fn fill(&self, age: u64, name: &str, status: &CacheStatus) -> HeaderMap {
+    /// [`ResponseHead::render`] for a head used once (a response streamed from a fetch):
+    /// nothing is kept for reuse.
+    pub fn render_once(&self, age: u64, name: &str, status: &CacheStatus) -> HeaderMap {
         let mut fields = self.fields.clone();
         let age = HeaderValue::from_str(itoa::Buffer::new().format(age));
         fields.insert(AGE, age.unwrap_or_else(|_| HeaderValue::from_static("0")));

@@ -808,15 +808,15 @@ impl Cdn {
         let ranges = head.status == StatusCode::OK && content_length(&head.headers).is_some();
         let response_head = ResponseHead::new(&head.headers, &self.via, ranges);
         let meta = StoredMeta::new(head.status, head.headers, now, now);
+        let age = policy::current_age(&meta, now).as_secs();
+        let headers = response_head.render_once(age, &self.config.name, &status);
         let body = reader.body().map_err(|e| Box::new(e) as BoxError);
-        let age = policy::current_age(&meta, now);
         self.respond(
             &lookup.parts,
             meta.status(),
-            &response_head,
+            headers,
             Source::Stream(Box::pin(body)),
             status,
-            age,
         )
     }
 
@@ -846,28 +846,26 @@ impl Cdn {
         let head = stored.head.get_or_init(|| {
             ResponseHead::new(stored.meta.headers(), &self.via, code == StatusCode::OK)
         });
+        let headers = head.render(age.as_secs(), &self.config.name, &status);
         self.respond(
             parts,
             code,
-            head,
+            headers,
             Source::Whole(stored.body.clone()),
             status,
-            age,
         )
     }
 
-    /// Builds the response: `Age` (the stored response's current age), `Cache-Status`, the
+    /// Builds the response from its rendered fields (`Age` and `Cache-Status` filled in): the
     /// client's conditional and range.
     fn respond(
         &self,
         parts: &Parts,
         code: StatusCode,
-        head: &ResponseHead,
+        mut headers: HeaderMap,
         body: Source,
         status: CacheStatus,
-        age: Duration,
     ) -> Answered {
-        let mut headers = head.render(age.as_secs(), &self.config.name, &status);
         let cacheable_status = code == StatusCode::OK;
         if cacheable_status && policy::not_modified(&parts.headers, &headers) {
             headers.remove(CONTENT_LENGTH);
