@@ -1,7 +1,11 @@
 //! Where a libmodsecurity transaction's time goes: the edge's WAF (`myriad_edge::cdn::waf`)
 //! loaded with no rules, with the whole OWASP CRS, and with the CRS initialization plus one
-//! rule file at a time, each checking browser-like GET heads that differ in one field (so no
-//! verdict is reused). Prints microseconds per request on one thread.
+//! rule file at a time, each checking GET heads that differ in one field (so no verdict is
+//! reused). The whole CRS is measured with three kinds of head, with all its rules and with
+//! the narrowest of the edge's rule sets that may judge the head: a minimal one (an API
+//! client's), a browser's (Chromium's fields, Client Hints with their quotes), and a
+//! browser's asking for a percent-encoded URL (which only the whole set may judge). Prints
+//! microseconds per request on one thread.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,7 +48,7 @@ pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
         .context("the CRS has no initialization file")?
         .clone();
     let scratch = std::env::temp_dir().join(format!("myriad-bench-waf-{}", std::process::id()));
-    let measure = |name: &str, rules: &[&Path]| -> anyhow::Result<f64> {
+    let measure = |name: &str, rules: &[&Path], head: &Head, narrow: bool| -> anyhow::Result<f64> {
         let dir = scratch.join(name);
         std::fs::create_dir_all(&dir)?;
         // Rule files find their data files (`@pmFromFile`) next to themselves.
@@ -62,28 +66,33 @@ pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
         let waf = Waf::load(&WafConfig {
             rules_dir: dir,
             verdict_cache_bytes: 0,
+            narrow_rule_sets: narrow,
             ..defaults.clone()
         })?;
-        Ok(microseconds_per_request(&waf, args.requests))
+        Ok(microseconds_per_request(&waf, args.requests, head))
     };
     let result = (|| -> anyhow::Result<Report> {
         let mut report = Report::new("waf-cost");
         report.field("requests_per_rule_set", args.requests);
-        let engine = measure("none", &[])?;
+        let engine = measure("none", &[], &BROWSER, false)?;
         let whole: Vec<&Path> = conf.iter().map(PathBuf::as_path).collect();
-        let crs = measure("crs", &whole)?;
-        let initialized = measure("init", &[init.as_path()])?;
-        report
-            .field("us_engine_without_rules", engine)
-            .field("us_crs_whole", crs)
-            .field("us_crs_initialization", initialized - engine);
+        report.field("us_engine_without_rules", engine);
+        for head in [&MINIMAL, &BROWSER, &ENCODED] {
+            let all = measure(&format!("crs-{}", head.name), &whole, head, false)?;
+            let narrow = measure(&format!("crs-{}-narrow", head.name), &whole, head, true)?;
+            report
+                .field(format!("us_crs_{}_head", head.name), all)
+                .field(format!("us_crs_{}_head_narrowest_set", head.name), narrow);
+        }
+        let initialized = measure("init", &[init.as_path()], &BROWSER, false)?;
+        report.field("us_crs_initialization", initialized - engine);
         if args.per_file {
             for f in conf.iter().filter(|f| **f != init) {
                 let stem = f
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let us = measure(&stem, &[init.as_path(), f.as_path()])?;
+                let us = measure(&stem, &[init.as_path(), f.as_path()], &BROWSER, false)?;
                 report.field(format!("us_plus_{stem}"), us - initialized);
             }
         }
@@ -93,28 +102,69 @@ pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
     result
 }
 
+/// A kind of request head.
+struct Head {
+    name: &'static str,
+    target: &'static str,
+    fields: &'static [(&'static str, &'static str)],
+}
+
+const CHROMIUM: &str =
+    "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36";
+
+const BROWSER_FIELDS: &[(&str, &str)] = &[
+    ("host", "site.test"),
+    ("user-agent", CHROMIUM),
+    (
+        "accept",
+        "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,*/*;q=0.8",
+    ),
+    ("accept-language", "en-US,en;q=0.9"),
+    ("accept-encoding", "gzip, deflate, br"),
+    (
+        "sec-ch-ua",
+        "\"Not_A Brand\";v=\"8\", \"Chromium\";v=\"120\"",
+    ),
+    ("sec-ch-ua-mobile", "?0"),
+    ("sec-ch-ua-platform", "\"Linux\""),
+    ("sec-fetch-mode", "navigate"),
+];
+
+const MINIMAL: Head = Head {
+    name: "minimal",
+    target: "/static/app.js?v=3",
+    fields: &[
+        ("host", "site.test"),
+        ("user-agent", "curl/8.5.0"),
+        ("accept", "*/*"),
+    ],
+};
+
+const BROWSER: Head = Head {
+    name: "browser",
+    target: "/static/app.js?v=3",
+    fields: BROWSER_FIELDS,
+};
+
+const ENCODED: Head = Head {
+    name: "encoded",
+    target: "/search?q=caf%C3%A9&v=3",
+    fields: BROWSER_FIELDS,
+};
+
 /// Checks `n` requests (after a warm-up) and returns the mean time of one.
-fn microseconds_per_request(waf: &Waf, n: usize) -> f64 {
+fn microseconds_per_request(waf: &Waf, n: usize, head: &Head) -> f64 {
     let client: SocketAddr = ([192, 0, 2, 1], 50_000).into();
     let mut headers = HeaderMap::new();
-    for (name, value) in [
-        ("host", "site.test"),
-        (
-            "user-agent",
-            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0 Safari/537.36",
-        ),
-        ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
-        ("accept-language", "en-US,en;q=0.9"),
-        ("accept-encoding", "gzip, deflate, br"),
-    ] {
-        headers.insert(name, http::HeaderValue::from_static(value));
+    for (name, value) in head.fields {
+        headers.insert(*name, http::HeaderValue::from_static(value));
     }
     let mut check = |i: usize| {
         headers.insert("x-request-id", http::HeaderValue::from(i));
         let request = Inspected {
             client,
             method: "GET",
-            target: "/static/app.js?v=3",
+            target: head.target,
             version: "1.1",
             headers: &headers,
         };

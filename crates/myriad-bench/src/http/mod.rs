@@ -258,8 +258,20 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     }
 }
 
-/// A wrk script giving each request a header value of its own.
+/// A wrk script sending the fields Chromium sends for a page (Client Hints with their
+/// quotes included), each request with an `X-Request-Id` of its own.
 const DISTINCT_HEADS: &str = r#"
+wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
+wrk.headers["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"
+wrk.headers["Accept-Encoding"] = "gzip, deflate, br"
+wrk.headers["Accept-Language"] = "en-US,en;q=0.9"
+wrk.headers["sec-ch-ua"] = '"Not_A Brand";v="8", "Chromium";v="120"'
+wrk.headers["sec-ch-ua-mobile"] = "?0"
+wrk.headers["sec-ch-ua-platform"] = '"Linux"'
+wrk.headers["Sec-Fetch-Site"] = "none"
+wrk.headers["Sec-Fetch-Mode"] = "navigate"
+wrk.headers["Sec-Fetch-Dest"] = "document"
+wrk.headers["Upgrade-Insecure-Requests"] = "1"
 local n = 0
 request = function()
   n = n + 1

