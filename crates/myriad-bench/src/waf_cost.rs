@@ -74,6 +74,21 @@ pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
     let result = (|| -> anyhow::Result<Report> {
         let mut report = Report::new("waf-cost");
         report.field("requests_per_rule_set", args.requests);
+        // Memory of the rules: the whole set alone, then with the narrower sets (both kept
+        // loaded, so the second does not reuse the first's pages).
+        let me = std::process::id();
+        let before = crate::server::rss_mb(me).unwrap_or(f64::NAN);
+        let whole_only = Waf::load(&WafConfig {
+            narrow_rule_sets: false,
+            ..defaults.clone()
+        })?;
+        let after_whole = crate::server::rss_mb(me).unwrap_or(f64::NAN);
+        let with_narrower = Waf::load(&defaults)?;
+        let after_all = crate::server::rss_mb(me).unwrap_or(f64::NAN);
+        report
+            .field("mb_rss_whole_set", after_whole - before)
+            .field("mb_rss_with_narrower_sets", after_all - after_whole);
+        drop((whole_only, with_narrower));
         let engine = measure("none", &[], &BROWSER, false)?;
         let whole: Vec<&Path> = conf.iter().map(PathBuf::as_path).collect();
         report.field("us_engine_without_rules", engine);

@@ -12,16 +12,34 @@ use std::path::Path;
 use super::alphabet::Alphabet;
 use super::reach;
 use super::seclang::Directive;
-use super::Inspected;
+use super::shape::Shape;
 
-/// The classes, narrowest first: printable ASCII without the bytes listed.
-const CLASSES: [&[u8]; 2] = [
-    // What browsers send for a plain page or asset: no quotes, brackets, escapes or
-    // encodings.
-    b"\"'<>\\`%&;|$(){}[]^!#@~",
-    // Quotes and parentheses (Client Hints fields, User-Agent), `;`, `&`, `+` and `=`.
-    b"'<>\\`%|$^{}[]!#@~",
-];
+/// Bytes none of whose narrow classes hold: quotes, angle brackets, escapes, encodings and
+/// the shell's and SQL's punctuation.
+const NEVER_NARROW: &[u8] = b"'<>\\`%|$^{}[]!#@~";
+
+/// The classes, narrowest first. Each part of a request has a narrow alphabet: printable
+/// ASCII without `NEVER_NARROW` and, for the request line and the arguments, without
+/// parentheses, `;` and `"` (the arguments also without `&`, which separates them); cookies
+/// may hold `;` (which separates them); fields may hold all of these (browsers send quotes
+/// in Client Hints, parentheses and `;` in User-Agent).
+fn classes() -> [Shape; 4] {
+    let without = |more: &[u8]| Alphabet::printable_without(&[NEVER_NARROW, more].concat());
+    let line = without(b"();\"");
+    let args = without(b"();\"&");
+    let cookies = without(b"()\"&");
+    let fields = without(b"");
+    let any = Alphabet::ALL;
+    [
+        Shape::new(line, args, cookies, fields),
+        // Unusual fields.
+        Shape::new(line, args, cookies, any),
+        // Unusual cookies (and so fields: the cookie field is one).
+        Shape::new(line, args, any, any),
+        // Unusual or encoded URLs from clients with plain fields.
+        Shape::new(any, any, cookies, fields),
+    ]
+}
 
 /// A source's text for one rule set: its name, the directives kept, how many rules.
 pub type Loadable<'a> = (&'a str, String, usize);
@@ -31,16 +49,13 @@ pub type Loadable<'a> = (&'a str, String, usize);
 pub fn rule_sets<'a>(
     sources: &'a [(&'a str, Vec<Directive>)],
     narrow: bool,
-) -> Vec<(Alphabet, Vec<Loadable<'a>>)> {
-    let mut classes: Vec<Alphabet> = if narrow && analysable(sources) {
-        CLASSES
-            .iter()
-            .map(|excluded| Alphabet::printable_without(excluded))
-            .collect()
+) -> Vec<(Shape, Vec<Loadable<'a>>)> {
+    let mut classes: Vec<Shape> = if narrow && analysable(sources) {
+        classes().to_vec()
     } else {
         Vec::new()
     };
-    classes.push(Alphabet::ALL);
+    classes.push(Shape::ANY);
     classes
         .into_iter()
         .map(|class| {
@@ -49,7 +64,7 @@ pub fn rule_sets<'a>(
                 .map(|(name, directives)| {
                     let mut text = String::new();
                     let mut rules = 0;
-                    for d in directives.iter().filter(|d| needed(d, class)) {
+                    for d in directives.iter().filter(|d| needed(d, &class)) {
                         text.push_str(&d.text);
                         // An empty line between directives: libmodsecurity reads a
                         // `SecRule` without actions as continuing on the next line.
@@ -64,39 +79,17 @@ pub fn rule_sets<'a>(
         .collect()
 }
 
-/// The bytes of everything the rules see of a bodiless request (the request line as
-/// ModSecurity writes it, header names and values), URL-decoded too where there is a `%`
-/// (ModSecurity decodes arguments and the file name).
-pub fn request_alphabet(request: &Inspected<'_>) -> Alphabet {
-    let mut used = Alphabet::of(b"HTTP/ ");
-    for part in [request.method, request.target, request.version] {
-        used.add(part.as_bytes());
-    }
-    for (name, value) in request.headers {
-        used.add(name.as_str().as_bytes());
-        used.add(value.as_bytes());
-    }
-    if used.contains(b'%') {
-        let values = request.headers.values().map(|v| v.as_bytes());
-        for text in std::iter::once(request.target.as_bytes()).chain(values) {
-            for b in percent_encoding::percent_decode(text) {
-                used.insert(b);
-            }
-        }
-    }
-    used
-}
-
-fn needed(d: &Directive, class: Alphabet) -> bool {
+fn needed(d: &Directive, class: &Shape) -> bool {
     match d.links.first() {
         // A chain runs nothing unless its first rule matches.
-        Some(first) => class == Alphabet::ALL || reach::may_match(first, class, &phrases),
+        Some(first) => *class == Shape::ANY || reach::may_match(first, class, &phrases),
         None => true,
     }
 }
 
 /// Whether dropping rules keeps verdicts: no default transformations (they would apply to
-/// every rule) and no `skip:N` (counts rules, so dropping one would move its target).
+/// every rule), no `skip:N` (counts rules, so dropping one would move its target), and
+/// arguments separated by `&` as `Shape::of` reads them.
 fn analysable(sources: &[(&str, Vec<Directive>)]) -> bool {
     sources.iter().flat_map(|(_, d)| d).all(|d| {
         let default_transforms = d.name.eq_ignore_ascii_case("SecDefaultAction")
@@ -109,7 +102,8 @@ fn analysable(sources: &[(&str, Vec<Directive>)]) -> bool {
                         .eq_ignore_ascii_case("none")
             });
         let skips = d.links.iter().any(|l| l.has_action("skip"));
-        !default_transforms && !skips
+        let separator = d.name.eq_ignore_ascii_case("SecArgumentSeparator");
+        !default_transforms && !skips && !separator
     })
 }
 
@@ -123,4 +117,53 @@ pub(super) fn phrases(path: &str) -> Option<Vec<Vec<u8>>> {
             .map(<[u8]>::to_vec)
             .collect(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cdn::waf::Inspected;
+    use http::HeaderMap;
+
+    /// The first class that holds a request with `target` and `fields`.
+    fn class_of(target: &str, fields: &[(&'static str, &str)]) -> Option<usize> {
+        let mut headers = HeaderMap::new();
+        for (name, value) in fields {
+            headers.insert(*name, value.parse().unwrap());
+        }
+        let request = Inspected {
+            client: ([192, 0, 2, 1], 1).into(),
+            method: "GET",
+            target,
+            version: "1.1",
+            headers: &headers,
+        };
+        let shape = Shape::of(&request);
+        classes().iter().position(|c| shape.within(c))
+    }
+
+    #[test]
+    fn common_requests_land_in_the_narrowest_class() {
+        let chromium = [
+            ("host", "site.test"),
+            ("user-agent", "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"),
+            ("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"),
+            ("sec-ch-ua", "\"Not_A Brand\";v=\"8\", \"Chromium\";v=\"120\""),
+            ("cookie", "_ga=GA1.1.123.456; session=Fe26.2**abc_-"),
+        ];
+        let curl = [
+            ("host", "api.test"),
+            ("user-agent", "curl/8.5.0"),
+            ("accept", "*/*"),
+        ];
+        assert_eq!(class_of("/static/app.js?v=3&lang=en", &chromium), Some(0));
+        assert_eq!(class_of("/api/items?page=2", &curl), Some(0));
+        let odd_field = [("user-agent", "x<y")];
+        assert_eq!(class_of("/", &odd_field), Some(1));
+        let odd_cookie = [("cookie", "prefs={\"a\":1}")];
+        assert_eq!(class_of("/", &odd_cookie), Some(2));
+        assert_eq!(class_of("/search?q=caf%C3%A9", &curl), Some(3));
+        assert_eq!(class_of("/search?q=(1)", &curl), Some(3));
+        assert_eq!(class_of("/search?q=caf%C3%A9", &odd_field), None);
+    }
 }

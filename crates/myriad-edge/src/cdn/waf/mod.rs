@@ -14,7 +14,7 @@ use http::HeaderMap;
 use modsecurity::{ModSecurity, Rules};
 use moka::sync::Cache;
 
-use alphabet::Alphabet;
+use shape::Shape;
 
 mod alphabet;
 mod classes;
@@ -22,6 +22,7 @@ mod reach;
 #[cfg(test)]
 mod same_verdicts;
 mod seclang;
+mod shape;
 
 #[derive(Debug, Clone)]
 pub struct WafConfig {
@@ -88,9 +89,9 @@ pub struct Waf {
     next_id: AtomicU64,
 }
 
-/// The rules that could match some bodiless request made of `alphabet`'s bytes.
+/// The rules that could match some bodiless request of a shape.
 struct RuleSet {
-    alphabet: Alphabet,
+    shape: Shape,
     rules: Rules,
     /// `SecRule`s loaded (a chain counts once).
     rule_count: usize,
@@ -150,7 +151,7 @@ impl Waf {
         }
         let mut sets = classes::rule_sets(&parsed, config.narrow_rule_sets)
             .into_iter()
-            .map(|(alphabet, texts)| {
+            .map(|(shape, texts)| {
                 let mut rules = Rules::new();
                 let mut rule_count = 0;
                 for (name, text, count) in texts {
@@ -158,7 +159,7 @@ impl Waf {
                     rule_count += count;
                 }
                 Ok(RuleSet {
-                    alphabet,
+                    shape,
                     rules,
                     rule_count,
                 })
@@ -211,10 +212,10 @@ impl Waf {
 
     /// The narrowest rule set for a bodiless request.
     fn rules_for(&self, request: &Inspected<'_>) -> &RuleSet {
-        let used = classes::request_alphabet(request);
+        let shape = Shape::of(request);
         self.narrower
             .iter()
-            .find(|s| used.is_subset_of(&s.alphabet))
+            .find(|s| shape.within(&s.shape))
             .unwrap_or(&self.whole)
     }
 

@@ -1,4 +1,4 @@
-//! Which rules could match a request made only of the bytes of an alphabet.
+//! Which rules could match a request of a shape (made only of given bytes in each part).
 //!
 //! A rule that does not match has no effect in ModSecurity (its actions, `setvar` included,
 //! run only on a match; a chain's first link decides whether any of it runs). So a rule set
@@ -12,51 +12,29 @@ use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::alphabet::Alphabet;
 use super::seclang::RuleLink;
+use super::shape::{Shape, Source};
 
-/// Variables whose values are text of a bodiless request (or empty without a body), as the
-/// request's alphabet covers them: raw, and URL-decoded where ModSecurity decodes.
-const REQUEST_TEXT: [&str; 22] = [
-    "ARGS",
-    "ARGS_GET",
-    "ARGS_POST",
-    "ARGS_NAMES",
-    "ARGS_GET_NAMES",
-    "ARGS_POST_NAMES",
-    "REQUEST_HEADERS",
-    "REQUEST_HEADERS_NAMES",
-    "REQUEST_COOKIES",
-    "REQUEST_COOKIES_NAMES",
-    "REQUEST_URI",
-    "REQUEST_URI_RAW",
-    "REQUEST_FILENAME",
-    "REQUEST_BASENAME",
-    "REQUEST_LINE",
-    "QUERY_STRING",
-    "REQUEST_METHOD",
-    "REQUEST_PROTOCOL",
-    "REQUEST_BODY",
-    "XML",
-    "FILES",
-    "FILES_NAMES",
-];
-
-/// Whether `link` could match a bodiless request whose text (see `REQUEST_TEXT`) uses only
-/// bytes of `request`. `phrases` reads an `@pmFromFile` list.
+/// Whether `link` could match a bodiless request of the given shape (its bytes by source).
+/// `phrases` reads an `@pmFromFile` list.
 pub fn may_match(
     link: &RuleLink,
-    request: Alphabet,
+    request: &Shape,
     phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
 ) -> bool {
-    let reads_only_request_text = link
-        .targets
-        .iter()
-        .all(|t| t.excluded || (!t.counted && REQUEST_TEXT.contains(&t.name.as_str())));
-    if !reads_only_request_text || link.operator.negated {
+    if link.operator.negated {
         return true;
+    }
+    // What the targets can hold; an exclusion adds nothing.
+    let mut input = Alphabet::EMPTY;
+    for t in link.targets.iter().filter(|t| !t.excluded) {
+        match Source::of_variable(&t.name) {
+            Some(source) if !t.counted => input = input.union(request.get(source)),
+            _ => return true,
+        }
     }
     // Every stage of the transformation pipeline: `multiMatch` runs the operator after
     // each, and a union of stages is never smaller than the last one.
-    let mut value = request.case_closed();
+    let mut value = input.case_closed();
     let mut seen = value;
     for t in link.transformations() {
         value = transformed(t, value);
@@ -537,8 +515,9 @@ mod tests {
     fn rules_kept_unless_provably_silent() {
         let none = |_: &str| None;
         let words = |_: &str| Some(vec![b"nikto".to_vec(), b"<sqlmap".to_vec()]);
-        let request = Alphabet::printable_without(b"<>'\"%&\\");
-        let may = |rule: &str| may_match(&link(rule), request, &none);
+        let plain = Alphabet::printable_without(b"<>'\"%&\\");
+        let request = Shape::new(plain, plain, plain, plain);
+        let may = |rule: &str| may_match(&link(rule), &request, &none);
         assert!(!may(r#"SecRule ARGS "@rx <script" "id:1""#));
         assert!(may(r#"SecRule ARGS "@rx (?i)union\s+select" "id:1""#));
         assert!(
@@ -565,11 +544,23 @@ mod tests {
         assert!(may(r#"SecRule ARGS "@eq 0" "id:1""#));
         assert!(may(r#"SecRule ARGS "@rx (?R)" "id:1""#), "not understood");
         let file = link(r#"SecRule REQUEST_HEADERS:User-Agent "@pmFromFile ua.data" "id:1""#);
-        assert!(may_match(&file, request, &words));
-        assert!(!may_match(&file, Alphabet::of(b"abc"), &words));
-        assert!(
-            may_match(&file, Alphabet::of(b"abc"), &none),
-            "unreadable list"
-        );
+        assert!(may_match(&file, &request, &words));
+        let abc = Alphabet::of(b"abc");
+        let letters = Shape::new(abc, abc, abc, abc);
+        assert!(!may_match(&file, &letters, &words));
+        assert!(may_match(&file, &letters, &none), "unreadable list");
+        // Each target reads its own part of the request.
+        let fields_only = Shape::new(abc, abc, abc, Alphabet::of(b"<"));
+        let rule = |targets: &str| link(&format!("SecRule {targets} \"@rx <\" \"id:1\""));
+        assert!(!may_match(
+            &rule("ARGS|REQUEST_COOKIES|REQUEST_URI"),
+            &fields_only,
+            &none
+        ));
+        assert!(may_match(
+            &rule("ARGS|REQUEST_HEADERS:Referer"),
+            &fields_only,
+            &none
+        ));
     }
 }

@@ -196,7 +196,7 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
             texts.extend(
                 list.iter()
                     .step_by(7)
-                    .take(60)
+                    .take(30)
                     .map(|p| String::from_utf8_lossy(p).into_owned()),
             );
         }
@@ -204,7 +204,7 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
     let mut seed = 0x9E37_79B9_7F4A_7C15;
     let printable: Vec<u8> = (b' '..=b'~').collect();
     for len in [1, 2, 3, 5, 8, 13, 21, 34] {
-        for _ in 0..25 {
+        for _ in 0..15 {
             texts.push(random_text(&printable, &mut seed, len));
         }
     }
@@ -238,7 +238,7 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
     eprintln!("requests compared (and flagged) per narrower set: {compared:?}");
     for index in 0..probe.waf.narrower.len() {
         let (n, flagged) = compared.get(&index).copied().unwrap_or_default();
-        assert!(n >= 200, "set {index}: only {n} requests compared");
+        assert!(n >= 100, "set {index}: only {n} requests compared");
         assert!(
             flagged >= 10,
             "set {index}: rules matched only {flagged} of {n}"
