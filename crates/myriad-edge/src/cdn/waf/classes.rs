@@ -87,11 +87,37 @@ fn needed(d: &Directive, class: &Shape) -> bool {
     }
 }
 
-/// Whether dropping rules keeps verdicts: no default transformations (they would apply to
-/// every rule), no `skip:N` (counts rules, so dropping one would move its target), and
-/// arguments separated by `&` as `Shape::of` reads them.
+/// Directives that change nothing `reach` relies on: rules, markers, removals, and the
+/// engine's settings (these names, and the families after them). Any other
+/// (`SecRuleUpdateTargetById` adds targets, `SecRuleUpdateActionById` transformations,
+/// `SecArgumentSeparator` changes how `Shape::of` must split, `Include` hides text) turns
+/// the narrower sets off.
+const UNDERSTOOD: [&str; 7] = [
+    "SecRule",
+    "SecAction",
+    "SecMarker",
+    "SecDefaultAction",
+    "SecComponentSignature",
+    "SecCollectionTimeout",
+    "SecRuleEngine",
+];
+const UNDERSTOOD_FAMILIES: [&str; 4] = [
+    "SecRuleRemoveBy",
+    "SecRequestBody",
+    "SecResponseBody",
+    "SecAudit",
+];
+
+/// Whether dropping rules keeps verdicts: only directives it understands (`UNDERSTOOD`), no
+/// default transformations (they would apply to every rule) and no `skip:N` (counts rules,
+/// so dropping one would move its target).
 fn analysable(sources: &[(&str, Vec<Directive>)]) -> bool {
     sources.iter().flat_map(|(_, d)| d).all(|d| {
+        let name = d.name.to_ascii_lowercase();
+        let understood = UNDERSTOOD.iter().any(|u| name == u.to_ascii_lowercase())
+            || UNDERSTOOD_FAMILIES
+                .iter()
+                .any(|f| name.starts_with(&f.to_ascii_lowercase()));
         let default_transforms = d.name.eq_ignore_ascii_case("SecDefaultAction")
             && d.actions.iter().any(|a| {
                 a.name == "t"
@@ -102,8 +128,7 @@ fn analysable(sources: &[(&str, Vec<Directive>)]) -> bool {
                         .eq_ignore_ascii_case("none")
             });
         let skips = d.links.iter().any(|l| l.has_action("skip"));
-        let separator = d.name.eq_ignore_ascii_case("SecArgumentSeparator");
-        !default_transforms && !skips && !separator
+        understood && !default_transforms && !skips
     })
 }
 
@@ -165,5 +190,30 @@ mod tests {
         assert_eq!(class_of("/search?q=caf%C3%A9", &curl), Some(3));
         assert_eq!(class_of("/search?q=(1)", &curl), Some(3));
         assert_eq!(class_of("/search?q=caf%C3%A9", &odd_field), None);
+    }
+
+    #[test]
+    fn directives_it_does_not_understand_turn_the_narrower_sets_off() {
+        let dir = Path::new("/");
+        let sets = |text: &str| {
+            let parsed = [("t", crate::cdn::waf::seclang::parse(text, dir).unwrap())];
+            rule_sets(&parsed, true).len()
+        };
+        let rule = "SecRule ARGS \"@rx <\" \"id:1,deny\"\n";
+        assert_eq!(sets(rule), 5);
+        assert_eq!(
+            sets(&format!("{rule}SecRuleRemoveById 1\nSecMarker END")),
+            5
+        );
+        for other in [
+            "SecRuleUpdateTargetById 1 REQUEST_HEADERS",
+            "SecRuleUpdateActionById 1 \"t:base64Decode\"",
+            "SecArgumentSeparator ;",
+            "Include other.conf",
+            "SecDefaultAction \"phase:2,t:urlDecode\"",
+            "SecRule ARGS \"@rx a\" \"id:2,skip:1\"",
+        ] {
+            assert_eq!(sets(&format!("{rule}{other}")), 1, "{other}");
+        }
     }
 }

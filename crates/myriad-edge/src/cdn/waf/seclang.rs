@@ -134,7 +134,8 @@ pub fn parse(text: &str, data_dir: &Path) -> Result<Vec<Directive>, SeclangError
                 });
             };
             let mut operator = parse_operator(operator);
-            if FROM_FILE.contains(&operator.name.as_str()) && !operator.param.starts_with('/') {
+            let relative = !operator.param.starts_with('/') && !operator.param.contains("://");
+            if FROM_FILE.contains(&operator.name.as_str()) && relative {
                 let absolute = data_dir.join(&operator.param).display().to_string();
                 let as_written = format!("@{} {}", operator.name, operator.param);
                 if !written.contains(&as_written) {
