@@ -26,6 +26,14 @@ pub struct WafCostArgs {
 
 const INITIALIZATION: &str = "REQUEST-901-INITIALIZATION.conf";
 
+/// Alternating turns of the comparison with and without the narrower sets.
+const TURNS: usize = 9;
+
+/// The fastest turn: the one least disturbed by the rest of this machine.
+fn fastest(v: &[f64]) -> f64 {
+    v.iter().copied().fold(f64::INFINITY, f64::min)
+}
+
 pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
     let defaults = WafConfig::default();
     let mut files: Vec<PathBuf> = std::fs::read_dir(&defaults.rules_dir)
@@ -48,7 +56,7 @@ pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
         .context("the CRS has no initialization file")?
         .clone();
     let scratch = std::env::temp_dir().join(format!("myriad-bench-waf-{}", std::process::id()));
-    let measure = |name: &str, rules: &[&Path], head: &Head, narrow: bool| -> anyhow::Result<f64> {
+    let measure = |name: &str, rules: &[&Path], head: &Head| -> anyhow::Result<f64> {
         let dir = scratch.join(name);
         std::fs::create_dir_all(&dir)?;
         // Rule files find their data files (`@pmFromFile`) next to themselves.
@@ -66,7 +74,7 @@ pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
         let waf = Waf::load(&WafConfig {
             rules_dir: dir,
             verdict_cache_bytes: 0,
-            narrow_rule_sets: narrow,
+            narrow_rule_sets: false,
             ..defaults.clone()
         })?;
         Ok(microseconds_per_request(&waf, args.requests, head))
@@ -80,26 +88,46 @@ pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
         let before = crate::server::rss_mb(me).unwrap_or(f64::NAN);
         let whole_only = Waf::load(&WafConfig {
             narrow_rule_sets: false,
+            verdict_cache_bytes: 0,
             ..defaults.clone()
         })?;
         let after_whole = crate::server::rss_mb(me).unwrap_or(f64::NAN);
-        let with_narrower = Waf::load(&defaults)?;
+        let with_narrower = Waf::load(&WafConfig {
+            verdict_cache_bytes: 0,
+            ..defaults.clone()
+        })?;
         let after_all = crate::server::rss_mb(me).unwrap_or(f64::NAN);
         report
             .field("mb_rss_whole_set", after_whole - before)
             .field("mb_rss_with_narrower_sets", after_all - after_whole);
-        drop((whole_only, with_narrower));
-        let engine = measure("none", &[], &BROWSER, false)?;
-        let whole: Vec<&Path> = conf.iter().map(PathBuf::as_path).collect();
+        let engine = measure("none", &[], &BROWSER)?;
         report.field("us_engine_without_rules", engine);
+        // The whole CRS with and without its narrower sets, in alternating turns (this
+        // machine's speed drifts by half within a minute), the fastest turn of each.
         for head in [&MINIMAL, &BROWSER, &ENCODED] {
-            let all = measure(&format!("crs-{}", head.name), &whole, head, false)?;
-            let narrow = measure(&format!("crs-{}-narrow", head.name), &whole, head, true)?;
+            let mut all = Vec::with_capacity(TURNS);
+            let mut narrow = Vec::with_capacity(TURNS);
+            for _ in 0..TURNS {
+                all.push(microseconds_per_request(
+                    &whole_only,
+                    args.requests / TURNS,
+                    head,
+                ));
+                narrow.push(microseconds_per_request(
+                    &with_narrower,
+                    args.requests / TURNS,
+                    head,
+                ));
+            }
             report
-                .field(format!("us_crs_{}_head", head.name), all)
-                .field(format!("us_crs_{}_head_narrowest_set", head.name), narrow);
+                .field(format!("us_crs_{}_head", head.name), fastest(&all))
+                .field(
+                    format!("us_crs_{}_head_narrowest_set", head.name),
+                    fastest(&narrow),
+                );
         }
-        let initialized = measure("init", &[init.as_path()], &BROWSER, false)?;
+        drop((whole_only, with_narrower));
+        let initialized = measure("init", &[init.as_path()], &BROWSER)?;
         report.field("us_crs_initialization", initialized - engine);
         if args.per_file {
             for f in conf.iter().filter(|f| **f != init) {
@@ -107,7 +135,7 @@ pub fn run(args: WafCostArgs) -> anyhow::Result<Report> {
                     .file_stem()
                     .map(|s| s.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let us = measure(&stem, &[init.as_path(), f.as_path()], &BROWSER, false)?;
+                let us = measure(&stem, &[init.as_path(), f.as_path()], &BROWSER)?;
                 report.field(format!("us_plus_{stem}"), us - initialized);
             }
         }

@@ -167,12 +167,15 @@ fn http_waf_compares_with_nginx_and_modsecurity() {
     ]);
     assert_eq!(r["scenario"], "http-waf");
     for peer in ["myriad", "nginx"] {
-        for field in ["rps_1k", "rps_1k_distinct_heads"] {
+        for field in ["rps_1k", "rps_1k_distinct_ids", "rps_1k_distinct_referers"] {
             let v = &r[format!("{peer}_{field}")];
             assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
         }
     }
-    assert!(r["rps_1k_distinct_heads_vs_nginx"].as_f64().is_some());
+    for varied in ["distinct_ids", "distinct_referers"] {
+        let field = format!("rps_1k_{varied}_vs_nginx");
+        assert!(r[&field].as_f64().is_some(), "{field} in {r}");
+    }
 }
 
 #[test]

@@ -39,8 +39,9 @@ const LARGE: &str = "/obj/1048576";
 struct Round {
     small: wrk::Load,
     large: wrk::Load,
-    /// With `--waf`: cached 1 KiB with a head of its own for every request.
-    distinct: Option<wrk::Load>,
+    /// With `--waf`: cached 1 KiB with a head of its own for every request, one load per
+    /// `VARIED_HEADS` script.
+    varied: Vec<wrk::Load>,
 }
 
 pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
@@ -66,10 +67,14 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         prepare(&client, &origin, &peer, *kind, args.waf).await?;
         peers.push((*kind, peer));
     }
-    let script =
-        std::env::temp_dir().join(format!("myriad-bench-distinct-{}.lua", std::process::id()));
+    let mut scripts = Vec::new();
     if args.waf {
-        std::fs::write(&script, DISTINCT_HEADS)?;
+        for (name, request) in VARIED_HEADS {
+            let path = std::env::temp_dir()
+                .join(format!("myriad-bench-{name}-{}.lua", std::process::id()));
+            std::fs::write(&path, format!("{CHROMIUM_FIELDS}{request}"))?;
+            scripts.push(path);
+        }
     }
     let cpu_before: Vec<Option<f64>> = peers
         .iter()
@@ -81,22 +86,21 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         for ((_, peer), rounds) in peers.iter().zip(&mut measured) {
             let small = blocking_wrk(&peer.url, SMALL, load, duration, None).await?;
             let large = blocking_wrk(&peer.url, LARGE, load, duration, None).await?;
-            let distinct = if args.waf {
-                // Every request with a head of its own (a header no cache key includes):
-                // what the WAF costs when no verdict can be reused.
+            let mut varied = Vec::with_capacity(scripts.len());
+            for script in &scripts {
                 let script = Some(script.clone());
-                Some(blocking_wrk(&peer.url, SMALL, load, duration, script).await?)
-            } else {
-                None
-            };
+                varied.push(blocking_wrk(&peer.url, SMALL, load, duration, script).await?);
+            }
             rounds.push(Round {
                 small,
                 large,
-                distinct,
+                varied,
             });
         }
     }
-    let _ = std::fs::remove_file(&script);
+    for script in &scripts {
+        let _ = std::fs::remove_file(script);
+    }
     for (i, (kind, peer)) in peers.iter().enumerate() {
         let name = kind.name();
         let cpu = tree_cpu_seconds(peer.pid())
@@ -109,15 +113,15 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             .iter()
             .map(|r| (r.small.requests_per_s + r.large.requests_per_s) * duration.as_secs_f64())
             .sum();
-        if args.waf {
+        for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.len()) {
             report
                 .field(
-                    format!("{name}_rps_1k_distinct_heads"),
-                    med(&|r| r.distinct.as_ref().map(|d| d.requests_per_s)),
+                    format!("{name}_rps_1k_{varied}"),
+                    med(&|r| r.varied.get(v).map(|d| d.requests_per_s)),
                 )
                 .field(
-                    format!("{name}_p99_1k_distinct_heads_ms"),
-                    med(&|r| r.distinct.as_ref().map(|d| d.p99_ms)),
+                    format!("{name}_p99_1k_{varied}_ms"),
+                    med(&|r| r.varied.get(v).map(|d| d.p99_ms)),
                 );
         }
         report
@@ -174,13 +178,13 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
                 per_round(&|r| Some(r.large.p99_ms), false),
             );
         if let Some(nginx) = peers.iter().position(|(k, _)| *k == Kind::Nginx) {
-            let ratio = median((0..rounds).filter_map(|r| {
-                let mine = measured[ours][r].distinct.as_ref()?.requests_per_s;
-                let theirs = measured[nginx][r].distinct.as_ref()?.requests_per_s;
-                (theirs > 0.0).then(|| mine / theirs)
-            }));
-            if ratio.is_some() {
-                report.field("rps_1k_distinct_heads_vs_nginx", ratio);
+            for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.len()) {
+                let ratio = median((0..rounds).filter_map(|r| {
+                    let mine = measured[ours][r].varied.get(v)?.requests_per_s;
+                    let theirs = measured[nginx][r].varied.get(v)?.requests_per_s;
+                    (theirs > 0.0).then(|| mine / theirs)
+                }));
+                report.field(format!("rps_1k_{varied}_vs_nginx"), ratio);
             }
         }
     }
@@ -258,9 +262,9 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
     }
 }
 
-/// A wrk script sending the fields Chromium sends for a page (Client Hints with their
-/// quotes included), each request with an `X-Request-Id` of its own.
-const DISTINCT_HEADS: &str = r#"
+/// The start of a wrk script: the fields Chromium sends for a page (Client Hints with
+/// their quotes included).
+const CHROMIUM_FIELDS: &str = r#"
 wrk.headers["User-Agent"] = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0.0.0 Safari/537.36"
 wrk.headers["Accept"] = "text/html,application/xhtml+xml,application/xml;q=0.9,image/avif,image/webp,image/apng,*/*;q=0.8"
 wrk.headers["Accept-Encoding"] = "gzip, deflate, br"
@@ -273,12 +277,33 @@ wrk.headers["Sec-Fetch-Mode"] = "navigate"
 wrk.headers["Sec-Fetch-Dest"] = "document"
 wrk.headers["Upgrade-Insecure-Requests"] = "1"
 local n = 0
+"#;
+
+/// With `--waf`, heads that differ in every request (in a field no cache key includes), by
+/// what differs: a request id (the rules cannot match on its digits, so a verdict may be
+/// reused), and the Referer (which rules inspect: every head is judged anew).
+const VARIED_HEADS: [(&str, &str); 2] = [
+    (
+        "distinct_ids",
+        r#"
 request = function()
   n = n + 1
   wrk.headers["X-Request-Id"] = tostring(n)
   return wrk.format(nil, nil, wrk.headers)
 end
-"#;
+"#,
+    ),
+    (
+        "distinct_referers",
+        r#"
+request = function()
+  n = n + 1
+  wrk.headers["Referer"] = "https://site.test/articles/page-" .. n .. "?from=home"
+  return wrk.format(nil, nil, wrk.headers)
+end
+"#,
+    ),
+];
 
 async fn blocking_wrk(
     base: &str,

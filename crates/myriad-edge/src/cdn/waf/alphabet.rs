@@ -1,7 +1,7 @@
 //! Sets of bytes: the bytes a request's text is made of, and the bytes a rule could see after
 //! its transformations.
 
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Alphabet([u64; 4]);
 
 impl Alphabet {

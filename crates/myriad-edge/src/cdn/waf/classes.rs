@@ -11,7 +11,7 @@ use std::path::Path;
 
 use super::alphabet::Alphabet;
 use super::reach;
-use super::seclang::Directive;
+use super::seclang::{Directive, RuleLink};
 use super::shape::Shape;
 
 /// Bytes none of whose narrow classes hold: quotes, angle brackets, escapes, encodings and
@@ -44,12 +44,17 @@ fn classes() -> [Shape; 4] {
 /// A source's text for one rule set: its name, the directives kept, how many rules.
 pub type Loadable<'a> = (&'a str, String, usize);
 
+/// A rule set to load: its class, each source's text, and the rules (links of chains
+/// included) that read request fields' values.
+pub struct Planned<'a> {
+    pub class: Shape,
+    pub texts: Vec<Loadable<'a>>,
+    pub field_readers: Vec<RuleLink>,
+}
+
 /// For each class (narrowest first, if `narrow`; the whole set last, for any request), the
 /// text of each source with the rules the class needs.
-pub fn rule_sets<'a>(
-    sources: &'a [(&'a str, Vec<Directive>)],
-    narrow: bool,
-) -> Vec<(Shape, Vec<Loadable<'a>>)> {
+pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> Vec<Planned<'a>> {
     let mut classes: Vec<Shape> = if narrow && analysable(sources) {
         classes().to_vec()
     } else {
@@ -59,6 +64,7 @@ pub fn rule_sets<'a>(
     classes
         .into_iter()
         .map(|class| {
+            let mut field_readers = Vec::new();
             let texts = sources
                 .iter()
                 .map(|(name, directives)| {
@@ -70,11 +76,17 @@ pub fn rule_sets<'a>(
                         // `SecRule` without actions as continuing on the next line.
                         text.push_str("\n\n");
                         rules += usize::from(!d.links.is_empty());
+                        field_readers
+                            .extend(d.links.iter().filter(|l| reach::reads_fields(l)).cloned());
                     }
                     (*name, text, rules)
                 })
                 .collect();
-            (class, texts)
+            Planned {
+                class,
+                texts,
+                field_readers,
+            }
         })
         .collect()
 }

@@ -8,13 +8,12 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use http::HeaderMap;
 use modsecurity::{ModSecurity, Rules};
-use moka::sync::Cache;
 
 use shape::Shape;
+use verdicts::Verdicts;
 
 mod alphabet;
 mod classes;
@@ -23,6 +22,7 @@ mod reach;
 mod same_verdicts;
 mod seclang;
 mod shape;
+mod verdicts;
 
 #[derive(Debug, Clone)]
 pub struct WafConfig {
@@ -80,12 +80,7 @@ pub struct Waf {
     /// All the rules, for any request.
     whole: RuleSet,
     blocking: bool,
-    /// Verdicts of bodiless requests by their exact head. With the rules the edge loads
-    /// (no IP reputation or DoS counters enabled) a verdict is a pure function of the
-    /// request, so an identical head gets the same verdict without a libmodsecurity
-    /// transaction (~0.4 ms of CPU each). Keyed by the whole head, not a hash of it: no
-    /// collision can borrow another request's verdict.
-    verdicts: Cache<String, Option<Verdict>>,
+    verdicts: Verdicts,
     next_id: AtomicU64,
 }
 
@@ -95,10 +90,9 @@ struct RuleSet {
     rules: Rules,
     /// `SecRule`s loaded (a chain counts once).
     rule_count: usize,
+    /// The rules (chain links included) that read request fields' values.
+    field_readers: Vec<seclang::RuleLink>,
 }
-
-/// Heads longer than this are always evaluated.
-const VERDICT_KEY_MAX_BYTES: usize = 4096;
 
 impl Waf {
     pub fn load(config: &WafConfig) -> Result<Self, WafError> {
@@ -151,17 +145,18 @@ impl Waf {
         }
         let mut sets = classes::rule_sets(&parsed, config.narrow_rule_sets)
             .into_iter()
-            .map(|(shape, texts)| {
+            .map(|planned| {
                 let mut rules = Rules::new();
                 let mut rule_count = 0;
-                for (name, text, count) in texts {
+                for (name, text, count) in planned.texts {
                     rules.add_plain(&text).map_err(|e| err(name, &e))?;
                     rule_count += count;
                 }
                 Ok(RuleSet {
-                    shape,
+                    shape: planned.class,
                     rules,
                     rule_count,
+                    field_readers: planned.field_readers,
                 })
             })
             .collect::<Result<Vec<_>, WafError>>()?;
@@ -180,13 +175,7 @@ impl Waf {
             whole,
             blocking: config.blocking,
             next_id: AtomicU64::new(1),
-            verdicts: Cache::builder()
-                .max_capacity(config.verdict_cache_bytes)
-                .weigher(|k: &String, _: &Option<Verdict>| {
-                    u32::try_from(k.len() + 64).unwrap_or(u32::MAX)
-                })
-                .time_to_live(Duration::from_secs(600))
-                .build(),
+            verdicts: Verdicts::new(config.verdict_cache_bytes),
         })
     }
 
@@ -199,24 +188,26 @@ impl Waf {
         if body.is_some() {
             return self.evaluate(&self.whole, request, body, log_debug);
         }
-        let Some(key) = head_key(request) else {
-            return self.evaluate(self.rules_for(request), request, None, log_debug);
+        let (index, set) = self.rules_for(request);
+        let Some(key) = self.verdicts.key(index, &set.field_readers, request) else {
+            return self.evaluate(set, request, None, log_debug);
         };
         if let Some(v) = self.verdicts.get(&key) {
             return v;
         }
-        let v = self.evaluate(self.rules_for(request), request, None, log_debug);
+        let v = self.evaluate(set, request, None, log_debug);
         self.verdicts.insert(key, v.clone());
         v
     }
 
-    /// The narrowest rule set for a bodiless request.
-    fn rules_for(&self, request: &Inspected<'_>) -> &RuleSet {
+    /// The narrowest rule set for a bodiless request, and its index.
+    fn rules_for(&self, request: &Inspected<'_>) -> (usize, &RuleSet) {
         let shape = Shape::of(request);
         self.narrower
             .iter()
-            .find(|s| shape.within(&s.shape))
-            .unwrap_or(&self.whole)
+            .enumerate()
+            .find(|(_, s)| shape.within(&s.shape))
+            .unwrap_or((self.narrower.len(), &self.whole))
     }
 
     fn evaluate(
@@ -276,25 +267,6 @@ pub struct Inspected<'a> {
     /// HTTP version as the rules know it: "1.0", "1.1" or "2.0".
     pub version: &'a str,
     pub headers: &'a HeaderMap,
-}
-
-/// The request head as one string (method, target, version, fields in order), if short
-/// enough.
-fn head_key(request: &Inspected<'_>) -> Option<String> {
-    let mut key = String::with_capacity(256);
-    for part in [request.method, " ", request.target, " ", request.version] {
-        key.push_str(part);
-    }
-    for (name, value) in request.headers {
-        key.push('\n');
-        key.push_str(name.as_str());
-        key.push(':');
-        key.push_str(&String::from_utf8_lossy(value.as_bytes()));
-        if key.len() > VERDICT_KEY_MAX_BYTES {
-            return None;
-        }
-    }
-    Some(key)
 }
 
 fn log_debug(message: Option<&str>) {

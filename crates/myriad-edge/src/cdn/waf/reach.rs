@@ -32,6 +32,53 @@ pub fn may_match(
             _ => return true,
         }
     }
+    operator_may_match_over(link, input, phrases)
+}
+
+/// Whether `link` reads request fields' values (or the whole request).
+pub fn reads_fields(link: &RuleLink) -> bool {
+    link.targets.iter().any(|t| {
+        matches!(
+            t.name.as_str(),
+            "REQUEST_HEADERS" | "FULL_REQUEST" | "FULL_REQUEST_LENGTH"
+        )
+    })
+}
+
+/// Whether `link` could match on the value of the request field `field` (lower case) when
+/// that value is made of `value`'s bytes. True when the link reads something that may
+/// carry the value other than the field itself (the whole request).
+pub fn may_match_field(
+    link: &RuleLink,
+    field: &str,
+    value: Alphabet,
+    phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
+) -> bool {
+    let mut reads = false;
+    for t in &link.targets {
+        match t.name.as_str() {
+            "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => return true,
+            // An exclusion (`!REQUEST_HEADERS:Referer`) is not counted on: reading more
+            // only keeps more.
+            "REQUEST_HEADERS" if !t.counted && !t.excluded => {
+                reads |= match t.selector.as_deref() {
+                    None => true,
+                    Some(pattern) if pattern.starts_with('/') => true,
+                    Some(name) => name.eq_ignore_ascii_case(field),
+                };
+            }
+            _ => {}
+        }
+    }
+    reads && (link.operator.negated || operator_may_match_over(link, value, phrases))
+}
+
+/// Whether the operator could match after the transformations of values over `input`.
+fn operator_may_match_over(
+    link: &RuleLink,
+    input: Alphabet,
+    phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
+) -> bool {
     // Every stage of the transformation pipeline: `multiMatch` runs the operator after
     // each, and a union of stages is never smaller than the last one.
     let mut value = input.case_closed();
@@ -482,6 +529,37 @@ mod tests {
         // Not understood: the caller keeps the rule.
         assert_eq!(rx("(?R)", b"a"), None);
         assert_eq!(rx(r"\p{L}", b"a"), None);
+    }
+
+    #[test]
+    fn a_field_value_that_no_rule_can_match_on() {
+        let none = |_: &str| None;
+        let digits = Alphabet::of(b"0123456789");
+        let field = |rule: &str, name: &str, value: Alphabet| {
+            may_match_field(&link(rule), name, value, &none)
+        };
+        let all_fields = r#"SecRule REQUEST_HEADERS "@rx [a-z]" "id:1""#;
+        assert!(!field(all_fields, "x-request-id", digits));
+        assert!(field(all_fields, "x-request-id", Alphabet::of(b"a1")));
+        let one = r#"SecRule REQUEST_HEADERS:X-Request-Id "@rx ^\d+$" "id:1""#;
+        assert!(field(one, "x-request-id", digits));
+        assert!(!field(one, "x-trace", Alphabet::ALL), "another field");
+        let pattern = r#"SecRule REQUEST_HEADERS:/^x-/ "@rx ." "id:1""#;
+        assert!(
+            field(pattern, "traceparent", digits),
+            "a pattern may name any field"
+        );
+        let negated = r#"SecRule REQUEST_HEADERS "!@rx [a-z]" "id:1""#;
+        assert!(field(negated, "x-request-id", digits));
+        let whole = r#"SecRule FULL_REQUEST "@rx [a-z]" "id:1""#;
+        assert!(field(whole, "x-request-id", digits));
+        let count = r#"SecRule &REQUEST_HEADERS "@gt 0" "id:1""#;
+        assert!(
+            !field(count, "x-request-id", digits),
+            "a count reads no value"
+        );
+        let other = r#"SecRule ARGS "@rx ." "id:1""#;
+        assert!(!field(other, "x-request-id", digits));
     }
 
     #[test]

@@ -220,10 +220,10 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
                 version: "1.1",
                 headers: &headers,
             };
-            let set = probe.waf.rules_for(&request);
-            let Some(index) = probe.waf.narrower.iter().position(|s| std::ptr::eq(s, set)) else {
+            let (index, set) = probe.waf.rules_for(&request);
+            if index == probe.waf.narrower.len() {
                 continue;
-            };
+            }
             let narrow = probe.run(set, &target, &headers);
             let whole = probe.run(&probe.waf.whole, &target, &headers);
             assert_eq!(
@@ -244,4 +244,84 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
             "set {index}: rules matched only {flagged} of {n}"
         );
     }
+}
+
+/// A remembered verdict answers only for requests the rules judge alike: field values left
+/// out of the key never change a verdict.
+#[test]
+fn remembered_verdicts_answer_only_for_requests_judged_alike() {
+    let waf = Waf::load(&WafConfig::default()).expect("CRS loads");
+    let client: SocketAddr = ([192, 0, 2, 1], 50_000).into();
+    let judge = |headers: &HeaderMap, remembered: bool| {
+        let request = Inspected {
+            client,
+            method: "GET",
+            target: "/index.html?v=3",
+            version: "1.1",
+            headers,
+        };
+        if remembered {
+            waf.check(&request, None)
+        } else {
+            waf.evaluate(&waf.whole, &request, None, |_| {})
+        }
+    };
+    let with = |name: &'static str, value: &str| {
+        let mut h = browser_headers();
+        h.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(value).unwrap(),
+        );
+        h
+    };
+    // Request ids and trace contexts share one verdict: their keys are the same.
+    let key = |h: &HeaderMap| {
+        let request = Inspected {
+            client,
+            method: "GET",
+            target: "/index.html?v=3",
+            version: "1.1",
+            headers: h,
+        };
+        let (index, set) = waf.rules_for(&request);
+        waf.verdicts.key(index, &set.field_readers, &request)
+    };
+    assert_eq!(
+        key(&with("x-request-id", "1")),
+        key(&with("x-request-id", "982734"))
+    );
+    assert_eq!(
+        key(&with(
+            "traceparent",
+            "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        )),
+        key(&with(
+            "traceparent",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+        ))
+    );
+    assert_ne!(key(&with("user-agent", "a")), key(&with("user-agent", "b")));
+    // Every attack and random text in a field, judged after plain values were remembered:
+    // the same verdict as the whole rule set's without memory.
+    for i in 0..50 {
+        judge(&with("x-custom", &i.to_string()), true);
+    }
+    let mut texts: Vec<String> = ATTACKS.iter().map(|s| (*s).to_owned()).collect();
+    let mut seed = 0x2545_F491_4F6C_DD1D;
+    let printable: Vec<u8> = (b' '..=b'~').collect();
+    for len in [1, 3, 8, 21] {
+        for _ in 0..30 {
+            texts.push(random_text(&printable, &mut seed, len));
+        }
+    }
+    let mut flagged = 0;
+    for text in texts.iter().filter(|t| HeaderValue::from_str(t).is_ok()) {
+        for name in ["x-custom", "referer", "accept-language"] {
+            let h = with(name, text);
+            let whole = judge(&h, false);
+            assert_eq!(judge(&h, true), whole, "{name}: {text}");
+            flagged += usize::from(whole.is_some());
+        }
+    }
+    assert!(flagged >= 5, "only {flagged} flagged");
 }
