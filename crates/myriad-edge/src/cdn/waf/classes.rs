@@ -10,9 +10,10 @@
 use std::path::Path;
 
 use super::alphabet::Alphabet;
-use super::reach;
-use super::seclang::{Directive, RuleLink};
+use super::reach::Prepared;
+use super::seclang::Directive;
 use super::shape::Shape;
+use super::verdicts::FieldReaders;
 
 /// Bytes none of whose narrow classes hold: quotes, angle brackets, escapes, encodings and
 /// the shell's and SQL's punctuation.
@@ -49,7 +50,7 @@ pub type Loadable<'a> = (&'a str, String, usize);
 pub struct Planned<'a> {
     pub class: Shape,
     pub texts: Vec<Loadable<'a>>,
-    pub field_readers: Vec<RuleLink>,
+    pub field_readers: FieldReaders,
 }
 
 /// For each class (narrowest first, if `narrow`; the whole set last, for any request), the
@@ -61,23 +62,41 @@ pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> 
         Vec::new()
     };
     classes.push(Shape::ANY);
+    // Each rule's links, read once for every class.
+    let prepared: Vec<Vec<Vec<Prepared>>> = sources
+        .iter()
+        .map(|(_, directives)| {
+            directives
+                .iter()
+                .map(|d| d.links.iter().map(|l| Prepared::new(l, &phrases)).collect())
+                .collect()
+        })
+        .collect();
     classes
         .into_iter()
         .map(|class| {
-            let mut field_readers = Vec::new();
+            let mut field_readers = FieldReaders::default();
             let texts = sources
                 .iter()
-                .map(|(name, directives)| {
+                .zip(&prepared)
+                .map(|((name, directives), links)| {
                     let mut text = String::new();
                     let mut rules = 0;
-                    for d in directives.iter().filter(|d| needed(d, &class)) {
+                    for (d, links) in directives.iter().zip(links) {
+                        // A chain runs nothing unless its first rule matches.
+                        let needed = class == Shape::ANY
+                            || links.first().is_none_or(|first| first.may_match(&class));
+                        if !needed {
+                            continue;
+                        }
                         text.push_str(&d.text);
                         // An empty line between directives: libmodsecurity reads a
                         // `SecRule` without actions as continuing on the next line.
                         text.push_str("\n\n");
-                        rules += usize::from(!d.links.is_empty());
-                        field_readers
-                            .extend(d.links.iter().filter(|l| reach::reads_fields(l)).cloned());
+                        rules += usize::from(!links.is_empty());
+                        for link in links.iter().filter(|l| l.reads_fields()) {
+                            field_readers.add(link.clone());
+                        }
                     }
                     (*name, text, rules)
                 })
@@ -89,14 +108,6 @@ pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> 
             }
         })
         .collect()
-}
-
-fn needed(d: &Directive, class: &Shape) -> bool {
-    match d.links.first() {
-        // A chain runs nothing unless its first rule matches.
-        Some(first) => *class == Shape::ANY || reach::may_match(first, class, &phrases),
-        None => true,
-    }
 }
 
 /// Directives that change nothing `reach` relies on: rules, markers, removals, and the

@@ -91,7 +91,7 @@ struct RuleSet {
     /// `SecRule`s loaded (a chain counts once).
     rule_count: usize,
     /// The rules (chain links included) that read request fields' values.
-    field_readers: Vec<seclang::RuleLink>,
+    field_readers: verdicts::FieldReaders,
 }
 
 impl Waf {

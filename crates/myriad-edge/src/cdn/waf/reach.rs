@@ -11,83 +11,171 @@
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::alphabet::Alphabet;
-use super::seclang::RuleLink;
+use super::seclang::{RuleLink, Target};
 use super::shape::{Shape, Source};
 
-/// Whether `link` could match a bodiless request of the given shape (its bytes by source).
-/// `phrases` reads an `@pmFromFile` list.
-pub fn may_match(
-    link: &RuleLink,
-    request: &Shape,
-    phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
-) -> bool {
-    if link.operator.negated {
-        return true;
-    }
-    // What the targets can hold; an exclusion adds nothing.
-    let mut input = Alphabet::EMPTY;
-    for t in link.targets.iter().filter(|t| !t.excluded) {
-        match Source::of_variable(&t.name) {
-            Some(source) if !t.counted => input = input.union(request.get(source)),
-            _ => return true,
-        }
-    }
-    operator_may_match_over(link, input, phrases)
+/// A rule link read once, to be asked about many alphabets without parsing again.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    targets: Vec<Target>,
+    transformations: Vec<String>,
+    negated: bool,
+    operator: Operator,
 }
 
-/// Whether `link` reads request fields' values (or the whole request).
-pub fn reads_fields(link: &RuleLink) -> bool {
-    link.targets.iter().any(|t| {
-        matches!(
-            t.name.as_str(),
-            "REQUEST_HEADERS" | "FULL_REQUEST" | "FULL_REQUEST_LENGTH"
-        )
-    })
+/// What an operator needs of a value's bytes to match.
+#[derive(Debug, Clone)]
+enum Operator {
+    /// A pattern (widened to what `regex_syntax` reads).
+    Pattern(Box<Hir>),
+    /// Any of these phrases.
+    Phrases(Vec<Vec<u8>>),
+    /// This text (`@contains`, `@streq`, ...).
+    Text(Vec<u8>),
+    /// A byte outside these.
+    ByteOutside(Alphabet),
+    /// This byte (`%` for `@validateUrlEncoding`).
+    Byte(u8),
+    /// A byte beyond ASCII (`@validateUtf8Encoding`).
+    NonAscii,
+    /// Not understood, or computed per request (`%{...}`): may match anything.
+    Anything,
 }
 
-/// Whether `link` could match on the value of the request field `field` (lower case) when
-/// that value is made of `value`'s bytes. True when the link reads something that may
-/// carry the value other than the field itself (the whole request).
-pub fn may_match_field(
-    link: &RuleLink,
-    field: &str,
-    value: Alphabet,
-    phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
-) -> bool {
-    let mut reads = false;
-    for t in &link.targets {
-        match t.name.as_str() {
-            "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => return true,
-            // An exclusion (`!REQUEST_HEADERS:Referer`) is not counted on: reading more
-            // only keeps more.
-            "REQUEST_HEADERS" if !t.counted && !t.excluded => {
-                reads |= match t.selector.as_deref() {
-                    None => true,
-                    Some(pattern) if pattern.starts_with('/') => true,
-                    Some(name) => name.eq_ignore_ascii_case(field),
-                };
+impl Prepared {
+    /// `phrases` reads an `@pmFromFile` list.
+    pub fn new(link: &RuleLink, phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>) -> Self {
+        let (name, param) = (link.operator.name.as_str(), link.operator.param.as_str());
+        let operator = if param.contains("%{") {
+            Operator::Anything
+        } else {
+            match name {
+                "rx" => {
+                    pattern(param).map_or(Operator::Anything, |h| Operator::Pattern(Box::new(h)))
+                }
+                "pm" => Operator::Phrases(
+                    param
+                        .split_whitespace()
+                        .map(|p| p.as_bytes().to_vec())
+                        .collect(),
+                ),
+                "pmFromFile" | "pmf" => {
+                    phrases(param).map_or(Operator::Anything, Operator::Phrases)
+                }
+                "contains" | "containsWord" | "beginsWith" | "endsWith" | "streq" => {
+                    Operator::Text(param.as_bytes().to_vec())
+                }
+                "validateByteRange" => {
+                    byte_ranges(param).map_or(Operator::Anything, Operator::ByteOutside)
+                }
+                "validateUrlEncoding" => Operator::Byte(b'%'),
+                "validateUtf8Encoding" => Operator::NonAscii,
+                _ => Operator::Anything,
             }
-            _ => {}
+        };
+        Self {
+            targets: link.targets.clone(),
+            transformations: link
+                .transformations()
+                .into_iter()
+                .map(str::to_owned)
+                .collect(),
+            negated: link.operator.negated,
+            operator,
         }
     }
-    reads && (link.operator.negated || operator_may_match_over(link, value, phrases))
-}
 
-/// Whether the operator could match after the transformations of values over `input`.
-fn operator_may_match_over(
-    link: &RuleLink,
-    input: Alphabet,
-    phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
-) -> bool {
-    // Every stage of the transformation pipeline: `multiMatch` runs the operator after
-    // each, and a union of stages is never smaller than the last one.
-    let mut value = input.case_closed();
-    let mut seen = value;
-    for t in link.transformations() {
-        value = transformed(t, value);
-        seen = seen.union(value);
+    /// Whether the link could match a bodiless request of the given shape (its bytes by
+    /// source).
+    pub fn may_match(&self, request: &Shape) -> bool {
+        if self.negated {
+            return true;
+        }
+        // What the targets can hold; an exclusion adds nothing.
+        let mut input = Alphabet::EMPTY;
+        for t in self.targets.iter().filter(|t| !t.excluded) {
+            match Source::of_variable(&t.name) {
+                Some(source) if !t.counted => input = input.union(request.get(source)),
+                _ => return true,
+            }
+        }
+        self.operator_may_match_over(input)
     }
-    operator_may_match(&link.operator.name, &link.operator.param, seen, phrases)
+
+    /// Whether the link reads request fields' values (or the whole request).
+    pub fn reads_fields(&self) -> bool {
+        self.targets.iter().any(|t| {
+            matches!(
+                t.name.as_str(),
+                "REQUEST_HEADERS" | "FULL_REQUEST" | "FULL_REQUEST_LENGTH"
+            )
+        })
+    }
+
+    /// The field the link reads by name (`REQUEST_HEADERS:Referer`), lower case, if that
+    /// is the only way it reads fields; `None` when it reads every field (or the request).
+    pub fn only_field(&self) -> Option<String> {
+        let mut only = None;
+        for t in self.targets.iter().filter(|t| !t.counted && !t.excluded) {
+            match (t.name.as_str(), t.selector.as_deref()) {
+                ("FULL_REQUEST" | "FULL_REQUEST_LENGTH", _) | ("REQUEST_HEADERS", None) => {
+                    return None
+                }
+                ("REQUEST_HEADERS", Some(sel)) if sel.starts_with('/') => return None,
+                ("REQUEST_HEADERS", Some(name)) => match &only {
+                    None => only = Some(name.to_ascii_lowercase()),
+                    Some(o) if *o == name.to_ascii_lowercase() => {}
+                    Some(_) => return None,
+                },
+                _ => {}
+            }
+        }
+        only
+    }
+
+    /// Whether the link could match on the value of the request field `field` (lower case)
+    /// when that value is made of `value`'s bytes. True when it reads something that may
+    /// carry the value other than the field itself (the whole request).
+    pub fn may_match_field(&self, field: &str, value: Alphabet) -> bool {
+        let mut reads = false;
+        for t in &self.targets {
+            match t.name.as_str() {
+                "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => return true,
+                // An exclusion (`!REQUEST_HEADERS:Referer`) is not counted on: reading more
+                // only keeps more.
+                "REQUEST_HEADERS" if !t.counted && !t.excluded => {
+                    reads |= match t.selector.as_deref() {
+                        None => true,
+                        Some(pattern) if pattern.starts_with('/') => true,
+                        Some(name) => name.eq_ignore_ascii_case(field),
+                    };
+                }
+                _ => {}
+            }
+        }
+        reads && (self.negated || self.operator_may_match_over(value))
+    }
+
+    /// Whether the operator could match after the transformations of values over `input`.
+    fn operator_may_match_over(&self, input: Alphabet) -> bool {
+        // Every stage of the transformation pipeline: `multiMatch` runs the operator after
+        // each, and a union of stages is never smaller than the last one.
+        let mut value = input.case_closed();
+        let mut seen = value;
+        for t in &self.transformations {
+            value = transformed(t, value);
+            seen = seen.union(value);
+        }
+        match &self.operator {
+            Operator::Pattern(hir) => hir_may_match(hir, seen),
+            Operator::Phrases(list) => list.iter().any(|p| seen.covers(p)),
+            Operator::Text(text) => seen.covers(text),
+            Operator::ByteOutside(allowed) => !seen.is_subset_of(allowed),
+            Operator::Byte(b) => seen.contains(*b),
+            Operator::NonAscii => seen.has_non_ascii(),
+            Operator::Anything => true,
+        }
+    }
 }
 
 /// The bytes a transformation can produce from values over `input` (a case-closed set).
@@ -117,32 +205,6 @@ fn transformed(name: &str, input: Alphabet) -> Alphabet {
     }
 }
 
-fn operator_may_match(
-    name: &str,
-    param: &str,
-    value: Alphabet,
-    phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
-) -> bool {
-    let any_phrase = |list: &[Vec<u8>]| list.iter().any(|p| value.covers(p));
-    if param.contains("%{") {
-        return true; // expanded per request
-    }
-    match name {
-        "rx" => regex_may_match(param, value).unwrap_or(true),
-        "pm" => param.split_whitespace().any(|p| value.covers(p.as_bytes())),
-        "pmFromFile" | "pmf" => phrases(param).is_none_or(|list| any_phrase(&list)),
-        "contains" | "containsWord" | "beginsWith" | "endsWith" | "streq" => {
-            value.covers(param.as_bytes())
-        }
-        "validateByteRange" => {
-            byte_ranges(param).is_none_or(|allowed| !value.is_subset_of(&allowed))
-        }
-        "validateUrlEncoding" => value.contains(b'%'),
-        "validateUtf8Encoding" => value.has_non_ascii(),
-        _ => true,
-    }
-}
-
 /// `1-255` or `9,10,13,32-126`.
 fn byte_ranges(param: &str) -> Option<Alphabet> {
     let mut set = Alphabet::EMPTY;
@@ -161,20 +223,18 @@ fn byte_ranges(param: &str) -> Option<Alphabet> {
     Some(set)
 }
 
-/// Whether a PCRE pattern could match some value over `value`; `None` when it is beyond
-/// what `relaxed` and `regex_syntax` read.
-pub fn regex_may_match(pattern: &str, value: Alphabet) -> Option<bool> {
-    let relaxed = relaxed(pattern)?;
-    let hir = regex_syntax::ParserBuilder::new()
+/// A PCRE pattern widened to what `regex_syntax` reads; `None` when it is beyond what
+/// `relaxed` and `regex_syntax` read.
+fn pattern(pcre: &str) -> Option<Hir> {
+    regex_syntax::ParserBuilder::new()
         .utf8(false)
         .unicode(false)
         .octal(true)
         .dot_matches_new_line(true)
         .nest_limit(1000)
         .build()
-        .parse(&relaxed)
-        .ok()?;
-    Some(hir_may_match(&hir, value))
+        .parse(&relaxed(pcre)?)
+        .ok()
 }
 
 /// Whether some string over `value` is in the language of `hir`, assertions ignored (a
@@ -481,7 +541,7 @@ mod tests {
     use super::*;
 
     fn rx(pattern: &str, alphabet: &[u8]) -> Option<bool> {
-        regex_may_match(pattern, Alphabet::of(alphabet).case_closed())
+        super::pattern(pattern).map(|h| hir_may_match(&h, Alphabet::of(alphabet).case_closed()))
     }
 
     #[test]
@@ -536,7 +596,7 @@ mod tests {
         let none = |_: &str| None;
         let digits = Alphabet::of(b"0123456789");
         let field = |rule: &str, name: &str, value: Alphabet| {
-            may_match_field(&link(rule), name, value, &none)
+            Prepared::new(&link(rule), &none).may_match_field(name, value)
         };
         let all_fields = r#"SecRule REQUEST_HEADERS "@rx [a-z]" "id:1""#;
         assert!(!field(all_fields, "x-request-id", digits));
@@ -595,7 +655,7 @@ mod tests {
         let words = |_: &str| Some(vec![b"nikto".to_vec(), b"<sqlmap".to_vec()]);
         let plain = Alphabet::printable_without(b"<>'\"%&\\");
         let request = Shape::new(plain, plain, plain, plain);
-        let may = |rule: &str| may_match(&link(rule), &request, &none);
+        let may = |rule: &str| Prepared::new(&link(rule), &none).may_match(&request);
         assert!(!may(r#"SecRule ARGS "@rx <script" "id:1""#));
         assert!(may(r#"SecRule ARGS "@rx (?i)union\s+select" "id:1""#));
         assert!(
@@ -622,23 +682,34 @@ mod tests {
         assert!(may(r#"SecRule ARGS "@eq 0" "id:1""#));
         assert!(may(r#"SecRule ARGS "@rx (?R)" "id:1""#), "not understood");
         let file = link(r#"SecRule REQUEST_HEADERS:User-Agent "@pmFromFile ua.data" "id:1""#);
-        assert!(may_match(&file, &request, &words));
+        let may_with = |phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>, request: &Shape| {
+            Prepared::new(&file, phrases).may_match(request)
+        };
+        assert!(may_with(&words, &request));
         let abc = Alphabet::of(b"abc");
         let letters = Shape::new(abc, abc, abc, abc);
-        assert!(!may_match(&file, &letters, &words));
-        assert!(may_match(&file, &letters, &none), "unreadable list");
+        assert!(!may_with(&words, &letters));
+        assert!(may_with(&none, &letters), "unreadable list");
         // Each target reads its own part of the request.
         let fields_only = Shape::new(abc, abc, abc, Alphabet::of(b"<"));
         let rule = |targets: &str| link(&format!("SecRule {targets} \"@rx <\" \"id:1\""));
-        assert!(!may_match(
-            &rule("ARGS|REQUEST_COOKIES|REQUEST_URI"),
-            &fields_only,
-            &none
-        ));
-        assert!(may_match(
-            &rule("ARGS|REQUEST_HEADERS:Referer"),
-            &fields_only,
-            &none
-        ));
+        let may_fields =
+            |targets: &str| Prepared::new(&rule(targets), &none).may_match(&fields_only);
+        assert!(!may_fields("ARGS|REQUEST_COOKIES|REQUEST_URI"));
+        assert!(may_fields("ARGS|REQUEST_HEADERS:Referer"));
+        // Which fields a rule reads.
+        let only = |targets: &str| Prepared::new(&rule(targets), &none).only_field();
+        assert_eq!(
+            only("ARGS|REQUEST_HEADERS:Referer").as_deref(),
+            Some("referer")
+        );
+        assert_eq!(only("REQUEST_HEADERS"), None);
+        assert_eq!(only("REQUEST_HEADERS:/^x-/"), None);
+        assert_eq!(
+            only("REQUEST_HEADERS:Referer|REQUEST_HEADERS:User-Agent"),
+            None
+        );
+        assert!(Prepared::new(&rule("&REQUEST_HEADERS"), &none).reads_fields());
+        assert!(!Prepared::new(&rule("ARGS"), &none).reads_fields());
     }
 }

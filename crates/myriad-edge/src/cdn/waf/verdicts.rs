@@ -10,14 +10,14 @@
 //! The key is the head itself, not a hash: no collision can borrow another request's
 //! verdict.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
-use http::HeaderName;
 use moka::sync::Cache;
 
 use super::alphabet::Alphabet;
-use super::seclang::RuleLink;
-use super::{classes, reach, Inspected, Verdict};
+use super::reach::Prepared;
+use super::{Inspected, Verdict};
 
 /// Heads longer than this are always evaluated.
 const KEY_MAX_BYTES: usize = 4096;
@@ -37,11 +37,29 @@ const INTERPRETED: [&str; 7] = [
 /// Stands for a left-out value (a byte no field value holds).
 const LEFT_OUT: char = '\u{1}';
 
+/// The rules of a set that read fields' values: those that read every field (or the whole
+/// request), and those that read one field by name.
+#[derive(Default)]
+pub struct FieldReaders {
+    every: Vec<Prepared>,
+    by_name: HashMap<String, Vec<Prepared>>,
+}
+
+impl FieldReaders {
+    pub fn add(&mut self, link: Prepared) {
+        match link.only_field() {
+            Some(name) => self.by_name.entry(name).or_default().push(link),
+            None => self.every.push(link),
+        }
+    }
+}
+
 pub struct Verdicts {
     verdicts: Cache<String, Option<Verdict>>,
     /// Whether a field's value, by the bytes it is made of, can move the verdict of a rule
-    /// set (by its index): a few thousand answers cover what clients send.
-    movable: Cache<(usize, HeaderName, Alphabet), bool>,
+    /// set (by its index); the field by name only where some rule reads it by name. A few
+    /// thousand answers cover what clients send.
+    movable: Cache<(usize, Option<String>, Alphabet), bool>,
 }
 
 impl Verdicts {
@@ -68,7 +86,12 @@ impl Verdicts {
 
     /// The key of a bodiless request judged by rule set `set` (whose rules reading field
     /// values are `readers`), if its head is short enough.
-    pub fn key(&self, set: usize, readers: &[RuleLink], request: &Inspected<'_>) -> Option<String> {
+    pub fn key(
+        &self,
+        set: usize,
+        readers: &FieldReaders,
+        request: &Inspected<'_>,
+    ) -> Option<String> {
         let mut key = String::with_capacity(256);
         key.push_str(itoa::Buffer::new().format(set));
         for part in [
@@ -86,7 +109,9 @@ impl Verdicts {
             key.push_str(name.as_str());
             key.push(':');
             let bytes = value.as_bytes();
-            if INTERPRETED.contains(&name.as_str()) || self.can_move(set, readers, name, bytes) {
+            if INTERPRETED.contains(&name.as_str())
+                || self.can_move(set, readers, name.as_str(), bytes)
+            {
                 key.push_str(&String::from_utf8_lossy(bytes));
             } else {
                 key.push(LEFT_OUT);
@@ -98,18 +123,21 @@ impl Verdicts {
         Some(key)
     }
 
-    fn can_move(&self, set: usize, readers: &[RuleLink], name: &HeaderName, value: &[u8]) -> bool {
+    fn can_move(&self, set: usize, readers: &FieldReaders, name: &str, value: &[u8]) -> bool {
         if !value.is_ascii() {
             return true; // the rules see it converted (U+FFFD for what is not UTF-8)
         }
         let alphabet = Alphabet::of(value);
-        let question = (set, name.clone(), alphabet);
+        let named = readers.by_name.get(name);
+        let question = (set, named.map(|_| name.to_owned()), alphabet);
         if let Some(answer) = self.movable.get(&question) {
             return answer;
         }
         let answer = readers
+            .every
             .iter()
-            .any(|l| reach::may_match_field(l, name.as_str(), alphabet, &classes::phrases));
+            .chain(named.into_iter().flatten())
+            .any(|l| l.may_match_field(name, alphabet));
         self.movable.insert(question, answer);
         answer
     }
