@@ -2,7 +2,9 @@
 //! `libmodsecurity-dev` and `modsecurity-crs`). Every request runs phases 1 and 2 (line,
 //! headers, arguments, and the body up to a limit) — cached GETs included: an attack in the
 //! URL is blocked even when the answer is in the cache, and CRS scores and decides in phase 2.
-//! Responses are not inspected.
+//! Responses are not inspected. A bodiless request is judged by the narrowest rule set whose
+//! class holds it (`classes`) and its verdict remembered (`verdicts`); both give the whole
+//! set's verdict.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -35,7 +37,7 @@ pub struct WafConfig {
     pub exclude: Vec<u32>,
     /// Block (403) rather than only log what the rules flag.
     pub blocking: bool,
-    /// Memory for remembered verdicts of identical request heads.
+    /// Memory for remembered verdicts of request heads.
     pub verdict_cache_bytes: u64,
     /// Also load rule sets for narrower classes of requests (same verdicts, less work; see
     /// `classes`). Off only to measure what they save.
