@@ -54,7 +54,8 @@ pub struct Planned<'a> {
 /// For each class (narrowest first, if `narrow`; the whole set last, for any request), the
 /// text of each source with the rules the class needs.
 pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> Vec<Planned<'a>> {
-    let mut classes: Vec<Shape> = if narrow && analysable(sources) {
+    let analysable = analysable(sources);
+    let mut classes: Vec<Shape> = if narrow && analysable {
         classes().to_vec()
     } else {
         Vec::new()
@@ -73,7 +74,13 @@ pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> 
     classes
         .into_iter()
         .map(|class| {
-            let mut field_readers = FieldReaders::default();
+            // Rules read from their own text may not be all there is to them (targets added
+            // by `SecRuleUpdateTargetById`, ...): then any field may move a verdict.
+            let mut field_readers = if analysable {
+                FieldReaders::default()
+            } else {
+                FieldReaders::anything()
+            };
             let texts = sources
                 .iter()
                 .zip(&prepared)
@@ -129,7 +136,8 @@ const UNDERSTOOD_FAMILIES: [&str; 4] = [
     "SecAudit",
 ];
 
-/// Whether dropping rules keeps verdicts: only directives it understands (`UNDERSTOOD`), no
+/// Whether the rules' text tells all about them, so dropping rules keeps verdicts: only
+/// directives it understands (`UNDERSTOOD`), no
 /// default transformations (they would apply to every rule) and no `skip:N` (counts rules,
 /// so dropping one would move its target).
 fn analysable(sources: &[(&str, Vec<Directive>)]) -> bool {
@@ -225,6 +233,17 @@ mod tests {
             sets(&format!("{rule}SecRuleRemoveById 1\nSecMarker END")),
             3
         );
+        // Nor, then, can a field value be left out of a remembered verdict's key.
+        let parsed = [(
+            "t",
+            crate::cdn::waf::seclang::parse(
+                &format!("{rule}SecRuleUpdateTargetById 1 REQUEST_HEADERS"),
+                dir,
+            )
+            .unwrap(),
+        )];
+        let whole = rule_sets(&parsed, true).pop().unwrap();
+        assert!(whole.field_readers.any_field_moves());
         for other in [
             "SecRuleUpdateTargetById 1 REQUEST_HEADERS",
             "SecRuleUpdateActionById 1 \"t:base64Decode\"",

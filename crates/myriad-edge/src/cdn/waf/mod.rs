@@ -128,7 +128,11 @@ impl Waf {
                 &"no rule files",
             ));
         }
-        let mut sources = vec![("engine settings".to_owned(), settings, PathBuf::new())];
+        let mut sources = vec![(
+            "engine settings".to_owned(),
+            settings.clone(),
+            PathBuf::new(),
+        )];
         for f in std::iter::once(&config.setup).chain(&files) {
             let text = std::fs::read_to_string(f).map_err(|e| err(&f.display().to_string(), &e))?;
             let dir = f.parent().map(PathBuf::from).unwrap_or_default();
@@ -139,29 +143,55 @@ impl Waf {
             .iter()
             .map(|id| format!("SecRuleRemoveById {id}\n"))
             .collect();
-        sources.push(("exclusions".to_owned(), exclusions, PathBuf::new()));
-        let mut parsed = Vec::with_capacity(sources.len());
-        for (name, text, dir) in &sources {
-            let directives = seclang::parse(text, dir).map_err(|e| err(name, &e))?;
-            parsed.push((name.as_str(), directives));
-        }
-        let mut sets = classes::rule_sets(&parsed, config.narrow_rule_sets)
-            .into_iter()
-            .map(|planned| {
-                let mut rules = Rules::new();
-                let mut rule_count = 0;
-                for (name, text, count) in planned.texts {
-                    rules.add_plain(&text).map_err(|e| err(name, &e))?;
-                    rule_count += count;
-                }
-                Ok(RuleSet {
-                    shape: planned.class,
-                    rules,
-                    rule_count,
-                    field_readers: planned.field_readers,
-                })
+        sources.push(("exclusions".to_owned(), exclusions.clone(), PathBuf::new()));
+        let parsed: Result<Vec<_>, _> = sources
+            .iter()
+            .map(|(name, text, dir)| {
+                seclang::parse(text, dir).map(|directives| (name.as_str(), directives))
             })
-            .collect::<Result<Vec<_>, WafError>>()?;
+            .collect();
+        let mut sets = match parsed {
+            Ok(parsed) => classes::rule_sets(&parsed, config.narrow_rule_sets)
+                .into_iter()
+                .map(|planned| {
+                    let mut rules = Rules::new();
+                    let mut rule_count = 0;
+                    for (name, text, count) in planned.texts {
+                        rules.add_plain(&text).map_err(|e| err(name, &e))?;
+                        rule_count += count;
+                    }
+                    Ok(RuleSet {
+                        shape: planned.class,
+                        rules,
+                        rule_count,
+                        field_readers: planned.field_readers,
+                    })
+                })
+                .collect::<Result<Vec<_>, WafError>>()?,
+            Err(e) => {
+                // libmodsecurity may read what `seclang` does not: load the files as they
+                // are, one set, no field left out of a verdict's key.
+                tracing::warn!("WAF rules not analysed ({e}); loaded as they are, whole");
+                let mut rules = Rules::new();
+                rules
+                    .add_plain(&settings)
+                    .map_err(|e| err("engine settings", &e))?;
+                for f in std::iter::once(&config.setup).chain(&files) {
+                    rules
+                        .add_file(f)
+                        .map_err(|e| err(&f.display().to_string(), &e))?;
+                }
+                rules
+                    .add_plain(&exclusions)
+                    .map_err(|e| err("exclusions", &e))?;
+                vec![RuleSet {
+                    shape: Shape::ANY,
+                    rules,
+                    rule_count: 0,
+                    field_readers: verdicts::FieldReaders::anything(),
+                }]
+            }
+        };
         let whole = sets.pop().ok_or_else(|| err("rules", &"no rule set"))?;
         tracing::info!(
             files = files.len(),
@@ -352,5 +382,43 @@ mod tests {
         };
         let v = waf.check(&request, Some(body));
         assert!(v.is_some(), "SQL injection in a form body");
+    }
+
+    /// Rules this edge's reader does not claim to read still load, as they are, whole.
+    #[test]
+    fn rules_it_cannot_read_load_whole() {
+        let dir = std::env::temp_dir().join(format!("myriad-waf-fallback-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let setup = dir.join("setup.conf");
+        std::fs::write(&setup, "").unwrap();
+        std::fs::write(
+            dir.join("rules.conf"),
+            "SecRule ARGS '@rx attack' \"id:1000,phase:2,deny,status:403\"\n",
+        )
+        .unwrap();
+        let loaded = Waf::load(&WafConfig {
+            setup,
+            rules_dir: dir.clone(),
+            ..WafConfig::default()
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        let waf = loaded.expect("libmodsecurity reads a single-quoted operator");
+        assert!(waf.narrower.is_empty());
+        // libmodsecurity takes the quotes as part of the pattern; the edge does not guess.
+        let key = |id: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-request-id", http::HeaderValue::from_static(id));
+            let request = Inspected {
+                client: ([192, 0, 2, 1], 1).into(),
+                method: "GET",
+                target: "/?q=fine",
+                version: "1.1",
+                headers: &headers,
+            };
+            assert_eq!(waf.check(&request, None), None);
+            let (index, set) = waf.rules_for(&request);
+            waf.verdicts.key(index, &set.field_readers, &request)
+        };
+        assert_ne!(key("1"), key("2"), "no field is left out of the key");
     }
 }

@@ -122,16 +122,27 @@ pub fn parse(text: &str, data_dir: &Path) -> Result<Vec<Directive>, SeclangError
         let Some((name, args)) = args.split_first() else {
             continue;
         };
+        if args.iter().any(|a| a.starts_with('\'')) {
+            // ModSecurity may read these; this reader does not claim to.
+            return Err(SeclangError::Syntax {
+                line,
+                what: "single-quoted arguments",
+            });
+        }
         let mut link = None;
         let mut actions = Vec::new();
         if name.eq_ignore_ascii_case("SecAction") || name.eq_ignore_ascii_case("SecDefaultAction") {
             actions = args.first().map(|a| parse_actions(a)).unwrap_or_default();
         } else if name.eq_ignore_ascii_case("SecRule") {
-            let [targets, operator, rest @ ..] = args else {
-                return Err(SeclangError::Syntax {
-                    line,
-                    what: "SecRule needs targets and an operator",
-                });
+            let (targets, operator, rest) = match args {
+                [targets, operator] => (targets, operator, None),
+                [targets, operator, actions] => (targets, operator, Some(actions)),
+                _ => {
+                    return Err(SeclangError::Syntax {
+                        line,
+                        what: "SecRule takes targets, an operator and actions",
+                    })
+                }
             };
             let mut operator = parse_operator(operator);
             let relative = !operator.param.starts_with('/') && !operator.param.contains("://");
@@ -151,7 +162,7 @@ pub fn parse(text: &str, data_dir: &Path) -> Result<Vec<Directive>, SeclangError
             link = Some(RuleLink {
                 targets: parse_targets(targets),
                 operator,
-                actions: rest.first().map(|a| parse_actions(a)).unwrap_or_default(),
+                actions: rest.map(|a| parse_actions(a)).unwrap_or_default(),
             });
         }
         if chained && link.is_none() {
@@ -408,6 +419,8 @@ SecMarker END
         let dir = Path::new("/");
         assert!(parse("SecRule ARGS \"@rx a", dir).is_err());
         assert!(parse("SecRule ARGS", dir).is_err());
+        assert!(parse("SecRule ARGS a \"id:1\" extra", dir).is_err());
+        assert!(parse("SecRule ARGS '@rx a b' \"id:1\"", dir).is_err());
         assert!(parse("SecRule ARGS a \"id:1,chain\"", dir).is_err());
         assert!(parse("SecRule ARGS a \"id:1,chain\"\nSecMarker x", dir).is_err());
         assert!(parse("SecRule ARGS a \\", dir).is_err());
