@@ -185,13 +185,7 @@ mod tests {
         for (name, value) in fields {
             headers.insert(*name, value.parse().unwrap());
         }
-        let request = Inspected {
-            client: ([192, 0, 2, 1], 1).into(),
-            method: "GET",
-            target,
-            version: "1.1",
-            headers: &headers,
-        };
+        let request = Inspected::get(target, &headers);
         let shape = Shape::of(&request);
         classes().iter().position(|c| shape.within(c))
     }

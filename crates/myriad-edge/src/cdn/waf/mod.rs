@@ -301,6 +301,20 @@ pub struct Inspected<'a> {
     pub headers: &'a HeaderMap,
 }
 
+#[cfg(test)]
+impl<'a> Inspected<'a> {
+    /// A GET over HTTP/1.1 from a documentation address.
+    pub fn get(target: &'a str, headers: &'a HeaderMap) -> Self {
+        Self {
+            client: ([192, 0, 2, 1], 50_000).into(),
+            method: "GET",
+            target,
+            version: "1.1",
+            headers,
+        }
+    }
+}
+
 fn log_debug(message: Option<&str>) {
     if let Some(m) = message {
         tracing::debug!(target: "myriad_edge::waf", "{m}");
@@ -345,13 +359,7 @@ mod tests {
         h.insert("user-agent", "Mozilla/5.0 test".parse().unwrap());
         h.insert("accept", "text/html".parse().unwrap());
         let check = |target: &str| {
-            let request = Inspected {
-                client,
-                method: "GET",
-                target,
-                version: "1.1",
-                headers: &h,
-            };
+            let request = Inspected::get(target, &h);
             waf.check(&request, None)
         };
         assert_eq!(check("/products?id=42&sort=price"), None);
@@ -408,13 +416,7 @@ mod tests {
         let key = |id: &'static str| {
             let mut headers = HeaderMap::new();
             headers.insert("x-request-id", http::HeaderValue::from_static(id));
-            let request = Inspected {
-                client: ([192, 0, 2, 1], 1).into(),
-                method: "GET",
-                target: "/?q=fine",
-                version: "1.1",
-                headers: &headers,
-            };
+            let request = Inspected::get("/?q=fine", &headers);
             assert_eq!(waf.check(&request, None), None);
             let (index, set) = waf.rules_for(&request);
             waf.verdicts.key(index, &set.field_readers, &request)

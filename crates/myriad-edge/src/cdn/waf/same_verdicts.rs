@@ -3,7 +3,6 @@
 //! text in the path, query, cookies and fields) are run through both and compared.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -46,36 +45,23 @@ const ATTACKS: &[&str] = &[
     "..%2f..%2fetc%2fpasswd",
 ];
 
-struct Probe {
-    waf: Waf,
-    client: SocketAddr,
-}
-
-impl Probe {
-    /// The verdict and every rule id logged, from one rule set.
-    fn run(
-        &self,
-        set: &RuleSet,
-        target: &str,
-        headers: &HeaderMap,
-    ) -> (Option<Verdict>, Vec<String>) {
-        let logged = Arc::new(Mutex::new(Vec::new()));
-        let sink = Arc::clone(&logged);
-        let request = Inspected {
-            client: self.client,
-            method: "GET",
-            target,
-            version: "1.1",
-            headers,
-        };
-        let verdict = self.waf.evaluate(set, &request, None, move |m| {
-            if let (Some(m), Ok(mut ids)) = (m, sink.lock()) {
-                ids.extend(rule_ids(m));
-            }
-        });
-        let ids = logged.lock().map(|ids| ids.clone()).unwrap_or_default();
-        (verdict, ids)
-    }
+/// The verdict and every rule id logged, from one rule set.
+fn logged_verdict(
+    waf: &Waf,
+    set: &RuleSet,
+    target: &str,
+    headers: &HeaderMap,
+) -> (Option<Verdict>, Vec<String>) {
+    let logged = Arc::new(Mutex::new(Vec::new()));
+    let sink = Arc::clone(&logged);
+    let request = Inspected::get(target, headers);
+    let verdict = waf.evaluate(set, &request, None, move |m| {
+        if let (Some(m), Ok(mut ids)) = (m, sink.lock()) {
+            ids.extend(rule_ids(m));
+        }
+    });
+    let ids = logged.lock().map(|ids| ids.clone()).unwrap_or_default();
+    (verdict, ids)
 }
 
 /// An API client's fields.
@@ -180,10 +166,6 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
             waf.whole.rule_count
         );
     }
-    let probe = Probe {
-        waf,
-        client: ([192, 0, 2, 1], 50_000).into(),
-    };
     let mut texts: Vec<String> = ATTACKS.iter().map(|s| (*s).to_owned()).collect();
     // The CRS's phrase lists, every 7th phrase of each, bounded.
     for d in std::fs::read_dir(&WafConfig::default().rules_dir)
@@ -213,19 +195,13 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
     let bases = [minimal_headers(), browser_headers()];
     for (text, base) in texts.iter().flat_map(|t| bases.iter().map(move |b| (t, b))) {
         for (target, headers) in requests_with(text, base) {
-            let request = Inspected {
-                client: probe.client,
-                method: "GET",
-                target: &target,
-                version: "1.1",
-                headers: &headers,
-            };
-            let (index, set) = probe.waf.rules_for(&request);
-            if index == probe.waf.narrower.len() {
+            let request = Inspected::get(&target, &headers);
+            let (index, set) = waf.rules_for(&request);
+            if index == waf.narrower.len() {
                 continue;
             }
-            let narrow = probe.run(set, &target, &headers);
-            let whole = probe.run(&probe.waf.whole, &target, &headers);
+            let narrow = logged_verdict(&waf, set, &target, &headers);
+            let whole = logged_verdict(&waf, &waf.whole, &target, &headers);
             assert_eq!(
                 narrow, whole,
                 "different verdicts for {target} with {headers:?}"
@@ -236,7 +212,7 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
         }
     }
     eprintln!("requests compared (and flagged) per narrower set: {compared:?}");
-    for index in 0..probe.waf.narrower.len() {
+    for index in 0..waf.narrower.len() {
         let (n, flagged) = compared.get(&index).copied().unwrap_or_default();
         assert!(n >= 100, "set {index}: only {n} requests compared");
         assert!(
@@ -251,15 +227,8 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
 #[test]
 fn remembered_verdicts_answer_only_for_requests_judged_alike() {
     let waf = Waf::load(&WafConfig::default()).expect("CRS loads");
-    let client: SocketAddr = ([192, 0, 2, 1], 50_000).into();
     let judge = |headers: &HeaderMap, remembered: bool| {
-        let request = Inspected {
-            client,
-            method: "GET",
-            target: "/index.html?v=3",
-            version: "1.1",
-            headers,
-        };
+        let request = Inspected::get("/index.html?v=3", headers);
         if remembered {
             waf.check(&request, None)
         } else {
@@ -276,13 +245,7 @@ fn remembered_verdicts_answer_only_for_requests_judged_alike() {
     };
     // Request ids and trace contexts share one verdict: their keys are the same.
     let key = |h: &HeaderMap| {
-        let request = Inspected {
-            client,
-            method: "GET",
-            target: "/index.html?v=3",
-            version: "1.1",
-            headers: h,
-        };
+        let request = Inspected::get("/index.html?v=3", h);
         let (index, set) = waf.rules_for(&request);
         waf.verdicts.key(index, &set.field_readers, &request)
     };

@@ -110,13 +110,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert("user-agent", "Mozilla/5.0 (X11)".parse().unwrap());
         headers.insert("cookie", "a=1; b=x".parse().unwrap());
-        let request = Inspected {
-            client: ([192, 0, 2, 1], 1).into(),
-            method: "GET",
-            target: "/p%3Ca?q=a+b&r=%27",
-            version: "1.1",
-            headers: &headers,
-        };
+        let request = Inspected::get("/p%3Ca?q=a+b&r=%27", &headers);
         let shape = Shape::of(&request);
         let line = shape.get(Source::Line);
         assert!(line.covers(b"GET /p%3Ca?q=a+b&r=%27 HTTP/1.1") && line.contains(b'<'));

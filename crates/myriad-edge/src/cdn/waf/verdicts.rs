@@ -13,6 +13,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use http::HeaderName;
 use moka::sync::Cache;
 
 use super::alphabet::Alphabet;
@@ -73,7 +74,7 @@ pub struct Verdicts {
     /// Whether a field's value, by the bytes it is made of, can move the verdict of a rule
     /// set (by its index); the field by name only where some rule reads it by name. A few
     /// thousand answers cover what clients send.
-    movable: Cache<(usize, Option<String>, Alphabet), bool>,
+    movable: Cache<(usize, Option<HeaderName>, Alphabet), bool>,
 }
 
 impl Verdicts {
@@ -123,9 +124,7 @@ impl Verdicts {
             key.push_str(name.as_str());
             key.push(':');
             let bytes = value.as_bytes();
-            if INTERPRETED.contains(&name.as_str())
-                || self.can_move(set, readers, name.as_str(), bytes)
-            {
+            if INTERPRETED.contains(&name.as_str()) || self.can_move(set, readers, name, bytes) {
                 key.push_str(&String::from_utf8_lossy(bytes));
             } else {
                 key.push(LEFT_OUT);
@@ -137,13 +136,19 @@ impl Verdicts {
         Some(key)
     }
 
-    fn can_move(&self, set: usize, readers: &FieldReaders, name: &str, value: &[u8]) -> bool {
+    fn can_move(
+        &self,
+        set: usize,
+        readers: &FieldReaders,
+        name: &HeaderName,
+        value: &[u8],
+    ) -> bool {
         if readers.unknown || !value.is_ascii() {
             return true; // the rules see it converted (U+FFFD for what is not UTF-8)
         }
         let alphabet = Alphabet::of(value);
-        let named = readers.by_name.get(name);
-        let question = (set, named.map(|_| name.to_owned()), alphabet);
+        let named = readers.by_name.get(name.as_str());
+        let question = (set, named.map(|_| name.clone()), alphabet);
         if let Some(answer) = self.movable.get(&question) {
             return answer;
         }
@@ -151,7 +156,7 @@ impl Verdicts {
             .every
             .iter()
             .chain(named.into_iter().flatten())
-            .any(|l| l.may_match_field(name, alphabet));
+            .any(|l| l.may_match_field(name.as_str(), alphabet));
         self.movable.insert(question, answer);
         answer
     }
