@@ -1198,7 +1198,7 @@ impl Cdn {
         answered
     }
 
-    /// The response with its outcome for the metrics; its body bytes are counted as they go.
+    /// The response with its outcome for the metrics, its body bytes counted.
     fn finish(&self, res: Response<ProxyBody>, status: &CacheStatus) -> Answered {
         let outcome = if status.hit {
             if status.ttl_s.is_some_and(|t| t < 0) {
@@ -1216,6 +1216,17 @@ impl Cdn {
         };
         if status.collapsed {
             self.metrics.coalesced();
+        }
+        // A hit of known size is whole in memory and goes out as one frame: counted now.
+        // Other bodies (the origin's among them, which may be cut off) are counted as their
+        // frames go, through a second box.
+        let whole = status.hit.then(|| http_body::Body::size_hint(res.body()).exact());
+        if let Some(size) = whole.flatten() {
+            self.metrics.served_bytes(size);
+            return Answered {
+                response: res,
+                outcome,
+            };
         }
         let metrics = self.metrics.clone();
         let (parts, body) = res.into_parts();
