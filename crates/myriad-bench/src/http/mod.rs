@@ -281,7 +281,9 @@ local n = 0
 
 /// With `--waf`, heads that differ in every request (in a field no cache key includes), by
 /// what differs: a request id (the rules cannot match on its digits, so a verdict may be
-/// reused), and the Referer (which rules inspect: every head is judged anew).
+/// reused), and the Referer of a page (which rules inspect: its bytes could spell attacks,
+/// so the value itself is checked against the rules that read it before a verdict is
+/// reused).
 const VARIED_HEADS: [(&str, &str); 2] = [
     (
         "distinct_ids",

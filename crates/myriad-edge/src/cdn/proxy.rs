@@ -1220,7 +1220,9 @@ impl Cdn {
         // A hit of known size is whole in memory and goes out as one frame: counted now.
         // Other bodies (the origin's among them, which may be cut off) are counted as their
         // frames go, through a second box.
-        let whole = status.hit.then(|| http_body::Body::size_hint(res.body()).exact());
+        let whole = status
+            .hit
+            .then(|| http_body::Body::size_hint(res.body()).exact());
         if let Some(size) = whole.flatten() {
             self.metrics.served_bytes(size);
             return Answered {

@@ -5,7 +5,8 @@
 //! bytes (quotes, angle brackets, backslashes, percent signs) that most requests never hold.
 //! The edge loads, besides the whole rule set, rule sets without the rules that cannot
 //! match any request of a class (`reach`), and gives each bodiless request the narrowest set
-//! whose class holds it: the same verdict and rule ids, fewer rules visited.
+//! whose class holds it: the same verdict and rule ids, fewer rules visited. Rules that
+//! never run at the paranoia level set (`unreached`) are in no narrower set either.
 
 use std::path::Path;
 
@@ -13,6 +14,7 @@ use super::alphabet::Alphabet;
 use super::reach::Prepared;
 use super::seclang::Directive;
 use super::shape::Shape;
+use super::unreached;
 use super::verdicts::FieldReaders;
 
 /// Bytes none of whose narrow classes hold: quotes, angle brackets, escapes, encodings and
@@ -61,6 +63,12 @@ pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> 
         Vec::new()
     };
     classes.push(Shape::ANY);
+    // Rules that never run at the paranoia level set: in no narrower set, no field reader.
+    let unreached = if analysable {
+        unreached::unreached(sources)
+    } else {
+        Default::default()
+    };
     // Each rule's links, read once for every class.
     let prepared: Vec<Vec<Vec<Prepared>>> = sources
         .iter()
@@ -84,13 +92,15 @@ pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> 
             let texts = sources
                 .iter()
                 .zip(&prepared)
-                .map(|((name, directives), links)| {
+                .enumerate()
+                .map(|(s, ((name, directives), links))| {
                     let mut text = String::new();
                     let mut rules = 0;
-                    for (d, links) in directives.iter().zip(links) {
+                    for (i, (d, links)) in directives.iter().zip(links).enumerate() {
+                        let runs = !unreached.contains(&(s, i));
                         // A chain runs nothing unless its first rule matches.
                         let needed = class == Shape::ANY
-                            || links.first().is_none_or(|first| first.may_match(&class));
+                            || (runs && links.first().is_none_or(|first| first.may_match(&class)));
                         if !needed {
                             continue;
                         }
@@ -99,8 +109,8 @@ pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> 
                         // `SecRule` without actions as continuing on the next line.
                         text.push_str("\n\n");
                         rules += usize::from(!links.is_empty());
-                        for link in links.iter().filter(|l| l.reads_fields()) {
-                            field_readers.add(link.clone());
+                        if runs {
+                            field_readers.add_chain(links);
                         }
                     }
                     (*name, text, rules)

@@ -24,6 +24,8 @@ mod reach;
 mod same_verdicts;
 mod seclang;
 mod shape;
+mod unreached;
+mod value;
 mod verdicts;
 
 #[derive(Debug, Clone)]
@@ -106,6 +108,8 @@ impl Waf {
             "DetectionOnly"
         };
         let paranoia = config.paranoia.clamp(1, 4);
+        // The executing level too (CRS 901125 would copy it later): set by the first rule,
+        // it is known wherever a rule runs, and sections above it are `unreached`.
         let settings = format!(
             "SecRuleEngine {engine_mode}\n\
              SecRequestBodyAccess On\n\
@@ -113,7 +117,8 @@ impl Waf {
              SecRequestBodyLimitAction ProcessPartial\n\
              SecResponseBodyAccess Off\n\
              SecAuditEngine Off\n\
-             SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={paranoia}\"\n"
+             SecAction \"id:900000,phase:1,nolog,pass,t:none,setvar:tx.paranoia_level={paranoia},\
+             setvar:tx.executing_paranoia_level={paranoia}\"\n"
         );
         let mut files: Vec<PathBuf> = std::fs::read_dir(&config.rules_dir)
             .map_err(|e| err(&config.rules_dir.display().to_string(), &e))?
@@ -220,8 +225,11 @@ impl Waf {
         if body.is_some() {
             return self.evaluate(&self.whole, request, body, log_debug);
         }
-        let (index, set) = self.rules_for(request);
-        let Some(key) = self.verdicts.key(index, &set.field_readers, request) else {
+        let (index, set, shape) = self.rules_for(request);
+        let Some(key) = self
+            .verdicts
+            .key(index, &set.field_readers, request, &shape)
+        else {
             return self.evaluate(set, request, None, log_debug);
         };
         if let Some(v) = self.verdicts.get(&key) {
@@ -232,14 +240,16 @@ impl Waf {
         v
     }
 
-    /// The narrowest rule set for a bodiless request, and its index.
-    fn rules_for(&self, request: &Inspected<'_>) -> (usize, &RuleSet) {
+    /// The narrowest rule set for a bodiless request, its index, and the request's shape.
+    fn rules_for(&self, request: &Inspected<'_>) -> (usize, &RuleSet, Shape) {
         let shape = Shape::of(request);
-        self.narrower
+        let (index, set) = self
+            .narrower
             .iter()
             .enumerate()
             .find(|(_, s)| shape.within(&s.shape))
-            .unwrap_or((self.narrower.len(), &self.whole))
+            .unwrap_or((self.narrower.len(), &self.whole));
+        (index, set, shape)
     }
 
     fn evaluate(
@@ -418,8 +428,9 @@ mod tests {
             headers.insert("x-request-id", http::HeaderValue::from_static(id));
             let request = Inspected::get("/?q=fine", &headers);
             assert_eq!(waf.check(&request, None), None);
-            let (index, set) = waf.rules_for(&request);
-            waf.verdicts.key(index, &set.field_readers, &request)
+            let (index, set, shape) = waf.rules_for(&request);
+            waf.verdicts
+                .key(index, &set.field_readers, &request, &shape)
         };
         assert_ne!(key("1"), key("2"), "no field is left out of the key");
     }

@@ -1,4 +1,5 @@
-//! Which rules could match a request of a shape (made only of given bytes in each part).
+//! Which rules could match a request of a shape (made only of given bytes in each part), or
+//! a given field value.
 //!
 //! A rule that does not match has no effect in ModSecurity (its actions, `setvar` included,
 //! run only on a match; a chain's first link decides whether any of it runs). So a rule set
@@ -8,11 +9,16 @@
 //! transformation's output stays within a known alphabet, and its operator provably cannot
 //! match a value over that alphabet; anything not understood keeps the rule.
 
+use std::sync::{Arc, OnceLock};
+
+use aho_corasick::AhoCorasick;
+use regex_automata::meta::Regex;
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::alphabet::Alphabet;
 use super::seclang::{RuleLink, Target};
 use super::shape::{Shape, Source};
+use super::value;
 
 /// A rule link read once, to be asked about many alphabets without parsing again.
 #[derive(Debug, Clone)]
@@ -20,16 +26,20 @@ pub struct Prepared {
     targets: Vec<Target>,
     transformations: Vec<String>,
     negated: bool,
-    operator: Operator,
+    /// Shared by the rule sets' copies, with what it builds on first use.
+    operator: Arc<Operator>,
 }
 
 /// What an operator needs of a value's bytes to match.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 enum Operator {
-    /// A pattern (widened to what `regex_syntax` reads).
-    Pattern(Box<Hir>),
-    /// Any of these phrases.
-    Phrases(Vec<Vec<u8>>),
+    /// A pattern, widened to what `regex_syntax` reads (a superset of PCRE's matches with
+    /// ModSecurity's flags, `DOTALL` and `MULTILINE`); compiled when a value is first
+    /// asked about (`None`: too large to compile, may match anything).
+    Pattern(Box<Hir>, OnceLock<Option<Regex>>),
+    /// Any of these phrases; searched case-insensitively (never fewer matches than
+    /// ModSecurity's), with a searcher built on first use.
+    Phrases(Vec<Vec<u8>>, OnceLock<Option<AhoCorasick>>),
     /// This text (`@contains`, `@streq`, ...).
     Text(Vec<u8>),
     /// A byte outside these.
@@ -38,8 +48,20 @@ enum Operator {
     Byte(u8),
     /// A byte beyond ASCII (`@validateUtf8Encoding`).
     NonAscii,
+    /// libinjection (`@detectSQLi`, `@detectXSS`): any bytes may be one.
+    Sqli,
+    Xss,
     /// Not understood, or computed per request (`%{...}`): may match anything.
     Anything,
+}
+
+/// How a link reads a request field.
+enum Reading {
+    No,
+    /// Its value.
+    Value,
+    /// As part of something else (the whole request): any value may move it.
+    Whole,
 }
 
 impl Prepared {
@@ -50,18 +72,19 @@ impl Prepared {
             Operator::Anything
         } else {
             match name {
-                "rx" => {
-                    pattern(param).map_or(Operator::Anything, |h| Operator::Pattern(Box::new(h)))
-                }
+                "rx" => pattern(param).map_or(Operator::Anything, |h| {
+                    Operator::Pattern(Box::new(h), OnceLock::new())
+                }),
                 "pm" => Operator::Phrases(
                     param
                         .split_whitespace()
                         .map(|p| p.as_bytes().to_vec())
                         .collect(),
+                    OnceLock::new(),
                 ),
-                "pmFromFile" | "pmf" => {
-                    phrases(param).map_or(Operator::Anything, Operator::Phrases)
-                }
+                "pmFromFile" | "pmf" => phrases(param).map_or(Operator::Anything, |list| {
+                    Operator::Phrases(list, OnceLock::new())
+                }),
                 "contains" | "containsWord" | "beginsWith" | "endsWith" | "streq" => {
                     Operator::Text(param.as_bytes().to_vec())
                 }
@@ -70,6 +93,8 @@ impl Prepared {
                 }
                 "validateUrlEncoding" => Operator::Byte(b'%'),
                 "validateUtf8Encoding" => Operator::NonAscii,
+                "detectSQLi" => Operator::Sqli,
+                "detectXSS" => Operator::Xss,
                 _ => Operator::Anything,
             }
         };
@@ -81,7 +106,7 @@ impl Prepared {
                 .map(str::to_owned)
                 .collect(),
             negated: link.operator.negated,
-            operator,
+            operator: Arc::new(operator),
         }
     }
 
@@ -137,12 +162,31 @@ impl Prepared {
     /// when that value is made of `value`'s bytes. True when it reads something that may
     /// carry the value other than the field itself (the whole request).
     pub fn may_match_field(&self, field: &str, value: Alphabet) -> bool {
+        match self.reading(field) {
+            Reading::No => false,
+            Reading::Whole => true,
+            Reading::Value => self.negated || self.operator_may_match_over(value),
+        }
+    }
+
+    /// Whether the link could match on the request field `field` (lower case) holding
+    /// exactly `value`.
+    pub fn may_match_value(&self, field: &str, value: &[u8]) -> bool {
+        match self.reading(field) {
+            Reading::No => false,
+            Reading::Whole => true,
+            Reading::Value => self.negated || self.operator_may_match_value(value),
+        }
+    }
+
+    fn reading(&self, field: &str) -> Reading {
         let mut reads = false;
         for t in &self.targets {
             match t.name.as_str() {
-                "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => return true,
-                // An exclusion (`!REQUEST_HEADERS:Referer`) is not counted on: reading more
-                // only keeps more.
+                "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => return Reading::Whole,
+                // An exclusion (`!REQUEST_HEADERS:Referer`) is not counted on: it names the
+                // field as written and libmodsecurity compares names case-sensitively,
+                // while the edge hands it names in lower case. Reading more only keeps more.
                 "REQUEST_HEADERS" if !t.counted && !t.excluded => {
                     reads |= match t.selector.as_deref() {
                         None => true,
@@ -153,7 +197,49 @@ impl Prepared {
                 _ => {}
             }
         }
-        reads && (self.negated || self.operator_may_match_over(value))
+        if reads {
+            Reading::Value
+        } else {
+            Reading::No
+        }
+    }
+
+    /// Whether the operator could match `value` after the transformations.
+    fn operator_may_match_value(&self, value: &[u8]) -> bool {
+        let stages = value::stages(value, &self.transformations, transformed);
+        stages
+            .rest
+            .is_some_and(|seen| self.operator_may_match_stages(seen))
+            || stages.exact.iter().any(|v| self.operator_matches(v))
+    }
+
+    /// Whether the operator could match this exact (transformed) value: patterns in their
+    /// widened form, phrases and text in any case.
+    fn operator_matches(&self, v: &[u8]) -> bool {
+        match &*self.operator {
+            Operator::Pattern(hir, compiled) => compiled
+                .get_or_init(|| Regex::builder().build_from_hir(hir).ok())
+                .as_ref()
+                .is_none_or(|re| re.is_match(v)),
+            Operator::Phrases(list, searcher) => searcher
+                .get_or_init(|| {
+                    AhoCorasick::builder()
+                        .ascii_case_insensitive(true)
+                        .build(list)
+                        .ok()
+                })
+                .as_ref()
+                .is_none_or(|ac| ac.is_match(v)),
+            Operator::Text(text) => {
+                text.is_empty() || v.windows(text.len()).any(|w| w.eq_ignore_ascii_case(text))
+            }
+            Operator::ByteOutside(allowed) => v.iter().any(|b| !allowed.contains(*b)),
+            Operator::Byte(b) => v.contains(b),
+            Operator::NonAscii => !v.is_ascii(),
+            Operator::Sqli => value::is_sqli(v),
+            Operator::Xss => value::is_xss(v),
+            Operator::Anything => true,
+        }
     }
 
     /// Whether the operator could match after the transformations of values over `input`.
@@ -166,14 +252,19 @@ impl Prepared {
             value = transformed(t, value);
             seen = seen.union(value);
         }
-        match &self.operator {
-            Operator::Pattern(hir) => hir_may_match(hir, seen),
-            Operator::Phrases(list) => list.iter().any(|p| seen.covers(p)),
+        self.operator_may_match_stages(seen)
+    }
+
+    /// Whether the operator could match a value over `seen` (every stage's bytes).
+    fn operator_may_match_stages(&self, seen: Alphabet) -> bool {
+        match &*self.operator {
+            Operator::Pattern(hir, _) => hir_may_match(hir, seen),
+            Operator::Phrases(list, _) => list.iter().any(|p| seen.covers(p)),
             Operator::Text(text) => seen.covers(text),
             Operator::ByteOutside(allowed) => !seen.is_subset_of(allowed),
             Operator::Byte(b) => seen.contains(*b),
             Operator::NonAscii => seen.has_non_ascii(),
-            Operator::Anything => true,
+            Operator::Sqli | Operator::Xss | Operator::Anything => true,
         }
     }
 }
@@ -231,6 +322,7 @@ fn pattern(pcre: &str) -> Option<Hir> {
         .unicode(false)
         .octal(true)
         .dot_matches_new_line(true)
+        .multi_line(true)
         .nest_limit(1000)
         .build()
         .parse(&relaxed(pcre)?)
@@ -642,6 +734,45 @@ mod tests {
             Alphabet::ALL
         );
         assert_eq!(transformed("someFutureThing", plain), Alphabet::ALL);
+    }
+
+    #[test]
+    fn a_field_value_asked_about_itself() {
+        let none = |_: &str| None;
+        let value = |rule: &str, v: &str| {
+            Prepared::new(&link(rule), &none).may_match_value("referer", v.as_bytes())
+        };
+        let page = "https://site.test/articles/page-7?from=home&q=a%2Fb";
+        // Its letters could spell `script`; the value does not.
+        let xss = r#"SecRule REQUEST_HEADERS:Referer "@rx (?i)<script" "id:1,t:none,t:urlDecodeUni,t:htmlEntityDecode""#;
+        assert!(!value(xss, page));
+        assert!(value(xss, "https://site.test/?q=%3Cscript%3E"));
+        assert!(value(xss, "https://site.test/?q=&lt;SCRIPT"));
+        // ModSecurity compiles patterns MULTILINE: `$` before a line feed matches.
+        let end = r#"SecRule REQUEST_HEADERS "@rx home$" "id:1,t:urlDecode""#;
+        assert!(value(end, "from=home"));
+        assert!(value(end, "from=home%0Anext"));
+        // Past a transformation not replayed (`%u`), the rest is asked by alphabet.
+        assert!(value(xss, "https://site.test/?q=%u003Cscript"));
+        let sqli = r#"SecRule REQUEST_HEADERS:Referer "@detectSQLi" "id:1,t:urlDecodeUni""#;
+        assert!(!value(sqli, page));
+        assert!(value(
+            sqli,
+            "https://site.test/?id=1%27%20or%20%271%27%3D%271"
+        ));
+        let phrases = r#"SecRule REQUEST_HEADERS "@pm nikto sqlmap" "id:1,t:lowercase""#;
+        assert!(!value(phrases, page));
+        assert!(value(phrases, "Mozilla (SQLMap)"));
+        let bytes = r#"SecRule REQUEST_HEADERS "@validateByteRange 32-126" "id:1,t:urlDecodeUni""#;
+        assert!(!value(bytes, page));
+        assert!(value(bytes, "a%00b"));
+        let negated = r#"SecRule REQUEST_HEADERS "!@rx ^https" "id:1""#;
+        assert!(
+            value(negated, page),
+            "a negated operator may match anything"
+        );
+        let other = r#"SecRule REQUEST_HEADERS:User-Agent "@rx ." "id:1""#;
+        assert!(!value(other, page), "another field");
     }
 
     fn link(rule: &str) -> RuleLink {

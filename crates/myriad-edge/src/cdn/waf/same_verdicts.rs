@@ -196,7 +196,7 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
     for (text, base) in texts.iter().flat_map(|t| bases.iter().map(move |b| (t, b))) {
         for (target, headers) in requests_with(text, base) {
             let request = Inspected::get(&target, &headers);
-            let (index, set) = waf.rules_for(&request);
+            let (index, set, _) = waf.rules_for(&request);
             if index == waf.narrower.len() {
                 continue;
             }
@@ -246,8 +246,9 @@ fn remembered_verdicts_answer_only_for_requests_judged_alike() {
     // Request ids and trace contexts share one verdict: their keys are the same.
     let key = |h: &HeaderMap| {
         let request = Inspected::get("/index.html?v=3", h);
-        let (index, set) = waf.rules_for(&request);
-        waf.verdicts.key(index, &set.field_readers, &request)
+        let (index, set, shape) = waf.rules_for(&request);
+        waf.verdicts
+            .key(index, &set.field_readers, &request, &shape)
     };
     assert_eq!(
         key(&with("x-request-id", "1")),
@@ -264,12 +265,41 @@ fn remembered_verdicts_answer_only_for_requests_judged_alike() {
         ))
     );
     assert_ne!(key(&with("user-agent", "a")), key(&with("user-agent", "b")));
+    // So do the Referers of pages: the rules read them, but none matches these.
+    let page = |i: usize| format!("https://site.test/articles/page-{i}?from=home&utm_id=x%2F{i}");
+    assert_eq!(
+        key(&with("referer", &page(1))),
+        key(&with("referer", &page(2)))
+    );
+    for attack in [
+        "https://site.test/?q=<script>",
+        "https://site.test/?id=1' or '1'='1",
+    ] {
+        assert_ne!(
+            key(&with("referer", &page(1))),
+            key(&with("referer", attack))
+        );
+    }
     // Every attack and random text in a field, judged after plain values were remembered:
     // the same verdict as the whole rule set's without memory.
     for i in 0..50 {
         judge(&with("x-custom", &i.to_string()), true);
+        judge(&with("referer", &page(i)), true);
     }
     let mut texts: Vec<String> = ATTACKS.iter().map(|s| (*s).to_owned()).collect();
+    // Attacks in a Referer's query, as written and encoded in the ways the rules decode.
+    for attack in ATTACKS {
+        let encoded: String =
+            percent_encoding::utf8_percent_encode(attack, percent_encoding::NON_ALPHANUMERIC)
+                .collect();
+        let entities = attack
+            .replace('<', "&lt;")
+            .replace('>', "&GT")
+            .replace('\'', "&#39;");
+        for query in [*attack, &encoded, &entities] {
+            texts.push(format!("https://site.test/page?q={query}&from=home"));
+        }
+    }
     let mut seed = 0x2545_F491_4F6C_DD1D;
     let printable: Vec<u8> = (b' '..=b'~').collect();
     for len in [1, 3, 8, 21] {

@@ -17,6 +17,8 @@ pub struct Directive {
     pub text: String,
     /// `SecRule`, `SecAction`, `SecMarker`, ...
     pub name: String,
+    /// Its arguments, unquoted (of a chain, the first rule's).
+    pub args: Vec<String>,
     /// A `SecRule` and the rules chained to it, in order.
     pub links: Vec<RuleLink>,
     /// The actions of `SecAction` and `SecDefaultAction`.
@@ -187,6 +189,7 @@ pub fn parse(text: &str, data_dir: &Path) -> Result<Vec<Directive>, SeclangError
                 out.push(Directive {
                     text: written,
                     name: name.clone(),
+                    args: args.to_vec(),
                     links: link.into_iter().collect(),
                     actions,
                 });

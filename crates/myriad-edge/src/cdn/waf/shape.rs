@@ -38,7 +38,7 @@ impl Source {
 }
 
 /// An alphabet per source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Shape([Alphabet; SOURCES]);
 
 impl Shape {

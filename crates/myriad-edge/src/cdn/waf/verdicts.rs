@@ -6,18 +6,23 @@
 //! fields). "The same" is the exact head, except for field values no rule of the set that
 //! judges the request can match on: a request id, a trace context or a timestamp of digits
 //! and dashes cannot move a verdict (a rule that does not match has no effect), so such a
-//! value is left out of the key and requests that differ only there share a verdict.
+//! value is left out of the key and requests that differ only there share a verdict. The
+//! question is asked of the value's bytes first (`reach`: any value made of them), then,
+//! when some rule could match such bytes, of the value itself (`value`: a Referer of a page
+//! matches no rule though its letters could spell an attack), a chain's other links asked
+//! of the request's shape (`Shape`).
 //! The key is the head itself, not a hash: no collision can borrow another request's
 //! verdict.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use http::HeaderName;
+use http::{HeaderName, HeaderValue};
 use moka::sync::Cache;
 
 use super::alphabet::Alphabet;
 use super::reach::Prepared;
+use super::shape::Shape;
 use super::{Inspected, Verdict};
 
 /// Heads longer than this are always evaluated.
@@ -42,10 +47,24 @@ const LEFT_OUT: char = '\u{1}';
 /// request), and those that read one field by name.
 #[derive(Default)]
 pub struct FieldReaders {
-    every: Vec<Prepared>,
-    by_name: HashMap<String, Vec<Prepared>>,
+    every: Vec<Reader>,
+    by_name: HashMap<String, Vec<Reader>>,
     /// The rules are not all known: any field's value may move a verdict.
     unknown: bool,
+}
+
+/// A rule link that reads fields, with the other links of its chain: all of them must match
+/// for any of it to have an effect.
+struct Reader {
+    link: Prepared,
+    chain: Vec<Prepared>,
+}
+
+impl Reader {
+    /// Whether it could match on field `name` holding `value` in a request of `shape`.
+    fn may_match_value(&self, name: &str, value: &[u8], shape: &Shape) -> bool {
+        self.link.may_match_value(name, value) && self.chain.iter().all(|l| l.may_match(shape))
+    }
 }
 
 impl FieldReaders {
@@ -61,11 +80,23 @@ impl FieldReaders {
         self.unknown
     }
 
-    pub fn add(&mut self, link: Prepared) {
-        match link.only_field() {
-            Some(name) => self.by_name.entry(name).or_default().push(link),
-            None => self.every.push(link),
+    /// The links of a rule (a chain's, in order) that read fields.
+    pub fn add_chain(&mut self, links: &[Prepared]) {
+        for (i, link) in links.iter().enumerate().filter(|(_, l)| l.reads_fields()) {
+            let reader = Reader {
+                link: link.clone(),
+                chain: [&links[..i], &links[i + 1..]].concat(),
+            };
+            match link.only_field() {
+                Some(name) => self.by_name.entry(name).or_default().push(reader),
+                None => self.every.push(reader),
+            }
         }
+    }
+
+    fn for_field<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Reader> {
+        let named = self.by_name.get(name);
+        self.every.iter().chain(named.into_iter().flatten())
     }
 }
 
@@ -75,6 +106,9 @@ pub struct Verdicts {
     /// set (by its index); the field by name only where some rule reads it by name. A few
     /// thousand answers cover what clients send.
     movable: Cache<(usize, Option<HeaderName>, Alphabet), bool>,
+    /// The same for the value itself in a request of a shape, where its bytes could: the
+    /// fields a client sends on every request (Accept, its Referer) ask once.
+    moving_values: Cache<(usize, HeaderName, HeaderValue, Shape), bool>,
 }
 
 impl Verdicts {
@@ -88,6 +122,7 @@ impl Verdicts {
                 .time_to_live(Duration::from_secs(600))
                 .build(),
             movable: Cache::new(10_000),
+            moving_values: Cache::new(10_000),
         }
     }
 
@@ -99,13 +134,14 @@ impl Verdicts {
         self.verdicts.insert(key, verdict);
     }
 
-    /// The key of a bodiless request judged by rule set `set` (whose rules reading field
-    /// values are `readers`), if its head is short enough.
+    /// The key of a bodiless request of `shape` judged by rule set `set` (whose rules
+    /// reading field values are `readers`), if its head is short enough.
     pub fn key(
         &self,
         set: usize,
         readers: &FieldReaders,
         request: &Inspected<'_>,
+        shape: &Shape,
     ) -> Option<String> {
         let mut key = String::with_capacity(256);
         key.push_str(itoa::Buffer::new().format(set));
@@ -124,7 +160,8 @@ impl Verdicts {
             key.push_str(name.as_str());
             key.push(':');
             let bytes = value.as_bytes();
-            if INTERPRETED.contains(&name.as_str()) || self.can_move(set, readers, name, bytes) {
+            if INTERPRETED.contains(&name.as_str()) || self.moves(set, readers, name, value, shape)
+            {
                 key.push_str(&String::from_utf8_lossy(bytes));
             } else {
                 key.push(LEFT_OUT);
@@ -136,28 +173,40 @@ impl Verdicts {
         Some(key)
     }
 
-    fn can_move(
+    /// Whether the field's value could move the verdict: first for any value of its bytes
+    /// (remembered per alphabet), then, when that says it could, for the value itself.
+    fn moves(
         &self,
         set: usize,
         readers: &FieldReaders,
         name: &HeaderName,
-        value: &[u8],
+        value: &HeaderValue,
+        shape: &Shape,
     ) -> bool {
-        if readers.unknown || !value.is_ascii() {
+        let bytes = value.as_bytes();
+        if readers.unknown || !bytes.is_ascii() {
             return true; // the rules see it converted (U+FFFD for what is not UTF-8)
         }
-        let alphabet = Alphabet::of(value);
-        let named = readers.by_name.get(name.as_str());
-        let question = (set, named.map(|_| name.clone()), alphabet);
-        if let Some(answer) = self.movable.get(&question) {
-            return answer;
+        let alphabet = Alphabet::of(bytes);
+        let named = readers.by_name.contains_key(name.as_str());
+        let question = (set, named.then(|| name.clone()), alphabet);
+        let by_alphabet = self.movable.get(&question).unwrap_or_else(|| {
+            let answer = readers
+                .for_field(name.as_str())
+                .any(|r| r.link.may_match_field(name.as_str(), alphabet));
+            self.movable.insert(question, answer);
+            answer
+        });
+        if !by_alphabet {
+            return false;
         }
-        let answer = readers
-            .every
-            .iter()
-            .chain(named.into_iter().flatten())
-            .any(|l| l.may_match_field(name.as_str(), alphabet));
-        self.movable.insert(question, answer);
-        answer
+        let question = (set, name.clone(), value.clone(), *shape);
+        self.moving_values.get(&question).unwrap_or_else(|| {
+            let answer = readers
+                .for_field(name.as_str())
+                .any(|r| r.may_match_value(name.as_str(), bytes, shape));
+            self.moving_values.insert(question, answer);
+            answer
+        })
     }
 }
