@@ -360,6 +360,27 @@ mod tests {
         assert!(rule_ids("nothing").is_empty());
     }
 
+    /// The CRS's exclusions name fields as clients write them (`!REQUEST_HEADERS:Referer`);
+    /// they apply to the edge's lower-case names too: 930110 (path traversal) reads every
+    /// field but the Referer, which may well hold `../` in a page's address.
+    #[test]
+    fn crs_field_exclusions_apply_to_lower_case_names() {
+        let waf = Waf::load(&WafConfig::default()).expect("CRS loads");
+        let judge = |name: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert("host", "site.test".parse().unwrap());
+            h.insert("user-agent", "Mozilla/5.0 test".parse().unwrap());
+            h.insert(
+                name,
+                "https://site.test/docs/../index.html".parse().unwrap(),
+            );
+            waf.evaluate(&waf.whole, &Inspected::get("/", &h), None, |_| {})
+        };
+        assert_eq!(judge("referer"), None);
+        let v = judge("x-custom").expect("path traversal in another field");
+        assert_eq!(v.status, 403);
+    }
+
     #[test]
     fn crs_flags_attacks_and_passes_clean_requests() {
         let waf = Waf::load(&WafConfig::default()).expect("CRS loads (scripts/setup installs it)");

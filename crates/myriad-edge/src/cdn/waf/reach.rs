@@ -184,9 +184,8 @@ impl Prepared {
         for t in &self.targets {
             match t.name.as_str() {
                 "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => return Reading::Whole,
-                // An exclusion (`!REQUEST_HEADERS:Referer`) is not counted on: it names the
-                // field as written and libmodsecurity compares names case-sensitively,
-                // while the edge hands it names in lower case. Reading more only keeps more.
+                // An exclusion (`!REQUEST_HEADERS:Referer`) is not counted on: reading more
+                // only keeps more.
                 "REQUEST_HEADERS" if !t.counted && !t.excluded => {
                     reads |= match t.selector.as_deref() {
                         None => true,
