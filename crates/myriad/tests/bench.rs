@@ -167,12 +167,17 @@ fn http_waf_compares_with_nginx_and_modsecurity() {
     ]);
     assert_eq!(r["scenario"], "http-waf");
     for peer in ["myriad", "nginx"] {
-        for field in ["rps_1k", "rps_1k_distinct_ids", "rps_1k_distinct_referers"] {
+        for field in [
+            "rps_1k",
+            "rps_1k_distinct_ids",
+            "rps_1k_distinct_referers",
+            "rps_1k_distinct_cookies",
+        ] {
             let v = &r[format!("{peer}_{field}")];
             assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
         }
     }
-    for varied in ["distinct_ids", "distinct_referers"] {
+    for varied in ["distinct_ids", "distinct_referers", "distinct_cookies"] {
         let field = format!("rps_1k_{varied}_vs_nginx");
         assert!(r[&field].as_f64().is_some(), "{field} in {r}");
     }

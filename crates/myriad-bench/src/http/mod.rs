@@ -283,8 +283,8 @@ local n = 0
 /// what differs: a request id (the rules cannot match on its digits, so a verdict may be
 /// reused), and the Referer of a page (which rules inspect: its bytes could spell attacks,
 /// so the value itself is checked against the rules that read it before a verdict is
-/// reused).
-const VARIED_HEADS: [(&str, &str); 2] = [
+/// reused), and a session cookie (its value checked against the rules that read cookies).
+const VARIED_HEADS: [(&str, &str); 3] = [
     (
         "distinct_ids",
         r#"
@@ -301,6 +301,16 @@ end
 request = function()
   n = n + 1
   wrk.headers["Referer"] = "https://site.test/articles/page-" .. n .. "?from=home"
+  return wrk.format(nil, nil, wrk.headers)
+end
+"#,
+    ),
+    (
+        "distinct_cookies",
+        r#"
+request = function()
+  n = n + 1
+  wrk.headers["Cookie"] = "theme=dark; sid=" .. string.format("%08x%08x", n, (n * 40503) % 65536)
   return wrk.format(nil, nil, wrk.headers)
 end
 "#,

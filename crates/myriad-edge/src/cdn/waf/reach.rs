@@ -158,11 +158,28 @@ impl Prepared {
         only
     }
 
+    /// Whether the link reads cookie values (`REQUEST_COOKIES`).
+    pub fn reads_cookies(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| t.name == "REQUEST_COOKIES" && !t.counted && !t.excluded)
+    }
+
+    /// Whether the link could match on cookie `name` holding exactly `value` (a pair as
+    /// libmodsecurity splits the `Cookie` field).
+    pub fn may_match_cookie(&self, name: &str, value: &[u8]) -> bool {
+        match self.reading("REQUEST_COOKIES", name) {
+            Reading::No => false,
+            Reading::Whole => true,
+            Reading::Value => self.negated || self.operator_may_match_value(value),
+        }
+    }
+
     /// Whether the link could match on the value of the request field `field` (lower case)
     /// when that value is made of `value`'s bytes. True when it reads something that may
     /// carry the value other than the field itself (the whole request).
     pub fn may_match_field(&self, field: &str, value: Alphabet) -> bool {
-        match self.reading(field) {
+        match self.reading("REQUEST_HEADERS", field) {
             Reading::No => false,
             Reading::Whole => true,
             Reading::Value => self.negated || self.operator_may_match_over(value),
@@ -172,25 +189,27 @@ impl Prepared {
     /// Whether the link could match on the request field `field` (lower case) holding
     /// exactly `value`.
     pub fn may_match_value(&self, field: &str, value: &[u8]) -> bool {
-        match self.reading(field) {
+        match self.reading("REQUEST_HEADERS", field) {
             Reading::No => false,
             Reading::Whole => true,
             Reading::Value => self.negated || self.operator_may_match_value(value),
         }
     }
 
-    fn reading(&self, field: &str) -> Reading {
+    /// How the link reads the member `name` of `collection` (`REQUEST_HEADERS`,
+    /// `REQUEST_COOKIES`).
+    fn reading(&self, collection: &str, name: &str) -> Reading {
         let mut reads = false;
         for t in &self.targets {
             match t.name.as_str() {
                 "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => return Reading::Whole,
                 // An exclusion (`!REQUEST_HEADERS:Referer`) is not counted on: reading more
                 // only keeps more.
-                "REQUEST_HEADERS" if !t.counted && !t.excluded => {
+                c if c == collection && !t.counted && !t.excluded => {
                     reads |= match t.selector.as_deref() {
                         None => true,
                         Some(pattern) if pattern.starts_with('/') => true,
-                        Some(name) => name.eq_ignore_ascii_case(field),
+                        Some(selected) => selected.eq_ignore_ascii_case(name),
                     };
                 }
                 _ => {}
@@ -392,6 +411,9 @@ fn relaxed(pattern: &str) -> Option<String> {
                         i += (end + 2).min(rest.len());
                     }
                     b'p' | b'P' => return None,
+                    // PCRE reads any escaped punctuation as itself; `regex_syntax` reads
+                    // `\<` and `\>` as word boundaries.
+                    c if c.is_ascii_punctuation() => push_hex_escape(&mut out, c),
                     c if c.is_ascii() => {
                         out.push('\\');
                         out.push(char::from(c));
@@ -463,6 +485,11 @@ fn relaxed(pattern: &str) -> Option<String> {
         }
     }
     Some(out)
+}
+
+/// A byte as `\xHH`, a literal wherever it stands.
+fn push_hex_escape(out: &mut String, b: u8) {
+    out.push_str(&format!(r"\x{b:02X}"));
 }
 
 /// After `(?`: flags (`i)`, `-s:`) or a named group, which `regex_syntax` reads as PCRE
@@ -581,6 +608,7 @@ fn relaxed_class(pattern: &str, start: usize, out: &mut String) -> Option<usize>
                     }
                     b'e' => class.push_str(r"\x1B"),
                     b'Q' | b'E' | b'p' | b'P' => return None,
+                    c if c.is_ascii_punctuation() => push_hex_escape(&mut class, c),
                     c if c.is_ascii() => {
                         class.push('\\');
                         class.push(char::from(c));
@@ -733,6 +761,16 @@ mod tests {
             Alphabet::ALL
         );
         assert_eq!(transformed("someFutureThing", plain), Alphabet::ALL);
+    }
+
+    #[test]
+    fn escaped_punctuation_stays_literal() {
+        // `\<` is `<` to PCRE, a word boundary to `regex_syntax`; in a class it would not
+        // parse at all.
+        let hir = pattern(r"a\<b[^\<\>\~]").expect("parses");
+        let re = Regex::builder().build_from_hir(&hir).expect("compiles");
+        assert!(re.is_match(b"a<bc"));
+        assert!(!re.is_match(b"ab<"));
     }
 
     #[test]

@@ -280,11 +280,31 @@ fn remembered_verdicts_answer_only_for_requests_judged_alike() {
             key(&with("referer", attack))
         );
     }
+    // And sessions' cookies, pair by pair: names and their number are kept.
+    let session = |sid: &str| format!("theme=dark; sid={sid}");
+    assert_eq!(
+        key(&with("cookie", &session("9f86d081884c7d65"))),
+        key(&with("cookie", &session("2c26b46b68ffc68f")))
+    );
+    for other in [
+        "theme=dark; sid=1' or '1'='1",
+        "theme=dark; sid=a; x=b",
+        "theme=dark",
+    ] {
+        assert_ne!(
+            key(&with("cookie", &session("9f86d081"))),
+            key(&with("cookie", other))
+        );
+    }
     // Every attack and random text in a field, judged after plain values were remembered:
     // the same verdict as the whole rule set's without memory.
     for i in 0..50 {
         judge(&with("x-custom", &i.to_string()), true);
         judge(&with("referer", &page(i)), true);
+        judge(
+            &with("cookie", &session(&format!("{:016x}", i * 0x9E37_79B9))),
+            true,
+        );
     }
     let mut texts: Vec<String> = ATTACKS.iter().map(|s| (*s).to_owned()).collect();
     // Attacks in a Referer's query, as written and encoded in the ways the rules decode.
@@ -309,10 +329,18 @@ fn remembered_verdicts_answer_only_for_requests_judged_alike() {
     }
     let mut flagged = 0;
     for text in texts.iter().filter(|t| HeaderValue::from_str(t).is_ok()) {
-        for name in ["x-custom", "referer", "accept-language"] {
-            let h = with(name, text);
+        let fields = [
+            ("x-custom", text.clone()),
+            ("referer", text.clone()),
+            ("accept-language", text.clone()),
+            ("cookie", session(text)),
+            ("cookie", format!("sid={text} ; theme=dark ")),
+            ("cookie", text.clone()),
+        ];
+        for (name, value) in &fields {
+            let h = with(name, value);
             let whole = judge(&h, false);
-            assert_eq!(judge(&h, true), whole, "{name}: {text}");
+            assert_eq!(judge(&h, true), whole, "{name}: {value}");
             flagged += usize::from(whole.is_some());
         }
     }

@@ -87,6 +87,7 @@ fn transformed(name: &str, v: &[u8]) -> Option<Vec<u8>> {
             v.to_vec()
         }
         "length" => v.len().to_string().into_bytes(),
+        "base64decode" => base64_decoded(v)?,
         _ => return None,
     })
 }
@@ -141,6 +142,31 @@ fn url_decoded(v: &[u8]) -> Option<Vec<u8>> {
                 i += 1;
             }
         }
+    }
+    Some(out)
+}
+
+/// `t:base64Decode` (mbedtls underneath) where every version agrees: only the base64
+/// alphabet, whole groups of four, no padding. `None` otherwise.
+fn base64_decoded(v: &[u8]) -> Option<Vec<u8>> {
+    let sextet = |b: u8| match b {
+        b'A'..=b'Z' => Some(b - b'A'),
+        b'a'..=b'z' => Some(b - b'a' + 26),
+        b'0'..=b'9' => Some(b - b'0' + 52),
+        b'+' => Some(62),
+        b'/' => Some(63),
+        _ => None,
+    };
+    if !v.len().is_multiple_of(4) {
+        return None;
+    }
+    let mut out = Vec::with_capacity(v.len() / 4 * 3);
+    for group in v.chunks(4) {
+        let mut x: u32 = 0;
+        for &b in group {
+            x = (x << 6) | u32::from(sextet(b)?);
+        }
+        out.extend_from_slice(&x.to_be_bytes()[1..]);
     }
     Some(out)
 }
@@ -301,6 +327,12 @@ mod tests {
         assert_eq!(t("length", "hello").as_deref(), Some("5"));
         assert_eq!(t("normalisePath", "a/../b"), None);
         assert_eq!(t("base64Decode", "aGk="), None);
+        assert_eq!(
+            t("base64Decode", "aGVsbG8gd29y").as_deref(),
+            Some("hello wor")
+        );
+        assert_eq!(t("base64Decode", "aGVsbG8"), None);
+        assert_eq!(t("base64Decode", "aGVs-G8g"), None);
     }
 
     #[test]

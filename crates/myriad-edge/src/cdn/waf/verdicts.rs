@@ -17,6 +17,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
+use http::header::COOKIE;
 use http::{HeaderName, HeaderValue};
 use moka::sync::Cache;
 
@@ -28,10 +29,10 @@ use super::{Inspected, Verdict};
 /// Heads longer than this are always evaluated.
 const KEY_MAX_BYTES: usize = 4096;
 
-/// Fields ModSecurity or the CRS read beyond their value's text (cookies, the body's type
-/// and framing, the server name, credentials, the User-Agent hash): never left out.
-const INTERPRETED: [&str; 7] = [
-    "cookie",
+/// Fields ModSecurity or the CRS read beyond their value's text (the body's type and
+/// framing, the server name, credentials, the User-Agent hash): never left out. Cookies
+/// are read pair by pair (`cookie_key`).
+const INTERPRETED: [&str; 6] = [
     "content-type",
     "content-length",
     "transfer-encoding",
@@ -49,12 +50,15 @@ const LEFT_OUT: char = '\u{1}';
 pub struct FieldReaders {
     every: Vec<Reader>,
     by_name: HashMap<String, Vec<Reader>>,
+    /// Those that read cookie values.
+    cookies: Vec<Reader>,
     /// The rules are not all known: any field's value may move a verdict.
     unknown: bool,
 }
 
 /// A rule link that reads fields, with the other links of its chain: all of them must match
 /// for any of it to have an effect.
+#[derive(Clone)]
 struct Reader {
     link: Prepared,
     chain: Vec<Prepared>,
@@ -63,7 +67,16 @@ struct Reader {
 impl Reader {
     /// Whether it could match on field `name` holding `value` in a request of `shape`.
     fn may_match_value(&self, name: &str, value: &[u8], shape: &Shape) -> bool {
-        self.link.may_match_value(name, value) && self.chain.iter().all(|l| l.may_match(shape))
+        self.link.may_match_value(name, value) && self.chain_may_match(shape)
+    }
+
+    /// Whether it could match on cookie `name` holding `value` in a request of `shape`.
+    fn may_match_cookie(&self, name: &str, value: &[u8], shape: &Shape) -> bool {
+        self.link.may_match_cookie(name, value) && self.chain_may_match(shape)
+    }
+
+    fn chain_may_match(&self, shape: &Shape) -> bool {
+        self.chain.iter().all(|l| l.may_match(shape))
     }
 }
 
@@ -80,16 +93,21 @@ impl FieldReaders {
         self.unknown
     }
 
-    /// The links of a rule (a chain's, in order) that read fields.
+    /// The links of a rule (a chain's, in order) that read fields or cookies.
     pub fn add_chain(&mut self, links: &[Prepared]) {
-        for (i, link) in links.iter().enumerate().filter(|(_, l)| l.reads_fields()) {
-            let reader = Reader {
+        for (i, link) in links.iter().enumerate() {
+            let reader = || Reader {
                 link: link.clone(),
                 chain: [&links[..i], &links[i + 1..]].concat(),
             };
-            match link.only_field() {
-                Some(name) => self.by_name.entry(name).or_default().push(reader),
-                None => self.every.push(reader),
+            if link.reads_cookies() {
+                self.cookies.push(reader());
+            }
+            if link.reads_fields() {
+                match link.only_field() {
+                    Some(name) => self.by_name.entry(name).or_default().push(reader()),
+                    None => self.every.push(reader()),
+                }
             }
         }
     }
@@ -109,6 +127,8 @@ pub struct Verdicts {
     /// The same for the value itself in a request of a shape, where its bytes could: the
     /// fields a client sends on every request (Accept, its Referer) ask once.
     moving_values: Cache<(usize, HeaderName, HeaderValue, Shape), bool>,
+    /// The same for a cookie's value, by set, name and value.
+    moving_cookies: Cache<(usize, Vec<u8>, Vec<u8>, Shape), bool>,
 }
 
 impl Verdicts {
@@ -123,6 +143,7 @@ impl Verdicts {
                 .build(),
             movable: Cache::new(10_000),
             moving_values: Cache::new(10_000),
+            moving_cookies: Cache::new(10_000),
         }
     }
 
@@ -163,6 +184,8 @@ impl Verdicts {
             if INTERPRETED.contains(&name.as_str()) || self.moves(set, readers, name, value, shape)
             {
                 key.push_str(&String::from_utf8_lossy(bytes));
+            } else if name == COOKIE {
+                self.cookie_key(set, readers, bytes, shape, &mut key);
             } else {
                 key.push(LEFT_OUT);
             }
@@ -171,6 +194,73 @@ impl Verdicts {
             }
         }
         Some(key)
+    }
+
+    /// A `Cookie` field whose text no rule could match on, pair by pair as libmodsecurity
+    /// 3.0.9 splits it (at `;` as `getline` does, then at the first `=`; the name
+    /// left-trimmed, the last pair's value right-trimmed): each value left out unless a rule
+    /// reading cookie values could match it. Names (and so their count) are kept.
+    fn cookie_key(
+        &self,
+        set: usize,
+        readers: &FieldReaders,
+        field: &[u8],
+        shape: &Shape,
+        key: &mut String,
+    ) {
+        let mut pairs: Vec<&[u8]> = field.split(|&b| b == b';').collect();
+        let ends_with_separator = field.ends_with(b";");
+        if ends_with_separator {
+            pairs.pop(); // `getline` gives no empty last piece
+        }
+        let last = pairs.len().saturating_sub(1);
+        for (i, pair) in pairs.iter().enumerate() {
+            if i > 0 {
+                key.push(';');
+            }
+            let Some(eq) = pair.iter().position(|&b| b == b'=') else {
+                key.push_str(&String::from_utf8_lossy(pair));
+                continue;
+            };
+            let (name, value) = (&pair[..eq], &pair[eq + 1..]);
+            let read_name = name.trim_ascii_start();
+            let read_value = if i == last {
+                value.trim_ascii_end()
+            } else {
+                value
+            };
+            key.push_str(&String::from_utf8_lossy(name));
+            key.push('=');
+            if read_name.is_empty() || self.cookie_moves(set, readers, read_name, read_value, shape)
+            {
+                key.push_str(&String::from_utf8_lossy(value));
+            } else {
+                key.push(LEFT_OUT);
+            }
+        }
+        if ends_with_separator {
+            key.push(';');
+        }
+    }
+
+    fn cookie_moves(
+        &self,
+        set: usize,
+        readers: &FieldReaders,
+        name: &[u8],
+        value: &[u8],
+        shape: &Shape,
+    ) -> bool {
+        let question = (set, name.to_vec(), value.to_vec(), *shape);
+        self.moving_cookies.get(&question).unwrap_or_else(|| {
+            let name = String::from_utf8_lossy(name);
+            let answer = readers
+                .cookies
+                .iter()
+                .any(|r| r.may_match_cookie(&name, value, shape));
+            self.moving_cookies.insert(question, answer);
+            answer
+        })
     }
 
     /// Whether the field's value could move the verdict: first for any value of its bytes
