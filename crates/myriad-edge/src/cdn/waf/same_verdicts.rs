@@ -280,6 +280,8 @@ fn remembered_verdicts_answer_only_for_requests_judged_alike() {
             key(&with("referer", attack))
         );
     }
+    // A value too long for a key is judged anew, never remembered (nor asked about).
+    assert_eq!(key(&with("referer", &"a".repeat(5000))), None);
     // And sessions' cookies, pair by pair: names and their number are kept.
     let session = |sid: &str| format!("theme=dark; sid={sid}");
     assert_eq!(

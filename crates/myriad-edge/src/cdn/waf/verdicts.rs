@@ -26,8 +26,16 @@ use super::reach::Prepared;
 use super::shape::Shape;
 use super::{Inspected, Verdict};
 
-/// Heads longer than this are always evaluated.
+/// Heads longer than this (or with a field value longer) are always evaluated.
 const KEY_MAX_BYTES: usize = 4096;
+
+/// Memory for the answers about values each cache remembers: distinct values cannot grow it.
+const ANSWERS_BYTES: u64 = 8 << 20;
+
+/// What a remembered answer about a value of `len` bytes weighs (with its key's shape).
+fn answer_weight(len: usize) -> u32 {
+    u32::try_from(len + std::mem::size_of::<Shape>() + 64).unwrap_or(u32::MAX)
+}
 
 /// Fields ModSecurity or the CRS read beyond their value's text (the body's type and
 /// framing, the server name, credentials, the User-Agent hash): never left out. Cookies
@@ -125,7 +133,8 @@ pub struct Verdicts {
     /// thousand answers cover what clients send.
     movable: Cache<(usize, Option<HeaderName>, Alphabet), bool>,
     /// The same for the value itself in a request of a shape, where its bytes could: the
-    /// fields a client sends on every request (Accept, its Referer) ask once.
+    /// fields a client sends on every request (Accept, its Referer) ask once. Bounded by
+    /// bytes, as are the cookies'.
     moving_values: Cache<(usize, HeaderName, HeaderValue, Shape), bool>,
     /// The same for a cookie's value, by set, name and value.
     moving_cookies: Cache<(usize, Vec<u8>, Vec<u8>, Shape), bool>,
@@ -142,8 +151,22 @@ impl Verdicts {
                 .time_to_live(Duration::from_secs(600))
                 .build(),
             movable: Cache::new(10_000),
-            moving_values: Cache::new(10_000),
-            moving_cookies: Cache::new(10_000),
+            moving_values: Cache::builder()
+                .max_capacity(ANSWERS_BYTES)
+                .weigher(
+                    |(_, name, value, _): &(usize, HeaderName, HeaderValue, Shape), _| {
+                        answer_weight(name.as_str().len() + value.len())
+                    },
+                )
+                .build(),
+            moving_cookies: Cache::builder()
+                .max_capacity(ANSWERS_BYTES)
+                .weigher(
+                    |(_, name, value, _): &(usize, Vec<u8>, Vec<u8>, Shape), _| {
+                        answer_weight(name.len() + value.len())
+                    },
+                )
+                .build(),
         }
     }
 
@@ -177,6 +200,9 @@ impl Verdicts {
             key.push_str(part);
         }
         for (name, value) in request.headers {
+            if value.len() > KEY_MAX_BYTES {
+                return None;
+            }
             key.push('\n');
             key.push_str(name.as_str());
             key.push(':');
