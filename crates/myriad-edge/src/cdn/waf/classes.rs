@@ -111,6 +111,7 @@ pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> 
                         rules += usize::from(!links.is_empty());
                         if runs {
                             field_readers.add_chain(links);
+                            field_readers.add_copies(&d.text);
                         }
                     }
                     (*name, text, rules)

@@ -423,6 +423,35 @@ mod tests {
         assert!(v.is_some(), "SQL injection in a form body");
     }
 
+    /// A field's value copied into rule text by a macro moves verdicts though no rule reads
+    /// it: it stays in a remembered verdict's key.
+    #[test]
+    fn fields_copied_by_macros_stay_in_the_key() {
+        let dir = std::env::temp_dir().join(format!("myriad-waf-macro-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let setup = dir.join("setup.conf");
+        std::fs::write(&setup, "").unwrap();
+        std::fs::write(
+            dir.join("rules.conf"),
+            "SecRule ARGS:q \"@streq %{request_headers.x-token}\" \"id:1000,phase:2,deny,status:403\"\n",
+        )
+        .unwrap();
+        let loaded = Waf::load(&WafConfig {
+            setup,
+            rules_dir: dir.clone(),
+            ..WafConfig::default()
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        let waf = loaded.expect("rules load");
+        let check = |token: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert("x-token", http::HeaderValue::from_static(token));
+            waf.check(&Inspected::get("/?q=abc", &headers), None)
+        };
+        assert_eq!(check("zzz"), None);
+        assert_eq!(check("abc").map(|v| v.status), Some(403));
+    }
+
     /// Rules this edge's reader does not claim to read still load, as they are, whole.
     #[test]
     fn rules_it_cannot_read_load_whole() {

@@ -14,7 +14,7 @@
 //! The key is the head itself, not a hash: no collision can borrow another request's
 //! verdict.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use http::header::COOKIE;
@@ -60,6 +60,9 @@ pub struct FieldReaders {
     by_name: HashMap<String, Vec<Reader>>,
     /// Those that read cookie values.
     cookies: Vec<Reader>,
+    /// Fields (lower case) whose values rule text copies by macro (`%{REQUEST_HEADERS.Host}`
+    /// in a `setvar` or an operator): a value can move a verdict without any rule reading it.
+    copied: HashSet<String>,
     /// The rules are not all known: any field's value may move a verdict.
     unknown: bool,
 }
@@ -116,6 +119,32 @@ impl FieldReaders {
                     Some(name) => self.by_name.entry(name).or_default().push(reader()),
                     None => self.every.push(reader()),
                 }
+            }
+        }
+    }
+
+    /// The fields a rule's text copies by macro; all of them (`unknown`) for a macro that
+    /// copies the whole collection or the request.
+    pub fn add_copies(&mut self, rule: &str) {
+        let text = rule.to_ascii_lowercase();
+        for macro_start in text.match_indices("%{").map(|(i, _)| i + 2) {
+            let inner = text[macro_start..].split('}').next().unwrap_or("");
+            if inner.starts_with("request_headers_names")
+                || inner.starts_with("request_cookies_names")
+            {
+                continue; // names are always in the key
+            }
+            if let Some(rest) = inner.strip_prefix("request_headers") {
+                match rest.strip_prefix(['.', ':']) {
+                    Some(name) if !name.is_empty() && !name.starts_with('/') => {
+                        self.copied.insert(name.to_owned());
+                    }
+                    _ => self.unknown = true,
+                }
+            } else if inner.starts_with("request_cookies") {
+                self.copied.insert(COOKIE.as_str().to_owned());
+            } else if inner.starts_with("full_request") {
+                self.unknown = true;
             }
         }
     }
@@ -300,8 +329,9 @@ impl Verdicts {
         shape: &Shape,
     ) -> bool {
         let bytes = value.as_bytes();
-        if readers.unknown || !bytes.is_ascii() {
-            return true; // the rules see it converted (U+FFFD for what is not UTF-8)
+        // Not ASCII: the rules see it converted (U+FFFD for what is not UTF-8).
+        if readers.unknown || !bytes.is_ascii() || readers.copied.contains(name.as_str()) {
+            return true;
         }
         let alphabet = Alphabet::of(bytes);
         let named = readers.by_name.contains_key(name.as_str());
