@@ -423,26 +423,31 @@ mod tests {
         assert!(v.is_some(), "SQL injection in a form body");
     }
 
-    /// A field's value copied into rule text by a macro moves verdicts though no rule reads
-    /// it: it stays in a remembered verdict's key.
-    #[test]
-    fn fields_copied_by_macros_stay_in_the_key() {
-        let dir = std::env::temp_dir().join(format!("myriad-waf-macro-{}", std::process::id()));
+    /// A WAF with an empty setup and `rules` as its only rule file.
+    fn load_only(name: &str, rules: &str) -> Result<Waf, WafError> {
+        let dir = std::env::temp_dir().join(format!("myriad-waf-{name}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let setup = dir.join("setup.conf");
         std::fs::write(&setup, "").unwrap();
-        std::fs::write(
-            dir.join("rules.conf"),
-            "SecRule ARGS:q \"@streq %{request_headers.x-token}\" \"id:1000,phase:2,deny,status:403\"\n",
-        )
-        .unwrap();
+        std::fs::write(dir.join("rules.conf"), rules).unwrap();
         let loaded = Waf::load(&WafConfig {
             setup,
             rules_dir: dir.clone(),
             ..WafConfig::default()
         });
         let _ = std::fs::remove_dir_all(&dir);
-        let waf = loaded.expect("rules load");
+        loaded
+    }
+
+    /// A field's value copied into rule text by a macro moves verdicts though no rule reads
+    /// it: it stays in a remembered verdict's key.
+    #[test]
+    fn fields_copied_by_macros_stay_in_the_key() {
+        let waf = load_only(
+            "macro",
+            "SecRule ARGS:q \"@streq %{request_headers.x-token}\" \"id:1000,phase:2,deny,status:403\"\n",
+        )
+        .expect("rules load");
         let check = |token: &'static str| {
             let mut headers = HeaderMap::new();
             headers.insert("x-token", http::HeaderValue::from_static(token));
@@ -455,22 +460,11 @@ mod tests {
     /// Rules this edge's reader does not claim to read still load, as they are, whole.
     #[test]
     fn rules_it_cannot_read_load_whole() {
-        let dir = std::env::temp_dir().join(format!("myriad-waf-fallback-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let setup = dir.join("setup.conf");
-        std::fs::write(&setup, "").unwrap();
-        std::fs::write(
-            dir.join("rules.conf"),
+        let waf = load_only(
+            "fallback",
             "SecRule ARGS '@rx attack' \"id:1000,phase:2,deny,status:403\"\n",
         )
-        .unwrap();
-        let loaded = Waf::load(&WafConfig {
-            setup,
-            rules_dir: dir.clone(),
-            ..WafConfig::default()
-        });
-        let _ = std::fs::remove_dir_all(&dir);
-        let waf = loaded.expect("libmodsecurity reads a single-quoted operator");
+        .expect("libmodsecurity reads a single-quoted operator");
         assert!(waf.narrower.is_empty());
         // libmodsecurity takes the quotes as part of the pattern; the edge does not guess.
         let key = |id: &'static str| {
