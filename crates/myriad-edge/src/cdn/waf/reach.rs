@@ -168,11 +168,7 @@ impl Prepared {
     /// Whether the link could match on cookie `name` holding exactly `value` (a pair as
     /// libmodsecurity splits the `Cookie` field).
     pub fn may_match_cookie(&self, name: &str, value: &[u8]) -> bool {
-        match self.reading("REQUEST_COOKIES", name) {
-            Reading::No => false,
-            Reading::Whole => true,
-            Reading::Value => self.negated || self.operator_may_match_value(value),
-        }
+        self.may_match_member("REQUEST_COOKIES", name, value)
     }
 
     /// Whether the link could match on the value of the request field `field` (lower case)
@@ -189,7 +185,13 @@ impl Prepared {
     /// Whether the link could match on the request field `field` (lower case) holding
     /// exactly `value`.
     pub fn may_match_value(&self, field: &str, value: &[u8]) -> bool {
-        match self.reading("REQUEST_HEADERS", field) {
+        self.may_match_member("REQUEST_HEADERS", field, value)
+    }
+
+    /// Whether the link could match on the member `name` of `collection` holding exactly
+    /// `value`.
+    fn may_match_member(&self, collection: &str, name: &str, value: &[u8]) -> bool {
+        match self.reading(collection, name) {
             Reading::No => false,
             Reading::Whole => true,
             Reading::Value => self.negated || self.operator_may_match_value(value),
