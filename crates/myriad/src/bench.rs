@@ -66,7 +66,7 @@ pub enum BenchCommand {
         seconds: f64,
         #[arg(long, default_value_t = 50)]
         connections: usize,
-        /// wrk threads (the load generator shares the machine's cores with the cache).
+        /// wrk threads (they share the machine's cores with the cache unless `--pin`).
         #[arg(long, default_value_t = 1)]
         threads: usize,
         /// Concurrent requests for one cold object.
@@ -87,6 +87,9 @@ pub enum BenchCommand {
         /// (use with `--targets myriad,nginx`).
         #[arg(long)]
         waf: bool,
+        /// wrk on one CPU and the caches on the others, instead of all sharing every core.
+        #[arg(long)]
+        pin: bool,
         #[arg(long)]
         json: bool,
     },
@@ -203,6 +206,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             rounds,
             targets,
             waf,
+            pin,
             json,
         } => {
             use myriad_bench::http::{run, HttpArgs, Kind};
@@ -218,6 +222,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 targets,
                 waf,
                 rounds,
+                pin,
             };
             runtime()?.block_on(run(args))?.print(json);
         }

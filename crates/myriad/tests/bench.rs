@@ -138,8 +138,11 @@ fn http_compares_the_cache_with_its_peers() {
         "8",
         "--cold",
         "100",
+        "--pin",
     ]);
     assert_eq!(r["scenario"], "http");
+    let cpus = r["cache_cpus"].as_str().unwrap_or_default();
+    assert!(cpus.ends_with("(wrk on another)"), "{r}");
     for peer in ["myriad", "ats", "nginx", "varnish"] {
         for field in ["rps_1k", "rps_1m", "p99_1k_ms"] {
             let v = &r[format!("{peer}_{field}")];

@@ -4,6 +4,7 @@
 //! (requests per second, p50/p99), and 2,000 concurrent requests for one cold object (how
 //! many reach the origin: request coalescing).
 
+mod cpus;
 pub(crate) mod origin;
 mod peers;
 mod wrk;
@@ -15,6 +16,7 @@ use futures_util::future::join_all;
 
 use crate::server::tree_cpu_seconds;
 use crate::Report;
+use cpus::Split;
 pub use peers::Kind;
 
 #[derive(Debug, Clone)]
@@ -30,6 +32,16 @@ pub struct HttpArgs {
     pub waf: bool,
     /// Measurements per cache, taken in turns; figures are medians.
     pub rounds: usize,
+    /// wrk on one CPU, the caches on the others (`cpus`).
+    pub pin: bool,
+}
+
+/// How wrk loads a cache.
+#[derive(Clone, Copy)]
+struct Generator {
+    threads: usize,
+    connections: usize,
+    pin: Option<Split>,
 }
 
 const SMALL: &str = "/obj/1024";
@@ -58,12 +70,20 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         .field("wrk_threads", args.threads as u64)
         .field("connections", args.connections as u64)
         .field("cold_requests", args.cold as u64);
+    let pin = args.pin.then(Split::of_this_process).transpose()?;
+    report.field(
+        "cache_cpus",
+        pin.map_or("all (shared with wrk)".to_owned(), |p| {
+            format!("{} (wrk on another)", p.cache_cpus)
+        }),
+    );
     // Every cache runs for the whole bench; rounds take turns, so a slow spell of the
     // machine hits all of them alike.
     let mut peers = Vec::new();
     for kind in &args.targets {
-        let peer =
-            tokio::task::block_in_place(|| peers::Peer::start(*kind, origin.port, args.waf))?;
+        let peer = tokio::task::block_in_place(|| {
+            peers::Peer::start(*kind, origin.port, args.waf, pin.as_ref())
+        })?;
         prepare(&client, &origin, &peer, *kind, args.waf).await?;
         peers.push((*kind, peer));
     }
@@ -80,7 +100,11 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         .iter()
         .map(|(_, p)| tree_cpu_seconds(p.pid()))
         .collect();
-    let load = (args.threads, args.connections);
+    let load = Generator {
+        threads: args.threads,
+        connections: args.connections,
+        pin,
+    };
     let mut measured: Vec<Vec<Round>> = peers.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         for ((_, peer), rounds) in peers.iter().zip(&mut measured) {
@@ -320,13 +344,20 @@ end
 async fn blocking_wrk(
     base: &str,
     path: &str,
-    (threads, connections): (usize, usize),
+    load: Generator,
     duration: Duration,
     script: Option<std::path::PathBuf>,
 ) -> anyhow::Result<wrk::Load> {
     let url = format!("{base}{path}");
     tokio::task::spawn_blocking(move || {
-        wrk::run(&url, threads, connections, duration, script.as_deref())
+        wrk::run(
+            &url,
+            load.threads,
+            load.connections,
+            duration,
+            script.as_deref(),
+            load.pin.as_ref(),
+        )
     })
     .await
     .context("wrk task")?

@@ -10,6 +10,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use super::cpus::Split;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
     Myriad,
@@ -67,10 +69,14 @@ impl Drop for Peer {
     }
 }
 
-/// A command in a new process group, so the whole group can be stopped.
-fn command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+/// A command in a new process group, so the whole group can be stopped; with `pin`, on the
+/// caches' CPUs.
+fn command(program: impl AsRef<std::ffi::OsStr>, pin: Option<&Split>) -> Command {
     let mut cmd = Command::new(program);
     cmd.process_group(0);
+    if let Some(split) = pin {
+        split.for_cache(&mut cmd);
+    }
     cmd
 }
 
@@ -92,7 +98,12 @@ fn wait_listening(port: u16, what: &str, log: &Path) -> anyhow::Result<()> {
 impl Peer {
     /// Starts a cache; with `waf`, behind libmodsecurity and the OWASP CRS (myriad's `--waf`,
     /// nginx's ModSecurity module with the same rules).
-    pub fn start(kind: Kind, origin_port: u16, waf: bool) -> anyhow::Result<Peer> {
+    pub fn start(
+        kind: Kind,
+        origin_port: u16,
+        waf: bool,
+        pin: Option<&Split>,
+    ) -> anyhow::Result<Peer> {
         if waf && !matches!(kind, Kind::Myriad | Kind::Nginx) {
             bail!("the WAF comparison is between myriad and nginx + ModSecurity");
         }
@@ -108,7 +119,7 @@ impl Peer {
         let (child, port) = match kind {
             Kind::Myriad => {
                 let exe = std::env::current_exe()?;
-                let mut child = command(exe)
+                let mut child = command(exe, pin)
                     .args(["edge", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
                     .arg("--origin")
                     .arg(format!("http://127.0.0.1:{origin_port}"))
@@ -146,7 +157,7 @@ impl Peer {
                 let port = free_port()?;
                 let conf = dir.join("nginx.conf");
                 std::fs::write(&conf, nginx_conf(&dir, port, origin_port, waf)?)?;
-                let child = command("nginx")
+                let child = command("nginx", pin)
                     .arg("-c")
                     .arg(&conf)
                     .arg("-p")
@@ -160,7 +171,7 @@ impl Peer {
             }
             Kind::Varnish => {
                 let port = free_port()?;
-                let child = command("varnishd")
+                let child = command("varnishd", pin)
                     .args(["-F", "-a", &format!("127.0.0.1:{port}")])
                     .args(["-b", &format!("127.0.0.1:{origin_port}")])
                     .args(["-s", "malloc,1024m", "-n"])
@@ -195,7 +206,7 @@ impl Peer {
                     format!("{} 1024M\n", dir.join("cache").display()),
                 )?;
                 // Settings by environment (ATS reads PROXY_CONFIG_* over records.config).
-                let child = command("/usr/bin/traffic_server")
+                let child = command("/usr/bin/traffic_server", pin)
                     .env("PROXY_CONFIG_CONFIG_DIR", &etc)
                     .env("PROXY_CONFIG_LOCAL_STATE_DIR", dir.join("run"))
                     .env("PROXY_CONFIG_LOG_LOGFILE_DIR", dir.join("log"))

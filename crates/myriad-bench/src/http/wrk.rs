@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 
+use super::cpus::Split;
+
 #[derive(Debug, Clone, Copy)]
 pub struct Load {
     pub requests_per_s: f64,
@@ -19,8 +21,12 @@ pub fn run(
     connections: usize,
     duration: Duration,
     script: Option<&std::path::Path>,
+    pin: Option<&Split>,
 ) -> anyhow::Result<Load> {
     let mut cmd = Command::new("wrk");
+    if let Some(split) = pin {
+        split.for_load(&mut cmd);
+    }
     if let Some(s) = script {
         cmd.arg("-s").arg(s);
     }
