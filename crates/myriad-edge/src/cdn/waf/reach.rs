@@ -202,26 +202,47 @@ impl Prepared {
     /// `REQUEST_COOKIES`).
     fn reading(&self, collection: &str, name: &str) -> Reading {
         let mut reads = false;
+        let mut named = false;
         for t in &self.targets {
             match t.name.as_str() {
                 "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => return Reading::Whole,
-                // An exclusion (`!REQUEST_HEADERS:Referer`) is not counted on: reading more
-                // only keeps more.
                 c if c == collection && !t.counted && !t.excluded => {
                     reads |= match t.selector.as_deref() {
                         None => true,
                         Some(pattern) if pattern.starts_with('/') => true,
-                        Some(selected) => selected.eq_ignore_ascii_case(name),
+                        Some(selected) => {
+                            let this = selected.eq_ignore_ascii_case(name);
+                            named |= this;
+                            this
+                        }
                     };
                 }
                 _ => {}
             }
         }
-        if reads {
+        // Named and taken out at once: which wins is not counted on.
+        if reads && (named || !self.excludes_field(collection, name)) {
             Reading::Value
         } else {
             Reading::No
         }
+    }
+
+    /// Whether a target takes the request field `name` out of what the link reads:
+    /// `!REQUEST_HEADERS:Referer` by its exact name, in any case (libmodsecurity 3.0.9
+    /// applies the CRS's capitalised exclusions to the edge's lower-case names; a test pins
+    /// it). Exclusions by pattern, and those of other collections, are not counted on:
+    /// reading more only keeps more.
+    fn excludes_field(&self, collection: &str, name: &str) -> bool {
+        collection == "REQUEST_HEADERS"
+            && self.targets.iter().any(|t| {
+                t.excluded
+                    && !t.counted
+                    && t.name == collection
+                    && t.selector
+                        .as_deref()
+                        .is_some_and(|s| !s.starts_with('/') && s.eq_ignore_ascii_case(name))
+            })
     }
 
     /// Whether the operator could match `value` after the transformations.
@@ -812,6 +833,22 @@ mod tests {
         );
         let other = r#"SecRule REQUEST_HEADERS:User-Agent "@rx ." "id:1""#;
         assert!(!value(other, page), "another field");
+        // A field taken out by name is not read, in whatever case the rule spells it;
+        // by pattern, or named and taken out at once, it still is.
+        let traversal = r#"SecRule REQUEST_HEADERS|!REQUEST_HEADERS:Referer "@rx \.\./" "id:1""#;
+        let up = "https://site.test/docs/../index.html";
+        assert!(!value(traversal, up));
+        assert!(Prepared::new(&link(traversal), &none).may_match_value("x-custom", up.as_bytes()));
+        assert!(!Prepared::new(&link(traversal), &none)
+            .may_match_field("referer", Alphabet::printable_without(b"")));
+        for kept in [
+            r#"SecRule REQUEST_HEADERS|!REQUEST_HEADERS:/^ref/ "@rx \.\./" "id:1""#,
+            r#"SecRule REQUEST_HEADERS:Referer|!REQUEST_HEADERS:referer "@rx \.\./" "id:1""#,
+            r#"SecRule REQUEST_HEADERS|!REQUEST_COOKIES:Referer "@rx \.\./" "id:1""#,
+            r#"SecRule FULL_REQUEST|!REQUEST_HEADERS:Referer "@rx \.\./" "id:1""#,
+        ] {
+            assert!(value(kept, up), "{kept}");
+        }
     }
 
     fn link(rule: &str) -> RuleLink {

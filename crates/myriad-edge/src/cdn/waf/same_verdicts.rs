@@ -280,6 +280,12 @@ fn remembered_verdicts_answer_only_for_requests_judged_alike() {
             key(&with("referer", attack))
         );
     }
+    // The rules that look for `../` in every field leave the Referer out (CRS 930100,
+    // 930110): pages reached through relative links share a key too.
+    assert_eq!(
+        key(&with("referer", "https://site.test/blog/../about.html")),
+        key(&with("referer", "https://site.test/docs/../index.html"))
+    );
     // A value too long for a key is judged anew, never remembered (nor asked about).
     assert_eq!(key(&with("referer", &"a".repeat(5000))), None);
     // And sessions' cookies, pair by pair: names and their number are kept.
