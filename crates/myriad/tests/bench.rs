@@ -175,12 +175,18 @@ fn http_waf_compares_with_nginx_and_modsecurity() {
             "rps_1k_distinct_ids",
             "rps_1k_distinct_referers",
             "rps_1k_distinct_cookies",
+            "rps_1k_distinct_queries",
         ] {
             let v = &r[format!("{peer}_{field}")];
             assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
         }
     }
-    for varied in ["distinct_ids", "distinct_referers", "distinct_cookies"] {
+    for varied in [
+        "distinct_ids",
+        "distinct_referers",
+        "distinct_cookies",
+        "distinct_queries",
+    ] {
         let field = format!("rps_1k_{varied}_vs_nginx");
         assert!(r[&field].as_f64().is_some(), "{field} in {r}");
     }

@@ -308,7 +308,7 @@ local n = 0
 /// reused), and the Referer of a page (which rules inspect: its bytes could spell attacks,
 /// so the value itself is checked against the rules that read it before a verdict is
 /// reused), and a session cookie (its value checked against the rules that read cookies).
-const VARIED_HEADS: [(&str, &str); 3] = [
+const VARIED_HEADS: [(&str, &str); 4] = [
     (
         "distinct_ids",
         r#"
@@ -336,6 +336,17 @@ request = function()
   n = n + 1
   wrk.headers["Cookie"] = "theme=dark; sid=" .. string.format("%08x%08x", n, (n * 40503) % 65536)
   return wrk.format(nil, nil, wrk.headers)
+end
+"#,
+    ),
+    // A new URL every request: a cache miss (one origin fetch) and a whole judgement for
+    // both caches — what a site with many distinct query strings costs.
+    (
+        "distinct_queries",
+        r#"
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/obj/1024?page=" .. n, wrk.headers)
 end
 "#,
     ),
