@@ -307,7 +307,8 @@ local n = 0
 /// what differs: a request id (the rules cannot match on its digits, so a verdict may be
 /// reused), and the Referer of a page (which rules inspect: its bytes could spell attacks,
 /// so the value itself is checked against the rules that read it before a verdict is
-/// reused), and a session cookie (its value checked against the rules that read cookies).
+/// reused), a session cookie (its value checked against the rules that read cookies), and
+/// a query value (checked against the rules that read arguments and the request line).
 const VARIED_HEADS: [(&str, &str); 4] = [
     (
         "distinct_ids",
@@ -339,8 +340,8 @@ request = function()
 end
 "#,
     ),
-    // A new URL every request: a cache miss (one origin fetch) and a whole judgement for
-    // both caches — what a site with many distinct query strings costs.
+    // A new URL every request: a cache miss (one origin fetch) for both caches — what a
+    // site with many distinct query strings costs.
     (
         "distinct_queries",
         r#"

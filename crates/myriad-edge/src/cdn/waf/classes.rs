@@ -14,6 +14,7 @@ use super::alphabet::Alphabet;
 use super::reach::Prepared;
 use super::seclang::Directive;
 use super::shape::Shape;
+use super::tx_names::TxNames;
 use super::unreached;
 use super::verdicts::FieldReaders;
 
@@ -69,13 +70,23 @@ pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> 
     } else {
         Default::default()
     };
+    let tx = if analysable {
+        TxNames::of(sources)
+    } else {
+        TxNames::any()
+    };
     // Each rule's links, read once for every class.
     let prepared: Vec<Vec<Vec<Prepared>>> = sources
         .iter()
         .map(|(_, directives)| {
             directives
                 .iter()
-                .map(|d| d.links.iter().map(|l| Prepared::new(l, &phrases)).collect())
+                .map(|d| {
+                    d.links
+                        .iter()
+                        .map(|l| Prepared::new(l, &phrases, &tx))
+                        .collect()
+                })
                 .collect()
         })
         .collect();
@@ -112,6 +123,7 @@ pub fn rule_sets<'a>(sources: &'a [(&'a str, Vec<Directive>)], narrow: bool) -> 
                         if runs {
                             field_readers.add_chain(links);
                             field_readers.add_copies(&d.text);
+                            field_readers.add_url_copies(d);
                         }
                     }
                     (*name, text, rules)

@@ -19,11 +19,14 @@ use verdicts::Verdicts;
 
 mod alphabet;
 mod classes;
+mod pcre;
+mod query;
 mod reach;
 #[cfg(test)]
 mod same_verdicts;
 mod seclang;
 mod shape;
+mod tx_names;
 mod unreached;
 mod value;
 mod verdicts;

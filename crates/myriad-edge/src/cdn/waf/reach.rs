@@ -16,8 +16,11 @@ use regex_automata::meta::Regex;
 use regex_syntax::hir::{Class, Hir, HirKind};
 
 use super::alphabet::Alphabet;
+use super::pcre::{pattern, Pattern};
+use super::query::Url;
 use super::seclang::{RuleLink, Target};
 use super::shape::{Shape, Source};
+use super::tx_names::TxNames;
 use super::value;
 
 /// A rule link read once, to be asked about many alphabets without parsing again.
@@ -26,6 +29,8 @@ pub struct Prepared {
     targets: Vec<Target>,
     transformations: Vec<String>,
     negated: bool,
+    /// It tests only the presence of TX variables no rule sets (`tx_names`).
+    never: bool,
     /// Shared by the rule sets' copies, with what it builds on first use.
     operator: Arc<Operator>,
 }
@@ -33,15 +38,14 @@ pub struct Prepared {
 /// What an operator needs of a value's bytes to match.
 #[derive(Debug)]
 enum Operator {
-    /// A pattern, widened to what `regex_syntax` reads (a superset of PCRE's matches with
-    /// ModSecurity's flags, `DOTALL` and `MULTILINE`); compiled when a value is first
-    /// asked about (`None`: too large to compile, may match anything).
-    Pattern(Box<Hir>, OnceLock<Option<Regex>>),
+    /// A pattern as `regex_syntax` reads it (`pcre`), compiled when a value is first asked
+    /// about (`None`: too large to compile, may match anything).
+    Pattern(Box<Pattern>, OnceLock<Option<Regex>>),
     /// Any of these phrases; searched case-insensitively (never fewer matches than
     /// ModSecurity's), with a searcher built on first use.
     Phrases(Vec<Vec<u8>>, OnceLock<Option<AhoCorasick>>),
-    /// This text (`@contains`, `@streq`, ...).
-    Text(Vec<u8>),
+    /// This text, where the operator looks for it (`@contains`, `@streq`, ...).
+    Text(TextAt, Vec<u8>),
     /// A byte outside these.
     ByteOutside(Alphabet),
     /// This byte (`%` for `@validateUrlEncoding`).
@@ -55,6 +59,18 @@ enum Operator {
     Anything,
 }
 
+/// Where a text operator looks for its text in a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextAt {
+    Anywhere,
+    /// As a word (`@containsWord`).
+    Word,
+    Start,
+    End,
+    /// The whole value (`@streq`).
+    Whole,
+}
+
 /// How a link reads a request field.
 enum Reading {
     No,
@@ -65,15 +81,19 @@ enum Reading {
 }
 
 impl Prepared {
-    /// `phrases` reads an `@pmFromFile` list.
-    pub fn new(link: &RuleLink, phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>) -> Self {
+    /// `phrases` reads an `@pmFromFile` list; `tx` tells which TX variables may exist.
+    pub fn new(
+        link: &RuleLink,
+        phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>,
+        tx: &TxNames,
+    ) -> Self {
         let (name, param) = (link.operator.name.as_str(), link.operator.param.as_str());
         let operator = if param.contains("%{") {
             Operator::Anything
         } else {
             match name {
-                "rx" => pattern(param).map_or(Operator::Anything, |h| {
-                    Operator::Pattern(Box::new(h), OnceLock::new())
+                "rx" => pattern(param).map_or(Operator::Anything, |p| {
+                    Operator::Pattern(Box::new(p), OnceLock::new())
                 }),
                 "pm" => Operator::Phrases(
                     param
@@ -85,9 +105,11 @@ impl Prepared {
                 "pmFromFile" | "pmf" => phrases(param).map_or(Operator::Anything, |list| {
                     Operator::Phrases(list, OnceLock::new())
                 }),
-                "contains" | "containsWord" | "beginsWith" | "endsWith" | "streq" => {
-                    Operator::Text(param.as_bytes().to_vec())
-                }
+                "contains" => Operator::Text(TextAt::Anywhere, param.as_bytes().to_vec()),
+                "containsWord" => Operator::Text(TextAt::Word, param.as_bytes().to_vec()),
+                "beginsWith" => Operator::Text(TextAt::Start, param.as_bytes().to_vec()),
+                "endsWith" => Operator::Text(TextAt::End, param.as_bytes().to_vec()),
+                "streq" => Operator::Text(TextAt::Whole, param.as_bytes().to_vec()),
                 "validateByteRange" => {
                     byte_ranges(param).map_or(Operator::Anything, Operator::ByteOutside)
                 }
@@ -106,6 +128,7 @@ impl Prepared {
                 .map(str::to_owned)
                 .collect(),
             negated: link.operator.negated,
+            never: tests_unset_variables(link, tx),
             operator: Arc::new(operator),
         }
     }
@@ -113,6 +136,9 @@ impl Prepared {
     /// Whether the link could match a bodiless request of the given shape (its bytes by
     /// source).
     pub fn may_match(&self, request: &Shape) -> bool {
+        if self.never {
+            return false;
+        }
         if self.negated {
             return true;
         }
@@ -194,7 +220,63 @@ impl Prepared {
         match self.reading(collection, name) {
             Reading::No => false,
             Reading::Whole => true,
-            Reading::Value => self.negated || self.operator_may_match_value(value),
+            Reading::Value => self.may_match_exactly(value),
+        }
+    }
+
+    /// Whether the link reads query arguments' values (`ARGS`, `ARGS_GET`).
+    pub fn reads_args(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| matches!(t.name.as_str(), "ARGS" | "ARGS_GET") && !t.counted && !t.excluded)
+    }
+
+    /// Whether the link could match on a query argument made of `value`'s bytes, whatever
+    /// its name.
+    pub fn may_match_arg_over(&self, value: Alphabet) -> bool {
+        self.reads_args() && (self.negated || self.operator_may_match_over(value))
+    }
+
+    /// Whether the link could match on the query argument `name` holding exactly `value`.
+    pub fn may_match_arg(&self, name: &str, value: &[u8]) -> bool {
+        self.may_match_member("ARGS", name, value) || self.may_match_member("ARGS_GET", name, value)
+    }
+
+    /// Whether the link reads a string holding the query (or the whole request).
+    pub fn reads_url(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| !t.counted && !t.excluded && URL_VARIABLES.contains(&t.name.as_str()))
+    }
+
+    /// Whether the link reads the whole request (`FULL_REQUEST`): any part may move it.
+    pub fn reads_whole_request(&self) -> bool {
+        self.targets
+            .iter()
+            .any(|t| matches!(t.name.as_str(), "FULL_REQUEST" | "FULL_REQUEST_LENGTH"))
+    }
+
+    /// Whether the link could match on the strings libmodsecurity derives from a request
+    /// line holding `url` (`Url`: one whose strings are its own text).
+    pub fn may_match_url(&self, url: &Url<'_>) -> bool {
+        self.targets
+            .iter()
+            .filter(|t| !t.counted && !t.excluded)
+            .any(|t| match t.name.as_str() {
+                "REQUEST_LINE" => self.may_match_exactly(url.line.as_bytes()),
+                "REQUEST_URI" | "REQUEST_URI_RAW" => self.may_match_exactly(url.target.as_bytes()),
+                "QUERY_STRING" => self.may_match_exactly(url.query.as_bytes()),
+                "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => true,
+                _ => false,
+            })
+    }
+
+    /// Whether the link's operator could match (the negation minded) this exact value.
+    fn may_match_exactly(&self, value: &[u8]) -> bool {
+        if self.negated {
+            !self.operator_certainly_matches_value(value)
+        } else {
+            self.operator_may_match_value(value)
         }
     }
 
@@ -254,12 +336,48 @@ impl Prepared {
             || stages.exact.iter().any(|v| self.operator_matches(v))
     }
 
+    /// Whether the operator matches `value` after the transformations, as libmodsecurity's
+    /// would, known for certain: every stage replayed and matched by an unwidened pattern
+    /// or a text test. False whenever in doubt.
+    fn operator_certainly_matches_value(&self, value: &[u8]) -> bool {
+        let stages = value::stages(value, &self.transformations, transformed);
+        stages.rest.is_none()
+            && stages
+                .exact
+                .iter()
+                .all(|v| self.operator_certainly_matches(v))
+    }
+
+    /// Whether the operator certainly matches this exact (transformed) value. An unwidened
+    /// pattern agrees with PCRE on printable ASCII (`pcre`); the text tests are
+    /// case-sensitive in libmodsecurity 3.0.9.
+    fn operator_certainly_matches(&self, v: &[u8]) -> bool {
+        match &*self.operator {
+            Operator::Pattern(p, compiled)
+                if p.exact && v.iter().all(|b| (b' '..=b'~').contains(b)) =>
+            {
+                compiled
+                    .get_or_init(|| Regex::builder().build_from_hir(&p.hir).ok())
+                    .as_ref()
+                    .is_some_and(|re| re.is_match(v))
+            }
+            Operator::Text(at, text) => match at {
+                TextAt::Anywhere => text.is_empty() || v.windows(text.len()).any(|w| w == text),
+                TextAt::Start => v.starts_with(text),
+                TextAt::End => v.ends_with(text),
+                TextAt::Whole => v == text.as_slice(),
+                TextAt::Word => false,
+            },
+            _ => false,
+        }
+    }
+
     /// Whether the operator could match this exact (transformed) value: patterns in their
     /// widened form, phrases and text in any case.
     fn operator_matches(&self, v: &[u8]) -> bool {
         match &*self.operator {
-            Operator::Pattern(hir, compiled) => compiled
-                .get_or_init(|| Regex::builder().build_from_hir(hir).ok())
+            Operator::Pattern(p, compiled) => compiled
+                .get_or_init(|| Regex::builder().build_from_hir(&p.hir).ok())
                 .as_ref()
                 .is_none_or(|re| re.is_match(v)),
             Operator::Phrases(list, searcher) => searcher
@@ -271,9 +389,19 @@ impl Prepared {
                 })
                 .as_ref()
                 .is_none_or(|ac| ac.is_match(v)),
-            Operator::Text(text) => {
-                text.is_empty() || v.windows(text.len()).any(|w| w.eq_ignore_ascii_case(text))
-            }
+            // In any case: never fewer matches than libmodsecurity's.
+            Operator::Text(at, text) => match at {
+                TextAt::Anywhere | TextAt::Word => {
+                    text.is_empty() || v.windows(text.len()).any(|w| w.eq_ignore_ascii_case(text))
+                }
+                TextAt::Start => {
+                    v.len() >= text.len() && v[..text.len()].eq_ignore_ascii_case(text)
+                }
+                TextAt::End => {
+                    v.len() >= text.len() && v[v.len() - text.len()..].eq_ignore_ascii_case(text)
+                }
+                TextAt::Whole => v.eq_ignore_ascii_case(text),
+            },
             Operator::ByteOutside(allowed) => v.iter().any(|b| !allowed.contains(*b)),
             Operator::Byte(b) => v.contains(b),
             Operator::NonAscii => !v.is_ascii(),
@@ -299,9 +427,9 @@ impl Prepared {
     /// Whether the operator could match a value over `seen` (every stage's bytes).
     fn operator_may_match_stages(&self, seen: Alphabet) -> bool {
         match &*self.operator {
-            Operator::Pattern(hir, _) => hir_may_match(hir, seen),
+            Operator::Pattern(p, _) => hir_may_match(&p.hir, seen),
             Operator::Phrases(list, _) => list.iter().any(|p| seen.covers(p)),
-            Operator::Text(text) => seen.covers(text),
+            Operator::Text(_, text) => seen.covers(text),
             Operator::ByteOutside(allowed) => !seen.is_subset_of(allowed),
             Operator::Byte(b) => seen.contains(*b),
             Operator::NonAscii => seen.has_non_ascii(),
@@ -337,6 +465,42 @@ fn transformed(name: &str, input: Alphabet) -> Alphabet {
     }
 }
 
+/// The variables holding the query's text: the request line, the target (decoded and
+/// raw), the query string; and the whole request.
+const URL_VARIABLES: [&str; 6] = [
+    "REQUEST_LINE",
+    "REQUEST_URI",
+    "REQUEST_URI_RAW",
+    "QUERY_STRING",
+    "FULL_REQUEST",
+    "FULL_REQUEST_LENGTH",
+];
+
+/// Whether the link only counts TX variables no rule sets and needs a count above zero
+/// (`SecRule &TX:ARG_LENGTH "@eq 1"`, the CRS's test for an optional limit): it never
+/// matches.
+fn tests_unset_variables(link: &RuleLink, tx: &TxNames) -> bool {
+    let unset = |t: &Target| {
+        t.counted
+            && !t.excluded
+            && t.name == "TX"
+            && t.selector
+                .as_deref()
+                .is_some_and(|name| !name.starts_with('/') && !tx.may_exist(name))
+    };
+    let op = &link.operator;
+    let needs_some = match op.param.trim().parse::<i64>() {
+        Ok(n) => match op.name.as_str() {
+            "eq" => n != 0,
+            "ge" => n > 0,
+            "gt" => n >= 0,
+            _ => false,
+        },
+        Err(_) => false,
+    };
+    !op.negated && needs_some && !link.targets.is_empty() && link.targets.iter().all(unset)
+}
+
 /// `1-255` or `9,10,13,32-126`.
 fn byte_ranges(param: &str) -> Option<Alphabet> {
     let mut set = Alphabet::EMPTY;
@@ -353,21 +517,6 @@ fn byte_ranges(param: &str) -> Option<Alphabet> {
         }
     }
     Some(set)
-}
-
-/// A PCRE pattern widened to what `regex_syntax` reads; `None` when it is beyond what
-/// `relaxed` and `regex_syntax` read.
-fn pattern(pcre: &str) -> Option<Hir> {
-    regex_syntax::ParserBuilder::new()
-        .utf8(false)
-        .unicode(false)
-        .octal(true)
-        .dot_matches_new_line(true)
-        .multi_line(true)
-        .nest_limit(1000)
-        .build()
-        .parse(&relaxed(pcre)?)
-        .ok()
 }
 
 /// Whether some string over `value` is in the language of `hir`, assertions ignored (a
@@ -391,299 +540,13 @@ fn hir_may_match(hir: &Hir, value: Alphabet) -> bool {
     }
 }
 
-/// A pattern `regex_syntax` reads whose language contains the PCRE pattern's: lookarounds
-/// dropped, atomic groups and possessive quantifiers made ordinary, back-references made
-/// "anything", PCRE-only escapes spelt out, and the characters PCRE takes literally where
-/// `regex_syntax` would not (`{` that starts no quantifier, `[` `&` `~` inside a class)
-/// escaped. `None` for constructs it does not know (recursion, callouts, verbs).
-fn relaxed(pattern: &str) -> Option<String> {
-    const ANY: &str = "(?s:.)";
-    const ANYTHING: &str = "(?s:.*)";
-    let p = pattern.as_bytes();
-    let mut out = String::with_capacity(pattern.len() + 16);
-    let mut i = 0;
-    // Whether the last thing written was a quantifier (a `+` after it is possessive).
-    let mut after_quantifier = false;
-    while i < p.len() {
-        let was_quantifier = std::mem::take(&mut after_quantifier);
-        match p[i] {
-            b'\\' => {
-                let c = *p.get(i + 1)?;
-                i += 2;
-                match c {
-                    b'1'..=b'9' => {
-                        while p.get(i).is_some_and(u8::is_ascii_digit) {
-                            i += 1;
-                        }
-                        out.push_str(ANYTHING);
-                    }
-                    b'g' | b'k' => {
-                        i = reference_end(p, i)?;
-                        out.push_str(ANYTHING);
-                    }
-                    b'Z' | b'G' | b'K' => {}
-                    b'h' => out.push_str(r"[\t \xA0]"),
-                    b'v' => out.push_str(r"[\n\x0B\x0C\r\x85]"),
-                    b'R' => out.push_str(r"(?s:.{1,2})"),
-                    b'H' | b'V' | b'N' | b'X' | b'C' => out.push_str(ANY),
-                    b'e' => out.push_str(r"\x1B"),
-                    b'Q' => {
-                        let rest = &pattern[i..];
-                        let end = rest.find(r"\E").unwrap_or(rest.len());
-                        out.push_str(&regex_syntax::escape(&rest[..end]));
-                        i += (end + 2).min(rest.len());
-                    }
-                    b'p' | b'P' => return None,
-                    // PCRE reads any escaped punctuation as itself; `regex_syntax` reads
-                    // `\<` and `\>` as word boundaries.
-                    c if c.is_ascii_punctuation() => push_hex_escape(&mut out, c),
-                    c if c.is_ascii() => {
-                        out.push('\\');
-                        out.push(char::from(c));
-                    }
-                    _ => return None,
-                }
-            }
-            b'[' => i = relaxed_class(pattern, i, &mut out)?,
-            b'(' if p.get(i + 1) == Some(&b'?') => {
-                let rest = &p[i + 2..];
-                if rest.starts_with(b"=")
-                    || rest.starts_with(b"!")
-                    || rest.starts_with(b"<=")
-                    || rest.starts_with(b"<!")
-                {
-                    i = group_end(pattern, i)?;
-                } else if rest.starts_with(b"#") {
-                    i += pattern[i..].find(')')? + 1;
-                } else if rest.starts_with(b"P=") {
-                    i += pattern[i..].find(')')? + 1;
-                    out.push_str(ANYTHING);
-                } else if rest.starts_with(b">") || rest.starts_with(b"|") {
-                    out.push_str("(?:");
-                    i += 3;
-                } else if rest.starts_with(b"'") {
-                    let close = pattern[i + 3..].find('\'')?;
-                    out.push_str("(?:");
-                    i += 3 + close + 1;
-                } else if is_flags_or_named(rest) {
-                    out.push_str("(?");
-                    i += 2;
-                } else {
-                    return None; // recursion, callouts, conditionals
-                }
-            }
-            b'(' if p.get(i + 1) == Some(&b'*') => return None,
-            b'{' => match quantifier_end(p, i) {
-                Some(end) => {
-                    out.push_str(&pattern[i..end]);
-                    i = end;
-                    after_quantifier = true;
-                }
-                None => {
-                    out.push_str(r"\{");
-                    i += 1;
-                }
-            },
-            b'}' | b']' => {
-                out.push('\\');
-                out.push(char::from(p[i]));
-                i += 1;
-            }
-            // After a quantifier, `+` makes it possessive and `?` lazy.
-            b'+' if was_quantifier => i += 1,
-            b'?' if was_quantifier => {
-                out.push('?');
-                i += 1;
-            }
-            b'*' | b'+' | b'?' => {
-                out.push(char::from(p[i]));
-                i += 1;
-                after_quantifier = true;
-            }
-            _ => {
-                let c = pattern[i..].chars().next()?;
-                out.push(c);
-                i += c.len_utf8();
-            }
-        }
-    }
-    Some(out)
-}
-
-/// A byte as `\xHH`, a literal wherever it stands.
-fn push_hex_escape(out: &mut String, b: u8) {
-    out.push_str(&format!(r"\x{b:02X}"));
-}
-
-/// After `(?`: flags (`i)`, `-s:`) or a named group, which `regex_syntax` reads as PCRE
-/// does. (PCRE's `(?R)` is recursion; `regex_syntax` would read a flag.)
-fn is_flags_or_named(rest: &[u8]) -> bool {
-    if rest.starts_with(b"<") || rest.starts_with(b"P<") {
-        return true;
-    }
-    let flags = rest.iter().take_while(|c| b"imsxU-".contains(c)).count();
-    matches!(rest.get(flags), Some(b':' | b')'))
-}
-
-/// `{n}`, `{n,}` or `{n,m}` at `start`: the index after it.
-fn quantifier_end(p: &[u8], start: usize) -> Option<usize> {
-    let mut i = start + 1;
-    let digits = |i: &mut usize| {
-        let from = *i;
-        while p.get(*i).is_some_and(u8::is_ascii_digit) {
-            *i += 1;
-        }
-        *i > from
-    };
-    if !digits(&mut i) {
-        return None;
-    }
-    if p.get(i) == Some(&b',') {
-        i += 1;
-        digits(&mut i);
-    }
-    (p.get(i) == Some(&b'}')).then_some(i + 1)
-}
-
-/// After `\g` or `\k`: the end of the reference (`{name}`, `<name>`, `'name'` or digits).
-fn reference_end(p: &[u8], i: usize) -> Option<usize> {
-    let close = match p.get(i)? {
-        b'{' => b'}',
-        b'<' => b'>',
-        b'\'' => b'\'',
-        _ => {
-            let mut j = i;
-            while p.get(j).is_some_and(|c| c.is_ascii_digit() || *c == b'-') {
-                j += 1;
-            }
-            return (j > i).then_some(j);
-        }
-    };
-    let len = p[i + 1..].iter().position(|&c| c == close)?;
-    Some(i + 1 + len + 1)
-}
-
-/// The index after the group opened at `start`, nesting, escapes and classes minded.
-fn group_end(pattern: &str, start: usize) -> Option<usize> {
-    let p = pattern.as_bytes();
-    let mut depth = 0usize;
-    let mut i = start;
-    while i < p.len() {
-        match p[i] {
-            b'\\' => i += 2,
-            b'[' => {
-                let mut scratch = String::new();
-                i = relaxed_class(pattern, i, &mut scratch)?;
-            }
-            b'(' => {
-                depth += 1;
-                i += 1;
-            }
-            b')' => {
-                depth -= 1;
-                i += 1;
-                if depth == 0 {
-                    return Some(i);
-                }
-            }
-            _ => i += 1,
-        }
-    }
-    None
-}
-
-/// Copies the class at `start` as `regex_syntax` reads it; returns the index after it.
-fn relaxed_class(pattern: &str, start: usize, out: &mut String) -> Option<usize> {
-    let p = pattern.as_bytes();
-    let mut i = start + 1;
-    let mut class = String::from("[");
-    if p.get(i) == Some(&b'^') {
-        class.push('^');
-        i += 1;
-    }
-    if p.get(i) == Some(&b']') {
-        class.push_str(r"\]");
-        i += 1;
-    }
-    loop {
-        match *p.get(i)? {
-            b']' => {
-                class.push(']');
-                i += 1;
-                break;
-            }
-            b'[' if p.get(i + 1) == Some(&b':') => {
-                let len = pattern[i..].find(":]")? + 2;
-                class.push_str(&pattern[i..i + len]);
-                i += len;
-            }
-            b'\\' => {
-                let c = *p.get(i + 1)?;
-                i += 2;
-                match c {
-                    b'h' => class.push_str(r"\t \xA0"),
-                    b'v' => class.push_str(r"\n\x0B\x0C\r\x85"),
-                    b'H' | b'V' | b'N' | b'R' | b'X' => {
-                        // Nearly everything: the class becomes any byte.
-                        let end = relaxed_class_end(p, i)?;
-                        out.push_str("(?s:.)");
-                        return Some(end);
-                    }
-                    b'e' => class.push_str(r"\x1B"),
-                    b'Q' | b'E' | b'p' | b'P' => return None,
-                    c if c.is_ascii_punctuation() => push_hex_escape(&mut class, c),
-                    c if c.is_ascii() => {
-                        class.push('\\');
-                        class.push(char::from(c));
-                    }
-                    _ => return None,
-                }
-            }
-            c @ (b'[' | b'&' | b'~') => {
-                class.push('\\');
-                class.push(char::from(c));
-                i += 1;
-            }
-            b'-' if p.get(i + 1) == Some(&b'-') => {
-                class.push_str(r"\-");
-                i += 1;
-            }
-            _ => {
-                let c = pattern[i..].chars().next()?;
-                class.push(c);
-                i += c.len_utf8();
-            }
-        }
-    }
-    out.push_str(&class);
-    Some(i)
-}
-
-/// From inside a class: the index after its closing `]`.
-fn relaxed_class_end(p: &[u8], mut i: usize) -> Option<usize> {
-    loop {
-        match *p.get(i)? {
-            b'\\' => i += 2,
-            b']' => return Some(i + 1),
-            b'[' if p.get(i + 1) == Some(&b':') => {
-                i += 2;
-                while *p.get(i)? != b']' {
-                    i += 1;
-                }
-                i += 1;
-            }
-            _ => i += 1,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::super::seclang;
     use super::*;
 
     fn rx(pattern: &str, alphabet: &[u8]) -> Option<bool> {
-        super::pattern(pattern).map(|h| hir_may_match(&h, Alphabet::of(alphabet).case_closed()))
+        super::pattern(pattern).map(|p| hir_may_match(&p.hir, Alphabet::of(alphabet).case_closed()))
     }
 
     #[test]
@@ -738,7 +601,7 @@ mod tests {
         let none = |_: &str| None;
         let digits = Alphabet::of(b"0123456789");
         let field = |rule: &str, name: &str, value: Alphabet| {
-            Prepared::new(&link(rule), &none).may_match_field(name, value)
+            Prepared::new(&link(rule), &none, &TxNames::any()).may_match_field(name, value)
         };
         let all_fields = r#"SecRule REQUEST_HEADERS "@rx [a-z]" "id:1""#;
         assert!(!field(all_fields, "x-request-id", digits));
@@ -790,8 +653,8 @@ mod tests {
     fn escaped_punctuation_stays_literal() {
         // `\<` is `<` to PCRE, a word boundary to `regex_syntax`; in a class it would not
         // parse at all.
-        let hir = pattern(r"a\<b[^\<\>\~]").expect("parses");
-        let re = Regex::builder().build_from_hir(&hir).expect("compiles");
+        let p = pattern(r"a\<b[^\<\>\~]").expect("parses");
+        let re = Regex::builder().build_from_hir(&p.hir).expect("compiles");
         assert!(re.is_match(b"a<bc"));
         assert!(!re.is_match(b"ab<"));
     }
@@ -800,7 +663,8 @@ mod tests {
     fn a_field_value_asked_about_itself() {
         let none = |_: &str| None;
         let value = |rule: &str, v: &str| {
-            Prepared::new(&link(rule), &none).may_match_value("referer", v.as_bytes())
+            Prepared::new(&link(rule), &none, &TxNames::any())
+                .may_match_value("referer", v.as_bytes())
         };
         let page = "https://site.test/articles/page-7?from=home&q=a%2Fb";
         // Its letters could spell `script`; the value does not.
@@ -826,10 +690,14 @@ mod tests {
         let bytes = r#"SecRule REQUEST_HEADERS "@validateByteRange 32-126" "id:1,t:urlDecodeUni""#;
         assert!(!value(bytes, page));
         assert!(value(bytes, "a%00b"));
+        // A negated operator is silent where its pattern certainly matches.
         let negated = r#"SecRule REQUEST_HEADERS "!@rx ^https" "id:1""#;
+        assert!(!value(negated, page));
+        assert!(value(negated, "http://site.test/"));
+        let widened = r#"SecRule REQUEST_HEADERS "!@rx ^(?=h)https" "id:1""#;
         assert!(
-            value(negated, page),
-            "a negated operator may match anything"
+            value(widened, page),
+            "a widened pattern proves nothing negated"
         );
         let other = r#"SecRule REQUEST_HEADERS:User-Agent "@rx ." "id:1""#;
         assert!(!value(other, page), "another field");
@@ -838,8 +706,9 @@ mod tests {
         let traversal = r#"SecRule REQUEST_HEADERS|!REQUEST_HEADERS:Referer "@rx \.\./" "id:1""#;
         let up = "https://site.test/docs/../index.html";
         assert!(!value(traversal, up));
-        assert!(Prepared::new(&link(traversal), &none).may_match_value("x-custom", up.as_bytes()));
-        assert!(!Prepared::new(&link(traversal), &none)
+        assert!(Prepared::new(&link(traversal), &none, &TxNames::any())
+            .may_match_value("x-custom", up.as_bytes()));
+        assert!(!Prepared::new(&link(traversal), &none, &TxNames::any())
             .may_match_field("referer", Alphabet::printable_without(b"")));
         for kept in [
             r#"SecRule REQUEST_HEADERS|!REQUEST_HEADERS:/^ref/ "@rx \.\./" "id:1""#,
@@ -848,6 +717,104 @@ mod tests {
             r#"SecRule FULL_REQUEST|!REQUEST_HEADERS:Referer "@rx \.\./" "id:1""#,
         ] {
             assert!(value(kept, up), "{kept}");
+        }
+    }
+
+    /// Negated operators are silent only where the edge knows they match: unwidened
+    /// patterns and text tests, on the exact value.
+    #[test]
+    fn the_request_line_asked_exactly() {
+        let none = |_: &str| None;
+        let target = "/obj/1024?page=17";
+        let query = crate::cdn::waf::query::Query::of(target).unwrap();
+        let url = Url::new("GET", target, "1.1", &query);
+        let on_url =
+            |rule: &str| Prepared::new(&link(rule), &none, &TxNames::any()).may_match_url(&url);
+        assert!(!on_url(
+            r#"SecRule REQUEST_LINE "!@rx ^GET /[a-z0-9/]+\?page=\d+ HTTP/1\.1$" "id:1""#
+        ));
+        assert!(on_url(
+            r#"SecRule REQUEST_LINE "!@rx ^GET /[a-z]+ HTTP/1\.1$" "id:1""#
+        ));
+        assert!(
+            on_url(r#"SecRule REQUEST_LINE "!@rx ^(?=GET)GET /" "id:1""#),
+            "a widened pattern proves nothing negated"
+        );
+        assert!(!on_url(r#"SecRule REQUEST_LINE "@streq GET /" "id:1""#));
+        assert!(
+            on_url(r#"SecRule REQUEST_LINE "@beginsWith get /" "id:1""#),
+            "any case"
+        );
+        assert!(!on_url(
+            r#"SecRule REQUEST_LINE "!@beginsWith GET /" "id:1""#
+        ));
+        assert!(on_url(
+            r#"SecRule REQUEST_LINE "!@beginsWith get /" "id:1""#
+        ));
+        assert!(!on_url(r#"SecRule QUERY_STRING "@endsWith =1" "id:1""#));
+        assert!(on_url(r#"SecRule QUERY_STRING "@endsWith =17" "id:1""#));
+        assert!(on_url(r#"SecRule REQUEST_URI "@rx \?page=\d" "id:1""#));
+        assert!(
+            on_url(r#"SecRule FULL_REQUEST "@rx <" "id:1""#),
+            "the whole request"
+        );
+        assert!(
+            !on_url(r#"SecRule REQUEST_FILENAME "@rx page" "id:1""#),
+            "the path only"
+        );
+        // Arguments by name and value.
+        let arg = |rule: &str, name: &str, value: &str| {
+            Prepared::new(&link(rule), &none, &TxNames::any()).may_match_arg(name, value.as_bytes())
+        };
+        assert!(arg(r#"SecRule ARGS "@rx ^\d+$" "id:1""#, "page", "17"));
+        assert!(!arg(r#"SecRule ARGS_GET "@rx [a-z]" "id:1""#, "page", "17"));
+        assert!(!arg(r#"SecRule ARGS:id "@rx \d" "id:1""#, "page", "17"));
+        assert!(arg(r#"SecRule ARGS:/^p/ "@rx \d" "id:1""#, "page", "17"));
+        assert!(!arg(
+            r#"SecRule ARGS:do "!@streq admin" "id:1""#,
+            "do",
+            "admin"
+        ));
+        assert!(arg(
+            r#"SecRule ARGS:do "!@streq admin" "id:1""#,
+            "do",
+            "Admin"
+        ));
+    }
+
+    /// The CRS's optional limits test their variable first; unset, the chain never runs.
+    #[test]
+    fn counts_of_variables_no_rule_sets_never_match() {
+        let none = |_: &str| None;
+        let shape = Shape::ANY;
+        let parsed = |text: &str| seclang::parse(text, std::path::Path::new("/")).unwrap();
+        let limit = r#"SecRule &TX:ARG_LENGTH "@eq 1" "id:1,phase:2,chain"
+    SecRule ARGS "@gt %{tx.arg_length}" "t:length,block""#;
+        let setup = r#"SecAction "id:2,phase:1,pass,setvar:tx.arg_length=400""#;
+        let first = |text: &str| {
+            let sources = [("t", parsed(text))];
+            let tx = TxNames::of(&sources);
+            let d = &sources[0]
+                .1
+                .iter()
+                .find(|d| !d.links.is_empty())
+                .unwrap()
+                .links[0];
+            Prepared::new(d, &none, &tx).may_match(&shape)
+        };
+        assert!(!first(limit));
+        assert!(first(&format!(
+            "{setup}
+{limit}"
+        )));
+        for other in [
+            r#"SecRule &TX:ARG_LENGTH "@eq 0" "id:1""#,
+            r#"SecRule &TX:ARG_LENGTH "!@eq 1" "id:1""#,
+            r#"SecRule &TX:/arg/ "@eq 1" "id:1""#,
+            r#"SecRule &TX:ARG_LENGTH|&ARGS "@ge 1" "id:1""#,
+            r#"SecRule TX:ARG_LENGTH "@eq 1" "id:1""#,
+        ] {
+            assert!(first(other), "{other}");
         }
     }
 
@@ -862,7 +829,8 @@ mod tests {
         let words = |_: &str| Some(vec![b"nikto".to_vec(), b"<sqlmap".to_vec()]);
         let plain = Alphabet::printable_without(b"<>'\"%&\\");
         let request = Shape::new(plain, plain, plain, plain);
-        let may = |rule: &str| Prepared::new(&link(rule), &none).may_match(&request);
+        let may =
+            |rule: &str| Prepared::new(&link(rule), &none, &TxNames::any()).may_match(&request);
         assert!(!may(r#"SecRule ARGS "@rx <script" "id:1""#));
         assert!(may(r#"SecRule ARGS "@rx (?i)union\s+select" "id:1""#));
         assert!(
@@ -890,7 +858,7 @@ mod tests {
         assert!(may(r#"SecRule ARGS "@rx (?R)" "id:1""#), "not understood");
         let file = link(r#"SecRule REQUEST_HEADERS:User-Agent "@pmFromFile ua.data" "id:1""#);
         let may_with = |phrases: &dyn Fn(&str) -> Option<Vec<Vec<u8>>>, request: &Shape| {
-            Prepared::new(&file, phrases).may_match(request)
+            Prepared::new(&file, phrases, &TxNames::any()).may_match(request)
         };
         assert!(may_with(&words, &request));
         let abc = Alphabet::of(b"abc");
@@ -900,12 +868,14 @@ mod tests {
         // Each target reads its own part of the request.
         let fields_only = Shape::new(abc, abc, abc, Alphabet::of(b"<"));
         let rule = |targets: &str| link(&format!("SecRule {targets} \"@rx <\" \"id:1\""));
-        let may_fields =
-            |targets: &str| Prepared::new(&rule(targets), &none).may_match(&fields_only);
+        let may_fields = |targets: &str| {
+            Prepared::new(&rule(targets), &none, &TxNames::any()).may_match(&fields_only)
+        };
         assert!(!may_fields("ARGS|REQUEST_COOKIES|REQUEST_URI"));
         assert!(may_fields("ARGS|REQUEST_HEADERS:Referer"));
         // Which fields a rule reads.
-        let only = |targets: &str| Prepared::new(&rule(targets), &none).only_field();
+        let only =
+            |targets: &str| Prepared::new(&rule(targets), &none, &TxNames::any()).only_field();
         assert_eq!(
             only("ARGS|REQUEST_HEADERS:Referer").as_deref(),
             Some("referer")
@@ -916,7 +886,7 @@ mod tests {
             only("REQUEST_HEADERS:Referer|REQUEST_HEADERS:User-Agent"),
             None
         );
-        assert!(Prepared::new(&rule("&REQUEST_HEADERS"), &none).reads_fields());
-        assert!(!Prepared::new(&rule("ARGS"), &none).reads_fields());
+        assert!(Prepared::new(&rule("&REQUEST_HEADERS"), &none, &TxNames::any()).reads_fields());
+        assert!(!Prepared::new(&rule("ARGS"), &none, &TxNames::any()).reads_fields());
     }
 }

@@ -80,6 +80,34 @@ impl RuleLink {
     }
 }
 
+/// Every `setvar` of these rules, as (variable name in lower case with a deletion's `!`,
+/// value as written); `None` when a script (`SecRuleScript`, `exec`) may set anything.
+pub fn assignments<'a>(
+    directives: impl IntoIterator<Item = &'a Directive>,
+) -> Option<Vec<(String, &'a str)>> {
+    let mut out = Vec::new();
+    for d in directives {
+        if d.name.eq_ignore_ascii_case("SecRuleScript") {
+            return None;
+        }
+        let actions = d
+            .actions
+            .iter()
+            .chain(d.links.iter().flat_map(|l| &l.actions));
+        for a in actions {
+            if a.name.eq_ignore_ascii_case("exec") {
+                return None;
+            }
+            if a.name.eq_ignore_ascii_case("setvar") {
+                let text = a.value.as_deref().unwrap_or("").trim();
+                let (name, value) = text.split_once('=').unwrap_or((text, ""));
+                out.push((name.trim().to_ascii_lowercase(), value));
+            }
+        }
+    }
+    Some(out)
+}
+
 /// Operators that read their parameter from a file, relative to the rule file.
 const FROM_FILE: [&str; 4] = ["pmFromFile", "pmf", "ipMatchFromFile", "ipMatchF"];
 

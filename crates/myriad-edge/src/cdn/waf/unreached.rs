@@ -11,7 +11,7 @@
 
 use std::collections::HashSet;
 
-use super::seclang::Directive;
+use super::seclang::{self, Directive};
 
 const LEVEL: &str = "tx.executing_paranoia_level";
 const CONFIGURED: &str = "tx.paranoia_level";
@@ -105,47 +105,29 @@ fn highest_level(directives: &[(At, &Directive)]) -> Option<u32> {
         return None;
     }
     let (mut levels, mut configured, mut from_configured) = (Vec::new(), Vec::new(), false);
-    for (_, d) in directives {
-        if d.name.eq_ignore_ascii_case("SecRuleScript") {
-            return None;
+    for (name, value) in seclang::assignments(directives.iter().map(|(_, d)| *d))? {
+        if name.contains("%{") {
+            if [LEVEL, CONFIGURED].iter().any(|v| may_name(&name, v)) {
+                return None;
+            }
+            continue;
         }
-        let actions = d
-            .actions
-            .iter()
-            .chain(d.links.iter().flat_map(|l| &l.actions));
-        for a in actions {
-            if a.name.eq_ignore_ascii_case("exec") {
-                return None; // a script may set anything
+        if let Some(deleted) = name.strip_prefix('!') {
+            if deleted == LEVEL || deleted == CONFIGURED {
+                return None;
             }
-            if !a.name.eq_ignore_ascii_case("setvar") {
-                continue;
+            continue;
+        }
+        if name != LEVEL && name != CONFIGURED {
+            continue;
+        }
+        match (name.as_str(), constant(value)) {
+            (LEVEL, Some(v)) => levels.push(v),
+            (LEVEL, None) if value.trim().eq_ignore_ascii_case("%{tx.paranoia_level}") => {
+                from_configured = true;
             }
-            let text = a.value.as_deref().unwrap_or("").trim();
-            let (name, value) = text.split_once('=').unwrap_or((text, ""));
-            let name = name.trim().to_ascii_lowercase();
-            if name.contains("%{") {
-                if [LEVEL, CONFIGURED].iter().any(|v| may_name(&name, v)) {
-                    return None;
-                }
-                continue;
-            }
-            if let Some(deleted) = name.strip_prefix('!') {
-                if deleted == LEVEL || deleted == CONFIGURED {
-                    return None;
-                }
-                continue;
-            }
-            if name != LEVEL && name != CONFIGURED {
-                continue;
-            }
-            match (name.as_str(), constant(value)) {
-                (LEVEL, Some(v)) => levels.push(v),
-                (LEVEL, None) if value.trim().eq_ignore_ascii_case("%{tx.paranoia_level}") => {
-                    from_configured = true;
-                }
-                (_, Some(v)) => configured.push(v),
-                _ => return None,
-            }
+            (_, Some(v)) => configured.push(v),
+            _ => return None,
         }
     }
     if from_configured {
@@ -157,7 +139,7 @@ fn highest_level(directives: &[(At, &Directive)]) -> Option<u32> {
 
 /// Whether a variable name with macros (`tx.header_name_%{tx.0}`) could expand to `var`:
 /// its literal pieces, in order, first at the start and last at the end.
-fn may_name(pattern: &str, var: &str) -> bool {
+pub(super) fn may_name(pattern: &str, var: &str) -> bool {
     let mut pieces = Vec::new();
     let mut rest = pattern;
     while let Some(start) = rest.find("%{") {

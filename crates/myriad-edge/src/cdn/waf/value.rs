@@ -32,6 +32,14 @@ pub fn stages(
     let mut exact = vec![value.to_vec()];
     for (i, t) in transformations.iter().enumerate() {
         let Some(last) = exact.last() else { break };
+        let is_last = i + 1 == transformations.len();
+        if is_last && t.eq_ignore_ascii_case("base64Decode") {
+            // Each possible output a stage: the operator must be asked of them all.
+            if let Some(outcomes) = base64_outcomes(last) {
+                exact.extend(outcomes);
+                return Stages { exact, rest: None };
+            }
+        }
         match transformed(t, last) {
             Some(next) => exact.push(next),
             None => {
@@ -169,6 +177,29 @@ fn base64_decoded(v: &[u8]) -> Option<Vec<u8>> {
         out.extend_from_slice(&x.to_be_bytes()[1..]);
     }
     Some(out)
+}
+
+/// What `t:base64Decode` may give for `v`, over the mbedtls versions libmodsecurity 3.0.9
+/// may be built with (`Base64::decode`: a first call for the length, a second to decode;
+/// an error leaves the length 0, so the output empty): the whole groups of four decoded
+/// (older versions drop a partial last group), or nothing (newer ones refuse it, and all
+/// refuse a byte outside the alphabet). `None` where white space or `=` makes it uncertain.
+fn base64_outcomes(v: &[u8]) -> Option<Vec<Vec<u8>>> {
+    if v.iter().any(|b| b.is_ascii_whitespace() || *b == b'=') {
+        return None;
+    }
+    if !v
+        .iter()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
+    {
+        return Some(vec![Vec::new()]);
+    }
+    let whole = base64_decoded(&v[..v.len() / 4 * 4])?;
+    Some(if v.len().is_multiple_of(4) {
+        vec![whole]
+    } else {
+        vec![whole, Vec::new()]
+    })
 }
 
 /// The named entities libmodsecurity decodes (whole name, any case; the `;` optional).
@@ -358,5 +389,41 @@ mod tests {
         assert!(!is_sqli(b"https://site.test/articles/page-7?from=home"));
         assert!(is_xss(b"<script>alert(1)</script>"));
         assert!(!is_xss(b"https://site.test/articles/page-7?from=home"));
+    }
+
+    /// CRS 934100 decodes every argument as base64 last (`multiMatch`): the outcomes of
+    /// each mbedtls version are all asked about.
+    #[test]
+    fn base64_last_gives_every_possible_output() {
+        let outcomes = |v: &str| {
+            base64_outcomes(v.as_bytes()).map(|o| {
+                o.iter()
+                    .map(|b| String::from_utf8_lossy(b).into_owned())
+                    .collect::<Vec<_>>()
+            })
+        };
+        assert_eq!(outcomes("aGVsbG8g").unwrap(), ["hello "]);
+        assert_eq!(outcomes("aGVsbG8").unwrap(), ["hel", ""]);
+        assert_eq!(outcomes("17").unwrap(), ["", ""]);
+        assert_eq!(outcomes("page-2").unwrap(), [""]);
+        assert_eq!(outcomes("aGk="), None);
+        assert_eq!(outcomes("aG k"), None);
+        let pipeline = ["urlDecodeUni".to_owned(), "base64Decode".to_owned()];
+        let out = stages(b"aGVsbG8", &pipeline, |_, _| Alphabet::ALL);
+        assert!(out.rest.is_none());
+        assert_eq!(
+            out.exact,
+            [
+                b"aGVsbG8".to_vec(),
+                b"aGVsbG8".to_vec(),
+                b"hel".to_vec(),
+                Vec::new()
+            ]
+        );
+        // Not last: one certain output or none.
+        let earlier = ["base64Decode".to_owned(), "lowercase".to_owned()];
+        assert!(stages(b"aGVsbG8", &earlier, |_, _| Alphabet::ALL)
+            .rest
+            .is_some());
     }
 }

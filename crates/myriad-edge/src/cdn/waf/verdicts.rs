@@ -10,7 +10,10 @@
 //! question is asked of the value's bytes first (`reach`: any value made of them), then,
 //! when some rule could match such bytes, of the value itself (`value`: a Referer of a page
 //! matches no rule though its letters could spell an attack), a chain's other links asked
-//! of the request's shape (`Shape`).
+//! of the request's shape (`Shape`). Query values are left out the same way where
+//! libmodsecurity reads the target as written (`query`) and no rule could match the value,
+//! nor the request line, target or query string that hold it; their lengths stay
+//! (`ARGS_COMBINED_SIZE`).
 //! The key is the head itself, not a hash: no collision can borrow another request's
 //! verdict.
 
@@ -22,7 +25,9 @@ use http::{HeaderName, HeaderValue};
 use moka::sync::Cache;
 
 use super::alphabet::Alphabet;
+use super::query::{is_plain_value, Query, Url};
 use super::reach::Prepared;
+use super::seclang::{Action, Directive};
 use super::shape::Shape;
 use super::{Inspected, Verdict};
 
@@ -49,8 +54,24 @@ const INTERPRETED: [&str; 6] = [
     "user-agent",
 ];
 
+/// Variables whose macros copy query values, and those among them whose values are in the
+/// key anyway.
+const URL_MACROS: [&str; 5] = [
+    "args",
+    "query_string",
+    "request_uri",
+    "request_line",
+    "full_request",
+];
+const URL_MACROS_KEPT: [&str; 4] = [
+    "args_names",
+    "args_get_names",
+    "args_post_names",
+    "args_combined_size",
+];
+
 /// Stands for a left-out value (a byte no field value holds).
-const LEFT_OUT: char = '\u{1}';
+pub(super) const LEFT_OUT: char = '\u{1}';
 
 /// The rules of a set that read fields' values: those that read every field (or the whole
 /// request), and those that read one field by name.
@@ -60,6 +81,13 @@ pub struct FieldReaders {
     by_name: HashMap<String, Vec<Reader>>,
     /// Those that read cookie values.
     cookies: Vec<Reader>,
+    /// Those that read query arguments' values.
+    args: Vec<Reader>,
+    /// Those that read the request line, the target or the query string.
+    url: Vec<Reader>,
+    /// Some rule reads the whole request, or copies part of the URL by macro where it can
+    /// move a verdict: no query value is left out.
+    url_kept: bool,
     /// Fields (lower case) whose values rule text copies by macro (`%{REQUEST_HEADERS.Host}`
     /// in a `setvar` or an operator): a value can move a verdict without any rule reading it.
     copied: HashSet<String>,
@@ -75,6 +103,18 @@ struct Reader {
     chain: Vec<Prepared>,
 }
 
+/// The values of actions other than those that only describe a match.
+fn described(actions: &[Action]) -> impl Iterator<Item = &str> {
+    actions
+        .iter()
+        .filter(|a| {
+            !["msg", "logdata", "tag"]
+                .iter()
+                .any(|d| a.name.eq_ignore_ascii_case(d))
+        })
+        .filter_map(|a| a.value.as_deref())
+}
+
 impl Reader {
     /// Whether it could match on field `name` holding `value` in a request of `shape`.
     fn may_match_value(&self, name: &str, value: &[u8], shape: &Shape) -> bool {
@@ -84,6 +124,16 @@ impl Reader {
     /// Whether it could match on cookie `name` holding `value` in a request of `shape`.
     fn may_match_cookie(&self, name: &str, value: &[u8], shape: &Shape) -> bool {
         self.link.may_match_cookie(name, value) && self.chain_may_match(shape)
+    }
+
+    /// Whether it could match on query argument `name` holding `value`.
+    fn may_match_arg(&self, name: &str, value: &[u8], shape: &Shape) -> bool {
+        self.link.may_match_arg(name, value) && self.chain_may_match(shape)
+    }
+
+    /// Whether it could match on the strings derived from `url`.
+    fn may_match_url(&self, url: &Url<'_>, shape: &Shape) -> bool {
+        self.link.may_match_url(url) && self.chain_may_match(shape)
     }
 
     fn chain_may_match(&self, shape: &Shape) -> bool {
@@ -114,6 +164,13 @@ impl FieldReaders {
             if link.reads_cookies() {
                 self.cookies.push(reader());
             }
+            if link.reads_args() {
+                self.args.push(reader());
+            }
+            if link.reads_url() {
+                self.url.push(reader());
+            }
+            self.url_kept |= link.reads_whole_request();
             if link.reads_fields() {
                 match link.only_field() {
                     Some(name) => self.by_name.entry(name).or_default().push(reader()),
@@ -149,6 +206,27 @@ impl FieldReaders {
         }
     }
 
+    /// Whether a rule copies part of the URL by macro where it can move a verdict: in an
+    /// operator's parameter or an action, not in `msg` or `logdata`, which only describe a
+    /// match (the CRS's 920100 logs `%{request_line}`). Argument names, and the arguments'
+    /// combined size, are in the key anyway.
+    pub fn add_url_copies(&mut self, rule: &Directive) {
+        let texts = rule
+            .links
+            .iter()
+            .flat_map(|l| std::iter::once(l.operator.param.as_str()).chain(described(&l.actions)))
+            .chain(described(&rule.actions));
+        for text in texts {
+            let text = text.to_ascii_lowercase();
+            for macro_start in text.match_indices("%{").map(|(i, _)| i + 2) {
+                let inner = &text[macro_start..];
+                let copies_url = URL_MACROS.iter().any(|v| inner.starts_with(v))
+                    && !URL_MACROS_KEPT.iter().any(|v| inner.starts_with(v));
+                self.url_kept |= copies_url;
+            }
+        }
+    }
+
     fn for_field<'a>(&'a self, name: &str) -> impl Iterator<Item = &'a Reader> {
         let named = self.by_name.get(name);
         self.every.iter().chain(named.into_iter().flatten())
@@ -167,6 +245,10 @@ pub struct Verdicts {
     moving_values: Cache<(usize, HeaderName, HeaderValue, Shape), bool>,
     /// The same for a cookie's value, by set, name and value.
     moving_cookies: Cache<(usize, Vec<u8>, Vec<u8>, Shape), bool>,
+    /// Whether a query value made of an alphabet's bytes could move a verdict, by set.
+    movable_args: Cache<(usize, Alphabet), bool>,
+    /// The same for the value itself, by set, name and value.
+    moving_args: Cache<(usize, String, String, Shape), bool>,
 }
 
 impl Verdicts {
@@ -196,6 +278,13 @@ impl Verdicts {
                     },
                 )
                 .build(),
+            movable_args: Cache::new(10_000),
+            moving_args: Cache::builder()
+                .max_capacity(ANSWERS_BYTES)
+                .weigher(|(_, name, value, _): &(usize, String, String, Shape), _| {
+                    answer_weight(name.len() + value.len())
+                })
+                .build(),
         }
     }
 
@@ -218,16 +307,15 @@ impl Verdicts {
     ) -> Option<String> {
         let mut key = String::with_capacity(256);
         key.push_str(itoa::Buffer::new().format(set));
-        for part in [
-            " ",
-            request.method,
-            " ",
-            request.target,
-            " ",
-            request.version,
-        ] {
-            key.push_str(part);
+        key.push(' ');
+        key.push_str(request.method);
+        key.push(' ');
+        match self.target_key(set, readers, request, shape) {
+            Some(target) => key.push_str(&target),
+            None => key.push_str(request.target),
         }
+        key.push(' ');
+        key.push_str(request.version);
         for (name, value) in request.headers {
             if value.len() > KEY_MAX_BYTES {
                 return None;
@@ -249,6 +337,77 @@ impl Verdicts {
             }
         }
         Some(key)
+    }
+
+    /// The target with the query values no rule could match on left out (their lengths
+    /// kept), if there are any and no rule could match the strings that hold them either.
+    fn target_key(
+        &self,
+        set: usize,
+        readers: &FieldReaders,
+        request: &Inspected<'_>,
+        shape: &Shape,
+    ) -> Option<String> {
+        if readers.unknown || readers.url_kept || request.target.len() > KEY_MAX_BYTES {
+            return None;
+        }
+        let query = Query::of(request.target)?;
+        let mut key = String::with_capacity(request.target.len() + 8);
+        key.push_str(query.path);
+        key.push('?');
+        let mut left_out = false;
+        for (i, piece) in query.pieces().enumerate() {
+            if i > 0 {
+                key.push('&');
+            }
+            match piece.split_once('=') {
+                Some((name, value))
+                    if is_plain_value(value)
+                        && !self.arg_moves(set, readers, name, value, shape) =>
+                {
+                    key.push_str(name);
+                    key.push('=');
+                    key.push(LEFT_OUT);
+                    key.push_str(itoa::Buffer::new().format(value.len()));
+                    left_out = true;
+                }
+                _ => key.push_str(piece),
+            }
+        }
+        if !left_out {
+            return None;
+        }
+        let url = Url::new(request.method, request.target, request.version, &query);
+        let url_moves = readers.url.iter().any(|r| r.may_match_url(&url, shape));
+        (!url_moves).then_some(key)
+    }
+
+    /// Whether query argument `name` holding `value` could move the verdict: first for any
+    /// value of its bytes, then for the value itself.
+    fn arg_moves(
+        &self,
+        set: usize,
+        readers: &FieldReaders,
+        name: &str,
+        value: &str,
+        shape: &Shape,
+    ) -> bool {
+        let alphabet = Alphabet::of(value.as_bytes());
+        remembered(&self.movable_args, (set, alphabet), || {
+            readers
+                .args
+                .iter()
+                .any(|r| r.link.may_match_arg_over(alphabet))
+        }) && remembered(
+            &self.moving_args,
+            (set, name.to_owned(), value.to_owned(), *shape),
+            || {
+                readers
+                    .args
+                    .iter()
+                    .any(|r| r.may_match_arg(name, value.as_bytes(), shape))
+            },
+        )
     }
 
     /// A `Cookie` field whose text no rule could match on, pair by pair as libmodsecurity
@@ -307,14 +466,12 @@ impl Verdicts {
         shape: &Shape,
     ) -> bool {
         let question = (set, name.to_vec(), value.to_vec(), *shape);
-        self.moving_cookies.get(&question).unwrap_or_else(|| {
+        remembered(&self.moving_cookies, question, || {
             let name = String::from_utf8_lossy(name);
-            let answer = readers
+            readers
                 .cookies
                 .iter()
-                .any(|r| r.may_match_cookie(&name, value, shape));
-            self.moving_cookies.insert(question, answer);
-            answer
+                .any(|r| r.may_match_cookie(&name, value, shape))
         })
     }
 
@@ -336,23 +493,30 @@ impl Verdicts {
         let alphabet = Alphabet::of(bytes);
         let named = readers.by_name.contains_key(name.as_str());
         let question = (set, named.then(|| name.clone()), alphabet);
-        let by_alphabet = self.movable.get(&question).unwrap_or_else(|| {
-            let answer = readers
+        remembered(&self.movable, question, || {
+            readers
                 .for_field(name.as_str())
-                .any(|r| r.link.may_match_field(name.as_str(), alphabet));
-            self.movable.insert(question, answer);
-            answer
-        });
-        if !by_alphabet {
-            return false;
-        }
-        let question = (set, name.clone(), value.clone(), *shape);
-        self.moving_values.get(&question).unwrap_or_else(|| {
-            let answer = readers
-                .for_field(name.as_str())
-                .any(|r| r.may_match_value(name.as_str(), bytes, shape));
-            self.moving_values.insert(question, answer);
-            answer
-        })
+                .any(|r| r.link.may_match_field(name.as_str(), alphabet))
+        }) && remembered(
+            &self.moving_values,
+            (set, name.clone(), value.clone(), *shape),
+            || {
+                readers
+                    .for_field(name.as_str())
+                    .any(|r| r.may_match_value(name.as_str(), bytes, shape))
+            },
+        )
     }
+}
+
+/// The answer `cache` remembers for `question`, worked out by `answer` the first time.
+fn remembered<Q>(cache: &Cache<Q, bool>, question: Q, answer: impl FnOnce() -> bool) -> bool
+where
+    Q: std::hash::Hash + Eq + Send + Sync + 'static,
+{
+    cache.get(&question).unwrap_or_else(|| {
+        let answer = answer();
+        cache.insert(question, answer);
+        answer
+    })
 }
