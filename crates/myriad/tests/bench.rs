@@ -176,6 +176,7 @@ fn http_waf_compares_with_nginx_and_modsecurity() {
             "rps_1k_distinct_referers",
             "rps_1k_distinct_cookies",
             "rps_1k_distinct_queries",
+            "rps_1k_distinct_searches",
         ] {
             let v = &r[format!("{peer}_{field}")];
             assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
@@ -186,6 +187,7 @@ fn http_waf_compares_with_nginx_and_modsecurity() {
         "distinct_referers",
         "distinct_cookies",
         "distinct_queries",
+        "distinct_searches",
     ] {
         let field = format!("rps_1k_{varied}_vs_nginx");
         assert!(r[&field].as_f64().is_some(), "{field} in {r}");

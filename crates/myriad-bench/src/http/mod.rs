@@ -308,8 +308,9 @@ local n = 0
 /// reused), and the Referer of a page (which rules inspect: its bytes could spell attacks,
 /// so the value itself is checked against the rules that read it before a verdict is
 /// reused), a session cookie (its value checked against the rules that read cookies), and
-/// a query value (checked against the rules that read arguments and the request line).
-const VARIED_HEADS: [(&str, &str); 4] = [
+/// a query value (checked against the rules that read arguments and the request line),
+/// a page number or a search form's words.
+const VARIED_HEADS: [(&str, &str); 5] = [
     (
         "distinct_ids",
         r#"
@@ -348,6 +349,15 @@ end
 request = function()
   n = n + 1
   return wrk.format(nil, "/obj/1024?page=" .. n, wrk.headers)
+end
+"#,
+    ),
+    (
+        "distinct_searches",
+        r#"
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/obj/1024?q=blue+shoes+size+" .. n .. "&sort=price", wrk.headers)
 end
 "#,
     ),

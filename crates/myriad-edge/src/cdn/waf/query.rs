@@ -1,14 +1,16 @@
 //! A request target's query as libmodsecurity 3.0.9 reads it (`Transaction::processURI`,
-//! `extractArguments`), for targets it reads exactly as written.
+//! `extractArguments`, `utils/decode.cc`), for targets whose reading is certain.
 //!
 //! It splits the query at `&` (`getline`: no empty last piece), each piece at its first
-//! `=`, and URL-decodes names and values leniently; `REQUEST_URI` is the decoded target
-//! without its fragment (scheme and host cut from an absolute form), `REQUEST_URI_RAW` the
-//! target, `QUERY_STRING` the raw query after the fragment is cut, `REQUEST_LINE` the method,
-//! target and `HTTP/` version. A target in origin form without `%`, `+` or `#` makes all of
-//! these its own text, so the edge can ask the rules about them exactly.
+//! `=`, and decodes names and values with `urldecode_nonstrict` (`%HH` and `+`); an
+//! invalid escape is kept as written and sets `URLENCODED_ERROR`. `REQUEST_URI` is the
+//! target without its fragment, `%HH` decoded (`uri_decode`: `+` kept; scheme and host cut
+//! from an absolute form), `REQUEST_URI_RAW` the target, `QUERY_STRING` the raw query after
+//! the fragment is cut, `REQUEST_LINE` the method, target and `HTTP/` version. A target in
+//! origin form, of printable ASCII, without `#` and whose every `%` starts a valid escape
+//! makes all of these certain here.
 
-/// A target whose query libmodsecurity reads as written.
+/// A target whose query libmodsecurity's reading is certain.
 pub struct Query<'a> {
     pub path: &'a str,
     /// After the `?`.
@@ -16,39 +18,70 @@ pub struct Query<'a> {
 }
 
 impl<'a> Query<'a> {
-    /// `target` split at its first `?`, if it has one and libmodsecurity reads it as
-    /// written: origin form, printable ASCII, nothing to decode, no fragment.
+    /// `target` split at its first `?`, if it has one and libmodsecurity's reading of it
+    /// is certain: origin form, printable ASCII, no fragment, no invalid escape.
     pub fn of(target: &'a str) -> Option<Self> {
-        let plain = target.starts_with('/')
-            && target
-                .bytes()
-                .all(|b| (b'!'..=b'~').contains(&b) && !matches!(b, b'%' | b'+' | b'#'));
+        let b = target.as_bytes();
+        let escapes_valid = b.iter().enumerate().all(|(i, &c)| {
+            c != b'%'
+                || b.get(i + 1..i + 3)
+                    .is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit))
+        });
+        let certain = target.starts_with('/')
+            && b.iter().all(|&c| (b'!'..=b'~').contains(&c) && c != b'#')
+            && escapes_valid;
         let (path, query) = target.split_once('?')?;
-        plain.then_some(Self { path, query })
+        certain.then_some(Self { path, query })
     }
 
     /// The query's pieces between `&`s, as written (an empty last one included, which
-    /// libmodsecurity skips: it holds no value).
+    /// libmodsecurity skips: it holds no argument).
     pub fn pieces(&self) -> impl Iterator<Item = &'a str> {
         self.query.split('&')
     }
 }
 
-/// A value whose text no decoding changes and that holds nothing a parser splits at:
-/// RFC 3986's unreserved characters.
-pub fn is_plain_value(value: &str) -> bool {
-    !value.is_empty()
-        && value
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'))
+/// An argument's name or value as libmodsecurity decodes it (`urldecode_nonstrict`; the
+/// escapes are valid in a `Query`).
+pub fn arg_decoded(text: &str) -> Vec<u8> {
+    decoded(text.as_bytes(), true)
+}
+
+/// `%HH` decoded, and `+` made a space if `plus`.
+fn decoded(text: &[u8], plus: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut i = 0;
+    while i < text.len() {
+        let hex = text
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (text[i], hex) {
+            (b'%', Some(byte)) => {
+                out.push(byte);
+                i += 3;
+            }
+            (b'+', _) if plus => {
+                out.push(b' ');
+                i += 1;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// The strings libmodsecurity derives from a request line whose target is a `Query`'s.
 pub struct Url<'a> {
     /// `REQUEST_LINE`.
     pub line: String,
-    /// `REQUEST_URI` and `REQUEST_URI_RAW`.
-    pub target: &'a str,
+    /// `REQUEST_URI`.
+    pub uri: Vec<u8>,
+    /// `REQUEST_URI_RAW`.
+    pub raw: &'a str,
     /// `QUERY_STRING`.
     pub query: &'a str,
 }
@@ -57,7 +90,8 @@ impl<'a> Url<'a> {
     pub fn new(method: &str, target: &'a str, version: &str, query: &Query<'a>) -> Self {
         Self {
             line: format!("{method} {target} HTTP/{version}"),
-            target,
+            uri: decoded(target.as_bytes(), false),
+            raw: target,
             query: query.query,
         }
     }
@@ -68,17 +102,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn targets_read_as_written() {
-        let q = Query::of("/items?page=2&sort=price&&x").expect("plain");
+    fn targets_read_with_certainty() {
+        let q = Query::of("/items?page=2&sort=price&&x").expect("certain");
         assert_eq!(q.path, "/items");
         assert_eq!(
             q.pieces().collect::<Vec<_>>(),
             ["page=2", "sort=price", "", "x"]
         );
+        assert!(Query::of("/search?q=caf%C3%A9+au+lait&x=%3c").is_some());
         for other in [
             "/items",
-            "/items?q=a%20b",
-            "/items?q=a+b",
+            "/items?q=100%",
+            "/items?q=%zz",
             "/items?q=a#top",
             "http://site.test/items?q=a",
             "/items?q=a b",
@@ -86,17 +121,14 @@ mod tests {
         ] {
             assert!(Query::of(other).is_none(), "{other}");
         }
-        assert!(is_plain_value("a-Z_0.9~"));
-        for v in ["", "a=b", "a/b", "a'", "a;b", "a,b"] {
-            assert!(!is_plain_value(v), "{v}");
-        }
-        let url = Url::new(
-            "GET",
-            "/items?page=2",
-            "1.1",
-            &Query::of("/items?page=2").unwrap(),
+        assert_eq!(
+            arg_decoded("caf%C3%A9+au%2Blait"),
+            "café au+lait".as_bytes()
         );
-        assert_eq!(url.line, "GET /items?page=2 HTTP/1.1");
-        assert_eq!((url.target, url.query), ("/items?page=2", "page=2"));
+        let target = "/a%2Fb?q=x+y%21";
+        let url = Url::new("GET", target, "1.1", &Query::of(target).unwrap());
+        assert_eq!(url.line, "GET /a%2Fb?q=x+y%21 HTTP/1.1");
+        assert_eq!(url.uri, b"/a/b?q=x+y!", "`+` kept in REQUEST_URI");
+        assert_eq!((url.raw, url.query), (target, "q=x+y%21"));
     }
 }

@@ -257,14 +257,15 @@ impl Prepared {
     }
 
     /// Whether the link could match on the strings libmodsecurity derives from a request
-    /// line holding `url` (`Url`: one whose strings are its own text).
+    /// line of `url` (`Url`: a target whose reading is certain).
     pub fn may_match_url(&self, url: &Url<'_>) -> bool {
         self.targets
             .iter()
             .filter(|t| !t.counted && !t.excluded)
             .any(|t| match t.name.as_str() {
                 "REQUEST_LINE" => self.may_match_exactly(url.line.as_bytes()),
-                "REQUEST_URI" | "REQUEST_URI_RAW" => self.may_match_exactly(url.target.as_bytes()),
+                "REQUEST_URI" => self.may_match_exactly(&url.uri),
+                "REQUEST_URI_RAW" => self.may_match_exactly(url.raw.as_bytes()),
                 "QUERY_STRING" => self.may_match_exactly(url.query.as_bytes()),
                 "FULL_REQUEST" | "FULL_REQUEST_LENGTH" => true,
                 _ => false,

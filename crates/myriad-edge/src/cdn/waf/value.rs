@@ -183,16 +183,21 @@ fn base64_decoded(v: &[u8]) -> Option<Vec<u8>> {
 /// may be built with (`Base64::decode`: a first call for the length, a second to decode;
 /// an error leaves the length 0, so the output empty): the whole groups of four decoded
 /// (older versions drop a partial last group), or nothing (newer ones refuse it, and all
-/// refuse a byte outside the alphabet). `None` where white space or `=` makes it uncertain.
+/// refuse a byte outside the alphabet, and a space inside a line). `None` where line
+/// breaks, trailing spaces or `=` make it uncertain.
 fn base64_outcomes(v: &[u8]) -> Option<Vec<Vec<u8>>> {
-    if v.iter().any(|b| b.is_ascii_whitespace() || *b == b'=') {
-        return None;
-    }
-    if !v
+    let in_alphabet = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/');
+    let refused = v
         .iter()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/'))
-    {
+        .any(|b| !in_alphabet(b) && !matches!(b, b'=' | b' ' | b'\r' | b'\n'))
+        || (!v.contains(&b'\r')
+            && !v.contains(&b'\n')
+            && v.windows(2).any(|w| w[0] == b' ' && w[1] != b' '));
+    if refused {
         return Some(vec![Vec::new()]);
+    }
+    if !v.iter().all(in_alphabet) {
+        return None;
     }
     let whole = base64_decoded(&v[..v.len() / 4 * 4])?;
     Some(if v.len().is_multiple_of(4) {
@@ -407,7 +412,14 @@ mod tests {
         assert_eq!(outcomes("17").unwrap(), ["", ""]);
         assert_eq!(outcomes("page-2").unwrap(), [""]);
         assert_eq!(outcomes("aGk="), None);
-        assert_eq!(outcomes("aG k"), None);
+        assert_eq!(
+            outcomes("blue shoes").unwrap(),
+            [""],
+            "a space inside a line"
+        );
+        assert_eq!(outcomes("aGk\tx").unwrap(), [""]);
+        assert_eq!(outcomes("aGVs  "), None, "trailing spaces pass");
+        assert_eq!(outcomes("aG\nk x"), None);
         let pipeline = ["urlDecodeUni".to_owned(), "base64Decode".to_owned()];
         let out = stages(b"aGVsbG8", &pipeline, |_, _| Alphabet::ALL);
         assert!(out.rest.is_none());

@@ -25,7 +25,7 @@ use http::{HeaderName, HeaderValue};
 use moka::sync::Cache;
 
 use super::alphabet::Alphabet;
-use super::query::{is_plain_value, Query, Url};
+use super::query::{arg_decoded, Query, Url};
 use super::reach::Prepared;
 use super::seclang::{Action, Directive};
 use super::shape::Shape;
@@ -248,7 +248,7 @@ pub struct Verdicts {
     /// Whether a query value made of an alphabet's bytes could move a verdict, by set.
     movable_args: Cache<(usize, Alphabet), bool>,
     /// The same for the value itself, by set, name and value.
-    moving_args: Cache<(usize, String, String, Shape), bool>,
+    moving_args: Cache<(usize, String, Vec<u8>, Shape), bool>,
 }
 
 impl Verdicts {
@@ -281,7 +281,7 @@ impl Verdicts {
             movable_args: Cache::new(10_000),
             moving_args: Cache::builder()
                 .max_capacity(ANSWERS_BYTES)
-                .weigher(|(_, name, value, _): &(usize, String, String, Shape), _| {
+                .weigher(|(_, name, value, _): &(usize, String, Vec<u8>, Shape), _| {
                     answer_weight(name.len() + value.len())
                 })
                 .build(),
@@ -339,8 +339,9 @@ impl Verdicts {
         Some(key)
     }
 
-    /// The target with the query values no rule could match on left out (their lengths
-    /// kept), if there are any and no rule could match the strings that hold them either.
+    /// The target with the query values no rule could match on left out (their decoded
+    /// lengths kept), if there are any and no rule could match the strings that hold them
+    /// either.
     fn target_key(
         &self,
         set: usize,
@@ -360,10 +361,18 @@ impl Verdicts {
             if i > 0 {
                 key.push('&');
             }
-            match piece.split_once('=') {
-                Some((name, value))
-                    if is_plain_value(value)
-                        && !self.arg_moves(set, readers, name, value, shape) =>
+            let Some((name, value)) = piece.split_once('=') else {
+                key.push_str(piece);
+                continue;
+            };
+            let value = arg_decoded(value);
+            // Rules name arguments as decoded; a name that is not ASCII is not compared here.
+            let decoded_name = String::from_utf8(arg_decoded(name))
+                .ok()
+                .filter(|n| n.is_ascii());
+            match decoded_name {
+                Some(n)
+                    if !value.is_empty() && !self.arg_moves(set, readers, &n, &value, shape) =>
                 {
                     key.push_str(name);
                     key.push('=');
@@ -389,10 +398,10 @@ impl Verdicts {
         set: usize,
         readers: &FieldReaders,
         name: &str,
-        value: &str,
+        value: &[u8],
         shape: &Shape,
     ) -> bool {
-        let alphabet = Alphabet::of(value.as_bytes());
+        let alphabet = Alphabet::of(value);
         remembered(&self.movable_args, (set, alphabet), || {
             readers
                 .args
@@ -400,12 +409,12 @@ impl Verdicts {
                 .any(|r| r.link.may_match_arg_over(alphabet))
         }) && remembered(
             &self.moving_args,
-            (set, name.to_owned(), value.to_owned(), *shape),
+            (set, name.to_owned(), value.to_vec(), *shape),
             || {
                 readers
                     .args
                     .iter()
-                    .any(|r| r.may_match_arg(name, value.as_bytes(), shape))
+                    .any(|r| r.may_match_arg(name, value, shape))
             },
         )
     }
