@@ -11,9 +11,9 @@
 //! when some rule could match such bytes, of the value itself (`value`: a Referer of a page
 //! matches no rule though its letters could spell an attack), a chain's other links asked
 //! of the request's shape (`Shape`). Query values are left out the same way where
-//! libmodsecurity reads the target as written (`query`) and no rule could match the value,
-//! nor the request line, target or query string that hold it; their lengths stay
-//! (`ARGS_COMBINED_SIZE`).
+//! libmodsecurity's reading of the target is certain (`query`) and no rule could match the
+//! decoded value, nor the request line, target or query string that hold it; their decoded
+//! lengths stay (`ARGS_COMBINED_SIZE`).
 //! The key is the head itself, not a hash: no collision can borrow another request's
 //! verdict.
 
