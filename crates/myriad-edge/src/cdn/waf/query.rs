@@ -52,8 +52,10 @@ fn decoded(text: &[u8], plus: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(text.len());
     let mut i = 0;
     while i < text.len() {
+        // Two hex digits (`from_str_radix` alone would take a sign).
         let hex = text
             .get(i + 1..i + 3)
+            .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
             .and_then(|h| std::str::from_utf8(h).ok())
             .and_then(|h| u8::from_str_radix(h, 16).ok());
         match (text[i], hex) {
@@ -124,6 +126,11 @@ mod tests {
         assert_eq!(
             arg_decoded("caf%C3%A9+au%2Blait"),
             "café au+lait".as_bytes()
+        );
+        assert_eq!(
+            arg_decoded("%+1%4"),
+            b"% 1%4",
+            "invalid escapes kept, as libmodsecurity keeps them"
         );
         let target = "/a%2Fb?q=x+y%21";
         let url = Url::new("GET", target, "1.1", &Query::of(target).unwrap());
