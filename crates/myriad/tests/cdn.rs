@@ -1079,6 +1079,28 @@ async fn limits_answer_429_413_408_and_count_blocks() {
         slow_metrics.contains("myriad_edge_blocked_total{reason=\"RateLimit\"} 5"),
         "{slow_metrics}"
     );
+    // A flood of refusals is counted in full but logged about once a second, each line
+    // saying how many refusals it stands for.
+    let flood = std::time::Instant::now();
+    for _ in 0..300 {
+        assert_eq!(get(&slow, "/r").await.status(), 429);
+    }
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert_eq!(get(&slow, "/r").await.status(), 429);
+    assert!(metrics(&slow)
+        .await
+        .contains("myriad_edge_blocked_total{reason=\"RateLimit\"} 306"));
+    let log = slow.log();
+    let lines = log.matches("request refused").count();
+    let bound = 3 + flood.elapsed().as_secs() as usize;
+    assert!(lines <= bound, "{lines} log lines for 306 refusals:\n{log}");
+    assert!(
+        log.lines().any(|l| l.contains("request refused")
+            && l.split("unlogged=")
+                .nth(1)
+                .is_some_and(|n| !n.starts_with('0'))),
+        "a line stands for the refusals before it:\n{log}"
+    );
 
     // Bodies: too large by Content-Length, too large while chunked, too slow.
     let big = vec![b'x'; 2 << 20];

@@ -12,6 +12,7 @@ mod head;
 pub mod limits;
 mod metrics;
 mod proxy;
+mod refusal_log;
 mod store;
 pub mod tls;
 mod upstream;
@@ -171,8 +172,9 @@ async fn serve_connection<I>(
         });
         match refused {
             Some(reason) => {
-                cdn.metrics().blocked(reason);
-                tracing::info!(%remote, ?reason, "request refused: {e}");
+                if let Some(unlogged) = cdn.count_refusal(reason) {
+                    tracing::info!(%remote, ?reason, unlogged, "request refused: {e}");
+                }
                 if let (BlockReason::SlowHead, Some(spare)) = (reason, spare) {
                     if let Ok(spare) = TcpStream::from_std(spare) {
                         answer_and_close(spare, REQUEST_TIMEOUT).await;

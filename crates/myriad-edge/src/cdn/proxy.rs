@@ -39,6 +39,7 @@ use super::guard::{BodyFault, FaultCell, GuardedBody};
 use super::head::{ResponseHead, CACHE_STATUS};
 use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimiter};
 use super::metrics::{BlockReason, Metrics, Outcome, Protocol, Unstored};
+use super::refusal_log::RefusalLog;
 use super::store::{Store, Stored, Tier, Variant};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 use super::waf::{Inspected, Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
@@ -165,6 +166,7 @@ pub struct Cdn {
     metrics: Arc<Metrics>,
     limiter: Mutex<RequestLimiter>,
     connections: ConnectionCounter,
+    refusal_log: RefusalLog,
 }
 
 /// A request as the cache sees it.
@@ -247,6 +249,7 @@ impl Cdn {
             metrics: Arc::new(Metrics::new()),
             limiter: Mutex::new(RequestLimiter::new(&config.limits, Instant::now())),
             connections: ConnectionCounter::default(),
+            refusal_log: RefusalLog::default(),
             config,
         }))
     }
@@ -277,6 +280,13 @@ impl Cdn {
         self.metrics
             .answered(answered.outcome, started.elapsed().as_secs_f64());
         answered.response
+    }
+
+    /// Counts a refusal; whether to log it, with the number of refusals for the same
+    /// reason left unlogged since the last line (`refusal_log`).
+    pub fn count_refusal(&self, reason: BlockReason) -> Option<u64> {
+        self.metrics.blocked(reason);
+        self.refusal_log.admit(reason, Instant::now())
     }
 
     pub fn metrics(&self) -> &Metrics {
@@ -320,8 +330,9 @@ impl Cdn {
             .connections
             .try_open(ip, self.config.limits.max_connections_per_ip);
         if slot.is_none() {
-            self.metrics.blocked(BlockReason::Connections);
-            tracing::info!(%ip, "connection refused: too many from its address");
+            if let Some(unlogged) = self.count_refusal(BlockReason::Connections) {
+                tracing::info!(%ip, unlogged, "connection refused: too many from its address");
+            }
         }
         slot
     }
@@ -1153,8 +1164,9 @@ impl Cdn {
 
     /// A request refused by a limit.
     fn blocked(&self, code: StatusCode, reason: BlockReason) -> Answered {
-        self.metrics.blocked(reason);
-        tracing::info!(?reason, %code, "request refused");
+        if let Some(unlogged) = self.count_refusal(reason) {
+            tracing::info!(?reason, %code, unlogged, "request refused");
+        }
         let mut headers = HeaderMap::new();
         headers.insert(DATE, http_date(SystemTime::now()));
         headers.insert(CONTENT_LENGTH, HeaderValue::from(0));
