@@ -249,6 +249,9 @@ pub struct Verdicts {
     movable_args: Cache<(usize, Alphabet), bool>,
     /// The same for the value itself, by set, name and value.
     moving_args: Cache<(usize, String, Vec<u8>, Shape), bool>,
+    /// Whether a request line's strings could move a verdict, by set and line: a page's
+    /// assets (`app.js?v=3`) ask once.
+    moving_lines: Cache<(usize, String, Shape), bool>,
 }
 
 impl Verdicts {
@@ -284,6 +287,10 @@ impl Verdicts {
                 .weigher(|(_, name, value, _): &(usize, String, Vec<u8>, Shape), _| {
                     answer_weight(name.len() + value.len())
                 })
+                .build(),
+            moving_lines: Cache::builder()
+                .max_capacity(ANSWERS_BYTES)
+                .weigher(|(_, line, _): &(usize, String, Shape), _| answer_weight(line.len()))
                 .build(),
         }
     }
@@ -387,7 +394,10 @@ impl Verdicts {
             return None;
         }
         let url = Url::new(request.method, request.target, request.version, &query);
-        let url_moves = readers.url.iter().any(|r| r.may_match_url(&url, shape));
+        let question = (set, url.line.clone(), *shape);
+        let url_moves = remembered(&self.moving_lines, question, || {
+            readers.url.iter().any(|r| r.may_match_url(&url, shape))
+        });
         (!url_moves).then_some(key)
     }
 
