@@ -1100,8 +1100,9 @@ impl Cdn {
                 self.blocked(StatusCode::REQUEST_TIMEOUT, BlockReason::SlowBody)
             }
             Some(BodyFault::Broken) | None => {
-                self.metrics.blocked(BlockReason::Malformed);
-                tracing::info!(%remote, "bad request body");
+                if let Some(unlogged) = self.count_refusal(BlockReason::Malformed) {
+                    tracing::info!(%remote, unlogged, "bad request body");
+                }
                 self.status_only(StatusCode::BAD_REQUEST, CacheStatus::bypass(reason))
             }
         }

@@ -21,6 +21,8 @@ impl<'a> Query<'a> {
     /// `target` split at its first `?`, if it has one and libmodsecurity's reading of it
     /// is certain: origin form, printable ASCII, no fragment, no invalid escape.
     pub fn of(target: &'a str) -> Option<Self> {
+        // Most targets (a page's assets) have no query: nothing to read.
+        let (path, query) = target.split_once('?')?;
         let b = target.as_bytes();
         let escapes_valid = b.iter().enumerate().all(|(i, &c)| {
             c != b'%'
@@ -30,7 +32,6 @@ impl<'a> Query<'a> {
         let certain = target.starts_with('/')
             && b.iter().all(|&c| (b'!'..=b'~').contains(&c) && c != b'#')
             && escapes_valid;
-        let (path, query) = target.split_once('?')?;
         certain.then_some(Self { path, query })
     }
 
@@ -76,6 +77,11 @@ fn decoded(text: &[u8], plus: bool) -> Vec<u8> {
     out
 }
 
+/// `REQUEST_LINE`: method, target and `HTTP/` version.
+pub fn request_line(method: &str, target: &str, version: &str) -> String {
+    format!("{method} {target} HTTP/{version}")
+}
+
 /// The strings libmodsecurity derives from a request line whose target is a `Query`'s.
 pub struct Url<'a> {
     /// `REQUEST_LINE`.
@@ -91,7 +97,7 @@ pub struct Url<'a> {
 impl<'a> Url<'a> {
     pub fn new(method: &str, target: &'a str, version: &str, query: &Query<'a>) -> Self {
         Self {
-            line: format!("{method} {target} HTTP/{version}"),
+            line: request_line(method, target, version),
             uri: decoded(target.as_bytes(), false),
             raw: target,
             query: query.query,

@@ -25,7 +25,7 @@ use http::{HeaderName, HeaderValue};
 use moka::sync::Cache;
 
 use super::alphabet::Alphabet;
-use super::query::{arg_decoded, Query, Url};
+use super::query::{arg_decoded, request_line, Query, Url};
 use super::reach::Prepared;
 use super::seclang::{Action, Directive};
 use super::shape::Shape;
@@ -393,9 +393,10 @@ impl Verdicts {
         if !left_out {
             return None;
         }
-        let url = Url::new(request.method, request.target, request.version, &query);
-        let question = (set, url.line.clone(), *shape);
-        let url_moves = remembered(&self.moving_lines, question, || {
+        // Asked once per line: the strings derived only when it is new.
+        let line = request_line(request.method, request.target, request.version);
+        let url_moves = remembered(&self.moving_lines, (set, line, *shape), || {
+            let url = Url::new(request.method, request.target, request.version, &query);
             readers.url.iter().any(|r| r.may_match_url(&url, shape))
         });
         (!url_moves).then_some(key)
