@@ -144,7 +144,13 @@ fn http_compares_the_cache_with_its_peers() {
     let cpus = r["cache_cpus"].as_str().unwrap_or_default();
     assert!(cpus.ends_with("(wrk on another)"), "{r}");
     for peer in ["myriad", "ats", "nginx", "varnish"] {
-        for field in ["rps_1k", "rps_1m", "p99_1k_ms"] {
+        for field in [
+            "rps_1k",
+            "rps_1m",
+            "p99_1k_ms",
+            "rps_1m_discarded",
+            "p99_1m_discarded_ms",
+        ] {
             let v = &r[format!("{peer}_{field}")];
             assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
         }
@@ -152,6 +158,7 @@ fn http_compares_the_cache_with_its_peers() {
     }
     assert_eq!(r["myriad_cold_origin_fetches"], 1, "coalesced: {r}");
     assert!(r["rps_1k_vs_fastest_peer"].as_f64().is_some());
+    assert!(r["rps_1m_discarded_vs_fastest_peer"].as_f64().is_some());
 }
 
 #[test]

@@ -37,6 +37,17 @@ impl Split {
         restrict(cmd, self.load);
     }
 
+    /// The calling thread (and threads it starts from now on) runs on the load's CPU.
+    pub fn pin_this_thread_to_load(&self) -> anyhow::Result<()> {
+        // SAFETY: `self.load` is a valid cpu_set_t of the size passed; 0 is this thread.
+        let set =
+            unsafe { libc::sched_setaffinity(0, std::mem::size_of_val(&self.load), &self.load) };
+        if set != 0 {
+            bail!("sched_setaffinity: {}", std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
     /// `cmd` runs on the caches' CPUs.
     pub fn for_cache(&self, cmd: &mut Command) {
         restrict(cmd, self.caches);

@@ -1,10 +1,12 @@
 //! `http`: the edge's cache against Apache Traffic Server, nginx (`proxy_cache`) and Varnish,
 //! each in front of the same origin on loopback, all running through one bench and measured
 //! in turns with `wrk` (`--rounds`, medians reported): cached 1 KiB and 1 MiB objects
-//! (requests per second, p50/p99), and 2,000 concurrent requests for one cold object (how
-//! many reach the origin: request coalescing).
+//! (requests per second, p50/p99), 1 MiB again with a client whose kernel drops the bodies
+//! (`discard`: wrk's own copying is the ceiling of its 1 MiB figures), and 2,000 concurrent
+//! requests for one cold object (how many reach the origin: request coalescing).
 
 mod cpus;
+mod discard;
 pub(crate) mod origin;
 mod peers;
 mod wrk;
@@ -47,13 +49,23 @@ struct Generator {
 const SMALL: &str = "/obj/1024";
 const LARGE: &str = "/obj/1048576";
 
+/// What a load generator measured.
+#[derive(Debug, Clone, Copy)]
+pub struct Load {
+    pub requests_per_s: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+}
+
 /// What one round measured of one cache.
 struct Round {
-    small: wrk::Load,
-    large: wrk::Load,
+    small: Load,
+    large: Load,
+    /// 1 MiB through the `discard` client (not with `--waf`, whose loads are 1 KiB).
+    large_discarded: Option<Load>,
     /// With `--waf`: cached 1 KiB with a head of its own for every request, one load per
     /// `VARIED_HEADS` script.
-    varied: Vec<wrk::Load>,
+    varied: Vec<Load>,
 }
 
 pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
@@ -110,6 +122,15 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         for ((_, peer), rounds) in peers.iter().zip(&mut measured) {
             let small = blocking_wrk(&peer.url, SMALL, load, duration, None).await?;
             let large = blocking_wrk(&peer.url, LARGE, load, duration, None).await?;
+            let large_discarded = if args.waf {
+                None
+            } else {
+                let (port, connections) = (peer.port, load.connections);
+                let discarded = tokio::task::spawn_blocking(move || {
+                    discard::run(port, LARGE, connections, duration, load.pin)
+                });
+                Some(discarded.await.context("load task")??)
+            };
             let mut varied = Vec::with_capacity(scripts.len());
             for script in &scripts {
                 let script = Some(script.clone());
@@ -118,6 +139,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             rounds.push(Round {
                 small,
                 large,
+                large_discarded,
                 varied,
             });
         }
@@ -133,9 +155,16 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         let (fetches, failed) = cold_stampede(&client, &origin, peer, name, args.cold).await;
         let rs = &measured[i];
         let med = |f: &dyn Fn(&Round) -> Option<f64>| median(rs.iter().filter_map(f));
+        // Every request of every load, for the requests per CPU-second.
         let requests: f64 = rs
             .iter()
-            .map(|r| (r.small.requests_per_s + r.large.requests_per_s) * duration.as_secs_f64())
+            .flat_map(|r| {
+                [r.small, r.large]
+                    .into_iter()
+                    .chain(r.large_discarded)
+                    .chain(r.varied.iter().copied())
+            })
+            .map(|l| l.requests_per_s * duration.as_secs_f64())
             .sum();
         for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.len()) {
             report
@@ -161,6 +190,18 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             )
             .field(format!("{name}_p50_1m_ms"), med(&|r| Some(r.large.p50_ms)))
             .field(format!("{name}_p99_1m_ms"), med(&|r| Some(r.large.p99_ms)))
+            .field(
+                format!("{name}_rps_1m_discarded"),
+                med(&|r| r.large_discarded.map(|l| l.requests_per_s)),
+            )
+            .field(
+                format!("{name}_p50_1m_discarded_ms"),
+                med(&|r| r.large_discarded.map(|l| l.p50_ms)),
+            )
+            .field(
+                format!("{name}_p99_1m_discarded_ms"),
+                med(&|r| r.large_discarded.map(|l| l.p99_ms)),
+            )
             .field(format!("{name}_cpu_s"), cpu)
             .field(
                 format!("{name}_requests_per_cpu_s"),
@@ -200,6 +241,14 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             .field(
                 "p99_1m_vs_best_peer",
                 per_round(&|r| Some(r.large.p99_ms), false),
+            )
+            .field(
+                "rps_1m_discarded_vs_fastest_peer",
+                per_round(&|r| r.large_discarded.map(|l| l.requests_per_s), true),
+            )
+            .field(
+                "p99_1m_discarded_vs_best_peer",
+                per_round(&|r| r.large_discarded.map(|l| l.p99_ms), false),
             );
         if let Some(nginx) = peers.iter().position(|(k, _)| *k == Kind::Nginx) {
             for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.len()) {
@@ -369,7 +418,7 @@ async fn blocking_wrk(
     load: Generator,
     duration: Duration,
     script: Option<std::path::PathBuf>,
-) -> anyhow::Result<wrk::Load> {
+) -> anyhow::Result<Load> {
     let url = format!("{base}{path}");
     tokio::task::spawn_blocking(move || {
         wrk::run(

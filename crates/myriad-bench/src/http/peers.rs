@@ -45,6 +45,7 @@ impl Kind {
 pub struct Peer {
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    pub port: u16,
     child: Child,
     dir: PathBuf,
 }
@@ -228,6 +229,7 @@ impl Peer {
         };
         let peer = Peer {
             url: format!("http://127.0.0.1:{port}"),
+            port,
             child,
             dir,
         };

@@ -6,13 +6,7 @@ use std::time::Duration;
 use anyhow::{bail, Context};
 
 use super::cpus::Split;
-
-#[derive(Debug, Clone, Copy)]
-pub struct Load {
-    pub requests_per_s: f64,
-    pub p50_ms: f64,
-    pub p99_ms: f64,
-}
+use super::Load;
 
 /// `script`: a wrk Lua script (e.g. one that varies a header per request).
 pub fn run(
