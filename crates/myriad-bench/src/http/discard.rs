@@ -3,7 +3,8 @@
 //! into user space in 8 KiB calls, and on this machine one wrk thread receives ~2,500
 //! responses of 1 MiB a second whatever serves them — a measure of wrk, not of the cache.
 //! Like wrk: HTTP/1.1 keep-alive connections, one request in flight on each, one thread
-//! (pinned to the load's CPU with `--pin`).
+//! (pinned to the load's CPU with `--pin`). The head is read into a buffer of its own, with
+//! whatever part of the body arrived with it (at most `HEAD_BYTES`).
 
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
@@ -129,7 +130,7 @@ async fn connection(
 async fn discard(stream: &TcpStream, mut left: u64) -> anyhow::Result<()> {
     while left > 0 {
         stream.readable().await?;
-        let want = left.min(usize::MAX as u64) as usize;
+        let want = usize::try_from(left).unwrap_or(usize::MAX);
         let dropped = stream.try_io(Interest::READABLE, || {
             // SAFETY: with MSG_TRUNC a TCP socket drops up to `want` received bytes and
             // writes nothing to the buffer, which may then be null.
