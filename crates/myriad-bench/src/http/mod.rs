@@ -120,8 +120,8 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
     let mut measured: Vec<Vec<Round>> = peers.iter().map(|_| Vec::new()).collect();
     for _ in 0..rounds {
         for ((_, peer), rounds) in peers.iter().zip(&mut measured) {
-            let small = blocking_wrk(&peer.url, SMALL, load, duration, None).await?;
-            let large = blocking_wrk(&peer.url, LARGE, load, duration, None).await?;
+            let small = blocking_wrk(&peer.url(), SMALL, load, duration, None).await?;
+            let large = blocking_wrk(&peer.url(), LARGE, load, duration, None).await?;
             let large_discarded = if args.waf {
                 None
             } else {
@@ -134,7 +134,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             let mut varied = Vec::with_capacity(scripts.len());
             for script in &scripts {
                 let script = Some(script.clone());
-                varied.push(blocking_wrk(&peer.url, SMALL, load, duration, script).await?);
+                varied.push(blocking_wrk(&peer.url(), SMALL, load, duration, script).await?);
             }
             rounds.push(Round {
                 small,
@@ -275,14 +275,14 @@ async fn prepare(
     let name = kind.name();
     if waf {
         // Same detection: both refuse an attack and pass the clean request.
-        let attack = format!("{}{SMALL}?id=1%27%20OR%20%271%27%3D%271", peer.url);
+        let attack = format!("{}{SMALL}?id=1%27%20OR%20%271%27%3D%271", peer.url());
         let status = client.get(attack).send().await?.status();
         anyhow::ensure!(status == 403, "{name}: an SQL injection got {status}");
     }
     for path in [SMALL, LARGE] {
         let before = origin.counts.get(path);
         for _ in 0..3 {
-            let res = client.get(format!("{}{path}", peer.url)).send().await?;
+            let res = client.get(format!("{}{path}", peer.url())).send().await?;
             anyhow::ensure!(
                 res.status().is_success(),
                 "{name}: {path} answered {}",
@@ -310,7 +310,7 @@ async fn cold_stampede(
     let cold_path = format!("/cold/{name}");
     let before = origin.counts.get(&cold_path);
     let answers = join_all((0..n).map(|_| {
-        let (client, url) = (client.clone(), format!("{}{cold_path}", peer.url));
+        let (client, url) = (client.clone(), format!("{}{cold_path}", peer.url()));
         async move {
             match client.get(url).send().await {
                 Ok(r) if r.status().is_success() => r.bytes().await.is_ok_and(|b| b.len() == 1024),

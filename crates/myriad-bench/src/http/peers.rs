@@ -43,8 +43,7 @@ impl Kind {
 }
 
 pub struct Peer {
-    /// `http://127.0.0.1:PORT`
-    pub url: String,
+    /// Where it listens, on 127.0.0.1.
     pub port: u16,
     child: Child,
     dir: PathBuf,
@@ -227,14 +226,14 @@ impl Peer {
                 (child, port)
             }
         };
-        let peer = Peer {
-            url: format!("http://127.0.0.1:{port}"),
-            port,
-            child,
-            dir,
-        };
+        let peer = Peer { port, child, dir };
         wait_listening(port, kind.name(), &log)?;
         Ok(peer)
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
     }
 
     pub fn pid(&self) -> u32 {
