@@ -155,7 +155,14 @@ fn http_compares_the_cache_with_its_peers() {
             assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
         }
         assert_eq!(r[format!("{peer}_cold_failed")], 0, "{r}");
+        let repinned = &r[format!("{peer}_threads_repinned")];
+        assert!(
+            repinned.as_u64().is_some(),
+            "{peer}_threads_repinned in {r}"
+        );
     }
+    // The edge stays on the CPUs it is given (ATS moves its network threads to all of them).
+    assert_eq!(r["myriad_threads_repinned"], 0, "{r}");
     assert_eq!(r["myriad_cold_origin_fetches"], 1, "coalesced: {r}");
     assert!(r["rps_1k_vs_fastest_peer"].as_f64().is_some());
     assert!(r["rps_1m_discarded_vs_fastest_peer"].as_f64().is_some());

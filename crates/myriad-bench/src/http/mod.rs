@@ -118,8 +118,13 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         pin,
     };
     let mut measured: Vec<Vec<Round>> = peers.iter().map(|_| Vec::new()).collect();
+    // Threads of a pinned cache found on other CPUs before its loads (and put back).
+    let mut repinned = vec![0; peers.len()];
     for _ in 0..rounds {
-        for ((_, peer), rounds) in peers.iter().zip(&mut measured) {
+        for (((_, peer), rounds), repinned) in peers.iter().zip(&mut measured).zip(&mut repinned) {
+            if let Some(split) = &pin {
+                *repinned += split.confine_group_to_caches(peer.pid())?;
+            }
             let small = blocking_wrk(&peer.url(), SMALL, load, duration, None).await?;
             let large = blocking_wrk(&peer.url(), LARGE, load, duration, None).await?;
             let large_discarded = if args.waf {
@@ -206,6 +211,10 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             .field(
                 format!("{name}_requests_per_cpu_s"),
                 cpu.filter(|c| *c > 0.0).map(|c| requests / c),
+            )
+            .field(
+                format!("{name}_threads_repinned"),
+                pin.map(|_| repinned[i] as u64),
             )
             .field(format!("{name}_cold_origin_fetches"), fetches)
             .field(format!("{name}_cold_failed"), failed as u64);
