@@ -68,6 +68,65 @@ struct Round {
     varied: Vec<Load>,
 }
 
+/// One load of a round.
+#[derive(Clone, Copy)]
+enum Step {
+    Small,
+    Large,
+    LargeDiscarded,
+    /// The `VARIED_HEADS` script of this index.
+    Varied(usize),
+}
+
+impl Step {
+    async fn measure(
+        self,
+        peer: &peers::Peer,
+        load: Generator,
+        duration: Duration,
+        scripts: &[std::path::PathBuf],
+    ) -> anyhow::Result<Load> {
+        match self {
+            Step::Small => blocking_wrk(&peer.url(), SMALL, load, duration, None).await,
+            Step::Large => blocking_wrk(&peer.url(), LARGE, load, duration, None).await,
+            Step::LargeDiscarded => {
+                let (port, connections) = (peer.port, load.connections);
+                let discarded = tokio::task::spawn_blocking(move || {
+                    discard::run(port, LARGE, connections, duration, load.pin)
+                });
+                discarded.await.context("load task")?
+            }
+            Step::Varied(v) => {
+                let script = Some(scripts[v].clone());
+                blocking_wrk(&peer.url(), SMALL, load, duration, script).await
+            }
+        }
+    }
+}
+
+impl Round {
+    /// A round from its loads, measured in the order of `steps` (which has the 1 KiB and
+    /// 1 MiB loads).
+    fn of(steps: &[Step], loads: Vec<Load>) -> Option<Round> {
+        let (mut small, mut large, mut large_discarded) = (None, None, None);
+        let mut varied = Vec::new();
+        for (step, load) in steps.iter().zip(loads) {
+            match step {
+                Step::Small => small = Some(load),
+                Step::Large => large = Some(load),
+                Step::LargeDiscarded => large_discarded = Some(load),
+                Step::Varied(_) => varied.push(load),
+            }
+        }
+        Some(Round {
+            small: small?,
+            large: large?,
+            large_discarded,
+            varied,
+        })
+    }
+}
+
 pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
     let origin = origin::Origin::start().await?;
     let client = reqwest::Client::builder()
@@ -117,36 +176,33 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         connections: args.connections,
         pin,
     };
+    let mut steps = vec![Step::Small, Step::Large];
+    if !args.waf {
+        steps.push(Step::LargeDiscarded);
+    }
+    steps.extend((0..scripts.len()).map(Step::Varied));
     let mut measured: Vec<Vec<Round>> = peers.iter().map(|_| Vec::new()).collect();
     // Threads of a pinned cache found on other CPUs before its loads (and put back).
     let mut repinned = vec![0; peers.len()];
-    for _ in 0..rounds {
-        for (((_, peer), rounds), repinned) in peers.iter().zip(&mut measured).zip(&mut repinned) {
-            if let Some(split) = &pin {
-                *repinned += split.confine_group_to_caches(peer.pid())?;
+    for round in 0..rounds {
+        // The caches take turns load by load, so that a round's ratios compare figures taken
+        // seconds apart; every other round in reverse, so that no cache always goes first.
+        let mut order: Vec<usize> = (0..peers.len()).collect();
+        if round % 2 == 1 {
+            order.reverse();
+        }
+        let mut loads: Vec<Vec<Load>> = peers.iter().map(|_| Vec::new()).collect();
+        for step in &steps {
+            for &i in &order {
+                let peer = &peers[i].1;
+                if let Some(split) = &pin {
+                    repinned[i] += split.confine_group_to_caches(peer.pid())?;
+                }
+                loads[i].push(step.measure(peer, load, duration, &scripts).await?);
             }
-            let small = blocking_wrk(&peer.url(), SMALL, load, duration, None).await?;
-            let large = blocking_wrk(&peer.url(), LARGE, load, duration, None).await?;
-            let large_discarded = if args.waf {
-                None
-            } else {
-                let (port, connections) = (peer.port, load.connections);
-                let discarded = tokio::task::spawn_blocking(move || {
-                    discard::run(port, LARGE, connections, duration, load.pin)
-                });
-                Some(discarded.await.context("load task")??)
-            };
-            let mut varied = Vec::with_capacity(scripts.len());
-            for script in &scripts {
-                let script = Some(script.clone());
-                varied.push(blocking_wrk(&peer.url(), SMALL, load, duration, script).await?);
-            }
-            rounds.push(Round {
-                small,
-                large,
-                large_discarded,
-                varied,
-            });
+        }
+        for (loads, rounds) in loads.into_iter().zip(&mut measured) {
+            rounds.push(Round::of(&steps, loads).context("a round without its main loads")?);
         }
     }
     for script in &scripts {
