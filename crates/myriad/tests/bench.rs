@@ -165,6 +165,8 @@ fn http_compares_the_cache_with_its_peers() {
     assert_eq!(r["myriad_threads_repinned"], 0, "{r}");
     assert_eq!(r["myriad_cold_origin_fetches"], 1, "coalesced: {r}");
     assert!(r["rps_1k_vs_fastest_peer"].as_f64().is_some());
+    let by_round = r["rps_1k_vs_fastest_peer_by_round"].as_array();
+    assert!(by_round.is_some_and(|rounds| rounds.len() == 1), "{r}");
     assert!(r["rps_1m_discarded_vs_fastest_peer"].as_f64().is_some());
 }
 

@@ -275,46 +275,51 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             .field(format!("{name}_cold_origin_fetches"), fetches)
             .field(format!("{name}_cold_failed"), failed as u64);
     }
-    // Ratios round by round (each against the peers measured next to it), then their median.
+    // Ratios round by round (each against the peers measured next to it): their median, and
+    // each round's, to show how many rounds were on either side of a target.
     if let Some(ours) = peers.iter().position(|(k, _)| *k == Kind::Myriad) {
         let others: Vec<usize> = (0..peers.len()).filter(|&i| i != ours).collect();
-        let per_round = |value: &dyn Fn(&Round) -> Option<f64>, higher_is_better: bool| {
-            median((0..rounds).filter_map(|r| {
-                let mine = value(&measured[ours][r])?;
-                let theirs = others.iter().filter_map(|&i| value(&measured[i][r]));
-                let best = if higher_is_better {
-                    theirs.fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.max(v))))
-                } else {
-                    theirs.fold(None, |a: Option<f64>, v| Some(a.map_or(v, |a| a.min(v))))
-                }?;
-                (best > 0.0).then(|| mine / best)
-            }))
+        let by_round = |value: &dyn Fn(&Round) -> Option<f64>, higher_is_better: bool| {
+            (0..rounds)
+                .filter_map(|r| {
+                    let mine = value(&measured[ours][r])?;
+                    let theirs = others.iter().filter_map(|&i| value(&measured[i][r]));
+                    ratio_to_best(mine, theirs, higher_is_better)
+                })
+                .collect::<Vec<f64>>()
         };
-        report
-            .field(
+        let ratios: [(&str, Vec<f64>); 6] = [
+            (
                 "rps_1k_vs_fastest_peer",
-                per_round(&|r| Some(r.small.requests_per_s), true),
-            )
-            .field(
+                by_round(&|r| Some(r.small.requests_per_s), true),
+            ),
+            (
                 "rps_1m_vs_fastest_peer",
-                per_round(&|r| Some(r.large.requests_per_s), true),
-            )
-            .field(
+                by_round(&|r| Some(r.large.requests_per_s), true),
+            ),
+            (
                 "p99_1k_vs_best_peer",
-                per_round(&|r| Some(r.small.p99_ms), false),
-            )
-            .field(
+                by_round(&|r| Some(r.small.p99_ms), false),
+            ),
+            (
                 "p99_1m_vs_best_peer",
-                per_round(&|r| Some(r.large.p99_ms), false),
-            )
-            .field(
+                by_round(&|r| Some(r.large.p99_ms), false),
+            ),
+            (
                 "rps_1m_discarded_vs_fastest_peer",
-                per_round(&|r| r.large_discarded.map(|l| l.requests_per_s), true),
-            )
-            .field(
+                by_round(&|r| r.large_discarded.map(|l| l.requests_per_s), true),
+            ),
+            (
                 "p99_1m_discarded_vs_best_peer",
-                per_round(&|r| r.large_discarded.map(|l| l.p99_ms), false),
-            );
+                by_round(&|r| r.large_discarded.map(|l| l.p99_ms), false),
+            ),
+        ];
+        for (name, ratios) in &ratios {
+            report.field(*name, median(ratios.iter().copied()));
+        }
+        for (name, ratios) in &ratios {
+            report.field(format!("{name}_by_round"), rounded(ratios));
+        }
         if let Some(nginx) = peers.iter().position(|(k, _)| *k == Kind::Nginx) {
             for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.len()) {
                 let ratio = median((0..rounds).filter_map(|r| {
@@ -386,6 +391,22 @@ async fn cold_stampede(
     .await;
     let failed = answers.iter().filter(|ok| !**ok).count();
     (origin.counts.get(&cold_path) - before, failed)
+}
+
+/// `mine` against the best of `theirs` (the highest, or the lowest where lower is better);
+/// `None` without a positive best to divide by.
+fn ratio_to_best(
+    mine: f64,
+    theirs: impl Iterator<Item = f64>,
+    higher_is_better: bool,
+) -> Option<f64> {
+    let best = theirs.reduce(|a, b| if higher_is_better { a.max(b) } else { a.min(b) })?;
+    (best > 0.0).then(|| mine / best)
+}
+
+/// Ratios to two decimals, as a list (`[1.07, 1.21, 0.98]`).
+fn rounded(ratios: &[f64]) -> Vec<f64> {
+    ratios.iter().map(|r| (r * 100.0).round() / 100.0).collect()
 }
 
 /// The median (the mean of the middle two for an even count).
@@ -497,4 +518,27 @@ async fn blocking_wrk(
     })
     .await
     .context("wrk task")?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_ratio_is_against_the_best_peer_of_its_round() {
+        let theirs = || [40.0, 50.0, 20.0].into_iter();
+        assert_eq!(ratio_to_best(60.0, theirs(), true), Some(1.2));
+        assert_eq!(ratio_to_best(10.0, theirs(), false), Some(0.5));
+        assert_eq!(ratio_to_best(60.0, std::iter::empty(), true), None);
+        assert_eq!(ratio_to_best(60.0, [0.0].into_iter(), true), None);
+    }
+
+    #[test]
+    fn medians_and_rounded_ratios() {
+        assert_eq!(median([3.0, 1.0, 2.0].into_iter()), Some(2.0));
+        assert_eq!(median([4.0, 1.0, 2.0, 3.0].into_iter()), Some(2.5));
+        assert_eq!(median([f64::NAN, 1.0].into_iter()), Some(1.0));
+        assert_eq!(median(std::iter::empty()), None);
+        assert_eq!(rounded(&[1.0749, 0.996]), vec![1.07, 1.0]);
+    }
 }
