@@ -47,6 +47,8 @@ struct Generator {
 }
 
 const SMALL: &str = "/obj/1024";
+/// Between resuming a paused cache and loading it.
+const SETTLE: Duration = Duration::from_millis(200);
 const LARGE: &str = "/obj/1048576";
 
 /// What a load generator measured.
@@ -182,6 +184,10 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
     }
     steps.extend((0..scripts.len()).map(Step::Varied));
     let mut measured: Vec<Vec<Round>> = peers.iter().map(|_| Vec::new()).collect();
+    // Only the cache under load runs; the others are paused (`Peer::pause`).
+    for (_, peer) in &peers {
+        peer.pause()?;
+    }
     // Threads of a pinned cache found on other CPUs before its loads (and put back).
     let mut repinned = vec![0; peers.len()];
     for round in 0..rounds {
@@ -198,12 +204,19 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
                 if let Some(split) = &pin {
                     repinned[i] += split.confine_group_to_caches(peer.pid())?;
                 }
+                peer.resume()?;
+                // What its timers deferred while it was paused runs before the load.
+                tokio::time::sleep(SETTLE).await;
                 loads[i].push(step.measure(peer, load, duration, &scripts).await?);
+                peer.pause()?;
             }
         }
         for (loads, rounds) in loads.into_iter().zip(&mut measured) {
             rounds.push(Round::of(&steps, loads).context("a round without its main loads")?);
         }
+    }
+    for (_, peer) in &peers {
+        peer.resume()?;
     }
     for script in &scripts {
         let _ = std::fs::remove_file(script);

@@ -54,6 +54,8 @@ impl Drop for Peer {
         // Each peer runs in a process group of its own: nginx workers, Varnish's child and
         // ATS' helpers go with it. TERM first, so they shut down cleanly.
         let group = -(self.child.id() as i32);
+        // A paused group handles TERM only once continued.
+        let _ = self.resume();
         // SAFETY: kill(2) with a process group id has no memory-safety preconditions.
         unsafe { libc::kill(group, libc::SIGTERM) };
         let stopped = (0..100).any(|_| {
@@ -238,6 +240,30 @@ impl Peer {
 
     pub fn pid(&self) -> u32 {
         self.child.id()
+    }
+
+    /// Freezes the whole process group (`SIGSTOP`), so that a cache not being measured
+    /// takes no CPU time from the one that is: ATS, for one, goes on working after a load
+    /// ends, which used to cost whichever cache was measured next.
+    pub fn pause(&self) -> anyhow::Result<()> {
+        self.signal(libc::SIGSTOP)
+    }
+
+    pub fn resume(&self) -> anyhow::Result<()> {
+        self.signal(libc::SIGCONT)
+    }
+
+    fn signal(&self, signal: libc::c_int) -> anyhow::Result<()> {
+        let group = -(self.child.id() as i32);
+        // SAFETY: kill(2) with a process group id has no memory-safety preconditions.
+        if unsafe { libc::kill(group, signal) } != 0 {
+            bail!(
+                "signalling process group {}: {}",
+                self.child.id(),
+                std::io::Error::last_os_error()
+            );
+        }
+        Ok(())
     }
 }
 
