@@ -131,12 +131,26 @@ impl Drop for Server {
     }
 }
 
+/// Every process's id and `/proc/<pid>/stat` line; one that exits during the walk is left out.
+pub fn process_stats() -> std::io::Result<impl Iterator<Item = (u32, String)>> {
+    Ok(std::fs::read_dir("/proc")?.flatten().filter_map(|entry| {
+        let pid = entry.file_name().to_str()?.parse::<u32>().ok()?;
+        let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+        Some((pid, stat))
+    }))
+}
+
+/// The fields of a `/proc/<pid>/stat` line after the command, which may itself hold spaces
+/// and parentheses: state, ppid, pgrp, …
+pub fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
+    let (_, after_command) = stat.rsplit_once(')')?;
+    Some(after_command.split_whitespace())
+}
+
 /// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after the command name (which may contain spaces) start after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let fields: Vec<&str> = stat_fields(&stat)?.collect();
     let utime: f64 = fields.get(11)?.parse().ok()?;
     let stime: f64 = fields.get(12)?.parse().ok()?;
     // SAFETY: sysconf has no preconditions.
@@ -147,21 +161,8 @@ pub fn cpu_seconds(pid: u32) -> Option<f64> {
 /// CPU seconds of a process and all its descendants (nginx workers, Varnish's child).
 pub fn tree_cpu_seconds(root: u32) -> Option<f64> {
     let mut parent_of = Vec::new();
-    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = entry
-            .file_name()
-            .to_str()
-            .and_then(|n| n.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let ppid = stat
-            .rfind(')')
-            .and_then(|i| stat[i + 2..].split_whitespace().nth(1)?.parse::<u32>().ok());
-        if let Some(ppid) = ppid {
+    for (pid, stat) in process_stats().ok()? {
+        if let Some(ppid) = stat_fields(&stat).and_then(|mut f| f.nth(1)?.parse::<u32>().ok()) {
             parent_of.push((pid, ppid));
         }
     }

@@ -8,6 +8,8 @@ use std::process::Command;
 
 use anyhow::bail;
 
+use crate::server::{process_stats, stat_fields};
+
 /// The CPUs of each side, split from the ones this process may run on.
 #[derive(Clone, Copy)]
 pub struct Split {
@@ -54,18 +56,7 @@ impl Split {
     /// its value), which gave it the load's CPU as well until this was checked.
     pub fn confine_group_to_caches(&self, group: u32) -> anyhow::Result<usize> {
         let mut moved = 0;
-        for process in std::fs::read_dir("/proc")?.flatten() {
-            let Some(pid) = process
-                .file_name()
-                .to_str()
-                .and_then(|n| n.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            // A process may exit during the walk: what is gone needs no pinning.
-            let Ok(stat) = std::fs::read_to_string(process.path().join("stat")) else {
-                continue;
-            };
+        for (pid, stat) in process_stats()? {
             if process_group(&stat) != Some(group) {
                 continue;
             }
@@ -86,11 +77,9 @@ impl Split {
     }
 }
 
-/// The process group in a `/proc/PID/stat` line: the third field after the command, which
-/// is in parentheses and may itself hold spaces or parentheses.
+/// The process group in a `/proc/PID/stat` line.
 fn process_group(stat: &str) -> Option<u32> {
-    let (_, after_command) = stat.rsplit_once(')')?;
-    after_command.split_whitespace().nth(2)?.parse().ok()
+    stat_fields(stat)?.nth(2)?.parse().ok()
 }
 
 /// `None` when the thread has exited.
