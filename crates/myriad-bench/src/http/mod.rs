@@ -47,9 +47,9 @@ struct Generator {
 }
 
 const SMALL: &str = "/obj/1024";
+const LARGE: &str = "/obj/1048576";
 /// Between resuming a paused cache and loading it.
 const SETTLE: Duration = Duration::from_millis(200);
-const LARGE: &str = "/obj/1048576";
 
 /// What a load generator measured.
 #[derive(Debug, Clone, Copy)]
