@@ -52,18 +52,16 @@ pub struct Peer {
 impl Drop for Peer {
     fn drop(&mut self) {
         // Each peer runs in a process group of its own: nginx workers, Varnish's child and
-        // ATS' helpers go with it. TERM first, so they shut down cleanly.
-        let group = -(self.child.id() as i32);
+        // ATS' helpers go with it. TERM first, so they shut down cleanly. (A group that is
+        // gone already makes these fail, which is what they were for.)
         // A paused group handles TERM only once continued.
         let _ = self.resume();
-        // SAFETY: kill(2) with a process group id has no memory-safety preconditions.
-        unsafe { libc::kill(group, libc::SIGTERM) };
+        let _ = self.signal(libc::SIGTERM);
         let stopped = (0..100).any(|_| {
             std::thread::sleep(Duration::from_millis(20));
             matches!(self.child.try_wait(), Ok(Some(_)))
         });
-        // SAFETY: as above.
-        unsafe { libc::kill(group, libc::SIGKILL) };
+        let _ = self.signal(libc::SIGKILL);
         if !stopped {
             let _ = self.child.wait();
         }
