@@ -40,7 +40,7 @@ use super::head::{ResponseHead, CACHE_STATUS};
 use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimiter};
 use super::metrics::{BlockReason, Metrics, Outcome, Protocol, Unstored};
 use super::refusal_log::RefusalLog;
-use super::store::{Store, Stored, Tier, Variant};
+use super::store::{owned_fields, Store, Stored, Tier, Variant};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 use super::waf::{Inspected, Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
 
@@ -628,9 +628,10 @@ impl Cdn {
 
         if parts.status == StatusCode::NOT_MODIFIED {
             if let Some(stale) = &job.stale {
-                let meta = stale
-                    .meta
-                    .freshened(&res_headers, request_time, response_time);
+                let meta =
+                    stale
+                        .meta
+                        .freshened(&owned_fields(&res_headers), request_time, response_time);
                 fill.set_head(Ok(Head {
                     status: meta.status(),
                     headers: meta.headers().clone(),
@@ -724,12 +725,11 @@ impl Cdn {
             }
         }
         if keep {
-            let body = if collected.len() == 1 {
-                collected.pop().unwrap_or_default()
-            } else {
-                Bytes::from(collected.concat())
-            };
-            let meta = StoredMeta::new(parts.status, res_headers, request_time, response_time);
+            // Copied even when it came in one piece: a chunk is a slice of the connection's
+            // read buffer, which it would keep allocated whole (see `owned_fields`).
+            let body = Bytes::from(collected.concat());
+            let fields = owned_fields(&res_headers);
+            let meta = StoredMeta::new(parts.status, fields, request_time, response_time);
             self.store_variant(&job, meta, body);
         }
         if let Some(last) = held {

@@ -5,8 +5,8 @@
 
 use std::sync::{Arc, OnceLock};
 
-use bytes::Bytes;
-use http::{HeaderMap, HeaderName};
+use bytes::{Bytes, BytesMut};
+use http::{HeaderMap, HeaderName, HeaderValue};
 use moka::sync::Cache;
 use myriad_cache::{policy, StoredMeta};
 
@@ -48,6 +48,30 @@ impl Stored {
         let tags = tags.iter().map(|t| t.to_string()).collect();
         Stored::new(meta, Bytes::from(vec![7; len]), tags)
     }
+}
+
+/// `fields` with their values copied into one buffer of their own. Values parsed from a
+/// connection are slices of its read buffer (8 KiB and up, shared with the bodies read after
+/// them): a stored response keeping them would keep that whole buffer allocated, unweighed,
+/// for as long as it is stored — several times the weight of a small object.
+pub fn owned_fields(fields: &HeaderMap) -> HeaderMap {
+    let mut buffer = BytesMut::with_capacity(fields.values().map(HeaderValue::len).sum());
+    for value in fields.values() {
+        buffer.extend_from_slice(value.as_bytes());
+    }
+    let buffer = buffer.freeze();
+    let mut owned = HeaderMap::with_capacity(fields.len());
+    let mut start = 0;
+    for (name, value) in fields {
+        let end = start + value.len();
+        // Valid: the same bytes as `value`.
+        let mut copy = HeaderValue::from_maybe_shared(buffer.slice(start..end))
+            .unwrap_or_else(|_| value.clone());
+        copy.set_sensitive(value.is_sensitive());
+        owned.append(name, copy);
+        start = end;
+    }
+    owned
 }
 
 /// The variant a request selects, and what the memory tier holds for it.
@@ -265,6 +289,37 @@ mod tests {
                 _ => store.invalidate_tag("t"),
             }
             assert!(!found(&store, &primary), "object {i} survived its purge");
+        }
+    }
+
+    #[test]
+    fn owned_fields_keep_nothing_of_the_buffer_they_were_parsed_from() {
+        let read = Bytes::from_static(b"text/plain\x00a=1\x00a=2\x00secret");
+        let slice = |from: usize, to: usize| {
+            HeaderValue::from_maybe_shared(read.slice(from..to)).expect("value")
+        };
+        let mut fields = HeaderMap::new();
+        fields.insert(http::header::CONTENT_TYPE, slice(0, 10));
+        fields.append(http::header::SET_COOKIE, slice(11, 14));
+        fields.append(http::header::SET_COOKIE, slice(15, 18));
+        let mut secret = slice(19, 25);
+        secret.set_sensitive(true);
+        fields.insert(http::header::AUTHORIZATION, secret);
+        fields.insert("x-empty", HeaderValue::from_static(""));
+
+        let owned = owned_fields(&fields);
+        assert_eq!(owned, fields);
+        let cookies: Vec<_> = owned.get_all(http::header::SET_COOKIE).iter().collect();
+        assert_eq!(cookies, ["a=1", "a=2"]);
+        assert!(owned[http::header::AUTHORIZATION].is_sensitive());
+        assert!(!owned[http::header::CONTENT_TYPE].is_sensitive());
+        let buffer = read.as_ptr_range();
+        for value in owned.values() {
+            let at = value.as_bytes().as_ptr();
+            assert!(
+                !buffer.contains(&at),
+                "{value:?} still points into the read buffer"
+            );
         }
     }
 
