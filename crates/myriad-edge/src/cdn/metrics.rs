@@ -1,10 +1,22 @@
-//! Prometheus metrics of the caching proxy, served on the admin port at `/metrics`.
+//! Prometheus metrics of the caching proxy, served on the admin port at `/metrics`. What
+//! every request updates is counted per thread ([`Sharded`]) and summed at scrape time; the
+//! rest are the `prometheus-client` types.
 
-use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabelSet, EncodeLabelValue, NoLabelSet,
+};
 use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
+
+use super::sharded::Sharded;
 
 /// How a request was answered.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -99,46 +111,141 @@ struct ReasonLabel {
     reason: BlockReason,
 }
 
+/// Upper bounds of the latency buckets, in seconds: 0.1 ms … ~6.5 s, doubling.
+const LATENCY_BOUNDS: [f64; 17] = {
+    let mut bounds = [0.0001; 17];
+    let mut i = 1;
+    while i < bounds.len() {
+        bounds[i] = bounds[i - 1] * 2.0;
+        i += 1;
+    }
+    bounds
+};
+
+/// The counts every request updates, in one thread's copy.
+#[derive(Default)]
+struct RequestCounts {
+    by_protocol: [AtomicU64; Protocol::ALL.len()],
+    by_outcome: [AtomicU64; Outcome::ALL.len()],
+    response_bytes: AtomicU64,
+    latency: [Latency; Outcome::ALL.len()],
+}
+
+/// A latency histogram's counts: per bucket (the last one past every bound), and the sum.
+#[derive(Default)]
+struct Latency {
+    buckets: [AtomicU64; LATENCY_BOUNDS.len() + 1],
+    sum_ns: AtomicU64,
+}
+
+impl Latency {
+    fn observe(&self, seconds: f64) {
+        let bucket = LATENCY_BOUNDS
+            .iter()
+            .position(|&bound| seconds <= bound)
+            .unwrap_or(LATENCY_BOUNDS.len());
+        self.buckets[bucket].fetch_add(1, Ordering::Relaxed);
+        // Whole nanoseconds: an integer sum needs no lock to stay exact.
+        let ns = (seconds * 1e9) as u64;
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+/// Writes the per-thread counts, summed, as the series they stand for.
+struct RequestCountsCollector(Arc<Sharded<RequestCounts>>);
+
+impl std::fmt::Debug for RequestCountsCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RequestCountsCollector")
+    }
+}
+
+fn sum(values: impl Iterator<Item = u64>) -> u64 {
+    values.fold(0, u64::wrapping_add)
+}
+
+impl RequestCountsCollector {
+    fn total(&self, field: impl Fn(&RequestCounts) -> &AtomicU64) -> u64 {
+        sum(self.0.all().map(|c| field(c).load(Ordering::Relaxed)))
+    }
+}
+
+type NoExemplar = Exemplar<NoLabelSet, u64>;
+type NoExemplars = HashMap<usize, Exemplar<NoLabelSet, f64>>;
+
+impl Collector for RequestCountsCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let mut requests = encoder.encode_descriptor(
+            "requests",
+            "Requests by how they were answered.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, &outcome) in Outcome::ALL.iter().enumerate() {
+            let n = self.total(|c| &c.by_outcome[i]);
+            requests
+                .encode_family(&OutcomeLabel { outcome })?
+                .encode_counter(&n, None::<&NoExemplar>)?;
+        }
+        let mut durations = encoder.encode_descriptor(
+            "request_duration_seconds",
+            "Time to the response head, by outcome.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for (i, &outcome) in Outcome::ALL.iter().enumerate() {
+            let bounds = LATENCY_BOUNDS.iter().copied().chain([f64::INFINITY]);
+            let buckets: Vec<(f64, u64)> = bounds
+                .enumerate()
+                .map(|(b, bound)| (bound, self.total(|c| &c.latency[i].buckets[b])))
+                .collect();
+            let count = sum(buckets.iter().map(|&(_, n)| n));
+            let sum_s = self.total(|c| &c.latency[i].sum_ns) as f64 / 1e9;
+            durations
+                .encode_family(&OutcomeLabel { outcome })?
+                .encode_histogram(sum_s, count, &buckets, None::<&NoExemplars>)?;
+        }
+        let bytes = self.total(|c| &c.response_bytes);
+        encoder
+            .encode_descriptor(
+                "response_body_bytes",
+                "Body bytes served from the cache.",
+                None,
+                MetricType::Counter,
+            )?
+            .encode_counter(&bytes, None::<&NoExemplar>)?;
+        let mut protocols = encoder.encode_descriptor(
+            "requests_by_protocol",
+            "Requests by the HTTP version they came in.",
+            None,
+            MetricType::Counter,
+        )?;
+        for (i, &protocol) in Protocol::ALL.iter().enumerate() {
+            let n = self.total(|c| &c.by_protocol[i]);
+            protocols
+                .encode_family(&ProtocolLabel { protocol })?
+                .encode_counter(&n, None::<&NoExemplar>)?;
+        }
+        Ok(())
+    }
+}
+
 pub struct Metrics {
     registry: Registry,
-    /// The request counter and latency histogram of each outcome, resolved once: looking
-    /// them up in their families per request took a lock and a hash.
-    per_outcome: Vec<(Counter, Histogram)>,
-    response_bytes: Counter,
+    per_request: Arc<Sharded<RequestCounts>>,
     upstream_fetches: Counter,
     coalesced: Counter,
     blocked: Family<ReasonLabel, Counter>,
     integrity_failures: Counter,
     unstored: Family<UnstoredLabel, Counter>,
     quic_retries: Counter,
-    /// Requests by protocol, resolved once like `per_outcome`.
-    per_protocol: Vec<Counter>,
 }
 
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("myriad_edge");
-        let requests = Family::<OutcomeLabel, Counter>::default();
-        registry.register(
-            "requests",
-            "Requests by how they were answered",
-            requests.clone(),
-        );
-        let duration = Family::<OutcomeLabel, Histogram>::new_with_constructor(|| {
-            // 0.1 ms … ~6.5 s
-            Histogram::new(exponential_buckets(0.0001, 2.0, 17))
-        });
-        registry.register(
-            "request_duration_seconds",
-            "Time to the response head, by outcome",
-            duration.clone(),
-        );
-        let response_bytes = Counter::default();
-        registry.register(
-            "response_body_bytes",
-            "Body bytes served from the cache",
-            response_bytes.clone(),
-        );
+        let per_request = Arc::new(Sharded::default());
+        registry.register_collector(Box::new(RequestCountsCollector(per_request.clone())));
         let upstream_fetches = Counter::default();
         registry.register(
             "upstream_fetches",
@@ -165,60 +272,38 @@ impl Metrics {
             "Storable responses passed through without being stored, by reason",
             unstored.clone(),
         );
-        let protocols = Family::<ProtocolLabel, Counter>::default();
-        registry.register(
-            "requests_by_protocol",
-            "Requests by the HTTP version they came in",
-            protocols.clone(),
-        );
-        let per_protocol = Protocol::ALL
-            .iter()
-            .map(|&protocol| protocols.get_or_create(&ProtocolLabel { protocol }).clone())
-            .collect();
         let quic_retries = Counter::default();
         registry.register(
             "quic_retries",
             "QUIC clients asked to prove their address (Retry) before a handshake",
             quic_retries.clone(),
         );
-        let per_outcome = Outcome::ALL
-            .iter()
-            .map(|&outcome| {
-                let label = OutcomeLabel { outcome };
-                let count = requests.get_or_create(&label).clone();
-                let time = duration.get_or_create(&label).clone();
-                (count, time)
-            })
-            .collect();
         Self {
             integrity_failures,
             registry,
-            per_outcome,
-            response_bytes,
+            per_request,
             upstream_fetches,
             coalesced,
             blocked,
             unstored,
             quic_retries,
-            per_protocol,
         }
     }
 
     pub fn request_in(&self, protocol: Protocol) {
-        if let Some(count) = self.per_protocol.get(protocol as usize) {
-            count.inc();
-        }
+        let counts = self.per_request.local();
+        counts.by_protocol[protocol as usize].fetch_add(1, Ordering::Relaxed);
     }
 
     pub fn answered(&self, outcome: Outcome, seconds: f64) {
-        if let Some((count, time)) = self.per_outcome.get(outcome as usize) {
-            count.inc();
-            time.observe(seconds);
-        }
+        let counts = self.per_request.local();
+        counts.by_outcome[outcome as usize].fetch_add(1, Ordering::Relaxed);
+        counts.latency[outcome as usize].observe(seconds);
     }
 
     pub fn served_bytes(&self, n: u64) {
-        self.response_bytes.inc_by(n);
+        let counts = self.per_request.local();
+        counts.response_bytes.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn upstream_fetch(&self) {
@@ -276,6 +361,95 @@ mod tests {
         let text = m.encode();
         assert!(text.contains("myriad_edge_requests_by_protocol_total{protocol=\"Http3\"} 1"));
         assert!(text.contains("myriad_edge_requests_by_protocol_total{protocol=\"Http1\"} 1"));
+    }
+
+    /// The same series as `prometheus-client`'s own counters and histograms would write.
+    #[test]
+    fn per_thread_counts_read_as_the_crates_own_series() {
+        use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+
+        let mut reference = Registry::with_prefix("myriad_edge");
+        let requests = Family::<OutcomeLabel, Counter>::default();
+        reference.register(
+            "requests",
+            "Requests by how they were answered",
+            requests.clone(),
+        );
+        let durations = Family::<OutcomeLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 17))
+        });
+        reference.register(
+            "request_duration_seconds",
+            "Time to the response head, by outcome",
+            durations.clone(),
+        );
+        let bytes = Counter::<u64>::default();
+        reference.register(
+            "response_body_bytes",
+            "Body bytes served from the cache",
+            bytes.clone(),
+        );
+        let protocols = Family::<ProtocolLabel, Counter>::default();
+        reference.register(
+            "requests_by_protocol",
+            "Requests by the HTTP version they came in",
+            protocols.clone(),
+        );
+        // Every series present in both, as the per-thread counts always write them all.
+        for &outcome in &Outcome::ALL {
+            let _ = requests.get_or_create(&OutcomeLabel { outcome });
+            let _ = durations.get_or_create(&OutcomeLabel { outcome });
+        }
+        for &protocol in &Protocol::ALL {
+            let _ = protocols.get_or_create(&ProtocolLabel { protocol });
+        }
+
+        let metrics = Metrics::new();
+        // Sums exact in binary, so both add them up to the same float.
+        let answers = [
+            (Outcome::Hit, 0.0625),
+            (Outcome::Hit, 0.5),
+            (Outcome::Miss, 2.0),
+            (Outcome::Blocked, 0.25),
+            (Outcome::Hit, 100.0),
+        ];
+        std::thread::scope(|s| {
+            for (i, &(outcome, seconds)) in answers.iter().enumerate() {
+                let metrics = &metrics;
+                s.spawn(move || {
+                    metrics.request_in(Protocol::ALL[i % 3]);
+                    metrics.answered(outcome, seconds);
+                    metrics.served_bytes(1000 + i as u64);
+                });
+                let label = OutcomeLabel { outcome };
+                requests.get_or_create(&label).inc();
+                durations.get_or_create(&label).observe(seconds);
+                bytes.inc_by(1000 + i as u64);
+                let protocol = Protocol::ALL[i % 3];
+                protocols.get_or_create(&ProtocolLabel { protocol }).inc();
+            }
+        });
+        let mut expected = String::new();
+        prometheus_client::encoding::text::encode_registry(&mut expected, &reference)
+            .expect("encodes");
+        // Line by line: a family writes its series in hash order.
+        let sorted = |lines: Vec<&str>| {
+            let mut lines: Vec<String> = lines.into_iter().map(str::to_owned).collect();
+            lines.sort();
+            lines
+        };
+        let expected = sorted(expected.lines().filter(|l| *l != "# EOF").collect());
+        let text = metrics.encode();
+        let families = [
+            "myriad_edge_requests",
+            "myriad_edge_request_duration_seconds",
+            "myriad_edge_response_body_bytes",
+        ];
+        let ours = text
+            .lines()
+            .filter(|l| families.iter().any(|f| l.contains(f)))
+            .collect();
+        assert_eq!(sorted(ours), expected);
     }
 
     #[test]

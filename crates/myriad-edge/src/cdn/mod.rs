@@ -13,6 +13,7 @@ pub mod limits;
 mod metrics;
 mod proxy;
 mod refusal_log;
+mod sharded;
 mod store;
 pub mod tls;
 mod upstream;
