@@ -103,7 +103,7 @@ pub struct EdgeArgs {
     /// need more passes through without being stored.
     #[arg(long, default_value_t = 256)]
     pub fill_mem_mb: u64,
-    /// Requests per second per client address (429 above it), and the burst.
+    /// Requests per second per client (an IPv4 address or IPv6 /64; 429 above it), and the burst.
     #[arg(long, default_value_t = 1000.0)]
     pub rate_per_s: f64,
     #[arg(long, default_value_t = 2000.0)]
@@ -118,7 +118,7 @@ pub struct EdgeArgs {
     /// RATE[:BURST] per value of --key-header.
     #[arg(long, requires = "key_header", value_parser = parse_rate)]
     pub key_rate: Option<(f64, f64)>,
-    /// Open connections per client address (429 above it).
+    /// Open connections per client (an IPv4 address or IPv6 /64; 429 above it).
     #[arg(long, default_value_t = 512)]
     pub max_conns_per_ip: usize,
     /// Largest request body (413 above it).

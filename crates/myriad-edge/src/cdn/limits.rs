@@ -1,6 +1,7 @@
-//! Request limits per client address, with memory bounded under address spraying: token
-//! buckets that have refilled are forgotten (a new one would be identical), and when the table
-//! is full anyway, unknown addresses share one overflow bucket.
+//! Request limits per client address, with memory and time bounded under address spraying:
+//! token buckets that have refilled are forgotten (a new one would be identical), at most once
+//! a second, and while the table is full unknown addresses share one overflow bucket. An IPv6
+//! client is its /64: one subscriber line holds that many addresses and could spray them all.
 
 use std::collections::HashMap;
 use std::hash::Hash;
@@ -61,6 +62,18 @@ pub struct RequestLimiter {
     per_key: Option<KeyedLimiter<String>>,
 }
 
+/// What limits count as one client: an IPv4 address (also written IPv4-mapped), or the /64
+/// network of an IPv6 address.
+pub fn client_of(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V4(_) => ip,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => IpAddr::V6((u128::from(v6) & !(u128::MAX >> 64)).into()),
+        },
+    }
+}
+
 /// Keys longer than this are cut (the limiter's memory is bounded by key count and size).
 const KEY_MAX_BYTES: usize = 256;
 
@@ -88,6 +101,7 @@ impl RequestLimiter {
         key: Option<&str>,
         now: Instant,
     ) -> Result<(), Over> {
+        let ip = client_of(ip);
         if !self.per_address.check(&ip, now) {
             return Err(Over::Address);
         }
@@ -131,6 +145,11 @@ impl Default for LimitsConfig {
     }
 }
 
+/// How often a full table may be swept for refilled buckets. A sweep walks the whole table
+/// under the limiter's lock; sweeping for every new key of a spray would cost the table's size
+/// per request.
+const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Token buckets by key.
 pub struct KeyedLimiter<K> {
     buckets: HashMap<K, TokenBucket>,
@@ -138,6 +157,7 @@ pub struct KeyedLimiter<K> {
     rate_per_s: f64,
     burst: f64,
     max_keys: usize,
+    next_sweep: Instant,
 }
 
 impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
@@ -148,6 +168,7 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
             rate_per_s,
             burst,
             max_keys: max_keys.max(1),
+            next_sweep: now,
         }
     }
 
@@ -156,8 +177,9 @@ impl<K: Hash + Eq + Clone> KeyedLimiter<K> {
         if let Some(b) = self.buckets.get_mut(key) {
             return b.try_take(now);
         }
-        if self.buckets.len() >= self.max_keys {
+        if self.buckets.len() >= self.max_keys && now >= self.next_sweep {
             self.buckets.retain(|_, b| !b.is_full_at(now));
+            self.next_sweep = now + SWEEP_INTERVAL;
         }
         if self.buckets.len() >= self.max_keys {
             return self.overflow.try_take(now);
@@ -185,7 +207,10 @@ pub struct ConnectionSlot {
 }
 
 impl ConnectionCounter {
+    /// A slot for one more connection from `ip`'s client ([`client_of`]), if it has fewer
+    /// than `max` open.
     pub fn try_open(&self, ip: IpAddr, max: usize) -> Option<ConnectionSlot> {
+        let ip = client_of(ip);
         let mut open = self.open.lock().ok()?;
         let n = open.entry(ip).or_default();
         if *n >= max {
@@ -245,6 +270,58 @@ mod tests {
         let later = t0 + Duration::from_secs(2);
         assert!(l.check(&5_000_000, later));
         assert_eq!(l.tracked(), 1);
+    }
+
+    #[test]
+    fn a_full_table_is_swept_at_most_once_a_second() {
+        let t0 = Instant::now();
+        // Each bucket is full again 0.1 s after its key's one request.
+        let mut l = KeyedLimiter::new(10.0, 10.0, 1000, t0);
+        for i in 0..1000u32 {
+            l.check(&i, t0);
+        }
+        // Nothing has refilled yet: the sweep frees nothing and the new key is not tracked.
+        l.check(&1000, t0);
+        assert_eq!(l.tracked(), 1000);
+        // Everything has refilled, but the last sweep was under a second ago: a spray of
+        // new keys does not walk the table for each of them.
+        let soon = t0 + Duration::from_millis(500);
+        for i in 2000..3000u32 {
+            l.check(&i, soon);
+        }
+        assert_eq!(l.tracked(), 1000);
+        // A second later the refilled buckets go, and new keys are tracked again.
+        let later = t0 + Duration::from_secs(1);
+        l.check(&3000, later);
+        assert_eq!(l.tracked(), 1);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let client = |s: &str| client_of(s.parse().unwrap()).to_string();
+        assert_eq!(client("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(client("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::");
+        assert_eq!(client("::ffff:10.0.0.7"), "10.0.0.7");
+        assert_eq!(client("10.0.0.7"), "10.0.0.7");
+        // Both limits count the network, not the address.
+        let t0 = Instant::now();
+        let config = LimitsConfig {
+            rate_per_s: 1.0,
+            burst: 2.0,
+            ..LimitsConfig::default()
+        };
+        let mut l = RequestLimiter::new(&config, t0);
+        for host in 1..=2 {
+            let ip = format!("2001:db8::{host}").parse().unwrap();
+            assert_eq!(l.check(ip, "/", None, t0), Ok(()));
+        }
+        let third = "2001:db8::3".parse().unwrap();
+        assert_eq!(l.check(third, "/", None, t0), Err(Over::Address));
+        let elsewhere = "2001:db8:0:1::3".parse().unwrap();
+        assert_eq!(l.check(elsewhere, "/", None, t0), Ok(()));
+        let c = ConnectionCounter::default();
+        let _a = c.try_open("2001:db8::1".parse().unwrap(), 1).unwrap();
+        assert!(c.try_open("2001:db8::2".parse().unwrap(), 1).is_none());
     }
 
     #[test]
