@@ -1076,6 +1076,95 @@ async fn bad_http_gets_4xx_and_the_edge_keeps_serving() {
     .await;
 }
 
+/// HTTP/2's own abuses: more streams at once than the edge allows, streams reset as soon as
+/// they are opened (rapid reset, CVE-2023-44487), streams the client makes the edge reset
+/// (MadeYouReset, CVE-2025-8671).
+#[tokio::test]
+async fn http2_stream_and_reset_floods_are_cut_off() {
+    use common::raw_h2::{self, RawH2};
+
+    let origin = Origin::start().await;
+    // Thousands of requests from one address: the rate limit is not under test.
+    let edge = Edge::start(&origin.url, &["--burst", "100000"]);
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    let path = "/h2?cc=max-age%3D60";
+    let open = |id: u32, flags: u8| raw_h2::frame(raw_h2::HEADERS, flags, id, &raw_h2::get(path));
+
+    // Streams left open (no END_STREAM): those past the limit are refused, the rest served.
+    let mut c = RawH2::connect(addr).await;
+    let limit = c.max_streams.expect("the edge announces a stream limit");
+    let extra = 40;
+    let flood: Vec<u8> = (0..limit + extra)
+        .flat_map(|i| open(2 * i + 1, raw_h2::END_HEADERS))
+        .collect();
+    c.writer.write_all(&flood).await.unwrap();
+    let (mut refused, mut answered) = (Vec::new(), 0);
+    while refused.len() < extra as usize || answered < limit {
+        let f = c.reader.next().await.expect("the connection stays open");
+        match (f.kind, f.error_code()) {
+            (raw_h2::RST_STREAM, Some(raw_h2::REFUSED_STREAM)) => refused.push(f.stream),
+            (raw_h2::HEADERS, _) => answered += 1,
+            (raw_h2::GOAWAY, _) => panic!("a stream limit is not a reason to close"),
+            _ => {}
+        }
+    }
+    assert!(
+        refused.iter().all(|&id| id > 2 * limit),
+        "only streams past the first {limit} are refused: {refused:?}"
+    );
+    drop(c);
+
+    // Rapid reset: each stream cancelled right after it is opened.
+    let mut c = RawH2::connect(addr).await;
+    let flood: Vec<u8> = (0..200u32)
+        .flat_map(|i| {
+            let id = 2 * i + 1;
+            let mut f = open(id, raw_h2::END_HEADERS | raw_h2::END_STREAM);
+            f.extend(raw_h2::frame(
+                raw_h2::RST_STREAM,
+                0,
+                id,
+                &raw_h2::CANCEL.to_be_bytes(),
+            ));
+            f
+        })
+        .collect();
+    // The edge may close before it has read all of it.
+    let _ = c.writer.write_all(&flood).await;
+    let frames = c.reader.until_closed().await;
+    let goaway = frames.iter().find(|f| f.kind == raw_h2::GOAWAY);
+    assert_eq!(
+        goaway.and_then(|f| f.error_code()),
+        Some(raw_h2::ENHANCE_YOUR_CALM)
+    );
+
+    // MadeYouReset: a window update past 2^31 - 1 on each new stream, which is the stream's
+    // error (RFC 9113 §6.9.1), for the edge to reset.
+    let mut c = RawH2::connect(addr).await;
+    let flood: Vec<u8> = (0..1100u32)
+        .flat_map(|i| {
+            let id = 2 * i + 1;
+            let mut f = open(id, raw_h2::END_HEADERS | raw_h2::END_STREAM);
+            let increment = 0x7fff_ffffu32.to_be_bytes();
+            f.extend(raw_h2::frame(raw_h2::WINDOW_UPDATE, 0, id, &increment));
+            f
+        })
+        .collect();
+    let (_, frames) = tokio::join!(c.writer.write_all(&flood), c.reader.until_closed());
+    let goaway = frames.iter().find(|f| f.kind == raw_h2::GOAWAY);
+    assert_eq!(
+        goaway.and_then(|f| f.error_code()),
+        Some(raw_h2::ENHANCE_YOUR_CALM)
+    );
+
+    assert_eq!(get(&edge, path).await.status(), 200, "still serving");
+    assert_metrics(
+        &edge,
+        &["myriad_edge_blocked_total{reason=\"Http2Abuse\"} 2"],
+    )
+    .await;
+}
+
 #[tokio::test]
 async fn limits_answer_429_413_408_and_count_blocks() {
     let origin = Origin::start().await;

@@ -83,6 +83,9 @@ pub enum BlockReason {
     BodyTooLarge,
     SlowBody,
     SlowHead,
+    /// An HTTP/2 connection ended (GOAWAY `ENHANCE_YOUR_CALM`) for resetting streams before
+    /// they were served (rapid reset) or making the edge reset too many.
+    Http2Abuse,
     Signature,
     Waf,
 }

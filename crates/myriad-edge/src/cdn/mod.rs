@@ -163,6 +163,8 @@ async fn serve_connection<I>(
         let refused = e.downcast_ref::<hyper::Error>().and_then(|e| {
             if e.is_timeout() {
                 Some(BlockReason::SlowHead)
+            } else if told_to_calm_down(e) {
+                Some(BlockReason::Http2Abuse)
             } else if e.is_parse_too_large() {
                 Some(BlockReason::HeadTooLarge)
             } else if e.is_parse() {
@@ -185,6 +187,17 @@ async fn serve_connection<I>(
             None => tracing::debug!(%remote, "connection ended: {e}"),
         }
     }
+}
+
+/// Whether the edge's HTTP/2 ended the connection for stream abuse (the limits set on the
+/// builder above), rather than the client or the network ending it.
+fn told_to_calm_down(e: &hyper::Error) -> bool {
+    let chain = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    });
+    chain
+        .filter_map(|e| e.downcast_ref::<h2::Error>())
+        .any(|e| e.is_library() && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM))
 }
 
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\ncontent-length: 0\r\nretry-after: 1\r\n\r\n";

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)] // each test binary uses a part of this
 
+pub mod raw_h2;
+
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
