@@ -78,13 +78,15 @@ pub enum BlockReason {
     Connections,
     /// Request head over the limit (431).
     HeadTooLarge,
-    /// Not HTTP the parser accepts: request line, fields, lengths, chunking (400).
+    /// Not HTTP the parser accepts: request line, fields, lengths, chunking (400); HTTP/2
+    /// frames that break the protocol (GOAWAY).
     Malformed,
     BodyTooLarge,
     SlowBody,
     SlowHead,
     /// An HTTP/2 connection ended (GOAWAY `ENHANCE_YOUR_CALM`) for resetting streams before
-    /// they were served (rapid reset) or making the edge reset too many.
+    /// they were served (rapid reset), making the edge reset too many, or a header block
+    /// split into more CONTINUATION frames than its size needs.
     Http2Abuse,
     Signature,
     Waf,
@@ -178,18 +180,16 @@ type NoExemplars = HashMap<usize, Exemplar<NoLabelSet, f64>>;
 
 impl Collector for RequestCountsCollector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let mut requests = encoder.encode_descriptor(
+        let by_outcome = Outcome::ALL
+            .iter()
+            .enumerate()
+            .map(|(i, &outcome)| (OutcomeLabel { outcome }, self.total(|c| &c.by_outcome[i])));
+        encode_counters(
+            &mut encoder,
             "requests",
             "Requests by how they were answered.",
-            None,
-            MetricType::Counter,
+            by_outcome,
         )?;
-        for (i, &outcome) in Outcome::ALL.iter().enumerate() {
-            let n = self.total(|c| &c.by_outcome[i]);
-            requests
-                .encode_family(&OutcomeLabel { outcome })?
-                .encode_counter(&n, None::<&NoExemplar>)?;
-        }
         let mut durations = encoder.encode_descriptor(
             "request_duration_seconds",
             "Time to the response head, by outcome.",
@@ -217,20 +217,35 @@ impl Collector for RequestCountsCollector {
                 MetricType::Counter,
             )?
             .encode_counter(&bytes, None::<&NoExemplar>)?;
-        let mut protocols = encoder.encode_descriptor(
+        let by_protocol = Protocol::ALL.iter().enumerate().map(|(i, &protocol)| {
+            (
+                ProtocolLabel { protocol },
+                self.total(|c| &c.by_protocol[i]),
+            )
+        });
+        encode_counters(
+            &mut encoder,
             "requests_by_protocol",
             "Requests by the HTTP version they came in.",
-            None,
-            MetricType::Counter,
-        )?;
-        for (i, &protocol) in Protocol::ALL.iter().enumerate() {
-            let n = self.total(|c| &c.by_protocol[i]);
-            protocols
-                .encode_family(&ProtocolLabel { protocol })?
-                .encode_counter(&n, None::<&NoExemplar>)?;
-        }
-        Ok(())
+            by_protocol,
+        )
     }
+}
+
+/// A counter family, one series per label.
+fn encode_counters<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: impl Iterator<Item = (L, u64)>,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (label, n) in series {
+        family
+            .encode_family(&label)?
+            .encode_counter(&n, None::<&NoExemplar>)?;
+    }
+    Ok(())
 }
 
 pub struct Metrics {
