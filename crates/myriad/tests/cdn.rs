@@ -1078,9 +1078,9 @@ async fn bad_http_gets_4xx_and_the_edge_keeps_serving() {
 
 /// HTTP/2's own abuses: more streams at once than the edge allows, streams reset as soon as
 /// they are opened (rapid reset, CVE-2023-44487), streams the client makes the edge reset
-/// (MadeYouReset, CVE-2025-8671).
+/// (MadeYouReset, CVE-2025-8671), a header block without end; and frames that are broken.
 #[tokio::test]
-async fn http2_stream_and_reset_floods_are_cut_off() {
+async fn http2_floods_are_cut_off_and_broken_frames_refused() {
     use common::raw_h2::{self, RawH2};
 
     let origin = Origin::start().await;
@@ -1131,12 +1131,7 @@ async fn http2_stream_and_reset_floods_are_cut_off() {
         .collect();
     // The edge may close before it has read all of it.
     let _ = c.writer.write_all(&flood).await;
-    let frames = c.reader.until_closed().await;
-    let goaway = frames.iter().find(|f| f.kind == raw_h2::GOAWAY);
-    assert_eq!(
-        goaway.and_then(|f| f.error_code()),
-        Some(raw_h2::ENHANCE_YOUR_CALM)
-    );
+    assert_eq!(c.reader.goaway().await, Some(raw_h2::ENHANCE_YOUR_CALM));
 
     // MadeYouReset: a window update past 2^31 - 1 on each new stream, which is the stream's
     // error (RFC 9113 §6.9.1), for the edge to reset.
@@ -1150,17 +1145,60 @@ async fn http2_stream_and_reset_floods_are_cut_off() {
             f
         })
         .collect();
-    let (_, frames) = tokio::join!(c.writer.write_all(&flood), c.reader.until_closed());
-    let goaway = frames.iter().find(|f| f.kind == raw_h2::GOAWAY);
-    assert_eq!(
-        goaway.and_then(|f| f.error_code()),
-        Some(raw_h2::ENHANCE_YOUR_CALM)
-    );
+    let (_, goaway) = tokio::join!(c.writer.write_all(&flood), c.reader.goaway());
+    assert_eq!(goaway, Some(raw_h2::ENHANCE_YOUR_CALM));
+
+    // CONTINUATION flood (CVE-2024-27316): a header block that never ends, in small pieces.
+    let mut c = RawH2::connect(addr).await;
+    let mut flood = open(1, raw_h2::END_STREAM);
+    for _ in 0..10_000 {
+        flood.extend(raw_h2::frame(
+            raw_h2::CONTINUATION,
+            0,
+            1,
+            &raw_h2::USER_AGENT_A,
+        ));
+    }
+    let (_, goaway) = tokio::join!(c.writer.write_all(&flood), c.reader.goaway());
+    assert_eq!(goaway, Some(raw_h2::ENHANCE_YOUR_CALM));
+
+    // Broken frames end the connection with the protocol's error, and count as malformed.
+    let too_large = raw_h2::frame(raw_h2::HEADERS, raw_h2::END_HEADERS, 1, &[0x82; 20_000]);
+    let index_zero = raw_h2::frame(raw_h2::HEADERS, raw_h2::END_HEADERS, 1, &[0x80]);
+    let on_stream_zero = raw_h2::frame(raw_h2::HEADERS, raw_h2::END_HEADERS, 0, &[0x82]);
+    // (RFC 9113 wants COMPRESSION_ERROR for a block HPACK cannot decode; h2 0.4 answers
+    // PROTOCOL_ERROR.)
+    let broken = [
+        (
+            "a frame over the size announced",
+            too_large,
+            [raw_h2::FRAME_SIZE_ERROR; 2],
+        ),
+        (
+            "HPACK index 0",
+            index_zero,
+            [raw_h2::COMPRESSION_ERROR, raw_h2::PROTOCOL_ERROR],
+        ),
+        (
+            "HEADERS on stream 0",
+            on_stream_zero,
+            [raw_h2::PROTOCOL_ERROR; 2],
+        ),
+    ];
+    for (what, bytes, codes) in broken {
+        let mut c = RawH2::connect(addr).await;
+        let _ = c.writer.write_all(&bytes).await;
+        let code = c.reader.goaway().await;
+        assert!(code.is_some_and(|c| codes.contains(&c)), "{what}: {code:?}");
+    }
 
     assert_eq!(get(&edge, path).await.status(), 200, "still serving");
     assert_metrics(
         &edge,
-        &["myriad_edge_blocked_total{reason=\"Http2Abuse\"} 2"],
+        &[
+            "myriad_edge_blocked_total{reason=\"Http2Abuse\"} 3",
+            "myriad_edge_blocked_total{reason=\"Malformed\"} 3",
+        ],
     )
     .await;
 }

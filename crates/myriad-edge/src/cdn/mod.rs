@@ -163,8 +163,8 @@ async fn serve_connection<I>(
         let refused = e.downcast_ref::<hyper::Error>().and_then(|e| {
             if e.is_timeout() {
                 Some(BlockReason::SlowHead)
-            } else if told_to_calm_down(e) {
-                Some(BlockReason::Http2Abuse)
+            } else if let Some(reason) = http2_refusal(e) {
+                Some(reason)
             } else if e.is_parse_too_large() {
                 Some(BlockReason::HeadTooLarge)
             } else if e.is_parse() {
@@ -189,15 +189,21 @@ async fn serve_connection<I>(
     }
 }
 
-/// Whether the edge's HTTP/2 ended the connection for stream abuse (the limits set on the
-/// builder above), rather than the client or the network ending it.
-fn told_to_calm_down(e: &hyper::Error) -> bool {
+/// Why the edge's HTTP/2 ended the connection (GOAWAY), if the client gave it cause: stream
+/// abuse past the limits set on the builder above, or frames that break the protocol. `None`
+/// when the client or the network ended it, or the edge was stopping.
+fn http2_refusal(e: &hyper::Error) -> Option<BlockReason> {
     let chain = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
         e.source()
     });
-    chain
+    let ended = chain
         .filter_map(|e| e.downcast_ref::<h2::Error>())
-        .any(|e| e.is_library() && e.reason() == Some(h2::Reason::ENHANCE_YOUR_CALM))
+        .find(|e| e.is_library() && e.is_go_away())?;
+    match ended.reason()? {
+        h2::Reason::NO_ERROR => None,
+        h2::Reason::ENHANCE_YOUR_CALM => Some(BlockReason::Http2Abuse),
+        _ => Some(BlockReason::Malformed),
+    }
 }
 
 const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 429 Too Many Requests\r\nconnection: close\r\ncontent-length: 0\r\nretry-after: 1\r\n\r\n";

@@ -14,13 +14,17 @@ pub const RST_STREAM: u8 = 3;
 pub const SETTINGS: u8 = 4;
 pub const GOAWAY: u8 = 7;
 pub const WINDOW_UPDATE: u8 = 8;
+pub const CONTINUATION: u8 = 9;
 
 pub const END_STREAM: u8 = 0x1;
 pub const END_HEADERS: u8 = 0x4;
 const ACK: u8 = 0x1;
 
 pub const REFUSED_STREAM: u32 = 0x7;
+pub const PROTOCOL_ERROR: u32 = 0x1;
+pub const FRAME_SIZE_ERROR: u32 = 0x6;
 pub const CANCEL: u32 = 0x8;
+pub const COMPRESSION_ERROR: u32 = 0x9;
 pub const ENHANCE_YOUR_CALM: u32 = 0xb;
 
 const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
@@ -71,6 +75,9 @@ pub fn get(path: &str) -> Vec<u8> {
     }
     block
 }
+
+/// A `user-agent: a` field (a literal without indexing, the name from the static table).
+pub const USER_AGENT_A: [u8; 4] = [0x0f, 0x2b, 0x01, b'a'];
 
 pub struct RawH2 {
     pub reader: FrameReader,
@@ -148,6 +155,12 @@ impl FrameReader {
             }
             self.buf.extend_from_slice(&chunk[..n]);
         }
+    }
+
+    /// The error code of the GOAWAY the edge sends before it closes the connection.
+    pub async fn goaway(&mut self) -> Option<u32> {
+        let frames = self.until_closed().await;
+        frames.iter().find(|f| f.kind == GOAWAY)?.error_code()
     }
 
     /// Every frame until the edge closes the connection.
