@@ -154,7 +154,10 @@ fn http_compares_the_cache_with_its_peers() {
             let v = &r[format!("{peer}_{field}")];
             assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
         }
-        assert_eq!(r[format!("{peer}_cold_failed")], 0, "{r}");
+        // A peer failing some of the stampede is reported, not ours to fail on (ATS has
+        // once failed 1 of 100 here).
+        let failed = &r[format!("{peer}_cold_failed")];
+        assert!(failed.as_u64().is_some(), "{peer}_cold_failed in {r}");
         let repinned = &r[format!("{peer}_threads_repinned")];
         assert!(
             repinned.as_u64().is_some(),
@@ -164,6 +167,7 @@ fn http_compares_the_cache_with_its_peers() {
     // The edge stays on the CPUs it is given (ATS moves its network threads to all of them).
     assert_eq!(r["myriad_threads_repinned"], 0, "{r}");
     assert_eq!(r["myriad_cold_origin_fetches"], 1, "coalesced: {r}");
+    assert_eq!(r["myriad_cold_failed"], 0, "{r}");
     assert!(r["rps_1k_vs_fastest_peer"].as_f64().is_some());
     let by_round = r["rps_1k_vs_fastest_peer_by_round"].as_array();
     assert!(by_round.is_some_and(|rounds| rounds.len() == 1), "{r}");

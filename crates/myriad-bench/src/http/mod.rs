@@ -395,15 +395,24 @@ async fn cold_stampede(
     let answers = join_all((0..n).map(|_| {
         let (client, url) = (client.clone(), format!("{}{cold_path}", peer.url()));
         async move {
-            match client.get(url).send().await {
-                Ok(r) if r.status().is_success() => r.bytes().await.is_ok_and(|b| b.len() == 1024),
-                _ => false,
+            let res = client.get(url).send().await.map_err(|e| e.to_string())?;
+            let status = res.status();
+            let body = res.bytes().await.map_err(|e| e.to_string())?;
+            match (status.is_success(), body.len()) {
+                (true, 1024) => Ok(()),
+                (_, len) => Err(format!("{status}, {len} bytes")),
             }
         }
     }))
     .await;
-    let failed = answers.iter().filter(|ok| !**ok).count();
-    (origin.counts.get(&cold_path) - before, failed)
+    let failures: Vec<String> = answers.into_iter().filter_map(Result::err).collect();
+    if let Some(first) = failures.first() {
+        eprintln!(
+            "{name}: {} of {n} cold requests failed, the first with: {first}",
+            failures.len()
+        );
+    }
+    (origin.counts.get(&cold_path) - before, failures.len())
 }
 
 /// `mine` against the best of `theirs` (the highest, or the lowest where lower is better);
