@@ -5,11 +5,13 @@
 //! A body that will be stored is kept whole: it is bounded by the per-object limit, and all
 //! such bodies together by a [`FillBudget`]. A body that will not be stored is kept only until
 //! every reader has it, and the fetch waits for the slowest reader: a large object passes
-//! through in bounded memory, never buffered whole.
+//! through in bounded memory, never buffered whole. A reader that holds the fetch back for
+//! [`SLOW_READER_LIMIT`] is cut off, so a client that stops reading cannot stall the others.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures_util::Stream;
@@ -44,6 +46,11 @@ pub enum FetchError {
 
 /// Chunks a pass-through fetch may run ahead of its slowest reader.
 const PASS_THROUGH_WINDOW: usize = 32;
+
+/// How long a pass-through fetch waits, with its window full, for the readers at the
+/// window's start to take a chunk before it cuts them off (their responses end in an
+/// error). nginx's `send_timeout` is 60 s for one client; here others are waiting too.
+pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
 
 /// Memory every fill that keeps its whole body draws on: without it, many concurrent misses
 /// of large (cache-busted) objects would hold each of them whole at once.
@@ -215,9 +222,11 @@ impl Fill {
     }
 
     /// Appends a chunk; for a pass-through body, first waits until the slowest reader is
-    /// close enough. Returns false when nobody reads any more (the fetch may stop).
+    /// close enough, or cuts off the readers that hold the window full for longer than
+    /// [`SLOW_READER_LIMIT`]. Returns false when nobody reads any more (the fetch may stop).
     pub async fn push(&self, chunk: Bytes) -> bool {
         let mut rx = self.progress.subscribe();
+        let mut deadline = None;
         loop {
             rx.borrow_and_update();
             let room = self.state.lock().ok().map(|s| {
@@ -229,8 +238,12 @@ impl Fill {
             match room.flatten() {
                 None if !self.retains() => return false,
                 Some(false) => {
-                    if rx.changed().await.is_err() {
-                        return false;
+                    let deadline = *deadline
+                        .get_or_insert_with(|| tokio::time::Instant::now() + SLOW_READER_LIMIT);
+                    match tokio::time::timeout_at(deadline, rx.changed()).await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(_)) => return false,
+                        Err(_) => self.cut_off_slowest(),
                     }
                 }
                 _ => break,
@@ -238,6 +251,21 @@ impl Fill {
         }
         self.update(|s| s.chunks.push_back(chunk));
         true
+    }
+
+    /// Unregisters the readers still at the window's start; each gets an error when it
+    /// next reads.
+    fn cut_off_slowest(&self) {
+        let cut = self.read_update(|s| {
+            let (before, start) = (s.readers.len(), s.base);
+            s.readers.retain(|_, next| *next > start);
+            s.trim();
+            before - s.readers.len()
+        });
+        tracing::info!(
+            readers = cut.unwrap_or(0),
+            "cut off from a pass-through fetch: no chunk taken in {SLOW_READER_LIMIT:?}"
+        );
     }
 
     fn retains(&self) -> bool {
@@ -287,7 +315,9 @@ impl Reader {
                     .fill
                     .read_update(|s| {
                         let Some(&next) = s.readers.get(&reader.id) else {
-                            return Step::Fail(FetchError::Stopped("reader unregistered"));
+                            return Step::Fail(FetchError::Stopped(
+                                "cut off: it fell too far behind the fetch",
+                            ));
                         };
                         match (
                             next.checked_sub(s.base).and_then(|i| s.chunks.get(i)),
@@ -415,6 +445,59 @@ mod tests {
         let got = reader.body().collect::<Vec<_>>().await;
         assert!(writer.await.unwrap());
         assert_eq!(got.len(), 1000);
+    }
+
+    /// The fetch's chunks for a pass-through body, then its end.
+    fn pass_through_of(fill: &Arc<Fill>, chunks: usize) -> tokio::task::JoinHandle<()> {
+        let f = fill.clone();
+        tokio::spawn(async move {
+            for _ in 0..chunks {
+                assert!(f.push(Bytes::from_static(b"x")).await, "someone reads");
+            }
+            f.finish(Ok(()));
+        })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reader_that_stops_reading_is_cut_off_and_the_others_go_on() {
+        let fill = Fill::new(budget());
+        fill.pass_through();
+        let stalled = fill.reader();
+        let reading = fill.reader();
+        let started = tokio::time::Instant::now();
+        let writer = pass_through_of(&fill, PASS_THROUGH_WINDOW * 3);
+        let got = reading.body().collect::<Vec<_>>().await;
+        writer.await.unwrap();
+        assert_eq!(got.len(), PASS_THROUGH_WINDOW * 3);
+        assert!(got.iter().all(|c| c.is_ok()));
+        // Held back once, for the limit.
+        assert_eq!(started.elapsed().as_secs(), SLOW_READER_LIMIT.as_secs());
+        let late = stalled.body().collect::<Vec<_>>().await;
+        assert_eq!(late.len(), 1);
+        assert!(late[0].is_err(), "told it was cut off");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_within_the_limit_gets_the_whole_body() {
+        let fill = Fill::new(budget());
+        fill.pass_through();
+        let slow = fill.reader();
+        let fast = fill.reader();
+        let writer = pass_through_of(&fill, PASS_THROUGH_WINDOW * 3);
+        let slow = async {
+            let mut body = Box::pin(slow.body());
+            let mut n = 0;
+            while let Some(chunk) = body.next().await {
+                assert!(chunk.is_ok());
+                n += 1;
+                tokio::time::sleep(SLOW_READER_LIMIT / 2).await;
+            }
+            n
+        };
+        let (slow, fast) = tokio::join!(slow, fast.body().collect::<Vec<_>>());
+        writer.await.unwrap();
+        assert_eq!(slow, PASS_THROUGH_WINDOW * 3);
+        assert_eq!(fast.len(), PASS_THROUGH_WINDOW * 3);
     }
 
     #[tokio::test]
