@@ -129,6 +129,9 @@ pub struct EdgeArgs {
     pub header_timeout_s: u64,
     #[arg(long, default_value_t = 30)]
     pub body_timeout_s: u64,
+    /// A client that takes no response data for this many seconds is disconnected.
+    #[arg(long, default_value_t = 60)]
+    pub send_timeout_s: u64,
     /// On SIGTERM or SIGINT: how long connections may take to finish what they are answering
     /// before the edge exits.
     #[arg(long, default_value_t = 10)]
@@ -297,6 +300,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         max_body_bytes: args.max_body_mb << 20,
         header_timeout: Duration::from_secs(args.header_timeout_s),
         body_timeout: Duration::from_secs(args.body_timeout_s),
+        send_timeout: Duration::from_secs(args.send_timeout_s),
         path_rates: args.path_rate.clone(),
         key_rate: args.key_header.clone().zip(args.key_rate).map(
             |(header, (rate_per_s, burst))| KeyRate {

@@ -1204,6 +1204,45 @@ async fn http2_floods_are_cut_off_and_broken_frames_refused() {
 }
 
 #[tokio::test]
+async fn a_client_that_stops_reading_is_disconnected_after_the_send_timeout() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(
+        &origin.url,
+        &["--max-object-mb", "64", "--send-timeout-s", "1"],
+    );
+    // More than loopback's socket buffers hold, stored first: the response is all there.
+    let size = 32 << 20;
+    let path = format!("/big?cc=max-age%3D60&size={size}");
+    assert_eq!(
+        read_checked(get(&edge, &path).await, false).await,
+        (size, 0)
+    );
+
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n");
+    s.write_all(request.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // What the socket buffers took, then the end: not the whole body, and not a hang.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let read = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf)).await;
+        match read.expect("the edge closed the connection") {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got += n,
+        }
+    }
+    assert!(got > 0 && got < size, "{got} bytes of {size}");
+    assert_metrics(&edge, &["myriad_edge_blocked_total{reason=\"SlowRead\"} 1"]).await;
+    // A client that reads is served as before.
+    assert_eq!(
+        read_checked(get(&edge, &path).await, false).await,
+        (size, 0)
+    );
+}
+
+#[tokio::test]
 async fn limits_answer_429_413_408_and_count_blocks() {
     let origin = Origin::start().await;
     // A rate so low that no token comes back while the test runs, however slow the machine.

@@ -26,6 +26,8 @@ pub struct LimitsConfig {
     pub body_timeout: Duration,
     /// A request head must arrive within this.
     pub header_timeout: Duration,
+    /// A client that takes no response data for this long is disconnected.
+    pub send_timeout: Duration,
     /// Tighter rates per client address for some paths (the longest matching prefix).
     pub path_rates: Vec<PathRate>,
     /// A rate per value of a request header (an API key, say); requests without it are not
@@ -139,6 +141,7 @@ impl Default for LimitsConfig {
             max_body_bytes: 64 << 20,
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
+            send_timeout: Duration::from_secs(60),
             path_rates: Vec::new(),
             key_rate: None,
         }

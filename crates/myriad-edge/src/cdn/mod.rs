@@ -13,6 +13,7 @@ pub mod limits;
 mod metrics;
 mod proxy;
 mod refusal_log;
+mod send_timeout;
 mod sharded;
 mod store;
 pub mod tls;
@@ -35,6 +36,8 @@ pub use drain::{drain, Drain, DrainSwitch};
 pub use metrics::{BlockReason, Metrics, Outcome, Unstored};
 pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
 pub use upstream::UpstreamError;
+
+use send_timeout::{SendTimedOut, SendTimeout};
 
 /// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -82,8 +85,10 @@ pub async fn serve(
         let drain = drain.clone();
         tokio::spawn(async move {
             let header_timeout = cdn.limits().header_timeout;
+            let send_timeout = cdn.limits().send_timeout;
             match tls {
                 Some(TlsListener { acceptor, alt_svc }) => {
+                    let stream = SendTimeout::new(stream, send_timeout);
                     // The handshake counts against the head's time.
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
@@ -101,7 +106,7 @@ pub async fn serve(
                 // handle on the socket lets the edge say 408 first.
                 None => match with_spare(stream) {
                     Ok((stream, spare)) => {
-                        let io = TokioIo::new(stream);
+                        let io = TokioIo::new(SendTimeout::new(stream, send_timeout));
                         serve_connection(io, &cdn, remote, Some(spare), None, drain).await
                     }
                     Err(e) => tracing::debug!(%remote, "connection lost at accept: {e}"),
@@ -163,6 +168,8 @@ async fn serve_connection<I>(
         let refused = e.downcast_ref::<hyper::Error>().and_then(|e| {
             if e.is_timeout() {
                 Some(BlockReason::SlowHead)
+            } else if stopped_reading(e) {
+                Some(BlockReason::SlowRead)
             } else if let Some(reason) = http2_refusal(e) {
                 Some(reason)
             } else if e.is_parse_too_large() {
@@ -187,6 +194,17 @@ async fn serve_connection<I>(
             None => tracing::debug!(%remote, "connection ended: {e}"),
         }
     }
+}
+
+/// Whether the connection ended because the client took no response data for the send
+/// timeout.
+fn stopped_reading(e: &hyper::Error) -> bool {
+    let chain = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    });
+    chain
+        .filter_map(|e| e.downcast_ref::<std::io::Error>())
+        .any(|e| e.get_ref().is_some_and(|inner| inner.is::<SendTimedOut>()))
 }
 
 /// Why the edge's HTTP/2 ended the connection (GOAWAY), if the client gave it cause: stream

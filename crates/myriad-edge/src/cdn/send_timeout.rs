@@ -1,0 +1,147 @@
+//! A client that stops reading must not hold its connection, and what the response holds,
+//! for ever: like nginx's `send_timeout`, a write to the client that cannot go on for this
+//! long fails, and hyper closes the connection. The clock runs only while a write waits.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::task::{ready, Context, Poll};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+/// The error a stalled write ends with, to be told apart from the network's own.
+#[derive(Debug, thiserror::Error)]
+#[error("the client took no data for {0:?}")]
+pub struct SendTimedOut(pub Duration);
+
+pub struct SendTimeout<S> {
+    inner: S,
+    limit: Duration,
+    /// Armed while a write waits; created on the first wait only (most connections never
+    /// wait to write).
+    timer: Option<Pin<Box<Sleep>>>,
+    waiting: bool,
+}
+
+impl<S> SendTimeout<S> {
+    pub fn new(inner: S, limit: Duration) -> Self {
+        Self {
+            inner,
+            limit,
+            timer: None,
+            waiting: false,
+        }
+    }
+
+    /// After a write returned `poll`: progress disarms the timer; waiting arms it (if it
+    /// is not armed yet) and fails once it has run out.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.waiting = false;
+            return poll;
+        }
+        if !self.waiting {
+            self.waiting = true;
+            let deadline = Instant::now() + self.limit;
+            match &mut self.timer {
+                Some(timer) => timer.as_mut().reset(deadline),
+                None => self.timer = Some(Box::pin(tokio::time::sleep_until(deadline))),
+            }
+        }
+        if let Some(timer) = &mut self.timer {
+            ready!(timer.as_mut().poll(cx));
+        }
+        Poll::Ready(Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            SendTimedOut(self.limit),
+        )))
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for SendTimeout<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, poll)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_write_nobody_takes_fails_after_the_limit() {
+        let (client, server) = tokio::io::duplex(1024);
+        let mut server = SendTimeout::new(server, Duration::from_secs(5));
+        let started = Instant::now();
+        let e = server
+            .write_all(&[0u8; 4096])
+            .await
+            .expect_err("the client reads nothing");
+        assert_eq!(e.kind(), io::ErrorKind::TimedOut);
+        assert!(e.get_ref().is_some_and(|e| e.is::<SendTimedOut>()));
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        drop(client);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_that_keeps_taking_data_is_not_cut_off() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let mut server = SendTimeout::new(server, Duration::from_secs(5));
+        let reader = tokio::spawn(async move {
+            let mut got = 0;
+            let mut buf = [0u8; 512];
+            while got < 64 << 10 {
+                // Each wait shorter than the limit, all of them far longer.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                got += tokio::io::AsyncReadExt::read(&mut client, &mut buf)
+                    .await
+                    .unwrap();
+            }
+            got
+        });
+        server.write_all(&vec![0u8; 64 << 10]).await.unwrap();
+        assert_eq!(reader.await.unwrap(), 64 << 10);
+    }
+}
