@@ -3,7 +3,8 @@
 //! entry by its body, so the same TinyLFU admission and size-bounded eviction as the memory
 //! tier applies; an evicted or purged entry's files are deleted. At start the index is read
 //! back from the metadata files, so a restarted edge keeps its disk cache; files that do not
-//! read back whole are deleted.
+//! read back whole are deleted. Each body's CRC-32 is in its metadata and checked on every
+//! read: a body the disk changed or cut short is a miss (and deleted), never served as good.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -24,6 +25,7 @@ struct DiskEntry {
     meta: StoredMeta,
     tags: Vec<String>,
     len: u64,
+    crc32: u32,
 }
 
 pub struct DiskStore {
@@ -42,6 +44,8 @@ struct MetaFile {
     response_time_ms: u64,
     tags: Vec<String>,
     len: u64,
+    /// Of the body (`crc32fast`): files from before it was kept do not read back.
+    crc32: u32,
 }
 
 fn millis(t: SystemTime) -> u64 {
@@ -64,6 +68,7 @@ impl MetaFile {
             response_time_ms: millis(stored.meta.response_time()),
             tags: stored.tags.clone(),
             len: stored.body.len() as u64,
+            crc32: 0,
         }
     }
 
@@ -86,6 +91,7 @@ impl MetaFile {
             meta,
             tags: self.tags,
             len: self.len,
+            crc32: self.crc32,
         };
         Some((self.key, entry))
     }
@@ -173,15 +179,20 @@ impl DiskStore {
     /// (off the async threads: files are written and deleted here).
     pub async fn insert(self: &Arc<Self>, key: String, stored: &Stored) {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
-        let entry = DiskEntry {
+        let mut entry = DiskEntry {
             path: self.dir.join(format!("{n:016x}.obj")),
             meta: stored.meta.clone(),
             tags: stored.tags.clone(),
             len: stored.body.len() as u64,
+            crc32: 0,
         };
-        let meta = serde_json::to_vec(&MetaFile::new(&key, stored));
+        let mut meta_file = MetaFile::new(&key, stored);
         let (disk, body) = (self.clone(), stored.body.clone());
         let done = tokio::task::spawn_blocking(move || {
+            // Hashed here, off the async threads, with the write.
+            entry.crc32 = crc32fast::hash(&body);
+            meta_file.crc32 = entry.crc32;
+            let meta = serde_json::to_vec(&meta_file);
             let tmp = entry.path.with_extension("tmp");
             // The body first, then its metadata: a crash in between leaves a body that the
             // next start deletes, never metadata pointing at a partial body.
@@ -206,10 +217,21 @@ impl DiskStore {
         }
     }
 
-    /// Reads an object back; a file that has gone missing is a miss.
+    /// Reads an object back (off the async threads: read and checked there); a file that
+    /// has gone missing, or that is not what was written, is a miss and leaves the index.
     pub async fn get(&self, key: &str) -> Option<Stored> {
         let entry = self.index.get(key)?;
-        match tokio::fs::read(&entry.path).await {
+        let file = entry.clone();
+        let read = tokio::task::spawn_blocking(move || {
+            let body = std::fs::read(&file.path)?;
+            if body.len() as u64 != file.len || crc32fast::hash(&body) != file.crc32 {
+                return Err(std::io::Error::other("its length or CRC-32 differs"));
+            }
+            Ok(body)
+        })
+        .await
+        .unwrap_or_else(|e| Err(std::io::Error::other(e)));
+        match read {
             Ok(body) => Some(Stored::new(
                 entry.meta.clone(),
                 Bytes::from(body),
@@ -286,6 +308,33 @@ mod tests {
             .insert("y".into(), &Stored::sample(10, &["v"]))
             .await;
         assert!(reopened.get("x").await.is_some() && reopened.get("y").await.is_some());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[tokio::test]
+    async fn a_body_the_disk_changed_or_cut_short_is_a_miss_and_deleted() {
+        let dir = std::env::temp_dir().join(format!("myriad-disk-crc-{}", std::process::id()));
+        let disk = Arc::new(DiskStore::open(dir.clone(), 1 << 20).unwrap());
+        let body_file = |key: &str| disk.index.get(key).unwrap().path.clone();
+        for key in ["flipped", "cut", "intact"] {
+            disk.insert(key.into(), &Stored::sample(1000, &[])).await;
+        }
+        let flipped = body_file("flipped");
+        let mut bytes = std::fs::read(&flipped).unwrap();
+        bytes[500] ^= 0x01;
+        std::fs::write(&flipped, bytes).unwrap();
+        let cut = body_file("cut");
+        let bytes = std::fs::read(&cut).unwrap();
+        std::fs::write(&cut, &bytes[..999]).unwrap();
+
+        assert!(disk.get("flipped").await.is_none(), "one bit changed");
+        assert!(disk.get("cut").await.is_none(), "one byte short");
+        assert_eq!(disk.get("intact").await.unwrap().body.len(), 1000);
+        disk.index.run_pending_tasks();
+        assert!(
+            !flipped.exists() && !cut.exists(),
+            "the bad files are deleted"
+        );
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
