@@ -129,6 +129,10 @@ pub struct EdgeArgs {
     pub header_timeout_s: u64,
     #[arg(long, default_value_t = 30)]
     pub body_timeout_s: u64,
+    /// An upstream (origin or parent) must send the response head, and each part of a body,
+    /// within this many seconds (504, or the response cut off).
+    #[arg(long, default_value_t = 30)]
+    pub upstream_timeout_s: u64,
     /// A client that takes no response data for this many seconds is disconnected.
     #[arg(long, default_value_t = 60)]
     pub send_timeout_s: u64,
@@ -287,6 +291,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.memory_bytes = args.cache_mem_mb << 20;
     config.max_object_bytes = args.max_object_mb << 20;
     config.fill_memory_bytes = args.fill_mem_mb << 20;
+    config.upstream_timeout = Duration::from_secs(args.upstream_timeout_s);
     if args.cache_disk_mb > 0 {
         config.disk = Some(DiskConfig {
             dir: args.cache_dir.clone(),

@@ -1243,6 +1243,26 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_send_timeout() {
 }
 
 #[tokio::test]
+async fn an_upstream_that_stalls_mid_body_is_cut_off() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--upstream-timeout-s", "1"]);
+    // Passed (not a GET), its head at once, its body in pieces 3 s apart.
+    let url = format!("{}/stall?size=200000&chunk_ms=3000", edge.url);
+    let started = std::time::Instant::now();
+    let res = client().post(url).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    let body = res.bytes().await;
+    assert!(body.is_err(), "the body ends in an error, not whole");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "cut off, not waited out"
+    );
+    // A stored object's fetch is held to the same limit.
+    let res = get(&edge, "/slow?cc=max-age%3D60&size=200000&chunk_ms=3000").await;
+    assert!(res.bytes().await.is_err());
+}
+
+#[tokio::test]
 async fn limits_answer_429_413_408_and_count_blocks() {
     let origin = Origin::start().await;
     // A rate so low that no token comes back while the test runs, however slow the machine.

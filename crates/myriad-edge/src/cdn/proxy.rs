@@ -1006,11 +1006,8 @@ impl Cdn {
         let mut status = CacheStatus::bypass(reason);
         status.fwd_status = Some(res_parts.status.as_u16());
         self.append_status(&mut headers, &status);
-        let res = build(
-            res_parts.status,
-            headers,
-            body.map_err(|e| Box::new(e) as BoxError).boxed_unsync(),
-        );
+        let body = between_frames(body, self.config.upstream_timeout);
+        let res = build(res_parts.status, headers, body);
         self.finish(res, &status)
     }
 
@@ -1274,6 +1271,31 @@ struct FetchJob {
 
 type ChunkStream =
     std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<Bytes, BoxError>> + Send>>;
+
+/// An upstream stopped sending a body it had begun.
+#[derive(Debug, thiserror::Error)]
+#[error("no body data from upstream for {0:?}")]
+struct UpstreamStalled(Duration);
+
+/// An upstream body passed on as it comes, each frame due within `limit` of asking for it:
+/// an upstream that stalls mid-body ends the response in an error instead of holding the
+/// client (and both connections) for ever. The clock runs only while the client waits.
+fn between_frames<B>(body: B, limit: Duration) -> ProxyBody
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let frames = Box::pin(BodyStream::new(body.map_err(Into::into)));
+    let limited = futures_util::stream::unfold(Some(frames), move |frames| async move {
+        let mut frames = frames?;
+        match tokio::time::timeout(limit, frames.next()).await {
+            Ok(Some(frame)) => Some((frame, Some(frames))),
+            Ok(None) => None,
+            Err(_) => Some((Err(UpstreamStalled(limit).into()), None)),
+        }
+    });
+    StreamBody::new(limited).boxed_unsync()
+}
 
 enum Source {
     Whole(Bytes),
