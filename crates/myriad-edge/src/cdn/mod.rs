@@ -196,13 +196,17 @@ async fn serve_connection<I>(
     }
 }
 
+/// The error and each of its causes, outermost first.
+fn causes(e: &hyper::Error) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+    std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
+        e.source()
+    })
+}
+
 /// Whether the connection ended because the client took no response data for the send
 /// timeout.
 fn stopped_reading(e: &hyper::Error) -> bool {
-    let chain = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
-        e.source()
-    });
-    chain
+    causes(e)
         .filter_map(|e| e.downcast_ref::<std::io::Error>())
         .any(|e| e.get_ref().is_some_and(|inner| inner.is::<SendTimedOut>()))
 }
@@ -211,10 +215,7 @@ fn stopped_reading(e: &hyper::Error) -> bool {
 /// abuse past the limits set on the builder above, or frames that break the protocol. `None`
 /// when the client or the network ended it, or the edge was stopping.
 fn http2_refusal(e: &hyper::Error) -> Option<BlockReason> {
-    let chain = std::iter::successors(Some(e as &(dyn std::error::Error + 'static)), |e| {
-        e.source()
-    });
-    let ended = chain
+    let ended = causes(e)
         .filter_map(|e| e.downcast_ref::<h2::Error>())
         .find(|e| e.is_library() && e.is_go_away())?;
     match ended.reason()? {
