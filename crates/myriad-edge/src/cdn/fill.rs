@@ -52,6 +52,15 @@ const PASS_THROUGH_WINDOW: usize = 32;
 /// error). nginx's `send_timeout` is 60 s for one client; here others are waiting too.
 pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
 
+/// What became of a pushed chunk.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Pushed {
+    /// Taken; this many readers were cut off first for holding the fetch back.
+    Kept { cut_off: usize },
+    /// Nobody reads any more: the fetch may stop.
+    Unread,
+}
+
 /// Memory every fill that keeps its whole body draws on: without it, many concurrent misses
 /// of large (cache-busted) objects would hold each of them whole at once.
 pub struct FillBudget {
@@ -223,10 +232,11 @@ impl Fill {
 
     /// Appends a chunk; for a pass-through body, first waits until the slowest reader is
     /// close enough, or cuts off the readers that hold the window full for longer than
-    /// [`SLOW_READER_LIMIT`]. Returns false when nobody reads any more (the fetch may stop).
-    pub async fn push(&self, chunk: Bytes) -> bool {
+    /// [`SLOW_READER_LIMIT`].
+    pub async fn push(&self, chunk: Bytes) -> Pushed {
         let mut rx = self.progress.subscribe();
         let mut deadline = None;
+        let mut cut_off = 0;
         loop {
             rx.borrow_and_update();
             let room = self.state.lock().ok().map(|s| {
@@ -236,36 +246,38 @@ impl Fill {
                 Some(s.retain_all || s.chunks.len() < PASS_THROUGH_WINDOW)
             });
             match room.flatten() {
-                None if !self.retains() => return false,
+                None if !self.retains() => return Pushed::Unread,
                 Some(false) => {
                     let deadline = *deadline
                         .get_or_insert_with(|| tokio::time::Instant::now() + SLOW_READER_LIMIT);
                     match tokio::time::timeout_at(deadline, rx.changed()).await {
                         Ok(Ok(())) => {}
-                        Ok(Err(_)) => return false,
-                        Err(_) => self.cut_off_slowest(),
+                        Ok(Err(_)) => return Pushed::Unread,
+                        Err(_) => cut_off += self.cut_off_slowest(),
                     }
                 }
                 _ => break,
             }
         }
         self.update(|s| s.chunks.push_back(chunk));
-        true
+        Pushed::Kept { cut_off }
     }
 
-    /// Unregisters the readers still at the window's start; each gets an error when it
-    /// next reads.
-    fn cut_off_slowest(&self) {
+    /// Unregisters the readers still at the window's start (each gets an error when it
+    /// next reads); how many.
+    fn cut_off_slowest(&self) -> usize {
         let cut = self.read_update(|s| {
             let (before, start) = (s.readers.len(), s.base);
             s.readers.retain(|_, next| *next > start);
             s.trim();
             before - s.readers.len()
         });
+        let cut = cut.unwrap_or(0);
         tracing::info!(
-            readers = cut.unwrap_or(0),
+            readers = cut,
             "cut off from a pass-through fetch: no chunk taken in {SLOW_READER_LIMIT:?}"
         );
+        cut
     }
 
     fn retains(&self) -> bool {
@@ -414,7 +426,10 @@ mod tests {
         let f = fill.clone();
         let writer = tokio::spawn(async move {
             for i in 0..100u8 {
-                assert!(f.push(Bytes::from(vec![i; 10])).await);
+                assert_eq!(
+                    f.push(Bytes::from(vec![i; 10])).await,
+                    Pushed::Kept { cut_off: 0 }
+                );
             }
             f.finish(Ok(()));
         });
@@ -433,7 +448,7 @@ mod tests {
         let f = fill.clone();
         let writer = tokio::spawn(async move {
             for _ in 0..1000 {
-                if !f.push(Bytes::from_static(b"0123456789")).await {
+                if f.push(Bytes::from_static(b"0123456789")).await == Pushed::Unread {
                     return false;
                 }
                 let held = f.state.lock().unwrap().chunks.len();
@@ -447,14 +462,20 @@ mod tests {
         assert_eq!(got.len(), 1000);
     }
 
-    /// The fetch's chunks for a pass-through body, then its end.
-    fn pass_through_of(fill: &Arc<Fill>, chunks: usize) -> tokio::task::JoinHandle<()> {
+    /// The fetch's chunks for a pass-through body, then its end; how many readers it cut
+    /// off.
+    fn pass_through_of(fill: &Arc<Fill>, chunks: usize) -> tokio::task::JoinHandle<usize> {
         let f = fill.clone();
         tokio::spawn(async move {
+            let mut cut = 0;
             for _ in 0..chunks {
-                assert!(f.push(Bytes::from_static(b"x")).await, "someone reads");
+                match f.push(Bytes::from_static(b"x")).await {
+                    Pushed::Kept { cut_off } => cut += cut_off,
+                    Pushed::Unread => panic!("someone reads"),
+                }
             }
             f.finish(Ok(()));
+            cut
         })
     }
 
@@ -467,7 +488,7 @@ mod tests {
         let started = tokio::time::Instant::now();
         let writer = pass_through_of(&fill, PASS_THROUGH_WINDOW * 3);
         let got = reading.body().collect::<Vec<_>>().await;
-        writer.await.unwrap();
+        assert_eq!(writer.await.unwrap(), 1, "one reader cut off");
         assert_eq!(got.len(), PASS_THROUGH_WINDOW * 3);
         assert!(got.iter().all(|c| c.is_ok()));
         // Held back once, for the limit.
@@ -495,7 +516,7 @@ mod tests {
             n
         };
         let (slow, fast) = tokio::join!(slow, fast.body().collect::<Vec<_>>());
-        writer.await.unwrap();
+        assert_eq!(writer.await.unwrap(), 0, "nobody cut off");
         assert_eq!(slow, PASS_THROUGH_WINDOW * 3);
         assert_eq!(fast.len(), PASS_THROUGH_WINDOW * 3);
     }
@@ -505,7 +526,7 @@ mod tests {
         let fill = Fill::new(budget());
         fill.pass_through();
         drop(fill.reader());
-        assert!(!fill.push(Bytes::from_static(b"x")).await);
+        assert_eq!(fill.push(Bytes::from_static(b"x")).await, Pushed::Unread);
     }
 
     #[tokio::test]

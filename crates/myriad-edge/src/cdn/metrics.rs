@@ -84,7 +84,8 @@ pub enum BlockReason {
     BodyTooLarge,
     SlowBody,
     SlowHead,
-    /// The client took no response data for the send timeout (the connection is closed).
+    /// The client took no response data for the send timeout (the connection is closed),
+    /// or held a shared fetch back for its limit (its response is cut off).
     SlowRead,
     /// An HTTP/2 connection ended (GOAWAY `ENHANCE_YOUR_CALM`) for resetting streams before
     /// they were served (rapid reset), making the edge reset too many, or a header block

@@ -31,7 +31,7 @@ use myriad_cache::{
     is_hop_by_hop, CacheControl, CacheStatus, Forward, NoCacheReason, Policy, Reuse,
 };
 
-use super::fill::{FetchError, Fill, FillBudget, Head, Reader};
+use super::fill::{FetchError, Fill, FillBudget, Head, Pushed, Reader};
 use myriad_proto::purge::Purge;
 
 use super::disk::DiskStore;
@@ -639,7 +639,7 @@ impl Cdn {
                     storing: true,
                 }));
                 self.store_variant(&job, meta, stale.body.clone());
-                fill.push(stale.body.clone()).await;
+                self.push(fill, stale.body.clone()).await;
                 return Ok(());
             }
         }
@@ -710,7 +710,7 @@ impl Cdn {
                 collected.push(data.clone());
             }
             if let Some(previous) = held.replace(data) {
-                if !fill.push(previous).await {
+                if !self.push(fill, previous).await {
                     return Err(FetchError::Stopped("no readers left"));
                 }
             }
@@ -733,9 +733,23 @@ impl Cdn {
             self.store_variant(&job, meta, body);
         }
         if let Some(last) = held {
-            fill.push(last).await;
+            self.push(fill, last).await;
         }
         Ok(())
+    }
+
+    /// Passes a chunk to the fill's readers, counting those it cut off for holding it back;
+    /// false when nobody reads any more.
+    async fn push(&self, fill: &Fill, chunk: Bytes) -> bool {
+        match fill.push(chunk).await {
+            Pushed::Kept { cut_off } => {
+                for _ in 0..cut_off {
+                    self.metrics.blocked(BlockReason::SlowRead);
+                }
+                true
+            }
+            Pushed::Unread => false,
+        }
     }
 
     fn store_variant(&self, job: &FetchJob, meta: StoredMeta, body: Bytes) {
