@@ -1538,6 +1538,43 @@ async fn h3_request(
 }
 
 #[tokio::test]
+async fn an_http3_client_that_stops_reading_is_cut_off_after_the_send_timeout() {
+    use bytes::Buf;
+    let origin = Origin::start().await;
+    let (edge, cert, _dir) = h3_edge(&origin, &["--max-object-mb", "64", "--send-timeout-s", "1"]);
+    let addr = edge.https_addr();
+    // Far more than a QUIC stream's receive window, stored first.
+    let size = 32 << 20;
+    let url = format!(
+        "https://edge.test:{}/big?cc=max-age%3D60&size={size}",
+        addr.port()
+    );
+    let mut h3 = h3_connect(addr, "edge.test", cert.der.clone()).await;
+    let (head, body) = h3_request(&mut h3, "GET", &url, b"").await;
+    assert_eq!((head.status.as_u16(), body.len()), (200, size));
+
+    // The connection stays alive (the QUIC stack acknowledges), the stream is not read.
+    let req = axum::http::Request::get(&url).body(()).unwrap();
+    let mut stream = h3.send_request(req).await.unwrap();
+    stream.finish().await.unwrap();
+    let head = stream.recv_response().await.unwrap();
+    assert_eq!(head.status(), 200);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let mut got = 0usize;
+    let ended = loop {
+        let next = tokio::time::timeout(Duration::from_secs(15), stream.recv_data()).await;
+        match next.expect("the edge ends the stream") {
+            Ok(Some(mut chunk)) => got += chunk.copy_to_bytes(chunk.remaining()).len(),
+            Ok(None) => break "finished",
+            Err(_) => break "stopped",
+        }
+    };
+    assert_eq!(ended, "stopped", "after {got} bytes of {size}");
+    assert!(got < size);
+    assert_metrics(&edge, &["myriad_edge_blocked_total{reason=\"SlowRead\"} 1"]).await;
+}
+
+#[tokio::test]
 async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
     let origin = Origin::start().await;
     // Every client proves its address first, as under a flood of handshakes.

@@ -170,10 +170,21 @@ async fn answer(
     let req = req.map(|()| request_body(recv));
     let (parts, mut body) = cdn.handle(req, remote).await.into_parts();
     send.send_response(Response::from_parts(parts, ())).await?;
+    let send_timeout = cdn.limits().send_timeout;
     while let Some(frame) = body.frame().await {
         match frame {
             Ok(frame) => match frame.into_data() {
-                Ok(data) => send.send_data(data).await?,
+                // A client that keeps its connection alive but gives the stream no credit
+                // would hold it (and the response) for ever: the send timeout, as over TCP.
+                Ok(data) => match tokio::time::timeout(send_timeout, send.send_data(data)).await {
+                    Ok(sent) => sent?,
+                    Err(_) => {
+                        cdn.metrics().blocked(BlockReason::SlowRead);
+                        tracing::debug!(%remote, "HTTP/3 response stalled: the client reads nothing");
+                        send.stop_stream(h3::error::Code::H3_REQUEST_CANCELLED);
+                        return Ok(());
+                    }
+                },
                 Err(frame) => {
                     if let Ok(trailers) = frame.into_trailers() {
                         send.send_trailers(trailers).await?;
