@@ -54,7 +54,7 @@ fn millis(t: SystemTime) -> u64 {
 }
 
 impl MetaFile {
-    fn new(key: &str, stored: &Stored) -> Self {
+    fn new(key: &str, stored: &Stored, crc32: u32) -> Self {
         Self {
             key: key.to_owned(),
             status: stored.meta.status().as_u16(),
@@ -68,7 +68,7 @@ impl MetaFile {
             response_time_ms: millis(stored.meta.response_time()),
             tags: stored.tags.clone(),
             len: stored.body.len() as u64,
-            crc32: 0,
+            crc32,
         }
     }
 
@@ -177,27 +177,26 @@ impl DiskStore {
 
     /// Writes an object's body to its own file and indexes it, evicting what no longer fits
     /// (off the async threads: files are written and deleted here).
-    pub async fn insert(self: &Arc<Self>, key: String, stored: &Stored) {
+    pub async fn insert(self: &Arc<Self>, key: String, stored: Arc<Stored>) {
         let n = self.next_file.fetch_add(1, Ordering::Relaxed);
-        let mut entry = DiskEntry {
-            path: self.dir.join(format!("{n:016x}.obj")),
-            meta: stored.meta.clone(),
-            tags: stored.tags.clone(),
-            len: stored.body.len() as u64,
-            crc32: 0,
-        };
-        let mut meta_file = MetaFile::new(&key, stored);
-        let (disk, body) = (self.clone(), stored.body.clone());
+        let path = self.dir.join(format!("{n:016x}.obj"));
+        let disk = self.clone();
         let done = tokio::task::spawn_blocking(move || {
             // Hashed here, off the async threads, with the write.
-            entry.crc32 = crc32fast::hash(&body);
-            meta_file.crc32 = entry.crc32;
-            let meta = serde_json::to_vec(&meta_file);
+            let crc32 = crc32fast::hash(&stored.body);
+            let meta = serde_json::to_vec(&MetaFile::new(&key, &stored, crc32));
+            let entry = DiskEntry {
+                path,
+                meta: stored.meta.clone(),
+                tags: stored.tags.clone(),
+                len: stored.body.len() as u64,
+                crc32,
+            };
             let tmp = entry.path.with_extension("tmp");
             // The body first, then its metadata: a crash in between leaves a body that the
             // next start deletes, never metadata pointing at a partial body.
             let written = meta.map_err(std::io::Error::other).and_then(|meta| {
-                std::fs::write(&tmp, &body)?;
+                std::fs::write(&tmp, &stored.body)?;
                 std::fs::rename(&tmp, &entry.path)?;
                 std::fs::write(meta_path(&entry.path), meta)
             });
@@ -271,7 +270,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("myriad-disk-test-{}", std::process::id()));
         let disk = Arc::new(DiskStore::open(dir.clone(), 1 << 20).unwrap());
         for i in 0..100 {
-            disk.insert(format!("k{i}"), &Stored::sample(100_000, &["t"]))
+            disk.insert(format!("k{i}"), Arc::new(Stored::sample(100_000, &["t"])))
                 .await;
         }
         assert!(disk.weighted_size() <= 1 << 20, "{}", disk.weighted_size());
@@ -293,7 +292,8 @@ mod tests {
         assert_eq!(files(&dir), 0, "purged files are deleted");
 
         // A restart reads the cache back; broken leftovers are deleted.
-        disk.insert("x".into(), &Stored::sample(10, &["u"])).await;
+        disk.insert("x".into(), Arc::new(Stored::sample(10, &["u"])))
+            .await;
         drop(disk);
         std::fs::write(dir.join("00000000000000ff.obj"), b"no metadata").unwrap();
         std::fs::write(dir.join("0000000000000100.obj"), b"0123456789").unwrap();
@@ -305,7 +305,7 @@ mod tests {
         assert_eq!(files(&dir), 2, "one body and its metadata");
         // New files do not overwrite old ones.
         reopened
-            .insert("y".into(), &Stored::sample(10, &["v"]))
+            .insert("y".into(), Arc::new(Stored::sample(10, &["v"])))
             .await;
         assert!(reopened.get("x").await.is_some() && reopened.get("y").await.is_some());
         let _ = std::fs::remove_dir_all(&dir);
@@ -317,7 +317,8 @@ mod tests {
         let disk = Arc::new(DiskStore::open(dir.clone(), 1 << 20).unwrap());
         let body_file = |key: &str| disk.index.get(key).unwrap().path.clone();
         for key in ["flipped", "cut", "intact"] {
-            disk.insert(key.into(), &Stored::sample(1000, &[])).await;
+            disk.insert(key.into(), Arc::new(Stored::sample(1000, &[])))
+                .await;
         }
         let flipped = body_file("flipped");
         let mut bytes = std::fs::read(&flipped).unwrap();

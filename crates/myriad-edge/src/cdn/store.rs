@@ -187,7 +187,7 @@ impl Store {
         if let Some(disk) = &self.disk {
             // Written behind the response: the memory copy serves meanwhile.
             let (disk, key, stored) = (disk.clone(), key.clone(), stored.clone());
-            tokio::spawn(async move { disk.insert(key, &stored).await });
+            tokio::spawn(async move { disk.insert(key, stored).await });
         }
         self.objects.insert(key, stored);
         // Evict now rather than at moka's next maintenance: the memory tier's size is a
