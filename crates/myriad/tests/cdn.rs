@@ -1243,6 +1243,72 @@ async fn a_client_that_stops_reading_is_disconnected_after_the_send_timeout() {
 }
 
 #[tokio::test]
+async fn an_http2_stream_given_no_credit_is_cut_off_after_the_send_timeout() {
+    use common::raw_h2::{self, RawH2};
+
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--send-timeout-s", "1"]);
+    let size = 1 << 20;
+    let path = format!("/big?cc=max-age%3D60&size={size}");
+    assert_eq!(
+        read_checked(get(&edge, &path).await, false).await,
+        (size, 0)
+    );
+
+    // The default windows (64 KiB), never widened: the socket stays drained and the
+    // connection busy with pings, but the stream gets no credit.
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    let RawH2 {
+        mut reader,
+        mut writer,
+        ..
+    } = RawH2::connect(addr).await;
+    let request = raw_h2::frame(
+        raw_h2::HEADERS,
+        raw_h2::END_HEADERS | raw_h2::END_STREAM,
+        1,
+        &raw_h2::get(&path),
+    );
+    writer.write_all(&request).await.unwrap();
+    let pings = tokio::spawn(async move {
+        let ping = raw_h2::frame(raw_h2::PING, 0, 0, &[0; 8]);
+        while writer.write_all(&ping).await.is_ok() {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let started = std::time::Instant::now();
+    // The pings' answers keep the reader from ever falling silent: bounded here.
+    let frames = tokio::time::timeout(Duration::from_secs(10), reader.until_closed())
+        .await
+        .expect("the edge closed the connection");
+    let closed_after = started.elapsed();
+    pings.abort();
+    let data: usize = frames
+        .iter()
+        .filter(|f| f.kind == raw_h2::DATA)
+        .map(|f| f.payload.len())
+        .sum();
+    assert_eq!(data, 65_535, "what the stream window allows, no more");
+    assert!(
+        frames.iter().filter(|f| f.kind == raw_h2::PING).count() > 2,
+        "the connection was alive"
+    );
+    assert!(
+        closed_after > Duration::from_millis(900) && closed_after < Duration::from_secs(5),
+        "closed after {closed_after:?}"
+    );
+    assert_metrics(&edge, &["myriad_edge_blocked_total{reason=\"SlowRead\"} 1"]).await;
+    // A client that gives credit gets the body whole, in the edge's pieces.
+    let h2 = reqwest::Client::builder()
+        .http2_prior_knowledge()
+        .build()
+        .unwrap();
+    let res = h2.get(format!("{}{path}", edge.url)).send().await.unwrap();
+    assert_eq!(res.version(), reqwest::Version::HTTP_2);
+    assert_eq!(read_checked(res, false).await, (size, 0));
+}
+
+#[tokio::test]
 async fn an_upstream_that_stalls_mid_body_is_cut_off() {
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url, &["--upstream-timeout-s", "1"]);

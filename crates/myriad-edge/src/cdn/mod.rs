@@ -15,6 +15,7 @@ mod proxy;
 mod refusal_log;
 mod send_timeout;
 mod sharded;
+mod stalled_streams;
 mod store;
 pub mod tls;
 mod upstream;
@@ -38,6 +39,7 @@ pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
 pub use upstream::UpstreamError;
 
 use send_timeout::{SendTimedOut, SendTimeout};
+use stalled_streams::StreamWatch;
 
 /// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list).
 const MAX_HEAD_BYTES: usize = 64 * 1024;
@@ -128,13 +130,20 @@ async fn serve_connection<I>(
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let handler = cdn.clone();
+    let streams = StreamWatch::new(cdn.limits().send_timeout);
+    let watch = streams.clone();
     let service = service_fn(move |req| {
+        let http2 = req.version() == http::Version::HTTP_2;
         let answer = handler.handle(req, remote);
         let alt_svc = alt_svc.clone();
+        let watch = watch.clone();
         async move {
             let mut res = answer.await;
             if let Some(v) = alt_svc {
                 res.headers_mut().insert(http::header::ALT_SVC, v);
+            }
+            if http2 {
+                res = res.map(|body| watch.watch(body));
             }
             Ok::<_, std::convert::Infallible>(res)
         }
@@ -155,13 +164,26 @@ async fn serve_connection<I>(
         .max_header_list_size(MAX_HEAD_BYTES as u32);
     let conn = builder.serve_connection_with_upgrades(io, service);
     tokio::pin!(conn);
+    // An HTTP/2 stream the client gives no credit ends the connection, as a full socket does.
+    let stalled = streams.stalled();
+    tokio::pin!(stalled);
     let served = tokio::select! {
-        served = conn.as_mut() => served,
+        served = conn.as_mut() => Some(served),
+        () = stalled.as_mut() => None,
         () = drain.stopped() => {
             // Answer what is under way, then close (HTTP/2: GOAWAY).
             conn.as_mut().graceful_shutdown();
-            conn.await
+            tokio::select! {
+                served = conn.as_mut() => Some(served),
+                () = stalled.as_mut() => None,
+            }
         }
+    };
+    let Some(served) = served else {
+        if let Some(unlogged) = cdn.count_refusal(BlockReason::SlowRead) {
+            tracing::info!(%remote, unlogged, "connection closed: an HTTP/2 stream got no credit for the send timeout");
+        }
+        return;
     };
     if let Err(e) = served {
         // hyper answers what it cannot parse itself (400, 431); the edge counts and logs it.
