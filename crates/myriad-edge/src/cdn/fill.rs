@@ -5,8 +5,9 @@
 //! A body that will be stored is kept whole: it is bounded by the per-object limit, and all
 //! such bodies together by a [`FillBudget`]. A body that will not be stored is kept only until
 //! every reader has it, and the fetch waits for the slowest reader: a large object passes
-//! through in bounded memory, never buffered whole. A reader that holds the fetch back for
-//! [`SLOW_READER_LIMIT`] is cut off, so a client that stops reading cannot stall the others.
+//! through in bounded memory, never buffered whole. A reader that takes nothing for
+//! [`SLOW_READER_LIMIT`], or has kept others waiting for that long in all, is cut off, so a
+//! client that stops or trickles cannot stall the others.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -49,7 +50,9 @@ const PASS_THROUGH_WINDOW: usize = 32;
 
 /// How long a pass-through fetch waits, with its window full, for the readers at the
 /// window's start to take a chunk before it cuts them off (their responses end in an
-/// error). nginx's `send_timeout` is 60 s for one client; here others are waiting too.
+/// error); and how long in all a reader may keep the window full while another reader has
+/// read all there is. nginx's `send_timeout` is 60 s for one client; here others are
+/// waiting too.
 pub const SLOW_READER_LIMIT: Duration = Duration::from_secs(30);
 
 /// What became of a pushed chunk.
@@ -102,20 +105,71 @@ struct State {
     base: usize,
     /// Keep every chunk (the body will be stored, or may still be).
     retain_all: bool,
-    /// Next chunk index of each reader.
-    readers: HashMap<u64, usize>,
+    readers: HashMap<u64, Place>,
     next_reader: u64,
     done: Option<Result<(), FetchError>>,
     /// Bytes drawn from the budget for the kept body.
     reserved: u64,
 }
 
+/// A reader's place in the body.
+#[derive(Debug, Clone, Copy)]
+struct Place {
+    /// Index of the next chunk it reads.
+    next: usize,
+    /// How long it has kept the window full while another reader had read all there was.
+    held_others: Duration,
+}
+
+/// Whether a pass-through fetch may add a chunk.
+enum Room {
+    Unread,
+    Free,
+    Full(Hold),
+}
+
+/// The readers that hold a full window, as it was seen full.
+struct Hold {
+    base: usize,
+    /// The readers at the window's start.
+    laggards: Vec<u64>,
+    /// Some reader has read every chunk there is.
+    others_waiting: bool,
+    /// The most any of the laggards has held others back so far.
+    most_held: Duration,
+}
+
 impl State {
+    fn room(&self) -> Room {
+        if self.readers.is_empty() {
+            return Room::Unread;
+        }
+        if self.retain_all || self.chunks.len() < PASS_THROUGH_WINDOW {
+            return Room::Free;
+        }
+        let end = self.base + self.chunks.len();
+        let laggards = self.readers.iter().filter(|(_, p)| p.next == self.base);
+        Room::Full(Hold {
+            base: self.base,
+            laggards: laggards.clone().map(|(&id, _)| id).collect(),
+            others_waiting: self.readers.values().any(|p| p.next >= end),
+            most_held: laggards
+                .map(|(_, p)| p.held_others)
+                .max()
+                .unwrap_or_default(),
+        })
+    }
+
     fn trim(&mut self) {
         if self.retain_all {
             return;
         }
-        let min = self.readers.values().copied().min().unwrap_or(usize::MAX);
+        let min = self
+            .readers
+            .values()
+            .map(|p| p.next)
+            .min()
+            .unwrap_or(usize::MAX);
         while self.base < min && self.chunks.pop_front().is_some() {
             self.base += 1;
         }
@@ -193,7 +247,11 @@ impl Fill {
             .read_update(|s| {
                 let id = s.next_reader;
                 s.next_reader += 1;
-                s.readers.insert(id, s.base);
+                let place = Place {
+                    next: s.base,
+                    held_others: Duration::ZERO,
+                };
+                s.readers.insert(id, place);
                 (id, s.base > 0)
             })
             .unwrap_or((u64::MAX, true));
@@ -231,30 +289,31 @@ impl Fill {
     }
 
     /// Appends a chunk; for a pass-through body, first waits until the slowest reader is
-    /// close enough, or cuts off the readers that hold the window full for longer than
-    /// [`SLOW_READER_LIMIT`].
+    /// close enough, or cuts off the readers at the window's start that take nothing for
+    /// [`SLOW_READER_LIMIT`] or have kept others waiting that long in all.
     pub async fn push(&self, chunk: Bytes) -> Pushed {
         let mut rx = self.progress.subscribe();
-        let mut deadline = None;
+        let mut stopped_at = None;
         let mut cut_off = 0;
         loop {
             rx.borrow_and_update();
-            let room = self.state.lock().ok().map(|s| {
-                if s.readers.is_empty() {
-                    return None;
-                }
-                Some(s.retain_all || s.chunks.len() < PASS_THROUGH_WINDOW)
-            });
-            match room.flatten() {
-                None if !self.retains() => return Pushed::Unread,
-                Some(false) => {
-                    let deadline = *deadline
-                        .get_or_insert_with(|| tokio::time::Instant::now() + SLOW_READER_LIMIT);
-                    match tokio::time::timeout_at(deadline, rx.changed()).await {
-                        Ok(Ok(())) => {}
-                        Ok(Err(_)) => return Pushed::Unread,
-                        Err(_) => cut_off += self.cut_off_slowest(),
+            let room = self.state.lock().ok().map(|s| s.room());
+            match room {
+                None | Some(Room::Unread) if !self.retains() => return Pushed::Unread,
+                Some(Room::Full(hold)) => {
+                    let now = tokio::time::Instant::now();
+                    let stopped = *stopped_at.get_or_insert(now + SLOW_READER_LIMIT);
+                    let deadline = if hold.others_waiting {
+                        stopped.min(now + SLOW_READER_LIMIT.saturating_sub(hold.most_held))
+                    } else {
+                        stopped
+                    };
+                    let woke = tokio::time::timeout_at(deadline, rx.changed()).await;
+                    if let Ok(Err(_)) = woke {
+                        return Pushed::Unread;
                     }
+                    let stopped = tokio::time::Instant::now() >= stopped;
+                    cut_off += self.charge_and_cut(&hold, now.elapsed(), stopped);
                 }
                 _ => break,
             }
@@ -263,20 +322,37 @@ impl Fill {
         Pushed::Kept { cut_off }
     }
 
-    /// Unregisters the readers still at the window's start (each gets an error when it
-    /// next reads); how many.
-    fn cut_off_slowest(&self) -> usize {
+    /// After a wait with the window full: the readers that were at its start are charged
+    /// the wait if others were waiting; those over the limit, and those still at the start
+    /// if the fetch has waited for them for the limit (`stopped`), are unregistered (each
+    /// gets an error when it next reads). How many.
+    fn charge_and_cut(&self, hold: &Hold, waited: Duration, stopped: bool) -> usize {
         let cut = self.read_update(|s| {
-            let (before, start) = (s.readers.len(), s.base);
-            s.readers.retain(|_, next| *next > start);
+            let mut cut = 0;
+            for id in &hold.laggards {
+                let Some(place) = s.readers.get_mut(id) else {
+                    continue;
+                };
+                if hold.others_waiting {
+                    place.held_others += waited;
+                }
+                let still = place.next == hold.base;
+                if (stopped && still) || place.held_others >= SLOW_READER_LIMIT {
+                    s.readers.remove(id);
+                    cut += 1;
+                }
+            }
             s.trim();
-            before - s.readers.len()
+            cut
         });
         let cut = cut.unwrap_or(0);
-        tracing::info!(
-            readers = cut,
-            "cut off from a pass-through fetch: no chunk taken in {SLOW_READER_LIMIT:?}"
-        );
+        if cut > 0 {
+            tracing::info!(
+                readers = cut,
+                "cut off from a pass-through fetch: no chunk taken in {SLOW_READER_LIMIT:?}, \
+                 or others kept waiting that long in all"
+            );
+        }
         cut
     }
 
@@ -326,18 +402,19 @@ impl Reader {
                 let step = reader
                     .fill
                     .read_update(|s| {
-                        let Some(&next) = s.readers.get(&reader.id) else {
+                        let Some(&place) = s.readers.get(&reader.id) else {
                             return Step::Fail(FetchError::Stopped(
                                 "cut off: it fell too far behind the fetch",
                             ));
                         };
                         match (
-                            next.checked_sub(s.base).and_then(|i| s.chunks.get(i)),
+                            place.next.checked_sub(s.base).and_then(|i| s.chunks.get(i)),
                             &s.done,
                         ) {
                             (Some(c), _) => {
                                 let c = c.clone();
-                                s.readers.insert(reader.id, next + 1);
+                                let next = place.next + 1;
+                                s.readers.insert(reader.id, Place { next, ..place });
                                 s.trim();
                                 Step::Chunk(c)
                             }
@@ -498,27 +575,56 @@ mod tests {
         assert!(late[0].is_err(), "told it was cut off");
     }
 
+    /// Reads the body, sleeping `pause` after each chunk; the chunks and whether it ended
+    /// in an error.
+    async fn read_slowly(reader: Reader, pause: Duration) -> (usize, bool) {
+        let mut body = Box::pin(reader.body());
+        let mut n = 0;
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                return (n, true);
+            }
+            n += 1;
+            tokio::time::sleep(pause).await;
+        }
+        (n, false)
+    }
+
     #[tokio::test(start_paused = true)]
-    async fn a_slow_reader_within_the_limit_gets_the_whole_body() {
+    async fn a_reader_that_trickles_is_cut_off_once_it_kept_the_others_waiting_for_the_limit() {
         let fill = Fill::new(budget());
         fill.pass_through();
         let slow = fill.reader();
         let fast = fill.reader();
+        let started = tokio::time::Instant::now();
         let writer = pass_through_of(&fill, PASS_THROUGH_WINDOW * 3);
-        let slow = async {
-            let mut body = Box::pin(slow.body());
-            let mut n = 0;
-            while let Some(chunk) = body.next().await {
-                assert!(chunk.is_ok());
-                n += 1;
-                tokio::time::sleep(SLOW_READER_LIMIT / 2).await;
-            }
-            n
+        // A chunk every 12 s, never 30 s without one: each wait is within the limit.
+        let fast = async {
+            let got = fast.body().collect::<Vec<_>>().await;
+            (got, started.elapsed())
         };
-        let (slow, fast) = tokio::join!(slow, fast.body().collect::<Vec<_>>());
-        assert_eq!(writer.await.unwrap(), 0, "nobody cut off");
-        assert_eq!(slow, PASS_THROUGH_WINDOW * 3);
+        let (slow, (fast, fast_took)) =
+            tokio::join!(read_slowly(slow, SLOW_READER_LIMIT * 2 / 5), fast);
+        assert_eq!(writer.await.unwrap(), 1, "one reader cut off");
+        assert_eq!(
+            slow,
+            (3, true),
+            "three chunks, at 0, 12 and 24 s, then the error"
+        );
         assert_eq!(fast.len(), PASS_THROUGH_WINDOW * 3);
+        assert!(fast.iter().all(|c| c.is_ok()));
+        assert_eq!(fast_took, SLOW_READER_LIMIT, "held back 30 s in all");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_slow_reader_alone_sets_the_pace_and_gets_the_whole_body() {
+        let fill = Fill::new(budget());
+        fill.pass_through();
+        let slow = fill.reader();
+        let writer = pass_through_of(&fill, PASS_THROUGH_WINDOW * 3);
+        let got = read_slowly(slow, SLOW_READER_LIMIT / 2).await;
+        assert_eq!(writer.await.unwrap(), 0, "nobody cut off");
+        assert_eq!(got, (PASS_THROUGH_WINDOW * 3, false));
     }
 
     #[tokio::test]
