@@ -136,6 +136,10 @@ pub struct EdgeArgs {
     /// A client that takes no response data for this many seconds is disconnected.
     #[arg(long, default_value_t = 60)]
     pub send_timeout_s: u64,
+    /// A connection where no bytes moved either way for this many seconds is closed (an idle
+    /// HTTP/1.1 connection is closed sooner, when its next head is late).
+    #[arg(long, default_value_t = 75)]
+    pub idle_timeout_s: u64,
     /// On SIGTERM or SIGINT: how long connections may take to finish what they are answering
     /// before the edge exits.
     #[arg(long, default_value_t = 10)]
@@ -306,6 +310,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         header_timeout: Duration::from_secs(args.header_timeout_s),
         body_timeout: Duration::from_secs(args.body_timeout_s),
         send_timeout: Duration::from_secs(args.send_timeout_s),
+        idle_timeout: Duration::from_secs(args.idle_timeout_s),
         path_rates: args.path_rate.clone(),
         key_rate: args.key_header.clone().zip(args.key_rate).map(
             |(header, (rate_per_s, burst))| KeyRate {

@@ -1309,6 +1309,56 @@ async fn an_http2_stream_given_no_credit_is_cut_off_after_the_send_timeout() {
 }
 
 #[tokio::test]
+async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
+    use common::raw_h2::{self, RawH2};
+
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--idle-timeout-s", "1"]);
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+
+    // Served, then silent: closed with GOAWAY, no error.
+    let mut c = RawH2::connect(addr).await;
+    let request = raw_h2::frame(
+        raw_h2::HEADERS,
+        raw_h2::END_HEADERS | raw_h2::END_STREAM,
+        1,
+        &raw_h2::get("/idle?cc=max-age%3D60"),
+    );
+    c.writer.write_all(&request).await.unwrap();
+    let started = std::time::Instant::now();
+    let frames = c.reader.until_closed().await;
+    let closed_after = started.elapsed();
+    assert!(
+        frames.iter().any(|f| f.kind == raw_h2::HEADERS),
+        "answered first"
+    );
+    let goaway = frames.iter().find(|f| f.kind == raw_h2::GOAWAY);
+    assert_eq!(
+        goaway.and_then(|f| f.error_code()),
+        Some(0),
+        "GOAWAY NO_ERROR"
+    );
+    assert!(
+        closed_after >= Duration::from_secs(1) && closed_after < Duration::from_secs(3),
+        "closed after {closed_after:?}"
+    );
+
+    // Frames every 300 ms keep a connection open past the timeout.
+    let RawH2 {
+        mut reader,
+        mut writer,
+        ..
+    } = RawH2::connect(addr).await;
+    let ping = raw_h2::frame(raw_h2::PING, 0, 0, &[0; 8]);
+    for _ in 0..8 {
+        writer.write_all(&ping).await.unwrap();
+        // The answer (after the acknowledgement of our settings, the first time).
+        while reader.next().await.expect("the connection is open").kind != raw_h2::PING {}
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+#[tokio::test]
 async fn an_upstream_that_stalls_mid_body_is_cut_off() {
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url, &["--upstream-timeout-s", "1"]);

@@ -28,6 +28,8 @@ pub struct LimitsConfig {
     pub header_timeout: Duration,
     /// A client that takes no response data for this long is disconnected.
     pub send_timeout: Duration,
+    /// A connection where no bytes moved either way for this long is closed.
+    pub idle_timeout: Duration,
     /// Tighter rates per client address for some paths (the longest matching prefix).
     pub path_rates: Vec<PathRate>,
     /// A rate per value of a request header (an API key, say); requests without it are not
@@ -142,6 +144,7 @@ impl Default for LimitsConfig {
             body_timeout: Duration::from_secs(30),
             header_timeout: Duration::from_secs(10),
             send_timeout: Duration::from_secs(60),
+            idle_timeout: Duration::from_secs(75),
             path_rates: Vec::new(),
             key_rate: None,
         }

@@ -9,6 +9,7 @@ mod fill;
 mod guard;
 pub mod h3;
 mod head;
+mod idle;
 pub mod limits;
 mod metrics;
 mod proxy;
@@ -38,6 +39,7 @@ pub use metrics::{BlockReason, Metrics, Outcome, Unstored};
 pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
 pub use upstream::UpstreamError;
 
+use idle::{Activity, Tracked};
 use send_timeout::{SendTimedOut, SendTimeout};
 use stalled_streams::StreamWatch;
 
@@ -46,6 +48,8 @@ const MAX_HEAD_BYTES: usize = 64 * 1024;
 const H2_MAX_STREAMS: u32 = 256;
 const H2_MAX_PENDING_RESETS: usize = 20;
 const H2_MAX_ERROR_RESETS: Option<usize> = Some(1024);
+/// How long an idle connection's close waits for the client (HTTP/2: the GOAWAY's ping).
+const GOAWAY_GRACE: Duration = Duration::from_secs(5);
 
 /// TLS on a TCP listener, and the `Alt-Svc` field that points clients to HTTP/3.
 #[derive(Clone)]
@@ -88,14 +92,22 @@ pub async fn serve(
         tokio::spawn(async move {
             let header_timeout = cdn.limits().header_timeout;
             let send_timeout = cdn.limits().send_timeout;
+            let activity = Arc::new(Activity::default());
             match tls {
                 Some(TlsListener { acceptor, alt_svc }) => {
-                    let stream = SendTimeout::new(stream, send_timeout);
+                    let tracked = Tracked::new(stream, activity.clone());
+                    let stream = SendTimeout::new(tracked, send_timeout);
                     // The handshake counts against the head's time.
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
                             let io = TokioIo::new(tls_stream);
-                            serve_connection(io, &cdn, remote, None, alt_svc, drain).await
+                            let conn = Conn {
+                                remote,
+                                spare: None,
+                                alt_svc,
+                                activity,
+                            };
+                            serve_connection(io, &cdn, conn, drain).await
                         }
                         Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
                         Err(_) => {
@@ -108,8 +120,15 @@ pub async fn serve(
                 // handle on the socket lets the edge say 408 first.
                 None => match with_spare(stream) {
                     Ok((stream, spare)) => {
-                        let io = TokioIo::new(SendTimeout::new(stream, send_timeout));
-                        serve_connection(io, &cdn, remote, Some(spare), None, drain).await
+                        let tracked = Tracked::new(stream, activity.clone());
+                        let io = TokioIo::new(SendTimeout::new(tracked, send_timeout));
+                        let conn = Conn {
+                            remote,
+                            spare: Some(spare),
+                            alt_svc: None,
+                            activity,
+                        };
+                        serve_connection(io, &cdn, conn, drain).await
                     }
                     Err(e) => tracing::debug!(%remote, "connection lost at accept: {e}"),
                 },
@@ -119,16 +138,25 @@ pub async fn serve(
     }
 }
 
-async fn serve_connection<I>(
-    io: I,
-    cdn: &Arc<Cdn>,
+/// What the edge knows of a connection besides its stream.
+struct Conn {
     remote: SocketAddr,
+    /// A second handle on a cleartext socket, to say 408 where hyper would close silently.
     spare: Option<std::net::TcpStream>,
     alt_svc: Option<HeaderValue>,
-    mut drain: Drain,
-) where
+    activity: Arc<Activity>,
+}
+
+async fn serve_connection<I>(io: I, cdn: &Arc<Cdn>, conn: Conn, mut drain: Drain)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let Conn {
+        remote,
+        spare,
+        alt_svc,
+        activity,
+    } = conn;
     let handler = cdn.clone();
     let streams = StreamWatch::new(cdn.limits().send_timeout);
     let watch = streams.clone();
@@ -167,15 +195,33 @@ async fn serve_connection<I>(
     // An HTTP/2 stream the client gives no credit ends the connection, as a full socket does.
     let stalled = streams.stalled();
     tokio::pin!(stalled);
+    let idle_timeout = cdn.limits().idle_timeout;
+    let closing = async {
+        tokio::select! {
+            () = drain.stopped() => None,
+            // Nothing is under way; a client that vanished would never answer the GOAWAY's
+            // ping, so the close waits only so long for it.
+            () = activity.idle(idle_timeout) => Some(idle_timeout.min(GOAWAY_GRACE)),
+        }
+    };
     let served = tokio::select! {
         served = conn.as_mut() => Some(served),
         () = stalled.as_mut() => None,
-        () = drain.stopped() => {
+        grace = closing => {
             // Answer what is under way, then close (HTTP/2: GOAWAY).
             conn.as_mut().graceful_shutdown();
-            tokio::select! {
-                served = conn.as_mut() => Some(served),
-                () = stalled.as_mut() => None,
+            let closed = async {
+                tokio::select! {
+                    served = conn.as_mut() => Some(served),
+                    () = stalled.as_mut() => None,
+                }
+            };
+            match grace {
+                None => closed.await,
+                Some(grace) => match tokio::time::timeout(grace, closed).await {
+                    Ok(closed) => closed,
+                    Err(_) => return,
+                },
             }
         }
     };
