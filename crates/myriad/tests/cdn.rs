@@ -1775,6 +1775,26 @@ async fn websockets_are_tunnelled_to_the_origin() {
 }
 
 #[tokio::test]
+async fn websocket_tunnels_count_against_their_address_until_closed() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--max-conns-per-ip", "2"]);
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    let url = format!("{}/ws", edge.url.replace("http://", "ws://"));
+    let plain = b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let (mut first, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    let (_second, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // Both tunnels are open: a third connection is one too many.
+    assert_eq!(raw(addr, plain).await, "HTTP/1.1 429 Too Many Requests");
+    // Once one tunnel is closed, its place is free again.
+    first.close(None).await.unwrap();
+    drop(first);
+    within_a_second("a place freed by the closed tunnel", async || {
+        raw(addr, plain).await == "HTTP/1.1 200 OK"
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn bodies_that_fail_their_content_digest_are_never_stored_or_completed() {
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url, &[]);

@@ -26,7 +26,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http::HeaderValue;
+use http::{HeaderValue, Request};
+use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
@@ -35,6 +36,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
 pub use drain::{drain, Drain, DrainSwitch};
+use limits::ConnectionSlot;
 pub use metrics::{BlockReason, Metrics, Outcome, Unstored};
 pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
 pub use upstream::UpstreamError;
@@ -79,7 +81,7 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(slot) = cdn.open_connection(remote.ip()) else {
+        let Some(slot) = cdn.open_connection(remote.ip()).map(Arc::new) else {
             if tls.is_none() {
                 tokio::spawn(answer_and_close(stream, TOO_MANY_CONNECTIONS));
             }
@@ -106,6 +108,7 @@ pub async fn serve(
                                 spare: None,
                                 alt_svc,
                                 activity,
+                                slot,
                             };
                             serve_connection(io, &cdn, conn, drain).await
                         }
@@ -127,13 +130,13 @@ pub async fn serve(
                             spare: Some(spare),
                             alt_svc: None,
                             activity,
+                            slot,
                         };
                         serve_connection(io, &cdn, conn, drain).await
                     }
                     Err(e) => tracing::debug!(%remote, "connection lost at accept: {e}"),
                 },
             }
-            drop(slot);
         });
     }
 }
@@ -145,6 +148,8 @@ struct Conn {
     spare: Option<std::net::TcpStream>,
     alt_svc: Option<HeaderValue>,
     activity: Arc<Activity>,
+    /// Its place in the client's connection count, held by a WebSocket tunnel too.
+    slot: Arc<ConnectionSlot>,
 }
 
 async fn serve_connection<I>(io: I, cdn: &Arc<Cdn>, conn: Conn, mut drain: Drain)
@@ -156,11 +161,16 @@ where
         spare,
         alt_svc,
         activity,
+        slot,
     } = conn;
     let handler = cdn.clone();
     let streams = StreamWatch::new(cdn.limits().send_timeout);
     let watch = streams.clone();
-    let service = service_fn(move |req| {
+    let service = service_fn(move |mut req: Request<Incoming>| {
+        // A tunnel outlives the connection's serving: it takes the connection's place.
+        if req.headers().contains_key(http::header::UPGRADE) {
+            req.extensions_mut().insert(slot.clone());
+        }
         let http2 = req.version() == http::Version::HTTP_2;
         let answer = handler.handle(req, remote);
         let alt_svc = alt_svc.clone();

@@ -1076,6 +1076,8 @@ impl Cdn {
         status.fwd_status = Some(res_parts.status.as_u16());
         self.append_status(&mut headers, &status);
         if let Some(upstream_side) = upstream_side {
+            // The client's connection stays counted until the tunnel closes.
+            let slot = parts.extensions.remove::<Arc<ConnectionSlot>>();
             tokio::spawn(async move {
                 match tokio::try_join!(client_side, upstream_side) {
                     Ok((client, upstream)) => {
@@ -1086,6 +1088,7 @@ impl Cdn {
                     }
                     Err(e) => tracing::debug!(%remote, "upgrade not completed: {e}"),
                 }
+                drop(slot);
             });
         }
         let res = build(
