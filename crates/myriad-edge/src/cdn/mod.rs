@@ -3,6 +3,7 @@
 //! or a parent edge.
 
 pub mod admin;
+mod client_stream;
 mod disk;
 pub mod drain;
 mod fill;
@@ -14,7 +15,6 @@ pub mod limits;
 mod metrics;
 mod proxy;
 mod refusal_log;
-mod send_timeout;
 mod sharded;
 mod stalled_streams;
 mod store;
@@ -41,8 +41,8 @@ pub use metrics::{BlockReason, Metrics, Outcome, Unstored};
 pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
 pub use upstream::UpstreamError;
 
-use idle::{Activity, Tracked};
-use send_timeout::{SendTimedOut, SendTimeout};
+use client_stream::{ClientStream, SendTimedOut};
+use idle::Activity;
 use stalled_streams::StreamWatch;
 
 /// Largest request head accepted (HTTP/1.1 read buffer, HTTP/2 header list).
@@ -97,8 +97,7 @@ pub async fn serve(
             let activity = Arc::new(Activity::default());
             match tls {
                 Some(TlsListener { acceptor, alt_svc }) => {
-                    let tracked = Tracked::new(stream, activity.clone());
-                    let stream = SendTimeout::new(tracked, send_timeout);
+                    let stream = ClientStream::new(stream, send_timeout, activity.clone());
                     // The handshake counts against the head's time.
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
@@ -123,8 +122,8 @@ pub async fn serve(
                 // handle on the socket lets the edge say 408 first.
                 None => match with_spare(stream) {
                     Ok((stream, spare)) => {
-                        let tracked = Tracked::new(stream, activity.clone());
-                        let io = TokioIo::new(SendTimeout::new(tracked, send_timeout));
+                        let stream = ClientStream::new(stream, send_timeout, activity.clone());
+                        let io = TokioIo::new(stream);
                         let conn = Conn {
                             remote,
                             spare: Some(spare),

@@ -1,6 +1,8 @@
-//! A client that stops reading must not hold its connection, and what the response holds,
-//! for ever: like nginx's `send_timeout`, a write to the client that cannot go on for this
-//! long fails, and hyper closes the connection. The clock runs only while a write waits.
+//! A client connection's stream as the edge watches it, below TLS and hyper:
+//! - a client that stops reading must not hold its connection, and what the response holds,
+//!   for ever: like nginx's `send_timeout`, a write to the client that cannot go on for the
+//!   limit fails, and hyper closes the connection. The clock runs only while a write waits;
+//! - every transfer either way is noted for the idle timeout ([`Activity`]).
 
 use std::future::Future;
 use std::io;
@@ -8,16 +10,21 @@ use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+
+use super::idle::Activity;
 
 /// The error a stalled write ends with, to be told apart from the network's own.
 #[derive(Debug, thiserror::Error)]
 #[error("the client took no data for {0:?}")]
 pub struct SendTimedOut(pub Duration);
 
-pub struct SendTimeout<S> {
+pub struct ClientStream<S> {
     inner: S,
+    activity: Arc<Activity>,
     limit: Duration,
     /// Armed while a write waits; created on the first wait only (most connections never
     /// wait to write).
@@ -25,17 +32,33 @@ pub struct SendTimeout<S> {
     waiting: bool,
 }
 
-impl<S> SendTimeout<S> {
-    pub fn new(inner: S, limit: Duration) -> Self {
+impl<S> ClientStream<S> {
+    /// `limit`: the send timeout.
+    pub fn new(inner: S, limit: Duration, activity: Arc<Activity>) -> Self {
         Self {
             inner,
+            activity,
             limit,
             timer: None,
             waiting: false,
         }
     }
 
-    /// After a write returned `poll`: progress disarms the timer; waiting arms it (if it
+    /// After a write returned `poll`: bytes taken are activity; then [`Self::watch`].
+    fn wrote(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<usize>>,
+    ) -> Poll<io::Result<usize>> {
+        if let Poll::Ready(Ok(n)) = poll {
+            if n > 0 {
+                self.activity.note();
+            }
+        }
+        self.watch(cx, poll)
+    }
+
+    /// After a write (or flush) returned `poll`: progress disarms the timer; waiting arms it (if it
     /// is not armed yet) and fails once it has run out.
     fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if poll.is_ready() {
@@ -60,24 +83,29 @@ impl<S> SendTimeout<S> {
     }
 }
 
-impl<S: AsyncRead + Unpin> AsyncRead for SendTimeout<S> {
+impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_read(cx, buf)
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.note();
+        }
+        poll
     }
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
+impl<S: AsyncWrite + Unpin> AsyncWrite for ClientStream<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
-        self.watch(cx, poll)
+        self.wrote(cx, poll)
     }
 
     fn poll_write_vectored(
@@ -86,7 +114,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for SendTimeout<S> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let poll = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        self.watch(cx, poll)
+        self.wrote(cx, poll)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -113,7 +141,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_write_nobody_takes_fails_after_the_limit() {
         let (client, server) = tokio::io::duplex(1024);
-        let mut server = SendTimeout::new(server, Duration::from_secs(5));
+        let mut server = ClientStream::new(server, Duration::from_secs(5), Arc::default());
         let started = Instant::now();
         let e = server
             .write_all(&[0u8; 4096])
@@ -125,10 +153,27 @@ mod tests {
         drop(client);
     }
 
+    #[tokio::test]
+    async fn bytes_read_or_written_are_noted_and_flushes_are_not() {
+        let (mut client, server) = tokio::io::duplex(1024);
+        let activity = Arc::new(Activity::default());
+        let mut server = ClientStream::new(server, Duration::from_secs(5), activity.clone());
+        server.flush().await.unwrap();
+        assert!(!activity.take_noted());
+        server.write_all(b"out").await.unwrap();
+        assert!(activity.take_noted());
+        client.write_all(b"in").await.unwrap();
+        let mut buf = [0u8; 2];
+        tokio::io::AsyncReadExt::read_exact(&mut server, &mut buf)
+            .await
+            .unwrap();
+        assert!(activity.take_noted());
+    }
+
     #[tokio::test(start_paused = true)]
     async fn a_slow_reader_that_keeps_taking_data_is_not_cut_off() {
         let (mut client, server) = tokio::io::duplex(1024);
-        let mut server = SendTimeout::new(server, Duration::from_secs(5));
+        let mut server = ClientStream::new(server, Duration::from_secs(5), Arc::default());
         let reader = tokio::spawn(async move {
             let mut got = 0;
             let mut buf = [0u8; 512];
