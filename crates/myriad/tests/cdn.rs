@@ -1379,6 +1379,53 @@ async fn an_upstream_that_stalls_mid_body_is_cut_off() {
 }
 
 #[tokio::test]
+async fn idle_http1_connections_are_closed_quietly_and_slow_heads_get_408() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--header-timeout-s", "1"]);
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    // Everything the edge sends until it closes the connection.
+    async fn until_closed(mut s: tokio::net::TcpStream) -> String {
+        let mut all = Vec::new();
+        tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut all))
+            .await
+            .expect("closed at the header timeout")
+            .unwrap();
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    // Answered, then idle: closed without a word.
+    let mut served = tokio::net::TcpStream::connect(addr).await.unwrap();
+    served
+        .write_all(b"GET /kept?cc=max-age%3D60 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let said = until_closed(served).await;
+    assert!(said.starts_with("HTTP/1.1 200"), "{said}");
+    assert_eq!(
+        said.matches("HTTP/1.1").count(),
+        1,
+        "no 408 after the answer: {said}"
+    );
+    // Never used (a browser's spare connection): closed without a word.
+    let unused = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert_eq!(until_closed(unused).await, "");
+    let metrics_text = metrics(&edge).await;
+    assert!(
+        !metrics_text.contains("reason=\"SlowHead\""),
+        "{metrics_text}"
+    );
+
+    // Part of a head, then nothing: 408, counted.
+    let mut slow = tokio::net::TcpStream::connect(addr).await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let said = until_closed(slow).await;
+    assert!(said.starts_with("HTTP/1.1 408"), "{said}");
+    assert_metrics(&edge, &["myriad_edge_blocked_total{reason=\"SlowHead\"} 1"]).await;
+}
+
+#[tokio::test]
 async fn limits_answer_429_413_408_and_count_blocks() {
     let origin = Origin::start().await;
     // A rate so low that no token comes back while the test runs, however slow the machine.

@@ -2,7 +2,7 @@
 //! - a client that stops reading must not hold its connection, and what the response holds,
 //!   for ever: like nginx's `send_timeout`, a write to the client that cannot go on for the
 //!   limit fails, and hyper closes the connection. The clock runs only while a write waits;
-//! - every transfer either way is noted for the idle timeout ([`Activity`]).
+//! - every transfer is noted, with its direction, for the idle timeout ([`Activity`]).
 
 use std::future::Future;
 use std::io;
@@ -52,7 +52,7 @@ impl<S> ClientStream<S> {
     ) -> Poll<io::Result<usize>> {
         if let Poll::Ready(Ok(n)) = poll {
             if n > 0 {
-                self.activity.note();
+                self.activity.note_write();
             }
         }
         self.watch(cx, poll)
@@ -92,7 +92,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
         let before = buf.filled().len();
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            self.activity.note();
+            self.activity.note_read();
         }
         poll
     }
@@ -160,14 +160,16 @@ mod tests {
         let mut server = ClientStream::new(server, Duration::from_secs(5), activity.clone());
         server.flush().await.unwrap();
         assert!(!activity.take_noted());
-        server.write_all(b"out").await.unwrap();
-        assert!(activity.take_noted());
         client.write_all(b"in").await.unwrap();
         let mut buf = [0u8; 2];
         tokio::io::AsyncReadExt::read_exact(&mut server, &mut buf)
             .await
             .unwrap();
         assert!(activity.take_noted());
+        assert!(activity.client_spoke_last());
+        server.write_all(b"out").await.unwrap();
+        assert!(activity.take_noted());
+        assert!(!activity.client_spoke_last());
     }
 
     #[tokio::test(start_paused = true)]

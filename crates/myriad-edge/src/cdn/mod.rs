@@ -216,6 +216,8 @@ where
     let served = tokio::select! {
         served = conn.as_mut() => Some(served),
         () = stalled.as_mut() => None,
+        // Not a slow head: nothing was sent at all.
+        () = activity.unused(cdn.limits().header_timeout) => return,
         grace = closing => {
             // Answer what is under way, then close (HTTP/2: GOAWAY).
             conn.as_mut().graceful_shutdown();
@@ -243,7 +245,9 @@ where
     if let Err(e) = served {
         // hyper answers what it cannot parse itself (400, 431); the edge counts and logs it.
         let refused = e.downcast_ref::<hyper::Error>().and_then(|e| {
-            if e.is_timeout() {
+            if e.is_timeout() && !activity.client_spoke_last() {
+                None // Idle between requests, or never used: not a slow head.
+            } else if e.is_timeout() {
                 Some(BlockReason::SlowHead)
             } else if stopped_reading(e) {
                 Some(BlockReason::SlowRead)
