@@ -170,16 +170,15 @@ where
         if req.headers().contains_key(http::header::UPGRADE) {
             req.extensions_mut().insert(slot.clone());
         }
-        let http2 = req.version() == http::Version::HTTP_2;
+        let watch = (req.version() == http::Version::HTTP_2).then(|| watch.clone());
         let answer = handler.handle(req, remote);
         let alt_svc = alt_svc.clone();
-        let watch = watch.clone();
         async move {
             let mut res = answer.await;
             if let Some(v) = alt_svc {
                 res.headers_mut().insert(http::header::ALT_SVC, v);
             }
-            if http2 {
+            if let Some(watch) = watch {
                 res = res.map(|body| watch.watch(body));
             }
             Ok::<_, std::convert::Infallible>(res)
