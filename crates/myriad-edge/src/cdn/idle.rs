@@ -57,9 +57,7 @@ impl Activity {
     pub fn note_read(&self) {
         self.moved.store(true, Ordering::Relaxed);
         self.client_last.store(true, Ordering::Relaxed);
-        if !self.spoke.load(Ordering::Relaxed) {
-            self.spoke.store(true, Ordering::Relaxed);
-        }
+        self.spoke.store(true, Ordering::Relaxed);
     }
 
     /// Bytes went to the client.
