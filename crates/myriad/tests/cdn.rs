@@ -1338,8 +1338,10 @@ async fn an_idle_http2_connection_is_closed_after_the_idle_timeout() {
         Some(0),
         "GOAWAY NO_ERROR"
     );
+    // At most 1⅓ s of silence, then 1 s for the GOAWAY's ping (which this client ignores),
+    // with room for a loaded machine.
     assert!(
-        closed_after >= Duration::from_secs(1) && closed_after < Duration::from_secs(3),
+        closed_after >= Duration::from_secs(1) && closed_after < Duration::from_secs(5),
         "closed after {closed_after:?}"
     );
 
