@@ -7,10 +7,9 @@
 use std::future::Future;
 use std::io;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 use std::time::Duration;
-
-use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
@@ -58,8 +57,8 @@ impl<S> ClientStream<S> {
         self.watch(cx, poll)
     }
 
-    /// After a write (or flush) returned `poll`: progress disarms the timer; waiting arms it (if it
-    /// is not armed yet) and fails once it has run out.
+    /// After a write (or flush) returned `poll`: progress disarms the timer; waiting arms it
+    /// (if it is not armed yet) and fails once it has run out.
     fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
         if poll.is_ready() {
             self.waiting = false;

@@ -237,7 +237,11 @@ where
     };
     let Some(served) = served else {
         if let Some(unlogged) = cdn.count_refusal(BlockReason::SlowRead) {
-            tracing::info!(%remote, unlogged, "connection closed: an HTTP/2 stream got no credit for the send timeout");
+            tracing::info!(
+                %remote,
+                unlogged,
+                "connection closed: an HTTP/2 stream got no credit for the send timeout"
+            );
         }
         return;
     };
