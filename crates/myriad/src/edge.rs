@@ -136,8 +136,9 @@ pub struct EdgeArgs {
     /// A client that takes no response data for this many seconds is disconnected.
     #[arg(long, default_value_t = 60)]
     pub send_timeout_s: u64,
-    /// A connection where no bytes moved either way for this many seconds is closed (an idle
-    /// HTTP/1.1 connection is closed sooner, when its next head is late).
+    /// A connection where no bytes moved either way for this many seconds is closed, a
+    /// WebSocket tunnel too (an idle HTTP/1.1 connection is closed sooner, when its next head
+    /// is late).
     #[arg(long, default_value_t = 75)]
     pub idle_timeout_s: u64,
     /// On SIGTERM or SIGINT: how long connections may take to finish what they are answering

@@ -1824,6 +1824,50 @@ async fn websockets_are_tunnelled_to_the_origin() {
 }
 
 #[tokio::test]
+async fn a_websocket_tunnel_is_closed_once_idle_for_the_idle_timeout() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let origin = Origin::start().await;
+    let edge = Edge::start(
+        &origin.url,
+        &["--idle-timeout-s", "1", "--max-conns-per-ip", "1"],
+    );
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    let url = format!("{}/ws", edge.url.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    // A message every 300 ms keeps the tunnel open past the timeout.
+    for i in 0..8 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let text = format!("message {i}");
+        ws.send(Message::Text(text.clone().into())).await.unwrap();
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => assert_eq!(t.as_str(), text),
+            other => panic!("expected the echo of {i}, got {other:?}"),
+        }
+    }
+    // Then silence: the edge closes it (no WebSocket close frame: it only relays bytes).
+    let silent = std::time::Instant::now();
+    let ended = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("closed within 5 s");
+    let closed_after = silent.elapsed();
+    assert!(
+        !matches!(ended, Some(Ok(Message::Text(_)))),
+        "nothing but the end: {ended:?}"
+    );
+    assert!(
+        closed_after >= Duration::from_secs(1),
+        "closed after {closed_after:?}"
+    );
+    // And its place in the address's count is free again.
+    let plain = b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    within_a_second("the idle tunnel's place freed", async || {
+        raw(addr, plain).await == "HTTP/1.1 200 OK"
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn websocket_tunnels_count_against_their_address_until_closed() {
     let origin = Origin::start().await;
     let edge = Edge::start(&origin.url, &["--max-conns-per-ip", "2"]);

@@ -151,6 +151,15 @@ struct Conn {
     slot: Arc<ConnectionSlot>,
 }
 
+/// What a WebSocket tunnel keeps of the connection it was upgraded from: its place in the
+/// client's connection count until it closes, and the transfers that tell when it is idle.
+#[derive(Clone)]
+pub(crate) struct TunnelLease {
+    /// Held for its drop.
+    _slot: Arc<ConnectionSlot>,
+    pub activity: Arc<Activity>,
+}
+
 async fn serve_connection<I>(io: I, cdn: &Arc<Cdn>, conn: Conn, mut drain: Drain)
 where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
@@ -165,10 +174,14 @@ where
     let handler = cdn.clone();
     let streams = StreamWatch::new(cdn.limits().send_timeout);
     let watch = streams.clone();
+    let lease = TunnelLease {
+        _slot: slot,
+        activity: activity.clone(),
+    };
     let service = service_fn(move |mut req: Request<Incoming>| {
         // A tunnel outlives the connection's serving: it takes the connection's place.
         if req.headers().contains_key(http::header::UPGRADE) {
-            req.extensions_mut().insert(slot.clone());
+            req.extensions_mut().insert(lease.clone());
         }
         let watch = (req.version() == http::Version::HTTP_2).then(|| watch.clone());
         let answer = handler.handle(req, remote);

@@ -43,6 +43,7 @@ use super::refusal_log::RefusalLog;
 use super::store::{owned_fields, Store, Stored, Tier, Variant};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 use super::waf::{Inspected, Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
+use super::TunnelLease;
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub type ProxyBody = http_body_util::combinators::UnsyncBoxBody<Bytes, BoxError>;
@@ -1026,7 +1027,8 @@ impl Cdn {
     }
 
     /// A protocol upgrade (WebSocket): forwarded with its upgrade fields; once the upstream
-    /// switches protocols, bytes are copied both ways until either side closes.
+    /// switches protocols, bytes are copied both ways until either side closes or nothing
+    /// moved for the idle timeout (like any connection; WebSocket pings keep it open).
     async fn tunnel(&self, lookup: Lookup) -> Answered {
         let Lookup {
             site,
@@ -1036,9 +1038,10 @@ impl Cdn {
             ..
         } = lookup;
         let reason = NoCacheReason::Upgrade;
-        let (Some(client_side), Some(protocol)) = (
+        let (Some(client_side), Some(protocol), Some(lease)) = (
             parts.extensions.remove::<OnUpgrade>(),
             parts.headers.get(UPGRADE).cloned(),
+            parts.extensions.remove::<TunnelLease>(),
         ) else {
             return self.status_only(StatusCode::BAD_REQUEST, CacheStatus::bypass(reason));
         };
@@ -1076,19 +1079,27 @@ impl Cdn {
         status.fwd_status = Some(res_parts.status.as_u16());
         self.append_status(&mut headers, &status);
         if let Some(upstream_side) = upstream_side {
-            // The client's connection stays counted until the tunnel closes.
-            let slot = parts.extensions.remove::<Arc<ConnectionSlot>>();
+            let idle_timeout = self.config.limits.idle_timeout;
             tokio::spawn(async move {
-                match tokio::try_join!(client_side, upstream_side) {
-                    Ok((client, upstream)) => {
-                        let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
-                        if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                            tracing::debug!(%remote, "tunnel ended: {e}");
+                let relay = async {
+                    match tokio::try_join!(client_side, upstream_side) {
+                        Ok((client, upstream)) => {
+                            let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+                            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
+                                tracing::debug!(%remote, "tunnel ended: {e}");
+                            }
                         }
+                        Err(e) => tracing::debug!(%remote, "upgrade not completed: {e}"),
                     }
-                    Err(e) => tracing::debug!(%remote, "upgrade not completed: {e}"),
+                };
+                tokio::select! {
+                    () = relay => {}
+                    () = lease.activity.idle(idle_timeout) => {
+                        tracing::debug!(%remote, "tunnel closed: idle for {idle_timeout:?}");
+                    }
                 }
-                drop(slot);
+                // The client's connection stays counted until the tunnel closes.
+                drop(lease);
             });
         }
         let res = build(
