@@ -288,50 +288,59 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             .field(format!("{name}_cold_origin_fetches"), fetches)
             .field(format!("{name}_cold_failed"), failed as u64);
     }
-    // Ratios round by round (each against the peers measured next to it): their median, and
+    // Ratios round by round (each against peers measured next to it): their median, and
     // each round's, to show how many rounds were on either side of a target.
     if let Some(ours) = peers.iter().position(|(k, _)| *k == Kind::Myriad) {
         let others: Vec<usize> = (0..peers.len()).filter(|&i| i != ours).collect();
-        let by_round = |value: &dyn Fn(&Round) -> Option<f64>, higher_is_better: bool| {
-            (0..rounds)
-                .filter_map(|r| {
-                    let mine = value(&measured[ours][r])?;
-                    let theirs = others.iter().filter_map(|&i| value(&measured[i][r]));
-                    ratio_to_best(mine, theirs, higher_is_better)
-                })
-                .collect::<Vec<f64>>()
+        let compare = |value: &dyn Fn(&Round) -> Option<f64>, higher_is_better: bool| {
+            let series = |i: usize| measured[i].iter().map(value).collect::<Vec<_>>();
+            let theirs: Vec<(&'static str, Vec<Option<f64>>)> = others
+                .iter()
+                .map(|&i| (peers[i].0.name(), series(i)))
+                .collect();
+            Compared::of(&series(ours), &theirs, higher_is_better)
         };
-        let ratios: [(&str, Vec<f64>); 6] = [
+        let compared: [(&str, &str, Compared); 6] = [
             (
-                "rps_1k_vs_fastest_peer",
-                by_round(&|r| Some(r.small.requests_per_s), true),
+                "rps_1k",
+                "fastest",
+                compare(&|r| Some(r.small.requests_per_s), true),
             ),
             (
-                "rps_1m_vs_fastest_peer",
-                by_round(&|r| Some(r.large.requests_per_s), true),
+                "rps_1m",
+                "fastest",
+                compare(&|r| Some(r.large.requests_per_s), true),
+            ),
+            ("p99_1k", "best", compare(&|r| Some(r.small.p99_ms), false)),
+            ("p99_1m", "best", compare(&|r| Some(r.large.p99_ms), false)),
+            (
+                "rps_1m_discarded",
+                "fastest",
+                compare(&|r| r.large_discarded.map(|l| l.requests_per_s), true),
             ),
             (
-                "p99_1k_vs_best_peer",
-                by_round(&|r| Some(r.small.p99_ms), false),
-            ),
-            (
-                "p99_1m_vs_best_peer",
-                by_round(&|r| Some(r.large.p99_ms), false),
-            ),
-            (
-                "rps_1m_discarded_vs_fastest_peer",
-                by_round(&|r| r.large_discarded.map(|l| l.requests_per_s), true),
-            ),
-            (
-                "p99_1m_discarded_vs_best_peer",
-                by_round(&|r| r.large_discarded.map(|l| l.p99_ms), false),
+                "p99_1m_discarded",
+                "best",
+                compare(&|r| r.large_discarded.map(|l| l.p99_ms), false),
             ),
         ];
-        for (name, ratios) in &ratios {
-            report.field(*name, median(ratios.iter().copied()));
+        for (figure, best, c) in &compared {
+            report
+                .field(format!("{figure}_{best}_peer"), c.peer)
+                .field(
+                    format!("{figure}_vs_{best}_peer"),
+                    median(c.paired.iter().copied()),
+                )
+                .field(
+                    format!("{figure}_vs_{best}_of_each_round"),
+                    median(c.each_round.iter().copied()),
+                );
         }
-        for (name, ratios) in &ratios {
-            report.field(format!("{name}_by_round"), rounded(ratios));
+        for (figure, best, c) in &compared {
+            report.field(
+                format!("{figure}_vs_{best}_peer_by_round"),
+                rounded(&c.paired),
+            );
         }
         if let Some(nginx) = peers.iter().position(|(k, _)| *k == Kind::Nginx) {
             for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.len()) {
@@ -415,15 +424,58 @@ async fn cold_stampede(
     (origin.counts.get(&cold_path) - before, failures.len())
 }
 
-/// `mine` against the best of `theirs` (the highest, or the lowest where lower is better);
-/// `None` without a positive best to divide by.
-fn ratio_to_best(
-    mine: f64,
-    theirs: impl Iterator<Item = f64>,
-    higher_is_better: bool,
-) -> Option<f64> {
-    let best = theirs.reduce(|a, b| if higher_is_better { a.max(b) } else { a.min(b) })?;
-    (best > 0.0).then(|| mine / best)
+/// One figure of ours against the peers', round by round.
+#[derive(Debug, PartialEq)]
+struct Compared {
+    /// The peer whose median is best (the highest, or the lowest where lower is better).
+    peer: Option<&'static str>,
+    /// Each round's ratio to that peer's figure in the same round.
+    paired: Vec<f64>,
+    /// Each round's ratio to the best peer of that round: stricter, since the best of
+    /// several noisy figures is above each one's typical value.
+    each_round: Vec<f64>,
+}
+
+impl Compared {
+    /// `mine` and each peer's figures by round (`None` where a round has none).
+    fn of(
+        mine: &[Option<f64>],
+        theirs: &[(&'static str, Vec<Option<f64>>)],
+        higher_is_better: bool,
+    ) -> Self {
+        let better = |a: f64, b: f64| if higher_is_better { a.max(b) } else { a.min(b) };
+        let ratio = |ours: Option<f64>, other: Option<f64>| {
+            ours.zip(other.filter(|o| *o > 0.0)).map(|(m, o)| m / o)
+        };
+        let best = theirs
+            .iter()
+            .filter_map(|(name, figures)| Some((*name, median(figures.iter().flatten().copied())?)))
+            .reduce(|a, b| if better(a.1, b.1) == a.1 { a } else { b });
+        let paired = best
+            .and_then(|(name, _)| theirs.iter().find(|(n, _)| *n == name))
+            .map(|(_, figures)| {
+                mine.iter()
+                    .zip(figures)
+                    .filter_map(|(m, o)| ratio(*m, *o))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let each_round = mine
+            .iter()
+            .enumerate()
+            .filter_map(|(r, m)| {
+                let of_round = theirs
+                    .iter()
+                    .filter_map(|(_, f)| f.get(r).copied().flatten());
+                ratio(*m, of_round.reduce(better))
+            })
+            .collect();
+        Compared {
+            peer: best.map(|(name, _)| name),
+            paired,
+            each_round,
+        }
+    }
 }
 
 /// Ratios to two decimals, as a list (`[1.07, 1.21, 0.98]`).
@@ -547,12 +599,30 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_ratio_is_against_the_best_peer_of_its_round() {
-        let theirs = || [40.0, 50.0, 20.0].into_iter();
-        assert_eq!(ratio_to_best(60.0, theirs(), true), Some(1.2));
-        assert_eq!(ratio_to_best(10.0, theirs(), false), Some(0.5));
-        assert_eq!(ratio_to_best(60.0, std::iter::empty(), true), None);
-        assert_eq!(ratio_to_best(60.0, [0.0].into_iter(), true), None);
+    fn ratios_are_to_the_peer_with_the_best_median_and_to_each_rounds_best() {
+        // Two peers alike but for noise: each round's best is the luckier one.
+        let theirs = [
+            ("a", vec![Some(100.0), Some(80.0), Some(95.0)]),
+            ("b", vec![Some(85.0), Some(100.0), Some(90.0)]),
+        ];
+        let mine = [Some(90.0), Some(90.0), None];
+        let faster = Compared::of(&mine, &theirs, true);
+        assert_eq!(faster.peer, Some("a"), "median 95 against 90");
+        assert_eq!(faster.paired, vec![0.9, 90.0 / 80.0]);
+        assert_eq!(faster.each_round, vec![0.9, 0.9]);
+        // Lower is better: b's median (90) is the best; a round without a figure is skipped.
+        let lower = Compared::of(&mine, &theirs, false);
+        assert_eq!(lower.peer, Some("b"));
+        assert_eq!(lower.paired, vec![90.0 / 85.0, 0.9]);
+        assert_eq!(lower.each_round, vec![90.0 / 85.0, 90.0 / 80.0]);
+        // No peer, or a peer's zero: nothing to divide by.
+        let none = Compared::of(&mine, &[], true);
+        assert_eq!(
+            (none.peer, none.paired.len(), none.each_round.len()),
+            (None, 0, 0)
+        );
+        let zero = Compared::of(&mine, &[("z", vec![Some(0.0); 3])], true);
+        assert_eq!((zero.peer, zero.paired.len()), (Some("z"), 0));
     }
 
     #[test]
