@@ -1627,6 +1627,61 @@ async fn https_with_certificate_files_verifies() {
     assert!(err.contains("key file"), "{err}");
 }
 
+#[tokio::test]
+async fn a_tls_connection_with_nothing_after_its_handshake_closes_at_the_header_timeout() {
+    use tokio_rustls::rustls;
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
+    let edge = Edge::start(
+        &origin.url,
+        &[
+            &["--https", "127.0.0.1:0", "--header-timeout-s", "1"][..],
+            &cert.flags(),
+        ]
+        .concat(),
+    );
+    let addr = edge.https_addr();
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert.der.clone().into()).unwrap();
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
+    let mut quiet = connector.connect(name, tcp).await.expect("handshake");
+    // The handshake's own bytes do not make the connection used (the idle timeout is 75 s).
+    let silent = std::time::Instant::now();
+    let mut buf = [0u8; 64];
+    let ended = tokio::time::timeout(Duration::from_secs(5), quiet.read(&mut buf))
+        .await
+        .expect("closed within 5 s");
+    assert!(matches!(ended, Ok(0) | Err(_)), "{ended:?}");
+    let closed_after = silent.elapsed();
+    assert!(
+        closed_after >= Duration::from_millis(900),
+        "closed after {closed_after:?}"
+    );
+    // A request whose answer takes longer than the header timeout is answered whole: what
+    // the client sent counts, even when it came in with the end of the handshake.
+    let path = "/slow-tls?delay_ms=2000&size=100000";
+    let res = cert
+        .client("edge.test", addr)
+        .get(format!("https://edge.test:{}{path}", addr.port()))
+        .send()
+        .await
+        .expect("answered");
+    assert_eq!(res.status(), 200);
+    assert_eq!(read_checked(res, false).await, (100_000, 0));
+    // Neither was a slow head.
+    let metrics = metrics(&edge).await;
+    assert!(!metrics.contains("reason=\"SlowHead\"} 1"), "{metrics}");
+}
+
 /// An edge in front of `origin` with HTTPS and HTTP/3 (a certificate for edge.test, in the
 /// returned directory) and `extra` flags.
 fn h3_edge(origin: &Origin, extra: &[&str]) -> (Edge, TestCert, tempfile::TempDir) {

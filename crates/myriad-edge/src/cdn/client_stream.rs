@@ -29,10 +29,12 @@ pub struct ClientStream<S> {
     /// wait to write).
     timer: Option<Pin<Box<Sleep>>>,
     waiting: bool,
+    /// What it reads is HTTP (no TLS above it).
+    http: bool,
 }
 
 impl<S> ClientStream<S> {
-    /// `limit`: the send timeout.
+    /// A cleartext connection; `limit`: the send timeout.
     pub fn new(inner: S, limit: Duration, activity: Arc<Activity>) -> Self {
         Self {
             inner,
@@ -40,6 +42,15 @@ impl<S> ClientStream<S> {
             limit,
             timer: None,
             waiting: false,
+            http: true,
+        }
+    }
+
+    /// The socket under TLS: [`HttpReads`] above TLS notes the HTTP.
+    pub fn under_tls(inner: S, limit: Duration, activity: Arc<Activity>) -> Self {
+        Self {
+            http: false,
+            ..Self::new(inner, limit, activity)
         }
     }
 
@@ -92,8 +103,68 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
         let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
             self.activity.note_read();
+            if self.http {
+                self.activity.note_http();
+            }
         }
         poll
+    }
+}
+
+/// Above TLS: notes that the client sent HTTP, not only a handshake.
+pub struct HttpReads<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> HttpReads<S> {
+    pub fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for HttpReads<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.note_http();
+        }
+        poll
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for HttpReads<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

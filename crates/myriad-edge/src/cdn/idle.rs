@@ -7,8 +7,8 @@
 //!
 //! Which side moved bytes last tells an HTTP/1.1 header timeout apart: a client that sent
 //! part of a head is slow (408, counted); one that sent nothing since its last answer, or
-//! nothing at all (a browser's spare connection, closed at the header timeout too), was only
-//! idle, and is closed quietly.
+//! nothing at all (a browser's spare connection, closed at the header timeout too, and under
+//! TLS once nothing followed the handshake), was only idle, and is closed quietly.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -57,6 +57,11 @@ impl Activity {
     pub fn note_read(&self) {
         self.moved.store(true, Ordering::Relaxed);
         self.client_last.store(true, Ordering::Relaxed);
+    }
+
+    /// The client sent HTTP, so the connection is in use ([`Activity::unused`]); under TLS,
+    /// only bytes through the finished handshake count.
+    pub fn note_http(&self) {
         self.spoke.store(true, Ordering::Relaxed);
     }
 
@@ -102,6 +107,7 @@ mod tests {
         activity.unused(LIMIT).await;
         assert_eq!(started.elapsed(), LIMIT);
         activity.note_read();
+        activity.note_http();
         tokio::select! {
             () = activity.unused(LIMIT) => panic!("the client spoke"),
             () = tokio::time::sleep(10 * LIMIT) => {}

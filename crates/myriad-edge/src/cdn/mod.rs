@@ -41,7 +41,7 @@ pub use metrics::{BlockReason, Metrics, Outcome, Unstored};
 pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
 pub use upstream::UpstreamError;
 
-use client_stream::{ClientStream, SendTimedOut};
+use client_stream::{ClientStream, HttpReads, SendTimedOut};
 use idle::Activity;
 use stalled_streams::StreamWatch;
 
@@ -97,11 +97,11 @@ pub async fn serve(
             let activity = Arc::new(Activity::default());
             match tls {
                 Some(TlsListener { acceptor, alt_svc }) => {
-                    let stream = ClientStream::new(stream, send_timeout, activity.clone());
+                    let stream = ClientStream::under_tls(stream, send_timeout, activity.clone());
                     // The handshake counts against the head's time.
                     match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
                         Ok(Ok(tls_stream)) => {
-                            let io = TokioIo::new(tls_stream);
+                            let io = TokioIo::new(HttpReads::new(tls_stream, activity.clone()));
                             let conn = Conn {
                                 remote,
                                 spare: None,
