@@ -99,16 +99,29 @@ impl<S: AsyncRead + Unpin> AsyncRead for ClientStream<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.note_read();
-            if self.http {
-                self.activity.note_http();
+        let this = &mut *self;
+        read_noting(&mut this.inner, cx, buf, || {
+            this.activity.note_read();
+            if this.http {
+                this.activity.note_http();
             }
-        }
-        poll
+        })
     }
+}
+
+/// Reads from `inner`; `noted` runs if bytes came.
+fn read_noting<S: AsyncRead + Unpin>(
+    inner: &mut S,
+    cx: &mut Context<'_>,
+    buf: &mut ReadBuf<'_>,
+    noted: impl FnOnce(),
+) -> Poll<io::Result<()>> {
+    let before = buf.filled().len();
+    let poll = Pin::new(inner).poll_read(cx, buf);
+    if buf.filled().len() > before {
+        noted();
+    }
+    poll
 }
 
 /// Above TLS: notes that the client sent HTTP, not only a handshake.
@@ -129,12 +142,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for HttpReads<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
-        let before = buf.filled().len();
-        let poll = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if buf.filled().len() > before {
-            self.activity.note_http();
-        }
-        poll
+        let this = &mut *self;
+        read_noting(&mut this.inner, cx, buf, || this.activity.note_http())
     }
 }
 
