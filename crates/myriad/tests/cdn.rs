@@ -1890,6 +1890,7 @@ async fn a_websocket_tunnel_is_closed_once_idle_for_the_idle_timeout() {
     let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
     let url = format!("{}/ws", edge.url.replace("http://", "ws://"));
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    assert_metrics(&edge, &["myriad_edge_websocket_tunnels 1"]).await;
     // A message every 300 ms keeps the tunnel open past the timeout.
     for i in 0..8 {
         tokio::time::sleep(Duration::from_millis(300)).await;
@@ -1919,6 +1920,14 @@ async fn a_websocket_tunnel_is_closed_once_idle_for_the_idle_timeout() {
     within_a_second("the idle tunnel's place freed", async || {
         raw(addr, plain).await == "HTTP/1.1 200 OK"
     })
+    .await;
+    assert_metrics(
+        &edge,
+        &[
+            "myriad_edge_websocket_tunnels 0",
+            "myriad_edge_websocket_tunnels_idle_closed_total 1",
+        ],
+    )
     .await;
 }
 

@@ -13,6 +13,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::Exemplar;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -260,6 +261,8 @@ pub struct Metrics {
     integrity_failures: Counter,
     unstored: Family<UnstoredLabel, Counter>,
     quic_retries: Counter,
+    tunnels_open: Gauge,
+    tunnels_idle_closed: Counter,
 }
 
 impl Metrics {
@@ -299,6 +302,18 @@ impl Metrics {
             "QUIC clients asked to prove their address (Retry) before a handshake",
             quic_retries.clone(),
         );
+        let tunnels_open = Gauge::default();
+        registry.register(
+            "websocket_tunnels",
+            "WebSocket tunnels open",
+            tunnels_open.clone(),
+        );
+        let tunnels_idle_closed = Counter::default();
+        registry.register(
+            "websocket_tunnels_idle_closed",
+            "WebSocket tunnels closed after the idle timeout with nothing moving",
+            tunnels_idle_closed.clone(),
+        );
         Self {
             integrity_failures,
             registry,
@@ -308,6 +323,8 @@ impl Metrics {
             blocked,
             unstored,
             quic_retries,
+            tunnels_open,
+            tunnels_idle_closed,
         }
     }
 
@@ -345,6 +362,18 @@ impl Metrics {
 
     pub fn fill_unstored(&self, reason: Unstored) {
         self.unstored.get_or_create(&UnstoredLabel { reason }).inc();
+    }
+
+    pub fn tunnel_opened(&self) {
+        self.tunnels_open.inc();
+    }
+
+    /// `idle`: closed by the idle timeout rather than by either side.
+    pub fn tunnel_closed(&self, idle: bool) {
+        self.tunnels_open.dec();
+        if idle {
+            self.tunnels_idle_closed.inc();
+        }
     }
 
     pub fn blocked(&self, reason: BlockReason) {

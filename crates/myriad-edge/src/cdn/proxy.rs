@@ -1080,24 +1080,30 @@ impl Cdn {
         self.append_status(&mut headers, &status);
         if let Some(upstream_side) = upstream_side {
             let idle_timeout = self.config.limits.idle_timeout;
+            let metrics = self.metrics.clone();
             tokio::spawn(async move {
-                let relay = async {
-                    match tokio::try_join!(client_side, upstream_side) {
-                        Ok((client, upstream)) => {
-                            let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
-                            if let Err(e) = tokio::io::copy_bidirectional(&mut c, &mut u).await {
-                                tracing::debug!(%remote, "tunnel ended: {e}");
-                            }
-                        }
-                        Err(e) => tracing::debug!(%remote, "upgrade not completed: {e}"),
+                let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
+                    Ok(sides) => sides,
+                    Err(e) => {
+                        tracing::debug!(%remote, "upgrade not completed: {e}");
+                        return;
                     }
                 };
-                tokio::select! {
-                    () = relay => {}
+                metrics.tunnel_opened();
+                let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
+                let idle = tokio::select! {
+                    copied = tokio::io::copy_bidirectional(&mut c, &mut u) => {
+                        if let Err(e) = copied {
+                            tracing::debug!(%remote, "tunnel ended: {e}");
+                        }
+                        false
+                    }
                     () = lease.activity.idle(idle_timeout) => {
                         tracing::debug!(%remote, "tunnel closed: idle for {idle_timeout:?}");
+                        true
                     }
-                }
+                };
+                metrics.tunnel_closed(idle);
                 // The client's connection stays counted until the tunnel closes.
                 drop(lease);
             });
