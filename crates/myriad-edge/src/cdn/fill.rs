@@ -402,7 +402,7 @@ impl Reader {
                 let step = reader
                     .fill
                     .read_update(|s| {
-                        let Some(&place) = s.readers.get(&reader.id) else {
+                        let Some(place) = s.readers.get_mut(&reader.id) else {
                             return Step::Fail(FetchError::Stopped(
                                 "cut off: it fell too far behind the fetch",
                             ));
@@ -413,8 +413,7 @@ impl Reader {
                         ) {
                             (Some(c), _) => {
                                 let c = c.clone();
-                                let next = place.next + 1;
-                                s.readers.insert(reader.id, Place { next, ..place });
+                                place.next += 1;
                                 s.trim();
                                 Step::Chunk(c)
                             }
