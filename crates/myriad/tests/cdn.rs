@@ -237,6 +237,14 @@ async fn metrics(edge: &Edge) -> String {
         .unwrap()
 }
 
+/// The value of a series (name and labels, as written) in a `/metrics` text.
+fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing in\n{text}"))
+}
+
 /// Asserts that the edge's `/metrics` has each of these lines within about a second: some
 /// are counted after the client has its answer (a refused connection, once hyper ends it).
 async fn assert_metrics(edge: &Edge, lines: &[&str]) {
@@ -1000,13 +1008,7 @@ async fn metrics_count_outcomes_fetches_and_bytes() {
         get(&edge, path).await.bytes().await.unwrap();
     }
     let text = metrics(&edge).await;
-    let value = |line_start: &str| -> f64 {
-        text.lines()
-            .find(|l| l.starts_with(line_start))
-            .and_then(|l| l.rsplit(' ').next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{line_start} missing in\n{text}"))
-    };
+    let value = |series: &str| metric_value(&text, series);
     assert_eq!(value("myriad_edge_requests_total{outcome=\"Hit\"}"), 2.0);
     assert_eq!(value("myriad_edge_requests_total{outcome=\"Miss\"}"), 1.0);
     assert_eq!(value("myriad_edge_upstream_fetches_total"), 1.0);
@@ -2100,6 +2102,66 @@ async fn a_disk_tier_keeps_what_memory_cannot() {
         on_disk <= 9 << 20,
         "{on_disk} bytes on disk for an 8 MB tier"
     );
+
+    // What each tier holds, as the operator sees it (once the last disk writes are in).
+    let tier = |text: &str, name: &str, tier: &str| {
+        metric_value(
+            text,
+            &format!("myriad_edge_cache_{name}{{tier=\"{tier}\"}}"),
+        )
+    };
+    let written =
+        |text: &str| tier(text, "objects", "Disk") + tier(text, "evictions_total", "Disk");
+    let mut text = metrics(&edge).await;
+    for _ in 0..100 {
+        if written(&text) >= 85.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        text = metrics(&edge).await;
+    }
+    let memory = |name: &str| tier(&text, name, "Memory");
+    let disk = |name: &str| tier(&text, name, "Disk");
+    assert_eq!(memory("capacity_bytes"), (1 << 20) as f64);
+    assert_eq!(disk("capacity_bytes"), (8 << 20) as f64);
+    assert!(memory("bytes") <= (1 << 20) as f64);
+    assert!(memory("objects") >= 1.0);
+    assert!((1.0..=41.0).contains(&disk("objects")));
+    assert_eq!(
+        written(&text),
+        85.0,
+        "every object written to disk is held or was evicted"
+    );
+    assert_eq!(
+        memory("objects") + memory("evictions_total"),
+        85.0 + from_disk as f64,
+        "fills and read-backs from disk, held or evicted"
+    );
+    assert_eq!(
+        disk("bytes"),
+        disk("objects") * 200_000.0,
+        "the disk tier weighs bodies"
+    );
+
+    // A purge frees both tiers at once: files, and memory the edge would otherwise hold
+    // until its cache's next maintenance.
+    let host = edge.url.trim_start_matches("http://");
+    assert_eq!(
+        purge(
+            &edge,
+            serde_json::json!({ "prefixes": [format!("{host}/")] })
+        )
+        .await,
+        200
+    );
+    assert_eq!(std::fs::read_dir(&cache_dir).unwrap().count(), 0);
+    let text = metrics(&edge).await;
+    for t in ["Memory", "Disk"] {
+        assert_eq!(
+            (tier(&text, "bytes", t), tier(&text, "objects", t)),
+            (0.0, 0.0)
+        );
+    }
 }
 
 #[tokio::test]

@@ -18,7 +18,7 @@ use moka::sync::Cache;
 use myriad_cache::StoredMeta;
 use serde::{Deserialize, Serialize};
 
-use super::store::{invalidate_matching, Stored};
+use super::store::{count_eviction, invalidate_matching, usage_of, Stored, Tier, Usage};
 
 struct DiskEntry {
     path: PathBuf,
@@ -31,6 +31,8 @@ struct DiskEntry {
 pub struct DiskStore {
     dir: PathBuf,
     index: Cache<String, Arc<DiskEntry>>,
+    capacity_bytes: u64,
+    evicted: Arc<AtomicU64>,
     next_file: AtomicU64,
 }
 
@@ -113,17 +115,22 @@ fn remove_files(body: &Path) {
 impl DiskStore {
     pub fn open(dir: PathBuf, capacity_bytes: u64) -> std::io::Result<Self> {
         std::fs::create_dir_all(&dir)?;
+        let evicted = Arc::new(AtomicU64::new(0));
+        let counter = evicted.clone();
         let index = Cache::builder()
             .max_capacity(capacity_bytes)
             .weigher(|_: &String, e: &Arc<DiskEntry>| u32::try_from(e.len).unwrap_or(u32::MAX))
-            .eviction_listener(|_, e: Arc<DiskEntry>, _: RemovalCause| {
+            .eviction_listener(move |_, e: Arc<DiskEntry>, cause: RemovalCause| {
                 // A replaced entry's new files have other names: every removal frees its own.
                 remove_files(&e.path);
+                count_eviction(&counter, cause);
             })
             .build();
         let store = Self {
             dir,
             index,
+            capacity_bytes,
+            evicted,
             next_file: AtomicU64::new(0),
         };
         store.reload()?;
@@ -249,11 +256,8 @@ impl DiskStore {
         invalidate_matching(&self.index, |k, e| f(k, &e.tags));
     }
 
-    /// Bytes indexed (after pending maintenance).
-    #[cfg(test)]
-    pub fn weighted_size(&self) -> u64 {
-        self.index.run_pending_tasks();
-        self.index.weighted_size()
+    pub fn usage(&self) -> Usage {
+        usage_of(Tier::Disk, &self.index, self.capacity_bytes, &self.evicted)
     }
 }
 
@@ -273,8 +277,11 @@ mod tests {
             disk.insert(format!("k{i}"), Arc::new(Stored::sample(100_000, &["t"])))
                 .await;
         }
-        assert!(disk.weighted_size() <= 1 << 20, "{}", disk.weighted_size());
+        let usage = disk.usage();
+        assert!(usage.bytes <= 1 << 20, "{usage:?}");
         assert!(files(&dir) <= 22, "{} files left", files(&dir));
+        assert_eq!(usage.objects as usize * 2, files(&dir), "{usage:?}");
+        assert_eq!(usage.evicted + usage.objects, 100, "{usage:?}");
         let kept = (0..100)
             .filter(|i| disk.index.contains_key(&format!("k{i}")))
             .count();
@@ -288,8 +295,14 @@ mod tests {
 
         disk.invalidate_if(|_, tags| tags.iter().any(|t| t == "t"));
         assert!(disk.get(&any).await.is_none());
-        disk.index.run_pending_tasks();
         assert_eq!(files(&dir), 0, "purged files are deleted");
+        let usage = disk.usage();
+        assert_eq!((usage.bytes, usage.objects), (0, 0), "{usage:?}");
+        assert_eq!(
+            usage.evicted + kept as u64,
+            100,
+            "a purge is not an eviction"
+        );
 
         // A restart reads the cache back; broken leftovers are deleted.
         disk.insert("x".into(), Arc::new(Stored::sample(10, &["u"])))

@@ -18,6 +18,7 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::sharded::Sharded;
+use super::store::{Store, Tier};
 
 /// How a request was answered.
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
@@ -188,10 +189,13 @@ impl Collector for RequestCountsCollector {
             .iter()
             .enumerate()
             .map(|(i, &outcome)| (OutcomeLabel { outcome }, self.total(|c| &c.by_outcome[i])));
-        encode_counters(
+        encode_series(
             &mut encoder,
-            "requests",
-            "Requests by how they were answered.",
+            (
+                "requests",
+                "Requests by how they were answered.",
+                MetricType::Counter,
+            ),
             by_outcome,
         )?;
         let mut durations = encoder.encode_descriptor(
@@ -227,29 +231,92 @@ impl Collector for RequestCountsCollector {
                 self.total(|c| &c.by_protocol[i]),
             )
         });
-        encode_counters(
+        encode_series(
             &mut encoder,
-            "requests_by_protocol",
-            "Requests by the HTTP version they came in.",
+            (
+                "requests_by_protocol",
+                "Requests by the HTTP version they came in.",
+                MetricType::Counter,
+            ),
             by_protocol,
         )
     }
 }
 
-/// A counter family, one series per label.
-fn encode_counters<L: EncodeLabelSet>(
+/// A family of counters or gauges, one series per label.
+fn encode_series<L: EncodeLabelSet>(
     encoder: &mut DescriptorEncoder,
-    name: &str,
-    help: &str,
+    (name, help, kind): (&str, &str, MetricType),
     series: impl Iterator<Item = (L, u64)>,
 ) -> Result<(), std::fmt::Error> {
-    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    let mut family = encoder.encode_descriptor(name, help, None, kind)?;
     for (label, n) in series {
-        family
-            .encode_family(&label)?
-            .encode_counter(&n, None::<&NoExemplar>)?;
+        let mut metric = family.encode_family(&label)?;
+        match kind {
+            MetricType::Counter => metric.encode_counter(&n, None::<&NoExemplar>)?,
+            _ => metric.encode_gauge(&n)?,
+        }
     }
     Ok(())
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TierLabel {
+    tier: Tier,
+}
+
+/// What each storage tier holds, read at scrape time.
+struct StorageCollector(Arc<Store>);
+
+impl std::fmt::Debug for StorageCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StorageCollector")
+    }
+}
+
+impl Collector for StorageCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let tiers = self.0.usage();
+        let families = [
+            (
+                (
+                    "cache_bytes",
+                    "Bytes held by each tier, as weighed against its capacity.",
+                    MetricType::Gauge,
+                ),
+                tiers.iter().map(|u| (u.tier, u.bytes)).collect::<Vec<_>>(),
+            ),
+            (
+                (
+                    "cache_capacity_bytes",
+                    "Each tier's configured size.",
+                    MetricType::Gauge,
+                ),
+                tiers.iter().map(|u| (u.tier, u.capacity_bytes)).collect(),
+            ),
+            (
+                (
+                    "cache_objects",
+                    "Objects held by each tier.",
+                    MetricType::Gauge,
+                ),
+                tiers.iter().map(|u| (u.tier, u.objects)).collect(),
+            ),
+            (
+                (
+                    "cache_evictions",
+                    "Objects each tier dropped, or did not admit, for want of room.",
+                    MetricType::Counter,
+                ),
+                tiers.iter().map(|u| (u.tier, u.evicted)).collect(),
+            ),
+        ];
+        for (descriptor, series) in families {
+            let labelled = series.into_iter().map(|(tier, n)| (TierLabel { tier }, n));
+            encode_series(&mut encoder, descriptor, labelled)?;
+        }
+        Ok(())
+    }
 }
 
 pub struct Metrics {
@@ -266,10 +333,12 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Self {
+    /// The metrics of an edge whose storage is `store`.
+    pub fn new(store: Arc<Store>) -> Self {
         let mut registry = Registry::with_prefix("myriad_edge");
         let per_request = Arc::new(Sharded::default());
         registry.register_collector(Box::new(RequestCountsCollector(per_request.clone())));
+        registry.register_collector(Box::new(StorageCollector(store)));
         let upstream_fetches = Counter::default();
         registry.register(
             "upstream_fetches",
@@ -390,12 +459,6 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -405,7 +468,7 @@ mod tests {
         for (i, p) in Protocol::ALL.iter().enumerate() {
             assert_eq!(*p as usize, i);
         }
-        let m = Metrics::new();
+        let m = Metrics::new(Arc::new(Store::new(1 << 20, None)));
         m.request_in(Protocol::of(http::Version::HTTP_3));
         m.request_in(Protocol::of(http::Version::HTTP_10));
         let text = m.encode();
@@ -454,7 +517,7 @@ mod tests {
             let _ = protocols.get_or_create(&ProtocolLabel { protocol });
         }
 
-        let metrics = Metrics::new();
+        let metrics = Metrics::new(Arc::new(Store::new(1 << 20, None)));
         // Sums exact in binary, so both add them up to the same float.
         let answers = [
             (Outcome::Hit, 0.0625),
@@ -507,10 +570,36 @@ mod tests {
         for (i, o) in Outcome::ALL.iter().enumerate() {
             assert_eq!(*o as usize, i);
         }
-        let m = Metrics::new();
+        let m = Metrics::new(Arc::new(Store::new(1 << 20, None)));
         m.answered(Outcome::Stale, 0.001);
         assert!(m
             .encode()
             .contains("myriad_edge_requests_total{outcome=\"Stale\"} 1"));
+    }
+
+    #[test]
+    fn storage_is_read_at_scrape_time_per_tier() {
+        use crate::cdn::store::Stored;
+        let store = Arc::new(Store::new(1 << 20, None));
+        let m = Metrics::new(store.clone());
+        let key = Store::key("h/x", "");
+        store.insert("h/x", Vec::new(), key, Stored::sample(1000, &[]));
+        let text = m.encode();
+        let bytes = store.usage()[0].bytes;
+        assert!(bytes > 1000, "{bytes}");
+        for line in [
+            format!("myriad_edge_cache_bytes{{tier=\"Memory\"}} {bytes}"),
+            "# TYPE myriad_edge_cache_bytes gauge".to_owned(),
+            "myriad_edge_cache_capacity_bytes{tier=\"Memory\"} 1048576".to_owned(),
+            "myriad_edge_cache_objects{tier=\"Memory\"} 1".to_owned(),
+            "# TYPE myriad_edge_cache_evictions counter".to_owned(),
+            "myriad_edge_cache_evictions_total{tier=\"Memory\"} 0".to_owned(),
+        ] {
+            assert!(text.lines().any(|l| l == line), "{line} missing in\n{text}");
+        }
+        store.invalidate("h/x");
+        assert!(m
+            .encode()
+            .contains("myriad_edge_cache_objects{tier=\"Memory\"} 0"));
     }
 }

@@ -156,7 +156,7 @@ impl CdnConfig {
 
 pub struct Cdn {
     config: CdnConfig,
-    store: Store,
+    store: Arc<Store>,
     /// Replaced whole when the configuration is reloaded; requests under way keep theirs.
     sites: ArcSwap<Vec<Arc<Site>>>,
     /// This hop's `Via` entry.
@@ -241,13 +241,14 @@ impl Cdn {
             ),
             None => None,
         };
+        let store = Arc::new(Store::new(config.memory_bytes, disk));
         Ok(Arc::new(Self {
-            store: Store::new(config.memory_bytes, disk),
+            metrics: Arc::new(Metrics::new(store.clone())),
+            store,
             sites,
             via,
             inflight: Mutex::new(HashMap::new()),
             fill_budget: Arc::new(FillBudget::new(config.fill_memory_bytes)),
-            metrics: Arc::new(Metrics::new()),
             limiter: Mutex::new(RequestLimiter::new(&config.limits, Instant::now())),
             connections: ConnectionCounter::default(),
             refusal_log: RefusalLog::default(),

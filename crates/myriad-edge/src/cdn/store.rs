@@ -3,12 +3,15 @@
 //! tier behind it. `moka` admits by TinyLFU frequency and evicts by size, so one scan of cold
 //! objects does not flush the hot ones as LRU would.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
 use bytes::{Bytes, BytesMut};
 use http::{HeaderMap, HeaderName, HeaderValue};
+use moka::notification::RemovalCause;
 use moka::sync::Cache;
 use myriad_cache::{policy, StoredMeta};
+use prometheus_client::encoding::EncodeLabelValue;
 
 use super::disk::DiskStore;
 use super::head::ResponseHead;
@@ -83,14 +86,55 @@ pub struct Variant {
 }
 
 /// Where a stored object was found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, EncodeLabelValue)]
 pub enum Tier {
     Memory,
     Disk,
 }
 
+/// What a tier holds, as of the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage {
+    pub tier: Tier,
+    /// As weighed against the capacity.
+    pub bytes: u64,
+    pub capacity_bytes: u64,
+    pub objects: u64,
+    /// Objects dropped (or not admitted) for want of room, since the start.
+    pub evicted: u64,
+}
+
+/// Counts the removals that were for room, not purges or replacements.
+pub(super) fn count_eviction(evicted: &AtomicU64, cause: RemovalCause) {
+    if cause == RemovalCause::Size {
+        evicted.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// A tier's [`Usage`], its pending bookkeeping applied first so the figures are current.
+pub(super) fn usage_of<V>(
+    tier: Tier,
+    cache: &Cache<String, V>,
+    capacity_bytes: u64,
+    evicted: &AtomicU64,
+) -> Usage
+where
+    V: Clone + Send + Sync + 'static,
+{
+    cache.run_pending_tasks();
+    Usage {
+        tier,
+        bytes: cache.weighted_size(),
+        capacity_bytes,
+        objects: cache.entry_count(),
+        evicted: evicted.load(Ordering::Relaxed),
+    }
+}
+
 pub struct Store {
     objects: Cache<String, Arc<Stored>>,
+    capacity_bytes: u64,
+    evicted: Arc<AtomicU64>,
     disk: Option<Arc<DiskStore>>,
     /// Per primary key, the request fields its responses vary on.
     vary: Cache<String, Arc<Vec<HeaderName>>>,
@@ -117,12 +161,17 @@ fn weight(key: &str, stored: &Stored) -> u32 {
 
 impl Store {
     pub fn new(capacity_bytes: u64, disk: Option<DiskStore>) -> Self {
+        let evicted = Arc::new(AtomicU64::new(0));
+        let counter = evicted.clone();
         Self {
             disk: disk.map(Arc::new),
             objects: Cache::builder()
                 .max_capacity(capacity_bytes)
                 .weigher(|key: &String, s: &Arc<Stored>| weight(key, s))
+                .eviction_listener(move |_, _, cause| count_eviction(&counter, cause))
                 .build(),
+            capacity_bytes,
+            evicted,
             vary: Cache::builder().max_capacity(100_000).build(),
         }
     }
@@ -218,11 +267,25 @@ impl Store {
         }
         invalidate_matching(&self.objects, |k, s| f(k, &s.tags));
     }
+
+    /// Each tier's usage, memory first.
+    pub fn usage(&self) -> Vec<Usage> {
+        let memory = usage_of(
+            Tier::Memory,
+            &self.objects,
+            self.capacity_bytes,
+            &self.evicted,
+        );
+        std::iter::once(memory)
+            .chain(self.disk.as_ref().map(|d| d.usage()))
+            .collect()
+    }
 }
 
-/// Removes every entry `doomed` picks, each at once. (moka's invalidation closures skip
-/// entries whose insertion is still being recorded and may then retire the closure: a purge
-/// right after a store could miss the object.)
+/// Removes every entry `doomed` picks, each at once, and frees them. (moka's invalidation
+/// closures skip entries whose insertion is still being recorded and may then retire the
+/// closure: a purge right after a store could miss the object. And moka holds what
+/// `invalidate` removed until its next maintenance, which an idle edge may not run for long.)
 pub(super) fn invalidate_matching<V>(cache: &Cache<String, V>, doomed: impl Fn(&str, &V) -> bool)
 where
     V: Clone + Send + Sync + 'static,
@@ -235,6 +298,7 @@ where
     for key in keys {
         cache.invalidate(key.as_str());
     }
+    cache.run_pending_tasks();
 }
 
 #[cfg(test)]
@@ -267,6 +331,50 @@ mod tests {
         assert!(found(&store, "host/20"));
         store.invalidate_tag("t");
         assert!(!found(&store, "host/20"));
+    }
+
+    #[test]
+    fn a_purged_body_is_freed_at_once_and_usage_says_what_is_held() {
+        let store = Store::new(1 << 20, None);
+        for i in 0..10 {
+            let primary = format!("h/{i}");
+            let key = Store::key(&primary, "");
+            store.insert(&primary, Vec::new(), key, Stored::sample(300_000, &["big"]));
+        }
+        let [memory] = store.usage()[..] else {
+            panic!("one tier")
+        };
+        assert_eq!(memory.tier, Tier::Memory);
+        assert_eq!(memory.capacity_bytes, 1 << 20);
+        assert!(memory.bytes <= 1 << 20, "{memory:?}");
+        assert!((1..=3).contains(&memory.objects), "{memory:?}");
+        assert_eq!(memory.evicted + memory.objects, 10, "{memory:?}");
+
+        let evicted = memory.evicted;
+        let held = (0..10)
+            .find_map(|i| store.in_memory(&format!("h/{i}"), &HeaderMap::new()).stored)
+            .expect("one object in memory");
+        store.invalidate_tag("big");
+        // Done by the purge itself, not left to the next maintenance.
+        assert_eq!(store.objects.weighted_size(), 0);
+        assert_eq!(store.objects.entry_count(), 0);
+        // The cache's last reference goes when its epoch-based reclamation next runs,
+        // which any lookup on any thread may do.
+        for _ in 0..1_000 {
+            if Arc::strong_count(&held) == 1 {
+                break;
+            }
+            store.in_memory("h/none", &HeaderMap::new());
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        assert_eq!(
+            Arc::strong_count(&held),
+            1,
+            "the cache still holds the body"
+        );
+        let memory = store.usage()[0];
+        assert_eq!((memory.bytes, memory.objects), (0, 0), "{memory:?}");
+        assert_eq!(memory.evicted, evicted, "a purge is not an eviction");
     }
 
     #[test]
