@@ -28,6 +28,8 @@ struct OriginState {
     hits: Mutex<HashMap<String, u32>>,
     requests: Mutex<Vec<(String, HeaderMap)>>,
     failing: AtomicBool,
+    /// The code and reason of each WebSocket Close the echo received.
+    ws_closes: Mutex<Vec<(u16, String)>>,
 }
 
 struct Origin {
@@ -70,6 +72,10 @@ impl Origin {
             .unwrap_or_default()
     }
 
+    fn ws_closes(&self) -> Vec<(u16, String)> {
+        self.state.ws_closes.lock().unwrap().clone()
+    }
+
     fn fail(&self, failing: bool) {
         self.state.failing.store(failing, Ordering::SeqCst);
     }
@@ -79,10 +85,20 @@ impl Origin {
     }
 }
 
-/// A WebSocket echo, for the tunnel through the edge.
-async fn echo_socket(ws: axum::extract::ws::WebSocketUpgrade) -> Response {
+/// A WebSocket echo, for the tunnel through the edge; notes the Close it gets.
+async fn echo_socket(
+    State(state): State<Arc<OriginState>>,
+    ws: axum::extract::ws::WebSocketUpgrade,
+) -> Response {
+    use axum::extract::ws::Message;
     ws.on_upgrade(|mut socket| async move {
         while let Some(Ok(msg)) = socket.recv().await {
+            if let Message::Close(frame) = &msg {
+                let (code, reason) = frame
+                    .as_ref()
+                    .map_or((1005, String::new()), |f| (f.code, f.reason.to_string()));
+                state.ws_closes.lock().unwrap().push((code, reason));
+            }
             if socket.send(msg).await.is_err() {
                 break;
             }
@@ -1591,12 +1607,7 @@ async fn https_with_a_development_certificate_speaks_http2() {
 #[tokio::test]
 async fn https_with_certificate_files_verifies() {
     let origin = Origin::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
-    let edge = Edge::start(
-        &origin.url,
-        &[&["--https", "127.0.0.1:0"][..], &cert.flags()].concat(),
-    );
+    let (edge, cert, _dir) = https_edge(&origin, &[]);
     let addr = edge.https_addr();
     let res = cert
         .client("edge.test", addr)
@@ -1629,33 +1640,38 @@ async fn https_with_certificate_files_verifies() {
     assert!(err.contains("key file"), "{err}");
 }
 
-#[tokio::test]
-async fn a_tls_connection_with_nothing_after_its_handshake_closes_at_the_header_timeout() {
-    use tokio_rustls::rustls;
-    let origin = Origin::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
-    let edge = Edge::start(
-        &origin.url,
-        &[
-            &["--https", "127.0.0.1:0", "--header-timeout-s", "1"][..],
-            &cert.flags(),
-        ]
-        .concat(),
-    );
-    let addr = edge.https_addr();
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert.der.clone().into()).unwrap();
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+/// A TLS connection to the edge's HTTPS port, as to edge.test, trusting `cert` (no ALPN:
+/// HTTP/1.1).
+async fn tls_connect(
+    cert: &TestCert,
+    addr: SocketAddr,
+) -> tokio_rustls::client::TlsStream<tokio::net::TcpStream> {
+    let tls = tls13_trusting(cert.der.clone());
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
     let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let name = rustls::pki_types::ServerName::try_from("edge.test").unwrap();
-    let mut quiet = connector.connect(name, tcp).await.expect("handshake");
+    let name = tokio_rustls::rustls::pki_types::ServerName::try_from("edge.test").unwrap();
+    connector.connect(name, tcp).await.expect("handshake")
+}
+
+/// A TLS 1.3 client configuration that trusts the one certificate `cert_der`.
+fn tls13_trusting(cert_der: Vec<u8>) -> tokio_rustls::rustls::ClientConfig {
+    use tokio_rustls::rustls;
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert_der.into()).unwrap();
+    rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth()
+}
+
+#[tokio::test]
+async fn a_tls_connection_with_nothing_after_its_handshake_closes_at_the_header_timeout() {
+    let origin = Origin::start().await;
+    let (edge, cert, _dir) = https_edge(&origin, &["--header-timeout-s", "1"]);
+    let addr = edge.https_addr();
+    let mut quiet = tls_connect(&cert, addr).await;
     // The handshake's own bytes do not make the connection used (the idle timeout is 75 s).
     let silent = std::time::Instant::now();
     let mut buf = [0u8; 64];
@@ -1687,24 +1703,22 @@ async fn a_tls_connection_with_nothing_after_its_handshake_closes_at_the_header_
 /// An edge in front of `origin` with HTTPS and HTTP/3 (a certificate for edge.test, in the
 /// returned directory) and `extra` flags.
 fn h3_edge(origin: &Origin, extra: &[&str]) -> (Edge, TestCert, tempfile::TempDir) {
+    https_edge(origin, &[&["--http3"][..], extra].concat())
+}
+
+/// An edge in front of `origin` with HTTPS (a certificate for edge.test, in the returned
+/// directory) and `extra` flags.
+fn https_edge(origin: &Origin, extra: &[&str]) -> (Edge, TestCert, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
     let cert = TestCert::new(dir.path(), "edge", &["edge.test"]);
-    let flags = ["--https", "127.0.0.1:0", "--http3"];
+    let flags = ["--https", "127.0.0.1:0"];
     let edge = Edge::start(&origin.url, &[&flags[..], &cert.flags(), extra].concat());
     (edge, cert, dir)
 }
 
 /// A QUIC connection (ALPN h3) to `addr`, trusting `cert_der` for `name`.
 async fn quic_connect(addr: SocketAddr, name: &str, cert_der: Vec<u8>) -> quinn::Connection {
-    use tokio_rustls::rustls;
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert_der.into()).unwrap();
-    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+    let mut tls = tls13_trusting(cert_der);
     tls.alpn_protocols = vec![b"h3".to_vec()];
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
@@ -1881,6 +1895,39 @@ async fn websockets_are_tunnelled_to_the_origin() {
 }
 
 #[tokio::test]
+async fn websockets_are_tunnelled_over_tls_with_large_messages_whole() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let origin = Origin::start().await;
+    let (edge, cert, _dir) = https_edge(&origin, &[]);
+    let addr = edge.https_addr();
+    let url = format!("wss://edge.test:{}/ws", addr.port());
+    let (mut ws, res) = tokio_tungstenite::client_async(url, tls_connect(&cert, addr).await)
+        .await
+        .expect("upgraded over TLS");
+    assert!(res.headers()["cache-status"]
+        .to_str()
+        .unwrap()
+        .contains("detail=upgrade"));
+    // Messages across many TLS records and WebSocket frames of every length form.
+    for size in [0, 125, 126, 65_536, 300_000] {
+        let payload: Vec<u8> = (0..size).map(body_byte).collect();
+        ws.send(Message::Binary(payload.clone().into()))
+            .await
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
+            Ok(Some(Ok(Message::Binary(b)))) => assert!(b[..] == payload[..], "{size} bytes whole"),
+            other => panic!("expected the echo of {size} bytes, got {other:?}"),
+        }
+    }
+    ws.close(None).await.unwrap();
+    within_a_second("the origin's close", async || {
+        origin.ws_closes() == [(1005, String::new())]
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn a_websocket_tunnel_is_closed_once_idle_for_the_idle_timeout() {
     use futures_util::SinkExt;
     use tokio_tungstenite::tungstenite::Message;
@@ -1903,20 +1950,25 @@ async fn a_websocket_tunnel_is_closed_once_idle_for_the_idle_timeout() {
             other => panic!("expected the echo of {i}, got {other:?}"),
         }
     }
-    // Then silence: the edge closes it (no WebSocket close frame: it only relays bytes).
+    // Then silence: the edge closes it, as WebSocket closes, on both sides.
     let silent = std::time::Instant::now();
     let ended = tokio::time::timeout(Duration::from_secs(5), ws.next())
         .await
         .expect("closed within 5 s");
     let closed_after = silent.elapsed();
-    assert!(
-        !matches!(ended, Some(Ok(Message::Text(_)))),
-        "nothing but the end: {ended:?}"
-    );
+    assert_going_away(ended, "idle timeout");
     assert!(
         closed_after >= Duration::from_secs(1),
         "closed after {closed_after:?}"
     );
+    // The client's answering Close completes the handshake; the edge then ends the
+    // connection.
+    let after = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(matches!(after, Ok(None)), "then the end: {after:?}");
+    within_a_second("the origin told", async || {
+        origin.ws_closes() == [(1001, "idle timeout".to_owned())]
+    })
+    .await;
     // And its place in the address's count is free again.
     let plain = b"GET /plain HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
     within_a_second("the idle tunnel's place freed", async || {
@@ -1931,6 +1983,54 @@ async fn a_websocket_tunnel_is_closed_once_idle_for_the_idle_timeout() {
         ],
     )
     .await;
+}
+
+/// A Close from the edge: 1001 (going away) with `reason`.
+fn assert_going_away(
+    got: Option<
+        Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>,
+    >,
+    reason: &str,
+) {
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+    match got {
+        Some(Ok(Message::Close(Some(frame)))) => {
+            assert_eq!(frame.code, CloseCode::Away);
+            assert_eq!(frame.reason.as_str(), reason);
+        }
+        other => panic!("expected a Close (1001, {reason}), got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_drain_closes_websocket_tunnels_as_websocket_does_and_does_not_wait_its_limit() {
+    use futures_util::SinkExt;
+    use tokio_tungstenite::tungstenite::Message;
+    let origin = Origin::start().await;
+    let mut edge = Edge::start(&origin.url, &["--drain-s", "20"]);
+    let url = format!("{}/ws", edge.url.replace("http://", "ws://"));
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    ws.send(Message::Text("before".into())).await.unwrap();
+    assert!(matches!(ws.next().await, Some(Ok(Message::Text(t))) if t.as_str() == "before"));
+
+    let signalled = std::time::Instant::now();
+    // SAFETY: a signal to the edge process this test started.
+    assert_eq!(unsafe { libc::kill(edge.pid() as i32, libc::SIGTERM) }, 0);
+    let told = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .expect("told within 5 s");
+    assert_going_away(told, "edge shutting down");
+    let after = tokio::time::timeout(Duration::from_secs(5), ws.next()).await;
+    assert!(matches!(after, Ok(None)), "then the end: {after:?}");
+    within_a_second("the origin told", async || {
+        origin.ws_closes() == [(1001, "edge shutting down".to_owned())]
+    })
+    .await;
+    // The tunnel held the drain until it was closed, not until the drain's 20 s limit.
+    let status = edge.wait_exit(Duration::from_secs(5));
+    assert!(status.is_some_and(|s| s.success()), "{status:?}");
+    assert!(signalled.elapsed() < Duration::from_secs(10));
 }
 
 #[tokio::test]

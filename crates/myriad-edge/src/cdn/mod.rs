@@ -19,8 +19,10 @@ mod sharded;
 mod stalled_streams;
 mod store;
 pub mod tls;
+mod tunnel;
 mod upstream;
 pub mod waf;
+mod websocket;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -152,12 +154,14 @@ struct Conn {
 }
 
 /// What a WebSocket tunnel keeps of the connection it was upgraded from: its place in the
-/// client's connection count until it closes, and the transfers that tell when it is idle.
+/// client's connection count until it closes, the transfers that tell when it is idle, and
+/// a handle that tells it of a drain and keeps the drain waiting for it.
 #[derive(Clone)]
 pub(crate) struct TunnelLease {
     /// Held for its drop.
     _slot: Arc<ConnectionSlot>,
     pub activity: Arc<Activity>,
+    pub drain: Drain,
 }
 
 async fn serve_connection<I>(io: I, cdn: &Arc<Cdn>, conn: Conn, mut drain: Drain)
@@ -177,6 +181,7 @@ where
     let lease = TunnelLease {
         _slot: slot,
         activity: activity.clone(),
+        drain: drain.clone(),
     };
     let service = service_fn(move |mut req: Request<Incoming>| {
         // A tunnel outlives the connection's serving: it takes the connection's place.

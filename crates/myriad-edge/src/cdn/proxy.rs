@@ -41,6 +41,7 @@ use super::limits::{ConnectionCounter, ConnectionSlot, LimitsConfig, RequestLimi
 use super::metrics::{BlockReason, Metrics, Outcome, Protocol, Unstored};
 use super::refusal_log::RefusalLog;
 use super::store::{owned_fields, Store, Stored, Tier, Variant};
+use super::tunnel::{self, Ending};
 use super::upstream::{Body as UpstreamBody, Upstream, UpstreamError};
 use super::waf::{Inspected, Waf, WafConfig, WafError, BODY_INSPECTION_BYTES};
 use super::TunnelLease;
@@ -1082,6 +1083,7 @@ impl Cdn {
         if let Some(upstream_side) = upstream_side {
             let idle_timeout = self.config.limits.idle_timeout;
             let metrics = self.metrics.clone();
+            let websocket = protocol_is_websocket(&res_parts.headers);
             tokio::spawn(async move {
                 let (client, upstream) = match tokio::try_join!(client_side, upstream_side) {
                     Ok(sides) => sides,
@@ -1091,22 +1093,26 @@ impl Cdn {
                     }
                 };
                 metrics.tunnel_opened();
-                let (mut c, mut u) = (TokioIo::new(client), TokioIo::new(upstream));
-                let idle = tokio::select! {
-                    copied = tokio::io::copy_bidirectional(&mut c, &mut u) => {
-                        if let Err(e) = copied {
-                            tracing::debug!(%remote, "tunnel ended: {e}");
-                        }
-                        false
-                    }
-                    () = lease.activity.idle(idle_timeout) => {
-                        tracing::debug!(%remote, "tunnel closed: idle for {idle_timeout:?}");
-                        true
+                let TunnelLease {
+                    _slot: slot,
+                    activity,
+                    mut drain,
+                } = lease;
+                let end = async {
+                    tokio::select! {
+                        () = activity.idle(idle_timeout) => Ending::Idle,
+                        () = drain.stopped() => Ending::Draining,
                     }
                 };
-                metrics.tunnel_closed(idle);
-                // The client's connection stays counted until the tunnel closes.
-                drop(lease);
+                let why =
+                    tunnel::relay(TokioIo::new(client), TokioIo::new(upstream), websocket, end)
+                        .await;
+                if let Some(why) = why {
+                    tracing::debug!(%remote, ?why, "tunnel closed by the edge");
+                }
+                metrics.tunnel_closed(why == Some(Ending::Idle));
+                // The client's connection stays counted, and a drain waits, until it closes.
+                drop((slot, drain));
             });
         }
         let res = build(
@@ -1404,6 +1410,14 @@ fn empty_upstream() -> UpstreamBody {
     Empty::new()
         .map_err(|never: Infallible| match never {})
         .boxed_unsync()
+}
+
+/// Whether an upgrade is to WebSocket, whose frames the edge can read.
+fn protocol_is_websocket(headers: &HeaderMap) -> bool {
+    headers
+        .get(UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("websocket"))
 }
 
 /// Headers to pass on: without connection-specific fields, nor those `Connection` names.
