@@ -286,7 +286,15 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
                 pin.map(|_| repinned[i] as u64),
             )
             .field(format!("{name}_cold_origin_fetches"), fetches)
-            .field(format!("{name}_cold_failed"), failed as u64);
+            .field(format!("{name}_cold_failed"), failed as u64)
+            // The raw figures behind the ratios, to tell a slow round of ours from a fast
+            // one of a peer's.
+            .field(
+                format!("{name}_rps_1m_by_round"),
+                rs.iter()
+                    .map(|r| r.large.requests_per_s.round())
+                    .collect::<Vec<_>>(),
+            );
     }
     // Ratios round by round (each against peers measured next to it): their median, and
     // each round's, to show how many rounds were on either side of a target.
