@@ -96,6 +96,9 @@ pub struct EdgeArgs {
     /// Where the disk cache keeps its files (read back at start).
     #[arg(long, default_value = "./myriad-cache")]
     pub cache_dir: PathBuf,
+    /// Appends a JSON line per request to this file (opened again on SIGHUP, for rotation).
+    #[arg(long)]
+    pub access_log: Option<PathBuf>,
     /// Objects larger than this pass through without being stored.
     #[arg(long, default_value_t = 16)]
     pub max_object_mb: u64,
@@ -255,8 +258,8 @@ fn configuration(args: &EdgeArgs) -> anyhow::Result<(Vec<SiteConfig>, Vec<CertFi
 }
 
 /// On SIGHUP: reads `--config` and the certificate files again and serves what they say from
-/// then on, with the cache kept. A configuration that does not load changes nothing. (The
-/// flags, limits and cache sizes stay as started.)
+/// then on, with the cache kept, and opens the access log again. A configuration that does
+/// not load changes nothing. (The flags, limits and cache sizes stay as started.)
 async fn reload_on_hangup(args: EdgeArgs, cdn: Arc<Cdn>, certificates: Option<Certificates>) {
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(s) => s,
@@ -266,6 +269,7 @@ async fn reload_on_hangup(args: EdgeArgs, cdn: Arc<Cdn>, certificates: Option<Ce
         }
     };
     while hangups.recv().await.is_some() {
+        cdn.reopen_access_log();
         let (args, cdn, certificates) = (args.clone(), cdn.clone(), certificates.clone());
         // Files are read and WAF rules parsed (a second or so): off the async threads, so
         // requests keep being answered meanwhile.
@@ -297,6 +301,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
     config.max_object_bytes = args.max_object_mb << 20;
     config.fill_memory_bytes = args.fill_mem_mb << 20;
     config.upstream_timeout = Duration::from_secs(args.upstream_timeout_s);
+    config.access_log = args.access_log.clone();
     if args.cache_disk_mb > 0 {
         config.disk = Some(DiskConfig {
             dir: args.cache_dir.clone(),

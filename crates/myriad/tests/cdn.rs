@@ -1051,6 +1051,69 @@ async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
         .to_owned()
 }
 
+/// The lines of a JSON-lines file, once it has `n`.
+async fn json_lines(path: &std::path::Path, n: usize) -> Vec<serde_json::Value> {
+    for _ in 0..250 {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        if text.lines().count() >= n {
+            return text
+                .lines()
+                .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+                .collect();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("{n} lines not in {}", path.display());
+}
+
+#[tokio::test]
+async fn the_access_log_has_a_line_per_request_and_follows_a_rotation() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let edge = Edge::start(&origin.url, &["--access-log", log.to_str().unwrap()]);
+    let path = "/logged?cc=max-age%3D60&size=1000";
+    for _ in 0..2 {
+        get(&edge, path).await.bytes().await.unwrap();
+    }
+    // A client that leaves after the first of 64 KiB chunks sent 300 ms apart.
+    let slow = "/logged-slow?size=400000&chunk_ms=300";
+    let mut res = get(&edge, slow).await;
+    assert!(!res.chunk().await.unwrap().unwrap().is_empty());
+    drop(res);
+    let lines = json_lines(&log, 3).await;
+    let host = edge.url.trim_start_matches("http://");
+    for (line, cache) in lines.iter().zip(["miss", "hit"]) {
+        assert_eq!(line["client"], "127.0.0.1");
+        assert_eq!(line["method"], "GET");
+        assert_eq!(line["host"], host);
+        assert_eq!(line["target"], path);
+        assert_eq!(line["protocol"], "HTTP/1.1");
+        assert_eq!(line["status"], 200);
+        assert_eq!(line["cache"], cache);
+        assert_eq!(line["bytes"], 1000);
+        assert_eq!(line["complete"], true, "{line}");
+        assert!(line["duration_ms"].as_f64().unwrap() >= line["head_ms"].as_f64().unwrap());
+    }
+    let cut = &lines[2];
+    assert_eq!(cut["target"], slow);
+    assert_eq!(cut["complete"], false, "{cut}");
+    assert!(cut["bytes"].as_u64().unwrap() < 400_000, "{cut}");
+
+    // Rotation: the file moved away, SIGHUP, and the next line goes to a new file.
+    let rotated = dir.path().join("access.log.1");
+    std::fs::rename(&log, &rotated).unwrap();
+    // SAFETY: a signal to the edge process this test started.
+    assert_eq!(unsafe { libc::kill(edge.pid() as i32, libc::SIGHUP) }, 0);
+    within_a_second("the log reopened", async || log.exists()).await;
+    get(&edge, "/after-rotation").await.bytes().await.unwrap();
+    assert_eq!(json_lines(&log, 1).await[0]["target"], "/after-rotation");
+    assert_eq!(json_lines(&rotated, 3).await.len(), 3);
+    assert!(metrics(&edge)
+        .await
+        .contains("myriad_edge_access_log_lines_dropped_total 0"));
+}
+
 #[tokio::test]
 async fn bad_http_gets_4xx_and_the_edge_keeps_serving() {
     let origin = Origin::start().await;

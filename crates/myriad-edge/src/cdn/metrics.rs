@@ -37,6 +37,19 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// As the access log writes it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Outcome::Hit => "hit",
+            Outcome::Stale => "stale",
+            Outcome::Miss => "miss",
+            Outcome::Revalidated => "revalidated",
+            Outcome::Bypass => "bypass",
+            Outcome::Blocked => "blocked",
+            Outcome::Error => "error",
+        }
+    }
+
     const ALL: [Outcome; 7] = [
         Outcome::Hit,
         Outcome::Stale,
@@ -330,6 +343,7 @@ pub struct Metrics {
     quic_retries: Counter,
     tunnels_open: Gauge,
     tunnels_idle_closed: Counter,
+    access_log_dropped: Counter,
 }
 
 impl Metrics {
@@ -383,7 +397,14 @@ impl Metrics {
             "WebSocket tunnels closed after the idle timeout with nothing moving",
             tunnels_idle_closed.clone(),
         );
+        let access_log_dropped = Counter::default();
+        registry.register(
+            "access_log_lines_dropped",
+            "Access log lines lost because the writer fell behind",
+            access_log_dropped.clone(),
+        );
         Self {
+            access_log_dropped,
             integrity_failures,
             registry,
             per_request,
@@ -443,6 +464,11 @@ impl Metrics {
         if idle {
             self.tunnels_idle_closed.inc();
         }
+    }
+
+    /// Counts the access log's lost lines.
+    pub fn access_log_dropped(&self) -> Counter {
+        self.access_log_dropped.clone()
     }
 
     pub fn blocked(&self, reason: BlockReason) {

@@ -2,6 +2,7 @@
 //! (cleartext by prior knowledge, or TLS with ALPN) and HTTP/3 ([`h3`]) in front of origins
 //! or a parent edge.
 
+mod access_log;
 pub mod admin;
 mod client_stream;
 mod disk;

@@ -34,6 +34,7 @@ use myriad_cache::{
 use super::fill::{FetchError, Fill, FillBudget, Head, Pushed, Reader};
 use myriad_proto::purge::Purge;
 
+use super::access_log::{AccessLog, Arrival, LoggedBody};
 use super::disk::DiskStore;
 use super::guard::{BodyFault, FaultCell, GuardedBody};
 use super::head::{ResponseHead, CACHE_STATUS};
@@ -67,6 +68,8 @@ pub struct CdnConfig {
     pub policy: Policy,
     pub limits: LimitsConfig,
     pub disk: Option<DiskConfig>,
+    /// Where to write a line per request (`access_log.rs`); none by default.
+    pub access_log: Option<PathBuf>,
 }
 
 /// One site: the host names it answers for, where it fetches from, its own protections.
@@ -104,6 +107,8 @@ pub enum CdnError {
     Upstream(#[from] UpstreamError),
     #[error("cache directory {0}: {1}")]
     Disk(String, std::io::Error),
+    #[error("access log {0}: {1}")]
+    AccessLog(String, std::io::Error),
     #[error(transparent)]
     Waf(#[from] WafError),
 }
@@ -151,6 +156,7 @@ impl CdnConfig {
             policy: Policy::default(),
             limits: LimitsConfig::default(),
             disk: None,
+            access_log: None,
         }
     }
 }
@@ -166,6 +172,7 @@ pub struct Cdn {
     inflight: Mutex<HashMap<String, Arc<Fill>>>,
     fill_budget: Arc<FillBudget>,
     metrics: Arc<Metrics>,
+    access_log: Option<Arc<AccessLog>>,
     limiter: Mutex<RequestLimiter>,
     connections: ConnectionCounter,
     refusal_log: RefusalLog,
@@ -243,8 +250,17 @@ impl Cdn {
             None => None,
         };
         let store = Arc::new(Store::new(config.memory_bytes, disk));
+        let metrics = Arc::new(Metrics::new(store.clone()));
+        let access_log = match &config.access_log {
+            Some(path) => Some(Arc::new(
+                AccessLog::open(path.clone(), metrics.access_log_dropped())
+                    .map_err(|e| CdnError::AccessLog(path.display().to_string(), e))?,
+            )),
+            None => None,
+        };
         Ok(Arc::new(Self {
-            metrics: Arc::new(Metrics::new(store.clone())),
+            metrics,
+            access_log,
             store,
             sites,
             via,
@@ -267,22 +283,45 @@ impl Cdn {
     {
         let started = Instant::now();
         self.metrics.request_in(Protocol::of(req.version()));
+        let arrival = self
+            .access_log
+            .as_ref()
+            .map(|_| Arrival::of(&req, remote.ip(), started));
         match self.answer_now(req, remote, started) {
-            Ok(answered) => Either::Left(std::future::ready(self.account(answered, started))),
+            Ok(answered) => {
+                Either::Left(std::future::ready(self.account(answered, started, arrival)))
+            }
             Err(later) => {
                 let cdn = self.clone();
                 Either::Right(Box::pin(async move {
                     let answered = cdn.clone().answer_later(later).await;
-                    cdn.account(answered, started)
+                    cdn.account(answered, started, arrival)
                 }))
             }
         }
     }
 
-    fn account(&self, answered: Answered, started: Instant) -> Response<ProxyBody> {
+    fn account(
+        &self,
+        answered: Answered,
+        started: Instant,
+        arrival: Option<Arrival>,
+    ) -> Response<ProxyBody> {
         self.metrics
             .answered(answered.outcome, started.elapsed().as_secs_f64());
-        answered.response
+        match (&self.access_log, arrival) {
+            (Some(log), Some(arrival)) => {
+                LoggedBody::wrap(answered.response, log.clone(), arrival, answered.outcome)
+            }
+            _ => answered.response,
+        }
+    }
+
+    /// Opens the access log file again by its name (after a rotation).
+    pub fn reopen_access_log(&self) {
+        if let Some(log) = &self.access_log {
+            log.reopen();
+        }
     }
 
     /// Counts a refusal; whether to log it, with the number of refusals for the same
