@@ -1876,8 +1876,11 @@ async fn an_http3_client_that_stops_reading_is_cut_off_after_the_send_timeout() 
 #[tokio::test]
 async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
     let origin = Origin::start().await;
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("access.log");
     // Every client proves its address first, as under a flood of handshakes.
-    let (edge, cert, _dir) = h3_edge(&origin, &["--http3-retry-above", "0", "--waf"]);
+    let flags = ["--http3-retry-above", "0", "--waf", "--access-log"];
+    let (edge, cert, _dir) = h3_edge(&origin, &[&flags[..], &[log.to_str().unwrap()]].concat());
     let addr = edge.https_addr();
     // HTTPS over TCP points clients to HTTP/3 on the same port.
     let res = cert
@@ -1930,6 +1933,26 @@ async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
         ],
     )
     .await;
+    // The access log has them all, as the client named the host.
+    let lines = json_lines(&log, 6).await;
+    let over_h3: Vec<_> = lines.iter().filter(|l| l["protocol"] == "HTTP/3").collect();
+    assert_eq!(over_h3.len(), 5, "{lines:?}");
+    let host = format!("edge.test:{}", addr.port());
+    assert!(
+        over_h3.iter().all(|l| l["host"] == host.as_str()),
+        "{over_h3:?}"
+    );
+    let hits: Vec<_> = over_h3.iter().filter(|l| l["cache"] == "hit").collect();
+    assert_eq!(hits.len(), 2);
+    assert!(hits
+        .iter()
+        .all(|l| l["bytes"] == 200_000 && l["complete"] == true));
+    let refused = over_h3
+        .iter()
+        .find(|l| l["status"] == 403)
+        .expect("the attack");
+    assert_eq!(refused["cache"], "blocked");
+    assert_eq!(refused["target"], "/?id=1%27%20OR%20%271%27%3D%271");
 }
 
 #[tokio::test]
