@@ -1071,7 +1071,15 @@ async fn the_access_log_has_a_line_per_request_and_follows_a_rotation() {
     let origin = Origin::start().await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("access.log");
-    let edge = Edge::start(&origin.url, &["--access-log", log.to_str().unwrap()]);
+    let edge = Edge::start(
+        &origin.url,
+        &[
+            "--access-log",
+            log.to_str().unwrap(),
+            "--header-timeout-s",
+            "1",
+        ],
+    );
     let path = "/logged?cc=max-age%3D60&size=1000";
     for _ in 0..2 {
         get(&edge, path).await.bytes().await.unwrap();
@@ -1100,6 +1108,33 @@ async fn the_access_log_has_a_line_per_request_and_follows_a_rotation() {
     assert_eq!(cut["complete"], false, "{cut}");
     assert!(cut["bytes"].as_u64().unwrap() < 400_000, "{cut}");
 
+    // What is refused before it is a request has a line too: why, and what was answered.
+    let addr: SocketAddr = host.parse().unwrap();
+    assert_eq!(
+        raw(addr, b"GARBAGE\r\n\r\n").await,
+        "HTTP/1.1 400 Bad Request"
+    );
+    let slow_head = b"GET /never HTTP/1.1\r\nHost: x\r\n";
+    assert_eq!(raw(addr, slow_head).await, "HTTP/1.1 408 Request Timeout");
+    let lines = json_lines(&log, 5).await;
+    let refusals: Vec<_> = lines[3..]
+        .iter()
+        .map(|l| {
+            (
+                l["refused"].as_str(),
+                l["status"].as_u64(),
+                l["client"].as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        refusals,
+        [
+            (Some("Malformed"), Some(400), Some("127.0.0.1")),
+            (Some("SlowHead"), Some(408), Some("127.0.0.1"))
+        ]
+    );
+
     // Rotation: the file moved away, SIGHUP, and the next line goes to a new file.
     let rotated = dir.path().join("access.log.1");
     std::fs::rename(&log, &rotated).unwrap();
@@ -1108,7 +1143,7 @@ async fn the_access_log_has_a_line_per_request_and_follows_a_rotation() {
     within_a_second("the log reopened", async || log.exists()).await;
     get(&edge, "/after-rotation").await.bytes().await.unwrap();
     assert_eq!(json_lines(&log, 1).await[0]["target"], "/after-rotation");
-    assert_eq!(json_lines(&rotated, 3).await.len(), 3);
+    assert_eq!(json_lines(&rotated, 5).await.len(), 5);
     assert!(metrics(&edge)
         .await
         .contains("myriad_edge_access_log_lines_dropped_total 0"));

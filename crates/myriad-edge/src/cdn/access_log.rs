@@ -21,7 +21,7 @@ use http_body_util::BodyExt;
 use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
-use super::metrics::Outcome;
+use super::metrics::{BlockReason, Outcome};
 use super::proxy::{BoxError, ProxyBody};
 
 /// Lines waiting for the writer; beyond this they are dropped.
@@ -62,6 +62,18 @@ impl AccessLog {
         if self.queue.try_send(Command::Reopen).is_err() {
             tracing::warn!("access log not reopened: its queue is full");
         }
+    }
+
+    /// A line for what was refused before it became a request: a head too slow, too large
+    /// or malformed, a connection over its address's limit. `status`: what the client was
+    /// answered, if anything (HTTP/2 and QUIC refusals close instead).
+    pub fn refused(&self, client: IpAddr, reason: BlockReason, status: Option<u16>) {
+        self.write(json_line(&RefusalLine {
+            time: rfc3339(SystemTime::now()),
+            client,
+            refused: reason,
+            status,
+        }));
     }
 
     fn write(&self, line: String) {
@@ -191,6 +203,22 @@ struct Line<'a> {
     user_agent: Option<&'a str>,
 }
 
+/// The line of a refusal.
+#[derive(Serialize)]
+struct RefusalLine {
+    time: String,
+    client: IpAddr,
+    refused: BlockReason,
+    status: Option<u16>,
+}
+
+/// `value` as one line of JSON.
+fn json_line(value: &impl Serialize) -> String {
+    let mut text = serde_json::to_string(value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 fn protocol(version: Version) -> &'static str {
     match version {
         Version::HTTP_09 => "HTTP/0.9",
@@ -240,9 +268,7 @@ fn line(arrival: &Arrival, answer: &Answer, bytes: u64, complete: bool) -> Strin
         referer: arrival.referer.as_deref(),
         user_agent: arrival.user_agent.as_deref(),
     };
-    let mut text = serde_json::to_string(&line).unwrap_or_default();
-    text.push('\n');
-    text
+    json_line(&line)
 }
 
 /// A response body that writes the request's line when it ends or is dropped.
@@ -514,6 +540,19 @@ mod tests {
         log.write(line(&arrival(&[]), &answer(), 2, true));
         assert_eq!(lines(&path, 1)[0]["bytes"], 2, "the new line in a new file");
         assert_eq!(lines(&rotated, 1).len(), 1, "the old file keeps its own");
+    }
+
+    #[test]
+    fn a_refusal_says_who_was_refused_why_and_what_they_were_answered() {
+        let (_dir, path, log, _) = temp_log();
+        log.refused([192, 0, 2, 9].into(), BlockReason::Malformed, Some(400));
+        log.refused([192, 0, 2, 9].into(), BlockReason::Http2Abuse, None);
+        let got = lines(&path, 2);
+        assert_eq!(got[0]["client"], "192.0.2.9");
+        assert_eq!(got[0]["refused"], "Malformed");
+        assert_eq!(got[0]["status"], 400);
+        assert_eq!(got[1]["refused"], "Http2Abuse");
+        assert!(got[1]["status"].is_null());
     }
 
     #[test]

@@ -91,12 +91,14 @@ pub async fn serve(endpoint: quinn::Endpoint, cdn: Arc<Cdn>, retry_above: usize,
                         drop(slot);
                     }
                     None => {
+                        cdn.log_refused(remote.ip(), BlockReason::Connections, None);
                         conn.close(H3_EXCESSIVE_LOAD.into(), b"too many connections");
                     }
                 },
                 Ok(Err(e)) => tracing::debug!(%remote, "QUIC handshake failed: {e}"),
                 Err(_) => {
                     cdn.metrics().blocked(BlockReason::SlowHead);
+                    cdn.log_refused(remote.ip(), BlockReason::SlowHead, None);
                     tracing::debug!(%remote, "QUIC handshake too slow");
                 }
             }
@@ -163,6 +165,7 @@ async fn answer(
     let head_timeout = cdn.limits().header_timeout;
     let Ok(resolved) = tokio::time::timeout(head_timeout, resolver.resolve_request()).await else {
         cdn.metrics().blocked(BlockReason::SlowHead);
+        cdn.log_refused(remote.ip(), BlockReason::SlowHead, None);
         return Ok(());
     };
     let (req, stream) = resolved?;

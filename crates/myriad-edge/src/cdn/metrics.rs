@@ -87,7 +87,7 @@ struct ProtocolLabel {
 }
 
 /// Why a request was refused.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue, serde::Serialize)]
 pub enum BlockReason {
     RateLimit,
     Connections,

@@ -85,7 +85,9 @@ pub async fn serve(
             }
         };
         let Some(slot) = cdn.open_connection(remote.ip()).map(Arc::new) else {
-            if tls.is_none() {
+            let answered = tls.is_none().then_some(429);
+            cdn.log_refused(remote.ip(), BlockReason::Connections, answered);
+            if answered.is_some() {
                 tokio::spawn(answer_and_close(stream, TOO_MANY_CONNECTIONS));
             }
             continue;
@@ -117,6 +119,7 @@ pub async fn serve(
                         Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
                         Err(_) => {
                             cdn.metrics().blocked(BlockReason::SlowHead);
+                            cdn.log_refused(remote.ip(), BlockReason::SlowHead, None);
                             tracing::debug!(%remote, "TLS handshake too slow");
                         }
                     }
@@ -265,28 +268,33 @@ where
         return;
     };
     if let Err(e) = served {
-        // hyper answers what it cannot parse itself (400, 431); the edge counts and logs it.
+        // hyper answers what it cannot parse itself (400, 431); the edge counts and logs it,
+        // with what the client was answered (HTTP/2 refusals are a GOAWAY).
         let refused = e.downcast_ref::<hyper::Error>().and_then(|e| {
             if e.is_timeout() && !activity.client_spoke_last() {
                 None // Idle between requests, or never used: not a slow head.
             } else if e.is_timeout() {
-                Some(BlockReason::SlowHead)
+                Some((BlockReason::SlowHead, spare.is_some().then_some(408)))
             } else if stopped_reading(e) {
-                Some(BlockReason::SlowRead)
+                Some((BlockReason::SlowRead, None))
             } else if let Some(reason) = http2_refusal(e) {
-                Some(reason)
+                Some((reason, None))
             } else if e.is_parse_too_large() {
-                Some(BlockReason::HeadTooLarge)
+                Some((BlockReason::HeadTooLarge, Some(431)))
             } else if e.is_parse() {
-                Some(BlockReason::Malformed)
+                Some((BlockReason::Malformed, Some(400)))
             } else {
                 None
             }
         });
         match refused {
-            Some(reason) => {
+            Some((reason, answered)) => {
                 if let Some(unlogged) = cdn.count_refusal(reason) {
                     tracing::info!(%remote, ?reason, unlogged, "request refused: {e}");
+                }
+                // A reader too slow is in the lines of the requests it cut short.
+                if reason != BlockReason::SlowRead {
+                    cdn.log_refused(remote.ip(), reason, answered);
                 }
                 if let (BlockReason::SlowHead, Some(spare)) = (reason, spare) {
                     if let Ok(spare) = TcpStream::from_std(spare) {

@@ -317,6 +317,14 @@ impl Cdn {
         }
     }
 
+    /// Writes an access log line for what was refused before it became a request
+    /// ([`AccessLog::refused`]).
+    pub fn log_refused(&self, client: IpAddr, reason: BlockReason, status: Option<u16>) {
+        if let Some(log) = &self.access_log {
+            log.refused(client, reason, status);
+        }
+    }
+
     /// Opens the access log file again by its name (after a rotation).
     pub fn reopen_access_log(&self) {
         if let Some(log) = &self.access_log {
