@@ -229,14 +229,19 @@ fn protocol(version: Version) -> &'static str {
     }
 }
 
-/// RFC 3339 in UTC with milliseconds.
+/// RFC 3339 in UTC with milliseconds, always three digits (lines of one width sort as text).
 fn rfc3339(t: SystemTime) -> String {
     let t = time::OffsetDateTime::from(t);
-    let t = t
-        .replace_nanosecond(t.millisecond() as u32 * 1_000_000)
-        .unwrap_or(t);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
 }
 
 /// The response's side of a line, fixed once its head is out.
@@ -422,6 +427,16 @@ mod tests {
         assert_eq!(v["user_agent"], "curl/8");
         let time = v["time"].as_str().unwrap();
         assert!(time.len() == 24 && time.ends_with('Z'), "{time}");
+    }
+
+    #[test]
+    fn times_are_utc_to_the_millisecond_in_one_width() {
+        let at = |ms: u64| SystemTime::UNIX_EPOCH + std::time::Duration::from_millis(ms);
+        assert_eq!(rfc3339(at(0)), "1970-01-01T00:00:00.000Z");
+        // 2026-12-06T14:43:29.810Z and .800Z: trailing zeros kept.
+        assert_eq!(rfc3339(at(1_796_568_209_810)), "2026-12-06T14:43:29.810Z");
+        assert_eq!(rfc3339(at(1_796_568_209_800)), "2026-12-06T14:43:29.800Z");
+        assert_eq!(rfc3339(at(951_782_400_007)), "2000-02-29T00:00:00.007Z");
     }
 
     #[test]
