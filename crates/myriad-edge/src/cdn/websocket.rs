@@ -67,9 +67,6 @@ impl FrameCursor {
                 self.payload_left = payload_len(&self.header[..self.have]);
                 self.saw_close |= self.header[0] & 0x0f == OPCODE_CLOSE;
                 self.have = 0;
-                if to_boundary && self.at_boundary() {
-                    break;
-                }
             }
         }
         at
