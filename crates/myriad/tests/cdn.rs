@@ -1091,7 +1091,7 @@ async fn the_access_log_has_a_line_per_request_and_follows_a_rotation() {
     drop(res);
     let lines = json_lines(&log, 3).await;
     let host = edge.url.trim_start_matches("http://");
-    for (line, cache) in lines.iter().zip(["miss", "hit"]) {
+    for (line, cache) in lines.iter().zip(["Miss", "Hit"]) {
         assert_eq!(line["client"], "127.0.0.1");
         assert_eq!(line["method"], "GET");
         assert_eq!(line["host"], host);
@@ -1977,7 +1977,7 @@ async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
         over_h3.iter().all(|l| l["host"] == host.as_str()),
         "{over_h3:?}"
     );
-    let hits: Vec<_> = over_h3.iter().filter(|l| l["cache"] == "hit").collect();
+    let hits: Vec<_> = over_h3.iter().filter(|l| l["cache"] == "Hit").collect();
     assert_eq!(hits.len(), 2);
     assert!(hits
         .iter()
@@ -1986,7 +1986,7 @@ async fn http3_serves_the_cache_with_its_protections_and_is_announced() {
         .iter()
         .find(|l| l["status"] == 403)
         .expect("the attack");
-    assert_eq!(refused["cache"], "blocked");
+    assert_eq!(refused["cache"], "Blocked");
     assert_eq!(refused["target"], "/?id=1%27%20OR%20%271%27%3D%271");
 }
 

@@ -189,8 +189,8 @@ struct Line<'a> {
     target: &'a str,
     protocol: &'static str,
     status: u16,
-    /// How the cache answered: hit, stale, miss, revalidated, bypass, blocked, error.
-    cache: &'static str,
+    /// How the cache answered, named as in `/metrics` (Hit, Miss, Stale, …).
+    cache: Outcome,
     /// Body bytes handed to the connection.
     bytes: u64,
     /// Whether the whole body was handed over (false: the client left, or the next hop
@@ -265,7 +265,7 @@ fn line(arrival: &Arrival, answer: &Answer, bytes: u64, complete: bool) -> Strin
         target: &arrival.target,
         protocol: protocol(arrival.version),
         status: answer.status,
-        cache: answer.outcome.name(),
+        cache: answer.outcome,
         bytes,
         complete,
         head_ms: answer.head_ms,
@@ -419,7 +419,7 @@ mod tests {
         assert_eq!(v["target"], "/a/b?x=1");
         assert_eq!(v["protocol"], "HTTP/2");
         assert_eq!(v["status"], 200);
-        assert_eq!(v["cache"], "hit");
+        assert_eq!(v["cache"], "Hit");
         assert_eq!(v["bytes"], 1024);
         assert_eq!(v["complete"], true);
         assert_eq!(v["head_ms"], 0.25);
@@ -510,9 +510,9 @@ mod tests {
         assert_eq!(
             ends,
             [
-                (Some("hit"), Some(5), Some(true)),
-                (Some("miss"), Some(6), Some(true)),
-                (Some("miss"), Some(3), Some(false))
+                (Some("Hit"), Some(5), Some(true)),
+                (Some("Miss"), Some(6), Some(true)),
+                (Some("Miss"), Some(3), Some(false))
             ]
         );
         assert_eq!(dropped.get(), 0);

@@ -20,8 +20,8 @@ use prometheus_client::registry::Registry;
 use super::sharded::Sharded;
 use super::store::{Store, Tier};
 
-/// How a request was answered.
-#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue)]
+/// How a request was answered (as `/metrics` labels it and the access log writes it).
+#[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue, serde::Serialize)]
 pub enum Outcome {
     Hit,
     /// Served stale (while revalidating, on error, or accepted by the client).
@@ -37,19 +37,6 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// As the access log writes it.
-    pub fn name(self) -> &'static str {
-        match self {
-            Outcome::Hit => "hit",
-            Outcome::Stale => "stale",
-            Outcome::Miss => "miss",
-            Outcome::Revalidated => "revalidated",
-            Outcome::Bypass => "bypass",
-            Outcome::Blocked => "blocked",
-            Outcome::Error => "error",
-        }
-    }
-
     const ALL: [Outcome; 7] = [
         Outcome::Hit,
         Outcome::Stale,
