@@ -135,11 +135,17 @@ export class Media extends EventTarget {
     }
   }
 
+  // Totals over the connection, and per meeting track received (`tracks[id]`), so a test can
+  // tell that one particular track flows.
   async stats() {
-    const out = { framesDecoded: 0, audioPacketsReceived: 0, videoInbound: 0, framesSent: 0 };
+    const out = { framesDecoded: 0, audioPacketsReceived: 0, videoInbound: 0, framesSent: 0, tracks: {} };
     if (!this.pc) return out;
     const report = await this.pc.getStats();
     report.forEach((s) => {
+      if (s.type === 'inbound-rtp') {
+        const track = this.midTrack.get(s.mid);
+        if (track) out.tracks[track] = { kind: s.kind, framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0 };
+      }
       if (s.type === 'inbound-rtp' && s.kind === 'video') {
         out.framesDecoded += s.framesDecoded || 0;
         if ((s.framesDecoded || 0) > 0) out.videoInbound++;

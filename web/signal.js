@@ -12,6 +12,9 @@ export class Signal extends EventTarget {
     this.closedByUs = false;
     this.retryMs = 500;
     this.state = 'connecting';
+    // What happened to the connection, in order (the last 50 states and welcomes): tests read
+    // it to tell a resume from a connection that never dropped.
+    this.history = [];
   }
 
   connect() {
@@ -37,6 +40,7 @@ export class Signal extends EventTarget {
 
   setState(state) {
     this.state = state;
+    this.remember(state);
     this.dispatchEvent(new CustomEvent('state', { detail: state }));
   }
 
@@ -46,6 +50,7 @@ export class Signal extends EventTarget {
         this.session = { participant: msg.you.id, session_token: msg.session_token };
         this.retryMs = 500;
         if (msg.snapshot) this.lastSeq = msg.snapshot.seq;
+        this.remember(msg.resumed ? 'welcome:resumed' : 'welcome');
         this.setState('connected');
         this.emit('welcome', msg);
         break;
@@ -72,6 +77,11 @@ export class Signal extends EventTarget {
       default:
         this.emit(msg.type, msg);
     }
+  }
+
+  remember(what) {
+    this.history.push(what);
+    if (this.history.length > 50) this.history.shift();
   }
 
   emit(name, detail) {

@@ -136,6 +136,42 @@ async fn assert_receives(page: &Page, who: &str, n: usize) {
     );
 }
 
+/// The id of the track `participant` publishes from `source`, as `page` knows it (waits until
+/// it knows one).
+async fn track_of(page: &Page, participant: i64, source: &str) -> i64 {
+    let js = format!(
+        "[...window.myriad.state.tracks.values()].find(t => t.participant === {participant} \
+         && t.source === '{source}')?.id ?? null"
+    );
+    wait_for(
+        page,
+        &format!("the {source} track of {participant}"),
+        &js,
+        Duration::from_secs(20),
+        Value::is_i64,
+    )
+    .await
+    .as_i64()
+    .unwrap_or_default()
+}
+
+/// Waits until `page` receives the meeting track `track` (its `counter` — `framesDecoded` or
+/// `packetsReceived` — above zero), then checks that it keeps growing: that track's own
+/// statistics, not a sum other tracks could keep growing.
+async fn assert_track_flows(page: &Page, what: &str, track: i64, counter: &str) {
+    let js = format!("(async () => (await ({STATS}))?.tracks?.[{track}]?.{counter} ?? 0)()");
+    let first = wait_for(page, what, &js, Duration::from_secs(30), |v| {
+        v.as_f64().is_some_and(|n| n > 0.0)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let later = eval(page, &js).await;
+    assert!(
+        later.as_f64() > first.as_f64(),
+        "{what}: {counter} of track {track} stalled ({first} -> {later})"
+    );
+}
+
 /// Clicks an element as a person would: the page comes to the front first (input to a
 /// background tab waits until it is shown).
 async fn click(page: &Page, selector: &str) {
@@ -310,14 +346,26 @@ async fn three_browsers_meet() {
     screenshot(&alice, "meeting-chat.png").await;
     click(&alice, "#chat-toggle").await;
 
-    // Alice's signalling connection drops; she resumes the same session and media goes on.
+    // Alice's signalling connection drops: the page notices (reconnecting), then resumes the
+    // same session (a welcome that says so) and media goes on.
+    let seen = eval(&alice, "window.myriad.signal.history.length").await;
+    let seen = seen.as_u64().unwrap_or_default();
     eval(&alice, "window.myriad.signal.ws.close(); true").await;
+    let since_close = format!("window.myriad.signal.history.slice({seen})");
     wait_for(
         &alice,
-        "resumed",
-        "window.myriad.signal.state",
+        "reconnecting, then a resumed welcome",
+        &since_close,
         Duration::from_secs(15),
-        |v| v == "connected",
+        |v| {
+            let steps: Vec<&str> = v
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
+            let lost = steps.iter().position(|s| *s == "reconnecting");
+            let back = steps.iter().rposition(|s| *s == "welcome:resumed");
+            matches!((lost, back), (Some(l), Some(b)) if l < b)
+        },
     )
     .await;
     assert_eq!(
@@ -327,8 +375,9 @@ async fn three_browsers_meet() {
     );
     assert_receives(&alice, "alice after resume", 3).await;
 
-    // Alice's media connection is replaced (as after an ICE failure): she republishes and
-    // everyone sees her again.
+    // Alice's media connection is replaced (as after an ICE failure): she republishes under
+    // new track ids, and those very tracks reach Carol.
+    let alice_cam_before = track_of(&carol, alice_id, "camera").await;
     eval(&alice, "window.myriad.media.restart(); true").await;
     assert_receives(&alice, "alice after media restart", 3).await;
     let alice_video_at_carol = format!("document.querySelector('.tile[data-participant=\"{alice_id}\"]')?.classList.contains('novideo')");
@@ -340,7 +389,23 @@ async fn three_browsers_meet() {
         |v| v == &Value::Bool(false),
     )
     .await;
-    assert_receives(&carol, "carol after alice's restart", 3).await;
+    let alice_cam = track_of(&carol, alice_id, "camera").await;
+    let alice_mic = track_of(&carol, alice_id, "microphone").await;
+    assert_ne!(alice_cam, alice_cam_before, "republished as a new track");
+    assert_track_flows(
+        &carol,
+        "alice's new camera at carol",
+        alice_cam,
+        "framesDecoded",
+    )
+    .await;
+    assert_track_flows(
+        &carol,
+        "alice's new microphone at carol",
+        alice_mic,
+        "packetsReceived",
+    )
+    .await;
 
     screenshot(&alice, "meeting-screen-share.png").await;
     eprintln!("server RSS with three browsers: {} kB", server.rss_kb());
