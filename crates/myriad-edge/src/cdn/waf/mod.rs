@@ -8,8 +8,8 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
-
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use http::HeaderMap;
 use modsecurity::{ModSecurity, Rules};
@@ -105,16 +105,14 @@ impl Waf {
     pub fn load(config: &WafConfig) -> Result<Self, WafError> {
         let err =
             |what: &str, e: &dyn std::fmt::Display| WafError::Rules(what.to_owned(), e.to_string());
-        let engine_mode = if config.blocking {
-            "On"
-        } else {
-            "DetectionOnly"
-        };
         let paranoia = config.paranoia.clamp(1, 4);
         // The executing level too (CRS 901125 would copy it later): set by the first rule,
         // it is known wherever a rule runs, and sections above it are `unreached`.
+        // The engine always says what it would do: in detection-only mode the edge logs the
+        // verdict and lets the request pass (libmodsecurity's own DetectionOnly gives no
+        // intervention at all, so nothing would tell what it would have refused).
         let settings = format!(
-            "SecRuleEngine {engine_mode}\n\
+            "SecRuleEngine On\n\
              SecRequestBodyAccess On\n\
              SecRequestBodyLimit {BODY_INSPECTION_BYTES}\n\
              SecRequestBodyLimitAction ProcessPartial\n\
@@ -265,12 +263,21 @@ impl Waf {
         // An id of ours: without one, libmodsecurity seeds a std::random_device per
         // transaction (~4 % of its time in a profile).
         let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+        // The rules that matched on the way (each logs a message), for the verdict: the
+        // intervention itself names only the rule that decided (949110 in the CRS).
+        let matched = Arc::new(Mutex::new(Vec::new()));
+        let sink = Arc::clone(&matched);
         let mut t = match self
             .engine
             .transaction_builder()
             .with_rules(&set.rules)
             .with_id(&id)
-            .with_logging(log)
+            .with_logging(move |message| {
+                if let (Some(m), Ok(mut ids)) = (message, sink.lock()) {
+                    add_new(&mut ids, rule_ids(m));
+                }
+                log(message);
+            })
             .build()
         {
             Ok(t) => t,
@@ -291,7 +298,7 @@ impl Waf {
             let _ = t.add_request_header(name.as_str(), &String::from_utf8_lossy(value.as_bytes()));
         }
         let _ = t.process_request_headers();
-        if let Some(v) = verdict(&mut t) {
+        if let Some(v) = verdict(&mut t, &matched) {
             return Some(v);
         }
         // Phase 2 runs for every request: CRS inspects ARGS and decides (rule 949110) there.
@@ -299,7 +306,7 @@ impl Waf {
             let _ = t.append_request_body(&body[..body.len().min(BODY_INSPECTION_BYTES)]);
         }
         let _ = t.process_request_body();
-        verdict(&mut t)
+        verdict(&mut t, &matched)
     }
 }
 
@@ -334,13 +341,28 @@ fn log_debug(message: Option<&str>) {
     }
 }
 
-fn verdict(t: &mut modsecurity::transaction::Transaction<'_>) -> Option<Verdict> {
+/// The intervention, if the rules decided on one; its rule ids are those that matched on the
+/// way, then the deciding one.
+fn verdict(
+    t: &mut modsecurity::transaction::Transaction<'_>,
+    matched: &Mutex<Vec<String>>,
+) -> Option<Verdict> {
     let iv = t.intervention()?;
-    let log = iv.log().unwrap_or_default();
+    let mut ids = matched.lock().map(|m| m.clone()).unwrap_or_default();
+    add_new(&mut ids, rule_ids(iv.log().unwrap_or_default()));
     Some(Verdict {
         status: u16::try_from(iv.status()).unwrap_or(403),
-        rule_ids: rule_ids(log),
+        rule_ids: ids,
     })
+}
+
+/// Appends the ids not listed yet (a rule matching several arguments logs once for each).
+fn add_new(ids: &mut Vec<String>, more: Vec<String>) {
+    for id in more {
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
 }
 
 /// The `[id "942100"]` parts of an intervention's log line.
