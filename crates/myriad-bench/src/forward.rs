@@ -211,8 +211,14 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
         .map(|d| d.clone())
         .unwrap_or_default();
     delays.sort_by(f64::total_cmp);
+    // Loss within the measured window, from the subscribers' RTP sequence numbers.
     let lost = counters.lost_packets.load(Ordering::Relaxed);
-    let total = counters.packets.load(Ordering::Relaxed) + lost;
+    let total = counters.window_packets.load(Ordering::Relaxed) + lost;
+    let heights = counters
+        .video_heights
+        .lock()
+        .map(|h| h.clone())
+        .unwrap_or_default();
 
     let pps = packets as f64 / elapsed;
     let mut report = Report::new("forward");
@@ -244,15 +250,20 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
         .field("delay_p99_ms", percentile(&delays, 0.99))
         .field(
             "loss_pct",
-            if total > 0 {
-                lost as f64 * 100.0 / total as f64
-            } else {
-                0.0
-            },
+            (total > 0).then(|| lost as f64 * 100.0 / total as f64),
         )
+        .field("packets_lost", lost)
         .field("server_rss_mb", rss)
         .field("bench_cpu_s", bench_cpu)
-        .field("delay_samples", delays.len() as u64);
+        .field("delay_samples", delays.len() as u64)
+        // Which layer the subscribers got: the same for every target, or the figures compare
+        // different work.
+        .field(
+            "video_height_asked",
+            crate::media::LAYERS[participant::SUBSCRIBER_LAYER].2,
+        )
+        .field("video_height_min", heights.iter().min().copied())
+        .field("video_height_max", heights.iter().max().copied());
     Ok(report)
 }
 
@@ -283,6 +294,8 @@ pub async fn compare(args: ForwardArgs) -> anyhow::Result<Report> {
         "delay_p99_ms",
         "loss_pct",
         "server_rss_mb",
+        "video_height_min",
+        "video_height_max",
     ] {
         for (target, r) in [("myriad", &myriad), ("janus", &janus)] {
             report.field(format!("{target}_{name}"), figure(r, name));

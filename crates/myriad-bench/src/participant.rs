@@ -41,8 +41,13 @@ pub struct Counters {
     pub video_frames: AtomicU64,
     pub keyframes: AtomicU64,
     pub audio_frames: AtomicU64,
-    /// Packets missing between the first and last sequence number seen (after repair).
+    /// Within the measured window, per receiving m-line: packets of the frames that arrived
+    /// (after repair), and those missing between the first and last sequence number seen.
+    pub window_packets: AtomicU64,
     pub lost_packets: AtomicU64,
+    /// The height of the last video key frame each subscriber received: which simulcast
+    /// layer it was getting.
+    pub video_heights: Mutex<Vec<u32>>,
     pub connected: AtomicU64,
     /// Subscribers that have decoded at least one video key frame.
     pub receiving_video: AtomicU64,
@@ -252,10 +257,26 @@ async fn participate(
             SdpAnswer::from_sdp_string(&answer).map_err(sdp_err)?,
         )
         .map_err(sdp_err)?;
+    if matches!(role, Role::Subscriber) {
+        // Tiles as tall as the layer every subscriber of every target asks for.
+        let max_height = LAYERS[SUBSCRIBER_LAYER].2;
+        send(
+            &mut ws,
+            &ClientMsg::View {
+                max_height,
+                pinned: Vec::new(),
+            },
+        )
+        .await?;
+    }
     Peer::new(rtc, socket, local, role, counters, audio_mid, video_mid)
         .drive(Some(&mut ws))
         .await
 }
+
+/// The simulcast layer subscribers ask for (an index into [`LAYERS`], lowest first), the same
+/// for myriad (by tile height) and Janus (by `substream`), so both do the same work.
+pub const SUBSCRIBER_LAYER: usize = 1;
 
 /// The same participant against Janus' VideoRoom: the publisher joins and configures with
 /// its offer; a subscriber joins the publisher's feed, answers Janus' offer and starts.
@@ -311,7 +332,9 @@ async fn participate_janus(
                 .ok()
                 .and_then(|f| *f)
                 .context("no publisher feed yet")?;
-            let join = json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": [{ "feed": feed }] });
+            // Janus numbers substreams from the lowest quality up, as `LAYERS` does.
+            let stream = json!({ "feed": feed, "substream": SUBSCRIBER_LAYER });
+            let join = json!({ "request": "join", "ptype": "subscriber", "room": room, "streams": [stream] });
             janus.message(join, None).await?;
             let (_, offer) = janus.wait_jsep().await?;
             let sdp = offer["sdp"].as_str().context("offer sdp")?;
@@ -382,8 +405,11 @@ struct Peer {
     next_audio: Instant,
     connected: bool,
     got_keyframe: bool,
-    /// Per receiving mid: (first, last, packets) sequence numbers seen.
-    seq_seen: HashMap<Mid, (u64, u64, u64)>,
+    /// Per receiving mid, within the measured window: the first and last sequence numbers
+    /// seen and the packets received.
+    window: HashMap<Mid, SeqWindow>,
+    /// Height of the last video key frame received.
+    video_height: Option<u32>,
     /// This subscriber's number and the m-line its last video frame came on.
     subscriber: usize,
     last_video_mid: Option<Mid>,
@@ -417,7 +443,8 @@ impl Peer {
             next_audio: now,
             connected: false,
             got_keyframe: false,
-            seq_seen: HashMap::new(),
+            window: HashMap::new(),
+            video_height: None,
             subscriber,
             last_video_mid: None,
         }
@@ -506,10 +533,12 @@ impl Peer {
                 let last: u64 = **data.seq_range.end();
                 let packets = last.saturating_sub(first) + 1;
                 c.packets.fetch_add(packets, Ordering::Relaxed);
-                let entry = self.seq_seen.entry(data.mid).or_insert((first, last, 0));
-                entry.0 = entry.0.min(first);
-                entry.1 = entry.1.max(last);
-                entry.2 += packets;
+                if c.measuring.load(Ordering::Relaxed) {
+                    self.window
+                        .entry(data.mid)
+                        .or_insert_with(|| SeqWindow::new(first))
+                        .add(first, last);
+                }
                 let video = self
                     .rtc
                     .media(data.mid)
@@ -530,6 +559,9 @@ impl Peer {
                 }
                 self.last_video_mid = Some(data.mid);
                 if data.is_keyframe() {
+                    if let Some(height) = vp8_keyframe_height(&data.data) {
+                        self.video_height = Some(height);
+                    }
                     c.keyframes.fetch_add(1, Ordering::Relaxed);
                     if !self.got_keyframe {
                         self.got_keyframe = true;
@@ -613,15 +645,79 @@ impl Peer {
     }
 }
 
+/// The RTP sequence numbers one m-line delivered within the measured window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct SeqWindow {
+    first: u64,
+    last: u64,
+    received: u64,
+}
+
+impl SeqWindow {
+    fn new(first: u64) -> Self {
+        Self {
+            first,
+            last: first,
+            received: 0,
+        }
+    }
+
+    /// A frame made of the packets `first..=last` arrived whole.
+    fn add(&mut self, first: u64, last: u64) {
+        self.first = self.first.min(first);
+        self.last = self.last.max(last);
+        self.received += last.saturating_sub(first) + 1;
+    }
+
+    /// Packets between the first and the last seen that never made it into a frame.
+    fn lost(&self) -> u64 {
+        (self.last - self.first + 1).saturating_sub(self.received)
+    }
+}
+
+/// The height of a VP8 key frame (RFC 6386 §9.1: a 3-byte frame tag whose lowest bit is 0 for
+/// a key frame, the start code, then 14-bit width and height).
+fn vp8_keyframe_height(frame: &[u8]) -> Option<u32> {
+    match frame {
+        [tag, _, _, 0x9d, 0x01, 0x2a, _, _, h0, h1, ..] if tag & 1 == 0 => {
+            Some(u32::from(u16::from_le_bytes([*h0, *h1]) & 0x3fff))
+        }
+        _ => None,
+    }
+}
+
 impl Drop for Peer {
     fn drop(&mut self) {
-        let lost: u64 = self
-            .seq_seen
-            .values()
-            .map(|(first, last, got)| (last - first + 1).saturating_sub(*got))
-            .sum();
-        self.counters
-            .lost_packets
-            .fetch_add(lost, Ordering::Relaxed);
+        let c = &self.counters;
+        for w in self.window.values() {
+            c.window_packets.fetch_add(w.received, Ordering::Relaxed);
+            c.lost_packets.fetch_add(w.lost(), Ordering::Relaxed);
+        }
+        if let (Some(height), Ok(mut heights)) = (self.video_height, c.video_heights.lock()) {
+            heights.push(height);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn loss_is_what_the_window_skipped() {
+        let mut w = SeqWindow::new(100);
+        w.add(100, 102);
+        w.add(106, 106); // 103..=105 never arrived
+        w.add(103, 103); // late, after repair
+        assert_eq!((w.first, w.last, w.received, w.lost()), (100, 106, 5, 2));
+    }
+
+    #[test]
+    fn key_frame_heights() {
+        let key = [0x10, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01];
+        assert_eq!(vp8_keyframe_height(&key), Some(360));
+        let inter = [0x11, 0x02, 0x00, 0x9d, 0x01, 0x2a, 0x80, 0x02, 0x68, 0x01];
+        assert_eq!(vp8_keyframe_height(&inter), None);
+        assert_eq!(vp8_keyframe_height(&[0x10]), None);
     }
 }

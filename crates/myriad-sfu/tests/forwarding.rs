@@ -589,21 +589,13 @@ fn simulcast_layer_follows_the_subscribers_tile() {
 
     // Default tile (360 px): the middle layer, whose key frames say 640x360.
     play_layers(&mut w, 3);
-    assert!(
-        recent_sizes(&w).iter().all(|s| *s == 1200),
-        "expected layer m: {:?}",
-        recent_sizes(&w)
-    );
+    assert_eq!(recent_sizes(&w), [1200; 10], "expected layer m");
 
     // A thumbnail: down to the lowest layer, switching on a key frame.
     let now = w.now;
     w.sfu.set_view(now, PeerId(b as u64), 120, vec![]);
     play_layers(&mut w, 2);
-    assert!(
-        recent_sizes(&w).iter().all(|s| *s == 400),
-        "expected layer l: {:?}",
-        recent_sizes(&w)
-    );
+    assert_eq!(recent_sizes(&w), [400; 10], "expected layer l");
     let switch = w.clients[b]
         .frames
         .iter()

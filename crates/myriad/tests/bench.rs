@@ -48,6 +48,11 @@ fn forward_smoke() {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
     }
     assert!(r["loss_pct"].as_f64().is_some_and(|v| v < 5.0), "{r}");
+    // Every subscriber got the layer it asked for (640x360).
+    for field in ["video_height_min", "video_height_max"] {
+        assert_eq!(r[field].as_f64(), Some(360.0), "{field} in {r}");
+    }
+    assert_eq!(r["video_height_asked"], 360, "{r}");
 }
 
 #[test]
@@ -70,6 +75,22 @@ fn forward_side_by_side_with_janus_smoke() {
     ] {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
     }
+    // The same work on both sides: the same simulcast layer (by the key frames' height) at
+    // every subscriber of either.
+    for target in ["myriad", "janus"] {
+        for field in ["video_height_min", "video_height_max"] {
+            let height = r[format!("{target}_{field}")].as_f64();
+            assert_eq!(height, Some(360.0), "{target}_{field} in {r}");
+        }
+        let loss = &r[format!("{target}_loss_pct")];
+        assert!(
+            loss.as_f64().is_some_and(|v| v < 5.0),
+            "{target}_loss_pct in {r}"
+        );
+    }
+    let expected =
+        figure_of(&r, "myriad_packets_per_cpu_s") / figure_of(&r, "janus_packets_per_cpu_s");
+    assert_ratio(&r, "packets_per_cpu_s_ratio", expected);
 }
 
 #[test]
@@ -168,10 +189,45 @@ fn http_compares_the_cache_with_its_peers() {
     assert_eq!(r["myriad_threads_repinned"], 0, "{r}");
     assert_eq!(r["myriad_cold_origin_fetches"], 1, "coalesced: {r}");
     assert_eq!(r["myriad_cold_failed"], 0, "{r}");
-    assert!(r["rps_1k_vs_fastest_peer"].as_f64().is_some());
-    let by_round = r["rps_1k_vs_fastest_peer_by_round"].as_array();
-    assert!(by_round.is_some_and(|rounds| rounds.len() == 1), "{r}");
-    assert!(r["rps_1m_discarded_vs_fastest_peer"].as_f64().is_some());
+    // With one round, each ratio is ours over the fastest peer's figure of that round.
+    for figure in ["rps_1k", "rps_1m", "rps_1m_discarded"] {
+        let (peer, fastest) = ["ats", "nginx", "varnish"]
+            .into_iter()
+            .map(|p| (p, figure_of(&r, &format!("{p}_{figure}"))))
+            .max_by(|a, b| a.1.total_cmp(&b.1))
+            .expect("three peers");
+        assert_eq!(r[format!("{figure}_fastest_peer")], peer, "{figure} in {r}");
+        let expected = figure_of(&r, &format!("myriad_{figure}")) / fastest;
+        assert_ratio(&r, &format!("{figure}_vs_fastest_peer"), expected);
+        let by_round = &r[format!("{figure}_vs_fastest_peer_by_round")];
+        let rounds: Vec<f64> = by_round
+            .as_array()
+            .map(|a| a.iter().filter_map(Value::as_f64).collect())
+            .unwrap_or_default();
+        assert_eq!(rounds.len(), 1, "{figure}: {by_round}");
+        assert!(
+            (rounds[0] - expected).abs() <= 0.01,
+            "{figure}: {by_round} against {expected}"
+        );
+    }
+}
+
+/// A figure of a report that must be there, positive.
+fn figure_of(r: &Value, field: &str) -> f64 {
+    r[field]
+        .as_f64()
+        .filter(|v| *v > 0.0)
+        .unwrap_or_else(|| panic!("{field} in {r}"))
+}
+
+/// A ratio of a report equals `expected` (the bench rounds nothing in it; 0.1 % for float
+/// noise).
+fn assert_ratio(r: &Value, field: &str, expected: f64) {
+    let ratio = figure_of(r, field);
+    assert!(
+        (ratio - expected).abs() <= expected * 1e-3,
+        "{field} {ratio}, expected {expected}, in {r}"
+    );
 }
 
 #[test]
@@ -209,8 +265,9 @@ fn http_waf_compares_with_nginx_and_modsecurity() {
         "distinct_queries",
         "distinct_searches",
     ] {
-        let field = format!("rps_1k_{varied}_vs_nginx");
-        assert!(r[&field].as_f64().is_some(), "{field} in {r}");
+        let expected = figure_of(&r, &format!("myriad_rps_1k_{varied}"))
+            / figure_of(&r, &format!("nginx_rps_1k_{varied}"));
+        assert_ratio(&r, &format!("rps_1k_{varied}_vs_nginx"), expected);
     }
 }
 
