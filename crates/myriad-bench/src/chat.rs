@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::bail;
 use myriad_proto::{ClientMsg, MeetingEvent};
+use myriad_seeded::SeededRng;
 use tokio::sync::mpsc;
 
 use crate::forward::percentile;
@@ -60,18 +61,6 @@ impl Listener for Tally {
     }
 }
 
-/// A small deterministic generator for picking senders.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
     let server = match &args.url {
         Some(url) => Server::external(url),
@@ -117,13 +106,13 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
     let pid = server.pid();
     let server_cpu_before = pid.and_then(cpu_seconds);
     let bench_cpu_before = cpu_seconds(std::process::id());
-    let mut rng = XorShift(0x5eed_c4a7);
+    let mut rng = SeededRng::new(0x5eed_c4a7);
     let interval = Duration::from_secs_f64(1.0 / args.rate_per_s.clamp(0.1, 10_000.0));
     let begin = Instant::now();
     let end = begin + Duration::from_secs_f64(args.seconds.clamp(0.5, 600.0));
     let mut sent = 0u64;
     while Instant::now() < end {
-        let sender = &senders[(rng.next() % n as u64) as usize];
+        let sender = &senders[rng.below(n as u64) as usize];
         if let Ok(mut m) = tally.sent_at.lock() {
             m.insert(sent, Instant::now());
         }

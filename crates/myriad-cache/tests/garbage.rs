@@ -9,25 +9,13 @@ use myriad_cache::integrity::DigestCheck;
 use myriad_cache::policy::{self, Policy, StoredMeta};
 use myriad_cache::signed::UrlSigner;
 use myriad_cache::{key, range, CacheControl};
+use myriad_seeded::SeededRng;
 
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A field value: mostly the characters these grammars care about.
-    fn value(&mut self) -> Vec<u8> {
-        const ALPHABET: &[u8] = b"0123456789=,;:\"' -*/?&abcdefghimnoprstuvwxyzABCDEFW\t\x80\xff";
-        let len = (self.next() % 40) as usize;
-        (0..len)
-            .map(|_| ALPHABET[(self.next() % ALPHABET.len() as u64) as usize])
-            .collect()
-    }
+/// A field value: mostly the characters these grammars care about.
+fn value(rng: &mut SeededRng) -> Vec<u8> {
+    const ALPHABET: &[u8] = b"0123456789=,;:\"' -*/?&abcdefghimnoprstuvwxyzABCDEFW\t\x80\xff";
+    let len = rng.below(40) as usize;
+    rng.text(ALPHABET, len)
 }
 
 const FIELDS: [&str; 12] = [
@@ -45,11 +33,11 @@ const FIELDS: [&str; 12] = [
     "content-digest",
 ];
 
-fn headers(rng: &mut XorShift) -> HeaderMap {
+fn headers(rng: &mut SeededRng) -> HeaderMap {
     let mut h = HeaderMap::new();
-    for _ in 0..(rng.next() % 8) {
-        let name = FIELDS[(rng.next() % FIELDS.len() as u64) as usize];
-        if let Ok(v) = HeaderValue::from_bytes(&rng.value()) {
+    for _ in 0..rng.below(8) {
+        let name = FIELDS[rng.below(FIELDS.len() as u64) as usize];
+        if let Ok(v) = HeaderValue::from_bytes(&value(rng)) {
             h.append(HeaderName::from_static(name), v);
         }
     }
@@ -58,14 +46,13 @@ fn headers(rng: &mut XorShift) -> HeaderMap {
 
 #[test]
 fn random_fields_never_panic() {
-    let mut rng = XorShift(0x5eed_cafe);
+    let mut rng = SeededRng::new(0x5eed_cafe);
     let policy = Policy::default();
     let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     for _ in 0..20_000 {
         let req = headers(&mut rng);
         let res = headers(&mut rng);
-        let status =
-            StatusCode::from_u16(100 + (rng.next() % 500) as u16).unwrap_or(StatusCode::OK);
+        let status = StatusCode::from_u16(100 + rng.below(500) as u16).unwrap_or(StatusCode::OK);
         let _ = CacheControl::from_headers(&res);
         let _ = policy::storable(&Method::GET, &req, status, &res);
         let _ = policy::freshness_lifetime(&policy, status, &res);
@@ -73,16 +60,16 @@ fn random_fields_never_panic() {
             status,
             res.clone(),
             now,
-            now + Duration::from_secs(rng.next() % 10),
+            now + Duration::from_secs(rng.below(10)),
         );
         let _ = policy::current_age(&meta, now);
-        let later = now + Duration::from_secs(rng.next() % 100_000);
+        let later = now + Duration::from_secs(rng.below(100_000));
         let _ = policy::evaluate(&policy, &meta, &req, later);
         if let Some(names) = policy::vary_names(&res) {
             let _ = policy::variant_key(&names, &req);
         }
         let _ = policy::not_modified(&req, &res);
-        let _ = range::select(&req, &res, rng.next() % 1_000_000);
+        let _ = range::select(&req, &res, rng.below(1_000_000));
         let _ = range::select(&req, &res, 0);
         let _ = key::tags(&res);
         if let Some(mut d) = DigestCheck::from_headers(&res) {
@@ -118,13 +105,13 @@ fn extreme_numbers_saturate() {
 
 #[test]
 fn hostile_urls_never_panic() {
-    let mut rng = XorShift(0x0bad_0dd0);
+    let mut rng = SeededRng::new(0x0bad_0dd0);
     let signer = UrlSigner::new(b"k");
     let ip: IpAddr = "192.0.2.1".parse().unwrap();
     let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000);
     let now = now.duration_since(UNIX_EPOCH).unwrap().as_secs();
     for _ in 0..20_000 {
-        let raw = String::from_utf8_lossy(&rng.value()).into_owned();
+        let raw = String::from_utf8_lossy(&value(&mut rng)).into_owned();
         for candidate in [
             raw.clone(),
             format!("/p?{raw}"),

@@ -8,6 +8,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
+use myriad_seeded::SeededRng;
 use myriad_sfu::core::{NewPeer, Output, PeerId, Sfu, SfuConfig, SfuEvent};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
@@ -656,18 +657,6 @@ fn nack_and_rtx_repair_a_lossy_downlink() {
     );
 }
 
-/// A tiny deterministic generator, so that failures replay exactly.
-struct XorShift(u64);
-
-impl XorShift {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
 #[test]
 fn mangled_offers_are_refused_without_panics() {
     let now = Instant::now();
@@ -676,7 +665,7 @@ fn mangled_offers_are_refused_without_panics() {
     let sdp = offer.to_sdp_string();
     let lines: Vec<&str> = sdp.split("\r\n").collect();
     let mut sfu = Sfu::new(SfuConfig::new(SFU_ADDR.parse().unwrap()), now);
-    let mut rng = XorShift(0x5eed);
+    let mut rng = SeededRng::new(0x5eed);
     let mut id = 0;
     let mut try_offer = |sfu: &mut Sfu, text: &str| {
         id += 1;
@@ -705,9 +694,9 @@ fn mangled_offers_are_refused_without_panics() {
     // Random bytes flipped, and garbage values in attribute lines.
     for _ in 0..200 {
         let mut bytes = sdp.clone().into_bytes();
-        for _ in 0..1 + rng.next() % 8 {
-            let at = (rng.next() as usize) % bytes.len();
-            bytes[at] = b" :=/0123456789abcxyz-\r\n"[(rng.next() % 23) as usize];
+        for _ in 0..1 + rng.below(8) {
+            let at = rng.below(bytes.len() as u64) as usize;
+            bytes[at] = b" :=/0123456789abcxyz-\r\n"[rng.below(23) as usize];
         }
         try_offer(&mut sfu, &String::from_utf8_lossy(&bytes));
     }
@@ -732,7 +721,7 @@ fn garbage_datagrams_do_not_disturb_a_session() {
     w.plan(&[1], &[2]);
     let b = w.connected("10.0.0.3:5000", subscriber_offer);
 
-    let mut rng = XorShift(42);
+    let mut rng = SeededRng::new(42);
     let sfu_addr: SocketAddr = SFU_ADDR.parse().unwrap();
     // From a known address, from strangers, STUN-looking and DTLS/RTP-looking noise.
     play(
@@ -745,12 +734,12 @@ fn garbage_datagrams_do_not_disturb_a_session() {
         90,
         |w| {
             for _ in 0..3 {
-                let len = (rng.next() % 1400) as usize;
-                let mut junk: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+                let len = rng.below(1400) as usize;
+                let mut junk: Vec<u8> = (0..len).map(|_| rng.next_u64() as u8).collect();
                 if let Some(first) = junk.first_mut() {
-                    *first = [0x00, 0x01, 0x16, 0x17, 0x80, 0x90][(rng.next() % 6) as usize];
+                    *first = [0x00, 0x01, 0x16, 0x17, 0x80, 0x90][rng.below(6) as usize];
                 }
-                let from: SocketAddr = if rng.next().is_multiple_of(2) {
+                let from: SocketAddr = if rng.chance(0.5) {
                     "10.0.0.2:5000"
                 } else {
                     "10.9.9.9:666"

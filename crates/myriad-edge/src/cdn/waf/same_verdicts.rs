@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use http::{HeaderMap, HeaderName, HeaderValue};
+use myriad_seeded::SeededRng;
 
 use super::*;
 
@@ -151,15 +152,11 @@ fn crs_phrase_lists() -> Vec<Vec<String>> {
         .collect()
 }
 
-/// Deterministic text over `alphabet` (xorshift).
-fn random_text(alphabet: &[u8], seed: &mut u64, len: usize) -> String {
-    (0..len)
-        .map(|_| {
-            *seed ^= *seed << 13;
-            *seed ^= *seed >> 7;
-            *seed ^= *seed << 17;
-            char::from(alphabet[(*seed % alphabet.len() as u64) as usize])
-        })
+/// Deterministic text over `alphabet` (ASCII).
+fn random_text(alphabet: &[u8], rng: &mut SeededRng, len: usize) -> String {
+    rng.text(alphabet, len)
+        .into_iter()
+        .map(char::from)
         .collect()
 }
 
@@ -192,11 +189,11 @@ fn narrower_rule_sets_give_the_whole_sets_verdicts() {
     for list in crs_phrase_lists() {
         texts.extend(list.into_iter().step_by(7).take(30));
     }
-    let mut seed = 0x9E37_79B9_7F4A_7C15;
+    let mut rng = SeededRng::new(0x9E37_79B9_7F4A_7C15);
     let printable: Vec<u8> = (b' '..=b'~').collect();
     for len in [1, 2, 3, 5, 8, 13, 21, 34] {
         for _ in 0..15 {
-            texts.push(random_text(&printable, &mut seed, len));
+            texts.push(random_text(&printable, &mut rng, len));
         }
     }
     // For each narrower set: requests compared, and of them those some rule matched.
@@ -337,11 +334,11 @@ fn remembered_verdicts_answer_only_for_requests_judged_alike() {
             texts.push(format!("https://site.test/page?q={query}&from=home"));
         }
     }
-    let mut seed = 0x2545_F491_4F6C_DD1D;
+    let mut rng = SeededRng::new(0x2545_F491_4F6C_DD1D);
     let printable: Vec<u8> = (b' '..=b'~').collect();
     for len in [1, 3, 8, 21] {
         for _ in 0..30 {
-            texts.push(random_text(&printable, &mut seed, len));
+            texts.push(random_text(&printable, &mut rng, len));
         }
     }
     let mut flagged = 0;
@@ -435,13 +432,13 @@ fn query_values_left_out_answer_alike() {
         judge(&format!("/obj/1024?page={i}"), true);
     }
     let mut texts: Vec<String> = ATTACKS.iter().map(|s| (*s).to_owned()).collect();
-    let mut seed = 0x51_7CC1_B727_220A;
+    let mut rng = SeededRng::new(0x51_7CC1_B727_220A);
     let printable: Vec<u8> = (b'!'..=b'~').collect();
     let unreserved: Vec<u8> = (b'a'..=b'z').chain(b'0'..=b'9').chain(*b"-._~").collect();
     for len in [1, 3, 8, 21] {
         for _ in 0..30 {
-            texts.push(random_text(&printable, &mut seed, len));
-            texts.push(random_text(&unreserved, &mut seed, len));
+            texts.push(random_text(&printable, &mut rng, len));
+            texts.push(random_text(&unreserved, &mut rng, len));
         }
     }
     // The CRS's phrases (`union`, `passwd`, ...), their spaces and slashes as dots.
