@@ -7,6 +7,7 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+pub mod bus;
 mod ids;
 pub mod purge;
 mod signal;

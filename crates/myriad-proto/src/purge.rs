@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bus::BusMessage;
+
 /// Subject purges travel on.
 pub const PURGE_SUBJECT: &str = "myriad.cdn.purge";
 /// Items per purge, all lists together.
@@ -28,4 +30,24 @@ impl Purge {
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
+
+    /// The bytes a purge's signature covers: its JSON as this build writes it.
+    pub fn signed_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+}
+
+/// A purge on the bus, signed by an edge of the deployment (`t=…,sig=…` over
+/// [`Purge::signed_bytes`] with the edges' shared key) or not at all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgeMsg {
+    pub purge: Purge,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<String>,
+}
+
+impl BusMessage for PurgeMsg {
+    const KIND: &'static str = "cdn.purge";
+    const VERSION: u32 = 1;
 }

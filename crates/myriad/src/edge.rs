@@ -9,6 +9,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Args;
 use http::HeaderValue;
+use myriad_bus::NatsBus;
 use myriad_cache::signed::{MessageSigner, UrlSigner};
 use myriad_edge::cdn::admin::{self, PurgeBus};
 use myriad_edge::cdn::limits::{KeyRate, LimitsConfig, PathRate};
@@ -338,11 +339,16 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         .as_ref()
         .map(|k| Arc::new(MessageSigner::new(k.as_bytes())));
     let bus = match &args.nats {
-        Some(url) => Some(
-            PurgeBus::connect(url, cdn.clone(), purge_signer)
+        Some(url) => {
+            let nats = NatsBus::connect(url, &format!("myriad edge {}", args.name))
                 .await
-                .map_err(|e| anyhow::anyhow!("NATS at {url}: {e}"))?,
-        ),
+                .map_err(|e| anyhow::anyhow!("NATS at {url}: {e}"))?;
+            Some(
+                PurgeBus::start(Arc::new(nats), cdn.clone(), purge_signer)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("purges on NATS at {url}: {e}"))?,
+            )
+        }
         None => None,
     };
     let admin = tokio::net::TcpListener::bind(args.admin)

@@ -8,32 +8,31 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use futures_util::StreamExt;
+use bytes::Bytes;
+use myriad_bus::{Bus, BusError};
 use myriad_cache::signed::MessageSigner;
-use myriad_proto::purge::{Purge, MAX_PURGE_ITEMS, PURGE_SUBJECT};
+use myriad_proto::bus::{decode, encode};
+use myriad_proto::purge::{Purge, PurgeMsg, MAX_PURGE_ITEMS, PURGE_SUBJECT};
 
 use super::Cdn;
-
-/// The NATS header that carries a purge's signature.
-const SIGNATURE_HEADER: &str = "Myriad-Signature";
 
 /// Carries purges to every edge: each edge applies what arrives on the subject, its own
 /// purges included. With a signer, purges are signed with the edges' shared key and
 /// unsigned, forged or stale ones are ignored, so access to the bus alone purges nothing.
 #[derive(Clone)]
 pub struct PurgeBus {
-    client: async_nats::Client,
+    bus: Arc<dyn Bus>,
     signer: Option<Arc<MessageSigner>>,
 }
 
 impl PurgeBus {
-    pub async fn connect(
-        url: &str,
+    /// Subscribes to purges on `bus` and applies them to `cdn`.
+    pub async fn start(
+        bus: Arc<dyn Bus>,
         cdn: Arc<Cdn>,
         signer: Option<Arc<MessageSigner>>,
-    ) -> Result<Self, async_nats::Error> {
-        let client = async_nats::connect(url).await?;
-        let mut sub = client.subscribe(PURGE_SUBJECT).await?;
+    ) -> Result<Self, BusError> {
+        let mut sub = bus.subscribe(PURGE_SUBJECT).await?;
         if signer.is_none() {
             tracing::warn!(
                 "purges on the bus are not signed (--purge-key): anyone on it can purge"
@@ -42,44 +41,53 @@ impl PurgeBus {
         let checker = signer.clone();
         tokio::spawn(async move {
             while let Some(msg) = sub.next().await {
-                if let Some(signer) = &checker {
-                    let field = msg
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get(SIGNATURE_HEADER))
-                        .map(|v| v.as_str())
-                        .unwrap_or_default();
-                    if let Err(e) = signer.verify(&msg.payload, field, unix_now()) {
-                        tracing::warn!("purge ignored: {e}");
-                        continue;
-                    }
-                }
-                match serde_json::from_slice::<Purge>(&msg.payload) {
-                    Ok(p) if p.len() <= MAX_PURGE_ITEMS => cdn.purge(&p),
-                    Ok(p) => tracing::warn!(items = p.len(), "oversized purge ignored"),
-                    Err(e) => tracing::warn!("malformed purge ignored: {e}"),
+                match received(&msg.payload, checker.as_deref(), unix_now()) {
+                    Ok(purge) => cdn.purge(&purge),
+                    Err(why) => tracing::warn!("purge ignored: {why}"),
                 }
             }
             tracing::warn!("purge subscription ended");
         });
-        Ok(Self { client, signer })
+        Ok(Self { bus, signer })
     }
 
-    async fn publish(&self, purge: &Purge) -> Result<(), async_nats::Error> {
-        let payload = serde_json::to_vec(purge)?;
-        match &self.signer {
-            Some(signer) => {
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert(SIGNATURE_HEADER, signer.sign(&payload, unix_now()).as_str());
-                self.client
-                    .publish_with_headers(PURGE_SUBJECT, headers, payload.into())
-                    .await?;
-            }
-            None => self.client.publish(PURGE_SUBJECT, payload.into()).await?,
-        }
-        self.client.flush().await?;
-        Ok(())
+    async fn publish(&self, purge: &Purge) -> Result<(), BusError> {
+        let signature = self
+            .signer
+            .as_ref()
+            .map(|s| s.sign(&purge.signed_bytes(), unix_now()));
+        let msg = PurgeMsg {
+            purge: purge.clone(),
+            signature,
+        };
+        self.bus
+            .publish(PURGE_SUBJECT, Bytes::from(encode(&msg)))
+            .await?;
+        self.bus.flush().await
     }
+}
+
+/// The purge a message from the bus asks for, or why it is ignored: not a purge of this
+/// version, unsigned or badly signed where a key is set, or too large.
+fn received(
+    payload: &[u8],
+    signer: Option<&MessageSigner>,
+    now_unix: u64,
+) -> Result<Purge, String> {
+    let msg: PurgeMsg = decode(payload).map_err(|e| e.to_string())?;
+    if let Some(signer) = signer {
+        let field = msg.signature.as_deref().unwrap_or_default();
+        signer
+            .verify(&msg.purge.signed_bytes(), field, now_unix)
+            .map_err(|e| e.to_string())?;
+    }
+    if msg.purge.is_empty() || msg.purge.len() > MAX_PURGE_ITEMS {
+        return Err(format!(
+            "{} items (a purge names 1 to {MAX_PURGE_ITEMS})",
+            msg.purge.len()
+        ));
+    }
+    Ok(msg.purge)
 }
 
 fn unix_now() -> u64 {
@@ -167,5 +175,74 @@ async fn purge(
                 )
             }
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tagged(tag: &str) -> Purge {
+        Purge {
+            tags: vec![tag.to_owned()],
+            ..Purge::default()
+        }
+    }
+
+    fn message(purge: Purge, signature: Option<String>) -> Vec<u8> {
+        encode(&PurgeMsg { purge, signature })
+    }
+
+    #[test]
+    fn signed_purges_are_applied_and_others_refused_with_a_reason() {
+        let key = MessageSigner::new(b"shared");
+        let now = 1_800_000_000;
+        let sig = key.sign(&tagged("t1").signed_bytes(), now);
+        let good = message(tagged("t1"), Some(sig.clone()));
+        assert_eq!(received(&good, Some(&key), now), Ok(tagged("t1")));
+        assert_eq!(
+            received(&good, None, now),
+            Ok(tagged("t1")),
+            "no key: trusted"
+        );
+
+        let unsigned = message(tagged("t1"), None);
+        assert!(received(&unsigned, Some(&key), now).is_err());
+        // The signature of another purge does not carry over.
+        let moved = message(tagged("t2"), Some(sig));
+        assert!(received(&moved, Some(&key), now).is_err());
+        let other_key = MessageSigner::new(b"other");
+        let foreign = message(
+            tagged("t1"),
+            Some(other_key.sign(&tagged("t1").signed_bytes(), now)),
+        );
+        assert!(received(&foreign, Some(&key), now).is_err());
+        let stale = message(
+            tagged("t1"),
+            Some(key.sign(&tagged("t1").signed_bytes(), now - 3600)),
+        );
+        assert!(received(&stale, Some(&key), now).is_err());
+    }
+
+    #[test]
+    fn old_versions_garbage_and_oversized_purges_are_refused() {
+        let old = br#"{"v":0,"kind":"cdn.purge","body":{"purge":{"tags":["t1"]}}}"#;
+        let why = received(old, None, 0).unwrap_err();
+        assert!(why.contains("version 0"), "{why}");
+        let bare = br#"{"tags":["t1"]}"#;
+        assert!(
+            received(bare, None, 0).is_err(),
+            "the unversioned form of old edges"
+        );
+        assert!(received(b"\xff\x00", None, 0).is_err());
+        assert!(
+            received(&message(Purge::default(), None), None, 0).is_err(),
+            "empty"
+        );
+        let huge = Purge {
+            urls: vec!["x/".into(); MAX_PURGE_ITEMS + 1],
+            ..Purge::default()
+        };
+        assert!(received(&message(huge, None), None, 0).is_err());
     }
 }
