@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use myriad_edge::cdn::limits::LimitsConfig;
-use myriad_edge::cdn::{Cdn, CdnConfig, SiteConfig};
+use myriad_cdn::limits::LimitsConfig;
+use myriad_cdn::{Cdn, CdnConfig, SiteConfig};
 
 use crate::http::origin::Origin;
 use crate::Report;

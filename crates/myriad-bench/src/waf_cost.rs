@@ -1,4 +1,4 @@
-//! Where a libmodsecurity transaction's time goes: the edge's WAF (`myriad_edge::cdn::waf`)
+//! Where a libmodsecurity transaction's time goes: the edge's WAF (`myriad_waf`)
 //! loaded with no rules, with the whole OWASP CRS, and with the CRS initialization plus one
 //! rule file at a time, each checking GET heads that differ in one field (so no verdict is
 //! reused). The whole CRS is measured with three kinds of head, with all its rules and with
@@ -13,7 +13,7 @@ use std::time::Instant;
 
 use anyhow::Context;
 use http::HeaderMap;
-use myriad_edge::cdn::waf::{Inspected, Waf, WafConfig};
+use myriad_waf::{Inspected, Waf, WafConfig};
 
 use crate::Report;
 

@@ -11,11 +11,11 @@ use clap::Args;
 use http::HeaderValue;
 use myriad_bus::NatsBus;
 use myriad_cache::signed::{MessageSigner, UrlSigner};
-use myriad_edge::cdn::admin::{self, PurgeBus};
-use myriad_edge::cdn::limits::{KeyRate, LimitsConfig, PathRate};
-use myriad_edge::cdn::tls::{self, CertFiles, Certificates};
-use myriad_edge::cdn::waf::WafConfig;
-use myriad_edge::cdn::{self, Cdn, CdnConfig, DiskConfig, Signing, SiteConfig, TlsListener};
+use myriad_cdn::admin::{self, PurgeBus};
+use myriad_cdn::limits::{KeyRate, LimitsConfig, PathRate};
+use myriad_cdn::tls::{self, CertFiles, Certificates};
+use myriad_cdn::{self as cdn, Cdn, CdnConfig, DiskConfig, Signing, SiteConfig, TlsListener};
+use myriad_waf::WafConfig;
 use serde::Deserialize;
 use tokio::signal::unix::{signal, SignalKind};
 

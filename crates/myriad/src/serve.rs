@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use myriad_auth::ApiKey;
+use myriad_cdn::{self as cdn, Cdn, CdnConfig, SiteConfig};
 use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig};
-use myriad_edge::cdn::{self, Cdn, CdnConfig, SiteConfig};
 use myriad_sfu::SfuHandle;
 use myriad_store::Store;
 
@@ -64,9 +64,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let app = myriad_edge::router(control);
+    let app = myriad_node::router(control);
     tokio::select! {
-        res = myriad_edge::serve(listener, app) => res.context("HTTP server failed"),
+        res = myriad_node::serve(listener, app) => res.context("HTTP server failed"),
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted, shutting down");
             Ok(())

@@ -337,7 +337,7 @@ impl<'a> Inspected<'a> {
 
 fn log_debug(message: Option<&str>) {
     if let Some(m) = message {
-        tracing::debug!(target: "myriad_edge::waf", "{m}");
+        tracing::debug!(target: "myriad_waf", "{m}");
     }
 }
 

@@ -2,11 +2,16 @@
 //! (cleartext by prior knowledge, or TLS with ALPN) and HTTP/3 ([`h3`]) in front of origins
 //! or a parent edge.
 
+#![allow(clippy::disallowed_methods)] // an I/O shell: reads the clock
+
 mod access_log;
 pub mod admin;
+mod body;
 mod client_stream;
+mod config;
 mod disk;
 pub mod drain;
+mod fetch;
 mod fill;
 mod guard;
 pub mod h3;
@@ -14,15 +19,17 @@ mod head;
 mod idle;
 pub mod limits;
 mod metrics;
+mod pass;
 mod proxy;
+mod rate;
 mod refusal_log;
 mod sharded;
 mod stalled_streams;
 mod store;
+mod tier;
 pub mod tls;
 mod tunnel;
 mod upstream;
-pub mod waf;
 mod websocket;
 
 use std::net::SocketAddr;
@@ -38,10 +45,12 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::TlsAcceptor;
 
+pub use config::{CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
 pub use drain::{drain, Drain, DrainSwitch};
 use limits::ConnectionSlot;
 pub use metrics::{BlockReason, Metrics, Outcome, Unstored};
-pub use proxy::{Cdn, CdnConfig, CdnError, DiskConfig, Signing, SiteConfig};
+pub use proxy::Cdn;
+pub use rate::TokenBucket;
 pub use upstream::UpstreamError;
 
 use client_stream::{ClientStream, HttpReads, SendTimedOut};

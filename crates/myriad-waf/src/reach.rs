@@ -543,8 +543,8 @@ fn hir_may_match(hir: &Hir, value: Alphabet) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use super::super::seclang;
     use super::*;
+    use crate::seclang;
 
     fn rx(pattern: &str, alphabet: &[u8]) -> Option<bool> {
         super::pattern(pattern).map(|p| hir_may_match(&p.hir, Alphabet::of(alphabet).case_closed()))
@@ -727,7 +727,7 @@ mod tests {
     fn the_request_line_asked_exactly() {
         let none = |_: &str| None;
         let target = "/obj/1024?page=17";
-        let query = crate::cdn::waf::query::Query::of(target).unwrap();
+        let query = crate::query::Query::of(target).unwrap();
         let url = Url::new("GET", target, "1.1", &query);
         let on_url =
             |rule: &str| Prepared::new(&link(rule), &none, &TxNames::any()).may_match_url(&url);

@@ -18,7 +18,7 @@ use moka::sync::Cache;
 use myriad_cache::StoredMeta;
 use serde::{Deserialize, Serialize};
 
-use super::store::{count_eviction, invalidate_matching, usage_of, Stored, Tier, Usage};
+use super::tier::{count_eviction, invalidate_matching, usage_of, Stored, Tier, Usage};
 
 struct DiskEntry {
     path: PathBuf,

@@ -22,7 +22,7 @@ use prometheus_client::metrics::counter::Counter;
 use serde::Serialize;
 
 use super::metrics::{BlockReason, Outcome};
-use super::proxy::{BoxError, ProxyBody};
+use crate::body::{BoxError, ProxyBody};
 
 /// Lines waiting for the writer; beyond this they are dropped.
 const QUEUE_LINES: usize = 64 * 1024;

@@ -199,7 +199,7 @@ pub(super) fn phrases(path: &str) -> Option<Vec<Vec<u8>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdn::waf::Inspected;
+    use crate::Inspected;
     use http::HeaderMap;
 
     /// The first class that holds a request with `target` and `fields`.
@@ -241,7 +241,7 @@ mod tests {
     fn directives_it_does_not_understand_turn_the_narrower_sets_off() {
         let dir = Path::new("/");
         let sets = |text: &str| {
-            let parsed = [("t", crate::cdn::waf::seclang::parse(text, dir).unwrap())];
+            let parsed = [("t", crate::seclang::parse(text, dir).unwrap())];
             rule_sets(&parsed, true).len()
         };
         let rule = "SecRule ARGS \"@rx <\" \"id:1,deny\"\n";
@@ -253,7 +253,7 @@ mod tests {
         // Nor, then, can a field value be left out of a remembered verdict's key.
         let parsed = [(
             "t",
-            crate::cdn::waf::seclang::parse(
+            crate::seclang::parse(
                 &format!("{rule}SecRuleUpdateTargetById 1 REQUEST_HEADERS"),
                 dir,
             )

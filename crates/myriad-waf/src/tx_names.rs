@@ -64,7 +64,7 @@ impl TxNames {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cdn::waf::seclang;
+    use crate::seclang;
 
     fn names(text: &str) -> TxNames {
         let parsed = [(

@@ -20,8 +20,9 @@ use http_body_util::{BodyExt, StreamBody};
 use quinn::crypto::rustls::QuicServerConfig;
 use tokio_rustls::rustls::ServerConfig;
 
+use super::body::BoxError;
 use super::drain::Drain;
-use super::proxy::{BoxError, Cdn};
+use super::proxy::Cdn;
 use super::{BlockReason, MAX_HEAD_BYTES};
 
 /// Requests a client may have open on one connection at once.

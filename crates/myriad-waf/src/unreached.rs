@@ -311,7 +311,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
-    use crate::cdn::waf::seclang;
+    use crate::seclang;
 
     const SETTINGS: &str = "SecAction \"id:1,phase:1,pass,nolog,setvar:tx.paranoia_level=1,\
                             setvar:tx.executing_paranoia_level=1\"\n";

@@ -26,7 +26,7 @@ use myriad_room::{Actor, EndReason, RoomError};
 use myriad_sfu::{NewPeer, PeerId, SfuError, ShellError};
 use tokio::sync::mpsc;
 
-use crate::TokenBucket;
+use myriad_cdn::TokenBucket;
 
 /// The client must say who it is within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);

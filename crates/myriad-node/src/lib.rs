@@ -1,10 +1,8 @@
-//! The edge node's HTTP side: the embedded web client, WebSocket signalling sessions and (in
-//! `myriad serve`) the control API, on one port; and the caching reverse proxy of `myriad edge`.
+//! A meeting node (`myriad serve`): the embedded web client, WebSocket signalling sessions
+//! and the control API, on one port.
 
 #![allow(clippy::disallowed_methods)] // an I/O shell: reads the clock
 
-pub mod cdn;
-mod rate;
 mod session;
 mod web;
 
@@ -13,8 +11,6 @@ use std::sync::Arc;
 
 use axum::Router;
 use myriad_control::Control;
-
-pub use rate::TokenBucket;
 
 /// Everything `myriad serve` answers on its HTTP port.
 pub fn router(control: Arc<Control>) -> Router {

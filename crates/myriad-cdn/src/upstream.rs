@@ -4,16 +4,14 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use bytes::Bytes;
 use http::header::{HeaderValue, VIA};
 use http::uri::{Authority, PathAndQuery, Scheme};
 use http::{HeaderMap, Request, Uri};
-use http_body_util::combinators::UnsyncBoxBody;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
-pub type Body = UnsyncBoxBody<Bytes, crate::cdn::proxy::BoxError>;
+pub use crate::body::UpstreamBody as Body;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {

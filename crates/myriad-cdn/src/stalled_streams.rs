@@ -22,7 +22,7 @@ use http_body_util::BodyExt;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::proxy::{BoxError, ProxyBody};
+use crate::body::{BoxError, ProxyBody};
 
 /// Largest piece handed to HTTP/2 at once: the default frame size, a quarter of the default
 /// stream window.

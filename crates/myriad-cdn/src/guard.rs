@@ -11,7 +11,7 @@ use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use tokio::time::Sleep;
 
-use super::proxy::{BoxError, RequestBody};
+use crate::body::{BoxError, RequestBody};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BodyFault {

@@ -18,7 +18,8 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use super::sharded::Sharded;
-use super::store::{Store, Tier};
+use super::store::Store;
+use super::tier::Tier;
 
 /// How a request was answered (as `/metrics` labels it and the access log writes it).
 #[derive(Debug, Clone, Copy, Hash, PartialEq, Eq, EncodeLabelValue, serde::Serialize)]
@@ -592,7 +593,7 @@ mod tests {
 
     #[test]
     fn storage_is_read_at_scrape_time_per_tier() {
-        use crate::cdn::store::Stored;
+        use crate::tier::Stored;
         let store = Arc::new(Store::new(1 << 20, None));
         let m = Metrics::new(store.clone());
         let key = Store::key("h/x", "");
