@@ -1,691 +1,267 @@
-//! A meeting's coordinator: the task that owns one [`Meeting`] core, fans its events out to
-//! the participants' connections once per tick, and drives the media plan.
+//! A meeting's coordinator: the task that owns one [`Meeting`] core and speaks only over the
+//! bus — requests from nodes in, the meeting's batches, plan and session ends out to every
+//! node at once. It knows nothing of sockets, media or HTTP: each node fans out to its own
+//! connections and drives its own media.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::ws::Utf8Bytes;
-use myriad_auth::Grants;
-use myriad_proto::{
-    MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, ServerMsg, TrackId,
-    TrackSource, PROTOCOL_VERSION,
+use bytes::Bytes;
+use myriad_bus::{Bus, BusError, Message, Subscription};
+use myriad_proto::bus::{decode, encode};
+use myriad_proto::meeting::{
+    broadcast_subject, levels_subject, rpc_subject, AudioLevels, ConnRef, MeetingBroadcast,
+    MeetingReply, MeetingRequest, RefusalKind,
 };
+use myriad_proto::{MeetingId, ParticipantId, SeqEvent, ServerMsg, PROTOCOL_VERSION};
 use myriad_room::{
-    Actor, EndReason, JoinRequest, Meeting, MeetingConfig, Output, Permissions, ResumeFrom,
-    RoomError,
+    JoinRequest, Meeting, MeetingConfig, Output, Permissions, ResumeFrom, RoomError,
 };
-use myriad_sfu::{PeerId, RoomEvent, SfuHandle};
-use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 
-/// What a participant's connection receives from its meeting.
-#[derive(Debug, Clone)]
-pub enum SessionMsg {
-    /// A server message serialized once for everyone it goes to (clones share the bytes).
-    Text(Utf8Bytes),
-    /// The media connection died; the session forgets its peer and tells the client.
-    MediaClosed { reason: String },
-    /// The session is over; close the connection.
-    End(EndReason),
-}
+/// How long the coordinator sleeps when the meeting wants no wake-up (it wakes for input).
+const NOTHING_DUE: Duration = Duration::from_secs(3600);
 
-/// How many messages may wait for one connection. A client that falls this far behind is
-/// disconnected; it can resume and catch up from the event log.
-pub const SESSION_QUEUE_LEN: usize = 512;
-
-/// The coordinator fans events out in batches, at most once per tick: an event after a quiet
-/// tick goes out at once, what follows it within the tick waits for the next one.
-const TICK: Duration = Duration::from_millis(25);
-
-/// A meeting nobody is in stops its coordinator after this long.
-const IDLE_STOP: Duration = Duration::from_secs(300);
-
-/// A connection to a participant, as registered with the coordinator.
-#[derive(Debug, Clone)]
-pub struct Connection {
-    pub id: u64,
-    pub tx: mpsc::Sender<SessionMsg>,
-}
-
-#[derive(Debug)]
-pub struct Joined {
-    pub participant: ParticipantId,
-    /// Media connection to reuse after a resume.
-    pub peer: Option<PeerId>,
-}
-
-pub(crate) enum Command {
-    Join {
-        grants: Grants,
-        session_token: String,
-        conn: Connection,
-        reply: oneshot::Sender<Result<Joined, RoomError>>,
-    },
-    Resume {
-        identity: String,
-        participant: ParticipantId,
-        session_token: String,
-        last_seq: Seq,
-        conn: Connection,
-        reply: oneshot::Sender<Result<Joined, RoomError>>,
-    },
-    Disconnect {
-        participant: ParticipantId,
-        conn_id: u64,
-    },
-    Leave {
-        participant: ParticipantId,
-    },
-    AttachPeer {
-        participant: ParticipantId,
-        peer: PeerId,
-        reply: oneshot::Sender<()>,
-    },
-    Mute {
-        actor: Actor,
-        target: ParticipantId,
-        source: TrackSource,
-        muted: bool,
-        reply: oneshot::Sender<Result<(), RoomError>>,
-    },
-    Remove {
-        actor: Actor,
-        target: ParticipantId,
-        reply: oneshot::Sender<Result<(), RoomError>>,
-    },
-    Chat {
-        participant: ParticipantId,
-        text: String,
-        reply: oneshot::Sender<Result<(), RoomError>>,
-    },
-    Participants {
-        after: Option<ParticipantId>,
-        limit: usize,
-        reply: oneshot::Sender<(u32, Vec<ParticipantInfo>)>,
-    },
-    End,
-}
-
-/// The coordinator's mailbox.
-#[derive(Clone)]
-pub struct MeetingHandle {
-    pub(crate) tx: mpsc::Sender<Command>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum CoordinatorError {
-    #[error("the meeting is not running")]
-    Gone,
-    #[error(transparent)]
-    Room(#[from] RoomError),
-}
-
-impl MeetingHandle {
-    async fn ask<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<T>) -> Command,
-    ) -> Result<T, CoordinatorError> {
-        let (tx, rx) = oneshot::channel();
-        self.tx
-            .send(make(tx))
-            .await
-            .map_err(|_| CoordinatorError::Gone)?;
-        rx.await.map_err(|_| CoordinatorError::Gone)
-    }
-
-    /// Asks for something the meeting core may refuse.
-    async fn ask_room<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, RoomError>>) -> Command,
-    ) -> Result<T, CoordinatorError> {
-        Ok(self.ask(make).await??)
-    }
-
-    pub async fn join(
-        &self,
-        grants: Grants,
-        session_token: String,
-        conn: Connection,
-    ) -> Result<Joined, CoordinatorError> {
-        self.ask_room(|reply| Command::Join {
-            grants,
-            session_token,
-            conn,
-            reply,
-        })
-        .await
-    }
-
-    /// Resumes a session; `identity` comes from the new connection's token and must match.
-    pub async fn resume(
-        &self,
-        identity: String,
-        participant: ParticipantId,
-        session_token: String,
-        last_seq: Seq,
-        conn: Connection,
-    ) -> Result<Joined, CoordinatorError> {
-        self.ask_room(|reply| Command::Resume {
-            identity,
-            participant,
-            session_token,
-            last_seq,
-            conn,
-            reply,
-        })
-        .await
-    }
-
-    pub async fn disconnect(&self, participant: ParticipantId, conn_id: u64) {
-        let _ = self
-            .tx
-            .send(Command::Disconnect {
-                participant,
-                conn_id,
-            })
-            .await;
-    }
-
-    pub async fn leave(&self, participant: ParticipantId) {
-        let _ = self.tx.send(Command::Leave { participant }).await;
-    }
-
-    /// Tells the coordinator which media connection is the participant's; returns once it
-    /// knows, so media events about the peer cannot overtake it.
-    pub async fn attach_peer(&self, participant: ParticipantId, peer: PeerId) {
-        let _ = self
-            .ask(|reply| Command::AttachPeer {
-                participant,
-                peer,
-                reply,
-            })
-            .await;
-    }
-
-    pub async fn mute(
-        &self,
-        actor: Actor,
-        target: ParticipantId,
-        source: TrackSource,
-        muted: bool,
-    ) -> Result<(), CoordinatorError> {
-        self.ask_room(|reply| Command::Mute {
-            actor,
-            target,
-            source,
-            muted,
-            reply,
-        })
-        .await
-    }
-
-    pub async fn remove(
-        &self,
-        actor: Actor,
-        target: ParticipantId,
-    ) -> Result<(), CoordinatorError> {
-        self.ask_room(|reply| Command::Remove {
-            actor,
-            target,
-            reply,
-        })
-        .await
-    }
-
-    pub async fn chat(
-        &self,
-        participant: ParticipantId,
-        text: String,
-    ) -> Result<(), CoordinatorError> {
-        self.ask_room(|reply| Command::Chat {
-            participant,
-            text,
-            reply,
-        })
-        .await
-    }
-
-    pub async fn participants(
-        &self,
-        after: Option<ParticipantId>,
-        limit: usize,
-    ) -> Result<(u32, Vec<ParticipantInfo>), CoordinatorError> {
-        self.ask(|reply| Command::Participants {
-            after,
-            limit,
-            reply,
-        })
-        .await
-    }
-
-    pub async fn end(&self) {
-        let _ = self.tx.send(Command::End).await;
-    }
-
-    pub fn is_running(&self) -> bool {
-        !self.tx.is_closed()
-    }
-}
-
-/// Which media connection is whose, both ways: media events name the peer, meeting events
-/// the participant, and both are frequent in a large meeting.
-#[derive(Default)]
-struct PeerIndex {
-    by_participant: HashMap<ParticipantId, PeerId>,
-    by_peer: HashMap<PeerId, ParticipantId>,
-}
-
-impl PeerIndex {
-    /// Records the participant's peer; returns the one it replaces.
-    fn attach(&mut self, participant: ParticipantId, peer: PeerId) -> Option<PeerId> {
-        let old = self.by_participant.insert(participant, peer);
-        if let Some(old) = old {
-            self.by_peer.remove(&old);
-        }
-        self.by_peer.insert(peer, participant);
-        old
-    }
-
-    fn detach(&mut self, participant: ParticipantId) -> Option<PeerId> {
-        let peer = self.by_participant.remove(&participant)?;
-        self.by_peer.remove(&peer);
-        Some(peer)
-    }
-
-    fn peer_of(&self, participant: ParticipantId) -> Option<PeerId> {
-        self.by_participant.get(&participant).copied()
-    }
-
-    fn owner(&self, peer: PeerId) -> Option<ParticipantId> {
-        self.by_peer.get(&peer).copied()
-    }
+/// Subscribes the coordinator of `id` to its subjects and starts it. Returns once the bus has
+/// the subscriptions, so a request sent next is heard.
+pub(crate) async fn start(
+    bus: Arc<dyn Bus>,
+    id: MeetingId,
+    config: MeetingConfig,
+) -> Result<JoinHandle<()>, BusError> {
+    let rpc = bus.subscribe(&rpc_subject(&id)).await?;
+    let levels = bus.subscribe(&levels_subject(&id)).await?;
+    bus.flush().await?;
+    let coordinator = Coordinator {
+        out: broadcast_subject(&id),
+        meeting: Meeting::new(id, config, Instant::now()),
+        bus,
+        conns: HashMap::new(),
+    };
+    tracing::info!(meeting = %coordinator.meeting.id(), "meeting coordinator started");
+    Ok(tokio::spawn(coordinator.run(rpc, levels)))
 }
 
 struct Coordinator {
+    bus: Arc<dyn Bus>,
     meeting: Meeting,
-    sfu: SfuHandle,
-    sessions: HashMap<ParticipantId, Connection>,
-    peers: PeerIndex,
-    batch: Vec<SeqEvent>,
-    /// When the last batch went out.
-    flushed_at: Option<Instant>,
-}
-
-pub(crate) fn spawn(id: MeetingId, config: MeetingConfig, sfu: SfuHandle) -> MeetingHandle {
-    let (tx, rx) = mpsc::channel(1024);
-    let (media_tx, media_rx) = mpsc::channel(4096);
-    let coordinator = Coordinator {
-        meeting: Meeting::new(id, config),
-        sfu,
-        sessions: HashMap::new(),
-        peers: PeerIndex::default(),
-        batch: Vec::new(),
-        flushed_at: None,
-    };
-    tokio::spawn(coordinator.run(rx, media_tx, media_rx));
-    MeetingHandle { tx }
+    out: String,
+    /// Each participant's current signalling connection.
+    conns: HashMap<ParticipantId, ConnRef>,
 }
 
 impl Coordinator {
-    async fn run(
-        mut self,
-        mut commands: mpsc::Receiver<Command>,
-        media_tx: mpsc::Sender<RoomEvent>,
-        mut media: mpsc::Receiver<RoomEvent>,
-    ) {
+    async fn run(mut self, mut rpc: Subscription, mut levels: Subscription) {
         let id = self.meeting.id().clone();
-        if self.sfu.open_room(id.clone(), media_tx).await.is_err() {
-            tracing::error!(meeting = %id, "media task gone; meeting not started");
-            return;
-        }
-        tracing::info!(meeting = %id, "meeting started");
-        let mut tick = tokio::time::interval(TICK);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut empty_since: Option<Instant> = None;
-        while !self.meeting.is_ended() {
+        loop {
+            self.drain().await;
+            if self.meeting.is_stopped() {
+                break;
+            }
+            let wake = self
+                .meeting
+                .poll_timeout()
+                .map_or(Instant::now() + NOTHING_DUE, |(t, _)| t);
             tokio::select! {
-                cmd = commands.recv() => {
-                    match cmd {
-                        Some(cmd) => self.handle_command(cmd).await,
-                        None => self.meeting.end(Instant::now()),
-                    }
-                    self.flush_if_quiet().await;
-                }
-                Some(ev) = media.recv() => {
-                    self.handle_media(ev).await;
-                    self.flush_if_quiet().await;
-                }
-                _ = tick.tick() => {
-                    let now = Instant::now();
-                    if self.meeting.poll_timeout().is_some_and(|t| t <= now) {
-                        self.meeting.handle_timeout(now);
-                    }
-                    self.drain().await;
-                    self.flush();
-                    // An empty meeting gives its resources back; the next join starts it anew.
-                    if self.meeting.count() > 0 {
-                        empty_since = None;
-                    } else if now.duration_since(*empty_since.get_or_insert(now)) >= IDLE_STOP {
+                msg = rpc.next() => match msg {
+                    Some(msg) => self.handle_message(msg).await,
+                    None => {
+                        tracing::error!(meeting = %id, "request subscription ended");
                         break;
                     }
+                },
+                Some(msg) = levels.next() => match decode::<AudioLevels>(&msg.payload) {
+                    Ok(report) => self.meeting.handle_audio_levels(Instant::now(), &report.levels),
+                    Err(e) => tracing::warn!(meeting = %id, "audio levels ignored: {e}"),
+                },
+                _ = tokio::time::sleep_until(wake.into()) => {
+                    self.meeting.handle_timeout(Instant::now());
                 }
             }
         }
+        tracing::info!(meeting = %id, ended = self.meeting.is_ended(), "meeting coordinator stopped");
+    }
+
+    async fn handle_message(&mut self, msg: Message) {
+        let reply = match decode::<MeetingRequest>(&msg.payload) {
+            Ok(req) => self.handle(req).await,
+            Err(e) => {
+                tracing::warn!(meeting = %self.meeting.id(), "request refused: {e}");
+                refused(RefusalKind::BadRequest, e.to_string())
+            }
+        };
+        // Everything the request changed goes out before its answer.
         self.drain().await;
-        self.flush();
-        let _ = self.sfu.close_room(id.clone()).await;
-        if self.meeting.is_ended() {
-            tracing::info!(meeting = %id, "meeting ended");
-        } else {
-            tracing::info!(meeting = %id, "meeting idle, coordinator stopped");
+        match msg.reply {
+            Some(to) => {
+                if let Err(e) = self.bus.respond(&to, Bytes::from(encode(&reply))).await {
+                    tracing::warn!(meeting = %self.meeting.id(), "answer not sent: {e}");
+                }
+            }
+            None => {
+                tracing::debug!(meeting = %self.meeting.id(), "a request without a reply subject")
+            }
         }
     }
 
-    async fn handle_command(&mut self, cmd: Command) {
+    async fn handle(&mut self, req: MeetingRequest) -> MeetingReply {
         let now = Instant::now();
-        match cmd {
-            Command::Join {
-                grants,
+        let m = &mut self.meeting;
+        let done =
+            |r: Result<(), RoomError>| r.map_or_else(|e| room_refused(&e), |()| MeetingReply::Done);
+        match req {
+            MeetingRequest::Join {
+                joiner,
                 session_token,
                 conn,
-                reply,
             } => {
                 let req = JoinRequest {
-                    name: grants
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| grants.identity.clone()),
-                    identity: grants.identity,
-                    role: grants.role,
+                    identity: joiner.identity,
+                    name: joiner.name,
+                    role: joiner.role,
                     permissions: Permissions {
-                        publish: grants.publish,
-                        subscribe: grants.subscribe,
-                        moderate: grants.moderate,
+                        publish: joiner.publish,
+                        subscribe: joiner.subscribe,
+                        moderate: joiner.moderate,
                     },
                     session_token: session_token.clone(),
                 };
-                match self.meeting.handle_join(now, req) {
+                match m.handle_join(now, req) {
                     Ok(participant) => {
-                        self.drain().await;
-                        // Events up to the join go out now, before the welcome: the snapshot
-                        // already contains them, and the client skips seq it has.
-                        self.flush();
-                        self.welcome(participant, session_token, &conn, false, None);
-                        self.sessions.insert(participant, conn);
-                        let _ = reply.send(Ok(Joined {
-                            participant,
-                            peer: None,
-                        }));
+                        self.conns.insert(participant, conn);
+                        self.joined(participant, session_token, false, None)
                     }
-                    Err(e) => {
-                        let _ = reply.send(Err(e));
-                    }
+                    Err(e) => room_refused(&e),
                 }
             }
-            Command::Resume {
+            MeetingRequest::Resume {
                 identity,
                 participant,
                 session_token,
                 last_seq,
                 conn,
-                reply,
-            } => match self
-                .meeting
-                .participant(participant)
-                .is_some_and(|p| p.identity == identity)
-                .then_some(())
-                .ok_or(RoomError::UnknownSession)
-                .and_then(|()| {
-                    self.meeting
-                        .handle_resume(participant, &session_token, last_seq)
-                }) {
+            } => match m.handle_resume(now, participant, &identity, &session_token, last_seq) {
                 Ok(from) => {
-                    // Ends the old connection (if it still exists) before the new one is in.
+                    // The old connection is told to go (with its own reference) before the
+                    // new one takes the participant's place.
                     self.drain().await;
-                    self.flush();
-                    match from {
-                        ResumeFrom::Snapshot(_) => {
-                            self.welcome(participant, session_token, &conn, true, None)
-                        }
-                        ResumeFrom::Events(missed) => {
-                            self.welcome(participant, session_token, &conn, true, Some(missed))
-                        }
-                    }
-                    self.sessions.insert(participant, conn);
-                    let _ = reply.send(Ok(Joined {
-                        participant,
-                        peer: self.peers.peer_of(participant),
-                    }));
+                    self.conns.insert(participant, conn);
+                    let missed = match from {
+                        ResumeFrom::Events(missed) => Some(missed),
+                        ResumeFrom::Snapshot(_) => None,
+                    };
+                    self.joined(participant, session_token, true, missed)
                 }
-                Err(e) => {
-                    let _ = reply.send(Err(e));
-                }
+                Err(e) => room_refused(&e),
             },
-            Command::Disconnect {
-                participant,
-                conn_id,
-            } => {
-                if self
-                    .sessions
-                    .get(&participant)
-                    .is_some_and(|c| c.id == conn_id)
-                {
-                    self.sessions.remove(&participant);
-                    self.meeting.handle_disconnect(now, participant);
+            MeetingRequest::Disconnect { participant, conn } => {
+                if self.conns.get(&participant) == Some(&conn) {
+                    self.conns.remove(&participant);
+                    m.handle_disconnect(now, participant);
                 }
+                MeetingReply::Done
             }
-            Command::Leave { participant } => self.meeting.handle_leave(now, participant),
-            Command::AttachPeer {
-                participant,
-                peer,
-                reply,
-            } => {
-                if let Some(old) = self.peers.attach(participant, peer) {
-                    if old != peer {
-                        self.unpublish_all(participant);
-                        let _ = self.sfu.remove_peer(old).await;
-                    }
-                }
-                let _ = reply.send(());
+            MeetingRequest::Leave { participant } => {
+                m.handle_leave(now, participant);
+                MeetingReply::Done
             }
-            Command::Mute {
+            MeetingRequest::Mute {
                 actor,
                 target,
                 source,
                 muted,
-                reply,
-            } => {
-                let _ = reply.send(self.meeting.handle_mute(actor, target, source, muted));
+            } => done(m.handle_mute(now, actor, target, source, muted)),
+            MeetingRequest::Remove { actor, target } => done(m.handle_remove(now, actor, target)),
+            MeetingRequest::Chat { participant, text } => {
+                done(m.handle_chat(now, participant, &text))
             }
-            Command::Remove {
-                actor,
-                target,
-                reply,
-            } => {
-                let _ = reply.send(self.meeting.handle_remove(now, actor, target));
-            }
-            Command::Chat {
+            MeetingRequest::Publish {
                 participant,
-                text,
-                reply,
-            } => {
-                let _ = reply.send(self.meeting.handle_chat(participant, &text));
+                source,
+            } => match m.handle_publish(now, participant, source) {
+                Ok(track) => MeetingReply::Published { track },
+                Err(e) => room_refused(&e),
+            },
+            MeetingRequest::MediaClosed { participant } => {
+                for track in m.tracks_of(participant) {
+                    m.handle_unpublish(now, track);
+                }
+                MeetingReply::Done
             }
-            Command::Participants {
-                after,
-                limit,
-                reply,
-            } => {
-                let page = self.meeting.participants_page(after, limit);
-                let _ = reply.send((self.meeting.count(), page));
+            MeetingRequest::Participants { after, limit } => MeetingReply::Page {
+                count: m.count(),
+                participants: m.participants_page(after, limit.min(1000) as usize),
+            },
+            MeetingRequest::End => {
+                m.end(now);
+                MeetingReply::Done
             }
-            Command::End => self.meeting.end(now),
         }
-        self.drain().await;
     }
 
-    /// Sends the welcome (and, on a resume, the missed events) to a new connection.
-    fn welcome(
+    /// The answer to a join or a resume: the welcome, then the events the client missed; or,
+    /// on a first join and when too many were missed (`None`), a snapshot in the welcome.
+    fn joined(
         &self,
         participant: ParticipantId,
         session_token: String,
-        conn: &Connection,
         resumed: bool,
         missed: Option<Vec<SeqEvent>>,
-    ) {
+    ) -> MeetingReply {
         let Some(you) = self.meeting.participant(participant).cloned() else {
-            return;
+            return refused(RefusalKind::UnknownParticipant, "gone meanwhile".into());
         };
-        // A resume that can be served from the event log gets the missed events; otherwise
-        // (and on a first join) the client starts from a snapshot.
         let snapshot = missed
             .is_none()
             .then(|| self.meeting.snapshot_for(participant));
-        let welcome = ServerMsg::Welcome {
-            v: PROTOCOL_VERSION,
-            meeting: self.meeting.id().clone(),
-            you,
-            session_token,
-            resumed,
-            snapshot,
-        };
-        send_json(conn, &welcome);
-        if let Some(events) = missed.filter(|m| !m.is_empty()) {
-            send_json(conn, &ServerMsg::Events { events });
+        let missed = missed.unwrap_or_default();
+        MeetingReply::Joined {
+            participant,
+            welcome: Box::new(ServerMsg::Welcome {
+                v: PROTOCOL_VERSION,
+                meeting: self.meeting.id().clone(),
+                you,
+                session_token,
+                resumed,
+                snapshot,
+            }),
+            missed,
+            seq: self.meeting.seq(),
         }
     }
 
-    async fn handle_media(&mut self, ev: RoomEvent) {
-        let now = Instant::now();
-        match ev {
-            RoomEvent::TrackAdded {
-                peer,
-                participant,
-                mid,
-                source,
-            } => match self.meeting.handle_publish(participant, source) {
-                Ok(track) => {
-                    let _ = self.sfu.bind_track(peer, mid, track).await;
-                }
-                Err(e) => {
-                    tracing::info!(meeting = %self.meeting.id(), %participant, "publish refused: {e}")
-                }
-            },
-            RoomEvent::AudioLevels(levels) => self.meeting.handle_audio_levels(now, &levels),
-            RoomEvent::Offer { peer, sdp, tracks } => {
-                if let Some(conn) = self.connection_of_peer(peer) {
-                    send_json(conn, &ServerMsg::Offer { sdp, tracks });
-                }
-            }
-            RoomEvent::PeerClosed { peer, reason } => {
-                if let Some(participant) = self.peers.owner(peer) {
-                    self.peers.detach(participant);
-                    self.unpublish_all(participant);
-                    if let Some(conn) = self.sessions.get(&participant) {
-                        let _ = conn.tx.try_send(SessionMsg::MediaClosed { reason });
-                    }
-                }
-            }
-        }
-        self.drain().await;
-    }
-
-    fn connection_of_peer(&self, peer: PeerId) -> Option<&Connection> {
-        self.sessions.get(&self.peers.owner(peer)?)
-    }
-
-    fn unpublish_all(&mut self, participant: ParticipantId) {
-        let tracks: Vec<TrackId> = [
-            TrackSource::Microphone,
-            TrackSource::Camera,
-            TrackSource::Screen,
-        ]
-        .into_iter()
-        .filter_map(|source| self.meeting.track_of(participant, source))
-        .collect();
-        for t in tracks {
-            self.meeting.handle_unpublish(t);
-        }
-    }
-
-    /// Applies the meeting core's outputs.
+    /// Sends what the meeting produced: batches, plans and session ends to every node.
     async fn drain(&mut self) {
         while let Some(out) = self.meeting.poll_output() {
-            match out {
-                Output::Event(ev) => {
-                    if let MeetingEvent::TrackUnpublished { track } = ev.event {
-                        let _ = self
-                            .sfu
-                            .unbind_track(self.meeting.id().clone(), track)
-                            .await;
-                    }
-                    self.batch.push(ev);
-                }
-                Output::Plan(plan) => {
-                    let _ = self.sfu.set_plan(self.meeting.id().clone(), plan).await;
-                }
+            let broadcast = match out {
+                Output::Events(events) => MeetingBroadcast::Events { events },
+                Output::Plan(plan) => MeetingBroadcast::Plan { plan },
                 Output::SessionEnded {
                     participant,
                     reason,
-                } => {
-                    if let Some(conn) = self.sessions.remove(&participant) {
-                        let _ = conn.tx.try_send(SessionMsg::End(reason));
-                    }
-                    if reason != EndReason::Replaced {
-                        if let Some(peer) = self.peers.detach(participant) {
-                            let _ = self.sfu.remove_peer(peer).await;
-                        }
-                    }
-                }
+                } => MeetingBroadcast::SessionEnded {
+                    participant,
+                    conn: self.conns.remove(&participant),
+                    reason,
+                },
+                Output::Stopped(_) => MeetingBroadcast::Stopped,
+            };
+            if let Err(e) = self
+                .bus
+                .publish(&self.out, Bytes::from(encode(&broadcast)))
+                .await
+            {
+                tracing::warn!(meeting = %self.meeting.id(), "broadcast not sent: {e}");
             }
-        }
-    }
-
-    /// Flushes at once unless a batch went out less than a tick ago.
-    async fn flush_if_quiet(&mut self) {
-        if self.flushed_at.is_none_or(|t| t.elapsed() >= TICK) {
-            self.drain().await;
-            self.flush();
-        }
-    }
-
-    /// Sends the batched events to every connection: serialized once, shared by all.
-    fn flush(&mut self) {
-        if self.batch.is_empty() {
-            return;
-        }
-        self.flushed_at = Some(Instant::now());
-        let events = std::mem::take(&mut self.batch);
-        let text: Utf8Bytes = match serde_json::to_string(&ServerMsg::Events { events }) {
-            Ok(s) => s.into(),
-            Err(e) => {
-                tracing::error!("event batch not serializable: {e}");
-                return;
-            }
-        };
-        let mut too_slow = Vec::new();
-        for (participant, conn) in &self.sessions {
-            if conn.tx.try_send(SessionMsg::Text(text.clone())).is_err() {
-                too_slow.push(*participant);
-            }
-        }
-        let now = Instant::now();
-        for participant in too_slow {
-            // Its queue is full (or gone): drop the connection; the client resumes and catches
-            // up from the event log or a snapshot.
-            tracing::warn!(meeting = %self.meeting.id(), %participant, "connection too slow, dropped");
-            if let Some(conn) = self.sessions.remove(&participant) {
-                let _ = conn.tx.try_send(SessionMsg::End(EndReason::Replaced));
-            }
-            self.meeting.handle_disconnect(now, participant);
         }
     }
 }
 
-fn send_json(conn: &Connection, msg: &ServerMsg) {
-    match serde_json::to_string(msg) {
-        Ok(s) => {
-            let _ = conn.tx.try_send(SessionMsg::Text(s.into()));
-        }
-        Err(e) => tracing::error!("message not serializable: {e}"),
-    }
+fn room_refused(e: &RoomError) -> MeetingReply {
+    refused(e.kind(), e.to_string())
+}
+
+fn refused(kind: RefusalKind, message: String) -> MeetingReply {
+    MeetingReply::Refused { kind, message }
 }

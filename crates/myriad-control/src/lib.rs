@@ -1,27 +1,26 @@
-//! The control layer: the meeting directory with one coordinator per live meeting, the REST
-//! API, and access-token issuing. In `myriad serve` it runs in the same process as the edge.
+//! The control layer: the meeting directory (SQLite) and the coordinators of the meetings this
+//! process holds, which speak to nodes only over the bus; and [`MeetingClient`], how anyone
+//! (a node's sessions, the REST API) asks a meeting's coordinator for something.
 
 #![allow(clippy::disallowed_methods)] // an I/O shell: reads the clock
 
-mod api;
+mod client;
 mod coordinator;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use myriad_auth::ApiKey;
+use myriad_bus::Bus;
 use myriad_proto::MeetingId;
 use myriad_room::MeetingConfig;
-use myriad_sfu::SfuHandle;
 use myriad_store::{MeetingRecord, MeetingSettings, Store, StoreError};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
+use tokio::task::JoinHandle;
 
-pub use api::router;
-pub use coordinator::{
-    Connection, CoordinatorError, Joined, MeetingHandle, SessionMsg, SESSION_QUEUE_LEN,
-};
+pub use client::{AskError, Joined, MeetingClient};
 
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
@@ -41,6 +40,8 @@ pub enum ControlError {
     Exists,
     #[error(transparent)]
     Store(StoreError),
+    #[error("the bus failed: {0}")]
+    Bus(#[from] myriad_bus::BusError),
 }
 
 impl From<StoreError> for ControlError {
@@ -55,9 +56,11 @@ impl From<StoreError> for ControlError {
 pub struct Control {
     store: Arc<Store>,
     api_key: ApiKey,
-    sfu: SfuHandle,
+    bus: Arc<dyn Bus>,
     config: ControlConfig,
-    live: Mutex<HashMap<MeetingId, MeetingHandle>>,
+    /// The coordinators running in this process. Held across a start (which subscribes on
+    /// the bus), so two joins at once start one coordinator.
+    coordinators: tokio::sync::Mutex<HashMap<MeetingId, JoinHandle<()>>>,
 }
 
 pub fn now_unix_s() -> u64 {
@@ -96,15 +99,15 @@ impl Control {
     pub fn new(
         store: Arc<Store>,
         api_key: ApiKey,
-        sfu: SfuHandle,
+        bus: Arc<dyn Bus>,
         config: ControlConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
             store,
             api_key,
-            sfu,
+            bus,
             config,
-            live: Mutex::new(HashMap::new()),
+            coordinators: tokio::sync::Mutex::new(HashMap::new()),
         })
     }
 
@@ -116,8 +119,8 @@ impl Control {
         self.config.dev_mode
     }
 
-    pub fn sfu(&self) -> &SfuHandle {
-        &self.sfu
+    pub fn bus(&self) -> &Arc<dyn Bus> {
+        &self.bus
     }
 
     pub fn create_meeting(
@@ -144,11 +147,16 @@ impl Control {
             .ok_or(ControlError::NotFound)
     }
 
-    /// The live coordinator of a meeting, started on first use.
-    pub fn meeting(&self, id: &MeetingId) -> Result<MeetingHandle, ControlError> {
-        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(h) = live.get(id).filter(|h| h.is_running()) {
-            return Ok(h.clone());
+    /// A client for the meeting's coordinator (started here when nobody runs it).
+    pub fn client(self: &Arc<Self>, id: &MeetingId) -> MeetingClient {
+        MeetingClient::new(Arc::clone(self), id.clone())
+    }
+
+    /// Starts the meeting's coordinator in this process unless it runs already.
+    pub async fn ensure_coordinator(&self, id: &MeetingId) -> Result<(), ControlError> {
+        let mut running = self.coordinators.lock().await;
+        if running.get(id).is_some_and(|h| !h.is_finished()) {
+            return Ok(());
         }
         let record = self.meeting_record(id)?;
         if record.ended_unix_s.is_some() {
@@ -161,28 +169,26 @@ impl Control {
             last_n_video: s.last_n_video as usize,
             ..MeetingConfig::default()
         };
-        let handle = coordinator::spawn(id.clone(), config, self.sfu.clone());
-        live.insert(id.clone(), handle.clone());
-        Ok(handle)
+        let handle = coordinator::start(Arc::clone(&self.bus), id.clone(), config).await?;
+        running.insert(id.clone(), handle);
+        Ok(())
     }
 
-    /// The coordinator of a meeting only if it is running now.
-    pub fn live_meeting(&self, id: &MeetingId) -> Option<MeetingHandle> {
-        let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
-        live.get(id).filter(|h| h.is_running()).cloned()
+    /// Whether the meeting's coordinator runs in this process now.
+    pub async fn has_coordinator(&self, id: &MeetingId) -> bool {
+        let running = self.coordinators.lock().await;
+        running.get(id).is_some_and(|h| !h.is_finished())
     }
 
-    pub async fn end_meeting(&self, id: &MeetingId) -> Result<(), ControlError> {
+    /// Ends the meeting for everyone and for good.
+    pub async fn end_meeting(self: &Arc<Self>, id: &MeetingId) -> Result<(), ControlError> {
         if !self.store.end_meeting(id.as_str(), now_unix_s())? {
             return Err(ControlError::NotFound);
         }
-        let handle = self
-            .live
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(id);
-        if let Some(h) = handle {
-            h.end().await;
+        if self.has_coordinator(id).await {
+            if let Err(e) = self.client(id).end().await {
+                tracing::warn!(meeting = %id, "end not delivered to the coordinator: {e}");
+            }
         }
         Ok(())
     }

@@ -1,11 +1,12 @@
 //! One participant's signalling connection over WebSocket.
 //!
 //! The first message must be `join` (with a token, optionally resuming). After that the
-//! session relays between the client, the meeting's coordinator and the media task. Bad input
-//! gets an `error` message; persistent abuse or a protocol violation closes the connection.
+//! session asks the meeting's coordinator (over the bus) for what the client does, drives the
+//! client's media connection on this node, and passes on what the node's link to the meeting
+//! sends it. Bad input gets an `error` message; persistent abuse or a protocol violation
+//! closes the connection.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -15,18 +16,17 @@ use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
 use myriad_auth::AuthError;
-use myriad_control::{
-    generate_session_token, now_unix_s, Connection, Control, ControlError, CoordinatorError,
-    MeetingHandle, SessionMsg, SESSION_QUEUE_LEN,
-};
+use myriad_cdn::TokenBucket;
+use myriad_control::{generate_session_token, now_unix_s, AskError, ControlError, MeetingClient};
+use myriad_proto::meeting::{Actor, ConnRef, EndReason, Joiner, RefusalKind};
 use myriad_proto::{
     ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
-use myriad_room::{Actor, EndReason, RoomError};
 use myriad_sfu::{NewPeer, PeerId, SfuError, ShellError};
 use tokio::sync::mpsc;
 
-use myriad_cdn::TokenBucket;
+use crate::link::{LinkHandle, SessionMsg, SESSION_QUEUE_LEN};
+use crate::Node;
 
 /// The client must say who it is within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,12 +43,9 @@ const CLOSE_NORMAL: u16 = 1000;
 const CLOSE_POLICY: u16 = 1008;
 const CLOSE_TRY_AGAIN: u16 = 1013;
 
-static NEXT_CONNECTION: AtomicU64 = AtomicU64::new(1);
-static NEXT_PEER: AtomicU64 = AtomicU64::new(1);
-
 pub async fn upgrade(
     ws: WebSocketUpgrade,
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
 ) -> Response {
     // Small buffers: thousands of mostly idle connections must stay cheap (the defaults are
@@ -59,27 +56,24 @@ pub async fn upgrade(
         .write_buffer_size(0)
         .on_upgrade(move |socket| async move {
             let (sink, stream) = socket.split();
-            let mut session = Session {
-                sink,
-                control,
-                remote,
-            };
+            let mut session = Session { sink, node, remote };
             session.run(stream).await;
         })
 }
 
 struct Session {
     sink: SplitSink<WebSocket, Message>,
-    control: Arc<Control>,
+    node: Arc<Node>,
     remote: SocketAddr,
 }
 
 /// A joined participant.
 struct Member {
     meeting: MeetingId,
-    handle: MeetingHandle,
+    client: MeetingClient,
+    link: LinkHandle,
     participant: ParticipantId,
-    conn_id: u64,
+    conn: ConnRef,
     peer: Option<PeerId>,
     /// The token's `subscribe` grant.
     subscribe: bool,
@@ -118,15 +112,17 @@ impl Session {
             }
         };
         tracing::info!(meeting = %member.meeting, participant = %member.participant, remote = %self.remote, "joined");
-        match self.serve(&mut member, stream, rx).await {
-            Exit::Dropped => {
-                member
-                    .handle
-                    .disconnect(member.participant, member.conn_id)
-                    .await;
-                tracing::info!(meeting = %member.meeting, participant = %member.participant, "connection dropped");
+        let exit = self.serve(&mut member, stream, rx).await;
+        member.link.unregister(member.conn.conn).await;
+        if let Exit::Dropped = exit {
+            if let Err(e) = member
+                .client
+                .disconnect(member.participant, member.conn.clone())
+                .await
+            {
+                tracing::warn!(meeting = %member.meeting, participant = %member.participant, "disconnect not told: {e}");
             }
-            Exit::Ended => {}
+            tracing::info!(meeting = %member.meeting, participant = %member.participant, "connection dropped");
         }
     }
 
@@ -152,6 +148,7 @@ impl Session {
             ));
         }
         let grants = self
+            .node
             .control
             .api_key()
             .verify(&token, now_unix_s())
@@ -161,35 +158,80 @@ impl Session {
             })?;
         let meeting = grants.meeting.clone();
         let subscribe = grants.subscribe;
-        let handle = self.control.meeting(&meeting).map_err(|e| match e {
-            ControlError::NotFound => (ErrorCode::MeetingNotFound, e.to_string()),
-            ControlError::Ended => (ErrorCode::MeetingEnded, e.to_string()),
-            e => (ErrorCode::Internal, e.to_string()),
-        })?;
-        let conn_id = NEXT_CONNECTION.fetch_add(1, Ordering::Relaxed);
-        let conn = Connection { id: conn_id, tx };
+        // The meeting must exist and go on before anything is started for it.
+        let control = &self.node.control;
+        match control.meeting_record(&meeting) {
+            Ok(r) if r.ended_unix_s.is_some() => {
+                return Err((ErrorCode::MeetingEnded, ControlError::Ended.to_string()))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(control_error(&e)),
+        }
+        let client = control.client(&meeting);
+        let conn = self.node.connection();
+        // Registered first: every batch from now on reaches this connection, so none falls
+        // between the welcome and the next batch.
+        let link = self
+            .node
+            .register(&client, conn.conn, tx)
+            .await
+            .map_err(|e| {
+                (
+                    ErrorCode::Internal,
+                    format!("the meeting is unreachable: {e}"),
+                )
+            })?;
         let joined = match resume {
-            Some(r) => handle
+            Some(r) => client
                 .resume(
                     grants.identity,
                     r.participant,
                     r.session_token,
                     r.last_seq,
-                    conn,
+                    conn.clone(),
                 )
                 .await
-                .map_err(|e| (ErrorCode::ResumeFailed, e.to_string()))?,
-            None => handle
-                .join(grants, generate_session_token(), conn)
-                .await
-                .map_err(coordinator_error)?,
+                .map_err(|e| (ErrorCode::ResumeFailed, e.to_string())),
+            None => {
+                let joiner = Joiner {
+                    name: grants
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| grants.identity.clone()),
+                    identity: grants.identity,
+                    role: grants.role,
+                    publish: grants.publish,
+                    subscribe: grants.subscribe,
+                    moderate: grants.moderate,
+                };
+                client
+                    .join(joiner, generate_session_token(), conn.clone())
+                    .await
+                    .map_err(ask_error)
+            }
         };
+        let joined = match joined {
+            Ok(j) => j,
+            Err(e) => {
+                link.unregister(conn.conn).await;
+                return Err(e);
+            }
+        };
+        let peer = link.bind(conn.conn, joined.participant, joined.seq).await;
+        self.send(&joined.welcome).await;
+        if !joined.missed.is_empty() {
+            self.send(&ServerMsg::Events {
+                events: joined.missed,
+            })
+            .await;
+        }
         Ok(Member {
             meeting,
-            handle,
+            client,
+            link,
             participant: joined.participant,
-            conn_id,
-            peer: joined.peer,
+            conn,
+            peer,
             subscribe,
         })
     }
@@ -268,7 +310,7 @@ impl Session {
 
     /// Handles one client message; returns true when the session is over.
     async fn handle(&mut self, member: &mut Member, msg: ClientMsg) -> bool {
-        let sfu = self.control.sfu().clone();
+        let sfu = self.node.sfu.clone();
         match msg {
             ClientMsg::Join { .. } => {
                 self.send_error(
@@ -285,10 +327,10 @@ impl Session {
                 let res = match member.peer.filter(|_| !restart) {
                     Some(peer) => sfu.offer(peer, sdp, tracks).await,
                     None => {
-                        let peer = PeerId(NEXT_PEER.fetch_add(1, Ordering::Relaxed));
-                        // The coordinator must know the peer before the media task talks about
-                        // it; it drops a replaced peer and that peer's tracks.
-                        member.handle.attach_peer(member.participant, peer).await;
+                        let peer = self.node.peer_id();
+                        // The link must know the peer before the media task talks about it;
+                        // it drops a replaced peer and that peer's tracks.
+                        member.link.attach_peer(member.participant, peer).await;
                         let new = NewPeer {
                             id: peer,
                             meeting: member.meeting.clone(),
@@ -321,11 +363,11 @@ impl Session {
             ClientMsg::Mute { source, muted } => {
                 let p = member.participant;
                 if let Err(e) = member
-                    .handle
+                    .client
                     .mute(Actor::Participant(p), p, source, muted)
                     .await
                 {
-                    let (code, message) = coordinator_error(e);
+                    let (code, message) = ask_error(e);
                     self.send_error(code, &message).await;
                 }
             }
@@ -335,13 +377,15 @@ impl Session {
                 }
             }
             ClientMsg::Chat { text } => {
-                if let Err(e) = member.handle.chat(member.participant, text).await {
-                    let (code, message) = coordinator_error(e);
+                if let Err(e) = member.client.chat(member.participant, text).await {
+                    let (code, message) = ask_error(e);
                     self.send_error(code, &message).await;
                 }
             }
             ClientMsg::Leave => {
-                member.handle.leave(member.participant).await;
+                if let Err(e) = member.client.leave(member.participant).await {
+                    tracing::warn!(meeting = %member.meeting, participant = %member.participant, "leave not told: {e}");
+                }
                 self.close(CLOSE_NORMAL, "left").await;
                 return true;
             }
@@ -406,15 +450,26 @@ impl Session {
     }
 }
 
-fn coordinator_error(e: CoordinatorError) -> (ErrorCode, String) {
+/// What the client is told when the meeting refused or could not be asked.
+fn ask_error(e: AskError) -> (ErrorCode, String) {
     let code = match &e {
-        CoordinatorError::Gone => ErrorCode::MeetingEnded,
-        CoordinatorError::Room(r) => match r {
-            RoomError::MeetingEnded => ErrorCode::MeetingEnded,
-            RoomError::Forbidden(_) => ErrorCode::Forbidden,
-            RoomError::UnknownSession => ErrorCode::ResumeFailed,
+        AskError::Refused { kind, .. } => match kind {
+            RefusalKind::MeetingEnded => ErrorCode::MeetingEnded,
+            RefusalKind::Forbidden => ErrorCode::Forbidden,
+            RefusalKind::UnknownSession => ErrorCode::ResumeFailed,
             _ => ErrorCode::BadMessage,
         },
+        AskError::Control(e) => return control_error(e),
+        _ => ErrorCode::Internal,
+    };
+    (code, e.to_string())
+}
+
+fn control_error(e: &ControlError) -> (ErrorCode, String) {
+    let code = match e {
+        ControlError::NotFound => ErrorCode::MeetingNotFound,
+        ControlError::Ended => ErrorCode::MeetingEnded,
+        _ => ErrorCode::Internal,
     };
     (code, e.to_string())
 }

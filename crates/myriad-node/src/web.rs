@@ -3,19 +3,19 @@
 
 use std::sync::Arc;
 
+use crate::Node;
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use myriad_control::Control;
 use rust_embed::RustEmbed;
 
 #[derive(RustEmbed)]
 #[folder = "../../web"]
 struct Assets;
 
-pub fn router() -> Router<Arc<Control>> {
+pub fn router() -> Router<Arc<Node>> {
     Router::new()
         .route("/", get(|| async { asset("index.html") }))
         .route("/m/{id}", get(|| async { asset("index.html") }))

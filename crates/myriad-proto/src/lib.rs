@@ -9,6 +9,7 @@
 
 pub mod bus;
 mod ids;
+pub mod meeting;
 pub mod purge;
 mod signal;
 

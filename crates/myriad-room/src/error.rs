@@ -1,3 +1,5 @@
+use myriad_proto::meeting::RefusalKind;
+
 /// Why the meeting refused an input. Each is the client's doing, never a broken invariant.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -18,4 +20,20 @@ pub enum RoomError {
     InvalidChat(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+}
+
+impl RoomError {
+    /// How the refusal travels back over the bus.
+    pub fn kind(&self) -> RefusalKind {
+        match self {
+            RoomError::MeetingEnded => RefusalKind::MeetingEnded,
+            RoomError::MeetingFull => RefusalKind::MeetingFull,
+            RoomError::UnknownSession => RefusalKind::UnknownSession,
+            RoomError::UnknownParticipant => RefusalKind::UnknownParticipant,
+            RoomError::UnknownTrack => RefusalKind::UnknownTrack,
+            RoomError::AlreadyPublished => RefusalKind::AlreadyPublished,
+            RoomError::InvalidChat(_) => RefusalKind::InvalidChat,
+            RoomError::Forbidden(_) => RefusalKind::Forbidden,
+        }
+    }
 }

@@ -14,8 +14,9 @@ mod speaker;
 
 pub use error::RoomError;
 pub use meeting::{
-    Actor, EndReason, JoinRequest, Meeting, MeetingConfig, Output, Permissions, ResumeFrom,
+    JoinRequest, Meeting, MeetingConfig, Output, Permissions, Reason, ResumeFrom, StopReason,
 };
+pub use myriad_proto::meeting::{Actor, EndReason};
 pub use plan::plan_forwarding;
 pub use speaker::{SpeakerConfig, SpeakerDetector};
 

@@ -4,6 +4,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use myriad_proto::meeting::{Actor, EndReason};
 use myriad_proto::{
     ForwardingPlan, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent,
     Snapshot, TrackId, TrackInfo, TrackSource, MAX_CHAT_BYTES,
@@ -29,6 +30,11 @@ pub struct MeetingConfig {
     pub count_interval: Duration,
     /// How many recent events are kept for resuming clients.
     pub event_log_len: usize,
+    /// Events go out in batches at most once per tick: an event after a quiet tick goes at
+    /// once, what follows within the tick waits for the tick's end.
+    pub tick: Duration,
+    /// A meeting nobody is in stops after this long (the next join starts it anew).
+    pub idle_stop: Duration,
 }
 
 impl Default for MeetingConfig {
@@ -41,6 +47,8 @@ impl Default for MeetingConfig {
             resume_window: Duration::from_secs(30),
             count_interval: Duration::from_millis(250),
             event_log_len: 4096,
+            tick: Duration::from_millis(25),
+            idle_stop: Duration::from_secs(300),
         }
     }
 }
@@ -63,28 +71,10 @@ pub struct JoinRequest {
     pub session_token: String,
 }
 
-/// Who asks for a moderation action.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Actor {
-    /// The operator's backend, authenticated with the API key.
-    Api,
-    Participant(ParticipantId),
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EndReason {
-    Left,
-    Removed,
-    Expired,
-    MeetingEnded,
-    /// Another connection resumed this session.
-    Replaced,
-}
-
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// A sequenced event for everyone in the meeting; the shell batches them per tick.
-    Event(SeqEvent),
+    /// Sequenced events for everyone in the meeting, in order: one batch per tick at most.
+    Events(Vec<SeqEvent>),
     /// The forwarding plan changed.
     Plan(ForwardingPlan),
     /// A participant's session is over: close its connection and drop its media.
@@ -92,6 +82,29 @@ pub enum Output {
         participant: ParticipantId,
         reason: EndReason,
     },
+    /// The meeting needs its coordinator no more; nothing follows.
+    Stopped(StopReason),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopReason {
+    /// Ended for everyone.
+    Ended,
+    /// Nobody was in it for the idle time.
+    Idle,
+}
+
+/// Why the meeting wants to be woken ([`Meeting::poll_timeout`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    /// Events are waiting for the end of the tick.
+    Flush,
+    /// A coalesced count update is due.
+    Count,
+    /// A dropped session's resume window closes.
+    ResumeExpiry,
+    /// Empty for the idle time: the meeting stops.
+    Idle,
 }
 
 /// Where a resuming client continues from.
@@ -134,6 +147,14 @@ pub struct Meeting {
     plan: ForwardingPlan,
     log: VecDeque<SeqEvent>,
     outputs: VecDeque<Output>,
+    /// Events not sent yet, and when the last batch went.
+    pending: Vec<SeqEvent>,
+    flushed_at: Option<Instant>,
+    /// The time of the latest input.
+    now: Instant,
+    /// Since when nobody is in the meeting.
+    empty_since: Option<Instant>,
+    stopped: bool,
     /// The count last announced, and when the next announcement may go out.
     announced_count: u32,
     count_due: Option<Instant>,
@@ -141,7 +162,7 @@ pub struct Meeting {
 }
 
 impl Meeting {
-    pub fn new(id: MeetingId, config: MeetingConfig) -> Self {
+    pub fn new(id: MeetingId, config: MeetingConfig, now: Instant) -> Self {
         let speakers = SpeakerDetector::new(config.speaker.clone());
         Self {
             id,
@@ -156,6 +177,11 @@ impl Meeting {
             plan: ForwardingPlan::default(),
             log: VecDeque::new(),
             outputs: VecDeque::new(),
+            pending: Vec::new(),
+            flushed_at: None,
+            now,
+            empty_since: Some(now),
+            stopped: false,
             announced_count: 0,
             count_due: None,
             ended: false,
@@ -194,6 +220,15 @@ impl Meeting {
         self.tracks.get(&id).map(|t| &t.info)
     }
 
+    /// Every track `participant` publishes.
+    pub fn tracks_of(&self, participant: ParticipantId) -> Vec<TrackId> {
+        self.tracks
+            .values()
+            .filter(|t| t.info.participant == participant)
+            .map(|t| t.info.id)
+            .collect()
+    }
+
     pub fn track_of(&self, participant: ParticipantId, source: TrackSource) -> Option<TrackId> {
         self.tracks
             .values()
@@ -220,6 +255,7 @@ impl Meeting {
         now: Instant,
         req: JoinRequest,
     ) -> Result<ParticipantId, RoomError> {
+        self.at(now);
         if self.ended {
             return Err(RoomError::MeetingEnded);
         }
@@ -246,6 +282,7 @@ impl Meeting {
         if self.announces(&info) {
             self.emit(MeetingEvent::ParticipantJoined { participant: info });
         }
+        self.empty_since = None;
         self.schedule_count(now);
         Ok(id)
     }
@@ -256,15 +293,21 @@ impl Meeting {
         self.count() <= self.config.roster_broadcast_max || info.role != Role::Attendee
     }
 
+    /// A client reconnects to its session: it must be the same identity (from its new
+    /// token) and hold the session's secret.
     pub fn handle_resume(
         &mut self,
+        now: Instant,
         id: ParticipantId,
+        identity: &str,
         session_token: &str,
         last_seq: Seq,
     ) -> Result<ResumeFrom, RoomError> {
+        self.at(now);
         let participant = self
             .participants
             .get_mut(&id)
+            .filter(|p| p.info.identity == identity)
             .filter(|p| constant_time_eq(p.session_token.as_bytes(), session_token.as_bytes()))
             .ok_or(RoomError::UnknownSession)?;
         let was_connected = participant.disconnected_at.is_none();
@@ -295,12 +338,14 @@ impl Meeting {
 
     /// The signalling connection dropped; the session may resume within the resume window.
     pub fn handle_disconnect(&mut self, now: Instant, id: ParticipantId) {
+        self.at(now);
         if let Some(p) = self.participants.get_mut(&id) {
             p.disconnected_at.get_or_insert(now);
         }
     }
 
     pub fn handle_leave(&mut self, now: Instant, id: ParticipantId) {
+        self.at(now);
         self.end_session(now, id, EndReason::Left);
     }
 
@@ -310,6 +355,7 @@ impl Meeting {
         actor: Actor,
         target: ParticipantId,
     ) -> Result<(), RoomError> {
+        self.at(now);
         self.check_moderator(actor)?;
         if !self.participants.contains_key(&target) {
             return Err(RoomError::UnknownParticipant);
@@ -351,15 +397,20 @@ impl Meeting {
             participant: id,
             reason,
         });
+        if self.participants.is_empty() {
+            self.empty_since = Some(now);
+        }
         self.schedule_count(now);
         self.replan();
     }
 
     pub fn handle_publish(
         &mut self,
+        now: Instant,
         id: ParticipantId,
         source: TrackSource,
     ) -> Result<TrackId, RoomError> {
+        self.at(now);
         let p = self
             .participants
             .get(&id)
@@ -394,7 +445,8 @@ impl Meeting {
         Ok(track)
     }
 
-    pub fn handle_unpublish(&mut self, track: TrackId) {
+    pub fn handle_unpublish(&mut self, now: Instant, track: TrackId) {
+        self.at(now);
         if self.tracks.remove(&track).is_some() {
             self.emit(MeetingEvent::TrackUnpublished { track });
             self.replan();
@@ -405,11 +457,13 @@ impl Meeting {
     /// (a moderator may mute but never unmute another person).
     pub fn handle_mute(
         &mut self,
+        now: Instant,
         actor: Actor,
         target: ParticipantId,
         source: TrackSource,
         muted: bool,
     ) -> Result<(), RoomError> {
+        self.at(now);
         if actor != Actor::Participant(target) {
             self.check_moderator(actor)?;
             if !muted {
@@ -441,7 +495,13 @@ impl Meeting {
 
     /// A chat message to everyone; it is sequenced like every event, so resuming clients get
     /// what they missed.
-    pub fn handle_chat(&mut self, from: ParticipantId, text: &str) -> Result<(), RoomError> {
+    pub fn handle_chat(
+        &mut self,
+        now: Instant,
+        from: ParticipantId,
+        text: &str,
+    ) -> Result<(), RoomError> {
+        self.at(now);
         let name = self
             .participants
             .get(&from)
@@ -464,6 +524,7 @@ impl Meeting {
 
     /// The loudest level per participant over the last report interval, in dBov.
     pub fn handle_audio_levels(&mut self, now: Instant, reports: &[(ParticipantId, f32)]) {
+        self.at(now);
         let unmuted: Vec<(ParticipantId, f32)> = reports
             .iter()
             .copied()
@@ -488,7 +549,10 @@ impl Meeting {
         self.emit(MeetingEvent::ActiveSpeakers { participants });
     }
 
+    /// Ends the meeting for everyone; its last outputs are the events, the sessions' ends,
+    /// then [`Output::Stopped`].
     pub fn end(&mut self, now: Instant) {
+        self.at(now);
         if self.ended {
             return;
         }
@@ -498,9 +562,28 @@ impl Meeting {
             self.end_session(now, p, EndReason::MeetingEnded);
         }
         self.ended = true;
+        self.stop(StopReason::Ended);
+    }
+
+    fn stop(&mut self, reason: StopReason) {
+        if !self.stopped {
+            self.stopped = true;
+            self.outputs.push_back(Output::Stopped(reason));
+        }
+    }
+
+    /// Whether the meeting has stopped (ended, or idle): its coordinator is done.
+    pub fn is_stopped(&self) -> bool {
+        self.stopped
+    }
+
+    /// Notes the time of an input (time never goes back).
+    fn at(&mut self, now: Instant) {
+        self.now = self.now.max(now);
     }
 
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.at(now);
         let window = self.config.resume_window;
         let expired: Vec<ParticipantId> = self
             .participants
@@ -522,23 +605,65 @@ impl Meeting {
                 self.emit(MeetingEvent::Count { count });
             }
         }
+        if self
+            .empty_since
+            .is_some_and(|t| now.saturating_duration_since(t) >= self.config.idle_stop)
+        {
+            self.stop(StopReason::Idle);
+        }
     }
 
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    /// When to call [`Meeting::handle_timeout`] next, and why; `None` once stopped.
+    pub fn poll_timeout(&self) -> Option<(Instant, Reason)> {
+        if self.stopped {
+            return None;
+        }
         let expiry = self
             .participants
             .values()
             .filter_map(|p| p.disconnected_at)
             .min()
-            .map(|t| t + self.config.resume_window);
-        match (expiry, self.count_due) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+            .map(|t| (t + self.config.resume_window, Reason::ResumeExpiry));
+        let flush = self.flush_due().map(|t| (t, Reason::Flush));
+        let count = self.count_due.map(|t| (t, Reason::Count));
+        let idle = self
+            .empty_since
+            .map(|t| (t + self.config.idle_stop, Reason::Idle));
+        [flush, count, expiry, idle]
+            .into_iter()
+            .flatten()
+            .min_by_key(|(t, _)| *t)
     }
 
+    /// When the waiting events may go: at once after a quiet tick, else at the tick's end.
+    fn flush_due(&self) -> Option<Instant> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        Some(self.flushed_at.map_or(self.now, |t| t + self.config.tick))
+    }
+
+    /// The next output. Events come in one batch when their tick allows (as of the latest
+    /// input's time); everything else at once.
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.outputs.pop_front()
+        if let Some(Output::Stopped(_)) = self.outputs.front() {
+            // Nothing may come after the stop: the last events go first.
+            if !self.pending.is_empty() {
+                return Some(self.take_batch());
+            }
+        }
+        if let Some(out) = self.outputs.pop_front() {
+            return Some(out);
+        }
+        if self.flush_due().is_some_and(|due| due <= self.now) {
+            return Some(self.take_batch());
+        }
+        None
+    }
+
+    fn take_batch(&mut self) -> Output {
+        self.flushed_at = Some(self.now);
+        Output::Events(std::mem::take(&mut self.pending))
     }
 
     fn schedule_count(&mut self, now: Instant) {
@@ -557,7 +682,7 @@ impl Meeting {
             self.log.pop_front();
         }
         self.log.push_back(ev.clone());
-        self.outputs.push_back(Output::Event(ev));
+        self.pending.push(ev);
     }
 
     fn replan(&mut self) {

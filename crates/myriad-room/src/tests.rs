@@ -1,11 +1,16 @@
 use std::time::{Duration, Instant};
 
-use myriad_proto::{MeetingEvent, MeetingId, ParticipantId, Role, Seq, TrackSource};
+use myriad_proto::{MeetingEvent, MeetingId, ParticipantId, Role, Seq, SeqEvent, TrackSource};
+use myriad_seeded::VirtualClock;
 
 use crate::*;
 
-fn meeting() -> Meeting {
-    Meeting::new(MeetingId::parse("m1").unwrap(), MeetingConfig::default())
+fn meeting(now: Instant) -> Meeting {
+    Meeting::new(
+        MeetingId::parse("m1").unwrap(),
+        MeetingConfig::default(),
+        now,
+    )
 }
 
 fn join(m: &mut Meeting, now: Instant, name: &str, role: Role) -> ParticipantId {
@@ -27,35 +32,42 @@ fn join(m: &mut Meeting, now: Instant, name: &str, role: Role) -> ParticipantId 
     .unwrap()
 }
 
+/// Every output, the meeting's time moved on to each batch of events it holds back.
 fn drain(m: &mut Meeting) -> Vec<Output> {
-    std::iter::from_fn(|| m.poll_output()).collect()
+    let mut all = Vec::new();
+    loop {
+        all.extend(std::iter::from_fn(|| m.poll_output()));
+        match m.poll_timeout() {
+            Some((t, Reason::Flush)) => m.handle_timeout(t),
+            _ => return all,
+        }
+    }
 }
 
-fn events(outputs: &[Output]) -> Vec<MeetingEvent> {
+fn seq_events(outputs: &[Output]) -> Vec<SeqEvent> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Event(e) => Some(e.event.clone()),
+            Output::Events(batch) => Some(batch.clone()),
             _ => None,
         })
+        .flatten()
         .collect()
+}
+
+fn events(outputs: &[Output]) -> Vec<MeetingEvent> {
+    seq_events(outputs).into_iter().map(|e| e.event).collect()
 }
 
 #[test]
 fn joins_and_leaves_are_sequenced_events() {
-    let t = Instant::now();
-    let mut m = meeting();
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
     let a = join(&mut m, t, "alice", Role::Host);
     let b = join(&mut m, t, "bob", Role::Attendee);
     m.handle_leave(t, a);
     let out = drain(&mut m);
-    let seqs: Vec<Seq> = out
-        .iter()
-        .filter_map(|o| match o {
-            Output::Event(e) => Some(e.seq),
-            _ => None,
-        })
-        .collect();
+    let seqs: Vec<Seq> = seq_events(&out).iter().map(|e| e.seq).collect();
     assert_eq!(seqs, vec![Seq(1), Seq(2), Seq(3)]);
     assert!(
         matches!(&events(&out)[2], MeetingEvent::ParticipantLeft { participant } if *participant == a)
@@ -70,27 +82,32 @@ fn joins_and_leaves_are_sequenced_events() {
 
 #[test]
 fn counts_are_coalesced_per_interval() {
-    let t = Instant::now();
-    let mut m = meeting();
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
     for i in 0..50 {
         join(&mut m, t, &format!("p{i}"), Role::Attendee);
     }
     drain(&mut m);
-    let due = m.poll_timeout().expect("count update scheduled");
+    let (due, why) = m.poll_timeout().expect("count update scheduled");
+    assert_eq!(why, Reason::Count);
     m.handle_timeout(due);
     let ev = events(&drain(&mut m));
     assert_eq!(ev, vec![MeetingEvent::Count { count: 50 }]);
-    assert_eq!(m.poll_timeout(), None);
+    assert_eq!(
+        m.poll_timeout().map(|(_, why)| why),
+        None,
+        "nothing due while people are in"
+    );
 }
 
 #[test]
 fn large_meetings_do_not_broadcast_attendee_roster_changes() {
-    let t = Instant::now();
+    let t = VirtualClock::new().now();
     let cfg = MeetingConfig {
         roster_broadcast_max: 3,
         ..MeetingConfig::default()
     };
-    let mut m = Meeting::new(MeetingId::parse("big").unwrap(), cfg);
+    let mut m = Meeting::new(MeetingId::parse("big").unwrap(), cfg, t);
     for i in 0..10 {
         join(&mut m, t, &format!("a{i}"), Role::Attendee);
     }
@@ -111,12 +128,12 @@ fn large_meetings_do_not_broadcast_attendee_roster_changes() {
 
 #[test]
 fn attendees_may_not_publish_and_only_moderators_remove() {
-    let t = Instant::now();
-    let mut m = meeting();
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
     let host = join(&mut m, t, "host", Role::Host);
     let att = join(&mut m, t, "att", Role::Attendee);
     assert!(matches!(
-        m.handle_publish(att, TrackSource::Camera),
+        m.handle_publish(t, att, TrackSource::Camera),
         Err(RoomError::Forbidden(_))
     ));
     assert!(matches!(
@@ -133,15 +150,22 @@ fn attendees_may_not_publish_and_only_moderators_remove() {
 
 #[test]
 fn moderators_mute_but_never_unmute_others() {
-    let t = Instant::now();
-    let mut m = meeting();
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
     let host = join(&mut m, t, "host", Role::Host);
     let pan = join(&mut m, t, "pan", Role::Panelist);
-    m.handle_publish(pan, TrackSource::Microphone).unwrap();
-    m.handle_mute(Actor::Participant(host), pan, TrackSource::Microphone, true)
-        .unwrap();
+    m.handle_publish(t, pan, TrackSource::Microphone).unwrap();
+    m.handle_mute(
+        t,
+        Actor::Participant(host),
+        pan,
+        TrackSource::Microphone,
+        true,
+    )
+    .unwrap();
     assert!(m
         .handle_mute(
+            t,
             Actor::Participant(host),
             pan,
             TrackSource::Microphone,
@@ -149,14 +173,20 @@ fn moderators_mute_but_never_unmute_others() {
         )
         .is_err());
     assert!(m.plan().audio.is_empty(), "muted audio is not forwarded");
-    m.handle_mute(Actor::Participant(pan), pan, TrackSource::Microphone, false)
-        .unwrap();
+    m.handle_mute(
+        t,
+        Actor::Participant(pan),
+        pan,
+        TrackSource::Microphone,
+        false,
+    )
+    .unwrap();
     assert_eq!(m.plan().audio.len(), 1);
 }
 
 #[test]
 fn forwarding_follows_speakers_within_limits() {
-    let t0 = Instant::now();
+    let t0 = VirtualClock::new().now();
     let cfg = MeetingConfig {
         last_n_video: 2,
         speaker: SpeakerConfig {
@@ -165,15 +195,15 @@ fn forwarding_follows_speakers_within_limits() {
         },
         ..MeetingConfig::default()
     };
-    let mut m = Meeting::new(MeetingId::parse("fw").unwrap(), cfg);
+    let mut m = Meeting::new(MeetingId::parse("fw").unwrap(), cfg, t0);
     let ps: Vec<ParticipantId> = (0..4)
         .map(|i| join(&mut m, t0, &format!("p{i}"), Role::Panelist))
         .collect();
     let mut mic = Vec::new();
     let mut cam = Vec::new();
     for &p in &ps {
-        mic.push(m.handle_publish(p, TrackSource::Microphone).unwrap());
-        cam.push(m.handle_publish(p, TrackSource::Camera).unwrap());
+        mic.push(m.handle_publish(t0, p, TrackSource::Microphone).unwrap());
+        cam.push(m.handle_publish(t0, p, TrackSource::Camera).unwrap());
     }
     // Nobody spoke yet: earliest publishers, within the limits.
     assert_eq!(m.plan().audio, vec![mic[0], mic[1]]);
@@ -195,12 +225,13 @@ fn forwarding_follows_speakers_within_limits() {
     );
 
     // A screen share is always forwarded, on top of last-N.
-    let screen = m.handle_publish(ps[1], TrackSource::Screen).unwrap();
+    let screen = m.handle_publish(t, ps[1], TrackSource::Screen).unwrap();
     assert_eq!(m.plan().video[0], screen);
     assert_eq!(m.plan().video.len(), 3);
 
     // A muted speaker's level is ignored.
     m.handle_mute(
+        t,
         Actor::Participant(ps[2]),
         ps[2],
         TrackSource::Microphone,
@@ -216,12 +247,12 @@ fn forwarding_follows_speakers_within_limits() {
 
 #[test]
 fn resume_replays_missed_events_or_gives_a_snapshot() {
-    let t = Instant::now();
+    let t = VirtualClock::new().now();
     let cfg = MeetingConfig {
         event_log_len: 4,
         ..MeetingConfig::default()
     };
-    let mut m = Meeting::new(MeetingId::parse("r").unwrap(), cfg);
+    let mut m = Meeting::new(MeetingId::parse("r").unwrap(), cfg, t);
     let a = join(&mut m, t, "alice", Role::Host);
     let seen = m.seq();
     m.handle_disconnect(t, a);
@@ -229,10 +260,18 @@ fn resume_replays_missed_events_or_gives_a_snapshot() {
     drain(&mut m);
 
     assert_eq!(
-        m.handle_resume(a, "wrong", seen),
+        m.handle_resume(t, a, "alice", "wrong", seen),
         Err(RoomError::UnknownSession)
     );
-    match m.handle_resume(a, "secret-alice", seen).unwrap() {
+    assert_eq!(
+        m.handle_resume(t, a, "mallory", "secret-alice", seen),
+        Err(RoomError::UnknownSession),
+        "another identity with a stolen session secret"
+    );
+    match m
+        .handle_resume(t, a, "alice", "secret-alice", seen)
+        .unwrap()
+    {
         ResumeFrom::Events(ev) => {
             assert_eq!(ev.len(), 1);
             assert!(matches!(
@@ -247,21 +286,22 @@ fn resume_replays_missed_events_or_gives_a_snapshot() {
     }
     m.handle_disconnect(t, a);
     assert!(matches!(
-        m.handle_resume(a, "secret-alice", seen).unwrap(),
+        m.handle_resume(t, a, "alice", "secret-alice", seen).unwrap(),
         ResumeFrom::Snapshot(s) if s.count == 12
     ));
 }
 
 #[test]
 fn sessions_expire_after_the_resume_window() {
-    let t = Instant::now();
-    let mut m = meeting();
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
     let a = join(&mut m, t, "alice", Role::Host);
-    m.handle_publish(a, TrackSource::Camera).unwrap();
+    m.handle_publish(t, a, TrackSource::Camera).unwrap();
     m.handle_disconnect(t, a);
     drain(&mut m);
     let later = t + MeetingConfig::default().resume_window;
-    assert!(m.poll_timeout().unwrap() <= later);
+    let (due, _) = m.poll_timeout().expect("the expiry is scheduled");
+    assert!(due <= later);
     m.handle_timeout(later);
     let out = drain(&mut m);
     assert!(out.contains(&Output::SessionEnded {
@@ -276,11 +316,12 @@ fn sessions_expire_after_the_resume_window() {
 
 #[test]
 fn resuming_a_live_session_replaces_the_old_connection() {
-    let t = Instant::now();
-    let mut m = meeting();
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
     let a = join(&mut m, t, "alice", Role::Host);
     drain(&mut m);
-    m.handle_resume(a, "secret-alice", m.seq()).unwrap();
+    m.handle_resume(t, a, "alice", "secret-alice", m.seq())
+        .unwrap();
     assert_eq!(
         drain(&mut m),
         vec![Output::SessionEnded {
@@ -293,8 +334,8 @@ fn resuming_a_live_session_replaces_the_old_connection() {
 
 #[test]
 fn an_ended_meeting_refuses_joins() {
-    let t = Instant::now();
-    let mut m = meeting();
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
     join(&mut m, t, "alice", Role::Host);
     m.end(t);
     assert!(events(&drain(&mut m)).contains(&MeetingEvent::MeetingEnded));
@@ -314,11 +355,11 @@ fn an_ended_meeting_refuses_joins() {
 
 #[test]
 fn chat_is_sequenced_and_checked() {
-    let t = Instant::now();
-    let mut m = meeting();
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
     let a = join(&mut m, t, "alice", Role::Attendee);
     drain(&mut m);
-    m.handle_chat(a, "  hello  ").unwrap();
+    m.handle_chat(t, a, "  hello  ").unwrap();
     assert_eq!(
         events(&drain(&mut m)),
         vec![MeetingEvent::Chat {
@@ -328,15 +369,97 @@ fn chat_is_sequenced_and_checked() {
         }]
     );
     assert!(matches!(
-        m.handle_chat(a, "   "),
+        m.handle_chat(t, a, "   "),
         Err(RoomError::InvalidChat(_))
     ));
     assert!(matches!(
-        m.handle_chat(a, &"x".repeat(myriad_proto::MAX_CHAT_BYTES + 1)),
+        m.handle_chat(t, a, &"x".repeat(myriad_proto::MAX_CHAT_BYTES + 1)),
         Err(RoomError::InvalidChat(_))
     ));
     assert_eq!(
-        m.handle_chat(ParticipantId(99), "hi"),
+        m.handle_chat(t, ParticipantId(99), "hi"),
         Err(RoomError::UnknownParticipant)
     );
+}
+
+#[test]
+fn events_go_in_one_batch_per_tick() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let a = join(&mut m, t, "alice", Role::Panelist);
+    // After a quiet tick: at once.
+    let first = std::iter::from_fn(|| m.poll_output()).collect::<Vec<_>>();
+    assert_eq!(events(&first).len(), 1, "{first:?}");
+    // Within the tick: held back, due at its end.
+    let t1 = clock.advance(Duration::from_millis(5));
+    m.handle_chat(t1, a, "one").unwrap();
+    let t2 = clock.advance(Duration::from_millis(5));
+    m.handle_chat(t2, a, "two").unwrap();
+    assert_eq!(m.poll_output(), None);
+    assert_eq!(
+        m.poll_timeout(),
+        Some((t + MeetingConfig::default().tick, Reason::Flush))
+    );
+    m.handle_timeout(t + MeetingConfig::default().tick);
+    let batch = std::iter::from_fn(|| m.poll_output()).collect::<Vec<_>>();
+    assert_eq!(batch.len(), 1, "one batch: {batch:?}");
+    let seqs: Vec<Seq> = seq_events(&batch).iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, vec![Seq(2), Seq(3)]);
+    // A quiet tick later, the next event goes at once again.
+    let t3 = clock.advance(Duration::from_secs(1));
+    m.handle_chat(t3, a, "three").unwrap();
+    assert!(matches!(m.poll_output(), Some(Output::Events(b)) if b.len() == 1));
+}
+
+#[test]
+fn an_empty_meeting_stops_after_the_idle_time() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let idle = MeetingConfig::default().idle_stop;
+    assert_eq!(
+        m.poll_timeout(),
+        Some((t + idle, Reason::Idle)),
+        "never joined"
+    );
+    let a = join(
+        &mut m,
+        clock.advance(Duration::from_secs(10)),
+        "alice",
+        Role::Host,
+    );
+    drain(&mut m);
+    assert!(
+        m.poll_timeout().is_none_or(|(_, why)| why != Reason::Idle),
+        "someone is in"
+    );
+    let left = clock.advance(Duration::from_secs(10));
+    m.handle_leave(left, a);
+    drain(&mut m);
+    // The count update comes first, then the idle stop.
+    let mut stopped = None;
+    while let Some((due, why)) = m.poll_timeout() {
+        m.handle_timeout(due);
+        for out in drain(&mut m) {
+            if let Output::Stopped(reason) = out {
+                stopped = Some((due, why, reason));
+            }
+        }
+    }
+    assert_eq!(stopped, Some((left + idle, Reason::Idle, StopReason::Idle)));
+    assert!(m.is_stopped());
+}
+
+#[test]
+fn an_ended_meeting_sends_its_last_events_then_stops() {
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let a = join(&mut m, t, "alice", Role::Host);
+    m.handle_chat(t, a, "bye").unwrap();
+    m.end(t);
+    let out = std::iter::from_fn(|| m.poll_output()).collect::<Vec<_>>();
+    assert_eq!(out.last(), Some(&Output::Stopped(StopReason::Ended)));
+    assert!(events(&out).contains(&MeetingEvent::MeetingEnded));
+    assert_eq!(m.poll_timeout(), None);
 }

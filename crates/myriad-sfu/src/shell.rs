@@ -1,6 +1,6 @@
 //! The tokio shell around [`crate::core::Sfu`]: one task owns the UDP socket and the core; the
 //! rest of the process talks to it through [`SfuHandle`] commands and receives events on the
-//! channels it registered (one per meeting, one per peer).
+//! channel it registered per meeting (forgotten once its receiver is gone).
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -12,8 +12,9 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{NewPeer, Output, PeerId, Sfu, SfuConfig, SfuError, SfuEvent};
 
-/// Events for a meeting's coordinator, which relays the per-peer ones to the participant's
-/// current signalling connection (that connection may change when a client resumes).
+/// Media events of one meeting, for the node's link to that meeting, which relays the
+/// per-peer ones to the participant's current signalling connection (that connection may
+/// change when a client resumes) and asks the coordinator about tracks.
 #[derive(Debug, Clone, PartialEq)]
 pub enum RoomEvent {
     TrackAdded {
@@ -261,8 +262,15 @@ impl Routes {
             } => (meeting, RoomEvent::PeerClosed { peer, reason }),
         };
         if let Some(tx) = self.rooms.get(&meeting) {
-            if tx.try_send(event).is_err() {
-                tracing::warn!(%meeting, "meeting queue full: media event lost");
+            match tx.try_send(event) {
+                Ok(()) => {}
+                // Whoever listened for this meeting is gone: forget it.
+                Err(mpsc::error::TrySendError::Closed(_)) => {
+                    self.rooms.remove(&meeting);
+                }
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(%meeting, "meeting queue full: media event lost");
+                }
             }
         }
     }

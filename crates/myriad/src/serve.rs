@@ -1,12 +1,15 @@
-//! `myriad serve`: control, one edge with media, and the web client in one process.
+//! `myriad serve`: control, one node with media, and the web client in one process, on the
+//! in-process bus.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use anyhow::Context;
 use myriad_auth::ApiKey;
+use myriad_bus::InProcessBus;
 use myriad_cdn::{self as cdn, Cdn, CdnConfig, SiteConfig};
 use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig};
+use myriad_node::Node;
 use myriad_sfu::SfuHandle;
 use myriad_store::Store;
 
@@ -21,11 +24,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let control = Control::new(
         store,
         api_key.clone(),
-        sfu,
+        Arc::new(InProcessBus::new()),
         ControlConfig {
             dev_mode: config.dev,
         },
     );
+    let node = Node::new(control, sfu, "local".to_owned());
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("binding HTTP {}", config.http))?;
@@ -64,7 +68,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let app = myriad_node::router(control);
+    let app = myriad_node::router(node);
     tokio::select! {
         res = myriad_node::serve(listener, app) => res.context("HTTP server failed"),
         _ = tokio::signal::ctrl_c() => {

@@ -11,15 +11,16 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use myriad_auth::{parse_ttl, Grants};
+use myriad_control::{generate_session_token, now_unix_s, AskError, Control, ControlError};
+use myriad_proto::meeting::{Actor, RefusalKind};
 use myriad_proto::{MeetingId, ParticipantId, Role, TrackSource};
-use myriad_room::{Actor, RoomError};
 use myriad_store::{MeetingRecord, MeetingSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::{now_unix_s, Control, ControlError, CoordinatorError};
+use crate::Node;
 
-pub fn router() -> Router<Arc<Control>> {
+pub fn router() -> Router<Arc<Node>> {
     Router::new()
         .route("/healthz", get(|| async { "ok" }))
         .route("/api/v1/meetings", post(create_meeting))
@@ -84,26 +85,41 @@ impl From<ControlError> for ApiError {
                     "storage error",
                 )
             }
+            e => {
+                tracing::error!("control: {e}");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
+            }
         }
     }
 }
 
-impl From<CoordinatorError> for ApiError {
-    fn from(e: CoordinatorError) -> Self {
+impl From<AskError> for ApiError {
+    fn from(e: AskError) -> Self {
         match e {
-            CoordinatorError::Gone => Self::new(StatusCode::GONE, "meeting_ended", e.to_string()),
-            CoordinatorError::Room(RoomError::UnknownParticipant) => Self::new(
-                StatusCode::NOT_FOUND,
-                "participant_not_found",
-                e.to_string(),
-            ),
-            CoordinatorError::Room(RoomError::UnknownTrack) => {
-                Self::new(StatusCode::NOT_FOUND, "track_not_found", e.to_string())
+            AskError::Control(e) => e.into(),
+            AskError::Refused { kind, message } => match kind {
+                RefusalKind::MeetingEnded => Self::new(StatusCode::GONE, "meeting_ended", message),
+                RefusalKind::UnknownParticipant => {
+                    Self::new(StatusCode::NOT_FOUND, "participant_not_found", message)
+                }
+                RefusalKind::UnknownTrack => {
+                    Self::new(StatusCode::NOT_FOUND, "track_not_found", message)
+                }
+                RefusalKind::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+                _ => Self::new(StatusCode::CONFLICT, "conflict", message),
+            },
+            e => {
+                tracing::error!("meeting request failed: {e}");
+                Self::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "unavailable",
+                    e.to_string(),
+                )
             }
-            CoordinatorError::Room(RoomError::Forbidden(_)) => {
-                Self::new(StatusCode::FORBIDDEN, "forbidden", e.to_string())
-            }
-            CoordinatorError::Room(e) => Self::new(StatusCode::CONFLICT, "conflict", e.to_string()),
         }
     }
 }
@@ -111,13 +127,10 @@ impl From<CoordinatorError> for ApiError {
 /// Proof that the request carried the API key and secret.
 pub struct ApiAuth;
 
-impl FromRequestParts<Arc<Control>> for ApiAuth {
+impl FromRequestParts<Arc<Node>> for ApiAuth {
     type Rejection = ApiError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        control: &Arc<Control>,
-    ) -> Result<Self, ApiError> {
+    async fn from_request_parts(parts: &mut Parts, node: &Arc<Node>) -> Result<Self, ApiError> {
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", m);
         let value = parts
             .headers
@@ -135,7 +148,7 @@ impl FromRequestParts<Arc<Control>> for ApiAuth {
         let (key, secret) = decoded
             .split_once(':')
             .ok_or_else(|| unauthorized("malformed Basic credentials"))?;
-        let api = control.api_key();
+        let api = node.control.api_key();
         if key != api.key || !api.secret_matches(secret) {
             return Err(unauthorized("unknown API key or wrong secret"));
         }
@@ -162,7 +175,7 @@ const MAX_TITLE_BYTES: usize = 200;
 
 async fn create_meeting(
     _: ApiAuth,
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     Json(req): Json<CreateMeeting>,
 ) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
     let id = req.id.as_deref().map(meeting_id).transpose()?;
@@ -173,7 +186,7 @@ async fn create_meeting(
             "title is too long",
         ));
     }
-    let record = control.create_meeting(id, req.title, req.settings)?;
+    let record = node.control.create_meeting(id, req.title, req.settings)?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -187,15 +200,17 @@ struct MeetingView {
 
 async fn get_meeting(
     _: ApiAuth,
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     Path(id): Path<String>,
 ) -> Result<Json<MeetingView>, ApiError> {
     let id = meeting_id(&id)?;
-    let record = control.meeting_record(&id)?;
-    let participants = match control.live_meeting(&id) {
-        Some(h) => h.participants(None, 0).await.map_or(0, |(n, _)| n),
-        None => 0,
-    };
+    let record = node.control.meeting_record(&id)?;
+    let participants = node
+        .control
+        .client(&id)
+        .participants(None, 0)
+        .await
+        .map_or(0, |(n, _)| n);
     Ok(Json(MeetingView {
         record,
         participants,
@@ -204,31 +219,34 @@ async fn get_meeting(
 
 async fn end_meeting(
     _: ApiAuth,
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    control.end_meeting(&meeting_id(&id)?).await?;
+    node.control.end_meeting(&meeting_id(&id)?).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 #[derive(Deserialize)]
 struct Page {
     after: Option<u64>,
-    limit: Option<usize>,
+    limit: Option<u32>,
 }
 
 async fn list_participants(
     _: ApiAuth,
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     Path(id): Path<String>,
     Query(page): Query<Page>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    let handle = control.meeting(&meeting_id(&id)?)?;
+    let id = meeting_id(&id)?;
+    node.control.meeting_record(&id)?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
-    let (count, participants) = handle
+    let (count, participants) = node
+        .control
+        .client(&id)
         .participants(page.after.map(ParticipantId), limit)
         .await?;
-    let next = (participants.len() == limit)
+    let next = (participants.len() == limit as usize)
         .then(|| participants.last().map(|p| p.id))
         .flatten();
     Ok(Json(
@@ -238,11 +256,15 @@ async fn list_participants(
 
 async fn remove_participant(
     _: ApiAuth,
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     Path((id, pid)): Path<(String, u64)>,
 ) -> Result<StatusCode, ApiError> {
-    let handle = control.meeting(&meeting_id(&id)?)?;
-    handle.remove(Actor::Api, ParticipantId(pid)).await?;
+    let id = meeting_id(&id)?;
+    node.control.meeting_record(&id)?;
+    node.control
+        .client(&id)
+        .remove(Actor::Api, ParticipantId(pid))
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -259,13 +281,15 @@ fn microphone() -> TrackSource {
 
 async fn mute_participant(
     _: ApiAuth,
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     Path((id, pid)): Path<(String, u64)>,
     body: Option<Json<Mute>>,
 ) -> Result<StatusCode, ApiError> {
     let source = body.map_or(TrackSource::Microphone, |Json(m)| m.source);
-    let handle = control.meeting(&meeting_id(&id)?)?;
-    handle
+    let id = meeting_id(&id)?;
+    node.control.meeting_record(&id)?;
+    node.control
+        .client(&id)
         .mute(Actor::Api, ParticipantId(pid), source, true)
         .await?;
     Ok(StatusCode::NO_CONTENT)
@@ -303,7 +327,7 @@ fn issue(
 
 async fn create_token(
     _: ApiAuth,
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     Json(req): Json<CreateToken>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let ttl_s = match req.ttl.as_deref() {
@@ -317,7 +341,7 @@ async fn create_token(
         })?,
     };
     let token = issue(
-        &control,
+        &node.control,
         meeting_id(&req.meeting)?,
         req.identity,
         req.name,
@@ -349,10 +373,10 @@ struct DevMeeting {
 }
 
 async fn dev_create_meeting(
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     Json(req): Json<DevMeeting>,
 ) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
-    require_dev(&control)?;
+    require_dev(&node.control)?;
     if req.title.len() > MAX_TITLE_BYTES {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -360,7 +384,7 @@ async fn dev_create_meeting(
             "title is too long",
         ));
     }
-    let record = control.create_meeting(None, req.title, req.settings)?;
+    let record = node.control.create_meeting(None, req.title, req.settings)?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -377,12 +401,12 @@ struct DevToken {
 
 /// In dev mode, anyone who can reach the server may join any existing meeting by name.
 async fn dev_token(
-    State(control): State<Arc<Control>>,
+    State(node): State<Arc<Node>>,
     Json(req): Json<DevToken>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_dev(&control)?;
+    require_dev(&node.control)?;
     let meeting = meeting_id(&req.meeting)?;
-    let record = control.meeting_record(&meeting)?;
+    let record = node.control.meeting_record(&meeting)?;
     if record.ended_unix_s.is_some() {
         return Err(ControlError::Ended.into());
     }
@@ -393,7 +417,14 @@ async fn dev_token(
         (false, None) => Role::Panelist,
     };
     // The identity is the typed name plus a suffix, so two people called Alex are two people.
-    let identity = format!("{name}#{}", &crate::generate_session_token()[..6]);
-    let token = issue(&control, meeting, identity, Some(name), role, 12 * 3600)?;
+    let identity = format!("{name}#{}", &generate_session_token()[..6]);
+    let token = issue(
+        &node.control,
+        meeting,
+        identity,
+        Some(name),
+        role,
+        12 * 3600,
+    )?;
     Ok(Json(json!({ "token": token })))
 }

@@ -1,0 +1,279 @@
+//! How a node's sessions and the REST API ask a meeting's coordinator for something: typed
+//! requests over the bus. A join or resume starts the coordinator when nobody runs it.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use myriad_bus::BusError;
+use myriad_proto::bus::{decode, encode};
+use myriad_proto::meeting::{
+    levels_subject, rpc_subject, Actor, AudioLevels, ConnRef, Joiner, MeetingReply, MeetingRequest,
+    RefusalKind,
+};
+use myriad_proto::{
+    MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, ServerMsg, TrackId, TrackSource,
+};
+
+use crate::{Control, ControlError};
+
+/// How long a request may wait for the coordinator's answer.
+const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AskError {
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error("{message}")]
+    Refused { kind: RefusalKind, message: String },
+    #[error("the meeting's coordinator did not answer: {0}")]
+    Bus(BusError),
+    #[error("the coordinator answered something else than asked")]
+    Unexpected,
+}
+
+/// A join or resume that was accepted.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    pub participant: ParticipantId,
+    pub welcome: Box<ServerMsg>,
+    pub missed: Vec<SeqEvent>,
+    /// Where the welcome and the missed events leave the client.
+    pub seq: Seq,
+}
+
+#[derive(Clone)]
+pub struct MeetingClient {
+    control: Arc<Control>,
+    meeting: MeetingId,
+    subject: String,
+}
+
+impl MeetingClient {
+    pub(crate) fn new(control: Arc<Control>, meeting: MeetingId) -> Self {
+        let subject = rpc_subject(&meeting);
+        Self {
+            control,
+            meeting,
+            subject,
+        }
+    }
+
+    pub fn meeting(&self) -> &MeetingId {
+        &self.meeting
+    }
+
+    /// The bus the meeting's coordinator is on.
+    pub fn bus(&self) -> &Arc<dyn myriad_bus::Bus> {
+        self.control.bus()
+    }
+
+    /// Sends `req`; a refusal is an error. Only a join or a resume starts a coordinator:
+    /// anything else for a meeting nobody runs has nobody to act on.
+    async fn ask(&self, req: MeetingRequest) -> Result<MeetingReply, AskError> {
+        let starts = matches!(
+            req,
+            MeetingRequest::Join { .. } | MeetingRequest::Resume { .. }
+        );
+        let payload = Bytes::from(encode(&req));
+        let bus = self.control.bus();
+        let mut started = false;
+        loop {
+            match bus
+                .request(&self.subject, payload.clone(), ASK_TIMEOUT)
+                .await
+            {
+                Ok(bytes) => {
+                    let reply = decode::<MeetingReply>(&bytes).map_err(|e| {
+                        tracing::warn!(meeting = %self.meeting, "bad answer: {e}");
+                        AskError::Unexpected
+                    })?;
+                    return match reply {
+                        MeetingReply::Refused { kind, message } => {
+                            Err(AskError::Refused { kind, message })
+                        }
+                        reply => Ok(reply),
+                    };
+                }
+                Err(BusError::NoResponders(_)) if starts && !started => {
+                    self.control.ensure_coordinator(&self.meeting).await?;
+                    started = true;
+                }
+                Err(BusError::NoResponders(_)) => return Ok(nobody_runs_it(&req)),
+                Err(e) => return Err(AskError::Bus(e)),
+            }
+        }
+    }
+
+    async fn ask_done(&self, req: MeetingRequest) -> Result<(), AskError> {
+        match self.ask(req).await? {
+            MeetingReply::Done => Ok(()),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    pub async fn join(
+        &self,
+        joiner: Joiner,
+        session_token: String,
+        conn: ConnRef,
+    ) -> Result<Joined, AskError> {
+        let reply = self
+            .ask(MeetingRequest::Join {
+                joiner,
+                session_token,
+                conn,
+            })
+            .await?;
+        joined(reply)
+    }
+
+    pub async fn resume(
+        &self,
+        identity: String,
+        participant: ParticipantId,
+        session_token: String,
+        last_seq: Seq,
+        conn: ConnRef,
+    ) -> Result<Joined, AskError> {
+        let reply = self
+            .ask(MeetingRequest::Resume {
+                identity,
+                participant,
+                session_token,
+                last_seq,
+                conn,
+            })
+            .await?;
+        joined(reply)
+    }
+
+    pub async fn disconnect(
+        &self,
+        participant: ParticipantId,
+        conn: ConnRef,
+    ) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Disconnect { participant, conn })
+            .await
+    }
+
+    pub async fn leave(&self, participant: ParticipantId) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Leave { participant }).await
+    }
+
+    pub async fn mute(
+        &self,
+        actor: Actor,
+        target: ParticipantId,
+        source: TrackSource,
+        muted: bool,
+    ) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Mute {
+            actor,
+            target,
+            source,
+            muted,
+        })
+        .await
+    }
+
+    pub async fn remove(&self, actor: Actor, target: ParticipantId) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Remove { actor, target })
+            .await
+    }
+
+    pub async fn chat(&self, participant: ParticipantId, text: String) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Chat { participant, text })
+            .await
+    }
+
+    /// The meeting's id for a track the participant's media connection offers.
+    pub async fn publish(
+        &self,
+        participant: ParticipantId,
+        source: TrackSource,
+    ) -> Result<TrackId, AskError> {
+        match self
+            .ask(MeetingRequest::Publish {
+                participant,
+                source,
+            })
+            .await?
+        {
+            MeetingReply::Published { track } => Ok(track),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    pub async fn media_closed(&self, participant: ParticipantId) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::MediaClosed { participant })
+            .await
+    }
+
+    /// How many are in the meeting, and a page of them in id order after `after`.
+    pub async fn participants(
+        &self,
+        after: Option<ParticipantId>,
+        limit: u32,
+    ) -> Result<(u32, Vec<ParticipantInfo>), AskError> {
+        match self
+            .ask(MeetingRequest::Participants { after, limit })
+            .await?
+        {
+            MeetingReply::Page {
+                count,
+                participants,
+            } => Ok((count, participants)),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    pub async fn end(&self) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::End).await
+    }
+
+    /// Reports this node's loudest speakers (no answer; a lost report is harmless).
+    pub async fn report_levels(&self, levels: Vec<(ParticipantId, f32)>) {
+        let report = Bytes::from(encode(&AudioLevels { levels }));
+        let subject = levels_subject(&self.meeting);
+        if let Err(e) = self.control.bus().publish(&subject, report).await {
+            tracing::debug!(meeting = %self.meeting, "levels not sent: {e}");
+        }
+    }
+}
+
+fn joined(reply: MeetingReply) -> Result<Joined, AskError> {
+    match reply {
+        MeetingReply::Joined {
+            participant,
+            welcome,
+            missed,
+            seq,
+        } => Ok(Joined {
+            participant,
+            welcome,
+            missed,
+            seq,
+        }),
+        _ => Err(AskError::Unexpected),
+    }
+}
+
+/// The answer for a meeting no coordinator runs: nobody is in it.
+fn nobody_runs_it(req: &MeetingRequest) -> MeetingReply {
+    match req {
+        MeetingRequest::Participants { .. } => MeetingReply::Page {
+            count: 0,
+            participants: Vec::new(),
+        },
+        MeetingRequest::Mute { .. }
+        | MeetingRequest::Remove { .. }
+        | MeetingRequest::Chat { .. }
+        | MeetingRequest::Publish { .. } => MeetingReply::Refused {
+            kind: RefusalKind::UnknownParticipant,
+            message: "nobody is in the meeting".into(),
+        },
+        _ => MeetingReply::Done,
+    }
+}

@@ -1,0 +1,493 @@
+//! A node's link to one meeting: while anyone on this node is in the meeting, one task hears
+//! the coordinator's broadcasts and fans them out to the local connections (a batch is
+//! serialized once for all of them), drives this node's media for the meeting (plan, tracks,
+//! peers), and relays media events to the right connection. Peers are this node's: which
+//! media connection is whose lives here, not at the coordinator.
+
+use std::collections::HashMap;
+
+use axum::extract::ws::Utf8Bytes;
+use myriad_bus::Subscription;
+use myriad_control::MeetingClient;
+use myriad_proto::bus::decode;
+use myriad_proto::meeting::{ConnRef, EndReason, MeetingBroadcast};
+use myriad_proto::{MeetingEvent, MeetingId, ParticipantId, Seq, SeqEvent, ServerMsg};
+use myriad_sfu::{PeerId, RoomEvent, SfuHandle};
+use tokio::sync::{mpsc, oneshot};
+
+/// How many messages may wait for one connection. A client that falls this far behind is
+/// disconnected; it can resume and catch up from the event log.
+pub const SESSION_QUEUE_LEN: usize = 512;
+
+/// What a participant's connection receives from its meeting.
+#[derive(Debug, Clone)]
+pub enum SessionMsg {
+    /// A server message serialized once for everyone it goes to (clones share the bytes).
+    Text(Utf8Bytes),
+    /// The media connection died; the session forgets its peer and tells the client.
+    MediaClosed { reason: String },
+    /// The session is over; close the connection.
+    End(EndReason),
+}
+
+pub(crate) enum LinkCmd {
+    /// A connection about to join or resume: the batches from now on are kept for it until
+    /// it is bound.
+    Register {
+        conn: u64,
+        tx: mpsc::Sender<SessionMsg>,
+    },
+    /// The connection is this participant's, and its welcome brought it to `seq`: the kept
+    /// events after it go to it next. Answers with the participant's media connection on
+    /// this node, which survives a signalling drop.
+    Bind {
+        conn: u64,
+        participant: ParticipantId,
+        seq: Seq,
+        reply: oneshot::Sender<Option<PeerId>>,
+    },
+    Unregister {
+        conn: u64,
+    },
+    /// This is the participant's media connection now; a previous one is dropped with its
+    /// tracks. Answers once done, so media events about the peer cannot overtake it.
+    AttachPeer {
+        participant: ParticipantId,
+        peer: PeerId,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// The link's mailbox; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct LinkHandle {
+    tx: mpsc::Sender<LinkCmd>,
+}
+
+impl LinkHandle {
+    pub(crate) fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Registers a connection; fails if the link has stopped (take a new one).
+    async fn register(&self, conn: u64, tx: mpsc::Sender<SessionMsg>) -> Result<(), ()> {
+        self.tx
+            .send(LinkCmd::Register { conn, tx })
+            .await
+            .map_err(|_| ())
+    }
+
+    pub(crate) async fn bind(
+        &self,
+        conn: u64,
+        participant: ParticipantId,
+        seq: Seq,
+    ) -> Option<PeerId> {
+        let (reply, rx) = oneshot::channel();
+        let cmd = LinkCmd::Bind {
+            conn,
+            participant,
+            seq,
+            reply,
+        };
+        if self.tx.send(cmd).await.is_err() {
+            return None;
+        }
+        rx.await.ok().flatten()
+    }
+
+    pub(crate) async fn unregister(&self, conn: u64) {
+        let _ = self.tx.send(LinkCmd::Unregister { conn }).await;
+    }
+
+    pub(crate) async fn attach_peer(&self, participant: ParticipantId, peer: PeerId) {
+        let (reply, rx) = oneshot::channel();
+        let cmd = LinkCmd::AttachPeer {
+            participant,
+            peer,
+            reply,
+        };
+        if self.tx.send(cmd).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// Which media connection is whose, both ways: media events name the peer, meeting events
+/// the participant, and both are frequent in a large meeting.
+#[derive(Default)]
+struct PeerIndex {
+    by_participant: HashMap<ParticipantId, PeerId>,
+    by_peer: HashMap<PeerId, ParticipantId>,
+}
+
+impl PeerIndex {
+    /// Records the participant's peer; returns the one it replaces.
+    fn attach(&mut self, participant: ParticipantId, peer: PeerId) -> Option<PeerId> {
+        let old = self.by_participant.insert(participant, peer);
+        if let Some(old) = old {
+            self.by_peer.remove(&old);
+        }
+        self.by_peer.insert(peer, participant);
+        old
+    }
+
+    fn detach(&mut self, participant: ParticipantId) -> Option<PeerId> {
+        let peer = self.by_participant.remove(&participant)?;
+        self.by_peer.remove(&peer);
+        Some(peer)
+    }
+
+    fn peer_of(&self, participant: ParticipantId) -> Option<PeerId> {
+        self.by_participant.get(&participant).copied()
+    }
+
+    fn owner(&self, peer: PeerId) -> Option<ParticipantId> {
+        self.by_peer.get(&peer).copied()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.by_peer.is_empty()
+    }
+}
+
+struct Conn {
+    tx: mpsc::Sender<SessionMsg>,
+    participant: Option<ParticipantId>,
+    /// Until bound: the events broadcast since it registered (its welcome is not out yet).
+    kept: Option<Vec<SeqEvent>>,
+}
+
+/// Events kept for one connection between its registration and its welcome, at most: a
+/// join takes a round trip to the coordinator, not this many events.
+const MAX_KEPT_EVENTS: usize = 4096;
+
+struct Link {
+    meeting: MeetingId,
+    node: String,
+    client: MeetingClient,
+    sfu: SfuHandle,
+    conns: HashMap<u64, Conn>,
+    /// Bound connections by participant.
+    by_participant: HashMap<ParticipantId, u64>,
+    peers: PeerIndex,
+    /// Set by the first connection: the link ends once it has nobody left.
+    used: bool,
+}
+
+/// Starts the link of `client`'s meeting on this node: hears the coordinator's broadcasts
+/// from now on (the subscription is in place when this returns) and this node's media events
+/// for the meeting.
+pub(crate) async fn start(
+    node: String,
+    client: MeetingClient,
+    sfu: SfuHandle,
+) -> Result<LinkHandle, myriad_bus::BusError> {
+    let meeting = client.meeting().clone();
+    let bus = client.bus();
+    let broadcasts = bus
+        .subscribe(&myriad_proto::meeting::broadcast_subject(&meeting))
+        .await?;
+    bus.flush().await?;
+    let (media_tx, media_rx) = mpsc::channel(4096);
+    if sfu.open_room(meeting.clone(), media_tx).await.is_err() {
+        tracing::error!(%meeting, "media task gone: this node's media for the meeting is off");
+    }
+    let (tx, rx) = mpsc::channel(1024);
+    let link = Link {
+        meeting,
+        node,
+        client,
+        sfu,
+        conns: HashMap::new(),
+        by_participant: HashMap::new(),
+        peers: PeerIndex::default(),
+        used: false,
+    };
+    tokio::spawn(link.run(rx, broadcasts, media_rx));
+    Ok(LinkHandle { tx })
+}
+
+impl Link {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<LinkCmd>,
+        mut broadcasts: Subscription,
+        mut media: mpsc::Receiver<RoomEvent>,
+    ) {
+        tracing::debug!(meeting = %self.meeting, "meeting link up");
+        loop {
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.handle_command(cmd).await,
+                    None => break,
+                },
+                msg = broadcasts.next() => match msg {
+                    Some(msg) => match decode::<MeetingBroadcast>(&msg.payload) {
+                        Ok(b) => self.handle_broadcast(b).await,
+                        Err(e) => tracing::warn!(meeting = %self.meeting, "broadcast ignored: {e}"),
+                    },
+                    None => {
+                        tracing::error!(meeting = %self.meeting, "broadcast subscription ended");
+                        break;
+                    }
+                },
+                Some(ev) = media.recv() => self.handle_media(ev).await,
+            }
+            if self.used && self.conns.is_empty() && self.peers.is_empty() {
+                // Nobody on this node is in the meeting any more.
+                break;
+            }
+        }
+        tracing::debug!(meeting = %self.meeting, "meeting link down");
+    }
+
+    async fn handle_command(&mut self, cmd: LinkCmd) {
+        match cmd {
+            LinkCmd::Register { conn, tx } => {
+                self.used = true;
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        tx,
+                        participant: None,
+                        kept: Some(Vec::new()),
+                    },
+                );
+            }
+            LinkCmd::Bind {
+                conn,
+                participant,
+                seq,
+                reply,
+            } => {
+                if let Some(c) = self.conns.get_mut(&conn) {
+                    c.participant = Some(participant);
+                    let after: Vec<SeqEvent> = c
+                        .kept
+                        .take()
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|e| e.seq > seq)
+                        .collect();
+                    if !after.is_empty() {
+                        send_one(c, &ServerMsg::Events { events: after });
+                    }
+                    self.by_participant.insert(participant, conn);
+                }
+                let _ = reply.send(self.peers.peer_of(participant));
+            }
+            LinkCmd::Unregister { conn } => self.forget(conn),
+            LinkCmd::AttachPeer {
+                participant,
+                peer,
+                reply,
+            } => {
+                if let Some(old) = self.peers.attach(participant, peer) {
+                    if old != peer {
+                        // The old connection's tracks go before the new one publishes.
+                        if let Err(e) = self.client.media_closed(participant).await {
+                            tracing::warn!(meeting = %self.meeting, %participant, "old tracks not dropped: {e}");
+                        }
+                        let _ = self.sfu.remove_peer(old).await;
+                    }
+                }
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn forget(&mut self, conn: u64) {
+        if let Some(c) = self.conns.remove(&conn) {
+            if let Some(p) = c.participant {
+                if self.by_participant.get(&p) == Some(&conn) {
+                    self.by_participant.remove(&p);
+                }
+            }
+        }
+    }
+
+    fn conn_of(&self, participant: ParticipantId) -> Option<&Conn> {
+        self.conns.get(self.by_participant.get(&participant)?)
+    }
+
+    async fn handle_broadcast(&mut self, b: MeetingBroadcast) {
+        match b {
+            MeetingBroadcast::Events { events } => {
+                for ev in &events {
+                    if let MeetingEvent::TrackUnpublished { track } = ev.event {
+                        let _ = self.sfu.unbind_track(self.meeting.clone(), track).await;
+                    }
+                }
+                self.keep_for_unbound(&events);
+                self.fan_out(&ServerMsg::Events { events }).await;
+            }
+            MeetingBroadcast::Plan { plan } => {
+                let _ = self.sfu.set_plan(self.meeting.clone(), plan).await;
+            }
+            MeetingBroadcast::SessionEnded {
+                participant,
+                conn,
+                reason,
+            } => self.session_ended(participant, conn, reason).await,
+            MeetingBroadcast::Stopped => {
+                tracing::debug!(meeting = %self.meeting, "the coordinator stopped");
+            }
+        }
+    }
+
+    async fn session_ended(
+        &mut self,
+        participant: ParticipantId,
+        conn: Option<ConnRef>,
+        reason: EndReason,
+    ) {
+        if let Some(conn) = conn.filter(|c| c.node == self.node) {
+            if let Some(c) = self.conns.get(&conn.conn) {
+                let _ = c.tx.try_send(SessionMsg::End(reason));
+            }
+            self.forget(conn.conn);
+        }
+        // A resumed session keeps its media; any other end takes it.
+        if reason != EndReason::Replaced {
+            if let Some(peer) = self.peers.detach(participant) {
+                let _ = self.sfu.remove_peer(peer).await;
+            }
+        }
+    }
+
+    /// Keeps a batch for the connections still waiting for their welcome; one that waits
+    /// for too long is dropped.
+    fn keep_for_unbound(&mut self, events: &[SeqEvent]) {
+        let mut overflowing = Vec::new();
+        for (id, conn) in &mut self.conns {
+            if let Some(kept) = &mut conn.kept {
+                kept.extend_from_slice(events);
+                if kept.len() > MAX_KEPT_EVENTS {
+                    overflowing.push(*id);
+                }
+            }
+        }
+        for id in overflowing {
+            tracing::warn!(meeting = %self.meeting, "a join waited too long for its welcome: dropped");
+            self.forget(id);
+        }
+    }
+
+    /// Sends a message to every bound connection here: serialized once, the bytes shared. A
+    /// connection whose queue is full is dropped; its client resumes and catches up.
+    async fn fan_out(&mut self, msg: &ServerMsg) {
+        let text: Utf8Bytes = match serde_json::to_string(msg) {
+            Ok(s) => s.into(),
+            Err(e) => {
+                tracing::error!("event batch not serializable: {e}");
+                return;
+            }
+        };
+        let mut too_slow = Vec::new();
+        for (id, conn) in self.conns.iter().filter(|(_, c)| c.kept.is_none()) {
+            if conn.tx.try_send(SessionMsg::Text(text.clone())).is_err() {
+                too_slow.push(*id);
+            }
+        }
+        for id in too_slow {
+            let participant = self.conns.get(&id).and_then(|c| c.participant);
+            tracing::warn!(meeting = %self.meeting, ?participant, "connection too slow, dropped");
+            // Dropping its queue ends the session task ("resume to continue").
+            self.forget(id);
+            if let Some(p) = participant {
+                let conn = ConnRef {
+                    node: self.node.clone(),
+                    conn: id,
+                };
+                if let Err(e) = self.client.disconnect(p, conn).await {
+                    tracing::warn!(meeting = %self.meeting, %p, "disconnect not told: {e}");
+                }
+            }
+        }
+    }
+
+    async fn handle_media(&mut self, ev: RoomEvent) {
+        match ev {
+            RoomEvent::TrackAdded {
+                peer,
+                participant,
+                mid,
+                source,
+            } => {
+                // A round trip to the coordinator: not in the link's loop.
+                let (client, sfu) = (self.client.clone(), self.sfu.clone());
+                tokio::spawn(async move {
+                    match client.publish(participant, source).await {
+                        Ok(track) => {
+                            let _ = sfu.bind_track(peer, mid, track).await;
+                        }
+                        Err(e) => {
+                            tracing::info!(meeting = %client.meeting(), %participant, "publish refused: {e}")
+                        }
+                    }
+                });
+            }
+            RoomEvent::AudioLevels(levels) => self.client.report_levels(levels).await,
+            RoomEvent::Offer { peer, sdp, tracks } => {
+                let conn = self.peers.owner(peer).and_then(|p| self.conn_of(p));
+                if let Some(conn) = conn {
+                    send_one(conn, &ServerMsg::Offer { sdp, tracks });
+                }
+            }
+            RoomEvent::PeerClosed { peer, reason } => {
+                if let Some(participant) = self.peers.owner(peer) {
+                    self.peers.detach(participant);
+                    if let Some(conn) = self.conn_of(participant) {
+                        let _ = conn.tx.try_send(SessionMsg::MediaClosed {
+                            reason: reason.clone(),
+                        });
+                    }
+                    if let Err(e) = self.client.media_closed(participant).await {
+                        tracing::warn!(meeting = %self.meeting, %participant, "tracks of a closed peer not dropped: {e}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Sends one connection a message of its own.
+fn send_one(conn: &Conn, msg: &ServerMsg) {
+    match serde_json::to_string(msg) {
+        Ok(s) => {
+            let _ = conn.tx.try_send(SessionMsg::Text(s.into()));
+        }
+        Err(e) => tracing::error!("server message not serializable: {e}"),
+    }
+}
+
+/// Shared by the node: the links of the meetings it has people in.
+pub(crate) type Links = tokio::sync::Mutex<HashMap<MeetingId, LinkHandle>>;
+
+/// Registers connection `conn` with the link of `client`'s meeting on this node, starting
+/// the link if there is none (or the last one has just stopped).
+pub(crate) async fn register(
+    links: &Links,
+    node: &str,
+    client: &MeetingClient,
+    sfu: &SfuHandle,
+    conn: u64,
+    tx: mpsc::Sender<SessionMsg>,
+) -> Result<LinkHandle, myriad_bus::BusError> {
+    let mut links = links.lock().await;
+    if let Some(link) = links.get(client.meeting()).filter(|l| !l.is_closed()) {
+        // A link stopping right now refuses: a new one is started below.
+        if link.register(conn, tx.clone()).await.is_ok() {
+            return Ok(link.clone());
+        }
+    }
+    let link = start(node.to_owned(), client.clone(), sfu.clone()).await?;
+    if link.register(conn, tx).await.is_err() {
+        return Err(myriad_bus::BusError::Unavailable(
+            "the meeting link stopped at once".into(),
+        ));
+    }
+    links.insert(client.meeting().clone(), link.clone());
+    Ok(link)
+}

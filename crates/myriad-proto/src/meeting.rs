@@ -1,0 +1,258 @@
+//! A meeting's messages between the nodes its people are connected to and its coordinator,
+//! over the bus. Nodes ask ([`MeetingRequest`] → [`MeetingReply`], request/reply on
+//! [`rpc_subject`]); the coordinator tells every node at once ([`MeetingBroadcast`] on
+//! [`broadcast_subject`]): events once per batch, the forwarding plan, sessions that ended.
+//! Nodes report audio levels on [`levels_subject`] (no reply; a lost report is harmless).
+
+use serde::{Deserialize, Serialize};
+
+use crate::bus::BusMessage;
+use crate::{
+    ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent, ServerMsg,
+    TrackId, TrackSource,
+};
+
+/// Requests to the meeting's coordinator.
+pub fn rpc_subject(meeting: &MeetingId) -> String {
+    format!("myriad.meeting.{meeting}.rpc")
+}
+
+/// What the coordinator tells every node.
+pub fn broadcast_subject(meeting: &MeetingId) -> String {
+    format!("myriad.meeting.{meeting}.out")
+}
+
+/// Audio levels reported by nodes.
+pub fn levels_subject(meeting: &MeetingId) -> String {
+    format!("myriad.meeting.{meeting}.levels")
+}
+
+/// One signalling connection: the node it is on and its number there.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ConnRef {
+    pub node: String,
+    pub conn: u64,
+}
+
+/// Who asks for a moderation action.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Actor {
+    /// The operator's backend, authenticated with the API key.
+    Api,
+    Participant(ParticipantId),
+}
+
+/// Why a participant's session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EndReason {
+    Left,
+    Removed,
+    Expired,
+    MeetingEnded,
+    /// Another connection resumed this session.
+    Replaced,
+}
+
+/// Who joins, from their verified token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Joiner {
+    pub identity: String,
+    pub name: String,
+    pub role: Role,
+    pub publish: bool,
+    pub subscribe: bool,
+    pub moderate: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MeetingRequest {
+    Join {
+        joiner: Joiner,
+        session_token: String,
+        conn: ConnRef,
+    },
+    /// `identity` is from the new connection's token and must be the session's.
+    Resume {
+        identity: String,
+        participant: ParticipantId,
+        session_token: String,
+        last_seq: Seq,
+        conn: ConnRef,
+    },
+    /// The connection dropped; the session may be resumed for a while.
+    Disconnect {
+        participant: ParticipantId,
+        conn: ConnRef,
+    },
+    Leave {
+        participant: ParticipantId,
+    },
+    Mute {
+        actor: Actor,
+        target: ParticipantId,
+        source: TrackSource,
+        muted: bool,
+    },
+    Remove {
+        actor: Actor,
+        target: ParticipantId,
+    },
+    Chat {
+        participant: ParticipantId,
+        text: String,
+    },
+    /// The participant's media connection offers a track from `source`.
+    Publish {
+        participant: ParticipantId,
+        source: TrackSource,
+    },
+    /// The participant's media connection is gone (or replaced): its tracks with it.
+    MediaClosed {
+        participant: ParticipantId,
+    },
+    Participants {
+        after: Option<ParticipantId>,
+        limit: u32,
+    },
+    End,
+}
+
+impl BusMessage for MeetingRequest {
+    const KIND: &'static str = "meeting.request";
+    const VERSION: u32 = 1;
+}
+
+/// Why the coordinator refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RefusalKind {
+    MeetingEnded,
+    MeetingFull,
+    UnknownSession,
+    UnknownParticipant,
+    UnknownTrack,
+    AlreadyPublished,
+    InvalidChat,
+    Forbidden,
+    /// The request itself could not be read (version, shape).
+    BadRequest,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MeetingReply {
+    /// Joined or resumed: the welcome to send to the client, then the events it missed;
+    /// together they bring the client to `seq`, and events after it follow.
+    Joined {
+        participant: ParticipantId,
+        welcome: Box<ServerMsg>,
+        #[serde(default)]
+        missed: Vec<SeqEvent>,
+        seq: Seq,
+    },
+    Published {
+        track: TrackId,
+    },
+    Page {
+        count: u32,
+        participants: Vec<ParticipantInfo>,
+    },
+    Done,
+    Refused {
+        kind: RefusalKind,
+        message: String,
+    },
+}
+
+impl BusMessage for MeetingReply {
+    const KIND: &'static str = "meeting.reply";
+    const VERSION: u32 = 1;
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum MeetingBroadcast {
+    /// Sequenced events, in order, for everyone in the meeting.
+    Events {
+        events: Vec<SeqEvent>,
+    },
+    Plan {
+        plan: ForwardingPlan,
+    },
+    /// A session is over; `conn` is the connection it had (none while disconnected).
+    SessionEnded {
+        participant: ParticipantId,
+        conn: Option<ConnRef>,
+        reason: EndReason,
+    },
+    /// The coordinator stopped (the meeting ended, or nobody was in it for a while).
+    Stopped,
+}
+
+impl BusMessage for MeetingBroadcast {
+    const KIND: &'static str = "meeting.broadcast";
+    const VERSION: u32 = 1;
+}
+
+/// The loudest level per local participant over the last interval, in dBov.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AudioLevels {
+    pub levels: Vec<(ParticipantId, f32)>,
+}
+
+impl BusMessage for AudioLevels {
+    const KIND: &'static str = "meeting.levels";
+    const VERSION: u32 = 1;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bus::{decode, encode};
+
+    #[test]
+    fn requests_and_replies_round_trip() {
+        let req = MeetingRequest::Resume {
+            identity: "ada".into(),
+            participant: ParticipantId(3),
+            session_token: "s".into(),
+            last_seq: Seq(9),
+            conn: ConnRef {
+                node: "n1".into(),
+                conn: 7,
+            },
+        };
+        assert_eq!(decode::<MeetingRequest>(&encode(&req)), Ok(req));
+        let reply = MeetingReply::Refused {
+            kind: RefusalKind::Forbidden,
+            message: "no".into(),
+        };
+        assert_eq!(decode::<MeetingReply>(&encode(&reply)), Ok(reply));
+        let b = MeetingBroadcast::SessionEnded {
+            participant: ParticipantId(1),
+            conn: None,
+            reason: EndReason::Expired,
+        };
+        assert_eq!(decode::<MeetingBroadcast>(&encode(&b)), Ok(b));
+    }
+
+    #[test]
+    fn a_request_is_not_a_broadcast_and_unknown_ops_are_refused() {
+        let bytes = encode(&MeetingRequest::End);
+        assert!(decode::<MeetingBroadcast>(&bytes).is_err());
+        let unknown = br#"{"v":1,"kind":"meeting.request","body":{"op":"launch"}}"#;
+        assert!(decode::<MeetingRequest>(unknown).is_err());
+    }
+
+    #[test]
+    fn subjects_are_one_token_per_meeting() {
+        let m = MeetingId::parse("abc-def_1").unwrap();
+        assert_eq!(rpc_subject(&m), "myriad.meeting.abc-def_1.rpc");
+        assert_eq!(broadcast_subject(&m).split('.').count(), 4);
+    }
+}
