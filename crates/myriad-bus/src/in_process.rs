@@ -23,7 +23,10 @@ const SUBSCRIPTION_QUEUE_LEN: usize = 65_536;
 pub(crate) enum Delivery {
     Now,
     After(Duration),
+    /// Lost on the way (the subscriber counts as there).
     Drop,
+    /// The subscriber is gone (its node is cut off): it does not count as a listener.
+    Absent,
 }
 
 /// Who holds a subscription (a node of the simulation; empty in one process).
@@ -86,8 +89,11 @@ impl Broker {
         let Subs { exact, wildcard } = &mut *subs;
         let mut matched = 0;
         let mut hand = |sub: &mut Sub| {
-            matched += 1;
-            match how(&sub.owner) {
+            let delivery = how(&sub.owner);
+            if !matches!(delivery, Delivery::Absent) {
+                matched += 1;
+            }
+            match delivery {
                 Delivery::Now => {
                     if sub.tx.try_send(msg.clone()).is_err()
                         && !sub.overflow_logged
@@ -105,7 +111,7 @@ impl Broker {
                         let _ = tx.try_send(msg);
                     });
                 }
-                Delivery::Drop => {}
+                Delivery::Drop | Delivery::Absent => {}
             }
         };
         if let Some(list) = exact.get_mut(&msg.subject) {

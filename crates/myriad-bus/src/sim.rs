@@ -98,7 +98,12 @@ impl SimNet {
         }
         let NetState { rng, faults, cut } = &mut *state;
         self.broker.deliver(msg, |to| {
-            if cut.contains(to) || rng.chance(faults.drop_rate) {
+            // A cut-off node is gone as far as others can tell: as after its connection to
+            // the bus dropped, nobody counts it as listening.
+            if cut.contains(to) {
+                return Delivery::Absent;
+            }
+            if rng.chance(faults.drop_rate) {
                 return Delivery::Drop;
             }
             let delay = faults.latency + rng.duration_below(faults.jitter);

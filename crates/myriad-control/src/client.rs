@@ -19,6 +19,11 @@ use crate::{Control, ControlError};
 
 /// How long a request may wait for the coordinator's answer.
 const ASK_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a join or resume waits for a coordinator: another node's lease on the meeting
+/// expires within its term when that node is gone.
+const COORDINATOR_WAIT: Duration = Duration::from_secs(6);
+/// While another node holds the lease but does not answer yet, ask again this often.
+const HELD_RETRY: Duration = Duration::from_millis(200);
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -69,8 +74,9 @@ impl MeetingClient {
         self.control.bus()
     }
 
-    /// Sends `req`; a refusal is an error. Only a join or a resume starts a coordinator:
-    /// anything else for a meeting nobody runs has nobody to act on.
+    /// Sends `req`; a refusal is an error. Only a join or a resume starts a coordinator
+    /// (here, or waits for the node holding the meeting): anything else for a meeting nobody
+    /// runs has nobody to act on.
     async fn ask(&self, req: MeetingRequest) -> Result<MeetingReply, AskError> {
         let starts = matches!(
             req,
@@ -78,7 +84,7 @@ impl MeetingClient {
         );
         let payload = Bytes::from(encode(&req));
         let bus = self.control.bus();
-        let mut started = false;
+        let deadline = tokio::time::Instant::now() + COORDINATOR_WAIT;
         loop {
             match bus
                 .request(&self.subject, payload.clone(), ASK_TIMEOUT)
@@ -96,9 +102,14 @@ impl MeetingClient {
                         reply => Ok(reply),
                     };
                 }
-                Err(BusError::NoResponders(_)) if starts && !started => {
-                    self.control.ensure_coordinator(&self.meeting).await?;
-                    started = true;
+                Err(BusError::NoResponders(_))
+                    if starts && tokio::time::Instant::now() < deadline =>
+                {
+                    match self.control.ensure_coordinator(&self.meeting).await {
+                        Ok(()) => {}
+                        Err(ControlError::Held) => tokio::time::sleep(HELD_RETRY).await,
+                        Err(e) => return Err(e.into()),
+                    }
                 }
                 Err(BusError::NoResponders(_)) => return Ok(nobody_runs_it(&req)),
                 Err(e) => return Err(AskError::Bus(e)),
@@ -231,6 +242,11 @@ impl MeetingClient {
 
     pub async fn end(&self) -> Result<(), AskError> {
         self.ask_done(MeetingRequest::End).await
+    }
+
+    /// Tells a coordinator that took the meeting over who is connected to this node.
+    pub async fn present(&self, conns: Vec<(ParticipantId, ConnRef)>) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Present { conns }).await
     }
 
     /// Reports this node's loudest speakers (no answer; a lost report is harmless).

@@ -2,6 +2,10 @@
 //! bus — requests from nodes in, the meeting's batches, plan and session ends out to every
 //! node at once. It knows nothing of sockets, media or HTTP: each node fans out to its own
 //! connections and drives its own media.
+//!
+//! It acts under the meeting's lease, and every commit goes to the meeting's journal before
+//! its events go out and before the requests that made it are answered; a coordinator that
+//! takes the meeting over rebuilds it from the journal, its sequence going on.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -11,36 +15,92 @@ use bytes::Bytes;
 use myriad_bus::{Bus, BusError, Message, Subscription};
 use myriad_proto::bus::{decode, encode};
 use myriad_proto::meeting::{
-    broadcast_subject, levels_subject, rpc_subject, AudioLevels, ConnRef, MeetingBroadcast,
-    MeetingReply, MeetingRequest, RefusalKind,
+    broadcast_subject, levels_subject, rpc_subject, AudioLevels, ConnRef, EndReason,
+    MeetingBroadcast, MeetingReply, MeetingRequest, RefusalKind,
 };
 use myriad_proto::{MeetingId, ParticipantId, SeqEvent, ServerMsg, PROTOCOL_VERSION};
 use myriad_room::{
-    JoinRequest, Meeting, MeetingConfig, Output, Permissions, ResumeFrom, RoomError,
+    Commit, JoinRequest, Meeting, MeetingConfig, Output, Permissions, ResumeFrom, RoomError,
+    StopReason,
 };
 use tokio::task::JoinHandle;
 
+use crate::journal::{Journal, JournalError};
+use crate::lease::{self, Lease, RENEW_EVERY, TERM};
+
 /// How long the coordinator sleeps when the meeting wants no wake-up (it wakes for input).
 const NOTHING_DUE: Duration = Duration::from_secs(3600);
+/// A commit the journal refuses for a bus failure is tried again this often, this many times.
+const APPEND_RETRY: Duration = Duration::from_millis(250);
+const APPEND_TRIES: u32 = 20;
 
-/// Subscribes the coordinator of `id` to its subjects and starts it. Returns once the bus has
-/// the subscriptions, so a request sent next is heard.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("another node coordinates the meeting")]
+    Held,
+    #[error("the meeting has ended")]
+    Ended,
+    #[error(transparent)]
+    Bus(#[from] BusError),
+    #[error(transparent)]
+    Journal(#[from] JournalError),
+}
+
+/// Takes the meeting's lease for `node`, rebuilds the meeting from its journal (or starts it
+/// anew), subscribes to its subjects and starts its coordinator. Returns once the bus has the
+/// subscriptions, so a request sent next is heard.
 pub(crate) async fn start(
     bus: Arc<dyn Bus>,
     id: MeetingId,
     config: MeetingConfig,
-) -> Result<JoinHandle<()>, BusError> {
+    node: &str,
+) -> Result<JoinHandle<()>, StartError> {
+    let leases = lease::bucket(bus.as_ref()).await?;
+    let lease = Lease::acquire(leases, &id, node)
+        .await?
+        .ok_or(StartError::Held)?;
+    let (journal, history) = match Journal::open(bus.as_ref(), &id).await {
+        Ok(opened) => opened,
+        Err(e) => {
+            lease.release().await;
+            return Err(e.into());
+        }
+    };
+    let now = Instant::now();
+    // The last commit's events may not have gone out before the last holder stopped: they go
+    // (again) first; nodes drop what they have.
+    let replay = (!history.is_empty()).then(|| {
+        history
+            .commits
+            .last()
+            .map(|c| c.events.clone())
+            .unwrap_or_default()
+    });
+    let meeting = if history.is_empty() {
+        Meeting::new(id.clone(), config, now)
+    } else {
+        Meeting::restore(id.clone(), config, now, history.state, history.commits)
+    };
+    if meeting.is_stopped() {
+        lease.release().await;
+        return Err(StartError::Ended);
+    }
     let rpc = bus.subscribe(&rpc_subject(&id)).await?;
     let levels = bus.subscribe(&levels_subject(&id)).await?;
     bus.flush().await?;
+    tracing::info!(meeting = %id, epoch = lease.epoch(), took_over = replay.is_some(), "meeting coordinator started");
     let coordinator = Coordinator {
         out: broadcast_subject(&id),
-        meeting: Meeting::new(id, config, Instant::now()),
+        meeting,
         bus,
         conns: HashMap::new(),
+        replaced: HashMap::new(),
+        journal,
+        lease,
+        renewed_at: now,
+        waiting: Vec::new(),
     };
-    tracing::info!(meeting = %coordinator.meeting.id(), "meeting coordinator started");
-    Ok(tokio::spawn(coordinator.run(rpc, levels)))
+    Ok(tokio::spawn(coordinator.run(rpc, levels, replay)))
 }
 
 struct Coordinator {
@@ -49,27 +109,60 @@ struct Coordinator {
     out: String,
     /// Each participant's current signalling connection.
     conns: HashMap<ParticipantId, ConnRef>,
+    /// The connection a resume replaced, until it is told to go.
+    replaced: HashMap<ParticipantId, ConnRef>,
+    journal: Journal,
+    lease: Lease,
+    renewed_at: Instant,
+    /// Answers held until the commit holding what their requests changed is kept.
+    waiting: Vec<(String, MeetingReply)>,
+}
+
+/// Why a coordinator stopped acting.
+enum Halt {
+    /// The meeting ended or went idle: the lease is given up.
+    Stopped(StopReason),
+    /// Another coordinator has the meeting, or its journal or lease cannot be reached.
+    Lost(String),
 }
 
 impl Coordinator {
-    async fn run(mut self, mut rpc: Subscription, mut levels: Subscription) {
+    async fn run(
+        mut self,
+        mut rpc: Subscription,
+        mut levels: Subscription,
+        replay: Option<Vec<SeqEvent>>,
+    ) {
         let id = self.meeting.id().clone();
-        loop {
-            self.drain().await;
-            if self.meeting.is_stopped() {
-                break;
+        if let Some(events) = replay {
+            self.broadcast(&MeetingBroadcast::TookOver {
+                epoch: self.lease.epoch(),
+            })
+            .await;
+            if !events.is_empty() {
+                self.broadcast(&MeetingBroadcast::Events { events }).await;
+            }
+        }
+        let mut renew = tokio::time::interval(RENEW_EVERY);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        renew.tick().await;
+        let halt = loop {
+            if let Err(halt) = self.drain().await {
+                break halt;
             }
             let wake = self
                 .meeting
                 .poll_timeout()
                 .map_or(Instant::now() + NOTHING_DUE, |(t, _)| t);
             tokio::select! {
-                msg = rpc.next() => match msg {
-                    Some(msg) => self.handle_message(msg).await,
-                    None => {
-                        tracing::error!(meeting = %id, "request subscription ended");
-                        break;
+                _ = renew.tick() => {
+                    if let Err(halt) = self.renew().await {
+                        break halt;
                     }
+                }
+                msg = rpc.next() => match msg {
+                    Some(msg) => self.handle_message(msg),
+                    None => break Halt::Lost("the request subscription ended".into()),
                 },
                 Some(msg) = levels.next() => match decode::<AudioLevels>(&msg.payload) {
                     Ok(report) => self.meeting.handle_audio_levels(Instant::now(), &report.levels),
@@ -79,33 +172,56 @@ impl Coordinator {
                     self.meeting.handle_timeout(Instant::now());
                 }
             }
+        };
+        match halt {
+            Halt::Stopped(reason) => {
+                self.lease.release().await;
+                tracing::info!(meeting = %id, ?reason, "meeting coordinator stopped");
+            }
+            Halt::Lost(why) => {
+                tracing::warn!(meeting = %id, "meeting coordinator stopped: {why}");
+            }
         }
-        tracing::info!(meeting = %id, ended = self.meeting.is_ended(), "meeting coordinator stopped");
     }
 
-    async fn handle_message(&mut self, msg: Message) {
+    /// Renews the lease; lost, or not renewed within its term, the coordinator must stop.
+    async fn renew(&mut self) -> Result<(), Halt> {
+        match self.lease.renew().await {
+            Ok(()) => {
+                self.renewed_at = Instant::now();
+                Ok(())
+            }
+            Err(BusError::WrongRevision { .. }) | Err(BusError::Exists) => {
+                Err(Halt::Lost("the lease went to another node".into()))
+            }
+            Err(e) if self.renewed_at.elapsed() >= TERM => Err(Halt::Lost(format!(
+                "the lease could not be renewed within its term: {e}"
+            ))),
+            Err(e) => {
+                tracing::warn!(meeting = %self.meeting.id(), "lease not renewed (will retry): {e}");
+                Ok(())
+            }
+        }
+    }
+
+    /// Handles one request; its answer waits for the commit of what it changed.
+    fn handle_message(&mut self, msg: Message) {
         let reply = match decode::<MeetingRequest>(&msg.payload) {
-            Ok(req) => self.handle(req).await,
+            Ok(req) => self.handle(req),
             Err(e) => {
                 tracing::warn!(meeting = %self.meeting.id(), "request refused: {e}");
                 refused(RefusalKind::BadRequest, e.to_string())
             }
         };
-        // Everything the request changed goes out before its answer.
-        self.drain().await;
         match msg.reply {
-            Some(to) => {
-                if let Err(e) = self.bus.respond(&to, Bytes::from(encode(&reply))).await {
-                    tracing::warn!(meeting = %self.meeting.id(), "answer not sent: {e}");
-                }
-            }
+            Some(to) => self.waiting.push((to, reply)),
             None => {
                 tracing::debug!(meeting = %self.meeting.id(), "a request without a reply subject")
             }
         }
     }
 
-    async fn handle(&mut self, req: MeetingRequest) -> MeetingReply {
+    fn handle(&mut self, req: MeetingRequest) -> MeetingReply {
         let now = Instant::now();
         let m = &mut self.meeting;
         let done =
@@ -143,10 +259,10 @@ impl Coordinator {
                 conn,
             } => match m.handle_resume(now, participant, &identity, &session_token, last_seq) {
                 Ok(from) => {
-                    // The old connection is told to go (with its own reference) before the
-                    // new one takes the participant's place.
-                    self.drain().await;
-                    self.conns.insert(participant, conn);
+                    // The old connection is told to go with its own reference.
+                    if let Some(old) = self.conns.insert(participant, conn) {
+                        self.replaced.insert(participant, old);
+                    }
                     let missed = match from {
                         ResumeFrom::Events(missed) => Some(missed),
                         ResumeFrom::Snapshot(_) => None,
@@ -197,6 +313,16 @@ impl Coordinator {
                 m.end(now);
                 MeetingReply::Done
             }
+            MeetingRequest::Present { conns } => {
+                let present: Vec<ParticipantId> = conns.iter().map(|(p, _)| *p).collect();
+                m.handle_present(now, &present);
+                for (participant, conn) in conns {
+                    if m.participant(participant).is_some() {
+                        self.conns.insert(participant, conn);
+                    }
+                }
+                MeetingReply::Done
+            }
         }
     }
 
@@ -231,29 +357,92 @@ impl Coordinator {
         }
     }
 
-    /// Sends what the meeting produced: batches, plans and session ends to every node.
-    async fn drain(&mut self) {
+    /// Sends what the meeting produced: each commit to the journal, then its events to every
+    /// node; plans and session ends to every node. Answers go once nothing waits to be
+    /// committed, so none is sent before what its request changed is kept.
+    async fn drain(&mut self) -> Result<(), Halt> {
         while let Some(out) = self.meeting.poll_output() {
             let broadcast = match out {
-                Output::Events(events) => MeetingBroadcast::Events { events },
+                Output::Commit(commit) => {
+                    self.commit(&commit).await?;
+                    if commit.events.is_empty() {
+                        continue;
+                    }
+                    MeetingBroadcast::Events {
+                        events: commit.events,
+                    }
+                }
                 Output::Plan(plan) => MeetingBroadcast::Plan { plan },
                 Output::SessionEnded {
                     participant,
                     reason,
-                } => MeetingBroadcast::SessionEnded {
-                    participant,
-                    conn: self.conns.remove(&participant),
-                    reason,
-                },
-                Output::Stopped(_) => MeetingBroadcast::Stopped,
+                } => {
+                    let conn = if reason == EndReason::Replaced {
+                        self.replaced.remove(&participant)
+                    } else {
+                        self.conns.remove(&participant)
+                    };
+                    MeetingBroadcast::SessionEnded {
+                        participant,
+                        conn,
+                        reason,
+                    }
+                }
+                Output::Stopped(reason) => {
+                    self.answer_waiting().await;
+                    self.broadcast(&MeetingBroadcast::Stopped).await;
+                    return Err(Halt::Stopped(reason));
+                }
             };
-            if let Err(e) = self
-                .bus
-                .publish(&self.out, Bytes::from(encode(&broadcast)))
-                .await
-            {
-                tracing::warn!(meeting = %self.meeting.id(), "broadcast not sent: {e}");
+            self.broadcast(&broadcast).await;
+        }
+        if !self.meeting.has_uncommitted() {
+            self.answer_waiting().await;
+        }
+        Ok(())
+    }
+
+    async fn answer_waiting(&mut self) {
+        for (to, reply) in std::mem::take(&mut self.waiting) {
+            if let Err(e) = self.bus.respond(&to, Bytes::from(encode(&reply))).await {
+                tracing::warn!(meeting = %self.meeting.id(), "answer not sent: {e}");
             }
+        }
+    }
+
+    /// Keeps a commit in the journal (retrying while the bus is away for a while), and the
+    /// whole state when one is due.
+    async fn commit(&mut self, commit: &Commit) -> Result<(), Halt> {
+        let mut tries = 0;
+        loop {
+            match self.journal.append(commit).await {
+                Ok(()) => break,
+                Err(JournalError::Bus(e)) if tries < APPEND_TRIES => {
+                    tries += 1;
+                    tracing::warn!(meeting = %self.meeting.id(), "commit not kept (will retry): {e}");
+                    tokio::time::sleep(APPEND_RETRY).await;
+                }
+                Err(e) => return Err(Halt::Lost(e.to_string())),
+            }
+        }
+        let now = Instant::now();
+        if self.journal.state_due(now) {
+            match self.journal.save_state(self.meeting.state(), now).await {
+                Ok(()) => {}
+                Err(e @ JournalError::Fenced) => return Err(Halt::Lost(e.to_string())),
+                Err(e) => tracing::warn!(meeting = %self.meeting.id(), "state not kept: {e}"),
+            }
+        }
+        Ok(())
+    }
+
+    async fn broadcast(&self, broadcast: &MeetingBroadcast) {
+        if let Err(e) = self
+            .bus
+            .publish(&self.out, Bytes::from(encode(broadcast)))
+            .await
+        {
+            tracing::warn!(meeting = %self.meeting.id(), "broadcast not sent: {e}");
         }
     }
 }

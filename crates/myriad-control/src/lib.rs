@@ -6,6 +6,9 @@
 
 mod client;
 mod coordinator;
+mod directory;
+mod journal;
+mod lease;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,18 +18,21 @@ use myriad_auth::ApiKey;
 use myriad_bus::Bus;
 use myriad_proto::MeetingId;
 use myriad_room::MeetingConfig;
-use myriad_store::{MeetingRecord, MeetingSettings, Store, StoreError};
+use myriad_store::{MeetingRecord, MeetingSettings, StoreError};
 use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 use tokio::task::JoinHandle;
 
 pub use client::{AskError, Joined, MeetingClient};
+pub use directory::Directory;
 
 #[derive(Debug, Clone)]
 pub struct ControlConfig {
     /// Dev mode: the web page may get tokens for typed names and create meetings without
     /// the API key. Only for a server on loopback.
     pub dev_mode: bool,
+    /// This node's name: it holds leases under it.
+    pub node: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +48,14 @@ pub enum ControlError {
     Store(StoreError),
     #[error("the bus failed: {0}")]
     Bus(#[from] myriad_bus::BusError),
+    #[error("the directory holds an unreadable record: {0}")]
+    Corrupt(String),
+    #[error("the record kept changing under this write; try again")]
+    Busy,
+    #[error("another node coordinates the meeting")]
+    Held,
+    #[error("the meeting's journal failed: {0}")]
+    Journal(String),
 }
 
 impl From<StoreError> for ControlError {
@@ -54,7 +68,7 @@ impl From<StoreError> for ControlError {
 }
 
 pub struct Control {
-    store: Arc<Store>,
+    directory: Directory,
     api_key: ApiKey,
     bus: Arc<dyn Bus>,
     config: ControlConfig,
@@ -97,13 +111,13 @@ fn generate_meeting_id() -> MeetingId {
 
 impl Control {
     pub fn new(
-        store: Arc<Store>,
+        directory: Directory,
         api_key: ApiKey,
         bus: Arc<dyn Bus>,
         config: ControlConfig,
     ) -> Arc<Self> {
         Arc::new(Self {
-            store,
+            directory,
             api_key,
             bus,
             config,
@@ -123,7 +137,11 @@ impl Control {
         &self.bus
     }
 
-    pub fn create_meeting(
+    pub fn node(&self) -> &str {
+        &self.config.node
+    }
+
+    pub async fn create_meeting(
         &self,
         id: Option<MeetingId>,
         title: String,
@@ -136,15 +154,13 @@ impl Control {
             ended_unix_s: None,
             settings,
         };
-        self.store.create_meeting(&record)?;
+        self.directory.create(&record).await?;
         tracing::info!(meeting = %record.id, "meeting created");
         Ok(record)
     }
 
-    pub fn meeting_record(&self, id: &MeetingId) -> Result<MeetingRecord, ControlError> {
-        self.store
-            .meeting(id.as_str())?
-            .ok_or(ControlError::NotFound)
+    pub async fn meeting_record(&self, id: &MeetingId) -> Result<MeetingRecord, ControlError> {
+        self.directory.get(id).await?.ok_or(ControlError::NotFound)
     }
 
     /// A client for the meeting's coordinator (started here when nobody runs it).
@@ -152,13 +168,14 @@ impl Control {
         MeetingClient::new(Arc::clone(self), id.clone())
     }
 
-    /// Starts the meeting's coordinator in this process unless it runs already.
+    /// Starts the meeting's coordinator in this process unless it runs already here;
+    /// [`ControlError::Held`] while another node holds the meeting's lease.
     pub async fn ensure_coordinator(&self, id: &MeetingId) -> Result<(), ControlError> {
         let mut running = self.coordinators.lock().await;
         if running.get(id).is_some_and(|h| !h.is_finished()) {
             return Ok(());
         }
-        let record = self.meeting_record(id)?;
+        let record = self.meeting_record(id).await?;
         if record.ended_unix_s.is_some() {
             return Err(ControlError::Ended);
         }
@@ -169,26 +186,26 @@ impl Control {
             last_n_video: s.last_n_video as usize,
             ..MeetingConfig::default()
         };
-        let handle = coordinator::start(Arc::clone(&self.bus), id.clone(), config).await?;
+        let started =
+            coordinator::start(Arc::clone(&self.bus), id.clone(), config, &self.config.node).await;
+        let handle = started.map_err(|e| match e {
+            coordinator::StartError::Held => ControlError::Held,
+            coordinator::StartError::Ended => ControlError::Ended,
+            coordinator::StartError::Bus(e) => ControlError::Bus(e),
+            coordinator::StartError::Journal(e) => ControlError::Journal(e.to_string()),
+        })?;
         running.insert(id.clone(), handle);
         Ok(())
     }
 
-    /// Whether the meeting's coordinator runs in this process now.
-    pub async fn has_coordinator(&self, id: &MeetingId) -> bool {
-        let running = self.coordinators.lock().await;
-        running.get(id).is_some_and(|h| !h.is_finished())
-    }
-
     /// Ends the meeting for everyone and for good.
     pub async fn end_meeting(self: &Arc<Self>, id: &MeetingId) -> Result<(), ControlError> {
-        if !self.store.end_meeting(id.as_str(), now_unix_s())? {
+        if !self.directory.end(id, now_unix_s()).await? {
             return Err(ControlError::NotFound);
         }
-        if self.has_coordinator(id).await {
-            if let Err(e) = self.client(id).end().await {
-                tracing::warn!(meeting = %id, "end not delivered to the coordinator: {e}");
-            }
+        // Whichever node coordinates it ends it for everyone (none: nobody is in it).
+        if let Err(e) = self.client(id).end().await {
+            tracing::warn!(meeting = %id, "end not delivered to the coordinator: {e}");
         }
         Ok(())
     }

@@ -186,7 +186,10 @@ async fn create_meeting(
             "title is too long",
         ));
     }
-    let record = node.control.create_meeting(id, req.title, req.settings)?;
+    let record = node
+        .control
+        .create_meeting(id, req.title, req.settings)
+        .await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -204,7 +207,7 @@ async fn get_meeting(
     Path(id): Path<String>,
 ) -> Result<Json<MeetingView>, ApiError> {
     let id = meeting_id(&id)?;
-    let record = node.control.meeting_record(&id)?;
+    let record = node.control.meeting_record(&id).await?;
     let participants = node
         .control
         .client(&id)
@@ -239,7 +242,7 @@ async fn list_participants(
     Query(page): Query<Page>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = meeting_id(&id)?;
-    node.control.meeting_record(&id)?;
+    node.control.meeting_record(&id).await?;
     let limit = page.limit.unwrap_or(100).clamp(1, 1000);
     let (count, participants) = node
         .control
@@ -260,7 +263,7 @@ async fn remove_participant(
     Path((id, pid)): Path<(String, u64)>,
 ) -> Result<StatusCode, ApiError> {
     let id = meeting_id(&id)?;
-    node.control.meeting_record(&id)?;
+    node.control.meeting_record(&id).await?;
     node.control
         .client(&id)
         .remove(Actor::Api, ParticipantId(pid))
@@ -287,7 +290,7 @@ async fn mute_participant(
 ) -> Result<StatusCode, ApiError> {
     let source = body.map_or(TrackSource::Microphone, |Json(m)| m.source);
     let id = meeting_id(&id)?;
-    node.control.meeting_record(&id)?;
+    node.control.meeting_record(&id).await?;
     node.control
         .client(&id)
         .mute(Actor::Api, ParticipantId(pid), source, true)
@@ -384,7 +387,10 @@ async fn dev_create_meeting(
             "title is too long",
         ));
     }
-    let record = node.control.create_meeting(None, req.title, req.settings)?;
+    let record = node
+        .control
+        .create_meeting(None, req.title, req.settings)
+        .await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -406,7 +412,7 @@ async fn dev_token(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     require_dev(&node.control)?;
     let meeting = meeting_id(&req.meeting)?;
-    let record = node.control.meeting_record(&meeting)?;
+    let record = node.control.meeting_record(&meeting).await?;
     if record.ended_unix_s.is_some() {
         return Err(ControlError::Ended.into());
     }

@@ -173,6 +173,8 @@ struct Link {
     peers: PeerIndex,
     /// Set by the first connection: the link ends once it has nobody left.
     used: bool,
+    /// The last event passed on: a coordinator taking over sends its last commit again.
+    last_seq: Seq,
 }
 
 /// Starts the link of `client`'s meeting on this node: hears the coordinator's broadcasts
@@ -203,6 +205,7 @@ pub(crate) async fn start(
         by_participant: HashMap::new(),
         peers: PeerIndex::default(),
         used: false,
+        last_seq: Seq(0),
     };
     tokio::spawn(link.run(rx, broadcasts, media_rx));
     Ok(LinkHandle { tx })
@@ -313,7 +316,12 @@ impl Link {
 
     async fn handle_broadcast(&mut self, b: MeetingBroadcast) {
         match b {
-            MeetingBroadcast::Events { events } => {
+            MeetingBroadcast::Events { mut events } => {
+                events.retain(|e| e.seq > self.last_seq);
+                let Some(last) = events.last() else {
+                    return;
+                };
+                self.last_seq = last.seq;
                 for ev in &events {
                     if let MeetingEvent::TrackUnpublished { track } = ev.event {
                         let _ = self.sfu.unbind_track(self.meeting.clone(), track).await;
@@ -332,6 +340,24 @@ impl Link {
             } => self.session_ended(participant, conn, reason).await,
             MeetingBroadcast::Stopped => {
                 tracing::debug!(meeting = %self.meeting, "the coordinator stopped");
+            }
+            MeetingBroadcast::TookOver { epoch } => {
+                // The new coordinator learns who is here; the others' sessions expire.
+                let conns: Vec<(ParticipantId, ConnRef)> = self
+                    .by_participant
+                    .iter()
+                    .map(|(p, conn)| {
+                        let node = self.node.clone();
+                        (*p, ConnRef { node, conn: *conn })
+                    })
+                    .collect();
+                tracing::info!(meeting = %self.meeting, epoch, present = conns.len(), "a coordinator took the meeting over");
+                let client = self.client.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = client.present(conns).await {
+                        tracing::warn!(meeting = %client.meeting(), "presence not told: {e}");
+                    }
+                });
             }
         }
     }

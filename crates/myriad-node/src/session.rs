@@ -160,7 +160,7 @@ impl Session {
         let subscribe = grants.subscribe;
         // The meeting must exist and go on before anything is started for it.
         let control = &self.node.control;
-        match control.meeting_record(&meeting) {
+        match control.meeting_record(&meeting).await {
             Ok(r) if r.ended_unix_s.is_some() => {
                 return Err((ErrorCode::MeetingEnded, ControlError::Ended.to_string()))
             }

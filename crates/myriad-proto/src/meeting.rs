@@ -119,6 +119,11 @@ pub enum MeetingRequest {
         limit: u32,
     },
     End,
+    /// These participants are connected to a node (sent when a coordinator took over, so it
+    /// learns who is still there; the others' sessions expire unless they resume).
+    Present {
+        conns: Vec<(ParticipantId, ConnRef)>,
+    },
 }
 
 impl BusMessage for MeetingRequest {
@@ -191,6 +196,11 @@ pub enum MeetingBroadcast {
     },
     /// The coordinator stopped (the meeting ended, or nobody was in it for a while).
     Stopped,
+    /// A coordinator took the meeting over (with this lease epoch): nodes say who is
+    /// connected to them ([`MeetingRequest::Present`]).
+    TookOver {
+        epoch: u64,
+    },
 }
 
 impl BusMessage for MeetingBroadcast {

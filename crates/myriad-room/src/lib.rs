@@ -14,7 +14,8 @@ mod speaker;
 
 pub use error::RoomError;
 pub use meeting::{
-    JoinRequest, Meeting, MeetingConfig, Output, Permissions, Reason, ResumeFrom, StopReason,
+    Change, Commit, JoinRequest, Meeting, MeetingConfig, MeetingState, Output, Permissions, Reason,
+    ResumeFrom, StopReason,
 };
 pub use myriad_proto::meeting::{Actor, EndReason};
 pub use plan::plan_forwarding;

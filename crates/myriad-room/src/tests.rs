@@ -48,7 +48,7 @@ fn seq_events(outputs: &[Output]) -> Vec<SeqEvent> {
     outputs
         .iter()
         .filter_map(|o| match o {
-            Output::Events(batch) => Some(batch.clone()),
+            Output::Commit(c) => Some(c.events.clone()),
             _ => None,
         })
         .flatten()
@@ -409,7 +409,7 @@ fn events_go_in_one_batch_per_tick() {
     // A quiet tick later, the next event goes at once again.
     let t3 = clock.advance(Duration::from_secs(1));
     m.handle_chat(t3, a, "three").unwrap();
-    assert!(matches!(m.poll_output(), Some(Output::Events(b)) if b.len() == 1));
+    assert!(matches!(m.poll_output(), Some(Output::Commit(c)) if c.events.len() == 1));
 }
 
 #[test]

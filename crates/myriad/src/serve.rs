@@ -8,7 +8,7 @@ use anyhow::Context;
 use myriad_auth::ApiKey;
 use myriad_bus::InProcessBus;
 use myriad_cdn::{self as cdn, Cdn, CdnConfig, SiteConfig};
-use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig};
+use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig, Directory};
 use myriad_node::Node;
 use myriad_sfu::SfuHandle;
 use myriad_store::Store;
@@ -22,11 +22,12 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("binding UDP {}", config.udp))?;
     let media_public = SocketAddr::new(config.media_ip, sfu.local_addr().port());
     let control = Control::new(
-        store,
+        Directory::Local(store),
         api_key.clone(),
         Arc::new(InProcessBus::new()),
         ControlConfig {
             dev_mode: config.dev,
+            node: "local".to_owned(),
         },
     );
     let node = Node::new(control, sfu, "local".to_owned());

@@ -1,5 +1,8 @@
 //! One meeting's state, owned by its coordinator. Sans-IO: every input carries `now`, effects
 //! come out of [`Meeting::poll_output`], the next wake-up out of [`Meeting::poll_timeout`].
+//! What a coordinator taking over needs is in [`durable`].
+
+mod durable;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -53,8 +56,10 @@ impl Default for MeetingConfig {
     }
 }
 
+pub use durable::{Change, Commit, MeetingState};
+
 /// What the access token allows, checked by the meeting on every action.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Permissions {
     pub publish: bool,
     pub subscribe: bool,
@@ -73,8 +78,10 @@ pub struct JoinRequest {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
-    /// Sequenced events for everyone in the meeting, in order: one batch per tick at most.
-    Events(Vec<SeqEvent>),
+    /// One batch per tick at most: the sequenced events for everyone, in order, and the
+    /// changes behind them. Keep it (the meeting's log) before the events go out and before
+    /// the requests that made them are answered.
+    Commit(Commit),
     /// The forwarding plan changed.
     Plan(ForwardingPlan),
     /// A participant's session is over: close its connection and drop its media.
@@ -120,7 +127,8 @@ pub enum ResumeFrom {
 struct Participant {
     info: ParticipantInfo,
     permissions: Permissions,
-    session_token: String,
+    /// The session secret's hash (the secret itself is the client's alone).
+    secret: String,
     /// Set while the signalling connection is gone and the session may still be resumed.
     disconnected_at: Option<Instant>,
 }
@@ -147,8 +155,9 @@ pub struct Meeting {
     plan: ForwardingPlan,
     log: VecDeque<SeqEvent>,
     outputs: VecDeque<Output>,
-    /// Events not sent yet, and when the last batch went.
+    /// Events and changes not committed yet, and when the last batch went.
     pending: Vec<SeqEvent>,
+    changes: Vec<Change>,
     flushed_at: Option<Instant>,
     /// The time of the latest input.
     now: Instant,
@@ -178,6 +187,7 @@ impl Meeting {
             log: VecDeque::new(),
             outputs: VecDeque::new(),
             pending: Vec::new(),
+            changes: Vec::new(),
             flushed_at: None,
             now,
             empty_since: Some(now),
@@ -270,12 +280,18 @@ impl Meeting {
             name: req.name,
             role: req.role,
         };
+        let secret = durable::secret_hash(&req.session_token);
+        self.changes.push(Change::Joined {
+            participant: info.clone(),
+            permissions: req.permissions,
+            secret: secret.clone(),
+        });
         self.participants.insert(
             id,
             Participant {
                 info: info.clone(),
                 permissions: req.permissions,
-                session_token: req.session_token,
+                secret,
                 disconnected_at: None,
             },
         );
@@ -308,7 +324,10 @@ impl Meeting {
             .participants
             .get_mut(&id)
             .filter(|p| p.info.identity == identity)
-            .filter(|p| constant_time_eq(p.session_token.as_bytes(), session_token.as_bytes()))
+            .filter(|p| {
+                let given = durable::secret_hash(session_token);
+                constant_time_eq(p.secret.as_bytes(), given.as_bytes())
+            })
             .ok_or(RoomError::UnknownSession)?;
         let was_connected = participant.disconnected_at.is_none();
         participant.disconnected_at = None;
@@ -386,8 +405,10 @@ impl Meeting {
             .collect();
         for track in gone {
             self.tracks.remove(&track);
+            self.changes.push(Change::Unpublished { track });
             self.emit(MeetingEvent::TrackUnpublished { track });
         }
+        self.changes.push(Change::Left { participant: id });
         self.speakers.remove(id);
         self.recent_speakers.retain(|s| *s != id);
         if self.announces(&p.info) {
@@ -440,6 +461,9 @@ impl Meeting {
                 order: track.0,
             },
         );
+        self.changes.push(Change::Published {
+            track: info.clone(),
+        });
         self.emit(MeetingEvent::TrackPublished { track: info });
         self.replan();
         Ok(track)
@@ -448,6 +472,7 @@ impl Meeting {
     pub fn handle_unpublish(&mut self, now: Instant, track: TrackId) {
         self.at(now);
         if self.tracks.remove(&track).is_some() {
+            self.changes.push(Change::Unpublished { track });
             self.emit(MeetingEvent::TrackUnpublished { track });
             self.replan();
         }
@@ -485,6 +510,7 @@ impl Meeting {
         }
         track.info.muted = muted;
         let id = track.info.id;
+        self.changes.push(Change::Muted { track: id, muted });
         self.emit(MeetingEvent::TrackMuted { track: id, muted });
         if muted && source.is_audio() && self.speakers.remove(target) {
             self.emit_active_speakers();
@@ -562,6 +588,7 @@ impl Meeting {
             self.end_session(now, p, EndReason::MeetingEnded);
         }
         self.ended = true;
+        self.changes.push(Change::Ended);
         self.stop(StopReason::Ended);
     }
 
@@ -635,9 +662,10 @@ impl Meeting {
             .min_by_key(|(t, _)| *t)
     }
 
-    /// When the waiting events may go: at once after a quiet tick, else at the tick's end.
+    /// When the waiting events and changes may go: at once after a quiet tick, else at the
+    /// tick's end.
     fn flush_due(&self) -> Option<Instant> {
-        if self.pending.is_empty() {
+        if !self.has_uncommitted() {
             return None;
         }
         Some(self.flushed_at.map_or(self.now, |t| t + self.config.tick))
@@ -647,8 +675,8 @@ impl Meeting {
     /// input's time); everything else at once.
     pub fn poll_output(&mut self) -> Option<Output> {
         if let Some(Output::Stopped(_)) = self.outputs.front() {
-            // Nothing may come after the stop: the last events go first.
-            if !self.pending.is_empty() {
+            // Nothing may come after the stop: the last commit goes first.
+            if self.has_uncommitted() {
                 return Some(self.take_batch());
             }
         }
@@ -661,9 +689,17 @@ impl Meeting {
         None
     }
 
+    /// Whether events or changes wait for their commit.
+    pub fn has_uncommitted(&self) -> bool {
+        !self.pending.is_empty() || !self.changes.is_empty()
+    }
+
     fn take_batch(&mut self) -> Output {
         self.flushed_at = Some(self.now);
-        Output::Events(std::mem::take(&mut self.pending))
+        Output::Commit(Commit {
+            events: std::mem::take(&mut self.pending),
+            changes: std::mem::take(&mut self.changes),
+        })
     }
 
     fn schedule_count(&mut self, now: Instant) {

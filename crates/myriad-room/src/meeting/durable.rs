@@ -1,0 +1,444 @@
+//! What survives a coordinator: every state change, committed per tick with the events it
+//! made ([`Commit`]), and now and then the whole state ([`MeetingState`]). A coordinator taking
+//! over rebuilds the meeting from the last state and the commits after it
+//! ([`Meeting::restore`]); the sequence of events goes on where it was.
+//!
+//! Kept: who is in (with the hash of their session secret, never the secret), their
+//! permissions, the tracks and whether they are muted, the event sequence and the recent
+//! events that resuming clients may need. Not kept: active speakers (the next levels report
+//! says who speaks) and who is connected (each node reports its people, [`Meeting::handle_present`]).
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use myriad_proto::bus::BusMessage;
+use myriad_proto::{
+    MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, TrackId, TrackInfo,
+};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use super::{Meeting, MeetingConfig, Participant, Permissions, Track};
+
+/// A change to the meeting's state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "change", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Change {
+    Joined {
+        participant: ParticipantInfo,
+        permissions: Permissions,
+        /// SHA-256 of the session secret, hex.
+        secret: String,
+    },
+    Left {
+        participant: ParticipantId,
+    },
+    Published {
+        track: TrackInfo,
+    },
+    Unpublished {
+        track: TrackId,
+    },
+    Muted {
+        track: TrackId,
+        muted: bool,
+    },
+    Ended,
+}
+
+/// A tick's batch: the events for everyone and the changes behind them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Commit {
+    pub events: Vec<SeqEvent>,
+    pub changes: Vec<Change>,
+}
+
+impl BusMessage for Commit {
+    const KIND: &'static str = "meeting.commit";
+    const VERSION: u32 = 1;
+}
+
+/// The whole state of a meeting, as of its sequence number `seq`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeetingState {
+    pub seq: Seq,
+    pub next_participant: u64,
+    pub next_track: u64,
+    /// (who, what they may do, their secret's hash)
+    pub participants: Vec<(ParticipantInfo, Permissions, String)>,
+    pub tracks: Vec<TrackInfo>,
+    /// The most recent events, oldest first.
+    pub recent: Vec<SeqEvent>,
+    pub ended: bool,
+}
+
+/// Events a state carries for resuming clients, at most: a state must fit one bus message.
+const STATE_RECENT_EVENTS: usize = 256;
+
+/// The stored form of a session secret.
+pub(super) fn secret_hash(secret: &str) -> String {
+    Sha256::digest(secret.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+impl Meeting {
+    /// The whole state now (uncommitted changes included: take it after a commit).
+    pub fn state(&self) -> MeetingState {
+        let skip = self.log.len().saturating_sub(STATE_RECENT_EVENTS);
+        MeetingState {
+            seq: self.seq,
+            next_participant: self.next_participant,
+            next_track: self.next_track,
+            participants: self
+                .participants
+                .values()
+                .map(|p| (p.info.clone(), p.permissions, p.secret.clone()))
+                .collect(),
+            tracks: self.tracks.values().map(|t| t.info.clone()).collect(),
+            recent: self.log.iter().skip(skip).cloned().collect(),
+            ended: self.ended,
+        }
+    }
+
+    /// The meeting as a coordinator that held it left it: `state` (if it ever wrote one),
+    /// then the commits after it. Everyone in it counts as disconnected from `now` until
+    /// their node reports them present or they resume; the plan is made anew and output.
+    pub fn restore(
+        id: MeetingId,
+        config: MeetingConfig,
+        now: Instant,
+        state: Option<MeetingState>,
+        commits: impl IntoIterator<Item = Commit>,
+    ) -> Self {
+        let mut m = Meeting::new(id, config, now);
+        if let Some(s) = state {
+            m.seq = s.seq;
+            m.next_participant = s.next_participant;
+            m.next_track = s.next_track;
+            for (info, permissions, secret) in s.participants {
+                m.apply(Change::Joined {
+                    participant: info,
+                    permissions,
+                    secret,
+                });
+            }
+            for track in s.tracks {
+                m.apply(Change::Published { track });
+            }
+            m.remember(s.recent);
+            m.ended = s.ended;
+        }
+        for commit in commits {
+            for change in commit.changes {
+                m.apply(change);
+            }
+            m.remember(commit.events);
+        }
+        for p in m.participants.values_mut() {
+            p.disconnected_at = Some(now);
+        }
+        m.announced_count = m.count();
+        m.empty_since = m.participants.is_empty().then_some(now);
+        if m.ended {
+            m.stopped = true;
+        } else {
+            m.replan();
+        }
+        m
+    }
+
+    /// Applies one change as it was committed.
+    fn apply(&mut self, change: Change) {
+        match change {
+            Change::Joined {
+                participant,
+                permissions,
+                secret,
+            } => {
+                self.next_participant = self.next_participant.max(participant.id.0 + 1);
+                self.participants.insert(
+                    participant.id,
+                    Participant {
+                        info: participant,
+                        permissions,
+                        secret,
+                        disconnected_at: None,
+                    },
+                );
+            }
+            Change::Left { participant } => {
+                self.participants.remove(&participant);
+                self.tracks.retain(|_, t| t.info.participant != participant);
+                self.recent_speakers.retain(|p| *p != participant);
+            }
+            Change::Published { track } => {
+                self.next_track = self.next_track.max(track.id.0 + 1);
+                let order = track.id.0;
+                self.tracks.insert(track.id, Track { info: track, order });
+            }
+            Change::Unpublished { track } => {
+                self.tracks.remove(&track);
+            }
+            Change::Muted { track, muted } => {
+                if let Some(t) = self.tracks.get_mut(&track) {
+                    t.info.muted = muted;
+                }
+            }
+            Change::Ended => self.ended = true,
+        }
+    }
+
+    /// Keeps committed events for resuming clients and moves the sequence on to them.
+    fn remember(&mut self, events: Vec<SeqEvent>) {
+        for ev in events {
+            self.seq = self.seq.max(ev.seq);
+            if matches!(ev.event, MeetingEvent::MeetingEnded) {
+                self.ended = true;
+            }
+            if self.log.len() >= self.config.event_log_len {
+                self.log.pop_front();
+            }
+            self.log.push_back(ev);
+        }
+    }
+
+    /// A node says these participants are connected to it (after a takeover, the new
+    /// coordinator learns who is still there this way).
+    pub fn handle_present(&mut self, now: Instant, present: &[ParticipantId]) {
+        self.at(now);
+        for id in present {
+            if let Some(p) = self.participants.get_mut(id) {
+                p.disconnected_at = None;
+            }
+        }
+    }
+
+    /// The recent events kept, oldest first (for tests and diagnostics).
+    pub fn recent_events(&self) -> &VecDeque<SeqEvent> {
+        &self.log
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use myriad_proto::{Role, TrackSource};
+    use myriad_seeded::{SeededRng, VirtualClock};
+
+    use super::*;
+    use crate::{JoinRequest, Output};
+
+    fn joiner(i: u64) -> JoinRequest {
+        let role = [Role::Host, Role::Panelist, Role::Attendee][(i % 3) as usize];
+        JoinRequest {
+            identity: format!("id{i}"),
+            name: format!("person {i}"),
+            role,
+            permissions: Permissions {
+                publish: role != Role::Attendee,
+                subscribe: true,
+                moderate: role == Role::Host,
+            },
+            session_token: format!("secret{i}"),
+        }
+    }
+
+    /// A seeded run of joins, leaves, publications, mutes, chats and timeouts; the commits it
+    /// made, taking a state at `state_at` (a commit count) if given.
+    fn run(
+        seed: u64,
+        steps: usize,
+        state_at: Option<usize>,
+    ) -> (Meeting, Vec<Commit>, Option<(MeetingState, usize)>) {
+        let mut rng = SeededRng::new(seed);
+        let mut clock = VirtualClock::new();
+        let config = MeetingConfig {
+            roster_broadcast_max: 5,
+            event_log_len: 64,
+            ..MeetingConfig::default()
+        };
+        let mut m = Meeting::new(MeetingId::parse("d").unwrap(), config, clock.now());
+        let mut commits = Vec::new();
+        let mut state = None;
+        let mut joined = 0;
+        for _ in 0..steps {
+            let now = clock.advance(rng.duration_below(Duration::from_millis(60)));
+            let people: Vec<ParticipantId> = m.participants.keys().copied().collect();
+            let anyone = rng.pick(&people).copied();
+            match (rng.below(8), anyone) {
+                (0 | 1, _) | (_, None) => {
+                    joined += 1;
+                    let _ = m.handle_join(now, joiner(joined));
+                }
+                (2, Some(p)) => m.handle_leave(now, p),
+                (3, Some(p)) => {
+                    let source = [
+                        TrackSource::Microphone,
+                        TrackSource::Camera,
+                        TrackSource::Screen,
+                    ][rng.below(3) as usize];
+                    let _ = m.handle_publish(now, p, source);
+                }
+                (4, Some(p)) => {
+                    let _ = m.handle_mute(
+                        now,
+                        crate::Actor::Participant(p),
+                        p,
+                        TrackSource::Microphone,
+                        rng.chance(0.5),
+                    );
+                }
+                (5, Some(p)) => {
+                    let _ = m.handle_chat(now, p, "hello");
+                }
+                (6, Some(p)) => m.handle_disconnect(now, p),
+                _ => m.handle_timeout(now),
+            }
+            while let Some(out) = m.poll_output() {
+                if let Output::Commit(c) = out {
+                    commits.push(c);
+                    if state_at == Some(commits.len()) {
+                        state = Some((m.state(), commits.len()));
+                    }
+                }
+            }
+        }
+        // The last changes, committed.
+        m.handle_timeout(clock.advance(Duration::from_secs(1)));
+        while let Some(out) = m.poll_output() {
+            if let Output::Commit(c) = out {
+                commits.push(c);
+            }
+        }
+        (m, commits, state)
+    }
+
+    fn same_state(a: &Meeting, b: &Meeting) {
+        let sa = a.state();
+        let sb = b.state();
+        assert_eq!(sa.seq, sb.seq);
+        assert_eq!(sa.participants, sb.participants);
+        assert_eq!(sa.tracks, sb.tracks);
+        assert_eq!(sa.next_participant, sb.next_participant);
+        assert_eq!(sa.next_track, sb.next_track);
+        assert_eq!(
+            a.recent_events().iter().collect::<Vec<_>>(),
+            b.recent_events().iter().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn a_meeting_restored_from_its_commits_is_the_meeting() {
+        for seed in 0..20 {
+            let (live, commits, _) = run(seed, 400, None);
+            let now = VirtualClock::new().now();
+            let restored =
+                Meeting::restore(live.id.clone(), live.config.clone(), now, None, commits);
+            same_state(&live, &restored);
+        }
+    }
+
+    #[test]
+    fn a_state_and_the_commits_after_it_restore_the_same_meeting() {
+        for seed in 0..20 {
+            let (live, commits, state) = run(seed, 400, Some(30));
+            let (state, taken) = state.expect("thirty commits in four hundred steps");
+            let now = VirtualClock::new().now();
+            let after = commits.into_iter().skip(taken);
+            let restored = Meeting::restore(
+                live.id.clone(),
+                live.config.clone(),
+                now,
+                Some(state),
+                after,
+            );
+            let (a, b) = (live.state(), restored.state());
+            assert_eq!(
+                (a.seq, a.participants, a.tracks),
+                (b.seq, b.participants, b.tracks)
+            );
+        }
+    }
+
+    #[test]
+    fn after_a_restore_the_sequence_goes_on_and_sessions_resume_with_their_secret() {
+        let (live, commits, _) = run(7, 300, None);
+        let mut clock = VirtualClock::new();
+        let mut m = Meeting::restore(
+            live.id.clone(),
+            live.config.clone(),
+            clock.now(),
+            None,
+            commits,
+        );
+        let seq = m.seq();
+        let someone = m
+            .participants
+            .values()
+            .next()
+            .map(|p| (p.info.id, p.info.identity.clone()));
+        let (id, identity) = someone.expect("people are in");
+        let n: u64 = identity.trim_start_matches("id").parse().unwrap();
+        // Everyone counts as gone until present or resumed.
+        assert!(m.poll_timeout().is_some());
+        assert!(m
+            .handle_resume(clock.now(), id, &identity, "wrong", seq)
+            .is_err());
+        assert!(m
+            .handle_resume(clock.now(), id, &identity, &format!("secret{n}"), seq)
+            .is_ok());
+        let p = m
+            .handle_join(clock.advance(Duration::from_millis(5)), joiner(10_000))
+            .unwrap();
+        assert!(p.0 > id.0, "ids go on");
+        let out: Vec<Output> = std::iter::from_fn(|| m.poll_output()).collect();
+        let first = out.iter().find_map(|o| match o {
+            Output::Commit(c) => c.events.first().map(|e| e.seq),
+            _ => None,
+        });
+        assert_eq!(
+            first,
+            Some(Seq(seq.0 + 1)),
+            "the sequence continues: {out:?}"
+        );
+    }
+
+    #[test]
+    fn those_not_present_after_a_restore_expire() {
+        let (live, commits, _) = run(3, 300, None);
+        let clock = VirtualClock::new();
+        let t = clock.now();
+        let mut m = Meeting::restore(live.id.clone(), live.config.clone(), t, None, commits);
+        let people: Vec<ParticipantId> = m.participants.keys().copied().collect();
+        assert!(people.len() >= 2);
+        let (kept, gone) = people.split_at(1);
+        m.handle_present(t, kept);
+        m.handle_timeout(t + m.config.resume_window);
+        let ended: Vec<ParticipantId> = std::iter::from_fn(|| m.poll_output())
+            .filter_map(|o| match o {
+                Output::SessionEnded { participant, .. } => Some(participant),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ended, gone);
+        assert_eq!(m.count(), 1);
+    }
+
+    #[test]
+    fn commits_and_states_survive_json() {
+        let (live, commits, _) = run(1, 200, None);
+        for c in &commits {
+            let text = serde_json::to_string(c).unwrap();
+            assert_eq!(&serde_json::from_str::<Commit>(&text).unwrap(), c);
+        }
+        let state = live.state();
+        let text = serde_json::to_string(&state).unwrap();
+        assert_eq!(serde_json::from_str::<MeetingState>(&text).unwrap(), state);
+        assert!(!text.contains("secret1\""), "no session secret is kept");
+    }
+}
