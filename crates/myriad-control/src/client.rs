@@ -1,5 +1,5 @@
 //! How a node's sessions and the REST API ask a meeting's coordinator for something: typed
-//! requests over the bus. A join or resume starts the coordinator when nobody runs it.
+//! requests over the bus. Any request starts the coordinator when nobody runs it.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -74,14 +74,10 @@ impl MeetingClient {
         self.control.bus()
     }
 
-    /// Sends `req`; a refusal is an error. Only a join or a resume starts a coordinator
-    /// (here, or waits for the node holding the meeting): anything else for a meeting nobody
-    /// runs has nobody to act on.
+    /// Sends `req`; a refusal is an error. When nobody coordinates the meeting, one is
+    /// started here (rebuilt from its journal if it had one), or the request waits while
+    /// another node's lease runs out: a request during a takeover is served, not lost.
     async fn ask(&self, req: MeetingRequest) -> Result<MeetingReply, AskError> {
-        let starts = matches!(
-            req,
-            MeetingRequest::Join { .. } | MeetingRequest::Resume { .. }
-        );
         let payload = Bytes::from(encode(&req));
         let bus = self.control.bus();
         let deadline = tokio::time::Instant::now() + COORDINATOR_WAIT;
@@ -102,16 +98,13 @@ impl MeetingClient {
                         reply => Ok(reply),
                     };
                 }
-                Err(BusError::NoResponders(_))
-                    if starts && tokio::time::Instant::now() < deadline =>
-                {
+                Err(BusError::NoResponders(_)) if tokio::time::Instant::now() < deadline => {
                     match self.control.ensure_coordinator(&self.meeting).await {
                         Ok(()) => {}
                         Err(ControlError::Held) => tokio::time::sleep(HELD_RETRY).await,
                         Err(e) => return Err(e.into()),
                     }
                 }
-                Err(BusError::NoResponders(_)) => return Ok(nobody_runs_it(&req)),
                 Err(e) => return Err(AskError::Bus(e)),
             }
         }
@@ -273,23 +266,5 @@ fn joined(reply: MeetingReply) -> Result<Joined, AskError> {
             seq,
         }),
         _ => Err(AskError::Unexpected),
-    }
-}
-
-/// The answer for a meeting no coordinator runs: nobody is in it.
-fn nobody_runs_it(req: &MeetingRequest) -> MeetingReply {
-    match req {
-        MeetingRequest::Participants { .. } => MeetingReply::Page {
-            count: 0,
-            participants: Vec::new(),
-        },
-        MeetingRequest::Mute { .. }
-        | MeetingRequest::Remove { .. }
-        | MeetingRequest::Chat { .. }
-        | MeetingRequest::Publish { .. } => MeetingReply::Refused {
-            kind: RefusalKind::UnknownParticipant,
-            message: "nobody is in the meeting".into(),
-        },
-        _ => MeetingReply::Done,
     }
 }

@@ -38,6 +38,8 @@ pub fn router() -> Router<Arc<Node>> {
             post(mute_participant),
         )
         .route("/api/v1/tokens", post(create_token))
+        .route("/api/v1/route", get(route))
+        .route("/api/v1/cluster", get(cluster))
         .route("/api/dev/meetings", post(dev_create_meeting))
         .route("/api/dev/token", post(dev_token))
 }
@@ -296,6 +298,53 @@ async fn mute_participant(
         .mute(Actor::Api, ParticipantId(pid), source, true)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RouteQuery {
+    meeting: String,
+    /// The client's region, if it knows it; else this node's.
+    region: Option<String>,
+}
+
+/// Where a client of a meeting should connect: the best node, and the others to try in turn
+/// (the web client goes down the list when a node fails).
+async fn route(
+    State(node): State<Arc<Node>>,
+    Query(q): Query<RouteQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let id = meeting_id(&q.meeting)?;
+    let record = node.control.meeting_record(&id).await?;
+    if record.ended_unix_s.is_some() {
+        return Err(ControlError::Ended.into());
+    }
+    let nodes = node.registry.alive();
+    let region = q.region.as_deref().unwrap_or(&node.config.region);
+    let ranked = myriad_plan::rank(&nodes, Some(region), &[]);
+    let Some(best) = ranked.first() else {
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "no_node",
+            "no node with media has room now",
+        ));
+    };
+    let candidates: Vec<serde_json::Value> = ranked
+        .iter()
+        .map(|n| json!({ "node": n.name, "url": n.url, "region": n.region, "load": n.load() }))
+        .collect();
+    Ok(Json(json!({
+        "meeting": id,
+        "node": best.name,
+        "url": best.url,
+        "region": best.region,
+        "candidates": candidates,
+    })))
+}
+
+/// The nodes of the cluster as this node hears them (operators only).
+async fn cluster(_: ApiAuth, State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
+    Json(json!({ "this": node.name, "nodes": node.registry.alive() }))
 }
 
 #[derive(Deserialize)]

@@ -6,6 +6,8 @@
 
 mod api;
 mod link;
+mod load;
+mod registry;
 mod session;
 mod web;
 
@@ -15,33 +17,71 @@ use std::sync::Arc;
 
 use axum::Router;
 use myriad_control::{Control, MeetingClient};
+use myriad_proto::cluster::NodeInfo;
 use myriad_proto::meeting::ConnRef;
 use myriad_sfu::{PeerId, SfuHandle};
 use tokio::sync::mpsc;
 
 use link::{LinkHandle, Links, SessionMsg};
+use load::Load;
+pub use registry::Registry;
 
-/// One node: its name on the bus, the control layer, its media task and its meeting links.
+/// Who a node is in its cluster.
+#[derive(Debug, Clone)]
+pub struct NodeConfig {
+    /// Unique in the cluster: connection references and leases carry it.
+    pub name: String,
+    pub region: String,
+    /// Where clients reach it (`http://host:port`).
+    pub url: String,
+    /// Participants it takes at most.
+    pub capacity: u32,
+}
+
+/// One node: its name on the bus, the control layer, its media task (none on a control-only
+/// node) and its meeting links.
 pub struct Node {
     pub control: Arc<Control>,
-    pub sfu: SfuHandle,
+    pub sfu: Option<SfuHandle>,
+    pub config: NodeConfig,
     /// How this node is named in connection references (unique in a cluster).
     pub name: String,
+    pub registry: Arc<Registry>,
+    load: Arc<Load>,
     links: Links,
     next_conn: AtomicU64,
     next_peer: AtomicU64,
 }
 
 impl Node {
-    pub fn new(control: Arc<Control>, sfu: SfuHandle, name: String) -> Arc<Self> {
-        Arc::new(Self {
+    /// Starts the node: it announces itself in the cluster's registry from now on.
+    pub async fn start(
+        control: Arc<Control>,
+        sfu: Option<SfuHandle>,
+        config: NodeConfig,
+    ) -> Result<Arc<Self>, myriad_bus::BusError> {
+        let load = Arc::new(Load::default());
+        let announce = {
+            let (config, load, sfu) = (config.clone(), Arc::clone(&load), sfu.clone());
+            move || load.announcement(&config, sfu.as_ref())
+        };
+        let registry = Registry::start(control.bus().as_ref(), announce).await?;
+        Ok(Arc::new(Self {
             control,
             sfu,
-            name,
+            name: config.name.clone(),
+            config,
+            registry,
+            load,
             links: Links::default(),
             next_conn: AtomicU64::new(1),
             next_peer: AtomicU64::new(1),
-        })
+        }))
+    }
+
+    /// What this node would announce now.
+    pub fn info(&self) -> NodeInfo {
+        self.load.announcement(&self.config, self.sfu.as_ref())
     }
 
     /// A new signalling connection's reference.
@@ -57,14 +97,16 @@ impl Node {
         PeerId(self.next_peer.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Registers a connection with this node's link to the meeting.
+    /// Registers a connection with this node's link to the meeting (a node with media).
     async fn register(
         &self,
+        sfu: &SfuHandle,
         client: &MeetingClient,
         conn: u64,
         tx: mpsc::Sender<SessionMsg>,
     ) -> Result<LinkHandle, myriad_bus::BusError> {
-        link::register(&self.links, &self.name, client, &self.sfu, conn, tx).await
+        let load = Arc::clone(&self.load);
+        link::register(&self.links, &self.name, client, sfu, load, conn, tx).await
     }
 }
 

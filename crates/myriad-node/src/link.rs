@@ -5,6 +5,8 @@
 //! media connection is whose lives here, not at the coordinator.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use myriad_bus::Subscription;
@@ -14,6 +16,8 @@ use myriad_proto::meeting::{ConnRef, EndReason, MeetingBroadcast};
 use myriad_proto::{MeetingEvent, MeetingId, ParticipantId, Seq, SeqEvent, ServerMsg};
 use myriad_sfu::{PeerId, RoomEvent, SfuHandle};
 use tokio::sync::{mpsc, oneshot};
+
+use crate::load::Load;
 
 /// How many messages may wait for one connection. A client that falls this far behind is
 /// disconnected; it can resume and catch up from the event log.
@@ -175,6 +179,7 @@ struct Link {
     used: bool,
     /// The last event passed on: a coordinator taking over sends its last commit again.
     last_seq: Seq,
+    load: Arc<Load>,
 }
 
 /// Starts the link of `client`'s meeting on this node: hears the coordinator's broadcasts
@@ -184,6 +189,7 @@ pub(crate) async fn start(
     node: String,
     client: MeetingClient,
     sfu: SfuHandle,
+    load: Arc<Load>,
 ) -> Result<LinkHandle, myriad_bus::BusError> {
     let meeting = client.meeting().clone();
     let bus = client.bus();
@@ -206,7 +212,9 @@ pub(crate) async fn start(
         peers: PeerIndex::default(),
         used: false,
         last_seq: Seq(0),
+        load,
     };
+    link.load.meetings.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(link.run(rx, broadcasts, media_rx));
     Ok(LinkHandle { tx })
 }
@@ -242,6 +250,15 @@ impl Link {
                 break;
             }
         }
+        self.load.meetings.fetch_sub(1, Ordering::Relaxed);
+        let bound = self
+            .conns
+            .values()
+            .filter(|c| c.participant.is_some())
+            .count();
+        self.load
+            .participants
+            .fetch_sub(bound as i64, Ordering::Relaxed);
         tracing::debug!(meeting = %self.meeting, "meeting link down");
     }
 
@@ -265,7 +282,9 @@ impl Link {
                 reply,
             } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
-                    c.participant = Some(participant);
+                    if c.participant.replace(participant).is_none() {
+                        self.load.participants.fetch_add(1, Ordering::Relaxed);
+                    }
                     let after: Vec<SeqEvent> = c
                         .kept
                         .take()
@@ -303,6 +322,7 @@ impl Link {
     fn forget(&mut self, conn: u64) {
         if let Some(c) = self.conns.remove(&conn) {
             if let Some(p) = c.participant {
+                self.load.participants.fetch_sub(1, Ordering::Relaxed);
                 if self.by_participant.get(&p) == Some(&conn) {
                     self.by_participant.remove(&p);
                 }
@@ -498,6 +518,7 @@ pub(crate) async fn register(
     node: &str,
     client: &MeetingClient,
     sfu: &SfuHandle,
+    load: Arc<Load>,
     conn: u64,
     tx: mpsc::Sender<SessionMsg>,
 ) -> Result<LinkHandle, myriad_bus::BusError> {
@@ -508,7 +529,7 @@ pub(crate) async fn register(
             return Ok(link.clone());
         }
     }
-    let link = start(node.to_owned(), client.clone(), sfu.clone()).await?;
+    let link = start(node.to_owned(), client.clone(), sfu.clone(), load).await?;
     if link.register(conn, tx).await.is_err() {
         return Err(myriad_bus::BusError::Unavailable(
             "the meeting link stopped at once".into(),

@@ -22,7 +22,7 @@ use myriad_proto::meeting::{Actor, ConnRef, EndReason, Joiner, RefusalKind};
 use myriad_proto::{
     ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
 };
-use myriad_sfu::{NewPeer, PeerId, SfuError, ShellError};
+use myriad_sfu::{NewPeer, PeerId, SfuError, SfuHandle, ShellError};
 use tokio::sync::mpsc;
 
 use crate::link::{LinkHandle, SessionMsg, SESSION_QUEUE_LEN};
@@ -72,6 +72,8 @@ struct Member {
     meeting: MeetingId,
     client: MeetingClient,
     link: LinkHandle,
+    /// This node's media task.
+    sfu: SfuHandle,
     participant: ParticipantId,
     conn: ConnRef,
     peer: Option<PeerId>,
@@ -167,13 +169,19 @@ impl Session {
             Ok(_) => {}
             Err(e) => return Err(control_error(&e)),
         }
+        let Some(sfu) = self.node.sfu.clone() else {
+            return Err((
+                ErrorCode::WrongNode,
+                "this node carries no media: ask /api/v1/route?meeting=… where to connect".into(),
+            ));
+        };
         let client = control.client(&meeting);
         let conn = self.node.connection();
         // Registered first: every batch from now on reaches this connection, so none falls
         // between the welcome and the next batch.
         let link = self
             .node
-            .register(&client, conn.conn, tx)
+            .register(&sfu, &client, conn.conn, tx)
             .await
             .map_err(|e| {
                 (
@@ -229,6 +237,7 @@ impl Session {
             meeting,
             client,
             link,
+            sfu,
             participant: joined.participant,
             conn,
             peer,
@@ -310,7 +319,7 @@ impl Session {
 
     /// Handles one client message; returns true when the session is over.
     async fn handle(&mut self, member: &mut Member, msg: ClientMsg) -> bool {
-        let sfu = self.node.sfu.clone();
+        let sfu = member.sfu.clone();
         match msg {
             ClientMsg::Join { .. } => {
                 self.send_error(

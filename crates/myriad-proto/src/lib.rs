@@ -8,6 +8,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod bus;
+pub mod cluster;
 mod ids;
 pub mod meeting;
 pub mod purge;

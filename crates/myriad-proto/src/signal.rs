@@ -225,6 +225,8 @@ pub enum ErrorCode {
     ResumeFailed,
     RateLimited,
     Removed,
+    /// This node takes no participants (control only): ask the route API.
+    WrongNode,
     Internal,
 }
 

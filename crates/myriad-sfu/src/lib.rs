@@ -10,4 +10,4 @@ pub mod core;
 pub mod shell;
 
 pub use crate::core::{NewPeer, PeerId, SfuConfig, SfuError, SfuEvent};
-pub use shell::{RoomEvent, SfuHandle, ShellError};
+pub use shell::{Counters, RoomEvent, SfuHandle, ShellError};

@@ -4,6 +4,8 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
@@ -90,6 +92,16 @@ enum Command {
 pub struct SfuHandle {
     commands: mpsc::Sender<Command>,
     local_addr: SocketAddr,
+    counters: Arc<Counters>,
+}
+
+/// What the media task has done, counted as it goes (read for load reports and metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub packets_sent: AtomicU64,
+    pub bytes_sent: AtomicU64,
+    pub packets_received: AtomicU64,
+    pub bytes_received: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,16 +121,22 @@ impl SfuHandle {
         let public = SocketAddr::new(public_ip.unwrap_or(local_addr.ip()), local_addr.port());
         let (commands, rx) = mpsc::channel(1024);
         let sfu = Sfu::new(SfuConfig::new(public), Instant::now());
-        tokio::spawn(run(socket, sfu, rx));
+        let counters = Arc::new(Counters::default());
+        tokio::spawn(run(socket, sfu, rx, Arc::clone(&counters)));
         tracing::info!(%local_addr, %public, "media socket bound");
         Ok(Self {
             commands,
             local_addr,
+            counters,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    pub fn counters(&self) -> &Counters {
+        &self.counters
     }
 
     async fn send(&self, cmd: Command) -> Result<(), ShellError> {
@@ -279,7 +297,12 @@ impl Routes {
 /// How many datagrams are read in one wake before outputs are flushed and commands served.
 const RECV_BUDGET: usize = 64;
 
-async fn run(socket: UdpSocket, mut sfu: Sfu, mut commands: mpsc::Receiver<Command>) {
+async fn run(
+    socket: UdpSocket,
+    mut sfu: Sfu,
+    mut commands: mpsc::Receiver<Command>,
+    counters: Arc<Counters>,
+) {
     let local = match socket.local_addr() {
         Ok(a) => a,
         Err(e) => {
@@ -294,11 +317,13 @@ async fn run(socket: UdpSocket, mut sfu: Sfu, mut commands: mpsc::Receiver<Comma
     loop {
         while let Some(out) = sfu.poll_output() {
             match out {
-                Output::Transmit(t) => {
-                    if let Err(e) = socket.send_to(&t.contents, t.destination).await {
-                        tracing::debug!(dest = %t.destination, "send failed: {e}");
+                Output::Transmit(t) => match socket.send_to(&t.contents, t.destination).await {
+                    Ok(n) => {
+                        counters.packets_sent.fetch_add(1, Ordering::Relaxed);
+                        counters.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
                     }
-                }
+                    Err(e) => tracing::debug!(dest = %t.destination, "send failed: {e}"),
+                },
                 Output::Event(ev) => routes.route(ev),
             }
         }
@@ -309,13 +334,19 @@ async fn run(socket: UdpSocket, mut sfu: Sfu, mut commands: mpsc::Receiver<Comma
             res = socket.recv_from(&mut buf) => {
                 match res {
                     Ok((n, source)) => {
+                        let mut received = (1u64, n as u64);
                         sfu.handle_receive(Instant::now(), source, local, &buf[..n]);
                         for _ in 1..RECV_BUDGET {
                             match socket.try_recv_from(&mut buf) {
-                                Ok((n, source)) => sfu.handle_receive(Instant::now(), source, local, &buf[..n]),
+                                Ok((n, source)) => {
+                                    received = (received.0 + 1, received.1 + n as u64);
+                                    sfu.handle_receive(Instant::now(), source, local, &buf[..n]);
+                                }
                                 Err(_) => break,
                             }
                         }
+                        counters.packets_received.fetch_add(received.0, Ordering::Relaxed);
+                        counters.bytes_received.fetch_add(received.1, Ordering::Relaxed);
                     }
                     // ICMP port unreachable from a client that went away shows up here.
                     Err(e) => tracing::debug!("recv failed: {e}"),

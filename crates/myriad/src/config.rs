@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 #[derive(Args, Debug, Default)]
 pub struct ServeArgs {
-    /// TOML config file (keys: http, udp, public_ip, data, dev, cdn_origin, cdn_http).
+    /// TOML config file (keys: the flags' names with `_` for `-`).
     #[arg(long)]
     pub config: Option<PathBuf>,
     /// HTTP listen address (web client, signalling, REST API).
@@ -34,6 +34,24 @@ pub struct ServeArgs {
     /// Where the caching proxy listens [default: the HTTP address's IP, its port + 2].
     #[arg(long)]
     pub cdn_http: Option<SocketAddr>,
+    /// Join a cluster: the NATS server (with JetStream) its nodes share.
+    #[arg(long)]
+    pub nats: Option<String>,
+    /// This node's name in the cluster (letters, digits, '-' and '_') [default: local].
+    #[arg(long)]
+    pub node: Option<String>,
+    /// This node's region, for routing clients to a node near them [default: default].
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Participants this node takes at most [default: 2000].
+    #[arg(long)]
+    pub capacity: Option<u32>,
+    /// Carry media; false makes a control-only node [default: true].
+    #[arg(long)]
+    pub media: Option<bool>,
+    /// The URL clients reach this node at [default: http://<the HTTP address>].
+    #[arg(long)]
+    pub public_url: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -46,6 +64,12 @@ struct FileConfig {
     dev: Option<bool>,
     cdn_origin: Option<String>,
     cdn_http: Option<SocketAddr>,
+    nats: Option<String>,
+    node: Option<String>,
+    region: Option<String>,
+    capacity: Option<u32>,
+    media: Option<bool>,
+    public_url: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -58,6 +82,14 @@ pub struct ServeConfig {
     pub dev: bool,
     /// The caching proxy: its address and origin.
     pub cdn: Option<(SocketAddr, String)>,
+    /// The cluster's NATS server, if this node is one of several.
+    pub nats: Option<String>,
+    pub node: String,
+    pub region: String,
+    pub capacity: u32,
+    pub media: bool,
+    /// How clients reach this node; filled in from the bound address when not given.
+    pub public_url: Option<String>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
@@ -102,7 +134,27 @@ impl ServeConfig {
             });
             (addr, origin)
         });
+        let node = args
+            .node
+            .or(file.node)
+            .unwrap_or_else(|| "local".to_owned());
+        if !valid_name(&node) {
+            bail!("--node {node:?}: a node's name is 1-64 letters, digits, '-' or '_'");
+        }
+        let region = args
+            .region
+            .or(file.region)
+            .unwrap_or_else(|| "default".to_owned());
+        if !valid_name(&region) {
+            bail!("--region {region:?}: a region's name is 1-64 letters, digits, '-' or '_'");
+        }
         Ok(Self {
+            nats: args.nats.or(file.nats),
+            node,
+            region,
+            capacity: args.capacity.or(file.capacity).unwrap_or(2000),
+            media: args.media.or(file.media).unwrap_or(true),
+            public_url: args.public_url.or(file.public_url),
             http,
             udp,
             media_ip,
@@ -114,6 +166,13 @@ impl ServeConfig {
             cdn,
         })
     }
+}
+
+fn valid_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 fn read_file(path: &Path) -> anyhow::Result<FileConfig> {
@@ -162,5 +221,28 @@ mod tests {
             ..ServeArgs::default()
         })
         .is_err());
+    }
+}
+
+#[cfg(test)]
+mod cluster_tests {
+    use super::*;
+
+    #[test]
+    fn node_and_region_names_are_checked() {
+        let bad = ServeConfig::load(ServeArgs {
+            node: Some("n 1".into()),
+            ..ServeArgs::default()
+        });
+        assert!(bad.is_err());
+        let ok = ServeConfig::load(ServeArgs {
+            nats: Some("nats://127.0.0.1:4222".into()),
+            node: Some("n1".into()),
+            region: Some("eu-west".into()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        assert_eq!((ok.node.as_str(), ok.region.as_str()), ("n1", "eu-west"));
+        assert!(ok.media);
     }
 }

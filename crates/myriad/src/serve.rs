@@ -6,10 +6,10 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use myriad_auth::ApiKey;
-use myriad_bus::InProcessBus;
+use myriad_bus::{Bus, InProcessBus, NatsBus};
 use myriad_cdn::{self as cdn, Cdn, CdnConfig, SiteConfig};
 use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig, Directory};
-use myriad_node::Node;
+use myriad_node::{Node, NodeConfig};
 use myriad_sfu::SfuHandle;
 use myriad_store::Store;
 
@@ -17,25 +17,61 @@ use crate::config::ServeConfig;
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let (store, api_key) = open_data(&config.data)?;
-    let sfu = SfuHandle::start(config.udp, Some(config.media_ip))
-        .await
-        .with_context(|| format!("binding UDP {}", config.udp))?;
-    let media_public = SocketAddr::new(config.media_ip, sfu.local_addr().port());
+    let sfu = match config.media {
+        true => Some(
+            SfuHandle::start(config.udp, Some(config.media_ip))
+                .await
+                .with_context(|| format!("binding UDP {}", config.udp))?,
+        ),
+        false => None,
+    };
+    let media_public = sfu
+        .as_ref()
+        .map(|s| SocketAddr::new(config.media_ip, s.local_addr().port()));
+    // One node alone: the bus and the directory are in this process. In a cluster: NATS,
+    // and the directory in its KV store.
+    let (bus, directory): (Arc<dyn Bus>, Directory) = match &config.nats {
+        Some(url) => {
+            let bus = NatsBus::connect(url, &format!("myriad serve {}", config.node))
+                .await
+                .with_context(|| format!("NATS at {url}"))?;
+            let directory = Directory::shared(&bus)
+                .await
+                .with_context(|| format!("the meeting directory on NATS at {url}"))?;
+            (Arc::new(bus), directory)
+        }
+        None => (Arc::new(InProcessBus::new()), Directory::Local(store)),
+    };
     let control = Control::new(
-        Directory::Local(store),
+        directory,
         api_key.clone(),
-        Arc::new(InProcessBus::new()),
+        bus,
         ControlConfig {
             dev_mode: config.dev,
-            node: "local".to_owned(),
+            node: config.node.clone(),
         },
     );
-    let node = Node::new(control, sfu, "local".to_owned());
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("binding HTTP {}", config.http))?;
     let http = listener.local_addr()?;
-    tracing::info!(%http, media = %media_public, dev = config.dev, data = %config.data.display(), "myriad serve ready");
+    let url = config
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{http}"));
+    let node = Node::start(
+        control,
+        sfu,
+        NodeConfig {
+            name: config.node.clone(),
+            region: config.region.clone(),
+            url: url.clone(),
+            capacity: config.capacity,
+        },
+    )
+    .await
+    .context("joining the cluster's registry")?;
+    tracing::info!(%http, media = ?media_public, dev = config.dev, data = %config.data.display(), node = %config.node, region = %config.region, cluster = config.nats.is_some(), "myriad serve ready");
     println!("myriad is running at http://{http}/");
     println!(
         "  API key: {}  (`myriad apikey --data {}` prints key:secret)",

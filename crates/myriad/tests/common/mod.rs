@@ -3,6 +3,7 @@
 #![allow(dead_code)] // each test binary uses a part of this
 
 pub mod raw_h2;
+pub mod ws;
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -24,7 +25,12 @@ pub struct Server {
 impl Server {
     /// Starts `myriad serve` on ephemeral ports with a fresh data dir; waits until it listens.
     pub fn start() -> Server {
-        let data = tempfile::tempdir().expect("temp dir");
+        Server::start_in(tempfile::tempdir().expect("temp dir"), &[])
+    }
+
+    /// Starts `myriad serve` on ephemeral ports on the data dir `data`, with `extra` flags.
+    pub fn start_in(data: tempfile::TempDir, extra: &[&str]) -> Server {
+        let dir = data.path().to_str().expect("utf-8 temp dir").to_owned();
         let mut args = vec![
             "serve",
             "--http",
@@ -32,11 +38,49 @@ impl Server {
             "--udp",
             "127.0.0.1:0",
             "--data",
+            &dir,
         ];
-        let dir = data.path().to_str().expect("utf-8 temp dir").to_owned();
-        args.push(&dir);
+        args.extend_from_slice(extra);
         let (child, url) = spawn(&args, "myriad is running at ", data.path());
         Server { child, url, data }
+    }
+
+    /// Nodes of one cluster on `nats`, named n1, n2, …, each in its region; they share the
+    /// API key (one data dir made first, copied for the others, as an operator would).
+    pub fn cluster(nats: &Nats, regions: &[&str]) -> Vec<Server> {
+        let first = tempfile::tempdir().expect("temp dir");
+        let made = Command::new(bin())
+            .args(["apikey", "--data"])
+            .arg(first.path())
+            .output()
+            .expect("myriad apikey runs");
+        assert!(made.status.success(), "myriad apikey failed");
+        let mut dirs = vec![first];
+        for _ in 1..regions.len() {
+            let copy = tempfile::tempdir().expect("temp dir");
+            for entry in std::fs::read_dir(dirs[0].path()).expect("data dir") {
+                let entry = entry.expect("entry");
+                std::fs::copy(entry.path(), copy.path().join(entry.file_name())).expect("copy");
+            }
+            dirs.push(copy);
+        }
+        dirs.into_iter()
+            .zip(regions)
+            .enumerate()
+            .map(|(i, (dir, region))| {
+                let name = format!("n{}", i + 1);
+                Server::start_in(
+                    dir,
+                    &["--nats", &nats.url, "--node", &name, "--region", region],
+                )
+            })
+            .collect()
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 
     pub fn ws_url(&self) -> String {
@@ -268,16 +312,28 @@ impl TestCert {
 pub struct Nats {
     child: Child,
     pub url: String,
+    port: u16,
+    /// JetStream's store, when it runs with JetStream.
+    store: Option<tempfile::TempDir>,
 }
 
 impl Nats {
     pub fn start() -> Nats {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let child = Command::new("nats-server")
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
+        Nats::launch(free_port(), None)
+    }
+
+    /// With JetStream (KV and streams), its store in a directory of its own.
+    pub fn start_js() -> Nats {
+        Nats::launch(free_port(), Some(tempfile::tempdir().expect("temp dir")))
+    }
+
+    fn launch(port: u16, store: Option<tempfile::TempDir>) -> Nats {
+        let mut cmd = Command::new("nats-server");
+        cmd.args(["-a", "127.0.0.1", "-p", &port.to_string()]);
+        if let Some(dir) = &store {
+            cmd.arg("-js").arg("-sd").arg(dir.path());
+        }
+        let child = cmd
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -294,8 +350,25 @@ impl Nats {
         Nats {
             child,
             url: format!("nats://127.0.0.1:{port}"),
+            port,
+            store,
         }
     }
+
+    /// Stops the server and starts it again on the same port and store.
+    pub fn restart(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let store = self.store.take();
+        *self = Nats::launch(self.port, store);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
 }
 
 impl Drop for Nats {

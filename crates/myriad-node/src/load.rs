@@ -1,0 +1,79 @@
+//! What this node carries, for its announcements in the registry: participants and meetings
+//! (counted by its links), its CPU time, and the media it sends.
+
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use myriad_proto::cluster::NodeInfo;
+use myriad_sfu::SfuHandle;
+
+use crate::NodeConfig;
+
+#[derive(Default)]
+pub(crate) struct Load {
+    /// Participants bound to a connection on this node.
+    pub participants: AtomicI64,
+    /// Meetings with a link on this node.
+    pub meetings: AtomicI64,
+    /// The last reading: when, CPU seconds used, bytes sent.
+    last: Mutex<Option<(Instant, f64, u64)>>,
+}
+
+impl Load {
+    /// This node's announcement: who, where, and how loaded since the last one.
+    pub(crate) fn announcement(&self, config: &NodeConfig, sfu: Option<&SfuHandle>) -> NodeInfo {
+        let now = Instant::now();
+        let cpu_s = process_cpu_seconds().unwrap_or(0.0);
+        let sent = sfu.map_or(0, |s| s.counters().bytes_sent.load(Ordering::Relaxed));
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let (cpu, egress_bps) = match *last {
+            Some((at, cpu_before, sent_before)) if now > at => {
+                let secs = now.duration_since(at).as_secs_f64();
+                (
+                    ((cpu_s - cpu_before) / secs) as f32,
+                    ((sent.saturating_sub(sent_before)) as f64 * 8.0 / secs) as u64,
+                )
+            }
+            _ => (0.0, 0),
+        };
+        *last = Some((now, cpu_s, sent));
+        NodeInfo {
+            name: config.name.clone(),
+            region: config.region.clone(),
+            url: config.url.clone(),
+            media: sfu.is_some(),
+            capacity: config.capacity,
+            participants: self.participants.load(Ordering::Relaxed).max(0) as u32,
+            partitions: self.meetings.load(Ordering::Relaxed).max(0) as u32,
+            cpu,
+            egress_bps,
+        }
+    }
+}
+
+/// CPU seconds this process used (user and system), from `/proc/self/stat`.
+fn process_cpu_seconds() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // After the command name (in parentheses, which may hold spaces): fields 14 and 15.
+    let rest = stat.rsplit_once(')')?.1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    // The kernel reports these in USER_HZ, 100 on Linux.
+    Some(ticks / 100.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn this_process_has_used_some_cpu() {
+        let mut spin = 0u64;
+        for i in 0..5_000_000u64 {
+            spin = spin.wrapping_add(i * i);
+        }
+        assert!(spin > 0);
+        assert!(process_cpu_seconds().is_some_and(|s| s > 0.0));
+    }
+}
