@@ -12,7 +12,8 @@ use myriad_proto::meeting::{
     RefusalKind,
 };
 use myriad_proto::{
-    MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, ServerMsg, TrackId, TrackSource,
+    ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, ServerMsg, TrackId,
+    TrackInfo, TrackSource,
 };
 
 use crate::{Control, ControlError};
@@ -192,20 +193,30 @@ impl MeetingClient {
             .await
     }
 
-    /// The meeting's id for a track the participant's media connection offers.
+    /// The meeting's id for a track the participant's media connection (on `node`) offers.
     pub async fn publish(
         &self,
         participant: ParticipantId,
         source: TrackSource,
+        node: String,
     ) -> Result<TrackId, AskError> {
         match self
             .ask(MeetingRequest::Publish {
                 participant,
                 source,
+                node,
             })
             .await?
         {
             MeetingReply::Published { track } => Ok(track),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    /// The tracks published and the forwarding plan.
+    pub async fn media(&self) -> Result<(Vec<TrackInfo>, ForwardingPlan), AskError> {
+        match self.ask(MeetingRequest::Media).await? {
+            MeetingReply::Media { tracks, plan } => Ok((tracks, plan)),
             _ => Err(AskError::Unexpected),
         }
     }

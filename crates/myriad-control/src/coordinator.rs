@@ -295,7 +295,8 @@ impl Coordinator {
             MeetingRequest::Publish {
                 participant,
                 source,
-            } => match m.handle_publish(now, participant, source) {
+                node,
+            } => match m.handle_publish(now, participant, source, Some(node)) {
                 Ok(track) => MeetingReply::Published { track },
                 Err(e) => room_refused(&e),
             },
@@ -305,6 +306,10 @@ impl Coordinator {
                 }
                 MeetingReply::Done
             }
+            MeetingRequest::Media => MeetingReply::Media {
+                tracks: m.tracks(),
+                plan: m.plan().clone(),
+            },
             MeetingRequest::Participants { after, limit } => MeetingReply::Page {
                 count: m.count(),
                 participants: m.participants_page(after, limit.min(1000) as usize),

@@ -36,6 +36,8 @@ pub struct NodeConfig {
     pub url: String,
     /// Participants it takes at most.
     pub capacity: u32,
+    /// Where other nodes reach its relay (UDP), if it carries media in a cluster.
+    pub relay: Option<SocketAddr>,
 }
 
 /// One node: its name on the bus, the control layer, its media task (none on a control-only
@@ -66,6 +68,13 @@ impl Node {
             move || load.announcement(&config, sfu.as_ref())
         };
         let registry = Registry::start(control.bus().as_ref(), announce).await?;
+        if let Some(sfu) = sfu.clone() {
+            tokio::spawn(keep_relay_peers(
+                Arc::clone(&registry),
+                sfu,
+                config.name.clone(),
+            ));
+        }
         Ok(Arc::new(Self {
             control,
             sfu,
@@ -107,6 +116,27 @@ impl Node {
     ) -> Result<LinkHandle, myriad_bus::BusError> {
         let load = Arc::clone(&self.load);
         link::register(&self.links, &self.name, client, sfu, load, conn, tx).await
+    }
+}
+
+/// Keeps the media task's list of the other nodes' relay addresses as the registry has them.
+async fn keep_relay_peers(registry: Arc<Registry>, sfu: SfuHandle, me: String) {
+    let mut tick = tokio::time::interval(registry::HEARTBEAT);
+    let mut last = std::collections::HashMap::new();
+    loop {
+        tick.tick().await;
+        let peers: std::collections::HashMap<String, SocketAddr> = registry
+            .alive()
+            .into_iter()
+            .filter(|n| n.name != me)
+            .filter_map(|n| Some((n.name, n.relay?.parse().ok()?)))
+            .collect();
+        if peers != last {
+            if sfu.set_relay_peers(peers.clone()).await.is_err() {
+                return;
+            }
+            last = peers;
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use myriad_bus::Subscription;
 use myriad_control::MeetingClient;
 use myriad_proto::bus::decode;
 use myriad_proto::meeting::{ConnRef, EndReason, MeetingBroadcast};
-use myriad_proto::{MeetingEvent, MeetingId, ParticipantId, Seq, SeqEvent, ServerMsg};
+use myriad_proto::{MeetingEvent, MeetingId, ParticipantId, Seq, SeqEvent, ServerMsg, TrackInfo};
 use myriad_sfu::{PeerId, RoomEvent, SfuHandle};
 use tokio::sync::{mpsc, oneshot};
 
@@ -201,6 +201,16 @@ pub(crate) async fn start(
     if sfu.open_room(meeting.clone(), media_tx).await.is_err() {
         tracing::error!(%meeting, "media task gone: this node's media for the meeting is off");
     }
+    // What is published already, and the plan: other nodes' tracks are pulled from there.
+    match client.media().await {
+        Ok((tracks, plan)) => {
+            for track in tracks {
+                add_remote(&sfu, &meeting, &node, track).await;
+            }
+            let _ = sfu.set_plan(meeting.clone(), plan).await;
+        }
+        Err(e) => tracing::warn!(%meeting, "the meeting's tracks unknown for now: {e}"),
+    }
     let (tx, rx) = mpsc::channel(1024);
     let link = Link {
         meeting,
@@ -343,8 +353,14 @@ impl Link {
                 };
                 self.last_seq = last.seq;
                 for ev in &events {
-                    if let MeetingEvent::TrackUnpublished { track } = ev.event {
-                        let _ = self.sfu.unbind_track(self.meeting.clone(), track).await;
+                    match &ev.event {
+                        MeetingEvent::TrackUnpublished { track } => {
+                            let _ = self.sfu.unbind_track(self.meeting.clone(), *track).await;
+                        }
+                        MeetingEvent::TrackPublished { track } => {
+                            add_remote(&self.sfu, &self.meeting, &self.node, track.clone()).await;
+                        }
+                        _ => {}
                     }
                 }
                 self.keep_for_unbound(&events);
@@ -463,8 +479,9 @@ impl Link {
             } => {
                 // A round trip to the coordinator: not in the link's loop.
                 let (client, sfu) = (self.client.clone(), self.sfu.clone());
+                let node = self.node.clone();
                 tokio::spawn(async move {
-                    match client.publish(participant, source).await {
+                    match client.publish(participant, source, node).await {
                         Ok(track) => {
                             let _ = sfu.bind_track(peer, mid, track).await;
                         }
@@ -495,6 +512,13 @@ impl Link {
                 }
             }
         }
+    }
+}
+
+/// Tells the media task of a track published on another node (its own it knows already).
+async fn add_remote(sfu: &SfuHandle, meeting: &MeetingId, node: &str, track: TrackInfo) {
+    if let Some(origin) = track.node.clone().filter(|n| n != node) {
+        let _ = sfu.add_remote_track(meeting.clone(), track, origin).await;
     }
 }
 

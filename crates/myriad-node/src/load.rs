@@ -42,6 +42,7 @@ impl Load {
             name: config.name.clone(),
             region: config.region.clone(),
             url: config.url.clone(),
+            relay: config.relay.map(|a| a.to_string()),
             media: sfu.is_some(),
             capacity: config.capacity,
             participants: self.participants.load(Ordering::Relaxed).max(0) as u32,

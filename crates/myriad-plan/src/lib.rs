@@ -35,6 +35,7 @@ mod tests {
             name: name.into(),
             region: region.into(),
             url: format!("https://{name}.test"),
+            relay: None,
             media: true,
             capacity,
             participants,

@@ -13,6 +13,9 @@ pub struct NodeInfo {
     pub region: String,
     /// Where clients reach its web client, signalling and API (`https://host:port`).
     pub url: String,
+    /// Where other nodes send it media and ask it for media (`host:port`, UDP).
+    #[serde(default)]
+    pub relay: Option<String>,
     /// Whether it carries media (a control-only node does not take participants).
     pub media: bool,
     /// Participants it takes at most.

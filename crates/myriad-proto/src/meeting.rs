@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::bus::BusMessage;
 use crate::{
     ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent, ServerMsg,
-    TrackId, TrackSource,
+    TrackId, TrackInfo, TrackSource,
 };
 
 /// Requests to the meeting's coordinator.
@@ -105,11 +105,15 @@ pub enum MeetingRequest {
         participant: ParticipantId,
         text: String,
     },
-    /// The participant's media connection offers a track from `source`.
+    /// The participant's media connection, on `node`, offers a track from `source`.
     Publish {
         participant: ParticipantId,
         source: TrackSource,
+        node: String,
     },
+    /// The tracks published and the forwarding plan (a node's link starting, or after a
+    /// takeover).
+    Media,
     /// The participant's media connection is gone (or replaced): its tracks with it.
     MediaClosed {
         participant: ParticipantId,
@@ -161,6 +165,10 @@ pub enum MeetingReply {
     },
     Published {
         track: TrackId,
+    },
+    Media {
+        tracks: Vec<TrackInfo>,
+        plan: ForwardingPlan,
     },
     Page {
         count: u32,

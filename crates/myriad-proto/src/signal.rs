@@ -155,6 +155,9 @@ pub struct TrackInfo {
     pub participant: ParticipantId,
     pub source: TrackSource,
     pub muted: bool,
+    /// The node its media comes from (other nodes pull it from there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -133,7 +133,7 @@ fn attendees_may_not_publish_and_only_moderators_remove() {
     let host = join(&mut m, t, "host", Role::Host);
     let att = join(&mut m, t, "att", Role::Attendee);
     assert!(matches!(
-        m.handle_publish(t, att, TrackSource::Camera),
+        m.handle_publish(t, att, TrackSource::Camera, None),
         Err(RoomError::Forbidden(_))
     ));
     assert!(matches!(
@@ -154,7 +154,8 @@ fn moderators_mute_but_never_unmute_others() {
     let mut m = meeting(t);
     let host = join(&mut m, t, "host", Role::Host);
     let pan = join(&mut m, t, "pan", Role::Panelist);
-    m.handle_publish(t, pan, TrackSource::Microphone).unwrap();
+    m.handle_publish(t, pan, TrackSource::Microphone, None)
+        .unwrap();
     m.handle_mute(
         t,
         Actor::Participant(host),
@@ -202,8 +203,11 @@ fn forwarding_follows_speakers_within_limits() {
     let mut mic = Vec::new();
     let mut cam = Vec::new();
     for &p in &ps {
-        mic.push(m.handle_publish(t0, p, TrackSource::Microphone).unwrap());
-        cam.push(m.handle_publish(t0, p, TrackSource::Camera).unwrap());
+        mic.push(
+            m.handle_publish(t0, p, TrackSource::Microphone, None)
+                .unwrap(),
+        );
+        cam.push(m.handle_publish(t0, p, TrackSource::Camera, None).unwrap());
     }
     // Nobody spoke yet: earliest publishers, within the limits.
     assert_eq!(m.plan().audio, vec![mic[0], mic[1]]);
@@ -225,7 +229,9 @@ fn forwarding_follows_speakers_within_limits() {
     );
 
     // A screen share is always forwarded, on top of last-N.
-    let screen = m.handle_publish(t, ps[1], TrackSource::Screen).unwrap();
+    let screen = m
+        .handle_publish(t, ps[1], TrackSource::Screen, None)
+        .unwrap();
     assert_eq!(m.plan().video[0], screen);
     assert_eq!(m.plan().video.len(), 3);
 
@@ -296,7 +302,7 @@ fn sessions_expire_after_the_resume_window() {
     let t = VirtualClock::new().now();
     let mut m = meeting(t);
     let a = join(&mut m, t, "alice", Role::Host);
-    m.handle_publish(t, a, TrackSource::Camera).unwrap();
+    m.handle_publish(t, a, TrackSource::Camera, None).unwrap();
     m.handle_disconnect(t, a);
     drain(&mut m);
     let later = t + MeetingConfig::default().resume_window;

@@ -6,8 +6,12 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod core;
+pub mod relay;
+#[allow(clippy::disallowed_methods)] // the relay's socket: its counter starts at the time
+mod relay_link;
 #[allow(clippy::disallowed_methods)] // the I/O shell reads the clock
 pub mod shell;
 
 pub use crate::core::{NewPeer, PeerId, SfuConfig, SfuError, SfuEvent};
+pub use relay_link::RelayConfig;
 pub use shell::{Counters, RoomEvent, SfuHandle, ShellError};

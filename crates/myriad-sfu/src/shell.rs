@@ -8,11 +8,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
+use myriad_proto::{
+    ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackInfo, TrackMid, TrackSource,
+};
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::core::{NewPeer, Output, PeerId, Sfu, SfuConfig, SfuError, SfuEvent};
+use crate::relay::RelayMsg;
+use crate::relay_link::{RelayConfig, RelayLink};
 
 /// Media events of one meeting, for the node's link to that meeting, which relays the
 /// per-peer ones to the participant's current signalling connection (that connection may
@@ -85,6 +89,14 @@ enum Command {
     RemovePeer {
         id: PeerId,
     },
+    RelayPeers {
+        peers: HashMap<String, SocketAddr>,
+    },
+    AddRemoteTrack {
+        meeting: MeetingId,
+        track: TrackInfo,
+        origin: String,
+    },
 }
 
 /// Cheap to clone; every method is a message to the SFU task.
@@ -92,6 +104,7 @@ enum Command {
 pub struct SfuHandle {
     commands: mpsc::Sender<Command>,
     local_addr: SocketAddr,
+    relay_addr: Option<SocketAddr>,
     counters: Arc<Counters>,
 }
 
@@ -102,6 +115,13 @@ pub struct Counters {
     pub bytes_sent: AtomicU64,
     pub packets_received: AtomicU64,
     pub bytes_received: AtomicU64,
+    /// Relay datagrams sent to other nodes, received from them (opened), refused (forged,
+    /// malformed, replayed), and dropped on the way out (unknown node, full socket).
+    pub relay_sent: AtomicU64,
+    pub relay_bytes_sent: AtomicU64,
+    pub relay_received: AtomicU64,
+    pub relay_refused: AtomicU64,
+    pub relay_dropped: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -113,26 +133,64 @@ pub enum ShellError {
 }
 
 impl SfuHandle {
-    /// Binds the UDP socket and starts the media task. Clients are told to send to
-    /// `public_ip` (default: the bound IP) at the bound port.
-    pub async fn start(bind: SocketAddr, public_ip: Option<IpAddr>) -> std::io::Result<Self> {
+    /// Binds the UDP socket (and the relay's, in a cluster) and starts the media task.
+    /// Clients are told to send to `public_ip` (default: the bound IP) at the bound port.
+    pub async fn start(
+        bind: SocketAddr,
+        public_ip: Option<IpAddr>,
+        relay: Option<RelayConfig>,
+    ) -> std::io::Result<Self> {
         let socket = UdpSocket::bind(bind).await?;
         let local_addr = socket.local_addr()?;
         let public = SocketAddr::new(public_ip.unwrap_or(local_addr.ip()), local_addr.port());
+        let relay = match relay {
+            Some(config) => Some(RelayLink::bind(&config).await?),
+            None => None,
+        };
+        let relay_addr = relay.as_ref().map(RelayLink::local_addr).transpose()?;
         let (commands, rx) = mpsc::channel(1024);
         let sfu = Sfu::new(SfuConfig::new(public), Instant::now());
         let counters = Arc::new(Counters::default());
-        tokio::spawn(run(socket, sfu, rx, Arc::clone(&counters)));
-        tracing::info!(%local_addr, %public, "media socket bound");
+        tokio::spawn(run(socket, relay, sfu, rx, Arc::clone(&counters)));
+        tracing::info!(%local_addr, %public, relay = ?relay_addr, "media socket bound");
         Ok(Self {
             commands,
             local_addr,
+            relay_addr,
             counters,
         })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Where other nodes send this one relay datagrams.
+    pub fn relay_addr(&self) -> Option<SocketAddr> {
+        self.relay_addr
+    }
+
+    /// The other nodes' relay addresses, by name.
+    pub async fn set_relay_peers(
+        &self,
+        peers: HashMap<String, SocketAddr>,
+    ) -> Result<(), ShellError> {
+        self.send(Command::RelayPeers { peers }).await
+    }
+
+    /// A track published on node `origin`: offered to the subscribers here, pulled from there.
+    pub async fn add_remote_track(
+        &self,
+        meeting: MeetingId,
+        track: TrackInfo,
+        origin: String,
+    ) -> Result<(), ShellError> {
+        self.send(Command::AddRemoteTrack {
+            meeting,
+            track,
+            origin,
+        })
+        .await
     }
 
     pub fn counters(&self) -> &Counters {
@@ -299,6 +357,7 @@ const RECV_BUDGET: usize = 64;
 
 async fn run(
     socket: UdpSocket,
+    mut relay: Option<RelayLink>,
     mut sfu: Sfu,
     mut commands: mpsc::Receiver<Command>,
     counters: Arc<Counters>,
@@ -314,6 +373,7 @@ async fn run(
         rooms: HashMap::new(),
     };
     let mut buf = vec![0u8; 2048];
+    let mut relay_buf = vec![0u8; 2048];
     loop {
         while let Some(out) = sfu.poll_output() {
             match out {
@@ -325,6 +385,12 @@ async fn run(
                     Err(e) => tracing::debug!(dest = %t.destination, "send failed: {e}"),
                 },
                 Output::Event(ev) => routes.route(ev),
+                Output::Relay { to, msg } => match relay.as_mut() {
+                    Some(link) => link.send(&to, &msg, &counters),
+                    None => {
+                        counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                },
             }
         }
         let deadline = sfu
@@ -352,9 +418,19 @@ async fn run(
                     Err(e) => tracing::debug!("recv failed: {e}"),
                 }
             }
+            (from, msg) = relayed(relay.as_mut(), &mut relay_buf, &counters) => {
+                sfu.handle_relay(Instant::now(), &from, msg);
+            }
             cmd = commands.recv() => {
                 let Some(cmd) = cmd else { break };
-                apply(&mut sfu, &mut routes, cmd);
+                match cmd {
+                    Command::RelayPeers { peers } => {
+                        if let Some(link) = relay.as_mut() {
+                            link.set_peers(peers);
+                        }
+                    }
+                    cmd => apply(&mut sfu, &mut routes, cmd),
+                }
             }
             _ = tokio::time::sleep_until(deadline.into()) => {
                 sfu.handle_timeout(Instant::now());
@@ -362,6 +438,18 @@ async fn run(
         }
     }
     tracing::info!("media task stopped");
+}
+
+/// The next relay datagram that opens, or never without a relay.
+async fn relayed(
+    relay: Option<&mut RelayLink>,
+    buf: &mut [u8],
+    counters: &Counters,
+) -> (String, RelayMsg) {
+    match relay {
+        Some(link) => link.recv(buf, counters).await,
+        None => std::future::pending().await,
+    }
 }
 
 fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
@@ -372,6 +460,7 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
         }
         Command::CloseRoom { meeting } => {
             routes.rooms.remove(&meeting);
+            sfu.close_room(now, &meeting);
         }
         Command::AddPeer {
             new,
@@ -402,5 +491,12 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
             pinned,
         } => sfu.set_view(now, id, max_height, pinned),
         Command::RemovePeer { id } => sfu.remove_peer(now, id),
+        Command::AddRemoteTrack {
+            meeting,
+            track,
+            origin,
+        } => sfu.add_remote_track(now, &meeting, &track, &origin),
+        // Handled by the loop, which owns the relay link.
+        Command::RelayPeers { .. } => {}
     }
 }

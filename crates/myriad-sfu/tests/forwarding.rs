@@ -7,9 +7,12 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
+use myriad_proto::{
+    ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackInfo, TrackMid, TrackSource,
+};
 use myriad_seeded::SeededRng;
 use myriad_sfu::core::{NewPeer, Output, PeerId, Sfu, SfuConfig, SfuEvent};
+use myriad_sfu::relay::{RelayError, RelayMsg, RelayOpener, RelaySealer};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
 use str0m::media::{
@@ -19,9 +22,14 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 
 const SFU_ADDR: &str = "10.0.0.1:3478";
+/// A second node's SFU, for relays.
+const FAR_ADDR: &str = "10.0.1.1:3478";
+const RELAY_KEY: &[u8] = b"the cluster's relay key";
 
 struct Client {
     addr: SocketAddr,
+    /// The node (index) it is connected to.
+    node: usize,
     rtc: Rtc,
     timeout: Instant,
     /// (mid, is keyframe, size) of every frame received.
@@ -45,6 +53,7 @@ impl Client {
         rtc.add_local_candidate(Candidate::host(addr, "udp").unwrap());
         Self {
             addr,
+            node: 0,
             rtc,
             timeout: now,
             frames: Vec::new(),
@@ -56,11 +65,39 @@ impl Client {
     }
 }
 
+/// One node's SFU, and how it seals and opens relay datagrams.
+struct SimNode {
+    name: String,
+    addr: SocketAddr,
+    sfu: Sfu,
+    sealer: RelaySealer,
+    opener: RelayOpener,
+}
+
+impl SimNode {
+    fn new(name: &str, addr: &str, key: &[u8], now: Instant) -> Self {
+        let addr: SocketAddr = addr.parse().unwrap();
+        Self {
+            name: name.to_owned(),
+            addr,
+            sfu: Sfu::new(SfuConfig::new(addr), now),
+            sealer: RelaySealer::new(name, key, 0),
+            opener: RelayOpener::new(key),
+        }
+    }
+}
+
 struct World {
     now: Instant,
-    sfu: Sfu,
+    /// The nodes: the first is where clients join unless told otherwise.
+    nodes: Vec<SimNode>,
     clients: Vec<Client>,
     net: VecDeque<(SocketAddr, SocketAddr, Vec<u8>)>,
+    /// Relay datagrams in flight: (to node, sealed bytes).
+    relays: VecDeque<(String, Vec<u8>)>,
+    /// Every relay datagram sent, by kind, and the refusals of opening.
+    relay_log: Vec<RelayMsg>,
+    relay_refused: Vec<RelayError>,
     events: Vec<SfuEvent>,
     meeting: MeetingId,
     /// Drop every n-th media datagram sent to this address (deterministic loss).
@@ -73,14 +110,24 @@ impl World {
         let now = Instant::now();
         Self {
             now,
-            sfu: Sfu::new(SfuConfig::new(SFU_ADDR.parse().unwrap()), now),
+            nodes: vec![SimNode::new("n1", SFU_ADDR, RELAY_KEY, now)],
             clients: Vec::new(),
             net: VecDeque::new(),
+            relays: VecDeque::new(),
+            relay_log: Vec::new(),
+            relay_refused: Vec::new(),
             events: Vec::new(),
             meeting: MeetingId::parse("m").unwrap(),
             loss: None,
             sent_to_lossy: 0,
         }
+    }
+
+    /// Two nodes, n1 and n2, relaying to each other.
+    fn two_nodes() -> Self {
+        let mut w = World::new();
+        w.nodes.push(SimNode::new("n2", FAR_ADDR, RELAY_KEY, w.now));
+        w
     }
 
     /// Connects a client whose offer is built by `offer`; returns its index.
@@ -89,7 +136,18 @@ impl World {
         addr: &str,
         offer: impl FnOnce(&mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<TrackMid>),
     ) -> usize {
+        self.join_on(0, addr, offer)
+    }
+
+    /// Connects a client to node `node`.
+    fn join_on(
+        &mut self,
+        node: usize,
+        addr: &str,
+        offer: impl FnOnce(&mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<TrackMid>),
+    ) -> usize {
         let mut c = Client::new(addr, self.now);
+        c.node = node;
         let (sdp, pending, tracks) = offer(&mut c.rtc);
         let idx = self.clients.len();
         let new = NewPeer {
@@ -98,7 +156,7 @@ impl World {
             participant: ParticipantId(idx as u64 + 1),
             subscribe: true,
         };
-        let answer = self
+        let answer = self.nodes[node]
             .sfu
             .add_peer(self.now, new, &sdp.to_sdp_string(), &tracks)
             .expect("offer accepted");
@@ -141,26 +199,45 @@ impl World {
                     }
                 }
             }
-            while let Some(out) = self.sfu.poll_output() {
+            for n in 0..self.nodes.len() {
+                while let Some(out) = self.nodes[n].sfu.poll_output() {
+                    progressed = true;
+                    match out {
+                        Output::Transmit(t) => {
+                            self.net
+                                .push_back((t.source, t.destination, t.contents.to_vec()))
+                        }
+                        Output::Event(SfuEvent::Offer { peer, sdp, .. }) => {
+                            let c = &mut self.clients[peer.0 as usize];
+                            c.offers += 1;
+                            let answer = c
+                                .rtc
+                                .sdp_api()
+                                .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
+                                .unwrap();
+                            self.nodes[n]
+                                .sfu
+                                .handle_answer(self.now, peer, &answer.to_sdp_string())
+                                .unwrap();
+                        }
+                        Output::Event(e) => self.events.push(e),
+                        Output::Relay { to, msg } => {
+                            let sealed = self.nodes[n].sealer.seal(&msg);
+                            self.relay_log.push(msg);
+                            self.relays.push_back((to, sealed));
+                        }
+                    }
+                }
+            }
+            while let Some((to, datagram)) = self.relays.pop_front() {
                 progressed = true;
-                match out {
-                    Output::Transmit(t) => {
-                        self.net
-                            .push_back((t.source, t.destination, t.contents.to_vec()))
-                    }
-                    Output::Event(SfuEvent::Offer { peer, sdp, .. }) => {
-                        let c = &mut self.clients[peer.0 as usize];
-                        c.offers += 1;
-                        let answer = c
-                            .rtc
-                            .sdp_api()
-                            .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
-                            .unwrap();
-                        self.sfu
-                            .handle_answer(self.now, peer, &answer.to_sdp_string())
-                            .unwrap();
-                    }
-                    Output::Event(e) => self.events.push(e),
+                let now = self.now;
+                let Some(node) = self.nodes.iter_mut().find(|n| n.name == to) else {
+                    continue;
+                };
+                match node.opener.open(&datagram) {
+                    Ok((from, msg)) => node.sfu.handle_relay(now, &from, msg),
+                    Err(e) => self.relay_refused.push(e),
                 }
             }
             while let Some((src, dst, data)) = self.net.pop_front() {
@@ -174,8 +251,8 @@ impl World {
                         }
                     }
                 }
-                if dst == SFU_ADDR.parse().unwrap() {
-                    self.sfu.handle_receive(self.now, src, dst, &data);
+                if let Some(node) = self.nodes.iter_mut().find(|n| n.addr == dst) {
+                    node.sfu.handle_receive(self.now, src, dst, &data);
                 } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == dst) {
                     let input = Input::Receive(
                         self.now,
@@ -192,7 +269,7 @@ impl World {
             .clients
             .iter()
             .map(|c| c.timeout)
-            .chain(self.sfu.poll_timeout())
+            .chain(self.nodes.iter().filter_map(|n| n.sfu.poll_timeout()))
             .min()
             .unwrap_or(self.now + step)
             .clamp(self.now + Duration::from_micros(100), self.now + step);
@@ -200,7 +277,9 @@ impl World {
         for c in &mut self.clients {
             c.rtc.handle_input(Input::Timeout(self.now)).unwrap();
         }
-        self.sfu.handle_timeout(self.now);
+        for node in &mut self.nodes {
+            node.sfu.handle_timeout(self.now);
+        }
     }
 
     /// Joins and waits until ICE and DTLS are up.
@@ -214,9 +293,23 @@ impl World {
         idx
     }
 
+    /// Joins node `node` and waits until ICE and DTLS are up.
+    fn connected_on(
+        &mut self,
+        node: usize,
+        addr: &str,
+        offer: impl FnOnce(&mut Rtc) -> (SdpOffer, SdpPendingOffer, Vec<TrackMid>),
+    ) -> usize {
+        let idx = self.join_on(node, addr, offer);
+        self.run_until(Duration::from_secs(5), |w| w.clients[idx].connected);
+        idx
+    }
+
     /// Acts as the coordinator: accepts a published track under an id.
     fn bind(&mut self, publisher: usize, mid: Mid, track: u64) {
-        self.sfu
+        let node = self.clients[publisher].node;
+        self.nodes[node]
+            .sfu
             .bind_track(self.now, PeerId(publisher as u64), &mid, TrackId(track));
     }
 
@@ -227,7 +320,9 @@ impl World {
             video: video.iter().copied().map(TrackId).collect(),
         };
         let meeting = self.meeting.clone();
-        self.sfu.set_plan(self.now, &meeting, plan);
+        for node in &mut self.nodes {
+            node.sfu.set_plan(self.now, &meeting, plan.clone());
+        }
     }
 
     fn run_until(&mut self, limit: Duration, mut done: impl FnMut(&World) -> bool) {
@@ -463,7 +558,7 @@ fn forwards_selected_media_and_coalesces_keyframe_requests() {
 
     // Pinning the publisher brings its camera back for this subscriber only.
     let now = w.now;
-    w.sfu.set_view(
+    w.nodes[0].sfu.set_view(
         now,
         PeerId(b as u64),
         360,
@@ -492,7 +587,7 @@ fn forwards_selected_media_and_coalesces_keyframe_requests() {
     // The publisher leaves: subscribers' m-lines are stopped through renegotiation.
     let offers_before = w.clients[b].offers;
     let now = w.now;
-    w.sfu.remove_peer(now, PeerId(a as u64));
+    w.nodes[0].sfu.remove_peer(now, PeerId(a as u64));
     w.run_until(Duration::from_secs(2), |w| {
         w.clients[b].offers > offers_before
     });
@@ -594,7 +689,7 @@ fn simulcast_layer_follows_the_subscribers_tile() {
 
     // A thumbnail: down to the lowest layer, switching on a key frame.
     let now = w.now;
-    w.sfu.set_view(now, PeerId(b as u64), 120, vec![]);
+    w.nodes[0].sfu.set_view(now, PeerId(b as u64), 120, vec![]);
     play_layers(&mut w, 2);
     assert_eq!(recent_sizes(&w), [400; 10], "expected layer l");
     let switch = w.clients[b]
@@ -746,7 +841,7 @@ fn garbage_datagrams_do_not_disturb_a_session() {
                 }
                 .parse()
                 .unwrap();
-                w.sfu.handle_receive(w.now, from, sfu_addr, &junk);
+                w.nodes[0].sfu.handle_receive(w.now, from, sfu_addr, &junk);
             }
         },
     );
@@ -759,5 +854,204 @@ fn garbage_datagrams_do_not_disturb_a_session() {
         video > 40,
         "media kept flowing through the noise: {video} video frames"
     );
-    assert_eq!(w.sfu.peer_count(), 2, "no session was dropped");
+    assert_eq!(w.nodes[0].sfu.peer_count(), 2, "no session was dropped");
+}
+
+/// The frames of `kind` a client received.
+fn frames_of(w: &World, client: usize, kind: MediaKind) -> Vec<bool> {
+    let c = &w.clients[client];
+    c.frames
+        .iter()
+        .filter(|(m, _, _)| c.rtc.media(*m).is_some_and(|md| md.kind() == kind))
+        .map(|(_, k, _)| *k)
+        .collect()
+}
+
+fn relayed_media(w: &World, track: u64) -> usize {
+    w.relay_log
+        .iter()
+        .filter(|m| matches!(m, RelayMsg::Media(r) if r.track == TrackId(track)))
+        .count()
+}
+
+#[test]
+fn a_track_published_on_one_node_reaches_subscribers_on_another_once_pulled() {
+    let mut w = World::two_nodes();
+    let a = w.connected("10.0.0.2:5000", publisher_offer);
+    let audio_mid = announced_mid(&w, TrackSource::Microphone);
+    let video_mid = announced_mid(&w, TrackSource::Camera);
+    w.bind(a, audio_mid, 1);
+    w.bind(a, video_mid, 2);
+    // n2 learns of the tracks as its link does from the coordinator: published on n1.
+    let meeting = w.meeting.clone();
+    for (id, source) in [(1, TrackSource::Microphone), (2, TrackSource::Camera)] {
+        let info = TrackInfo {
+            id: TrackId(id),
+            participant: ParticipantId(a as u64 + 1),
+            source,
+            muted: false,
+            node: Some("n1".into()),
+        };
+        let now = w.now;
+        w.nodes[1].sfu.add_remote_track(now, &meeting, &info, "n1");
+    }
+    w.plan(&[1], &[2]);
+    let b = w.join_on(1, "10.0.1.2:5000", subscriber_offer);
+    let c = w.join_on(1, "10.0.1.3:5000", subscriber_offer);
+    w.run_until(Duration::from_secs(5), |w| {
+        w.clients[b].connected && w.clients[c].connected
+    });
+
+    // Key frames are rare: the subscribers on n2 must ask for one, through n1.
+    let ms = play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        1,
+        Duration::from_secs(3),
+        150,
+        |_| {},
+    );
+    for sub in [b, c] {
+        let audio = frames_of(&w, sub, MediaKind::Audio).len();
+        let video = frames_of(&w, sub, MediaKind::Video);
+        assert!(
+            audio > 80,
+            "subscriber {sub} on n2 got {audio} audio frames"
+        );
+        assert!(
+            video.len() > 30,
+            "subscriber {sub} on n2 got {} video frames",
+            video.len()
+        );
+        assert!(video[0], "video starts with a key frame");
+    }
+    let asked = w
+        .relay_log
+        .iter()
+        .filter(|m| matches!(m, RelayMsg::Keyframe { .. }))
+        .count();
+    assert!(
+        (1..=3).contains(&asked),
+        "n2 asked n1 for key frames, coalesced: {asked}"
+    );
+    assert!(
+        w.clients[a].keyframe_requests >= 1,
+        "the publisher was asked"
+    );
+    // Pulled once for the node, not once per subscriber: about one relay datagram per
+    // packet the publisher sent (50 audio packets a second).
+    let audio_relayed = relayed_media(&w, 1);
+    assert!(
+        (120..=170).contains(&audio_relayed),
+        "{audio_relayed} audio packets relayed in 3 s"
+    );
+    assert!(w.relay_refused.is_empty(), "{:?}", w.relay_refused);
+
+    // Nobody on n2 needs the video any more: n2 stops pulling it and n1 stops sending.
+    w.plan(&[1], &[]);
+    let ms = play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        ms,
+        Duration::from_secs(4),
+        150,
+        |_| {},
+    );
+    let before = relayed_media(&w, 2);
+    play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        ms,
+        Duration::from_secs(1),
+        150,
+        |_| {},
+    );
+    assert_eq!(
+        relayed_media(&w, 2),
+        before,
+        "no video relayed once unpulled"
+    );
+    assert!(relayed_media(&w, 1) > audio_relayed, "the audio goes on");
+}
+
+#[test]
+fn relay_datagrams_from_outside_altered_or_played_again_are_refused() {
+    let mut w = World::two_nodes();
+    let a = w.connected("10.0.0.2:5000", publisher_offer);
+    let audio_mid = announced_mid(&w, TrackSource::Microphone);
+    let video_mid = announced_mid(&w, TrackSource::Camera);
+    w.bind(a, audio_mid, 1);
+    w.bind(a, video_mid, 2);
+    let meeting = w.meeting.clone();
+    let info = TrackInfo {
+        id: TrackId(1),
+        participant: ParticipantId(a as u64 + 1),
+        source: TrackSource::Microphone,
+        muted: false,
+        node: Some("n1".into()),
+    };
+    let now = w.now;
+    w.nodes[1].sfu.add_remote_track(now, &meeting, &info, "n1");
+    w.plan(&[1], &[]);
+    let b = w.connected_on(1, "10.0.1.2:5000", subscriber_offer);
+    play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        1,
+        Duration::from_secs(1),
+        150,
+        |_| {},
+    );
+    let got = frames_of(&w, b, MediaKind::Audio).len();
+    assert!(got > 20, "{got}");
+
+    // A stranger with another key, the same datagram altered, and one sent twice.
+    let media = w
+        .relay_log
+        .iter()
+        .find(|m| matches!(m, RelayMsg::Media(_)))
+        .cloned()
+        .expect("media relayed");
+    let mut stranger = RelaySealer::new("n1", b"not the cluster's key", u64::MAX / 2);
+    let forged = stranger.seal(&media);
+    let mut altered = w.nodes[0].sealer.seal(&media);
+    let at = altered.len() - 20;
+    altered[at] ^= 1;
+    let replayed = w.nodes[0].sealer.seal(&media);
+    for datagram in [forged, altered, replayed.clone(), replayed] {
+        w.relays.push_back(("n2".into(), datagram));
+    }
+    w.step(Duration::from_millis(1));
+    assert_eq!(w.relay_refused.len(), 3, "{:?}", w.relay_refused);
+    assert!(matches!(w.relay_refused[0], RelayError::Forged));
+    assert!(matches!(w.relay_refused[1], RelayError::Forged));
+    assert!(matches!(w.relay_refused[2], RelayError::Replayed { .. }));
+    // A node relays only its own tracks: n2 does not take n1's track from "n3".
+    let mut n3 = RelaySealer::new("n3", RELAY_KEY, 0);
+    let before = frames_of(&w, b, MediaKind::Audio).len();
+    for _ in 0..50 {
+        w.relays.push_back(("n2".into(), n3.seal(&media)));
+    }
+    w.step(Duration::from_millis(1));
+    assert_eq!(frames_of(&w, b, MediaKind::Audio).len(), before);
+    // The session goes on.
+    play(
+        &mut w,
+        a,
+        audio_mid,
+        video_mid,
+        2000,
+        Duration::from_secs(1),
+        150,
+        |_| {},
+    );
+    assert!(frames_of(&w, b, MediaKind::Audio).len() > got + 20);
 }

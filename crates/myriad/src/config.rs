@@ -52,6 +52,10 @@ pub struct ServeArgs {
     /// The URL clients reach this node at [default: http://<the HTTP address>].
     #[arg(long)]
     pub public_url: Option<String>,
+    /// UDP address of the relay to the other nodes of the cluster [default: the UDP
+    /// address's IP, any port].
+    #[arg(long)]
+    pub relay: Option<SocketAddr>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -70,6 +74,7 @@ struct FileConfig {
     capacity: Option<u32>,
     media: Option<bool>,
     public_url: Option<String>,
+    relay: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone)]
@@ -90,6 +95,8 @@ pub struct ServeConfig {
     pub media: bool,
     /// How clients reach this node; filled in from the bound address when not given.
     pub public_url: Option<String>,
+    /// Where the relay to other nodes listens (a cluster's media nodes).
+    pub relay: SocketAddr,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
@@ -155,6 +162,10 @@ impl ServeConfig {
             capacity: args.capacity.or(file.capacity).unwrap_or(2000),
             media: args.media.or(file.media).unwrap_or(true),
             public_url: args.public_url.or(file.public_url),
+            relay: args
+                .relay
+                .or(file.relay)
+                .unwrap_or_else(|| SocketAddr::new(udp.ip(), 0)),
             http,
             udp,
             media_ip,

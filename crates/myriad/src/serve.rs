@@ -10,21 +10,33 @@ use myriad_bus::{Bus, InProcessBus, NatsBus};
 use myriad_cdn::{self as cdn, Cdn, CdnConfig, SiteConfig};
 use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig, Directory};
 use myriad_node::{Node, NodeConfig};
-use myriad_sfu::SfuHandle;
+use myriad_sfu::relay::relay_key;
+use myriad_sfu::{RelayConfig, SfuHandle};
 use myriad_store::Store;
 
 use crate::config::ServeConfig;
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let (store, api_key) = open_data(&config.data)?;
+    // In a cluster, media nodes relay to each other: a socket of its own, datagrams sealed
+    // with a key every node of the cluster derives from the shared API secret.
+    let relay = config.nats.is_some().then(|| RelayConfig {
+        bind: config.relay,
+        node: config.node.clone(),
+        key: relay_key(api_key.secret().as_bytes()),
+    });
     let sfu = match config.media {
         true => Some(
-            SfuHandle::start(config.udp, Some(config.media_ip))
+            SfuHandle::start(config.udp, Some(config.media_ip), relay)
                 .await
-                .with_context(|| format!("binding UDP {}", config.udp))?,
+                .with_context(|| format!("binding UDP {} (and the relay's)", config.udp))?,
         ),
         false => None,
     };
+    let relay_public = sfu
+        .as_ref()
+        .and_then(SfuHandle::relay_addr)
+        .map(|a| SocketAddr::new(config.media_ip, a.port()));
     let media_public = sfu
         .as_ref()
         .map(|s| SocketAddr::new(config.media_ip, s.local_addr().port()));
@@ -67,6 +79,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             region: config.region.clone(),
             url: url.clone(),
             capacity: config.capacity,
+            relay: relay_public,
         },
     )
     .await

@@ -525,3 +525,37 @@ async fn chromium_loads_pages_through_the_edge_over_http3() {
     browser.close().await.ok();
     handler.abort();
 }
+
+/// The acceptance of a cluster: two nodes on one NATS, a meeting created on the first, Alice's
+/// browser on the first and Bob's on the second; each decodes the other's video (relayed
+/// between the nodes) and hears the other.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browsers_on_two_nodes_see_and_hear_each_other() {
+    let nats = common::Nats::start_js();
+    let nodes = common::Server::cluster(&nats, &["eu", "us"]);
+    nodes[0].create_meeting("across").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let alice = browser
+        .new_page(format!("{}/m/across?name=Alice&join=1", nodes[0].url))
+        .await
+        .expect("alice page");
+    let bob = browser
+        .new_page(format!("{}/m/across?name=Bob&join=1", nodes[1].url))
+        .await
+        .expect("bob page");
+    participant_id(&alice).await;
+    participant_id(&bob).await;
+    let signalled = "window.myriad.signal.ws.url";
+    for (page, node) in [(&alice, &nodes[0]), (&bob, &nodes[1])] {
+        let url = eval(page, signalled).await;
+        assert!(
+            url.as_str().is_some_and(|u| u.starts_with(&node.ws_url())),
+            "each page on its own node: {url}"
+        );
+    }
+    assert_receives(&alice, "alice on n1", 1).await;
+    assert_receives(&bob, "bob on n2", 1).await;
+    screenshot(&bob, "two-nodes-bob.png").await;
+    browser.close().await.ok();
+    handler.abort();
+}

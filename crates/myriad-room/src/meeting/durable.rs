@@ -282,7 +282,7 @@ mod tests {
                         TrackSource::Camera,
                         TrackSource::Screen,
                     ][rng.below(3) as usize];
-                    let _ = m.handle_publish(now, p, source);
+                    let _ = m.handle_publish(now, p, source, Some("n1".into()));
                 }
                 (4, Some(p)) => {
                     let _ = m.handle_mute(

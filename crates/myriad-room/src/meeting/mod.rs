@@ -230,6 +230,11 @@ impl Meeting {
         self.tracks.get(&id).map(|t| &t.info)
     }
 
+    /// Every track published, in publication order.
+    pub fn tracks(&self) -> Vec<TrackInfo> {
+        self.tracks.values().map(|t| t.info.clone()).collect()
+    }
+
     /// Every track `participant` publishes.
     pub fn tracks_of(&self, participant: ParticipantId) -> Vec<TrackId> {
         self.tracks
@@ -425,11 +430,13 @@ impl Meeting {
         self.replan();
     }
 
+    /// A participant's media connection, on `node`, offers a track from `source`.
     pub fn handle_publish(
         &mut self,
         now: Instant,
         id: ParticipantId,
         source: TrackSource,
+        node: Option<String>,
     ) -> Result<TrackId, RoomError> {
         self.at(now);
         let p = self
@@ -453,6 +460,7 @@ impl Meeting {
             participant: id,
             source,
             muted: false,
+            node,
         };
         self.tracks.insert(
             track,

@@ -1,5 +1,7 @@
 //! The sans-IO SFU: many `str0m` peers behind one UDP socket, grouped by meeting, forwarding
-//! what each meeting's plan and each subscriber's view select.
+//! what each meeting's plan and each subscriber's view select — from local publishers, and
+//! from tracks published on other nodes, pulled over relay links ([`crate::relay`]): a node
+//! pulls each remote track its subscribers need once, and fans it out here.
 //!
 //! Contract (as in `str0m`): after any input (`add_peer`, `handle_*`, commands), drain
 //! [`Sfu::poll_output`] until `None`, then wait for a datagram, a command or
@@ -12,12 +14,16 @@ mod peer;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use myriad_proto::{ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
+use myriad_proto::{
+    ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackInfo, TrackMid, TrackSource,
+};
 use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
-use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid};
+use str0m::format::Codec;
+use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
 use str0m::net::{Protocol, Receive, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor, Vp8Patch};
 use str0m::{
@@ -28,6 +34,8 @@ pub use demux::{stun_local_ufrag, Demux};
 pub use forward::{Decision, Forwarder, Incoming, Layer, Rewrite};
 pub use layers::{choose_layers, vp8_keyframe_size, LayerDemand, LayerInfo};
 use peer::{InTrack, LayerStat, OutState, OutTrack, Peer, View};
+
+use crate::relay::{RelayCodec, RelayMedia, RelayMsg};
 
 /// A peer connection handled by this SFU; allocated by the caller, unique per process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -96,6 +104,11 @@ impl SfuConfig {
 pub enum Output {
     Transmit(Transmit),
     Event(SfuEvent),
+    /// A relay message for another node (by name).
+    Relay {
+        to: String,
+        msg: RelayMsg,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -128,14 +141,35 @@ pub enum SfuEvent {
     },
 }
 
-/// A track published in a meeting on this SFU.
+/// Where a published track's media comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Origin {
+    /// A peer of this SFU, on one of its mids.
+    Local { peer: PeerId, mid: Mid },
+    /// Another node, which relays it when pulled.
+    Remote { node: String },
+}
+
+/// A track published in a meeting, here or on another node.
 #[derive(Debug, Clone)]
 struct Published {
-    peer: PeerId,
-    mid: Mid,
+    origin: Origin,
     participant: ParticipantId,
     source: TrackSource,
     kind: MediaKind,
+}
+
+impl Published {
+    fn published_by(&self, peer: PeerId) -> bool {
+        matches!(self.origin, Origin::Local { peer: p, .. } if p == peer)
+    }
+}
+
+/// What this SFU knows of a remote track's layers, from the media relayed to it.
+#[derive(Debug)]
+struct RemoteIn {
+    layers: Vec<LayerStat>,
+    stats_since: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -143,7 +177,14 @@ struct Room {
     peers: Vec<PeerId>,
     plan: ForwardingPlan,
     tracks: HashMap<TrackId, Published>,
+    remote: HashMap<TrackId, RemoteIn>,
+    /// Local tracks other nodes pull, and until when (each pull is repeated while wanted).
+    pulls: HashMap<TrackId, HashMap<String, Instant>>,
 }
+
+/// How long a pull of a track lasts; the puller repeats it every [`PULL_EVERY`].
+const PULL_FOR: Duration = Duration::from_secs(3);
+const PULL_EVERY: Duration = Duration::from_secs(1);
 
 /// Audio needs no layer choice, but leaves less room for video.
 const AUDIO_ALLOWANCE_BPS: u64 = 64_000;
@@ -160,6 +201,7 @@ pub struct Sfu {
     now: Instant,
     next_level_report: Option<Instant>,
     next_layer_pass: Option<Instant>,
+    next_pull_pass: Option<Instant>,
 }
 
 impl Sfu {
@@ -174,6 +216,7 @@ impl Sfu {
             now,
             next_level_report: None,
             next_layer_pass: None,
+            next_pull_pass: None,
         }
     }
 
@@ -241,10 +284,19 @@ impl Sfu {
             peer.outs.push(OutTrack::new(*track, p.kind, p.participant));
         }
         room.peers.push(id);
+        let pulls_remote = subscribe
+            && room
+                .tracks
+                .values()
+                .any(|p| matches!(p.origin, Origin::Remote { .. }));
         self.demux.add_peer(&creds.ufrag, id);
         mark_dirty(&mut self.dirty, id, &mut peer);
         self.peers.insert(id, peer);
         self.schedule_ticks(now);
+        if pulls_remote {
+            // The first subscriber here for remote tracks: pull them now, not at the next pass.
+            self.pull_pass(now);
+        }
         Ok(answer.to_sdp_string())
     }
 
@@ -292,8 +344,7 @@ impl Sfu {
         };
         input.track = Some(track);
         let published = Published {
-            peer: id,
-            mid,
+            origin: Origin::Local { peer: id, mid },
             participant: peer.participant,
             source: input.source,
             kind: input.kind,
@@ -315,6 +366,54 @@ impl Sfu {
         self.drain(now);
     }
 
+    /// A track published on another node (`origin`): offered to the subscribers here, its
+    /// media pulled from there while they need it.
+    pub fn add_remote_track(
+        &mut self,
+        now: Instant,
+        meeting: &MeetingId,
+        info: &TrackInfo,
+        origin: &str,
+    ) {
+        let kind = if info.source.is_audio() {
+            MediaKind::Audio
+        } else {
+            MediaKind::Video
+        };
+        let room = self.rooms.entry(meeting.clone()).or_default();
+        if room.tracks.contains_key(&info.id) {
+            return;
+        }
+        for p in &room.peers {
+            if let Some(sub) = self.peers.get_mut(p).filter(|p| p.subscribe) {
+                sub.outs
+                    .push(OutTrack::new(info.id, kind, info.participant));
+                mark_dirty(&mut self.dirty, *p, sub);
+            }
+        }
+        room.tracks.insert(
+            info.id,
+            Published {
+                origin: Origin::Remote {
+                    node: origin.to_owned(),
+                },
+                participant: info.participant,
+                source: info.source,
+                kind,
+            },
+        );
+        room.remote.insert(
+            info.id,
+            RemoteIn {
+                layers: Vec::new(),
+                stats_since: now,
+            },
+        );
+        self.schedule_ticks(now);
+        self.pull_pass(now);
+        self.drain(now);
+    }
+
     /// A track left the meeting: stop its m-line at every subscriber.
     pub fn unbind_track(&mut self, now: Instant, meeting: &MeetingId, track: TrackId) {
         let Some(room) = self.rooms.get_mut(meeting) else {
@@ -323,8 +422,10 @@ impl Sfu {
         let Some(published) = room.tracks.remove(&track) else {
             return;
         };
-        if let Some(p) = self.peers.get_mut(&published.peer) {
-            if let Some(input) = p.ins.get_mut(&published.mid) {
+        room.remote.remove(&track);
+        room.pulls.remove(&track);
+        if let Origin::Local { peer, mid } = published.origin {
+            if let Some(input) = self.peers.get_mut(&peer).and_then(|p| p.ins.get_mut(&mid)) {
                 input.track = None;
             }
         }
@@ -341,11 +442,11 @@ impl Sfu {
     }
 
     pub fn set_plan(&mut self, now: Instant, meeting: &MeetingId, plan: ForwardingPlan) {
-        if let Some(room) = self.rooms.get_mut(meeting) {
-            room.plan = plan;
-            self.layer_pass(now);
-            self.drain(now);
-        }
+        let room = self.rooms.entry(meeting.clone()).or_default();
+        room.plan = plan;
+        self.layer_pass(now);
+        self.pull_pass(now);
+        self.drain(now);
     }
 
     pub fn set_view(
@@ -379,10 +480,20 @@ impl Sfu {
         for track in own {
             self.unbind_track(now, &meeting, track);
         }
-        if self.rooms.get(&meeting).is_some_and(|r| r.peers.is_empty()) {
-            self.rooms.remove(&meeting);
-        }
         self.dirty.retain(|p| *p != id);
+    }
+
+    /// Forgets a meeting this node no longer carries (its peers gone first).
+    pub fn close_room(&mut self, now: Instant, meeting: &MeetingId) {
+        let peers: Vec<PeerId> = self
+            .rooms
+            .get(meeting)
+            .map(|r| r.peers.clone())
+            .unwrap_or_default();
+        for peer in peers {
+            self.remove_peer(now, peer);
+        }
+        self.rooms.remove(meeting);
     }
 
     /// One datagram from the socket.
@@ -438,19 +549,28 @@ impl Sfu {
             self.layer_pass(now);
             self.next_layer_pass = Some(now + self.config.layer_interval);
         }
+        if self.next_pull_pass.is_some_and(|t| t <= now) {
+            self.pull_pass(now);
+        }
         if self.peers.is_empty() {
             self.next_level_report = None;
             self.next_layer_pass = None;
+            self.next_pull_pass = None;
         }
         self.drain(now);
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
         let peers = self.peers.values().map(|p| p.timeout).min();
-        [peers, self.next_level_report, self.next_layer_pass]
-            .into_iter()
-            .flatten()
-            .min()
+        [
+            peers,
+            self.next_level_report,
+            self.next_layer_pass,
+            self.next_pull_pass,
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The next output; polls the peers that got input since the last call first.
@@ -466,6 +586,7 @@ impl Sfu {
             .get_or_insert(now + self.config.level_report_interval);
         self.next_layer_pass
             .get_or_insert(now + self.config.layer_interval);
+        self.next_pull_pass.get_or_insert(now + PULL_EVERY);
     }
 
     /// Polls every dirty peer to its timeout, handling the events that come out.
@@ -595,7 +716,8 @@ impl Sfu {
         }
     }
 
-    /// Forwards one RTP packet from a publisher to the subscribers that should get it.
+    /// One RTP packet from a local publisher: its layer's statistics, then to the
+    /// subscribers here that should get it and to the nodes that pull it.
     fn forward(&mut self, now: Instant, from: PeerId, packet: RtpPacket) {
         let Some(publisher) = self.peers.get_mut(&from) else {
             return;
@@ -618,52 +740,34 @@ impl Sfu {
         else {
             return;
         };
+        let codec = match params.spec().codec {
+            Codec::Opus => RelayCodec::Opus,
+            Codec::Vp8 => RelayCodec::Vp8,
+            _ => return,
+        };
         let Some(input) = publisher.ins.get_mut(&mid) else {
             return;
         };
         let Some(track) = input.track else {
             return;
         };
-        let is_audio = input.kind == MediaKind::Audio;
-        let vp8 = if is_audio {
-            None
-        } else {
-            // Not VP8, or a broken descriptor: nothing a subscriber could decode.
-            let Ok(d) = Vp8Descriptor::parse(&packet.payload) else {
-                return;
-            };
-            Some(d)
+        let Some(media) = MediaIn::parse(
+            codec,
+            layer,
+            *packet.seq_no,
+            packet.time.numer(),
+            packet.header.marker,
+            &packet.header.ext_vals,
+            packet.payload,
+            packet.timestamp,
+            Some(params),
+        ) else {
+            return;
         };
-        let keyframe = vp8.is_some_and(|d| d.starts_keyframe(&packet.payload));
-        let mut new_layer = false;
-        let idx = match input.layers.iter().position(|l| l.layer == layer) {
-            Some(i) => i,
-            None if input.layers.len() < 4 => {
-                new_layer = true;
-                input.layers.push(LayerStat {
-                    layer,
-                    bytes: 0,
-                    bitrate_bps: 0,
-                    height: 0,
-                    last_seen: now,
-                    keyframe_requested: None,
-                });
-                input.layers.len() - 1
-            }
-            // More than three simulcast layers: not from a client we serve.
-            None => return,
+        let Some(new_layer) = note_layer(&mut input.layers, &media, now) else {
+            return;
         };
-        let stat = &mut input.layers[idx];
-        stat.bytes += packet.payload.len() as u64;
-        stat.last_seen = now;
-        if let Some((_, h)) = keyframe
-            .then(|| vp8_keyframe_size(&packet.payload))
-            .flatten()
-        {
-            stat.height = h as u32;
-        }
-        let audio_level = packet.header.ext_vals.audio_level;
-        if let Some(level) = audio_level {
+        if let Some(level) = media.ext_vals.audio_level {
             publisher.level_dbov = Some(publisher.level_dbov.map_or(level, |l| l.max(level)));
         }
         let meeting = publisher.meeting.clone();
@@ -671,26 +775,110 @@ impl Sfu {
             // Subscribers waiting for this track can get it now rather than at the next pass.
             self.layer_pass(now);
         }
-        let Some(room) = self.rooms.get(&meeting) else {
+        self.fan_out(now, &meeting, track, Some(from), &media);
+        self.relay_out(now, &meeting, track, &media);
+    }
+
+    /// A relay message from another node.
+    pub fn handle_relay(&mut self, now: Instant, from: &str, msg: RelayMsg) {
+        self.now = now;
+        match msg {
+            RelayMsg::Pull { meeting, track } => {
+                let Some(room) = self.rooms.get_mut(&meeting) else {
+                    return;
+                };
+                if room
+                    .tracks
+                    .get(&track)
+                    .is_some_and(|p| matches!(p.origin, Origin::Local { .. }))
+                {
+                    room.pulls
+                        .entry(track)
+                        .or_default()
+                        .insert(from.to_owned(), now + PULL_FOR);
+                }
+            }
+            RelayMsg::Keyframe {
+                meeting,
+                track,
+                layer,
+            } => {
+                let local = self.rooms.get(&meeting).is_some_and(|r| {
+                    r.tracks
+                        .get(&track)
+                        .is_some_and(|p| matches!(p.origin, Origin::Local { .. }))
+                });
+                if local {
+                    self.request_keyframe(
+                        now,
+                        &meeting,
+                        track,
+                        layer.map(|l| Rid::from(l.as_str())),
+                    );
+                }
+            }
+            RelayMsg::Media(m) => self.relayed_media(now, from, m),
+        }
+        self.drain(now);
+    }
+
+    /// A packet of a remote track, relayed by the node it comes from.
+    fn relayed_media(&mut self, now: Instant, from: &str, m: RelayMedia) {
+        let Some(room) = self.rooms.get_mut(&m.meeting) else {
             return;
         };
-        let incoming = Incoming {
-            layer,
-            seq: *packet.seq_no,
-            time: packet.time.numer(),
-            clock_hz: packet.time.frequency().get(),
-            switch_point: is_audio || keyframe,
-            picture_id: vp8.and_then(|d| d.picture_id()),
-            tl0_pic_idx: vp8.and_then(|d| d.tl0_pic_idx()),
+        // A node relays only the tracks published on it.
+        let from_origin = room
+            .tracks
+            .get(&m.track)
+            .is_some_and(|p| matches!(&p.origin, Origin::Remote { node } if node == from));
+        let Some(remote) = room.remote.get_mut(&m.track).filter(|_| from_origin) else {
+            return;
         };
         let ext_vals = ExtensionValues {
-            audio_level,
-            voice_activity: packet.header.ext_vals.voice_activity,
+            audio_level: m.audio_level,
+            voice_activity: m.voice_activity,
             ..Default::default()
+        };
+        let layer = m.layer.as_deref().map(Rid::from);
+        let Some(media) = MediaIn::parse(
+            m.codec,
+            layer,
+            m.seq,
+            m.time,
+            m.marker,
+            &ext_vals,
+            Arc::from(m.payload),
+            now,
+            None,
+        ) else {
+            return;
+        };
+        let Some(new_layer) = note_layer(&mut remote.layers, &media, now) else {
+            return;
+        };
+        if new_layer {
+            self.layer_pass(now);
+        }
+        self.fan_out(now, &m.meeting, m.track, None, &media);
+    }
+
+    /// Sends a packet of `track` to the subscribers here that should get it (`from`, its
+    /// publisher, never gets its own).
+    fn fan_out(
+        &mut self,
+        now: Instant,
+        meeting: &MeetingId,
+        track: TrackId,
+        from: Option<PeerId>,
+        media: &MediaIn,
+    ) {
+        let Some(room) = self.rooms.get(meeting) else {
+            return;
         };
         let mut wanted = Vec::new();
         for sub_id in &room.peers {
-            if *sub_id == from {
+            if Some(*sub_id) == from {
                 continue;
             }
             let Some(sub) = self.peers.get_mut(sub_id) else {
@@ -702,7 +890,7 @@ impl Sfu {
             let OutState::Open(out_mid) = out.state else {
                 continue;
             };
-            let rewrite = match out.fwd.on_packet(&incoming, now) {
+            let rewrite = match out.fwd.on_packet(&media.incoming, now) {
                 Decision::Forward(r) => r,
                 Decision::NeedKeyframe(l) => {
                     wanted.push(l);
@@ -710,8 +898,18 @@ impl Sfu {
                 }
                 Decision::Drop => continue,
             };
-            let Some(pt) = out.payload_type(params, || {
-                sub.rtc.codec_config().match_params(params).map(|p| p.pt())
+            let Some(pt) = out.payload_type(media.source_pt(), || {
+                let config = sub.rtc.codec_config();
+                match media.params {
+                    // A local publisher's exact parameters.
+                    Some(params) => config.match_params(params).map(|p| p.pt()),
+                    // A relayed packet: this subscriber's parameters for the codec.
+                    None => config
+                        .params()
+                        .iter()
+                        .find(|p| p.spec().codec == media.codec())
+                        .map(|p| p.pt()),
+                }
             }) else {
                 continue;
             };
@@ -719,13 +917,13 @@ impl Sfu {
                 pt,
                 rewrite.seq.into(),
                 rewrite.time as u32,
-                packet.timestamp,
-                packet.payload.clone(),
+                media.timestamp,
+                media.payload.clone(),
             )
-            .marker(packet.header.marker)
-            .ext_vals(ext_vals.clone())
-            .nackable(!is_audio);
-            if let Some(d) = &vp8 {
+            .marker(media.marker)
+            .ext_vals(media.ext_vals.clone())
+            .nackable(!media.is_audio());
+            if let Some(d) = &media.vp8 {
                 match vp8_patch(d, &rewrite) {
                     Some(p) => write = write.vp8_patch(p),
                     None => continue,
@@ -740,12 +938,77 @@ impl Sfu {
         }
         wanted.dedup();
         for l in wanted {
-            self.request_keyframe(now, &meeting, track, l);
+            self.request_keyframe(now, meeting, track, l);
         }
     }
 
+    /// Sends a packet of a local track to the nodes that pull it.
+    fn relay_out(&mut self, now: Instant, meeting: &MeetingId, track: TrackId, media: &MediaIn) {
+        let Some(pullers) = self
+            .rooms
+            .get_mut(meeting)
+            .and_then(|r| r.pulls.get_mut(&track))
+        else {
+            return;
+        };
+        pullers.retain(|_, until| *until > now);
+        for node in pullers.keys() {
+            self.outputs.push_back(Output::Relay {
+                to: node.clone(),
+                msg: RelayMsg::Media(RelayMedia {
+                    meeting: meeting.clone(),
+                    track,
+                    layer: media.incoming.layer.map(|r| r.to_string()),
+                    codec: media.relay_codec,
+                    seq: media.incoming.seq,
+                    time: media.incoming.time,
+                    marker: media.marker,
+                    audio_level: media.ext_vals.audio_level,
+                    voice_activity: media.ext_vals.voice_activity,
+                    payload: media.payload.to_vec(),
+                }),
+            });
+        }
+    }
+
+    /// Pulls, from the node each comes from, the remote tracks the subscribers here need:
+    /// those in the plan, and cameras someone here pinned.
+    fn pull_pass(&mut self, now: Instant) {
+        for (meeting, room) in &self.rooms {
+            let subscribers: Vec<&Peer> = room
+                .peers
+                .iter()
+                .filter_map(|p| self.peers.get(p))
+                .filter(|p| p.subscribe)
+                .collect();
+            if subscribers.is_empty() {
+                continue;
+            }
+            for (track, p) in &room.tracks {
+                let Origin::Remote { node } = &p.origin else {
+                    continue;
+                };
+                let planned = room.plan.audio.contains(track) || room.plan.video.contains(track);
+                let pinned = p.source == TrackSource::Camera
+                    && subscribers
+                        .iter()
+                        .any(|s| s.view.pinned.contains(&p.participant));
+                if planned || pinned {
+                    self.outputs.push_back(Output::Relay {
+                        to: node.clone(),
+                        msg: RelayMsg::Pull {
+                            meeting: meeting.clone(),
+                            track: *track,
+                        },
+                    });
+                }
+            }
+        }
+        self.next_pull_pass = Some(now + PULL_EVERY);
+    }
+
     /// Asks the publisher for a key frame on one layer, at most once per interval whatever
-    /// the number of subscribers asking.
+    /// the number of subscribers asking — itself when it is here, through its node when not.
     fn request_keyframe(
         &mut self,
         now: Instant,
@@ -753,32 +1016,62 @@ impl Sfu {
         track: TrackId,
         layer: Layer,
     ) {
-        let Some(published) = self.rooms.get(meeting).and_then(|r| r.tracks.get(&track)) else {
+        let interval = self.config.keyframe_request_interval;
+        let due = |requested: &mut Option<Instant>| {
+            if requested.is_some_and(|t| now.saturating_duration_since(t) < interval) {
+                return false;
+            }
+            *requested = Some(now);
+            true
+        };
+        let Some(room) = self.rooms.get_mut(meeting) else {
+            return;
+        };
+        let Some(published) = room.tracks.get(&track) else {
             return;
         };
         if published.kind != MediaKind::Video {
             return;
         }
-        let (peer_id, mid) = (published.peer, published.mid);
-        let Some(peer) = self.peers.get_mut(&peer_id) else {
-            return;
-        };
-        let Some(stat) = peer
-            .ins
-            .get_mut(&mid)
-            .and_then(|i| i.layers.iter_mut().find(|l| l.layer == layer))
-        else {
-            return;
-        };
-        if stat.keyframe_requested.is_some_and(|t| {
-            now.saturating_duration_since(t) < self.config.keyframe_request_interval
-        }) {
-            return;
-        }
-        stat.keyframe_requested = Some(now);
-        if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, layer) {
-            stream.request_keyframe(KeyframeRequestKind::Pli);
-            mark_dirty(&mut self.dirty, peer_id, peer);
+        match published.origin.clone() {
+            Origin::Local { peer: peer_id, mid } => {
+                let Some(peer) = self.peers.get_mut(&peer_id) else {
+                    return;
+                };
+                let Some(stat) = peer
+                    .ins
+                    .get_mut(&mid)
+                    .and_then(|i| i.layers.iter_mut().find(|l| l.layer == layer))
+                else {
+                    return;
+                };
+                if !due(&mut stat.keyframe_requested) {
+                    return;
+                }
+                if let Some(stream) = peer.rtc.direct_api().stream_rx_by_mid(mid, layer) {
+                    stream.request_keyframe(KeyframeRequestKind::Pli);
+                    mark_dirty(&mut self.dirty, peer_id, peer);
+                }
+            }
+            Origin::Remote { node } => {
+                let Some(stat) = room
+                    .remote
+                    .get_mut(&track)
+                    .and_then(|r| r.layers.iter_mut().find(|l| l.layer == layer))
+                else {
+                    return;
+                };
+                if due(&mut stat.keyframe_requested) {
+                    self.outputs.push_back(Output::Relay {
+                        to: node,
+                        msg: RelayMsg::Keyframe {
+                            meeting: meeting.clone(),
+                            track,
+                            layer: layer.map(|l| l.to_string()),
+                        },
+                    });
+                }
+            }
         }
     }
 
@@ -802,26 +1095,32 @@ impl Sfu {
     }
 
     fn update_layer_stats(&mut self, now: Instant) {
-        for peer in self.peers.values_mut() {
-            for input in peer.ins.values_mut() {
-                let elapsed = now
-                    .saturating_duration_since(input.stats_since)
-                    .as_secs_f64();
-                if elapsed <= 0.0 {
-                    continue;
-                }
-                for l in &mut input.layers {
-                    let bps = (l.bytes as f64 * 8.0 / elapsed) as u64;
-                    // Smooth, so one large key frame does not swing the choice.
-                    l.bitrate_bps = if l.bitrate_bps == 0 {
-                        bps
-                    } else {
-                        (l.bitrate_bps + bps) / 2
-                    };
-                    l.bytes = 0;
-                }
-                input.stats_since = now;
+        let local = self
+            .peers
+            .values_mut()
+            .flat_map(|p| p.ins.values_mut())
+            .map(|i| (&mut i.layers, &mut i.stats_since));
+        let remote = self
+            .rooms
+            .values_mut()
+            .flat_map(|r| r.remote.values_mut())
+            .map(|r| (&mut r.layers, &mut r.stats_since));
+        for (layers, since) in local.chain(remote) {
+            let elapsed = now.saturating_duration_since(*since).as_secs_f64();
+            if elapsed <= 0.0 {
+                continue;
             }
+            for l in layers.iter_mut() {
+                let bps = (l.bytes as f64 * 8.0 / elapsed) as u64;
+                // Smooth, so one large key frame does not swing the choice.
+                l.bitrate_bps = if l.bitrate_bps == 0 {
+                    bps
+                } else {
+                    (l.bitrate_bps + bps) / 2
+                };
+                l.bytes = 0;
+            }
+            *since = now;
         }
     }
 
@@ -835,9 +1134,11 @@ impl Sfu {
                 .tracks
                 .iter()
                 .filter_map(|(track, p)| {
-                    let input = self.peers.get(&p.peer)?.ins.get(&p.mid)?;
-                    let mut ls: Vec<(Layer, LayerInfo)> = input
-                        .layers
+                    let stats = match &p.origin {
+                        Origin::Local { peer, mid } => &self.peers.get(peer)?.ins.get(mid)?.layers,
+                        Origin::Remote { .. } => &room.remote.get(track)?.layers,
+                    };
+                    let mut ls: Vec<(Layer, LayerInfo)> = stats
                         .iter()
                         .filter(|l| now.saturating_duration_since(l.last_seen) < idle)
                         .map(|l| {
@@ -868,7 +1169,7 @@ impl Sfu {
                         video.push(*t);
                     }
                 }
-                video.retain(|t| room.tracks.get(t).is_some_and(|p| p.peer != *sub_id));
+                video.retain(|t| room.tracks.get(t).is_some_and(|p| !p.published_by(*sub_id)));
                 let empty = Vec::new();
                 let tracks_layers: Vec<&Vec<(Layer, LayerInfo)>> = video
                     .iter()
@@ -912,6 +1213,124 @@ impl Sfu {
             self.request_keyframe(now, &meeting, track, layer);
         }
     }
+}
+
+/// A packet as forwarding sees it, from a local publisher or relayed from another node.
+struct MediaIn {
+    incoming: Incoming,
+    relay_codec: RelayCodec,
+    /// A local publisher's payload parameters (none for a relayed packet).
+    params: Option<str0m::format::PayloadParams>,
+    marker: bool,
+    ext_vals: ExtensionValues,
+    /// Shared by every subscriber it goes to.
+    payload: Arc<[u8]>,
+    /// When it arrived.
+    timestamp: Instant,
+    vp8: Option<Vp8Descriptor>,
+    /// The frame height, for the first packet of a VP8 key frame.
+    keyframe_height: Option<u32>,
+}
+
+impl MediaIn {
+    /// `None` for video that is not readable VP8: nothing a subscriber could decode.
+    #[allow(clippy::too_many_arguments)]
+    fn parse(
+        codec: RelayCodec,
+        layer: Layer,
+        seq: u64,
+        time: u64,
+        marker: bool,
+        ext: &ExtensionValues,
+        payload: Arc<[u8]>,
+        timestamp: Instant,
+        params: Option<str0m::format::PayloadParams>,
+    ) -> Option<Self> {
+        let audio = codec == RelayCodec::Opus;
+        let vp8 = if audio {
+            None
+        } else {
+            Some(Vp8Descriptor::parse(&payload).ok()?)
+        };
+        let keyframe = vp8.is_some_and(|d| d.starts_keyframe(&payload));
+        let keyframe_height = keyframe
+            .then(|| vp8_keyframe_size(&payload))
+            .flatten()
+            .map(|(_, h)| u32::from(h));
+        Some(Self {
+            incoming: Incoming {
+                layer,
+                seq,
+                time,
+                clock_hz: if audio { 48_000 } else { 90_000 },
+                switch_point: audio || keyframe,
+                picture_id: vp8.and_then(|d| d.picture_id()),
+                tl0_pic_idx: vp8.and_then(|d| d.tl0_pic_idx()),
+            },
+            relay_codec: codec,
+            params,
+            marker,
+            ext_vals: ExtensionValues {
+                audio_level: ext.audio_level,
+                voice_activity: ext.voice_activity,
+                ..Default::default()
+            },
+            payload,
+            timestamp,
+            vp8,
+            keyframe_height,
+        })
+    }
+
+    fn is_audio(&self) -> bool {
+        self.relay_codec == RelayCodec::Opus
+    }
+
+    fn codec(&self) -> Codec {
+        match self.relay_codec {
+            RelayCodec::Opus => Codec::Opus,
+            RelayCodec::Vp8 => Codec::Vp8,
+        }
+    }
+
+    /// The payload type it came with (for a relayed packet, one standing for its codec).
+    fn source_pt(&self) -> Pt {
+        match self.params {
+            Some(p) => p.pt(),
+            None => Pt::from(match self.relay_codec {
+                RelayCodec::Opus => 111,
+                RelayCodec::Vp8 => 96,
+            }),
+        }
+    }
+}
+
+/// Counts a packet in its layer's statistics; `Some(true)` when the layer is new, `None`
+/// when a track sends more layers than a client we serve would.
+fn note_layer(layers: &mut Vec<LayerStat>, media: &MediaIn, now: Instant) -> Option<bool> {
+    let layer = media.incoming.layer;
+    let (idx, new) = match layers.iter().position(|l| l.layer == layer) {
+        Some(i) => (i, false),
+        None if layers.len() < 4 => {
+            layers.push(LayerStat {
+                layer,
+                bytes: 0,
+                bitrate_bps: 0,
+                height: 0,
+                last_seen: now,
+                keyframe_requested: None,
+            });
+            (layers.len() - 1, true)
+        }
+        None => return None,
+    };
+    let stat = &mut layers[idx];
+    stat.bytes += media.payload.len() as u64;
+    stat.last_seen = now;
+    if let Some(h) = media.keyframe_height {
+        stat.height = h;
+    }
+    Some(new)
 }
 
 /// The subscriber's picture id and TL0PICIDX written into this packet's descriptor.

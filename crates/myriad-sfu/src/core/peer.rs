@@ -7,7 +7,6 @@ use std::time::Instant;
 
 use myriad_proto::{MeetingId, ParticipantId, TrackId, TrackMid, TrackSource};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::format::PayloadParams;
 use str0m::media::{Direction, MediaKind, Mid, Pt};
 use str0m::Rtc;
 
@@ -73,17 +72,13 @@ impl OutTrack {
         }
     }
 
-    /// This subscriber's payload type for the publisher's `params`, found by `find` once.
-    pub fn payload_type(
-        &mut self,
-        params: PayloadParams,
-        find: impl FnOnce() -> Option<Pt>,
-    ) -> Option<Pt> {
+    /// This subscriber's payload type for the publisher's `source` one, found by `find` once.
+    pub fn payload_type(&mut self, source: Pt, find: impl FnOnce() -> Option<Pt>) -> Option<Pt> {
         match self.pt_map {
-            Some((from, to)) if from == params.pt() => Some(to),
+            Some((from, to)) if from == source => Some(to),
             _ => {
                 let to = find()?;
-                self.pt_map = Some((params.pt(), to));
+                self.pt_map = Some((source, to));
                 Some(to)
             }
         }
