@@ -158,7 +158,7 @@ async function meeting(meetingId, name, localTracks) {
   } catch (e) {
     return fatal(`Cannot join: ${e.message}`);
   }
-  const signal = new Signal(token);
+  const signal = new Signal(token, meetingId);
   const media = new Media(signal);
   media.tracks = { ...localTracks };
 

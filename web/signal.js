@@ -1,11 +1,20 @@
 // Signalling over WebSocket: join with a token, resume after a drop, apply sequenced events.
+// Which node to connect to comes from the route API; when a node stops answering, the next
+// one the route named is tried, and the session resumes there.
 
 const PROTOCOL_VERSION = 1;
 
 export class Signal extends EventTarget {
-  constructor(token) {
+  constructor(token, meetingId) {
     super();
     this.token = token;
+    this.meetingId = meetingId;
+    // Nodes to try, best first (origins); this page's own until the route answers.
+    this.nodes = [location.origin];
+    this.at = 0;
+    this.routed = false;
+    // Connections in a row that closed without a welcome: the node is given up after two.
+    this.failures = 0;
     this.ws = null;
     this.session = null; // { participant, session_token }
     this.lastSeq = 0;
@@ -17,9 +26,30 @@ export class Signal extends EventTarget {
     this.history = [];
   }
 
-  connect() {
-    const scheme = location.protocol === 'https:' ? 'wss' : 'ws';
-    const ws = new WebSocket(`${scheme}://${location.host}/ws`);
+  // Asks the nodes it knows, in turn, where this meeting's clients should connect.
+  async route() {
+    for (const base of [...this.nodes.slice(this.at), ...this.nodes.slice(0, this.at)]) {
+      try {
+        const res = await fetch(`${base}/api/v1/route?meeting=${encodeURIComponent(this.meetingId)}`);
+        if (!res.ok) continue;
+        const route = await res.json();
+        const urls = (route.candidates || []).map((c) => c.url).filter(Boolean);
+        if (urls.length) {
+          this.nodes = urls;
+          this.at = 0;
+          this.routed = true;
+          return;
+        }
+      } catch (e) {
+        // That node is down: ask the next.
+      }
+    }
+  }
+
+  async connect() {
+    if (!this.routed) await this.route();
+    const base = this.nodes[this.at] || location.origin;
+    const ws = new WebSocket(`${base.replace(/^http/, 'ws')}/ws`);
     this.ws = ws;
     this.setState(this.session ? 'reconnecting' : 'connecting');
     ws.onopen = () => {
@@ -33,6 +63,14 @@ export class Signal extends EventTarget {
     ws.onclose = () => {
       if (this.ws !== ws || this.closedByUs) return;
       this.setState('reconnecting');
+      this.failures++;
+      if (this.failures >= 2 && this.nodes.length > 1) {
+        // This node does not take us back: the next one, and a fresh route from whoever answers.
+        this.at = (this.at + 1) % this.nodes.length;
+        this.failures = 0;
+        this.routed = false;
+        this.retryMs = 500;
+      }
       setTimeout(() => this.connect(), this.retryMs);
       this.retryMs = Math.min(this.retryMs * 2, 5000);
     };
@@ -49,6 +87,7 @@ export class Signal extends EventTarget {
       case 'welcome':
         this.session = { participant: msg.you.id, session_token: msg.session_token };
         this.retryMs = 500;
+        this.failures = 0;
         if (msg.snapshot) this.lastSeq = msg.snapshot.seq;
         this.remember(msg.resumed ? 'welcome:resumed' : 'welcome');
         this.setState('connected');

@@ -259,6 +259,17 @@ impl Coordinator {
                 conn,
             } => match m.handle_resume(now, participant, &identity, &session_token, last_seq) {
                 Ok(from) => {
+                    // Media lives on a node: tracks published from another one than the
+                    // session resumes on are gone with that node's connection.
+                    for track in m.tracks_of(participant) {
+                        let elsewhere = m
+                            .track(track)
+                            .and_then(|t| t.node.as_deref())
+                            .is_some_and(|n| n != conn.node);
+                        if elsewhere {
+                            m.handle_unpublish(now, track);
+                        }
+                    }
                     // The old connection is told to go with its own reference.
                     if let Some(old) = self.conns.insert(participant, conn) {
                         self.replaced.insert(participant, old);

@@ -309,11 +309,17 @@ struct RouteQuery {
 }
 
 /// Where a client of a meeting should connect: the best node, and the others to try in turn
-/// (the web client goes down the list when a node fails).
+/// (the web client goes down the list when a node fails). Any page may ask any node.
 async fn route(
     State(node): State<Arc<Node>>,
     Query(q): Query<RouteQuery>,
-) -> Result<Json<serde_json::Value>, ApiError> {
+) -> Result<
+    (
+        [(header::HeaderName, &'static str); 1],
+        Json<serde_json::Value>,
+    ),
+    ApiError,
+> {
     let id = meeting_id(&q.meeting)?;
     let record = node.control.meeting_record(&id).await?;
     if record.ended_unix_s.is_some() {
@@ -333,13 +339,14 @@ async fn route(
         .iter()
         .map(|n| json!({ "node": n.name, "url": n.url, "region": n.region, "load": n.load() }))
         .collect();
-    Ok(Json(json!({
+    let answer = json!({
         "meeting": id,
         "node": best.name,
         "url": best.url,
         "region": best.region,
         "candidates": candidates,
-    })))
+    });
+    Ok(([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(answer)))
 }
 
 /// The nodes of the cluster as this node hears them (operators only).

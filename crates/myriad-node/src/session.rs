@@ -189,6 +189,7 @@ impl Session {
                     format!("the meeting is unreachable: {e}"),
                 )
             })?;
+        let resume_asked = resume.is_some();
         let joined = match resume {
             Some(r) => client
                 .resume(
@@ -225,6 +226,7 @@ impl Session {
                 return Err(e);
             }
         };
+        let resumed = resume_asked;
         let peer = link.bind(conn.conn, joined.participant, joined.seq).await;
         self.send(&joined.welcome).await;
         if !joined.missed.is_empty() {
@@ -232,6 +234,11 @@ impl Session {
                 events: joined.missed,
             })
             .await;
+        }
+        if resumed && peer.is_none() {
+            // Resumed here, its media connection elsewhere (or gone): it opens one here.
+            let reason = "resumed on another node: reconnect media here".to_owned();
+            self.send(&ServerMsg::MediaClosed { reason }).await;
         }
         Ok(Member {
             meeting,

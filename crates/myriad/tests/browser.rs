@@ -559,3 +559,107 @@ async fn browsers_on_two_nodes_see_and_hear_each_other() {
     browser.close().await.ok();
     handler.abort();
 }
+
+/// A node dies under a browser: the page goes to the next node the route named, resumes as
+/// the same participant (the meeting's coordinator, on the dead node too, is taken over), and
+/// its media flows again through the new node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_whose_node_dies_resumes_on_another_with_media() {
+    let nats = common::Nats::start_js();
+    let mut nodes = common::Server::cluster(&nats, &["eu", "eu"]);
+    nodes[0].create_meeting("failover").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let n1 = nodes[0].url.clone();
+    // Alice asks for n1's region first: she is routed to n1 and coordinates from there.
+    let alice = browser
+        .new_page(format!("{n1}/m/failover?name=Alice&join=1"))
+        .await
+        .expect("alice page");
+    let alice_id = participant_id(&alice).await;
+    let bob = browser
+        .new_page(format!("{}/m/failover?name=Bob&join=1", nodes[1].url))
+        .await
+        .expect("bob page");
+    let bob_id = participant_id(&bob).await;
+    assert_receives(&alice, "alice", 1).await;
+    assert_receives(&bob, "bob", 1).await;
+    let on = |page: &Page| {
+        let page = page.clone();
+        async move { eval(&page, "window.myriad.signal.ws.url").await }
+    };
+    let alice_node = on(&alice).await;
+    let alice_cam_before = track_of(&bob, alice_id, "camera").await;
+
+    // The node Alice is on dies.
+    let (dead, alive) = if alice_node
+        .as_str()
+        .is_some_and(|u| u.starts_with(&nodes[0].ws_url()))
+    {
+        (0, 1)
+    } else {
+        (1, 0)
+    };
+    nodes[dead].kill();
+    let killed = Instant::now();
+    let alive_ws = nodes[alive].ws_url();
+    wait_for(
+        &alice,
+        "alice connected to the other node",
+        "window.myriad.signal.state === 'connected' ? window.myriad.signal.ws.url : null",
+        Duration::from_secs(30),
+        |v| v.as_str().is_some_and(|u| u.starts_with(&alive_ws)),
+    )
+    .await;
+    eprintln!(
+        "alice back on a live node {:?} after the kill",
+        killed.elapsed()
+    );
+    assert_eq!(
+        participant_id(&alice).await,
+        alice_id,
+        "the same participant"
+    );
+    let history = eval(&alice, "window.myriad.signal.history").await;
+    assert!(
+        history
+            .as_array()
+            .is_some_and(|h| h.iter().any(|s| s == "welcome:resumed")),
+        "{history}"
+    );
+    // Media again, both ways: Bob decodes Alice's new camera, Alice decodes Bob.
+    let alice_cam = wait_for(
+        &bob,
+        "alice's camera republished",
+        &format!(
+            "[...window.myriad.state.tracks.values()].find(t => t.participant === {alice_id} \
+             && t.source === 'camera')?.id ?? null"
+        ),
+        Duration::from_secs(30),
+        |v| v.as_i64().is_some_and(|id| id != alice_cam_before),
+    )
+    .await
+    .as_i64()
+    .unwrap_or_default();
+    assert_track_flows(
+        &bob,
+        "alice's camera after the failover",
+        alice_cam,
+        "framesDecoded",
+    )
+    .await;
+    let bob_cam = track_of(&alice, bob_id, "camera").await;
+    assert_track_flows(
+        &alice,
+        "bob's camera after the failover",
+        bob_cam,
+        "framesDecoded",
+    )
+    .await;
+    eprintln!(
+        "media both ways again {:?} after the kill",
+        killed.elapsed()
+    );
+    screenshot(&alice, "failover-alice.png").await;
+    browser.close().await.ok();
+    handler.abort();
+}
