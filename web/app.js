@@ -147,7 +147,7 @@ async function prejoin(meetingId) {
 
 async function fetchToken(meetingId, name) {
   if (params.get('token')) return params.get('token');
-  const { token } = await api('/api/dev/token', { meeting: meetingId, name, host: params.get('host') === '1' });
+  const { token } = await api('/api/dev/token', { meeting: meetingId, name });
   return token;
 }
 

@@ -15,6 +15,8 @@ pub struct Server {
     pub url: String,
     child: Option<Child>,
     _data: Option<TempDir>,
+    /// The API key and secret, when known.
+    api_key: Option<(String, String)>,
 }
 
 /// A directory removed on drop.
@@ -33,6 +35,7 @@ impl Server {
         let exe = std::env::current_exe().context("locating the myriad binary")?;
         let data = std::env::temp_dir().join(format!("myriad-bench-{}", std::process::id()));
         std::fs::create_dir_all(&data)?;
+        let api_key = Some(api_key_of(&exe, &data)?);
         let (mut cmd, ip) = match netns {
             Some(ns) => (ns.command(&exe.to_string_lossy()), ns.ns_ip),
             None => (Command::new(&exe), std::net::Ipv4Addr::LOCALHOST),
@@ -68,6 +71,7 @@ impl Server {
             url,
             child: Some(child),
             _data: Some(TempDir(data)),
+            api_key,
         })
     }
 
@@ -76,6 +80,9 @@ impl Server {
             url: url.trim_end_matches('/').to_owned(),
             child: None,
             _data: None,
+            api_key: std::env::var("MYRIAD_API_KEY")
+                .ok()
+                .and_then(|k| parse_key(&k).ok()),
         }
     }
 
@@ -87,17 +94,20 @@ impl Server {
         format!("{}/ws", self.url.replacen("http", "ws", 1))
     }
 
-    async fn dev_post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let res = reqwest::Client::new()
+    /// POSTs to the server: with the API key when the bench knows it (a server it started,
+    /// or `MYRIAD_API_KEY=KEY:SECRET` for a running deployment), else to its dev endpoints.
+    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+        let mut req = reqwest::Client::new()
             .post(format!("{}{path}", self.url))
-            .json(&body)
-            .send()
-            .await
-            .with_context(|| format!("POST {path}"))?;
+            .json(&body);
+        if let Some((key, secret)) = &self.api_key {
+            req = req.basic_auth(key, Some(secret));
+        }
+        let res = req.send().await.with_context(|| format!("POST {path}"))?;
         let status = res.status();
         let body: Value = res.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!("POST {path}: {status} {body} (the bench needs a server in dev mode)");
+            bail!("POST {path}: {status} {body}");
         }
         Ok(body)
     }
@@ -109,17 +119,57 @@ impl Server {
     /// A meeting with settings (e.g. `{"last_n_video": 1}`).
     pub async fn create_meeting_with(&self, settings: Value) -> anyhow::Result<String> {
         let body = json!({ "title": "bench", "settings": settings });
-        let m = self.dev_post("/api/dev/meetings", body).await?;
+        let path = match self.api_key {
+            Some(_) => "/api/v1/meetings",
+            None => "/api/dev/meetings",
+        };
+        let m = self.post(path, body).await?;
         m["id"].as_str().map(str::to_owned).context("meeting id")
     }
 
-    /// A token from the dev endpoint: host, or an attendee (receive-only, as in a town hall).
-    pub async fn token(&self, meeting: &str, name: &str, host: bool) -> anyhow::Result<String> {
-        let role = if host { "host" } else { "attendee" };
-        let body = json!({ "meeting": meeting, "name": name, "host": host, "role": role });
-        let t = self.dev_post("/api/dev/token", body).await?;
+    /// A token for a panelist (who publishes) or an attendee (receive-only, as in a town
+    /// hall).
+    pub async fn token(
+        &self,
+        meeting: &str,
+        name: &str,
+        publishes: bool,
+    ) -> anyhow::Result<String> {
+        let role = if publishes { "panelist" } else { "attendee" };
+        let t = match self.api_key {
+            Some(_) => {
+                let body =
+                    json!({ "meeting": meeting, "identity": name, "name": name, "role": role });
+                self.post("/api/v1/tokens", body).await?
+            }
+            None => {
+                let body = json!({ "meeting": meeting, "name": name, "role": role });
+                self.post("/api/dev/token", body).await?
+            }
+        };
         t["token"].as_str().map(str::to_owned).context("token")
     }
+}
+
+/// The API key and secret of a data dir, from `myriad apikey`.
+fn api_key_of(exe: &std::path::Path, data: &std::path::Path) -> anyhow::Result<(String, String)> {
+    let out = Command::new(exe)
+        .args(["apikey", "--data"])
+        .arg(data)
+        .output()
+        .context("myriad apikey")?;
+    if !out.status.success() {
+        bail!(
+            "myriad apikey failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    parse_key(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn parse_key(text: &str) -> anyhow::Result<(String, String)> {
+    let (key, secret) = text.trim().split_once(':').context("KEY:SECRET")?;
+    Ok((key.to_owned(), secret.to_owned()))
 }
 
 impl Drop for Server {

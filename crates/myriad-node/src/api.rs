@@ -3,9 +3,11 @@
 
 use std::sync::Arc;
 
-use axum::extract::{FromRequestParts, Path, Query, State};
+use std::net::SocketAddr;
+
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -410,15 +412,80 @@ async fn create_token(
     Ok(Json(json!({ "token": token })))
 }
 
-fn require_dev(control: &Control) -> Result<(), ApiError> {
-    if control.dev_mode() {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
+/// Fields a proxy adds: a request that carries one came through something else.
+const PROXY_FIELDS: [&str; 4] = ["forwarded", "x-forwarded-for", "x-real-ip", "via"];
+
+/// Dev powers (meetings and tokens for anyone) go to a client on this machine only: in dev
+/// mode, from a loopback address, not through a proxy (a proxy on this machine, an edge in
+/// front of it, makes every client look local).
+fn require_dev(control: &Control, client: SocketAddr, fields: &HeaderMap) -> Result<(), ApiError> {
+    match dev_refusal(control.dev_mode(), client, fields) {
+        None => Ok(()),
+        Some((code, message)) => Err(ApiError::new(StatusCode::FORBIDDEN, code, message)),
+    }
+}
+
+/// Why a request gets no dev powers, if it does not.
+fn dev_refusal(
+    dev_mode: bool,
+    client: SocketAddr,
+    fields: &HeaderMap,
+) -> Option<(&'static str, String)> {
+    if !dev_mode {
+        return Some((
             "dev_mode_off",
-            "this server is not in dev mode: tokens come from the operator's backend",
-        ))
+            "this server is not in dev mode: tokens come from the operator's backend".into(),
+        ));
+    }
+    if !client.ip().to_canonical().is_loopback() {
+        return Some((
+            "dev_local_only",
+            "dev mode serves clients on this machine only: tokens come from the operator's backend"
+                .into(),
+        ));
+    }
+    PROXY_FIELDS
+        .iter()
+        .find(|f| fields.contains_key(**f))
+        .map(|field| {
+            (
+                "dev_not_proxied",
+                format!("dev mode serves no request that came through a proxy ({field})"),
+            )
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dev_powers_go_to_local_unproxied_clients_only() {
+        let local: SocketAddr = "127.0.0.1:5000".parse().unwrap();
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:5000".parse().unwrap();
+        let remote: SocketAddr = "192.0.2.7:5000".parse().unwrap();
+        let none = HeaderMap::new();
+        assert_eq!(dev_refusal(true, local, &none), None);
+        assert_eq!(dev_refusal(true, mapped, &none), None);
+        assert_eq!(dev_refusal(false, local, &none).unwrap().0, "dev_mode_off");
+        assert_eq!(
+            dev_refusal(true, remote, &none).unwrap().0,
+            "dev_local_only"
+        );
+        for field in PROXY_FIELDS {
+            let mut proxied = HeaderMap::new();
+            proxied.insert(field, "x".parse().unwrap());
+            assert_eq!(
+                dev_refusal(true, local, &proxied).unwrap().0,
+                "dev_not_proxied"
+            );
+        }
+    }
+
+    #[test]
+    fn roles_rank_attendee_panelist_host() {
+        assert!(rank(Role::Attendee) < rank(Role::Panelist));
+        assert!(rank(Role::Panelist) < rank(Role::Host));
     }
 }
 
@@ -433,9 +500,11 @@ struct DevMeeting {
 
 async fn dev_create_meeting(
     State(node): State<Arc<Node>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    fields: HeaderMap,
     Json(req): Json<DevMeeting>,
 ) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
-    require_dev(&node.control)?;
+    require_dev(&node.control, client, &fields)?;
     if req.title.len() > MAX_TITLE_BYTES {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -455,29 +524,43 @@ async fn dev_create_meeting(
 struct DevToken {
     meeting: String,
     name: String,
-    #[serde(default)]
-    host: bool,
-    /// The role when not host; panelist (may publish) unless asked for.
+    /// At most the meeting's default role, which it is unless asked for.
     role: Option<Role>,
 }
 
-/// In dev mode, anyone who can reach the server may join any existing meeting by name.
+/// How much a role may do: a dev token may carry no more than the meeting's default.
+fn rank(role: Role) -> u8 {
+    match role {
+        Role::Attendee => 0,
+        Role::Panelist => 1,
+        Role::Host => 2,
+    }
+}
+
+/// In dev mode, anyone on this machine may join any existing meeting by name, with at most
+/// the meeting's default role.
 async fn dev_token(
     State(node): State<Arc<Node>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    fields: HeaderMap,
     Json(req): Json<DevToken>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
-    require_dev(&node.control)?;
+    require_dev(&node.control, client, &fields)?;
     let meeting = meeting_id(&req.meeting)?;
     let record = node.control.meeting_record(&meeting).await?;
     if record.ended_unix_s.is_some() {
         return Err(ControlError::Ended.into());
     }
     let name = req.name.trim().to_owned();
-    let role = match (req.host, req.role) {
-        (true, _) => Role::Host,
-        (false, Some(role)) => role,
-        (false, None) => Role::Panelist,
-    };
+    let default = record.settings.default_role;
+    let role = req.role.unwrap_or(default);
+    if rank(role) > rank(default) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "dev_role",
+            format!("a dev token carries at most the meeting's default role ({default:?}); more needs the API key"),
+        ));
+    }
     // The identity is the typed name plus a suffix, so two people called Alex are two people.
     let identity = format!("{name}#{}", &generate_session_token()[..6]);
     let token = issue(

@@ -160,6 +160,8 @@ struct Conn {
     participant: Option<ParticipantId>,
     /// Until bound: the events broadcast since it registered (its welcome is not out yet).
     kept: Option<Vec<SeqEvent>>,
+    /// Its welcome brought it this far: events up to here it has.
+    after: Seq,
 }
 
 /// Events kept for one connection between its registration and its welcome, at most: a
@@ -282,6 +284,7 @@ impl Link {
                         tx,
                         participant: None,
                         kept: Some(Vec::new()),
+                        after: Seq(0),
                     },
                 );
             }
@@ -292,6 +295,7 @@ impl Link {
                 reply,
             } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
+                    c.after = seq;
                     if c.participant.replace(participant).is_none() {
                         self.load.participants.fetch_add(1, Ordering::Relaxed);
                     }
@@ -364,7 +368,7 @@ impl Link {
                     }
                 }
                 self.keep_for_unbound(&events);
-                self.fan_out(&ServerMsg::Events { events }).await;
+                self.fan_out(events).await;
             }
             MeetingBroadcast::Plan { plan } => {
                 let _ = self.sfu.set_plan(self.meeting.clone(), plan).await;
@@ -436,10 +440,17 @@ impl Link {
         }
     }
 
-    /// Sends a message to every bound connection here: serialized once, the bytes shared. A
-    /// connection whose queue is full is dropped; its client resumes and catches up.
-    async fn fan_out(&mut self, msg: &ServerMsg) {
-        let text: Utf8Bytes = match serde_json::to_string(msg) {
+    /// Sends a batch to every bound connection here: serialized once, the bytes shared. A
+    /// connection whose welcome already covers part of it (bound while the batch was on its
+    /// way) gets only what follows its welcome. A connection whose queue is full is dropped;
+    /// its client resumes and catches up.
+    async fn fan_out(&mut self, events: Vec<SeqEvent>) {
+        let (Some(first), Some(last)) =
+            (events.first().map(|e| e.seq), events.last().map(|e| e.seq))
+        else {
+            return;
+        };
+        let text: Utf8Bytes = match serde_json::to_string(&EventsMsg { events: &events }) {
             Ok(s) => s.into(),
             Err(e) => {
                 tracing::error!("event batch not serializable: {e}");
@@ -447,9 +458,29 @@ impl Link {
             }
         };
         let mut too_slow = Vec::new();
+        let mut partly = Vec::new();
         for (id, conn) in self.conns.iter().filter(|(_, c)| c.kept.is_none()) {
+            if conn.after >= last {
+                continue;
+            }
+            if conn.after >= first {
+                partly.push(*id);
+                continue;
+            }
             if conn.tx.try_send(SessionMsg::Text(text.clone())).is_err() {
                 too_slow.push(*id);
+            }
+        }
+        if !partly.is_empty() {
+            for id in partly {
+                if let Some(conn) = self.conns.get(&id) {
+                    let after: Vec<SeqEvent> = events
+                        .iter()
+                        .filter(|e| e.seq > conn.after)
+                        .cloned()
+                        .collect();
+                    send_one(conn, &ServerMsg::Events { events: after });
+                }
             }
         }
         for id in too_slow {
@@ -522,6 +553,13 @@ async fn add_remote(sfu: &SfuHandle, meeting: &MeetingId, node: &str, track: Tra
     }
 }
 
+/// `ServerMsg::Events` over borrowed events: the same JSON, without copying the batch.
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename = "events")]
+struct EventsMsg<'a> {
+    events: &'a [SeqEvent],
+}
+
 /// Sends one connection a message of its own.
 fn send_one(conn: &Conn, msg: &ServerMsg) {
     match serde_json::to_string(msg) {
@@ -561,4 +599,22 @@ pub(crate) async fn register(
     }
     links.insert(client.meeting().clone(), link.clone());
     Ok(link)
+}
+
+#[cfg(test)]
+mod tests {
+    use myriad_proto::{MeetingEvent, Seq, SeqEvent, ServerMsg};
+
+    use super::EventsMsg;
+
+    #[test]
+    fn borrowed_events_serialize_as_the_server_message() {
+        let events = vec![SeqEvent {
+            seq: Seq(4),
+            event: MeetingEvent::Count { count: 2 },
+        }];
+        let borrowed = serde_json::to_string(&EventsMsg { events: &events }).unwrap();
+        let owned = serde_json::to_string(&ServerMsg::Events { events }).unwrap();
+        assert_eq!(borrowed, owned);
+    }
 }

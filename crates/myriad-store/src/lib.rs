@@ -8,6 +8,7 @@
 use std::path::Path;
 use std::sync::Mutex;
 
+use myriad_proto::Role;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 
@@ -31,6 +32,9 @@ pub struct MeetingSettings {
     pub max_participants: u32,
     /// Camera tracks forwarded (last-N speakers).
     pub last_n_video: u32,
+    /// The role of people who join without a role of their own (a dev token, a link):
+    /// panelists for small meetings, attendees for large ones.
+    pub default_role: Role,
 }
 
 impl Default for MeetingSettings {
@@ -39,6 +43,7 @@ impl Default for MeetingSettings {
             roster_broadcast_max: 200,
             max_participants: 10_000,
             last_n_video: 9,
+            default_role: Role::Panelist,
         }
     }
 }

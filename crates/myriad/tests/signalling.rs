@@ -504,3 +504,68 @@ async fn chat_reaches_everyone_and_bad_chat_is_refused() {
     send(&mut b, json!({ "type": "ping" })).await;
     expect_type(&mut b, "pong").await;
 }
+
+/// Dev mode serves this machine's clients only: not a client that came through a proxy,
+/// even one on this machine (an edge with TLS in front of the server), and its tokens carry
+/// at most the meeting's default role.
+#[tokio::test]
+async fn dev_powers_stop_at_proxies_and_the_default_role() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let http = reqwest::Client::new();
+    let dev_token = |base: String, body: Value| {
+        let http = http.clone();
+        async move {
+            let res = http
+                .post(format!("{base}/api/dev/token"))
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = res.status().as_u16();
+            (status, res.json::<Value>().await.unwrap_or_default())
+        }
+    };
+    // Directly: a panelist by default, an attendee if asked, never a host.
+    let (status, _) = dev_token(
+        server.url.clone(),
+        json!({ "meeting": "m1", "name": "ann" }),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let ask = json!({ "meeting": "m1", "name": "att", "role": "attendee" });
+    assert_eq!(dev_token(server.url.clone(), ask).await.0, 200);
+    let ask = json!({ "meeting": "m1", "name": "boss", "role": "host" });
+    let (status, body) = dev_token(server.url.clone(), ask).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("dev_role")),
+        "{body}"
+    );
+
+    // Through a real edge on this machine: no dev powers at all.
+    let edge = common::Edge::start(&server.url, &[]);
+    let (status, body) =
+        dev_token(edge.url.clone(), json!({ "meeting": "m1", "name": "eve" })).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("dev_not_proxied")),
+        "{body}"
+    );
+    let res = http
+        .post(format!("{}/api/dev/meetings", edge.url))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+    // With a forwarding field written by hand, the same.
+    let res = http
+        .post(format!("{}/api/dev/token", server.url))
+        .header("x-forwarded-for", "203.0.113.9")
+        .json(&json!({ "meeting": "m1", "name": "eve" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 403);
+}
