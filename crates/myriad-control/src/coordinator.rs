@@ -140,7 +140,11 @@ impl Coordinator {
             })
             .await;
             if !events.is_empty() {
-                self.broadcast(&MeetingBroadcast::Events { events }).await;
+                self.broadcast(&MeetingBroadcast::Events {
+                    events,
+                    sent_unix_ms: crate::now_unix_ms(),
+                })
+                .await;
             }
         }
         let mut renew = tokio::time::interval(RENEW_EVERY);
@@ -386,6 +390,7 @@ impl Coordinator {
                     }
                     MeetingBroadcast::Events {
                         events: commit.events,
+                        sent_unix_ms: crate::now_unix_ms(),
                     }
                 }
                 Output::Plan(plan) => MeetingBroadcast::Plan { plan },

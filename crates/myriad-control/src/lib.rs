@@ -83,6 +83,12 @@ pub fn now_unix_s() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+pub fn now_unix_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 /// A new API key and secret.
 pub fn generate_api_key() -> (String, String) {
     let mut rng = rand::rng();
@@ -196,6 +202,15 @@ impl Control {
         })?;
         running.insert(id.clone(), handle);
         Ok(())
+    }
+
+    /// The coordinators running in this process (the meeting leases it holds).
+    pub fn coordinators_running(&self) -> usize {
+        match self.coordinators.try_lock() {
+            Ok(running) => running.values().filter(|h| !h.is_finished()).count(),
+            // A start under way holds the lock: the figure of a moment later will do.
+            Err(_) => 0,
+        }
     }
 
     /// Ends the meeting for everyone and for good.

@@ -123,7 +123,7 @@ async fn another_node_takes_the_meeting_over_and_nothing_is_lost() {
         .unwrap()
         .iter()
         .filter_map(|b| match b {
-            MeetingBroadcast::Events { events } => Some(events.clone()),
+            MeetingBroadcast::Events { events, .. } => Some(events.clone()),
             _ => None,
         })
         .flatten()
@@ -169,7 +169,7 @@ async fn seq_of_chat(seen: &std::sync::Mutex<Vec<MeetingBroadcast>>, text: &str)
     let started = Instant::now();
     loop {
         let found = seen.lock().unwrap().iter().find_map(|b| match b {
-            MeetingBroadcast::Events { events } => events.iter().find_map(|e| match &e.event {
+            MeetingBroadcast::Events { events, .. } => events.iter().find_map(|e| match &e.event {
                 MeetingEvent::Chat { text: t, .. } if t == text => Some(e.seq),
                 _ => None,
             }),

@@ -20,7 +20,7 @@ use myriad_store::{MeetingRecord, MeetingSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::Node;
+use crate::{ClientAddr, Node};
 
 pub fn router() -> Router<Arc<Node>> {
     Router::new()
@@ -42,6 +42,7 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/route", get(route))
         .route("/api/v1/cluster", get(cluster))
+        .route("/metrics", get(metrics))
         .route("/api/dev/meetings", post(dev_create_meeting))
         .route("/api/dev/token", post(dev_token))
 }
@@ -351,6 +352,26 @@ async fn route(
     Ok(([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(answer)))
 }
 
+/// The node's metrics, in Prometheus' text format: to a scraper on this machine (not through
+/// a proxy), or to one with the API key.
+async fn metrics(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    mut parts: Parts,
+) -> Result<impl IntoResponse, ApiError> {
+    let local = dev_refusal(true, client, &parts.headers).is_none();
+    if !local {
+        ApiAuth::from_request_parts(&mut parts, &node).await?;
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        node.metrics.encode(),
+    ))
+}
+
 /// The nodes of the cluster as this node hears them (operators only).
 async fn cluster(_: ApiAuth, State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
     Json(json!({ "this": node.name, "nodes": node.registry.alive() }))
@@ -500,7 +521,7 @@ struct DevMeeting {
 
 async fn dev_create_meeting(
     State(node): State<Arc<Node>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     fields: HeaderMap,
     Json(req): Json<DevMeeting>,
 ) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
@@ -541,7 +562,7 @@ fn rank(role: Role) -> u8 {
 /// the meeting's default role.
 async fn dev_token(
     State(node): State<Arc<Node>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     fields: HeaderMap,
     Json(req): Json<DevToken>,
 ) -> Result<Json<serde_json::Value>, ApiError> {

@@ -5,8 +5,10 @@
 #![allow(clippy::disallowed_methods)] // an I/O shell: reads the clock
 
 mod api;
+mod https;
 mod link;
 mod load;
+mod metrics;
 mod registry;
 mod session;
 mod web;
@@ -15,6 +17,8 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
+use axum::extract::connect_info::Connected;
+use axum::serve::IncomingStream;
 use axum::Router;
 use myriad_control::{Control, MeetingClient};
 use myriad_proto::cluster::NodeInfo;
@@ -22,6 +26,7 @@ use myriad_proto::meeting::ConnRef;
 use myriad_sfu::{PeerId, SfuHandle};
 use tokio::sync::mpsc;
 
+pub use https::TlsListener;
 use link::{LinkHandle, Links, SessionMsg};
 use load::Load;
 pub use registry::Registry;
@@ -50,6 +55,7 @@ pub struct Node {
     pub name: String,
     pub registry: Arc<Registry>,
     load: Arc<Load>,
+    metrics: metrics::NodeMetrics,
     links: Links,
     next_conn: AtomicU64,
     next_peer: AtomicU64,
@@ -75,7 +81,14 @@ impl Node {
                 config.name.clone(),
             ));
         }
+        let metrics = metrics::NodeMetrics::new(
+            Arc::clone(&load),
+            sfu.clone(),
+            Arc::clone(&registry),
+            Arc::clone(&control),
+        );
         Ok(Arc::new(Self {
+            metrics,
             control,
             sfu,
             name: config.name.clone(),
@@ -148,11 +161,36 @@ pub fn router(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
+/// The address a request's connection came from, over HTTP or HTTPS.
+#[derive(Debug, Clone, Copy)]
+pub struct ClientAddr(pub SocketAddr);
+
+impl Connected<IncomingStream<'_, tokio::net::TcpListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, tokio::net::TcpListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
+impl Connected<IncomingStream<'_, TlsListener>> for ClientAddr {
+    fn connect_info(stream: IncomingStream<'_, TlsListener>) -> Self {
+        ClientAddr(*stream.remote_addr())
+    }
+}
+
 /// Serves until the listener fails.
 pub async fn serve(listener: tokio::net::TcpListener, app: Router) -> std::io::Result<()> {
     axum::serve(
         listener,
-        app.into_make_service_with_connect_info::<SocketAddr>(),
+        app.into_make_service_with_connect_info::<ClientAddr>(),
+    )
+    .await
+}
+
+/// Serves HTTPS (the same app) until the listener fails.
+pub async fn serve_https(listener: TlsListener, app: Router) -> std::io::Result<()> {
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<ClientAddr>(),
     )
     .await
 }

@@ -350,7 +350,11 @@ impl Link {
 
     async fn handle_broadcast(&mut self, b: MeetingBroadcast) {
         match b {
-            MeetingBroadcast::Events { mut events } => {
+            MeetingBroadcast::Events {
+                mut events,
+                sent_unix_ms,
+            } => {
+                self.load.event_lag(sent_unix_ms);
                 events.retain(|e| e.seq > self.last_seq);
                 let Some(last) = events.last() else {
                     return;

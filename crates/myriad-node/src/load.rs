@@ -3,14 +3,15 @@
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
-use std::time::Instant;
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+use prometheus_client::metrics::histogram::Histogram;
 
 use myriad_proto::cluster::NodeInfo;
 use myriad_sfu::SfuHandle;
 
 use crate::NodeConfig;
 
-#[derive(Default)]
 pub(crate) struct Load {
     /// Participants bound to a connection on this node.
     pub participants: AtomicI64,
@@ -18,9 +19,41 @@ pub(crate) struct Load {
     pub meetings: AtomicI64,
     /// The last reading: when, CPU seconds used, bytes sent.
     last: Mutex<Option<(Instant, f64, u64)>>,
+    /// How late event batches arrive.
+    /// How late event batches arrive (its clones share the counts).
+    event_lag: Histogram,
+}
+
+impl Default for Load {
+    fn default() -> Self {
+        Self {
+            participants: AtomicI64::new(0),
+            meetings: AtomicI64::new(0),
+            last: Mutex::new(None),
+            event_lag: Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+            ]),
+        }
+    }
 }
 
 impl Load {
+    /// A batch the coordinator sent at `sent_unix_ms` arrived now.
+    pub(crate) fn event_lag(&self, sent_unix_ms: u64) {
+        if sent_unix_ms == 0 {
+            return;
+        }
+        let now_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.event_lag
+            .observe(now_ms.saturating_sub(sent_unix_ms) as f64 / 1000.0);
+    }
+
+    pub(crate) fn event_lag_histogram(&self) -> Histogram {
+        self.event_lag.clone()
+    }
+
     /// This node's announcement: who, where, and how loaded since the last one.
     pub(crate) fn announcement(&self, config: &NodeConfig, sfu: Option<&SfuHandle>) -> NodeInfo {
         let now = Instant::now();

@@ -26,7 +26,7 @@ use myriad_sfu::{NewPeer, PeerId, SfuError, SfuHandle, ShellError};
 use tokio::sync::mpsc;
 
 use crate::link::{LinkHandle, SessionMsg, SESSION_QUEUE_LEN};
-use crate::Node;
+use crate::{ClientAddr, Node};
 
 /// The client must say who it is within this time.
 const JOIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -46,7 +46,7 @@ const CLOSE_TRY_AGAIN: u16 = 1013;
 pub async fn upgrade(
     ws: WebSocketUpgrade,
     State(node): State<Arc<Node>>,
-    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(remote)): ConnectInfo<ClientAddr>,
 ) -> Response {
     // Small buffers: thousands of mostly idle connections must stay cheap (the defaults are
     // 128 KiB each way); large messages still work, the buffers grow on demand.

@@ -189,9 +189,12 @@ impl BusMessage for MeetingReply {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
 pub enum MeetingBroadcast {
-    /// Sequenced events, in order, for everyone in the meeting.
+    /// Sequenced events, in order, for everyone in the meeting; `sent_unix_ms` is when the
+    /// coordinator sent them (nodes measure how late they are).
     Events {
         events: Vec<SeqEvent>,
+        #[serde(default)]
+        sent_unix_ms: u64,
     },
     Plan {
         plan: ForwardingPlan,

@@ -56,6 +56,15 @@ pub struct ServeArgs {
     /// address's IP, any port].
     #[arg(long)]
     pub relay: Option<SocketAddr>,
+    /// Also serve HTTPS here (browsers off localhost need it for camera and microphone).
+    #[arg(long)]
+    pub https: Option<SocketAddr>,
+    /// Certificate chain (PEM) for HTTPS [default: a self-signed development certificate];
+    /// read again on SIGHUP.
+    #[arg(long, requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    #[arg(long, requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -75,6 +84,9 @@ struct FileConfig {
     media: Option<bool>,
     public_url: Option<String>,
     relay: Option<SocketAddr>,
+    https: Option<SocketAddr>,
+    tls_cert: Option<PathBuf>,
+    tls_key: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone)]
@@ -97,6 +109,9 @@ pub struct ServeConfig {
     pub public_url: Option<String>,
     /// Where the relay to other nodes listens (a cluster's media nodes).
     pub relay: SocketAddr,
+    pub https: Option<SocketAddr>,
+    /// Certificate and key files, if not a self-signed development certificate.
+    pub tls: Option<(PathBuf, PathBuf)>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
@@ -166,6 +181,15 @@ impl ServeConfig {
                 .relay
                 .or(file.relay)
                 .unwrap_or_else(|| SocketAddr::new(udp.ip(), 0)),
+            https: args.https.or(file.https),
+            tls: match (
+                args.tls_cert.or(file.tls_cert),
+                args.tls_key.or(file.tls_key),
+            ) {
+                (Some(cert), Some(key)) => Some((cert, key)),
+                (None, None) => None,
+                _ => bail!("tls_cert and tls_key go together"),
+            },
             http,
             udp,
             media_ip,

@@ -25,7 +25,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Everything in one process: control, one edge with media, the web client.
-    Serve(config::ServeArgs),
+    Serve(Box<config::ServeArgs>),
     /// A caching reverse proxy (CDN edge) in front of an origin.
     Edge(Box<edge::EdgeArgs>),
     /// A signed path for content behind `myriad edge --signed-prefix`.
@@ -49,7 +49,7 @@ fn main() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => {
             init_logging();
-            let config = config::ServeConfig::load(args)?;
+            let config = config::ServeConfig::load(*args)?;
             tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?
@@ -73,14 +73,21 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Logs to standard error: lines for people, or with `MYRIAD_LOG_FORMAT=json` one JSON object
+/// per line for a log pipeline. `RUST_LOG` filters.
 fn init_logging() {
     use tracing_subscriber::EnvFilter;
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,str0m=warn"));
-    tracing_subscriber::fmt()
+    let json = std::env::var("MYRIAD_LOG_FORMAT").is_ok_and(|f| f == "json");
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(std::io::stderr);
+    if json {
+        logs.json().flatten_event(true).init();
+    } else {
         // Colours only for a terminal, not in log files.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        logs.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init();
+    }
 }

@@ -7,12 +7,14 @@ use std::sync::Arc;
 use anyhow::Context;
 use myriad_auth::ApiKey;
 use myriad_bus::{Bus, InProcessBus, NatsBus};
+use myriad_cdn::tls::{self, CertFiles, Certificates};
 use myriad_cdn::{self as cdn, Cdn, CdnConfig, SiteConfig};
 use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig, Directory};
-use myriad_node::{Node, NodeConfig};
+use myriad_node::{Node, NodeConfig, TlsListener};
 use myriad_sfu::relay::relay_key;
 use myriad_sfu::{RelayConfig, SfuHandle};
 use myriad_store::Store;
+use tokio::signal::unix::{signal, SignalKind};
 
 use crate::config::ServeConfig;
 
@@ -67,10 +69,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("binding HTTP {}", config.http))?;
     let http = listener.local_addr()?;
-    let url = config
-        .public_url
-        .clone()
-        .unwrap_or_else(|| format!("http://{http}"));
+    let https = match config.https {
+        Some(addr) => Some(https_listener(addr, &config).await?),
+        None => None,
+    };
+    let url = config.public_url.clone().unwrap_or_else(|| match &https {
+        Some((listener, _)) => format!("https://{}", listener_addr(listener)),
+        None => format!("http://{http}"),
+    });
     let node = Node::start(
         control,
         sfu,
@@ -85,7 +91,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     .await
     .context("joining the cluster's registry")?;
     tracing::info!(%http, media = ?media_public, dev = config.dev, data = %config.data.display(), node = %config.node, region = %config.region, cluster = config.nats.is_some(), "myriad serve ready");
-    println!("myriad is running at http://{http}/");
+    match &https {
+        Some((listener, _)) => println!(
+            "myriad is running at http://{http}/ and https://{}/",
+            listener_addr(listener)
+        ),
+        None => println!("myriad is running at http://{http}/"),
+    }
     println!(
         "  API key: {}  (`myriad apikey --data {}` prints key:secret)",
         api_key.key,
@@ -119,11 +131,76 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         });
     }
     let app = myriad_node::router(node);
+    if let Some((listener, certificates)) = https {
+        let app = app.clone();
+        tokio::spawn(async move {
+            if let Err(e) = myriad_node::serve_https(listener, app).await {
+                tracing::error!("HTTPS server stopped: {e}");
+            }
+        });
+        tokio::spawn(reload_on_hangup(config.tls.clone(), certificates));
+    }
     tokio::select! {
         res = myriad_node::serve(listener, app) => res.context("HTTP server failed"),
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted, shutting down");
             Ok(())
+        }
+    }
+}
+
+/// The HTTPS listener: the certificate files, or a self-signed development certificate for
+/// the names a browser on this machine uses.
+async fn https_listener(
+    addr: SocketAddr,
+    config: &ServeConfig,
+) -> anyhow::Result<(TlsListener, Certificates)> {
+    let files = cert_files(&config.tls);
+    let dev_names = vec!["localhost".to_owned(), addr.ip().to_string()];
+    let tls = tls::server(&files, dev_names).context("HTTPS certificate")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding HTTPS {addr}"))?;
+    Ok((TlsListener::new(listener, tls.tcp)?, tls.certificates))
+}
+
+fn cert_files(tls: &Option<(std::path::PathBuf, std::path::PathBuf)>) -> Vec<CertFiles> {
+    tls.iter()
+        .map(|(cert, key)| CertFiles {
+            names: Vec::new(),
+            cert: cert.clone(),
+            key: key.clone(),
+        })
+        .collect()
+}
+
+fn listener_addr(listener: &TlsListener) -> SocketAddr {
+    use axum::serve::Listener;
+    listener
+        .local_addr()
+        .unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+/// On SIGHUP: reads the certificate files again; new connections get what they hold. Files
+/// that do not load leave the running certificate in place.
+async fn reload_on_hangup(
+    files: Option<(std::path::PathBuf, std::path::PathBuf)>,
+    certificates: Certificates,
+) {
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!("no certificate reloading on SIGHUP: {e}");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        match certificates.load(&cert_files(&files)) {
+            Ok(loaded) => {
+                certificates.install(loaded);
+                tracing::info!("certificates reloaded");
+            }
+            Err(e) => tracing::error!("certificates not reloaded, the running ones stay: {e}"),
         }
     }
 }

@@ -556,6 +556,28 @@ async fn browsers_on_two_nodes_see_and_hear_each_other() {
     assert_receives(&alice, "alice on n1", 1).await;
     assert_receives(&bob, "bob on n2", 1).await;
     screenshot(&bob, "two-nodes-bob.png").await;
+    // The media crossed between the nodes, authenticated: relayed both ways, none refused.
+    for node in &nodes {
+        let metrics = reqwest::get(format!("{}/metrics", node.url))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let figure = |name: &str| {
+            metrics
+                .lines()
+                .find_map(|l| l.strip_prefix(&format!("{name} ")))
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("{name} in {metrics}"))
+        };
+        assert!(figure("myriad_node_relay_sent_total") > 100, "{metrics}");
+        assert!(
+            figure("myriad_node_relay_received_total") > 100,
+            "{metrics}"
+        );
+        assert_eq!(figure("myriad_node_relay_refused_total"), 0);
+    }
     browser.close().await.ok();
     handler.abort();
 }

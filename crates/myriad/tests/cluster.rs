@@ -168,6 +168,46 @@ async fn a_meeting_created_on_one_node_is_joined_through_another() {
         .filter_map(|n| n["name"].as_str())
         .collect();
     assert_eq!(nodes, ["n1", "n2"]);
+
+    // Each node's metrics: its people, the cluster it hears, the lease it holds (n1
+    // coordinates: Alice's join reached it first), how late batches came.
+    let scrape = |url: String| {
+        let http = http.clone();
+        async move { http.get(url).send().await.unwrap().text().await.unwrap() }
+    };
+    let m1 = scrape(format!("{}/metrics", n1.url)).await;
+    for line in [
+        "myriad_node_participants 1",
+        "myriad_node_partitions 1",
+        "myriad_node_cluster_nodes 2",
+        "myriad_node_leases 1",
+        "myriad_node_relay_links 1",
+    ] {
+        assert!(m1.lines().any(|l| l == line), "{line} in:\n{m1}");
+    }
+    let lag_count = m1
+        .lines()
+        .find_map(|l| l.strip_prefix("myriad_node_event_lag_seconds_count "))
+        .and_then(|n| n.parse::<u64>().ok());
+    assert!(lag_count.is_some_and(|n| n >= 2), "batches measured:\n{m1}");
+    let m2 = scrape(format!("{}/metrics", n2.url)).await;
+    assert!(m2.lines().any(|l| l == "myriad_node_leases 0"), "{m2}");
+    // Through a proxy (or from elsewhere) the metrics need the API key.
+    let proxied = http
+        .get(format!("{}/metrics", n1.url))
+        .header("via", "1.1 some-proxy")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(proxied.status(), 401);
+    let with_key = http
+        .get(format!("{}/metrics", n1.url))
+        .header("via", "1.1 some-proxy")
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(with_key.status(), 200);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

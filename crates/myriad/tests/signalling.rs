@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::ws::{
     connect, expect_closed, expect_error, expect_event, expect_type, join, joined, recv, send,
 };
-use futures_util::SinkExt;
+use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -568,4 +568,130 @@ async fn dev_powers_stop_at_proxies_and_the_default_role() {
         .await
         .unwrap();
     assert_eq!(res.status(), 403);
+}
+
+/// HTTPS on a node: the REST API and signalling over TLS with the operator's certificate,
+/// which SIGHUP reloads (a renewed certificate is served to new connections, no restart).
+#[tokio::test]
+async fn a_node_serves_https_and_reloads_its_certificate_on_sighup() {
+    use std::sync::Arc;
+    use tokio_rustls::rustls;
+
+    let dir = tempfile::tempdir().unwrap();
+    let first = common::TestCert::new(dir.path(), "node", &["node.test"]);
+    let (cert, key) = (first.cert.to_str().unwrap(), first.key.to_str().unwrap());
+    let server = common::Server::start_in(
+        tempfile::tempdir().unwrap(),
+        &[
+            "--https",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ],
+    );
+    let https = server.https.clone().expect("an HTTPS address");
+    let addr: std::net::SocketAddr = https.trim_start_matches("https://").parse().unwrap();
+    let base = format!("https://node.test:{}", addr.port());
+    let health = first
+        .client("node.test", addr)
+        .get(format!("{base}/healthz"))
+        .send()
+        .await
+        .expect("the certificate verifies");
+    assert_eq!(health.status(), 200);
+
+    // Signalling over TLS (wss): join and get a welcome.
+    server.create_meeting("m1").await;
+    let token = server.token("m1", "tess", "panelist");
+    let tls = |der: Vec<u8>| {
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(der.into()).unwrap();
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        tokio_rustls::TlsConnector::from(Arc::new(config))
+    };
+    let name = rustls::pki_types::ServerName::try_from("node.test").unwrap();
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let stream = tls(first.der.clone())
+        .connect(name.clone(), tcp)
+        .await
+        .unwrap();
+    let (mut ws, _) =
+        tokio_tungstenite::client_async(format!("wss://node.test:{}/ws", addr.port()), stream)
+            .await
+            .expect("websocket over TLS");
+    ws.send(Message::Text(
+        json!({ "type": "join", "v": 1, "token": token })
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Text(t))) => {
+                let msg: Value = serde_json::from_str(&t).unwrap();
+                if msg["type"] == "welcome" {
+                    break;
+                }
+            }
+            other => panic!("expected a welcome, got {other:?}"),
+        }
+    }
+
+    // A renewed certificate in the same files, then SIGHUP: new connections get it.
+    let renewed = common::TestCert::new(dir.path(), "node", &["node.test"]);
+    assert_eq!(unsafe { libc::kill(server.pid() as i32, libc::SIGHUP) }, 0);
+    let started = std::time::Instant::now();
+    loop {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        if tls(renewed.der.clone())
+            .connect(name.clone(), tcp)
+            .await
+            .is_ok()
+        {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "the renewed certificate is served"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The old certificate no longer verifies for new connections.
+    let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+    assert!(tls(first.der.clone()).connect(name, tcp).await.is_err());
+}
+
+/// With MYRIAD_LOG_FORMAT=json every log line is one JSON object with its level, target and
+/// fields, for a log pipeline.
+#[tokio::test]
+async fn logs_can_be_json_lines() {
+    let server = common::Server::start_in_env(
+        tempfile::tempdir().unwrap(),
+        &[],
+        &[("MYRIAD_LOG_FORMAT", "json")],
+    );
+    server.create_meeting("m1").await;
+    let log = server.log();
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    assert!(lines.len() >= 2, "{log}");
+    assert!(lines
+        .iter()
+        .all(|l| l["level"].is_string() && l["timestamp"].is_string()));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["message"] == "meeting created" && l["meeting"] == "m1"),
+        "{log}"
+    );
 }

@@ -19,6 +19,8 @@ pub struct Server {
     child: Child,
     /// `http://127.0.0.1:PORT`
     pub url: String,
+    /// `https://127.0.0.1:PORT`, when started with `--https`.
+    pub https: Option<String>,
     pub data: tempfile::TempDir,
 }
 
@@ -30,6 +32,11 @@ impl Server {
 
     /// Starts `myriad serve` on ephemeral ports on the data dir `data`, with `extra` flags.
     pub fn start_in(data: tempfile::TempDir, extra: &[&str]) -> Server {
+        Server::start_in_env(data, extra, &[])
+    }
+
+    /// As [`Server::start_in`], with environment variables set for the process.
+    pub fn start_in_env(data: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = data.path().to_str().expect("utf-8 temp dir").to_owned();
         let mut args = vec![
             "serve",
@@ -41,8 +48,17 @@ impl Server {
             &dir,
         ];
         args.extend_from_slice(extra);
-        let (child, url) = spawn(&args, "myriad is running at ", data.path());
-        Server { child, url, data }
+        let (child, line) = spawn(&args, "myriad is running at ", data.path(), env);
+        let (url, https) = match line.split_once("/ and ") {
+            Some((http, https)) => (http.to_owned(), Some(https.to_owned())),
+            None => (line, None),
+        };
+        Server {
+            child,
+            url,
+            https,
+            data,
+        }
     }
 
     /// Nodes of one cluster on `nats`, named n1, n2, …, each in its region; they share the
@@ -75,6 +91,10 @@ impl Server {
                 )
             })
             .collect()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// Kills the process at once (SIGKILL), as a crash would.
@@ -157,11 +177,12 @@ impl Server {
 
 /// Runs `myriad ARGS` with its log in `dir/serve.log` and waits for the stdout line starting
 /// with `ready` that gives its URL.
-fn spawn(args: &[&str], ready: &'static str, dir: &Path) -> (Child, String) {
+fn spawn(args: &[&str], ready: &'static str, dir: &Path, env: &[(&str, &str)]) -> (Child, String) {
     let log = std::fs::File::create(dir.join("serve.log")).expect("log file");
     let mut child = Command::new(bin())
         .args(args)
         .env("RUST_LOG", "info,str0m=warn")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .spawn()
@@ -206,7 +227,7 @@ impl Edge {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut args = vec!["edge", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0"];
         args.extend_from_slice(extra);
-        let (child, line) = spawn(&args, "myriad edge is running at ", dir.path());
+        let (child, line) = spawn(&args, "myriad edge is running at ", dir.path(), &[]);
         let (url, rest) = line
             .trim_end_matches(')')
             .split_once(" (admin ")

@@ -1,0 +1,187 @@
+//! The node's metrics in Prometheus' text format (`GET /metrics`): participants and meetings
+//! carried, media packets and bits, relay datagrams by fate, the cluster as heard, the
+//! meeting leases held here, and how late event batches arrive from their coordinators.
+//! Read at scrape time from the counters the parts keep anyway.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use myriad_control::Control;
+use myriad_sfu::SfuHandle;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::load::Load;
+use crate::registry::Registry as ClusterRegistry;
+
+pub(crate) struct NodeMetrics {
+    registry: Registry,
+}
+
+impl NodeMetrics {
+    pub(crate) fn new(
+        load: Arc<Load>,
+        sfu: Option<SfuHandle>,
+        cluster: Arc<ClusterRegistry>,
+        control: Arc<Control>,
+    ) -> Self {
+        let mut registry = Registry::with_prefix("myriad_node");
+        registry.register(
+            "event_lag_seconds",
+            "How late event batches arrive from their coordinator (its clock against ours).",
+            load.event_lag_histogram(),
+        );
+        registry.register_collector(Box::new(NodeCollector {
+            load,
+            sfu,
+            cluster,
+            control,
+        }));
+        Self { registry }
+    }
+
+    pub(crate) fn encode(&self) -> String {
+        let mut text = String::new();
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut text, &self.registry) {
+            tracing::error!("metrics not encoded: {e}");
+        }
+        text
+    }
+}
+
+struct NodeCollector {
+    load: Arc<Load>,
+    sfu: Option<SfuHandle>,
+    cluster: Arc<ClusterRegistry>,
+    control: Arc<Control>,
+}
+
+impl std::fmt::Debug for NodeCollector {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NodeCollector")
+    }
+}
+
+fn gauge(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: i64,
+) -> Result<(), std::fmt::Error> {
+    ConstGauge::new(value).encode(encoder.encode_descriptor(name, help, None, MetricType::Gauge)?)
+}
+
+fn counter(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    value: u64,
+) -> Result<(), std::fmt::Error> {
+    ConstCounter::new(value).encode(encoder.encode_descriptor(
+        name,
+        help,
+        None,
+        MetricType::Counter,
+    )?)
+}
+
+impl Collector for NodeCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        gauge(
+            e,
+            "participants",
+            "Participants connected to this node.",
+            self.load.participants.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            e,
+            "partitions",
+            "Meetings this node carries people and media of.",
+            self.load.meetings.load(Ordering::Relaxed),
+        )?;
+        gauge(
+            e,
+            "cluster_nodes",
+            "Nodes heard from in the last two seconds, this one included.",
+            self.cluster.alive().len() as i64,
+        )?;
+        gauge(
+            e,
+            "leases",
+            "Meetings coordinated here (their leases held).",
+            self.control.coordinators_running() as i64,
+        )?;
+        let Some(sfu) = &self.sfu else {
+            return Ok(());
+        };
+        let c = sfu.counters();
+        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        let counters = [
+            (
+                "media_packets_sent",
+                "Media datagrams sent to clients.",
+                n(&c.packets_sent),
+            ),
+            (
+                "media_bits_sent",
+                "Media bits sent to clients.",
+                n(&c.bytes_sent) * 8,
+            ),
+            (
+                "media_packets_received",
+                "Media datagrams received from clients.",
+                n(&c.packets_received),
+            ),
+            (
+                "media_bits_received",
+                "Media bits received from clients.",
+                n(&c.bytes_received) * 8,
+            ),
+            (
+                "relay_sent",
+                "Relay datagrams sent to other nodes.",
+                n(&c.relay_sent),
+            ),
+            (
+                "relay_bits_sent",
+                "Relay bits sent to other nodes.",
+                n(&c.relay_bytes_sent) * 8,
+            ),
+            (
+                "relay_received",
+                "Relay datagrams from other nodes, opened.",
+                n(&c.relay_received),
+            ),
+            (
+                "relay_refused",
+                "Relay datagrams refused: forged, altered, cut short or played again.",
+                n(&c.relay_refused),
+            ),
+            (
+                "relay_dropped",
+                "Relay datagrams not sent: node unknown, or socket full.",
+                n(&c.relay_dropped),
+            ),
+        ];
+        for (name, help, value) in counters {
+            counter(e, name, help, value)?;
+        }
+        gauge(
+            e,
+            "relay_links",
+            "Other nodes this one can relay to.",
+            self.cluster
+                .alive()
+                .iter()
+                .filter(|n| n.relay.is_some())
+                .count()
+                .saturating_sub(1) as i64,
+        )?;
+        Ok(())
+    }
+}
