@@ -7,9 +7,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use myriad_bus::BusError;
 use myriad_proto::bus::{decode, encode};
+use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::{
     levels_subject, rpc_subject, Actor, AudioLevels, ConnRef, Joiner, MeetingReply, MeetingRequest,
-    RefusalKind,
+    Presence, RefusalKind,
 };
 use myriad_proto::{
     ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, ServerMsg, TrackId,
@@ -47,6 +48,16 @@ pub struct Joined {
     pub missed: Vec<SeqEvent>,
     /// Where the welcome and the missed events leave the client.
     pub seq: Seq,
+    /// Where its media goes on the node it joined through.
+    pub partition: Option<PartitionRef>,
+}
+
+/// What a node needs to carry the meeting's media.
+#[derive(Debug, Clone)]
+pub struct MediaState {
+    pub tracks: Vec<TrackInfo>,
+    pub plan: ForwardingPlan,
+    pub partitions: Vec<PartitionRef>,
 }
 
 #[derive(Clone)]
@@ -193,18 +204,19 @@ impl MeetingClient {
             .await
     }
 
-    /// The meeting's id for a track the participant's media connection (on `node`) offers.
+    /// The meeting's id for a track the participant's media connection (in `partition`)
+    /// offers.
     pub async fn publish(
         &self,
         participant: ParticipantId,
         source: TrackSource,
-        node: String,
+        partition: PartitionRef,
     ) -> Result<TrackId, AskError> {
         match self
             .ask(MeetingRequest::Publish {
                 participant,
                 source,
-                node,
+                partition,
             })
             .await?
         {
@@ -213,10 +225,26 @@ impl MeetingClient {
         }
     }
 
-    /// The tracks published and the forwarding plan.
-    pub async fn media(&self) -> Result<(Vec<TrackInfo>, ForwardingPlan), AskError> {
+    /// The tracks published, the forwarding plan and the open partitions.
+    pub async fn media(&self) -> Result<MediaState, AskError> {
         match self.ask(MeetingRequest::Media).await? {
-            MeetingReply::Media { tracks, plan } => Ok((tracks, plan)),
+            MeetingReply::Media {
+                tracks,
+                plan,
+                partitions,
+            } => Ok(MediaState {
+                tracks,
+                plan,
+                partitions,
+            }),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    /// The nodes a client (from `region`) should connect to, best first.
+    pub async fn route(&self, region: Option<String>) -> Result<Vec<String>, AskError> {
+        match self.ask(MeetingRequest::Route { region }).await? {
+            MeetingReply::Route { nodes } => Ok(nodes),
             _ => Err(AskError::Unexpected),
         }
     }
@@ -248,9 +276,10 @@ impl MeetingClient {
         self.ask_done(MeetingRequest::End).await
     }
 
-    /// Tells a coordinator that took the meeting over who is connected to this node.
-    pub async fn present(&self, conns: Vec<(ParticipantId, ConnRef)>) -> Result<(), AskError> {
-        self.ask_done(MeetingRequest::Present { conns }).await
+    /// Tells a coordinator that took the meeting over who is connected to this node, and in
+    /// which partition.
+    pub async fn present(&self, present: Vec<Presence>) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Present { present }).await
     }
 
     /// Reports this node's loudest speakers (no answer; a lost report is harmless).
@@ -270,11 +299,13 @@ fn joined(reply: MeetingReply) -> Result<Joined, AskError> {
             welcome,
             missed,
             seq,
+            partition,
         } => Ok(Joined {
             participant,
             welcome,
             missed,
             seq,
+            partition,
         }),
         _ => Err(AskError::Unexpected),
     }

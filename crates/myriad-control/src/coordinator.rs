@@ -1,7 +1,9 @@
-//! A meeting's coordinator: the task that owns one [`Meeting`] core and speaks only over the
-//! bus — requests from nodes in, the meeting's batches, plan and session ends out to every
-//! node at once. It knows nothing of sockets, media or HTTP: each node fans out to its own
-//! connections and drives its own media.
+//! A meeting's coordinator: the task that owns one [`Meeting`] core and the meeting's
+//! partition [`Planner`], and speaks only over the bus — requests from nodes in; the
+//! meeting's batches, plan, partitions and session ends out to every node at once. It knows
+//! nothing of sockets, media or HTTP: each node fans out to its own connections and drives
+//! its own media. It watches the cluster's registry: the people of a node that is gone are
+//! disconnected (they may resume elsewhere) and its tracks unpublished.
 //!
 //! It acts under the meeting's lease, and every commit goes to the meeting's journal before
 //! its events go out and before the requests that made it are answered; a coordinator that
@@ -13,7 +15,9 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use myriad_bus::{Bus, BusError, Message, Subscription};
+use myriad_plan::{Planner, PlannerConfig};
 use myriad_proto::bus::{decode, encode};
+use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::{
     broadcast_subject, levels_subject, rpc_subject, AudioLevels, ConnRef, EndReason,
     MeetingBroadcast, MeetingReply, MeetingRequest, RefusalKind,
@@ -25,6 +29,7 @@ use myriad_room::{
 };
 use tokio::task::JoinHandle;
 
+use crate::cluster::Cluster;
 use crate::journal::{Journal, JournalError};
 use crate::lease::{self, Lease, RENEW_EVERY, TERM};
 
@@ -51,8 +56,10 @@ pub enum StartError {
 /// subscriptions, so a request sent next is heard.
 pub(crate) async fn start(
     bus: Arc<dyn Bus>,
+    cluster: Arc<Cluster>,
     id: MeetingId,
     config: MeetingConfig,
+    partitions: PlannerConfig,
     node: &str,
 ) -> Result<JoinHandle<()>, StartError> {
     let leases = lease::bucket(bus.as_ref()).await?;
@@ -91,6 +98,8 @@ pub(crate) async fn start(
     tracing::info!(meeting = %id, epoch = lease.epoch(), took_over = replay.is_some(), "meeting coordinator started");
     let coordinator = Coordinator {
         out: broadcast_subject(&id),
+        planner: Planner::new(id.as_str(), partitions),
+        cluster,
         meeting,
         bus,
         conns: HashMap::new(),
@@ -106,6 +115,9 @@ pub(crate) async fn start(
 struct Coordinator {
     bus: Arc<dyn Bus>,
     meeting: Meeting,
+    /// Who is in which partition (rebuilt from what nodes report after a takeover).
+    planner: Planner,
+    cluster: Arc<Cluster>,
     out: String,
     /// Each participant's current signalling connection.
     conns: HashMap<ParticipantId, ConnRef>,
@@ -163,6 +175,7 @@ impl Coordinator {
                     if let Err(halt) = self.renew().await {
                         break halt;
                     }
+                    self.drop_lost_nodes();
                 }
                 msg = rpc.next() => match msg {
                     Some(msg) => self.handle_message(msg),
@@ -227,6 +240,8 @@ impl Coordinator {
 
     fn handle(&mut self, req: MeetingRequest) -> MeetingReply {
         let now = Instant::now();
+        let cluster = &self.cluster;
+        let workers = |node: &str| cluster.node(node).map_or(1, |n| n.workers.max(1));
         let m = &mut self.meeting;
         let done =
             |r: Result<(), RoomError>| r.map_or_else(|e| room_refused(&e), |()| MeetingReply::Done);
@@ -247,10 +262,15 @@ impl Coordinator {
                     },
                     session_token: session_token.clone(),
                 };
+                let node = conn.node.clone();
+                if !self.planner.has_room(&node, workers(&node)) {
+                    return node_full(&node);
+                }
                 match m.handle_join(now, req) {
                     Ok(participant) => {
                         self.conns.insert(participant, conn);
-                        self.joined(participant, session_token, false, None)
+                        let partition = self.planner.place(participant, &node, workers(&node));
+                        self.joined(participant, session_token, false, None, partition.ok())
                     }
                     Err(e) => room_refused(&e),
                 }
@@ -261,31 +281,38 @@ impl Coordinator {
                 session_token,
                 last_seq,
                 conn,
-            } => match m.handle_resume(now, participant, &identity, &session_token, last_seq) {
-                Ok(from) => {
-                    // Media lives on a node: tracks published from another one than the
-                    // session resumes on are gone with that node's connection.
-                    for track in m.tracks_of(participant) {
-                        let elsewhere = m
-                            .track(track)
-                            .and_then(|t| t.node.as_deref())
-                            .is_some_and(|n| n != conn.node);
-                        if elsewhere {
-                            m.handle_unpublish(now, track);
-                        }
-                    }
-                    // The old connection is told to go with its own reference.
-                    if let Some(old) = self.conns.insert(participant, conn) {
-                        self.replaced.insert(participant, old);
-                    }
-                    let missed = match from {
-                        ResumeFrom::Events(missed) => Some(missed),
-                        ResumeFrom::Snapshot(_) => None,
-                    };
-                    self.joined(participant, session_token, true, missed)
+            } => {
+                let node = conn.node.clone();
+                if !self.planner.can_place(participant, &node, workers(&node)) {
+                    return node_full(&node);
                 }
-                Err(e) => room_refused(&e),
-            },
+                let from =
+                    match m.handle_resume(now, participant, &identity, &session_token, last_seq) {
+                        Ok(from) => from,
+                        Err(e) => return room_refused(&e),
+                    };
+                // Media lives on a node: tracks published from another one than the session
+                // resumes on are gone with that node's connection.
+                for track in m.tracks_of(participant) {
+                    let elsewhere = m
+                        .track(track)
+                        .and_then(|t| t.partition.as_ref())
+                        .is_some_and(|p| p.node != node);
+                    if elsewhere {
+                        m.handle_unpublish(now, track);
+                    }
+                }
+                // The old connection is told to go with its own reference.
+                if let Some(old) = self.conns.insert(participant, conn) {
+                    self.replaced.insert(participant, old);
+                }
+                let missed = match from {
+                    ResumeFrom::Events(missed) => Some(missed),
+                    ResumeFrom::Snapshot(_) => None,
+                };
+                let partition = self.planner.place(participant, &node, workers(&node));
+                self.joined(participant, session_token, true, missed, partition.ok())
+            }
             MeetingRequest::Disconnect { participant, conn } => {
                 if self.conns.get(&participant) == Some(&conn) {
                     self.conns.remove(&participant);
@@ -310,8 +337,8 @@ impl Coordinator {
             MeetingRequest::Publish {
                 participant,
                 source,
-                node,
-            } => match m.handle_publish(now, participant, source, Some(node)) {
+                partition,
+            } => match m.handle_publish(now, participant, source, Some(partition)) {
                 Ok(track) => MeetingReply::Published { track },
                 Err(e) => room_refused(&e),
             },
@@ -324,6 +351,10 @@ impl Coordinator {
             MeetingRequest::Media => MeetingReply::Media {
                 tracks: m.tracks(),
                 plan: m.plan().clone(),
+                partitions: self.planner.partitions(),
+            },
+            MeetingRequest::Route { region } => MeetingReply::Route {
+                nodes: self.planner.route(&cluster.alive(), region.as_deref()),
             },
             MeetingRequest::Participants { after, limit } => MeetingReply::Page {
                 count: m.count(),
@@ -333,12 +364,15 @@ impl Coordinator {
                 m.end(now);
                 MeetingReply::Done
             }
-            MeetingRequest::Present { conns } => {
-                let present: Vec<ParticipantId> = conns.iter().map(|(p, _)| *p).collect();
-                m.handle_present(now, &present);
-                for (participant, conn) in conns {
-                    if m.participant(participant).is_some() {
-                        self.conns.insert(participant, conn);
+            MeetingRequest::Present { present } => {
+                let ids: Vec<ParticipantId> = present.iter().map(|p| p.participant).collect();
+                m.handle_present(now, &ids);
+                for p in present {
+                    if m.participant(p.participant).is_some() {
+                        self.conns.insert(p.participant, p.conn);
+                        if let Some(partition) = p.partition {
+                            self.planner.place_at(p.participant, partition);
+                        }
                     }
                 }
                 MeetingReply::Done
@@ -354,6 +388,7 @@ impl Coordinator {
         session_token: String,
         resumed: bool,
         missed: Option<Vec<SeqEvent>>,
+        partition: Option<PartitionRef>,
     ) -> MeetingReply {
         let Some(you) = self.meeting.participant(participant).cloned() else {
             return refused(RefusalKind::UnknownParticipant, "gone meanwhile".into());
@@ -374,6 +409,34 @@ impl Coordinator {
             }),
             missed,
             seq: self.meeting.seq(),
+            partition,
+        }
+    }
+
+    /// The people of nodes the registry says are gone lose their seats and are disconnected
+    /// (they may resume on another node for a while); tracks published there are gone.
+    fn drop_lost_nodes(&mut self) {
+        let now = Instant::now();
+        let cluster = &self.cluster;
+        for (participant, partition) in self.planner.retain_nodes(|n| !cluster.is_gone(n)) {
+            if self
+                .conns
+                .get(&participant)
+                .is_some_and(|c| c.node == partition.node)
+            {
+                tracing::info!(meeting = %self.meeting.id(), %participant, node = %partition.node, "node gone: disconnected");
+                self.conns.remove(&participant);
+                self.meeting.handle_disconnect(now, participant);
+            }
+        }
+        for track in self.meeting.tracks() {
+            if track
+                .partition
+                .as_ref()
+                .is_some_and(|p| cluster.is_gone(&p.node))
+            {
+                self.meeting.handle_unpublish(now, track.id);
+            }
         }
     }
 
@@ -401,6 +464,7 @@ impl Coordinator {
                     let conn = if reason == EndReason::Replaced {
                         self.replaced.remove(&participant)
                     } else {
+                        self.planner.remove(participant);
                         self.conns.remove(&participant)
                     };
                     MeetingBroadcast::SessionEnded {
@@ -416,6 +480,11 @@ impl Coordinator {
                 }
             };
             self.broadcast(&broadcast).await;
+        }
+        if self.planner.take_changed() {
+            let partitions = self.planner.partitions();
+            self.broadcast(&MeetingBroadcast::Partitions { partitions })
+                .await;
         }
         if !self.meeting.has_uncommitted() {
             self.answer_waiting().await;
@@ -466,6 +535,13 @@ impl Coordinator {
             tracing::warn!(meeting = %self.meeting.id(), "broadcast not sent: {e}");
         }
     }
+}
+
+fn node_full(node: &str) -> MeetingReply {
+    refused(
+        RefusalKind::NodeFull,
+        format!("node {node} has no free seat in this meeting: connect where the route says"),
+    )
 }
 
 fn room_refused(e: &RoomError) -> MeetingReply {

@@ -1,10 +1,13 @@
-//! The control layer: the meeting directory (SQLite) and the coordinators of the meetings this
-//! process holds, which speak to nodes only over the bus; and [`MeetingClient`], how anyone
-//! (a node's sessions, the REST API) asks a meeting's coordinator for something.
+//! The control layer: the meeting directory (SQLite, or the cluster's KV), the cluster's
+//! registry ([`Cluster`]), and the coordinators of the meetings this process holds, which
+//! speak to nodes only over the bus and place each meeting's people in partitions; and
+//! [`MeetingClient`], how anyone (a node's sessions, the REST API) asks a meeting's
+//! coordinator for something.
 
 #![allow(clippy::disallowed_methods)] // an I/O shell: reads the clock
 
 mod client;
+mod cluster;
 mod coordinator;
 mod directory;
 mod journal;
@@ -15,7 +18,8 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use myriad_auth::ApiKey;
-use myriad_bus::Bus;
+use myriad_bus::{Bus, BusError};
+pub use myriad_plan::PlannerConfig;
 use myriad_proto::MeetingId;
 use myriad_room::MeetingConfig;
 use myriad_store::{MeetingRecord, MeetingSettings, StoreError};
@@ -23,7 +27,8 @@ use rand::distr::{Alphanumeric, SampleString};
 use rand::Rng;
 use tokio::task::JoinHandle;
 
-pub use client::{AskError, Joined, MeetingClient};
+pub use client::{AskError, Joined, MediaState, MeetingClient};
+pub use cluster::{Cluster, HEARTBEAT, SILENT_OUT};
 pub use directory::Directory;
 
 #[derive(Debug, Clone)]
@@ -33,6 +38,8 @@ pub struct ControlConfig {
     pub dev_mode: bool,
     /// This node's name: it holds leases under it.
     pub node: String,
+    /// How the meetings coordinated here are partitioned.
+    pub partitions: PlannerConfig,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +78,7 @@ pub struct Control {
     directory: Directory,
     api_key: ApiKey,
     bus: Arc<dyn Bus>,
+    cluster: Arc<Cluster>,
     config: ControlConfig,
     /// The coordinators running in this process. Held across a start (which subscribes on
     /// the bus), so two joins at once start one coordinator.
@@ -116,19 +124,22 @@ fn generate_meeting_id() -> MeetingId {
 }
 
 impl Control {
-    pub fn new(
+    /// Starts the control layer on `bus`: it hears the cluster's registry from now on.
+    pub async fn start(
         directory: Directory,
         api_key: ApiKey,
         bus: Arc<dyn Bus>,
         config: ControlConfig,
-    ) -> Arc<Self> {
-        Arc::new(Self {
+    ) -> Result<Arc<Self>, BusError> {
+        let cluster = Cluster::watch(bus.as_ref()).await?;
+        Ok(Arc::new(Self {
             directory,
             api_key,
             bus,
+            cluster,
             config,
             coordinators: tokio::sync::Mutex::new(HashMap::new()),
-        })
+        }))
     }
 
     pub fn api_key(&self) -> &ApiKey {
@@ -145,6 +156,11 @@ impl Control {
 
     pub fn node(&self) -> &str {
         &self.config.node
+    }
+
+    /// The cluster's nodes, as this process hears them.
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
     }
 
     pub async fn create_meeting(
@@ -192,8 +208,15 @@ impl Control {
             last_n_video: s.last_n_video as usize,
             ..MeetingConfig::default()
         };
-        let started =
-            coordinator::start(Arc::clone(&self.bus), id.clone(), config, &self.config.node).await;
+        let started = coordinator::start(
+            Arc::clone(&self.bus),
+            Arc::clone(&self.cluster),
+            id.clone(),
+            config,
+            self.config.partitions,
+            &self.config.node,
+        )
+        .await;
         let handle = started.map_err(|e| match e {
             coordinator::StartError::Held => ControlError::Held,
             coordinator::StartError::Ended => ControlError::Ended,

@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use myriad_auth::ApiKey;
 use myriad_bus::{Bus, Faults, SimNet};
-use myriad_control::{Control, ControlConfig, Directory};
+use myriad_control::{Control, ControlConfig, Directory, PlannerConfig};
+
 use myriad_proto::bus::decode;
 use myriad_proto::meeting::{broadcast_subject, ConnRef, Joiner, MeetingBroadcast};
 use myriad_proto::{MeetingEvent, MeetingId, Role, Seq};
@@ -19,15 +20,18 @@ use myriad_store::MeetingSettings;
 async fn control(net: &SimNet, node: &str) -> Arc<Control> {
     let bus: Arc<dyn Bus> = Arc::new(net.node(node));
     let directory = Directory::shared(bus.as_ref()).await.unwrap();
-    Control::new(
+    Control::start(
         directory,
         ApiKey::new("MKtest", "secret"),
         bus,
         ControlConfig {
             dev_mode: false,
             node: node.to_owned(),
+            partitions: PlannerConfig::default(),
         },
     )
+    .await
+    .unwrap()
 }
 
 fn joiner(name: &str) -> Joiner {

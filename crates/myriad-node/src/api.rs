@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use base64::Engine;
 use myriad_auth::{parse_ttl, Grants};
 use myriad_control::{generate_session_token, now_unix_s, AskError, Control, ControlError};
+use myriad_proto::cluster::NodeInfo;
 use myriad_proto::meeting::{Actor, RefusalKind};
 use myriad_proto::{MeetingId, ParticipantId, Role, TrackSource};
 use myriad_store::{MeetingRecord, MeetingSettings};
@@ -312,7 +313,9 @@ struct RouteQuery {
 }
 
 /// Where a client of a meeting should connect: the best node, and the others to try in turn
-/// (the web client goes down the list when a node fails). Any page may ask any node.
+/// (the web client goes down the list when a node fails), as the meeting's coordinator
+/// places people — a free seat in an open partition near the client first. Any page may
+/// ask any node.
 async fn route(
     State(node): State<Arc<Node>>,
     Query(q): Query<RouteQuery>,
@@ -328,9 +331,13 @@ async fn route(
     if record.ended_unix_s.is_some() {
         return Err(ControlError::Ended.into());
     }
-    let nodes = node.registry.alive();
-    let region = q.region.as_deref().unwrap_or(&node.config.region);
-    let ranked = myriad_plan::rank(&nodes, Some(region), &[]);
+    let region = q.region.unwrap_or_else(|| node.config.region.clone());
+    let names = node.control.client(&id).route(Some(region)).await?;
+    let alive = node.control.cluster().alive();
+    let ranked: Vec<&NodeInfo> = names
+        .iter()
+        .filter_map(|name| alive.iter().find(|n| &n.name == name))
+        .collect();
     let Some(best) = ranked.first() else {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -374,7 +381,7 @@ async fn metrics(
 
 /// The nodes of the cluster as this node hears them (operators only).
 async fn cluster(_: ApiAuth, State(node): State<Arc<Node>>) -> Json<serde_json::Value> {
-    Json(json!({ "this": node.name, "nodes": node.registry.alive() }))
+    Json(json!({ "this": node.name, "nodes": node.control.cluster().alive() }))
 }
 
 #[derive(Deserialize)]

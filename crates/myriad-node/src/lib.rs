@@ -1,6 +1,7 @@
 //! A meeting node (`myriad serve`): the embedded web client, WebSocket signalling sessions,
-//! this node's media, its links to the meetings it has people in, and the REST API, on one
-//! port. Everything about a meeting's state is asked of its coordinator over the bus.
+//! this node's media workers, its links to the meetings it has people in, and the REST API,
+//! on one port. Everything about a meeting's state is asked of its coordinator over the bus;
+//! the node announces itself in the cluster's registry.
 
 #![allow(clippy::disallowed_methods)] // an I/O shell: reads the clock
 
@@ -9,7 +10,6 @@ mod https;
 mod link;
 mod load;
 mod metrics;
-mod registry;
 mod session;
 mod web;
 
@@ -20,16 +20,15 @@ use std::sync::Arc;
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use axum::Router;
-use myriad_control::{Control, MeetingClient};
-use myriad_proto::cluster::NodeInfo;
+use myriad_control::{Control, MeetingClient, HEARTBEAT};
+use myriad_proto::cluster::{NodeInfo, PartitionRef};
 use myriad_proto::meeting::ConnRef;
-use myriad_sfu::{PeerId, SfuHandle};
+use myriad_sfu::{Media, PeerId};
 use tokio::sync::mpsc;
 
 pub use https::TlsListener;
 use link::{LinkHandle, Links, SessionMsg};
 use load::Load;
-pub use registry::Registry;
 
 /// Who a node is in its cluster.
 #[derive(Debug, Clone)]
@@ -41,19 +40,18 @@ pub struct NodeConfig {
     pub url: String,
     /// Participants it takes at most.
     pub capacity: u32,
-    /// Where other nodes reach its relay (UDP), if it carries media in a cluster.
-    pub relay: Option<SocketAddr>,
+    /// The IP other nodes reach its workers' relay sockets at (each at its own port).
+    pub relay_ip: Option<std::net::IpAddr>,
 }
 
-/// One node: its name on the bus, the control layer, its media task (none on a control-only
-/// node) and its meeting links.
+/// One node: its name on the bus, the control layer, its media workers (none on a
+/// control-only node) and its meeting links.
 pub struct Node {
     pub control: Arc<Control>,
-    pub sfu: Option<SfuHandle>,
+    pub media: Option<Media>,
     pub config: NodeConfig,
     /// How this node is named in connection references (unique in a cluster).
     pub name: String,
-    pub registry: Arc<Registry>,
     load: Arc<Load>,
     metrics: metrics::NodeMetrics,
     links: Links,
@@ -65,35 +63,26 @@ impl Node {
     /// Starts the node: it announces itself in the cluster's registry from now on.
     pub async fn start(
         control: Arc<Control>,
-        sfu: Option<SfuHandle>,
+        media: Option<Media>,
         config: NodeConfig,
     ) -> Result<Arc<Self>, myriad_bus::BusError> {
         let load = Arc::new(Load::default());
         let announce = {
-            let (config, load, sfu) = (config.clone(), Arc::clone(&load), sfu.clone());
-            move || load.announcement(&config, sfu.as_ref())
+            let (config, load, media) = (config.clone(), Arc::clone(&load), media.clone());
+            move || load.announcement(&config, media.as_ref())
         };
-        let registry = Registry::start(control.bus().as_ref(), announce).await?;
-        if let Some(sfu) = sfu.clone() {
-            tokio::spawn(keep_relay_peers(
-                Arc::clone(&registry),
-                sfu,
-                config.name.clone(),
-            ));
+        control.cluster().announce(announce).await?;
+        if let Some(media) = media.clone() {
+            tokio::spawn(keep_relay_peers(Arc::clone(&control), media));
         }
-        let metrics = metrics::NodeMetrics::new(
-            Arc::clone(&load),
-            sfu.clone(),
-            Arc::clone(&registry),
-            Arc::clone(&control),
-        );
+        let metrics =
+            metrics::NodeMetrics::new(Arc::clone(&load), media.clone(), Arc::clone(&control));
         Ok(Arc::new(Self {
             metrics,
             control,
-            sfu,
+            media,
             name: config.name.clone(),
             config,
-            registry,
             load,
             links: Links::default(),
             next_conn: AtomicU64::new(1),
@@ -103,7 +92,7 @@ impl Node {
 
     /// What this node would announce now.
     pub fn info(&self) -> NodeInfo {
-        self.load.announcement(&self.config, self.sfu.as_ref())
+        self.load.announcement(&self.config, self.media.as_ref())
     }
 
     /// A new signalling connection's reference.
@@ -122,30 +111,41 @@ impl Node {
     /// Registers a connection with this node's link to the meeting (a node with media).
     async fn register(
         &self,
-        sfu: &SfuHandle,
+        media: &Media,
         client: &MeetingClient,
         conn: u64,
         tx: mpsc::Sender<SessionMsg>,
     ) -> Result<LinkHandle, myriad_bus::BusError> {
         let load = Arc::clone(&self.load);
-        link::register(&self.links, &self.name, client, sfu, load, conn, tx).await
+        link::register(&self.links, client, media, load, conn, tx).await
     }
 }
 
-/// Keeps the media task's list of the other nodes' relay addresses as the registry has them.
-async fn keep_relay_peers(registry: Arc<Registry>, sfu: SfuHandle, me: String) {
-    let mut tick = tokio::time::interval(registry::HEARTBEAT);
+/// Keeps the workers' list of the other nodes' workers' relay addresses as the registry has
+/// them.
+async fn keep_relay_peers(control: Arc<Control>, media: Media) {
+    let mut tick = tokio::time::interval(HEARTBEAT);
     let mut last = std::collections::HashMap::new();
     loop {
         tick.tick().await;
-        let peers: std::collections::HashMap<String, SocketAddr> = registry
+        let peers: std::collections::HashMap<String, SocketAddr> = control
+            .cluster()
             .alive()
             .into_iter()
-            .filter(|n| n.name != me)
-            .filter_map(|n| Some((n.name, n.relay?.parse().ok()?)))
+            .filter(|n| n.name != media.node())
+            .flat_map(|n| {
+                let name = n.name;
+                n.relays
+                    .into_iter()
+                    .enumerate()
+                    .filter_map(move |(i, addr)| {
+                        let partition = PartitionRef::new(&name, u16::try_from(i).ok()?);
+                        Some((partition.to_string(), addr.parse().ok()?))
+                    })
+            })
             .collect();
         if peers != last {
-            if sfu.set_relay_peers(peers.clone()).await.is_err() {
+            if !media.set_relay_peers(peers.clone()).await {
                 return;
             }
             last = peers;

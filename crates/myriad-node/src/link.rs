@@ -1,20 +1,26 @@
 //! A node's link to one meeting: while anyone on this node is in the meeting, one task hears
 //! the coordinator's broadcasts and fans them out to the local connections (a batch is
-//! serialized once for all of them), drives this node's media for the meeting (plan, tracks,
-//! peers), and relays media events to the right connection. Peers are this node's: which
-//! media connection is whose lives here, not at the coordinator.
+//! serialized once for all of them), drives this node's media workers for the meeting (the
+//! plan; each track, pulled by each partition here from its upstream in the relay tree; the
+//! partitions open ahead; the peers), and relays media events to the right connection.
+//! Peers are this node's: which media connection is whose, on which worker, lives here, not
+//! at the coordinator.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use myriad_bus::Subscription;
 use myriad_control::MeetingClient;
+use myriad_plan::{upstream, RELAY_FANOUT};
 use myriad_proto::bus::decode;
-use myriad_proto::meeting::{ConnRef, EndReason, MeetingBroadcast};
-use myriad_proto::{MeetingEvent, MeetingId, ParticipantId, Seq, SeqEvent, ServerMsg, TrackInfo};
-use myriad_sfu::{PeerId, RoomEvent, SfuHandle};
+use myriad_proto::cluster::PartitionRef;
+use myriad_proto::meeting::{ConnRef, EndReason, MeetingBroadcast, Presence};
+use myriad_proto::{
+    MeetingEvent, MeetingId, ParticipantId, Seq, SeqEvent, ServerMsg, TrackId, TrackInfo,
+};
+use myriad_sfu::{Media, PeerId, RoomEvent, SfuHandle};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::load::Load;
@@ -41,23 +47,26 @@ pub(crate) enum LinkCmd {
         conn: u64,
         tx: mpsc::Sender<SessionMsg>,
     },
-    /// The connection is this participant's, and its welcome brought it to `seq`: the kept
-    /// events after it go to it next. Answers with the participant's media connection on
-    /// this node, which survives a signalling drop.
+    /// The connection is this participant's, in `partition`, and its welcome brought it to
+    /// `seq`: the kept events after it go to it next. Answers with the participant's media
+    /// connection on this node (and its worker), which survives a signalling drop.
     Bind {
         conn: u64,
         participant: ParticipantId,
+        partition: Option<PartitionRef>,
         seq: Seq,
-        reply: oneshot::Sender<Option<PeerId>>,
+        reply: oneshot::Sender<Option<(PeerId, u16)>>,
     },
     Unregister {
         conn: u64,
     },
-    /// This is the participant's media connection now; a previous one is dropped with its
-    /// tracks. Answers once done, so media events about the peer cannot overtake it.
+    /// This is the participant's media connection now, on `worker`; a previous one is
+    /// dropped with its tracks. Answers once done, so media events about the peer cannot
+    /// overtake it.
     AttachPeer {
         participant: ParticipantId,
         peer: PeerId,
+        worker: u16,
         reply: oneshot::Sender<()>,
     },
 }
@@ -85,12 +94,14 @@ impl LinkHandle {
         &self,
         conn: u64,
         participant: ParticipantId,
+        partition: Option<PartitionRef>,
         seq: Seq,
-    ) -> Option<PeerId> {
+    ) -> Option<(PeerId, u16)> {
         let (reply, rx) = oneshot::channel();
         let cmd = LinkCmd::Bind {
             conn,
             participant,
+            partition,
             seq,
             reply,
         };
@@ -104,11 +115,12 @@ impl LinkHandle {
         let _ = self.tx.send(LinkCmd::Unregister { conn }).await;
     }
 
-    pub(crate) async fn attach_peer(&self, participant: ParticipantId, peer: PeerId) {
+    pub(crate) async fn attach_peer(&self, participant: ParticipantId, peer: PeerId, worker: u16) {
         let (reply, rx) = oneshot::channel();
         let cmd = LinkCmd::AttachPeer {
             participant,
             peer,
+            worker,
             reply,
         };
         if self.tx.send(cmd).await.is_ok() {
@@ -117,36 +129,41 @@ impl LinkHandle {
     }
 }
 
-/// Which media connection is whose, both ways: media events name the peer, meeting events
-/// the participant, and both are frequent in a large meeting.
+/// Which media connection is whose, both ways, and on which worker: media events name the
+/// peer, meeting events the participant, and both are frequent in a large meeting.
 #[derive(Default)]
 struct PeerIndex {
-    by_participant: HashMap<ParticipantId, PeerId>,
-    by_peer: HashMap<PeerId, ParticipantId>,
+    by_participant: HashMap<ParticipantId, (PeerId, u16)>,
+    by_peer: HashMap<PeerId, (ParticipantId, u16)>,
 }
 
 impl PeerIndex {
-    /// Records the participant's peer; returns the one it replaces.
-    fn attach(&mut self, participant: ParticipantId, peer: PeerId) -> Option<PeerId> {
-        let old = self.by_participant.insert(participant, peer);
-        if let Some(old) = old {
+    /// Records the participant's peer; returns the one it replaces (and its worker).
+    fn attach(
+        &mut self,
+        participant: ParticipantId,
+        peer: PeerId,
+        worker: u16,
+    ) -> Option<(PeerId, u16)> {
+        let old = self.by_participant.insert(participant, (peer, worker));
+        if let Some((old, _)) = old {
             self.by_peer.remove(&old);
         }
-        self.by_peer.insert(peer, participant);
+        self.by_peer.insert(peer, (participant, worker));
         old
     }
 
-    fn detach(&mut self, participant: ParticipantId) -> Option<PeerId> {
-        let peer = self.by_participant.remove(&participant)?;
+    fn detach(&mut self, participant: ParticipantId) -> Option<(PeerId, u16)> {
+        let (peer, worker) = self.by_participant.remove(&participant)?;
         self.by_peer.remove(&peer);
-        Some(peer)
+        Some((peer, worker))
     }
 
-    fn peer_of(&self, participant: ParticipantId) -> Option<PeerId> {
+    fn peer_of(&self, participant: ParticipantId) -> Option<(PeerId, u16)> {
         self.by_participant.get(&participant).copied()
     }
 
-    fn owner(&self, peer: PeerId) -> Option<ParticipantId> {
+    fn owner(&self, peer: PeerId) -> Option<(ParticipantId, u16)> {
         self.by_peer.get(&peer).copied()
     }
 
@@ -158,6 +175,8 @@ impl PeerIndex {
 struct Conn {
     tx: mpsc::Sender<SessionMsg>,
     participant: Option<ParticipantId>,
+    /// Where the coordinator seated it.
+    partition: Option<PartitionRef>,
     /// Until bound: the events broadcast since it registered (its welcome is not out yet).
     kept: Option<Vec<SeqEvent>>,
     /// Its welcome brought it this far: events up to here it has.
@@ -172,7 +191,11 @@ struct Link {
     meeting: MeetingId,
     node: String,
     client: MeetingClient,
-    sfu: SfuHandle,
+    media: Media,
+    /// The meeting's tracks, each with the partition it is published in.
+    tracks: BTreeMap<TrackId, TrackInfo>,
+    /// The meeting's open partitions, everywhere.
+    partitions: Vec<PartitionRef>,
     conns: HashMap<u64, Conn>,
     /// Bound connections by participant.
     by_participant: HashMap<ParticipantId, u64>,
@@ -188,9 +211,8 @@ struct Link {
 /// from now on (the subscription is in place when this returns) and this node's media events
 /// for the meeting.
 pub(crate) async fn start(
-    node: String,
     client: MeetingClient,
-    sfu: SfuHandle,
+    media: Media,
     load: Arc<Load>,
 ) -> Result<LinkHandle, myriad_bus::BusError> {
     let meeting = client.meeting().clone();
@@ -200,25 +222,23 @@ pub(crate) async fn start(
         .await?;
     bus.flush().await?;
     let (media_tx, media_rx) = mpsc::channel(4096);
-    if sfu.open_room(meeting.clone(), media_tx).await.is_err() {
-        tracing::error!(%meeting, "media task gone: this node's media for the meeting is off");
-    }
-    // What is published already, and the plan: other nodes' tracks are pulled from there.
-    match client.media().await {
-        Ok((tracks, plan)) => {
-            for track in tracks {
-                add_remote(&sfu, &meeting, &node, track).await;
-            }
-            let _ = sfu.set_plan(meeting.clone(), plan).await;
+    for worker in media.workers() {
+        if worker
+            .open_room(meeting.clone(), media_tx.clone())
+            .await
+            .is_err()
+        {
+            tracing::error!(%meeting, worker = worker.name(), "media worker gone: its media for the meeting is off");
         }
-        Err(e) => tracing::warn!(%meeting, "the meeting's tracks unknown for now: {e}"),
     }
     let (tx, rx) = mpsc::channel(1024);
-    let link = Link {
+    let mut link = Link {
         meeting,
-        node,
+        node: media.node().to_owned(),
         client,
-        sfu,
+        media,
+        tracks: BTreeMap::new(),
+        partitions: Vec::new(),
         conns: HashMap::new(),
         by_participant: HashMap::new(),
         peers: PeerIndex::default(),
@@ -226,6 +246,18 @@ pub(crate) async fn start(
         last_seq: Seq(0),
         load,
     };
+    // What is published already, the plan and the partitions: tracks of other partitions
+    // are pulled from upstream.
+    match link.client.media().await {
+        Ok(state) => {
+            link.set_plan(state.plan).await;
+            link.tracks = state.tracks.into_iter().map(|t| (t.id, t)).collect();
+            link.set_partitions(state.partitions).await;
+        }
+        Err(e) => {
+            tracing::warn!(meeting = %link.meeting, "the meeting's tracks unknown for now: {e}")
+        }
+    }
     link.load.meetings.fetch_add(1, Ordering::Relaxed);
     tokio::spawn(link.run(rx, broadcasts, media_rx));
     Ok(LinkHandle { tx })
@@ -283,6 +315,7 @@ impl Link {
                     Conn {
                         tx,
                         participant: None,
+                        partition: None,
                         kept: Some(Vec::new()),
                         after: Seq(0),
                     },
@@ -291,11 +324,13 @@ impl Link {
             LinkCmd::Bind {
                 conn,
                 participant,
+                partition,
                 seq,
                 reply,
             } => {
                 if let Some(c) = self.conns.get_mut(&conn) {
                     c.after = seq;
+                    c.partition = partition;
                     if c.participant.replace(participant).is_none() {
                         self.load.participants.fetch_add(1, Ordering::Relaxed);
                     }
@@ -317,15 +352,18 @@ impl Link {
             LinkCmd::AttachPeer {
                 participant,
                 peer,
+                worker,
                 reply,
             } => {
-                if let Some(old) = self.peers.attach(participant, peer) {
+                if let Some((old, old_worker)) = self.peers.attach(participant, peer, worker) {
                     if old != peer {
                         // The old connection's tracks go before the new one publishes.
                         if let Err(e) = self.client.media_closed(participant).await {
                             tracing::warn!(meeting = %self.meeting, %participant, "old tracks not dropped: {e}");
                         }
-                        let _ = self.sfu.remove_peer(old).await;
+                        if let Some(w) = self.worker(old_worker) {
+                            let _ = w.remove_peer(old).await;
+                        }
                     }
                 }
                 let _ = reply.send(());
@@ -363,10 +401,14 @@ impl Link {
                 for ev in &events {
                     match &ev.event {
                         MeetingEvent::TrackUnpublished { track } => {
-                            let _ = self.sfu.unbind_track(self.meeting.clone(), *track).await;
+                            self.tracks.remove(track);
+                            for w in self.media.workers() {
+                                let _ = w.unbind_track(self.meeting.clone(), *track).await;
+                            }
                         }
                         MeetingEvent::TrackPublished { track } => {
-                            add_remote(&self.sfu, &self.meeting, &self.node, track.clone()).await;
+                            self.tracks.insert(track.id, track.clone());
+                            self.place_track(track).await;
                         }
                         _ => {}
                     }
@@ -374,9 +416,8 @@ impl Link {
                 self.keep_for_unbound(&events);
                 self.fan_out(events).await;
             }
-            MeetingBroadcast::Plan { plan } => {
-                let _ = self.sfu.set_plan(self.meeting.clone(), plan).await;
-            }
+            MeetingBroadcast::Plan { plan } => self.set_plan(plan).await,
+            MeetingBroadcast::Partitions { partitions } => self.set_partitions(partitions).await,
             MeetingBroadcast::SessionEnded {
                 participant,
                 conn,
@@ -386,19 +427,28 @@ impl Link {
                 tracing::debug!(meeting = %self.meeting, "the coordinator stopped");
             }
             MeetingBroadcast::TookOver { epoch } => {
-                // The new coordinator learns who is here; the others' sessions expire.
-                let conns: Vec<(ParticipantId, ConnRef)> = self
+                // The new coordinator learns who is here, and where; the others' sessions
+                // expire.
+                let present: Vec<Presence> = self
                     .by_participant
                     .iter()
                     .map(|(p, conn)| {
                         let node = self.node.clone();
-                        (*p, ConnRef { node, conn: *conn })
+                        let partition = match self.peers.peer_of(*p) {
+                            Some((_, worker)) => Some(PartitionRef::new(&node, worker)),
+                            None => self.conns.get(conn).and_then(|c| c.partition.clone()),
+                        };
+                        Presence {
+                            participant: *p,
+                            conn: ConnRef { node, conn: *conn },
+                            partition,
+                        }
                     })
                     .collect();
-                tracing::info!(meeting = %self.meeting, epoch, present = conns.len(), "a coordinator took the meeting over");
+                tracing::info!(meeting = %self.meeting, epoch, present = present.len(), "a coordinator took the meeting over");
                 let client = self.client.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = client.present(conns).await {
+                    if let Err(e) = client.present(present).await {
                         tracing::warn!(meeting = %client.meeting(), "presence not told: {e}");
                     }
                 });
@@ -420,9 +470,54 @@ impl Link {
         }
         // A resumed session keeps its media; any other end takes it.
         if reason != EndReason::Replaced {
-            if let Some(peer) = self.peers.detach(participant) {
-                let _ = self.sfu.remove_peer(peer).await;
+            if let Some((peer, worker)) = self.peers.detach(participant) {
+                if let Some(w) = self.worker(worker) {
+                    let _ = w.remove_peer(peer).await;
+                }
             }
+        }
+    }
+
+    fn worker(&self, index: u16) -> Option<&SfuHandle> {
+        self.media.workers().get(usize::from(index))
+    }
+
+    async fn set_plan(&self, plan: myriad_proto::ForwardingPlan) {
+        for w in self.media.workers() {
+            let _ = w.set_plan(self.meeting.clone(), plan.clone()).await;
+        }
+    }
+
+    /// The meeting's open partitions changed: this node's open ones pull the plan ahead of
+    /// their people, and every worker pulls each track from its upstream in the new tree.
+    async fn set_partitions(&mut self, partitions: Vec<PartitionRef>) {
+        self.partitions = partitions;
+        for (i, w) in self.media.workers().iter().enumerate() {
+            let me = PartitionRef::new(&self.node, i as u16);
+            let _ = w
+                .set_warm(self.meeting.clone(), self.partitions.contains(&me))
+                .await;
+        }
+        let tracks: Vec<TrackInfo> = self.tracks.values().cloned().collect();
+        for track in &tracks {
+            self.place_track(track).await;
+        }
+    }
+
+    /// Tells every worker here but the publisher's of a track, and where to pull it from.
+    async fn place_track(&self, track: &TrackInfo) {
+        let Some(origin) = &track.partition else {
+            return;
+        };
+        for (i, w) in self.media.workers().iter().enumerate() {
+            let me = PartitionRef::new(&self.node, i as u16);
+            if &me == origin {
+                continue;
+            }
+            let from = upstream(origin, &me, &self.partitions, RELAY_FANOUT, track.id.0);
+            let _ = w
+                .add_remote_track(self.meeting.clone(), track.clone(), from.to_string())
+                .await;
         }
     }
 
@@ -512,11 +607,17 @@ impl Link {
                 mid,
                 source,
             } => {
+                let Some((_, worker)) = self.peers.owner(peer) else {
+                    return;
+                };
+                let Some(sfu) = self.worker(worker).cloned() else {
+                    return;
+                };
                 // A round trip to the coordinator: not in the link's loop.
-                let (client, sfu) = (self.client.clone(), self.sfu.clone());
-                let node = self.node.clone();
+                let client = self.client.clone();
+                let partition = PartitionRef::new(&self.node, worker);
                 tokio::spawn(async move {
-                    match client.publish(participant, source, node).await {
+                    match client.publish(participant, source, partition).await {
                         Ok(track) => {
                             let _ = sfu.bind_track(peer, mid, track).await;
                         }
@@ -528,13 +629,13 @@ impl Link {
             }
             RoomEvent::AudioLevels(levels) => self.client.report_levels(levels).await,
             RoomEvent::Offer { peer, sdp, tracks } => {
-                let conn = self.peers.owner(peer).and_then(|p| self.conn_of(p));
+                let conn = self.peers.owner(peer).and_then(|(p, _)| self.conn_of(p));
                 if let Some(conn) = conn {
                     send_one(conn, &ServerMsg::Offer { sdp, tracks });
                 }
             }
             RoomEvent::PeerClosed { peer, reason } => {
-                if let Some(participant) = self.peers.owner(peer) {
+                if let Some((participant, _)) = self.peers.owner(peer) {
                     self.peers.detach(participant);
                     if let Some(conn) = self.conn_of(participant) {
                         let _ = conn.tx.try_send(SessionMsg::MediaClosed {
@@ -547,13 +648,6 @@ impl Link {
                 }
             }
         }
-    }
-}
-
-/// Tells the media task of a track published on another node (its own it knows already).
-async fn add_remote(sfu: &SfuHandle, meeting: &MeetingId, node: &str, track: TrackInfo) {
-    if let Some(origin) = track.node.clone().filter(|n| n != node) {
-        let _ = sfu.add_remote_track(meeting.clone(), track, origin).await;
     }
 }
 
@@ -581,9 +675,8 @@ pub(crate) type Links = tokio::sync::Mutex<HashMap<MeetingId, LinkHandle>>;
 /// the link if there is none (or the last one has just stopped).
 pub(crate) async fn register(
     links: &Links,
-    node: &str,
     client: &MeetingClient,
-    sfu: &SfuHandle,
+    media: &Media,
     load: Arc<Load>,
     conn: u64,
     tx: mpsc::Sender<SessionMsg>,
@@ -595,7 +688,7 @@ pub(crate) async fn register(
             return Ok(link.clone());
         }
     }
-    let link = start(node.to_owned(), client.clone(), sfu.clone(), load).await?;
+    let link = start(client.clone(), media.clone(), load).await?;
     if link.register(conn, tx).await.is_err() {
         return Err(myriad_bus::BusError::Unavailable(
             "the meeting link stopped at once".into(),

@@ -1,6 +1,7 @@
 //! What this node carries, for its announcements in the registry: participants and meetings
 //! (counted by its links), its CPU time, and the media it sends.
 
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -8,7 +9,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use prometheus_client::metrics::histogram::Histogram;
 
 use myriad_proto::cluster::NodeInfo;
-use myriad_sfu::SfuHandle;
+use myriad_sfu::Media;
 
 use crate::NodeConfig;
 
@@ -19,7 +20,6 @@ pub(crate) struct Load {
     pub meetings: AtomicI64,
     /// The last reading: when, CPU seconds used, bytes sent.
     last: Mutex<Option<(Instant, f64, u64)>>,
-    /// How late event batches arrive.
     /// How late event batches arrive (its clones share the counts).
     event_lag: Histogram,
 }
@@ -55,10 +55,10 @@ impl Load {
     }
 
     /// This node's announcement: who, where, and how loaded since the last one.
-    pub(crate) fn announcement(&self, config: &NodeConfig, sfu: Option<&SfuHandle>) -> NodeInfo {
+    pub(crate) fn announcement(&self, config: &NodeConfig, media: Option<&Media>) -> NodeInfo {
         let now = Instant::now();
         let cpu_s = process_cpu_seconds().unwrap_or(0.0);
-        let sent = sfu.map_or(0, |s| s.counters().bytes_sent.load(Ordering::Relaxed));
+        let sent = media.map_or(0, |m| m.totals().bytes_sent);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
         let (cpu, egress_bps) = match *last {
             Some((at, cpu_before, sent_before)) if now > at => {
@@ -75,8 +75,16 @@ impl Load {
             name: config.name.clone(),
             region: config.region.clone(),
             url: config.url.clone(),
-            relay: config.relay.map(|a| a.to_string()),
-            media: sfu.is_some(),
+            relays: match (media, config.relay_ip) {
+                (Some(m), Some(ip)) => m
+                    .relay_addrs()
+                    .into_iter()
+                    .map(|a| SocketAddr::new(ip, a.port()).to_string())
+                    .collect(),
+                _ => Vec::new(),
+            },
+            media: media.is_some(),
+            workers: media.map_or(0, Media::count),
             capacity: config.capacity,
             participants: self.participants.load(Ordering::Relaxed).max(0) as u32,
             partitions: self.meetings.load(Ordering::Relaxed).max(0) as u32,

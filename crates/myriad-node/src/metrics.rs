@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use myriad_control::Control;
-use myriad_sfu::SfuHandle;
+use myriad_sfu::Media;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
 use prometheus_client::metrics::counter::ConstCounter;
@@ -16,19 +16,13 @@ use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
 use crate::load::Load;
-use crate::registry::Registry as ClusterRegistry;
 
 pub(crate) struct NodeMetrics {
     registry: Registry,
 }
 
 impl NodeMetrics {
-    pub(crate) fn new(
-        load: Arc<Load>,
-        sfu: Option<SfuHandle>,
-        cluster: Arc<ClusterRegistry>,
-        control: Arc<Control>,
-    ) -> Self {
+    pub(crate) fn new(load: Arc<Load>, media: Option<Media>, control: Arc<Control>) -> Self {
         let mut registry = Registry::with_prefix("myriad_node");
         registry.register(
             "event_lag_seconds",
@@ -37,8 +31,7 @@ impl NodeMetrics {
         );
         registry.register_collector(Box::new(NodeCollector {
             load,
-            sfu,
-            cluster,
+            media,
             control,
         }));
         Self { registry }
@@ -55,8 +48,7 @@ impl NodeMetrics {
 
 struct NodeCollector {
     load: Arc<Load>,
-    sfu: Option<SfuHandle>,
-    cluster: Arc<ClusterRegistry>,
+    media: Option<Media>,
     control: Arc<Control>,
 }
 
@@ -104,11 +96,12 @@ impl Collector for NodeCollector {
             "Meetings this node carries people and media of.",
             self.load.meetings.load(Ordering::Relaxed),
         )?;
+        let alive = self.control.cluster().alive();
         gauge(
             e,
             "cluster_nodes",
             "Nodes heard from in the last two seconds, this one included.",
-            self.cluster.alive().len() as i64,
+            alive.len() as i64,
         )?;
         gauge(
             e,
@@ -116,56 +109,66 @@ impl Collector for NodeCollector {
             "Meetings coordinated here (their leases held).",
             self.control.coordinators_running() as i64,
         )?;
-        let Some(sfu) = &self.sfu else {
+        let Some(media) = &self.media else {
             return Ok(());
         };
-        let c = sfu.counters();
-        let n = |a: &std::sync::atomic::AtomicU64| a.load(Ordering::Relaxed);
+        gauge(
+            e,
+            "media_workers",
+            "Media workers (one per core, each with its own UDP socket).",
+            i64::from(media.count()),
+        )?;
+        let t = media.totals();
         let counters = [
             (
                 "media_packets_sent",
                 "Media datagrams sent to clients.",
-                n(&c.packets_sent),
+                t.packets_sent,
             ),
             (
                 "media_bits_sent",
                 "Media bits sent to clients.",
-                n(&c.bytes_sent) * 8,
+                t.bytes_sent * 8,
             ),
             (
                 "media_packets_received",
                 "Media datagrams received from clients.",
-                n(&c.packets_received),
+                t.packets_received,
             ),
             (
                 "media_bits_received",
                 "Media bits received from clients.",
-                n(&c.bytes_received) * 8,
+                t.bytes_received * 8,
             ),
             (
                 "relay_sent",
                 "Relay datagrams sent to other nodes.",
-                n(&c.relay_sent),
+                t.relay_sent,
             ),
             (
                 "relay_bits_sent",
                 "Relay bits sent to other nodes.",
-                n(&c.relay_bytes_sent) * 8,
+                t.relay_bytes_sent * 8,
             ),
             (
                 "relay_received",
                 "Relay datagrams from other nodes, opened.",
-                n(&c.relay_received),
+                t.relay_received,
             ),
             (
                 "relay_refused",
                 "Relay datagrams refused: forged, altered, cut short or played again.",
-                n(&c.relay_refused),
+                t.relay_refused,
             ),
             (
                 "relay_dropped",
-                "Relay datagrams not sent: node unknown, or socket full.",
-                n(&c.relay_dropped),
+                "Relay messages not sent: partition unknown, socket or sibling queue full.",
+                t.relay_dropped,
+            ),
+            (
+                "relay_sibling_sent",
+                "Relay messages passed in-process to another worker of this node.",
+                t.relay_sibling_sent,
             ),
         ];
         for (name, help, value) in counters {
@@ -175,12 +178,10 @@ impl Collector for NodeCollector {
             e,
             "relay_links",
             "Other nodes this one can relay to.",
-            self.cluster
-                .alive()
+            alive
                 .iter()
-                .filter(|n| n.relay.is_some())
-                .count()
-                .saturating_sub(1) as i64,
+                .filter(|n| n.name != media.node() && !n.relays.is_empty())
+                .count() as i64,
         )?;
         Ok(())
     }

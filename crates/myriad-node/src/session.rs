@@ -72,11 +72,12 @@ struct Member {
     meeting: MeetingId,
     client: MeetingClient,
     link: LinkHandle,
-    /// This node's media task.
-    sfu: SfuHandle,
+    /// The worker carrying its partition here: a new media connection goes there.
+    worker: (u16, SfuHandle),
     participant: ParticipantId,
     conn: ConnRef,
-    peer: Option<PeerId>,
+    /// Its media connection, and the worker it is on.
+    peer: Option<(PeerId, SfuHandle)>,
     /// The token's `subscribe` grant.
     subscribe: bool,
 }
@@ -169,7 +170,7 @@ impl Session {
             Ok(_) => {}
             Err(e) => return Err(control_error(&e)),
         }
-        let Some(sfu) = self.node.sfu.clone() else {
+        let Some(media) = self.node.media.clone() else {
             return Err((
                 ErrorCode::WrongNode,
                 "this node carries no media: ask /api/v1/route?meeting=… where to connect".into(),
@@ -181,7 +182,7 @@ impl Session {
         // between the welcome and the next batch.
         let link = self
             .node
-            .register(&sfu, &client, conn.conn, tx)
+            .register(&media, &client, conn.conn, tx)
             .await
             .map_err(|e| {
                 (
@@ -200,7 +201,13 @@ impl Session {
                     conn.clone(),
                 )
                 .await
-                .map_err(|e| (ErrorCode::ResumeFailed, e.to_string())),
+                .map_err(|e| match &e {
+                    AskError::Refused {
+                        kind: RefusalKind::NodeFull,
+                        ..
+                    } => ask_error(e),
+                    _ => (ErrorCode::ResumeFailed, e.to_string()),
+                }),
             None => {
                 let joiner = Joiner {
                     name: grants
@@ -227,7 +234,21 @@ impl Session {
             }
         };
         let resumed = resume_asked;
-        let peer = link.bind(conn.conn, joined.participant, joined.seq).await;
+        let worker = joined.partition.as_ref().and_then(|p| {
+            let handle = media.worker(p)?.clone();
+            Some((p.worker, handle))
+        });
+        let Some(worker) = worker else {
+            link.unregister(conn.conn).await;
+            return Err((
+                ErrorCode::Internal,
+                format!("no partition on this node: {:?}", joined.partition),
+            ));
+        };
+        let peer = link
+            .bind(conn.conn, joined.participant, joined.partition, joined.seq)
+            .await
+            .and_then(|(peer, w)| Some((peer, media.workers().get(usize::from(w))?.clone())));
         self.send(&joined.welcome).await;
         if !joined.missed.is_empty() {
             self.send(&ServerMsg::Events {
@@ -244,7 +265,7 @@ impl Session {
             meeting,
             client,
             link,
-            sfu,
+            worker,
             participant: joined.participant,
             conn,
             peer,
@@ -326,7 +347,6 @@ impl Session {
 
     /// Handles one client message; returns true when the session is over.
     async fn handle(&mut self, member: &mut Member, msg: ClientMsg) -> bool {
-        let sfu = member.sfu.clone();
         match msg {
             ClientMsg::Join { .. } => {
                 self.send_error(
@@ -340,13 +360,17 @@ impl Session {
                 tracks,
                 restart,
             } => {
-                let res = match member.peer.filter(|_| !restart) {
-                    Some(peer) => sfu.offer(peer, sdp, tracks).await,
+                let res = match member.peer.clone().filter(|_| !restart) {
+                    Some((peer, sfu)) => sfu.offer(peer, sdp, tracks).await,
                     None => {
                         let peer = self.node.peer_id();
+                        let (index, sfu) = member.worker.clone();
                         // The link must know the peer before the media task talks about it;
                         // it drops a replaced peer and that peer's tracks.
-                        member.link.attach_peer(member.participant, peer).await;
+                        member
+                            .link
+                            .attach_peer(member.participant, peer, index)
+                            .await;
                         let new = NewPeer {
                             id: peer,
                             meeting: member.meeting.clone(),
@@ -355,7 +379,7 @@ impl Session {
                         };
                         let res = sfu.add_peer(new, sdp, tracks).await;
                         if res.is_ok() {
-                            member.peer = Some(peer);
+                            member.peer = Some((peer, sfu));
                         }
                         res
                     }
@@ -365,9 +389,9 @@ impl Session {
                     Err(e) => self.send_media_error(e).await,
                 }
             }
-            ClientMsg::Answer { sdp } => match member.peer {
-                Some(peer) => {
-                    if let Err(e) = sfu.answer(peer, sdp).await {
+            ClientMsg::Answer { sdp } => match &member.peer {
+                Some((peer, sfu)) => {
+                    if let Err(e) = sfu.answer(*peer, sdp).await {
                         self.send_media_error(e).await;
                     }
                 }
@@ -388,8 +412,8 @@ impl Session {
                 }
             }
             ClientMsg::View { max_height, pinned } => {
-                if let Some(peer) = member.peer {
-                    let _ = sfu.set_view(peer, max_height, pinned).await;
+                if let Some((peer, sfu)) = &member.peer {
+                    let _ = sfu.set_view(*peer, max_height, pinned).await;
                 }
             }
             ClientMsg::Chat { text } => {
@@ -473,6 +497,7 @@ fn ask_error(e: AskError) -> (ErrorCode, String) {
             RefusalKind::MeetingEnded => ErrorCode::MeetingEnded,
             RefusalKind::Forbidden => ErrorCode::Forbidden,
             RefusalKind::UnknownSession => ErrorCode::ResumeFailed,
+            RefusalKind::NodeFull => ErrorCode::WrongNode,
             _ => ErrorCode::BadMessage,
         },
         AskError::Control(e) => return control_error(e),

@@ -13,11 +13,15 @@ pub struct NodeInfo {
     pub region: String,
     /// Where clients reach its web client, signalling and API (`https://host:port`).
     pub url: String,
-    /// Where other nodes send it media and ask it for media (`host:port`, UDP).
+    /// Where other nodes send media to its workers and ask them for media (`host:port`,
+    /// UDP; one per worker, in worker order; none outside a cluster).
     #[serde(default)]
-    pub relay: Option<String>,
+    pub relays: Vec<String>,
     /// Whether it carries media (a control-only node does not take participants).
     pub media: bool,
+    /// Its media workers (one per core, each with its own UDP socket).
+    #[serde(default)]
+    pub workers: u16,
     /// Participants it takes at most.
     pub capacity: u32,
     /// Participants connected to it now.
@@ -43,4 +47,78 @@ impl NodeInfo {
 impl BusMessage for NodeInfo {
     const KIND: &'static str = "cluster.node";
     const VERSION: u32 = 1;
+}
+
+/// A partition of a meeting: the media worker, on one node, that carries some of its people
+/// (at most the partition capacity) and pulls for them, once, the media they need. Written
+/// `node/worker`: the name relay datagrams carry between partitions.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct PartitionRef {
+    pub node: String,
+    pub worker: u16,
+}
+
+impl PartitionRef {
+    pub fn new(node: &str, worker: u16) -> Self {
+        Self {
+            node: node.to_owned(),
+            worker,
+        }
+    }
+}
+
+impl std::fmt::Display for PartitionRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.node, self.worker)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not a partition (node/worker): {0:?}")]
+pub struct BadPartition(String);
+
+impl std::str::FromStr for PartitionRef {
+    type Err = BadPartition;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadPartition(s.chars().take(80).collect());
+        let (node, worker) = s.rsplit_once('/').ok_or_else(bad)?;
+        let worker = worker.parse().map_err(|_| bad())?;
+        if node.is_empty() || node.len() > 64 || node.contains('/') {
+            return Err(bad());
+        }
+        Ok(Self::new(node, worker))
+    }
+}
+
+impl TryFrom<String> for PartitionRef {
+    type Error = BadPartition;
+
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<PartitionRef> for String {
+    fn from(p: PartitionRef) -> Self {
+        p.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_are_written_node_slash_worker() {
+        let p = PartitionRef::new("eu-1", 3);
+        assert_eq!(p.to_string(), "eu-1/3");
+        assert_eq!("eu-1/3".parse::<PartitionRef>(), Ok(p.clone()));
+        assert_eq!(serde_json::to_string(&p).unwrap(), "\"eu-1/3\"");
+        for bad in ["", "eu-1", "/3", "eu-1/", "eu-1/x", "a/b/1", "eu-1/70000"] {
+            assert!(bad.parse::<PartitionRef>().is_err(), "{bad}");
+        }
+        assert!(serde_json::from_str::<PartitionRef>("\"x\"").is_err());
+    }
 }

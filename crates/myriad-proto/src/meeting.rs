@@ -7,6 +7,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::bus::BusMessage;
+use crate::cluster::PartitionRef;
 use crate::{
     ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent, ServerMsg,
     TrackId, TrackInfo, TrackSource,
@@ -105,11 +106,11 @@ pub enum MeetingRequest {
         participant: ParticipantId,
         text: String,
     },
-    /// The participant's media connection, on `node`, offers a track from `source`.
+    /// The participant's media connection, in `partition`, offers a track from `source`.
     Publish {
         participant: ParticipantId,
         source: TrackSource,
-        node: String,
+        partition: PartitionRef,
     },
     /// The tracks published and the forwarding plan (a node's link starting, or after a
     /// takeover).
@@ -126,8 +127,21 @@ pub enum MeetingRequest {
     /// These participants are connected to a node (sent when a coordinator took over, so it
     /// learns who is still there; the others' sessions expire unless they resume).
     Present {
-        conns: Vec<(ParticipantId, ConnRef)>,
+        present: Vec<Presence>,
     },
+    /// Which nodes a client (from `region`, if known) should connect to, best first.
+    Route {
+        region: Option<String>,
+    },
+}
+
+/// A participant connected to a node, and the partition carrying it there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Presence {
+    pub participant: ParticipantId,
+    pub conn: ConnRef,
+    pub partition: Option<PartitionRef>,
 }
 
 impl BusMessage for MeetingRequest {
@@ -147,6 +161,9 @@ pub enum RefusalKind {
     AlreadyPublished,
     InvalidChat,
     Forbidden,
+    /// The node asked through has no free seat in the meeting's partitions: connect where
+    /// [`MeetingRequest::Route`] says.
+    NodeFull,
     /// The request itself could not be read (version, shape).
     BadRequest,
 }
@@ -162,6 +179,8 @@ pub enum MeetingReply {
         #[serde(default)]
         missed: Vec<SeqEvent>,
         seq: Seq,
+        /// Where its media goes on the node it joined through.
+        partition: Option<PartitionRef>,
     },
     Published {
         track: TrackId,
@@ -169,6 +188,11 @@ pub enum MeetingReply {
     Media {
         tracks: Vec<TrackInfo>,
         plan: ForwardingPlan,
+        partitions: Vec<PartitionRef>,
+    },
+    /// Node names, best first.
+    Route {
+        nodes: Vec<String>,
     },
     Page {
         count: u32,
@@ -198,6 +222,10 @@ pub enum MeetingBroadcast {
     },
     Plan {
         plan: ForwardingPlan,
+    },
+    /// The meeting's open partitions changed: these are open now.
+    Partitions {
+        partitions: Vec<PartitionRef>,
     },
     /// A session is over; `conn` is the connection it had (none while disconnected).
     SessionEnded {

@@ -155,9 +155,9 @@ pub struct TrackInfo {
     pub participant: ParticipantId,
     pub source: TrackSource,
     pub muted: bool,
-    /// The node its media comes from (other nodes pull it from there).
+    /// The partition its media comes from (other partitions pull it from there).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub node: Option<String>,
+    pub partition: Option<crate::cluster::PartitionRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -228,7 +228,8 @@ pub enum ErrorCode {
     ResumeFailed,
     RateLimited,
     Removed,
-    /// This node takes no participants (control only): ask the route API.
+    /// This node takes no participants (control only), or has no free seat in the
+    /// meeting's partitions: ask the route API where to connect.
     WrongNode,
     Internal,
 }

@@ -1,5 +1,6 @@
-//! Relay datagrams between nodes: media of one track and layer that another node pulls, and
-//! the pulls and key frame requests themselves. Sans-IO: bytes in, values out.
+//! Relay datagrams between partitions on different nodes: media of one track and layer that
+//! another partition pulls, and the pulls and key frame requests themselves. Sans-IO: bytes
+//! in, values out.
 //!
 //! Every datagram names its sender and carries a counter that only grows, and ends with an
 //! HMAC-SHA256 (truncated to 16 bytes) over all of it under the cluster's relay key: a datagram
@@ -24,8 +25,9 @@ const KIND_KEYFRAME: u8 = 3;
 const REPLAY_WINDOW: u64 = 128;
 /// Senders remembered for replay protection (only authenticated ones are).
 const MAX_SENDERS: usize = 1024;
-/// The longest name, rid or meeting id a datagram may carry.
-const MAX_NAME: usize = 64;
+/// The longest name, rid or meeting id a datagram may carry (a partition's name is a node's,
+/// up to 64, a slash and a worker number).
+const MAX_NAME: usize = 80;
 
 /// Media codecs a relay carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

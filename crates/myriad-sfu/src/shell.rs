@@ -1,6 +1,8 @@
-//! The tokio shell around [`crate::core::Sfu`]: one task owns the UDP socket and the core; the
-//! rest of the process talks to it through [`SfuHandle`] commands and receives events on the
-//! channel it registered per meeting (forgotten once its receiver is gone).
+//! The shell of one media worker around [`crate::core::Sfu`]: a thread of its own (one core)
+//! whose single task owns the worker's UDP socket, its relay socket and the core; the rest of
+//! the process talks to it through [`SfuHandle`] commands and receives events on the channel
+//! it registered per meeting (forgotten once its receiver is gone). Relay messages for a
+//! sibling worker of the same node go to it in-process, never through a socket.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -95,14 +97,45 @@ enum Command {
     AddRemoteTrack {
         meeting: MeetingId,
         track: TrackInfo,
-        origin: String,
+        upstream: String,
+    },
+    Warm {
+        meeting: MeetingId,
+        warm: bool,
+    },
+    Siblings {
+        siblings: HashMap<String, mpsc::Sender<Relayed>>,
     },
 }
 
-/// Cheap to clone; every method is a message to the SFU task.
+/// A relay message from a sibling worker: its name and the message.
+pub(crate) type Relayed = (String, RelayMsg);
+
+/// In-process relay messages waiting for one worker at most; beyond, they are dropped as a
+/// full socket would drop them.
+const SIBLING_QUEUE: usize = 4096;
+
+/// What one worker binds and how it is named.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// Its partition name (`node/worker`): relay messages carry it.
+    pub name: String,
+    /// Where clients send it media.
+    pub bind: SocketAddr,
+    /// The address clients are told (default: the bound IP).
+    pub public_ip: Option<IpAddr>,
+    /// Its relay socket, in a cluster.
+    pub relay: Option<RelayConfig>,
+}
+
+/// One media worker. Cheap to clone; every method is a message to its task; the worker stops
+/// once every handle is gone.
 #[derive(Clone)]
 pub struct SfuHandle {
+    name: String,
     commands: mpsc::Sender<Command>,
+    /// Where sibling workers put relay messages for it.
+    relay_in: mpsc::Sender<Relayed>,
     local_addr: SocketAddr,
     relay_addr: Option<SocketAddr>,
     counters: Arc<Counters>,
@@ -116,12 +149,14 @@ pub struct Counters {
     pub packets_received: AtomicU64,
     pub bytes_received: AtomicU64,
     /// Relay datagrams sent to other nodes, received from them (opened), refused (forged,
-    /// malformed, replayed), and dropped on the way out (unknown node, full socket).
+    /// malformed, replayed), and dropped on the way out (unknown partition, full socket or
+    /// sibling queue). Relay messages to sibling workers are counted apart.
     pub relay_sent: AtomicU64,
     pub relay_bytes_sent: AtomicU64,
     pub relay_received: AtomicU64,
     pub relay_refused: AtomicU64,
     pub relay_dropped: AtomicU64,
+    pub relay_sibling_sent: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -133,32 +168,44 @@ pub enum ShellError {
 }
 
 impl SfuHandle {
-    /// Binds the UDP socket (and the relay's, in a cluster) and starts the media task.
-    /// Clients are told to send to `public_ip` (default: the bound IP) at the bound port.
-    pub async fn start(
-        bind: SocketAddr,
-        public_ip: Option<IpAddr>,
-        relay: Option<RelayConfig>,
-    ) -> std::io::Result<Self> {
-        let socket = UdpSocket::bind(bind).await?;
-        let local_addr = socket.local_addr()?;
-        let public = SocketAddr::new(public_ip.unwrap_or(local_addr.ip()), local_addr.port());
-        let relay = match relay {
-            Some(config) => Some(RelayLink::bind(&config).await?),
-            None => None,
-        };
-        let relay_addr = relay.as_ref().map(RelayLink::local_addr).transpose()?;
-        let (commands, rx) = mpsc::channel(1024);
-        let sfu = Sfu::new(SfuConfig::new(public), Instant::now());
-        let counters = Arc::new(Counters::default());
-        tokio::spawn(run(socket, relay, sfu, rx, Arc::clone(&counters)));
-        tracing::info!(%local_addr, %public, relay = ?relay_addr, "media socket bound");
-        Ok(Self {
-            commands,
-            local_addr,
-            relay_addr,
-            counters,
-        })
+    /// Starts a worker on a thread of its own: binds its UDP socket (and its relay's, in a
+    /// cluster) and runs its task there. Clients are told to send to the public IP at the
+    /// bound port.
+    pub async fn start(config: WorkerConfig) -> std::io::Result<Self> {
+        let (ready_tx, ready) = oneshot::channel();
+        let thread = format!("media {}", config.name);
+        std::thread::Builder::new().name(thread).spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e));
+                    return;
+                }
+            };
+            runtime.block_on(async move {
+                match Worker::bind(config).await {
+                    Ok((worker, handle)) => {
+                        if ready_tx.send(Ok(handle)).is_ok() {
+                            worker.run().await;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(e));
+                    }
+                }
+            });
+        })?;
+        ready
+            .await
+            .map_err(|_| std::io::Error::other("the media worker's thread ended at start"))?
+    }
+
+    /// Its partition name (`node/worker`).
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -170,7 +217,7 @@ impl SfuHandle {
         self.relay_addr
     }
 
-    /// The other nodes' relay addresses, by name.
+    /// The relay addresses of the other nodes' workers, by partition name.
     pub async fn set_relay_peers(
         &self,
         peers: HashMap<String, SocketAddr>,
@@ -178,19 +225,36 @@ impl SfuHandle {
         self.send(Command::RelayPeers { peers }).await
     }
 
-    /// A track published on node `origin`: offered to the subscribers here, pulled from there.
+    /// A track published in another partition: offered to the subscribers here, pulled from
+    /// `upstream` (told again when that changes).
     pub async fn add_remote_track(
         &self,
         meeting: MeetingId,
         track: TrackInfo,
-        origin: String,
+        upstream: String,
     ) -> Result<(), ShellError> {
         self.send(Command::AddRemoteTrack {
             meeting,
             track,
-            origin,
+            upstream,
         })
         .await
+    }
+
+    /// Opens this worker's partition of the meeting ahead of its first subscribers, or stops
+    /// doing so.
+    pub async fn set_warm(&self, meeting: MeetingId, warm: bool) -> Result<(), ShellError> {
+        self.send(Command::Warm { meeting, warm }).await
+    }
+
+    /// The other workers of this node, which it relays to in-process.
+    pub(crate) async fn set_siblings(&self, siblings: &[SfuHandle]) -> Result<(), ShellError> {
+        let siblings = siblings
+            .iter()
+            .filter(|s| s.name != self.name)
+            .map(|s| (s.name.clone(), s.relay_in.clone()))
+            .collect();
+        self.send(Command::Siblings { siblings }).await
     }
 
     pub fn counters(&self) -> &Counters {
@@ -355,89 +419,164 @@ impl Routes {
 /// How many datagrams are read in one wake before outputs are flushed and commands served.
 const RECV_BUDGET: usize = 64;
 
-async fn run(
+/// One worker's task and everything it owns.
+struct Worker {
+    name: String,
     socket: UdpSocket,
-    mut relay: Option<RelayLink>,
-    mut sfu: Sfu,
-    mut commands: mpsc::Receiver<Command>,
+    relay: Option<RelayLink>,
+    siblings: HashMap<String, mpsc::Sender<Relayed>>,
+    sfu: Sfu,
+    commands: mpsc::Receiver<Command>,
+    relay_in: mpsc::Receiver<Relayed>,
     counters: Arc<Counters>,
-) {
-    let local = match socket.local_addr() {
-        Ok(a) => a,
-        Err(e) => {
-            tracing::error!("media socket has no address: {e}");
-            return;
-        }
-    };
-    let mut routes = Routes {
-        rooms: HashMap::new(),
-    };
-    let mut buf = vec![0u8; 2048];
-    let mut relay_buf = vec![0u8; 2048];
-    loop {
-        while let Some(out) = sfu.poll_output() {
-            match out {
-                Output::Transmit(t) => match socket.send_to(&t.contents, t.destination).await {
-                    Ok(n) => {
-                        counters.packets_sent.fetch_add(1, Ordering::Relaxed);
-                        counters.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
-                    }
-                    Err(e) => tracing::debug!(dest = %t.destination, "send failed: {e}"),
-                },
-                Output::Event(ev) => routes.route(ev),
-                Output::Relay { to, msg } => match relay.as_mut() {
-                    Some(link) => link.send(&to, &msg, &counters),
-                    None => {
-                        counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
-                    }
-                },
+    routes: Routes,
+}
+
+impl Worker {
+    async fn bind(config: WorkerConfig) -> std::io::Result<(Self, SfuHandle)> {
+        let socket = UdpSocket::bind(config.bind).await?;
+        let local_addr = socket.local_addr()?;
+        let public = SocketAddr::new(
+            config.public_ip.unwrap_or(local_addr.ip()),
+            local_addr.port(),
+        );
+        let relay = match &config.relay {
+            Some(relay) => Some(RelayLink::bind(relay).await?),
+            None => None,
+        };
+        let relay_addr = relay.as_ref().map(RelayLink::local_addr).transpose()?;
+        let (commands_tx, commands) = mpsc::channel(1024);
+        let (relay_in_tx, relay_in) = mpsc::channel(SIBLING_QUEUE);
+        let counters = Arc::new(Counters::default());
+        tracing::info!(worker = %config.name, %local_addr, %public, relay = ?relay_addr, "media worker bound");
+        let handle = SfuHandle {
+            name: config.name.clone(),
+            commands: commands_tx,
+            relay_in: relay_in_tx,
+            local_addr,
+            relay_addr,
+            counters: Arc::clone(&counters),
+        };
+        let worker = Self {
+            name: config.name,
+            socket,
+            relay,
+            siblings: HashMap::new(),
+            sfu: Sfu::new(SfuConfig::new(public), Instant::now()),
+            commands,
+            relay_in,
+            counters,
+            routes: Routes {
+                rooms: HashMap::new(),
+            },
+        };
+        Ok((worker, handle))
+    }
+
+    async fn run(mut self) {
+        let local = match self.socket.local_addr() {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::error!("media socket has no address: {e}");
+                return;
             }
-        }
-        let deadline = sfu
-            .poll_timeout()
-            .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
-        tokio::select! {
-            res = socket.recv_from(&mut buf) => {
-                match res {
-                    Ok((n, source)) => {
-                        let mut received = (1u64, n as u64);
-                        sfu.handle_receive(Instant::now(), source, local, &buf[..n]);
-                        for _ in 1..RECV_BUDGET {
-                            match socket.try_recv_from(&mut buf) {
-                                Ok((n, source)) => {
-                                    received = (received.0 + 1, received.1 + n as u64);
-                                    sfu.handle_receive(Instant::now(), source, local, &buf[..n]);
+        };
+        let mut buf = vec![0u8; 2048];
+        let mut relay_buf = vec![0u8; 2048];
+        loop {
+            self.flush().await;
+            let deadline = self
+                .sfu
+                .poll_timeout()
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(1));
+            tokio::select! {
+                res = self.socket.recv_from(&mut buf) => {
+                    match res {
+                        Ok((n, source)) => {
+                            let mut received = (1u64, n as u64);
+                            self.sfu.handle_receive(Instant::now(), source, local, &buf[..n]);
+                            for _ in 1..RECV_BUDGET {
+                                match self.socket.try_recv_from(&mut buf) {
+                                    Ok((n, source)) => {
+                                        received = (received.0 + 1, received.1 + n as u64);
+                                        self.sfu.handle_receive(Instant::now(), source, local, &buf[..n]);
+                                    }
+                                    Err(_) => break,
                                 }
-                                Err(_) => break,
+                            }
+                            self.counters.packets_received.fetch_add(received.0, Ordering::Relaxed);
+                            self.counters.bytes_received.fetch_add(received.1, Ordering::Relaxed);
+                        }
+                        // ICMP port unreachable from a client that went away shows up here.
+                        Err(e) => tracing::debug!("recv failed: {e}"),
+                    }
+                }
+                (from, msg) = relayed(self.relay.as_mut(), &mut relay_buf, &self.counters) => {
+                    self.sfu.handle_relay(Instant::now(), &from, msg);
+                }
+                Some((from, msg)) = self.relay_in.recv() => {
+                    self.sfu.handle_relay(Instant::now(), &from, msg);
+                    for _ in 1..RECV_BUDGET {
+                        match self.relay_in.try_recv() {
+                            Ok((from, msg)) => self.sfu.handle_relay(Instant::now(), &from, msg),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                cmd = self.commands.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    match cmd {
+                        Command::RelayPeers { peers } => {
+                            if let Some(link) = self.relay.as_mut() {
+                                link.set_peers(peers);
                             }
                         }
-                        counters.packets_received.fetch_add(received.0, Ordering::Relaxed);
-                        counters.bytes_received.fetch_add(received.1, Ordering::Relaxed);
+                        Command::Siblings { siblings } => self.siblings = siblings,
+                        cmd => apply(&mut self.sfu, &mut self.routes, cmd),
                     }
-                    // ICMP port unreachable from a client that went away shows up here.
-                    Err(e) => tracing::debug!("recv failed: {e}"),
+                }
+                _ = tokio::time::sleep_until(deadline.into()) => {
+                    self.sfu.handle_timeout(Instant::now());
                 }
             }
-            (from, msg) = relayed(relay.as_mut(), &mut relay_buf, &counters) => {
-                sfu.handle_relay(Instant::now(), &from, msg);
-            }
-            cmd = commands.recv() => {
-                let Some(cmd) = cmd else { break };
-                match cmd {
-                    Command::RelayPeers { peers } => {
-                        if let Some(link) = relay.as_mut() {
-                            link.set_peers(peers);
+        }
+        tracing::info!(worker = %self.name, "media worker stopped");
+    }
+
+    /// Sends what the core produced: datagrams to clients, events to their meetings, relay
+    /// messages to siblings in-process and to other nodes' workers over the relay socket.
+    async fn flush(&mut self) {
+        let counters = &self.counters;
+        while let Some(out) = self.sfu.poll_output() {
+            match out {
+                Output::Transmit(t) => {
+                    match self.socket.send_to(&t.contents, t.destination).await {
+                        Ok(n) => {
+                            counters.packets_sent.fetch_add(1, Ordering::Relaxed);
+                            counters.bytes_sent.fetch_add(n as u64, Ordering::Relaxed);
                         }
+                        Err(e) => tracing::debug!(dest = %t.destination, "send failed: {e}"),
                     }
-                    cmd => apply(&mut sfu, &mut routes, cmd),
                 }
-            }
-            _ = tokio::time::sleep_until(deadline.into()) => {
-                sfu.handle_timeout(Instant::now());
+                Output::Event(ev) => self.routes.route(ev),
+                Output::Relay { to, msg } => {
+                    if let Some(sibling) = self.siblings.get(&to) {
+                        let sent = sibling.try_send((self.name.clone(), msg)).is_ok();
+                        let counter = if sent {
+                            &counters.relay_sibling_sent
+                        } else {
+                            &counters.relay_dropped
+                        };
+                        counter.fetch_add(1, Ordering::Relaxed);
+                    } else if let Some(link) = self.relay.as_mut() {
+                        link.send(&to, &msg, counters);
+                    } else {
+                        counters.relay_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
             }
         }
     }
-    tracing::info!("media task stopped");
 }
 
 /// The next relay datagram that opens, or never without a relay.
@@ -494,9 +633,10 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
         Command::AddRemoteTrack {
             meeting,
             track,
-            origin,
-        } => sfu.add_remote_track(now, &meeting, &track, &origin),
-        // Handled by the loop, which owns the relay link.
-        Command::RelayPeers { .. } => {}
+            upstream,
+        } => sfu.add_remote_track(now, &meeting, &track, &upstream),
+        Command::Warm { meeting, warm } => sfu.set_warm(now, &meeting, warm),
+        // Handled by the worker, which owns the relay link and the sibling list.
+        Command::RelayPeers { .. } | Command::Siblings { .. } => {}
     }
 }

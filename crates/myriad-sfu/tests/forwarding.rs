@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use myriad_proto::cluster::PartitionRef;
 use myriad_proto::{
     ForwardingPlan, MeetingId, ParticipantId, TrackId, TrackInfo, TrackMid, TrackSource,
 };
@@ -22,8 +23,9 @@ use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output as RtcOutput, Rtc};
 
 const SFU_ADDR: &str = "10.0.0.1:3478";
-/// A second node's SFU, for relays.
+/// More partitions' SFUs (on other nodes), for relays.
 const FAR_ADDR: &str = "10.0.1.1:3478";
+const FARTHER_ADDR: &str = "10.0.2.1:3478";
 const RELAY_KEY: &[u8] = b"the cluster's relay key";
 
 struct Client {
@@ -39,6 +41,8 @@ struct Client {
     keyframe_wanted: bool,
     /// Server offers answered.
     offers: usize,
+    /// Datagrams delivered to it.
+    datagrams_in: usize,
     connected: bool,
 }
 
@@ -60,6 +64,7 @@ impl Client {
             keyframe_requests: 0,
             keyframe_wanted: false,
             offers: 0,
+            datagrams_in: 0,
             connected: false,
         }
     }
@@ -97,6 +102,8 @@ struct World {
     relays: VecDeque<(String, Vec<u8>)>,
     /// Every relay datagram sent, by kind, and the refusals of opening.
     relay_log: Vec<RelayMsg>,
+    /// From and to whom each of `relay_log` went.
+    relay_hops: Vec<(String, String)>,
     relay_refused: Vec<RelayError>,
     events: Vec<SfuEvent>,
     meeting: MeetingId,
@@ -110,11 +117,12 @@ impl World {
         let now = Instant::now();
         Self {
             now,
-            nodes: vec![SimNode::new("n1", SFU_ADDR, RELAY_KEY, now)],
+            nodes: vec![SimNode::new("n1/0", SFU_ADDR, RELAY_KEY, now)],
             clients: Vec::new(),
             net: VecDeque::new(),
             relays: VecDeque::new(),
             relay_log: Vec::new(),
+            relay_hops: Vec::new(),
             relay_refused: Vec::new(),
             events: Vec::new(),
             meeting: MeetingId::parse("m").unwrap(),
@@ -123,11 +131,41 @@ impl World {
         }
     }
 
-    /// Two nodes, n1 and n2, relaying to each other.
+    /// Two partitions on two nodes, n1/0 and n2/0, relaying to each other.
     fn two_nodes() -> Self {
         let mut w = World::new();
-        w.nodes.push(SimNode::new("n2", FAR_ADDR, RELAY_KEY, w.now));
+        w.nodes
+            .push(SimNode::new("n2/0", FAR_ADDR, RELAY_KEY, w.now));
         w
+    }
+
+    /// Three: n1/0, n2/0 and n3/0.
+    fn three_nodes() -> Self {
+        let mut w = World::two_nodes();
+        w.nodes
+            .push(SimNode::new("n3/0", FARTHER_ADDR, RELAY_KEY, w.now));
+        w
+    }
+
+    /// Acts as a node's link: tells partition `node` of a track published by client
+    /// `publisher` in n1/0, to be pulled from `upstream`.
+    fn remote_track(&mut self, node: usize, track: u64, publisher: usize, upstream: &str) {
+        let source = if track % 2 == 1 {
+            TrackSource::Microphone
+        } else {
+            TrackSource::Camera
+        };
+        let info = TrackInfo {
+            id: TrackId(track),
+            participant: ParticipantId(publisher as u64 + 1),
+            source,
+            muted: false,
+            partition: Some(PartitionRef::new("n1", 0)),
+        };
+        let (now, meeting) = (self.now, self.meeting.clone());
+        self.nodes[node]
+            .sfu
+            .add_remote_track(now, &meeting, &info, upstream);
     }
 
     /// Connects a client whose offer is built by `offer`; returns its index.
@@ -224,6 +262,8 @@ impl World {
                         Output::Relay { to, msg } => {
                             let sealed = self.nodes[n].sealer.seal(&msg);
                             self.relay_log.push(msg);
+                            self.relay_hops
+                                .push((self.nodes[n].name.clone(), to.clone()));
                             self.relays.push_back((to, sealed));
                         }
                     }
@@ -254,6 +294,7 @@ impl World {
                 if let Some(node) = self.nodes.iter_mut().find(|n| n.addr == dst) {
                     node.sfu.handle_receive(self.now, src, dst, &data);
                 } else if let Some(c) = self.clients.iter_mut().find(|c| c.addr == dst) {
+                    c.datagrams_in += 1;
                     let input = Input::Receive(
                         self.now,
                         Receive::new(Protocol::Udp, src, dst, &data).unwrap(),
@@ -303,6 +344,17 @@ impl World {
         let idx = self.join_on(node, addr, offer);
         self.run_until(Duration::from_secs(5), |w| w.clients[idx].connected);
         idx
+    }
+
+    /// A publisher on the first node whose microphone and camera the meeting accepted as
+    /// tracks 1 and 2: its index and their mids.
+    fn publisher_with_tracks(&mut self) -> (usize, Mid, Mid) {
+        let a = self.connected("10.0.0.2:5000", publisher_offer);
+        let audio_mid = announced_mid(self, TrackSource::Microphone);
+        let video_mid = announced_mid(self, TrackSource::Camera);
+        self.bind(a, audio_mid, 1);
+        self.bind(a, video_mid, 2);
+        (a, audio_mid, video_mid)
     }
 
     /// Acts as the coordinator: accepts a published track under an id.
@@ -462,6 +514,18 @@ fn play(
         w.step(Duration::from_millis(1));
     }
     ms
+}
+
+/// [`play`] with a key frame every 150 ms and nothing in between.
+fn play_steady(
+    w: &mut World,
+    publisher: usize,
+    audio: Mid,
+    video: Mid,
+    ms: u64,
+    duration: Duration,
+) -> u64 {
+    play(w, publisher, audio, video, ms, duration, 150, |_| {})
 }
 
 #[test]
@@ -706,11 +770,7 @@ fn simulcast_layer_follows_the_subscribers_tile() {
 #[test]
 fn nack_and_rtx_repair_a_lossy_downlink() {
     let mut w = World::new();
-    let a = w.connected("10.0.0.2:5000", publisher_offer);
-    let audio_mid = announced_mid(&w, TrackSource::Microphone);
-    let video_mid = announced_mid(&w, TrackSource::Camera);
-    w.bind(a, audio_mid, 1);
-    w.bind(a, video_mid, 2);
+    let (a, audio_mid, video_mid) = w.publisher_with_tracks();
     w.plan(&[], &[2]);
     let b = w.connected("10.0.0.3:5000", subscriber_offer);
 
@@ -808,11 +868,7 @@ fn mangled_offers_are_refused_without_panics() {
 #[test]
 fn garbage_datagrams_do_not_disturb_a_session() {
     let mut w = World::new();
-    let a = w.connected("10.0.0.2:5000", publisher_offer);
-    let audio_mid = announced_mid(&w, TrackSource::Microphone);
-    let video_mid = announced_mid(&w, TrackSource::Camera);
-    w.bind(a, audio_mid, 1);
-    w.bind(a, video_mid, 2);
+    let (a, audio_mid, video_mid) = w.publisher_with_tracks();
     w.plan(&[1], &[2]);
     let b = w.connected("10.0.0.3:5000", subscriber_offer);
 
@@ -874,27 +930,117 @@ fn relayed_media(w: &World, track: u64) -> usize {
         .count()
 }
 
+/// Relay messages from `from` to `to` that `is` selects.
+fn relayed_on(w: &World, from: &str, to: &str, is: impl Fn(&RelayMsg) -> bool) -> usize {
+    w.relay_log
+        .iter()
+        .zip(&w.relay_hops)
+        .filter(|(m, (f, t))| f == from && t == to && is(m))
+        .count()
+}
+
+fn media_of(track: u64) -> impl Fn(&RelayMsg) -> bool {
+    move |m| matches!(m, RelayMsg::Media(r) if r.track == TrackId(track))
+}
+
+fn keyframe_request(m: &RelayMsg) -> bool {
+    matches!(m, RelayMsg::Keyframe { .. })
+}
+
+#[test]
+fn a_partition_between_relays_what_it_is_pulled_for_and_upstreams_can_change() {
+    let mut w = World::three_nodes();
+    let (a, audio_mid, video_mid) = w.publisher_with_tracks();
+    // The relay tree: n1/0 → n2/0 → n3/0. Nobody subscribes in n2/0.
+    for track in [1, 2] {
+        w.remote_track(1, track, a, "n1/0");
+        w.remote_track(2, track, a, "n2/0");
+    }
+    w.plan(&[1], &[2]);
+    let c = w.connected_on(2, "10.0.2.2:5000", subscriber_offer);
+    let ms = play_steady(&mut w, a, audio_mid, video_mid, 1, Duration::from_secs(3));
+    let audio = frames_of(&w, c, MediaKind::Audio).len();
+    let video = frames_of(&w, c, MediaKind::Video);
+    assert!(audio > 80, "{audio} audio frames through two hops");
+    assert!(video.len() > 30, "{} video frames", video.len());
+    assert!(video[0], "video starts with a key frame");
+    // Each hop carries each packet once; nothing skips the partition between.
+    for (from, to) in [("n1/0", "n2/0"), ("n2/0", "n3/0")] {
+        let n = relayed_on(&w, from, to, media_of(1));
+        assert!((120..=170).contains(&n), "{n} audio packets {from} → {to}");
+    }
+    assert_eq!(relayed_on(&w, "n1/0", "n3/0", media_of(1)), 0);
+    // Key frame requests went up hop by hop, coalesced.
+    for (from, to) in [("n3/0", "n2/0"), ("n2/0", "n1/0")] {
+        let n = relayed_on(&w, from, to, keyframe_request);
+        assert!((1..=3).contains(&n), "{n} key frame requests {from} → {to}");
+    }
+    assert!(w.clients[a].keyframe_requests >= 1);
+
+    // The tree changes: n3/0 pulls from n1/0 itself. No packet is sent twice meanwhile (n2/0
+    // still relays for a while), and n2/0, pulled by nobody, stops relaying.
+    let steady = w.clients[c].datagrams_in;
+    let ms = play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(2));
+    let steady = w.clients[c].datagrams_in - steady;
+    for track in [1, 2] {
+        w.remote_track(2, track, a, "n1/0");
+    }
+    let (before, datagrams) = (
+        frames_of(&w, c, MediaKind::Audio).len(),
+        w.clients[c].datagrams_in,
+    );
+    let ms = play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(2));
+    let changing = w.clients[c].datagrams_in - datagrams;
+    assert!(
+        changing * 10 < steady * 13,
+        "{changing} datagrams while the tree changed, {steady} before"
+    );
+    let ms = play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(2));
+    let got = frames_of(&w, c, MediaKind::Audio).len() - before;
+    assert!((170..=215).contains(&got), "{got} audio frames in 4 s");
+    assert!(relayed_on(&w, "n1/0", "n3/0", media_of(1)) > 100);
+    let between = relayed_on(&w, "n2/0", "n3/0", media_of(1));
+    play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(1));
+    assert_eq!(relayed_on(&w, "n2/0", "n3/0", media_of(1)), between);
+}
+
+#[test]
+fn a_partition_opened_ahead_pulls_the_plan_before_its_first_subscriber() {
+    let mut w = World::two_nodes();
+    let (a, audio_mid, video_mid) = w.publisher_with_tracks();
+    w.remote_track(1, 1, a, "n1/0");
+    w.remote_track(1, 2, a, "n1/0");
+    w.plan(&[1], &[2]);
+    let mut ms = play_steady(&mut w, a, audio_mid, video_mid, 1, Duration::from_secs(2));
+    assert_eq!(relayed_media(&w, 1), 0, "nobody in n2/0: nothing pulled");
+    let (now, meeting) = (w.now, w.meeting.clone());
+    w.nodes[1].sfu.set_warm(now, &meeting, true);
+    ms = play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(1));
+    assert!(
+        relayed_media(&w, 1) > 40,
+        "opened ahead: the plan's audio comes"
+    );
+    assert!(relayed_media(&w, 2) > 20, "and its video");
+    // And keeps coming, pulled again and again though nobody is in the partition yet.
+    ms = play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(4));
+    let before = relayed_media(&w, 1);
+    ms = play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(1));
+    assert!(relayed_media(&w, 1) - before > 40, "still pulled after 5 s");
+    let (now, meeting) = (w.now, w.meeting.clone());
+    w.nodes[1].sfu.set_warm(now, &meeting, false);
+    ms = play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(4));
+    let stopped = relayed_media(&w, 1);
+    play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(1));
+    assert_eq!(relayed_media(&w, 1), stopped, "closed: no longer pulled");
+}
+
 #[test]
 fn a_track_published_on_one_node_reaches_subscribers_on_another_once_pulled() {
     let mut w = World::two_nodes();
-    let a = w.connected("10.0.0.2:5000", publisher_offer);
-    let audio_mid = announced_mid(&w, TrackSource::Microphone);
-    let video_mid = announced_mid(&w, TrackSource::Camera);
-    w.bind(a, audio_mid, 1);
-    w.bind(a, video_mid, 2);
+    let (a, audio_mid, video_mid) = w.publisher_with_tracks();
     // n2 learns of the tracks as its link does from the coordinator: published on n1.
-    let meeting = w.meeting.clone();
-    for (id, source) in [(1, TrackSource::Microphone), (2, TrackSource::Camera)] {
-        let info = TrackInfo {
-            id: TrackId(id),
-            participant: ParticipantId(a as u64 + 1),
-            source,
-            muted: false,
-            node: Some("n1".into()),
-        };
-        let now = w.now;
-        w.nodes[1].sfu.add_remote_track(now, &meeting, &info, "n1");
-    }
+    w.remote_track(1, 1, a, "n1/0");
+    w.remote_track(1, 2, a, "n1/0");
     w.plan(&[1], &[2]);
     let b = w.join_on(1, "10.0.1.2:5000", subscriber_offer);
     let c = w.join_on(1, "10.0.1.3:5000", subscriber_offer);
@@ -903,16 +1049,7 @@ fn a_track_published_on_one_node_reaches_subscribers_on_another_once_pulled() {
     });
 
     // Key frames are rare: the subscribers on n2 must ask for one, through n1.
-    let ms = play(
-        &mut w,
-        a,
-        audio_mid,
-        video_mid,
-        1,
-        Duration::from_secs(3),
-        150,
-        |_| {},
-    );
+    let ms = play_steady(&mut w, a, audio_mid, video_mid, 1, Duration::from_secs(3));
     for sub in [b, c] {
         let audio = frames_of(&w, sub, MediaKind::Audio).len();
         let video = frames_of(&w, sub, MediaKind::Video);
@@ -951,27 +1088,9 @@ fn a_track_published_on_one_node_reaches_subscribers_on_another_once_pulled() {
 
     // Nobody on n2 needs the video any more: n2 stops pulling it and n1 stops sending.
     w.plan(&[1], &[]);
-    let ms = play(
-        &mut w,
-        a,
-        audio_mid,
-        video_mid,
-        ms,
-        Duration::from_secs(4),
-        150,
-        |_| {},
-    );
+    let ms = play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(4));
     let before = relayed_media(&w, 2);
-    play(
-        &mut w,
-        a,
-        audio_mid,
-        video_mid,
-        ms,
-        Duration::from_secs(1),
-        150,
-        |_| {},
-    );
+    play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(1));
     assert_eq!(
         relayed_media(&w, 2),
         before,
@@ -983,33 +1102,11 @@ fn a_track_published_on_one_node_reaches_subscribers_on_another_once_pulled() {
 #[test]
 fn relay_datagrams_from_outside_altered_or_played_again_are_refused() {
     let mut w = World::two_nodes();
-    let a = w.connected("10.0.0.2:5000", publisher_offer);
-    let audio_mid = announced_mid(&w, TrackSource::Microphone);
-    let video_mid = announced_mid(&w, TrackSource::Camera);
-    w.bind(a, audio_mid, 1);
-    w.bind(a, video_mid, 2);
-    let meeting = w.meeting.clone();
-    let info = TrackInfo {
-        id: TrackId(1),
-        participant: ParticipantId(a as u64 + 1),
-        source: TrackSource::Microphone,
-        muted: false,
-        node: Some("n1".into()),
-    };
-    let now = w.now;
-    w.nodes[1].sfu.add_remote_track(now, &meeting, &info, "n1");
+    let (a, audio_mid, video_mid) = w.publisher_with_tracks();
+    w.remote_track(1, 1, a, "n1/0");
     w.plan(&[1], &[]);
     let b = w.connected_on(1, "10.0.1.2:5000", subscriber_offer);
-    play(
-        &mut w,
-        a,
-        audio_mid,
-        video_mid,
-        1,
-        Duration::from_secs(1),
-        150,
-        |_| {},
-    );
+    play_steady(&mut w, a, audio_mid, video_mid, 1, Duration::from_secs(1));
     let got = frames_of(&w, b, MediaKind::Audio).len();
     assert!(got > 20, "{got}");
 
@@ -1020,38 +1117,36 @@ fn relay_datagrams_from_outside_altered_or_played_again_are_refused() {
         .find(|m| matches!(m, RelayMsg::Media(_)))
         .cloned()
         .expect("media relayed");
-    let mut stranger = RelaySealer::new("n1", b"not the cluster's key", u64::MAX / 2);
+    let mut stranger = RelaySealer::new("n1/0", b"not the cluster's key", u64::MAX / 2);
     let forged = stranger.seal(&media);
     let mut altered = w.nodes[0].sealer.seal(&media);
     let at = altered.len() - 20;
     altered[at] ^= 1;
     let replayed = w.nodes[0].sealer.seal(&media);
     for datagram in [forged, altered, replayed.clone(), replayed] {
-        w.relays.push_back(("n2".into(), datagram));
+        w.relays.push_back(("n2/0".into(), datagram));
     }
     w.step(Duration::from_millis(1));
     assert_eq!(w.relay_refused.len(), 3, "{:?}", w.relay_refused);
     assert!(matches!(w.relay_refused[0], RelayError::Forged));
     assert!(matches!(w.relay_refused[1], RelayError::Forged));
     assert!(matches!(w.relay_refused[2], RelayError::Replayed { .. }));
-    // A node relays only its own tracks: n2 does not take n1's track from "n3".
-    let mut n3 = RelaySealer::new("n3", RELAY_KEY, 0);
+    // Only the upstream relays a track: n2 does not take n1's track from n3.
+    let mut n3 = RelaySealer::new("n3/0", RELAY_KEY, 0);
     let before = frames_of(&w, b, MediaKind::Audio).len();
     for _ in 0..50 {
-        w.relays.push_back(("n2".into(), n3.seal(&media)));
+        w.relays.push_back(("n2/0".into(), n3.seal(&media)));
     }
     w.step(Duration::from_millis(1));
     assert_eq!(frames_of(&w, b, MediaKind::Audio).len(), before);
     // The session goes on.
-    play(
+    play_steady(
         &mut w,
         a,
         audio_mid,
         video_mid,
         2000,
         Duration::from_secs(1),
-        150,
-        |_| {},
     );
     assert!(frames_of(&w, b, MediaKind::Audio).len() > got + 20);
 }

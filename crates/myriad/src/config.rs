@@ -15,9 +15,18 @@ pub struct ServeArgs {
     /// HTTP listen address (web client, signalling, REST API).
     #[arg(long)]
     pub http: Option<SocketAddr>,
-    /// UDP listen address for media [default: the HTTP address's IP, its port + 1].
+    /// UDP listen address of the first media worker; worker i listens at its port + i
+    /// [default: the HTTP address's IP, its port + 1].
     #[arg(long)]
     pub udp: Option<SocketAddr>,
+    /// Media workers, each on a core of its own with its own UDP socket [default: one per
+    /// core].
+    #[arg(long)]
+    pub workers: Option<u16>,
+    /// Participants of one meeting a partition (one media worker's share of it) carries at
+    /// most [default: 500].
+    #[arg(long)]
+    pub partition_size: Option<u32>,
     /// The IP browsers send media to, when the UDP address is a wildcard.
     #[arg(long)]
     pub public_ip: Option<IpAddr>,
@@ -31,7 +40,7 @@ pub struct ServeArgs {
     /// for a site's assets next to the meetings.
     #[arg(long)]
     pub cdn_origin: Option<String>,
-    /// Where the caching proxy listens [default: the HTTP address's IP, its port + 2].
+    /// Where the caching proxy listens [default: the HTTP address's IP, its port + 100].
     #[arg(long)]
     pub cdn_http: Option<SocketAddr>,
     /// Join a cluster: the NATS server (with JetStream) its nodes share.
@@ -52,8 +61,8 @@ pub struct ServeArgs {
     /// The URL clients reach this node at [default: http://<the HTTP address>].
     #[arg(long)]
     pub public_url: Option<String>,
-    /// UDP address of the relay to the other nodes of the cluster [default: the UDP
-    /// address's IP, any port].
+    /// UDP address of the first worker's relay to the other nodes of the cluster; worker i
+    /// relays at its port + i [default: the UDP address's IP, any ports].
     #[arg(long)]
     pub relay: Option<SocketAddr>,
     /// Also serve HTTPS here (browsers off localhost need it for camera and microphone).
@@ -72,6 +81,8 @@ pub struct ServeArgs {
 struct FileConfig {
     http: Option<SocketAddr>,
     udp: Option<SocketAddr>,
+    workers: Option<u16>,
+    partition_size: Option<u32>,
     public_ip: Option<IpAddr>,
     data: Option<PathBuf>,
     dev: Option<bool>,
@@ -93,6 +104,8 @@ struct FileConfig {
 pub struct ServeConfig {
     pub http: SocketAddr,
     pub udp: SocketAddr,
+    pub workers: u16,
+    pub partition_size: u32,
     /// The IP browsers send media to.
     pub media_ip: IpAddr,
     pub data: PathBuf,
@@ -150,7 +163,7 @@ impl ServeConfig {
                 let port = if http.port() == 0 {
                     0
                 } else {
-                    http.port().wrapping_add(2)
+                    http.port().wrapping_add(100)
                 };
                 SocketAddr::new(http.ip(), port)
             });
@@ -192,6 +205,17 @@ impl ServeConfig {
             },
             http,
             udp,
+            workers: match args.workers.or(file.workers) {
+                Some(0) => bail!("--workers 0: a node with media needs a worker"),
+                Some(n) => n,
+                None => std::thread::available_parallelism()
+                    .map_or(1, |n| u16::try_from(n.get()).unwrap_or(u16::MAX)),
+            },
+            partition_size: match args.partition_size.or(file.partition_size) {
+                Some(0) => bail!("--partition-size 0: a partition carries someone"),
+                Some(n) => n,
+                None => 500,
+            },
             media_ip,
             data: args
                 .data

@@ -1,5 +1,5 @@
-//! `myriad serve`: control, one node with media, and the web client in one process, on the
-//! in-process bus.
+//! `myriad serve`: control, one node with its media workers, and the web client in one
+//! process, on the in-process bus alone or on a cluster's NATS.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,10 +9,13 @@ use myriad_auth::ApiKey;
 use myriad_bus::{Bus, InProcessBus, NatsBus};
 use myriad_cdn::tls::{self, CertFiles, Certificates};
 use myriad_cdn::{self as cdn, Cdn, CdnConfig, SiteConfig};
-use myriad_control::{generate_api_key, now_unix_s, Control, ControlConfig, Directory};
+use myriad_control::{
+    generate_api_key, now_unix_s, Control, ControlConfig, Directory, PlannerConfig,
+};
 use myriad_node::{Node, NodeConfig, TlsListener};
+
 use myriad_sfu::relay::relay_key;
-use myriad_sfu::{RelayConfig, SfuHandle};
+use myriad_sfu::{Media, MediaConfig};
 use myriad_store::Store;
 use tokio::signal::unix::{signal, SignalKind};
 
@@ -20,28 +23,37 @@ use crate::config::ServeConfig;
 
 pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     let (store, api_key) = open_data(&config.data)?;
-    // In a cluster, media nodes relay to each other: a socket of its own, datagrams sealed
-    // with a key every node of the cluster derives from the shared API secret.
-    let relay = config.nats.is_some().then(|| RelayConfig {
-        bind: config.relay,
-        node: config.node.clone(),
-        key: relay_key(api_key.secret().as_bytes()),
-    });
-    let sfu = match config.media {
+    // In a cluster, media workers relay to other nodes' workers: a socket of their own,
+    // datagrams sealed with a key every node of the cluster derives from the shared secret.
+    let relay = config
+        .nats
+        .is_some()
+        .then(|| (config.relay, relay_key(api_key.secret().as_bytes())));
+    let media = match config.media {
         true => Some(
-            SfuHandle::start(config.udp, Some(config.media_ip), relay)
-                .await
-                .with_context(|| format!("binding UDP {} (and the relay's)", config.udp))?,
+            Media::start(MediaConfig {
+                node: config.node.clone(),
+                bind: config.udp,
+                public_ip: Some(config.media_ip),
+                workers: config.workers,
+                relay,
+            })
+            .await
+            .with_context(|| {
+                format!(
+                    "binding {} media workers' UDP from {} (and their relays')",
+                    config.workers, config.udp
+                )
+            })?,
         ),
         false => None,
     };
-    let relay_public = sfu
-        .as_ref()
-        .and_then(SfuHandle::relay_addr)
-        .map(|a| SocketAddr::new(config.media_ip, a.port()));
-    let media_public = sfu
-        .as_ref()
-        .map(|s| SocketAddr::new(config.media_ip, s.local_addr().port()));
+    let media_public: Vec<SocketAddr> = media.as_ref().map_or_else(Vec::new, |m| {
+        m.workers()
+            .iter()
+            .map(|w| SocketAddr::new(config.media_ip, w.local_addr().port()))
+            .collect()
+    });
     // One node alone: the bus and the directory are in this process. In a cluster: NATS,
     // and the directory in its KV store.
     let (bus, directory): (Arc<dyn Bus>, Directory) = match &config.nats {
@@ -56,15 +68,18 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         }
         None => (Arc::new(InProcessBus::new()), Directory::Local(store)),
     };
-    let control = Control::new(
+    let control = Control::start(
         directory,
         api_key.clone(),
         bus,
         ControlConfig {
             dev_mode: config.dev,
             node: config.node.clone(),
+            partitions: PlannerConfig::with_capacity(config.partition_size),
         },
-    );
+    )
+    .await
+    .context("hearing the cluster's registry")?;
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("binding HTTP {}", config.http))?;
@@ -79,13 +94,13 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     });
     let node = Node::start(
         control,
-        sfu,
+        media,
         NodeConfig {
             name: config.node.clone(),
             region: config.region.clone(),
             url: url.clone(),
             capacity: config.capacity,
-            relay: relay_public,
+            relay_ip: config.nats.is_some().then_some(config.media_ip),
         },
     )
     .await

@@ -230,9 +230,15 @@ fn artifact_dir() -> PathBuf {
     dir
 }
 
+/// Three browsers meet on one node whose partitions take one person each: each browser's
+/// media is on a worker of its own, and what the others see and hear is relayed between
+/// the workers in-process.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_browsers_meet() {
-    let server = common::Server::start();
+    let server = common::Server::start_in(
+        tempfile::tempdir().expect("temp dir"),
+        &["--workers", "3", "--partition-size", "1"],
+    );
 
     let (mut browser, handler, _profile) = launch(&[]).await;
 
@@ -409,6 +415,19 @@ async fn three_browsers_meet() {
 
     screenshot(&alice, "meeting-screen-share.png").await;
     eprintln!("server RSS with three browsers: {} kB", server.rss_kb());
+    // Everything anyone received came from another worker: relayed in-process.
+    let metrics = server.scrape().await;
+    assert_eq!(metrics.figure("myriad_node_media_workers"), 3);
+    assert!(
+        metrics.figure("myriad_node_relay_sibling_sent_total") > 1000,
+        "{}",
+        metrics.0
+    );
+    assert_eq!(
+        metrics.figure("myriad_node_relay_sent_total"),
+        0,
+        "no socket between workers"
+    );
 
     // Bob leaves: his tile disappears for the others.
     click(&bob, "#leave").await;
@@ -558,25 +577,18 @@ async fn browsers_on_two_nodes_see_and_hear_each_other() {
     screenshot(&bob, "two-nodes-bob.png").await;
     // The media crossed between the nodes, authenticated: relayed both ways, none refused.
     for node in &nodes {
-        let metrics = reqwest::get(format!("{}/metrics", node.url))
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap();
-        let figure = |name: &str| {
-            metrics
-                .lines()
-                .find_map(|l| l.strip_prefix(&format!("{name} ")))
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or_else(|| panic!("{name} in {metrics}"))
-        };
-        assert!(figure("myriad_node_relay_sent_total") > 100, "{metrics}");
+        let metrics = node.scrape().await;
         assert!(
-            figure("myriad_node_relay_received_total") > 100,
-            "{metrics}"
+            metrics.figure("myriad_node_relay_sent_total") > 100,
+            "{}",
+            metrics.0
         );
-        assert_eq!(figure("myriad_node_relay_refused_total"), 0);
+        assert!(
+            metrics.figure("myriad_node_relay_received_total") > 100,
+            "{}",
+            metrics.0
+        );
+        assert_eq!(metrics.figure("myriad_node_relay_refused_total"), 0);
     }
     browser.close().await.ok();
     handler.abort();

@@ -505,6 +505,46 @@ async fn chat_reaches_everyone_and_bad_chat_is_refused() {
     expect_type(&mut b, "pong").await;
 }
 
+/// A node whose partitions of a meeting are full refers newcomers to the route (which has
+/// nowhere else to send them on a one-node cluster); a seat freed is taken again.
+#[tokio::test]
+async fn a_full_node_refers_joiners_to_the_route() {
+    let server = common::Server::start_in(
+        tempfile::tempdir().expect("temp dir"),
+        &["--workers", "2", "--partition-size", "1"],
+    );
+    server.create_meeting("small").await;
+    let mut a = joined(&server, "small", "ann", "attendee").await;
+    let _b = joined(&server, "small", "ben", "attendee").await;
+    let mut c = connect(&server).await;
+    let token = server.token("small", "cid", "attendee");
+    send(&mut c, json!({ "type": "join", "v": 1, "token": token })).await;
+    let refused = expect_error(&mut c, "wrong_node").await;
+    assert!(
+        refused["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("route")),
+        "{refused}"
+    );
+    let route = reqwest::get(format!("{}/api/v1/route?meeting=small", server.url))
+        .await
+        .expect("route");
+    assert_eq!(route.status(), 503);
+    // Ann leaves: her seat (her partition, her worker) is free again.
+    send(&mut a, json!({ "type": "leave" })).await;
+    expect_closed(&mut a).await;
+    let route: Value = reqwest::get(format!("{}/api/v1/route?meeting=small", server.url))
+        .await
+        .expect("route")
+        .json()
+        .await
+        .expect("route JSON");
+    assert!(route["node"].is_string(), "{route}");
+    let mut c = connect(&server).await;
+    let welcome = join(&mut c, &token).await;
+    assert_eq!(welcome["you"]["identity"], "cid");
+}
+
 /// Dev mode serves this machine's clients only: not a client that came through a proxy,
 /// even one on this machine (an edge with TLS in front of the server), and its tokens carry
 /// at most the meeting's default role.

@@ -282,7 +282,12 @@ mod tests {
                         TrackSource::Camera,
                         TrackSource::Screen,
                     ][rng.below(3) as usize];
-                    let _ = m.handle_publish(now, p, source, Some("n1".into()));
+                    let _ = m.handle_publish(
+                        now,
+                        p,
+                        source,
+                        Some(myriad_proto::cluster::PartitionRef::new("n1", 0)),
+                    );
                 }
                 (4, Some(p)) => {
                     let _ = m.handle_mute(

@@ -7,6 +7,7 @@ mod durable;
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::{Actor, EndReason};
 use myriad_proto::{
     ForwardingPlan, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent,
@@ -430,13 +431,13 @@ impl Meeting {
         self.replan();
     }
 
-    /// A participant's media connection, on `node`, offers a track from `source`.
+    /// A participant's media connection, in `partition`, offers a track from `source`.
     pub fn handle_publish(
         &mut self,
         now: Instant,
         id: ParticipantId,
         source: TrackSource,
-        node: Option<String>,
+        partition: Option<PartitionRef>,
     ) -> Result<TrackId, RoomError> {
         self.at(now);
         let p = self
@@ -460,7 +461,7 @@ impl Meeting {
             participant: id,
             source,
             muted: false,
-            node,
+            partition,
         };
         self.tracks.insert(
             track,

@@ -1,7 +1,10 @@
-//! The sans-IO SFU: many `str0m` peers behind one UDP socket, grouped by meeting, forwarding
-//! what each meeting's plan and each subscriber's view select — from local publishers, and
-//! from tracks published on other nodes, pulled over relay links ([`crate::relay`]): a node
-//! pulls each remote track its subscribers need once, and fans it out here.
+//! The sans-IO SFU of one media worker: many `str0m` peers behind one UDP socket, grouped by
+//! meeting (this worker's partition of each), forwarding what each meeting's plan and each
+//! subscriber's view select — from local publishers, and from tracks published in other
+//! partitions, pulled over relay links ([`crate::relay`]): a partition pulls each remote track
+//! its subscribers need once, from its upstream (the publisher's partition, or a partition
+//! between them in the relay tree), fans it out here, and relays it on to the partitions
+//! that pull it from here.
 //!
 //! Contract (as in `str0m`): after any input (`add_peer`, `handle_*`, commands), drain
 //! [`Sfu::poll_output`] until `None`, then wait for a datagram, a command or
@@ -77,6 +80,8 @@ pub struct SfuConfig {
     /// One upstream key frame request per (track, layer) per interval at most.
     pub keyframe_request_interval: Duration,
     pub level_report_interval: Duration,
+    /// Participants whose levels a report carries at most (the loudest).
+    pub speaker_candidates: usize,
     pub layer_interval: Duration,
     /// A layer not seen for this long counts as stopped by its publisher.
     pub layer_idle: Duration,
@@ -93,6 +98,7 @@ impl SfuConfig {
             desired_bitrate_bps: 3_000_000,
             keyframe_request_interval: Duration::from_millis(300),
             level_report_interval: Duration::from_millis(50),
+            speaker_candidates: 8,
             layer_interval: Duration::from_millis(500),
             layer_idle: Duration::from_millis(1500),
             send_buffer_video_packets: 300,
@@ -104,7 +110,7 @@ impl SfuConfig {
 pub enum Output {
     Transmit(Transmit),
     Event(SfuEvent),
-    /// A relay message for another node (by name).
+    /// A relay message for another partition (by name, `node/worker`).
     Relay {
         to: String,
         msg: RelayMsg,
@@ -128,7 +134,8 @@ pub enum SfuEvent {
         sdp: String,
         tracks: Vec<TrackMid>,
     },
-    /// Loudest audio level per participant over the last report interval, in dBov.
+    /// Loudest audio level per participant over the last report interval, in dBov, of the
+    /// loudest few ([`SfuConfig::speaker_candidates`]).
     AudioLevels {
         meeting: MeetingId,
         levels: Vec<(ParticipantId, f32)>,
@@ -146,8 +153,8 @@ pub enum SfuEvent {
 enum Origin {
     /// A peer of this SFU, on one of its mids.
     Local { peer: PeerId, mid: Mid },
-    /// Another node, which relays it when pulled.
-    Remote { node: String },
+    /// Another partition, which relays it when pulled: the publisher's, or one between.
+    Remote { upstream: String },
 }
 
 /// A track published in a meeting, here or on another node.
@@ -178,8 +185,11 @@ struct Room {
     plan: ForwardingPlan,
     tracks: HashMap<TrackId, Published>,
     remote: HashMap<TrackId, RemoteIn>,
-    /// Local tracks other nodes pull, and until when (each pull is repeated while wanted).
+    /// Tracks other partitions pull from here, and until when (each pull is repeated while
+    /// wanted).
     pulls: HashMap<TrackId, HashMap<String, Instant>>,
+    /// Opened ahead of its first subscribers: the plan's tracks are pulled already.
+    warm: bool,
 }
 
 /// How long a pull of a track lasts; the puller repeats it every [`PULL_EVERY`].
@@ -366,14 +376,15 @@ impl Sfu {
         self.drain(now);
     }
 
-    /// A track published on another node (`origin`): offered to the subscribers here, its
-    /// media pulled from there while they need it.
+    /// A track published in another partition: offered to the subscribers here, its media
+    /// pulled from `upstream` while they (or partitions pulling from here) need it. Told
+    /// again with another upstream (the relay tree changed), it pulls from there instead.
     pub fn add_remote_track(
         &mut self,
         now: Instant,
         meeting: &MeetingId,
         info: &TrackInfo,
-        origin: &str,
+        upstream: &str,
     ) {
         let kind = if info.source.is_audio() {
             MediaKind::Audio
@@ -381,7 +392,14 @@ impl Sfu {
             MediaKind::Video
         };
         let room = self.rooms.entry(meeting.clone()).or_default();
-        if room.tracks.contains_key(&info.id) {
+        if let Some(known) = room.tracks.get_mut(&info.id) {
+            if let Origin::Remote { upstream: old } = &mut known.origin {
+                if old != upstream {
+                    *old = upstream.to_owned();
+                    self.pull_pass(now);
+                    self.drain(now);
+                }
+            }
             return;
         }
         for p in &room.peers {
@@ -395,7 +413,7 @@ impl Sfu {
             info.id,
             Published {
                 origin: Origin::Remote {
-                    node: origin.to_owned(),
+                    upstream: upstream.to_owned(),
                 },
                 participant: info.participant,
                 source: info.source,
@@ -447,6 +465,18 @@ impl Sfu {
         self.layer_pass(now);
         self.pull_pass(now);
         self.drain(now);
+    }
+
+    /// Whether this partition of the meeting is open ahead of its first subscribers (it then
+    /// pulls the plan's tracks already).
+    pub fn set_warm(&mut self, now: Instant, meeting: &MeetingId, warm: bool) {
+        let room = self.rooms.entry(meeting.clone()).or_default();
+        if room.warm != warm {
+            room.warm = warm;
+            self.schedule_ticks(now);
+            self.pull_pass(now);
+            self.drain(now);
+        }
     }
 
     pub fn set_view(
@@ -555,7 +585,17 @@ impl Sfu {
         if self.peers.is_empty() {
             self.next_level_report = None;
             self.next_layer_pass = None;
-            self.next_pull_pass = None;
+            // A partition with nobody in it may still pull for partitions downstream, or
+            // for the people to come.
+            let relaying = self.rooms.values().any(|r| {
+                r.warm
+                    || r.pulls
+                        .values()
+                        .any(|pullers| pullers.values().any(|until| *until > now))
+            });
+            if !relaying {
+                self.next_pull_pass = None;
+            }
         }
         self.drain(now);
     }
@@ -779,7 +819,7 @@ impl Sfu {
         self.relay_out(now, &meeting, track, &media);
     }
 
-    /// A relay message from another node.
+    /// A relay message from another partition.
     pub fn handle_relay(&mut self, now: Instant, from: &str, msg: RelayMsg) {
         self.now = now;
         match msg {
@@ -787,15 +827,21 @@ impl Sfu {
                 let Some(room) = self.rooms.get_mut(&meeting) else {
                     return;
                 };
-                if room
-                    .tracks
-                    .get(&track)
-                    .is_some_and(|p| matches!(p.origin, Origin::Local { .. }))
-                {
-                    room.pulls
-                        .entry(track)
-                        .or_default()
-                        .insert(from.to_owned(), now + PULL_FOR);
+                let Some(published) = room.tracks.get(&track) else {
+                    return;
+                };
+                let pullers = room.pulls.entry(track).or_default();
+                pullers.retain(|_, until| *until > now);
+                let first = pullers.is_empty();
+                pullers.insert(from.to_owned(), now + PULL_FOR);
+                self.next_pull_pass.get_or_insert(now + PULL_EVERY);
+                // A partition between: it pulls from its own upstream at once, not at its
+                // next pass, so that each hop adds a round trip rather than a second.
+                if let (true, Origin::Remote { upstream }) = (first, &published.origin) {
+                    self.outputs.push_back(Output::Relay {
+                        to: upstream.clone(),
+                        msg: RelayMsg::Pull { meeting, track },
+                    });
                 }
             }
             RelayMsg::Keyframe {
@@ -803,36 +849,27 @@ impl Sfu {
                 track,
                 layer,
             } => {
-                let local = self.rooms.get(&meeting).is_some_and(|r| {
-                    r.tracks
-                        .get(&track)
-                        .is_some_and(|p| matches!(p.origin, Origin::Local { .. }))
-                });
-                if local {
-                    self.request_keyframe(
-                        now,
-                        &meeting,
-                        track,
-                        layer.map(|l| Rid::from(l.as_str())),
-                    );
-                }
+                // From the publisher here, or on upstream (coalesced either way).
+                self.request_keyframe(now, &meeting, track, layer.map(|l| Rid::from(l.as_str())));
             }
             RelayMsg::Media(m) => self.relayed_media(now, from, m),
         }
         self.drain(now);
     }
 
-    /// A packet of a remote track, relayed by the node it comes from.
+    /// A packet of a remote track, relayed from upstream: to the subscribers here and on to
+    /// the partitions that pull it from here.
     fn relayed_media(&mut self, now: Instant, from: &str, m: RelayMedia) {
         let Some(room) = self.rooms.get_mut(&m.meeting) else {
             return;
         };
-        // A node relays only the tracks published on it.
-        let from_origin = room
+        // Only from the upstream of the moment: while the relay tree changes, the old one
+        // may still send for a while, and a packet must not arrive twice.
+        let from_upstream = room
             .tracks
             .get(&m.track)
-            .is_some_and(|p| matches!(&p.origin, Origin::Remote { node } if node == from));
-        let Some(remote) = room.remote.get_mut(&m.track).filter(|_| from_origin) else {
+            .is_some_and(|p| matches!(&p.origin, Origin::Remote { upstream } if upstream == from));
+        let Some(remote) = room.remote.get_mut(&m.track).filter(|_| from_upstream) else {
             return;
         };
         let ext_vals = ExtensionValues {
@@ -861,6 +898,7 @@ impl Sfu {
             self.layer_pass(now);
         }
         self.fan_out(now, &m.meeting, m.track, None, &media);
+        self.relay_out(now, &m.meeting, m.track, &media);
     }
 
     /// Sends a packet of `track` to the subscribers here that should get it (`from`, its
@@ -942,7 +980,7 @@ impl Sfu {
         }
     }
 
-    /// Sends a packet of a local track to the nodes that pull it.
+    /// Sends a packet to the partitions that pull its track from here.
     fn relay_out(&mut self, now: Instant, meeting: &MeetingId, track: TrackId, media: &MediaIn) {
         let Some(pullers) = self
             .rooms
@@ -971,8 +1009,9 @@ impl Sfu {
         }
     }
 
-    /// Pulls, from the node each comes from, the remote tracks the subscribers here need:
-    /// those in the plan, and cameras someone here pinned.
+    /// Pulls, from its upstream, each remote track needed here: by the subscribers here
+    /// (those in the plan, and cameras someone here pinned) or, opened ahead, by the ones to
+    /// come; and by partitions that pull it from here.
     fn pull_pass(&mut self, now: Instant) {
         for (meeting, room) in &self.rooms {
             let subscribers: Vec<&Peer> = room
@@ -981,11 +1020,9 @@ impl Sfu {
                 .filter_map(|p| self.peers.get(p))
                 .filter(|p| p.subscribe)
                 .collect();
-            if subscribers.is_empty() {
-                continue;
-            }
+            let serves = room.warm || !subscribers.is_empty();
             for (track, p) in &room.tracks {
-                let Origin::Remote { node } = &p.origin else {
+                let Origin::Remote { upstream } = &p.origin else {
                     continue;
                 };
                 let planned = room.plan.audio.contains(track) || room.plan.video.contains(track);
@@ -993,9 +1030,13 @@ impl Sfu {
                     && subscribers
                         .iter()
                         .any(|s| s.view.pinned.contains(&p.participant));
-                if planned || pinned {
+                let relayed = room
+                    .pulls
+                    .get(track)
+                    .is_some_and(|pullers| pullers.values().any(|until| *until > now));
+                if (serves && planned) || pinned || relayed {
                     self.outputs.push_back(Output::Relay {
-                        to: node.clone(),
+                        to: upstream.clone(),
                         msg: RelayMsg::Pull {
                             meeting: meeting.clone(),
                             track: *track,
@@ -1008,7 +1049,7 @@ impl Sfu {
     }
 
     /// Asks the publisher for a key frame on one layer, at most once per interval whatever
-    /// the number of subscribers asking — itself when it is here, through its node when not.
+    /// the number of subscribers asking — itself when it is here, through upstream when not.
     fn request_keyframe(
         &mut self,
         now: Instant,
@@ -1053,7 +1094,7 @@ impl Sfu {
                     mark_dirty(&mut self.dirty, peer_id, peer);
                 }
             }
-            Origin::Remote { node } => {
+            Origin::Remote { upstream } => {
                 let Some(stat) = room
                     .remote
                     .get_mut(&track)
@@ -1063,7 +1104,7 @@ impl Sfu {
                 };
                 if due(&mut stat.keyframe_requested) {
                     self.outputs.push_back(Output::Relay {
-                        to: node,
+                        to: upstream,
                         msg: RelayMsg::Keyframe {
                             meeting: meeting.clone(),
                             track,
@@ -1085,6 +1126,9 @@ impl Sfu {
                     }
                 }
             }
+            // Speaker candidates: the loudest few; the meeting needs no more to choose.
+            levels.sort_by(|a, b| b.1.total_cmp(&a.1));
+            levels.truncate(self.config.speaker_candidates);
             if !levels.is_empty() {
                 self.outputs.push_back(Output::Event(SfuEvent::AudioLevels {
                     meeting: meeting.clone(),

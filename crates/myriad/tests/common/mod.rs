@@ -24,6 +24,20 @@ pub struct Server {
     pub data: tempfile::TempDir,
 }
 
+/// A node's metrics in Prometheus' text format.
+pub struct Scrape(pub String);
+
+impl Scrape {
+    /// The value of the sample named exactly `name` (no labels).
+    pub fn figure(&self, name: &str) -> u64 {
+        self.0
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or_else(|| panic!("{name} in {}", self.0))
+    }
+}
+
 impl Server {
     /// Starts `myriad serve` on ephemeral ports with a fresh data dir; waits until it listens.
     pub fn start() -> Server {
@@ -91,6 +105,17 @@ impl Server {
                 )
             })
             .collect()
+    }
+
+    /// Its `/metrics`, as a scraper on this machine reads them.
+    pub async fn scrape(&self) -> Scrape {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .expect("metrics reachable")
+            .text()
+            .await
+            .expect("metrics text");
+        Scrape(text)
     }
 
     pub fn pid(&self) -> u32 {
