@@ -58,6 +58,8 @@ pub struct MediaState {
     pub tracks: Vec<TrackInfo>,
     pub plan: ForwardingPlan,
     pub partitions: Vec<PartitionRef>,
+    /// The meeting's last event when this was asked: broadcasts after it follow.
+    pub seq: Seq,
 }
 
 #[derive(Clone)]
@@ -232,11 +234,21 @@ impl MeetingClient {
                 tracks,
                 plan,
                 partitions,
+                seq,
             } => Ok(MediaState {
                 tracks,
                 plan,
                 partitions,
+                seq,
             }),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    /// The events after `after`; `None` when some are too old to be kept.
+    pub async fn missed(&self, after: Seq) -> Result<Option<Vec<SeqEvent>>, AskError> {
+        match self.ask(MeetingRequest::Missed { after }).await? {
+            MeetingReply::Missed { events } => Ok(events),
             _ => Err(AskError::Unexpected),
         }
     }

@@ -352,6 +352,10 @@ impl Coordinator {
                 tracks: m.tracks(),
                 plan: m.plan().clone(),
                 partitions: self.planner.partitions(),
+                seq: m.seq(),
+            },
+            MeetingRequest::Missed { after } => MeetingReply::Missed {
+                events: m.events_after(after),
             },
             MeetingRequest::Route { region } => MeetingReply::Route {
                 nodes: self.planner.route(&cluster.alive(), region.as_deref()),

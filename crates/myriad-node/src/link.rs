@@ -20,6 +20,7 @@ use myriad_proto::meeting::{ConnRef, EndReason, MeetingBroadcast, Presence};
 use myriad_proto::{
     MeetingEvent, MeetingId, ParticipantId, Seq, SeqEvent, ServerMsg, TrackId, TrackInfo,
 };
+use myriad_room::{Passed, SeqGate};
 use myriad_sfu::{Media, PeerId, RoomEvent, SfuHandle};
 use tokio::sync::{mpsc, oneshot};
 
@@ -60,6 +61,9 @@ pub(crate) enum LinkCmd {
     Unregister {
         conn: u64,
     },
+    /// The coordinator's answer to the link's ask for the events after a gap: the events, or
+    /// `None` when they are too old to be had (`Err`: no answer).
+    Missed(Result<Option<Vec<SeqEvent>>, ()>),
     /// This is the participant's media connection now, on `worker`; a previous one is
     /// dropped with its tracks. Answers once done, so media events about the peer cannot
     /// overtake it.
@@ -202,8 +206,11 @@ struct Link {
     peers: PeerIndex,
     /// Set by the first connection: the link ends once it has nobody left.
     used: bool,
-    /// The last event passed on: a coordinator taking over sends its last commit again.
-    last_seq: Seq,
+    /// Batches go on in order and once each (a coordinator taking over sends its last
+    /// commit again; the bus may lose one).
+    gate: SeqGate,
+    /// The link's own mailbox, for answers it asked for.
+    mailbox: mpsc::WeakSender<LinkCmd>,
     load: Arc<Load>,
 }
 
@@ -243,13 +250,15 @@ pub(crate) async fn start(
         by_participant: HashMap::new(),
         peers: PeerIndex::default(),
         used: false,
-        last_seq: Seq(0),
+        gate: SeqGate::new(Seq(0)),
+        mailbox: tx.downgrade(),
         load,
     };
     // What is published already, the plan and the partitions: tracks of other partitions
     // are pulled from upstream.
     match link.client.media().await {
         Ok(state) => {
+            link.gate = SeqGate::new(state.seq);
             link.set_plan(state.plan).await;
             link.tracks = state.tracks.into_iter().map(|t| (t.id, t)).collect();
             link.set_partitions(state.partitions).await;
@@ -349,6 +358,12 @@ impl Link {
                 let _ = reply.send(self.peers.peer_of(participant));
             }
             LinkCmd::Unregister { conn } => self.forget(conn),
+            LinkCmd::Missed(Ok(Some(events))) => {
+                let passed = self.gate.offer(events);
+                self.pass_on(passed).await;
+            }
+            LinkCmd::Missed(Ok(None)) => self.give_up_gap().await,
+            LinkCmd::Missed(Err(())) => self.gate.ask_failed(),
             LinkCmd::AttachPeer {
                 participant,
                 peer,
@@ -389,32 +404,12 @@ impl Link {
     async fn handle_broadcast(&mut self, b: MeetingBroadcast) {
         match b {
             MeetingBroadcast::Events {
-                mut events,
+                events,
                 sent_unix_ms,
             } => {
                 self.load.event_lag(sent_unix_ms);
-                events.retain(|e| e.seq > self.last_seq);
-                let Some(last) = events.last() else {
-                    return;
-                };
-                self.last_seq = last.seq;
-                for ev in &events {
-                    match &ev.event {
-                        MeetingEvent::TrackUnpublished { track } => {
-                            self.tracks.remove(track);
-                            for w in self.media.workers() {
-                                let _ = w.unbind_track(self.meeting.clone(), *track).await;
-                            }
-                        }
-                        MeetingEvent::TrackPublished { track } => {
-                            self.tracks.insert(track.id, track.clone());
-                            self.place_track(track).await;
-                        }
-                        _ => {}
-                    }
-                }
-                self.keep_for_unbound(&events);
-                self.fan_out(events).await;
+                let passed = self.gate.offer(events);
+                self.pass_on(passed).await;
             }
             MeetingBroadcast::Plan { plan } => self.set_plan(plan).await,
             MeetingBroadcast::Partitions { partitions } => self.set_partitions(partitions).await,
@@ -583,19 +578,75 @@ impl Link {
             }
         }
         for id in too_slow {
-            let participant = self.conns.get(&id).and_then(|c| c.participant);
-            tracing::warn!(meeting = %self.meeting, ?participant, "connection too slow, dropped");
-            // Dropping its queue ends the session task ("resume to continue").
-            self.forget(id);
-            if let Some(p) = participant {
-                let conn = ConnRef {
-                    node: self.node.clone(),
-                    conn: id,
-                };
-                if let Err(e) = self.client.disconnect(p, conn).await {
-                    tracing::warn!(meeting = %self.meeting, %p, "disconnect not told: {e}");
-                }
+            tracing::warn!(meeting = %self.meeting, conn = id, "connection too slow, dropped");
+            self.drop_conn(id).await;
+        }
+    }
+
+    /// Drops a connection's queue, which ends its session task ("resume to continue"), and
+    /// tells the coordinator it is disconnected.
+    async fn drop_conn(&mut self, id: u64) {
+        let participant = self.conns.get(&id).and_then(|c| c.participant);
+        self.forget(id);
+        if let Some(p) = participant {
+            let conn = ConnRef {
+                node: self.node.clone(),
+                conn: id,
+            };
+            if let Err(e) = self.client.disconnect(p, conn).await {
+                tracing::warn!(meeting = %self.meeting, %p, "disconnect not told: {e}");
             }
+        }
+    }
+
+    /// Passes events through the gate on: their effect on media here, then to everyone
+    /// here (held for those whose welcome is on its way). A gap is asked for, once.
+    async fn pass_on(&mut self, passed: Passed) {
+        if let Some(after) = passed.ask_after {
+            let (client, mailbox) = (self.client.clone(), self.mailbox.clone());
+            tokio::spawn(async move {
+                let answer = client.missed(after).await.map_err(|e| {
+                    tracing::warn!(meeting = %client.meeting(), %after, "missed events not had: {e}");
+                });
+                if let Some(mailbox) = mailbox.upgrade() {
+                    let _ = mailbox.send(LinkCmd::Missed(answer)).await;
+                }
+            });
+        }
+        let events = passed.events;
+        if events.is_empty() {
+            return;
+        }
+        for ev in &events {
+            match &ev.event {
+                MeetingEvent::TrackUnpublished { track } => {
+                    self.tracks.remove(track);
+                    for w in self.media.workers() {
+                        let _ = w.unbind_track(self.meeting.clone(), *track).await;
+                    }
+                }
+                MeetingEvent::TrackPublished { track } => {
+                    self.tracks.insert(track.id, track.clone());
+                    self.place_track(track).await;
+                }
+                _ => {}
+            }
+        }
+        self.keep_for_unbound(&events);
+        self.fan_out(events).await;
+        if self.gate.overflowing() {
+            self.give_up_gap().await;
+        }
+    }
+
+    /// The missed events cannot be had: everyone here starts again from a snapshot (their
+    /// clients resume).
+    async fn give_up_gap(&mut self) {
+        let last = self.gate.give_up();
+        tracing::warn!(meeting = %self.meeting, %last, "missed events cannot be had: this node's sessions resume");
+        let conns: Vec<u64> = self.conns.keys().copied().collect();
+        for conn in conns {
+            self.drop_conn(conn).await;
         }
     }
 

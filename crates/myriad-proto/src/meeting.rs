@@ -133,6 +133,10 @@ pub enum MeetingRequest {
     Route {
         region: Option<String>,
     },
+    /// The events after `after` (a node missed some broadcast batches).
+    Missed {
+        after: Seq,
+    },
 }
 
 /// A participant connected to a node, and the partition carrying it there.
@@ -189,6 +193,12 @@ pub enum MeetingReply {
         tracks: Vec<TrackInfo>,
         plan: ForwardingPlan,
         partitions: Vec<PartitionRef>,
+        /// The meeting's last event: broadcasts after it follow.
+        seq: Seq,
+    },
+    /// The events asked for; `None` when some are too old to be kept.
+    Missed {
+        events: Option<Vec<SeqEvent>>,
     },
     /// Node names, best first.
     Route {

@@ -1,5 +1,5 @@
-//! Sans-IO meeting logic: participants, roles and permissions, sequenced events, active
-//! speakers and the forwarding plan.
+//! Sans-IO meeting logic: participants, roles and permissions, sequenced events (and the gate
+//! nodes pass them through), active speakers and the forwarding plan.
 //!
 //! No sockets, no clock, no tasks. The owner feeds inputs (`handle_*`, each with `now`) and,
 //! after any input, drains [`Meeting::poll_output`] until it returns `None`, then sleeps until
@@ -10,6 +10,7 @@
 mod error;
 mod meeting;
 mod plan;
+mod seq_gate;
 mod speaker;
 
 pub use error::RoomError;
@@ -19,6 +20,7 @@ pub use meeting::{
 };
 pub use myriad_proto::meeting::{Actor, EndReason};
 pub use plan::plan_forwarding;
+pub use seq_gate::{Passed, SeqGate};
 pub use speaker::{SpeakerConfig, SpeakerDetector};
 
 #[cfg(test)]

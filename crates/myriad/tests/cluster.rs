@@ -41,6 +41,18 @@ async fn events_for(ws: &mut Ws, wait: Duration) -> Vec<Value> {
 
 /// Waits for an event of `kind` whose `field` is `value`; returns it.
 async fn wait_event(ws: &mut Ws, kind: &str, field: &str, value: &Value, limit: Duration) -> Value {
+    wait_event_noting(ws, kind, field, value, limit, &mut Vec::new()).await
+}
+
+/// As [`wait_event`], noting the sequence number of every event received on the way.
+async fn wait_event_noting(
+    ws: &mut Ws,
+    kind: &str,
+    field: &str,
+    value: &Value,
+    limit: Duration,
+    seqs: &mut Vec<u64>,
+) -> Value {
     let end = tokio::time::Instant::now() + limit;
     loop {
         let msg = tokio::time::timeout_at(end, recv(ws))
@@ -50,9 +62,11 @@ async fn wait_event(ws: &mut Ws, kind: &str, field: &str, value: &Value, limit: 
         if msg["type"] != "events" {
             continue;
         }
-        if let Some(ev) = msg["events"]
-            .as_array()
-            .and_then(|e| e.iter().find(|e| e["kind"] == kind && &e[field] == value))
+        let events = msg["events"].as_array().cloned().unwrap_or_default();
+        seqs.extend(events.iter().filter_map(|e| e["seq"].as_u64()));
+        if let Some(ev) = events
+            .iter()
+            .find(|e| e["kind"] == kind && &e[field] == value)
         {
             return ev.clone();
         }
@@ -305,15 +319,19 @@ async fn after_nats_restarts_everyone_is_back() {
     let mut nats = Nats::start_js();
     let nodes = Server::cluster(&nats, &["eu", "us"]);
     create_meeting(&nodes[0], "standup").await;
-    let (mut alice, _) = join_via(&nodes[0], &nodes[0].token("standup", "alice", "host")).await;
+    let (mut alice, welcome) =
+        join_via(&nodes[0], &nodes[0].token("standup", "alice", "host")).await;
     let (mut bob, _) = join_via(&nodes[1], &nodes[1].token("standup", "bob", "panelist")).await;
+    // Every event Alice gets, by sequence number: none may be lost or come twice.
+    let mut seqs = Vec::new();
     send(&mut bob, json!({ "type": "chat", "text": "one" })).await;
-    wait_event(
+    wait_event_noting(
         &mut alice,
         "chat",
         "text",
         &json!("one"),
         Duration::from_secs(5),
+        &mut seqs,
     )
     .await;
 
@@ -327,12 +345,13 @@ async fn after_nats_restarts_everyone_is_back() {
         send(&mut bob, json!({ "type": "chat", "text": text })).await;
         let got = tokio::time::timeout(
             Duration::from_secs(2),
-            wait_event(
+            wait_event_noting(
                 &mut alice,
                 "chat",
                 "text",
                 &json!(text),
                 Duration::from_secs(2),
+                &mut seqs,
             ),
         )
         .await;
@@ -345,4 +364,7 @@ async fn after_nats_restarts_everyone_is_back() {
         );
     }
     eprintln!("a chat crossed again after {n} tries");
+    let first = welcome["snapshot"]["seq"].as_u64().expect("snapshot seq") + 1;
+    let expected: Vec<u64> = (first..first + seqs.len() as u64).collect();
+    assert_eq!(seqs, expected, "Alice's events, in order, none lost or repeated");
 }

@@ -347,18 +347,18 @@ impl Meeting {
         if last_seq > self.seq {
             return Err(RoomError::UnknownSession);
         }
-        let oldest_kept = self.log.front().map_or(self.seq.0 + 1, |e| e.seq.0);
-        if last_seq.0 + 1 >= oldest_kept {
-            let missed = self
-                .log
-                .iter()
-                .filter(|e| e.seq > last_seq)
-                .cloned()
-                .collect();
-            Ok(ResumeFrom::Events(missed))
-        } else {
-            Ok(ResumeFrom::Snapshot(self.snapshot_for(id)))
+        match self.events_after(last_seq) {
+            Some(missed) => Ok(ResumeFrom::Events(missed)),
+            None => Ok(ResumeFrom::Snapshot(self.snapshot_for(id))),
         }
+    }
+
+    /// The events after `after`, if they are all still kept (`None`: some are too old; a
+    /// client that missed them starts again from a snapshot).
+    pub fn events_after(&self, after: Seq) -> Option<Vec<SeqEvent>> {
+        let oldest_kept = self.log.front().map_or(self.seq.0 + 1, |e| e.seq.0);
+        (after.0 + 1 >= oldest_kept && after <= self.seq)
+            .then(|| self.log.iter().filter(|e| e.seq > after).cloned().collect())
     }
 
     /// The signalling connection dropped; the session may resume within the resume window.
