@@ -176,6 +176,11 @@ impl MeetingClient {
             .await
     }
 
+    /// A join through `conn` went unanswered: whatever session it made is disconnected.
+    pub async fn conn_lost(&self, conn: ConnRef) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::ConnLost { conn }).await
+    }
+
     pub async fn leave(&self, participant: ParticipantId) -> Result<(), AskError> {
         self.ask_done(MeetingRequest::Leave { participant }).await
     }

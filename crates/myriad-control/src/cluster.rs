@@ -13,6 +13,8 @@ use myriad_bus::{Bus, BusError, Kv, KvChange, KvConfig};
 use myriad_proto::bus::{decode, encode};
 use myriad_proto::cluster::NodeInfo;
 
+use crate::core::ClusterView;
+
 const BUCKET: &str = "myriad_nodes";
 /// How often a node announces itself.
 pub const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -107,9 +109,11 @@ impl Cluster {
             }
         }
     }
+}
 
+impl ClusterView for Cluster {
     /// The nodes heard from within [`SILENT_OUT`], by name.
-    pub fn alive(&self) -> Vec<NodeInfo> {
+    fn alive(&self) -> Vec<NodeInfo> {
         let seen = self.seen.read().unwrap_or_else(|p| p.into_inner());
         let mut alive: Vec<NodeInfo> = seen
             .values()
@@ -121,7 +125,7 @@ impl Cluster {
     }
 
     /// What a living node announced last.
-    pub fn node(&self, name: &str) -> Option<NodeInfo> {
+    fn node(&self, name: &str) -> Option<NodeInfo> {
         let seen = self.seen.read().unwrap_or_else(|p| p.into_inner());
         seen.get(name)
             .filter(|(_, at)| at.elapsed() < SILENT_OUT)
@@ -130,7 +134,7 @@ impl Cluster {
 
     /// Whether a node is known to be gone: heard from once, silent since, or its entry
     /// deleted. A node never heard of is not (it may announce itself any moment).
-    pub fn is_gone(&self, name: &str) -> bool {
+    fn is_gone(&self, name: &str) -> bool {
         let seen = self.seen.read().unwrap_or_else(|p| p.into_inner());
         match seen.get(name) {
             Some((_, at)) => at.elapsed() >= SILENT_OUT,

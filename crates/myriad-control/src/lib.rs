@@ -9,6 +9,7 @@
 mod client;
 mod cluster;
 mod coordinator;
+mod core;
 mod directory;
 mod journal;
 mod lease;
@@ -29,6 +30,7 @@ use tokio::task::JoinHandle;
 
 pub use client::{AskError, Joined, MediaState, MeetingClient};
 pub use cluster::{Cluster, HEARTBEAT, SILENT_OUT};
+pub use core::{ClusterView, CoordinatorCore, CoreOutput};
 pub use directory::Directory;
 
 #[derive(Debug, Clone)]

@@ -13,7 +13,9 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
 use myriad_auth::{parse_ttl, Grants};
-use myriad_control::{generate_session_token, now_unix_s, AskError, Control, ControlError};
+use myriad_control::{
+    generate_session_token, now_unix_s, AskError, ClusterView, Control, ControlError,
+};
 use myriad_proto::cluster::NodeInfo;
 use myriad_proto::meeting::{Actor, RefusalKind};
 use myriad_proto::{MeetingId, ParticipantId, Role, TrackSource};

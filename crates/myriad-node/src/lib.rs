@@ -20,7 +20,7 @@ use std::sync::Arc;
 use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use axum::Router;
-use myriad_control::{Control, MeetingClient, HEARTBEAT};
+use myriad_control::{ClusterView, Control, MeetingClient, HEARTBEAT};
 use myriad_proto::cluster::{NodeInfo, PartitionRef};
 use myriad_proto::meeting::ConnRef;
 use myriad_sfu::{Media, PeerId};

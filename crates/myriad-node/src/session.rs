@@ -230,6 +230,16 @@ impl Session {
             Ok(j) => j,
             Err(e) => {
                 link.unregister(conn.conn).await;
+                if e.0 == ErrorCode::Internal {
+                    // Unanswered, not refused: the coordinator may have made a session for
+                    // this connection, which nobody will use.
+                    let (client, conn) = (client.clone(), conn.clone());
+                    tokio::spawn(async move {
+                        if let Err(e) = client.conn_lost(conn).await {
+                            tracing::warn!(meeting = %client.meeting(), "lost join not told: {e}");
+                        }
+                    });
+                }
                 return Err(e);
             }
         };

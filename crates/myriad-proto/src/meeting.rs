@@ -89,6 +89,11 @@ pub enum MeetingRequest {
         participant: ParticipantId,
         conn: ConnRef,
     },
+    /// A join through this connection went unanswered: whatever session it made is
+    /// disconnected (and expires unless resumed).
+    ConnLost {
+        conn: ConnRef,
+    },
     Leave {
         participant: ParticipantId,
     },

@@ -366,5 +366,8 @@ async fn after_nats_restarts_everyone_is_back() {
     eprintln!("a chat crossed again after {n} tries");
     let first = welcome["snapshot"]["seq"].as_u64().expect("snapshot seq") + 1;
     let expected: Vec<u64> = (first..first + seqs.len() as u64).collect();
-    assert_eq!(seqs, expected, "Alice's events, in order, none lost or repeated");
+    assert_eq!(
+        seqs, expected,
+        "Alice's events, in order, none lost or repeated"
+    );
 }

@@ -1,0 +1,429 @@
+//! The sans-IO core of a meeting's coordinator: the [`Meeting`], the partition [`Planner`],
+//! and who is connected where. Fed requests from nodes, audio levels, time and what the
+//! cluster's registry says; it answers with what to do, in order ([`CoreOutput`]): keep a
+//! commit in the journal, broadcast to every node, answer a request (once what the request
+//! changed is committed), stop. The shell ([`crate::coordinator`]) does the I/O under the
+//! meeting's lease; a simulation drives the same core over a simulated bus.
+
+use std::collections::{HashMap, VecDeque};
+use std::time::Instant;
+
+use myriad_plan::{Planner, PlannerConfig};
+use myriad_proto::cluster::{NodeInfo, PartitionRef};
+use myriad_proto::meeting::{
+    ConnRef, EndReason, MeetingBroadcast, MeetingReply, MeetingRequest, RefusalKind,
+};
+use myriad_proto::{ParticipantId, SeqEvent, ServerMsg, PROTOCOL_VERSION};
+use myriad_room::{
+    Commit, JoinRequest, Meeting, Output, Permissions, ResumeFrom, RoomError, StopReason,
+};
+
+/// What a coordinator needs to know of the cluster's nodes.
+pub trait ClusterView {
+    /// A living node's last announcement.
+    fn node(&self, name: &str) -> Option<NodeInfo>;
+    /// The living nodes.
+    fn alive(&self) -> Vec<NodeInfo>;
+    /// Whether a node is known to be gone (heard from once, silent since).
+    fn is_gone(&self, name: &str) -> bool;
+}
+
+/// What the core asks its shell to do, in this order.
+#[derive(Debug)]
+pub enum CoreOutput<R> {
+    /// Keep this commit in the meeting's journal before anything that follows goes out;
+    /// if that cannot be done (another coordinator wrote to it), stop acting.
+    Append(Commit),
+    /// To every node (an events batch's `sent_unix_ms` is the shell's to fill in).
+    Broadcast(MeetingBroadcast),
+    /// The answer to a request, to where it asked to be answered.
+    Reply(R, MeetingReply),
+    /// The meeting ended or went idle: stop, and give the lease up.
+    Stopped(StopReason),
+}
+
+pub struct CoordinatorCore<R> {
+    meeting: Meeting,
+    /// Who is in which partition (rebuilt from what nodes report after a takeover).
+    planner: Planner,
+    /// Each participant's current signalling connection.
+    conns: HashMap<ParticipantId, ConnRef>,
+    /// The connection a resume replaced, until it is told to go.
+    replaced: HashMap<ParticipantId, ConnRef>,
+    /// Answers held until the commit holding what their requests changed is kept.
+    waiting: Vec<(R, MeetingReply)>,
+    out: VecDeque<CoreOutput<R>>,
+}
+
+impl<R> CoordinatorCore<R> {
+    pub fn new(meeting: Meeting, partitions: PlannerConfig) -> Self {
+        let planner = Planner::new(meeting.id().as_str(), partitions);
+        Self {
+            meeting,
+            planner,
+            conns: HashMap::new(),
+            replaced: HashMap::new(),
+            waiting: Vec::new(),
+            out: VecDeque::new(),
+        }
+    }
+
+    pub fn meeting(&self) -> &Meeting {
+        &self.meeting
+    }
+
+    pub fn planner(&self) -> &Planner {
+        &self.planner
+    }
+
+    /// This coordinator took the meeting over (lease epoch `epoch`): nodes are told (they
+    /// report who is connected to them), and the last commit's events go out again, as the
+    /// last holder may have stopped before sending them (nodes drop what they have).
+    pub fn took_over(&mut self, epoch: u64, last_commit: Vec<SeqEvent>) {
+        self.out
+            .push_back(CoreOutput::Broadcast(MeetingBroadcast::TookOver { epoch }));
+        if !last_commit.is_empty() {
+            self.out
+                .push_back(CoreOutput::Broadcast(MeetingBroadcast::Events {
+                    events: last_commit,
+                    sent_unix_ms: 0,
+                }));
+        }
+    }
+
+    /// A request from a node (or one that could not be read: refused); its answer, if it
+    /// wants one, waits for the commit of what it changed.
+    pub fn handle_request(
+        &mut self,
+        now: Instant,
+        req: Result<MeetingRequest, String>,
+        reply_to: Option<R>,
+        cluster: &dyn ClusterView,
+    ) {
+        let reply = match req {
+            Ok(req) => self.handle(now, req, cluster),
+            Err(e) => refused(RefusalKind::BadRequest, e),
+        };
+        if let Some(to) = reply_to {
+            self.waiting.push((to, reply));
+        }
+    }
+
+    pub fn handle_levels(&mut self, now: Instant, levels: &[(ParticipantId, f32)]) {
+        self.meeting.handle_audio_levels(now, levels);
+    }
+
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.meeting.handle_timeout(now);
+    }
+
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.meeting.poll_timeout().map(|(t, _)| t)
+    }
+
+    /// The next thing to do. Answers go out once nothing waits to be committed, so none is
+    /// sent before what its request changed is kept.
+    pub fn poll_output(&mut self) -> Option<CoreOutput<R>> {
+        loop {
+            if let Some(out) = self.out.pop_front() {
+                return Some(out);
+            }
+            match self.meeting.poll_output() {
+                Some(Output::Commit(commit)) => {
+                    let events = commit.events.clone();
+                    self.out.push_back(CoreOutput::Append(commit));
+                    if !events.is_empty() {
+                        self.out
+                            .push_back(CoreOutput::Broadcast(MeetingBroadcast::Events {
+                                events,
+                                sent_unix_ms: 0,
+                            }));
+                    }
+                }
+                Some(Output::Plan(plan)) => {
+                    self.out
+                        .push_back(CoreOutput::Broadcast(MeetingBroadcast::Plan { plan }));
+                }
+                Some(Output::SessionEnded {
+                    participant,
+                    reason,
+                }) => {
+                    let conn = if reason == EndReason::Replaced {
+                        self.replaced.remove(&participant)
+                    } else {
+                        self.planner.remove(participant);
+                        self.conns.remove(&participant)
+                    };
+                    self.out
+                        .push_back(CoreOutput::Broadcast(MeetingBroadcast::SessionEnded {
+                            participant,
+                            conn,
+                            reason,
+                        }));
+                }
+                Some(Output::Stopped(reason)) => {
+                    self.answer_waiting();
+                    self.out
+                        .push_back(CoreOutput::Broadcast(MeetingBroadcast::Stopped));
+                    self.out.push_back(CoreOutput::Stopped(reason));
+                }
+                None => {
+                    if self.planner.take_changed() {
+                        let partitions = self.planner.partitions();
+                        self.out
+                            .push_back(CoreOutput::Broadcast(MeetingBroadcast::Partitions {
+                                partitions,
+                            }));
+                    } else if !self.meeting.has_uncommitted() && !self.waiting.is_empty() {
+                        self.answer_waiting();
+                    } else {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
+
+    fn answer_waiting(&mut self) {
+        for (to, reply) in std::mem::take(&mut self.waiting) {
+            self.out.push_back(CoreOutput::Reply(to, reply));
+        }
+    }
+
+    fn handle(
+        &mut self,
+        now: Instant,
+        req: MeetingRequest,
+        cluster: &dyn ClusterView,
+    ) -> MeetingReply {
+        let workers = |node: &str| cluster.node(node).map_or(1, |n| n.workers.max(1));
+        let m = &mut self.meeting;
+        let done =
+            |r: Result<(), RoomError>| r.map_or_else(|e| room_refused(&e), |()| MeetingReply::Done);
+        match req {
+            MeetingRequest::Join {
+                joiner,
+                session_token,
+                conn,
+            } => {
+                let req = JoinRequest {
+                    identity: joiner.identity,
+                    name: joiner.name,
+                    role: joiner.role,
+                    permissions: Permissions {
+                        publish: joiner.publish,
+                        subscribe: joiner.subscribe,
+                        moderate: joiner.moderate,
+                    },
+                    session_token: session_token.clone(),
+                };
+                let node = conn.node.clone();
+                if !self.planner.has_room(&node, workers(&node)) {
+                    return node_full(&node);
+                }
+                match m.handle_join(now, req) {
+                    Ok(participant) => {
+                        self.conns.insert(participant, conn);
+                        let partition = self.planner.place(participant, &node, workers(&node));
+                        self.joined(participant, session_token, false, None, partition.ok())
+                    }
+                    Err(e) => room_refused(&e),
+                }
+            }
+            MeetingRequest::Resume {
+                identity,
+                participant,
+                session_token,
+                last_seq,
+                conn,
+            } => {
+                let node = conn.node.clone();
+                if !self.planner.can_place(participant, &node, workers(&node)) {
+                    return node_full(&node);
+                }
+                let from =
+                    match m.handle_resume(now, participant, &identity, &session_token, last_seq) {
+                        Ok(from) => from,
+                        Err(e) => return room_refused(&e),
+                    };
+                // Media lives on a node: tracks published from another one than the session
+                // resumes on are gone with that node's connection.
+                for track in m.tracks_of(participant) {
+                    let elsewhere = m
+                        .track(track)
+                        .and_then(|t| t.partition.as_ref())
+                        .is_some_and(|p| p.node != node);
+                    if elsewhere {
+                        m.handle_unpublish(now, track);
+                    }
+                }
+                // The old connection is told to go with its own reference.
+                if let Some(old) = self.conns.insert(participant, conn) {
+                    self.replaced.insert(participant, old);
+                }
+                let missed = match from {
+                    ResumeFrom::Events(missed) => Some(missed),
+                    ResumeFrom::Snapshot(_) => None,
+                };
+                let partition = self.planner.place(participant, &node, workers(&node));
+                self.joined(participant, session_token, true, missed, partition.ok())
+            }
+            MeetingRequest::Disconnect { participant, conn } => {
+                if self.conns.get(&participant) == Some(&conn) {
+                    self.conns.remove(&participant);
+                    m.handle_disconnect(now, participant);
+                }
+                MeetingReply::Done
+            }
+            MeetingRequest::ConnLost { conn } => {
+                // A join whose answer never reached its node: the session it made is
+                // disconnected, and expires unless someone resumes it.
+                let gone: Vec<ParticipantId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| **c == conn)
+                    .map(|(p, _)| *p)
+                    .collect();
+                for participant in gone {
+                    self.conns.remove(&participant);
+                    m.handle_disconnect(now, participant);
+                }
+                MeetingReply::Done
+            }
+            MeetingRequest::Leave { participant } => {
+                m.handle_leave(now, participant);
+                MeetingReply::Done
+            }
+            MeetingRequest::Mute {
+                actor,
+                target,
+                source,
+                muted,
+            } => done(m.handle_mute(now, actor, target, source, muted)),
+            MeetingRequest::Remove { actor, target } => done(m.handle_remove(now, actor, target)),
+            MeetingRequest::Chat { participant, text } => {
+                done(m.handle_chat(now, participant, &text))
+            }
+            MeetingRequest::Publish {
+                participant,
+                source,
+                partition,
+            } => match m.handle_publish(now, participant, source, Some(partition)) {
+                Ok(track) => MeetingReply::Published { track },
+                Err(e) => room_refused(&e),
+            },
+            MeetingRequest::MediaClosed { participant } => {
+                for track in m.tracks_of(participant) {
+                    m.handle_unpublish(now, track);
+                }
+                MeetingReply::Done
+            }
+            MeetingRequest::Media => MeetingReply::Media {
+                tracks: m.tracks(),
+                plan: m.plan().clone(),
+                partitions: self.planner.partitions(),
+                seq: m.seq(),
+            },
+            MeetingRequest::Missed { after } => MeetingReply::Missed {
+                events: m.events_after(after),
+            },
+            MeetingRequest::Route { region } => MeetingReply::Route {
+                nodes: self.planner.route(&cluster.alive(), region.as_deref()),
+            },
+            MeetingRequest::Participants { after, limit } => MeetingReply::Page {
+                count: m.count(),
+                participants: m.participants_page(after, limit.min(1000) as usize),
+            },
+            MeetingRequest::End => {
+                m.end(now);
+                MeetingReply::Done
+            }
+            MeetingRequest::Present { present } => {
+                let ids: Vec<ParticipantId> = present.iter().map(|p| p.participant).collect();
+                m.handle_present(now, &ids);
+                for p in present {
+                    if m.participant(p.participant).is_some() {
+                        self.conns.insert(p.participant, p.conn);
+                        if let Some(partition) = p.partition {
+                            self.planner.place_at(p.participant, partition);
+                        }
+                    }
+                }
+                MeetingReply::Done
+            }
+        }
+    }
+
+    /// The answer to a join or a resume: the welcome, then the events the client missed; or,
+    /// on a first join and when too many were missed (`None`), a snapshot in the welcome.
+    fn joined(
+        &self,
+        participant: ParticipantId,
+        session_token: String,
+        resumed: bool,
+        missed: Option<Vec<SeqEvent>>,
+        partition: Option<PartitionRef>,
+    ) -> MeetingReply {
+        let Some(you) = self.meeting.participant(participant).cloned() else {
+            return refused(RefusalKind::UnknownParticipant, "gone meanwhile".into());
+        };
+        let snapshot = missed
+            .is_none()
+            .then(|| self.meeting.snapshot_for(participant));
+        let missed = missed.unwrap_or_default();
+        MeetingReply::Joined {
+            participant,
+            welcome: Box::new(ServerMsg::Welcome {
+                v: PROTOCOL_VERSION,
+                meeting: self.meeting.id().clone(),
+                you,
+                session_token,
+                resumed,
+                snapshot,
+            }),
+            missed,
+            seq: self.meeting.seq(),
+            partition,
+        }
+    }
+
+    /// The people of nodes the registry says are gone lose their seats and are disconnected
+    /// (they may resume on another node for a while); tracks published there are gone.
+    pub fn drop_lost_nodes(&mut self, now: Instant, cluster: &dyn ClusterView) {
+        for (participant, partition) in self.planner.retain_nodes(|n| !cluster.is_gone(n)) {
+            if self
+                .conns
+                .get(&participant)
+                .is_some_and(|c| c.node == partition.node)
+            {
+                tracing::info!(meeting = %self.meeting.id(), %participant, node = %partition.node, "node gone: disconnected");
+                self.conns.remove(&participant);
+                self.meeting.handle_disconnect(now, participant);
+            }
+        }
+        for track in self.meeting.tracks() {
+            if track
+                .partition
+                .as_ref()
+                .is_some_and(|p| cluster.is_gone(&p.node))
+            {
+                self.meeting.handle_unpublish(now, track.id);
+            }
+        }
+    }
+}
+
+fn node_full(node: &str) -> MeetingReply {
+    refused(
+        RefusalKind::NodeFull,
+        format!("node {node} has no free seat in this meeting: connect where the route says"),
+    )
+}
+
+fn room_refused(e: &RoomError) -> MeetingReply {
+    refused(e.kind(), e.to_string())
+}
+
+fn refused(kind: RefusalKind, message: String) -> MeetingReply {
+    MeetingReply::Refused { kind, message }
+}
