@@ -95,6 +95,7 @@ impl MeetingClient {
         let payload = Bytes::from(encode(&req));
         let bus = self.control.bus();
         let deadline = tokio::time::Instant::now() + COORDINATOR_WAIT;
+        let mut timed_out = false;
         loop {
             match bus
                 .request(&self.subject, payload.clone(), ASK_TIMEOUT)
@@ -117,6 +118,15 @@ impl MeetingClient {
                         Ok(()) => {}
                         Err(ControlError::Held) => tokio::time::sleep(HELD_RETRY).await,
                         Err(e) => return Err(e.into()),
+                    }
+                }
+                // A coordinator that listens but does not answer may be hung: once its lease
+                // has run out (it renews no more), one starts here, and asked again.
+                Err(BusError::Timeout(t)) if !timed_out => {
+                    timed_out = true;
+                    if let Err(e) = self.control.ensure_coordinator(&self.meeting).await {
+                        tracing::debug!(meeting = %self.meeting, "no coordinator started after a timeout: {e}");
+                        return Err(AskError::Bus(BusError::Timeout(t)));
                     }
                 }
                 Err(e) => return Err(AskError::Bus(e)),
@@ -293,10 +303,26 @@ impl MeetingClient {
         self.ask_done(MeetingRequest::End).await
     }
 
-    /// Tells a coordinator that took the meeting over who is connected to this node, and in
-    /// which partition.
-    pub async fn present(&self, present: Vec<Presence>) -> Result<(), AskError> {
-        self.ask_done(MeetingRequest::Present { present }).await
+    /// Tells the coordinator every connection `node` has to the meeting as of connection
+    /// number `up_to`: who is connected (and in which partition), and which are joining.
+    /// Answers with the meeting's last event.
+    pub async fn present(
+        &self,
+        node: String,
+        up_to: u64,
+        present: Vec<Presence>,
+        joining: Vec<u64>,
+    ) -> Result<Seq, AskError> {
+        let req = MeetingRequest::Present {
+            node,
+            up_to,
+            present,
+            joining,
+        };
+        match self.ask(req).await? {
+            MeetingReply::Presence { seq } => Ok(seq),
+            _ => Err(AskError::Unexpected),
+        }
     }
 
     /// Reports this node's loudest speakers (no answer; a lost report is harmless).

@@ -1,17 +1,19 @@
 //! The sans-IO core of a meeting's coordinator: the [`Meeting`], the partition [`Planner`],
 //! and who is connected where. Fed requests from nodes, audio levels, time and what the
 //! cluster's registry says; it answers with what to do, in order ([`CoreOutput`]): keep a
-//! commit in the journal, broadcast to every node, answer a request (once what the request
-//! changed is committed), stop. The shell ([`crate::coordinator`]) does the I/O under the
+//! commit in the journal, broadcast to every node, answer a request, stop. Nothing leaves
+//! before a journal append made after it was decided: answers and broadcasts wait for the
+//! commit of what led to them (an empty one, if nothing did), so a coordinator that lost the
+//! meeting to another — its append refused — never acts on what it believes. The shell ([`crate::coordinator`]) does the I/O under the
 //! meeting's lease; a simulation drives the same core over a simulated bus.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Instant;
 
 use myriad_plan::{Planner, PlannerConfig};
 use myriad_proto::cluster::{NodeInfo, PartitionRef};
 use myriad_proto::meeting::{
-    ConnRef, EndReason, MeetingBroadcast, MeetingReply, MeetingRequest, RefusalKind,
+    ConnRef, EndReason, MeetingBroadcast, MeetingReply, MeetingRequest, Presence, RefusalKind,
 };
 use myriad_proto::{ParticipantId, SeqEvent, ServerMsg, PROTOCOL_VERSION};
 use myriad_room::{
@@ -48,23 +50,34 @@ pub struct CoordinatorCore<R> {
     planner: Planner,
     /// Each participant's current signalling connection.
     conns: HashMap<ParticipantId, ConnRef>,
+    /// Each participant's latest connection, connected or not: a node's report of an older
+    /// one is stale.
+    latest: HashMap<ParticipantId, ConnRef>,
     /// The connection a resume replaced, until it is told to go.
     replaced: HashMap<ParticipantId, ConnRef>,
     /// Answers held until the commit holding what their requests changed is kept.
     waiting: Vec<(R, MeetingReply)>,
     out: VecDeque<CoreOutput<R>>,
+    /// Broadcasts waiting for the next commit to be kept (see [`Self::release_held`]).
+    held: Vec<MeetingBroadcast>,
 }
 
 impl<R> CoordinatorCore<R> {
+    /// The core of `meeting` (new, or restored from its journal: its seats are known).
     pub fn new(meeting: Meeting, partitions: PlannerConfig) -> Self {
-        let planner = Planner::new(meeting.id().as_str(), partitions);
+        let mut planner = Planner::new(meeting.id().as_str(), partitions);
+        for (participant, partition) in meeting.seats() {
+            planner.place_at(participant, partition.clone());
+        }
         Self {
             meeting,
             planner,
             conns: HashMap::new(),
+            latest: HashMap::new(),
             replaced: HashMap::new(),
             waiting: Vec::new(),
             out: VecDeque::new(),
+            held: Vec::new(),
         }
     }
 
@@ -74,6 +87,11 @@ impl<R> CoordinatorCore<R> {
 
     pub fn planner(&self) -> &Planner {
         &self.planner
+    }
+
+    /// Who is connected, and through which connection.
+    pub fn connections(&self) -> impl Iterator<Item = (ParticipantId, &ConnRef)> {
+        self.conns.iter().map(|(p, c)| (*p, c))
     }
 
     /// This coordinator took the meeting over (lease epoch `epoch`): nodes are told (they
@@ -100,10 +118,16 @@ impl<R> CoordinatorCore<R> {
         reply_to: Option<R>,
         cluster: &dyn ClusterView,
     ) {
-        let reply = match req {
-            Ok(req) => self.handle(now, req, cluster),
-            Err(e) => refused(RefusalKind::BadRequest, e),
+        let req = match req {
+            Ok(req) => req,
+            Err(e) => {
+                if let Some(to) = reply_to {
+                    self.waiting.push((to, refused(RefusalKind::BadRequest, e)));
+                }
+                return;
+            }
         };
+        let reply = self.handle(now, req, cluster);
         if let Some(to) = reply_to {
             self.waiting.push((to, reply));
         }
@@ -139,11 +163,9 @@ impl<R> CoordinatorCore<R> {
                                 sent_unix_ms: 0,
                             }));
                     }
+                    self.release_held();
                 }
-                Some(Output::Plan(plan)) => {
-                    self.out
-                        .push_back(CoreOutput::Broadcast(MeetingBroadcast::Plan { plan }));
-                }
+                Some(Output::Plan(plan)) => self.held.push(MeetingBroadcast::Plan { plan }),
                 Some(Output::SessionEnded {
                     participant,
                     reason,
@@ -152,28 +174,27 @@ impl<R> CoordinatorCore<R> {
                         self.replaced.remove(&participant)
                     } else {
                         self.planner.remove(participant);
+                        self.latest.remove(&participant);
                         self.conns.remove(&participant)
                     };
-                    self.out
-                        .push_back(CoreOutput::Broadcast(MeetingBroadcast::SessionEnded {
-                            participant,
-                            conn,
-                            reason,
-                        }));
+                    self.held.push(MeetingBroadcast::SessionEnded {
+                        participant,
+                        conn,
+                        reason,
+                    });
                 }
                 Some(Output::Stopped(reason)) => {
                     self.answer_waiting();
-                    self.out
-                        .push_back(CoreOutput::Broadcast(MeetingBroadcast::Stopped));
+                    self.held.push(MeetingBroadcast::Stopped);
+                    self.fence();
                     self.out.push_back(CoreOutput::Stopped(reason));
                 }
                 None => {
                     if self.planner.take_changed() {
                         let partitions = self.planner.partitions();
-                        self.out
-                            .push_back(CoreOutput::Broadcast(MeetingBroadcast::Partitions {
-                                partitions,
-                            }));
+                        self.held.push(MeetingBroadcast::Partitions { partitions });
+                    } else if !self.meeting.has_uncommitted() && !self.held.is_empty() {
+                        self.fence();
                     } else if !self.meeting.has_uncommitted() && !self.waiting.is_empty() {
                         self.answer_waiting();
                     } else {
@@ -181,6 +202,23 @@ impl<R> CoordinatorCore<R> {
                     }
                 }
             }
+        }
+    }
+
+    /// Broadcasts decided before a commit go out once it is kept: a coordinator that lost
+    /// the meeting to another (its append is refused) says nothing more.
+    fn release_held(&mut self) {
+        for b in std::mem::take(&mut self.held) {
+            self.out.push_back(CoreOutput::Broadcast(b));
+        }
+    }
+
+    /// With nothing to commit, an empty commit proves the journal is still this
+    /// coordinator's before what is held goes out.
+    fn fence(&mut self) {
+        if !self.held.is_empty() {
+            self.out.push_back(CoreOutput::Append(Commit::default()));
+            self.release_held();
         }
     }
 
@@ -223,9 +261,11 @@ impl<R> CoordinatorCore<R> {
                 }
                 match m.handle_join(now, req) {
                     Ok(participant) => {
+                        self.latest.insert(participant, conn.clone());
                         self.conns.insert(participant, conn);
-                        let partition = self.planner.place(participant, &node, workers(&node));
-                        self.joined(participant, session_token, false, None, partition.ok())
+                        let partition = self.planner.place(participant, &node, workers(&node)).ok();
+                        m.seat(now, participant, partition.clone());
+                        self.joined(participant, session_token, false, None, partition)
                     }
                     Err(e) => room_refused(&e),
                 }
@@ -258,6 +298,7 @@ impl<R> CoordinatorCore<R> {
                     }
                 }
                 // The old connection is told to go with its own reference.
+                self.latest.insert(participant, conn.clone());
                 if let Some(old) = self.conns.insert(participant, conn) {
                     self.replaced.insert(participant, old);
                 }
@@ -265,8 +306,9 @@ impl<R> CoordinatorCore<R> {
                     ResumeFrom::Events(missed) => Some(missed),
                     ResumeFrom::Snapshot(_) => None,
                 };
-                let partition = self.planner.place(participant, &node, workers(&node));
-                self.joined(participant, session_token, true, missed, partition.ok())
+                let partition = self.planner.place(participant, &node, workers(&node)).ok();
+                m.seat(now, participant, partition.clone());
+                self.joined(participant, session_token, true, missed, partition)
             }
             MeetingRequest::Disconnect { participant, conn } => {
                 if self.conns.get(&participant) == Some(&conn) {
@@ -338,18 +380,50 @@ impl<R> CoordinatorCore<R> {
                 m.end(now);
                 MeetingReply::Done
             }
-            MeetingRequest::Present { present } => {
-                let ids: Vec<ParticipantId> = present.iter().map(|p| p.participant).collect();
+            MeetingRequest::Present {
+                node,
+                up_to,
+                present,
+                joining,
+            } => {
+                // Connections the node no longer has (their disconnect was lost on the way).
+                let listed: HashSet<u64> =
+                    present.iter().map(|p| p.conn.conn).chain(joining).collect();
+                let gone: Vec<ParticipantId> = self
+                    .conns
+                    .iter()
+                    .filter(|(_, c)| c.node == node && c.conn < up_to && !listed.contains(&c.conn))
+                    .map(|(p, _)| *p)
+                    .collect();
+                for participant in gone {
+                    self.conns.remove(&participant);
+                    m.handle_disconnect(now, participant);
+                }
+                // Those connected nowhere as far as this coordinator knows (it took over, or
+                // their disconnect came first) are connected there.
+                let back: Vec<Presence> = present
+                    .into_iter()
+                    .filter(|p| {
+                        !self.conns.contains_key(&p.participant)
+                            && m.participant(p.participant).is_some()
+                            && self
+                                .latest
+                                .get(&p.participant)
+                                .is_none_or(|latest| *latest == p.conn)
+                    })
+                    .collect();
+                let ids: Vec<ParticipantId> = back.iter().map(|p| p.participant).collect();
                 m.handle_present(now, &ids);
-                for p in present {
-                    if m.participant(p.participant).is_some() {
-                        self.conns.insert(p.participant, p.conn);
-                        if let Some(partition) = p.partition {
-                            self.planner.place_at(p.participant, partition);
+                for p in back {
+                    self.latest.insert(p.participant, p.conn.clone());
+                    self.conns.insert(p.participant, p.conn);
+                    if let Some(partition) = p.partition {
+                        if self.planner.place_at(p.participant, partition.clone()) {
+                            m.seat(now, p.participant, Some(partition));
                         }
                     }
                 }
-                MeetingReply::Done
+                MeetingReply::Presence { seq: m.seq() }
             }
         }
     }
@@ -390,7 +464,7 @@ impl<R> CoordinatorCore<R> {
     /// The people of nodes the registry says are gone lose their seats and are disconnected
     /// (they may resume on another node for a while); tracks published there are gone.
     pub fn drop_lost_nodes(&mut self, now: Instant, cluster: &dyn ClusterView) {
-        for (participant, partition) in self.planner.retain_nodes(|n| !cluster.is_gone(n)) {
+        for (participant, partition) in self.planner.mark_lost(|n| cluster.is_gone(n)) {
             if self
                 .conns
                 .get(&participant)

@@ -64,6 +64,8 @@ pub(crate) enum LinkCmd {
     /// The coordinator's answer to the link's ask for the events after a gap: the events, or
     /// `None` when they are too old to be had (`Err`: no answer).
     Missed(Result<Option<Vec<SeqEvent>>, ()>),
+    /// The meeting's last event, as its coordinator answered a presence report.
+    Heard(Seq),
     /// This is the participant's media connection now, on `worker`; a previous one is
     /// dropped with its tracks. Answers once done, so media events about the peer cannot
     /// overtake it.
@@ -187,6 +189,9 @@ struct Conn {
     after: Seq,
 }
 
+/// How often a link tells the coordinator every connection it has.
+const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Events kept for one connection between its registration and its welcome, at most: a
 /// join takes a round trip to the coordinator, not this many events.
 const MAX_KEPT_EVENTS: usize = 4096;
@@ -211,6 +216,9 @@ struct Link {
     gate: SeqGate,
     /// The link's own mailbox, for answers it asked for.
     mailbox: mpsc::WeakSender<LinkCmd>,
+    /// The highest connection number registered here: the coordinator learns that those
+    /// below it and not listed are gone.
+    highest_conn: u64,
     load: Arc<Load>,
 }
 
@@ -252,6 +260,7 @@ pub(crate) async fn start(
         used: false,
         gate: SeqGate::new(Seq(0)),
         mailbox: tx.downgrade(),
+        highest_conn: 0,
         load,
     };
     // What is published already, the plan and the partitions: tracks of other partitions
@@ -280,8 +289,12 @@ impl Link {
         mut media: mpsc::Receiver<RoomEvent>,
     ) {
         tracing::debug!(meeting = %self.meeting, "meeting link up");
+        let mut presence = tokio::time::interval(PRESENCE_EVERY);
+        presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        presence.tick().await;
         loop {
             tokio::select! {
+                _ = presence.tick() => self.tell_presence(),
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.handle_command(cmd).await,
                     None => break,
@@ -319,6 +332,7 @@ impl Link {
         match cmd {
             LinkCmd::Register { conn, tx } => {
                 self.used = true;
+                self.highest_conn = self.highest_conn.max(conn);
                 self.conns.insert(
                     conn,
                     Conn {
@@ -364,6 +378,16 @@ impl Link {
             }
             LinkCmd::Missed(Ok(None)) => self.give_up_gap().await,
             LinkCmd::Missed(Err(())) => self.gate.ask_failed(),
+            LinkCmd::Heard(seq) => {
+                // A batch lost at the end of a burst shows no gap: the meeting's sequence
+                // does.
+                let ask_after = self.gate.behind(seq);
+                self.pass_on(Passed {
+                    events: Vec::new(),
+                    ask_after,
+                })
+                .await;
+            }
             LinkCmd::AttachPeer {
                 participant,
                 peer,
@@ -424,31 +448,52 @@ impl Link {
             MeetingBroadcast::TookOver { epoch } => {
                 // The new coordinator learns who is here, and where; the others' sessions
                 // expire.
-                let present: Vec<Presence> = self
-                    .by_participant
-                    .iter()
-                    .map(|(p, conn)| {
-                        let node = self.node.clone();
-                        let partition = match self.peers.peer_of(*p) {
-                            Some((_, worker)) => Some(PartitionRef::new(&node, worker)),
-                            None => self.conns.get(conn).and_then(|c| c.partition.clone()),
-                        };
-                        Presence {
-                            participant: *p,
-                            conn: ConnRef { node, conn: *conn },
-                            partition,
-                        }
-                    })
-                    .collect();
-                tracing::info!(meeting = %self.meeting, epoch, present = present.len(), "a coordinator took the meeting over");
-                let client = self.client.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = client.present(present).await {
-                        tracing::warn!(meeting = %client.meeting(), "presence not told: {e}");
-                    }
-                });
+                tracing::info!(meeting = %self.meeting, epoch, "a coordinator took the meeting over");
+                self.tell_presence();
             }
         }
+    }
+
+    /// Tells the coordinator every connection here to the meeting: who is in it, in which
+    /// partition, and which connections are still joining. A disconnect lost on the bus is
+    /// made good this way.
+    fn tell_presence(&self) {
+        let mut present = Vec::new();
+        let mut joining = Vec::new();
+        for (id, c) in &self.conns {
+            let Some(participant) = c.participant else {
+                joining.push(*id);
+                continue;
+            };
+            let partition = match self.peers.peer_of(participant) {
+                Some((_, worker)) => Some(PartitionRef::new(&self.node, worker)),
+                None => c.partition.clone(),
+            };
+            present.push(Presence {
+                participant,
+                conn: ConnRef {
+                    node: self.node.clone(),
+                    conn: *id,
+                },
+                partition,
+            });
+        }
+        let (client, node, up_to) = (
+            self.client.clone(),
+            self.node.clone(),
+            self.highest_conn + 1,
+        );
+        let mailbox = self.mailbox.clone();
+        tokio::spawn(async move {
+            match client.present(node, up_to, present, joining).await {
+                Ok(seq) => {
+                    if let Some(mailbox) = mailbox.upgrade() {
+                        let _ = mailbox.send(LinkCmd::Heard(seq)).await;
+                    }
+                }
+                Err(e) => tracing::warn!(meeting = %client.meeting(), "presence not told: {e}"),
+            }
+        });
     }
 
     async fn session_ended(

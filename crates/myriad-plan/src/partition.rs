@@ -4,8 +4,10 @@
 //! possible. Before a node's open partitions fill up, the next one opens on another of its
 //! workers (`headroom` free seats are kept while it has a worker left), so a joiner never
 //! waits for one. A partition left empty closes unless its seats are that headroom. When a
-//! node leaves the cluster its partitions close, and their people are handed back, to be
-//! placed again where they resume.
+//! node leaves the cluster its partitions are no longer offered (nor fed), and their people
+//! are handed back to be disconnected; they keep their seats until they are seated again
+//! where they resume (or leave), so that if the node comes back with them (it was cut off,
+//! not dead) nobody was seated over them.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -57,6 +59,8 @@ pub struct Planner {
     placed: HashMap<ParticipantId, PartitionRef>,
     /// Each node's worker count, as last told.
     workers: HashMap<String, u16>,
+    /// Nodes gone from the cluster whose partitions still hold seats.
+    lost: BTreeSet<String>,
     changed: bool,
 }
 
@@ -72,6 +76,7 @@ impl Planner {
             partitions: BTreeMap::new(),
             placed: HashMap::new(),
             workers: HashMap::new(),
+            lost: BTreeSet::new(),
             changed: false,
         }
     }
@@ -104,6 +109,7 @@ impl Planner {
     ) -> Result<PartitionRef, PlaceError> {
         let workers = workers.max(1);
         self.workers.insert(node.to_owned(), workers);
+        self.found(node);
         if let Some(at) = self
             .placed
             .get(&participant)
@@ -119,14 +125,26 @@ impl Planner {
         Ok(seat)
     }
 
-    /// Records where a node says `participant` is (a coordinator taking over learns it so),
-    /// opening that partition if it is not.
-    pub fn place_at(&mut self, participant: ParticipantId, partition: PartitionRef) {
-        if self.placed.get(&participant) != Some(&partition) {
-            let entry = self.workers.entry(partition.node.clone()).or_insert(1);
-            *entry = (*entry).max(partition.worker + 1);
-            self.seat(participant, partition);
+    /// Records where a node says `participant` is (a coordinator restoring a meeting, or
+    /// learning who a node carries), opening that partition if it is not. Refused (false)
+    /// when that partition is full of others: the report is older than what was decided
+    /// since.
+    pub fn place_at(&mut self, participant: ParticipantId, partition: PartitionRef) -> bool {
+        self.found(&partition.node);
+        if self.placed.get(&participant) == Some(&partition) {
+            return true;
         }
+        if !self
+            .partitions
+            .get(&partition)
+            .is_none_or(|m| self.has_seat(m))
+        {
+            return false;
+        }
+        let entry = self.workers.entry(partition.node.clone()).or_insert(1);
+        *entry = (*entry).max(partition.worker + 1);
+        self.seat(participant, partition);
+        true
     }
 
     /// The participant left the meeting: its seat is free; its partition closes if no longer
@@ -137,29 +155,33 @@ impl Planner {
         Some(at)
     }
 
-    /// Closes the partitions of nodes that are not `alive`; returns who was in them.
-    pub fn retain_nodes(
-        &mut self,
-        alive: impl Fn(&str) -> bool,
-    ) -> Vec<(ParticipantId, PartitionRef)> {
-        let lost: Vec<PartitionRef> = self
-            .partitions
-            .keys()
-            .filter(|p| !alive(&p.node))
-            .cloned()
+    /// Nodes that are `gone` are lost: their partitions are offered and fed no more; returns
+    /// who was in them (newly lost only). They keep their seats until seated elsewhere.
+    pub fn mark_lost(&mut self, gone: impl Fn(&str) -> bool) -> Vec<(ParticipantId, PartitionRef)> {
+        let newly: BTreeSet<String> = self
+            .nodes()
+            .filter(|n| !self.lost.contains(*n) && gone(n))
+            .map(str::to_owned)
             .collect();
         let mut displaced = Vec::new();
-        for partition in lost {
-            if let Some(members) = self.partitions.remove(&partition) {
-                for p in members {
-                    self.placed.remove(&p);
-                    displaced.push((p, partition.clone()));
-                }
-            }
-            self.workers.remove(&partition.node);
+        for node in newly {
             self.changed = true;
+            self.close_idle(&node);
+            for (partition, members) in self.partitions.iter().filter(|(p, _)| p.node == node) {
+                displaced.extend(members.iter().map(|p| (*p, partition.clone())));
+            }
+            if self.partitions.keys().any(|p| p.node == node) {
+                self.lost.insert(node);
+            }
         }
         displaced
+    }
+
+    /// A node thought lost is heard from (a join or a report through it): it is back.
+    fn found(&mut self, node: &str) {
+        if self.lost.remove(node) {
+            self.changed = true;
+        }
     }
 
     /// Nodes a client (from `region`) should connect to, best first: in the client's region
@@ -183,9 +205,13 @@ impl Planner {
         open.into_iter().map(|(.., n)| n.name.clone()).collect()
     }
 
-    /// The open partitions, in one order every node computes alike.
+    /// The open partitions of living nodes, in one order every node computes alike.
     pub fn partitions(&self) -> Vec<PartitionRef> {
-        self.partitions.keys().cloned().collect()
+        self.partitions
+            .keys()
+            .filter(|p| !self.lost.contains(&p.node))
+            .cloned()
+            .collect()
     }
 
     pub fn partition_of(&self, participant: ParticipantId) -> Option<&PartitionRef> {
@@ -311,7 +337,7 @@ impl Planner {
     }
 
     /// Closes the empty partitions of `node` whose seats are not needed for the headroom;
-    /// all of them once nobody on the node is in the meeting.
+    /// all of them once nobody on the node is in the meeting (or the node is lost).
     fn close_idle(&mut self, node: &str) {
         let on_node: Vec<(PartitionRef, usize)> = self
             .partitions
@@ -320,18 +346,20 @@ impl Planner {
             .map(|(p, m)| (p.clone(), m.len()))
             .collect();
         let nobody = on_node.iter().all(|(_, n)| *n == 0);
+        let lost = self.lost.contains(node);
         for (partition, members) in on_node.into_iter().rev() {
             if members > 0 {
                 continue;
             }
             let spare = self.free_seats(node) - self.config.capacity;
-            if nobody || spare >= self.config.headroom {
+            if nobody || lost || spare >= self.config.headroom {
                 self.partitions.remove(&partition);
                 self.changed = true;
             }
         }
         if nobody {
             self.workers.remove(node);
+            self.lost.remove(node);
         }
     }
 }
@@ -447,30 +475,43 @@ mod tests {
     }
 
     #[test]
-    fn moving_to_another_node_frees_the_seat_and_a_lost_node_hands_its_people_back() {
+    fn moving_frees_the_seat_and_a_lost_node_holds_its_seats_until_they_move() {
         let mut pl = planner(4, 1);
         pl.place(p(1), "n1", 2).unwrap();
         pl.place(p(2), "n1", 2).unwrap();
         pl.place(p(3), "n2", 2).unwrap();
         assert_eq!(pl.place(p(2), "n2", 2), Ok(part("n2", 0)));
         assert_eq!(pl.members(&part("n1", 0)), 1);
-        let mut displaced = pl.retain_nodes(|n| n != "n2");
+        let mut displaced = pl.mark_lost(|n| n == "n2");
         displaced.sort();
         assert_eq!(displaced, [(p(2), part("n2", 0)), (p(3), part("n2", 0))]);
-        assert_eq!(pl.partition_of(p(2)), None);
+        assert!(pl.mark_lost(|n| n == "n2").is_empty(), "lost once");
+        // No longer offered, but the seats are held: the node may come back with them.
         assert_eq!(pl.partitions(), [part("n1", 0)]);
-        assert_eq!(pl.seated(), 1);
+        assert_eq!(pl.partition_of(p(2)), Some(&part("n2", 0)));
+        assert!(pl.place_at(p(3), part("n2", 0)));
+        assert_eq!(pl.partitions(), [part("n1", 0), part("n2", 0)]);
+        // Or they resume elsewhere, and the lost node's partition closes once empty.
+        pl.mark_lost(|n| n == "n2");
+        pl.place(p(2), "n1", 2).unwrap();
+        pl.place(p(3), "n1", 2).unwrap();
+        assert_eq!(pl.partitions(), [part("n1", 0)]);
+        assert_eq!(pl.seated(), 3);
         pl.check().unwrap();
     }
 
     #[test]
     fn a_coordinator_taking_over_learns_placements_from_the_nodes() {
         let mut pl = planner(4, 1);
-        pl.place_at(p(7), part("n3", 1));
-        pl.place_at(p(8), part("n3", 1));
+        assert!(pl.place_at(p(7), part("n3", 1)));
+        assert!(pl.place_at(p(8), part("n3", 1)));
         assert_eq!(pl.partitions(), [part("n3", 1)]);
         // A later joiner on the node fills that partition first.
         assert_eq!(pl.place(p(9), "n3", 2), Ok(part("n3", 1)));
+        assert_eq!(pl.place(p(10), "n3", 2), Ok(part("n3", 1)));
+        // A stale report cannot seat someone in a full partition.
+        assert!(!pl.place_at(p(11), part("n3", 1)));
+        assert_eq!(pl.partition_of(p(11)), None);
         pl.check().unwrap();
     }
 
@@ -502,7 +543,7 @@ mod tests {
                 }
                 _ => {
                     let lost = ["n1", "n2", "n3"][next(3) as usize];
-                    pl.retain_nodes(|n| n != lost);
+                    pl.mark_lost(|n| n == lost);
                 }
             }
             pl.check().unwrap();

@@ -129,10 +129,17 @@ pub enum MeetingRequest {
         limit: u32,
     },
     End,
-    /// These participants are connected to a node (sent when a coordinator took over, so it
-    /// learns who is still there; the others' sessions expire unless they resume).
+    /// A node's connections to the meeting, all of them as of its connection number
+    /// `up_to` (sent every few seconds, and at once when a coordinator took over): those
+    /// bound to a participant, and those still joining. A participant the coordinator has on
+    /// that node through an earlier connection that is not listed is disconnected (its
+    /// session expires unless it resumes); one listed and not connected anywhere is
+    /// connected again.
     Present {
+        node: String,
+        up_to: u64,
         present: Vec<Presence>,
+        joining: Vec<u64>,
     },
     /// Which nodes a client (from `region`, if known) should connect to, best first.
     Route {
@@ -208,6 +215,11 @@ pub enum MeetingReply {
     /// Node names, best first.
     Route {
         nodes: Vec<String>,
+    },
+    /// The answer to [`MeetingRequest::Present`]: the meeting's last event (a node that has
+    /// not got it lost a batch, and asks for what it missed).
+    Presence {
+        seq: Seq,
     },
     Page {
         count: u32,

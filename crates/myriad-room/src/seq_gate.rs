@@ -77,6 +77,15 @@ impl SeqGate {
         }
     }
 
+    /// The meeting is at `seq` (as its coordinator says): if this gate passed less, the
+    /// batches in between were lost; ask for them (unless asking already).
+    pub fn behind(&mut self, seq: Seq) -> Option<Seq> {
+        (seq > self.last && !self.asking).then(|| {
+            self.asking = true;
+            self.last
+        })
+    }
+
     /// The ask went unanswered: the next batch asks again.
     pub fn ask_failed(&mut self) {
         self.asking = false;
@@ -150,6 +159,17 @@ mod tests {
         assert_eq!(p.ask_after, Some(Seq(0)));
         let p = g.offer(vec![ev(1), ev(2)]);
         assert_eq!(seqs(&p.events), [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_lost_last_batch_is_asked_for_once_the_meetings_sequence_is_heard() {
+        let mut g = SeqGate::new(Seq(0));
+        g.offer(vec![ev(1), ev(2)]);
+        assert_eq!(g.behind(Seq(2)), None);
+        assert_eq!(g.behind(Seq(4)), Some(Seq(2)));
+        assert_eq!(g.behind(Seq(4)), None, "asked already");
+        assert_eq!(seqs(&g.offer(vec![ev(3), ev(4)]).events), [3, 4]);
+        assert_eq!(g.behind(Seq(5)), Some(Seq(4)), "asking again once answered");
     }
 
     #[test]

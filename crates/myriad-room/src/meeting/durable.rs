@@ -4,14 +4,15 @@
 //! ([`Meeting::restore`]); the sequence of events goes on where it was.
 //!
 //! Kept: who is in (with the hash of their session secret, never the secret), their
-//! permissions, the tracks and whether they are muted, the event sequence and the recent
-//! events that resuming clients may need. Not kept: active speakers (the next levels report
+//! permissions and their seats (partitions), the tracks and whether they are muted, the event
+//! sequence and the recent events that resuming clients may need. Not kept: active speakers (the next levels report
 //! says who speaks) and who is connected (each node reports its people, [`Meeting::handle_present`]).
 
 use std::collections::VecDeque;
 use std::time::Instant;
 
 use myriad_proto::bus::BusMessage;
+use myriad_proto::cluster::PartitionRef;
 use myriad_proto::{
     MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, TrackId, TrackInfo,
 };
@@ -43,6 +44,10 @@ pub enum Change {
         track: TrackId,
         muted: bool,
     },
+    Seated {
+        participant: ParticipantId,
+        partition: Option<PartitionRef>,
+    },
     Ended,
 }
 
@@ -69,6 +74,9 @@ pub struct MeetingState {
     /// (who, what they may do, their secret's hash)
     pub participants: Vec<(ParticipantInfo, Permissions, String)>,
     pub tracks: Vec<TrackInfo>,
+    /// Who is seated in which partition.
+    #[serde(default)]
+    pub seats: Vec<(ParticipantId, PartitionRef)>,
     /// The most recent events, oldest first.
     pub recent: Vec<SeqEvent>,
     pub ended: bool,
@@ -99,6 +107,7 @@ impl Meeting {
                 .map(|p| (p.info.clone(), p.permissions, p.secret.clone()))
                 .collect(),
             tracks: self.tracks.values().map(|t| t.info.clone()).collect(),
+            seats: self.seats().map(|(p, s)| (p, s.clone())).collect(),
             recent: self.log.iter().skip(skip).cloned().collect(),
             ended: self.ended,
         }
@@ -128,6 +137,12 @@ impl Meeting {
             }
             for track in s.tracks {
                 m.apply(Change::Published { track });
+            }
+            for (participant, partition) in s.seats {
+                m.apply(Change::Seated {
+                    participant,
+                    partition: Some(partition),
+                });
             }
             m.remember(s.recent);
             m.ended = s.ended;
@@ -167,6 +182,7 @@ impl Meeting {
                         permissions,
                         secret,
                         disconnected_at: None,
+                        seat: None,
                     },
                 );
             }
@@ -186,6 +202,14 @@ impl Meeting {
             Change::Muted { track, muted } => {
                 if let Some(t) = self.tracks.get_mut(&track) {
                     t.info.muted = muted;
+                }
+            }
+            Change::Seated {
+                participant,
+                partition,
+            } => {
+                if let Some(p) = self.participants.get_mut(&participant) {
+                    p.seat = partition;
                 }
             }
             Change::Ended => self.ended = true,

@@ -132,6 +132,8 @@ struct Participant {
     secret: String,
     /// Set while the signalling connection is gone and the session may still be resumed.
     disconnected_at: Option<Instant>,
+    /// The partition its media goes to (the coordinator's placement, kept with the rest).
+    seat: Option<PartitionRef>,
 }
 
 #[derive(Debug)]
@@ -299,6 +301,7 @@ impl Meeting {
                 permissions: req.permissions,
                 secret,
                 disconnected_at: None,
+                seat: None,
             },
         );
         if self.announces(&info) {
@@ -359,6 +362,30 @@ impl Meeting {
         let oldest_kept = self.log.front().map_or(self.seq.0 + 1, |e| e.seq.0);
         (after.0 + 1 >= oldest_kept && after <= self.seq)
             .then(|| self.log.iter().filter(|e| e.seq > after).cloned().collect())
+    }
+
+    /// The participant is seated in `partition` (none: nowhere); kept with the next commit,
+    /// so that a coordinator taking over knows every seat a node was told of.
+    pub fn seat(&mut self, now: Instant, id: ParticipantId, partition: Option<PartitionRef>) {
+        self.at(now);
+        if let Some(p) = self
+            .participants
+            .get_mut(&id)
+            .filter(|p| p.seat != partition)
+        {
+            p.seat = partition.clone();
+            self.changes.push(Change::Seated {
+                participant: id,
+                partition,
+            });
+        }
+    }
+
+    /// Where everyone seated is.
+    pub fn seats(&self) -> impl Iterator<Item = (ParticipantId, &PartitionRef)> {
+        self.participants
+            .iter()
+            .filter_map(|(id, p)| Some((*id, p.seat.as_ref()?)))
     }
 
     /// The signalling connection dropped; the session may resume within the resume window.
