@@ -1,6 +1,7 @@
-//! `chat`: N participants in one meeting, M chat messages per second from random senders;
-//! every participant must receive every message. Delivery, loss and delay (the bench sends
-//! and receives, so it knows each message's send time).
+//! `chat`: N participants in one meeting (spread over the nodes of a cluster with
+//! `--nodes`), M chat messages per second from random senders; every participant must
+//! receive every message. Delivery, loss, delay (the bench sends and receives, so it knows
+//! each message's send time) and the CPU the servers spent per message delivered.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -12,8 +13,9 @@ use myriad_proto::{ClientMsg, MeetingEvent};
 use myriad_seeded::SeededRng;
 use tokio::sync::mpsc;
 
+use crate::cluster::{Cluster, ClusterOpts};
 use crate::forward::percentile;
-use crate::server::{cpu_seconds, Server};
+use crate::server::cpu_seconds;
 use crate::signal_client::{join_and_listen, Listener};
 use crate::Report;
 
@@ -23,6 +25,8 @@ pub struct ChatArgs {
     pub rate_per_s: f64,
     pub seconds: f64,
     pub url: Option<String>,
+    /// Nodes of a cluster started for the run (0 or 1: one server alone).
+    pub nodes: usize,
 }
 
 const MARK: &str = "bench-chat:";
@@ -62,10 +66,19 @@ impl Listener for Tally {
 }
 
 pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
-    let server = match &args.url {
-        Some(url) => Server::external(url),
-        None => Server::spawn(None)?,
+    let cluster = match &args.url {
+        Some(url) => Cluster::external(url),
+        None => {
+            let per_node = args.participants.div_ceil(args.nodes.max(1)) as u32 + 100;
+            Cluster::start(&ClusterOpts {
+                nodes: args.nodes,
+                workers: Some(2),
+                partition_size: Some(per_node.div_ceil(2).max(500)),
+                capacity: Some(per_node.max(2000)),
+            })?
+        }
     };
+    let server = cluster.first();
     let meeting = server.create_meeting().await?;
     let n = args.participants.max(1);
     let tally = Arc::new(Tally::default());
@@ -76,7 +89,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
         let token = server.token(&meeting, &format!("p{i}"), false).await?;
         let (tx, rx) = mpsc::channel(64);
         senders.push(tx);
-        let (url, tally) = (server.ws_url(), tally.clone());
+        let (url, tally) = (cluster.node(i).ws_url(), tally.clone());
         tasks.push(tokio::spawn(async move {
             if join_and_listen(&url, token, tally.as_ref(), Some(rx))
                 .await
@@ -103,8 +116,7 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
     // Join events and counts have settled; only chat is counted from here on.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
-    let pid = server.pid();
-    let server_cpu_before = pid.and_then(cpu_seconds);
+    let server_cpu_before = cluster.cpu_seconds();
     let bench_cpu_before = cpu_seconds(std::process::id());
     let mut rng = SeededRng::new(0x5eed_c4a7);
     let interval = Duration::from_secs_f64(1.0 / args.rate_per_s.clamp(0.1, 10_000.0));
@@ -131,12 +143,12 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let delivered = tally.delivered.load(Ordering::Relaxed);
-    let used = |before: Option<f64>, pid: Option<u32>| match (pid.and_then(cpu_seconds), before) {
+    let used = |after: Option<f64>, before: Option<f64>| match (after, before) {
         (Some(after), Some(before)) => Some(after - before),
         _ => None,
     };
-    let server_cpu = used(server_cpu_before, pid);
-    let bench_cpu = used(bench_cpu_before, Some(std::process::id()));
+    let server_cpu = used(cluster.cpu_seconds(), server_cpu_before);
+    let bench_cpu = used(cpu_seconds(std::process::id()), bench_cpu_before);
     drop(senders);
     for t in tasks {
         t.abort();
@@ -158,7 +170,14 @@ pub async fn run(args: ChatArgs) -> anyhow::Result<Report> {
         .field("failed_participants", tally.failed.load(Ordering::Relaxed))
         .field("delay_p50_ms", percentile(&delays, 0.50))
         .field("delay_p99_ms", percentile(&delays, 0.99))
+        .field("nodes", cluster.nodes.len() as u64)
         .field("server_cpu_s", server_cpu)
+        .field(
+            "cpu_us_per_delivered",
+            server_cpu
+                .filter(|_| delivered > 0)
+                .map(|c| c * 1e6 / delivered as f64),
+        )
         .field("bench_cpu_s", bench_cpu);
     Ok(report)
 }

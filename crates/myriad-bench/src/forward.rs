@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use serde_json::json;
 
+use crate::cluster::{Cluster, ClusterOpts};
 use crate::janus::{JanusHandle, JanusServer};
 use crate::media::Clip;
 use crate::netns::NetNs;
@@ -25,6 +26,12 @@ pub struct ForwardArgs {
     pub target: TargetKind,
     /// Run the server in a network namespace of the bench's own (always for Janus).
     pub netns: bool,
+    /// 2 or more: a cluster; the subscribers on one node, the publisher on another, against
+    /// all on one node, in the same run.
+    pub nodes: usize,
+    /// 2 or more: one node with this many media workers (the subscribers spread over their
+    /// partitions), against one worker, in the same run.
+    pub workers: Option<u16>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,23 +48,29 @@ struct Deployment {
 }
 
 enum Under {
-    Myriad { server: Server, meeting: String },
+    Myriad { cluster: Cluster },
     Janus { server: JanusServer, room: u64 },
 }
 
+/// Where one measurement happens: a myriad meeting, or Janus' room.
+enum Room {
+    Myriad(String),
+    Janus,
+}
+
 impl Deployment {
-    async fn start(args: &ForwardArgs) -> anyhow::Result<Self> {
+    async fn start(args: &ForwardArgs, opts: ClusterOpts) -> anyhow::Result<Self> {
         let netns = (args.netns || args.target == TargetKind::Janus)
             .then(NetNs::create)
             .transpose()?;
         let server = match args.target {
             TargetKind::Myriad => {
-                let server = match &args.url {
-                    Some(url) => Server::external(url),
-                    None => Server::spawn(netns.as_ref())?,
+                let cluster = match (&args.url, &netns) {
+                    (Some(url), _) => Cluster::external(url),
+                    (None, Some(ns)) => Cluster::single(Server::spawn(Some(ns))?),
+                    (None, None) => Cluster::start(&opts)?,
                 };
-                let meeting = server.create_meeting().await?;
-                Under::Myriad { server, meeting }
+                Under::Myriad { cluster }
             }
             TargetKind::Janus => {
                 let ns = netns.as_ref().context("janus runs in a namespace")?;
@@ -84,21 +97,37 @@ impl Deployment {
         }
     }
 
-    fn pid(&self) -> Option<u32> {
+    /// A place to measure in: a new meeting (myriad), the room (Janus).
+    async fn room(&self) -> anyhow::Result<Room> {
         match &self.server {
-            Under::Myriad { server, .. } => server.pid(),
-            Under::Janus { server, .. } => Some(server.pid()),
+            Under::Myriad { cluster } => Ok(Room::Myriad(cluster.first().create_meeting().await?)),
+            Under::Janus { .. } => Ok(Room::Janus),
         }
     }
 
-    fn target(&self) -> Target {
+    fn cpu_seconds(&self) -> Option<f64> {
+        match &self.server {
+            Under::Myriad { cluster } => cluster.cpu_seconds(),
+            Under::Janus { server, .. } => cpu_seconds(server.pid()),
+        }
+    }
+
+    fn rss_mb(&self) -> Option<f64> {
+        match &self.server {
+            Under::Myriad { cluster } => cluster.nodes_rss_mb(),
+            Under::Janus { server, .. } => rss_mb(server.pid()),
+        }
+    }
+
+    /// How participants reach node `node` (myriad) or the server.
+    fn target(&self, node: usize) -> Target {
         let local_ip = self
             .netns
             .as_ref()
             .map_or(IpAddr::V4(Ipv4Addr::LOCALHOST), |ns| IpAddr::V4(ns.host_ip));
         match &self.server {
-            Under::Myriad { server, .. } => Target::Myriad {
-                ws_url: server.ws_url(),
+            Under::Myriad { cluster } => Target::Myriad {
+                ws_url: cluster.node(node).ws_url(),
                 local_ip,
             },
             Under::Janus { server, room } => Target::Janus {
@@ -110,10 +139,12 @@ impl Deployment {
     }
 
     /// An access token (myriad); Janus' rooms need none.
-    async fn token(&self, name: &str, host: bool) -> anyhow::Result<String> {
-        match &self.server {
-            Under::Myriad { server, meeting } => server.token(meeting, name, host).await,
-            Under::Janus { .. } => Ok(String::new()),
+    async fn token(&self, room: &Room, name: &str, host: bool) -> anyhow::Result<String> {
+        match (&self.server, room) {
+            (Under::Myriad { cluster }, Room::Myriad(meeting)) => {
+                cluster.first().token(meeting, name, host).await
+            }
+            _ => Ok(String::new()),
         }
     }
 }
@@ -122,14 +153,119 @@ impl Deployment {
 const JOIN_RATE_PER_S: u64 = 100;
 
 pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
+    if args.nodes >= 2 && args.target == TargetKind::Myriad {
+        return across_nodes(args).await;
+    }
+    if let Some(workers) = args.workers.filter(|w| *w >= 2) {
+        return across_workers(args, workers).await;
+    }
+    let deployment = Deployment::start(&args, ClusterOpts::default()).await?;
+    let room = deployment.room().await?;
+    measure(&deployment, &room, &args, 0, 0).await
+}
+
+/// The publisher on node 1, the subscribers on node 1 and then on node 2 (their media
+/// relayed between the nodes): what the relay adds.
+async fn across_nodes(args: ForwardArgs) -> anyhow::Result<Report> {
+    let opts = ClusterOpts {
+        nodes: args.nodes,
+        ..ClusterOpts::default()
+    };
+    let deployment = Deployment::start(&args, opts).await?;
+    let room = deployment.room().await?;
+    let near = measure(&deployment, &room, &args, 0, 0).await?;
+    let room = deployment.room().await?;
+    let far = measure(&deployment, &room, &args, 0, 1).await?;
+    let mut report = Report::new("forward-relay");
+    report.field("subscribers", args.subscribers as u64);
+    side_by_side(&mut report, &[("same_node", &near), ("far_node", &far)]);
+    report.field(
+        "relay_added_p99_ms",
+        difference(&far, &near, "delay_p99_ms"),
+    );
+    report.field(
+        "relay_added_p50_ms",
+        difference(&far, &near, "delay_p50_ms"),
+    );
+    Ok(report)
+}
+
+/// One node with one media worker, then one with `workers` (the subscribers spread over
+/// their partitions): what more cores give.
+async fn across_workers(args: ForwardArgs, workers: u16) -> anyhow::Result<Report> {
+    let people = args.subscribers as u32 + 1;
+    let mut reports = Vec::new();
+    for w in [1, workers] {
+        let opts = ClusterOpts {
+            nodes: 1,
+            workers: Some(w),
+            partition_size: Some(people.div_ceil(u32::from(w)) + 1),
+            ..ClusterOpts::default()
+        };
+        let deployment = Deployment::start(&args, opts).await?;
+        let room = deployment.room().await?;
+        reports.push(measure(&deployment, &room, &args, 0, 0).await?);
+    }
+    let mut report = Report::new("forward-workers");
+    report
+        .field("subscribers", args.subscribers as u64)
+        .field("workers", u64::from(workers));
+    side_by_side(
+        &mut report,
+        &[("one_worker", &reports[0]), ("workers", &reports[1])],
+    );
+    let ratio = |name: &str| {
+        let f = |r: &Report| r.get(name).and_then(serde_json::Value::as_f64);
+        match (f(&reports[1]), f(&reports[0])) {
+            (Some(n), Some(one)) if one > 0.0 => Some(n / one),
+            _ => None,
+        }
+    };
+    report
+        .field("delay_p99_ratio", ratio("delay_p99_ms"))
+        .field("delay_p50_ratio", ratio("delay_p50_ms"));
+    Ok(report)
+}
+
+/// The figures of several runs, each prefixed with its name.
+fn side_by_side(report: &mut Report, runs: &[(&str, &Report)]) {
+    for name in [
+        "subscribers_receiving",
+        "packets_forwarded_per_s",
+        "server_cpu_s",
+        "delay_p50_ms",
+        "delay_p99_ms",
+        "loss_pct",
+        "video_height_min",
+        "video_height_max",
+    ] {
+        for (prefix, r) in runs {
+            report.field(format!("{prefix}_{name}"), r.get(name).cloned());
+        }
+    }
+}
+
+fn difference(a: &Report, b: &Report, name: &str) -> Option<f64> {
+    let f = |r: &Report| r.get(name).and_then(serde_json::Value::as_f64);
+    Some(f(a)? - f(b)?)
+}
+
+/// One publisher on node `publisher_on`, the subscribers on node `subscribers_on`; the
+/// figures once every subscriber receives video.
+async fn measure(
+    deployment: &Deployment,
+    room: &Room,
+    args: &ForwardArgs,
+    publisher_on: usize,
+    subscribers_on: usize,
+) -> anyhow::Result<Report> {
     let clip = Arc::new(Clip::load_or_encode(&Clip::default_dir())?);
-    let deployment = Deployment::start(&args).await?;
     let counters = Arc::new(Counters::default());
     let mut tasks = Vec::new();
 
-    let token = deployment.token("publisher", true).await?;
+    let token = deployment.token(room, "publisher", true).await?;
     tasks.push(tokio::spawn(participant::run(
-        deployment.target(),
+        deployment.target(publisher_on),
         token,
         Role::Publisher(clip, None),
         counters.clone(),
@@ -148,9 +284,9 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
     }
 
     for i in 0..args.subscribers {
-        let token = deployment.token(&format!("sub{i}"), false).await?;
+        let token = deployment.token(room, &format!("sub{i}"), false).await?;
         tasks.push(tokio::spawn(participant::run(
-            deployment.target(),
+            deployment.target(subscribers_on),
             token,
             Role::Subscriber,
             counters.clone(),
@@ -181,8 +317,7 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
     }
     tokio::time::sleep(Duration::from_secs(1)).await;
 
-    let pid = deployment.pid();
-    let cpu_before = pid.and_then(cpu_seconds);
+    let cpu_before = deployment.cpu_seconds();
     let bench_before = cpu_seconds(std::process::id());
     let packets_before = counters.packets.load(Ordering::Relaxed);
     let start = Instant::now();
@@ -191,7 +326,7 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
     counters.measuring.store(false, Ordering::Relaxed);
     let elapsed = start.elapsed().as_secs_f64();
     let packets = counters.packets.load(Ordering::Relaxed) - packets_before;
-    let server_cpu = match (pid.and_then(cpu_seconds), cpu_before) {
+    let server_cpu = match (deployment.cpu_seconds(), cpu_before) {
         (Some(after), Some(before)) => Some(after - before),
         _ => None,
     };
@@ -199,7 +334,7 @@ pub async fn run(args: ForwardArgs) -> anyhow::Result<Report> {
         (Some(after), Some(before)) => Some(after - before),
         _ => None,
     };
-    let rss = pid.and_then(rss_mb);
+    let rss = deployment.rss_mb();
 
     counters.stop.store(true, Ordering::Relaxed);
     for t in tasks {

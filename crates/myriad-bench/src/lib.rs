@@ -4,6 +4,8 @@
 #![allow(clippy::disallowed_methods)] // measuring needs the clock
 
 pub mod chat;
+mod cluster;
+pub mod failover;
 pub mod forward;
 pub mod hit_path;
 pub mod http;

@@ -20,7 +20,17 @@ pub struct Server {
 }
 
 /// A directory removed on drop.
-struct TempDir(std::path::PathBuf);
+pub(crate) struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    /// A fresh directory named after this process and `what`.
+    pub(crate) fn new(what: &str) -> anyhow::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("myriad-bench-{}-{what}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(Self(dir))
+    }
+}
 
 impl Drop for TempDir {
     fn drop(&mut self) {
@@ -32,10 +42,19 @@ impl Server {
     /// Starts this very binary as `myriad serve` on ephemeral ports: on loopback, or on the
     /// namespace's address inside it.
     pub fn spawn(netns: Option<&NetNs>) -> anyhow::Result<Self> {
+        let data = TempDir::new("serve")?;
+        Self::spawn_with(netns, data, &[])
+    }
+
+    /// As [`Server::spawn`], on the data dir `data` (which gets an API key if it has none),
+    /// with more flags.
+    pub(crate) fn spawn_with(
+        netns: Option<&NetNs>,
+        data: TempDir,
+        extra: &[String],
+    ) -> anyhow::Result<Self> {
         let exe = std::env::current_exe().context("locating the myriad binary")?;
-        let data = std::env::temp_dir().join(format!("myriad-bench-{}", std::process::id()));
-        std::fs::create_dir_all(&data)?;
-        let api_key = Some(api_key_of(&exe, &data)?);
+        let api_key = Some(api_key_of(&exe, &data.0)?);
         let (mut cmd, ip) = match netns {
             Some(ns) => (ns.command(&exe.to_string_lossy()), ns.ns_ip),
             None => (Command::new(&exe), std::net::Ipv4Addr::LOCALHOST),
@@ -45,7 +64,8 @@ impl Server {
             .args([
                 "serve", "--http", &addr, "--udp", &addr, "--dev", "true", "--data",
             ])
-            .arg(&data)
+            .arg(&data.0)
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -70,9 +90,17 @@ impl Server {
         Ok(Self {
             url,
             child: Some(child),
-            _data: Some(TempDir(data)),
+            _data: Some(data),
             api_key,
         })
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 
     pub fn external(url: &str) -> Self {
@@ -151,8 +179,11 @@ impl Server {
     }
 }
 
-/// The API key and secret of a data dir, from `myriad apikey`.
-fn api_key_of(exe: &std::path::Path, data: &std::path::Path) -> anyhow::Result<(String, String)> {
+/// The API key and secret of a data dir, from `myriad apikey` (which makes them if needed).
+pub(crate) fn api_key_of(
+    exe: &std::path::Path,
+    data: &std::path::Path,
+) -> anyhow::Result<(String, String)> {
     let out = Command::new(exe)
         .args(["apikey", "--data"])
         .arg(data)

@@ -28,6 +28,13 @@ pub enum BenchCommand {
         /// (needs root; always on for Janus, which gathers no loopback candidates).
         #[arg(long)]
         netns: bool,
+        /// 2 or more: start `nats-server -js` and that many nodes; measure with the
+        /// subscribers on the publisher's node, then on another (the relay's cost).
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        /// 2 or more: measure one node with one media worker, then with this many.
+        #[arg(long)]
+        workers: Option<u16>,
         #[arg(long)]
         json: bool,
     },
@@ -41,6 +48,25 @@ pub enum BenchCommand {
         seconds: f64,
         #[arg(long)]
         url: Option<String>,
+        /// Start `nats-server -js` and this many nodes; participants spread over them.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
+        #[arg(long)]
+        json: bool,
+    },
+    /// A cluster of N nodes, M participants spread over them, chat flowing; one node is
+    /// killed (SIGKILL) and its participants resume on others through the route API.
+    Failover {
+        #[arg(long, default_value_t = 3)]
+        nodes: usize,
+        #[arg(long, default_value_t = 300)]
+        participants: usize,
+        /// Kill the node coordinating the meeting (else another one).
+        #[arg(long)]
+        kill_coordinator: bool,
+        /// How long the affected participants get to come back, in seconds.
+        #[arg(long, default_value_t = 20.0)]
+        within: f64,
         #[arg(long)]
         json: bool,
     },
@@ -121,6 +147,9 @@ pub enum BenchCommand {
         rate: f64,
         #[arg(long)]
         url: Option<String>,
+        /// Start `nats-server -js` and this many nodes; participants spread over them.
+        #[arg(long, default_value_t = 1)]
+        nodes: usize,
         #[arg(long)]
         json: bool,
     },
@@ -144,6 +173,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             url,
             target,
             netns,
+            nodes,
+            workers,
             json,
         } => {
             use myriad_bench::forward::{compare, run, ForwardArgs, TargetKind};
@@ -157,6 +188,8 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 url,
                 target: kind,
                 netns,
+                nodes,
+                workers,
             };
             let report = match target {
                 Target::Both => runtime()?.block_on(compare(args))?,
@@ -169,6 +202,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             rate,
             seconds,
             url,
+            nodes,
             json,
         } => {
             let args = myriad_bench::chat::ChatArgs {
@@ -176,6 +210,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
                 rate_per_s: rate,
                 seconds,
                 url,
+                nodes,
             };
             runtime()?
                 .block_on(myriad_bench::chat::run(args))?
@@ -251,15 +286,34 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             participants,
             rate,
             url,
+            nodes,
             json,
         } => {
             let args = myriad_bench::join_storm::JoinStormArgs {
                 participants,
                 rate_per_s: rate,
                 url,
+                nodes,
             };
             runtime()?
                 .block_on(myriad_bench::join_storm::run(args))?
+                .print(json);
+        }
+        BenchCommand::Failover {
+            nodes,
+            participants,
+            kill_coordinator,
+            within,
+            json,
+        } => {
+            let args = myriad_bench::failover::FailoverArgs {
+                nodes,
+                participants,
+                kill_coordinator,
+                recover_within: std::time::Duration::from_secs_f64(within.clamp(1.0, 600.0)),
+            };
+            runtime()?
+                .block_on(myriad_bench::failover::run(args))?
                 .print(json);
         }
     }

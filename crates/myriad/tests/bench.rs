@@ -99,8 +99,118 @@ fn join_storm_smoke() {
     assert_eq!(r["scenario"], "join-storm");
     assert_eq!(r["joined"], 50, "{r}");
     assert_eq!(r["failed"], 0, "{r}");
-    for field in ["join_p50_ms", "join_p99_ms", "server_rss_mb", "wall_s"] {
+    for field in ["join_p50_ms", "join_p99_ms", "nodes_rss_mb", "wall_s"] {
         assert!(r[field].as_f64().is_some_and(|v| v > 0.0), "{field} in {r}");
+    }
+    assert_eq!(r["received_last_chat"], 50, "{r}");
+}
+
+#[test]
+fn join_storm_across_nodes_smoke() {
+    let r = bench(&[
+        "join-storm",
+        "--nodes",
+        "2",
+        "--participants",
+        "60",
+        "--rate",
+        "200",
+    ]);
+    assert_eq!(r["nodes"], 2, "{r}");
+    assert_eq!(r["joined"], 60, "{r}");
+    assert_eq!(
+        r["received_last_chat"], 60,
+        "everyone got the meeting's events: {r}"
+    );
+    assert!(r["rss_kb_per_participant"].as_f64().is_some(), "{r}");
+}
+
+#[test]
+fn chat_across_nodes_smoke() {
+    let r = bench(&[
+        "chat",
+        "--nodes",
+        "2",
+        "--participants",
+        "20",
+        "--rate",
+        "10",
+        "--seconds",
+        "1",
+    ]);
+    assert_eq!(r["nodes"], 2, "{r}");
+    assert_eq!(r["lost"], 0, "{r}");
+    assert_eq!(r["delivered"], r["expected"], "{r}");
+    assert!(
+        r["cpu_us_per_delivered"].as_f64().is_some_and(|v| v > 0.0),
+        "{r}"
+    );
+}
+
+#[test]
+fn forward_across_nodes_smoke() {
+    let r = bench(&[
+        "forward",
+        "--nodes",
+        "2",
+        "--subscribers",
+        "2",
+        "--seconds",
+        "2",
+    ]);
+    assert_eq!(r["scenario"], "forward-relay");
+    for run in ["same_node", "far_node"] {
+        assert_eq!(r[format!("{run}_subscribers_receiving")], 2, "{run} in {r}");
+        let loss = r[format!("{run}_loss_pct")].as_f64();
+        assert!(loss.is_some_and(|l| l < 5.0), "{run} loss in {r}");
+        assert_eq!(
+            r[format!("{run}_video_height_min")].as_f64(),
+            Some(360.0),
+            "{r}"
+        );
+    }
+    let added = figure_of(&r, "far_node_delay_p99_ms") - figure_of(&r, "same_node_delay_p99_ms");
+    // What the relay adds may be within noise, even below zero: a number, the difference.
+    let reported = r["relay_added_p99_ms"]
+        .as_f64()
+        .expect("relay_added_p99_ms");
+    assert!((reported - added).abs() < 0.01, "{r}");
+}
+
+#[test]
+fn forward_across_workers_smoke() {
+    let r = bench(&[
+        "forward",
+        "--workers",
+        "2",
+        "--subscribers",
+        "2",
+        "--seconds",
+        "2",
+    ]);
+    assert_eq!(r["scenario"], "forward-workers");
+    for run in ["one_worker", "workers"] {
+        assert_eq!(r[format!("{run}_subscribers_receiving")], 2, "{run} in {r}");
+    }
+    let expected = figure_of(&r, "workers_delay_p99_ms") / figure_of(&r, "one_worker_delay_p99_ms");
+    assert_ratio(&r, "delay_p99_ratio", expected);
+}
+
+#[test]
+fn failover_smoke() {
+    for kill in [None, Some("--kill-coordinator")] {
+        let mut args = vec!["failover", "--nodes", "3", "--participants", "30"];
+        args.extend(kill);
+        let r = bench(&args);
+        assert_eq!(r["scenario"], "failover");
+        assert_eq!(r["killed_coordinator"], kill.is_some(), "{r}");
+        let affected = r["affected"].as_u64().unwrap_or(0);
+        assert!(affected >= 5, "{r}");
+        assert_eq!(r["recovered"].as_u64(), Some(affected), "{r}");
+        assert_eq!(r["events_lost"], 0, "{r}");
+        assert_eq!(r["events_repeated"], 0, "{r}");
+        assert_eq!(r["heard_last_word"], 30, "{r}");
+        assert!(r["recover_p95_ms"].as_f64().is_some_and(|v| v > 0.0), "{r}");
     }
 }
 
