@@ -18,6 +18,9 @@ export class Signal extends EventTarget {
     this.ws = null;
     this.session = null; // { participant, session_token }
     this.lastSeq = 0;
+    // Events that never arrived (a sequence number skipped): the session resumes from the
+    // last one it has, and the server sends what was missed. Counted for diagnostics.
+    this.gaps = 0;
     this.closedByUs = false;
     this.retryMs = 500;
     this.state = 'connecting';
@@ -96,6 +99,12 @@ export class Signal extends EventTarget {
       case 'events':
         for (const ev of msg.events) {
           if (ev.seq <= this.lastSeq) continue; // already in the snapshot
+          if (this.lastSeq && ev.seq > this.lastSeq + 1) {
+            this.gaps += ev.seq - this.lastSeq - 1;
+            console.warn(`events ${this.lastSeq + 1}–${ev.seq - 1} missing: resuming`);
+            this.ws.close();
+            return;
+          }
           this.lastSeq = ev.seq;
           this.emit('event', ev);
         }

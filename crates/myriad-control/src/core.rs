@@ -302,8 +302,10 @@ impl<R> CoordinatorCore<R> {
                 if let Some(old) = self.conns.insert(participant, conn) {
                     self.replaced.insert(participant, old);
                 }
+                // What it missed, the unpublications above included: the welcome brings it to
+                // the meeting's sequence as of now.
                 let missed = match from {
-                    ResumeFrom::Events(missed) => Some(missed),
+                    ResumeFrom::Events(_) => m.events_after(last_seq),
                     ResumeFrom::Snapshot(_) => None,
                 };
                 let partition = self.planner.place(participant, &node, workers(&node)).ok();
@@ -500,4 +502,144 @@ fn room_refused(e: &RoomError) -> MeetingReply {
 
 fn refused(kind: RefusalKind, message: String) -> MeetingReply {
     MeetingReply::Refused { kind, message }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::disallowed_methods)] // the tests pick their start time
+
+    use myriad_proto::meeting::Joiner;
+    use myriad_proto::{MeetingEvent, MeetingId, Role, Seq, TrackSource};
+    use myriad_room::MeetingConfig;
+
+    use super::*;
+
+    /// Two media nodes, both alive.
+    struct Nodes;
+
+    impl ClusterView for Nodes {
+        fn node(&self, name: &str) -> Option<NodeInfo> {
+            Some(NodeInfo {
+                name: name.into(),
+                region: "r".into(),
+                url: String::new(),
+                relays: Vec::new(),
+                media: true,
+                workers: 2,
+                capacity: 100,
+                participants: 0,
+                partitions: 0,
+                cpu: 0.0,
+                egress_bps: 0,
+            })
+        }
+
+        fn alive(&self) -> Vec<NodeInfo> {
+            ["n1", "n2"].iter().filter_map(|n| self.node(n)).collect()
+        }
+
+        fn is_gone(&self, _name: &str) -> bool {
+            false
+        }
+    }
+
+    fn conn(node: &str, conn: u64) -> ConnRef {
+        ConnRef {
+            node: node.into(),
+            conn,
+        }
+    }
+
+    /// Asks, then drains (time going on by ticks) until the answer comes after its commit.
+    fn ask(
+        core: &mut CoordinatorCore<u32>,
+        now: &mut Instant,
+        req: MeetingRequest,
+    ) -> MeetingReply {
+        core.handle_request(*now, Ok(req), Some(7), &Nodes);
+        for _ in 0..10 {
+            while let Some(out) = core.poll_output() {
+                if let CoreOutput::Reply(7, r) = out {
+                    return r;
+                }
+            }
+            *now += std::time::Duration::from_millis(30);
+            core.handle_timeout(*now);
+        }
+        panic!("no answer")
+    }
+
+    #[test]
+    fn a_resume_on_another_node_brings_the_client_to_its_welcomes_sequence() {
+        let mut now = Instant::now();
+        let meeting = Meeting::new(
+            MeetingId::parse("m").unwrap(),
+            MeetingConfig::default(),
+            now,
+        );
+        let mut core = CoordinatorCore::new(meeting, PlannerConfig::default());
+        let joiner = Joiner {
+            identity: "ada".into(),
+            name: "Ada".into(),
+            role: Role::Panelist,
+            publish: true,
+            subscribe: true,
+            moderate: false,
+        };
+        let join = MeetingRequest::Join {
+            joiner,
+            session_token: "secret".into(),
+            conn: conn("n1", 1),
+        };
+        let MeetingReply::Joined {
+            participant,
+            partition: Some(partition),
+            ..
+        } = ask(&mut core, &mut now, join)
+        else {
+            panic!("not joined");
+        };
+        for source in [TrackSource::Camera, TrackSource::Microphone] {
+            let publish = MeetingRequest::Publish {
+                participant,
+                source,
+                partition: partition.clone(),
+            };
+            assert!(matches!(
+                ask(&mut core, &mut now, publish),
+                MeetingReply::Published { .. }
+            ));
+        }
+        let last_seq = core.meeting().seq();
+        // Its node dies; it resumes on n2: its tracks from n1 go, and the events saying so
+        // are among those it missed, up to its welcome's sequence.
+        let resume = MeetingRequest::Resume {
+            identity: "ada".into(),
+            participant,
+            session_token: "secret".into(),
+            last_seq,
+            conn: conn("n2", 1),
+        };
+        let MeetingReply::Joined {
+            missed,
+            seq,
+            partition: Some(now_in),
+            ..
+        } = ask(&mut core, &mut now, resume)
+        else {
+            panic!("not resumed");
+        };
+        assert_eq!(now_in.node, "n2");
+        let seqs: Vec<Seq> = missed.iter().map(|e| e.seq).collect();
+        let expected: Vec<Seq> = (last_seq.0 + 1..=seq.0).map(Seq).collect();
+        assert_eq!(
+            seqs, expected,
+            "every event up to the welcome's, none after"
+        );
+        let unpublished = missed
+            .iter()
+            .filter(|e| matches!(e.event, MeetingEvent::TrackUnpublished { .. }))
+            .count();
+        assert_eq!(unpublished, 2);
+    }
 }

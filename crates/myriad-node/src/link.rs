@@ -369,7 +369,14 @@ impl Link {
                     }
                     self.by_participant.insert(participant, conn);
                 }
-                let _ = reply.send(self.peers.peer_of(participant));
+                let peer = self.peers.peer_of(participant);
+                if let Some((peer, worker)) = peer {
+                    // Its media goes on; an offer the old connection took with it comes again.
+                    if let Some(w) = self.worker(worker) {
+                        let _ = w.resend_offer(peer).await;
+                    }
+                }
+                let _ = reply.send(peer);
             }
             LinkCmd::Unregister { conn } => self.forget(conn),
             LinkCmd::Missed(Ok(Some(events))) => {

@@ -91,6 +91,9 @@ enum Command {
     RemovePeer {
         id: PeerId,
     },
+    ResendOffer {
+        id: PeerId,
+    },
     RelayPeers {
         peers: HashMap<String, SocketAddr>,
     },
@@ -357,6 +360,12 @@ impl SfuHandle {
 
     pub async fn remove_peer(&self, id: PeerId) -> Result<(), ShellError> {
         self.send(Command::RemovePeer { id }).await
+    }
+
+    /// The peer's client is on a new signalling connection: an unanswered server offer goes
+    /// again.
+    pub async fn resend_offer(&self, id: PeerId) -> Result<(), ShellError> {
+        self.send(Command::ResendOffer { id }).await
     }
 }
 
@@ -630,6 +639,7 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
             pinned,
         } => sfu.set_view(now, id, max_height, pinned),
         Command::RemovePeer { id } => sfu.remove_peer(now, id),
+        Command::ResendOffer { id } => sfu.resend_offer(id),
         Command::AddRemoteTrack {
             meeting,
             track,

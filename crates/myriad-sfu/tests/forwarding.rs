@@ -109,6 +109,9 @@ struct World {
     meeting: MeetingId,
     /// Drop every n-th media datagram sent to this address (deterministic loss).
     loss: Option<(SocketAddr, usize)>,
+    /// Server offers are kept here, not answered (their signalling is lost).
+    hold_offers: bool,
+    held_offers: Vec<(usize, PeerId, String)>,
     sent_to_lossy: usize,
 }
 
@@ -127,6 +130,8 @@ impl World {
             events: Vec::new(),
             meeting: MeetingId::parse("m").unwrap(),
             loss: None,
+            hold_offers: false,
+            held_offers: Vec::new(),
             sent_to_lossy: 0,
         }
     }
@@ -246,17 +251,11 @@ impl World {
                                 .push_back((t.source, t.destination, t.contents.to_vec()))
                         }
                         Output::Event(SfuEvent::Offer { peer, sdp, .. }) => {
-                            let c = &mut self.clients[peer.0 as usize];
-                            c.offers += 1;
-                            let answer = c
-                                .rtc
-                                .sdp_api()
-                                .accept_offer(SdpOffer::from_sdp_string(&sdp).unwrap())
-                                .unwrap();
-                            self.nodes[n]
-                                .sfu
-                                .handle_answer(self.now, peer, &answer.to_sdp_string())
-                                .unwrap();
+                            if self.hold_offers {
+                                self.held_offers.push((n, peer, sdp));
+                            } else {
+                                self.answer(n, peer, &sdp);
+                            }
                         }
                         Output::Event(e) => self.events.push(e),
                         Output::Relay { to, msg } => {
@@ -344,6 +343,21 @@ impl World {
         let idx = self.join_on(node, addr, offer);
         self.run_until(Duration::from_secs(5), |w| w.clients[idx].connected);
         idx
+    }
+
+    /// The client of `peer` answers a server offer from node `node`.
+    fn answer(&mut self, node: usize, peer: PeerId, sdp: &str) {
+        let c = &mut self.clients[peer.0 as usize];
+        c.offers += 1;
+        let answer = c
+            .rtc
+            .sdp_api()
+            .accept_offer(SdpOffer::from_sdp_string(sdp).unwrap())
+            .unwrap();
+        self.nodes[node]
+            .sfu
+            .handle_answer(self.now, peer, &answer.to_sdp_string())
+            .unwrap();
     }
 
     /// A publisher on the first node whose microphone and camera the meeting accepted as
@@ -1002,6 +1016,39 @@ fn a_partition_between_relays_what_it_is_pulled_for_and_upstreams_can_change() {
     let between = relayed_on(&w, "n2/0", "n3/0", media_of(1));
     play_steady(&mut w, a, audio_mid, video_mid, ms, Duration::from_secs(1));
     assert_eq!(relayed_on(&w, "n2/0", "n3/0", media_of(1)), between);
+}
+
+#[test]
+fn an_offer_lost_with_its_signalling_connection_is_sent_again() {
+    let mut w = World::new();
+    let b = w.connected("10.0.0.3:5000", subscriber_offer);
+    // The server's offer of the publisher's tracks goes out on a connection that drops.
+    w.hold_offers = true;
+    let (a, audio_mid, video_mid) = w.publisher_with_tracks();
+    w.plan(&[1], &[2]);
+    w.step(Duration::from_millis(5));
+    assert_eq!(w.held_offers.len(), 1, "one offer to the subscriber");
+    let lost = w.held_offers.remove(0);
+    w.step(Duration::from_millis(5));
+    assert!(
+        w.held_offers.is_empty(),
+        "no new offer while one is in flight"
+    );
+    // Its client comes back on another connection: the same offer again, which it answers.
+    w.nodes[0].sfu.resend_offer(PeerId(b as u64));
+    w.step(Duration::from_millis(5));
+    assert_eq!(w.held_offers.len(), 1);
+    let (node, peer, sdp) = w.held_offers.remove(0);
+    assert_eq!((peer, &sdp), (lost.1, &lost.2), "the very offer");
+    w.hold_offers = false;
+    w.answer(node, peer, &sdp);
+    play_steady(&mut w, a, audio_mid, video_mid, 1, Duration::from_secs(2));
+    assert!(frames_of(&w, b, MediaKind::Audio).len() > 50);
+    assert!(frames_of(&w, b, MediaKind::Video).len() > 20);
+    // Nothing pending any more: nothing to send again.
+    w.nodes[0].sfu.resend_offer(PeerId(b as u64));
+    w.step(Duration::from_millis(5));
+    assert!(w.held_offers.is_empty());
 }
 
 #[test]

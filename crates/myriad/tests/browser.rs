@@ -545,37 +545,49 @@ async fn chromium_loads_pages_through_the_edge_over_http3() {
     handler.abort();
 }
 
-/// The acceptance of a cluster: two nodes on one NATS, a meeting created on the first, Alice's
-/// browser on the first and Bob's on the second; each decodes the other's video (relayed
-/// between the nodes) and hears the other.
+/// The acceptance of a cluster: three nodes on one NATS, a meeting created on the first, one
+/// browser on each node; each decodes the others' video and hears them (relayed between the
+/// nodes, authenticated). Then the node of a browser that does not coordinate the meeting
+/// dies: that browser resumes on another node as the same participant, with media both ways.
+/// Then the coordinator's node dies: the meeting goes on (a chat sent then reaches everyone)
+/// and no page ever missed an event.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn browsers_on_two_nodes_see_and_hear_each_other() {
+async fn browsers_on_three_nodes_meet_and_outlive_their_nodes() {
     let nats = common::Nats::start_js();
-    let nodes = common::Server::cluster(&nats, &["eu", "us"]);
+    let mut nodes = common::Server::cluster(&nats, &["eu", "us", "ap"]);
     nodes[0].create_meeting("across").await;
     let (mut browser, handler, _profile) = launch(&[]).await;
-    let alice = browser
-        .new_page(format!("{}/m/across?name=Alice&join=1", nodes[0].url))
-        .await
-        .expect("alice page");
-    let bob = browser
-        .new_page(format!("{}/m/across?name=Bob&join=1", nodes[1].url))
-        .await
-        .expect("bob page");
-    participant_id(&alice).await;
-    participant_id(&bob).await;
-    let signalled = "window.myriad.signal.ws.url";
-    for (page, node) in [(&alice, &nodes[0]), (&bob, &nodes[1])] {
-        let url = eval(page, signalled).await;
+    let mut pages = Vec::new();
+    for (name, node) in ["Alice", "Bob", "Carol"].into_iter().zip(&nodes) {
+        let page = browser
+            .new_page(format!("{}/m/across?name={name}&join=1", node.url))
+            .await
+            .expect("page");
+        let id = participant_id(&page).await;
+        pages.push((name, page, id));
+    }
+    let on = |page: &Page| {
+        let page = page.clone();
+        async move {
+            eval(&page, "window.myriad.signal.ws.url")
+                .await
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        }
+    };
+    for ((name, page, _), node) in pages.iter().zip(&nodes) {
+        let url = on(page).await;
         assert!(
-            url.as_str().is_some_and(|u| u.starts_with(&node.ws_url())),
-            "each page on its own node: {url}"
+            url.starts_with(&node.ws_url()),
+            "{name} on its own node: {url}"
         );
     }
-    assert_receives(&alice, "alice on n1", 1).await;
-    assert_receives(&bob, "bob on n2", 1).await;
-    screenshot(&bob, "two-nodes-bob.png").await;
-    // The media crossed between the nodes, authenticated: relayed both ways, none refused.
+    for (name, page, _) in &pages {
+        assert_receives(page, name, 2).await;
+    }
+    screenshot(&pages[1].1, "three-nodes-bob.png").await;
+    // The media crossed between the nodes, authenticated: relayed, none refused.
     for node in &nodes {
         let metrics = node.scrape().await;
         assert!(
@@ -590,102 +602,55 @@ async fn browsers_on_two_nodes_see_and_hear_each_other() {
         );
         assert_eq!(metrics.figure("myriad_node_relay_refused_total"), 0);
     }
-    browser.close().await.ok();
-    handler.abort();
-}
+    let mut coordinator = None;
+    for (i, node) in nodes.iter().enumerate() {
+        if node.scrape().await.figure("myriad_node_leases") == 1 {
+            coordinator = Some(i);
+        }
+    }
+    let coordinator = coordinator.expect("a node coordinates the meeting");
 
-/// A node dies under a browser: the page goes to the next node the route named, resumes as
-/// the same participant (the meeting's coordinator, on the dead node too, is taken over), and
-/// its media flows again through the new node.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_browser_whose_node_dies_resumes_on_another_with_media() {
-    let nats = common::Nats::start_js();
-    let mut nodes = common::Server::cluster(&nats, &["eu", "eu"]);
-    nodes[0].create_meeting("failover").await;
-    let (mut browser, handler, _profile) = launch(&[]).await;
-    let n1 = nodes[0].url.clone();
-    // Alice asks for n1's region first: she is routed to n1 and coordinates from there.
-    let alice = browser
-        .new_page(format!("{n1}/m/failover?name=Alice&join=1"))
-        .await
-        .expect("alice page");
-    let alice_id = participant_id(&alice).await;
-    let bob = browser
-        .new_page(format!("{}/m/failover?name=Bob&join=1", nodes[1].url))
-        .await
-        .expect("bob page");
-    let bob_id = participant_id(&bob).await;
-    assert_receives(&alice, "alice", 1).await;
-    assert_receives(&bob, "bob", 1).await;
-    let on = |page: &Page| {
-        let page = page.clone();
-        async move { eval(&page, "window.myriad.signal.ws.url").await }
-    };
-    let alice_node = on(&alice).await;
-    let alice_cam_before = track_of(&bob, alice_id, "camera").await;
-
-    // The node Alice is on dies.
-    let (dead, alive) = if alice_node
-        .as_str()
-        .is_some_and(|u| u.starts_with(&nodes[0].ws_url()))
-    {
-        (0, 1)
-    } else {
-        (1, 0)
-    };
-    nodes[dead].kill();
+    // A browser's node dies (not the coordinator's): that browser is back elsewhere, the
+    // same participant, and media flows both ways again.
+    let victim = (coordinator + 1) % nodes.len();
+    let (name, page, id) = &pages[victim];
+    let cam_before = track_of(&pages[coordinator].1, *id, "camera").await;
+    nodes[victim].kill();
     let killed = Instant::now();
-    let alive_ws = nodes[alive].ws_url();
+    let dead_ws = nodes[victim].ws_url();
     wait_for(
-        &alice,
-        "alice connected to the other node",
+        page,
+        "back on a live node",
         "window.myriad.signal.state === 'connected' ? window.myriad.signal.ws.url : null",
         Duration::from_secs(30),
-        |v| v.as_str().is_some_and(|u| u.starts_with(&alive_ws)),
+        |v| v.as_str().is_some_and(|u| !u.starts_with(&dead_ws)),
     )
     .await;
     eprintln!(
-        "alice back on a live node {:?} after the kill",
+        "{name} back on a live node {:?} after the kill",
         killed.elapsed()
     );
-    assert_eq!(
-        participant_id(&alice).await,
-        alice_id,
-        "the same participant"
-    );
-    let history = eval(&alice, "window.myriad.signal.history").await;
-    assert!(
-        history
-            .as_array()
-            .is_some_and(|h| h.iter().any(|s| s == "welcome:resumed")),
-        "{history}"
-    );
-    // Media again, both ways: Bob decodes Alice's new camera, Alice decodes Bob.
-    let alice_cam = wait_for(
-        &bob,
-        "alice's camera republished",
+    assert_eq!(participant_id(page).await, *id, "the same participant");
+    let watcher = &pages[coordinator].1;
+    let cam = wait_for(
+        watcher,
+        "the camera republished",
         &format!(
-            "[...window.myriad.state.tracks.values()].find(t => t.participant === {alice_id} \
+            "[...window.myriad.state.tracks.values()].find(t => t.participant === {id} \
              && t.source === 'camera')?.id ?? null"
         ),
         Duration::from_secs(30),
-        |v| v.as_i64().is_some_and(|id| id != alice_cam_before),
+        |v| v.as_i64().is_some_and(|t| t != cam_before),
     )
     .await
     .as_i64()
     .unwrap_or_default();
+    assert_track_flows(watcher, "the returned camera", cam, "framesDecoded").await;
+    let watched = track_of(page, pages[coordinator].2, "camera").await;
     assert_track_flows(
-        &bob,
-        "alice's camera after the failover",
-        alice_cam,
-        "framesDecoded",
-    )
-    .await;
-    let bob_cam = track_of(&alice, bob_id, "camera").await;
-    assert_track_flows(
-        &alice,
-        "bob's camera after the failover",
-        bob_cam,
+        page,
+        "a camera at the returned page",
+        watched,
         "framesDecoded",
     )
     .await;
@@ -693,7 +658,38 @@ async fn a_browser_whose_node_dies_resumes_on_another_with_media() {
         "media both ways again {:?} after the kill",
         killed.elapsed()
     );
-    screenshot(&alice, "failover-alice.png").await;
+    screenshot(page, "failover-returned.png").await;
+
+    // The coordinator's node dies: another takes the meeting over; a chat sent then reaches
+    // everyone, wherever they are now.
+    nodes[coordinator].kill();
+    let killed = Instant::now();
+    let third = 3 - victim - coordinator;
+    let speaker = &pages[third].1;
+    let text = "still here after the coordinator went";
+    eval(
+        speaker,
+        &format!("window.myriad.signal.send({{ type: 'chat', text: '{text}' }}); true"),
+    )
+    .await;
+    for (name, page, _) in &pages {
+        wait_for(
+            page,
+            &format!("{name} gets the chat after the coordinator died"),
+            &format!("document.querySelector('#chat-log')?.textContent.includes('{text}')"),
+            Duration::from_secs(30),
+            |v| v == &Value::Bool(true),
+        )
+        .await;
+    }
+    eprintln!(
+        "the meeting went on {:?} after its coordinator's node died",
+        killed.elapsed()
+    );
+    for (name, page, _) in &pages {
+        let gaps = eval(page, "window.myriad.signal.gaps").await;
+        assert_eq!(gaps, 0, "{name} missed no event");
+    }
     browser.close().await.ok();
     handler.abort();
 }

@@ -496,6 +496,21 @@ impl Sfu {
         }
     }
 
+    /// The peer's signalling moved to another connection: a server offer it may not have got
+    /// (or whose answer was lost) goes again. A client that had it answers it again.
+    pub fn resend_offer(&mut self, id: PeerId) {
+        if let Some(peer) = self.peers.get(&id) {
+            if let Some((sdp, tracks)) = peer.pending_offer() {
+                self.outputs.push_back(Output::Event(SfuEvent::Offer {
+                    peer: id,
+                    meeting: peer.meeting.clone(),
+                    sdp,
+                    tracks,
+                }));
+            }
+        }
+    }
+
     pub fn remove_peer(&mut self, now: Instant, id: PeerId) {
         let Some(mut peer) = self.peers.remove(&id) else {
             return;
@@ -646,11 +661,11 @@ impl Sfu {
                 return;
             };
             peer.dirty = false;
-            if let Some((offer, tracks)) = peer.negotiate() {
+            if let Some((sdp, tracks)) = peer.negotiate() {
                 self.outputs.push_back(Output::Event(SfuEvent::Offer {
                     peer: id,
                     meeting: peer.meeting.clone(),
-                    sdp: offer.to_sdp_string(),
+                    sdp,
                     tracks,
                 }));
             }

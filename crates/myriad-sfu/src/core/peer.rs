@@ -103,7 +103,9 @@ pub struct Peer {
     pub declared: HashMap<String, TrackSource>,
     pub ins: HashMap<Mid, InTrack>,
     pub outs: Vec<OutTrack>,
-    pending: Option<SdpPendingOffer>,
+    /// The server offer in flight, and what was sent (to send again to a client whose
+    /// signalling connection changed before it answered).
+    pending: Option<(SdpPendingOffer, String, Vec<TrackMid>)>,
     pub view: View,
     pub bwe_bps: u64,
     /// May receive the meeting's media.
@@ -176,7 +178,7 @@ impl Peer {
     }
 
     pub fn accept_answer(&mut self, answer: SdpAnswer) -> Result<(), SfuError> {
-        let pending = self.pending.take().ok_or(SfuError::NoOfferPending)?;
+        let (pending, _, _) = self.pending.take().ok_or(SfuError::NoOfferPending)?;
         self.rtc
             .sdp_api()
             .accept_answer(pending, answer)
@@ -196,8 +198,15 @@ impl Peer {
         Ok(())
     }
 
+    /// The server offer waiting for the client's answer: its SDP and what its mids carry.
+    pub fn pending_offer(&self) -> Option<(String, Vec<TrackMid>)> {
+        self.pending
+            .as_ref()
+            .map(|(_, sdp, tracks)| (sdp.clone(), tracks.clone()))
+    }
+
     /// Creates a server offer for tracks to add or stop, unless one is in flight.
-    pub fn negotiate(&mut self) -> Option<(SdpOffer, Vec<TrackMid>)> {
+    pub fn negotiate(&mut self) -> Option<(String, Vec<TrackMid>)> {
         // Called after every drain of this peer: leave at once when nothing is to change.
         let to_change = |o: &OutTrack| match o.state {
             OutState::ToOpen | OutState::ToStop(_) => true,
@@ -243,8 +252,9 @@ impl Peer {
             return None;
         }
         let (offer, pending) = change.apply()?;
-        self.pending = Some(pending);
-        Some((offer, mids))
+        let sdp = offer.to_sdp_string();
+        self.pending = Some((pending, sdp.clone(), mids.clone()));
+        Some((sdp, mids))
     }
 }
 
