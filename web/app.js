@@ -226,7 +226,7 @@ async function meeting(meetingId, name, localTracks) {
     tiles.delete(key);
   }
 
-  const audioEls = new Map(); // track id -> <audio>
+  const audioEls = new Map(); // slot mid -> <audio>
   function render() {
     countEl.textContent = String(state.count);
     const keep = new Set();
@@ -255,6 +255,8 @@ async function meeting(meetingId, name, localTracks) {
       const mic = own.find((x) => x.source === 'microphone');
       const remote = camTrack && !camTrack.muted ? state.remote.get(camTrack.id) : null;
       if (remote && t.video.srcObject?.getVideoTracks()[0] !== remote) t.video.srcObject = new MediaStream([remote]);
+      // A slot that carried this camera may carry someone else's now: not shown here.
+      if (!remote && t.video.srcObject) t.video.srcObject = null;
       t.el.classList.toggle('novideo', !remote);
       t.el.classList.toggle('muted', !mic || mic.muted);
       t.el.classList.toggle('speaking', state.speakers.includes(p.id));
@@ -269,12 +271,6 @@ async function meeting(meetingId, name, localTracks) {
       }
     }
     for (const key of [...tiles.keys()]) if (!keep.has(key)) dropTile(key);
-    for (const [id, el] of audioEls) {
-      if (!state.tracks.has(id)) {
-        el.remove();
-        audioEls.delete(id);
-      }
-    }
     root.classList.toggle('sharing', stage.childElementCount > 0);
     layout();
     paintButtons();
@@ -310,7 +306,7 @@ async function meeting(meetingId, name, localTracks) {
       case 'participant_left': state.participants.delete(ev.participant); break;
       case 'count': state.count = ev.count; break;
       case 'track_published': state.tracks.set(ev.track.id, ev.track); break;
-      case 'track_unpublished': state.tracks.delete(ev.track); state.remote.delete(ev.track); break;
+      case 'track_unpublished': state.tracks.delete(ev.track); break;
       case 'track_muted': {
         const t = state.tracks.get(ev.track);
         if (t) {
@@ -346,6 +342,7 @@ async function meeting(meetingId, name, localTracks) {
   signal.addEventListener('event', (e) => { applyEvent(e.detail); render(); });
   signal.addEventListener('answer', (e) => media.onAnswer(e.detail));
   signal.addEventListener('offer', (e) => media.onServerOffer(e.detail));
+  signal.addEventListener('slots', (e) => media.onSlots(e.detail));
   signal.addEventListener('media_closed', () => media.restart());
   signal.addEventListener('error', (e) => {
     const { code, message } = e.detail;
@@ -361,19 +358,24 @@ async function meeting(meetingId, name, localTracks) {
     banner.textContent = s === 'reconnecting' ? 'Connection lost. Reconnecting…' : 'Connecting…';
   });
 
+  // A slot's media: audio slots play as they are (whoever speaks), video slots show in the
+  // tile of whoever they carry now.
   media.addEventListener('track', (e) => {
-    const { track, media: mt } = e.detail;
-    if (!track) return;
-    state.remote.set(track, mt);
+    const { mid, media: mt } = e.detail;
     if (mt.kind === 'audio') {
       const el = h('audio', { autoplay: true });
       el.srcObject = new MediaStream([mt]);
-      audioEls.get(track)?.remove();
-      audioEls.set(track, el);
+      audioEls.get(mid)?.remove();
+      audioEls.set(mid, el);
       document.body.append(el);
       el.play().catch(() => showAudioUnlock());
     }
     mt.onunmute = render;
+    state.remote = media.remote();
+    render();
+  });
+  media.addEventListener('slots', () => {
+    state.remote = media.remote();
     render();
   });
 

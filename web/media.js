@@ -1,6 +1,8 @@
-// The WebRTC side: one RTCPeerConnection to the edge. The client offers what it publishes;
-// the server offers what the client receives. When both offer at once, the server gives way
-// and the client ignores the server's offer (the server repeats it after answering ours).
+// The WebRTC side: one RTCPeerConnection to the node. The client offers what it publishes;
+// the server offers, once, the slots the client receives on (a few audio and video m-lines),
+// and then says which meeting track each slot carries as that changes — no renegotiation
+// when someone publishes. When both offer at once, the server gives way and the client
+// ignores the server's offer (the server repeats it after answering ours).
 
 const SIMULCAST = [
   { rid: 'l', scaleResolutionDownBy: 4, maxBitrate: 150_000 },
@@ -15,7 +17,8 @@ export class Media extends EventTarget {
     this.pc = null;
     this.senders = {}; // source -> RTCRtpTransceiver
     this.tracks = {}; // source -> MediaStreamTrack (local)
-    this.midTrack = new Map(); // mid -> meeting track id (remote)
+    this.midTrack = new Map(); // slot mid -> the meeting track it carries now
+    this.slotMedia = new Map(); // slot mid -> its MediaStreamTrack
     this.queue = Promise.resolve();
     this.awaitingAnswer = null;
     this.offersSent = 0;
@@ -32,14 +35,15 @@ export class Media extends EventTarget {
     this.restarting = this.pc !== null;
     if (this.pc) this.pc.close();
     this.midTrack.clear();
+    this.slotMedia.clear();
     this.awaitingAnswer = null;
     const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
     this.pc = pc;
     this.senders = {};
     pc.createDataChannel('myriad');
     pc.ontrack = (e) => {
-      const track = this.midTrack.get(e.transceiver.mid);
-      this.dispatchEvent(new CustomEvent('track', { detail: { track, media: e.track } }));
+      this.slotMedia.set(e.transceiver.mid, e.track);
+      this.dispatchEvent(new CustomEvent('track', { detail: { mid: e.transceiver.mid, media: e.track } }));
     };
     pc.onconnectionstatechange = () => {
       this.dispatchEvent(new CustomEvent('state', { detail: pc.connectionState }));
@@ -111,13 +115,32 @@ export class Media extends EventTarget {
     const sentBefore = this.offersSent;
     this.enqueue(async () => {
       if (crossed || this.offersSent !== sentBefore) return;
-      for (const t of msg.tracks) if (t.track) this.midTrack.set(t.mid, t.track);
+      this.onSlots({ slots: msg.tracks });
       const pc = this.pc;
       await pc.setRemoteDescription({ type: 'offer', sdp: msg.sdp });
       const answer = await pc.createAnswer();
       await pc.setLocalDescription(answer);
       this.signal.send({ type: 'answer', sdp: pc.localDescription.sdp });
     });
+  }
+
+  // Which track each slot carries now.
+  onSlots(msg) {
+    for (const s of msg.slots) {
+      if (s.track) this.midTrack.set(s.mid, s.track);
+      else this.midTrack.delete(s.mid);
+    }
+    this.dispatchEvent(new CustomEvent('slots'));
+  }
+
+  // The remote media of each meeting track carried now: track id -> MediaStreamTrack.
+  remote() {
+    const out = new Map();
+    for (const [mid, track] of this.midTrack) {
+      const media = this.slotMedia.get(mid);
+      if (media) out.set(track, media);
+    }
+    return out;
   }
 
   // Publishes or replaces the track of a source; null unpublishes it without renegotiating.

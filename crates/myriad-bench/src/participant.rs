@@ -7,7 +7,7 @@
 //! send time of each frame is known) and asks for a key frame after a loss, as a browser does.
 
 use std::collections::hash_map::DefaultHasher;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::hash::{Hash, Hasher};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
 use futures_util::{SinkExt, StreamExt};
-use myriad_proto::{ClientMsg, ServerMsg, TrackMid, TrackSource, PROTOCOL_VERSION};
+use myriad_proto::{ClientMsg, ServerMsg, TrackId, TrackMid, TrackSource, PROTOCOL_VERSION};
 use serde_json::json;
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::format::Codec;
@@ -410,9 +410,12 @@ struct Peer {
     window: HashMap<Mid, SeqWindow>,
     /// Height of the last video key frame received.
     video_height: Option<u32>,
-    /// This subscriber's number and the m-line its last video frame came on.
+    /// This subscriber's number.
     subscriber: usize,
-    last_video_mid: Option<Mid>,
+    /// Which meeting track each receiving slot carries, and the slots re-pointed since their
+    /// last key frame (a key frame there is the new speaker's first picture).
+    slot_tracks: HashMap<Mid, Option<TrackId>>,
+    switching: HashSet<Mid>,
 }
 
 impl Peer {
@@ -446,7 +449,8 @@ impl Peer {
             window: HashMap::new(),
             video_height: None,
             subscriber,
-            last_video_mid: None,
+            slot_tracks: HashMap::new(),
+            switching: HashSet::new(),
         }
     }
 
@@ -469,10 +473,15 @@ impl Peer {
                 }
                 msg = next_ws(&mut ws) => match msg {
                     Some(Ok(Message::Text(t))) => {
-                        if let (Ok(ServerMsg::Offer { sdp, .. }), Some(ws)) = (serde_json::from_str(&t), ws.as_mut()) {
-                            let offer = SdpOffer::from_sdp_string(&sdp).map_err(sdp_err)?;
-                            let answer = self.rtc.sdp_api().accept_offer(offer).map_err(sdp_err)?;
-                            send(ws, &ClientMsg::Answer { sdp: answer.to_sdp_string() }).await?;
+                        match (serde_json::from_str(&t), ws.as_mut()) {
+                            (Ok(ServerMsg::Offer { sdp, tracks }), Some(ws)) => {
+                                self.slots(&tracks, false);
+                                let offer = SdpOffer::from_sdp_string(&sdp).map_err(sdp_err)?;
+                                let answer = self.rtc.sdp_api().accept_offer(offer).map_err(sdp_err)?;
+                                send(ws, &ClientMsg::Answer { sdp: answer.to_sdp_string() }).await?;
+                            }
+                            (Ok(ServerMsg::Slots { slots }), _) => self.slots(&slots, true),
+                            _ => {}
                         }
                     }
                     Some(Ok(_)) => {}
@@ -491,6 +500,17 @@ impl Peer {
             let _ = send(ws, &ClientMsg::Leave).await;
         }
         Ok(())
+    }
+
+    /// The server says which track each slot carries (`changes`: after the first time).
+    fn slots(&mut self, slots: &[TrackMid], changes: bool) {
+        for s in slots {
+            let mid = Mid::from(s.mid.as_str());
+            let before = self.slot_tracks.insert(mid, s.track);
+            if changes && s.track.is_some() && before != Some(s.track) {
+                self.switching.insert(mid);
+            }
+        }
     }
 
     /// Drains the Rtc to its next timeout.
@@ -549,15 +569,11 @@ impl Peer {
                 }
                 c.video_frames.fetch_add(1, Ordering::Relaxed);
                 let viewer = matches!(self.role, Role::Subscriber);
-                if viewer
-                    && data.is_keyframe()
-                    && self.last_video_mid.is_some_and(|m| m != data.mid)
-                {
+                if viewer && data.is_keyframe() && self.switching.remove(&data.mid) {
                     if let Ok(mut s) = c.switches.lock() {
                         s.push((self.subscriber, Instant::now()));
                     }
                 }
-                self.last_video_mid = Some(data.mid);
                 if data.is_keyframe() {
                     if let Some(height) = vp8_keyframe_height(&data.data) {
                         self.video_height = Some(height);

@@ -1,7 +1,7 @@
 //! `speaker-switch`: K publishers take turns speaking (their audio level rises in their turn)
 //! in a meeting that forwards one camera (last-N = 1). For every turn and every subscriber:
-//! the time from the new speaker's onset to the subscriber receiving a key frame on another
-//! m-line, i.e. the new speaker's video.
+//! the time from the new speaker's onset to the subscriber receiving the first key frame on
+//! the slot the server re-pointed to the new speaker's camera.
 
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};

@@ -371,9 +371,10 @@ impl Link {
                 }
                 let peer = self.peers.peer_of(participant);
                 if let Some((peer, worker)) = peer {
-                    // Its media goes on; an offer the old connection took with it comes again.
+                    // Its media goes on; what the old connection may have taken with it (an
+                    // offer, its slots' mapping) comes again.
                     if let Some(w) = self.worker(worker) {
-                        let _ = w.resend_offer(peer).await;
+                        let _ = w.resync(peer).await;
                     }
                 }
                 let _ = reply.send(peer);
@@ -735,6 +736,12 @@ impl Link {
                 let conn = self.peers.owner(peer).and_then(|(p, _)| self.conn_of(p));
                 if let Some(conn) = conn {
                     send_one(conn, &ServerMsg::Offer { sdp, tracks });
+                }
+            }
+            RoomEvent::Slots { peer, slots } => {
+                let conn = self.peers.owner(peer).and_then(|(p, _)| self.conn_of(p));
+                if let Some(conn) = conn {
+                    send_one(conn, &ServerMsg::Slots { slots });
                 }
             }
             RoomEvent::PeerClosed { peer, reason } => {

@@ -114,6 +114,11 @@ pub enum ServerMsg {
         sdp: String,
         tracks: Vec<TrackMid>,
     },
+    /// Which meeting track each of the client's receiving slots (its server-offered mids)
+    /// carries now; a slot without a track carries nothing. Sent when it changes.
+    Slots {
+        slots: Vec<TrackMid>,
+    },
     /// Sequenced meeting events, in order, batched per tick.
     Events {
         events: Vec<SeqEvent>,

@@ -37,6 +37,11 @@ pub enum RoomEvent {
         sdp: String,
         tracks: Vec<TrackMid>,
     },
+    /// The tracks the peer's slots carry changed.
+    Slots {
+        peer: PeerId,
+        slots: Vec<TrackMid>,
+    },
     PeerClosed {
         peer: PeerId,
         reason: String,
@@ -91,7 +96,7 @@ enum Command {
     RemovePeer {
         id: PeerId,
     },
-    ResendOffer {
+    Resync {
         id: PeerId,
     },
     RelayPeers {
@@ -362,10 +367,10 @@ impl SfuHandle {
         self.send(Command::RemovePeer { id }).await
     }
 
-    /// The peer's client is on a new signalling connection: an unanswered server offer goes
-    /// again.
-    pub async fn resend_offer(&self, id: PeerId) -> Result<(), ShellError> {
-        self.send(Command::ResendOffer { id }).await
+    /// The peer's client is on a new signalling connection: an unanswered server offer and
+    /// the mapping of its slots go again.
+    pub async fn resync(&self, id: PeerId) -> Result<(), ShellError> {
+        self.send(Command::Resync { id }).await
     }
 }
 
@@ -404,6 +409,11 @@ impl Routes {
                 sdp,
                 tracks,
             } => (meeting, RoomEvent::Offer { peer, sdp, tracks }),
+            SfuEvent::Slots {
+                peer,
+                meeting,
+                slots,
+            } => (meeting, RoomEvent::Slots { peer, slots }),
             SfuEvent::PeerClosed {
                 peer,
                 meeting,
@@ -639,7 +649,7 @@ fn apply(sfu: &mut Sfu, routes: &mut Routes, cmd: Command) {
             pinned,
         } => sfu.set_view(now, id, max_height, pinned),
         Command::RemovePeer { id } => sfu.remove_peer(now, id),
-        Command::ResendOffer { id } => sfu.resend_offer(id),
+        Command::Resync { id } => sfu.resync(id),
         Command::AddRemoteTrack {
             meeting,
             track,

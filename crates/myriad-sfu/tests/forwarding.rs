@@ -111,6 +111,8 @@ struct World {
     loss: Option<(SocketAddr, usize)>,
     /// Server offers are kept here, not answered (their signalling is lost).
     hold_offers: bool,
+    /// The kinds of the m-lines of the last server offer each client answered.
+    server_offered: std::collections::HashMap<usize, Vec<MediaKind>>,
     held_offers: Vec<(usize, PeerId, String)>,
     sent_to_lossy: usize,
 }
@@ -131,6 +133,7 @@ impl World {
             meeting: MeetingId::parse("m").unwrap(),
             loss: None,
             hold_offers: false,
+            server_offered: std::collections::HashMap::new(),
             held_offers: Vec::new(),
             sent_to_lossy: 0,
         }
@@ -349,11 +352,18 @@ impl World {
     fn answer(&mut self, node: usize, peer: PeerId, sdp: &str) {
         let c = &mut self.clients[peer.0 as usize];
         c.offers += 1;
-        let answer = c
-            .rtc
-            .sdp_api()
-            .accept_offer(SdpOffer::from_sdp_string(sdp).unwrap())
-            .unwrap();
+        let offer = SdpOffer::from_sdp_string(sdp).unwrap();
+        let kinds = sdp
+            .lines()
+            .filter_map(|l| l.strip_prefix("m="))
+            .filter_map(|m| match m.split(' ').next() {
+                Some("audio") => Some(MediaKind::Audio),
+                Some("video") => Some(MediaKind::Video),
+                _ => None,
+            })
+            .collect();
+        self.server_offered.insert(peer.0 as usize, kinds);
+        let answer = c.rtc.sdp_api().accept_offer(offer).unwrap();
         self.nodes[node]
             .sfu
             .handle_answer(self.now, peer, &answer.to_sdp_string())
@@ -555,7 +565,7 @@ fn forwards_selected_media_and_coalesces_keyframe_requests() {
     w.bind(a, video_mid, 2);
     w.plan(&[1], &[2]);
 
-    // Two subscribers join; each gets a server offer for both tracks.
+    // Two subscribers join; each gets one server offer: its receiving slots.
     let b = w.join("10.0.0.3:5000", subscriber_offer);
     let c = w.join("10.0.0.4:5000", subscriber_offer);
     w.run_until(Duration::from_secs(5), |w| {
@@ -662,13 +672,55 @@ fn forwards_selected_media_and_coalesces_keyframe_requests() {
         "not pinned by the other subscriber"
     );
 
-    // The publisher leaves: subscribers' m-lines are stopped through renegotiation.
+    // The publisher leaves: no renegotiation; the slots that carried its tracks are empty.
     let offers_before = w.clients[b].offers;
+    let events_before = w.events.len();
     let now = w.now;
     w.nodes[0].sfu.remove_peer(now, PeerId(a as u64));
     w.run_until(Duration::from_secs(2), |w| {
-        w.clients[b].offers > offers_before
+        w.events[events_before..].iter().any(|e| {
+            matches!(e, SfuEvent::Slots { peer, slots, .. }
+                if *peer == PeerId(b as u64) && slots.iter().all(|s| s.track.is_none()))
+        })
     });
+    w.step(Duration::from_millis(500));
+    assert_eq!(
+        w.clients[b].offers, offers_before,
+        "no offer for an unpublish"
+    );
+}
+
+#[test]
+fn slots_are_offered_once_and_repointed_as_the_plan_changes() {
+    let mut w = World::new();
+    let (a, audio_mid, video_mid) = w.publisher_with_tracks();
+    let b = w.connected("10.0.0.3:5000", subscriber_offer);
+    let offers = w.clients[b].offers;
+    assert_eq!(offers, 1, "one offer: the slots");
+    let kinds: Vec<MediaKind> = w.server_offered[&b].clone();
+    let audio = kinds.iter().filter(|k| **k == MediaKind::Audio).count();
+    let video = kinds.iter().filter(|k| **k == MediaKind::Video).count();
+    assert_eq!((audio, video), (3, 9), "3 audio slots, 9 video slots");
+    // The plan selects the publisher's tracks: slots point at them, the client is told, media
+    // flows, and no SDP changed.
+    let events_before = w.events.len();
+    w.plan(&[1], &[2]);
+    w.step(Duration::from_millis(1));
+    let mapped = w.events[events_before..]
+        .iter()
+        .rev()
+        .find_map(|e| match e {
+            SfuEvent::Slots { peer, slots, .. } if *peer == PeerId(b as u64) => Some(slots.clone()),
+            _ => None,
+        });
+    let mapped = mapped.expect("the slots' mapping");
+    let mut carried: Vec<u64> = mapped.iter().filter_map(|s| s.track.map(|t| t.0)).collect();
+    carried.sort_unstable();
+    assert_eq!(carried, [1, 2], "{mapped:?}");
+    play_steady(&mut w, a, audio_mid, video_mid, 1, Duration::from_secs(2));
+    assert!(frames_of(&w, b, MediaKind::Audio).len() > 50);
+    assert!(frames_of(&w, b, MediaKind::Video).len() > 20);
+    assert_eq!(w.clients[b].offers, offers, "no renegotiation");
 }
 
 /// Simulcast layers as a browser sends them: (rid, frame bytes, key frame width, height).
@@ -1019,14 +1071,69 @@ fn a_partition_between_relays_what_it_is_pulled_for_and_upstreams_can_change() {
 }
 
 #[test]
+fn a_video_slot_moves_to_the_next_speaker_without_renegotiation() {
+    let mut w = World::new();
+    let (a, audio_mid, video_mid) = w.publisher_with_tracks();
+    // A second publisher: its microphone and camera are tracks 3 and 4.
+    let c = w.connected("10.0.0.5:5000", publisher_offer);
+    let mid_of = |w: &World, source: TrackSource| {
+        w.events
+            .iter()
+            .find_map(|e| match e {
+                SfuEvent::TrackAdded {
+                    peer,
+                    mid,
+                    source: s,
+                    ..
+                } if *peer == PeerId(c as u64) && *s == source => Some(Mid::from(mid.as_str())),
+                _ => None,
+            })
+            .expect("announced")
+    };
+    let (c_audio, c_video) = (
+        mid_of(&w, TrackSource::Microphone),
+        mid_of(&w, TrackSource::Camera),
+    );
+    w.bind(c, c_audio, 3);
+    w.bind(c, c_video, 4);
+    let b = w.connected("10.0.0.3:5000", subscriber_offer);
+    w.plan(&[1], &[2]);
+    let ms = play_steady(&mut w, a, audio_mid, video_mid, 1, Duration::from_secs(2));
+    let video = |w: &World| -> Vec<(Mid, bool)> {
+        let client = &w.clients[b];
+        client
+            .frames
+            .iter()
+            .filter(|(m, _, _)| {
+                client
+                    .rtc
+                    .media(*m)
+                    .is_some_and(|md| md.kind() == MediaKind::Video)
+            })
+            .map(|(m, k, _)| (*m, *k))
+            .collect()
+    };
+    let before = video(&w);
+    let slot = before.last().expect("a's video").0;
+    let offers = w.clients[b].offers;
+    // The other one speaks: the plan names its camera; the slot that showed a's shows it.
+    w.plan(&[3], &[4]);
+    play_steady(&mut w, c, c_audio, c_video, ms, Duration::from_secs(2));
+    let after = &video(&w)[before.len()..];
+    assert!(after.len() > 20, "{} frames after the switch", after.len());
+    assert!(after.iter().all(|(m, _)| *m == slot), "on the same slot");
+    assert!(after[0].1, "the switch starts with a key frame");
+    assert_eq!(w.clients[b].offers, offers, "no renegotiation");
+}
+
+#[test]
 fn an_offer_lost_with_its_signalling_connection_is_sent_again() {
     let mut w = World::new();
-    let b = w.connected("10.0.0.3:5000", subscriber_offer);
-    // The server's offer of the publisher's tracks goes out on a connection that drops.
-    w.hold_offers = true;
     let (a, audio_mid, video_mid) = w.publisher_with_tracks();
     w.plan(&[1], &[2]);
-    w.step(Duration::from_millis(5));
+    // The subscriber's slots are offered on a connection that drops.
+    w.hold_offers = true;
+    let b = w.connected("10.0.0.3:5000", subscriber_offer);
     assert_eq!(w.held_offers.len(), 1, "one offer to the subscriber");
     let lost = w.held_offers.remove(0);
     w.step(Duration::from_millis(5));
@@ -1035,7 +1142,7 @@ fn an_offer_lost_with_its_signalling_connection_is_sent_again() {
         "no new offer while one is in flight"
     );
     // Its client comes back on another connection: the same offer again, which it answers.
-    w.nodes[0].sfu.resend_offer(PeerId(b as u64));
+    w.nodes[0].sfu.resync(PeerId(b as u64));
     w.step(Duration::from_millis(5));
     assert_eq!(w.held_offers.len(), 1);
     let (node, peer, sdp) = w.held_offers.remove(0);
@@ -1046,7 +1153,7 @@ fn an_offer_lost_with_its_signalling_connection_is_sent_again() {
     assert!(frames_of(&w, b, MediaKind::Audio).len() > 50);
     assert!(frames_of(&w, b, MediaKind::Video).len() > 20);
     // Nothing pending any more: nothing to send again.
-    w.nodes[0].sfu.resend_offer(PeerId(b as u64));
+    w.nodes[0].sfu.resync(PeerId(b as u64));
     w.step(Duration::from_millis(5));
     assert!(w.held_offers.is_empty());
 }

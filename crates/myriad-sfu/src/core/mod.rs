@@ -14,6 +14,7 @@ mod demux;
 mod forward;
 mod layers;
 mod peer;
+mod slots;
 
 use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
@@ -36,7 +37,7 @@ use str0m::{
 pub use demux::{stun_local_ufrag, Demux};
 pub use forward::{Decision, Forwarder, Incoming, Layer, Rewrite};
 pub use layers::{choose_layers, vp8_keyframe_size, LayerDemand, LayerInfo};
-use peer::{InTrack, LayerStat, OutState, OutTrack, Peer, View};
+use peer::{InTrack, LayerStat, OutSlot, OutState, Peer, View};
 
 use crate::relay::{RelayCodec, RelayMedia, RelayMsg};
 
@@ -87,6 +88,10 @@ pub struct SfuConfig {
     pub layer_idle: Duration,
     /// RTP packets kept per outgoing video stream for retransmission.
     pub send_buffer_video_packets: usize,
+    /// Receiving slots per subscriber: audio (the meeting's active speakers) and video (its
+    /// pinned cameras, screen shares and last-N cameras).
+    pub audio_slots: usize,
+    pub video_slots: usize,
 }
 
 impl SfuConfig {
@@ -102,6 +107,8 @@ impl SfuConfig {
             layer_interval: Duration::from_millis(500),
             layer_idle: Duration::from_millis(1500),
             send_buffer_video_packets: 300,
+            audio_slots: 3,
+            video_slots: 9,
         }
     }
 }
@@ -127,12 +134,19 @@ pub enum SfuEvent {
         mid: String,
         source: TrackSource,
     },
-    /// A server offer to send to the client (new or removed tracks to receive).
+    /// A server offer to send to the client: its receiving slots (once, when it connects).
     Offer {
         peer: PeerId,
         meeting: MeetingId,
         sdp: String,
         tracks: Vec<TrackMid>,
+    },
+    /// The tracks the peer's slots carry changed: which each carries now (an offered mid,
+    /// and its track or none).
+    Slots {
+        peer: PeerId,
+        meeting: MeetingId,
+        slots: Vec<TrackMid>,
     },
     /// Loudest audio level per participant over the last report interval, in dBov, of the
     /// loudest few ([`SfuConfig::speaker_candidates`]).
@@ -288,11 +302,13 @@ impl Sfu {
         peer.declare(tracks);
         let answer = peer.accept_offer(offer)?;
 
-        // Everything already published in the meeting is offered to the newcomer.
-        let room = self.rooms.entry(meeting).or_default();
-        for (track, p) in room.tracks.iter().filter(|_| subscribe) {
-            peer.outs.push(OutTrack::new(*track, p.kind, p.participant));
+        // Its receiving slots, offered once: publishes and unpublishes change no SDP.
+        if subscribe {
+            let audio = (0..self.config.audio_slots).map(|_| OutSlot::new(MediaKind::Audio));
+            let video = (0..self.config.video_slots).map(|_| OutSlot::new(MediaKind::Video));
+            peer.outs.extend(audio.chain(video));
         }
+        let room = self.rooms.entry(meeting).or_default();
         room.peers.push(id);
         let pulls_remote = subscribe
             && room
@@ -303,6 +319,8 @@ impl Sfu {
         mark_dirty(&mut self.dirty, id, &mut peer);
         self.peers.insert(id, peer);
         self.schedule_ticks(now);
+        // Its slots point at the plan's tracks at once (its offer then carries the mapping).
+        self.layer_pass(now);
         if pulls_remote {
             // The first subscriber here for remote tracks: pull them now, not at the next pass.
             self.pull_pass(now);
@@ -362,21 +380,13 @@ impl Sfu {
         let Some(room) = self.rooms.get_mut(&peer.meeting) else {
             return;
         };
-        for other in &room.peers {
-            if *other == id {
-                continue;
-            }
-            if let Some(sub) = self.peers.get_mut(other).filter(|p| p.subscribe) {
-                sub.outs
-                    .push(OutTrack::new(track, published.kind, published.participant));
-                mark_dirty(&mut self.dirty, *other, sub);
-            }
-        }
         room.tracks.insert(track, published);
+        // A camera someone pinned goes to their slot now.
+        self.layer_pass(now);
         self.drain(now);
     }
 
-    /// A track published in another partition: offered to the subscribers here, its media
+    /// A track published in another partition: for the subscribers here, its media
     /// pulled from `upstream` while they (or partitions pulling from here) need it. Told
     /// again with another upstream (the relay tree changed), it pulls from there instead.
     pub fn add_remote_track(
@@ -402,13 +412,6 @@ impl Sfu {
             }
             return;
         }
-        for p in &room.peers {
-            if let Some(sub) = self.peers.get_mut(p).filter(|p| p.subscribe) {
-                sub.outs
-                    .push(OutTrack::new(info.id, kind, info.participant));
-                mark_dirty(&mut self.dirty, *p, sub);
-            }
-        }
         room.tracks.insert(
             info.id,
             Published {
@@ -428,11 +431,12 @@ impl Sfu {
             },
         );
         self.schedule_ticks(now);
+        self.layer_pass(now);
         self.pull_pass(now);
         self.drain(now);
     }
 
-    /// A track left the meeting: stop its m-line at every subscriber.
+    /// A track left the meeting: the slots carrying it are emptied (and refilled).
     pub fn unbind_track(&mut self, now: Instant, meeting: &MeetingId, track: TrackId) {
         let Some(room) = self.rooms.get_mut(meeting) else {
             return;
@@ -447,15 +451,7 @@ impl Sfu {
                 input.track = None;
             }
         }
-        for other in &room.peers {
-            if let Some(sub) = self.peers.get_mut(other) {
-                if let Some(out) = sub.outs.iter_mut().find(|o| o.track == track) {
-                    out.removed = true;
-                    out.fwd.set_target(None);
-                    mark_dirty(&mut self.dirty, *other, sub);
-                }
-            }
-        }
+        self.layer_pass(now);
         self.drain(now);
     }
 
@@ -497,8 +493,9 @@ impl Sfu {
     }
 
     /// The peer's signalling moved to another connection: a server offer it may not have got
-    /// (or whose answer was lost) goes again. A client that had it answers it again.
-    pub fn resend_offer(&mut self, id: PeerId) {
+    /// (or whose answer was lost) goes again — a client that had it answers it again — and
+    /// so does the mapping of its slots.
+    pub fn resync(&mut self, id: PeerId) {
         if let Some(peer) = self.peers.get(&id) {
             if let Some((sdp, tracks)) = peer.pending_offer() {
                 self.outputs.push_back(Output::Event(SfuEvent::Offer {
@@ -506,6 +503,14 @@ impl Sfu {
                     meeting: peer.meeting.clone(),
                     sdp,
                     tracks,
+                }));
+            }
+            let slots = peer.slot_map();
+            if !slots.is_empty() {
+                self.outputs.push_back(Output::Event(SfuEvent::Slots {
+                    peer: id,
+                    meeting: peer.meeting.clone(),
+                    slots,
                 }));
             }
         }
@@ -734,8 +739,8 @@ impl Sfu {
                                 .iter()
                                 .find(|o| matches!(o.state, OutState::Open(m) if m == req.mid))
                             {
-                                if let Some(layer) = out.fwd.current() {
-                                    keyframe_wanted.push((out.track, layer));
+                                if let (Some(track), Some(layer)) = (out.track, out.fwd.current()) {
+                                    keyframe_wanted.push((track, layer));
                                 }
                             }
                         }
@@ -937,7 +942,7 @@ impl Sfu {
             let Some(sub) = self.peers.get_mut(sub_id) else {
                 continue;
             };
-            let Some(out) = sub.outs.iter_mut().find(|o| o.track == track && !o.removed) else {
+            let Some(out) = sub.outs.iter_mut().find(|o| o.track == Some(track)) else {
                 continue;
             };
             let OutState::Open(out_mid) = out.state else {
@@ -1215,9 +1220,12 @@ impl Sfu {
                 })
                 .collect();
             for sub_id in &room.peers {
-                let Some(sub) = self.peers.get_mut(sub_id) else {
+                let Some(sub) = self.peers.get_mut(sub_id).filter(|p| !p.outs.is_empty()) else {
                     continue;
                 };
+                let others =
+                    |t: &TrackId| room.tracks.get(t).is_some_and(|p| !p.published_by(*sub_id));
+                // Video: the cameras it pinned, then the plan's; as many as it has slots.
                 let pinned_cameras = room.tracks.iter().filter(|(_, p)| {
                     p.source == TrackSource::Camera && sub.view.pinned.contains(&p.participant)
                 });
@@ -1228,7 +1236,29 @@ impl Sfu {
                         video.push(*t);
                     }
                 }
-                video.retain(|t| room.tracks.get(t).is_some_and(|p| !p.published_by(*sub_id)));
+                video.retain(others);
+                let audio: Vec<TrackId> = room.plan.audio.iter().copied().filter(others).collect();
+                let mut remapped = false;
+                for (kind, wanted) in [(MediaKind::Audio, &audio), (MediaKind::Video, &video)] {
+                    let current: Vec<Option<TrackId>> = sub
+                        .outs
+                        .iter()
+                        .filter(|o| o.kind == kind)
+                        .map(|o| o.track)
+                        .collect();
+                    let next = slots::assign(&current, wanted);
+                    let outs = sub.outs.iter_mut().filter(|o| o.kind == kind);
+                    for (out, track) in outs.zip(next) {
+                        remapped |= out.track != track;
+                        out.point(track);
+                    }
+                }
+                let video_slots = sub
+                    .outs
+                    .iter()
+                    .filter(|o| o.kind == MediaKind::Video)
+                    .count();
+                video.truncate(video_slots);
                 let empty = Vec::new();
                 let tracks_layers: Vec<&Vec<(Layer, LayerInfo)>> = video
                     .iter()
@@ -1245,26 +1275,36 @@ impl Sfu {
                         max_height: sub.view.max_height,
                     })
                     .collect();
-                let audio_count = room.plan.audio.len() as u64;
                 let budget = sub
                     .bwe_bps
-                    .saturating_sub(audio_count * AUDIO_ALLOWANCE_BPS);
+                    .saturating_sub(audio.len() as u64 * AUDIO_ALLOWANCE_BPS);
                 let choice = choose_layers(&demands, budget);
 
-                for out in sub.outs.iter_mut().filter(|o| !o.removed) {
+                for out in sub.outs.iter_mut() {
+                    let Some(track) = out.track else {
+                        continue;
+                    };
                     let target = if out.kind == MediaKind::Audio {
-                        room.plan.audio.contains(&out.track).then_some(None)
+                        Some(None)
                     } else {
                         video
                             .iter()
-                            .position(|t| *t == out.track)
+                            .position(|t| *t == track)
                             .and_then(|i| choice[i].map(|c| tracks_layers[i][c].0))
                     };
                     if out.fwd.target() != target && out.fwd.set_target(target) {
                         if let Some(layer) = target {
-                            keyframes.push((meeting.clone(), out.track, layer));
+                            keyframes.push((meeting.clone(), track, layer));
                         }
                     }
+                }
+                let slots = sub.slot_map();
+                if remapped && !slots.is_empty() {
+                    self.outputs.push_back(Output::Event(SfuEvent::Slots {
+                        peer: *sub_id,
+                        meeting: meeting.clone(),
+                        slots,
+                    }));
                 }
             }
         }

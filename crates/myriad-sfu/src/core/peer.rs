@@ -1,5 +1,5 @@
-//! One participant's WebRTC connection: its `Rtc`, what it publishes, what it receives, and
-//! the server side of SDP renegotiation.
+//! One participant's WebRTC connection: its `Rtc`, what it publishes, the slots it receives
+//! on, and the server side of SDP negotiation.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -41,34 +41,47 @@ pub enum OutState {
     ToOpen,
     Negotiating(Mid),
     Open(Mid),
-    ToStop(Mid),
-    NegotiatingStop(Mid),
 }
 
-/// A meeting track this peer may receive.
+impl OutState {
+    /// The slot's mid, once offered.
+    pub fn mid(self) -> Option<Mid> {
+        match self {
+            OutState::ToOpen => None,
+            OutState::Negotiating(m) | OutState::Open(m) => Some(m),
+        }
+    }
+}
+
+/// A slot this peer receives on: an m-line of one kind that carries one meeting track at a
+/// time, or none.
 #[derive(Debug)]
-pub struct OutTrack {
-    pub track: TrackId,
+pub struct OutSlot {
     pub kind: MediaKind,
-    pub publisher: ParticipantId,
+    pub track: Option<TrackId>,
     pub state: OutState,
-    /// The track was unpublished; stop its m-line once negotiation allows.
-    pub removed: bool,
     pub fwd: Forwarder,
     /// The publisher's payload type and the one this subscriber negotiated for its codec.
     pt_map: Option<(Pt, Pt)>,
 }
 
-impl OutTrack {
-    pub fn new(track: TrackId, kind: MediaKind, publisher: ParticipantId) -> Self {
+impl OutSlot {
+    pub fn new(kind: MediaKind) -> Self {
         Self {
-            track,
             kind,
-            publisher,
+            track: None,
             state: OutState::ToOpen,
-            removed: false,
             fwd: Forwarder::default(),
             pt_map: None,
+        }
+    }
+
+    /// Points the slot at `track` (none: carries nothing); the forwarder waits for the new
+    /// track's next switch point and continues the same outgoing stream.
+    pub fn point(&mut self, track: Option<TrackId>) {
+        if self.track != track {
+            self.track = track;
+            self.fwd.set_target(None);
         }
     }
 
@@ -102,7 +115,8 @@ pub struct Peer {
     /// Sources the client declared per mid in its offers.
     pub declared: HashMap<String, TrackSource>,
     pub ins: HashMap<Mid, InTrack>,
-    pub outs: Vec<OutTrack>,
+    /// Audio slots first, then video ones.
+    pub outs: Vec<OutSlot>,
     /// The server offer in flight, and what was sent (to send again to a client whose
     /// signalling connection changed before it answered).
     pending: Option<(SdpPendingOffer, String, Vec<TrackMid>)>,
@@ -167,11 +181,9 @@ impl Peer {
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
         if self.pending.take().is_some() {
             for out in &mut self.outs {
-                out.state = match out.state {
-                    OutState::Negotiating(_) => OutState::ToOpen,
-                    OutState::NegotiatingStop(m) => OutState::ToStop(m),
-                    s => s,
-                };
+                if let OutState::Negotiating(_) = out.state {
+                    out.state = OutState::ToOpen;
+                }
             }
         }
         Ok(answer)
@@ -183,8 +195,6 @@ impl Peer {
             .sdp_api()
             .accept_answer(pending, answer)
             .map_err(|e| SfuError::Sdp(e.to_string()))?;
-        self.outs
-            .retain(|o| !matches!(o.state, OutState::NegotiatingStop(_)));
         for out in &mut self.outs {
             if let OutState::Negotiating(m) = out.state {
                 out.state = OutState::Open(m);
@@ -205,48 +215,32 @@ impl Peer {
             .map(|(_, sdp, tracks)| (sdp.clone(), tracks.clone()))
     }
 
-    /// Creates a server offer for tracks to add or stop, unless one is in flight.
+    /// Creates a server offer for the slots not offered yet (all of them, right after the
+    /// peer connects; after a rollback, those that were in flight), unless one is in flight.
     pub fn negotiate(&mut self) -> Option<(String, Vec<TrackMid>)> {
         // Called after every drain of this peer: leave at once when nothing is to change.
-        let to_change = |o: &OutTrack| match o.state {
-            OutState::ToOpen | OutState::ToStop(_) => true,
-            OutState::Open(_) => o.removed,
-            OutState::Negotiating(_) | OutState::NegotiatingStop(_) => false,
-        };
-        if self.pending.is_some() || !self.outs.iter().any(to_change) {
+        if self.pending.is_some() || !self.outs.iter().any(|o| o.state == OutState::ToOpen) {
             return None;
         }
-        self.outs
-            .retain(|o| !(o.removed && o.state == OutState::ToOpen));
         let mut change = self.rtc.sdp_api();
         let mut mids = Vec::new();
-        for out in &mut self.outs {
-            match out.state {
-                OutState::Open(m) if out.removed => {
-                    change.stop_media(m);
-                    out.state = OutState::NegotiatingStop(m);
-                }
-                OutState::ToStop(m) => {
-                    change.stop_media(m);
-                    out.state = OutState::NegotiatingStop(m);
-                }
-                OutState::ToOpen => {
-                    let mid = change.add_media(
-                        out.kind,
-                        Direction::SendOnly,
-                        Some(format!("p{}", out.publisher)),
-                        Some(format!("t{}", out.track)),
-                        None,
-                    );
-                    out.state = OutState::Negotiating(mid);
-                    mids.push(TrackMid {
-                        mid: mid.to_string(),
-                        source: None,
-                        track: Some(out.track),
-                    });
-                }
-                _ => {}
+        for (i, out) in self.outs.iter_mut().enumerate() {
+            if out.state != OutState::ToOpen {
+                continue;
             }
+            let mid = change.add_media(
+                out.kind,
+                Direction::SendOnly,
+                Some("myriad".to_owned()),
+                Some(format!("slot{i}")),
+                None,
+            );
+            out.state = OutState::Negotiating(mid);
+            mids.push(TrackMid {
+                mid: mid.to_string(),
+                source: None,
+                track: out.track,
+            });
         }
         if !change.has_changes() {
             return None;
@@ -255,6 +249,20 @@ impl Peer {
         let sdp = offer.to_sdp_string();
         self.pending = Some((pending, sdp.clone(), mids.clone()));
         Some((sdp, mids))
+    }
+
+    /// Which track each offered slot carries now.
+    pub fn slot_map(&self) -> Vec<TrackMid> {
+        self.outs
+            .iter()
+            .filter_map(|o| {
+                Some(TrackMid {
+                    mid: o.state.mid()?.to_string(),
+                    source: None,
+                    track: o.track,
+                })
+            })
+            .collect()
     }
 }
 
