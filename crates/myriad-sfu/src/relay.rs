@@ -2,21 +2,25 @@
 //! another partition pulls, and the pulls and key frame requests themselves. Sans-IO: bytes
 //! in, values out.
 //!
-//! Every datagram names its sender and carries a counter that only grows, and ends with an
-//! HMAC-SHA256 (truncated to 16 bytes) over all of it under the cluster's relay key: a datagram
-//! from outside the cluster, altered, cut short or played again is refused with its reason.
+//! Every datagram names its sender and carries a counter that only grows; all after the
+//! sender's name is encrypted with AES-256-GCM under a key derived for that sender from the
+//! cluster's relay key (HKDF), the counter being the nonce and the header authenticated with
+//! it. Media crossing the network between nodes is as private as SRTP made it on the way in,
+//! and a datagram from outside the cluster, altered, cut short or played again is refused
+//! with its reason.
 //!
-//! Layout (big-endian): `MYRL`, version, kind, counter (8), sender name (1 + n), meeting
-//! (1 + n), track (8), then for media: layer (1 + n), codec, sequence number (8), RTP time (8),
-//! flags, audio level, payload; for a key frame request: layer. Then the tag (16).
+//! Layout (big-endian): `MYRL`, version, kind, counter (8), sender name (1 + n), then
+//! encrypted: meeting (1 + n), track (8), then for media: layer (1 + n), codec, sequence
+//! number (8), RTP time (8), flags, audio level, payload; for a key frame request: layer.
+//! Then the GCM tag (16).
 
 use std::collections::HashMap;
 
-use aws_lc_rs::hmac;
+use aws_lc_rs::{aead, hkdf, hmac};
 use myriad_proto::{MeetingId, TrackId};
 
 const MAGIC: &[u8; 4] = b"MYRL";
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 const TAG_LEN: usize = 16;
 const KIND_MEDIA: u8 = 1;
 const KIND_PULL: u8 = 2;
@@ -86,27 +90,45 @@ pub enum RelayError {
     Malformed(&'static str),
 }
 
+/// The key `sender` seals with: each sender its own, so counters (the nonces) of different
+/// senders never meet under one key.
+fn sender_key(cluster_key: &[u8], sender: &str) -> aead::LessSafeKey {
+    let prk = hkdf::Salt::new(hkdf::HKDF_SHA256, b"myriad relay v2").extract(cluster_key);
+    let info = [b"sender ".as_slice(), sender.as_bytes()];
+    let okm = prk
+        .expand(&info, &aead::AES_256_GCM)
+        .expect("32 bytes is within HKDF-SHA256's output limit");
+    aead::LessSafeKey::new(aead::UnboundKey::from(okm))
+}
+
+fn nonce(counter: u64) -> aead::Nonce {
+    let mut bytes = [0u8; aead::NONCE_LEN];
+    bytes[4..].copy_from_slice(&counter.to_be_bytes());
+    aead::Nonce::assume_unique_for_key(bytes)
+}
+
 /// Seals what this node sends.
 pub struct RelaySealer {
     node: String,
-    key: hmac::Key,
+    key: aead::LessSafeKey,
     counter: u64,
 }
 
 impl RelaySealer {
     /// `counter` starts where no earlier run of this node reached (e.g. the time in
-    /// microseconds), so a restarted node is not taken for a replay.
+    /// microseconds), so a restarted node is neither taken for a replay nor reuses a nonce.
     pub fn new(node: &str, key: &[u8], counter: u64) -> Self {
+        let node = node[..node.len().min(MAX_NAME)].to_owned();
         Self {
-            node: node.to_owned(),
-            key: hmac::Key::new(hmac::HMAC_SHA256, key),
+            key: sender_key(key, &node),
+            node,
             counter,
         }
     }
 
     pub fn seal(&mut self, msg: &RelayMsg) -> Vec<u8> {
         self.counter += 1;
-        let mut out = Vec::with_capacity(64 + media_len(msg));
+        let mut out = Vec::with_capacity(64 + media_len(msg) + TAG_LEN);
         out.extend_from_slice(MAGIC);
         out.push(VERSION);
         out.push(match msg {
@@ -116,6 +138,7 @@ impl RelaySealer {
         });
         out.extend_from_slice(&self.counter.to_be_bytes());
         put_name(&mut out, &self.node);
+        let header_len = out.len();
         match msg {
             RelayMsg::Media(m) => {
                 put_name(&mut out, m.meeting.as_str());
@@ -149,8 +172,12 @@ impl RelaySealer {
                 put_name(&mut out, layer.as_deref().unwrap_or(""));
             }
         }
-        let tag = hmac::sign(&self.key, &out);
-        out.extend_from_slice(&tag.as_ref()[..TAG_LEN]);
+        let (header, body) = out.split_at_mut(header_len);
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce(self.counter), aead::Aad::from(&*header), body)
+            .expect("AES-GCM seals any datagram-sized input");
+        out.extend_from_slice(tag.as_ref());
         out
     }
 }
@@ -168,19 +195,26 @@ fn put_name(out: &mut Vec<u8>, name: &str) {
     out.extend_from_slice(bytes);
 }
 
-/// Opens what other nodes send: checks the tag, then the counter against the sender's
-/// window.
+/// What an opener remembers of one authenticated sender.
+struct Sender {
+    key: aead::LessSafeKey,
+    /// The highest counter seen, and which of the `REPLAY_WINDOW` before it were.
+    highest: u64,
+    seen: u128,
+}
+
+/// Opens what other nodes send: decrypts and authenticates, then checks the counter against
+/// the sender's window.
 pub struct RelayOpener {
-    key: hmac::Key,
-    /// Per sender: the highest counter seen, and which of the `REPLAY_WINDOW` before it were.
-    windows: HashMap<String, (u64, u128)>,
+    cluster_key: Vec<u8>,
+    senders: HashMap<String, Sender>,
 }
 
 impl RelayOpener {
     pub fn new(key: &[u8]) -> Self {
         Self {
-            key: hmac::Key::new(hmac::HMAC_SHA256, key),
-            windows: HashMap::new(),
+            cluster_key: key.to_vec(),
+            senders: HashMap::new(),
         }
     }
 
@@ -197,22 +231,25 @@ impl RelayOpener {
         if version != VERSION {
             return Err(RelayError::Version(version));
         }
-        if datagram.len() < r.at + TAG_LEN {
-            return Err(RelayError::Truncated);
-        }
-        let (signed, tag) = datagram.split_at(datagram.len() - TAG_LEN);
-        // Verified before anything else is read: nothing unauthenticated reaches the media.
-        let expected = hmac::sign(&self.key, signed);
-        if !constant_time_eq(&expected.as_ref()[..TAG_LEN], tag) {
-            return Err(RelayError::Forged);
-        }
-        let mut r = Reader {
-            buf: signed,
-            at: r.at,
-        };
         let kind = r.u8()?;
         let counter = r.u64()?;
         let sender = r.name()?;
+        let header_len = r.at;
+        if datagram.len() < header_len + TAG_LEN {
+            return Err(RelayError::Truncated);
+        }
+        // Opened before anything else is read: nothing unauthenticated reaches the media.
+        let mut body = datagram[header_len..].to_vec();
+        let aad = aead::Aad::from(&datagram[..header_len]);
+        let opened = match self.senders.get(&sender) {
+            Some(known) => known.key.open_in_place(nonce(counter), aad, &mut body),
+            None => {
+                sender_key(&self.cluster_key, &sender).open_in_place(nonce(counter), aad, &mut body)
+            }
+        };
+        let plain_len = opened.map_err(|_| RelayError::Forged)?.len();
+        body.truncate(plain_len);
+        let mut r = Reader { buf: &body, at: 0 };
         let meeting =
             MeetingId::parse(&r.name()?).map_err(|_| RelayError::Malformed("meeting id"))?;
         let track = TrackId(r.u64()?);
@@ -253,14 +290,14 @@ impl RelayOpener {
         Ok((sender, msg))
     }
 
-    /// Accepts `counter` from `sender` once.
+    /// Accepts `counter` from an authenticated `sender` once.
     fn accept(&mut self, sender: &str, counter: u64) -> Result<(), RelayError> {
         let replayed = || RelayError::Replayed {
             sender: sender.to_owned(),
             counter,
         };
-        match self.windows.get_mut(sender) {
-            Some((highest, seen)) => {
+        match self.senders.get_mut(sender) {
+            Some(Sender { highest, seen, .. }) => {
                 if counter > *highest {
                     let shift = counter - *highest;
                     *seen = if shift >= REPLAY_WINDOW {
@@ -279,10 +316,17 @@ impl RelayOpener {
                 }
             }
             None => {
-                if self.windows.len() >= MAX_SENDERS {
+                if self.senders.len() >= MAX_SENDERS {
                     return Err(RelayError::Malformed("too many senders"));
                 }
-                self.windows.insert(sender.to_owned(), (counter, 1));
+                self.senders.insert(
+                    sender.to_owned(),
+                    Sender {
+                        key: sender_key(&self.cluster_key, sender),
+                        highest: counter,
+                        seen: 1,
+                    },
+                );
             }
         }
         Ok(())
@@ -326,10 +370,6 @@ impl Reader<'_> {
         self.at = self.buf.len();
         rest
     }
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The relay key of a cluster whose nodes share `secret` (the API secret).
@@ -389,6 +429,32 @@ mod tests {
             let bytes = seal.seal(&msg);
             assert_eq!(open.open(&bytes), Ok(("n1".to_owned(), msg)));
         }
+    }
+
+    #[test]
+    fn media_and_meeting_are_not_readable_on_the_wire() {
+        let key = relay_key(b"secret");
+        let payload = b"a frame of someone's face".to_vec();
+        let msg = RelayMsg::Media(RelayMedia {
+            meeting: MeetingId::parse("secret-briefing").unwrap(),
+            payload: payload.clone(),
+            ..match media() {
+                RelayMsg::Media(m) => m,
+                _ => unreachable!(),
+            }
+        });
+        let wire = RelaySealer::new("n1", &key, 0).seal(&msg);
+        let contains = |needle: &[u8]| wire.windows(needle.len()).any(|w| w == needle);
+        assert!(!contains(&payload));
+        assert!(!contains(b"secret-briefing"));
+        // Two senders on one counter never share a key stream.
+        let other = RelaySealer::new("n2", &key, 0).seal(&msg);
+        let body = |w: &[u8], sender: usize| w[4 + 2 + 8 + 1 + sender..].to_vec();
+        assert_ne!(body(&wire, 2), body(&other, 2));
+        assert_eq!(
+            RelayOpener::new(&key).open(&other),
+            Ok(("n2".to_owned(), msg))
+        );
     }
 
     #[test]
