@@ -349,7 +349,7 @@ async function meeting(meetingId, name, localTracks) {
     if (code === 'invalid_sdp' || code === 'internal') media.abandonOffer();
     if (code === 'removed') return ended('You were removed from the meeting.');
     if (code === 'meeting_ended') return ended('The meeting has ended.');
-    if (['unauthorized', 'token_expired', 'meeting_not_found'].includes(code)) return fatal(`Cannot join: ${message}`);
+    if (['unauthorized', 'token_expired', 'meeting_not_found', 'meeting_full'].includes(code)) return fatal(`Cannot join: ${message}`);
     console.warn('server:', code, message);
   });
   signal.addEventListener('state', (e) => {

@@ -45,7 +45,10 @@ pub async fn run(args: JoinStormArgs) -> anyhow::Result<Report> {
         None => Cluster::start(&storm_cluster(&args))?,
     };
     let server = cluster.first();
-    let meeting = server.create_meeting().await?;
+    // Room for everyone and the speaker of the last word.
+    let meeting = server
+        .create_meeting_with(serde_json::json!({ "max_participants": args.participants + 1 }))
+        .await?;
     // Tokens first, so the storm measures joins only.
     let mut tokens = Vec::with_capacity(args.participants);
     for i in 0..args.participants {
@@ -82,7 +85,9 @@ pub async fn run(args: JoinStormArgs) -> anyhow::Result<Report> {
     let speaker = {
         let url = cluster.first().ws_url();
         tokio::spawn(async move {
-            let _ = join_and_listen(&url, speaker_token, &Quiet, Some(said)).await;
+            if let Err(e) = join_and_listen(&url, speaker_token, &Quiet, Some(said)).await {
+                eprintln!("the speaker of the last word failed: {e:#}");
+            }
         })
     };
     let _ = say

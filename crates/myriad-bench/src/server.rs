@@ -32,6 +32,20 @@ impl TempDir {
     }
 }
 
+/// Where a server's log goes: nowhere, or with `MYRIAD_BENCH_LOGS=DIR` a file in DIR named
+/// after its data dir (its level from `RUST_LOG`, warnings by default), to see what a
+/// server did during a run.
+fn log_file(data: &TempDir) -> anyhow::Result<Stdio> {
+    let Some(dir) = std::env::var_os("MYRIAD_BENCH_LOGS") else {
+        return Ok(Stdio::null());
+    };
+    let name = data.0.file_name().unwrap_or_default().to_string_lossy();
+    let path = std::path::Path::new(&dir).join(format!("{name}.log"));
+    let file = std::fs::File::create(&path)
+        .with_context(|| format!("creating the server log {}", path.display()))?;
+    Ok(file.into())
+}
+
 impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
@@ -66,9 +80,12 @@ impl Server {
             ])
             .arg(&data.0)
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log_file(&data)?)
             .spawn()
             .context("starting myriad serve")?;
         let stdout = child.stdout.take().context("server stdout")?;

@@ -505,6 +505,7 @@ fn ask_error(e: AskError) -> (ErrorCode, String) {
     let code = match &e {
         AskError::Refused { kind, .. } => match kind {
             RefusalKind::MeetingEnded => ErrorCode::MeetingEnded,
+            RefusalKind::MeetingFull => ErrorCode::MeetingFull,
             RefusalKind::Forbidden => ErrorCode::Forbidden,
             RefusalKind::UnknownSession => ErrorCode::ResumeFailed,
             RefusalKind::NodeFull => ErrorCode::WrongNode,

@@ -228,6 +228,8 @@ pub enum ErrorCode {
     TokenExpired,
     MeetingNotFound,
     MeetingEnded,
+    /// The meeting holds its `max_participants` already.
+    MeetingFull,
     Forbidden,
     InvalidSdp,
     ResumeFailed,

@@ -123,6 +123,26 @@ async fn bad_joins_get_clear_errors() {
     )
     .await;
     expect_error(&mut mallory, "resume_failed").await;
+
+    // A meeting of one seat: the second person is told it is full.
+    let (key, secret) = server.api_credentials();
+    let res = reqwest::Client::new()
+        .post(format!("{}/api/v1/meetings", server.url))
+        .basic_auth(key, Some(secret))
+        .json(&json!({ "id": "one-seat", "settings": { "max_participants": 1 } }))
+        .send()
+        .await
+        .expect("REST reachable");
+    assert_eq!(res.status(), 201);
+    let mut first = connect(&server).await;
+    join(&mut first, &server.token("one-seat", "first", "host")).await;
+    let mut second = connect(&server).await;
+    send(
+        &mut second,
+        json!({ "type": "join", "v": 1, "token": server.token("one-seat", "second", "attendee") }),
+    )
+    .await;
+    expect_error(&mut second, "meeting_full").await;
 }
 
 #[tokio::test]
