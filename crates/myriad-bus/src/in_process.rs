@@ -11,8 +11,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::{
-    check_key, check_name, check_pattern, check_subject, subject, Bus, BusError, Entry, Kv,
-    KvChange, KvConfig, KvWatch, Log, LogConfig, Message, Stored, Subscription,
+    check_key, check_name, check_pattern, check_payload, check_subject, subject, Bus, BusError,
+    Entry, Kv, KvChange, KvConfig, KvWatch, Log, LogConfig, Message, Stored, Subscription,
 };
 
 /// Messages that may wait for one subscriber; past it, messages to it are dropped and
@@ -171,6 +171,7 @@ impl InProcessBus {
 impl Bus for InProcessBus {
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
         check_subject(subject)?;
+        check_payload(&payload)?;
         let msg = Message {
             subject: subject.to_owned(),
             payload,
@@ -194,6 +195,7 @@ impl Bus for InProcessBus {
         timeout: Duration,
     ) -> Result<Bytes, BusError> {
         check_subject(subject)?;
+        check_payload(&payload)?;
         let inbox = self.broker.inbox();
         let mut answers = self.broker.subscribe(&inbox, Arc::from(""), 1);
         let msg = Message {
@@ -288,6 +290,7 @@ impl Kv for MemKv {
 
     async fn create(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
         check_key(key)?;
+        check_payload(&value)?;
         let mut state = lock(&self.state);
         if self.live(&state, key).is_some() {
             return Err(BusError::Exists);
@@ -297,6 +300,7 @@ impl Kv for MemKv {
 
     async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, BusError> {
         check_key(key)?;
+        check_payload(&value)?;
         let mut state = lock(&self.state);
         match self.live(&state, key) {
             Some((_, current, _)) if *current == revision => {}
@@ -307,6 +311,7 @@ impl Kv for MemKv {
 
     async fn put(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
         check_key(key)?;
+        check_payload(&value)?;
         let mut state = lock(&self.state);
         Ok(self.write(&mut state, key, value))
     }
@@ -403,6 +408,7 @@ impl Log for MemLog {
         expected_last: Option<u64>,
     ) -> Result<u64, BusError> {
         self.check(subject)?;
+        check_payload(&payload)?;
         let mut state = lock(&self.state);
         let LogState { seq, subjects } = &mut *state;
         let list = subjects.entry(subject.to_owned()).or_default();

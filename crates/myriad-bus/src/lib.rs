@@ -62,6 +62,8 @@ pub enum BusError {
     WrongRevision { expected: u64 },
     #[error("invalid subject or name: {0:?}")]
     InvalidName(String),
+    #[error("{size} bytes is more than the bus carries in one message ({MAX_PAYLOAD})")]
+    TooLarge { size: usize },
     #[error("bus error: {0}")]
     Backend(String),
 }
@@ -205,6 +207,21 @@ pub trait Bus: Send + Sync {
     async fn log(&self, config: LogConfig) -> Result<Arc<dyn Log>, BusError>;
     /// Returns once what was published so far has left this process.
     async fn flush(&self) -> Result<(), BusError>;
+}
+
+/// The largest message, KV value or log entry the bus carries: NATS's default `max_payload`
+/// (headers and subject included there, so a little less in fact), kept by every backend so
+/// that what works in-process works on NATS.
+pub const MAX_PAYLOAD: usize = 1024 * 1024;
+
+fn check_payload(payload: &[u8]) -> Result<(), BusError> {
+    if payload.len() <= MAX_PAYLOAD {
+        Ok(())
+    } else {
+        Err(BusError::TooLarge {
+            size: payload.len(),
+        })
+    }
 }
 
 fn check_subject(subject: &str) -> Result<(), BusError> {

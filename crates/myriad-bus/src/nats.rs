@@ -9,8 +9,8 @@ use bytes::Bytes;
 use futures_util::StreamExt;
 
 use crate::{
-    check_key, check_name, check_pattern, check_subject, Bus, BusError, Entry, Kv, KvChange,
-    KvConfig, KvWatch, Log, LogConfig, Message, Stored, Subscription,
+    check_key, check_name, check_pattern, check_payload, check_subject, Bus, BusError, Entry, Kv,
+    KvChange, KvConfig, KvWatch, Log, LogConfig, Message, Stored, Subscription,
 };
 
 /// A connection to a NATS server with JetStream.
@@ -50,6 +50,7 @@ impl NatsBus {
 impl Bus for NatsBus {
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
         check_subject(subject)?;
+        check_payload(&payload)?;
         self.client
             .publish(subject.to_owned(), payload)
             .await
@@ -78,6 +79,7 @@ impl Bus for NatsBus {
     ) -> Result<Bytes, BusError> {
         use async_nats::RequestErrorKind;
         check_subject(subject)?;
+        check_payload(&payload)?;
         let asked = self.client.request(subject.to_owned(), payload);
         match tokio::time::timeout(timeout, asked).await {
             Ok(Ok(answer)) => Ok(answer.payload),
@@ -177,6 +179,7 @@ impl Kv for NatsKv {
 
     async fn create(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
         check_key(key)?;
+        check_payload(&value)?;
         self.store
             .create(key, value)
             .await
@@ -188,6 +191,7 @@ impl Kv for NatsKv {
 
     async fn update(&self, key: &str, value: Bytes, revision: u64) -> Result<u64, BusError> {
         check_key(key)?;
+        check_payload(&value)?;
         self.store
             .update(key, value, revision)
             .await
@@ -201,6 +205,7 @@ impl Kv for NatsKv {
 
     async fn put(&self, key: &str, value: Bytes) -> Result<u64, BusError> {
         check_key(key)?;
+        check_payload(&value)?;
         self.store.put(key, value).await.map_err(backend)
     }
 
@@ -249,6 +254,7 @@ impl Log for NatsLog {
     ) -> Result<u64, BusError> {
         use async_nats::jetstream::context::PublishErrorKind;
         check_subject(subject)?;
+        check_payload(&payload)?;
         let mut message = jetstream::message::PublishMessage::build().payload(payload);
         if let Some(last) = expected_last {
             message = message.expected_last_subject_sequence(last);

@@ -12,8 +12,8 @@ use myriad_seeded::SeededRng;
 
 use crate::in_process::{Broker, Delivery, MemKv, MemLog};
 use crate::{
-    check_pattern, check_subject, Bus, BusError, Entry, Kv, KvConfig, KvWatch, Log, LogConfig,
-    Message, Stored, Subscription,
+    check_pattern, check_payload, check_subject, Bus, BusError, Entry, Kv, KvConfig, KvWatch, Log,
+    LogConfig, Message, Stored, Subscription,
 };
 
 /// What the simulated network does to messages.
@@ -141,6 +141,7 @@ pub struct SimBus {
 impl Bus for SimBus {
     async fn publish(&self, subject: &str, payload: Bytes) -> Result<(), BusError> {
         check_subject(subject)?;
+        check_payload(&payload)?;
         let msg = Message {
             subject: subject.to_owned(),
             payload,
@@ -166,6 +167,7 @@ impl Bus for SimBus {
         timeout: Duration,
     ) -> Result<Bytes, BusError> {
         check_subject(subject)?;
+        check_payload(&payload)?;
         self.net.reach(&self.node).await?;
         let inbox = self.net.broker.inbox();
         let mut answers = self.net.broker.subscribe(&inbox, Arc::clone(&self.node), 1);

@@ -9,6 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use myriad_bus::{
     Bus, BusError, Faults, InProcessBus, KvChange, KvConfig, LogConfig, NatsBus, SimNet,
+    MAX_PAYLOAD,
 };
 
 const WAIT: Duration = Duration::from_secs(5);
@@ -154,6 +155,21 @@ async fn kv(bus: &dyn Bus, bucket: &str) {
             "{bad:?}"
         );
     }
+    // Large values up to the limit pass everywhere; beyond it, a clear refusal.
+    let big = Bytes::from(vec![7u8; 900 * 1024]);
+    kv.put("big", big.clone()).await.unwrap();
+    assert_eq!(kv.get("big").await.unwrap().unwrap().value, big);
+    let too_big = Bytes::from(vec![7u8; MAX_PAYLOAD + 1]);
+    assert_eq!(
+        kv.put("big", too_big.clone()).await,
+        Err(BusError::TooLarge {
+            size: MAX_PAYLOAD + 1
+        })
+    );
+    assert!(matches!(
+        bus.publish("contract.big", too_big).await,
+        Err(BusError::TooLarge { .. })
+    ));
 }
 
 /// A lease: created, renewed by compare-and-set, lost when not renewed for its term.

@@ -419,6 +419,35 @@ fn events_go_in_one_batch_per_tick() {
 }
 
 #[test]
+fn a_full_batch_goes_before_its_tick_ends() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let a = join(&mut m, t, "alice", Role::Panelist);
+    let _ = std::iter::from_fn(|| m.poll_output()).count();
+    // A burst within one tick: the batch goes each time it is full, the rest at the tick.
+    let max = MeetingConfig::default().max_batch;
+    let t1 = clock.advance(Duration::from_millis(1));
+    let mut commits = Vec::new();
+    for i in 0..(2 * max + 10) {
+        m.handle_chat(t1, a, &format!("{i}")).unwrap();
+        commits.extend(std::iter::from_fn(|| m.poll_output()));
+    }
+    assert_eq!(commits.len(), 2);
+    commits.extend(drain(&mut m));
+    let sizes: Vec<usize> = commits
+        .iter()
+        .map(|c| match c {
+            Output::Commit(c) => c.events.len() + c.changes.len(),
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(sizes, vec![max, max, 10]);
+    let seqs: Vec<u64> = seq_events(&commits).iter().map(|e| e.seq.0).collect();
+    assert_eq!(seqs, (2..2 + 2 * max as u64 + 10).collect::<Vec<_>>());
+}
+
+#[test]
 fn an_empty_meeting_stops_after_the_idle_time() {
     let mut clock = VirtualClock::new();
     let t = clock.now();

@@ -37,6 +37,10 @@ pub struct MeetingConfig {
     /// Events go out in batches at most once per tick: an event after a quiet tick goes at
     /// once, what follows within the tick waits for the tick's end.
     pub tick: Duration,
+    /// A batch goes at once when it holds this many events and changes, tick or not: a
+    /// commit and its broadcast stay well within a bus message (64 of the largest, chat at
+    /// its limit with every byte escaped, are ~770 KB) however many joins one tick brings.
+    pub max_batch: usize,
     /// A meeting nobody is in stops after this long (the next join starts it anew).
     pub idle_stop: Duration,
 }
@@ -52,6 +56,7 @@ impl Default for MeetingConfig {
             count_interval: Duration::from_millis(250),
             event_log_len: 4096,
             tick: Duration::from_millis(25),
+            max_batch: 64,
             idle_stop: Duration::from_secs(300),
         }
     }
@@ -703,6 +708,9 @@ impl Meeting {
     fn flush_due(&self) -> Option<Instant> {
         if !self.has_uncommitted() {
             return None;
+        }
+        if self.pending.len() + self.changes.len() >= self.config.max_batch {
+            return Some(self.now);
         }
         Some(self.flushed_at.map_or(self.now, |t| t + self.config.tick))
     }
