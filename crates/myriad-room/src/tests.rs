@@ -419,6 +419,36 @@ fn events_go_in_one_batch_per_tick() {
 }
 
 #[test]
+fn larger_meetings_batch_over_longer_ticks() {
+    let t = Instant::now();
+    let config = MeetingConfig {
+        tick_people: 3,
+        ..MeetingConfig::default()
+    };
+    let mut m = Meeting::new(MeetingId::parse("m1").unwrap(), config.clone(), t);
+    let tick = |m: &Meeting| m.tick().as_millis();
+    assert_eq!(tick(&m), 25);
+    for (i, expected) in [25, 25, 50, 50, 50, 75, 75, 75, 100, 100, 100, 100, 100]
+        .into_iter()
+        .enumerate()
+    {
+        join(&mut m, t, &format!("p{i}"), Role::Attendee);
+        assert_eq!(tick(&m), expected, "{} people", i + 1);
+    }
+    // What the tick says is when a held-back batch goes.
+    let t1 = t + Duration::from_secs(10);
+    m.handle_timeout(t1);
+    let _ = drain(&mut m);
+    let a = join(&mut m, t1, "talker", Role::Panelist);
+    let _ = std::iter::from_fn(|| m.poll_output()).count();
+    m.handle_chat(t1, a, "held").unwrap();
+    assert_eq!(
+        m.poll_timeout(),
+        Some((t1 + config.max_tick, Reason::Flush))
+    );
+}
+
+#[test]
 fn a_full_batch_goes_before_its_tick_ends() {
     let mut clock = VirtualClock::new();
     let t = clock.now();
