@@ -13,9 +13,11 @@ use myriad_proto::MeetingId;
 /// The bucket of coordinator leases.
 const BUCKET: &str = "myriad_leases";
 /// A lease lasts this long after its last renewal.
-pub(crate) const TERM: Duration = Duration::from_secs(3);
-/// The holder renews this often.
-pub(crate) const RENEW_EVERY: Duration = Duration::from_secs(1);
+/// It is what a meeting waits for when its coordinator's node dies (failover's target is
+/// 3 s, and the journal's rebuild comes on top).
+pub(crate) const TERM: Duration = Duration::from_secs(2);
+/// The holder renews this often: after a missed renewal, three more tries within the term.
+pub(crate) const RENEW_EVERY: Duration = Duration::from_millis(500);
 
 pub(crate) struct Lease {
     kv: Arc<dyn Kv>,

@@ -1,7 +1,7 @@
 //! A meeting outlives the node coordinating it: cut that node off the bus and another takes
 //! the lease once its term is over, rebuilds the meeting from the journal, and goes on with
 //! the same participants and the same sequence; the old coordinator, fenced, adds nothing.
-//! Real time (the lease's term is 3 s), nodes on the simulated bus.
+//! Real time (the lease's term is 2 s), nodes on the simulated bus.
 
 #![allow(clippy::disallowed_methods)] // a real-time test of real timers
 

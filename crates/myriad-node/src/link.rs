@@ -64,8 +64,12 @@ pub(crate) enum LinkCmd {
     /// The coordinator's answer to the link's ask for the events after a gap: the events, or
     /// `None` when they are too old to be had (`Err`: no answer).
     Missed(Result<Option<Vec<SeqEvent>>, ()>),
-    /// The meeting's last event, as its coordinator answered a presence report.
-    Heard(Seq),
+    /// The meeting's last event, as its coordinator answered a presence report (`empty`: one
+    /// that listed nobody).
+    Heard {
+        seq: Seq,
+        empty: bool,
+    },
     /// This is the participant's media connection now, on `worker`; a previous one is
     /// dropped with its tracks. Answers once done, so media events about the peer cannot
     /// overtake it.
@@ -191,6 +195,9 @@ struct Conn {
 
 /// How often a link tells the coordinator every connection it has.
 const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+/// How long a link with nobody left waits for its coordinator to hear so before it ends
+/// anyway.
+const FAREWELL_FOR: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Events kept for one connection between its registration and its welcome, at most: a
 /// join takes a round trip to the coordinator, not this many events.
@@ -209,8 +216,14 @@ struct Link {
     /// Bound connections by participant.
     by_participant: HashMap<ParticipantId, u64>,
     peers: PeerIndex,
-    /// Set by the first connection: the link ends once it has nobody left.
+    /// Set by the first connection: the link ends once it has nobody left and the
+    /// coordinator heard so.
     used: bool,
+    /// Since when nobody is left, and whether a presence report saying so was answered: a
+    /// leave or disconnect lost on the way (a coordinator taking over) would otherwise leave
+    /// the coordinator a participant connected here for ever.
+    empty_since: Option<tokio::time::Instant>,
+    farewell_heard: bool,
     /// Batches go on in order and once each (a coordinator taking over sends its last
     /// commit again; the bus may lose one).
     gate: SeqGate,
@@ -258,6 +271,8 @@ pub(crate) async fn start(
         by_participant: HashMap::new(),
         peers: PeerIndex::default(),
         used: false,
+        empty_since: None,
+        farewell_heard: false,
         gate: SeqGate::new(Seq(0)),
         mailbox: tx.downgrade(),
         highest_conn: 0,
@@ -311,9 +326,26 @@ impl Link {
                 },
                 Some(ev) = media.recv() => self.handle_media(ev).await,
             }
-            if self.used && self.conns.is_empty() && self.peers.is_empty() {
-                // Nobody on this node is in the meeting any more.
-                break;
+            if self.used && self.is_empty() {
+                // Nobody on this node is in the meeting any more: the link ends once the
+                // coordinator has heard so.
+                let since = match self.empty_since {
+                    Some(since) => since,
+                    None => {
+                        self.tell_presence();
+                        *self.empty_since.insert(tokio::time::Instant::now())
+                    }
+                };
+                if self.farewell_heard {
+                    break;
+                }
+                if since.elapsed() >= FAREWELL_FOR {
+                    tracing::warn!(meeting = %self.meeting, "the coordinator did not hear that nobody is left here");
+                    break;
+                }
+            } else {
+                self.empty_since = None;
+                self.farewell_heard = false;
             }
         }
         self.load.meetings.fetch_sub(1, Ordering::Relaxed);
@@ -386,7 +418,8 @@ impl Link {
             }
             LinkCmd::Missed(Ok(None)) => self.give_up_gap().await,
             LinkCmd::Missed(Err(())) => self.gate.ask_failed(),
-            LinkCmd::Heard(seq) => {
+            LinkCmd::Heard { seq, empty } => {
+                self.farewell_heard |= empty && self.is_empty();
                 // A batch lost at the end of a burst shows no gap: the meeting's sequence
                 // does.
                 let ask_after = self.gate.behind(seq);
@@ -465,6 +498,10 @@ impl Link {
     /// Tells the coordinator every connection here to the meeting: who is in it, in which
     /// partition, and which connections are still joining. A disconnect lost on the bus is
     /// made good this way.
+    fn is_empty(&self) -> bool {
+        self.conns.is_empty() && self.peers.is_empty()
+    }
+
     fn tell_presence(&self) {
         let mut present = Vec::new();
         let mut joining = Vec::new();
@@ -486,6 +523,7 @@ impl Link {
                 partition,
             });
         }
+        let empty = present.is_empty() && joining.is_empty();
         let (client, node, up_to) = (
             self.client.clone(),
             self.node.clone(),
@@ -496,7 +534,7 @@ impl Link {
             match client.present(node, up_to, present, joining).await {
                 Ok(seq) => {
                     if let Some(mailbox) = mailbox.upgrade() {
-                        let _ = mailbox.send(LinkCmd::Heard(seq)).await;
+                        let _ = mailbox.send(LinkCmd::Heard { seq, empty }).await;
                     }
                 }
                 Err(e) => tracing::warn!(meeting = %client.meeting(), "presence not told: {e}"),

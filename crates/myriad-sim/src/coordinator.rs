@@ -18,7 +18,7 @@ use crate::store::{SILENT_OUT, TERM};
 use crate::world::{Answer, AskRef, CoordinatorTimer, Event, MeetingIx, NodeId, World};
 
 /// The holder renews its lease this often (as `myriad-control`'s).
-const RENEW_EVERY: Duration = Duration::from_secs(1);
+const RENEW_EVERY: Duration = Duration::from_millis(500);
 
 pub(crate) struct SimCoordinator {
     pub instance: u64,

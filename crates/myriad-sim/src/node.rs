@@ -65,7 +65,10 @@ enum Purpose {
     },
     Media,
     Missed,
-    Presence,
+    /// A presence report; `empty`: it listed nobody.
+    Presence {
+        empty: bool,
+    },
     /// Told, no answer needed (disconnects).
     Tell,
 }
@@ -438,7 +441,13 @@ impl World {
                     gate.ask_failed();
                 }
             }
-            (Purpose::Presence, Ok(MeetingReply::Presence { seq })) => {
+            (Purpose::Presence { empty }, Ok(MeetingReply::Presence { seq })) => {
+                // Nobody here and the coordinator heard so: the link may end.
+                let links = &mut self.nodes[node].links;
+                if empty && links.get(&meeting).is_some_and(|l| l.conns.is_empty()) {
+                    links.remove(&meeting);
+                    return;
+                }
                 let Some(gate) = self.gate(node, meeting) else {
                     return;
                 };
@@ -452,7 +461,7 @@ impl World {
                     },
                 );
             }
-            (Purpose::Presence | Purpose::Tell, _) => {}
+            (Purpose::Presence { .. } | Purpose::Tell, _) => {}
         }
     }
 
@@ -597,11 +606,14 @@ impl World {
         if c.participant.is_some() {
             n.bound -= 1;
         }
-        if let Some(link) = n.links.get_mut(&c.meeting) {
-            link.conns.remove(&conn);
-            if link.conns.is_empty() {
-                n.links.remove(&c.meeting);
-            }
+        let Some(link) = n.links.get_mut(&c.meeting) else {
+            return;
+        };
+        link.conns.remove(&conn);
+        if link.conns.is_empty() {
+            // The link ends once the coordinator heard that nobody is left here (a leave or
+            // disconnect lost on the way would leave it a ghost), as the node's does.
+            self.tell_presence(node, c.meeting);
         }
     }
 
@@ -715,13 +727,14 @@ impl World {
                 None => joining.push(*id),
             }
         }
+        let empty = present.is_empty() && joining.is_empty();
         let req = MeetingRequest::Present {
             node: n.name.clone(),
             up_to: link.highest_conn + 1,
             present,
             joining,
         };
-        self.ask(node, meeting, req, Purpose::Presence);
+        self.ask(node, meeting, req, Purpose::Presence { empty });
     }
 
     /// Passes events through the gate on to the connections here; asks for a gap.

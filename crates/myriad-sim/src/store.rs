@@ -9,7 +9,7 @@ use std::time::Duration;
 use myriad_room::Commit;
 
 /// A lease lasts this long after its last write (as `myriad-control`'s).
-pub const TERM: Duration = Duration::from_secs(3);
+pub const TERM: Duration = Duration::from_secs(2);
 /// A node not heard from for this long is out (as the registry's).
 pub const SILENT_OUT: Duration = Duration::from_secs(2);
 
@@ -140,15 +140,15 @@ mod tests {
     #[test]
     fn a_lease_is_held_until_its_term_runs_out_and_renewals_fence_the_old_holder() {
         let mut s = Store::default();
-        let t = Duration::from_secs;
-        let r1 = s.acquire(0, 1, t(0)).unwrap();
-        assert_eq!(s.acquire(0, 2, t(2)), Err(LeaseError::Held));
-        let r2 = s.renew(0, r1, t(2)).unwrap();
-        assert_eq!(s.renew(0, r1, t(3)), Err(LeaseError::Lost));
-        assert_eq!(s.acquire(0, 2, t(4)), Err(LeaseError::Held));
-        let r3 = s.acquire(0, 2, t(5)).unwrap();
+        let almost = TERM - Duration::from_millis(1);
+        let r1 = s.acquire(0, 1, Duration::ZERO).unwrap();
+        assert_eq!(s.acquire(0, 2, almost), Err(LeaseError::Held));
+        let r2 = s.renew(0, r1, almost).unwrap();
+        assert_eq!(s.renew(0, r1, almost + almost), Err(LeaseError::Lost));
+        assert_eq!(s.acquire(0, 2, almost + almost), Err(LeaseError::Held));
+        let r3 = s.acquire(0, 2, almost + TERM).unwrap();
         assert!(r3 > r2);
-        assert_eq!(s.renew(0, r2, t(5)), Err(LeaseError::Lost));
+        assert_eq!(s.renew(0, r2, almost + TERM), Err(LeaseError::Lost));
     }
 
     #[test]
