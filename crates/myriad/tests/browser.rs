@@ -166,10 +166,18 @@ async fn assert_track_flows(page: &Page, what: &str, track: i64, counter: &str) 
     .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let later = eval(page, &js).await;
-    assert!(
-        later.as_f64() > first.as_f64(),
-        "{what}: {counter} of track {track} stalled ({first} -> {later})"
-    );
+    if later.as_f64() <= first.as_f64() {
+        // What the page receives on which slot, to tell a stalled stream from a moved one.
+        let seen = eval(
+            page,
+            &format!(
+                "(async () => JSON.stringify({{ slots: [...window.myriad.media.midTrack], \
+                 stats: await ({STATS}) }}))()"
+            ),
+        )
+        .await;
+        panic!("{what}: {counter} of track {track} stalled ({first} -> {later}); the page: {seen}");
+    }
 }
 
 /// Clicks an element as a person would: the page comes to the front first (input to a
