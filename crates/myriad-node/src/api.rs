@@ -187,17 +187,24 @@ async fn create_meeting(
     Json(req): Json<CreateMeeting>,
 ) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
     let id = req.id.as_deref().map(meeting_id).transpose()?;
-    if req.title.len() > MAX_TITLE_BYTES {
+    create(&node, id, req.title, req.settings).await
+}
+
+/// Creates a meeting for the REST API and the dev endpoint alike.
+async fn create(
+    node: &Node,
+    id: Option<MeetingId>,
+    title: String,
+    settings: MeetingSettings,
+) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
+    if title.len() > MAX_TITLE_BYTES {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_title",
             "title is too long",
         ));
     }
-    let record = node
-        .control
-        .create_meeting(id, req.title, req.settings)
-        .await?;
+    let record = node.control.create_meeting(id, title, settings).await?;
     Ok((StatusCode::CREATED, Json(record)))
 }
 
@@ -535,18 +542,7 @@ async fn dev_create_meeting(
     Json(req): Json<DevMeeting>,
 ) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
     require_dev(&node.control, client, &fields)?;
-    if req.title.len() > MAX_TITLE_BYTES {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "bad_title",
-            "title is too long",
-        ));
-    }
-    let record = node
-        .control
-        .create_meeting(None, req.title, req.settings)
-        .await?;
-    Ok((StatusCode::CREATED, Json(record)))
+    create(&node, None, req.title, req.settings).await
 }
 
 #[derive(Deserialize)]

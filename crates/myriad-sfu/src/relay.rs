@@ -265,6 +265,10 @@ impl RelayOpener {
                 let time = r.u64()?;
                 let flags = r.u8()?;
                 let level = r.u8()? as i8;
+                // The payload is the rest of the opened body: moved to its front, not copied
+                // into a second buffer (every relayed packet comes this way).
+                let at = r.at;
+                body.drain(..at);
                 RelayMsg::Media(RelayMedia {
                     meeting,
                     track,
@@ -275,7 +279,7 @@ impl RelayOpener {
                     marker: flags & 1 != 0,
                     audio_level: (flags & 2 != 0).then_some(level),
                     voice_activity: (flags & 4 != 0).then_some(flags & 8 != 0),
-                    payload: r.rest().to_vec(),
+                    payload: body,
                 })
             }
             KIND_PULL => RelayMsg::Pull { meeting, track },
@@ -363,12 +367,6 @@ impl Reader<'_> {
         }
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| RelayError::Malformed("name not UTF-8"))
-    }
-
-    fn rest(&mut self) -> &[u8] {
-        let rest = &self.buf[self.at..];
-        self.at = self.buf.len();
-        rest
     }
 }
 

@@ -19,6 +19,19 @@ async fn create_meeting(node: &Server, id: &str) {
     node.create_meeting(id).await;
 }
 
+/// A REST API answer of `node`, asked with the cluster's key.
+async fn api_get(http: &reqwest::Client, node: &Server, path: &str) -> Value {
+    let (key, secret) = node.api_credentials();
+    http.get(format!("{}{path}", node.url))
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 /// A participant joined through `node`: its connection and welcome.
 async fn join_via(node: &Server, token: &str) -> (Ws, Value) {
     let mut ws = connect_to(&ws_url(node)).await;
@@ -155,26 +168,9 @@ async fn a_meeting_created_on_one_node_is_joined_through_another() {
     .await;
 
     // The REST API of either node sees both people; the cluster lists both nodes.
-    let (key, secret) = n2.api_credentials();
-    let list: Value = http
-        .get(format!("{}/api/v1/meetings/town-hall/participants", n2.url))
-        .basic_auth(&key, Some(&secret))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list = api_get(&http, n2, "/api/v1/meetings/town-hall/participants").await;
     assert_eq!(list["count"], 2, "{list}");
-    let cluster: Value = http
-        .get(format!("{}/api/v1/cluster", n1.url))
-        .basic_auth(&key, Some(&secret))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let cluster = api_get(&http, n1, "/api/v1/cluster").await;
     let nodes: Vec<&str> = cluster["nodes"]
         .as_array()
         .unwrap()
@@ -214,6 +210,7 @@ async fn a_meeting_created_on_one_node_is_joined_through_another() {
         .await
         .unwrap();
     assert_eq!(proxied.status(), 401);
+    let (key, secret) = n1.api_credentials();
     let with_key = http
         .get(format!("{}/metrics", n1.url))
         .header("via", "1.1 some-proxy")
