@@ -1,6 +1,7 @@
 //! Relay datagrams between partitions on different nodes: media of one track and layer that
-//! another partition pulls, and the pulls and key frame requests themselves. Sans-IO: bytes
-//! in, values out.
+//! another partition pulls, the pulls themselves (which layers of a track), the layers a
+//! track has (announced to its pullers, so that they choose without receiving them all) and
+//! key frame requests. Sans-IO: bytes in, values out.
 //!
 //! Every datagram names its sender and carries a counter that only grows; all after the
 //! sender's name is encrypted with AES-256-GCM under a key derived for that sender from the
@@ -11,7 +12,9 @@
 //!
 //! Layout (big-endian): `MYRL`, version, kind, counter (8), sender name (1 + n), then
 //! encrypted: meeting (1 + n), track (8), then for media: layer (1 + n), codec, sequence
-//! number (8), RTP time (8), flags, audio level, payload; for a key frame request: layer.
+//! number (8), RTP time (8), flags, audio level, payload; for a pull: a count and that many
+//! layers; for a layer announcement: a count and that many (layer, height (4), bitrate (8));
+//! for a key frame request: layer. A layer is a name, empty for a track without layers.
 //! Then the GCM tag (16).
 
 use std::collections::HashMap;
@@ -20,11 +23,12 @@ use aws_lc_rs::{aead, hkdf, hmac};
 use myriad_proto::{MeetingId, TrackId};
 
 const MAGIC: &[u8; 4] = b"MYRL";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
 const TAG_LEN: usize = 16;
 const KIND_MEDIA: u8 = 1;
 const KIND_PULL: u8 = 2;
 const KIND_KEYFRAME: u8 = 3;
+const KIND_LAYERS: u8 = 4;
 /// Counters older than the newest by this many are refused even if never seen.
 const REPLAY_WINDOW: u64 = 128;
 /// Senders remembered for replay protection (only authenticated ones are).
@@ -32,6 +36,8 @@ const MAX_SENDERS: usize = 1024;
 /// The longest name, rid or meeting id a datagram may carry (a partition's name is a node's,
 /// up to 64, a slash and a worker number).
 const MAX_NAME: usize = 80;
+/// The most simulcast layers a track may have (browsers send up to three).
+pub const MAX_LAYERS: usize = 4;
 
 /// Media codecs a relay carries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,13 +63,31 @@ pub struct RelayMedia {
     pub payload: Vec<u8>,
 }
 
+/// One layer of a track as the partition it comes from sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayLayer {
+    /// Its rid; none for a track without layers.
+    pub rid: Option<String>,
+    /// The frame height of its latest key frame (0 for audio, or before one came).
+    pub height: u32,
+    pub bitrate_bps: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RelayMsg {
     Media(RelayMedia),
-    /// Send me this track's media (every layer) for a while: repeated while wanted.
+    /// Send me these layers of this track (none: only its layer announcements) for a while:
+    /// repeated while wanted, and sent again at once when the wanted layers change.
     Pull {
         meeting: MeetingId,
         track: TrackId,
+        layers: Vec<Option<String>>,
+    },
+    /// The layers this track has now, to those who pull it; any not listed has stopped.
+    Layers {
+        meeting: MeetingId,
+        track: TrackId,
+        layers: Vec<RelayLayer>,
     },
     /// A subscriber here needs a key frame on this layer.
     Keyframe {
@@ -71,6 +95,18 @@ pub enum RelayMsg {
         track: TrackId,
         layer: Option<String>,
     },
+}
+
+impl RelayMsg {
+    /// The meeting and track it is about.
+    pub fn subject(&self) -> (&MeetingId, TrackId) {
+        match self {
+            RelayMsg::Media(m) => (&m.meeting, m.track),
+            RelayMsg::Pull { meeting, track, .. }
+            | RelayMsg::Layers { meeting, track, .. }
+            | RelayMsg::Keyframe { meeting, track, .. } => (meeting, *track),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -135,15 +171,17 @@ impl RelaySealer {
             RelayMsg::Media(_) => KIND_MEDIA,
             RelayMsg::Pull { .. } => KIND_PULL,
             RelayMsg::Keyframe { .. } => KIND_KEYFRAME,
+            RelayMsg::Layers { .. } => KIND_LAYERS,
         });
         out.extend_from_slice(&self.counter.to_be_bytes());
         put_name(&mut out, &self.node);
         let header_len = out.len();
+        let (meeting, track) = msg.subject();
+        put_name(&mut out, meeting.as_str());
+        out.extend_from_slice(&track.0.to_be_bytes());
         match msg {
             RelayMsg::Media(m) => {
-                put_name(&mut out, m.meeting.as_str());
-                out.extend_from_slice(&m.track.0.to_be_bytes());
-                put_name(&mut out, m.layer.as_deref().unwrap_or(""));
+                put_layer(&mut out, &m.layer);
                 out.push(match m.codec {
                     RelayCodec::Opus => 1,
                     RelayCodec::Vp8 => 2,
@@ -158,19 +196,23 @@ impl RelaySealer {
                 out.push(m.audio_level.unwrap_or(0) as u8);
                 out.extend_from_slice(&m.payload);
             }
-            RelayMsg::Pull { meeting, track } => {
-                put_name(&mut out, meeting.as_str());
-                out.extend_from_slice(&track.0.to_be_bytes());
+            RelayMsg::Pull { layers, .. } => {
+                let layers = &layers[..layers.len().min(MAX_LAYERS)];
+                out.push(layers.len() as u8);
+                for layer in layers {
+                    put_layer(&mut out, layer);
+                }
             }
-            RelayMsg::Keyframe {
-                meeting,
-                track,
-                layer,
-            } => {
-                put_name(&mut out, meeting.as_str());
-                out.extend_from_slice(&track.0.to_be_bytes());
-                put_name(&mut out, layer.as_deref().unwrap_or(""));
+            RelayMsg::Layers { layers, .. } => {
+                let layers = &layers[..layers.len().min(MAX_LAYERS)];
+                out.push(layers.len() as u8);
+                for l in layers {
+                    put_layer(&mut out, &l.rid);
+                    out.extend_from_slice(&l.height.to_be_bytes());
+                    out.extend_from_slice(&l.bitrate_bps.to_be_bytes());
+                }
             }
+            RelayMsg::Keyframe { layer, .. } => put_layer(&mut out, layer),
         }
         let (header, body) = out.split_at_mut(header_len);
         let tag = self
@@ -187,6 +229,11 @@ fn media_len(msg: &RelayMsg) -> usize {
         RelayMsg::Media(m) => m.payload.len(),
         _ => 0,
     }
+}
+
+/// A layer's rid, empty for none.
+fn put_layer(out: &mut Vec<u8>, layer: &Option<String>) {
+    put_name(out, layer.as_deref().unwrap_or(""));
 }
 
 fn put_name(out: &mut Vec<u8>, name: &str) {
@@ -255,7 +302,7 @@ impl RelayOpener {
         let track = TrackId(r.u64()?);
         let msg = match kind {
             KIND_MEDIA => {
-                let layer = Some(r.name()?).filter(|l| !l.is_empty());
+                let layer = r.layer()?;
                 let codec = match r.u8()? {
                     1 => RelayCodec::Opus,
                     2 => RelayCodec::Vp8,
@@ -282,11 +329,36 @@ impl RelayOpener {
                     payload: body,
                 })
             }
-            KIND_PULL => RelayMsg::Pull { meeting, track },
+            KIND_PULL => {
+                let count = r.count()?;
+                let layers = (0..count).map(|_| r.layer()).collect::<Result<_, _>>()?;
+                RelayMsg::Pull {
+                    meeting,
+                    track,
+                    layers,
+                }
+            }
+            KIND_LAYERS => {
+                let count = r.count()?;
+                let layers = (0..count)
+                    .map(|_| {
+                        Ok(RelayLayer {
+                            rid: r.layer()?,
+                            height: r.u32()?,
+                            bitrate_bps: r.u64()?,
+                        })
+                    })
+                    .collect::<Result<_, RelayError>>()?;
+                RelayMsg::Layers {
+                    meeting,
+                    track,
+                    layers,
+                }
+            }
             KIND_KEYFRAME => RelayMsg::Keyframe {
                 meeting,
                 track,
-                layer: Some(r.name()?).filter(|l| !l.is_empty()),
+                layer: r.layer()?,
             },
             _ => return Err(RelayError::Malformed("kind")),
         };
@@ -354,6 +426,12 @@ impl Reader<'_> {
         Ok(self.take(1)?[0])
     }
 
+    fn u32(&mut self) -> Result<u32, RelayError> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_be_bytes(b))
+    }
+
     fn u64(&mut self) -> Result<u64, RelayError> {
         let mut b = [0u8; 8];
         b.copy_from_slice(self.take(8)?);
@@ -367,6 +445,20 @@ impl Reader<'_> {
         }
         let bytes = self.take(len)?;
         String::from_utf8(bytes.to_vec()).map_err(|_| RelayError::Malformed("name not UTF-8"))
+    }
+
+    /// A layer's rid, none when empty.
+    fn layer(&mut self) -> Result<Option<String>, RelayError> {
+        Ok(Some(self.name()?).filter(|l| !l.is_empty()))
+    }
+
+    /// How many layers follow.
+    fn count(&mut self) -> Result<usize, RelayError> {
+        let count = self.u8()? as usize;
+        if count > MAX_LAYERS {
+            return Err(RelayError::Malformed("too many layers"));
+        }
+        Ok(count)
     }
 }
 
@@ -405,6 +497,37 @@ mod tests {
             RelayMsg::Pull {
                 meeting: MeetingId::parse("m1").unwrap(),
                 track: TrackId(1),
+                layers: vec![Some("l".into()), Some("h".into())],
+            },
+            RelayMsg::Pull {
+                meeting: MeetingId::parse("m1").unwrap(),
+                track: TrackId(2),
+                layers: vec![],
+            },
+            RelayMsg::Layers {
+                meeting: MeetingId::parse("m1").unwrap(),
+                track: TrackId(1),
+                layers: vec![
+                    RelayLayer {
+                        rid: Some("l".into()),
+                        height: 180,
+                        bitrate_bps: 150_000,
+                    },
+                    RelayLayer {
+                        rid: Some("h".into()),
+                        height: 720,
+                        bitrate_bps: 1_700_000,
+                    },
+                ],
+            },
+            RelayMsg::Layers {
+                meeting: MeetingId::parse("m1").unwrap(),
+                track: TrackId(3),
+                layers: vec![RelayLayer {
+                    rid: None,
+                    height: 0,
+                    bitrate_bps: 40_000,
+                }],
             },
             RelayMsg::Keyframe {
                 meeting: MeetingId::parse("m1").unwrap(),

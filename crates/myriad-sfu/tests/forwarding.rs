@@ -782,6 +782,52 @@ fn send_simulcast(w: &mut World, publisher: usize, frame: u64, video: Mid) {
     }
 }
 
+/// 30 fps simulcast from `publisher` for `secs` seconds from frame `frame`; returns the
+/// frame to go on from.
+fn play_simulcast(w: &mut World, publisher: usize, video: Mid, mut frame: u64, secs: u64) -> u64 {
+    let end = w.now + Duration::from_secs(secs);
+    while w.now < end {
+        send_simulcast(w, publisher, frame, video);
+        frame += 1;
+        let next = w.now + Duration::from_millis(33);
+        while w.now < next {
+            w.step(Duration::from_millis(1));
+        }
+    }
+    frame
+}
+
+/// The sizes of the last ten frames a client received.
+fn recent_sizes(w: &World, client: usize) -> Vec<usize> {
+    w.clients[client]
+        .frames
+        .iter()
+        .rev()
+        .take(10)
+        .map(|(_, _, size)| *size)
+        .collect()
+}
+
+/// Asserts that the client switched to frames of `size`, on a key frame.
+fn switched_on_a_keyframe(w: &World, client: usize, size: usize) {
+    let frames = &w.clients[client].frames;
+    let switch = frames
+        .iter()
+        .position(|(_, _, s)| *s == size)
+        .expect("frames of the new layer");
+    assert!(
+        frames[switch].1,
+        "the switch to {size}-byte frames happens on a key frame"
+    );
+}
+
+fn set_view(w: &mut World, client: usize, max_height: u32) {
+    let (now, node) = (w.now, w.clients[client].node);
+    w.nodes[node]
+        .sfu
+        .set_view(now, PeerId(client as u64), max_height, vec![]);
+}
+
 #[test]
 fn simulcast_layer_follows_the_subscribers_tile() {
     let mut w = World::new();
@@ -791,46 +837,85 @@ fn simulcast_layer_follows_the_subscribers_tile() {
     w.plan(&[], &[1]);
     let b = w.connected("10.0.0.3:5000", subscriber_offer);
 
-    let mut frame = 0u64;
-    let mut play_layers = |w: &mut World, secs: u64| {
-        let end = w.now + Duration::from_secs(secs);
-        while w.now < end {
-            send_simulcast(w, a, frame, mid);
-            frame += 1;
-            let next = w.now + Duration::from_millis(33);
-            while w.now < next {
-                w.step(Duration::from_millis(1));
-            }
-        }
-    };
-    let recent_sizes = |w: &World| -> Vec<usize> {
-        w.clients[b]
-            .frames
-            .iter()
-            .rev()
-            .take(10)
-            .map(|(_, _, size)| *size)
-            .collect()
-    };
-
     // Default tile (360 px): the middle layer, whose key frames say 640x360.
-    play_layers(&mut w, 3);
-    assert_eq!(recent_sizes(&w), [1200; 10], "expected layer m");
+    let frame = play_simulcast(&mut w, a, mid, 0, 3);
+    assert_eq!(recent_sizes(&w, b), [1200; 10], "expected layer m");
 
     // A thumbnail: down to the lowest layer, switching on a key frame.
-    let now = w.now;
-    w.nodes[0].sfu.set_view(now, PeerId(b as u64), 120, vec![]);
-    play_layers(&mut w, 2);
-    assert_eq!(recent_sizes(&w), [400; 10], "expected layer l");
-    let switch = w.clients[b]
-        .frames
+    set_view(&mut w, b, 120);
+    play_simulcast(&mut w, a, mid, frame, 2);
+    assert_eq!(recent_sizes(&w, b), [400; 10], "expected layer l");
+    switched_on_a_keyframe(&w, b, 400);
+}
+
+/// The layers of `track` relayed from `from` to `to` since the `since`-th relay datagram.
+fn layers_relayed(w: &World, from: &str, to: &str, track: u64, since: usize) -> Vec<String> {
+    let mut layers: Vec<String> = w.relay_log[since..]
         .iter()
-        .position(|(_, _, s)| *s == 400)
-        .unwrap();
+        .zip(&w.relay_hops[since..])
+        .filter_map(|(m, (f, t))| match m {
+            RelayMsg::Media(r) if f == from && t == to && r.track == TrackId(track) => {
+                Some(r.layer.clone().unwrap_or_default())
+            }
+            _ => None,
+        })
+        .collect();
+    layers.sort();
+    layers.dedup();
+    layers
+}
+
+#[test]
+fn only_the_layers_chosen_downstream_cross_each_relay_hop() {
+    let mut w = World::three_nodes();
+    let a = w.connected("10.0.0.2:5000", simulcast_offer);
+    let mid = announced_mid(&w, TrackSource::Camera);
+    w.bind(a, mid, 2);
+    // The relay tree: n1/0 → n2/0 → n3/0; a thumbnail in n2/0, a 360 px tile in n3/0.
+    w.remote_track(1, 2, a, "n1/0");
+    w.remote_track(2, 2, a, "n2/0");
+    w.plan(&[], &[2]);
+    let b = w.connected_on(1, "10.0.1.2:5000", subscriber_offer);
+    set_view(&mut w, b, 120);
+    let c = w.connected_on(2, "10.0.2.2:5000", subscriber_offer);
+
+    let frame = play_simulcast(&mut w, a, mid, 0, 3);
+    assert_eq!(recent_sizes(&w, b), [400; 10], "b gets layer l");
+    assert_eq!(recent_sizes(&w, c), [1200; 10], "c gets layer m");
+    // The partition between pulls the union of its own needs and what is pulled from it;
+    // the top layer, which nobody shows, crosses no hop.
+    let since = w.relay_log.len();
+    let frame = play_simulcast(&mut w, a, mid, frame, 1);
+    assert_eq!(layers_relayed(&w, "n1/0", "n2/0", 2, since), ["l", "m"]);
+    assert_eq!(layers_relayed(&w, "n2/0", "n3/0", 2, since), ["m"]);
+    assert_eq!(layers_relayed(&w, "n1/0", "n3/0", 2, 0), [""; 0]);
+    assert!(w.relay_log.iter().all(|m| match m {
+        RelayMsg::Media(r) => r.layer.as_deref() != Some("h"),
+        _ => true,
+    }));
+    // Downstream chose from the layers upstream announced, heights included.
+    assert!(w.relay_log.iter().any(|m| matches!(
+        m,
+        RelayMsg::Layers { layers, .. }
+            if layers.len() == 3 && layers.iter().any(|l| l.height == 720)
+    )));
+
+    // c's tile shrinks: n3/0 pulls l, asks for its key frame, switches on it, and m stops
+    // crossing both hops.
+    let asked = w.clients[a].keyframe_requests;
+    set_view(&mut w, c, 120);
+    let frame = play_simulcast(&mut w, a, mid, frame, 2);
+    assert_eq!(recent_sizes(&w, c), [400; 10], "c now gets layer l");
+    switched_on_a_keyframe(&w, c, 400);
     assert!(
-        w.clients[b].frames[switch].1,
-        "the switch happens on a key frame"
+        w.clients[a].keyframe_requests > asked,
+        "the publisher was asked"
     );
+    let since = w.relay_log.len();
+    play_simulcast(&mut w, a, mid, frame, 1);
+    assert_eq!(layers_relayed(&w, "n1/0", "n2/0", 2, since), ["l"]);
+    assert_eq!(layers_relayed(&w, "n2/0", "n3/0", 2, since), ["l"]);
+    assert_eq!(recent_sizes(&w, b), [400; 10], "b undisturbed");
 }
 
 #[test]

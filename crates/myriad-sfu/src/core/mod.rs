@@ -1,10 +1,12 @@
 //! The sans-IO SFU of one media worker: many `str0m` peers behind one UDP socket, grouped by
 //! meeting (this worker's partition of each), forwarding what each meeting's plan and each
 //! subscriber's view select — from local publishers, and from tracks published in other
-//! partitions, pulled over relay links ([`crate::relay`]): a partition pulls each remote track
-//! its subscribers need once, from its upstream (the publisher's partition, or a partition
-//! between them in the relay tree), fans it out here, and relays it on to the partitions
-//! that pull it from here.
+//! partitions, pulled over relay links ([`crate::relay`]): a partition pulls each layer of a
+//! remote track that its subscribers need once, from its upstream (the publisher's partition,
+//! or a partition between them in the relay tree), fans it out here, and relays it on to the
+//! partitions that pull it from here. Upstream announces each pulled track's layers (rid,
+//! height, bitrate), so that a partition chooses layers it does not receive yet; a switch to
+//! another layer pulls it, then asks for its key frame.
 //!
 //! Contract (as in `str0m`): after any input (`add_peer`, `handle_*`, commands), drain
 //! [`Sfu::poll_output`] until `None`, then wait for a datagram, a command or
@@ -39,7 +41,7 @@ pub use forward::{Decision, Forwarder, Incoming, Layer, Rewrite};
 pub use layers::{choose_layers, vp8_keyframe_size, LayerDemand, LayerInfo};
 use peer::{InTrack, LayerStat, OutSlot, OutState, Peer, View};
 
-use crate::relay::{RelayCodec, RelayMedia, RelayMsg};
+use crate::relay::{RelayCodec, RelayLayer, RelayMedia, RelayMsg, MAX_LAYERS};
 
 /// A peer connection handled by this SFU; allocated by the caller, unique per process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -186,11 +188,21 @@ impl Published {
     }
 }
 
-/// What this SFU knows of a remote track's layers, from the media relayed to it.
-#[derive(Debug)]
+/// What this SFU knows of a remote track's layers, as upstream announced them, and which of
+/// them it pulls.
+#[derive(Debug, Default)]
 struct RemoteIn {
     layers: Vec<LayerStat>,
-    stats_since: Instant,
+    /// The layers last pulled (none: not pulled at all; empty: only the announcements).
+    pulled: Option<Vec<Layer>>,
+}
+
+/// A partition that pulls a track from here: which layers, and until when (the pull is
+/// repeated while wanted).
+#[derive(Debug)]
+struct Puller {
+    layers: Vec<Layer>,
+    until: Instant,
 }
 
 #[derive(Debug, Default)]
@@ -199,9 +211,8 @@ struct Room {
     plan: ForwardingPlan,
     tracks: HashMap<TrackId, Published>,
     remote: HashMap<TrackId, RemoteIn>,
-    /// Tracks other partitions pull from here, and until when (each pull is repeated while
-    /// wanted).
-    pulls: HashMap<TrackId, HashMap<String, Instant>>,
+    /// Tracks other partitions pull from here, by partition.
+    pulls: HashMap<TrackId, HashMap<String, Puller>>,
     /// Opened ahead of its first subscribers: the plan's tracks are pulled already.
     warm: bool,
 }
@@ -308,23 +319,14 @@ impl Sfu {
             let video = (0..self.config.video_slots).map(|_| OutSlot::new(MediaKind::Video));
             peer.outs.extend(audio.chain(video));
         }
-        let room = self.rooms.entry(meeting).or_default();
-        room.peers.push(id);
-        let pulls_remote = subscribe
-            && room
-                .tracks
-                .values()
-                .any(|p| matches!(p.origin, Origin::Remote { .. }));
+        self.rooms.entry(meeting).or_default().peers.push(id);
         self.demux.add_peer(&creds.ufrag, id);
         mark_dirty(&mut self.dirty, id, &mut peer);
         self.peers.insert(id, peer);
         self.schedule_ticks(now);
-        // Its slots point at the plan's tracks at once (its offer then carries the mapping).
+        // Its slots point at the plan's tracks at once (its offer then carries the mapping),
+        // and remote tracks newly needed are pulled now, not at the next pass.
         self.layer_pass(now);
-        if pulls_remote {
-            // The first subscriber here for remote tracks: pull them now, not at the next pass.
-            self.pull_pass(now);
-        }
         Ok(answer.to_sdp_string())
     }
 
@@ -406,7 +408,7 @@ impl Sfu {
             if let Origin::Remote { upstream: old } = &mut known.origin {
                 if old != upstream {
                     *old = upstream.to_owned();
-                    self.pull_pass(now);
+                    self.pull_pass(now, true);
                     self.drain(now);
                 }
             }
@@ -423,16 +425,9 @@ impl Sfu {
                 kind,
             },
         );
-        room.remote.insert(
-            info.id,
-            RemoteIn {
-                layers: Vec::new(),
-                stats_since: now,
-            },
-        );
+        room.remote.insert(info.id, RemoteIn::default());
         self.schedule_ticks(now);
         self.layer_pass(now);
-        self.pull_pass(now);
         self.drain(now);
     }
 
@@ -459,7 +454,6 @@ impl Sfu {
         let room = self.rooms.entry(meeting.clone()).or_default();
         room.plan = plan;
         self.layer_pass(now);
-        self.pull_pass(now);
         self.drain(now);
     }
 
@@ -470,7 +464,7 @@ impl Sfu {
         if room.warm != warm {
             room.warm = warm;
             self.schedule_ticks(now);
-            self.pull_pass(now);
+            self.pull_pass(now, false);
             self.drain(now);
         }
     }
@@ -596,11 +590,13 @@ impl Sfu {
         }
         if self.next_layer_pass.is_some_and(|t| t <= now) {
             self.update_layer_stats(now);
+            self.announce_layers(now);
             self.layer_pass(now);
             self.next_layer_pass = Some(now + self.config.layer_interval);
         }
         if self.next_pull_pass.is_some_and(|t| t <= now) {
-            self.pull_pass(now);
+            self.pull_pass(now, true);
+            self.next_pull_pass = Some(now + PULL_EVERY);
         }
         if self.peers.is_empty() {
             self.next_level_report = None;
@@ -611,7 +607,7 @@ impl Sfu {
                 r.warm
                     || r.pulls
                         .values()
-                        .any(|pullers| pullers.values().any(|until| *until > now))
+                        .any(|pullers| pullers.values().any(|p| p.until > now))
             });
             if !relaying {
                 self.next_pull_pass = None;
@@ -832,7 +828,9 @@ impl Sfu {
         }
         let meeting = publisher.meeting.clone();
         if new_layer {
-            // Subscribers waiting for this track can get it now rather than at the next pass.
+            // Subscribers waiting for this track, here and pulling it, can get it now rather
+            // than at the next pass.
+            self.announce(&meeting, track, None);
             self.layer_pass(now);
         }
         self.fan_out(now, &meeting, track, Some(from), &media);
@@ -843,27 +841,49 @@ impl Sfu {
     pub fn handle_relay(&mut self, now: Instant, from: &str, msg: RelayMsg) {
         self.now = now;
         match msg {
-            RelayMsg::Pull { meeting, track } => {
+            RelayMsg::Pull {
+                meeting,
+                track,
+                layers,
+            } => {
                 let Some(room) = self.rooms.get_mut(&meeting) else {
                     return;
                 };
                 let Some(published) = room.tracks.get(&track) else {
                     return;
                 };
+                let between = matches!(published.origin, Origin::Remote { .. });
+                let layers: Vec<Layer> =
+                    layers.iter().map(|l| l.as_deref().map(Rid::from)).collect();
                 let pullers = room.pulls.entry(track).or_default();
-                pullers.retain(|_, until| *until > now);
-                let first = pullers.is_empty();
-                pullers.insert(from.to_owned(), now + PULL_FOR);
+                pullers.retain(|_, p| p.until > now);
+                let until = now + PULL_FOR;
+                let new = match pullers.get_mut(from) {
+                    Some(p) => {
+                        *p = Puller { layers, until };
+                        false
+                    }
+                    None => {
+                        pullers.insert(from.to_owned(), Puller { layers, until });
+                        true
+                    }
+                };
                 self.next_pull_pass.get_or_insert(now + PULL_EVERY);
-                // A partition between: it pulls from its own upstream at once, not at its
-                // next pass, so that each hop adds a round trip rather than a second.
-                if let (true, Origin::Remote { upstream }) = (first, &published.origin) {
-                    self.outputs.push_back(Output::Relay {
-                        to: upstream.clone(),
-                        msg: RelayMsg::Pull { meeting, track },
-                    });
+                if new {
+                    // What it may choose from, at once rather than at the next announcement.
+                    self.announce(&meeting, track, Some(from));
+                }
+                // A partition between pulls what it is pulled for from its own upstream at
+                // once, not at its next pass, so that each hop adds a round trip, not a second.
+                if between {
+                    self.pull_pass(now, false);
                 }
             }
+            RelayMsg::Layers {
+                meeting,
+                track,
+                layers,
+            } => self.remote_layers(now, from, &meeting, track, layers),
             RelayMsg::Keyframe {
                 meeting,
                 track,
@@ -877,21 +897,118 @@ impl Sfu {
         self.drain(now);
     }
 
+    /// Upstream's announcement of a remote track's layers: what the layer choice here picks
+    /// from, passed on to the partitions that pull the track from here.
+    fn remote_layers(
+        &mut self,
+        now: Instant,
+        from: &str,
+        meeting: &MeetingId,
+        track: TrackId,
+        announced: Vec<RelayLayer>,
+    ) {
+        let Some(remote) = self
+            .rooms
+            .get_mut(meeting)
+            .and_then(|room| room.remote_from(track, from))
+        else {
+            return;
+        };
+        let before: Vec<Layer> = remote.layers.iter().map(|l| l.layer).collect();
+        let mut layers = Vec::with_capacity(announced.len());
+        for a in announced.iter().take(MAX_LAYERS) {
+            let layer = a.rid.as_deref().map(Rid::from);
+            let mut stat = remote
+                .layers
+                .iter()
+                .find(|l| l.layer == layer)
+                .cloned()
+                .unwrap_or_else(|| LayerStat::new(layer, now));
+            stat.bitrate_bps = a.bitrate_bps;
+            stat.height = a.height;
+            stat.last_seen = now;
+            layers.push(stat);
+        }
+        let changed = layers.iter().map(|l| l.layer).ne(before);
+        remote.layers = layers;
+        self.announce(meeting, track, None);
+        // A new or stopped layer changes choices now; bitrates wait for the next pass.
+        if changed {
+            self.layer_pass(now);
+        }
+    }
+
+    /// Tells the partitions that pull `track` from here (or only `to`) what layers it has.
+    fn announce(&mut self, meeting: &MeetingId, track: TrackId, to: Option<&str>) {
+        let Some(room) = self.rooms.get(meeting) else {
+            return;
+        };
+        let Some(pullers) = room.pulls.get(&track).filter(|p| !p.is_empty()) else {
+            return;
+        };
+        let Some(stats) = room.tracks.get(&track).and_then(|p| match &p.origin {
+            Origin::Local { peer, mid } => Some(&self.peers.get(peer)?.ins.get(mid)?.layers),
+            Origin::Remote { .. } => Some(&room.remote.get(&track)?.layers),
+        }) else {
+            return;
+        };
+        let idle = self.config.layer_idle;
+        let layers: Vec<RelayLayer> = stats
+            .iter()
+            .filter(|l| self.now.saturating_duration_since(l.last_seen) < idle)
+            .map(|l| RelayLayer {
+                rid: l.layer.map(|r| r.to_string()),
+                height: l.height,
+                bitrate_bps: l.bitrate_bps,
+            })
+            .collect();
+        for node in pullers.keys().filter(|n| to.is_none_or(|to| to == *n)) {
+            self.outputs.push_back(Output::Relay {
+                to: node.clone(),
+                msg: RelayMsg::Layers {
+                    meeting: meeting.clone(),
+                    track,
+                    layers: layers.clone(),
+                },
+            });
+        }
+    }
+
+    /// Announces, to those who pull them, the layers of the tracks published here (those of
+    /// remote tracks are passed on as they come from upstream).
+    fn announce_layers(&mut self, now: Instant) {
+        let local: Vec<(MeetingId, TrackId)> = self
+            .rooms
+            .iter()
+            .flat_map(|(meeting, room)| {
+                room.pulls
+                    .iter()
+                    .filter(|(track, pullers)| {
+                        pullers.values().any(|p| p.until > now)
+                            && room
+                                .tracks
+                                .get(track)
+                                .is_some_and(|p| matches!(p.origin, Origin::Local { .. }))
+                    })
+                    .map(|(track, _)| (meeting.clone(), *track))
+            })
+            .collect();
+        for (meeting, track) in local {
+            self.announce(&meeting, track, None);
+        }
+    }
+
     /// A packet of a remote track, relayed from upstream: to the subscribers here and on to
     /// the partitions that pull it from here.
     fn relayed_media(&mut self, now: Instant, from: &str, m: RelayMedia) {
-        let Some(room) = self.rooms.get_mut(&m.meeting) else {
+        if self
+            .rooms
+            .get_mut(&m.meeting)
+            .and_then(|room| room.remote_from(m.track, from))
+            .is_none()
+        {
             return;
-        };
-        // Only from the upstream of the moment: while the relay tree changes, the old one
-        // may still send for a while, and a packet must not arrive twice.
-        let from_upstream = room
-            .tracks
-            .get(&m.track)
-            .is_some_and(|p| matches!(&p.origin, Origin::Remote { upstream } if upstream == from));
-        let Some(remote) = room.remote.get_mut(&m.track).filter(|_| from_upstream) else {
-            return;
-        };
+        }
         let ext_vals = ExtensionValues {
             audio_level: m.audio_level,
             voice_activity: m.voice_activity,
@@ -911,12 +1028,6 @@ impl Sfu {
         ) else {
             return;
         };
-        let Some(new_layer) = note_layer(&mut remote.layers, &media, now) else {
-            return;
-        };
-        if new_layer {
-            self.layer_pass(now);
-        }
         self.fan_out(now, &m.meeting, m.track, None, &media);
         self.relay_out(now, &m.meeting, m.track, &media);
     }
@@ -1009,8 +1120,9 @@ impl Sfu {
         else {
             return;
         };
-        pullers.retain(|_, until| *until > now);
-        for node in pullers.keys() {
+        pullers.retain(|_, p| p.until > now);
+        let layer = media.incoming.layer;
+        for (node, _) in pullers.iter().filter(|(_, p)| p.layers.contains(&layer)) {
             self.outputs.push_back(Output::Relay {
                 to: node.clone(),
                 msg: RelayMsg::Media(RelayMedia {
@@ -1029,43 +1141,80 @@ impl Sfu {
         }
     }
 
-    /// Pulls, from its upstream, each remote track needed here: by the subscribers here
-    /// (those in the plan, and cameras someone here pinned) or, opened ahead, by the ones to
-    /// come; and by partitions that pull it from here.
-    fn pull_pass(&mut self, now: Instant) {
-        for (meeting, room) in &self.rooms {
-            let subscribers: Vec<&Peer> = room
-                .peers
-                .iter()
-                .filter_map(|p| self.peers.get(p))
-                .filter(|p| p.subscribe)
-                .collect();
-            let serves = room.warm || !subscribers.is_empty();
+    /// Pulls from upstream the layers of each remote track needed here: those the
+    /// subscribers' slots carry or switch to, the lowest of each of the plan's tracks in a
+    /// partition opened ahead of its subscribers, and those pulled from here. A track needed
+    /// with no layer chosen yet is pulled for its announcements only; one no longer needed at
+    /// all stops its media now (the pull then expires). Sends the pulls whose layers changed,
+    /// or with `refresh` every pull (they expire unless repeated).
+    fn pull_pass(&mut self, now: Instant, refresh: bool) {
+        let idle = self.config.layer_idle;
+        let mut pulling = false;
+        for (meeting, room) in self.rooms.iter_mut() {
+            let mut wanted: HashMap<TrackId, Vec<Layer>> = HashMap::new();
+            let subscribers = room.peers.iter().filter_map(|p| self.peers.get(p));
+            for out in subscribers.flat_map(|s| &s.outs) {
+                if let Some(track) = out.track {
+                    let layers = wanted.entry(track).or_default();
+                    add_layers(
+                        layers,
+                        [out.fwd.target(), out.fwd.current()].into_iter().flatten(),
+                    );
+                }
+            }
             for (track, p) in &room.tracks {
                 let Origin::Remote { upstream } = &p.origin else {
                     continue;
                 };
+                let Some(remote) = room.remote.get_mut(track) else {
+                    continue;
+                };
+                let mut layers = wanted.remove(track);
                 let planned = room.plan.audio.contains(track) || room.plan.video.contains(track);
-                let pinned = p.source == TrackSource::Camera
-                    && subscribers
+                if room.warm && planned {
+                    let lowest = remote
+                        .layers
                         .iter()
-                        .any(|s| s.view.pinned.contains(&p.participant));
-                let relayed = room
-                    .pulls
-                    .get(track)
-                    .is_some_and(|pullers| pullers.values().any(|until| *until > now));
-                if (serves && planned) || pinned || relayed {
+                        .filter(|l| now.saturating_duration_since(l.last_seen) < idle)
+                        .min_by_key(|l| (l.bitrate_bps, l.height))
+                        .map(|l| l.layer);
+                    add_layers(layers.get_or_insert_with(Vec::new), lowest);
+                }
+                let pullers = room.pulls.get(track).into_iter().flat_map(|p| p.values());
+                for puller in pullers.filter(|p| p.until > now) {
+                    add_layers(
+                        layers.get_or_insert_with(Vec::new),
+                        puller.layers.iter().copied(),
+                    );
+                }
+                let send = match (&layers, &remote.pulled) {
+                    (Some(_), _) if refresh => true,
+                    (Some(new), Some(old)) => !same_layers(new, old),
+                    (Some(_), None) => true,
+                    (None, Some(old)) => !old.is_empty(),
+                    (None, None) => false,
+                };
+                if send {
                     self.outputs.push_back(Output::Relay {
                         to: upstream.clone(),
                         msg: RelayMsg::Pull {
                             meeting: meeting.clone(),
                             track: *track,
+                            layers: layers
+                                .iter()
+                                .flatten()
+                                .map(|l| l.map(|r| r.to_string()))
+                                .collect(),
                         },
                     });
                 }
+                pulling |= layers.is_some();
+                remote.pulled = layers;
             }
         }
-        self.next_pull_pass = Some(now + PULL_EVERY);
+        if pulling {
+            self.next_pull_pass.get_or_insert(now + PULL_EVERY);
+        }
     }
 
     /// Asks the publisher for a key frame on one layer, at most once per interval whatever
@@ -1159,17 +1308,13 @@ impl Sfu {
     }
 
     fn update_layer_stats(&mut self, now: Instant) {
+        // Remote tracks' bitrates come with their announcements.
         let local = self
             .peers
             .values_mut()
             .flat_map(|p| p.ins.values_mut())
             .map(|i| (&mut i.layers, &mut i.stats_since));
-        let remote = self
-            .rooms
-            .values_mut()
-            .flat_map(|r| r.remote.values_mut())
-            .map(|r| (&mut r.layers, &mut r.stats_since));
-        for (layers, since) in local.chain(remote) {
+        for (layers, since) in local {
             let elapsed = now.saturating_duration_since(*since).as_secs_f64();
             if elapsed <= 0.0 {
                 continue;
@@ -1308,10 +1453,37 @@ impl Sfu {
                 }
             }
         }
+        // A remote layer switched to is pulled before its key frame is asked for.
+        self.pull_pass(now, false);
         for (meeting, track, layer) in keyframes {
             self.request_keyframe(now, &meeting, track, layer);
         }
     }
+}
+
+impl Room {
+    /// A remote track's state, if `from` is its upstream of the moment: while the relay tree
+    /// changes, the old one may still send for a while, and nothing must arrive twice.
+    fn remote_from(&mut self, track: TrackId, from: &str) -> Option<&mut RemoteIn> {
+        let from_upstream = self
+            .tracks
+            .get(&track)
+            .is_some_and(|p| matches!(&p.origin, Origin::Remote { upstream } if upstream == from));
+        self.remote.get_mut(&track).filter(|_| from_upstream)
+    }
+}
+
+fn add_layers(to: &mut Vec<Layer>, layers: impl IntoIterator<Item = Layer>) {
+    for layer in layers {
+        if !to.contains(&layer) {
+            to.push(layer);
+        }
+    }
+}
+
+/// Whether two sets of layers (no repeats in either) are the same.
+fn same_layers(a: &[Layer], b: &[Layer]) -> bool {
+    a.len() == b.len() && a.iter().all(|l| b.contains(l))
 }
 
 /// A packet as forwarding sees it, from a local publisher or relayed from another node.
@@ -1410,15 +1582,8 @@ fn note_layer(layers: &mut Vec<LayerStat>, media: &MediaIn, now: Instant) -> Opt
     let layer = media.incoming.layer;
     let (idx, new) = match layers.iter().position(|l| l.layer == layer) {
         Some(i) => (i, false),
-        None if layers.len() < 4 => {
-            layers.push(LayerStat {
-                layer,
-                bytes: 0,
-                bitrate_bps: 0,
-                height: 0,
-                last_seen: now,
-                keyframe_requested: None,
-            });
+        None if layers.len() < MAX_LAYERS => {
+            layers.push(LayerStat::new(layer, now));
             (layers.len() - 1, true)
         }
         None => return None,

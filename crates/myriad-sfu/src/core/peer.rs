@@ -36,6 +36,19 @@ pub struct LayerStat {
     pub keyframe_requested: Option<Instant>,
 }
 
+impl LayerStat {
+    pub fn new(layer: Layer, now: Instant) -> Self {
+        Self {
+            layer,
+            bytes: 0,
+            bitrate_bps: 0,
+            height: 0,
+            last_seen: now,
+            keyframe_requested: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutState {
     ToOpen,
