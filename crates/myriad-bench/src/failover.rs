@@ -122,7 +122,8 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
     // The node to kill: the meeting's coordinator's, or the last of the others.
     let mut victim = None;
     for (i, node) in cluster.nodes.iter().enumerate() {
-        let coordinates = metric(&node.url, "myriad_node_leases")
+        let coordinates = node
+            .metric("myriad_node_leases")
             .await
             .is_some_and(|l| l > 0.0);
         if coordinates == args.kill_coordinator {
@@ -130,7 +131,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
         }
     }
     let victim = victim.context("no node to kill as asked (nobody coordinates?)")?;
-    let leases = metric(&cluster.node(victim).url, "myriad_node_leases").await;
+    let leases = cluster.node(victim).metric("myriad_node_leases").await;
     let safe = cluster.node(victim + 1).url.clone();
 
     // Someone on a node that survives chats all along.
@@ -410,17 +411,4 @@ async fn send(ws: &mut crate::signal_client::Ws, msg: &ClientMsg) -> anyhow::Res
     ws.send(Message::Text(serde_json::to_string(msg)?.into()))
         .await
         .context("send")
-}
-
-/// A gauge from a node's `/metrics` (the bench runs on the node's machine).
-async fn metric(url: &str, name: &str) -> Option<f64> {
-    let text = reqwest::get(format!("{url}/metrics"))
-        .await
-        .ok()?
-        .text()
-        .await
-        .ok()?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{name} ")))
-        .and_then(|v| v.parse().ok())
 }

@@ -175,9 +175,33 @@ async fn across_nodes(args: ForwardArgs) -> anyhow::Result<Report> {
     let room = deployment.room().await?;
     let near = measure(&deployment, &room, &args, 0, 0).await?;
     let room = deployment.room().await?;
+    // What the publisher's node receives from it (three layers) and relays to the far node
+    // (only the layer the subscribers there watch, and the audio).
+    let Under::Myriad { cluster } = &deployment.server else {
+        bail!("the relay is myriad's");
+    };
+    let publisher_node = cluster.node(0);
+    let bits = || async {
+        let received = publisher_node.metric("myriad_node_media_bits_received_total");
+        let relayed = publisher_node.metric("myriad_node_relay_bits_sent_total");
+        (received.await, relayed.await)
+    };
+    let (received_before, relayed_before) = bits().await;
     let far = measure(&deployment, &room, &args, 0, 1).await?;
+    let (received_after, relayed_after) = bits().await;
+    let relay_ratio = match (
+        received_before,
+        relayed_before,
+        received_after,
+        relayed_after,
+    ) {
+        (Some(r0), Some(s0), Some(r1), Some(s1)) if r1 > r0 => Some((s1 - s0) / (r1 - r0)),
+        _ => None,
+    };
     let mut report = Report::new("forward-relay");
     report.field("subscribers", args.subscribers as u64);
+    // Relay bits out of the publisher's node per bit it received from the publisher.
+    report.field("relayed_per_received_bit", relay_ratio);
     side_by_side(&mut report, &[("same_node", &near), ("far_node", &far)]);
     report.field(
         "relay_added_p99_ms",

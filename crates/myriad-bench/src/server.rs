@@ -135,6 +135,19 @@ impl Server {
         self.child.as_ref().map(Child::id)
     }
 
+    /// A figure from the node's `/metrics` (the bench runs on the node's machine).
+    pub async fn metric(&self, name: &str) -> Option<f64> {
+        let text = reqwest::get(format!("{}/metrics", self.url))
+            .await
+            .ok()?
+            .text()
+            .await
+            .ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.parse().ok())
+    }
+
     pub fn ws_url(&self) -> String {
         format!("{}/ws", self.url.replacen("http", "ws", 1))
     }
