@@ -258,15 +258,24 @@ pub fn stat_fields(stat: &str) -> Option<std::str::SplitWhitespace<'_>> {
     Some(after_command.split_whitespace())
 }
 
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+/// CPU seconds (user + system) a process has used, read from its CPU-time clock: nanoseconds,
+/// where `/proc/<pid>/stat` counts 10 ms ticks and a light load can read as none at all.
 pub fn cpu_seconds(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat_fields(&stat)?.collect();
-    let utime: f64 = fields.get(11)?.parse().ok()?;
-    let stime: f64 = fields.get(12)?.parse().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some((utime + stime) / ticks)
+    let pid = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0)?;
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: `clock` is a valid out-pointer; an unknown pid returns an error code.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
+    }
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid out-pointer; a clock of a process that has exited fails.
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(now.tv_sec as f64 + now.tv_nsec as f64 / 1e9)
 }
 
 /// CPU seconds of a process and all its descendants (nginx workers, Varnish's child).
@@ -311,5 +320,15 @@ mod tests {
         assert!(cpu_seconds(me).is_some_and(|s| s >= 0.0));
         assert!(rss_mb(me).is_some_and(|m| m > 0.0));
         assert_eq!(cpu_seconds(u32::MAX), None);
+    }
+
+    #[test]
+    fn reads_another_process_cpu_below_a_clock_tick() {
+        let mut child = Command::new("sleep").arg("5").spawn().expect("sleep");
+        // A process that has barely run: well under the 10 ms of a `/proc` tick, yet not zero.
+        let used = cpu_seconds(child.id()).expect("a live child's clock");
+        child.kill().ok();
+        child.wait().ok();
+        assert!(used > 0.0 && used < 0.5, "{used}");
     }
 }
