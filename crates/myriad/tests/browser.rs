@@ -156,27 +156,42 @@ async fn track_of(page: &Page, participant: i64, source: &str) -> i64 {
 }
 
 /// Waits until `page` receives the meeting track `track` (its `counter` — `framesDecoded` or
-/// `packetsReceived` — above zero), then checks that it keeps growing: that track's own
-/// statistics, not a sum other tracks could keep growing.
+/// `packetsReceived` — above zero), then until it has grown by a second or so of media:
+/// that track's own statistics, not a sum other tracks could keep growing. The growth is
+/// waited for, not timed: on a loaded machine the downlink estimate may pause a slot for a
+/// while, as congestion control should.
 async fn assert_track_flows(page: &Page, what: &str, track: i64, counter: &str) {
+    const GROWTH: f64 = 20.0;
     let js = format!("(async () => (await ({STATS}))?.tracks?.[{track}]?.{counter} ?? 0)()");
     let first = wait_for(page, what, &js, Duration::from_secs(30), |v| {
         v.as_f64().is_some_and(|n| n > 0.0)
     })
-    .await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let later = eval(page, &js).await;
-    if later.as_f64() <= first.as_f64() {
-        // What the page receives on which slot, to tell a stalled stream from a moved one.
-        let seen = eval(
-            page,
-            &format!(
-                "(async () => JSON.stringify({{ slots: [...window.myriad.media.midTrack], \
-                 stats: await ({STATS}) }}))()"
-            ),
-        )
-        .await;
-        panic!("{what}: {counter} of track {track} stalled ({first} -> {later}); the page: {seen}");
+    .await
+    .as_f64()
+    .unwrap_or_default();
+    let start = Instant::now();
+    loop {
+        let later = eval(page, &js).await.as_f64().unwrap_or_default();
+        if later >= first + GROWTH {
+            return;
+        }
+        if start.elapsed() > Duration::from_secs(15) {
+            // What the page receives on which slot, to tell a stalled stream from a moved one.
+            let seen = eval(
+                page,
+                &format!(
+                    "(async () => JSON.stringify({{ slots: [...window.myriad.media.midTrack], \
+                     stats: await ({STATS}) }}))()"
+                ),
+            )
+            .await;
+            panic!(
+                "{what}: {counter} of track {track} stalled ({first} -> {later} in {:?}); \
+                 the page: {seen}",
+                start.elapsed()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
 

@@ -1437,10 +1437,21 @@ impl Sfu {
                             .position(|t| *t == track)
                             .and_then(|i| choice[i].map(|c| tracks_layers[i][c].0))
                     };
-                    if out.fwd.target() != target && out.fwd.set_target(target) {
+                    let before = out.fwd.target();
+                    if before != target && out.fwd.set_target(target) {
                         if let Some(layer) = target {
                             keyframes.push((meeting.clone(), track, layer));
                         }
+                    }
+                    if before.is_some() != target.is_some() {
+                        // Congestion control at work, or a stall to explain.
+                        tracing::debug!(
+                            peer = sub_id.0,
+                            track = track.0,
+                            bwe_bps = sub.bwe_bps,
+                            "video {} for the downlink estimate",
+                            if target.is_some() { "on" } else { "paused" }
+                        );
                     }
                 }
                 let slots = sub.slot_map();

@@ -206,7 +206,7 @@ fn spawn(args: &[&str], ready: &'static str, dir: &Path, env: &[(&str, &str)]) -
     let log = std::fs::File::create(dir.join("serve.log")).expect("log file");
     let mut child = Command::new(bin())
         .args(args)
-        .env("RUST_LOG", "info,str0m=warn")
+        .env("RUST_LOG", "info,str0m=warn,myriad_sfu::core=debug")
         .envs(env.iter().copied())
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
