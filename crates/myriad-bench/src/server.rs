@@ -324,7 +324,15 @@ mod tests {
 
     #[test]
     fn reads_another_process_cpu_below_a_clock_tick() {
-        let mut child = Command::new("sleep").arg("5").spawn().expect("sleep");
+        let mut child = Command::new("sh")
+            .args(["-c", "echo ready; sleep 5"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("sh");
+        let mut ready = String::new();
+        BufReader::new(child.stdout.take().expect("stdout"))
+            .read_line(&mut ready)
+            .expect("ready");
         // A process that has barely run: well under the 10 ms of a `/proc` tick, yet not zero.
         let used = cpu_seconds(child.id()).expect("a live child's clock");
         child.kill().ok();
