@@ -145,6 +145,15 @@ async function prejoin(meetingId) {
 
 // ---------- meeting ----------
 
+// What a role may do, as the server decides it (myriad-proto's Role).
+const publishes = (role) => role !== 'attendee';
+const moderates = (role) => role === 'host' || role === 'co_host';
+const ROLE_NAMES = { host: 'Host', co_host: 'Co-host', panelist: 'Panelist', attendee: 'Attendee' };
+// The roles a moderator may give: a co-host moves people between panelist and attendee only.
+const givableRoles = (mine, theirs) => (mine === 'host'
+  ? Object.keys(ROLE_NAMES)
+  : (moderates(theirs) ? [] : ['panelist', 'attendee']));
+
 async function fetchToken(meetingId, name) {
   if (params.get('token')) return params.get('token');
   const { token } = await api('/api/dev/token', { meeting: meetingId, name });
@@ -177,6 +186,13 @@ async function meeting(meetingId, name, localTracks) {
   const stage = h('div', { id: 'stage', class: 'stage' });
   const countEl = h('span', { id: 'count' }, '…');
   const banner = h('div', { id: 'banner', class: 'banner', hidden: true });
+  const notice = h('div', { id: 'notice', class: 'notice', role: 'status', hidden: true });
+  function tell(text) {
+    notice.textContent = text;
+    notice.hidden = false;
+    clearTimeout(tell.t);
+    tell.t = setTimeout(() => (notice.hidden = true), 5000);
+  }
   const micBtn = h('button', { id: 'mic', class: 'round', title: 'Mute microphone' }, 'Mic');
   const camBtn = h('button', { id: 'cam', class: 'round', title: 'Turn camera off' }, 'Cam');
   const screenBtn = h('button', { id: 'screen', class: 'round', title: 'Share your screen' }, 'Share');
@@ -189,12 +205,14 @@ async function meeting(meetingId, name, localTracks) {
   const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true }, h('h2', {}, 'Chat'), chatLog, chatForm);
   const root = h('div', { class: 'meeting' },
     h('header', {}, h('strong', {}, meetingId), h('span', { class: 'count' }, countEl, ' in the meeting')),
-    banner, stage, grid, chatPanel, toolbar,
+    banner, notice, stage, grid, chatPanel, toolbar,
   );
   app.replaceChildren(root);
 
   const muted = { microphone: !localTracks.microphone, camera: !localTracks.camera, screen: true };
   function paintButtons() {
+    const canPublish = Boolean(state.me && publishes(state.me.role));
+    for (const b of [micBtn, camBtn, screenBtn]) b.hidden = !canPublish;
     micBtn.classList.toggle('off', muted.microphone);
     micBtn.textContent = muted.microphone ? 'Unmute' : 'Mute';
     camBtn.classList.toggle('off', muted.camera);
@@ -219,6 +237,26 @@ async function meeting(meetingId, name, localTracks) {
     t.name.textContent = label;
     t.avatar.textContent = (label || '?').trim().slice(0, 1).toUpperCase();
     return t;
+  }
+  // A moderator's control on someone's tile: their role, changeable where this one may.
+  function roleControl(t, p) {
+    const givable = state.me && moderates(state.me.role) ? givableRoles(state.me.role, p.role) : [];
+    if (!givable.length) {
+      t.role?.remove();
+      t.role = null;
+      return;
+    }
+    if (!t.role) {
+      t.role = h('select', { class: 'role', 'aria-label': 'Role', onclick: (e) => e.stopPropagation() });
+      t.role.onchange = () => signal.send({ type: 'set_role', participant: p.id, role: t.role.value });
+      t.el.append(t.role);
+    }
+    const want = givable.includes(p.role) ? givable : [p.role, ...givable];
+    if (t.role.dataset.options !== want.join()) {
+      t.role.replaceChildren(...want.map((r) => h('option', { value: r }, ROLE_NAMES[r])));
+      t.role.dataset.options = want.join();
+    }
+    t.role.value = p.role;
   }
   function dropTile(key) {
     const t = tiles.get(key);
@@ -251,6 +289,7 @@ async function meeting(meetingId, name, localTracks) {
         t.el.onclick = () => togglePin(p.id);
       }
       t.el.classList.toggle('pinned', state.pinned.has(p.id));
+      roleControl(t, p);
       const camTrack = own.find((x) => x.source === 'camera');
       const mic = own.find((x) => x.source === 'microphone');
       const remote = camTrack && !camTrack.muted ? state.remote.get(camTrack.id) : null;
@@ -318,13 +357,36 @@ async function meeting(meetingId, name, localTracks) {
       }
       case 'active_speakers': state.speakers = ev.participants; break;
       case 'chat': addChat(ev); break;
+      case 'role_changed': roleChanged(ev.participant); break;
       case 'meeting_ended': ended('The meeting has ended.'); break;
     }
+  }
+
+  // Someone's role changed; when it is this client's, what it may do follows at once.
+  function roleChanged(info) {
+    // A large meeting's roster holds those who may appear on stage, and who it already knew.
+    if (state.participants.has(info.id) || publishes(info.role)) state.participants.set(info.id, info);
+    if (!state.me || info.id !== state.me.id) return;
+    const could = publishes(state.me.role);
+    state.me = info;
+    if (could && !publishes(info.role)) {
+      // The server has stopped our tracks: stop the devices and offer nothing to send.
+      muted.microphone = muted.camera = muted.screen = true;
+      for (const track of Object.values(media.tracks)) track?.stop();
+      media.tracks = {};
+      media.restart();
+    }
+    tell(`You are now ${ROLE_NAMES[info.role].toLowerCase()}${publishes(info.role) && !could ? ': you may turn on your microphone and camera' : ''}.`);
   }
 
   signal.addEventListener('welcome', (e) => {
     const msg = e.detail;
     state.me = msg.you;
+    if (!publishes(msg.you.role)) {
+      // Nothing to publish: no device stays open, no sender is offered.
+      for (const source of Object.keys(media.tracks)) media.setTrack(source, null);
+      muted.microphone = muted.camera = muted.screen = true;
+    }
     if (msg.snapshot) applySnapshot(msg.snapshot);
     state.participants.set(msg.you.id, msg.you);
     if (!msg.resumed || !media.pc) {
@@ -350,6 +412,8 @@ async function meeting(meetingId, name, localTracks) {
     if (code === 'removed') return ended('You were removed from the meeting.');
     if (code === 'meeting_ended') return ended('The meeting has ended.');
     if (['unauthorized', 'token_expired', 'meeting_not_found', 'meeting_full'].includes(code)) return fatal(`Cannot join: ${message}`);
+    if (code === 'forbidden') return tell(`Not allowed: ${message.replace(/^forbidden: /, '')}`);
+    if (code === 'bad_message') return tell(`Refused: ${message}`);
     console.warn('server:', code, message);
   });
   signal.addEventListener('state', (e) => {

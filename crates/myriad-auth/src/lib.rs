@@ -41,9 +41,9 @@ impl Grants {
             identity,
             name,
             role,
-            publish: role != Role::Attendee,
+            publish: role.publishes(),
             subscribe: true,
-            moderate: role == Role::Host,
+            moderate: role.moderates(),
         }
     }
 }

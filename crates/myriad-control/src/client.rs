@@ -13,8 +13,8 @@ use myriad_proto::meeting::{
     Presence, RefusalKind,
 };
 use myriad_proto::{
-    ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, ServerMsg, TrackId,
-    TrackInfo, TrackSource,
+    ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent, ServerMsg,
+    TrackId, TrackInfo, TrackSource,
 };
 
 use crate::{Control, ControlError};
@@ -214,6 +214,20 @@ impl MeetingClient {
     pub async fn remove(&self, actor: Actor, target: ParticipantId) -> Result<(), AskError> {
         self.ask_done(MeetingRequest::Remove { actor, target })
             .await
+    }
+
+    pub async fn set_role(
+        &self,
+        actor: Actor,
+        target: ParticipantId,
+        role: Role,
+    ) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::SetRole {
+            actor,
+            target,
+            role,
+        })
+        .await
     }
 
     pub async fn chat(&self, participant: ParticipantId, text: String) -> Result<(), AskError> {

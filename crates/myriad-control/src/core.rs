@@ -348,6 +348,11 @@ impl<R> CoordinatorCore<R> {
             MeetingRequest::Chat { participant, text } => {
                 done(m.handle_chat(now, participant, &text))
             }
+            MeetingRequest::SetRole {
+                actor,
+                target,
+                role,
+            } => done(m.handle_set_role(now, actor, target, role)),
             MeetingRequest::Publish {
                 participant,
                 source,

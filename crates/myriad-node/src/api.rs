@@ -42,6 +42,10 @@ pub fn router() -> Router<Arc<Node>> {
             "/api/v1/meetings/{id}/participants/{pid}/mute",
             post(mute_participant),
         )
+        .route(
+            "/api/v1/meetings/{id}/participants/{pid}/role",
+            post(set_role),
+        )
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/route", get(route))
         .route("/api/v1/cluster", get(cluster))
@@ -315,6 +319,28 @@ async fn mute_participant(
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct SetRole {
+    role: Role,
+}
+
+/// Gives a participant another role, live (the operator's backend may make hosts).
+async fn set_role(
+    _: ApiAuth,
+    State(node): State<Arc<Node>>,
+    Path((id, pid)): Path<(String, u64)>,
+    Json(body): Json<SetRole>,
+) -> Result<StatusCode, ApiError> {
+    let id = meeting_id(&id)?;
+    node.control.meeting_record(&id).await?;
+    node.control
+        .client(&id)
+        .set_role(Actor::Api, ParticipantId(pid), body.role)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct RouteQuery {
     meeting: String,
     /// The client's region, if it knows it; else this node's.
@@ -559,7 +585,8 @@ fn rank(role: Role) -> u8 {
     match role {
         Role::Attendee => 0,
         Role::Panelist => 1,
-        Role::Host => 2,
+        Role::CoHost => 2,
+        Role::Host => 3,
     }
 }
 

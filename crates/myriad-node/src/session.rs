@@ -432,6 +432,13 @@ impl Session {
                     self.send_error(code, &message).await;
                 }
             }
+            ClientMsg::SetRole { participant, role } => {
+                let actor = Actor::Participant(member.participant);
+                if let Err(e) = member.client.set_role(actor, participant, role).await {
+                    let (code, message) = ask_error(e);
+                    self.send_error(code, &message).await;
+                }
+            }
             ClientMsg::Leave => {
                 if let Err(e) = member.client.leave(member.participant).await {
                     tracing::warn!(meeting = %member.meeting, participant = %member.participant, "leave not told: {e}");

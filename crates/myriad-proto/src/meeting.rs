@@ -111,6 +111,11 @@ pub enum MeetingRequest {
         participant: ParticipantId,
         text: String,
     },
+    SetRole {
+        actor: Actor,
+        target: ParticipantId,
+        role: Role,
+    },
     /// The participant's media connection, in `partition`, offers a track from `source`.
     Publish {
         participant: ParticipantId,

@@ -8,8 +8,28 @@ use crate::{MeetingId, ParticipantId, Seq, TrackId};
 #[serde(rename_all = "snake_case")]
 pub enum Role {
     Host,
+    /// Moderates like a host, but cannot change hosts' and co-hosts' roles nor make any.
+    CoHost,
     Panelist,
     Attendee,
+}
+
+impl Role {
+    /// Whether the role publishes media (microphone, camera, screen).
+    pub fn publishes(self) -> bool {
+        self != Role::Attendee
+    }
+
+    /// Whether the role moderates (mutes, removes, changes roles).
+    pub fn moderates(self) -> bool {
+        matches!(self, Role::Host | Role::CoHost)
+    }
+
+    /// Whether its join and leave reach everyone in a large meeting (people who may appear
+    /// on stage and who run the meeting).
+    pub fn is_announced(self) -> bool {
+        self != Role::Attendee
+    }
 }
 
 /// Where a published track comes from; the client declares it when it offers the track.
@@ -86,6 +106,11 @@ pub enum ClientMsg {
     /// A chat message to everyone in the meeting.
     Chat {
         text: String,
+    },
+    /// A moderator gives someone another role; its grants follow at once.
+    SetRole {
+        participant: ParticipantId,
+        role: Role,
     },
     /// Leave the meeting for good (no resume).
     Leave,
@@ -201,6 +226,11 @@ pub enum MeetingEvent {
         from: ParticipantId,
         name: String,
         text: String,
+    },
+    /// Someone's role changed (what it may do follows from the role): everyone learns of it,
+    /// with who it is, even in a meeting too large for the roster to be pushed.
+    RoleChanged {
+        participant: ParticipantInfo,
     },
     MeetingEnded,
 }

@@ -14,7 +14,6 @@ fn meeting(now: Instant) -> Meeting {
 }
 
 fn join(m: &mut Meeting, now: Instant, name: &str, role: Role) -> ParticipantId {
-    let publish = role != Role::Attendee;
     m.handle_join(
         now,
         JoinRequest {
@@ -22,9 +21,9 @@ fn join(m: &mut Meeting, now: Instant, name: &str, role: Role) -> ParticipantId 
             name: name.into(),
             role,
             permissions: Permissions {
-                publish,
+                publish: role.publishes(),
                 subscribe: true,
-                moderate: role == Role::Host,
+                moderate: role.moderates(),
             },
             session_token: format!("secret-{name}"),
         },
@@ -183,6 +182,158 @@ fn moderators_mute_but_never_unmute_others() {
     )
     .unwrap();
     assert_eq!(m.plan().audio.len(), 1);
+}
+
+fn role_of(m: &Meeting, p: ParticipantId) -> Role {
+    m.participant(p).expect("in the meeting").role
+}
+
+#[test]
+fn a_host_promotes_and_demotes_and_grants_follow_at_once() {
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let att = join(&mut m, t, "att", Role::Attendee);
+    drain(&mut m);
+    let by_host = Actor::Participant(host);
+
+    m.handle_set_role(t, by_host, att, Role::Panelist).unwrap();
+    assert_eq!(role_of(&m, att), Role::Panelist);
+    let camera = m.handle_publish(t, att, TrackSource::Camera, None).unwrap();
+    assert!(
+        m.plan().video.contains(&camera),
+        "the promoted publishes at once"
+    );
+
+    m.handle_set_role(t, by_host, att, Role::Attendee).unwrap();
+    assert_eq!(role_of(&m, att), Role::Attendee);
+    assert!(
+        !m.plan().video.contains(&camera),
+        "a demoted one's tracks stop"
+    );
+    assert!(matches!(
+        m.handle_publish(t, att, TrackSource::Camera, None),
+        Err(RoomError::Forbidden(_))
+    ));
+    let seen = events(&drain(&mut m));
+    let roles: Vec<Role> = seen
+        .iter()
+        .filter_map(|e| match e {
+            MeetingEvent::RoleChanged { participant } if participant.id == att => {
+                Some(participant.role)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(roles, [Role::Panelist, Role::Attendee]);
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, MeetingEvent::TrackUnpublished { track } if *track == camera)));
+
+    // A co-host moderates: it removes people and moves them between panelist and attendee.
+    m.handle_set_role(t, by_host, att, Role::CoHost).unwrap();
+    let other = join(&mut m, t, "other", Role::Attendee);
+    m.handle_set_role(t, Actor::Participant(att), other, Role::Panelist)
+        .unwrap();
+    assert_eq!(role_of(&m, other), Role::Panelist);
+}
+
+#[test]
+fn roles_are_changed_only_by_those_allowed_to() {
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let cohost = join(&mut m, t, "cohost", Role::CoHost);
+    let pan = join(&mut m, t, "pan", Role::Panelist);
+    let att = join(&mut m, t, "att", Role::Attendee);
+    drain(&mut m);
+    let forbidden = |r: Result<(), RoomError>| matches!(r, Err(RoomError::Forbidden(_)));
+
+    // Not a moderator: not even oneself.
+    assert!(forbidden(m.handle_set_role(
+        t,
+        Actor::Participant(att),
+        att,
+        Role::Panelist
+    )));
+    assert!(forbidden(m.handle_set_role(
+        t,
+        Actor::Participant(pan),
+        att,
+        Role::Panelist
+    )));
+    // A co-host neither makes nor changes hosts and co-hosts.
+    let by_cohost = Actor::Participant(cohost);
+    assert!(forbidden(m.handle_set_role(
+        t,
+        by_cohost,
+        att,
+        Role::CoHost
+    )));
+    assert!(forbidden(m.handle_set_role(t, by_cohost, pan, Role::Host)));
+    assert!(forbidden(m.handle_set_role(
+        t,
+        by_cohost,
+        host,
+        Role::Attendee
+    )));
+    assert!(forbidden(m.handle_set_role(
+        t,
+        by_cohost,
+        cohost,
+        Role::Host
+    )));
+    assert_eq!(
+        m.handle_set_role(
+            t,
+            Actor::Participant(host),
+            ParticipantId(999),
+            Role::Panelist
+        ),
+        Err(RoomError::UnknownParticipant)
+    );
+    assert!(
+        events(&drain(&mut m)).is_empty(),
+        "a refused change tells nobody anything"
+    );
+    assert_eq!(
+        [host, cohost, pan, att].map(|p| role_of(&m, p)),
+        [Role::Host, Role::CoHost, Role::Panelist, Role::Attendee]
+    );
+    // The operator's backend (the API) may make hosts; a host may step down.
+    m.handle_set_role(t, Actor::Api, pan, Role::Host).unwrap();
+    m.handle_set_role(t, Actor::Participant(host), host, Role::Attendee)
+        .unwrap();
+    assert!(forbidden(m.handle_remove(t, Actor::Participant(host), att)));
+}
+
+#[test]
+fn a_role_change_reaches_everyone_in_a_large_meeting() {
+    let t = VirtualClock::new().now();
+    let cfg = MeetingConfig {
+        roster_broadcast_max: 3,
+        ..MeetingConfig::default()
+    };
+    let mut m = Meeting::new(MeetingId::parse("big").unwrap(), cfg, t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let attendees: Vec<ParticipantId> = (0..10)
+        .map(|i| join(&mut m, t, &format!("a{i}"), Role::Attendee))
+        .collect();
+    drain(&mut m);
+    let promoted = attendees[7];
+    m.handle_set_role(t, Actor::Participant(host), promoted, Role::Panelist)
+        .unwrap();
+    let seen = events(&drain(&mut m));
+    assert!(seen.iter().any(|e| matches!(
+        e,
+        MeetingEvent::RoleChanged { participant }
+            if participant.id == promoted && participant.name == "a7"
+    )));
+    let snap = m.snapshot_for(attendees[0]);
+    assert!(
+        snap.participants.iter().any(|p| p.id == promoted),
+        "a panelist is on the pushed roster of a large meeting"
+    );
 }
 
 #[test]

@@ -34,6 +34,7 @@ pub enum TokenCommand {
 #[derive(Clone, Copy, ValueEnum)]
 pub enum RoleArg {
     Host,
+    CoHost,
     Panelist,
     Attendee,
 }
@@ -53,6 +54,7 @@ pub fn run(cmd: TokenCommand) -> anyhow::Result<()> {
                 .ok_or_else(|| anyhow!("--ttl must look like 90s, 15m, 1h or 7d"))?;
             let role = match role {
                 RoleArg::Host => Role::Host,
+                RoleArg::CoHost => Role::CoHost,
                 RoleArg::Panelist => Role::Panelist,
                 RoleArg::Attendee => Role::Attendee,
             };

@@ -568,6 +568,140 @@ async fn chromium_loads_pages_through_the_edge_over_http3() {
     handler.abort();
 }
 
+/// A host changes an attendee's role from the attendee's tile: the attendee's page shows no
+/// publishing controls until promoted, then publishes a camera that reaches the host; demoted,
+/// the camera stops and the controls go; an attendee trying to change roles is told no.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_changes_roles_live_from_the_browser() {
+    let server = common::Server::start();
+    server.create_meeting("roles").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let open = |name: &str, role: &str| {
+        format!(
+            "{}/m/roles?name={name}&join=1&token={}",
+            server.url,
+            server.token("roles", name, role)
+        )
+    };
+    let host = browser
+        .new_page(open("Hana", "host"))
+        .await
+        .expect("host page");
+    let att = browser
+        .new_page(open("Ari", "attendee"))
+        .await
+        .expect("attendee page");
+    let ari = participant_id(&att).await;
+    participant_id(&host).await;
+    let controls_hidden = "['#mic', '#cam', '#screen'].map(s => document.querySelector(s)?.hidden)";
+    let all = |hidden: bool| move |v: &Value| v == &Value::from(vec![hidden; 3]);
+    wait_for(
+        &att,
+        "no publishing controls",
+        controls_hidden,
+        Duration::from_secs(10),
+        all(true),
+    )
+    .await;
+    let sending = "Object.keys(window.myriad.media.senders).length";
+    assert_eq!(
+        eval(&att, sending).await,
+        0,
+        "an attendee offers nothing to send"
+    );
+
+    let select = format!(".tile[data-participant=\"{ari}\"] select.role");
+    let choose = |role: &str| {
+        format!(
+            "(() => {{ const s = document.querySelector('{select}'); if (!s) return false; \
+             s.value = '{role}'; s.dispatchEvent(new Event('change')); return true; }})()"
+        )
+    };
+    wait_for(
+        &host,
+        "the role control on Ari's tile",
+        &choose("panelist"),
+        Duration::from_secs(10),
+        |v| v == &Value::Bool(true),
+    )
+    .await;
+    wait_for(
+        &att,
+        "publishing controls",
+        controls_hidden,
+        Duration::from_secs(10),
+        all(false),
+    )
+    .await;
+    let notice = "document.querySelector('#notice')?.textContent ?? ''";
+    let told = eval(&att, notice).await;
+    assert!(
+        told.as_str().is_some_and(|t| t.contains("panelist")),
+        "{told}"
+    );
+    screenshot(&att, "roles-promoted.png").await;
+
+    click(&att, "#cam").await;
+    let cam = track_of(&host, ari, "camera").await;
+    assert_track_flows(
+        &host,
+        "the promoted attendee's camera",
+        cam,
+        "framesDecoded",
+    )
+    .await;
+    screenshot(&host, "roles-host.png").await;
+
+    assert!(eval(&host, &choose("attendee")).await == Value::Bool(true));
+    wait_for(
+        &att,
+        "controls gone again",
+        controls_hidden,
+        Duration::from_secs(10),
+        all(true),
+    )
+    .await;
+    wait_for(
+        &host,
+        "the demoted camera gone",
+        &format!("[...window.myriad.state.tracks.values()].some(t => t.participant === {ari})"),
+        Duration::from_secs(10),
+        |v| v == &Value::Bool(false),
+    )
+    .await;
+    assert_eq!(
+        eval(&att, sending).await,
+        0,
+        "the demoted offers nothing to send"
+    );
+    let hana = participant_id(&host).await;
+    let hana_cam = track_of(&att, hana, "camera").await;
+    assert_track_flows(
+        &att,
+        "the host's camera at the demoted",
+        hana_cam,
+        "framesDecoded",
+    )
+    .await;
+
+    eval(
+        &att,
+        &format!("window.myriad.signal.send({{ type: 'set_role', participant: {ari}, role: 'host' }}); true"),
+    )
+    .await;
+    wait_for(
+        &att,
+        "a refusal shown",
+        notice,
+        Duration::from_secs(10),
+        |v| v.as_str().is_some_and(|t| t.starts_with("Not allowed")),
+    )
+    .await;
+    screenshot(&att, "roles-refused.png").await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
 /// The acceptance of a cluster: three nodes on one NATS, a meeting created on the first, one
 /// browser on each node; each decodes the others' video and hears them (relayed between the
 /// nodes, authenticated). Then the node of a browser that does not coordinate the meeting

@@ -525,6 +525,82 @@ async fn chat_reaches_everyone_and_bad_chat_is_refused() {
     expect_type(&mut b, "pong").await;
 }
 
+/// A host changes roles live: everyone learns of it, the grants follow; those who may not
+/// change roles, and changes that make no sense, get clear errors. The REST API does the same.
+#[tokio::test]
+async fn roles_change_live_and_refusals_are_clear() {
+    use reqwest::Method;
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut cohost = connect(&server).await;
+    join(&mut cohost, &server.token("m1", "cody", "co-host")).await;
+    let mut att = connect(&server).await;
+    let welcome = join(&mut att, &server.token("m1", "ari", "attendee")).await;
+    assert_eq!(welcome["you"]["role"], "attendee");
+    let ari = welcome["you"]["id"].as_u64().unwrap();
+
+    // An attendee may not promote itself; a co-host may not make hosts.
+    send(
+        &mut att,
+        json!({ "type": "set_role", "participant": ari, "role": "panelist" }),
+    )
+    .await;
+    expect_error(&mut att, "forbidden").await;
+    send(
+        &mut cohost,
+        json!({ "type": "set_role", "participant": ari, "role": "host" }),
+    )
+    .await;
+    expect_error(&mut cohost, "forbidden").await;
+    // Nonsense: no such role, no such person.
+    send(
+        &mut host,
+        json!({ "type": "set_role", "participant": ari, "role": "emperor" }),
+    )
+    .await;
+    expect_error(&mut host, "bad_message").await;
+    send(
+        &mut host,
+        json!({ "type": "set_role", "participant": 999_999, "role": "panelist" }),
+    )
+    .await;
+    expect_error(&mut host, "bad_message").await;
+
+    send(
+        &mut host,
+        json!({ "type": "set_role", "participant": ari, "role": "panelist" }),
+    )
+    .await;
+    for ws in [&mut host, &mut cohost, &mut att] {
+        let ev = expect_event(ws, "role_changed").await;
+        assert_eq!(ev["participant"]["id"], ari);
+        assert_eq!(ev["participant"]["role"], "panelist");
+        assert_eq!(ev["participant"]["name"], "ari");
+    }
+
+    let api = Rest::new(&server, Some(server.api_credentials()));
+    let path = format!("/api/v1/meetings/m1/participants/{ari}/role");
+    let (status, body) = api
+        .call(Method::POST, &path, Some(json!({ "role": "attendee" })))
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let ev = expect_event(&mut att, "role_changed").await;
+    assert_eq!(ev["participant"]["role"], "attendee");
+    let (status, _) = api
+        .call(Method::POST, &path, Some(json!({ "role": "emperor" })))
+        .await;
+    assert!((400..500).contains(&status), "{status}");
+    let (status, _) = api
+        .call(
+            Method::POST,
+            "/api/v1/meetings/nope/participants/1/role",
+            Some(json!({ "role": "panelist" })),
+        )
+        .await;
+    assert_eq!(status, 404);
+}
+
 /// A node whose partitions of a meeting are full refers newcomers to the route (which has
 /// nowhere else to send them on a one-node cluster); a seat freed is taken again.
 #[tokio::test]

@@ -14,7 +14,8 @@ use std::time::Instant;
 use myriad_proto::bus::BusMessage;
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::{
-    MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Seq, SeqEvent, TrackId, TrackInfo,
+    MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent, TrackId,
+    TrackInfo,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -47,6 +48,11 @@ pub enum Change {
     Seated {
         participant: ParticipantId,
         partition: Option<PartitionRef>,
+    },
+    RoleChanged {
+        participant: ParticipantId,
+        role: Role,
+        permissions: Permissions,
     },
     Ended,
 }
@@ -212,6 +218,16 @@ impl Meeting {
                     p.seat = partition;
                 }
             }
+            Change::RoleChanged {
+                participant,
+                role,
+                permissions,
+            } => {
+                if let Some(p) = self.participants.get_mut(&participant) {
+                    p.info.role = role;
+                    p.permissions = permissions;
+                }
+            }
             Change::Ended => self.ended = true,
         }
     }
@@ -258,22 +274,22 @@ mod tests {
     use crate::{JoinRequest, Output};
 
     fn joiner(i: u64) -> JoinRequest {
-        let role = [Role::Host, Role::Panelist, Role::Attendee][(i % 3) as usize];
+        let role = [Role::Host, Role::CoHost, Role::Panelist, Role::Attendee][(i % 4) as usize];
         JoinRequest {
             identity: format!("id{i}"),
             name: format!("person {i}"),
             role,
             permissions: Permissions {
-                publish: role != Role::Attendee,
+                publish: role.publishes(),
                 subscribe: true,
-                moderate: role == Role::Host,
+                moderate: role.moderates(),
             },
             session_token: format!("secret{i}"),
         }
     }
 
-    /// A seeded run of joins, leaves, publications, mutes, chats and timeouts; the commits it
-    /// made, taking a state at `state_at` (a commit count) if given.
+    /// A seeded run of joins, leaves, publications, mutes, chats, role changes and timeouts;
+    /// the commits it made, taking a state at `state_at` (a commit count) if given.
     fn run(
         seed: u64,
         steps: usize,
@@ -294,7 +310,7 @@ mod tests {
             let now = clock.advance(rng.duration_below(Duration::from_millis(60)));
             let people: Vec<ParticipantId> = m.participants.keys().copied().collect();
             let anyone = rng.pick(&people).copied();
-            match (rng.below(8), anyone) {
+            match (rng.below(9), anyone) {
                 (0 | 1, _) | (_, None) => {
                     joined += 1;
                     let _ = m.handle_join(now, joiner(joined));
@@ -326,6 +342,12 @@ mod tests {
                     let _ = m.handle_chat(now, p, "hello");
                 }
                 (6, Some(p)) => m.handle_disconnect(now, p),
+                (7, Some(p)) => {
+                    let target = rng.pick(&people).copied().unwrap_or(p);
+                    let role = [Role::Host, Role::CoHost, Role::Panelist, Role::Attendee]
+                        [rng.below(4) as usize];
+                    let _ = m.handle_set_role(now, crate::Actor::Participant(p), target, role);
+                }
                 _ => m.handle_timeout(now),
             }
             while let Some(out) = m.poll_output() {

@@ -328,7 +328,7 @@ impl Meeting {
     /// Join and leave events go to everyone only in small meetings, and for people who can
     /// appear on stage.
     fn announces(&self, info: &ParticipantInfo) -> bool {
-        self.count() <= self.config.roster_broadcast_max || info.role != Role::Attendee
+        self.count() <= self.config.roster_broadcast_max || info.role.is_announced()
     }
 
     /// A client reconnects to its session: it must be the same identity (from its new
@@ -429,12 +429,64 @@ impl Meeting {
         Ok(())
     }
 
+    /// A moderator gives `target` another role, and what it may do follows at once: publish
+    /// and moderate as the role does (receiving media stays as its token said); tracks it may
+    /// no longer publish are unpublished. Only a host (or the API) makes, changes or unmakes
+    /// hosts and co-hosts; a co-host moves people between panelist and attendee.
+    pub fn handle_set_role(
+        &mut self,
+        now: Instant,
+        actor: Actor,
+        target: ParticipantId,
+        role: Role,
+    ) -> Result<(), RoomError> {
+        self.at(now);
+        self.check_moderator(actor)?;
+        let actor_role = match actor {
+            Actor::Api => Role::Host,
+            Actor::Participant(p) => self
+                .participants
+                .get(&p)
+                .map_or(Role::Attendee, |p| p.info.role),
+        };
+        let p = self
+            .participants
+            .get_mut(&target)
+            .ok_or(RoomError::UnknownParticipant)?;
+        if (p.info.role.moderates() || role.moderates()) && actor_role != Role::Host {
+            return Err(RoomError::Forbidden(
+                "only a host makes or changes hosts and co-hosts",
+            ));
+        }
+        if p.info.role == role {
+            return Ok(());
+        }
+        p.info.role = role;
+        p.permissions = Permissions {
+            publish: role.publishes(),
+            subscribe: p.permissions.subscribe,
+            moderate: role.moderates(),
+        };
+        let (info, permissions) = (p.info.clone(), p.permissions);
+        self.changes.push(Change::RoleChanged {
+            participant: target,
+            role,
+            permissions,
+        });
+        if !permissions.publish {
+            self.unpublish_all(target);
+        }
+        self.emit(MeetingEvent::RoleChanged { participant: info });
+        self.replan();
+        Ok(())
+    }
+
     fn check_moderator(&self, actor: Actor) -> Result<(), RoomError> {
         match actor {
             Actor::Api => Ok(()),
             Actor::Participant(p) => match self.participants.get(&p) {
                 Some(p) if p.permissions.moderate => Ok(()),
-                _ => Err(RoomError::Forbidden("moderation needs the moderate grant")),
+                _ => Err(RoomError::Forbidden("only hosts and co-hosts may do this")),
             },
         }
     }
@@ -443,17 +495,7 @@ impl Meeting {
         let Some(p) = self.participants.remove(&id) else {
             return;
         };
-        let gone: Vec<TrackId> = self
-            .tracks
-            .values()
-            .filter(|t| t.info.participant == id)
-            .map(|t| t.info.id)
-            .collect();
-        for track in gone {
-            self.tracks.remove(&track);
-            self.changes.push(Change::Unpublished { track });
-            self.emit(MeetingEvent::TrackUnpublished { track });
-        }
+        self.unpublish_all(id);
         self.changes.push(Change::Left { participant: id });
         self.speakers.remove(id);
         self.recent_speakers.retain(|s| *s != id);
@@ -471,6 +513,15 @@ impl Meeting {
         self.replan();
     }
 
+    /// Every track `id` publishes leaves the meeting (the caller replans).
+    fn unpublish_all(&mut self, id: ParticipantId) {
+        for track in self.tracks_of(id) {
+            self.tracks.remove(&track);
+            self.changes.push(Change::Unpublished { track });
+            self.emit(MeetingEvent::TrackUnpublished { track });
+        }
+    }
+
     /// A participant's media connection, in `partition`, offers a track from `source`.
     pub fn handle_publish(
         &mut self,
@@ -485,7 +536,7 @@ impl Meeting {
             .get(&id)
             .ok_or(RoomError::UnknownParticipant)?;
         if !p.permissions.publish {
-            return Err(RoomError::Forbidden("this token may not publish"));
+            return Err(RoomError::Forbidden("this role may not publish"));
         }
         if self
             .tracks
@@ -806,7 +857,7 @@ impl Meeting {
             participants: self
                 .participants
                 .values()
-                .filter(|p| small || p.info.role != Role::Attendee)
+                .filter(|p| small || p.info.role.is_announced())
                 .map(|p| p.info.clone())
                 .collect(),
             tracks: self.tracks.values().map(|t| t.info.clone()).collect(),
