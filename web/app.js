@@ -32,15 +32,23 @@ async function api(path, body) {
 
 function startPage() {
   const title = h('input', { id: 'title', placeholder: 'Meeting title (optional)', maxlength: 200 });
+  const large = h('input', { id: 'large', type: 'checkbox' });
   const result = h('div', { class: 'result' });
   const create = async () => {
     try {
-      const m = await api('/api/dev/meetings', { title: title.value });
+      // A large meeting (a town hall, a lecture): people join as attendees until promoted.
+      const settings = { default_role: large.checked ? 'attendee' : 'panelist' };
+      const m = await api('/api/dev/meetings', { title: title.value, settings });
       const link = `${location.origin}/m/${m.id}`;
+      const hostLink = `${link}?host=${encodeURIComponent(m.host_key)}`;
       result.replaceChildren(
-        h('p', {}, 'Your meeting link:'),
+        h('p', {}, 'Your host link (keep it to yourself):'),
+        h('a', { id: 'host-link', href: hostLink, class: 'primary-link' }, 'Start the meeting as host'),
+        h('p', {}, 'The link for everyone else:'),
         h('a', { id: 'meeting-link', href: link }, link),
-        h('p', { class: 'hint' }, 'Share it; everyone who opens it can join.'),
+        h('p', { class: 'hint' }, large.checked
+          ? 'They join as attendees; you invite them to speak.'
+          : 'Everyone who opens it can join and speak.'),
       );
     } catch (e) {
       result.replaceChildren(h('p', { class: 'error' }, `Could not create a meeting: ${e.message}`));
@@ -51,6 +59,7 @@ function startPage() {
       h('h1', {}, 'myriad'),
       h('p', { class: 'hint' }, 'Meetings for two people or ten thousand.'),
       title,
+      h('label', { class: 'check' }, large, 'Large meeting: people join as attendees'),
       h('button', { id: 'create', class: 'primary', onclick: create }, 'Create a meeting'),
       result,
     ),
@@ -156,7 +165,8 @@ const givableRoles = (mine, theirs) => (mine === 'host'
 
 async function fetchToken(meetingId, name) {
   if (params.get('token')) return params.get('token');
-  const { token } = await api('/api/dev/token', { meeting: meetingId, name });
+  const hostKey = params.get('host');
+  const { token } = await api('/api/dev/token', { meeting: meetingId, name, ...(hostKey ? { host_key: hostKey } : {}) });
   return token;
 }
 

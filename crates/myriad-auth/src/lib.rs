@@ -5,6 +5,9 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+use aws_lc_rs::hmac;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use myriad_proto::{MeetingId, Role};
 use serde::{Deserialize, Serialize};
@@ -111,6 +114,25 @@ impl ApiKey {
         a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
     }
 
+    /// The secret of a meeting's host link: whoever holds it may join as host. Derived from
+    /// the API secret, so every node of a cluster checks it and nothing is stored.
+    pub fn host_key(&self, meeting: &MeetingId) -> String {
+        let tag = hmac::sign(&self.hmac_key(), &host_key_message(meeting));
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Whether `key` is `meeting`'s host key (constant time).
+    pub fn is_host_key(&self, meeting: &MeetingId, key: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(key) else {
+            return false;
+        };
+        hmac::verify(&self.hmac_key(), &host_key_message(meeting), &tag).is_ok()
+    }
+
+    fn hmac_key(&self) -> hmac::Key {
+        hmac::Key::new(hmac::HMAC_SHA256, self.secret.as_bytes())
+    }
+
     pub fn create_token(
         &self,
         grants: &Grants,
@@ -165,6 +187,11 @@ impl ApiKey {
     }
 }
 
+/// What a host key signs: the meeting, in a domain of its own (no token can be one).
+fn host_key_message(meeting: &MeetingId) -> Vec<u8> {
+    [b"myriad host key\0".as_slice(), meeting.as_str().as_bytes()].concat()
+}
+
 fn check_name(s: &str) -> Result<(), AuthError> {
     if s.trim().is_empty() || s.len() > MAX_NAME_BYTES || s.chars().any(char::is_control) {
         return Err(AuthError::BadIdentity);
@@ -198,6 +225,28 @@ mod tests {
             None,
             Role::Host,
         )
+    }
+
+    #[test]
+    fn a_host_key_opens_its_meeting_only() {
+        let key = ApiKey::new("k1", "s3cret");
+        let (m1, m2) = (
+            MeetingId::parse("m1").unwrap(),
+            MeetingId::parse("m2").unwrap(),
+        );
+        let host = key.host_key(&m1);
+        assert!(key.is_host_key(&m1, &host));
+        assert!(!key.is_host_key(&m2, &host), "another meeting's");
+        assert!(
+            !ApiKey::new("k1", "other").is_host_key(&m1, &host),
+            "another secret's"
+        );
+        let mut bent = host.clone().into_bytes();
+        bent[0] ^= 1;
+        assert!(!key.is_host_key(&m1, &String::from_utf8(bent).unwrap()));
+        for junk in ["", "!!", &host[..10], &"A".repeat(5000)] {
+            assert!(!key.is_host_key(&m1, junk), "{junk}");
+        }
     }
 
     #[test]

@@ -230,6 +230,33 @@ impl MeetingClient {
         .await
     }
 
+    pub async fn hand(&self, participant: ParticipantId, raised: bool) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Hand {
+            participant,
+            raised,
+        })
+        .await
+    }
+
+    pub async fn lower_hands(
+        &self,
+        actor: Actor,
+        target: Option<ParticipantId>,
+    ) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::LowerHands { actor, target })
+            .await
+    }
+
+    pub async fn stage(
+        &self,
+        actor: Actor,
+        target: ParticipantId,
+        on: bool,
+    ) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Stage { actor, target, on })
+            .await
+    }
+
     pub async fn chat(&self, participant: ParticipantId, text: String) -> Result<(), AskError> {
         self.ask_done(MeetingRequest::Chat { participant, text })
             .await

@@ -353,6 +353,16 @@ impl<R> CoordinatorCore<R> {
                 target,
                 role,
             } => done(m.handle_set_role(now, actor, target, role)),
+            MeetingRequest::Hand {
+                participant,
+                raised,
+            } => done(m.handle_hand(now, participant, raised)),
+            MeetingRequest::LowerHands { actor, target } => {
+                done(m.handle_lower_hands(now, actor, target))
+            }
+            MeetingRequest::Stage { actor, target, on } => {
+                done(m.handle_stage(now, actor, target, on))
+            }
             MeetingRequest::Publish {
                 participant,
                 source,
@@ -450,7 +460,7 @@ impl<R> CoordinatorCore<R> {
         };
         let snapshot = missed
             .is_none()
-            .then(|| self.meeting.snapshot_for(participant));
+            .then(|| Box::new(self.meeting.snapshot_for(participant)));
         let missed = missed.unwrap_or_default();
         MeetingReply::Joined {
             participant,

@@ -189,9 +189,17 @@ async fn create_meeting(
     _: ApiAuth,
     State(node): State<Arc<Node>>,
     Json(req): Json<CreateMeeting>,
-) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedMeeting>), ApiError> {
     let id = req.id.as_deref().map(meeting_id).transpose()?;
     create(&node, id, req.title, req.settings).await
+}
+
+#[derive(Serialize)]
+struct CreatedMeeting {
+    #[serde(flatten)]
+    record: MeetingRecord,
+    /// The secret of the meeting's host link (`/m/{id}?host=…`): it joins as host.
+    host_key: String,
 }
 
 /// Creates a meeting for the REST API and the dev endpoint alike.
@@ -200,7 +208,7 @@ async fn create(
     id: Option<MeetingId>,
     title: String,
     settings: MeetingSettings,
-) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedMeeting>), ApiError> {
     if title.len() > MAX_TITLE_BYTES {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -209,7 +217,11 @@ async fn create(
         ));
     }
     let record = node.control.create_meeting(id, title, settings).await?;
-    Ok((StatusCode::CREATED, Json(record)))
+    let host_key = meeting_id(&record.id).map(|id| node.control.api_key().host_key(&id))?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedMeeting { record, host_key }),
+    ))
 }
 
 #[derive(Serialize)]
@@ -566,7 +578,7 @@ async fn dev_create_meeting(
     ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     fields: HeaderMap,
     Json(req): Json<DevMeeting>,
-) -> Result<(StatusCode, Json<MeetingRecord>), ApiError> {
+) -> Result<(StatusCode, Json<CreatedMeeting>), ApiError> {
     require_dev(&node.control, client, &fields)?;
     create(&node, None, req.title, req.settings).await
 }
@@ -578,6 +590,8 @@ struct DevToken {
     name: String,
     /// At most the meeting's default role, which it is unless asked for.
     role: Option<Role>,
+    /// The meeting's host key (from its host link): any role, host unless asked for.
+    host_key: Option<String>,
 }
 
 /// How much a role may do: a dev token may carry no more than the meeting's default.
@@ -591,7 +605,7 @@ fn rank(role: Role) -> u8 {
 }
 
 /// In dev mode, anyone on this machine may join any existing meeting by name, with at most
-/// the meeting's default role.
+/// the meeting's default role; with the meeting's host key, as its host.
 async fn dev_token(
     State(node): State<Arc<Node>>,
     ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
@@ -606,8 +620,19 @@ async fn dev_token(
     }
     let name = req.name.trim().to_owned();
     let default = record.settings.default_role;
-    let role = req.role.unwrap_or(default);
-    if rank(role) > rank(default) {
+    let host = match &req.host_key {
+        Some(key) if node.control.api_key().is_host_key(&meeting, key) => true,
+        Some(_) => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "bad_host_key",
+                "this host link is not the meeting's: ask its host for the right one",
+            ))
+        }
+        None => false,
+    };
+    let role = req.role.unwrap_or(if host { Role::Host } else { default });
+    if !host && rank(role) > rank(default) {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "dev_role",

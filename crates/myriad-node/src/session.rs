@@ -412,14 +412,11 @@ impl Session {
             },
             ClientMsg::Mute { source, muted } => {
                 let p = member.participant;
-                if let Err(e) = member
+                let asked = member
                     .client
                     .mute(Actor::Participant(p), p, source, muted)
-                    .await
-                {
-                    let (code, message) = ask_error(e);
-                    self.send_error(code, &message).await;
-                }
+                    .await;
+                self.refused(asked).await;
             }
             ClientMsg::View { max_height, pinned } => {
                 if let Some((peer, sfu)) = &member.peer {
@@ -427,17 +424,27 @@ impl Session {
                 }
             }
             ClientMsg::Chat { text } => {
-                if let Err(e) = member.client.chat(member.participant, text).await {
-                    let (code, message) = ask_error(e);
-                    self.send_error(code, &message).await;
-                }
+                let asked = member.client.chat(member.participant, text).await;
+                self.refused(asked).await;
             }
             ClientMsg::SetRole { participant, role } => {
                 let actor = Actor::Participant(member.participant);
-                if let Err(e) = member.client.set_role(actor, participant, role).await {
-                    let (code, message) = ask_error(e);
-                    self.send_error(code, &message).await;
-                }
+                let asked = member.client.set_role(actor, participant, role).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::Hand { raised } => {
+                let asked = member.client.hand(member.participant, raised).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::LowerHands { participant } => {
+                let actor = Actor::Participant(member.participant);
+                let asked = member.client.lower_hands(actor, participant).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::Stage { participant, on } => {
+                let actor = Actor::Participant(member.participant);
+                let asked = member.client.stage(actor, participant, on).await;
+                self.refused(asked).await;
             }
             ClientMsg::Leave => {
                 if let Err(e) = member.client.leave(member.participant).await {
@@ -469,6 +476,14 @@ impl Session {
                 let _ = self.write(Message::Text(text.into())).await;
             }
             Err(e) => tracing::error!("server message not serializable: {e}"),
+        }
+    }
+
+    /// Tells the client why the meeting refused what it asked, if it did.
+    async fn refused(&mut self, asked: Result<(), AskError>) {
+        if let Err(e) = asked {
+            let (code, message) = ask_error(e);
+            self.send_error(code, &message).await;
         }
     }
 
@@ -514,6 +529,7 @@ fn ask_error(e: AskError) -> (ErrorCode, String) {
             RefusalKind::MeetingEnded => ErrorCode::MeetingEnded,
             RefusalKind::MeetingFull => ErrorCode::MeetingFull,
             RefusalKind::Forbidden => ErrorCode::Forbidden,
+            RefusalKind::StageFull => ErrorCode::StageFull,
             RefusalKind::UnknownSession => ErrorCode::ResumeFailed,
             RefusalKind::NodeFull => ErrorCode::WrongNode,
             _ => ErrorCode::BadMessage,

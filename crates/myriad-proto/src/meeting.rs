@@ -116,6 +116,20 @@ pub enum MeetingRequest {
         target: ParticipantId,
         role: Role,
     },
+    Hand {
+        participant: ParticipantId,
+        raised: bool,
+    },
+    /// Lowers `target`'s hand, or every hand.
+    LowerHands {
+        actor: Actor,
+        target: Option<ParticipantId>,
+    },
+    Stage {
+        actor: Actor,
+        target: ParticipantId,
+        on: bool,
+    },
     /// The participant's media connection, in `partition`, offers a track from `source`.
     Publish {
         participant: ParticipantId,
@@ -182,6 +196,8 @@ pub enum RefusalKind {
     AlreadyPublished,
     InvalidChat,
     Forbidden,
+    /// The stage holds as many as it may.
+    StageFull,
     /// The node asked through has no free seat in the meeting's partitions: connect where
     /// [`MeetingRequest::Route`] says.
     NodeFull,

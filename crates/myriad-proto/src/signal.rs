@@ -112,6 +112,20 @@ pub enum ClientMsg {
         participant: ParticipantId,
         role: Role,
     },
+    /// Raise or lower one's own hand.
+    Hand {
+        raised: bool,
+    },
+    /// A moderator lowers someone's hand, or everyone's (no participant).
+    LowerHands {
+        #[serde(default)]
+        participant: Option<ParticipantId>,
+    },
+    /// A moderator invites someone to the stage or takes them off it; anyone may step off.
+    Stage {
+        participant: ParticipantId,
+        on: bool,
+    },
     /// Leave the meeting for good (no resume).
     Leave,
     Ping,
@@ -130,7 +144,7 @@ pub enum ServerMsg {
         /// Whether this was a resume of an existing session.
         resumed: bool,
         /// Where to start from; absent on a resume that the missed events (sent next) cover.
-        snapshot: Option<Snapshot>,
+        snapshot: Option<Box<Snapshot>>,
     },
     Answer {
         sdp: String,
@@ -169,6 +183,18 @@ pub struct Snapshot {
     pub participants: Vec<ParticipantInfo>,
     pub tracks: Vec<TrackInfo>,
     pub active_speakers: Vec<ParticipantId>,
+    #[serde(default)]
+    pub hands: Hands,
+    /// Who is on stage, in the order invited.
+    #[serde(default)]
+    pub stage: Vec<ParticipantInfo>,
+}
+
+/// The raised hands: how many, and the earliest of them (the queue a host works through).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hands {
+    pub raised: u32,
+    pub first: Vec<ParticipantInfo>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -232,6 +258,18 @@ pub enum MeetingEvent {
     RoleChanged {
         participant: ParticipantInfo,
     },
+    /// The hand queue changed (at most one per count interval, however many hands moved):
+    /// the queue as it is, and the hands a moderator lowered since the last one (so each
+    /// client knows when its own went down, wherever it was in the queue).
+    Hands {
+        hands: Hands,
+        #[serde(default)]
+        lowered: Vec<ParticipantId>,
+    },
+    /// Who is on stage now, in the order invited (they publish, and everyone receives them).
+    Stage {
+        participants: Vec<ParticipantInfo>,
+    },
     MeetingEnded,
 }
 
@@ -261,6 +299,8 @@ pub enum ErrorCode {
     /// The meeting holds its `max_participants` already.
     MeetingFull,
     Forbidden,
+    /// The stage holds as many as it may.
+    StageFull,
     InvalidSdp,
     ResumeFailed,
     RateLimited,

@@ -20,6 +20,8 @@ pub enum RoomError {
     InvalidChat(&'static str),
     #[error("forbidden: {0}")]
     Forbidden(&'static str),
+    #[error("the stage is full: take someone off it first")]
+    StageFull,
 }
 
 impl RoomError {
@@ -34,6 +36,7 @@ impl RoomError {
             RoomError::AlreadyPublished => RefusalKind::AlreadyPublished,
             RoomError::InvalidChat(_) => RefusalKind::InvalidChat,
             RoomError::Forbidden(_) => RefusalKind::Forbidden,
+            RoomError::StageFull => RefusalKind::StageFull,
         }
     }
 }

@@ -336,6 +336,143 @@ fn a_role_change_reaches_everyone_in_a_large_meeting() {
     );
 }
 
+/// The hand queue events in `outputs`: (raised, first ids, lowered ids).
+fn hand_events(outputs: &[Output]) -> Vec<(u32, Vec<ParticipantId>, Vec<ParticipantId>)> {
+    events(outputs)
+        .into_iter()
+        .filter_map(|e| match e {
+            MeetingEvent::Hands { hands, lowered } => Some((
+                hands.raised,
+                hands.first.iter().map(|p| p.id).collect(),
+                lowered,
+            )),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn hands_queue_in_order_and_reach_everyone_coalesced() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let people: Vec<ParticipantId> = (0..3)
+        .map(|i| join(&mut m, t, &format!("a{i}"), Role::Attendee))
+        .collect();
+    drain(&mut m);
+    let t = clock.advance(Duration::from_secs(1));
+    for p in [people[2], people[0], people[1]] {
+        m.handle_hand(t, p, true).unwrap();
+    }
+    m.handle_hand(t, people[0], true).unwrap();
+    let t = clock.advance(MeetingConfig::default().count_interval);
+    m.handle_timeout(t);
+    let seen = hand_events(&drain(&mut m));
+    assert_eq!(
+        seen,
+        [(3, vec![people[2], people[0], people[1]], vec![])],
+        "three hands, one event, in the order raised"
+    );
+
+    // Only moderators lower others' hands; lowered hands are named so their owners know.
+    assert!(matches!(
+        m.handle_lower_hands(t, Actor::Participant(people[0]), Some(people[2])),
+        Err(RoomError::Forbidden(_))
+    ));
+    assert_eq!(
+        m.handle_lower_hands(t, Actor::Participant(host), Some(ParticipantId(999))),
+        Err(RoomError::UnknownParticipant)
+    );
+    m.handle_lower_hands(t, Actor::Participant(host), Some(people[2]))
+        .unwrap();
+    m.handle_hand(t, people[1], false).unwrap();
+    let t = clock.advance(Duration::from_secs(1));
+    m.handle_timeout(t);
+    assert_eq!(
+        hand_events(&drain(&mut m)),
+        [(1, vec![people[0]], vec![people[2]])]
+    );
+    m.handle_lower_hands(t, Actor::Api, None).unwrap();
+    let t = clock.advance(Duration::from_secs(1));
+    m.handle_timeout(t);
+    assert_eq!(hand_events(&drain(&mut m)), [(0, vec![], vec![people[0]])]);
+    assert_eq!(
+        m.handle_hand(t, ParticipantId(999), true),
+        Err(RoomError::UnknownParticipant)
+    );
+}
+
+#[test]
+fn the_stage_publishes_is_planned_first_and_has_a_size() {
+    let t = VirtualClock::new().now();
+    let cfg = MeetingConfig {
+        stage_max: 2,
+        ..MeetingConfig::default()
+    };
+    let mut m = Meeting::new(MeetingId::parse("hall").unwrap(), cfg, t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let pan = join(&mut m, t, "pan", Role::Panelist);
+    let att: Vec<ParticipantId> = (0..3)
+        .map(|i| join(&mut m, t, &format!("a{i}"), Role::Attendee))
+        .collect();
+    let pan_cam = m.handle_publish(t, pan, TrackSource::Camera, None).unwrap();
+    m.handle_hand(t, att[1], true).unwrap();
+    drain(&mut m);
+    let by_host = Actor::Participant(host);
+
+    assert!(matches!(
+        m.handle_stage(t, Actor::Participant(att[1]), att[1], true),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_stage(t, by_host, att[1], true).unwrap();
+    let cam = m
+        .handle_publish(t, att[1], TrackSource::Camera, None)
+        .expect("on stage, an attendee publishes");
+    assert_eq!(m.plan().video, [cam, pan_cam], "the stage first");
+    let stage_events: Vec<Vec<ParticipantId>> = events(&drain(&mut m))
+        .into_iter()
+        .filter_map(|e| match e {
+            MeetingEvent::Stage { participants } => {
+                Some(participants.iter().map(|p| p.id).collect())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(stage_events, [vec![att[1]]]);
+    let snap = m.snapshot_for(att[0]);
+    assert_eq!(
+        snap.stage.iter().map(|p| p.id).collect::<Vec<_>>(),
+        [att[1]]
+    );
+    assert_eq!(snap.hands.raised, 0, "invited: the hand is answered");
+
+    m.handle_stage(t, by_host, att[0], true).unwrap();
+    assert_eq!(
+        m.handle_stage(t, by_host, att[2], true),
+        Err(RoomError::StageFull)
+    );
+    assert_eq!(
+        m.handle_stage(t, by_host, ParticipantId(999), true),
+        Err(RoomError::UnknownParticipant)
+    );
+    // Stepping off oneself is allowed; the tracks of one who may not publish stop.
+    m.handle_stage(t, Actor::Participant(att[1]), att[1], false)
+        .unwrap();
+    assert!(m.track(cam).is_none());
+    assert!(!m.permissions(att[1]).unwrap().publish);
+    assert!(matches!(
+        m.handle_stage(t, Actor::Participant(att[1]), att[0], false),
+        Err(RoomError::Forbidden(_))
+    ));
+    // A panelist taken off the stage keeps publishing; one who leaves leaves the stage.
+    m.handle_stage(t, by_host, pan, true).unwrap();
+    m.handle_stage(t, by_host, pan, false).unwrap();
+    assert!(m.track(pan_cam).is_some());
+    m.handle_leave(t, att[0]);
+    assert!(m.snapshot_for(host).stage.is_empty());
+}
+
 #[test]
 fn forwarding_follows_speakers_within_limits() {
     let t0 = VirtualClock::new().now();

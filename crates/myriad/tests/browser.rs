@@ -281,9 +281,17 @@ async fn three_browsers_meet() {
     .await;
     let link = link.as_str().unwrap_or_default().to_owned();
     assert!(link.contains("/m/"), "unexpected link {link}");
+    let host_link = eval(&start, "document.querySelector('#host-link')?.href ?? null").await;
+    let host_link = host_link.as_str().unwrap_or_default().to_owned();
+    assert!(
+        host_link.starts_with(&format!("{link}?host=")),
+        "unexpected host link {host_link}"
+    );
+    screenshot(&start, "start-created.png").await;
 
-    // Alice goes through the pre-join screen; Bob and Carol use ?name=&join=1.
-    let alice = browser.new_page(link.clone()).await.expect("alice page");
+    // Alice, who created it, goes through the pre-join screen of the host link; Bob and Carol
+    // use the meeting link with ?name=&join=1.
+    let alice = browser.new_page(host_link).await.expect("alice page");
     let name = alice.find_element("#name").await.expect("name field");
     name.click().await.expect("focus");
     name.type_str("Alice").await.expect("type");
@@ -309,6 +317,13 @@ async fn three_browsers_meet() {
     let bob_id = participant_id(&bob).await;
     let carol_id = participant_id(&carol).await;
     assert!(alice_id != bob_id && bob_id != carol_id);
+    let role = "window.myriad.state.me.role";
+    assert_eq!(eval(&alice, role).await, "host", "the creator hosts");
+    assert_eq!(
+        eval(&bob, role).await,
+        "panelist",
+        "the others get the default"
+    );
 
     for (page, who) in [(&alice, "alice"), (&bob, "bob"), (&carol, "carol")] {
         assert_receives(page, who, 2).await;

@@ -601,6 +601,73 @@ async fn roles_change_live_and_refusals_are_clear() {
     assert_eq!(status, 404);
 }
 
+/// Hands go up and down and reach everyone as one queue; a host invites to the stage, which
+/// everyone learns of; those who may not get clear errors.
+#[tokio::test]
+async fn hands_and_the_stage_over_websockets() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut ari = connect(&server).await;
+    let ari_id = join(&mut ari, &server.token("m1", "ari", "attendee")).await["you"]["id"].clone();
+    let mut bo = joined(&server, "m1", "bo", "attendee").await;
+
+    send(&mut ari, json!({ "type": "hand", "raised": true })).await;
+    for ws in [&mut host, &mut ari, &mut bo] {
+        let ev = expect_event(ws, "hands").await;
+        assert_eq!(ev["hands"]["raised"], 1);
+        assert_eq!(ev["hands"]["first"][0]["id"], ari_id);
+        assert_eq!(ev["hands"]["first"][0]["name"], "ari");
+    }
+    send(
+        &mut bo,
+        json!({ "type": "lower_hands", "participant": ari_id }),
+    )
+    .await;
+    expect_error(&mut bo, "forbidden").await;
+    send(
+        &mut ari,
+        json!({ "type": "stage", "participant": ari_id, "on": true }),
+    )
+    .await;
+    expect_error(&mut ari, "forbidden").await;
+    send(
+        &mut host,
+        json!({ "type": "stage", "participant": 999_999, "on": true }),
+    )
+    .await;
+    expect_error(&mut host, "bad_message").await;
+    send(&mut ari, json!({ "type": "hand" })).await;
+    expect_error(&mut ari, "bad_message").await;
+
+    send(
+        &mut host,
+        json!({ "type": "stage", "participant": ari_id, "on": true }),
+    )
+    .await;
+    for ws in [&mut host, &mut ari, &mut bo] {
+        let ev = expect_event(ws, "stage").await;
+        assert_eq!(ev["participants"][0]["id"], ari_id);
+        let ev = expect_event(ws, "hands").await;
+        assert_eq!(ev["hands"]["raised"], 0, "invited: the hand is answered");
+    }
+    // Ari steps off by itself.
+    send(
+        &mut ari,
+        json!({ "type": "stage", "participant": ari_id, "on": false }),
+    )
+    .await;
+    let ev = expect_event(&mut bo, "stage").await;
+    assert_eq!(ev["participants"], json!([]));
+    // A late joiner learns the queue and the stage from its snapshot.
+    send(&mut bo, json!({ "type": "hand", "raised": true })).await;
+    expect_event(&mut host, "hands").await;
+    let mut late = connect(&server).await;
+    let welcome = join(&mut late, &server.token("m1", "late", "attendee")).await;
+    assert_eq!(welcome["snapshot"]["hands"]["raised"], 1, "{welcome}");
+    assert_eq!(welcome["snapshot"]["stage"], json!([]));
+}
+
 /// A node whose partitions of a meeting are full refers newcomers to the route (which has
 /// nowhere else to send them on a one-node cluster); a seat freed is taken again.
 #[tokio::test]
@@ -678,6 +745,39 @@ async fn dev_powers_stop_at_proxies_and_the_default_role() {
         (403, Some("dev_role")),
         "{body}"
     );
+    // Whoever creates a meeting gets its host link: its key makes a host of that meeting only.
+    let res = http
+        .post(format!("{}/api/dev/meetings", server.url))
+        .json(&json!({ "settings": { "default_role": "attendee" } }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 201);
+    let created: Value = res.json().await.unwrap();
+    let (id, host_key) = (&created["id"], &created["host_key"]);
+    let ask = json!({ "meeting": id, "name": "hana", "host_key": host_key });
+    let (status, body) = dev_token(server.url.clone(), ask).await;
+    assert_eq!(status, 200, "{body}");
+    let mut ws = connect(&server).await;
+    let welcome = join(&mut ws, body["token"].as_str().unwrap()).await;
+    assert_eq!(welcome["you"]["role"], "host");
+    let ask = json!({ "meeting": id, "name": "ari" });
+    let (_, body) = dev_token(server.url.clone(), ask).await;
+    let mut ws = connect(&server).await;
+    let welcome = join(&mut ws, body["token"].as_str().unwrap()).await;
+    assert_eq!(welcome["you"]["role"], "attendee", "the meeting's default");
+    for (meeting, key) in [
+        ("m1", host_key.clone()),
+        (id.as_str().unwrap(), json!("forged")),
+    ] {
+        let ask = json!({ "meeting": meeting, "name": "eve", "host_key": key });
+        let (status, body) = dev_token(server.url.clone(), ask).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (403, Some("bad_host_key")),
+            "{body}"
+        );
+    }
 
     // Through a real edge on this machine: no dev powers at all.
     let edge = common::Edge::start(&server.url, &[]);

@@ -54,6 +54,16 @@ pub enum Change {
         role: Role,
         permissions: Permissions,
     },
+    Hand {
+        participant: ParticipantId,
+        raised: bool,
+    },
+    HandsLowered,
+    Staged {
+        participant: ParticipantId,
+        on: bool,
+        permissions: Permissions,
+    },
     Ended,
 }
 
@@ -86,6 +96,11 @@ pub struct MeetingState {
     /// The most recent events, oldest first.
     pub recent: Vec<SeqEvent>,
     pub ended: bool,
+    /// Raised hands, the earliest first, and who is on stage.
+    #[serde(default)]
+    pub hands: Vec<ParticipantId>,
+    #[serde(default)]
+    pub stage: Vec<ParticipantId>,
 }
 
 /// Events a state carries for resuming clients, at most: a state must fit one bus message.
@@ -116,6 +131,8 @@ impl Meeting {
             seats: self.seats().map(|(p, s)| (p, s.clone())).collect(),
             recent: self.log.iter().skip(skip).cloned().collect(),
             ended: self.ended,
+            hands: self.stage.hands().to_vec(),
+            stage: self.stage.on_stage().to_vec(),
         }
     }
 
@@ -149,6 +166,13 @@ impl Meeting {
                     participant,
                     partition: Some(partition),
                 });
+            }
+            for participant in s.hands {
+                m.stage.raise(participant);
+            }
+            for participant in s.stage {
+                // Its permissions came with it; the size limit held when it was invited.
+                let _ = m.stage.invite(participant, usize::MAX);
             }
             m.remember(s.recent);
             m.ended = s.ended;
@@ -194,6 +218,7 @@ impl Meeting {
             }
             Change::Left { participant } => {
                 self.participants.remove(&participant);
+                self.stage.forget(participant);
                 self.tracks.retain(|_, t| t.info.participant != participant);
                 self.recent_speakers.retain(|p| *p != participant);
             }
@@ -225,6 +250,35 @@ impl Meeting {
             } => {
                 if let Some(p) = self.participants.get_mut(&participant) {
                     p.info.role = role;
+                    p.permissions = permissions;
+                }
+            }
+            Change::Hand {
+                participant,
+                raised: true,
+            } => {
+                self.stage.raise(participant);
+            }
+            Change::Hand {
+                participant,
+                raised: false,
+            } => {
+                self.stage.lower(participant);
+            }
+            Change::HandsLowered => {
+                self.stage.lower_all();
+            }
+            Change::Staged {
+                participant,
+                on,
+                permissions,
+            } => {
+                if on {
+                    let _ = self.stage.invite(participant, usize::MAX);
+                } else {
+                    self.stage.remove(participant);
+                }
+                if let Some(p) = self.participants.get_mut(&participant) {
                     p.permissions = permissions;
                 }
             }
@@ -288,7 +342,8 @@ mod tests {
         }
     }
 
-    /// A seeded run of joins, leaves, publications, mutes, chats, role changes and timeouts;
+    /// A seeded run of joins, leaves, publications, mutes, chats, role changes, hands, the
+    /// stage and timeouts;
     /// the commits it made, taking a state at `state_at` (a commit count) if given.
     fn run(
         seed: u64,
@@ -310,7 +365,7 @@ mod tests {
             let now = clock.advance(rng.duration_below(Duration::from_millis(60)));
             let people: Vec<ParticipantId> = m.participants.keys().copied().collect();
             let anyone = rng.pick(&people).copied();
-            match (rng.below(9), anyone) {
+            match (rng.below(10), anyone) {
                 (0 | 1, _) | (_, None) => {
                     joined += 1;
                     let _ = m.handle_join(now, joiner(joined));
@@ -347,6 +402,23 @@ mod tests {
                     let role = [Role::Host, Role::CoHost, Role::Panelist, Role::Attendee]
                         [rng.below(4) as usize];
                     let _ = m.handle_set_role(now, crate::Actor::Participant(p), target, role);
+                }
+                (8, Some(p)) => {
+                    let target = rng.pick(&people).copied().unwrap_or(p);
+                    let _ = match rng.below(4) {
+                        0 => m.handle_hand(now, p, rng.chance(0.7)),
+                        1 => m.handle_lower_hands(
+                            now,
+                            crate::Actor::Participant(p),
+                            rng.chance(0.5).then_some(target),
+                        ),
+                        _ => m.handle_stage(
+                            now,
+                            crate::Actor::Participant(p),
+                            target,
+                            rng.chance(0.6),
+                        ),
+                    };
                 }
                 _ => m.handle_timeout(now),
             }

@@ -3,6 +3,7 @@
 //! What a coordinator taking over needs is in [`durable`].
 
 mod durable;
+mod stage;
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -14,6 +15,7 @@ use myriad_proto::{
     Snapshot, TrackId, TrackInfo, TrackSource, MAX_CHAT_BYTES,
 };
 
+use self::stage::Stage;
 use crate::plan::plan_forwarding;
 use crate::speaker::{SpeakerConfig, SpeakerDetector};
 use crate::RoomError;
@@ -49,6 +51,10 @@ pub struct MeetingConfig {
     pub max_batch: usize,
     /// A meeting nobody is in stops after this long (the next join starts it anew).
     pub idle_stop: Duration,
+    /// How many may be on stage at once.
+    pub stage_max: usize,
+    /// How many of the earliest raised hands the queue's updates carry (the rest are counted).
+    pub hands_shown: usize,
 }
 
 impl Default for MeetingConfig {
@@ -66,6 +72,8 @@ impl Default for MeetingConfig {
             max_tick: Duration::from_millis(100),
             max_batch: 64,
             idle_stop: Duration::from_secs(300),
+            stage_max: 6,
+            hands_shown: 50,
         }
     }
 }
@@ -184,6 +192,12 @@ pub struct Meeting {
     announced_count: u32,
     count_due: Option<Instant>,
     ended: bool,
+    /// Raised hands and the stage.
+    stage: Stage,
+    /// Whether the hand queue changed since it was last announced, and the hands moderators
+    /// lowered meanwhile.
+    hands_dirty: bool,
+    lowered: Vec<ParticipantId>,
 }
 
 impl Meeting {
@@ -211,6 +225,9 @@ impl Meeting {
             announced_count: 0,
             count_due: None,
             ended: false,
+            stage: Stage::default(),
+            hands_dirty: false,
+            lowered: Vec::new(),
         }
     }
 
@@ -463,7 +480,7 @@ impl Meeting {
         }
         p.info.role = role;
         p.permissions = Permissions {
-            publish: role.publishes(),
+            publish: role.publishes() || self.stage.is_on(target),
             subscribe: p.permissions.subscribe,
             moderate: role.moderates(),
         };
@@ -496,6 +513,15 @@ impl Meeting {
             return;
         };
         self.unpublish_all(id);
+        let had_hand = self.stage.hand_raised(id);
+        let was_on_stage = self.stage.is_on(id);
+        self.stage.forget(id);
+        if had_hand {
+            self.hands_changed(now);
+        }
+        if was_on_stage {
+            self.emit_stage();
+        }
         self.changes.push(Change::Left { participant: id });
         self.speakers.remove(id);
         self.recent_speakers.retain(|s| *s != id);
@@ -731,6 +757,7 @@ impl Meeting {
                 self.announced_count = count;
                 self.emit(MeetingEvent::Count { count });
             }
+            self.emit_hands();
         }
         if self
             .empty_since
@@ -838,6 +865,7 @@ impl Meeting {
         };
         let plan = plan_forwarding(
             &tracks,
+            self.stage.on_stage(),
             &self.recent_speakers,
             self.config.speaker.max_active,
             self.config.last_n_video,
@@ -862,6 +890,8 @@ impl Meeting {
                 .collect(),
             tracks: self.tracks.values().map(|t| t.info.clone()).collect(),
             active_speakers: self.speakers.active().to_vec(),
+            hands: self.hands_summary(),
+            stage: self.stage_infos(),
         }
     }
 }
