@@ -189,7 +189,12 @@ async function meeting(meetingId, name, localTracks) {
     speakers: [],
     remote: new Map(), // track id -> MediaStreamTrack
     pinned: new Set(), // participant ids whose camera this client always wants
+    hands: { raised: 0, first: [] }, // the hand queue: how many, the earliest
+    stage: [], // who is on stage (they publish whatever their role)
+    handUp: false,
   };
+  const onStage = (id) => state.stage.some((p) => p.id === id);
+  const canPublish = () => Boolean(state.me && (publishes(state.me.role) || onStage(state.me.id)));
   window.myriad = { signal, media, state };
 
   const grid = h('div', { id: 'grid', class: 'grid' });
@@ -207,22 +212,34 @@ async function meeting(meetingId, name, localTracks) {
   const camBtn = h('button', { id: 'cam', class: 'round', title: 'Turn camera off' }, 'Cam');
   const screenBtn = h('button', { id: 'screen', class: 'round', title: 'Share your screen' }, 'Share');
   const chatBtn = h('button', { id: 'chat-toggle', class: 'round', title: 'Chat' }, 'Chat');
+  const handBtn = h('button', { id: 'hand', class: 'round', title: 'Ask to speak' }, 'Raise hand');
+  const handsBtn = h('button', { id: 'hands-toggle', class: 'round', title: 'Raised hands and the stage', hidden: true }, 'Hands');
   const leaveBtn = h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
-  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, chatBtn, leaveBtn);
+  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, handBtn, chatBtn, handsBtn, leaveBtn);
+  const handList = h('ol', { id: 'hand-list', class: 'people' });
+  const stageList = h('ol', { id: 'stage-list', class: 'people' });
+  const lowerAll = h('button', { id: 'lower-all', onclick: () => signal.send({ type: 'lower_hands' }) }, 'Lower all hands');
+  const handsPanel = h('aside', { id: 'hands', class: 'sheet', hidden: true },
+    h('h2', {}, 'Raised hands'), handList, lowerAll, h('h2', {}, 'On stage'), stageList);
   const chatLog = h('ol', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite' });
   const chatInput = h('input', { id: 'chat-input', placeholder: 'Message everyone', maxlength: 2000, autocomplete: 'off' });
   const chatForm = h('form', { class: 'chat-form' }, chatInput, h('button', { class: 'primary', type: 'submit' }, 'Send'));
   const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true }, h('h2', {}, 'Chat'), chatLog, chatForm);
   const root = h('div', { class: 'meeting' },
     h('header', {}, h('strong', {}, meetingId), h('span', { class: 'count' }, countEl, ' in the meeting')),
-    banner, notice, stage, grid, chatPanel, toolbar,
+    banner, notice, stage, grid, chatPanel, handsPanel, toolbar,
   );
   app.replaceChildren(root);
 
   const muted = { microphone: !localTracks.microphone, camera: !localTracks.camera, screen: true };
   function paintButtons() {
-    const canPublish = Boolean(state.me && publishes(state.me.role));
-    for (const b of [micBtn, camBtn, screenBtn]) b.hidden = !canPublish;
+    for (const b of [micBtn, camBtn, screenBtn]) b.hidden = !canPublish();
+    const moderator = Boolean(state.me && moderates(state.me.role));
+    handBtn.hidden = !state.me || moderator || onStage(state.me.id);
+    handBtn.classList.toggle('active', state.handUp);
+    handBtn.textContent = state.handUp ? 'Lower hand' : 'Raise hand';
+    handsBtn.hidden = !moderator;
+    handsBtn.textContent = state.hands.raised ? `Hands (${state.hands.raised})` : 'Hands';
     micBtn.classList.toggle('off', muted.microphone);
     micBtn.textContent = muted.microphone ? 'Unmute' : 'Mute';
     camBtn.classList.toggle('off', muted.camera);
@@ -299,6 +316,7 @@ async function meeting(meetingId, name, localTracks) {
         t.el.onclick = () => togglePin(p.id);
       }
       t.el.classList.toggle('pinned', state.pinned.has(p.id));
+      t.el.classList.toggle('onstage', onStage(p.id));
       roleControl(t, p);
       const camTrack = own.find((x) => x.source === 'camera');
       const mic = own.find((x) => x.source === 'microphone');
@@ -344,7 +362,9 @@ async function meeting(meetingId, name, localTracks) {
 
   function applySnapshot(s) {
     state.count = s.count;
-    state.participants = new Map(s.participants.map((p) => [p.id, p]));
+    state.hands = s.hands || { raised: 0, first: [] };
+    state.stage = s.stage || [];
+    state.participants = new Map([...s.participants, ...state.stage].map((p) => [p.id, p]));
     state.tracks = new Map(s.tracks.map((t) => [t.id, t]));
     state.speakers = s.active_speakers;
   }
@@ -368,6 +388,8 @@ async function meeting(meetingId, name, localTracks) {
       case 'active_speakers': state.speakers = ev.participants; break;
       case 'chat': addChat(ev); break;
       case 'role_changed': roleChanged(ev.participant); break;
+      case 'hands': handsChanged(ev); break;
+      case 'stage': stageChanged(ev.participants); break;
       case 'meeting_ended': ended('The meeting has ended.'); break;
     }
   }
@@ -379,25 +401,68 @@ async function meeting(meetingId, name, localTracks) {
     if (!state.me || info.id !== state.me.id) return;
     const could = publishes(state.me.role);
     state.me = info;
-    if (could && !publishes(info.role)) {
-      // The server has stopped our tracks: stop the devices and offer nothing to send.
-      muted.microphone = muted.camera = muted.screen = true;
-      for (const track of Object.values(media.tracks)) track?.stop();
-      media.tracks = {};
-      media.restart();
+    if (could && !canPublish()) stopPublishing();
+    tell(`You are now ${ROLE_NAMES[info.role].toLowerCase()}${canPublish() && !could ? ': you may turn on your microphone and camera' : ''}.`);
+  }
+
+  // The server has stopped our tracks: stop the devices and offer nothing to send.
+  function stopPublishing() {
+    muted.microphone = muted.camera = muted.screen = true;
+    for (const track of Object.values(media.tracks)) track?.stop();
+    media.tracks = {};
+    media.restart();
+  }
+
+  function handsChanged(ev) {
+    state.hands = ev.hands;
+    if (state.me && state.handUp && (ev.lowered || []).includes(state.me.id)) {
+      state.handUp = false;
+      tell('A host lowered your hand.');
     }
-    tell(`You are now ${ROLE_NAMES[info.role].toLowerCase()}${publishes(info.role) && !could ? ': you may turn on your microphone and camera' : ''}.`);
+    renderHands();
+  }
+
+  function stageChanged(participants) {
+    const me = state.me?.id;
+    const was = canPublish();
+    const wasOn = onStage(me);
+    state.stage = participants;
+    for (const p of participants) state.participants.set(p.id, p);
+    if (onStage(me) && !wasOn) {
+      state.handUp = false;
+      tell('You are on stage: you may turn on your microphone and camera.');
+    } else if (wasOn && !onStage(me)) {
+      if (was && !canPublish()) stopPublishing();
+      tell('You are off the stage.');
+    }
+    renderHands();
+  }
+
+  // The moderators' panel: the hand queue (invite or lower each) and the stage.
+  function renderHands() {
+    const person = (p, ...actions) => h('li', { 'data-participant': p.id }, h('span', {}, p.name), ...actions);
+    handList.replaceChildren(...state.hands.first.map((p) => person(p,
+      h('button', { class: 'invite', onclick: () => signal.send({ type: 'stage', participant: p.id, on: true }) }, 'Invite to stage'),
+      h('button', { class: 'lower', onclick: () => signal.send({ type: 'lower_hands', participant: p.id }) }, 'Lower'))));
+    if (state.hands.raised > state.hands.first.length) {
+      handList.append(h('li', { class: 'hint' }, `and ${state.hands.raised - state.hands.first.length} more`));
+    }
+    if (!state.hands.raised) handList.append(h('li', { class: 'hint' }, 'No hands raised.'));
+    lowerAll.hidden = !state.hands.raised;
+    stageList.replaceChildren(...state.stage.map((p) => person(p,
+      h('button', { class: 'unstage', onclick: () => signal.send({ type: 'stage', participant: p.id, on: false }) }, 'Remove'))));
+    if (!state.stage.length) stageList.append(h('li', { class: 'hint' }, 'Nobody is on stage.'));
   }
 
   signal.addEventListener('welcome', (e) => {
     const msg = e.detail;
     state.me = msg.you;
-    if (!publishes(msg.you.role)) {
+    if (msg.snapshot) applySnapshot(msg.snapshot);
+    if (!canPublish()) {
       // Nothing to publish: no device stays open, no sender is offered.
       for (const source of Object.keys(media.tracks)) media.setTrack(source, null);
       muted.microphone = muted.camera = muted.screen = true;
     }
-    if (msg.snapshot) applySnapshot(msg.snapshot);
     state.participants.set(msg.you.id, msg.you);
     if (!msg.resumed || !media.pc) {
       media.start();
@@ -510,6 +575,17 @@ async function meeting(meetingId, name, localTracks) {
       chatBtn.textContent = `Chat (${unread})`;
     }
   }
+  handBtn.onclick = () => {
+    state.handUp = !state.handUp;
+    signal.send({ type: 'hand', raised: state.handUp });
+    render();
+  };
+  handsBtn.onclick = () => {
+    handsPanel.hidden = !handsPanel.hidden;
+    root.classList.toggle('handling', !handsPanel.hidden);
+    renderHands();
+    layout();
+  };
   chatBtn.onclick = () => {
     chatPanel.hidden = !chatPanel.hidden;
     root.classList.toggle('chatting', !chatPanel.hidden);

@@ -107,6 +107,21 @@ async fn wait_for(
     }
 }
 
+/// Waits (up to 10 s) until `js` evaluates to `want` on `page`.
+async fn wait_until(page: &Page, what: &str, js: &str, want: impl Into<Value>) {
+    let want = want.into();
+    wait_for(page, what, js, Duration::from_secs(10), |v| v == &want).await;
+}
+
+/// The page that joins `meeting` at once as `name`, with a token for `role`.
+fn join_url(server: &common::Server, meeting: &str, name: &str, role: &str) -> String {
+    let token = server.token(meeting, name, role);
+    format!(
+        "{}/m/{meeting}?name={name}&join=1&token={token}",
+        server.url
+    )
+}
+
 const STATS: &str = "window.myriad ? window.myriad.media.stats() : null";
 
 fn num(v: &Value, key: &str) -> f64 {
@@ -583,6 +598,85 @@ async fn chromium_loads_pages_through_the_edge_over_http3() {
     handler.abort();
 }
 
+/// A town hall: an attendee raises a hand, the host sees it in the hands panel and invites
+/// them to the stage; the attendee turns the camera on, and the other attendee sees it. Taken
+/// off the stage, the attendee's controls go again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_raised_hand_is_invited_to_the_stage_and_seen_by_all() {
+    let server = common::Server::start();
+    server.create_meeting("hall").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let open = |name: &str, role: &str| join_url(&server, "hall", name, role);
+    let host = browser.new_page(open("Hana", "host")).await.expect("host");
+    let ari = browser
+        .new_page(open("Ari", "attendee"))
+        .await
+        .expect("ari");
+    let bo = browser.new_page(open("Bo", "attendee")).await.expect("bo");
+    let ari_id = participant_id(&ari).await;
+    participant_id(&host).await;
+    participant_id(&bo).await;
+    let mic_hidden = "document.querySelector('#mic')?.hidden";
+    wait_until(&ari, "an attendee's page", mic_hidden, true).await;
+
+    click(&ari, "#hand").await;
+    click(&host, "#hands-toggle").await;
+    let entry = format!("#hand-list li[data-participant=\"{ari_id}\"]");
+    wait_until(
+        &host,
+        "Ari's hand in the host's panel",
+        &format!("document.querySelector('{entry} span')?.textContent"),
+        "Ari",
+    )
+    .await;
+    wait_until(
+        &host,
+        "the count on the hands button",
+        "document.querySelector('#hands-toggle').textContent",
+        "Hands (1)",
+    )
+    .await;
+    screenshot(&host, "hands-panel.png").await;
+    click(&host, &format!("{entry} button.invite")).await;
+    wait_until(&ari, "publishing controls on stage", mic_hidden, false).await;
+    wait_until(
+        &host,
+        "Ari on the stage list",
+        &format!(
+            "Boolean(document.querySelector('#stage-list li[data-participant=\"{ari_id}\"]'))"
+        ),
+        true,
+    )
+    .await;
+    click(&ari, "#cam").await;
+    let cam = track_of(&bo, ari_id, "camera").await;
+    assert_track_flows(
+        &bo,
+        "the staged attendee's camera at another attendee",
+        cam,
+        "framesDecoded",
+    )
+    .await;
+    wait_until(&bo, "Ari's tile marked on stage", &format!("document.querySelector('.tile[data-participant=\"{ari_id}\"]')?.classList.contains('onstage')"), true).await;
+    screenshot(&bo, "stage-seen-by-attendee.png").await;
+
+    click(
+        &host,
+        &format!("#stage-list li[data-participant=\"{ari_id}\"] button.unstage"),
+    )
+    .await;
+    wait_until(&ari, "controls gone off stage", mic_hidden, true).await;
+    wait_until(
+        &bo,
+        "Ari's camera gone",
+        &format!("[...window.myriad.state.tracks.values()].some(t => t.participant === {ari_id})"),
+        false,
+    )
+    .await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
 /// A host changes an attendee's role from the attendee's tile: the attendee's page shows no
 /// publishing controls until promoted, then publishes a camera that reaches the host; demoted,
 /// the camera stops and the controls go; an attendee trying to change roles is told no.
@@ -591,13 +685,7 @@ async fn a_host_changes_roles_live_from_the_browser() {
     let server = common::Server::start();
     server.create_meeting("roles").await;
     let (mut browser, handler, _profile) = launch(&[]).await;
-    let open = |name: &str, role: &str| {
-        format!(
-            "{}/m/roles?name={name}&join=1&token={}",
-            server.url,
-            server.token("roles", name, role)
-        )
-    };
+    let open = |name: &str, role: &str| join_url(&server, "roles", name, role);
     let host = browser
         .new_page(open("Hana", "host"))
         .await
@@ -609,13 +697,11 @@ async fn a_host_changes_roles_live_from_the_browser() {
     let ari = participant_id(&att).await;
     participant_id(&host).await;
     let controls_hidden = "['#mic', '#cam', '#screen'].map(s => document.querySelector(s)?.hidden)";
-    let all = |hidden: bool| move |v: &Value| v == &Value::from(vec![hidden; 3]);
-    wait_for(
+    wait_until(
         &att,
         "no publishing controls",
         controls_hidden,
-        Duration::from_secs(10),
-        all(true),
+        vec![true; 3],
     )
     .await;
     let sending = "Object.keys(window.myriad.media.senders).length";
@@ -632,22 +718,14 @@ async fn a_host_changes_roles_live_from_the_browser() {
              s.value = '{role}'; s.dispatchEvent(new Event('change')); return true; }})()"
         )
     };
-    wait_for(
+    wait_until(
         &host,
         "the role control on Ari's tile",
         &choose("panelist"),
-        Duration::from_secs(10),
-        |v| v == &Value::Bool(true),
+        true,
     )
     .await;
-    wait_for(
-        &att,
-        "publishing controls",
-        controls_hidden,
-        Duration::from_secs(10),
-        all(false),
-    )
-    .await;
+    wait_until(&att, "publishing controls", controls_hidden, vec![false; 3]).await;
     let notice = "document.querySelector('#notice')?.textContent ?? ''";
     let told = eval(&att, notice).await;
     assert!(
@@ -668,20 +746,12 @@ async fn a_host_changes_roles_live_from_the_browser() {
     screenshot(&host, "roles-host.png").await;
 
     assert!(eval(&host, &choose("attendee")).await == Value::Bool(true));
-    wait_for(
-        &att,
-        "controls gone again",
-        controls_hidden,
-        Duration::from_secs(10),
-        all(true),
-    )
-    .await;
-    wait_for(
+    wait_until(&att, "controls gone again", controls_hidden, vec![true; 3]).await;
+    wait_until(
         &host,
         "the demoted camera gone",
         &format!("[...window.myriad.state.tracks.values()].some(t => t.participant === {ari})"),
-        Duration::from_secs(10),
-        |v| v == &Value::Bool(false),
+        false,
     )
     .await;
     assert_eq!(
