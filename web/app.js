@@ -157,6 +157,8 @@ async function prejoin(meetingId) {
 // What a role may do, as the server decides it (myriad-proto's Role).
 const publishes = (role) => role !== 'attendee';
 const moderates = (role) => role === 'host' || role === 'co_host';
+// The reactions the server counts (myriad-proto's REACTIONS).
+const REACTIONS = ['👍', '❤️', '😂', '😮', '👏', '🎉'];
 const ROLE_NAMES = { host: 'Host', co_host: 'Co-host', panelist: 'Panelist', attendee: 'Attendee' };
 // The roles a moderator may give: a co-host moves people between panelist and attendee only.
 const givableRoles = (mine, theirs) => (mine === 'host'
@@ -213,9 +215,15 @@ async function meeting(meetingId, name, localTracks) {
   const screenBtn = h('button', { id: 'screen', class: 'round', title: 'Share your screen' }, 'Share');
   const chatBtn = h('button', { id: 'chat-toggle', class: 'round', title: 'Chat' }, 'Chat');
   const handBtn = h('button', { id: 'hand', class: 'round', title: 'Ask to speak' }, 'Raise hand');
+  const reactions = h('div', { id: 'reactions', class: 'reactions', hidden: true },
+    ...REACTIONS.map((emoji) => h('button', { class: 'reaction', 'data-emoji': emoji,
+      onclick: () => signal.send({ type: 'react', emoji }) }, emoji)));
+  const reactBtn = h('button', { id: 'react', class: 'round', title: 'React',
+    onclick: () => (reactions.hidden = !reactions.hidden) }, 'React');
+  const floats = h('div', { class: 'floats', 'aria-hidden': 'true' });
   const handsBtn = h('button', { id: 'hands-toggle', class: 'round', title: 'Raised hands and the stage', hidden: true }, 'Hands');
   const leaveBtn = h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
-  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, handBtn, chatBtn, handsBtn, leaveBtn);
+  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, handsBtn, leaveBtn);
   const handList = h('ol', { id: 'hand-list', class: 'people' });
   const stageList = h('ol', { id: 'stage-list', class: 'people' });
   const lowerAll = h('button', { id: 'lower-all', onclick: () => signal.send({ type: 'lower_hands' }) }, 'Lower all hands');
@@ -227,7 +235,7 @@ async function meeting(meetingId, name, localTracks) {
   const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true }, h('h2', {}, 'Chat'), chatLog, chatForm);
   const root = h('div', { class: 'meeting' },
     h('header', {}, h('strong', {}, meetingId), h('span', { class: 'count' }, countEl, ' in the meeting')),
-    banner, notice, stage, grid, chatPanel, handsPanel, toolbar,
+    banner, notice, stage, grid, chatPanel, handsPanel, floats, reactions, toolbar,
   );
   app.replaceChildren(root);
 
@@ -390,6 +398,7 @@ async function meeting(meetingId, name, localTracks) {
       case 'role_changed': roleChanged(ev.participant); break;
       case 'hands': handsChanged(ev); break;
       case 'stage': stageChanged(ev.participants); break;
+      case 'reactions': floatReactions(ev.counts); break;
       case 'meeting_ended': ended('The meeting has ended.'); break;
     }
   }
@@ -411,6 +420,24 @@ async function meeting(meetingId, name, localTracks) {
     for (const track of Object.values(media.tracks)) track?.stop();
     media.tracks = {};
     media.restart();
+  }
+
+  // A tick's reactions rise over the meeting: a few of each (proportionally, at most 16 in
+  // all), however many thousands were counted. `state.reacted` keeps the totals.
+  state.reacted = {};
+  function floatReactions(counts) {
+    const total = counts.reduce((n, c) => n + c.count, 0);
+    for (const c of counts) {
+      state.reacted[c.emoji] = (state.reacted[c.emoji] || 0) + c.count;
+      const shown = Math.max(1, Math.round((16 * c.count) / Math.max(total, 16)));
+      for (let i = 0; i < shown; i++) {
+        const el = h('span', { class: 'float' }, c.emoji);
+        el.style.left = `${10 + Math.random() * 80}%`;
+        el.style.animationDelay = `${Math.random() * 400}ms`;
+        el.addEventListener('animationend', () => el.remove());
+        floats.append(el);
+      }
+    }
   }
 
   function handsChanged(ev) {

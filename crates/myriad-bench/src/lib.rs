@@ -5,6 +5,7 @@
 
 pub mod chat;
 mod cluster;
+pub mod crowd;
 pub mod failover;
 pub mod forward;
 pub mod hit_path;
@@ -15,6 +16,7 @@ mod media;
 mod mmsg;
 mod netns;
 mod participant;
+pub mod reactions;
 mod report;
 mod server;
 mod signal_client;

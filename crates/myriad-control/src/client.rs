@@ -13,8 +13,8 @@ use myriad_proto::meeting::{
     Presence, RefusalKind,
 };
 use myriad_proto::{
-    ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent, ServerMsg,
-    TrackId, TrackInfo, TrackSource,
+    ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, ReactionCount, Role, Seq, SeqEvent,
+    ServerMsg, TrackId, TrackInfo, TrackSource,
 };
 
 use crate::{Control, ControlError};
@@ -236,6 +236,11 @@ impl MeetingClient {
             raised,
         })
         .await
+    }
+
+    /// This node's reactions since it last sent them, counted.
+    pub async fn reactions(&self, counts: Vec<ReactionCount>) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Reactions { counts }).await
     }
 
     pub async fn lower_hands(

@@ -357,6 +357,7 @@ impl<R> CoordinatorCore<R> {
                 participant,
                 raised,
             } => done(m.handle_hand(now, participant, raised)),
+            MeetingRequest::Reactions { counts } => done(m.handle_reactions(now, &counts)),
             MeetingRequest::LowerHands { actor, target } => {
                 done(m.handle_lower_hands(now, actor, target))
             }

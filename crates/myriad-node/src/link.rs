@@ -12,15 +12,16 @@ use std::sync::Arc;
 
 use axum::extract::ws::Utf8Bytes;
 use myriad_bus::Subscription;
-use myriad_control::MeetingClient;
+use myriad_control::{AskError, MeetingClient};
 use myriad_plan::{upstream, RELAY_FANOUT};
 use myriad_proto::bus::decode;
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::{ConnRef, EndReason, MeetingBroadcast, Presence};
 use myriad_proto::{
-    MeetingEvent, MeetingId, ParticipantId, Seq, SeqEvent, ServerMsg, TrackId, TrackInfo,
+    MeetingEvent, MeetingId, ParticipantId, ReactionCount, Seq, SeqEvent, ServerMsg, TrackId,
+    TrackInfo,
 };
-use myriad_room::{Passed, SeqGate};
+use myriad_room::{Passed, ReactionTally, SeqGate};
 use myriad_sfu::{Media, PeerId, RoomEvent, SfuHandle};
 use tokio::sync::{mpsc, oneshot};
 
@@ -61,6 +62,12 @@ pub(crate) enum LinkCmd {
     Unregister {
         conn: u64,
     },
+    /// A reaction from a participant here (one of the reactions, checked by the session).
+    React {
+        emoji: String,
+    },
+    /// Counts the coordinator did not take (it is moving): they go with the next ones.
+    ReactionsUnsent(Vec<ReactionCount>),
     /// The coordinator's answer to the link's ask for the events after a gap: the events, or
     /// `None` when they are too old to be had (`Err`: no answer).
     Missed(Result<Option<Vec<SeqEvent>>, ()>),
@@ -123,6 +130,10 @@ impl LinkHandle {
 
     pub(crate) async fn unregister(&self, conn: u64) {
         let _ = self.tx.send(LinkCmd::Unregister { conn }).await;
+    }
+
+    pub(crate) async fn react(&self, emoji: String) {
+        let _ = self.tx.send(LinkCmd::React { emoji }).await;
     }
 
     pub(crate) async fn attach_peer(&self, participant: ParticipantId, peer: PeerId, worker: u16) {
@@ -193,6 +204,10 @@ struct Conn {
     after: Seq,
 }
 
+/// How often a link sends its participants' reactions, counted, to the coordinator: one
+/// request per node per interval, however many people react.
+const REACTIONS_EVERY: std::time::Duration = std::time::Duration::from_millis(50);
+
 /// How often a link tells the coordinator every connection it has.
 const PRESENCE_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// How long a link with nobody left waits for its coordinator to hear so before it ends
@@ -233,6 +248,8 @@ struct Link {
     /// below it and not listed are gone.
     highest_conn: u64,
     load: Arc<Load>,
+    /// Reactions from here since they were last sent.
+    reactions: ReactionTally,
 }
 
 /// Starts the link of `client`'s meeting on this node: hears the coordinator's broadcasts
@@ -277,6 +294,7 @@ pub(crate) async fn start(
         mailbox: tx.downgrade(),
         highest_conn: 0,
         load,
+        reactions: ReactionTally::default(),
     };
     // What is published already, the plan and the partitions: tracks of other partitions
     // are pulled from upstream.
@@ -307,9 +325,12 @@ impl Link {
         let mut presence = tokio::time::interval(PRESENCE_EVERY);
         presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         presence.tick().await;
+        let mut reactions = tokio::time::interval(REACTIONS_EVERY);
+        reactions.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = presence.tick() => self.tell_presence(),
+                _ = reactions.tick(), if !self.reactions.is_empty() => self.send_reactions(),
                 cmd = commands.recv() => match cmd {
                     Some(cmd) => self.handle_command(cmd).await,
                     None => break,
@@ -412,6 +433,14 @@ impl Link {
                 let _ = reply.send(peer);
             }
             LinkCmd::Unregister { conn } => self.forget(conn),
+            LinkCmd::React { emoji } => {
+                self.reactions.add_one(&emoji);
+            }
+            LinkCmd::ReactionsUnsent(counts) => {
+                if let Err(e) = self.reactions.add(&counts) {
+                    tracing::warn!(meeting = %self.meeting, "unsent reactions dropped: {e}");
+                }
+            }
             LinkCmd::Missed(Ok(Some(events))) => {
                 let passed = self.gate.offer(events);
                 self.pass_on(passed).await;
@@ -500,6 +529,26 @@ impl Link {
     /// made good this way.
     fn is_empty(&self) -> bool {
         self.conns.is_empty() && self.peers.is_empty()
+    }
+
+    fn send_reactions(&mut self) {
+        let counts = self.reactions.take();
+        let (client, mailbox) = (self.client.clone(), self.mailbox.clone());
+        tokio::spawn(async move {
+            match client.reactions(counts.clone()).await {
+                Ok(()) => {}
+                Err(e @ AskError::Refused { .. }) => {
+                    tracing::debug!(meeting = %client.meeting(), "reactions refused: {e}")
+                }
+                // Not heard (a coordinator taking over): they go with the next ones.
+                Err(e) => {
+                    tracing::debug!(meeting = %client.meeting(), "reactions kept for later: {e}");
+                    if let Some(mailbox) = mailbox.upgrade() {
+                        let _ = mailbox.send(LinkCmd::ReactionsUnsent(counts)).await;
+                    }
+                }
+            }
+        });
     }
 
     fn tell_presence(&self) {

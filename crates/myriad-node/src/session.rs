@@ -21,6 +21,7 @@ use myriad_control::{generate_session_token, now_unix_s, AskError, ControlError,
 use myriad_proto::meeting::{Actor, ConnRef, EndReason, Joiner, RefusalKind};
 use myriad_proto::{
     ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
+    REACTIONS,
 };
 use myriad_sfu::{NewPeer, PeerId, SfuError, SfuHandle, ShellError};
 use tokio::sync::mpsc;
@@ -35,6 +36,8 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Messages per second a client may send, and the burst it may save up.
 const MSG_RATE_PER_S: f64 = 20.0;
 const MSG_BURST: f64 = 60.0;
+const REACTIONS_PER_S: f64 = 4.0;
+const REACTIONS_BURST: f64 = 12.0;
 /// A client that keeps flooding after this many refused messages is disconnected.
 const MAX_REFUSED: u32 = 200;
 
@@ -80,6 +83,8 @@ struct Member {
     peer: Option<(PeerId, SfuHandle)>,
     /// The token's `subscribe` grant.
     subscribe: bool,
+    /// Reactions are limited per person (a click-happy attendee floats no storm).
+    reactions: TokenBucket,
 }
 
 /// Why the main loop stopped.
@@ -280,6 +285,7 @@ impl Session {
             conn,
             peer,
             subscribe,
+            reactions: TokenBucket::new(REACTIONS_PER_S, REACTIONS_BURST, Instant::now()),
         })
     }
 
@@ -431,6 +437,17 @@ impl Session {
                 let actor = Actor::Participant(member.participant);
                 let asked = member.client.set_role(actor, participant, role).await;
                 self.refused(asked).await;
+            }
+            ClientMsg::React { emoji } => {
+                if !REACTIONS.contains(&emoji.as_str()) {
+                    let message = format!("not a reaction: one of {}", REACTIONS.join(" "));
+                    self.send_error(ErrorCode::BadMessage, &message).await;
+                } else if !member.reactions.try_take(Instant::now()) {
+                    self.send_error(ErrorCode::RateLimited, "too many reactions; slow down")
+                        .await;
+                } else {
+                    member.link.react(emoji).await;
+                }
             }
             ClientMsg::Hand { raised } => {
                 let asked = member.client.hand(member.participant, raised).await;

@@ -16,8 +16,8 @@ mod signal;
 
 pub use ids::{MeetingId, ParticipantId, Seq, TrackId};
 pub use signal::{
-    ClientMsg, ErrorCode, ForwardingPlan, Hands, MeetingEvent, ParticipantInfo, Resume, Role,
-    SeqEvent, ServerMsg, Snapshot, TrackInfo, TrackMid, TrackSource,
+    ClientMsg, ErrorCode, ForwardingPlan, Hands, MeetingEvent, ParticipantInfo, ReactionCount,
+    Resume, Role, SeqEvent, ServerMsg, Snapshot, TrackInfo, TrackMid, TrackSource, REACTIONS,
 };
 
 /// Version of the signalling protocol spoken by this build.

@@ -120,6 +120,10 @@ pub enum MeetingRequest {
         participant: ParticipantId,
         raised: bool,
     },
+    /// A node's reactions since its last such request, counted.
+    Reactions {
+        counts: Vec<crate::ReactionCount>,
+    },
     /// Lowers `target`'s hand, or every hand.
     LowerHands {
         actor: Actor,

@@ -112,6 +112,10 @@ pub enum ClientMsg {
         participant: ParticipantId,
         role: Role,
     },
+    /// A reaction, one of [`REACTIONS`]; everyone sees them counted per tick.
+    React {
+        emoji: String,
+    },
     /// Raise or lower one's own hand.
     Hand {
         raised: bool,
@@ -188,6 +192,17 @@ pub struct Snapshot {
     /// Who is on stage, in the order invited.
     #[serde(default)]
     pub stage: Vec<ParticipantInfo>,
+}
+
+/// The reactions a client may send: a small fixed set, so that they count and show alike
+/// everywhere (and nobody floats arbitrary text over a town hall).
+pub const REACTIONS: [&str; 6] = ["👍", "❤️", "😂", "😮", "👏", "🎉"];
+
+/// How many times one reaction was sent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReactionCount {
+    pub emoji: String,
+    pub count: u32,
 }
 
 /// The raised hands: how many, and the earliest of them (the queue a host works through).
@@ -269,6 +284,11 @@ pub enum MeetingEvent {
     /// Who is on stage now, in the order invited (they publish, and everyone receives them).
     Stage {
         participants: Vec<ParticipantInfo>,
+    },
+    /// The reactions since the last such event, counted (one event per tick at most,
+    /// however many people react).
+    Reactions {
+        counts: Vec<ReactionCount>,
     },
     MeetingEnded,
 }

@@ -22,6 +22,8 @@ pub enum RoomError {
     Forbidden(&'static str),
     #[error("the stage is full: take someone off it first")]
     StageFull,
+    #[error("invalid reaction: {0}")]
+    InvalidReaction(&'static str),
 }
 
 impl RoomError {
@@ -37,6 +39,7 @@ impl RoomError {
             RoomError::InvalidChat(_) => RefusalKind::InvalidChat,
             RoomError::Forbidden(_) => RefusalKind::Forbidden,
             RoomError::StageFull => RefusalKind::StageFull,
+            RoomError::InvalidReaction(_) => RefusalKind::BadRequest,
         }
     }
 }

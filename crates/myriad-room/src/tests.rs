@@ -474,6 +474,30 @@ fn the_stage_publishes_is_planned_first_and_has_a_size() {
 }
 
 #[test]
+fn reactions_from_many_nodes_go_out_as_one_event_per_batch() {
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    join(&mut m, t, "a", Role::Attendee);
+    drain(&mut m);
+    let count = |emoji: &str, count| myriad_proto::ReactionCount {
+        emoji: emoji.into(),
+        count,
+    };
+    m.handle_reactions(t, &[count("👍", 400), count("🎉", 2)])
+        .unwrap();
+    m.handle_reactions(t, &[count("👍", 600)]).unwrap();
+    assert!(m.handle_reactions(t, &[count("nope", 1)]).is_err());
+    let seen: Vec<Vec<myriad_proto::ReactionCount>> = events(&drain(&mut m))
+        .into_iter()
+        .filter_map(|e| match e {
+            MeetingEvent::Reactions { counts } => Some(counts),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(seen, [vec![count("👍", 1000), count("🎉", 2)]]);
+}
+
+#[test]
 fn forwarding_follows_speakers_within_limits() {
     let t0 = VirtualClock::new().now();
     let cfg = MeetingConfig {

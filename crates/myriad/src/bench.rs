@@ -1,6 +1,25 @@
 //! `myriad bench …`: the benchmark scenarios.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
+
+/// A crowd in one meeting, sending at a rate in all from random senders.
+#[derive(Args)]
+pub struct CrowdArgs {
+    #[arg(long, default_value_t = 1000)]
+    participants: usize,
+    /// Messages per second, all senders together.
+    #[arg(long, default_value_t = 20.0)]
+    rate: f64,
+    #[arg(long, default_value_t = 10.0)]
+    seconds: f64,
+    #[arg(long)]
+    url: Option<String>,
+    /// Start `nats-server -js` and this many nodes; participants spread over them.
+    #[arg(long, default_value_t = 1)]
+    nodes: usize,
+    #[arg(long)]
+    json: bool,
+}
 
 #[derive(Subcommand)]
 pub enum BenchCommand {
@@ -39,21 +58,10 @@ pub enum BenchCommand {
         json: bool,
     },
     /// N participants, M chat messages per second from random senders.
-    Chat {
-        #[arg(long, default_value_t = 1000)]
-        participants: usize,
-        #[arg(long, default_value_t = 20.0)]
-        rate: f64,
-        #[arg(long, default_value_t = 10.0)]
-        seconds: f64,
-        #[arg(long)]
-        url: Option<String>,
-        /// Start `nats-server -js` and this many nodes; participants spread over them.
-        #[arg(long, default_value_t = 1)]
-        nodes: usize,
-        #[arg(long)]
-        json: bool,
-    },
+    Chat(CrowdArgs),
+    /// N participants, R reactions per second in all from random senders; every participant
+    /// must see every reaction counted.
+    Reactions(CrowdArgs),
     /// A cluster of N nodes, M participants spread over them, chat flowing; one node is
     /// killed (SIGKILL) and its participants resume on others through the route API.
     Failover {
@@ -197,23 +205,16 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             };
             report.print(json);
         }
-        BenchCommand::Chat {
-            participants,
-            rate,
-            seconds,
-            url,
-            nodes,
-            json,
-        } => {
-            let args = myriad_bench::chat::ChatArgs {
-                participants,
-                rate_per_s: rate,
-                seconds,
-                url,
-                nodes,
-            };
+        BenchCommand::Chat(c) => {
+            let json = c.json;
             runtime()?
-                .block_on(myriad_bench::chat::run(args))?
+                .block_on(myriad_bench::chat::run(c.into()))?
+                .print(json);
+        }
+        BenchCommand::Reactions(c) => {
+            let json = c.json;
+            runtime()?
+                .block_on(myriad_bench::reactions::run(c.into()))?
                 .print(json);
         }
         BenchCommand::SpeakerSwitch {
@@ -326,4 +327,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()?)
+}
+
+impl From<CrowdArgs> for myriad_bench::crowd::CrowdArgs {
+    fn from(c: CrowdArgs) -> Self {
+        Self {
+            participants: c.participants,
+            rate_per_s: c.rate,
+            seconds: c.seconds,
+            url: c.url,
+            nodes: c.nodes,
+        }
+    }
 }

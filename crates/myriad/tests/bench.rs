@@ -148,6 +148,26 @@ fn chat_across_nodes_smoke() {
 }
 
 #[test]
+fn reactions_across_nodes_smoke() {
+    let r = bench(&[
+        "reactions",
+        "--nodes",
+        "2",
+        "--participants",
+        "20",
+        "--rate",
+        "40",
+        "--seconds",
+        "1",
+    ]);
+    assert_eq!(r["nodes"], 2, "{r}");
+    assert!(r["reactions_sent"].as_u64().is_some_and(|n| n >= 30), "{r}");
+    assert_eq!(r["reactions_counted"], r["reactions_sent"], "{r}");
+    assert_eq!(r["participants_miscounted"], 0, "{r}");
+    assert!(r["delay_p99_ms"].as_f64().is_some_and(|d| d > 0.0), "{r}");
+}
+
+#[test]
 fn forward_across_nodes_smoke() {
     let r = bench(&[
         "forward",

@@ -660,6 +660,22 @@ async fn a_raised_hand_is_invited_to_the_stage_and_seen_by_all() {
     wait_until(&bo, "Ari's tile marked on stage", &format!("document.querySelector('.tile[data-participant=\"{ari_id}\"]')?.classList.contains('onstage')"), true).await;
     screenshot(&bo, "stage-seen-by-attendee.png").await;
 
+    // Bo applauds: the reaction is counted for everyone and rises over their meeting.
+    click(&bo, "#react").await;
+    click(&bo, ".reaction[data-emoji=\"👏\"]").await;
+    for page in [&host, &ari] {
+        wait_until(
+            page,
+            "the applause counted",
+            "window.myriad.state.reacted['👏'] ?? 0",
+            1,
+        )
+        .await;
+    }
+    let rising = eval(&host, "document.querySelectorAll('.float').length").await;
+    assert!(rising.as_u64().is_some_and(|n| n >= 1), "{rising}");
+    screenshot(&host, "reactions.png").await;
+
     click(
         &host,
         &format!("#stage-list li[data-participant=\"{ari_id}\"] button.unstage"),

@@ -668,6 +668,38 @@ async fn hands_and_the_stage_over_websockets() {
     assert_eq!(welcome["snapshot"]["stage"], json!([]));
 }
 
+/// Reactions reach everyone counted, not one event per click; what is not a reaction, and
+/// more than a person may send, get clear errors.
+#[tokio::test]
+async fn reactions_reach_everyone_counted_and_are_limited() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut a = joined(&server, "m1", "ann", "attendee").await;
+    let mut b = joined(&server, "m1", "ben", "attendee").await;
+    for _ in 0..3 {
+        send(&mut a, json!({ "type": "react", "emoji": "👍" })).await;
+    }
+    send(&mut b, json!({ "type": "react", "emoji": "🎉" })).await;
+    for ws in [&mut a, &mut b] {
+        let mut seen: std::collections::BTreeMap<String, u64> = Default::default();
+        while seen.values().sum::<u64>() < 4 {
+            let ev = expect_event(ws, "reactions").await;
+            for c in ev["counts"].as_array().unwrap() {
+                *seen.entry(c["emoji"].as_str().unwrap().into()).or_default() +=
+                    c["count"].as_u64().unwrap();
+            }
+        }
+        assert_eq!(seen, [("🎉".into(), 1), ("👍".into(), 3)].into());
+    }
+    send(&mut a, json!({ "type": "react", "emoji": "<b>hi</b>" })).await;
+    expect_error(&mut a, "bad_message").await;
+    // The burst allowance goes, then the rest is refused (not silently dropped).
+    for _ in 0..20 {
+        send(&mut b, json!({ "type": "react", "emoji": "👏" })).await;
+    }
+    expect_error(&mut b, "rate_limited").await;
+}
+
 /// A node whose partitions of a meeting are full refers newcomers to the route (which has
 /// nowhere else to send them on a one-node cluster); a seat freed is taken again.
 #[tokio::test]

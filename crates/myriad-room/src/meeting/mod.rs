@@ -3,6 +3,7 @@
 //! What a coordinator taking over needs is in [`durable`].
 
 mod durable;
+mod reactions;
 mod stage;
 
 use std::collections::{BTreeMap, VecDeque};
@@ -15,6 +16,7 @@ use myriad_proto::{
     Snapshot, TrackId, TrackInfo, TrackSource, MAX_CHAT_BYTES,
 };
 
+use self::reactions::Tally;
 use self::stage::Stage;
 use crate::plan::plan_forwarding;
 use crate::speaker::{SpeakerConfig, SpeakerDetector};
@@ -79,6 +81,7 @@ impl Default for MeetingConfig {
 }
 
 pub use durable::{Change, Commit, MeetingState};
+pub use reactions::Tally as ReactionTally;
 
 /// What the access token allows, checked by the meeting on every action.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -198,6 +201,8 @@ pub struct Meeting {
     /// lowered meanwhile.
     hands_dirty: bool,
     lowered: Vec<ParticipantId>,
+    /// Reactions counted since the last batch.
+    reactions: Tally,
 }
 
 impl Meeting {
@@ -228,6 +233,7 @@ impl Meeting {
             stage: Stage::default(),
             hands_dirty: false,
             lowered: Vec::new(),
+            reactions: Tally::default(),
         }
     }
 
@@ -827,10 +833,11 @@ impl Meeting {
 
     /// Whether events or changes wait for their commit.
     pub fn has_uncommitted(&self) -> bool {
-        !self.pending.is_empty() || !self.changes.is_empty()
+        !self.pending.is_empty() || !self.changes.is_empty() || !self.reactions.is_empty()
     }
 
     fn take_batch(&mut self) -> Output {
+        self.emit_reactions();
         self.flushed_at = Some(self.now);
         Output::Commit(Commit {
             events: std::mem::take(&mut self.pending),
