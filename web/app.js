@@ -222,8 +222,11 @@ async function meeting(meetingId, name, localTracks) {
     onclick: () => (reactions.hidden = !reactions.hidden) }, 'React');
   const floats = h('div', { class: 'floats', 'aria-hidden': 'true' });
   const handsBtn = h('button', { id: 'hands-toggle', class: 'round', title: 'Raised hands and the stage', hidden: true }, 'Hands');
+  const pollsBtn = h('button', { id: 'polls-toggle', class: 'round', title: 'Polls' }, 'Polls');
+  const pollList = h('div', { id: 'poll-list' });
+  const pollsPanel = h('aside', { id: 'polls', class: 'sheet', hidden: true }, h('h2', {}, 'Polls'), pollList);
   const leaveBtn = h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
-  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, handsBtn, leaveBtn);
+  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, handsBtn, leaveBtn);
   const handList = h('ol', { id: 'hand-list', class: 'people' });
   const stageList = h('ol', { id: 'stage-list', class: 'people' });
   const lowerAll = h('button', { id: 'lower-all', onclick: () => signal.send({ type: 'lower_hands' }) }, 'Lower all hands');
@@ -235,7 +238,7 @@ async function meeting(meetingId, name, localTracks) {
   const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true }, h('h2', {}, 'Chat'), chatLog, chatForm);
   const root = h('div', { class: 'meeting' },
     h('header', {}, h('strong', {}, meetingId), h('span', { class: 'count' }, countEl, ' in the meeting')),
-    banner, notice, stage, grid, chatPanel, handsPanel, floats, reactions, toolbar,
+    banner, notice, stage, grid, chatPanel, handsPanel, pollsPanel, floats, reactions, toolbar,
   );
   app.replaceChildren(root);
 
@@ -373,6 +376,8 @@ async function meeting(meetingId, name, localTracks) {
     state.hands = s.hands || { raised: 0, first: [] };
     state.stage = s.stage || [];
     state.participants = new Map([...s.participants, ...state.stage].map((p) => [p.id, p]));
+    state.polls = new Map((s.polls || []).map((p) => [p.info.id, p]));
+    renderPolls();
     state.tracks = new Map(s.tracks.map((t) => [t.id, t]));
     state.speakers = s.active_speakers;
   }
@@ -399,6 +404,9 @@ async function meeting(meetingId, name, localTracks) {
       case 'hands': handsChanged(ev); break;
       case 'stage': stageChanged(ev.participants); break;
       case 'reactions': floatReactions(ev.counts); break;
+      case 'poll_opened': pollOpened(ev.poll); break;
+      case 'poll_results': pollResults(ev.results); break;
+      case 'poll_closed': pollResults(ev.results, true); break;
       case 'meeting_ended': ended('The meeting has ended.'); break;
     }
   }
@@ -438,6 +446,108 @@ async function meeting(meetingId, name, localTracks) {
         floats.append(el);
       }
     }
+  }
+
+  // ---- polls: answer forms for the open ones, live results for all; moderators open and
+  // close them.
+  state.polls = new Map(); // id -> { info, results }
+  state.voted = new Set();
+  function pollOpened(info) {
+    state.polls.set(info.id, { info, results: { poll: info.id, voters: 0, counts: [] } });
+    if (!state.me || !moderates(state.me.role)) tell(`New poll: ${info.question}`);
+    renderPolls();
+  }
+  function pollResults(results, closed = false) {
+    const p = state.polls.get(results.poll);
+    if (!p) return;
+    p.results = results;
+    if (closed) p.info.open = false;
+    renderPolls();
+  }
+  function optionsOf(kind) {
+    if (kind.type === 'rating') return Array.from({ length: kind.max }, (_, i) => String(i + 1));
+    return kind.options || [];
+  }
+  function pollCard({ info, results }) {
+    const answered = state.voted.has(info.id);
+    const card = h('section', { class: 'poll', 'data-poll': info.id },
+      h('h3', {}, info.question),
+      h('p', { class: 'hint' }, `${results.voters} answered${info.anonymous ? ' · anonymous' : ''}${info.open ? '' : ' · closed'}`));
+    if (info.open && !answered) card.append(answerForm(info));
+    const labels = optionsOf(info.kind);
+    labels.forEach((label, i) => {
+      const n = results.counts[i] || 0;
+      const pct = results.voters ? Math.round((100 * n) / results.voters) : 0;
+      card.append(h('div', { class: 'bar' },
+        h('span', { class: 'fill', style: `width:${pct}%` }),
+        h('span', { class: 'label' }, label), h('span', { class: 'n' }, `${n} · ${pct}%`)));
+    });
+    if (info.open && state.me && moderates(state.me.role)) {
+      card.append(h('button', { class: 'close-poll', onclick: () => signal.send({ type: 'close_poll', poll: info.id }) }, 'Close poll'));
+    }
+    return card;
+  }
+  function answerForm(info) {
+    const kind = info.kind;
+    const name = `poll-${info.id}`;
+    const form = h('form', { class: 'answer' });
+    if (kind.type === 'text') {
+      form.append(h('input', { name, maxlength: 500, placeholder: 'Your answer' }));
+    } else {
+      const type = kind.type === 'multiple' ? 'checkbox' : 'radio';
+      optionsOf(kind).forEach((label, i) => form.append(
+        h('label', { class: 'check' }, h('input', { type, name, value: String(i) }), label)));
+    }
+    form.append(h('button', { class: 'primary vote', type: 'submit' }, 'Answer'));
+    form.onsubmit = (e) => {
+      e.preventDefault();
+      const picked = [...form.querySelectorAll(`input[name="${name}"]`)]
+        .filter((x) => x.type === 'text' || x.checked).map((x) => x.value);
+      let answer;
+      if (kind.type === 'text') answer = { type: 'text', text: picked[0] || '' };
+      else if (kind.type === 'multiple') answer = { type: 'multiple', options: picked.map(Number) };
+      else if (kind.type === 'rating') answer = { type: 'rating', value: Number(picked[0]) + 1 };
+      else answer = { type: 'single', option: Number(picked[0]) };
+      if (!picked.length || picked[0] === '') return tell('Choose an answer first.');
+      if (signal.send({ type: 'vote', poll: info.id, answer })) {
+        state.voted.add(info.id);
+        renderPolls();
+      }
+    };
+    return form;
+  }
+  function newPollForm() {
+    const question = h('input', { id: 'poll-question', placeholder: 'Question', maxlength: 500 });
+    const type = h('select', { id: 'poll-type', 'aria-label': 'Kind' },
+      h('option', { value: 'single' }, 'One choice'), h('option', { value: 'multiple' }, 'Several choices'),
+      h('option', { value: 'rating' }, 'Rating 1–5'), h('option', { value: 'text' }, 'Free text'));
+    const options = h('textarea', { id: 'poll-options', rows: 3, placeholder: 'Options, one per line' });
+    const anonymous = h('input', { id: 'poll-anonymous', type: 'checkbox' });
+    const form = h('form', { class: 'new-poll' }, question, type, options,
+      h('label', { class: 'check' }, anonymous, 'Anonymous'),
+      h('button', { id: 'poll-open', class: 'primary', type: 'submit' }, 'Open poll'));
+    type.onchange = () => (options.hidden = !['single', 'multiple'].includes(type.value));
+    form.onsubmit = (e) => {
+      e.preventDefault();
+      const kind = { type: type.value };
+      if (['single', 'multiple'].includes(type.value)) kind.options = options.value.split('\n').map((o) => o.trim()).filter(Boolean);
+      if (type.value === 'rating') kind.max = 5;
+      if (signal.send({ type: 'create_poll', question: question.value, kind, anonymous: anonymous.checked })) {
+        question.value = '';
+        options.value = '';
+      }
+    };
+    return form;
+  }
+  let pollForm = null;
+  function renderPolls() {
+    const moderator = Boolean(state.me && moderates(state.me.role));
+    if (moderator && !pollForm) pollForm = newPollForm();
+    const cards = [...state.polls.values()].reverse().map(pollCard);
+    pollList.replaceChildren(...(moderator ? [pollForm] : []), ...cards);
+    if (!cards.length) pollList.append(h('p', { class: 'hint' }, 'No polls yet.'));
+    const waiting = [...state.polls.values()].filter((p) => p.info.open && !state.voted.has(p.info.id)).length;
+    pollsBtn.textContent = waiting && !moderator ? `Polls (${waiting})` : 'Polls';
   }
 
   function handsChanged(ev) {
@@ -514,6 +624,7 @@ async function meeting(meetingId, name, localTracks) {
     if (code === 'removed') return ended('You were removed from the meeting.');
     if (code === 'meeting_ended') return ended('The meeting has ended.');
     if (['unauthorized', 'token_expired', 'meeting_not_found', 'meeting_full'].includes(code)) return fatal(`Cannot join: ${message}`);
+    if (code === 'already_voted') return tell('You have answered this poll already.');
     if (code === 'forbidden') return tell(`Not allowed: ${message.replace(/^forbidden: /, '')}`);
     if (code === 'bad_message') return tell(`Refused: ${message}`);
     console.warn('server:', code, message);
@@ -607,11 +718,20 @@ async function meeting(meetingId, name, localTracks) {
     signal.send({ type: 'hand', raised: state.handUp });
     render();
   };
-  handsBtn.onclick = () => {
-    handsPanel.hidden = !handsPanel.hidden;
-    root.classList.toggle('handling', !handsPanel.hidden);
-    renderHands();
+  // The left-hand sheets (hands, polls): one open at a time.
+  function toggleSheet(panel) {
+    const open = panel.hidden;
+    for (const p of [handsPanel, pollsPanel]) p.hidden = p !== panel || !open;
+    root.classList.toggle('handling', open);
     layout();
+  }
+  handsBtn.onclick = () => {
+    toggleSheet(handsPanel);
+    renderHands();
+  };
+  pollsBtn.onclick = () => {
+    toggleSheet(pollsPanel);
+    renderPolls();
   };
   chatBtn.onclick = () => {
     chatPanel.hidden = !chatPanel.hidden;

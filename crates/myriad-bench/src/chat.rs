@@ -13,7 +13,6 @@ use myriad_seeded::SeededRng;
 
 use crate::crowd::{Crowd, CrowdArgs};
 use crate::forward::percentile;
-use crate::server::cpu_seconds;
 use crate::signal_client::Listener;
 use crate::Report;
 
@@ -47,18 +46,12 @@ impl Listener for Tally {
     }
 }
 
-/// CPU seconds used between two readings, if both were had.
-pub fn used(after: Option<f64>, before: Option<f64>) -> Option<f64> {
-    Some(after? - before?)
-}
-
 pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
     let n = args.participants.max(1);
     let tally = Arc::new(Tally::default());
     let mut crowd = Crowd::gather(args.url.as_deref(), args.nodes, vec![tally.clone(); n]).await?;
 
-    let server_cpu_before = crowd.cluster.cpu_seconds();
-    let bench_cpu_before = cpu_seconds(std::process::id());
+    let mark = crowd.cpu_mark();
     let mut rng = SeededRng::new(0x5eed_c4a7);
     let sent = crowd
         .pace(args.rate_per_s, args.seconds, |k| {
@@ -66,7 +59,7 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
                 m.insert(k, Instant::now());
             }
             let text = format!("{MARK}{k}");
-            (rng.below(n as u64) as usize, ClientMsg::Chat { text })
+            Some((rng.below(n as u64) as usize, ClientMsg::Chat { text }))
         })
         .await;
     let expected = sent * n as u64;
@@ -76,8 +69,8 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
         })
         .await;
     let delivered = tally.delivered.load(Ordering::Relaxed);
-    let server_cpu = used(crowd.cluster.cpu_seconds(), server_cpu_before);
-    let bench_cpu = used(cpu_seconds(std::process::id()), bench_cpu_before);
+    let mut report = Report::new("chat");
+    let server_cpu = crowd.report_run(&mut report, &mark);
     crowd.disperse();
     let mut delays = tally
         .delays_ms
@@ -85,7 +78,6 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
         .map(|d| d.clone())
         .unwrap_or_default();
     delays.sort_by(f64::total_cmp);
-    let mut report = Report::new("chat");
     report
         .field("participants", n as u64)
         .field("rate_per_s", args.rate_per_s)
@@ -93,17 +85,13 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
         .field("delivered", delivered)
         .field("expected", expected)
         .field("lost", expected.saturating_sub(delivered))
-        .field("failed_participants", crowd.failed())
         .field("delay_p50_ms", percentile(&delays, 0.50))
         .field("delay_p99_ms", percentile(&delays, 0.99))
-        .field("nodes", crowd.cluster.nodes.len() as u64)
-        .field("server_cpu_s", server_cpu)
         .field(
             "cpu_us_per_delivered",
             server_cpu
                 .filter(|_| delivered > 0)
                 .map(|c| c * 1e6 / delivered as f64),
-        )
-        .field("bench_cpu_s", bench_cpu);
+        );
     Ok(report)
 }

@@ -12,7 +12,20 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::cluster::{Cluster, ClusterOpts};
+use crate::server::cpu_seconds;
 use crate::signal_client::{join_and_listen, Listener};
+use crate::Report;
+
+/// CPU seconds used so far by the deployment and by the bench.
+pub struct CpuMark {
+    server: Option<f64>,
+    bench: Option<f64>,
+}
+
+/// CPU seconds used between two readings, if both were had.
+fn used(after: Option<f64>, before: Option<f64>) -> Option<f64> {
+    Some(after? - before?)
+}
 
 /// Joins per second while the room fills.
 const JOIN_RATE_PER_S: f64 = 500.0;
@@ -34,6 +47,7 @@ pub struct CrowdArgs {
 
 pub struct Crowd {
     pub cluster: Cluster,
+    pub meeting: String,
     senders: Vec<mpsc::Sender<ClientMsg>>,
     tasks: Vec<JoinHandle<()>>,
     failed: Arc<AtomicU64>,
@@ -121,6 +135,7 @@ impl Crowd {
         tokio::time::sleep(Duration::from_millis(500)).await;
         Ok(Crowd {
             cluster,
+            meeting,
             senders,
             tasks,
             failed,
@@ -128,24 +143,27 @@ impl Crowd {
     }
 
     /// Participants whose connection failed.
-    pub fn failed(&self) -> u64 {
+    fn failed(&self) -> u64 {
         self.failed.load(Ordering::Relaxed)
     }
 
     /// Sends `rate_per_s` messages a second for `seconds`: `next(k)` gives the k-th (who sends
-    /// it, and what), called just before it goes. Returns how many went.
+    /// it, and what; none: that was the last), called just before it goes. Returns how many
+    /// went.
     pub async fn pace(
         &self,
         rate_per_s: f64,
         seconds: f64,
-        mut next: impl FnMut(u64) -> (usize, ClientMsg),
+        mut next: impl FnMut(u64) -> Option<(usize, ClientMsg)>,
     ) -> u64 {
         let interval = Duration::from_secs_f64(1.0 / rate_per_s.clamp(0.1, 100_000.0));
         let begin = Instant::now();
         let end = begin + Duration::from_secs_f64(seconds.clamp(0.5, 600.0));
         let mut sent = 0u64;
         while Instant::now() < end {
-            let (who, msg) = next(sent);
+            let Some((who, msg)) = next(sent) else {
+                break;
+            };
             let Some(sender) = self.senders.get(who) else {
                 break;
             };
@@ -163,6 +181,29 @@ impl Crowd {
         while !done() && Instant::now() < until {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// The CPU the deployment and the bench have used so far.
+    pub fn cpu_mark(&self) -> CpuMark {
+        CpuMark {
+            server: self.cluster.cpu_seconds(),
+            bench: cpu_seconds(std::process::id()),
+        }
+    }
+
+    /// What every crowd scenario reports of its run: the deployment, the participants that
+    /// failed, and the CPU used since `mark` (server seconds, returned too, and the bench's).
+    pub fn report_run(&self, report: &mut Report, mark: &CpuMark) -> Option<f64> {
+        let server = used(self.cluster.cpu_seconds(), mark.server);
+        report
+            .field("nodes", self.cluster.nodes.len() as u64)
+            .field("failed_participants", self.failed())
+            .field("server_cpu_s", server)
+            .field(
+                "bench_cpu_s",
+                used(cpu_seconds(std::process::id()), mark.bench),
+            );
+        server
     }
 
     /// Disconnects everyone (the deployment stays up until dropped).

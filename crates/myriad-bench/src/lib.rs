@@ -5,6 +5,7 @@
 
 pub mod chat;
 mod cluster;
+mod counting;
 pub mod crowd;
 pub mod failover;
 pub mod forward;
@@ -16,6 +17,7 @@ mod media;
 mod mmsg;
 mod netns;
 mod participant;
+pub mod poll;
 pub mod reactions;
 mod report;
 mod server;

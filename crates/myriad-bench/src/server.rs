@@ -154,7 +154,7 @@ impl Server {
 
     /// POSTs to the server: with the API key when the bench knows it (a server it started,
     /// or `MYRIAD_API_KEY=KEY:SECRET` for a running deployment), else to its dev endpoints.
-    async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
         let mut req = reqwest::Client::new()
             .post(format!("{}{path}", self.url))
             .json(&body);

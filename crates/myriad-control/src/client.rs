@@ -9,12 +9,12 @@ use myriad_bus::BusError;
 use myriad_proto::bus::{decode, encode};
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::{
-    levels_subject, rpc_subject, Actor, AudioLevels, ConnRef, Joiner, MeetingReply, MeetingRequest,
-    Presence, RefusalKind,
+    levels_subject, rpc_subject, Actor, AudioLevels, ConnRef, GivenAnswer, Joiner, MeetingReply,
+    MeetingRequest, Presence, RefusalKind,
 };
 use myriad_proto::{
-    ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, ReactionCount, Role, Seq, SeqEvent,
-    ServerMsg, TrackId, TrackInfo, TrackSource,
+    Answer, ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, PollKind, PollState,
+    ReactionCount, Role, Seq, SeqEvent, ServerMsg, TrackId, TrackInfo, TrackSource,
 };
 
 use crate::{Control, ControlError};
@@ -39,6 +39,9 @@ pub enum AskError {
     #[error("the coordinator answered something else than asked")]
     Unexpected,
 }
+
+/// A poll, and its answers in order with who gave each (none in an anonymous poll).
+pub type PollAnswers = (PollState, Vec<GivenAnswer>);
 
 /// A join or resume that was accepted.
 #[derive(Debug, Clone)]
@@ -341,6 +344,52 @@ impl MeetingClient {
                 count,
                 participants,
             } => Ok((count, participants)),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    pub async fn create_poll(
+        &self,
+        actor: Actor,
+        question: String,
+        kind: PollKind,
+        anonymous: bool,
+    ) -> Result<u64, AskError> {
+        let req = MeetingRequest::CreatePoll {
+            actor,
+            question,
+            kind,
+            anonymous,
+        };
+        match self.ask(req).await? {
+            MeetingReply::PollCreated { poll } => Ok(poll),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    pub async fn vote(
+        &self,
+        participant: ParticipantId,
+        poll: u64,
+        answer: Answer,
+    ) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Vote {
+            participant,
+            poll,
+            answer,
+        })
+        .await
+    }
+
+    pub async fn close_poll(&self, actor: Actor, poll: u64) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::ClosePoll { actor, poll })
+            .await
+    }
+
+    /// A poll and its answers in order, each with who gave it in a named poll.
+    pub async fn poll_answers(&self, poll: u64) -> Result<PollAnswers, AskError> {
+        match self.ask(MeetingRequest::PollAnswers { poll }).await? {
+            MeetingReply::PollAnswers { poll, answers } => Ok((poll, answers)),
             _ => Err(AskError::Unexpected),
         }
     }

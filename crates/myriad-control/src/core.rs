@@ -358,6 +358,27 @@ impl<R> CoordinatorCore<R> {
                 raised,
             } => done(m.handle_hand(now, participant, raised)),
             MeetingRequest::Reactions { counts } => done(m.handle_reactions(now, &counts)),
+            MeetingRequest::CreatePoll {
+                actor,
+                question,
+                kind,
+                anonymous,
+            } => match m.handle_create_poll(now, actor, &question, kind, anonymous) {
+                Ok(poll) => MeetingReply::PollCreated { poll },
+                Err(e) => room_refused(&e),
+            },
+            MeetingRequest::Vote {
+                participant,
+                poll,
+                answer,
+            } => done(m.handle_vote(now, participant, poll, answer)),
+            MeetingRequest::ClosePoll { actor, poll } => {
+                done(m.handle_close_poll(now, actor, poll))
+            }
+            MeetingRequest::PollAnswers { poll } => match m.poll_answers(poll) {
+                Ok((poll, answers)) => MeetingReply::PollAnswers { poll, answers },
+                Err(e) => room_refused(&e),
+            },
             MeetingRequest::LowerHands { actor, target } => {
                 done(m.handle_lower_hands(now, actor, target))
             }

@@ -18,7 +18,7 @@ use myriad_control::{
 };
 use myriad_proto::cluster::NodeInfo;
 use myriad_proto::meeting::{Actor, RefusalKind};
-use myriad_proto::{MeetingId, ParticipantId, Role, TrackSource};
+use myriad_proto::{MeetingId, ParticipantId, PollKind, Role, TrackSource};
 use myriad_store::{MeetingRecord, MeetingSettings};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -45,6 +45,12 @@ pub fn router() -> Router<Arc<Node>> {
         .route(
             "/api/v1/meetings/{id}/participants/{pid}/role",
             post(set_role),
+        )
+        .route("/api/v1/meetings/{id}/polls", post(create_poll))
+        .route("/api/v1/meetings/{id}/polls/{poll}/close", post(close_poll))
+        .route(
+            "/api/v1/meetings/{id}/polls/{poll}/answers.csv",
+            get(poll_csv),
         )
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/route", get(route))
@@ -122,6 +128,9 @@ impl From<AskError> for ApiError {
                     Self::new(StatusCode::NOT_FOUND, "track_not_found", message)
                 }
                 RefusalKind::Forbidden => Self::new(StatusCode::FORBIDDEN, "forbidden", message),
+                RefusalKind::UnknownPoll => {
+                    Self::new(StatusCode::NOT_FOUND, "poll_not_found", message)
+                }
                 _ => Self::new(StatusCode::CONFLICT, "conflict", message),
             },
             e => {
@@ -327,6 +336,67 @@ async fn mute_participant(
         .mute(Actor::Api, ParticipantId(pid), source, true)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreatePoll {
+    question: String,
+    kind: PollKind,
+    #[serde(default)]
+    anonymous: bool,
+}
+
+/// Opens a poll in a meeting (the operator's backend asks it, as a host would).
+async fn create_poll(
+    _: ApiAuth,
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Json(req): Json<CreatePoll>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let id = meeting_id(&id)?;
+    node.control.meeting_record(&id).await?;
+    let poll = node
+        .control
+        .client(&id)
+        .create_poll(Actor::Api, req.question, req.kind, req.anonymous)
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "id": poll }))))
+}
+
+async fn close_poll(
+    _: ApiAuth,
+    State(node): State<Arc<Node>>,
+    Path((id, poll)): Path<(String, u64)>,
+) -> Result<StatusCode, ApiError> {
+    let id = meeting_id(&id)?;
+    node.control.meeting_record(&id).await?;
+    node.control
+        .client(&id)
+        .close_poll(Actor::Api, poll)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// A poll's answers as CSV, in the order given (who gave each only in a named poll).
+async fn poll_csv(
+    _: ApiAuth,
+    State(node): State<Arc<Node>>,
+    Path((id, poll)): Path<(String, u64)>,
+) -> Result<impl IntoResponse, ApiError> {
+    let id = meeting_id(&id)?;
+    node.control.meeting_record(&id).await?;
+    let (poll, answers) = node.control.client(&id).poll_answers(poll).await?;
+    let csv = crate::poll_export::to_csv(&poll, &answers)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let name = format!("attachment; filename=\"{id}-poll-{}.csv\"", poll.info.id);
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
+            (header::CONTENT_DISPOSITION, name),
+        ],
+        csv,
+    ))
 }
 
 #[derive(Deserialize)]

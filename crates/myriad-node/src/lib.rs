@@ -10,6 +10,7 @@ mod https;
 mod link;
 mod load;
 mod metrics;
+mod poll_export;
 mod session;
 mod web;
 

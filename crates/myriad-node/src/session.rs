@@ -449,6 +449,27 @@ impl Session {
                     member.link.react(emoji).await;
                 }
             }
+            ClientMsg::CreatePoll {
+                question,
+                kind,
+                anonymous,
+            } => {
+                let actor = Actor::Participant(member.participant);
+                let asked = member
+                    .client
+                    .create_poll(actor, question, kind, anonymous)
+                    .await;
+                self.refused(asked.map(|_| ())).await;
+            }
+            ClientMsg::Vote { poll, answer } => {
+                let asked = member.client.vote(member.participant, poll, answer).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::ClosePoll { poll } => {
+                let actor = Actor::Participant(member.participant);
+                let asked = member.client.close_poll(actor, poll).await;
+                self.refused(asked).await;
+            }
             ClientMsg::Hand { raised } => {
                 let asked = member.client.hand(member.participant, raised).await;
                 self.refused(asked).await;
@@ -547,6 +568,8 @@ fn ask_error(e: AskError) -> (ErrorCode, String) {
             RefusalKind::MeetingFull => ErrorCode::MeetingFull,
             RefusalKind::Forbidden => ErrorCode::Forbidden,
             RefusalKind::StageFull => ErrorCode::StageFull,
+            RefusalKind::AlreadyVoted => ErrorCode::AlreadyVoted,
+            RefusalKind::UnknownPoll => ErrorCode::BadMessage,
             RefusalKind::UnknownSession => ErrorCode::ResumeFailed,
             RefusalKind::NodeFull => ErrorCode::WrongNode,
             _ => ErrorCode::BadMessage,

@@ -120,6 +120,25 @@ pub enum MeetingRequest {
         participant: ParticipantId,
         raised: bool,
     },
+    CreatePoll {
+        actor: Actor,
+        question: String,
+        kind: crate::PollKind,
+        anonymous: bool,
+    },
+    Vote {
+        participant: ParticipantId,
+        poll: u64,
+        answer: crate::Answer,
+    },
+    ClosePoll {
+        actor: Actor,
+        poll: u64,
+    },
+    /// A poll's answers, for its export: answered with [`MeetingReply::PollAnswers`].
+    PollAnswers {
+        poll: u64,
+    },
     /// A node's reactions since its last such request, counted.
     Reactions {
         counts: Vec<crate::ReactionCount>,
@@ -202,6 +221,8 @@ pub enum RefusalKind {
     Forbidden,
     /// The stage holds as many as it may.
     StageFull,
+    AlreadyVoted,
+    UnknownPoll,
     /// The node asked through has no free seat in the meeting's partitions: connect where
     /// [`MeetingRequest::Route`] says.
     NodeFull,
@@ -249,6 +270,15 @@ pub enum MeetingReply {
     Page {
         count: u32,
         participants: Vec<ParticipantInfo>,
+    },
+    PollCreated {
+        poll: u64,
+    },
+    /// A poll and its answers in the order given, each with who gave it (none in an
+    /// anonymous poll).
+    PollAnswers {
+        poll: crate::PollState,
+        answers: Vec<GivenAnswer>,
     },
     Done,
     Refused {
@@ -356,4 +386,14 @@ mod tests {
         assert_eq!(rpc_subject(&m), "myriad.meeting.abc-def_1.rpc");
         assert_eq!(broadcast_subject(&m).split('.').count(), 4);
     }
+}
+
+/// An answer to a poll, with who gave it in a named poll.
+pub type GivenAnswer = (Option<Voter>, crate::Answer);
+
+/// Who gave an answer in a named poll, as they were named then.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Voter {
+    pub identity: String,
+    pub name: String,
 }

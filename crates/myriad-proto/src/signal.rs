@@ -116,6 +116,22 @@ pub enum ClientMsg {
     React {
         emoji: String,
     },
+    /// A moderator opens a poll; everyone learns of it.
+    CreatePoll {
+        question: String,
+        kind: PollKind,
+        #[serde(default)]
+        anonymous: bool,
+    },
+    /// One answer per person per poll.
+    Vote {
+        poll: u64,
+        answer: Answer,
+    },
+    /// A moderator closes a poll: no more answers, the final results go to everyone.
+    ClosePoll {
+        poll: u64,
+    },
     /// Raise or lower one's own hand.
     Hand {
         raised: bool,
@@ -189,9 +205,61 @@ pub struct Snapshot {
     pub active_speakers: Vec<ParticipantId>,
     #[serde(default)]
     pub hands: Hands,
+    /// The meeting's polls, with their results so far.
+    #[serde(default)]
+    pub polls: Vec<PollState>,
     /// Who is on stage, in the order invited.
     #[serde(default)]
     pub stage: Vec<ParticipantInfo>,
+}
+
+/// What a poll asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PollKind {
+    /// One of the options.
+    Single { options: Vec<String> },
+    /// Any of the options, at least one.
+    Multiple { options: Vec<String> },
+    /// A value from 1 to `max`.
+    Rating { max: u8 },
+    /// Free text.
+    Text,
+}
+
+/// One person's answer to a poll.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Answer {
+    Single { option: u32 },
+    Multiple { options: Vec<u32> },
+    Rating { value: u8 },
+    Text { text: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollInfo {
+    pub id: u64,
+    pub question: String,
+    pub kind: PollKind,
+    /// Nobody, hosts included, learns who answered what.
+    pub anonymous: bool,
+    pub open: bool,
+}
+
+/// A poll's results: how many answered, and per option (or per rating value, 1 first) how
+/// many chose it; free-text answers are counted, and read by hosts in the export.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollResults {
+    pub poll: u64,
+    pub voters: u32,
+    pub counts: Vec<u32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PollState {
+    pub info: PollInfo,
+    pub results: PollResults,
 }
 
 /// The reactions a client may send: a small fixed set, so that they count and show alike
@@ -285,6 +353,16 @@ pub enum MeetingEvent {
     Stage {
         participants: Vec<ParticipantInfo>,
     },
+    PollOpened {
+        poll: PollInfo,
+    },
+    /// A poll's results changed (at most one per count interval, however many voted).
+    PollResults {
+        results: PollResults,
+    },
+    PollClosed {
+        results: PollResults,
+    },
     /// The reactions since the last such event, counted (one event per tick at most,
     /// however many people react).
     Reactions {
@@ -321,6 +399,8 @@ pub enum ErrorCode {
     Forbidden,
     /// The stage holds as many as it may.
     StageFull,
+    /// One answer per person per poll.
+    AlreadyVoted,
     InvalidSdp,
     ResumeFailed,
     RateLimited,

@@ -24,6 +24,16 @@ pub enum RoomError {
     StageFull,
     #[error("invalid reaction: {0}")]
     InvalidReaction(&'static str),
+    #[error("no such poll")]
+    UnknownPoll,
+    #[error("the poll is closed")]
+    PollClosed,
+    #[error("you have answered this poll already")]
+    AlreadyVoted,
+    #[error("invalid poll: it needs {0}")]
+    InvalidPoll(&'static str),
+    #[error("that answer does not fit the poll")]
+    InvalidAnswer,
 }
 
 impl RoomError {
@@ -39,7 +49,12 @@ impl RoomError {
             RoomError::InvalidChat(_) => RefusalKind::InvalidChat,
             RoomError::Forbidden(_) => RefusalKind::Forbidden,
             RoomError::StageFull => RefusalKind::StageFull,
-            RoomError::InvalidReaction(_) => RefusalKind::BadRequest,
+            RoomError::InvalidReaction(_)
+            | RoomError::PollClosed
+            | RoomError::InvalidPoll(_)
+            | RoomError::InvalidAnswer => RefusalKind::BadRequest,
+            RoomError::AlreadyVoted => RefusalKind::AlreadyVoted,
+            RoomError::UnknownPoll => RefusalKind::UnknownPoll,
         }
     }
 }

@@ -497,6 +497,204 @@ fn reactions_from_many_nodes_go_out_as_one_event_per_batch() {
     assert_eq!(seen, [vec![count("👍", 1000), count("🎉", 2)]]);
 }
 
+fn results_of(outputs: &[Output]) -> Vec<myriad_proto::PollResults> {
+    events(outputs)
+        .into_iter()
+        .filter_map(|e| match e {
+            MeetingEvent::PollResults { results } | MeetingEvent::PollClosed { results } => {
+                Some(results)
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn a_poll_counts_one_answer_each_and_sends_results_coalesced() {
+    use myriad_proto::{Answer, PollKind};
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let people: Vec<ParticipantId> = (0..4)
+        .map(|i| join(&mut m, t, &format!("a{i}"), Role::Attendee))
+        .collect();
+    drain(&mut m);
+    let kind = PollKind::Single {
+        options: vec!["yes".into(), "no".into()],
+    };
+    assert!(matches!(
+        m.handle_create_poll(t, Actor::Participant(people[0]), "Q?", kind.clone(), false),
+        Err(RoomError::Forbidden(_))
+    ));
+    let poll = m
+        .handle_create_poll(t, Actor::Participant(host), " Lunch now? ", kind, false)
+        .unwrap();
+    let opened = events(&drain(&mut m));
+    assert!(opened.iter().any(|e| matches!(e,
+        MeetingEvent::PollOpened { poll: p } if p.id == poll && p.question == "Lunch now?" && p.open)));
+
+    let yes = Answer::Single { option: 0 };
+    let no = Answer::Single { option: 1 };
+    for (p, a) in [(people[0], &yes), (people[1], &yes), (people[2], &no)] {
+        m.handle_vote(t, p, poll, a.clone()).unwrap();
+    }
+    assert_eq!(
+        m.handle_vote(t, people[0], poll, no.clone()),
+        Err(RoomError::AlreadyVoted)
+    );
+    for bad in [
+        Answer::Single { option: 2 },
+        Answer::Multiple { options: vec![0] },
+        Answer::Text { text: "yes".into() },
+    ] {
+        assert_eq!(
+            m.handle_vote(t, people[3], poll, bad),
+            Err(RoomError::InvalidAnswer)
+        );
+    }
+    assert_eq!(
+        m.handle_vote(t, people[3], 99, yes.clone()),
+        Err(RoomError::UnknownPoll)
+    );
+    let t = clock.advance(MeetingConfig::default().count_interval);
+    m.handle_timeout(t);
+    let results = results_of(&drain(&mut m));
+    assert_eq!(results.len(), 1, "three answers, one update");
+    assert_eq!(
+        (results[0].voters, results[0].counts.clone()),
+        (3, vec![2, 1])
+    );
+
+    m.handle_close_poll(t, Actor::Participant(host), poll)
+        .unwrap();
+    assert_eq!(
+        m.handle_vote(t, people[3], poll, yes),
+        Err(RoomError::PollClosed)
+    );
+    let closed = results_of(&drain(&mut m));
+    assert_eq!(closed.len(), 1);
+    assert_eq!(closed[0].counts, [2, 1]);
+    let snap = m.snapshot_for(people[3]);
+    assert_eq!(snap.polls.len(), 1);
+    assert!(!snap.polls[0].info.open);
+    let (_, answers) = m.poll_answers(poll).unwrap();
+    let names: Vec<String> = answers
+        .iter()
+        .map(|(v, _)| v.as_ref().map(|v| v.name.clone()).unwrap_or_default())
+        .collect();
+    assert_eq!(names, ["a0", "a1", "a2"], "a named poll: who, in order");
+}
+
+#[test]
+fn polls_of_every_kind_check_their_questions_and_answers() {
+    use myriad_proto::{Answer, PollKind};
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let host = Actor::Participant(join(&mut m, t, "host", Role::Host));
+    let a = join(&mut m, t, "a", Role::Attendee);
+    let options = |n: usize| (0..n).map(|i| format!("o{i}")).collect::<Vec<_>>();
+    for (question, kind) in [
+        ("", PollKind::Text),
+        (&"q".repeat(501) as &str, PollKind::Text),
+        (
+            "q",
+            PollKind::Single {
+                options: options(1),
+            },
+        ),
+        (
+            "q",
+            PollKind::Multiple {
+                options: options(11),
+            },
+        ),
+        (
+            "q",
+            PollKind::Single {
+                options: vec!["ok".into(), " ".into()],
+            },
+        ),
+        ("q", PollKind::Rating { max: 1 }),
+        ("q", PollKind::Rating { max: 11 }),
+    ] {
+        assert!(
+            matches!(
+                m.handle_create_poll(t, host, question, kind.clone(), true),
+                Err(RoomError::InvalidPoll(_))
+            ),
+            "{question:.10} {kind:?}"
+        );
+    }
+    let multi = m
+        .handle_create_poll(
+            t,
+            host,
+            "q",
+            PollKind::Multiple {
+                options: options(3),
+            },
+            true,
+        )
+        .unwrap();
+    for bad in [vec![], vec![0, 0], vec![3]] {
+        let answer = Answer::Multiple { options: bad };
+        assert_eq!(
+            m.handle_vote(t, a, multi, answer),
+            Err(RoomError::InvalidAnswer)
+        );
+    }
+    m.handle_vote(
+        t,
+        a,
+        multi,
+        Answer::Multiple {
+            options: vec![2, 0],
+        },
+    )
+    .unwrap();
+    let rating = m
+        .handle_create_poll(t, host, "q", PollKind::Rating { max: 5 }, true)
+        .unwrap();
+    for bad in [0, 6] {
+        let answer = Answer::Rating { value: bad };
+        assert_eq!(
+            m.handle_vote(t, a, rating, answer),
+            Err(RoomError::InvalidAnswer)
+        );
+    }
+    m.handle_vote(t, a, rating, Answer::Rating { value: 5 })
+        .unwrap();
+    let text = m
+        .handle_create_poll(t, host, "q", PollKind::Text, true)
+        .unwrap();
+    for bad in ["  ", &"x".repeat(501)] {
+        let answer = Answer::Text { text: bad.into() };
+        assert_eq!(
+            m.handle_vote(t, a, text, answer),
+            Err(RoomError::InvalidAnswer)
+        );
+    }
+    m.handle_vote(
+        t,
+        a,
+        text,
+        Answer::Text {
+            text: "fine".into(),
+        },
+    )
+    .unwrap();
+    let states = m.snapshot_for(a).polls;
+    let counts: Vec<Vec<u32>> = states.iter().map(|p| p.results.counts.clone()).collect();
+    assert_eq!(counts, [vec![1, 0, 1], vec![0, 0, 0, 0, 1], vec![]]);
+    let (_, answers) = m.poll_answers(rating).unwrap();
+    assert_eq!(
+        answers,
+        [(None, Answer::Rating { value: 5 })],
+        "anonymous: nobody named"
+    );
+}
+
 #[test]
 fn forwarding_follows_speakers_within_limits() {
     let t0 = VirtualClock::new().now();

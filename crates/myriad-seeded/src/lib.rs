@@ -69,6 +69,14 @@ impl SeededRng {
         items.get(self.below(items.len() as u64) as usize)
     }
 
+    /// Puts `items` in a random order (Fisher–Yates).
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = self.below(i as u64 + 1) as usize;
+            items.swap(i, j);
+        }
+    }
+
     pub fn fill(&mut self, bytes: &mut [u8]) {
         self.inner.fill_bytes(bytes);
     }

@@ -62,6 +62,9 @@ pub enum BenchCommand {
     /// N participants, R reactions per second in all from random senders; every participant
     /// must see every reaction counted.
     Reactions(CrowdArgs),
+    /// N participants each answer one poll, spread over `--seconds` (`--rate` is unused);
+    /// every vote must be counted once and the results follow for everyone.
+    Poll(CrowdArgs),
     /// A cluster of N nodes, M participants spread over them, chat flowing; one node is
     /// killed (SIGKILL) and its participants resume on others through the route API.
     Failover {
@@ -209,6 +212,12 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             let json = c.json;
             runtime()?
                 .block_on(myriad_bench::chat::run(c.into()))?
+                .print(json);
+        }
+        BenchCommand::Poll(c) => {
+            let json = c.json;
+            runtime()?
+                .block_on(myriad_bench::poll::run(c.into()))?
                 .print(json);
         }
         BenchCommand::Reactions(c) => {

@@ -148,6 +148,28 @@ fn chat_across_nodes_smoke() {
 }
 
 #[test]
+fn poll_across_nodes_smoke() {
+    let r = bench(&[
+        "poll",
+        "--nodes",
+        "2",
+        "--participants",
+        "40",
+        "--seconds",
+        "1",
+    ]);
+    assert_eq!(r["nodes"], 2, "{r}");
+    assert_eq!(r["votes_cast"], 40, "{r}");
+    assert_eq!(r["votes_counted"], 40, "{r}");
+    assert_eq!(r["participants_miscounted"], 0, "{r}");
+    assert_eq!(r["failed_participants"], 0, "{r}");
+    assert!(
+        r["result_update_p99_ms"].as_f64().is_some_and(|d| d > 0.0),
+        "{r}"
+    );
+}
+
+#[test]
 fn reactions_across_nodes_smoke() {
     let r = bench(&[
         "reactions",

@@ -113,6 +113,31 @@ async fn wait_until(page: &Page, what: &str, js: &str, want: impl Into<Value>) {
     wait_for(page, what, js, Duration::from_secs(10), |v| v == &want).await;
 }
 
+/// Pages that join `meeting` at once, one per (name, role), each welcomed; with their
+/// participant ids.
+async fn joined_pages<const N: usize>(
+    browser: &Browser,
+    server: &common::Server,
+    meeting: &str,
+    people: [(&str, &str); N],
+) -> [(Page, i64); N] {
+    let mut pages = Vec::with_capacity(N);
+    for (name, role) in people {
+        let page = browser
+            .new_page(join_url(server, meeting, name, role))
+            .await;
+        pages.push(page.unwrap_or_else(|e| panic!("{name}'s page: {e}")));
+    }
+    let mut joined = Vec::with_capacity(N);
+    for page in pages {
+        let id = participant_id(&page).await;
+        joined.push((page, id));
+    }
+    joined
+        .try_into()
+        .unwrap_or_else(|_| unreachable!("N pages"))
+}
+
 /// The page that joins `meeting` at once as `name`, with a token for `role`.
 fn join_url(server: &common::Server, meeting: &str, name: &str, role: &str) -> String {
     let token = server.token(meeting, name, role);
@@ -606,16 +631,8 @@ async fn a_raised_hand_is_invited_to_the_stage_and_seen_by_all() {
     let server = common::Server::start();
     server.create_meeting("hall").await;
     let (mut browser, handler, _profile) = launch(&[]).await;
-    let open = |name: &str, role: &str| join_url(&server, "hall", name, role);
-    let host = browser.new_page(open("Hana", "host")).await.expect("host");
-    let ari = browser
-        .new_page(open("Ari", "attendee"))
-        .await
-        .expect("ari");
-    let bo = browser.new_page(open("Bo", "attendee")).await.expect("bo");
-    let ari_id = participant_id(&ari).await;
-    participant_id(&host).await;
-    participant_id(&bo).await;
+    let people = [("Hana", "host"), ("Ari", "attendee"), ("Bo", "attendee")];
+    let [(host, _), (ari, ari_id), (bo, _)] = joined_pages(&browser, &server, "hall", people).await;
     let mic_hidden = "document.querySelector('#mic')?.hidden";
     wait_until(&ari, "an attendee's page", mic_hidden, true).await;
 
@@ -693,6 +710,65 @@ async fn a_raised_hand_is_invited_to_the_stage_and_seen_by_all() {
     handler.abort();
 }
 
+/// A poll in the browser: the host opens it from the polls panel, two attendees answer, and
+/// the host's panel shows the results as they come; closed, it takes no more answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_poll_is_opened_answered_and_shown_live_in_the_browser() {
+    let server = common::Server::start();
+    server.create_meeting("vote").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let people = [("Hana", "host"), ("Ari", "attendee"), ("Bo", "attendee")];
+    let [(host, _), (ari, _), (bo, _)] = joined_pages(&browser, &server, "vote", people).await;
+    click(&host, "#polls-toggle").await;
+    let question = host.find_element("#poll-question").await.expect("question");
+    question.click().await.expect("focus");
+    question.type_str("Tea or coffee?").await.expect("type");
+    let options = host.find_element("#poll-options").await.expect("options");
+    options.click().await.expect("focus");
+    options.type_str("Tea").await.expect("type");
+    options.press_key("Enter").await.expect("newline");
+    options.type_str("Coffee").await.expect("type");
+    click(&host, "#poll-open").await;
+
+    for (page, pick) in [(&ari, 1), (&bo, 1)] {
+        wait_until(
+            page,
+            "the poll announced",
+            "document.querySelector('#polls-toggle').textContent",
+            "Polls (1)",
+        )
+        .await;
+        click(page, "#polls-toggle").await;
+        click(
+            page,
+            &format!(".poll .answer label:nth-of-type({}) input", pick + 1),
+        )
+        .await;
+        click(page, ".poll .answer .vote").await;
+    }
+    let results =
+        "[...document.querySelectorAll('#poll-list .poll .bar .n')].map(n => n.textContent)";
+    wait_until(
+        &host,
+        "live results at the host",
+        results,
+        vec!["0 · 0%", "2 · 100%"],
+    )
+    .await;
+    screenshot(&host, "poll-results.png").await;
+    screenshot(&ari, "poll-answered.png").await;
+    click(&host, ".close-poll").await;
+    wait_until(
+        &bo,
+        "the poll shown closed",
+        "document.querySelector('#poll-list .poll .hint').textContent",
+        "2 answered · closed",
+    )
+    .await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
 /// A host changes an attendee's role from the attendee's tile: the attendee's page shows no
 /// publishing controls until promoted, then publishes a camera that reaches the host; demoted,
 /// the camera stops and the controls go; an attendee trying to change roles is told no.
@@ -701,17 +777,8 @@ async fn a_host_changes_roles_live_from_the_browser() {
     let server = common::Server::start();
     server.create_meeting("roles").await;
     let (mut browser, handler, _profile) = launch(&[]).await;
-    let open = |name: &str, role: &str| join_url(&server, "roles", name, role);
-    let host = browser
-        .new_page(open("Hana", "host"))
-        .await
-        .expect("host page");
-    let att = browser
-        .new_page(open("Ari", "attendee"))
-        .await
-        .expect("attendee page");
-    let ari = participant_id(&att).await;
-    participant_id(&host).await;
+    let people = [("Hana", "host"), ("Ari", "attendee")];
+    let [(host, _), (att, ari)] = joined_pages(&browser, &server, "roles", people).await;
     let controls_hidden = "['#mic', '#cam', '#screen'].map(s => document.querySelector(s)?.hidden)";
     wait_until(
         &att,

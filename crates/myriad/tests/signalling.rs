@@ -328,11 +328,32 @@ impl Rest {
         }
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
-        let mut req = self.http.request(method, format!("{}{path}", self.base));
-        if let Some((key, secret)) = &self.auth {
-            req = req.basic_auth(key, Some(secret));
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.auth {
+            Some((key, secret)) => req.basic_auth(key, Some(secret)),
+            None => req,
         }
+    }
+
+    /// A GET answered with text: (status, content type, body).
+    async fn text(&self, path: &str) -> (u16, String, String) {
+        let res = self.request(reqwest::Method::GET, path).send().await;
+        let res = res.expect("REST reachable");
+        let kind = res
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok());
+        let kind = kind.unwrap_or_default().to_owned();
+        (
+            res.status().as_u16(),
+            kind,
+            res.text().await.unwrap_or_default(),
+        )
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut req = self.request(method, path);
         if let Some(body) = body {
             req = req.json(&body);
         }
@@ -698,6 +719,132 @@ async fn reactions_reach_everyone_counted_and_are_limited() {
         send(&mut b, json!({ "type": "react", "emoji": "👏" })).await;
     }
     expect_error(&mut b, "rate_limited").await;
+}
+
+/// A poll over WebSockets: a host opens it, answers are counted once each and the results
+/// reach everyone; bad polls, bad answers and second answers get clear errors; the REST API
+/// opens, closes and exports polls (CSV).
+#[tokio::test]
+async fn polls_count_one_answer_each_and_export_as_csv() {
+    use reqwest::Method;
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut a = joined(&server, "m1", "ann", "attendee").await;
+    let mut b = joined(&server, "m1", "ben", "attendee").await;
+    let single = json!({ "type": "single", "options": ["tea", "coffee, black"] });
+
+    send(
+        &mut a,
+        json!({ "type": "create_poll", "question": "Q?", "kind": single }),
+    )
+    .await;
+    expect_error(&mut a, "forbidden").await;
+    let one_option = json!({ "type": "single", "options": ["only"] });
+    send(
+        &mut host,
+        json!({ "type": "create_poll", "question": "Q?", "kind": one_option }),
+    )
+    .await;
+    expect_error(&mut host, "bad_message").await;
+    send(
+        &mut host,
+        json!({ "type": "create_poll", "question": "Drinks?", "kind": single }),
+    )
+    .await;
+    let mut poll = 0;
+    for ws in [&mut host, &mut a, &mut b] {
+        let ev = expect_event(ws, "poll_opened").await;
+        assert_eq!(ev["poll"]["question"], "Drinks?");
+        poll = ev["poll"]["id"].as_u64().unwrap();
+    }
+    let vote = |option: u32| json!({ "type": "vote", "poll": poll, "answer": { "type": "single", "option": option } });
+    send(&mut a, vote(1)).await;
+    // Ann's answer first (the export keeps the order given).
+    let ev = expect_event(&mut b, "poll_results").await;
+    assert_eq!(ev["results"]["voters"], 1);
+    send(&mut b, vote(0)).await;
+    for ws in [&mut host, &mut a, &mut b] {
+        loop {
+            let ev = expect_event(ws, "poll_results").await;
+            if ev["results"]["voters"] == 2 {
+                assert_eq!(ev["results"]["counts"], json!([1, 1]));
+                break;
+            }
+        }
+    }
+    send(&mut a, vote(0)).await;
+    expect_error(&mut a, "already_voted").await;
+    send(&mut host, vote(7)).await;
+    expect_error(&mut host, "bad_message").await;
+    send(
+        &mut host,
+        json!({ "type": "vote", "poll": 999, "answer": { "type": "single", "option": 0 } }),
+    )
+    .await;
+    expect_error(&mut host, "bad_message").await;
+
+    let api = Rest::new(&server, Some(server.api_credentials()));
+    let csv_path = format!("/api/v1/meetings/m1/polls/{poll}/answers.csv");
+    let (status, kind, csv) = api.text(&csv_path).await;
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    assert!(
+        csv.starts_with(
+            "answer_no,identity,name,answer\n1,ann,ann,\"coffee, black\"\n2,ben,ben,tea\n"
+        ),
+        "{csv}"
+    );
+    let (status, _) = api
+        .call(
+            Method::GET,
+            "/api/v1/meetings/m1/polls/999/answers.csv",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    // The operator's backend opens an anonymous rating poll, and closes it.
+    let (status, created) = api
+        .call(
+            Method::POST,
+            "/api/v1/meetings/m1/polls",
+            Some(json!({ "question": "Rate us", "kind": { "type": "rating", "max": 5 }, "anonymous": true })),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let rating = created["id"].as_u64().unwrap();
+    expect_event(&mut b, "poll_opened").await;
+    send(
+        &mut b,
+        json!({ "type": "vote", "poll": rating, "answer": { "type": "rating", "value": 6 } }),
+    )
+    .await;
+    expect_error(&mut b, "bad_message").await;
+    let (status, _) = api
+        .call(
+            Method::POST,
+            &format!("/api/v1/meetings/m1/polls/{rating}/close"),
+            None,
+        )
+        .await;
+    assert_eq!(status, 204);
+    let ev = expect_event(&mut b, "poll_closed").await;
+    assert_eq!(ev["results"]["poll"], rating);
+    send(
+        &mut b,
+        json!({ "type": "vote", "poll": rating, "answer": { "type": "rating", "value": 3 } }),
+    )
+    .await;
+    expect_error(&mut b, "bad_message").await;
+    // A late joiner sees both polls, with their results.
+    let mut late = connect(&server).await;
+    let welcome = join(&mut late, &server.token("m1", "late", "attendee")).await;
+    assert_eq!(
+        welcome["snapshot"]["polls"].as_array().unwrap().len(),
+        2,
+        "{welcome}"
+    );
 }
 
 /// A node whose partitions of a meeting are full refers newcomers to the route (which has

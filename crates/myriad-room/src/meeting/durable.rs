@@ -13,13 +13,15 @@ use std::time::Instant;
 
 use myriad_proto::bus::BusMessage;
 use myriad_proto::cluster::PartitionRef;
+use myriad_proto::meeting::Voter;
 use myriad_proto::{
-    MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent, TrackId,
-    TrackInfo,
+    Answer, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, PollInfo, Role, Seq, SeqEvent,
+    TrackId, TrackInfo,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::polls::Poll;
 use super::{Meeting, MeetingConfig, Participant, Permissions, Track};
 
 /// A change to the meeting's state.
@@ -64,6 +66,18 @@ pub enum Change {
         on: bool,
         permissions: Permissions,
     },
+    PollOpened {
+        poll: PollInfo,
+    },
+    Voted {
+        poll: u64,
+        participant: ParticipantId,
+        voter: Option<Voter>,
+        answer: Answer,
+    },
+    PollClosed {
+        poll: u64,
+    },
     Ended,
 }
 
@@ -101,7 +115,13 @@ pub struct MeetingState {
     pub hands: Vec<ParticipantId>,
     #[serde(default)]
     pub stage: Vec<ParticipantId>,
+    /// Each poll and its answers in order: who gave each, as whom (named polls).
+    #[serde(default)]
+    pub polls: Vec<(PollInfo, Vec<CountedAnswer>)>,
 }
+
+/// An answer as the meeting keeps it: who gave it, as whom (named polls), what.
+pub type CountedAnswer = (ParticipantId, Option<Voter>, Answer);
 
 /// Events a state carries for resuming clients, at most: a state must fit one bus message.
 const STATE_RECENT_EVENTS: usize = 256;
@@ -133,6 +153,11 @@ impl Meeting {
             ended: self.ended,
             hands: self.stage.hands().to_vec(),
             stage: self.stage.on_stage().to_vec(),
+            polls: self
+                .polls
+                .values()
+                .map(|p| (p.info.clone(), p.answers.clone()))
+                .collect(),
         }
     }
 
@@ -173,6 +198,24 @@ impl Meeting {
             for participant in s.stage {
                 // Its permissions came with it; the size limit held when it was invited.
                 let _ = m.stage.invite(participant, usize::MAX);
+            }
+            for (info, answers) in s.polls {
+                let id = info.id;
+                let open = info.open;
+                m.apply(Change::PollOpened {
+                    poll: PollInfo { open: true, ..info },
+                });
+                for (participant, voter, answer) in answers {
+                    m.apply(Change::Voted {
+                        poll: id,
+                        participant,
+                        voter,
+                        answer,
+                    });
+                }
+                if !open {
+                    m.apply(Change::PollClosed { poll: id });
+                }
             }
             m.remember(s.recent);
             m.ended = s.ended;
@@ -282,6 +325,24 @@ impl Meeting {
                     p.permissions = permissions;
                 }
             }
+            Change::PollOpened { poll } => {
+                self.polls.insert(poll.id, Poll::new(poll));
+            }
+            Change::Voted {
+                poll,
+                participant,
+                voter,
+                answer,
+            } => {
+                if let Some(p) = self.polls.get_mut(&poll) {
+                    p.count(participant, voter, answer);
+                }
+            }
+            Change::PollClosed { poll } => {
+                if let Some(p) = self.polls.get_mut(&poll) {
+                    p.info.open = false;
+                }
+            }
             Change::Ended => self.ended = true,
         }
     }
@@ -343,7 +404,7 @@ mod tests {
     }
 
     /// A seeded run of joins, leaves, publications, mutes, chats, role changes, hands, the
-    /// stage and timeouts;
+    /// stage, polls and timeouts;
     /// the commits it made, taking a state at `state_at` (a commit count) if given.
     fn run(
         seed: u64,
@@ -365,7 +426,7 @@ mod tests {
             let now = clock.advance(rng.duration_below(Duration::from_millis(60)));
             let people: Vec<ParticipantId> = m.participants.keys().copied().collect();
             let anyone = rng.pick(&people).copied();
-            match (rng.below(10), anyone) {
+            match (rng.below(11), anyone) {
                 (0 | 1, _) | (_, None) => {
                     joined += 1;
                     let _ = m.handle_join(now, joiner(joined));
@@ -402,6 +463,32 @@ mod tests {
                     let role = [Role::Host, Role::CoHost, Role::Panelist, Role::Attendee]
                         [rng.below(4) as usize];
                     let _ = m.handle_set_role(now, crate::Actor::Participant(p), target, role);
+                }
+                (9, Some(p)) => {
+                    // A poll of two options, asked by whoever; answered by whoever.
+                    let open: Vec<u64> = m.polls.keys().copied().collect();
+                    let _ = match rng.pick(&open).copied() {
+                        Some(poll) if rng.chance(0.8) => {
+                            let answer = myriad_proto::Answer::Single {
+                                option: rng.below(2) as u32,
+                            };
+                            m.handle_vote(now, p, poll, answer)
+                        }
+                        Some(poll) if rng.chance(0.3) => {
+                            m.handle_close_poll(now, crate::Actor::Participant(p), poll)
+                        }
+                        _ => m
+                            .handle_create_poll(
+                                now,
+                                crate::Actor::Participant(p),
+                                "lunch?",
+                                myriad_proto::PollKind::Single {
+                                    options: vec!["yes".into(), "no".into()],
+                                },
+                                rng.chance(0.5),
+                            )
+                            .map(|_| ()),
+                    };
                 }
                 (8, Some(p)) => {
                     let target = rng.pick(&people).copied().unwrap_or(p);

@@ -3,6 +3,7 @@
 //! What a coordinator taking over needs is in [`durable`].
 
 mod durable;
+mod polls;
 mod reactions;
 mod stage;
 
@@ -16,6 +17,7 @@ use myriad_proto::{
     Snapshot, TrackId, TrackInfo, TrackSource, MAX_CHAT_BYTES,
 };
 
+use self::polls::Polls;
 use self::reactions::Tally;
 use self::stage::Stage;
 use crate::plan::plan_forwarding;
@@ -203,6 +205,7 @@ pub struct Meeting {
     lowered: Vec<ParticipantId>,
     /// Reactions counted since the last batch.
     reactions: Tally,
+    polls: Polls,
 }
 
 impl Meeting {
@@ -234,6 +237,7 @@ impl Meeting {
             hands_dirty: false,
             lowered: Vec::new(),
             reactions: Tally::default(),
+            polls: Polls::new(),
         }
     }
 
@@ -764,6 +768,7 @@ impl Meeting {
                 self.emit(MeetingEvent::Count { count });
             }
             self.emit_hands();
+            self.emit_poll_results();
         }
         if self
             .empty_since
@@ -898,6 +903,7 @@ impl Meeting {
             tracks: self.tracks.values().map(|t| t.info.clone()).collect(),
             active_speakers: self.speakers.active().to_vec(),
             hands: self.hands_summary(),
+            polls: self.poll_states(),
             stage: self.stage_infos(),
         }
     }
