@@ -17,6 +17,10 @@ use crate::forward::percentile;
 use crate::signal_client::Listener;
 use crate::Report;
 
+/// How long the counts may take to catch up once sending stops: a count still short then
+/// is reported short (and its lateness shows in the delays).
+const SETTLE: Duration = Duration::from_secs(10);
+
 /// One participant: how many reactions it has seen counted.
 struct Seen {
     shared: Arc<Counting>,
@@ -60,9 +64,7 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
         .await;
     let total = |s: &Arc<Seen>| s.counted.load(Ordering::Relaxed);
     crowd
-        .settle(Duration::from_secs(3), || {
-            seen.iter().all(|s| total(s) >= sent)
-        })
+        .settle(SETTLE, || seen.iter().all(|s| total(s) >= sent))
         .await;
     let mut report = Report::new("reactions");
     crowd.report_run(&mut report, &mark);

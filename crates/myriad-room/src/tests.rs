@@ -474,8 +474,9 @@ fn the_stage_publishes_is_planned_first_and_has_a_size() {
 }
 
 #[test]
-fn reactions_from_many_nodes_go_out_as_one_event_per_batch() {
-    let t = VirtualClock::new().now();
+fn reactions_from_many_nodes_go_out_as_one_event_per_count_interval() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
     let mut m = meeting(t);
     join(&mut m, t, "a", Role::Attendee);
     drain(&mut m);
@@ -487,6 +488,9 @@ fn reactions_from_many_nodes_go_out_as_one_event_per_batch() {
         .unwrap();
     m.handle_reactions(t, &[count("👍", 600)]).unwrap();
     assert!(m.handle_reactions(t, &[count("nope", 1)]).is_err());
+    assert!(!m.has_uncommitted(), "they wait for the count interval");
+    let t = clock.advance(MeetingConfig::default().count_interval);
+    m.handle_timeout(t);
     let seen: Vec<Vec<myriad_proto::ReactionCount>> = events(&drain(&mut m))
         .into_iter()
         .filter_map(|e| match e {
@@ -541,6 +545,13 @@ fn a_poll_counts_one_answer_each_and_sends_results_coalesced() {
     }
     assert_eq!(
         m.handle_vote(t, people[0], poll, no.clone()),
+        Err(RoomError::AlreadyVoted)
+    );
+    // One answer per person: leaving and joining again (a new participant) changes nothing.
+    m.handle_leave(t, people[0]);
+    let again = join(&mut m, t, "a0", Role::Attendee);
+    assert_eq!(
+        m.handle_vote(t, again, poll, no.clone()),
         Err(RoomError::AlreadyVoted)
     );
     for bad in [

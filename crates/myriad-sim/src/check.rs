@@ -6,6 +6,8 @@
 //!   start), and in the end has the meeting's last one: every chat committed while it was
 //!   in reached it;
 //! - every chat a client was told was accepted is in the journal;
+//! - the meeting's poll counts every answer a client was told was counted, each once (one
+//!   per person, whatever the retries, resumes and takeovers);
 //! - everyone connected is in exactly one partition, no partition over capacity, and the
 //!   coordinator's idea of who is connected where is the clients' (no ghosts, nobody lost).
 
@@ -16,7 +18,7 @@ use myriad_proto::{MeetingEvent, Seq, SeqEvent};
 use myriad_room::Commit;
 
 use crate::client::State;
-use crate::node::node_name;
+use crate::node::{node_name, SIM_POLL};
 use crate::world::{MeetingIx, World};
 
 #[derive(Debug, Default)]
@@ -28,6 +30,8 @@ pub(crate) struct Checker {
     last_appender: BTreeMap<MeetingIx, u64>,
     superseded: BTreeSet<(MeetingIx, u64)>,
     pub acked_chats: Vec<(MeetingIx, String)>,
+    /// Who was told their poll answer counts, by meeting.
+    pub acked_votes: BTreeMap<MeetingIx, BTreeSet<String>>,
     pub crashes: u64,
     pub cuts: u64,
     pub freezes: u64,
@@ -123,6 +127,47 @@ impl Checker {
 }
 
 impl World {
+    /// The meeting's poll (the first: the one the clients answer) holds each answer once,
+    /// and every answer a client was told counts.
+    fn check_poll(&self, meeting: MeetingIx, m: &myriad_room::Meeting) -> Result<(), String> {
+        let acked = self.check.acked_votes.get(&meeting);
+        let Ok((poll, answers)) = m.poll_answers(SIM_POLL) else {
+            return match acked {
+                Some(a) if !a.is_empty() => Err(format!(
+                    "meeting {meeting}: {} answers counted, and no poll",
+                    a.len()
+                )),
+                _ => Ok(()),
+            };
+        };
+        let mut counted = BTreeSet::new();
+        for (voter, _) in &answers {
+            let identity = voter.as_ref().map(|v| v.identity.as_str()).unwrap_or("?");
+            if !counted.insert(identity) {
+                return Err(format!(
+                    "meeting {meeting}: {identity}'s answer counted twice"
+                ));
+            }
+        }
+        if poll.results.voters as usize != answers.len() {
+            return Err(format!(
+                "meeting {meeting}: {} voters in the results, {} answers",
+                poll.results.voters,
+                answers.len()
+            ));
+        }
+        if let Some(lost) = acked
+            .into_iter()
+            .flatten()
+            .find(|a| !counted.contains(a.as_str()))
+        {
+            return Err(format!(
+                "meeting {meeting}: {lost} was told its answer counts, and it is not counted"
+            ));
+        }
+        Ok(())
+    }
+
     /// The checks once faults stopped and the cluster settled.
     pub fn check_settled(&mut self) -> Result<(), String> {
         for (meeting, text) in &self.check.acked_chats {
@@ -155,6 +200,7 @@ impl World {
             ));
         };
         let core = &self.nodes[node].coordinators[&meeting].core;
+        self.check_poll(meeting, core.meeting())?;
         let seq = core.meeting().seq();
         core.planner()
             .check()

@@ -18,6 +18,8 @@ pub(crate) enum ClientTimer {
     /// Ask where to connect (first join, or again after a failure).
     Connect,
     Chat,
+    /// Answer the meeting's poll (again, until told it is counted).
+    Vote,
     Leave,
     /// Its connection to `node` closed (the node died): it notices now.
     Lost {
@@ -29,6 +31,9 @@ pub(crate) enum ClientTimer {
         attempt: u64,
     },
 }
+
+/// Mixed into a client's index for its voting stream.
+const VOTE_STREAM: u64 = 0x9e37_79b9_7f4a_7c15;
 
 /// How long a route question may take before the client asks elsewhere.
 const ROUTE_TIMEOUT: Duration = Duration::from_secs(8);
@@ -50,6 +55,10 @@ pub(crate) enum ToClient<'a> {
     End(EndReason),
     ChatAcked(String),
     ChatFailed,
+    /// Its answer is counted (now, or it was before and this ask came again).
+    VoteCounted,
+    /// Not counted (no poll yet, or no answer): it tries again.
+    VoteNotCounted,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,6 +97,9 @@ pub(crate) struct Client {
     leave_at: Option<Duration>,
     chat_every: Option<Duration>,
     chats: u64,
+    /// When it answers the poll, if it does; and whether it was told its answer counts.
+    vote_at: Option<Duration>,
+    voted: bool,
     route_attempts: u64,
     /// It was in the meeting once (its chat and leave timers run).
     started: bool,
@@ -105,6 +117,16 @@ impl Client {
         let chat_every = rng
             .chance(config.chatter_share)
             .then(|| Duration::from_secs(2) + rng.duration_below(Duration::from_secs(10)));
+        // A stream of its own, so voting leaves the other draws (and old seeds) as they were.
+        let mut votes = SeededRng::new(config.seed ^ (index as u64).wrapping_mul(VOTE_STREAM));
+        let vote_at = votes.chance(config.voter_share).then(|| {
+            join_at
+                + votes.duration_below(
+                    active_until
+                        .saturating_sub(join_at)
+                        .max(Duration::from_secs(1)),
+                )
+        });
         Self {
             meeting: index % config.meetings,
             identity: format!("p{index}"),
@@ -117,6 +139,8 @@ impl Client {
             leave_at,
             chat_every,
             chats: 0,
+            vote_at,
+            voted: false,
             route_attempts: 0,
             started: false,
             leaving: false,
@@ -187,6 +211,17 @@ impl World {
                 }
                 self.client_after(client, every, ClientTimer::Chat);
             }
+            ClientTimer::Vote => {
+                let c = &mut self.clients[client];
+                if c.voted || c.leaving || c.state == State::Left {
+                    return;
+                }
+                if let State::In { node, conn } = c.state {
+                    self.node_vote(node, conn);
+                } else {
+                    self.vote_later(client);
+                }
+            }
             ClientTimer::Leave => {
                 let c = &mut self.clients[client];
                 c.leaving = true;
@@ -208,6 +243,14 @@ impl World {
                 }
             }
         }
+    }
+
+    fn vote_later(&mut self, client: ClientId) {
+        let wait = Duration::from_millis(500)
+            + self.clients[client]
+                .rng
+                .duration_below(Duration::from_secs(1));
+        self.client_after(client, wait, ClientTimer::Vote);
     }
 
     /// The node the client is connected to died: the client notices a moment later.
@@ -303,9 +346,13 @@ impl World {
                 if !self.clients[client].started {
                     self.clients[client].started = true;
                     let c = &self.clients[client];
-                    let (every, leave) = (c.chat_every, c.leave_at);
+                    let (every, leave, vote) = (c.chat_every, c.leave_at, c.vote_at);
                     if let Some(every) = every {
                         self.client_after(client, every, ClientTimer::Chat);
+                    }
+                    if let Some(at) = vote {
+                        let delay = at.saturating_sub(self.now);
+                        self.client_after(client, delay, ClientTimer::Vote);
                     }
                     if let Some(at) = leave {
                         let delay = at.saturating_sub(self.now);
@@ -376,6 +423,17 @@ impl World {
                 self.check.acked_chats.push((meeting, text));
             }
             ToClient::ChatFailed => self.check.chats_failed += 1,
+            ToClient::VoteCounted => {
+                let c = &mut self.clients[client];
+                c.voted = true;
+                let (meeting, identity) = (c.meeting, c.identity.clone());
+                self.check
+                    .acked_votes
+                    .entry(meeting)
+                    .or_default()
+                    .insert(identity);
+            }
+            ToClient::VoteNotCounted => self.vote_later(client),
         }
     }
 }

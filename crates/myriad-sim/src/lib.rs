@@ -52,6 +52,8 @@ pub struct Config {
     /// Shares of people who leave at some point, and who chat every few seconds.
     pub leave_share: f64,
     pub chatter_share: f64,
+    /// Share of people who answer the meeting's poll, once, at a random time in the faults.
+    pub voter_share: f64,
     pub faults: Faults,
     /// When faults happen.
     pub fault_window: Range<Duration>,
@@ -77,6 +79,7 @@ impl Config {
             join_over: Duration::from_secs(10),
             leave_share: 0.1,
             chatter_share: 0.02,
+            voter_share: 0.3,
             faults: Faults {
                 latency: Duration::from_millis(2),
                 jitter: Duration::from_millis(30),
@@ -138,6 +141,7 @@ pub struct Report {
     pub chats_accepted: u64,
     pub chats_delivered: u64,
     pub chats_failed: u64,
+    pub votes_counted: u64,
     pub partitions_open: u64,
 }
 
@@ -147,7 +151,7 @@ impl std::fmt::Display for Report {
             f,
             "seed {}: {} s simulated; joins {}, resumes {} (+{} from snapshots), sessions expired {}, reconnects {}; \
              faults: crashes {}, cuts {}, freezes {}; takeovers {}, fenced appends {}; \
-             events delivered {}, chats accepted {}, chat deliveries {}, chats refused or unanswered {}; partitions open at the end {}",
+             events delivered {}, chats accepted {}, chat deliveries {}, chats refused or unanswered {}; votes counted {}; partitions open at the end {}",
             self.seed,
             self.simulated_s,
             self.joins,
@@ -164,6 +168,7 @@ impl std::fmt::Display for Report {
             self.chats_accepted,
             self.chats_delivered,
             self.chats_failed,
+            self.votes_counted,
             self.partitions_open,
         )
     }
@@ -245,6 +250,7 @@ impl World {
             chats_accepted: c.acked_chats.len() as u64,
             chats_delivered: c.chats_delivered,
             chats_failed: c.chats_failed,
+            votes_counted: c.acked_votes.values().map(|v| v.len() as u64).sum(),
             partitions_open,
         }
     }

@@ -48,6 +48,10 @@ pub(crate) enum NodeTimer {
     },
 }
 
+/// The poll the simulated clients answer: the meeting's first (more may be opened when two
+/// nodes open it at once; those stay unanswered).
+pub(crate) const SIM_POLL: u64 = 1;
+
 #[derive(Debug, Clone)]
 enum Purpose {
     Join {
@@ -56,6 +60,9 @@ enum Purpose {
     Chat {
         conn: u64,
         text: String,
+    },
+    Vote {
+        conn: u64,
     },
     Leave {
         conn: u64,
@@ -387,6 +394,29 @@ impl World {
                     self.tell_client(client, node, conn, msg);
                 }
             }
+            (Purpose::Vote { conn }, reply) => {
+                let Some(client) = self.nodes[node].conns.get(&conn).map(|c| c.client) else {
+                    return;
+                };
+                let msg = match reply {
+                    Ok(MeetingReply::Done) => ToClient::VoteCounted,
+                    // Asked again after an answer was lost: it was counted then.
+                    Ok(MeetingReply::Refused {
+                        kind: RefusalKind::AlreadyVoted,
+                        ..
+                    }) => ToClient::VoteCounted,
+                    Ok(MeetingReply::Refused {
+                        kind: RefusalKind::UnknownPoll,
+                        ..
+                    }) => {
+                        // Nobody opened the poll yet: this node does, as a host's would.
+                        self.open_poll(node, meeting);
+                        ToClient::VoteNotCounted
+                    }
+                    _ => ToClient::VoteNotCounted,
+                };
+                self.tell_client(client, node, conn, msg);
+            }
             (Purpose::Leave { conn }, _) => {
                 if let Some(c) = self.nodes[node].conns.get(&conn) {
                     let client = c.client;
@@ -645,6 +675,30 @@ impl World {
             };
             self.ask(node, meeting, req, Purpose::Chat { conn, text });
         }
+    }
+
+    /// The client answers the meeting's poll: the first option, named.
+    pub fn node_vote(&mut self, node: NodeId, conn: u64) {
+        if let Some((_, meeting, participant)) = self.nodes[node].bound(conn) {
+            let req = MeetingRequest::Vote {
+                participant,
+                poll: SIM_POLL,
+                answer: myriad_proto::Answer::Single { option: 0 },
+            };
+            self.ask(node, meeting, req, Purpose::Vote { conn });
+        }
+    }
+
+    fn open_poll(&mut self, node: NodeId, meeting: MeetingIx) {
+        let req = MeetingRequest::CreatePoll {
+            actor: myriad_proto::meeting::Actor::Api,
+            question: "Go on?".into(),
+            kind: myriad_proto::PollKind::Single {
+                options: vec!["yes".into(), "no".into()],
+            },
+            anonymous: false,
+        };
+        self.ask(node, meeting, req, Purpose::Tell);
     }
 
     pub fn node_leave(&mut self, node: NodeId, conn: u64) {

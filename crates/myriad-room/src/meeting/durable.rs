@@ -71,7 +71,8 @@ pub enum Change {
     },
     Voted {
         poll: u64,
-        participant: ParticipantId,
+        /// The identity that answered (one answer per person), whatever the anonymity.
+        identity: String,
         voter: Option<Voter>,
         answer: Answer,
     },
@@ -120,8 +121,8 @@ pub struct MeetingState {
     pub polls: Vec<(PollInfo, Vec<CountedAnswer>)>,
 }
 
-/// An answer as the meeting keeps it: who gave it, as whom (named polls), what.
-pub type CountedAnswer = (ParticipantId, Option<Voter>, Answer);
+/// An answer as the meeting keeps it: whose identity gave it, as whom (named polls), what.
+pub type CountedAnswer = (String, Option<Voter>, Answer);
 
 /// Events a state carries for resuming clients, at most: a state must fit one bus message.
 const STATE_RECENT_EVENTS: usize = 256;
@@ -205,10 +206,10 @@ impl Meeting {
                 m.apply(Change::PollOpened {
                     poll: PollInfo { open: true, ..info },
                 });
-                for (participant, voter, answer) in answers {
+                for (identity, voter, answer) in answers {
                     m.apply(Change::Voted {
                         poll: id,
-                        participant,
+                        identity,
                         voter,
                         answer,
                     });
@@ -330,12 +331,12 @@ impl Meeting {
             }
             Change::Voted {
                 poll,
-                participant,
+                identity,
                 voter,
                 answer,
             } => {
                 if let Some(p) = self.polls.get_mut(&poll) {
-                    p.count(participant, voter, answer);
+                    p.count(identity, voter, answer);
                 }
             }
             Change::PollClosed { poll } => {

@@ -769,6 +769,7 @@ impl Meeting {
             }
             self.emit_hands();
             self.emit_poll_results();
+            self.emit_reactions();
         }
         if self
             .empty_since
@@ -838,11 +839,10 @@ impl Meeting {
 
     /// Whether events or changes wait for their commit.
     pub fn has_uncommitted(&self) -> bool {
-        !self.pending.is_empty() || !self.changes.is_empty() || !self.reactions.is_empty()
+        !self.pending.is_empty() || !self.changes.is_empty()
     }
 
     fn take_batch(&mut self) -> Output {
-        self.emit_reactions();
         self.flushed_at = Some(self.now);
         Output::Commit(Commit {
             events: std::mem::take(&mut self.pending),

@@ -27,10 +27,11 @@ pub const MAX_RATING: u8 = 10;
 #[derive(Debug, Clone)]
 pub(super) struct Poll {
     pub info: PollInfo,
-    /// Who answered (whatever the poll's anonymity: one answer each).
-    voted: HashSet<ParticipantId>,
-    /// The answers in the order given: who gave each (kept for the durable state only), and
-    /// as whom in a named poll.
+    /// The identities that answered (whatever the poll's anonymity: one answer each, also
+    /// for someone who left and joined again as a new participant).
+    voted: HashSet<String>,
+    /// The answers in the order given: whose identity gave each (kept for the durable state
+    /// only), and as whom in a named poll.
     pub answers: Vec<CountedAnswer>,
     counts: Vec<u32>,
     /// Whether results changed since they were last sent.
@@ -65,7 +66,7 @@ impl Poll {
     }
 
     /// Counts an answer already checked (as it was, or as committed).
-    pub fn count(&mut self, participant: ParticipantId, voter: Option<Voter>, answer: Answer) {
+    pub fn count(&mut self, identity: String, voter: Option<Voter>, answer: Answer) {
         let slots: Vec<usize> = match &answer {
             Answer::Single { option } => vec![*option as usize],
             Answer::Multiple { options } => options.iter().map(|o| *o as usize).collect(),
@@ -77,8 +78,8 @@ impl Poll {
                 *c += 1;
             }
         }
-        self.voted.insert(participant);
-        self.answers.push((participant, voter, answer));
+        self.voted.insert(identity.clone());
+        self.answers.push((identity, voter, answer));
         self.dirty = true;
     }
 }
@@ -192,15 +193,16 @@ impl Meeting {
         if !entry.info.open {
             return Err(RoomError::PollClosed);
         }
-        if entry.voted.contains(&participant) {
+        if entry.voted.contains(&voter.identity) {
             return Err(RoomError::AlreadyVoted);
         }
         check_answer(&entry.info.kind, &answer)?;
+        let identity = voter.identity.clone();
         let voter = (!entry.info.anonymous).then_some(voter);
-        entry.count(participant, voter.clone(), answer.clone());
+        entry.count(identity.clone(), voter.clone(), answer.clone());
         self.changes.push(Change::Voted {
             poll,
-            participant,
+            identity,
             voter,
             answer,
         });

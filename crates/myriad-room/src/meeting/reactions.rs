@@ -1,5 +1,6 @@
 //! Reactions: counted as they come from the nodes, and sent to everyone as one event per
-//! batch, however many people react.
+//! count interval, however many people react (each batch is a write to every connection:
+//! at 10,000 people, per tick they cost twice the CPU for no visible difference).
 
 use std::time::Instant;
 
@@ -66,17 +67,19 @@ impl Tally {
 }
 
 impl Meeting {
-    /// A node's reactions, counted; they go out with the next batch.
+    /// A node's reactions, counted; they go out with the next count announcement.
     pub fn handle_reactions(
         &mut self,
         now: Instant,
         counts: &[ReactionCount],
     ) -> Result<(), RoomError> {
         self.at(now);
-        self.reactions.add(counts)
+        self.reactions.add(counts)?;
+        self.schedule_count(now);
+        Ok(())
     }
 
-    /// The reactions counted since the last batch, as one event.
+    /// The reactions counted since the last announcement, as one event.
     pub(super) fn emit_reactions(&mut self) {
         if !self.reactions.is_empty() {
             let counts = self.reactions.take();
