@@ -202,6 +202,7 @@ async function meeting(meetingId, name, localTracks) {
   const grid = h('div', { id: 'grid', class: 'grid' });
   const stage = h('div', { id: 'stage', class: 'stage' });
   const countEl = h('span', { id: 'count' }, '…');
+  const lockedEl = h('span', { id: 'locked', class: 'locked', hidden: true }, ' · locked');
   const banner = h('div', { id: 'banner', class: 'banner', hidden: true });
   const notice = h('div', { id: 'notice', class: 'notice', role: 'status', hidden: true });
   function tell(text) {
@@ -223,22 +224,38 @@ async function meeting(meetingId, name, localTracks) {
   const floats = h('div', { class: 'floats', 'aria-hidden': 'true' });
   const handsBtn = h('button', { id: 'hands-toggle', class: 'round', title: 'Raised hands and the stage', hidden: true }, 'Hands');
   const pollsBtn = h('button', { id: 'polls-toggle', class: 'round', title: 'Polls' }, 'Polls');
+  const qaBtn = h('button', { id: 'qa-toggle', class: 'round', title: 'Questions and answers' }, 'Q&A');
+  const qaInput = h('input', { id: 'qa-input', placeholder: 'Ask the hosts a question', maxlength: 500, autocomplete: 'off' });
+  const qaForm = h('form', { class: 'chat-form' }, qaInput, h('button', { id: 'qa-ask', class: 'primary', type: 'submit' }, 'Ask'));
+  const qaList = h('ol', { id: 'qa-list', class: 'questions' });
+  const qaPanel = h('aside', { id: 'qa', class: 'sheet', hidden: true }, h('h2', {}, 'Questions'), qaForm, qaList);
   const pollList = h('div', { id: 'poll-list' });
   const pollsPanel = h('aside', { id: 'polls', class: 'sheet', hidden: true }, h('h2', {}, 'Polls'), pollList);
   const leaveBtn = h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
-  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, handsBtn, leaveBtn);
+  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, qaBtn, handsBtn, leaveBtn);
   const handList = h('ol', { id: 'hand-list', class: 'people' });
   const stageList = h('ol', { id: 'stage-list', class: 'people' });
   const lowerAll = h('button', { id: 'lower-all', onclick: () => signal.send({ type: 'lower_hands' }) }, 'Lower all hands');
+  const muteAll = h('button', { id: 'mute-all', onclick: () => signal.send({ type: 'mute_all' }) }, 'Mute everyone');
+  const lockBtn = h('button', { id: 'lock', onclick: () => signal.send({ type: 'lock', locked: !state.locked }) }, 'Lock meeting');
+  // Ending for everyone takes a second click, so one slip ends nothing.
+  const endBtn = h('button', { id: 'end-all', class: 'danger' }, 'End for all');
+  endBtn.onclick = () => {
+    if (endBtn.dataset.armed) return signal.send({ type: 'end_meeting' });
+    endBtn.dataset.armed = '1';
+    endBtn.textContent = 'Click again to end';
+    setTimeout(() => { delete endBtn.dataset.armed; endBtn.textContent = 'End for all'; }, 4000);
+  };
   const handsPanel = h('aside', { id: 'hands', class: 'sheet', hidden: true },
-    h('h2', {}, 'Raised hands'), handList, lowerAll, h('h2', {}, 'On stage'), stageList);
+    h('h2', {}, 'Raised hands'), handList, lowerAll, h('h2', {}, 'On stage'), stageList,
+    h('h2', {}, 'Meeting'), h('div', { class: 'row wrap' }, muteAll, lockBtn, endBtn));
   const chatLog = h('ol', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite' });
   const chatInput = h('input', { id: 'chat-input', placeholder: 'Message everyone', maxlength: 2000, autocomplete: 'off' });
   const chatForm = h('form', { class: 'chat-form' }, chatInput, h('button', { class: 'primary', type: 'submit' }, 'Send'));
   const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true }, h('h2', {}, 'Chat'), chatLog, chatForm);
   const root = h('div', { class: 'meeting' },
-    h('header', {}, h('strong', {}, meetingId), h('span', { class: 'count' }, countEl, ' in the meeting')),
-    banner, notice, stage, grid, chatPanel, handsPanel, pollsPanel, floats, reactions, toolbar,
+    h('header', {}, h('strong', {}, meetingId, lockedEl), h('span', { class: 'count' }, countEl, ' in the meeting')),
+    banner, notice, stage, grid, chatPanel, handsPanel, pollsPanel, qaPanel, floats, reactions, toolbar,
   );
   app.replaceChildren(root);
 
@@ -251,6 +268,8 @@ async function meeting(meetingId, name, localTracks) {
     handBtn.textContent = state.handUp ? 'Lower hand' : 'Raise hand';
     handsBtn.hidden = !moderator;
     handsBtn.textContent = state.hands.raised ? `Hands (${state.hands.raised})` : 'Hands';
+    lockedEl.hidden = !state.locked;
+    lockBtn.textContent = state.locked ? 'Unlock meeting' : 'Lock meeting';
     micBtn.classList.toggle('off', muted.microphone);
     micBtn.textContent = muted.microphone ? 'Unmute' : 'Mute';
     camBtn.classList.toggle('off', muted.camera);
@@ -296,6 +315,27 @@ async function meeting(meetingId, name, localTracks) {
     }
     t.role.value = p.role;
   }
+  // A moderator's actions on someone's tile: mute the microphone, stop the camera, remove.
+  function moderation(t, p, own) {
+    const may = Boolean(state.me && moderates(state.me.role)) && !(moderates(p.role) && state.me.role !== 'host');
+    if (!may) {
+      t.mod?.remove();
+      t.mod = null;
+      return;
+    }
+    if (!t.mod) {
+      const act = (label, cls, msg) => h('button', { class: cls, title: label,
+        onclick: (e) => { e.stopPropagation(); signal.send(msg()); } }, label);
+      t.mod = h('div', { class: 'mod' },
+        act('Mute', 'mute-other', () => ({ type: 'mute_other', participant: p.id, source: 'microphone' })),
+        act('Stop video', 'stop-video', () => ({ type: 'mute_other', participant: p.id, source: 'camera' })),
+        act('Remove', 'remove', () => ({ type: 'remove', participant: p.id })));
+      t.el.append(t.mod);
+    }
+    const live = (source) => own.some((x) => x.source === source && !x.muted);
+    t.mod.querySelector('.mute-other').hidden = !live('microphone');
+    t.mod.querySelector('.stop-video').hidden = !live('camera');
+  }
   function dropTile(key) {
     const t = tiles.get(key);
     if (t) t.el.remove();
@@ -329,6 +369,7 @@ async function meeting(meetingId, name, localTracks) {
       t.el.classList.toggle('pinned', state.pinned.has(p.id));
       t.el.classList.toggle('onstage', onStage(p.id));
       roleControl(t, p);
+      moderation(t, p, own);
       const camTrack = own.find((x) => x.source === 'camera');
       const mic = own.find((x) => x.source === 'microphone');
       const remote = camTrack && !camTrack.muted ? state.remote.get(camTrack.id) : null;
@@ -374,6 +415,9 @@ async function meeting(meetingId, name, localTracks) {
   function applySnapshot(s) {
     state.count = s.count;
     state.hands = s.hands || { raised: 0, first: [] };
+    state.locked = Boolean(s.locked);
+    state.questions = new Map((s.questions || []).map((q) => [q.id, q]));
+    renderQuestions();
     state.stage = s.stage || [];
     state.participants = new Map([...s.participants, ...state.stage].map((p) => [p.id, p]));
     state.polls = new Map((s.polls || []).map((p) => [p.info.id, p]));
@@ -404,6 +448,9 @@ async function meeting(meetingId, name, localTracks) {
       case 'hands': handsChanged(ev); break;
       case 'stage': stageChanged(ev.participants); break;
       case 'reactions': floatReactions(ev.counts); break;
+      case 'locked': state.locked = ev.locked; break;
+      case 'question_asked':
+      case 'question_updated': questionChanged(ev.question); break;
       case 'poll_opened': pollOpened(ev.poll); break;
       case 'poll_results': pollResults(ev.results); break;
       case 'poll_closed': pollResults(ev.results, true); break;
@@ -447,6 +494,47 @@ async function meeting(meetingId, name, localTracks) {
       }
     }
   }
+
+  // ---- Q&A: ask, upvote once, sorted by votes (answered ones last); moderators answer (in
+  // writing or live) or dismiss.
+  state.questions = new Map(); // id -> question
+  state.upvoted = new Set();
+  function questionChanged(q) {
+    if (q.dismissed) state.questions.delete(q.id);
+    else state.questions.set(q.id, q);
+    renderQuestions();
+  }
+  function renderQuestions() {
+    const moderator = Boolean(state.me && moderates(state.me.role));
+    const sorted = [...state.questions.values()].sort((a, b) => (a.answered - b.answered) || (b.votes - a.votes) || (a.id - b.id));
+    const send = (msg) => signal.send(msg);
+    qaList.replaceChildren(...sorted.map((q) => {
+      const li = h('li', { class: q.answered ? 'answered' : '', 'data-question': q.id },
+        h('div', { class: 'q' }, h('b', {}, q.from), ' ', q.text),
+        q.answered ? h('div', { class: 'a' }, q.answer ? `Answer: ${q.answer}` : 'Answered live') : null);
+      const actions = h('div', { class: 'row' });
+      const mine = state.upvoted.has(q.id);
+      actions.append(h('button', { class: 'upvote', disabled: mine || q.answered,
+        onclick: () => { if (send({ type: 'upvote', question: q.id })) { state.upvoted.add(q.id); renderQuestions(); } } },
+      `▲ ${q.votes}`));
+      if (moderator && !q.answered) {
+        const text = h('input', { class: 'answer-text', placeholder: 'Answer (or answer live)', maxlength: 500 });
+        actions.append(text,
+          h('button', { class: 'answer', onclick: () => send({ type: 'answer_question', question: q.id, text: text.value.trim() || null }) }, 'Answer'),
+          h('button', { class: 'dismiss', onclick: () => send({ type: 'dismiss_question', question: q.id }) }, 'Dismiss'));
+      }
+      li.append(actions);
+      return li;
+    }));
+    if (!sorted.length) qaList.append(h('li', { class: 'hint' }, 'No questions yet.'));
+    const open = sorted.filter((q) => !q.answered).length;
+    qaBtn.textContent = open ? `Q&A (${open})` : 'Q&A';
+  }
+  qaForm.onsubmit = (e) => {
+    e.preventDefault();
+    const text = qaInput.value.trim();
+    if (text && signal.send({ type: 'ask', text })) qaInput.value = '';
+  };
 
   // ---- polls: answer forms for the open ones, live results for all; moderators open and
   // close them.
@@ -623,7 +711,7 @@ async function meeting(meetingId, name, localTracks) {
     if (code === 'invalid_sdp' || code === 'internal') media.abandonOffer();
     if (code === 'removed') return ended('You were removed from the meeting.');
     if (code === 'meeting_ended') return ended('The meeting has ended.');
-    if (['unauthorized', 'token_expired', 'meeting_not_found', 'meeting_full'].includes(code)) return fatal(`Cannot join: ${message}`);
+    if (['unauthorized', 'token_expired', 'meeting_not_found', 'meeting_full', 'meeting_locked'].includes(code)) return fatal(`Cannot join: ${message}`);
     if (code === 'already_voted') return tell('You have answered this poll already.');
     if (code === 'forbidden') return tell(`Not allowed: ${message.replace(/^forbidden: /, '')}`);
     if (code === 'bad_message') return tell(`Refused: ${message}`);
@@ -721,13 +809,17 @@ async function meeting(meetingId, name, localTracks) {
   // The left-hand sheets (hands, polls): one open at a time.
   function toggleSheet(panel) {
     const open = panel.hidden;
-    for (const p of [handsPanel, pollsPanel]) p.hidden = p !== panel || !open;
+    for (const p of [handsPanel, pollsPanel, qaPanel]) p.hidden = p !== panel || !open;
     root.classList.toggle('handling', open);
     layout();
   }
   handsBtn.onclick = () => {
     toggleSheet(handsPanel);
     renderHands();
+  };
+  qaBtn.onclick = () => {
+    toggleSheet(qaPanel);
+    renderQuestions();
   };
   pollsBtn.onclick = () => {
     toggleSheet(pollsPanel);

@@ -137,7 +137,8 @@ impl MeetingClient {
         }
     }
 
-    async fn ask_done(&self, req: MeetingRequest) -> Result<(), AskError> {
+    /// Asks for a change answered only with done (or a refusal).
+    pub async fn ask_done(&self, req: MeetingRequest) -> Result<(), AskError> {
         match self.ask(req).await? {
             MeetingReply::Done => Ok(()),
             _ => Err(AskError::Unexpected),

@@ -17,7 +17,7 @@ use myriad_proto::meeting::{
 };
 use myriad_proto::{ParticipantId, SeqEvent, ServerMsg, PROTOCOL_VERSION};
 use myriad_room::{
-    Commit, JoinRequest, Meeting, Output, Permissions, ResumeFrom, RoomError, StopReason,
+    Commit, JoinRequest, Meeting, Output, Permissions, ResumeFrom, RoomError, Settled, StopReason,
 };
 
 /// What a coordinator needs to know of the cluster's nodes.
@@ -345,6 +345,29 @@ impl<R> CoordinatorCore<R> {
                 muted,
             } => done(m.handle_mute(now, actor, target, source, muted)),
             MeetingRequest::Remove { actor, target } => done(m.handle_remove(now, actor, target)),
+            MeetingRequest::MuteAll { actor } => done(m.handle_mute_all(now, actor)),
+            MeetingRequest::Ask { participant, text } => {
+                done(m.handle_ask(now, participant, &text).map(|_| ()))
+            }
+            MeetingRequest::Upvote {
+                participant,
+                question,
+            } => done(m.handle_upvote(now, participant, question)),
+            MeetingRequest::SettleQuestion {
+                actor,
+                question,
+                dismiss,
+                text,
+            } => {
+                let settled = if dismiss {
+                    Settled::Dismissed
+                } else {
+                    Settled::Answered(text)
+                };
+                done(m.handle_settle_question(now, actor, question, settled))
+            }
+            MeetingRequest::Lock { actor, locked } => done(m.handle_lock(now, actor, locked)),
+            MeetingRequest::EndBy { actor } => done(m.handle_end(now, actor)),
             MeetingRequest::Chat { participant, text } => {
                 done(m.handle_chat(now, participant, &text))
             }

@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use myriad_auth::AuthError;
 use myriad_cdn::TokenBucket;
 use myriad_control::{generate_session_token, now_unix_s, AskError, ControlError, MeetingClient};
-use myriad_proto::meeting::{Actor, ConnRef, EndReason, Joiner, RefusalKind};
+use myriad_proto::meeting::{Actor, ConnRef, EndReason, Joiner, MeetingRequest, RefusalKind};
 use myriad_proto::{
     ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
     REACTIONS,
@@ -470,6 +470,63 @@ impl Session {
                 let asked = member.client.close_poll(actor, poll).await;
                 self.refused(asked).await;
             }
+            ClientMsg::MuteOther {
+                participant,
+                source,
+            } => {
+                let actor = Actor::Participant(member.participant);
+                let asked = member.client.mute(actor, participant, source, true).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::Remove { participant } => {
+                let actor = Actor::Participant(member.participant);
+                let asked = member.client.remove(actor, participant).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::MuteAll => {
+                let actor = Actor::Participant(member.participant);
+                let asked = member
+                    .client
+                    .ask_done(MeetingRequest::MuteAll { actor })
+                    .await;
+                self.refused(asked).await;
+            }
+            ClientMsg::Lock { locked } => {
+                let actor = Actor::Participant(member.participant);
+                let req = MeetingRequest::Lock { actor, locked };
+                let asked = member.client.ask_done(req).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::EndMeeting => {
+                let actor = Actor::Participant(member.participant);
+                let asked = member
+                    .client
+                    .ask_done(MeetingRequest::EndBy { actor })
+                    .await;
+                self.refused(asked).await;
+            }
+            ClientMsg::Ask { text } => {
+                let req = MeetingRequest::Ask {
+                    participant: member.participant,
+                    text,
+                };
+                let asked = member.client.ask_done(req).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::Upvote { question } => {
+                let req = MeetingRequest::Upvote {
+                    participant: member.participant,
+                    question,
+                };
+                let asked = member.client.ask_done(req).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::AnswerQuestion { question, text } => {
+                self.settle_question(member, question, false, text).await;
+            }
+            ClientMsg::DismissQuestion { question } => {
+                self.settle_question(member, question, true, None).await;
+            }
             ClientMsg::Hand { raised } => {
                 let asked = member.client.hand(member.participant, raised).await;
                 self.refused(asked).await;
@@ -515,6 +572,24 @@ impl Session {
             }
             Err(e) => tracing::error!("server message not serializable: {e}"),
         }
+    }
+
+    /// A moderator answers (in writing or live) or dismisses a question.
+    async fn settle_question(
+        &mut self,
+        member: &Member,
+        question: u64,
+        dismiss: bool,
+        text: Option<String>,
+    ) {
+        let req = MeetingRequest::SettleQuestion {
+            actor: Actor::Participant(member.participant),
+            question,
+            dismiss,
+            text,
+        };
+        let asked = member.client.ask_done(req).await;
+        self.refused(asked).await;
     }
 
     /// Tells the client why the meeting refused what it asked, if it did.
@@ -566,10 +641,11 @@ fn ask_error(e: AskError) -> (ErrorCode, String) {
         AskError::Refused { kind, .. } => match kind {
             RefusalKind::MeetingEnded => ErrorCode::MeetingEnded,
             RefusalKind::MeetingFull => ErrorCode::MeetingFull,
+            RefusalKind::MeetingLocked => ErrorCode::MeetingLocked,
             RefusalKind::Forbidden => ErrorCode::Forbidden,
             RefusalKind::StageFull => ErrorCode::StageFull,
             RefusalKind::AlreadyVoted => ErrorCode::AlreadyVoted,
-            RefusalKind::UnknownPoll => ErrorCode::BadMessage,
+            RefusalKind::UnknownPoll | RefusalKind::UnknownQuestion => ErrorCode::BadMessage,
             RefusalKind::UnknownSession => ErrorCode::ResumeFailed,
             RefusalKind::NodeFull => ErrorCode::WrongNode,
             _ => ErrorCode::BadMessage,

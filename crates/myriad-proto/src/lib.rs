@@ -17,8 +17,8 @@ mod signal;
 pub use ids::{MeetingId, ParticipantId, Seq, TrackId};
 pub use signal::{
     Answer, ClientMsg, ErrorCode, ForwardingPlan, Hands, MeetingEvent, ParticipantInfo, PollInfo,
-    PollKind, PollResults, PollState, ReactionCount, Resume, Role, SeqEvent, ServerMsg, Snapshot,
-    TrackInfo, TrackMid, TrackSource, REACTIONS,
+    PollKind, PollResults, PollState, Question, ReactionCount, Resume, Role, SeqEvent, ServerMsg,
+    Snapshot, TrackInfo, TrackMid, TrackSource, REACTIONS,
 };
 
 /// Version of the signalling protocol spoken by this build.

@@ -139,6 +139,32 @@ pub enum MeetingRequest {
     PollAnswers {
         poll: u64,
     },
+    MuteAll {
+        actor: Actor,
+    },
+    Ask {
+        participant: ParticipantId,
+        text: String,
+    },
+    Upvote {
+        participant: ParticipantId,
+        question: u64,
+    },
+    /// A moderator answers (`dismiss` false; in writing or live) or dismisses a question.
+    SettleQuestion {
+        actor: Actor,
+        question: u64,
+        dismiss: bool,
+        text: Option<String>,
+    },
+    Lock {
+        actor: Actor,
+        locked: bool,
+    },
+    /// A moderator ends the meeting (the REST API uses [`MeetingRequest::End`]).
+    EndBy {
+        actor: Actor,
+    },
     /// A node's reactions since its last such request, counted.
     Reactions {
         counts: Vec<crate::ReactionCount>,
@@ -213,6 +239,7 @@ impl BusMessage for MeetingRequest {
 pub enum RefusalKind {
     MeetingEnded,
     MeetingFull,
+    MeetingLocked,
     UnknownSession,
     UnknownParticipant,
     UnknownTrack,
@@ -223,6 +250,7 @@ pub enum RefusalKind {
     StageFull,
     AlreadyVoted,
     UnknownPoll,
+    UnknownQuestion,
     /// The node asked through has no free seat in the meeting's partitions: connect where
     /// [`MeetingRequest::Route`] says.
     NodeFull,

@@ -132,6 +132,41 @@ pub enum ClientMsg {
     ClosePoll {
         poll: u64,
     },
+    /// A moderator mutes someone's source (only its owner unmutes it).
+    MuteOther {
+        participant: ParticipantId,
+        source: TrackSource,
+    },
+    /// A moderator mutes every microphone but its own.
+    MuteAll,
+    /// A moderator removes someone from the meeting.
+    Remove {
+        participant: ParticipantId,
+    },
+    /// A moderator locks the meeting (nobody new joins) or opens it again.
+    Lock {
+        locked: bool,
+    },
+    /// A moderator ends the meeting for everyone.
+    EndMeeting,
+    /// Ask the hosts a question.
+    Ask {
+        text: String,
+    },
+    /// Upvote someone's question, once.
+    Upvote {
+        question: u64,
+    },
+    /// A moderator answers a question: in writing, or live (no text).
+    AnswerQuestion {
+        question: u64,
+        #[serde(default)]
+        text: Option<String>,
+    },
+    /// A moderator dismisses a question.
+    DismissQuestion {
+        question: u64,
+    },
     /// Raise or lower one's own hand.
     Hand {
         raised: bool,
@@ -208,9 +243,30 @@ pub struct Snapshot {
     /// The meeting's polls, with their results so far.
     #[serde(default)]
     pub polls: Vec<PollState>,
+    /// Nobody new may join.
+    #[serde(default)]
+    pub locked: bool,
+    /// The Q&A's questions, dismissed ones left out.
+    #[serde(default)]
+    pub questions: Vec<Question>,
     /// Who is on stage, in the order invited.
     #[serde(default)]
     pub stage: Vec<ParticipantInfo>,
+}
+
+/// A question of the Q&A.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Question {
+    pub id: u64,
+    /// Who asked it, by name.
+    pub from: String,
+    pub text: String,
+    /// The asker's and the upvotes.
+    pub votes: u32,
+    /// A written answer, if it was answered in writing.
+    pub answer: Option<String>,
+    pub answered: bool,
+    pub dismissed: bool,
 }
 
 /// What a poll asks for.
@@ -363,6 +419,18 @@ pub enum MeetingEvent {
     PollClosed {
         results: PollResults,
     },
+    QuestionAsked {
+        question: Question,
+    },
+    /// A question's votes changed (at most once per count interval), or it was answered or
+    /// dismissed (at once).
+    QuestionUpdated {
+        question: Question,
+    },
+    /// The meeting was locked (nobody new joins) or opened again.
+    Locked {
+        locked: bool,
+    },
     /// The reactions since the last such event, counted (one event per tick at most,
     /// however many people react).
     Reactions {
@@ -396,6 +464,8 @@ pub enum ErrorCode {
     MeetingEnded,
     /// The meeting holds its `max_participants` already.
     MeetingFull,
+    /// Its hosts locked it: nobody new joins.
+    MeetingLocked,
     Forbidden,
     /// The stage holds as many as it may.
     StageFull,

@@ -8,6 +8,8 @@ pub enum RoomError {
     MeetingEnded,
     #[error("the meeting is full")]
     MeetingFull,
+    #[error("the meeting is locked: its hosts let nobody new in")]
+    MeetingLocked,
     #[error("no such session, or the session token does not match")]
     UnknownSession,
     #[error("no such participant")]
@@ -34,6 +36,10 @@ pub enum RoomError {
     InvalidPoll(&'static str),
     #[error("that answer does not fit the poll")]
     InvalidAnswer,
+    #[error("no such question")]
+    UnknownQuestion,
+    #[error("invalid question: it needs {0}")]
+    InvalidQuestion(&'static str),
 }
 
 impl RoomError {
@@ -42,6 +48,7 @@ impl RoomError {
         match self {
             RoomError::MeetingEnded => RefusalKind::MeetingEnded,
             RoomError::MeetingFull => RefusalKind::MeetingFull,
+            RoomError::MeetingLocked => RefusalKind::MeetingLocked,
             RoomError::UnknownSession => RefusalKind::UnknownSession,
             RoomError::UnknownParticipant => RefusalKind::UnknownParticipant,
             RoomError::UnknownTrack => RefusalKind::UnknownTrack,
@@ -52,7 +59,9 @@ impl RoomError {
             RoomError::InvalidReaction(_)
             | RoomError::PollClosed
             | RoomError::InvalidPoll(_)
-            | RoomError::InvalidAnswer => RefusalKind::BadRequest,
+            | RoomError::InvalidAnswer
+            | RoomError::InvalidQuestion(_) => RefusalKind::BadRequest,
+            RoomError::UnknownQuestion => RefusalKind::UnknownQuestion,
             RoomError::AlreadyVoted => RefusalKind::AlreadyVoted,
             RoomError::UnknownPoll => RefusalKind::UnknownPoll,
         }

@@ -31,6 +31,19 @@ fn join(m: &mut Meeting, now: Instant, name: &str, role: Role) -> ParticipantId 
     .unwrap()
 }
 
+/// `n` people who join as `role`, named `{prefix}0`, `{prefix}1`, …
+fn join_many(
+    m: &mut Meeting,
+    now: Instant,
+    prefix: &str,
+    n: usize,
+    role: Role,
+) -> Vec<ParticipantId> {
+    (0..n)
+        .map(|i| join(m, now, &format!("{prefix}{i}"), role))
+        .collect()
+}
+
 /// Every output, the meeting's time moved on to each batch of events it holds back.
 fn drain(m: &mut Meeting) -> Vec<Output> {
     let mut all = Vec::new();
@@ -316,9 +329,7 @@ fn a_role_change_reaches_everyone_in_a_large_meeting() {
     };
     let mut m = Meeting::new(MeetingId::parse("big").unwrap(), cfg, t);
     let host = join(&mut m, t, "host", Role::Host);
-    let attendees: Vec<ParticipantId> = (0..10)
-        .map(|i| join(&mut m, t, &format!("a{i}"), Role::Attendee))
-        .collect();
+    let attendees = join_many(&mut m, t, "a", 10, Role::Attendee);
     drain(&mut m);
     let promoted = attendees[7];
     m.handle_set_role(t, Actor::Participant(host), promoted, Role::Panelist)
@@ -357,9 +368,7 @@ fn hands_queue_in_order_and_reach_everyone_coalesced() {
     let t = clock.now();
     let mut m = meeting(t);
     let host = join(&mut m, t, "host", Role::Host);
-    let people: Vec<ParticipantId> = (0..3)
-        .map(|i| join(&mut m, t, &format!("a{i}"), Role::Attendee))
-        .collect();
+    let people = join_many(&mut m, t, "a", 3, Role::Attendee);
     drain(&mut m);
     let t = clock.advance(Duration::from_secs(1));
     for p in [people[2], people[0], people[1]] {
@@ -413,9 +422,7 @@ fn the_stage_publishes_is_planned_first_and_has_a_size() {
     let mut m = Meeting::new(MeetingId::parse("hall").unwrap(), cfg, t);
     let host = join(&mut m, t, "host", Role::Host);
     let pan = join(&mut m, t, "pan", Role::Panelist);
-    let att: Vec<ParticipantId> = (0..3)
-        .map(|i| join(&mut m, t, &format!("a{i}"), Role::Attendee))
-        .collect();
+    let att = join_many(&mut m, t, "a", 3, Role::Attendee);
     let pan_cam = m.handle_publish(t, pan, TrackSource::Camera, None).unwrap();
     m.handle_hand(t, att[1], true).unwrap();
     drain(&mut m);
@@ -520,9 +527,7 @@ fn a_poll_counts_one_answer_each_and_sends_results_coalesced() {
     let t = clock.now();
     let mut m = meeting(t);
     let host = join(&mut m, t, "host", Role::Host);
-    let people: Vec<ParticipantId> = (0..4)
-        .map(|i| join(&mut m, t, &format!("a{i}"), Role::Attendee))
-        .collect();
+    let people = join_many(&mut m, t, "a", 4, Role::Attendee);
     drain(&mut m);
     let kind = PollKind::Single {
         options: vec!["yes".into(), "no".into()],
@@ -707,6 +712,125 @@ fn polls_of_every_kind_check_their_questions_and_answers() {
 }
 
 #[test]
+fn moderators_mute_everyone_lock_the_meeting_and_end_it() {
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let pans = join_many(&mut m, t, "p", 3, Role::Panelist);
+    for p in pans.iter().chain([&host]) {
+        m.handle_publish(t, *p, TrackSource::Microphone, None)
+            .unwrap();
+    }
+    let by = |p| Actor::Participant(p);
+    assert!(matches!(
+        m.handle_mute_all(t, by(pans[0])),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_mute_all(t, by(host)).unwrap();
+    let unmuted: Vec<ParticipantId> = m
+        .tracks()
+        .iter()
+        .filter(|t| !t.muted)
+        .map(|t| t.participant)
+        .collect();
+    assert_eq!(unmuted, [host], "everyone but the one who asked");
+
+    assert!(matches!(
+        m.handle_lock(t, by(pans[0]), true),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_lock(t, by(host), true).unwrap();
+    assert!(m.is_locked());
+    let late = JoinRequest {
+        identity: "late".into(),
+        name: "late".into(),
+        role: Role::Attendee,
+        permissions: Permissions::default(),
+        session_token: "s".into(),
+    };
+    assert_eq!(
+        m.handle_join(t, late.clone()),
+        Err(RoomError::MeetingLocked)
+    );
+    assert!(m.snapshot_for(host).locked);
+    m.handle_lock(t, Actor::Api, false).unwrap();
+    m.handle_join(t, late).unwrap();
+    assert!(events(&drain(&mut m))
+        .iter()
+        .any(|e| matches!(e, MeetingEvent::Locked { locked: true })));
+
+    assert!(matches!(
+        m.handle_end(t, by(pans[1])),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_end(t, by(host)).unwrap();
+    assert!(m.is_ended());
+}
+
+#[test]
+fn questions_are_upvoted_once_each_and_settled_by_moderators() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let people = join_many(&mut m, t, "a", 3, Role::Attendee);
+    drain(&mut m);
+    for bad in ["", "   ", &"?".repeat(501)] {
+        assert!(matches!(
+            m.handle_ask(t, people[0], bad),
+            Err(RoomError::InvalidQuestion(_))
+        ));
+    }
+    let q = m.handle_ask(t, people[0], " Why now? ").unwrap();
+    let asked = events(&drain(&mut m));
+    assert!(asked.iter().any(|e| matches!(e,
+        MeetingEvent::QuestionAsked { question } if question.text == "Why now?" && question.from == "a0" && question.votes == 1)));
+    assert_eq!(
+        m.handle_upvote(t, people[0], q),
+        Err(RoomError::AlreadyVoted),
+        "the asker's vote counts"
+    );
+    m.handle_upvote(t, people[1], q).unwrap();
+    m.handle_upvote(t, people[2], q).unwrap();
+    assert_eq!(
+        m.handle_upvote(t, people[2], q),
+        Err(RoomError::AlreadyVoted)
+    );
+    assert_eq!(
+        m.handle_upvote(t, people[2], 99),
+        Err(RoomError::UnknownQuestion)
+    );
+    let t = clock.advance(MeetingConfig::default().count_interval);
+    m.handle_timeout(t);
+    let votes: Vec<u32> = events(&drain(&mut m))
+        .into_iter()
+        .filter_map(|e| match e {
+            MeetingEvent::QuestionUpdated { question } => Some(question.votes),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(votes, [3], "two upvotes, one update");
+
+    let by = |p| Actor::Participant(p);
+    assert!(matches!(
+        m.handle_settle_question(t, by(people[1]), q, Settled::Dismissed),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_settle_question(t, by(host), q, Settled::Answered(Some("Because.".into())))
+        .unwrap();
+    let q2 = m.handle_ask(t, people[1], "And later?").unwrap();
+    m.handle_settle_question(t, by(host), q2, Settled::Dismissed)
+        .unwrap();
+    assert_eq!(
+        m.handle_upvote(t, people[0], q2),
+        Err(RoomError::UnknownQuestion)
+    );
+    let shown = m.snapshot_for(people[2]).questions;
+    assert_eq!(shown.len(), 1, "dismissed questions are not shown");
+    assert!(shown[0].answered && shown[0].answer.as_deref() == Some("Because."));
+}
+
+#[test]
 fn forwarding_follows_speakers_within_limits() {
     let t0 = VirtualClock::new().now();
     let cfg = MeetingConfig {
@@ -718,9 +842,7 @@ fn forwarding_follows_speakers_within_limits() {
         ..MeetingConfig::default()
     };
     let mut m = Meeting::new(MeetingId::parse("fw").unwrap(), cfg, t0);
-    let ps: Vec<ParticipantId> = (0..4)
-        .map(|i| join(&mut m, t0, &format!("p{i}"), Role::Panelist))
-        .collect();
+    let ps = join_many(&mut m, t0, "p", 4, Role::Panelist);
     let mut mic = Vec::new();
     let mut cam = Vec::new();
     for &p in &ps {

@@ -769,6 +769,133 @@ async fn a_poll_is_opened_answered_and_shown_live_in_the_browser() {
     handler.abort();
 }
 
+/// Moderation from the browser: the host mutes a panelist from the tile, locks the meeting
+/// (a newcomer is told so), removes an attendee and ends the meeting for all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_moderates_from_the_browser() {
+    let server = common::Server::start();
+    server.create_meeting("mod").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let people = [("Hana", "host"), ("Ari", "panelist"), ("Bo", "attendee")];
+    let [(host, _), (ari, ari_id), (bo, bo_id)] =
+        joined_pages(&browser, &server, "mod", people).await;
+    let mic = track_of(&host, ari_id, "microphone").await;
+    let ari_tile = format!(".tile[data-participant=\"{ari_id}\"]");
+    click(&host, &format!("{ari_tile} .mod .mute-other")).await;
+    wait_until(
+        &ari,
+        "Ari's page muted by the host",
+        "document.querySelector('#mic').textContent",
+        "Unmute",
+    )
+    .await;
+    wait_until(
+        &host,
+        "Ari shown muted",
+        &format!("window.myriad.state.tracks.get({mic})?.muted"),
+        true,
+    )
+    .await;
+
+    click(&host, "#hands-toggle").await;
+    click(&host, "#lock").await;
+    wait_until(
+        &bo,
+        "the meeting shown locked",
+        "document.querySelector('#locked').hidden",
+        false,
+    )
+    .await;
+    screenshot(&host, "moderation-host.png").await;
+    let late = browser
+        .new_page(join_url(&server, "mod", "Cy", "attendee"))
+        .await
+        .expect("late page");
+    wait_for(
+        &late,
+        "a newcomer told the meeting is locked",
+        "document.querySelector('#fatal')?.textContent ?? ''",
+        Duration::from_secs(10),
+        |v| v.as_str().is_some_and(|t| t.contains("locked")),
+    )
+    .await;
+    screenshot(&late, "moderation-locked-out.png").await;
+
+    click(
+        &host,
+        &format!(".tile[data-participant=\"{bo_id}\"] .mod .remove"),
+    )
+    .await;
+    let heading = "document.querySelector('h1')?.textContent";
+    wait_until(
+        &bo,
+        "Bo told he was removed",
+        heading,
+        "You were removed from the meeting.",
+    )
+    .await;
+    click(&host, "#end-all").await;
+    click(&host, "#end-all").await;
+    wait_until(
+        &ari,
+        "the meeting ended for Ari",
+        heading,
+        "The meeting has ended.",
+    )
+    .await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
+/// Q&A in the browser: an attendee asks, another upvotes, the host sees the question with
+/// its votes and answers it; everyone sees it answered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_question_is_asked_upvoted_and_answered_in_the_browser() {
+    let server = common::Server::start();
+    server.create_meeting("qa").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let people = [("Hana", "host"), ("Ari", "attendee"), ("Bo", "attendee")];
+    let [(host, _), (ari, _), (bo, _)] = joined_pages(&browser, &server, "qa", people).await;
+    click(&ari, "#qa-toggle").await;
+    let input = ari.find_element("#qa-input").await.expect("question input");
+    input.click().await.expect("focus");
+    input
+        .type_str("Will the slides be shared?")
+        .await
+        .expect("type");
+    click(&ari, "#qa-ask").await;
+    wait_until(
+        &bo,
+        "the question counted on Bo's button",
+        "document.querySelector('#qa-toggle').textContent",
+        "Q&A (1)",
+    )
+    .await;
+    click(&bo, "#qa-toggle").await;
+    click(&bo, "#qa-list li[data-question] .upvote").await;
+    click(&host, "#qa-toggle").await;
+    let votes = "document.querySelector('#qa-list li[data-question] .upvote')?.textContent";
+    wait_until(&host, "two votes at the host", votes, "▲ 2").await;
+    screenshot(&host, "qa-host.png").await;
+    let answer = host
+        .find_element("#qa-list .answer-text")
+        .await
+        .expect("answer field");
+    answer.click().await.expect("focus");
+    answer.type_str("Yes, after the call.").await.expect("type");
+    click(&host, "#qa-list .answer").await;
+    wait_until(
+        &ari,
+        "the answer at the asker",
+        "document.querySelector('#qa-list li .a')?.textContent",
+        "Answer: Yes, after the call.",
+    )
+    .await;
+    screenshot(&ari, "qa-answered.png").await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
 /// A host changes an attendee's role from the attendee's tile: the attendee's page shows no
 /// publishing controls until promoted, then publishes a camera that reaches the host; demoted,
 /// the camera stops and the controls go; an attendee trying to change roles is told no.

@@ -847,6 +847,99 @@ async fn polls_count_one_answer_each_and_export_as_csv() {
     );
 }
 
+/// Moderation over WebSockets: remove someone, lock the meeting against newcomers (those in
+/// it may still resume), end it for all; attendees may do none of it.
+#[tokio::test]
+async fn moderators_remove_lock_and_end_over_websockets() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut a = connect(&server).await;
+    let a_id = join(&mut a, &server.token("m1", "ann", "attendee")).await["you"]["id"].clone();
+    let mut b = joined(&server, "m1", "ben", "attendee").await;
+    for msg in [
+        json!({ "type": "remove", "participant": a_id }),
+        json!({ "type": "lock", "locked": true }),
+        json!({ "type": "mute_all" }),
+        json!({ "type": "end_meeting" }),
+        json!({ "type": "mute_other", "participant": a_id, "source": "microphone" }),
+    ] {
+        send(&mut b, msg).await;
+        expect_error(&mut b, "forbidden").await;
+    }
+    send(
+        &mut host,
+        json!({ "type": "mute_other", "participant": a_id, "source": "microphone" }),
+    )
+    .await;
+    expect_error(&mut host, "bad_message").await; // nothing published to mute
+
+    send(&mut host, json!({ "type": "lock", "locked": true })).await;
+    let ev = expect_event(&mut b, "locked").await;
+    assert_eq!(ev["locked"], true);
+    let mut late = connect(&server).await;
+    send(
+        &mut late,
+        json!({ "type": "join", "v": 1, "token": server.token("m1", "late", "attendee") }),
+    )
+    .await;
+    expect_error(&mut late, "meeting_locked").await;
+
+    send(&mut host, json!({ "type": "remove", "participant": a_id })).await;
+    expect_error(&mut a, "removed").await;
+    expect_closed(&mut a).await;
+
+    send(&mut host, json!({ "type": "end_meeting" })).await;
+    expect_error(&mut b, "meeting_ended").await;
+}
+
+/// Q&A over WebSockets: asked, upvoted once each, answered by a moderator; the refusals.
+#[tokio::test]
+async fn questions_are_asked_upvoted_and_answered_over_websockets() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut a = joined(&server, "m1", "ann", "attendee").await;
+    let mut b = joined(&server, "m1", "ben", "attendee").await;
+    send(&mut a, json!({ "type": "ask", "text": "x".repeat(501) })).await;
+    expect_error(&mut a, "bad_message").await;
+    send(&mut a, json!({ "type": "ask", "text": "Slides?" })).await;
+    let mut q = 0;
+    for ws in [&mut host, &mut a, &mut b] {
+        let ev = expect_event(ws, "question_asked").await;
+        assert_eq!(
+            (
+                ev["question"]["text"].as_str(),
+                ev["question"]["from"].as_str()
+            ),
+            (Some("Slides?"), Some("ann"))
+        );
+        q = ev["question"]["id"].as_u64().unwrap();
+    }
+    send(&mut b, json!({ "type": "upvote", "question": q })).await;
+    let ev = expect_event(&mut host, "question_updated").await;
+    assert_eq!(ev["question"]["votes"], 2);
+    send(&mut b, json!({ "type": "upvote", "question": q })).await;
+    expect_error(&mut b, "already_voted").await;
+    send(&mut b, json!({ "type": "upvote", "question": 999 })).await;
+    expect_error(&mut b, "bad_message").await;
+    send(&mut b, json!({ "type": "answer_question", "question": q })).await;
+    expect_error(&mut b, "forbidden").await;
+    send(
+        &mut host,
+        json!({ "type": "answer_question", "question": q }),
+    )
+    .await;
+    // Ann gets the upvote's update first, then the answer.
+    let answered = loop {
+        let ev = expect_event(&mut a, "question_updated").await;
+        if ev["question"]["answered"] == true {
+            break ev;
+        }
+    };
+    assert!(answered["question"]["answer"].is_null(), "answered live");
+}
+
 /// A node whose partitions of a meeting are full refers newcomers to the route (which has
 /// nowhere else to send them on a one-node cluster); a seat freed is taken again.
 #[tokio::test]

@@ -15,8 +15,8 @@ use myriad_proto::bus::BusMessage;
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::Voter;
 use myriad_proto::{
-    Answer, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, PollInfo, Role, Seq, SeqEvent,
-    TrackId, TrackInfo,
+    Answer, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, PollInfo, Question, Role, Seq,
+    SeqEvent, TrackId, TrackInfo,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -79,6 +79,21 @@ pub enum Change {
     PollClosed {
         poll: u64,
     },
+    Locked {
+        locked: bool,
+    },
+    Asked {
+        question: Question,
+        identity: String,
+    },
+    Upvoted {
+        question: u64,
+        identity: String,
+    },
+    /// Answered or dismissed: the question as it is now.
+    QuestionSettled {
+        question: Question,
+    },
     Ended,
 }
 
@@ -119,6 +134,11 @@ pub struct MeetingState {
     /// Each poll and its answers in order: who gave each, as whom (named polls).
     #[serde(default)]
     pub polls: Vec<(PollInfo, Vec<CountedAnswer>)>,
+    #[serde(default)]
+    pub locked: bool,
+    /// The Q&A: each question and the identities that asked or upvoted it.
+    #[serde(default)]
+    pub questions: Vec<(Question, Vec<String>)>,
 }
 
 /// An answer as the meeting keeps it: whose identity gave it, as whom (named polls), what.
@@ -158,6 +178,12 @@ impl Meeting {
                 .polls
                 .values()
                 .map(|p| (p.info.clone(), p.answers.clone()))
+                .collect(),
+            locked: self.locked,
+            questions: self
+                .questions
+                .values()
+                .map(|e| (e.question.clone(), e.voters.iter().cloned().collect()))
                 .collect(),
         }
     }
@@ -216,6 +242,15 @@ impl Meeting {
                 }
                 if !open {
                     m.apply(Change::PollClosed { poll: id });
+                }
+            }
+            m.locked = s.locked;
+            for (question, voters) in s.questions {
+                let id = question.id;
+                let mut voters = voters.into_iter();
+                m.apply_asked(question, voters.next().unwrap_or_default());
+                if let Some(e) = m.questions.get_mut(&id) {
+                    e.voters.extend(voters);
                 }
             }
             m.remember(s.recent);
@@ -344,6 +379,14 @@ impl Meeting {
                     p.info.open = false;
                 }
             }
+            Change::Locked { locked } => self.locked = locked,
+            Change::Asked { question, identity } => self.apply_asked(question, identity),
+            Change::Upvoted { question, identity } => self.apply_upvoted(question, identity),
+            Change::QuestionSettled { question } => {
+                if let Some(e) = self.questions.get_mut(&question.id) {
+                    e.question = question;
+                }
+            }
             Change::Ended => self.ended = true,
         }
     }
@@ -405,7 +448,7 @@ mod tests {
     }
 
     /// A seeded run of joins, leaves, publications, mutes, chats, role changes, hands, the
-    /// stage, polls and timeouts;
+    /// stage, polls, questions and timeouts;
     /// the commits it made, taking a state at `state_at` (a commit count) if given.
     fn run(
         seed: u64,
@@ -427,7 +470,7 @@ mod tests {
             let now = clock.advance(rng.duration_below(Duration::from_millis(60)));
             let people: Vec<ParticipantId> = m.participants.keys().copied().collect();
             let anyone = rng.pick(&people).copied();
-            match (rng.below(11), anyone) {
+            match (rng.below(12), anyone) {
                 (0 | 1, _) | (_, None) => {
                     joined += 1;
                     let _ = m.handle_join(now, joiner(joined));
@@ -464,6 +507,23 @@ mod tests {
                     let role = [Role::Host, Role::CoHost, Role::Panelist, Role::Attendee]
                         [rng.below(4) as usize];
                     let _ = m.handle_set_role(now, crate::Actor::Participant(p), target, role);
+                }
+                (10, Some(p)) => {
+                    // Questions asked, upvoted, answered or dismissed by whoever.
+                    let asked: Vec<u64> = m.questions.keys().copied().collect();
+                    let by = crate::Actor::Participant(p);
+                    let _ = match (rng.pick(&asked).copied(), rng.below(4)) {
+                        (Some(q), 0 | 1) => m.handle_upvote(now, p, q),
+                        (Some(q), 2) => {
+                            let settled = if rng.chance(0.5) {
+                                crate::Settled::Dismissed
+                            } else {
+                                crate::Settled::Answered(rng.chance(0.5).then(|| "yes".into()))
+                            };
+                            m.handle_settle_question(now, by, q, settled)
+                        }
+                        _ => m.handle_ask(now, p, "why?").map(|_| ()),
+                    };
                 }
                 (9, Some(p)) => {
                     // A poll of two options, asked by whoever; answered by whoever.

@@ -3,7 +3,9 @@
 //! What a coordinator taking over needs is in [`durable`].
 
 mod durable;
+mod moderation;
 mod polls;
+mod questions;
 mod reactions;
 mod stage;
 
@@ -18,6 +20,8 @@ use myriad_proto::{
 };
 
 use self::polls::Polls;
+use self::questions::Questions;
+pub use self::questions::Settled;
 use self::reactions::Tally;
 use self::stage::Stage;
 use crate::plan::plan_forwarding;
@@ -206,6 +210,9 @@ pub struct Meeting {
     /// Reactions counted since the last batch.
     reactions: Tally,
     polls: Polls,
+    /// Nobody new may join (those in it may come back).
+    locked: bool,
+    questions: Questions,
 }
 
 impl Meeting {
@@ -238,6 +245,8 @@ impl Meeting {
             lowered: Vec::new(),
             reactions: Tally::default(),
             polls: Polls::new(),
+            locked: false,
+            questions: Questions::new(),
         }
     }
 
@@ -319,6 +328,9 @@ impl Meeting {
         }
         if self.count() >= self.config.max_participants {
             return Err(RoomError::MeetingFull);
+        }
+        if self.locked {
+            return Err(RoomError::MeetingLocked);
         }
         let id = ParticipantId(self.next_participant);
         self.next_participant += 1;
@@ -770,6 +782,7 @@ impl Meeting {
             self.emit_hands();
             self.emit_poll_results();
             self.emit_reactions();
+            self.emit_question_votes();
         }
         if self
             .empty_since
@@ -904,6 +917,8 @@ impl Meeting {
             active_speakers: self.speakers.active().to_vec(),
             hands: self.hands_summary(),
             polls: self.poll_states(),
+            locked: self.locked,
+            questions: self.open_questions(),
             stage: self.stage_infos(),
         }
     }
