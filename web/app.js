@@ -17,6 +17,9 @@ function h(tag, attrs = {}, ...children) {
   return el;
 }
 
+// A panel's own close button: on a phone panels cover the meeting.
+const closer = (onclick) => h('button', { class: 'panel-close', 'aria-label': 'Close', onclick }, '✕');
+
 async function api(path, body) {
   const res = await fetch(path, {
     method: 'POST',
@@ -228,9 +231,11 @@ async function meeting(meetingId, name, localTracks) {
   const qaInput = h('input', { id: 'qa-input', placeholder: 'Ask the hosts a question', maxlength: 500, autocomplete: 'off' });
   const qaForm = h('form', { class: 'chat-form' }, qaInput, h('button', { id: 'qa-ask', class: 'primary', type: 'submit' }, 'Ask'));
   const qaList = h('ol', { id: 'qa-list', class: 'questions' });
-  const qaPanel = h('aside', { id: 'qa', class: 'sheet', hidden: true }, h('h2', {}, 'Questions'), qaForm, qaList);
+  const qaPanel = h('aside', { id: 'qa', class: 'sheet', hidden: true },
+    h('h2', {}, 'Questions'), closer(() => toggleSheet(qaPanel)), qaForm, qaList);
   const pollList = h('div', { id: 'poll-list' });
-  const pollsPanel = h('aside', { id: 'polls', class: 'sheet', hidden: true }, h('h2', {}, 'Polls'), pollList);
+  const pollsPanel = h('aside', { id: 'polls', class: 'sheet', hidden: true },
+    h('h2', {}, 'Polls'), closer(() => toggleSheet(pollsPanel)), pollList);
   const leaveBtn = h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
   const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, qaBtn, handsBtn, leaveBtn);
   const handList = h('ol', { id: 'hand-list', class: 'people' });
@@ -247,12 +252,13 @@ async function meeting(meetingId, name, localTracks) {
     setTimeout(() => { delete endBtn.dataset.armed; endBtn.textContent = 'End for all'; }, 4000);
   };
   const handsPanel = h('aside', { id: 'hands', class: 'sheet', hidden: true },
-    h('h2', {}, 'Raised hands'), handList, lowerAll, h('h2', {}, 'On stage'), stageList,
+    h('h2', {}, 'Raised hands'), closer(() => toggleSheet(handsPanel)), handList, lowerAll, h('h2', {}, 'On stage'), stageList,
     h('h2', {}, 'Meeting'), h('div', { class: 'row wrap' }, muteAll, lockBtn, endBtn));
   const chatLog = h('ol', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite' });
   const chatInput = h('input', { id: 'chat-input', placeholder: 'Message everyone', maxlength: 2000, autocomplete: 'off' });
   const chatForm = h('form', { class: 'chat-form' }, chatInput, h('button', { class: 'primary', type: 'submit' }, 'Send'));
-  const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true }, h('h2', {}, 'Chat'), chatLog, chatForm);
+  const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true },
+    h('h2', {}, 'Chat'), closer(() => chatBtn.onclick()), chatLog, chatForm);
   const root = h('div', { class: 'meeting' },
     h('header', {}, h('strong', {}, meetingId, lockedEl), h('span', { class: 'count' }, countEl, ' in the meeting')),
     banner, notice, stage, grid, chatPanel, handsPanel, pollsPanel, qaPanel, floats, reactions, toolbar,
@@ -417,6 +423,7 @@ async function meeting(meetingId, name, localTracks) {
     state.hands = s.hands || { raised: 0, first: [] };
     state.locked = Boolean(s.locked);
     state.questions = new Map((s.questions || []).map((q) => [q.id, q]));
+    showChatHistory(s.chat || []);
     renderQuestions();
     state.stage = s.stage || [];
     state.participants = new Map([...s.participants, ...state.stage].map((p) => [p.id, p]));
@@ -444,6 +451,14 @@ async function meeting(meetingId, name, localTracks) {
       }
       case 'active_speakers': state.speakers = ev.participants; break;
       case 'chat': addChat(ev); break;
+      case 'chat_deleted': chatLog.querySelector(`li[data-chat="${ev.id}"]`)?.remove(); break;
+      case 'chat_banned':
+        if (state.me && ev.participant === state.me.id) {
+          chatInput.disabled = ev.banned;
+          chatInput.placeholder = ev.banned ? 'A host stopped your chat' : 'Message everyone';
+          tell(ev.banned ? 'A host stopped your chat.' : 'You may chat again.');
+        }
+        break;
       case 'role_changed': roleChanged(ev.participant); break;
       case 'hands': handsChanged(ev); break;
       case 'stage': stageChanged(ev.participants); break;
@@ -791,16 +806,41 @@ async function meeting(meetingId, name, localTracks) {
     render();
   };
   let unread = 0;
+  // A chat line; moderators may delete it or stop its sender's chat.
+  function chatLine(m) {
+    const mine = state.me && m.from === state.me.id;
+    const li = h('li', { class: mine ? 'mine' : '', 'data-chat': m.id }, h('b', {}, mine ? 'You' : m.name), ' ', m.text);
+    if (state.me && moderates(state.me.role) && !mine) {
+      li.append(h('span', { class: 'chat-mod' },
+        h('button', { class: 'delete-chat', title: 'Delete for everyone', onclick: () => signal.send({ type: 'delete_chat', id: m.id }) }, 'Delete'),
+        h('button', { class: 'ban-chat', title: "Stop this person's chat", onclick: () => signal.send({ type: 'ban_chat', participant: m.from, banned: true }) }, 'Mute chat')));
+    }
+    return li;
+  }
   function addChat(ev) {
     const mine = state.me && ev.from === state.me.id;
-    chatLog.append(h('li', { class: mine ? 'mine' : '' }, h('b', {}, mine ? 'You' : ev.name), ' ', ev.text));
-    while (chatLog.childElementCount > 500) chatLog.firstChild.remove();
+    chatLog.append(chatLine(ev));
+    while (chatLog.childElementCount > 500) chatLog.querySelector('li[data-chat]')?.remove();
     chatLog.scrollTop = chatLog.scrollHeight;
     if (chatPanel.hidden && !mine) {
       unread++;
       chatBtn.textContent = `Chat (${unread})`;
     }
   }
+  // The history a late joiner gets, and older pages on demand.
+  const earlier = h('li', { class: 'earlier' }, h('button', { id: 'chat-earlier', onclick: () => {
+    const first = chatLog.querySelector('li[data-chat]');
+    if (first) signal.send({ type: 'chat_history', before: Number(first.dataset.chat) });
+  } }, 'Earlier messages'));
+  function showChatHistory(messages) {
+    chatLog.replaceChildren(...(messages.length ? [earlier] : []), ...messages.map(chatLine));
+    chatLog.scrollTop = chatLog.scrollHeight;
+  }
+  signal.addEventListener('chat_history', (e) => {
+    const { messages } = e.detail;
+    if (!messages.length) return earlier.remove();
+    earlier.after(...messages.map(chatLine));
+  });
   handBtn.onclick = () => {
     state.handUp = !state.handUp;
     signal.send({ type: 'hand', raised: state.handUp });

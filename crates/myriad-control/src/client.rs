@@ -13,8 +13,8 @@ use myriad_proto::meeting::{
     MeetingRequest, Presence, RefusalKind,
 };
 use myriad_proto::{
-    Answer, ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, PollKind, PollState,
-    ReactionCount, Role, Seq, SeqEvent, ServerMsg, TrackId, TrackInfo, TrackSource,
+    Answer, ChatMessage, ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, PollKind,
+    PollState, ReactionCount, Role, Seq, SeqEvent, ServerMsg, TrackId, TrackInfo, TrackSource,
 };
 
 use crate::{Control, ControlError};
@@ -391,6 +391,21 @@ impl MeetingClient {
     pub async fn poll_answers(&self, poll: u64) -> Result<PollAnswers, AskError> {
         match self.ask(MeetingRequest::PollAnswers { poll }).await? {
             MeetingReply::PollAnswers { poll, answers } => Ok((poll, answers)),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    /// Up to `limit` chat messages before message `before`, oldest first.
+    pub async fn chat_history(
+        &self,
+        before: u64,
+        limit: u32,
+    ) -> Result<Vec<ChatMessage>, AskError> {
+        match self
+            .ask(MeetingRequest::ChatHistory { before, limit })
+            .await?
+        {
+            MeetingReply::ChatHistory { messages } => Ok(messages),
             _ => Err(AskError::Unexpected),
         }
     }

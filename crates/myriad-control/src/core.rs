@@ -346,6 +346,15 @@ impl<R> CoordinatorCore<R> {
             } => done(m.handle_mute(now, actor, target, source, muted)),
             MeetingRequest::Remove { actor, target } => done(m.handle_remove(now, actor, target)),
             MeetingRequest::MuteAll { actor } => done(m.handle_mute_all(now, actor)),
+            MeetingRequest::ChatHistory { before, limit } => MeetingReply::ChatHistory {
+                messages: m.chat_history(before, limit as usize),
+            },
+            MeetingRequest::DeleteChat { actor, id } => done(m.handle_delete_chat(now, actor, id)),
+            MeetingRequest::BanChat {
+                actor,
+                target,
+                banned,
+            } => done(m.handle_ban_chat(now, actor, target, banned)),
             MeetingRequest::Ask { participant, text } => {
                 done(m.handle_ask(now, participant, &text).map(|_| ()))
             }

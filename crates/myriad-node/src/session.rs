@@ -38,6 +38,10 @@ const MSG_RATE_PER_S: f64 = 20.0;
 const MSG_BURST: f64 = 60.0;
 const REACTIONS_PER_S: f64 = 4.0;
 const REACTIONS_BURST: f64 = 12.0;
+const CHATS_PER_S: f64 = 2.0;
+const CHATS_BURST: f64 = 8.0;
+/// Chat messages a history page carries.
+const CHAT_PAGE: u32 = 50;
 /// A client that keeps flooding after this many refused messages is disconnected.
 const MAX_REFUSED: u32 = 200;
 
@@ -83,8 +87,10 @@ struct Member {
     peer: Option<(PeerId, SfuHandle)>,
     /// The token's `subscribe` grant.
     subscribe: bool,
-    /// Reactions are limited per person (a click-happy attendee floats no storm).
+    /// Reactions and chat messages are limited per person (a click-happy attendee floats
+    /// no storm, a flooder buries no conversation).
     reactions: TokenBucket,
+    chats: TokenBucket,
 }
 
 /// Why the main loop stopped.
@@ -286,6 +292,7 @@ impl Session {
             peer,
             subscribe,
             reactions: TokenBucket::new(REACTIONS_PER_S, REACTIONS_BURST, Instant::now()),
+            chats: TokenBucket::new(CHATS_PER_S, CHATS_BURST, Instant::now()),
         })
     }
 
@@ -430,7 +437,37 @@ impl Session {
                 }
             }
             ClientMsg::Chat { text } => {
-                let asked = member.client.chat(member.participant, text).await;
+                if !member.chats.try_take(Instant::now()) {
+                    self.send_error(ErrorCode::RateLimited, "too many chat messages; slow down")
+                        .await;
+                } else {
+                    let asked = member.client.chat(member.participant, text).await;
+                    self.refused(asked).await;
+                }
+            }
+            ClientMsg::ChatHistory { before } => {
+                match member.client.chat_history(before, CHAT_PAGE).await {
+                    Ok(messages) => self.send(&ServerMsg::ChatHistory { messages }).await,
+                    Err(e) => self.refused(Err(e)).await,
+                }
+            }
+            ClientMsg::DeleteChat { id } => {
+                let actor = Actor::Participant(member.participant);
+                let req = MeetingRequest::DeleteChat { actor, id };
+                let asked = member.client.ask_done(req).await;
+                self.refused(asked).await;
+            }
+            ClientMsg::BanChat {
+                participant,
+                banned,
+            } => {
+                let actor = Actor::Participant(member.participant);
+                let req = MeetingRequest::BanChat {
+                    actor,
+                    target: participant,
+                    banned,
+                };
+                let asked = member.client.ask_done(req).await;
                 self.refused(asked).await;
             }
             ClientMsg::SetRole { participant, role } => {

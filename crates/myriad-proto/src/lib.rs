@@ -16,9 +16,9 @@ mod signal;
 
 pub use ids::{MeetingId, ParticipantId, Seq, TrackId};
 pub use signal::{
-    Answer, ClientMsg, ErrorCode, ForwardingPlan, Hands, MeetingEvent, ParticipantInfo, PollInfo,
-    PollKind, PollResults, PollState, Question, ReactionCount, Resume, Role, SeqEvent, ServerMsg,
-    Snapshot, TrackInfo, TrackMid, TrackSource, REACTIONS,
+    Answer, ChatMessage, ClientMsg, ErrorCode, ForwardingPlan, Hands, MeetingEvent,
+    ParticipantInfo, PollInfo, PollKind, PollResults, PollState, Question, ReactionCount, Resume,
+    Role, SeqEvent, ServerMsg, Snapshot, TrackInfo, TrackMid, TrackSource, REACTIONS,
 };
 
 /// Version of the signalling protocol spoken by this build.

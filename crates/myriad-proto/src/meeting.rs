@@ -142,6 +142,21 @@ pub enum MeetingRequest {
     MuteAll {
         actor: Actor,
     },
+    /// Chat messages before `before`, at most `limit`: answered with
+    /// [`MeetingReply::ChatHistory`].
+    ChatHistory {
+        before: u64,
+        limit: u32,
+    },
+    DeleteChat {
+        actor: Actor,
+        id: u64,
+    },
+    BanChat {
+        actor: Actor,
+        target: ParticipantId,
+        banned: bool,
+    },
     Ask {
         participant: ParticipantId,
         text: String,
@@ -301,6 +316,9 @@ pub enum MeetingReply {
     },
     PollCreated {
         poll: u64,
+    },
+    ChatHistory {
+        messages: Vec<crate::ChatMessage>,
     },
     /// A poll and its answers in the order given, each with who gave it (none in an
     /// anonymous poll).

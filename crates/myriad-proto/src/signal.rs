@@ -149,6 +149,19 @@ pub enum ClientMsg {
     },
     /// A moderator ends the meeting for everyone.
     EndMeeting,
+    /// Older chat: the messages before `before` (a message id), newest last.
+    ChatHistory {
+        before: u64,
+    },
+    /// A moderator deletes a chat message for everyone.
+    DeleteChat {
+        id: u64,
+    },
+    /// A moderator stops (or lets again) someone's chat.
+    BanChat {
+        participant: ParticipantId,
+        banned: bool,
+    },
     /// Ask the hosts a question.
     Ask {
         text: String,
@@ -226,6 +239,10 @@ pub enum ServerMsg {
         message: String,
     },
     Pong,
+    /// The chat messages asked for with `chat_history`, oldest first (none: no older ones).
+    ChatHistory {
+        messages: Vec<ChatMessage>,
+    },
 }
 
 /// The meeting state a client starts from; events with `seq` greater than `seq` follow.
@@ -249,9 +266,21 @@ pub struct Snapshot {
     /// The Q&A's questions, dismissed ones left out.
     #[serde(default)]
     pub questions: Vec<Question>,
+    /// The latest chat messages, oldest first (older ones: `chat_history`).
+    #[serde(default)]
+    pub chat: Vec<ChatMessage>,
     /// Who is on stage, in the order invited.
     #[serde(default)]
     pub stage: Vec<ParticipantInfo>,
+}
+
+/// A chat message kept in the meeting's history.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub id: u64,
+    pub from: ParticipantId,
+    pub name: String,
+    pub text: String,
 }
 
 /// A question of the Q&A.
@@ -388,9 +417,21 @@ pub enum MeetingEvent {
         participants: Vec<ParticipantId>,
     },
     Chat {
+        /// The message's number in the meeting (for history and deletion).
+        #[serde(default)]
+        id: u64,
         from: ParticipantId,
         name: String,
         text: String,
+    },
+    /// A moderator deleted a chat message.
+    ChatDeleted {
+        id: u64,
+    },
+    /// A moderator stopped (or let again) someone's chat.
+    ChatBanned {
+        participant: ParticipantId,
+        banned: bool,
     },
     /// Someone's role changed (what it may do follows from the role): everyone learns of it,
     /// with who it is, even in a meeting too large for the roster to be pushed.

@@ -38,6 +38,8 @@ pub enum RoomError {
     InvalidAnswer,
     #[error("no such question")]
     UnknownQuestion,
+    #[error("no such chat message")]
+    UnknownChat,
     #[error("invalid question: it needs {0}")]
     InvalidQuestion(&'static str),
 }
@@ -60,7 +62,8 @@ impl RoomError {
             | RoomError::PollClosed
             | RoomError::InvalidPoll(_)
             | RoomError::InvalidAnswer
-            | RoomError::InvalidQuestion(_) => RefusalKind::BadRequest,
+            | RoomError::InvalidQuestion(_)
+            | RoomError::UnknownChat => RefusalKind::BadRequest,
             RoomError::UnknownQuestion => RefusalKind::UnknownQuestion,
             RoomError::AlreadyVoted => RefusalKind::AlreadyVoted,
             RoomError::UnknownPoll => RefusalKind::UnknownPoll,

@@ -831,6 +831,70 @@ fn questions_are_upvoted_once_each_and_settled_by_moderators() {
 }
 
 #[test]
+fn chat_is_kept_for_late_joiners_paged_deleted_and_stopped_by_moderators() {
+    use crate::meeting::chat;
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let a = join(&mut m, t, "a", Role::Attendee);
+    for i in 0..(chat::CHAT_KEPT + 20) {
+        m.handle_chat(t, a, &format!("line {i}")).unwrap();
+    }
+    let late = join(&mut m, t, "late", Role::Attendee);
+    let shown = m.snapshot_for(late).chat;
+    assert_eq!(shown.len(), chat::CHAT_IN_SNAPSHOT);
+    assert_eq!(shown.last().map(|c| c.text.as_str()), Some("line 519"));
+    let page = m.chat_history(shown[0].id, 30);
+    assert_eq!(page.len(), 30);
+    assert_eq!(
+        page.last().map(|c| c.id + 1),
+        Some(shown[0].id),
+        "just before"
+    );
+    let oldest = m.chat_history(page[0].id, 1000);
+    assert_eq!(oldest.len(), chat::CHAT_PAGE_MAX, "a page is bounded");
+    let all_kept = m.chat_history(u64::MAX, usize::MAX);
+    assert_eq!(all_kept.len(), chat::CHAT_PAGE_MAX);
+
+    let last = shown.last().unwrap().id;
+    assert!(matches!(
+        m.handle_delete_chat(t, Actor::Participant(a), last),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_delete_chat(t, Actor::Participant(host), last)
+        .unwrap();
+    assert_eq!(
+        m.handle_delete_chat(t, Actor::Api, last),
+        Err(RoomError::UnknownChat)
+    );
+    assert!(m.snapshot_for(late).chat.iter().all(|c| c.id != last));
+
+    m.handle_ban_chat(t, Actor::Participant(host), a, true)
+        .unwrap();
+    assert!(matches!(
+        m.handle_chat(t, a, "hi"),
+        Err(RoomError::Forbidden(_))
+    ));
+    // Stopped by identity: joining again does not lift it.
+    m.handle_leave(t, a);
+    let again = join(&mut m, t, "a", Role::Attendee);
+    assert!(matches!(
+        m.handle_chat(t, again, "hi"),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_ban_chat(t, Actor::Participant(host), again, false)
+        .unwrap();
+    m.handle_chat(t, again, "hi again").unwrap();
+    let seen = events(&drain(&mut m));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, MeetingEvent::ChatDeleted { id } if *id == last)));
+    assert!(seen
+        .iter()
+        .any(|e| matches!(e, MeetingEvent::ChatBanned { banned: true, .. })));
+}
+
+#[test]
 fn forwarding_follows_speakers_within_limits() {
     let t0 = VirtualClock::new().now();
     let cfg = MeetingConfig {
@@ -1012,6 +1076,7 @@ fn chat_is_sequenced_and_checked() {
     assert_eq!(
         events(&drain(&mut m)),
         vec![MeetingEvent::Chat {
+            id: 1,
             from: a,
             name: "alice".into(),
             text: "hello".into()
@@ -1099,10 +1164,11 @@ fn a_full_batch_goes_before_its_tick_ends() {
     let a = join(&mut m, t, "alice", Role::Panelist);
     let _ = std::iter::from_fn(|| m.poll_output()).count();
     // A burst within one tick: the batch goes each time it is full, the rest at the tick.
+    // Each chat is an event and a change (its place in the history).
     let max = MeetingConfig::default().max_batch;
     let t1 = clock.advance(Duration::from_millis(1));
     let mut commits = Vec::new();
-    for i in 0..(2 * max + 10) {
+    for i in 0..(max + 5) {
         m.handle_chat(t1, a, &format!("{i}")).unwrap();
         commits.extend(std::iter::from_fn(|| m.poll_output()));
     }
@@ -1117,7 +1183,7 @@ fn a_full_batch_goes_before_its_tick_ends() {
         .collect();
     assert_eq!(sizes, vec![max, max, 10]);
     let seqs: Vec<u64> = seq_events(&commits).iter().map(|e| e.seq.0).collect();
-    assert_eq!(seqs, (2..2 + 2 * max as u64 + 10).collect::<Vec<_>>());
+    assert_eq!(seqs, (2..2 + max as u64 + 5).collect::<Vec<_>>());
 }
 
 #[test]

@@ -526,6 +526,26 @@ async fn three_browsers_meet() {
         .expect("phone viewport");
     tokio::time::sleep(Duration::from_millis(500)).await;
     screenshot(&carol, "meeting-phone.png").await;
+    // No control clipped or off the screen; the chat sheet closes from inside.
+    let clipped = "[...document.querySelectorAll('.toolbar button')].filter(b => !b.hidden \
+                   && (b.scrollWidth > b.clientWidth || b.getBoundingClientRect().right > innerWidth)) \
+                   .map(b => b.textContent)";
+    assert_eq!(
+        eval(&carol, clipped).await,
+        Value::Array(vec![]),
+        "clipped controls"
+    );
+    if eval(&carol, "document.querySelector('#chat').hidden").await == Value::Bool(false) {
+        click(&carol, "#chat .panel-close").await;
+    }
+    wait_until(
+        &carol,
+        "the chat sheet closed",
+        "document.querySelector('#chat').hidden",
+        true,
+    )
+    .await;
+    screenshot(&carol, "meeting-phone-closed.png").await;
 
     browser.close().await.expect("close browser");
     let _ = browser.wait().await;
@@ -892,6 +912,44 @@ async fn a_question_is_asked_upvoted_and_answered_in_the_browser() {
     )
     .await;
     screenshot(&ari, "qa-answered.png").await;
+
+    // Bo chats; Cy joins late and finds it in the chat panel.
+    click(&bo, "#chat-toggle").await;
+    let input = bo.find_element("#chat-input").await.expect("chat input");
+    input.click().await.expect("focus chat");
+    input
+        .type_str("Thanks for the answer")
+        .await
+        .expect("type chat");
+    input.press_key("Enter").await.expect("send chat");
+    wait_for(
+        &host,
+        "Bo's chat at the host",
+        "document.querySelector('#chat-log')?.textContent ?? ''",
+        Duration::from_secs(10),
+        |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("Thanks for the answer"))
+        },
+    )
+    .await;
+    let late = browser
+        .new_page(join_url(&server, "qa", "Cy", "attendee"))
+        .await
+        .expect("late page");
+    wait_for(
+        &late,
+        "the chat history at a late joiner",
+        "document.querySelector('#chat-log')?.textContent ?? ''",
+        Duration::from_secs(10),
+        |v| {
+            v.as_str()
+                .is_some_and(|t| t.contains("Thanks for the answer"))
+        },
+    )
+    .await;
+    click(&late, "#chat-toggle").await;
+    screenshot(&late, "chat-history-late-join.png").await;
     browser.close().await.ok();
     handler.abort();
 }

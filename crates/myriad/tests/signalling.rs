@@ -186,6 +186,22 @@ async fn malformed_messages_do_not_hurt_the_session_or_others() {
     // The session still works, and so does everyone else's.
     send(&mut a, json!({ "type": "ping" })).await;
     expect_type(&mut a, "pong").await;
+    // More than a person may send in a burst is refused, not silently dropped.
+    let mut limited = false;
+    for i in 0..20 {
+        send(
+            &mut b,
+            json!({ "type": "chat", "text": format!("flood {i}") }),
+        )
+        .await;
+    }
+    while let Some(msg) = recv(&mut b).await {
+        if msg["code"] == "rate_limited" {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "a chat burst is limited");
     send(&mut b, json!({ "type": "ping" })).await;
     expect_type(&mut b, "pong").await;
 }
@@ -538,6 +554,37 @@ async fn chat_reaches_everyone_and_bad_chat_is_refused() {
         assert_eq!(ev["text"], "hello everyone");
         assert_eq!(ev["name"], "ann");
     }
+    // A late joiner gets the history; older pages on request; moderators delete and stop.
+    let mut host = connect(&server).await;
+    let welcome = join(&mut host, &server.token("m1", "hana", "host")).await;
+    let history = welcome["snapshot"]["chat"].as_array().unwrap().clone();
+    assert_eq!(history.len(), 1, "{welcome}");
+    assert_eq!(history[0]["text"], "hello everyone");
+    let id = history[0]["id"].as_u64().unwrap();
+    send(&mut host, json!({ "type": "chat_history", "before": id })).await;
+    let page = expect_type(&mut host, "chat_history").await;
+    assert_eq!(page["messages"], json!([]), "nothing older");
+    send(&mut b, json!({ "type": "delete_chat", "id": id })).await;
+    expect_error(&mut b, "forbidden").await;
+    send(&mut host, json!({ "type": "delete_chat", "id": id })).await;
+    let ev = expect_event(&mut b, "chat_deleted").await;
+    assert_eq!(ev["id"], id);
+    let ann = history[0]["from"].clone();
+    send(
+        &mut host,
+        json!({ "type": "ban_chat", "participant": ann, "banned": true }),
+    )
+    .await;
+    expect_event(&mut a, "chat_banned").await;
+    send(&mut a, json!({ "type": "chat", "text": "still here?" })).await;
+    expect_error(&mut a, "forbidden").await;
+    send(
+        &mut host,
+        json!({ "type": "ban_chat", "participant": ann, "banned": false }),
+    )
+    .await;
+    expect_event(&mut a, "chat_banned").await;
+
     send(&mut a, json!({ "type": "chat", "text": "   " })).await;
     expect_error(&mut a, "bad_message").await;
     send(&mut a, json!({ "type": "chat", "text": "x".repeat(3000) })).await;

@@ -15,8 +15,8 @@ use myriad_proto::bus::BusMessage;
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::Voter;
 use myriad_proto::{
-    Answer, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, PollInfo, Question, Role, Seq,
-    SeqEvent, TrackId, TrackInfo,
+    Answer, ChatMessage, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, PollInfo,
+    Question, Role, Seq, SeqEvent, TrackId, TrackInfo,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -94,6 +94,16 @@ pub enum Change {
     QuestionSettled {
         question: Question,
     },
+    Chatted {
+        message: ChatMessage,
+    },
+    ChatDeleted {
+        id: u64,
+    },
+    ChatBanned {
+        identity: String,
+        banned: bool,
+    },
     Ended,
 }
 
@@ -139,6 +149,11 @@ pub struct MeetingState {
     /// The Q&A: each question and the identities that asked or upvoted it.
     #[serde(default)]
     pub questions: Vec<(Question, Vec<String>)>,
+    /// The chat history, oldest first, and the identities whose chat is stopped.
+    #[serde(default)]
+    pub chat: Vec<ChatMessage>,
+    #[serde(default)]
+    pub chat_banned: Vec<String>,
 }
 
 /// An answer as the meeting keeps it: whose identity gave it, as whom (named polls), what.
@@ -185,6 +200,8 @@ impl Meeting {
                 .values()
                 .map(|e| (e.question.clone(), e.voters.iter().cloned().collect()))
                 .collect(),
+            chat: self.chat.iter().cloned().collect(),
+            chat_banned: self.chat_banned.iter().cloned().collect(),
         }
     }
 
@@ -245,6 +262,10 @@ impl Meeting {
                 }
             }
             m.locked = s.locked;
+            for message in s.chat {
+                m.apply_chat(message);
+            }
+            m.chat_banned.extend(s.chat_banned);
             for (question, voters) in s.questions {
                 let id = question.id;
                 let mut voters = voters.into_iter();
@@ -380,6 +401,20 @@ impl Meeting {
                 }
             }
             Change::Locked { locked } => self.locked = locked,
+            Change::Chatted { message } => self.apply_chat(message),
+            Change::ChatDeleted { id } => self.chat.retain(|m| m.id != id),
+            Change::ChatBanned {
+                identity,
+                banned: true,
+            } => {
+                self.chat_banned.insert(identity);
+            }
+            Change::ChatBanned {
+                identity,
+                banned: false,
+            } => {
+                self.chat_banned.remove(&identity);
+            }
             Change::Asked { question, identity } => self.apply_asked(question, identity),
             Change::Upvoted { question, identity } => self.apply_upvoted(question, identity),
             Change::QuestionSettled { question } => {

@@ -2,6 +2,7 @@
 //! come out of [`Meeting::poll_output`], the next wake-up out of [`Meeting::poll_timeout`].
 //! What a coordinator taking over needs is in [`durable`].
 
+pub(crate) mod chat;
 mod durable;
 mod moderation;
 mod polls;
@@ -9,14 +10,14 @@ mod questions;
 mod reactions;
 mod stage;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::{Actor, EndReason};
 use myriad_proto::{
     ForwardingPlan, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent,
-    Snapshot, TrackId, TrackInfo, TrackSource, MAX_CHAT_BYTES,
+    Snapshot, TrackId, TrackInfo, TrackSource,
 };
 
 use self::polls::Polls;
@@ -213,6 +214,11 @@ pub struct Meeting {
     /// Nobody new may join (those in it may come back).
     locked: bool,
     questions: Questions,
+    /// The chat's latest messages, the next message's number, and the identities whose
+    /// chat a moderator stopped.
+    chat: chat::History,
+    next_chat: u64,
+    chat_banned: HashSet<String>,
 }
 
 impl Meeting {
@@ -247,6 +253,9 @@ impl Meeting {
             polls: Polls::new(),
             locked: false,
             questions: Questions::new(),
+            chat: chat::History::new(),
+            next_chat: 1,
+            chat_banned: HashSet::new(),
         }
     }
 
@@ -667,35 +676,6 @@ impl Meeting {
         Ok(())
     }
 
-    /// A chat message to everyone; it is sequenced like every event, so resuming clients get
-    /// what they missed.
-    pub fn handle_chat(
-        &mut self,
-        now: Instant,
-        from: ParticipantId,
-        text: &str,
-    ) -> Result<(), RoomError> {
-        self.at(now);
-        let name = self
-            .participants
-            .get(&from)
-            .map(|p| p.info.name.clone())
-            .ok_or(RoomError::UnknownParticipant)?;
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(RoomError::InvalidChat("empty"));
-        }
-        if text.len() > MAX_CHAT_BYTES {
-            return Err(RoomError::InvalidChat("longer than 2000 bytes"));
-        }
-        self.emit(MeetingEvent::Chat {
-            from,
-            name,
-            text: text.to_owned(),
-        });
-        Ok(())
-    }
-
     /// The loudest level per participant over the last report interval, in dBov.
     pub fn handle_audio_levels(&mut self, now: Instant, reports: &[(ParticipantId, f32)]) {
         self.at(now);
@@ -919,6 +899,7 @@ impl Meeting {
             polls: self.poll_states(),
             locked: self.locked,
             questions: self.open_questions(),
+            chat: self.latest_chat(),
             stage: self.stage_infos(),
         }
     }
