@@ -571,24 +571,32 @@ async function meeting(meetingId, name, localTracks) {
     if (kind.type === 'rating') return Array.from({ length: kind.max }, (_, i) => String(i + 1));
     return kind.options || [];
   }
+  // A poll's card is made once and updated in place: results arriving while someone picks
+  // an answer must not take the half-made choice away.
+  const pollCards = new Map(); // poll id -> { el, hint, bars, form, close }
   function pollCard({ info, results }) {
-    const answered = state.voted.has(info.id);
-    const card = h('section', { class: 'poll', 'data-poll': info.id },
-      h('h3', {}, info.question),
-      h('p', { class: 'hint' }, `${results.voters} answered${info.anonymous ? ' · anonymous' : ''}${info.open ? '' : ' · closed'}`));
-    if (info.open && !answered) card.append(answerForm(info));
-    const labels = optionsOf(info.kind);
-    labels.forEach((label, i) => {
+    let c = pollCards.get(info.id);
+    if (!c) {
+      c = { hint: h('p', { class: 'hint' }), bars: h('div', { class: 'bars' }) };
+      c.el = h('section', { class: 'poll', 'data-poll': info.id }, h('h3', {}, info.question), c.hint);
+      if (info.open && !state.voted.has(info.id)) c.el.append(c.form = answerForm(info));
+      c.el.append(c.bars);
+      if (info.open && state.me && moderates(state.me.role)) {
+        c.el.append(c.close = h('button', { class: 'close-poll', onclick: () => signal.send({ type: 'close_poll', poll: info.id }) }, 'Close poll'));
+      }
+      pollCards.set(info.id, c);
+    }
+    c.hint.textContent = `${results.voters} answered${info.anonymous ? ' · anonymous' : ''}${info.open ? '' : ' · closed'}`;
+    if (c.form && (!info.open || state.voted.has(info.id))) c.form = c.form.remove();
+    if (c.close && !info.open) c.close = c.close.remove();
+    c.bars.replaceChildren(...optionsOf(info.kind).map((label, i) => {
       const n = results.counts[i] || 0;
       const pct = results.voters ? Math.round((100 * n) / results.voters) : 0;
-      card.append(h('div', { class: 'bar' },
+      return h('div', { class: 'bar' },
         h('span', { class: 'fill', style: `width:${pct}%` }),
-        h('span', { class: 'label' }, label), h('span', { class: 'n' }, `${n} · ${pct}%`)));
-    });
-    if (info.open && state.me && moderates(state.me.role)) {
-      card.append(h('button', { class: 'close-poll', onclick: () => signal.send({ type: 'close_poll', poll: info.id }) }, 'Close poll'));
-    }
-    return card;
+        h('span', { class: 'label' }, label), h('span', { class: 'n' }, `${n} · ${pct}%`));
+    }));
+    return c.el;
   }
   function answerForm(info) {
     const kind = info.kind;
@@ -647,7 +655,11 @@ async function meeting(meetingId, name, localTracks) {
     const moderator = Boolean(state.me && moderates(state.me.role));
     if (moderator && !pollForm) pollForm = newPollForm();
     const cards = [...state.polls.values()].reverse().map(pollCard);
-    pollList.replaceChildren(...(moderator ? [pollForm] : []), ...cards);
+    // Only a new card (or the first render) changes the list; cards in it stay where they are.
+    const wanted = [...(moderator ? [pollForm] : []), ...cards];
+    if (wanted.length !== pollList.children.length || wanted.some((el, k) => pollList.children[k] !== el)) {
+      pollList.replaceChildren(...wanted);
+    }
     if (!cards.length) pollList.append(h('p', { class: 'hint' }, 'No polls yet.'));
     const waiting = [...state.polls.values()].filter((p) => p.info.open && !state.voted.has(p.info.id)).length;
     pollsBtn.textContent = waiting && !moderator ? `Polls (${waiting})` : 'Polls';

@@ -107,6 +107,15 @@ async fn wait_for(
     }
 }
 
+/// Waits (up to 10 s) until the text of `selector` on `page` holds `text`.
+async fn wait_for_text(page: &Page, what: &str, selector: &str, text: &str) {
+    let js = format!("document.querySelector('{selector}')?.textContent ?? ''");
+    wait_for(page, what, &js, Duration::from_secs(10), |v| {
+        v.as_str().is_some_and(|t| t.contains(text))
+    })
+    .await;
+}
+
 /// Waits (up to 10 s) until `js` evaluates to `want` on `page`.
 async fn wait_until(page: &Page, what: &str, js: &str, want: impl Into<Value>) {
     let want = want.into();
@@ -831,14 +840,7 @@ async fn a_host_moderates_from_the_browser() {
         .new_page(join_url(&server, "mod", "Cy", "attendee"))
         .await
         .expect("late page");
-    wait_for(
-        &late,
-        "a newcomer told the meeting is locked",
-        "document.querySelector('#fatal')?.textContent ?? ''",
-        Duration::from_secs(10),
-        |v| v.as_str().is_some_and(|t| t.contains("locked")),
-    )
-    .await;
+    wait_for_text(&late, "a newcomer told it is locked", "#fatal", "locked").await;
     screenshot(&late, "moderation-locked-out.png").await;
 
     click(
@@ -922,30 +924,17 @@ async fn a_question_is_asked_upvoted_and_answered_in_the_browser() {
         .await
         .expect("type chat");
     input.press_key("Enter").await.expect("send chat");
-    wait_for(
-        &host,
-        "Bo's chat at the host",
-        "document.querySelector('#chat-log')?.textContent ?? ''",
-        Duration::from_secs(10),
-        |v| {
-            v.as_str()
-                .is_some_and(|t| t.contains("Thanks for the answer"))
-        },
-    )
-    .await;
+    let thanks = "Thanks for the answer";
+    wait_for_text(&host, "Bo's chat at the host", "#chat-log", thanks).await;
     let late = browser
         .new_page(join_url(&server, "qa", "Cy", "attendee"))
         .await
         .expect("late page");
-    wait_for(
+    wait_for_text(
         &late,
         "the chat history at a late joiner",
-        "document.querySelector('#chat-log')?.textContent ?? ''",
-        Duration::from_secs(10),
-        |v| {
-            v.as_str()
-                .is_some_and(|t| t.contains("Thanks for the answer"))
-        },
+        "#chat-log",
+        thanks,
     )
     .await;
     click(&late, "#chat-toggle").await;
