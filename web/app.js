@@ -195,6 +195,7 @@ async function meeting(meetingId, name, localTracks) {
     remote: new Map(), // track id -> MediaStreamTrack
     pinned: new Set(), // participant ids whose camera this client always wants
     hands: { raised: 0, first: [] }, // the hand queue: how many, the earliest
+    audience: { on: false, chat: true, reactions: true, hands: true },
     stage: [], // who is on stage (they publish whatever their role)
     handUp: false,
   };
@@ -251,9 +252,23 @@ async function meeting(meetingId, name, localTracks) {
     endBtn.textContent = 'Click again to end';
     setTimeout(() => { delete endBtn.dataset.armed; endBtn.textContent = 'End for all'; }, 4000);
   };
+  // Audience mode and what attendees may do, as switches the moderators flip live.
+  const AUDIENCE = [['on', 'Audience mode: attendees see the stage and speakers only'], ['chat', 'Attendees may chat'],
+    ['reactions', 'Reactions'], ['hands', 'Raised hands']];
+  const audienceBoxes = Object.fromEntries(AUDIENCE.map(([key]) => [key, h('input', { type: 'checkbox', id: `audience-${key}` })]));
+  for (const [key, box] of Object.entries(audienceBoxes)) {
+    // Applied at once here (the server's event confirms it), so quick clicks add up.
+    box.onchange = () => {
+      state.audience = { ...state.audience, [key]: box.checked };
+      signal.send({ type: 'set_audience', audience: state.audience });
+    };
+  }
+  const audienceForm = h('div', { class: 'audience' },
+    ...AUDIENCE.map(([key, label]) => h('label', { class: 'check' }, audienceBoxes[key], label)));
   const handsPanel = h('aside', { id: 'hands', class: 'sheet', hidden: true },
     h('h2', {}, 'Raised hands'), closer(() => toggleSheet(handsPanel)), handList, lowerAll, h('h2', {}, 'On stage'), stageList,
-    h('h2', {}, 'Meeting'), h('div', { class: 'row wrap' }, muteAll, lockBtn, endBtn));
+    h('h2', {}, 'Meeting'), h('div', { class: 'row wrap' }, muteAll, lockBtn, endBtn),
+    h('h2', {}, 'Audience'), audienceForm);
   const chatLog = h('ol', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite' });
   const chatInput = h('input', { id: 'chat-input', placeholder: 'Message everyone', maxlength: 2000, autocomplete: 'off' });
   const chatForm = h('form', { class: 'chat-form' }, chatInput, h('button', { class: 'primary', type: 'submit' }, 'Send'));
@@ -269,7 +284,14 @@ async function meeting(meetingId, name, localTracks) {
   function paintButtons() {
     for (const b of [micBtn, camBtn, screenBtn]) b.hidden = !canPublish();
     const moderator = Boolean(state.me && moderates(state.me.role));
-    handBtn.hidden = !state.me || moderator || onStage(state.me.id);
+    handBtn.hidden = !state.me || moderator || onStage(state.me.id) || !state.audience.hands;
+    reactBtn.hidden = !state.audience.reactions;
+    if (!state.audience.reactions) reactions.hidden = true;
+    const mayChat = !state.chatBanned && (state.audience.chat || canPublish());
+    chatInput.disabled = !mayChat;
+    chatInput.placeholder = mayChat ? 'Message everyone'
+      : (state.chatBanned ? 'A host stopped your chat' : 'The hosts turned chat off');
+    for (const [key] of AUDIENCE) audienceBoxes[key].checked = state.audience[key];
     handBtn.classList.toggle('active', state.handUp);
     handBtn.textContent = state.handUp ? 'Lower hand' : 'Raise hand';
     handsBtn.hidden = !moderator;
@@ -422,6 +444,7 @@ async function meeting(meetingId, name, localTracks) {
     state.count = s.count;
     state.hands = s.hands || { raised: 0, first: [] };
     state.locked = Boolean(s.locked);
+    state.audience = s.audience || state.audience;
     state.questions = new Map((s.questions || []).map((q) => [q.id, q]));
     showChatHistory(s.chat || []);
     renderQuestions();
@@ -454,8 +477,7 @@ async function meeting(meetingId, name, localTracks) {
       case 'chat_deleted': chatLog.querySelector(`li[data-chat="${ev.id}"]`)?.remove(); break;
       case 'chat_banned':
         if (state.me && ev.participant === state.me.id) {
-          chatInput.disabled = ev.banned;
-          chatInput.placeholder = ev.banned ? 'A host stopped your chat' : 'Message everyone';
+          state.chatBanned = ev.banned;
           tell(ev.banned ? 'A host stopped your chat.' : 'You may chat again.');
         }
         break;
@@ -464,6 +486,7 @@ async function meeting(meetingId, name, localTracks) {
       case 'stage': stageChanged(ev.participants); break;
       case 'reactions': floatReactions(ev.counts); break;
       case 'locked': state.locked = ev.locked; break;
+      case 'audience': state.audience = ev.audience; break;
       case 'question_asked':
       case 'question_updated': questionChanged(ev.question); break;
       case 'poll_opened': pollOpened(ev.poll); break;

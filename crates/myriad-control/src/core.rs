@@ -346,6 +346,9 @@ impl<R> CoordinatorCore<R> {
             } => done(m.handle_mute(now, actor, target, source, muted)),
             MeetingRequest::Remove { actor, target } => done(m.handle_remove(now, actor, target)),
             MeetingRequest::MuteAll { actor } => done(m.handle_mute_all(now, actor)),
+            MeetingRequest::SetAudience { actor, audience } => {
+                done(m.handle_set_audience(now, actor, audience))
+            }
             MeetingRequest::ChatHistory { before, limit } => MeetingReply::ChatHistory {
                 messages: m.chat_history(before, limit as usize),
             },

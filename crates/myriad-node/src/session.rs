@@ -542,6 +542,12 @@ impl Session {
                     .await;
                 self.refused(asked).await;
             }
+            ClientMsg::SetAudience { audience } => {
+                let actor = Actor::Participant(member.participant);
+                let req = MeetingRequest::SetAudience { actor, audience };
+                let asked = member.client.ask_done(req).await;
+                self.refused(asked).await;
+            }
             ClientMsg::Ask { text } => {
                 let req = MeetingRequest::Ask {
                     participant: member.participant,

@@ -16,7 +16,7 @@ mod signal;
 
 pub use ids::{MeetingId, ParticipantId, Seq, TrackId};
 pub use signal::{
-    Answer, ChatMessage, ClientMsg, ErrorCode, ForwardingPlan, Hands, MeetingEvent,
+    Answer, Audience, ChatMessage, ClientMsg, ErrorCode, ForwardingPlan, Hands, MeetingEvent,
     ParticipantInfo, PollInfo, PollKind, PollResults, PollState, Question, ReactionCount, Resume,
     Role, SeqEvent, ServerMsg, Snapshot, TrackInfo, TrackMid, TrackSource, REACTIONS,
 };

@@ -142,6 +142,10 @@ pub enum MeetingRequest {
     MuteAll {
         actor: Actor,
     },
+    SetAudience {
+        actor: Actor,
+        audience: crate::Audience,
+    },
     /// Chat messages before `before`, at most `limit`: answered with
     /// [`MeetingReply::ChatHistory`].
     ChatHistory {

@@ -162,6 +162,10 @@ pub enum ClientMsg {
         participant: ParticipantId,
         banned: bool,
     },
+    /// A moderator switches audience mode and what attendees may do.
+    SetAudience {
+        audience: Audience,
+    },
     /// Ask the hosts a question.
     Ask {
         text: String,
@@ -266,12 +270,35 @@ pub struct Snapshot {
     /// The Q&A's questions, dismissed ones left out.
     #[serde(default)]
     pub questions: Vec<Question>,
+    #[serde(default)]
+    pub audience: Audience,
     /// The latest chat messages, oldest first (older ones: `chat_history`).
     #[serde(default)]
     pub chat: Vec<ChatMessage>,
     /// Who is on stage, in the order invited.
     #[serde(default)]
     pub stage: Vec<ParticipantInfo>,
+}
+
+/// Audience mode (lectures, town halls, briefings): attendees receive only the stage and
+/// whoever speaks; and what attendees may do (those who publish or moderate may always chat).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Audience {
+    pub on: bool,
+    pub chat: bool,
+    pub reactions: bool,
+    pub hands: bool,
+}
+
+impl Default for Audience {
+    fn default() -> Self {
+        Self {
+            on: false,
+            chat: true,
+            reactions: true,
+            hands: true,
+        }
+    }
 }
 
 /// A chat message kept in the meeting's history.
@@ -467,6 +494,10 @@ pub enum MeetingEvent {
     /// dismissed (at once).
     QuestionUpdated {
         question: Question,
+    },
+    /// Audience mode, or what attendees may do, changed.
+    Audience {
+        audience: Audience,
     },
     /// The meeting was locked (nobody new joins) or opened again.
     Locked {

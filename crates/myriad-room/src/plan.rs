@@ -3,8 +3,9 @@
 use myriad_proto::{ForwardingPlan, ParticipantId, TrackInfo, TrackSource};
 
 /// Chooses what is forwarded, from the published tracks (in publication order), who is on
-/// stage (in the order invited) and the participants ordered by how recently they were an
-/// active speaker.
+/// stage (in the order invited), who speaks now if only they and the stage are to be seen
+/// (audience mode), and the participants ordered by how recently they were an active
+/// speaker.
 ///
 /// - Audio: the microphones of the `max_audio` most recent speakers, then of the stage;
 ///   while no more than `max_audio` microphones are unmuted, all of them (so nobody's first
@@ -14,6 +15,7 @@ use myriad_proto::{ForwardingPlan, ParticipantId, TrackInfo, TrackSource};
 pub fn plan_forwarding(
     tracks: &[&TrackInfo],
     stage: &[ParticipantId],
+    speaking: Option<&[ParticipantId]>,
     recent_speakers: &[ParticipantId],
     max_audio: usize,
     last_n: usize,
@@ -40,6 +42,9 @@ pub fn plan_forwarding(
 
     let mut video: Vec<_> = live(TrackSource::Screen).iter().map(|t| t.id).collect();
     let mut cameras = live(TrackSource::Camera);
+    if let Some(speaking) = speaking {
+        cameras.retain(|t| stage.contains(&t.participant) || speaking.contains(&t.participant));
+    }
     cameras.sort_by_key(|t| {
         (
             position(stage, t.participant),
@@ -78,14 +83,18 @@ mod tests {
             .collect();
         let tracks: Vec<&TrackInfo> = all.iter().collect();
         let (stage, speakers) = ([ParticipantId(4)], [ParticipantId(2), ParticipantId(3)]);
-        let plan = plan_forwarding(&tracks, &stage, &speakers, 3, 2);
+        let plan = plan_forwarding(&tracks, &stage, None, &speakers, 3, 2);
         assert_eq!(
             plan.video,
             [TrackId(40), TrackId(20)],
             "stage, then the latest speaker"
         );
         assert_eq!(plan.audio, [TrackId(21), TrackId(31), TrackId(41)]);
-        let plan = plan_forwarding(&tracks, &[], &speakers, 3, 2);
+        let plan = plan_forwarding(&tracks, &[], None, &speakers, 3, 2);
         assert_eq!(plan.video, [TrackId(20), TrackId(30)]);
+        // Audience mode: the stage and who speaks now, no silent publisher filling a slot.
+        let speaking = [ParticipantId(3)];
+        let plan = plan_forwarding(&tracks, &stage, Some(&speaking), &speakers, 3, 9);
+        assert_eq!(plan.video, [TrackId(40), TrackId(30)]);
     }
 }

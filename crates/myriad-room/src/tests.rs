@@ -895,6 +895,63 @@ fn chat_is_kept_for_late_joiners_paged_deleted_and_stopped_by_moderators() {
 }
 
 #[test]
+fn audience_mode_limits_attendees_and_the_plan_live() {
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let pan = join(&mut m, t, "pan", Role::Panelist);
+    let att = join(&mut m, t, "att", Role::Attendee);
+    let host_cam = m
+        .handle_publish(t, host, TrackSource::Camera, None)
+        .unwrap();
+    let pan_cam = m.handle_publish(t, pan, TrackSource::Camera, None).unwrap();
+    assert_eq!(m.plan().video.len(), 2);
+    let strict = myriad_proto::Audience {
+        on: true,
+        chat: false,
+        reactions: false,
+        hands: false,
+    };
+    assert!(matches!(
+        m.handle_set_audience(t, Actor::Participant(att), strict),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_set_audience(t, Actor::Participant(host), strict)
+        .unwrap();
+    assert!(
+        m.plan().video.is_empty(),
+        "nobody speaks, nobody on stage: no camera"
+    );
+    m.handle_stage(t, Actor::Participant(host), pan, true)
+        .unwrap();
+    assert_eq!(m.plan().video, [pan_cam], "the stage is seen");
+    assert!(!m.plan().video.contains(&host_cam));
+    assert!(matches!(
+        m.handle_chat(t, att, "hi"),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_chat(t, pan, "panelists still chat").unwrap();
+    assert!(matches!(
+        m.handle_hand(t, att, true),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_hand(t, att, false).unwrap();
+    let thumbs = myriad_proto::ReactionCount {
+        emoji: "👍".into(),
+        count: 1,
+    };
+    assert!(m
+        .handle_reactions(t, std::slice::from_ref(&thumbs))
+        .is_err());
+    assert!(m.snapshot_for(att).audience.on);
+    m.handle_set_audience(t, Actor::Api, myriad_proto::Audience::default())
+        .unwrap();
+    m.handle_chat(t, att, "back").unwrap();
+    m.handle_reactions(t, &[thumbs]).unwrap();
+    assert_eq!(m.plan().video.len(), 2);
+}
+
+#[test]
 fn forwarding_follows_speakers_within_limits() {
     let t0 = VirtualClock::new().now();
     let cfg = MeetingConfig {

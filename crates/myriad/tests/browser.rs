@@ -722,6 +722,34 @@ async fn a_raised_hand_is_invited_to_the_stage_and_seen_by_all() {
     assert!(rising.as_u64().is_some_and(|n| n >= 1), "{rising}");
     screenshot(&host, "reactions.png").await;
 
+    // The host switches audience mode on, chat and reactions off, live: Bo's page follows.
+    for switch in ["#audience-on", "#audience-chat", "#audience-reactions"] {
+        click(&host, switch).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    wait_until(
+        &bo,
+        "audience mode at Bo",
+        "window.myriad.state.audience.on",
+        true,
+    )
+    .await;
+    wait_until(
+        &bo,
+        "Bo's chat off",
+        "document.querySelector('#chat-input').disabled",
+        true,
+    )
+    .await;
+    wait_until(
+        &bo,
+        "Bo's reactions off",
+        "document.querySelector('#react').hidden",
+        true,
+    )
+    .await;
+    screenshot(&host, "audience-switches.png").await;
+
     click(
         &host,
         &format!("#stage-list li[data-participant=\"{ari_id}\"] button.unstage"),

@@ -987,6 +987,43 @@ async fn questions_are_asked_upvoted_and_answered_over_websockets() {
     assert!(answered["question"]["answer"].is_null(), "answered live");
 }
 
+/// Audience mode over WebSockets: a host switches it live, everyone learns of it, an
+/// attendee's chat and hand are refused while they are off; an attendee may not switch it.
+#[tokio::test]
+async fn audience_mode_is_switched_live_over_websockets() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut a = joined(&server, "m1", "ann", "attendee").await;
+    let strict = json!({ "on": true, "chat": false, "reactions": false, "hands": false });
+    send(
+        &mut a,
+        json!({ "type": "set_audience", "audience": strict }),
+    )
+    .await;
+    expect_error(&mut a, "forbidden").await;
+    send(
+        &mut host,
+        json!({ "type": "set_audience", "audience": { "on": true } }),
+    )
+    .await;
+    expect_error(&mut host, "bad_message").await;
+    send(
+        &mut host,
+        json!({ "type": "set_audience", "audience": strict }),
+    )
+    .await;
+    let ev = expect_event(&mut a, "audience").await;
+    assert_eq!(ev["audience"], strict);
+    send(&mut a, json!({ "type": "chat", "text": "hello?" })).await;
+    expect_error(&mut a, "forbidden").await;
+    send(&mut a, json!({ "type": "hand", "raised": true })).await;
+    expect_error(&mut a, "forbidden").await;
+    let mut late = connect(&server).await;
+    let welcome = join(&mut late, &server.token("m1", "late", "attendee")).await;
+    assert_eq!(welcome["snapshot"]["audience"], strict);
+}
+
 /// A node whose partitions of a meeting are full refers newcomers to the route (which has
 /// nowhere else to send them on a one-node cluster); a seat freed is taken again.
 #[tokio::test]

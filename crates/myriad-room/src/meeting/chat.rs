@@ -37,6 +37,7 @@ impl Meeting {
         if self.chat_banned.contains(&p.info.identity) {
             return Err(RoomError::Forbidden("a moderator stopped your chat"));
         }
+        self.check_may_chat(from)?;
         let name = p.info.name.clone();
         let text = text.trim();
         if text.is_empty() {

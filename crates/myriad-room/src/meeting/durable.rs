@@ -15,8 +15,8 @@ use myriad_proto::bus::BusMessage;
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::Voter;
 use myriad_proto::{
-    Answer, ChatMessage, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, PollInfo,
-    Question, Role, Seq, SeqEvent, TrackId, TrackInfo,
+    Answer, Audience, ChatMessage, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo,
+    PollInfo, Question, Role, Seq, SeqEvent, TrackId, TrackInfo,
 };
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -104,6 +104,9 @@ pub enum Change {
         identity: String,
         banned: bool,
     },
+    Audience {
+        audience: Audience,
+    },
     Ended,
 }
 
@@ -154,6 +157,8 @@ pub struct MeetingState {
     pub chat: Vec<ChatMessage>,
     #[serde(default)]
     pub chat_banned: Vec<String>,
+    #[serde(default)]
+    pub audience: Audience,
 }
 
 /// An answer as the meeting keeps it: whose identity gave it, as whom (named polls), what.
@@ -202,6 +207,7 @@ impl Meeting {
                 .collect(),
             chat: self.chat.iter().cloned().collect(),
             chat_banned: self.chat_banned.iter().cloned().collect(),
+            audience: self.audience,
         }
     }
 
@@ -266,6 +272,7 @@ impl Meeting {
                 m.apply_chat(message);
             }
             m.chat_banned.extend(s.chat_banned);
+            m.audience = s.audience;
             for (question, voters) in s.questions {
                 let id = question.id;
                 let mut voters = voters.into_iter();
@@ -402,6 +409,7 @@ impl Meeting {
             }
             Change::Locked { locked } => self.locked = locked,
             Change::Chatted { message } => self.apply_chat(message),
+            Change::Audience { audience } => self.audience = audience,
             Change::ChatDeleted { id } => self.chat.retain(|m| m.id != id),
             Change::ChatBanned {
                 identity,

@@ -2,6 +2,7 @@
 //! come out of [`Meeting::poll_output`], the next wake-up out of [`Meeting::poll_timeout`].
 //! What a coordinator taking over needs is in [`durable`].
 
+mod audience;
 pub(crate) mod chat;
 mod durable;
 mod moderation;
@@ -16,8 +17,8 @@ use std::time::{Duration, Instant};
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::{Actor, EndReason};
 use myriad_proto::{
-    ForwardingPlan, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Role, Seq, SeqEvent,
-    Snapshot, TrackId, TrackInfo, TrackSource,
+    Audience, ForwardingPlan, MeetingEvent, MeetingId, ParticipantId, ParticipantInfo, Role, Seq,
+    SeqEvent, Snapshot, TrackId, TrackInfo, TrackSource,
 };
 
 use self::polls::Polls;
@@ -219,6 +220,7 @@ pub struct Meeting {
     chat: chat::History,
     next_chat: u64,
     chat_banned: HashSet<String>,
+    audience: Audience,
 }
 
 impl Meeting {
@@ -256,6 +258,7 @@ impl Meeting {
             chat: chat::History::new(),
             next_chat: 1,
             chat_banned: HashSet::new(),
+            audience: Audience::default(),
         }
     }
 
@@ -868,9 +871,12 @@ impl Meeting {
             t.sort_by_key(|t| t.order);
             t.into_iter().map(|t| &t.info).collect()
         };
+        // In audience mode the cameras are the stage's and the speakers' only.
+        let speaking = self.audience.on.then(|| self.speakers.active());
         let plan = plan_forwarding(
             &tracks,
             self.stage.on_stage(),
+            speaking,
             &self.recent_speakers,
             self.config.speaker.max_active,
             self.config.last_n_video,
@@ -900,6 +906,7 @@ impl Meeting {
             locked: self.locked,
             questions: self.open_questions(),
             chat: self.latest_chat(),
+            audience: self.audience,
             stage: self.stage_infos(),
         }
     }

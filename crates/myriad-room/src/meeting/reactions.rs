@@ -74,6 +74,9 @@ impl Meeting {
         counts: &[ReactionCount],
     ) -> Result<(), RoomError> {
         self.at(now);
+        if !self.audience.reactions {
+            return Err(RoomError::InvalidReaction("the hosts turned reactions off"));
+        }
         self.reactions.add(counts)?;
         self.schedule_count(now);
         Ok(())

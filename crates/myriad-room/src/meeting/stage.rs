@@ -106,6 +106,9 @@ impl Meeting {
         if !self.participants.contains_key(&participant) {
             return Err(RoomError::UnknownParticipant);
         }
+        if raised {
+            self.check_may_raise_hands()?;
+        }
         let changed = if raised {
             self.stage.raise(participant)
         } else {
