@@ -336,6 +336,14 @@ async fn three_browsers_meet() {
         host_link.starts_with(&format!("{link}?host=")),
         "unexpected host link {host_link}"
     );
+    // The host link reads as a button: its words are there, and not in its background's colour.
+    let look =
+        "(() => { const a = document.querySelector('#host-link'); const s = getComputedStyle(a); \
+                return [a.textContent, s.color === s.backgroundColor]; })()";
+    assert_eq!(
+        eval(&start, look).await,
+        serde_json::json!(["Start the meeting as host", false])
+    );
     screenshot(&start, "start-created.png").await;
 
     // Alice, who created it, goes through the pre-join screen of the host link; Bob and Carol
