@@ -13,8 +13,8 @@ use myriad_proto::meeting::{
     MeetingRequest, Presence, RefusalKind,
 };
 use myriad_proto::{
-    Answer, ChatMessage, ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, PollKind,
-    PollState, ReactionCount, Role, Seq, SeqEvent, ServerMsg, TrackId, TrackInfo, TrackSource,
+    ChatMessage, ForwardingPlan, MeetingId, ParticipantId, ParticipantInfo, PollKind, PollState,
+    ReactionCount, Role, Seq, SeqEvent, ServerMsg, TrackId, TrackInfo, TrackSource,
 };
 
 use crate::{Control, ControlError};
@@ -234,36 +234,9 @@ impl MeetingClient {
         .await
     }
 
-    pub async fn hand(&self, participant: ParticipantId, raised: bool) -> Result<(), AskError> {
-        self.ask_done(MeetingRequest::Hand {
-            participant,
-            raised,
-        })
-        .await
-    }
-
     /// This node's reactions since it last sent them, counted.
     pub async fn reactions(&self, counts: Vec<ReactionCount>) -> Result<(), AskError> {
         self.ask_done(MeetingRequest::Reactions { counts }).await
-    }
-
-    pub async fn lower_hands(
-        &self,
-        actor: Actor,
-        target: Option<ParticipantId>,
-    ) -> Result<(), AskError> {
-        self.ask_done(MeetingRequest::LowerHands { actor, target })
-            .await
-    }
-
-    pub async fn stage(
-        &self,
-        actor: Actor,
-        target: ParticipantId,
-        on: bool,
-    ) -> Result<(), AskError> {
-        self.ask_done(MeetingRequest::Stage { actor, target, on })
-            .await
     }
 
     pub async fn chat(&self, participant: ParticipantId, text: String) -> Result<(), AskError> {
@@ -366,20 +339,6 @@ impl MeetingClient {
             MeetingReply::PollCreated { poll } => Ok(poll),
             _ => Err(AskError::Unexpected),
         }
-    }
-
-    pub async fn vote(
-        &self,
-        participant: ParticipantId,
-        poll: u64,
-        answer: Answer,
-    ) -> Result<(), AskError> {
-        self.ask_done(MeetingRequest::Vote {
-            participant,
-            poll,
-            answer,
-        })
-        .await
     }
 
     pub async fn close_poll(&self, actor: Actor, poll: u64) -> Result<(), AskError> {

@@ -6,6 +6,7 @@
 #![allow(clippy::disallowed_methods)] // an I/O shell: reads the clock
 
 mod api;
+mod asks;
 mod https;
 mod link;
 mod load;

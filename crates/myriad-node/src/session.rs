@@ -18,7 +18,7 @@ use futures_util::{SinkExt, StreamExt};
 use myriad_auth::AuthError;
 use myriad_cdn::TokenBucket;
 use myriad_control::{generate_session_token, now_unix_s, AskError, ControlError, MeetingClient};
-use myriad_proto::meeting::{Actor, ConnRef, EndReason, Joiner, MeetingRequest, RefusalKind};
+use myriad_proto::meeting::{Actor, ConnRef, EndReason, Joiner, RefusalKind};
 use myriad_proto::{
     ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
     REACTIONS,
@@ -26,6 +26,7 @@ use myriad_proto::{
 use myriad_sfu::{NewPeer, PeerId, SfuError, SfuHandle, ShellError};
 use tokio::sync::mpsc;
 
+use crate::asks::ask_of;
 use crate::link::{LinkHandle, SessionMsg, SESSION_QUEUE_LEN};
 use crate::{ClientAddr, Node};
 
@@ -370,6 +371,14 @@ impl Session {
 
     /// Handles one client message; returns true when the session is over.
     async fn handle(&mut self, member: &mut Member, msg: ClientMsg) -> bool {
+        let msg = match ask_of(msg, member.participant) {
+            Ok(req) => {
+                let asked = member.client.ask_done(req).await;
+                self.refused(asked).await;
+                return false;
+            }
+            Err(msg) => msg,
+        };
         match msg {
             ClientMsg::Join { .. } => {
                 self.send_error(
@@ -423,14 +432,6 @@ impl Session {
                         .await
                 }
             },
-            ClientMsg::Mute { source, muted } => {
-                let p = member.participant;
-                let asked = member
-                    .client
-                    .mute(Actor::Participant(p), p, source, muted)
-                    .await;
-                self.refused(asked).await;
-            }
             ClientMsg::View { max_height, pinned } => {
                 if let Some((peer, sfu)) = &member.peer {
                     let _ = sfu.set_view(*peer, max_height, pinned).await;
@@ -450,30 +451,6 @@ impl Session {
                     Ok(messages) => self.send(&ServerMsg::ChatHistory { messages }).await,
                     Err(e) => self.refused(Err(e)).await,
                 }
-            }
-            ClientMsg::DeleteChat { id } => {
-                let actor = Actor::Participant(member.participant);
-                let req = MeetingRequest::DeleteChat { actor, id };
-                let asked = member.client.ask_done(req).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::BanChat {
-                participant,
-                banned,
-            } => {
-                let actor = Actor::Participant(member.participant);
-                let req = MeetingRequest::BanChat {
-                    actor,
-                    target: participant,
-                    banned,
-                };
-                let asked = member.client.ask_done(req).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::SetRole { participant, role } => {
-                let actor = Actor::Participant(member.participant);
-                let asked = member.client.set_role(actor, participant, role).await;
-                self.refused(asked).await;
             }
             ClientMsg::React { emoji } => {
                 if !REACTIONS.contains(&emoji.as_str()) {
@@ -498,92 +475,6 @@ impl Session {
                     .await;
                 self.refused(asked.map(|_| ())).await;
             }
-            ClientMsg::Vote { poll, answer } => {
-                let asked = member.client.vote(member.participant, poll, answer).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::ClosePoll { poll } => {
-                let actor = Actor::Participant(member.participant);
-                let asked = member.client.close_poll(actor, poll).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::MuteOther {
-                participant,
-                source,
-            } => {
-                let actor = Actor::Participant(member.participant);
-                let asked = member.client.mute(actor, participant, source, true).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::Remove { participant } => {
-                let actor = Actor::Participant(member.participant);
-                let asked = member.client.remove(actor, participant).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::MuteAll => {
-                let actor = Actor::Participant(member.participant);
-                let asked = member
-                    .client
-                    .ask_done(MeetingRequest::MuteAll { actor })
-                    .await;
-                self.refused(asked).await;
-            }
-            ClientMsg::Lock { locked } => {
-                let actor = Actor::Participant(member.participant);
-                let req = MeetingRequest::Lock { actor, locked };
-                let asked = member.client.ask_done(req).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::EndMeeting => {
-                let actor = Actor::Participant(member.participant);
-                let asked = member
-                    .client
-                    .ask_done(MeetingRequest::EndBy { actor })
-                    .await;
-                self.refused(asked).await;
-            }
-            ClientMsg::SetAudience { audience } => {
-                let actor = Actor::Participant(member.participant);
-                let req = MeetingRequest::SetAudience { actor, audience };
-                let asked = member.client.ask_done(req).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::Ask { text } => {
-                let req = MeetingRequest::Ask {
-                    participant: member.participant,
-                    text,
-                };
-                let asked = member.client.ask_done(req).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::Upvote { question } => {
-                let req = MeetingRequest::Upvote {
-                    participant: member.participant,
-                    question,
-                };
-                let asked = member.client.ask_done(req).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::AnswerQuestion { question, text } => {
-                self.settle_question(member, question, false, text).await;
-            }
-            ClientMsg::DismissQuestion { question } => {
-                self.settle_question(member, question, true, None).await;
-            }
-            ClientMsg::Hand { raised } => {
-                let asked = member.client.hand(member.participant, raised).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::LowerHands { participant } => {
-                let actor = Actor::Participant(member.participant);
-                let asked = member.client.lower_hands(actor, participant).await;
-                self.refused(asked).await;
-            }
-            ClientMsg::Stage { participant, on } => {
-                let actor = Actor::Participant(member.participant);
-                let asked = member.client.stage(actor, participant, on).await;
-                self.refused(asked).await;
-            }
             ClientMsg::Leave => {
                 if let Err(e) = member.client.leave(member.participant).await {
                     tracing::warn!(meeting = %member.meeting, participant = %member.participant, "leave not told: {e}");
@@ -592,6 +483,8 @@ impl Session {
                 return true;
             }
             ClientMsg::Ping => self.send(&ServerMsg::Pong).await,
+            // Translated by `ask_of` above.
+            _ => {}
         }
         false
     }
@@ -615,24 +508,6 @@ impl Session {
             }
             Err(e) => tracing::error!("server message not serializable: {e}"),
         }
-    }
-
-    /// A moderator answers (in writing or live) or dismisses a question.
-    async fn settle_question(
-        &mut self,
-        member: &Member,
-        question: u64,
-        dismiss: bool,
-        text: Option<String>,
-    ) {
-        let req = MeetingRequest::SettleQuestion {
-            actor: Actor::Participant(member.participant),
-            question,
-            dismiss,
-            text,
-        };
-        let asked = member.client.ask_done(req).await;
-        self.refused(asked).await;
     }
 
     /// Tells the client why the meeting refused what it asked, if it did.
