@@ -198,6 +198,7 @@ async function meeting(meetingId, name, localTracks) {
     audience: { on: false, chat: true, reactions: true, hands: true },
     stage: [], // who is on stage (they publish whatever their role)
     handUp: false,
+    waitingRoom: { on: false, waiting: 0, first: [] }, // who waits to be let in (moderators act)
   };
   const onStage = (id) => state.stage.some((p) => p.id === id);
   const canPublish = () => Boolean(state.me && (publishes(state.me.role) || onStage(state.me.id)));
@@ -265,8 +266,17 @@ async function meeting(meetingId, name, localTracks) {
   }
   const audienceForm = h('div', { class: 'audience' },
     ...AUDIENCE.map(([key, label]) => h('label', { class: 'check' }, audienceBoxes[key], label)));
+  // The waiting room: a switch, the queue (admit or deny each), and all at once.
+  const waitingBox = h('input', { type: 'checkbox', id: 'waiting-room-on',
+    onchange: () => signal.send({ type: 'set_waiting_room', on: waitingBox.checked }) });
+  const waitingList = h('ol', { id: 'waiting-list', class: 'people' });
+  const decideAll = (admit) => signal.send({ type: 'admit', admit });
+  const admitAll = h('button', { id: 'admit-all', onclick: () => decideAll(true) }, 'Admit all');
+  const denyAll = h('button', { id: 'deny-all', onclick: () => decideAll(false) }, 'Deny all');
   const handsPanel = h('aside', { id: 'hands', class: 'sheet', hidden: true },
-    h('h2', {}, 'Raised hands'), closer(() => toggleSheet(handsPanel)), handList, lowerAll, h('h2', {}, 'On stage'), stageList,
+    h('h2', {}, 'Waiting room'), closer(() => toggleSheet(handsPanel)),
+    h('label', { class: 'check' }, waitingBox, 'Newcomers wait until let in'), waitingList, h('div', { class: 'row wrap' }, admitAll, denyAll),
+    h('h2', {}, 'Raised hands'), handList, lowerAll, h('h2', {}, 'On stage'), stageList,
     h('h2', {}, 'Meeting'), h('div', { class: 'row wrap' }, muteAll, lockBtn, endBtn),
     h('h2', {}, 'Audience'), audienceForm);
   const chatLog = h('ol', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite' });
@@ -274,7 +284,9 @@ async function meeting(meetingId, name, localTracks) {
   const chatForm = h('form', { class: 'chat-form' }, chatInput, h('button', { class: 'primary', type: 'submit' }, 'Send'));
   const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true },
     h('h2', {}, 'Chat'), closer(() => chatBtn.onclick()), chatLog, chatForm);
-  const root = h('div', { class: 'meeting' },
+  const waitingScreen = h('section', { id: 'waiting', class: 'card waiting', hidden: true },
+    h('h1', {}, 'Waiting for a host to let you in…'), h('p', {}, 'Stay on this page: the meeting opens here when you are let in.'));
+  const root = h('div', { class: 'meeting' }, waitingScreen,
     h('header', {}, h('strong', {}, meetingId, lockedEl), h('span', { class: 'count' }, countEl, ' in the meeting')),
     banner, notice, stage, grid, chatPanel, handsPanel, pollsPanel, qaPanel, floats, reactions, toolbar,
   );
@@ -295,7 +307,9 @@ async function meeting(meetingId, name, localTracks) {
     handBtn.classList.toggle('active', state.handUp);
     handBtn.textContent = state.handUp ? 'Lower hand' : 'Raise hand';
     handsBtn.hidden = !moderator;
-    handsBtn.textContent = state.hands.raised ? `Hands (${state.hands.raised})` : 'Hands';
+    const waiting = state.waitingRoom.waiting;
+    handsBtn.textContent = (state.hands.raised ? `Hands (${state.hands.raised})` : 'Hands') + (waiting ? ` · ${waiting} waiting` : '');
+    waitingBox.checked = state.waitingRoom.on;
     lockedEl.hidden = !state.locked;
     lockBtn.textContent = state.locked ? 'Unlock meeting' : 'Lock meeting';
     micBtn.classList.toggle('off', muted.microphone);
@@ -444,6 +458,7 @@ async function meeting(meetingId, name, localTracks) {
     state.count = s.count;
     state.hands = s.hands || { raised: 0, first: [] };
     state.locked = Boolean(s.locked);
+    state.waitingRoom = s.waiting_room || state.waitingRoom;
     state.audience = s.audience || state.audience;
     state.questions = new Map((s.questions || []).map((q) => [q.id, q]));
     showChatHistory(s.chat || []);
@@ -486,6 +501,7 @@ async function meeting(meetingId, name, localTracks) {
       case 'stage': stageChanged(ev.participants); break;
       case 'reactions': floatReactions(ev.counts); break;
       case 'locked': state.locked = ev.locked; break;
+      case 'waiting_room': state.waitingRoom = ev.room; renderHands(); break;
       case 'audience': state.audience = ev.audience; break;
       case 'question_asked':
       case 'question_updated': questionChanged(ev.question); break;
@@ -727,10 +743,20 @@ async function meeting(meetingId, name, localTracks) {
     stageList.replaceChildren(...state.stage.map((p) => person(p,
       h('button', { class: 'unstage', onclick: () => signal.send({ type: 'stage', participant: p.id, on: false }) }, 'Remove'))));
     if (!state.stage.length) stageList.append(h('li', { class: 'hint' }, 'Nobody is on stage.'));
+    const room = state.waitingRoom;
+    const decide = (w, admit) => signal.send({ type: 'admit', ticket: w.ticket, admit });
+    waitingList.replaceChildren(...room.first.map((w) => h('li', { 'data-ticket': w.ticket }, h('span', {}, w.name),
+      h('button', { class: 'admit', onclick: () => decide(w, true) }, 'Admit'),
+      h('button', { class: 'deny', onclick: () => decide(w, false) }, 'Deny'))));
+    if (room.waiting > room.first.length) waitingList.append(h('li', { class: 'hint' }, `and ${room.waiting - room.first.length} more`));
+    if (!room.waiting) waitingList.append(h('li', { class: 'hint' }, room.on ? 'Nobody is waiting.' : 'Off: everyone comes straight in.'));
+    admitAll.hidden = denyAll.hidden = room.waiting < 2;
   }
 
+  signal.addEventListener('waiting', () => { waitingScreen.hidden = false; });
   signal.addEventListener('welcome', (e) => {
     const msg = e.detail;
+    waitingScreen.hidden = true;
     state.me = msg.you;
     if (msg.snapshot) applySnapshot(msg.snapshot);
     if (!canPublish()) {
@@ -760,6 +786,7 @@ async function meeting(meetingId, name, localTracks) {
     const { code, message } = e.detail;
     if (code === 'invalid_sdp' || code === 'internal') media.abandonOffer();
     if (code === 'removed') return ended('You were removed from the meeting.');
+    if (code === 'denied') return ended('A host did not let you in.');
     if (code === 'meeting_ended') return ended('The meeting has ended.');
     if (['unauthorized', 'token_expired', 'meeting_not_found', 'meeting_full', 'meeting_locked'].includes(code)) return fatal(`Cannot join: ${message}`);
     if (code === 'already_voted') return tell('You have answered this poll already.');

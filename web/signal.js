@@ -118,7 +118,7 @@ export class Signal extends EventTarget {
           return;
         }
         this.emit('error', msg);
-        if (['removed', 'meeting_ended', 'meeting_full', 'meeting_locked', 'unauthorized', 'token_expired', 'meeting_not_found'].includes(msg.code)) {
+        if (['removed', 'denied', 'meeting_ended', 'meeting_full', 'meeting_locked', 'unauthorized', 'token_expired', 'meeting_not_found'].includes(msg.code)) {
           this.close();
         }
         break;

@@ -379,6 +379,14 @@ impl<R> CoordinatorCore<R> {
                 done(m.handle_settle_question(now, actor, question, settled))
             }
             MeetingRequest::Lock { actor, locked } => done(m.handle_lock(now, actor, locked)),
+            MeetingRequest::SetWaitingRoom { actor, on } => {
+                done(m.handle_set_waiting_room(now, actor, on))
+            }
+            MeetingRequest::Admit {
+                actor,
+                ticket,
+                admit,
+            } => done(m.handle_admit(now, actor, ticket, admit)),
             MeetingRequest::EndBy { actor } => done(m.handle_end(now, actor)),
             MeetingRequest::Chat { participant, text } => {
                 done(m.handle_chat(now, participant, &text))

@@ -30,6 +30,12 @@ pub fn ask_of(msg: ClientMsg, me: ParticipantId) -> Result<MeetingRequest, Clien
             target: participant,
         },
         ClientMsg::Lock { locked } => MeetingRequest::Lock { actor, locked },
+        ClientMsg::SetWaitingRoom { on } => MeetingRequest::SetWaitingRoom { actor, on },
+        ClientMsg::Admit { ticket, admit } => MeetingRequest::Admit {
+            actor,
+            ticket,
+            admit,
+        },
         ClientMsg::EndMeeting => MeetingRequest::EndBy { actor },
         ClientMsg::SetAudience { audience } => MeetingRequest::SetAudience { actor, audience },
         ClientMsg::SetRole { participant, role } => MeetingRequest::SetRole {

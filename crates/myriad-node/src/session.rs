@@ -23,6 +23,7 @@ use myriad_proto::{
     ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
     REACTIONS,
 };
+use myriad_room::WAIT_REFRESH;
 use myriad_sfu::{NewPeer, PeerId, SfuError, SfuHandle, ShellError};
 use tokio::sync::mpsc;
 
@@ -94,6 +95,13 @@ struct Member {
     chats: TokenBucket,
 }
 
+/// What a join came to.
+enum Entry {
+    Member(Box<Member>),
+    /// The meeting has a waiting room: ask again in a while.
+    Waiting,
+}
+
 /// Why the main loop stopped.
 enum Exit {
     /// The socket is gone; the session may still be resumed.
@@ -118,12 +126,23 @@ impl Session {
             }
         };
         let (tx, rx) = mpsc::channel(SESSION_QUEUE_LEN);
-        let mut member = match self.join(&first, tx).await {
-            Ok(m) => m,
-            Err((code, message)) => {
-                tracing::info!(remote = %self.remote, ?code, "join refused: {message}");
-                self.fail(code, &message).await;
-                return;
+        let mut told_waiting = false;
+        let mut member = loop {
+            match self.join(&first, tx.clone()).await {
+                Ok(Entry::Member(m)) => break *m,
+                Ok(Entry::Waiting) => {
+                    if !std::mem::replace(&mut told_waiting, true) {
+                        self.send(&ServerMsg::Waiting).await;
+                    }
+                    if !self.wait_at_door(&mut stream).await {
+                        return;
+                    }
+                }
+                Err((code, message)) => {
+                    tracing::info!(remote = %self.remote, ?code, "join refused: {message}");
+                    self.fail(code, &message).await;
+                    return;
+                }
             }
         };
         tracing::info!(meeting = %member.meeting, participant = %member.participant, remote = %self.remote, "joined");
@@ -141,11 +160,37 @@ impl Session {
         }
     }
 
+    /// Waits `WAIT_REFRESH` in the waiting room, answering pings; false if the client went
+    /// or left.
+    async fn wait_at_door(&mut self, stream: &mut SplitStream<WebSocket>) -> bool {
+        let until = tokio::time::sleep(WAIT_REFRESH);
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = &mut until => return true,
+                incoming = next_text(stream) => match incoming.map(|t| t.map(|t| serde_json::from_str::<ClientMsg>(&t))) {
+                    None => return false,
+                    Some(Ok(Ok(ClientMsg::Ping))) => self.send(&ServerMsg::Pong).await,
+                    Some(Ok(Ok(ClientMsg::Leave))) => {
+                        self.close(CLOSE_NORMAL, "left").await;
+                        return false;
+                    }
+                    Some(_) => {
+                        // Only pings and leaving make sense here; a client that keeps talking
+                        // is told why nothing happens (its socket's reads are paced by us).
+                        self.send_error(ErrorCode::NotJoined, "waiting for a host to let you in").await;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+            }
+        }
+    }
+
     async fn join(
         &mut self,
         text: &str,
         tx: mpsc::Sender<SessionMsg>,
-    ) -> Result<Member, (ErrorCode, String)> {
+    ) -> Result<Entry, (ErrorCode, String)> {
         let msg: ClientMsg = serde_json::from_str(text)
             .map_err(|e| (ErrorCode::BadMessage, describe_json_error(&e)))?;
         let ClientMsg::Join { v, token, resume } = msg else {
@@ -232,10 +277,19 @@ impl Session {
                     subscribe: grants.subscribe,
                     moderate: grants.moderate,
                 };
-                client
+                match client
                     .join(joiner, generate_session_token(), conn.clone())
                     .await
-                    .map_err(ask_error)
+                {
+                    Err(AskError::Refused {
+                        kind: RefusalKind::Waiting,
+                        ..
+                    }) => {
+                        link.unregister(conn.conn).await;
+                        return Ok(Entry::Waiting);
+                    }
+                    joined => joined.map_err(ask_error),
+                }
             }
         };
         let joined = match joined {
@@ -283,7 +337,7 @@ impl Session {
             let reason = "resumed on another node: reconnect media here".to_owned();
             self.send(&ServerMsg::MediaClosed { reason }).await;
         }
-        Ok(Member {
+        Ok(Entry::Member(Box::new(Member {
             meeting,
             client,
             link,
@@ -294,7 +348,7 @@ impl Session {
             subscribe,
             reactions: TokenBucket::new(REACTIONS_PER_S, REACTIONS_BURST, Instant::now()),
             chats: TokenBucket::new(CHATS_PER_S, CHATS_BURST, Instant::now()),
-        })
+        })))
     }
 
     async fn serve(
@@ -560,6 +614,7 @@ fn ask_error(e: AskError) -> (ErrorCode, String) {
             RefusalKind::MeetingEnded => ErrorCode::MeetingEnded,
             RefusalKind::MeetingFull => ErrorCode::MeetingFull,
             RefusalKind::MeetingLocked => ErrorCode::MeetingLocked,
+            RefusalKind::Denied => ErrorCode::Denied,
             RefusalKind::Forbidden => ErrorCode::Forbidden,
             RefusalKind::StageFull => ErrorCode::StageFull,
             RefusalKind::AlreadyVoted => ErrorCode::AlreadyVoted,

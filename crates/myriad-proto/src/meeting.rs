@@ -180,6 +180,16 @@ pub enum MeetingRequest {
         actor: Actor,
         locked: bool,
     },
+    SetWaitingRoom {
+        actor: Actor,
+        on: bool,
+    },
+    /// Lets in (or turns away) whoever waits with `ticket`, or everyone waiting.
+    Admit {
+        actor: Actor,
+        ticket: Option<u64>,
+        admit: bool,
+    },
     /// A moderator ends the meeting (the REST API uses [`MeetingRequest::End`]).
     EndBy {
         actor: Actor,
@@ -259,6 +269,10 @@ pub enum RefusalKind {
     MeetingEnded,
     MeetingFull,
     MeetingLocked,
+    /// Not in yet: the joiner waits until a host lets it in (it asks again meanwhile).
+    Waiting,
+    /// A host turned the joiner away.
+    Denied,
     UnknownSession,
     UnknownParticipant,
     UnknownTrack,

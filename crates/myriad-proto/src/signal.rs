@@ -198,6 +198,18 @@ pub enum ClientMsg {
         participant: ParticipantId,
         on: bool,
     },
+    /// A moderator turns the waiting room on (newcomers wait until let in) or off (those
+    /// waiting come in).
+    SetWaitingRoom {
+        on: bool,
+    },
+    /// A moderator lets in (`admit`) or turns away someone waiting, by ticket, or everyone
+    /// waiting (no ticket).
+    Admit {
+        #[serde(default)]
+        ticket: Option<u64>,
+        admit: bool,
+    },
     /// Leave the meeting for good (no resume).
     Leave,
     Ping,
@@ -247,6 +259,9 @@ pub enum ServerMsg {
     ChatHistory {
         messages: Vec<ChatMessage>,
     },
+    /// The meeting has a waiting room: the client waits on this connection until a host lets
+    /// it in (a welcome follows) or turns it away (an error `denied`).
+    Waiting,
 }
 
 /// The meeting state a client starts from; events with `seq` greater than `seq` follow.
@@ -278,6 +293,24 @@ pub struct Snapshot {
     /// Who is on stage, in the order invited.
     #[serde(default)]
     pub stage: Vec<ParticipantInfo>,
+    #[serde(default)]
+    pub waiting_room: WaitingRoom,
+}
+
+/// The waiting room: whether newcomers wait to be let in, how many wait, and the earliest of
+/// them (the queue a host works through).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WaitingRoom {
+    pub on: bool,
+    pub waiting: u32,
+    pub first: Vec<Waiter>,
+}
+
+/// Someone waiting to be let in: a ticket to admit or deny by, and the name they gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiter {
+    pub ticket: u64,
+    pub name: String,
 }
 
 /// Audience mode (lectures, town halls, briefings): attendees receive only the stage and
@@ -503,6 +536,10 @@ pub enum MeetingEvent {
     Locked {
         locked: bool,
     },
+    /// The waiting room was switched, or who waits changed (at most one per count interval).
+    WaitingRoom {
+        room: WaitingRoom,
+    },
     /// The reactions since the last such event, counted (one event per tick at most,
     /// however many people react).
     Reactions {
@@ -538,6 +575,8 @@ pub enum ErrorCode {
     MeetingFull,
     /// Its hosts locked it: nobody new joins.
     MeetingLocked,
+    /// A host turned this person away from the waiting room.
+    Denied,
     Forbidden,
     /// The stage holds as many as it may.
     StageFull,

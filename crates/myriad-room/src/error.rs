@@ -42,6 +42,12 @@ pub enum RoomError {
     UnknownChat,
     #[error("invalid question: it needs {0}")]
     InvalidQuestion(&'static str),
+    #[error("waiting for a host to let you in")]
+    Waiting,
+    #[error("a host did not let you in")]
+    Denied,
+    #[error("nobody waits with that ticket")]
+    NotWaiting,
 }
 
 impl RoomError {
@@ -51,6 +57,8 @@ impl RoomError {
             RoomError::MeetingEnded => RefusalKind::MeetingEnded,
             RoomError::MeetingFull => RefusalKind::MeetingFull,
             RoomError::MeetingLocked => RefusalKind::MeetingLocked,
+            RoomError::Waiting => RefusalKind::Waiting,
+            RoomError::Denied => RefusalKind::Denied,
             RoomError::UnknownSession => RefusalKind::UnknownSession,
             RoomError::UnknownParticipant => RefusalKind::UnknownParticipant,
             RoomError::UnknownTrack => RefusalKind::UnknownTrack,
@@ -63,7 +71,8 @@ impl RoomError {
             | RoomError::InvalidPoll(_)
             | RoomError::InvalidAnswer
             | RoomError::InvalidQuestion(_)
-            | RoomError::UnknownChat => RefusalKind::BadRequest,
+            | RoomError::UnknownChat
+            | RoomError::NotWaiting => RefusalKind::BadRequest,
             RoomError::UnknownQuestion => RefusalKind::UnknownQuestion,
             RoomError::AlreadyVoted => RefusalKind::AlreadyVoted,
             RoomError::UnknownPoll => RefusalKind::UnknownPoll,

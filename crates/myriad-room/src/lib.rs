@@ -16,7 +16,7 @@ mod speaker;
 pub use error::RoomError;
 pub use meeting::{
     Change, Commit, JoinRequest, Meeting, MeetingConfig, MeetingState, Output, Permissions,
-    ReactionTally, Reason, ResumeFrom, Settled, StopReason,
+    ReactionTally, Reason, ResumeFrom, Settled, StopReason, WAIT_REFRESH,
 };
 pub use myriad_proto::meeting::{Actor, EndReason};
 pub use plan::plan_forwarding;

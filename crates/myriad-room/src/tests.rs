@@ -1294,3 +1294,147 @@ fn an_ended_meeting_sends_its_last_events_then_stops() {
     assert!(events(&out).contains(&MeetingEvent::MeetingEnded));
     assert_eq!(m.poll_timeout(), None);
 }
+
+fn knock(m: &mut Meeting, now: Instant, name: &str) -> Result<ParticipantId, RoomError> {
+    m.handle_join(
+        now,
+        JoinRequest {
+            identity: name.into(),
+            name: name.into(),
+            role: Role::Attendee,
+            permissions: Permissions {
+                publish: false,
+                subscribe: true,
+                moderate: false,
+            },
+            session_token: format!("secret-{name}"),
+        },
+    )
+}
+
+fn waiting_rooms(outputs: &[Output]) -> Vec<myriad_proto::WaitingRoom> {
+    events(outputs)
+        .into_iter()
+        .filter_map(|e| match e {
+            MeetingEvent::WaitingRoom { room } => Some(room),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_waiting_room_holds_newcomers_until_a_host_decides() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let early = join(&mut m, t, "early", Role::Attendee);
+    let by = Actor::Participant;
+    assert!(matches!(
+        m.handle_set_waiting_room(t, by(early), true),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_set_waiting_room(t, by(host), true).unwrap();
+    assert_eq!(knock(&mut m, t, "bob"), Err(RoomError::Waiting));
+    assert_eq!(knock(&mut m, t, "cy"), Err(RoomError::Waiting));
+    assert_eq!(knock(&mut m, t, "dee"), Err(RoomError::Waiting));
+    assert_eq!(m.count(), 2, "waiting is not being in");
+    join(&mut m, t, "cohost", Role::CoHost);
+
+    // The queue reaches everyone coalesced, with the switch first.
+    let t = clock.advance(Duration::from_millis(300));
+    m.handle_timeout(t);
+    let rooms = waiting_rooms(&drain(&mut m));
+    assert_eq!(rooms.first().map(|r| (r.on, r.waiting)), Some((true, 0)));
+    let room = rooms.last().unwrap().clone();
+    assert_eq!(room.waiting, 3);
+    let names: Vec<&str> = room.first.iter().map(|w| &w.name[..]).collect();
+    assert_eq!(names, ["bob", "cy", "dee"]);
+    assert_eq!(m.snapshot_for(host).waiting_room, room);
+
+    assert!(matches!(
+        m.handle_admit(t, by(early), Some(room.first[0].ticket), true),
+        Err(RoomError::Forbidden(_))
+    ));
+    assert_eq!(
+        m.handle_admit(t, by(host), Some(999), true),
+        Err(RoomError::NotWaiting)
+    );
+    m.handle_admit(t, by(host), Some(room.first[0].ticket), true)
+        .unwrap();
+    m.handle_admit(t, Actor::Api, Some(room.first[1].ticket), false)
+        .unwrap();
+    let bob = knock(&mut m, t, "bob").expect("let in");
+    assert_eq!(knock(&mut m, t, "cy"), Err(RoomError::Denied));
+    // Bob leaves and comes back: let in once is let in.
+    m.handle_leave(t, bob);
+    knock(&mut m, t, "bob").expect("back in");
+
+    // A takeover keeps the decisions; the queue is rebuilt by the nodes asking again.
+    let mut commits = Vec::new();
+    let t = clock.advance(Duration::from_millis(300));
+    m.handle_timeout(t);
+    while let Some(o) = m.poll_output() {
+        if let Output::Commit(c) = o {
+            commits.push(c);
+        }
+    }
+    let state = m.state();
+    let mut restored = Meeting::restore(
+        m.id().clone(),
+        MeetingConfig::default(),
+        t,
+        Some(state),
+        commits,
+    );
+    assert_eq!(knock(&mut restored, t, "cy"), Err(RoomError::Denied));
+    assert_eq!(knock(&mut restored, t, "dee"), Err(RoomError::Waiting));
+    knock(&mut restored, t, "bob").expect("still let in");
+
+    // Whoever waits when the room is switched off comes in when asking next.
+    m.handle_set_waiting_room(t, Actor::Api, false).unwrap();
+    knock(&mut m, t, "dee").expect("the room is off");
+    assert_eq!(
+        knock(&mut m, t, "cy"),
+        Err(RoomError::Denied),
+        "denied stays out"
+    );
+}
+
+#[test]
+fn a_host_admits_everyone_waiting_at_once_and_quiet_waiters_go() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    m.handle_set_waiting_room(t, Actor::Participant(host), true)
+        .unwrap();
+    for i in 0..100 {
+        assert_eq!(knock(&mut m, t, &format!("w{i}")), Err(RoomError::Waiting));
+    }
+    let t = clock.advance(Duration::from_millis(300));
+    m.handle_timeout(t);
+    let room = waiting_rooms(&drain(&mut m)).pop().unwrap();
+    assert_eq!(
+        (room.waiting, room.first.len()),
+        (100, 50),
+        "the earliest 50 shown"
+    );
+    // Half of them keep asking; the others' connections went.
+    let t = clock.advance(Duration::from_secs(3));
+    for i in 0..50 {
+        assert_eq!(knock(&mut m, t, &format!("w{i}")), Err(RoomError::Waiting));
+    }
+    let (due, why) = m.poll_timeout().unwrap();
+    assert_eq!(why, Reason::WaiterExpiry);
+    m.handle_timeout(clock.advance(due - t));
+    let t = clock.advance(Duration::from_millis(300));
+    m.handle_timeout(t);
+    assert_eq!(waiting_rooms(&drain(&mut m)).pop().unwrap().waiting, 50);
+    m.handle_admit(t, Actor::Participant(host), None, true)
+        .unwrap();
+    for i in 0..50 {
+        knock(&mut m, t, &format!("w{i}")).expect("everyone let in");
+    }
+    assert_eq!(m.count(), 51);
+}

@@ -905,6 +905,71 @@ async fn a_host_moderates_from_the_browser() {
     handler.abort();
 }
 
+/// The waiting room in the browser: the host switches it on; two newcomers see the waiting
+/// screen; the host sees them in the panel, admits one (whose meeting opens on the same page)
+/// and denies the other (who is told so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_waiting_room_admits_and_denies_in_the_browser() {
+    let server = common::Server::start();
+    server.create_meeting("lobby").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let [(host, _)] = joined_pages(&browser, &server, "lobby", [("Hana", "host")]).await;
+    click(&host, "#hands-toggle").await;
+    click(&host, "#waiting-room-on").await;
+    wait_until(
+        &host,
+        "the waiting room on",
+        "window.myriad.state.waitingRoom.on",
+        true,
+    )
+    .await;
+    let mut waiting = Vec::new();
+    for name in ["Wren", "Xavi"] {
+        let page = browser
+            .new_page(join_url(&server, "lobby", name, "attendee"))
+            .await
+            .expect("newcomer's page");
+        wait_until(
+            &page,
+            &format!("{name} waits"),
+            "document.querySelector('#waiting')?.hidden",
+            false,
+        )
+        .await;
+        waiting.push(page);
+    }
+    screenshot(&waiting[0], "waiting-room-newcomer.png").await;
+    wait_until(
+        &host,
+        "two shown waiting",
+        "[...document.querySelectorAll('#waiting-list li[data-ticket] span')].map(s => s.textContent).join(',')",
+        "Wren,Xavi",
+    )
+    .await;
+    screenshot(&host, "waiting-room-host.png").await;
+    click(&host, "#waiting-list li[data-ticket]:first-child .admit").await;
+    let wren = participant_id(&waiting[0]).await;
+    assert!(wren > 0);
+    wait_until(
+        &waiting[0],
+        "Wren's meeting open",
+        "document.querySelector('#waiting').hidden",
+        true,
+    )
+    .await;
+    wait_for_count(&host, 2).await;
+    click(&host, "#waiting-list li[data-ticket] .deny").await;
+    wait_until(
+        &waiting[1],
+        "Xavi told he was not let in",
+        "document.querySelector('h1')?.textContent",
+        "A host did not let you in.",
+    )
+    .await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
 /// Q&A in the browser: an attendee asks, another upvotes, the host sees the question with
 /// its votes and answers it; everyone sees it answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -940,6 +940,101 @@ async fn moderators_remove_lock_and_end_over_websockets() {
     expect_error(&mut b, "meeting_ended").await;
 }
 
+/// The waiting room over WebSockets: newcomers wait on their connection (told so once, pings
+/// answered) until a host lets them in (the welcome follows) or turns them away; attendees may
+/// neither switch it nor decide; a host switching it off lets the rest in.
+#[tokio::test]
+async fn the_waiting_room_over_websockets() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut a = joined(&server, "m1", "ann", "attendee").await;
+    send(&mut a, json!({ "type": "set_waiting_room", "on": true })).await;
+    expect_error(&mut a, "forbidden").await;
+    send(&mut host, json!({ "type": "set_waiting_room", "on": true })).await;
+    let ev = expect_event(&mut a, "waiting_room").await;
+    assert_eq!(ev["room"]["on"], true);
+
+    let knock = |name: &'static str| {
+        let server = &server;
+        async move {
+            let mut ws = connect(server).await;
+            send(
+                &mut ws,
+                json!({ "type": "join", "v": 1, "token": server.token("m1", name, "attendee") }),
+            )
+            .await;
+            expect_type(&mut ws, "waiting").await;
+            ws
+        }
+    };
+    let mut bob = knock("bob").await;
+    let mut cy = knock("cy").await;
+    let mut dee = knock("dee").await;
+    send(&mut bob, json!({ "type": "ping" })).await;
+    expect_type(&mut bob, "pong").await;
+    send(&mut bob, json!({ "type": "chat", "text": "let me in" })).await;
+    expect_error(&mut bob, "not_joined").await;
+
+    let room = loop {
+        let ev = expect_event(&mut host, "waiting_room").await;
+        if ev["room"]["waiting"] == 3 {
+            break ev["room"].clone();
+        }
+    };
+    let names: Vec<&str> = room["first"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["bob", "cy", "dee"]);
+    let ticket = |i: usize| room["first"][i]["ticket"].clone();
+
+    send(
+        &mut a,
+        json!({ "type": "admit", "ticket": ticket(0), "admit": true }),
+    )
+    .await;
+    expect_error(&mut a, "forbidden").await;
+    send(
+        &mut host,
+        json!({ "type": "admit", "ticket": 999, "admit": true }),
+    )
+    .await;
+    expect_error(&mut host, "bad_message").await;
+    send(
+        &mut host,
+        json!({ "type": "admit", "ticket": ticket(0), "admit": true }),
+    )
+    .await;
+    let welcome = expect_type(&mut bob, "welcome").await;
+    assert_eq!(welcome["you"]["name"], "bob");
+    assert_eq!(welcome["snapshot"]["waiting_room"]["on"], true);
+    send(
+        &mut host,
+        json!({ "type": "admit", "ticket": ticket(1), "admit": false }),
+    )
+    .await;
+    expect_error(&mut cy, "denied").await;
+    expect_closed(&mut cy).await;
+    // Turned away stays away.
+    let mut again = connect(&server).await;
+    send(
+        &mut again,
+        json!({ "type": "join", "v": 1, "token": server.token("m1", "cy", "attendee") }),
+    )
+    .await;
+    expect_error(&mut again, "denied").await;
+
+    send(
+        &mut host,
+        json!({ "type": "set_waiting_room", "on": false }),
+    )
+    .await;
+    expect_type(&mut dee, "welcome").await;
+}
+
 /// Q&A over WebSockets: asked, upvoted once each, answered by a moderator; the refusals.
 #[tokio::test]
 async fn questions_are_asked_upvoted_and_answered_over_websockets() {

@@ -107,6 +107,14 @@ pub enum Change {
     Audience {
         audience: Audience,
     },
+    WaitingRoom {
+        on: bool,
+    },
+    /// Someone waiting was let in (`admit`) or turned away, for good.
+    Admitted {
+        identity: String,
+        admit: bool,
+    },
     Ended,
 }
 
@@ -159,6 +167,13 @@ pub struct MeetingState {
     pub chat_banned: Vec<String>,
     #[serde(default)]
     pub audience: Audience,
+    /// The waiting room, and the identities let in and turned away.
+    #[serde(default)]
+    pub waiting_room: bool,
+    #[serde(default)]
+    pub admitted: Vec<String>,
+    #[serde(default)]
+    pub denied: Vec<String>,
 }
 
 /// An answer as the meeting keeps it: whose identity gave it, as whom (named polls), what.
@@ -179,6 +194,7 @@ impl Meeting {
     /// The whole state now (uncommitted changes included: take it after a commit).
     pub fn state(&self) -> MeetingState {
         let skip = self.log.len().saturating_sub(STATE_RECENT_EVENTS);
+        let (admitted, denied) = self.lobby.decisions();
         MeetingState {
             seq: self.seq,
             next_participant: self.next_participant,
@@ -208,6 +224,9 @@ impl Meeting {
             chat: self.chat.iter().cloned().collect(),
             chat_banned: self.chat_banned.iter().cloned().collect(),
             audience: self.audience,
+            waiting_room: self.lobby.is_on(),
+            admitted,
+            denied,
         }
     }
 
@@ -273,6 +292,13 @@ impl Meeting {
             }
             m.chat_banned.extend(s.chat_banned);
             m.audience = s.audience;
+            m.lobby.switch(s.waiting_room);
+            for identity in s.admitted {
+                m.lobby.record(identity, true);
+            }
+            for identity in s.denied {
+                m.lobby.record(identity, false);
+            }
             for (question, voters) in s.questions {
                 let id = question.id;
                 let mut voters = voters.into_iter();
@@ -430,6 +456,10 @@ impl Meeting {
                     e.question = question;
                 }
             }
+            Change::WaitingRoom { on } => {
+                self.lobby.switch(on);
+            }
+            Change::Admitted { identity, admit } => self.lobby.record(identity, admit),
             Change::Ended => self.ended = true,
         }
     }

@@ -10,6 +10,7 @@ mod polls;
 mod questions;
 mod reactions;
 mod stage;
+mod waiting;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -26,6 +27,8 @@ use self::questions::Questions;
 pub use self::questions::Settled;
 use self::reactions::Tally;
 use self::stage::Stage;
+use self::waiting::Lobby;
+pub use self::waiting::WAIT_REFRESH;
 use crate::plan::plan_forwarding;
 use crate::speaker::{SpeakerConfig, SpeakerDetector};
 use crate::RoomError;
@@ -145,6 +148,8 @@ pub enum Reason {
     ResumeExpiry,
     /// Empty for the idle time: the meeting stops.
     Idle,
+    /// Someone in the waiting room is forgotten unless their node asked again.
+    WaiterExpiry,
 }
 
 /// Where a resuming client continues from.
@@ -153,7 +158,7 @@ pub enum ResumeFrom {
     /// The events it missed, in order.
     Events(Vec<SeqEvent>),
     /// Too much was missed: start over from this snapshot.
-    Snapshot(Snapshot),
+    Snapshot(Box<Snapshot>),
 }
 
 #[derive(Debug)]
@@ -221,6 +226,9 @@ pub struct Meeting {
     next_chat: u64,
     chat_banned: HashSet<String>,
     audience: Audience,
+    /// The waiting room, and whether it changed since it was last announced.
+    lobby: Lobby,
+    lobby_dirty: bool,
 }
 
 impl Meeting {
@@ -259,6 +267,8 @@ impl Meeting {
             next_chat: 1,
             chat_banned: HashSet::new(),
             audience: Audience::default(),
+            lobby: Lobby::default(),
+            lobby_dirty: false,
         }
     }
 
@@ -344,6 +354,7 @@ impl Meeting {
         if self.locked {
             return Err(RoomError::MeetingLocked);
         }
+        self.knock(now, &req)?;
         let id = ParticipantId(self.next_participant);
         self.next_participant += 1;
         let info = ParticipantInfo {
@@ -416,7 +427,7 @@ impl Meeting {
         }
         match self.events_after(last_seq) {
             Some(missed) => Ok(ResumeFrom::Events(missed)),
-            None => Ok(ResumeFrom::Snapshot(self.snapshot_for(id))),
+            None => Ok(ResumeFrom::Snapshot(Box::new(self.snapshot_for(id)))),
         }
     }
 
@@ -766,7 +777,9 @@ impl Meeting {
             self.emit_poll_results();
             self.emit_reactions();
             self.emit_question_votes();
+            self.emit_lobby_if_changed();
         }
+        self.expire_waiters(now);
         if self
             .empty_since
             .is_some_and(|t| now.saturating_duration_since(t) >= self.config.idle_stop)
@@ -791,7 +804,8 @@ impl Meeting {
         let idle = self
             .empty_since
             .map(|t| (t + self.config.idle_stop, Reason::Idle));
-        [flush, count, expiry, idle]
+        let waiter = self.lobby.next_expiry().map(|t| (t, Reason::WaiterExpiry));
+        [flush, count, expiry, idle, waiter]
             .into_iter()
             .flatten()
             .min_by_key(|(t, _)| *t)
@@ -908,6 +922,7 @@ impl Meeting {
             chat: self.latest_chat(),
             audience: self.audience,
             stage: self.stage_infos(),
+            waiting_room: self.lobby_summary(),
         }
     }
 }
