@@ -369,6 +369,26 @@ impl MeetingClient {
         }
     }
 
+    /// The way into a breakout room for `participant` (its own, or `room`): the room, its
+    /// meeting, and whether the participant moderates there.
+    pub async fn breakout_pass(
+        &self,
+        participant: ParticipantId,
+        room: Option<u32>,
+    ) -> Result<(u32, MeetingId, bool), AskError> {
+        match self
+            .ask(MeetingRequest::BreakoutPass { participant, room })
+            .await?
+        {
+            MeetingReply::BreakoutPass {
+                room,
+                meeting,
+                moderate,
+            } => Ok((room, meeting, moderate)),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
     pub async fn end(&self) -> Result<(), AskError> {
         self.ask_done(MeetingRequest::End).await
     }

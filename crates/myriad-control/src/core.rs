@@ -379,6 +379,19 @@ impl<R> CoordinatorCore<R> {
                 done(m.handle_settle_question(now, actor, question, settled))
             }
             MeetingRequest::Lock { actor, locked } => done(m.handle_lock(now, actor, locked)),
+            MeetingRequest::Breakouts { actor, breakout } => {
+                done(m.handle_breakouts(now, actor, breakout))
+            }
+            MeetingRequest::BreakoutPass { participant, room } => {
+                match m.breakout_pass(participant, room) {
+                    Ok((room, meeting, moderate)) => MeetingReply::BreakoutPass {
+                        room,
+                        meeting,
+                        moderate,
+                    },
+                    Err(e) => room_refused(&e),
+                }
+            }
             MeetingRequest::SetWaitingRoom { actor, on } => {
                 done(m.handle_set_waiting_room(now, actor, on))
             }

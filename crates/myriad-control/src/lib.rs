@@ -183,6 +183,35 @@ impl Control {
         Ok(record)
     }
 
+    /// Makes breakout room `room` of `parent` (meeting `id`) unless it exists: everyone in
+    /// it may talk (panelist by default).
+    pub async fn ensure_breakout_room(
+        &self,
+        parent: &MeetingId,
+        room: u32,
+        id: &MeetingId,
+    ) -> Result<(), ControlError> {
+        match self.meeting_record(id).await {
+            Ok(r) if r.ended_unix_s.is_none() => return Ok(()),
+            Ok(_) => return Err(ControlError::Ended),
+            Err(ControlError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
+        let title = match self.meeting_record(parent).await {
+            Ok(p) if !p.title.is_empty() => format!("{} · room {room}", p.title),
+            _ => format!("Room {room}"),
+        };
+        let settings = MeetingSettings {
+            default_role: myriad_proto::Role::Panelist,
+            ..MeetingSettings::default()
+        };
+        match self.create_meeting(Some(id.clone()), title, settings).await {
+            // Another node made it first.
+            Ok(_) | Err(ControlError::Exists) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
     pub async fn meeting_record(&self, id: &MeetingId) -> Result<MeetingRecord, ControlError> {
         self.directory.get(id).await?.ok_or(ControlError::NotFound)
     }

@@ -15,13 +15,13 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use myriad_auth::AuthError;
+use myriad_auth::{AuthError, Grants};
 use myriad_cdn::TokenBucket;
 use myriad_control::{generate_session_token, now_unix_s, AskError, ControlError, MeetingClient};
 use myriad_proto::meeting::{Actor, ConnRef, EndReason, Joiner, RefusalKind};
 use myriad_proto::{
-    ClientMsg, ErrorCode, MeetingId, ParticipantId, ServerMsg, MAX_MESSAGE_BYTES, PROTOCOL_VERSION,
-    REACTIONS,
+    ClientMsg, ErrorCode, MeetingId, ParticipantId, Role, ServerMsg, MAX_MESSAGE_BYTES,
+    PROTOCOL_VERSION, REACTIONS,
 };
 use myriad_room::WAIT_REFRESH;
 use myriad_sfu::{NewPeer, PeerId, SfuError, SfuHandle, ShellError};
@@ -44,6 +44,8 @@ const CHATS_PER_S: f64 = 2.0;
 const CHATS_BURST: f64 = 8.0;
 /// Chat messages a history page carries.
 const CHAT_PAGE: u32 = 50;
+/// How long a breakout room's token lasts (its holder may resume there within it).
+const BREAKOUT_TOKEN_TTL_S: u64 = 4 * 3600;
 /// A client that keeps flooding after this many refused messages is disconnected.
 const MAX_REFUSED: u32 = 200;
 
@@ -87,7 +89,9 @@ struct Member {
     conn: ConnRef,
     /// Its media connection, and the worker it is on.
     peer: Option<(PeerId, SfuHandle)>,
-    /// The token's `subscribe` grant.
+    /// Who the token says it is, and its `subscribe` grant.
+    identity: String,
+    name: String,
     subscribe: bool,
     /// Reactions and chat messages are limited per person (a click-happy attendee floats
     /// no storm, a flooder buries no conversation).
@@ -218,6 +222,13 @@ impl Session {
             })?;
         let meeting = grants.meeting.clone();
         let subscribe = grants.subscribe;
+        let (identity, name) = (
+            grants.identity.clone(),
+            grants
+                .name
+                .clone()
+                .unwrap_or_else(|| grants.identity.clone()),
+        );
         // The meeting must exist and go on before anything is started for it.
         let control = &self.node.control;
         match control.meeting_record(&meeting).await {
@@ -267,10 +278,7 @@ impl Session {
                 }),
             None => {
                 let joiner = Joiner {
-                    name: grants
-                        .name
-                        .clone()
-                        .unwrap_or_else(|| grants.identity.clone()),
+                    name: name.clone(),
                     identity: grants.identity,
                     role: grants.role,
                     publish: grants.publish,
@@ -345,6 +353,8 @@ impl Session {
             participant: joined.participant,
             conn,
             peer,
+            identity,
+            name,
             subscribe,
             reactions: TokenBucket::new(REACTIONS_PER_S, REACTIONS_BURST, Instant::now()),
             chats: TokenBucket::new(CHATS_PER_S, CHATS_BURST, Instant::now()),
@@ -529,6 +539,10 @@ impl Session {
                     .await;
                 self.refused(asked.map(|_| ())).await;
             }
+            ClientMsg::JoinBreakout { room } => match self.breakout(member, room).await {
+                Ok(msg) => self.send(&msg).await,
+                Err((code, message)) => self.send_error(code, &message).await,
+            },
             ClientMsg::Leave => {
                 if let Err(e) = member.client.leave(member.participant).await {
                     tracing::warn!(meeting = %member.meeting, participant = %member.participant, "leave not told: {e}");
@@ -541,6 +555,47 @@ impl Session {
             _ => {}
         }
         false
+    }
+
+    /// The way into a breakout room: the meeting says which room may be entered, the room's
+    /// meeting is made if it is not yet, and a token for it is minted with who this is
+    /// (moderating there if moderating here; talking there anyway).
+    async fn breakout(
+        &self,
+        member: &Member,
+        room: Option<u32>,
+    ) -> Result<ServerMsg, (ErrorCode, String)> {
+        let (room, meeting, moderate) = member
+            .client
+            .breakout_pass(member.participant, room)
+            .await
+            .map_err(ask_error)?;
+        let control = &self.node.control;
+        control
+            .ensure_breakout_room(&member.meeting, room, &meeting)
+            .await
+            .map_err(|e| control_error(&e))?;
+        let role = if moderate {
+            Role::CoHost
+        } else {
+            Role::Panelist
+        };
+        let mut grants = Grants::for_role(
+            meeting.clone(),
+            member.identity.clone(),
+            Some(member.name.clone()),
+            role,
+        );
+        grants.subscribe = member.subscribe;
+        let token = control
+            .api_key()
+            .create_token(&grants, now_unix_s(), BREAKOUT_TOKEN_TTL_S)
+            .map_err(|e| (ErrorCode::Internal, e.to_string()))?;
+        Ok(ServerMsg::Breakout {
+            room,
+            meeting,
+            token,
+        })
     }
 
     /// Writes one frame; a client that does not read for `WRITE_TIMEOUT` is given up on.

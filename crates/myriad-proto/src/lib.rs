@@ -16,10 +16,10 @@ mod signal;
 
 pub use ids::{MeetingId, ParticipantId, Seq, TrackId};
 pub use signal::{
-    Answer, Audience, ChatMessage, ClientMsg, ErrorCode, ForwardingPlan, Hands, MeetingEvent,
-    ParticipantInfo, PollInfo, PollKind, PollResults, PollState, Question, ReactionCount, Resume,
-    Role, SeqEvent, ServerMsg, Snapshot, TrackInfo, TrackMid, TrackSource, Waiter, WaitingRoom,
-    REACTIONS,
+    Answer, Audience, BreakoutOp, BreakoutRoom, Breakouts, ChatMessage, ClientMsg, ErrorCode,
+    ForwardingPlan, Hands, MeetingEvent, ParticipantInfo, PollInfo, PollKind, PollResults,
+    PollState, Question, ReactionCount, Resume, Role, SeqEvent, ServerMsg, Snapshot, TrackInfo,
+    TrackMid, TrackSource, Waiter, WaitingRoom, REACTIONS,
 };
 
 /// Version of the signalling protocol spoken by this build.

@@ -184,6 +184,15 @@ pub enum MeetingRequest {
         actor: Actor,
         on: bool,
     },
+    Breakouts {
+        actor: Actor,
+        breakout: crate::BreakoutOp,
+    },
+    /// The way into a breakout room: answered with [`MeetingReply::BreakoutPass`].
+    BreakoutPass {
+        participant: ParticipantId,
+        room: Option<u32>,
+    },
     /// Lets in (or turns away) whoever waits with `ticket`, or everyone waiting.
     Admit {
         actor: Actor,
@@ -343,6 +352,13 @@ pub enum MeetingReply {
     PollAnswers {
         poll: crate::PollState,
         answers: Vec<GivenAnswer>,
+    },
+    /// `participant` may go to breakout `room`, whose meeting is `meeting`; it moderates
+    /// there if it moderates here.
+    BreakoutPass {
+        room: u32,
+        meeting: crate::MeetingId,
+        moderate: bool,
     },
     Done,
     Refused {

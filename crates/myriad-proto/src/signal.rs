@@ -210,9 +210,46 @@ pub enum ClientMsg {
         ticket: Option<u64>,
         admit: bool,
     },
+    /// A moderator sets up, opens, closes or speaks to the breakout rooms.
+    Breakouts {
+        op: BreakoutOp,
+    },
+    /// Asks to go to a breakout room: one's own, or (moderators, or when people choose) the
+    /// one given. Answered with `breakout`: the room's meeting and a token to join it.
+    JoinBreakout {
+        #[serde(default)]
+        room: Option<u32>,
+    },
     /// Leave the meeting for good (no resume).
     Leave,
     Ping,
+}
+
+/// What moderators do with breakout rooms.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "action", rename_all = "snake_case", deny_unknown_fields)]
+pub enum BreakoutOp {
+    /// Makes `count` rooms, numbered from 1, nobody in them yet (not while they are open).
+    Create { count: u32 },
+    /// Puts someone in a room, or in none.
+    Assign {
+        participant: ParticipantId,
+        room: Option<u32>,
+    },
+    /// Spreads everyone who does not moderate evenly over the rooms.
+    AutoAssign,
+    /// Opens the rooms: people go to theirs, or pick one when `choose`; after `minutes`
+    /// everyone is called back.
+    Open {
+        #[serde(default)]
+        minutes: Option<u32>,
+        #[serde(default)]
+        choose: bool,
+    },
+    /// Calls everyone back to the main room.
+    Close,
+    /// A message to everyone, in whichever room.
+    Broadcast { text: String },
 }
 
 /// Messages from the server to a client.
@@ -262,6 +299,13 @@ pub enum ServerMsg {
     /// The meeting has a waiting room: the client waits on this connection until a host lets
     /// it in (a welcome follows) or turns it away (an error `denied`).
     Waiting,
+    /// The way into a breakout room: join `meeting` with `token` (a second connection; this
+    /// one stays, and tells when the rooms close).
+    Breakout {
+        room: u32,
+        meeting: MeetingId,
+        token: String,
+    },
 }
 
 /// The meeting state a client starts from; events with `seq` greater than `seq` follow.
@@ -295,6 +339,27 @@ pub struct Snapshot {
     pub stage: Vec<ParticipantInfo>,
     #[serde(default)]
     pub waiting_room: WaitingRoom,
+    #[serde(default)]
+    pub breakouts: Breakouts,
+}
+
+/// The breakout rooms: whether they are open, whether people pick their own, how long until
+/// everyone is called back, and each room with who is assigned to it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Breakouts {
+    pub open: bool,
+    pub choose: bool,
+    pub remaining_s: Option<u32>,
+    pub rooms: Vec<BreakoutRoom>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakoutRoom {
+    /// From 1.
+    pub room: u32,
+    /// The room's own meeting.
+    pub meeting: MeetingId,
+    pub assigned: Vec<ParticipantId>,
 }
 
 /// The waiting room: whether newcomers wait to be let in, how many wait, and the earliest of
@@ -539,6 +604,15 @@ pub enum MeetingEvent {
     /// The waiting room was switched, or who waits changed (at most one per count interval).
     WaitingRoom {
         room: WaitingRoom,
+    },
+    /// The breakout rooms changed (assignments coalesced per count interval).
+    Breakouts {
+        breakouts: Breakouts,
+    },
+    /// A moderator's message to everyone, in whichever room.
+    Broadcast {
+        from: String,
+        text: String,
     },
     /// The reactions since the last such event, counted (one event per tick at most,
     /// however many people react).

@@ -48,6 +48,8 @@ pub enum RoomError {
     Denied,
     #[error("nobody waits with that ticket")]
     NotWaiting,
+    #[error("invalid breakout rooms: it needs {0}")]
+    InvalidBreakout(&'static str),
 }
 
 impl RoomError {
@@ -72,7 +74,8 @@ impl RoomError {
             | RoomError::InvalidAnswer
             | RoomError::InvalidQuestion(_)
             | RoomError::UnknownChat
-            | RoomError::NotWaiting => RefusalKind::BadRequest,
+            | RoomError::NotWaiting
+            | RoomError::InvalidBreakout(_) => RefusalKind::BadRequest,
             RoomError::UnknownQuestion => RefusalKind::UnknownQuestion,
             RoomError::AlreadyVoted => RefusalKind::AlreadyVoted,
             RoomError::UnknownPoll => RefusalKind::UnknownPoll,

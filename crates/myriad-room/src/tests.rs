@@ -1438,3 +1438,128 @@ fn a_host_admits_everyone_waiting_at_once_and_quiet_waiters_go() {
     }
     assert_eq!(m.count(), 51);
 }
+
+fn breakouts_of(outputs: &[Output]) -> Vec<myriad_proto::Breakouts> {
+    events(outputs)
+        .into_iter()
+        .filter_map(|e| match e {
+            MeetingEvent::Breakouts { breakouts } => Some(breakouts),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn breakout_rooms_are_assigned_opened_spoken_to_and_called_back() {
+    use myriad_proto::BreakoutOp;
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let people = join_many(&mut m, t, "a", 5, Role::Attendee);
+    let by = Actor::Participant;
+    assert!(matches!(
+        m.handle_breakouts(t, by(people[0]), BreakoutOp::Create { count: 2 }),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_breakouts(t, by(host), BreakoutOp::Create { count: 2 })
+        .unwrap();
+    m.handle_breakouts(t, by(host), BreakoutOp::AutoAssign)
+        .unwrap();
+    let unknown = BreakoutOp::Assign {
+        participant: ParticipantId(99),
+        room: Some(1),
+    };
+    assert_eq!(
+        m.handle_breakouts(t, by(host), unknown),
+        Err(RoomError::UnknownParticipant)
+    );
+    let by_hand = BreakoutOp::Assign {
+        participant: people[1],
+        room: Some(1),
+    };
+    m.handle_breakouts(t, by(host), by_hand).unwrap();
+    assert!(
+        breakouts_of(&drain(&mut m)).is_empty(),
+        "assignments wait for the count interval"
+    );
+    let t = clock.advance(Duration::from_millis(300));
+    m.handle_timeout(t);
+    let b = breakouts_of(&drain(&mut m))
+        .pop()
+        .expect("one coalesced update");
+    assert!(!b.open);
+    assert_eq!(b.rooms.len(), 2);
+    assert_eq!(
+        b.rooms[0].assigned,
+        [people[0], people[1], people[2], people[4]]
+    );
+    assert_eq!(b.rooms[1].assigned, [people[3]]);
+    assert_eq!(b.rooms[1].meeting.as_str(), "m1_br2");
+    assert!(
+        !b.rooms.iter().any(|r| r.assigned.contains(&host)),
+        "hosts float"
+    );
+
+    assert!(m.breakout_pass(people[0], None).is_err(), "not open yet");
+    let open = BreakoutOp::Open {
+        minutes: Some(5),
+        choose: false,
+    };
+    m.handle_breakouts(t, by(host), open).unwrap();
+    let b = breakouts_of(&drain(&mut m))
+        .pop()
+        .expect("opening goes at once");
+    assert!(b.open);
+    assert_eq!(b.remaining_s, Some(300));
+    let (room, meeting, moderates) = m.breakout_pass(people[3], None).unwrap();
+    assert_eq!((room, meeting.as_str(), moderates), (2, "m1_br2", false));
+    assert!(matches!(
+        m.breakout_pass(people[3], Some(1)),
+        Err(RoomError::Forbidden(_))
+    ));
+    assert_eq!(m.breakout_pass(host, Some(1)).unwrap().2, true);
+    assert!(m.snapshot_for(host).breakouts.open);
+
+    let words = BreakoutOp::Broadcast {
+        text: "  Two minutes left  ".into(),
+    };
+    m.handle_breakouts(t, by(host), words).unwrap();
+    let said = events(&drain(&mut m));
+    assert!(said.contains(&MeetingEvent::Broadcast {
+        from: "host".into(),
+        text: "Two minutes left".into()
+    }));
+    let empty = BreakoutOp::Broadcast { text: " ".into() };
+    assert!(m.handle_breakouts(t, by(host), empty).is_err());
+
+    // Someone leaving loses their room; a takeover keeps the rooms open.
+    m.handle_leave(t, people[4]);
+    let mut commits = Vec::new();
+    let t = clock.advance(Duration::from_millis(300));
+    m.handle_timeout(t);
+    while let Some(o) = m.poll_output() {
+        if let Output::Commit(c) = o {
+            commits.push(c);
+        }
+    }
+    let state = m.state();
+    assert_eq!(state.breakouts.assigned.len(), 4);
+    let restored = Meeting::restore(
+        m.id().clone(),
+        MeetingConfig::default(),
+        t,
+        Some(state),
+        commits,
+    );
+    assert_eq!(restored.breakout_pass(people[3], None).unwrap().0, 2);
+
+    // The timer calls everyone back.
+    let (due, why) = m.poll_timeout().unwrap();
+    assert_eq!(why, Reason::BreakoutTimer);
+    assert!(due > t + Duration::from_secs(299));
+    m.handle_timeout(clock.advance(Duration::from_secs(300)));
+    let b = breakouts_of(&drain(&mut m)).pop().expect("called back");
+    assert!(!b.open);
+    assert!(m.breakout_pass(people[3], None).is_err());
+}

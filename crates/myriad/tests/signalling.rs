@@ -1035,6 +1035,117 @@ async fn the_waiting_room_over_websockets() {
     expect_type(&mut dee, "welcome").await;
 }
 
+/// Breakout rooms over WebSockets: a host makes rooms, assigns people, opens them; each
+/// person gets a way into their own room only (a token for the room's meeting, where they may
+/// talk), joins it on a second connection while the first stays; a broadcast reaches everyone
+/// on their main connection; closing calls everyone back. Attendees may do none of the
+/// moderators' part.
+#[tokio::test]
+async fn breakout_rooms_over_websockets() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut a = connect(&server).await;
+    let a_id = join(&mut a, &server.token("m1", "ann", "attendee")).await["you"]["id"].clone();
+    let mut b = connect(&server).await;
+    let b_id = join(&mut b, &server.token("m1", "ben", "attendee")).await["you"]["id"].clone();
+    let breakouts = |op: Value| json!({ "type": "breakouts", "op": op });
+    send(&mut a, breakouts(json!({ "action": "create", "count": 2 }))).await;
+    expect_error(&mut a, "forbidden").await;
+    send(
+        &mut host,
+        breakouts(json!({ "action": "create", "count": 99 })),
+    )
+    .await;
+    expect_error(&mut host, "bad_message").await;
+    send(&mut host, breakouts(json!({ "action": "launch" }))).await;
+    expect_error(&mut host, "bad_message").await;
+    send(&mut a, json!({ "type": "join_breakout" })).await;
+    expect_error(&mut a, "forbidden").await; // nothing open
+
+    send(
+        &mut host,
+        breakouts(json!({ "action": "create", "count": 2 })),
+    )
+    .await;
+    for (who, room) in [(&a_id, 1), (&b_id, 2)] {
+        let assign = json!({ "action": "assign", "participant": who, "room": room });
+        send(&mut host, breakouts(assign)).await;
+    }
+    send(
+        &mut host,
+        breakouts(json!({ "action": "open", "minutes": 10 })),
+    )
+    .await;
+    let ev = loop {
+        let ev = expect_event(&mut a, "breakouts").await;
+        if ev["breakouts"]["open"] == true {
+            break ev;
+        }
+    };
+    let rooms = &ev["breakouts"]["rooms"];
+    assert_eq!(rooms[0]["assigned"], json!([a_id]));
+    assert_eq!(rooms[1]["meeting"], "m1_br2");
+    assert!(ev["breakouts"]["remaining_s"].as_u64().unwrap() > 590);
+
+    send(&mut a, json!({ "type": "join_breakout", "room": 2 })).await;
+    expect_error(&mut a, "forbidden").await;
+    send(&mut a, json!({ "type": "join_breakout" })).await;
+    let pass = expect_type(&mut a, "breakout").await;
+    assert_eq!(
+        (pass["room"].as_u64(), pass["meeting"].as_str()),
+        (Some(1), Some("m1_br1"))
+    );
+    let mut a_room = connect(&server).await;
+    let welcome = join(&mut a_room, pass["token"].as_str().unwrap()).await;
+    assert_eq!(welcome["meeting"], "m1_br1");
+    assert_eq!(welcome["snapshot"]["count"], 1);
+    assert_eq!(
+        welcome["you"]["role"], "panelist",
+        "everyone talks in a room"
+    );
+    assert_eq!(welcome["you"]["name"], "ann");
+    send(&mut host, json!({ "type": "join_breakout", "room": 2 })).await;
+    let pass = expect_type(&mut host, "breakout").await;
+    let mut host_room = connect(&server).await;
+    let welcome = join(&mut host_room, pass["token"].as_str().unwrap()).await;
+    assert_eq!(
+        welcome["you"]["role"], "co_host",
+        "moderators moderate there too"
+    );
+    // Ben joins the host in room 2; Ann is alone in room 1.
+    send(&mut b, json!({ "type": "join_breakout" })).await;
+    let pass = expect_type(&mut b, "breakout").await;
+    let mut b_room = connect(&server).await;
+    join(&mut b_room, pass["token"].as_str().unwrap()).await;
+    let ev = expect_event(&mut host_room, "participant_joined").await;
+    assert_eq!(ev["participant"]["name"], "ben");
+    send(&mut a_room, json!({ "type": "chat", "text": "anyone?" })).await;
+    let ev = expect_event(&mut a_room, "chat").await;
+    assert_eq!(ev["text"], "anyone?");
+
+    send(
+        &mut host,
+        breakouts(json!({ "action": "broadcast", "text": "Two minutes" })),
+    )
+    .await;
+    let said = expect_event(&mut a, "broadcast").await;
+    assert_eq!(
+        (said["from"].as_str(), said["text"].as_str()),
+        (Some("hana"), Some("Two minutes"))
+    );
+    send(&mut host, breakouts(json!({ "action": "close" }))).await;
+    let ev = expect_event(&mut b, "breakouts").await;
+    let ev = if ev["breakouts"]["open"] == true {
+        expect_event(&mut b, "breakouts").await
+    } else {
+        ev
+    };
+    assert_eq!(ev["breakouts"]["open"], false);
+    send(&mut b, json!({ "type": "join_breakout" })).await;
+    expect_error(&mut b, "forbidden").await;
+}
+
 /// Q&A over WebSockets: asked, upvoted once each, answered by a moderator; the refusals.
 #[tokio::test]
 async fn questions_are_asked_upvoted_and_answered_over_websockets() {

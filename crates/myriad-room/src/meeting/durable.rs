@@ -21,6 +21,7 @@ use myriad_proto::{
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
+use super::breakouts::BreakoutState;
 use super::polls::Poll;
 use super::{Meeting, MeetingConfig, Participant, Permissions, Track};
 
@@ -110,6 +111,10 @@ pub enum Change {
     WaitingRoom {
         on: bool,
     },
+    /// The breakout rooms as they are now.
+    Breakouts {
+        state: BreakoutState,
+    },
     /// Someone waiting was let in (`admit`) or turned away, for good.
     Admitted {
         identity: String,
@@ -174,6 +179,8 @@ pub struct MeetingState {
     pub admitted: Vec<String>,
     #[serde(default)]
     pub denied: Vec<String>,
+    #[serde(default)]
+    pub breakouts: BreakoutState,
 }
 
 /// An answer as the meeting keeps it: whose identity gave it, as whom (named polls), what.
@@ -225,6 +232,7 @@ impl Meeting {
             chat_banned: self.chat_banned.iter().cloned().collect(),
             audience: self.audience,
             waiting_room: self.lobby.is_on(),
+            breakouts: self.breakouts.clone(),
             admitted,
             denied,
         }
@@ -299,6 +307,7 @@ impl Meeting {
             for identity in s.denied {
                 m.lobby.record(identity, false);
             }
+            m.restore_breakouts(s.breakouts);
             for (question, voters) in s.questions {
                 let id = question.id;
                 let mut voters = voters.into_iter();
@@ -460,6 +469,7 @@ impl Meeting {
                 self.lobby.switch(on);
             }
             Change::Admitted { identity, admit } => self.lobby.record(identity, admit),
+            Change::Breakouts { state } => self.restore_breakouts(state),
             Change::Ended => self.ended = true,
         }
     }

@@ -3,6 +3,7 @@
 //! What a coordinator taking over needs is in [`durable`].
 
 mod audience;
+mod breakouts;
 pub(crate) mod chat;
 mod durable;
 mod moderation;
@@ -22,6 +23,7 @@ use myriad_proto::{
     SeqEvent, Snapshot, TrackId, TrackInfo, TrackSource,
 };
 
+use self::breakouts::BreakoutState;
 use self::polls::Polls;
 use self::questions::Questions;
 pub use self::questions::Settled;
@@ -150,6 +152,8 @@ pub enum Reason {
     Idle,
     /// Someone in the waiting room is forgotten unless their node asked again.
     WaiterExpiry,
+    /// The breakout rooms' timer runs out: everyone is called back.
+    BreakoutTimer,
 }
 
 /// Where a resuming client continues from.
@@ -229,6 +233,11 @@ pub struct Meeting {
     /// The waiting room, and whether it changed since it was last announced.
     lobby: Lobby,
     lobby_dirty: bool,
+    /// The breakout rooms, whether they changed since they were last announced, and when
+    /// their timer calls everyone back.
+    breakouts: BreakoutState,
+    breakouts_dirty: bool,
+    breakouts_closing: Option<Instant>,
 }
 
 impl Meeting {
@@ -269,6 +278,9 @@ impl Meeting {
             audience: Audience::default(),
             lobby: Lobby::default(),
             lobby_dirty: false,
+            breakouts: BreakoutState::default(),
+            breakouts_dirty: false,
+            breakouts_closing: None,
         }
     }
 
@@ -567,6 +579,7 @@ impl Meeting {
         if was_on_stage {
             self.emit_stage();
         }
+        self.forget_breakout(now, id);
         self.changes.push(Change::Left { participant: id });
         self.speakers.remove(id);
         self.recent_speakers.retain(|s| *s != id);
@@ -778,8 +791,10 @@ impl Meeting {
             self.emit_reactions();
             self.emit_question_votes();
             self.emit_lobby_if_changed();
+            self.emit_breakouts_if_changed();
         }
         self.expire_waiters(now);
+        self.close_breakouts_when_due(now);
         if self
             .empty_since
             .is_some_and(|t| now.saturating_duration_since(t) >= self.config.idle_stop)
@@ -805,7 +820,8 @@ impl Meeting {
             .empty_since
             .map(|t| (t + self.config.idle_stop, Reason::Idle));
         let waiter = self.lobby.next_expiry().map(|t| (t, Reason::WaiterExpiry));
-        [flush, count, expiry, idle, waiter]
+        let breakouts = self.breakouts_closing().map(|t| (t, Reason::BreakoutTimer));
+        [flush, count, expiry, idle, waiter, breakouts]
             .into_iter()
             .flatten()
             .min_by_key(|(t, _)| *t)
@@ -923,6 +939,7 @@ impl Meeting {
             audience: self.audience,
             stage: self.stage_infos(),
             waiting_room: self.lobby_summary(),
+            breakouts: self.breakouts_summary(),
         }
     }
 }
