@@ -2,23 +2,11 @@
 
 import { Signal } from './signal.js';
 import { Media } from './media.js';
+import { h, closer } from './dom.js';
+import { BreakoutsPanel } from './breakouts.js';
 
 const app = document.getElementById('app');
 const params = new URLSearchParams(location.search);
-
-function h(tag, attrs = {}, ...children) {
-  const el = document.createElement(tag);
-  for (const [k, v] of Object.entries(attrs)) {
-    if (k.startsWith('on')) el.addEventListener(k.slice(2), v);
-    else if (k === 'class') el.className = v;
-    else if (v !== false && v !== undefined && v !== null) el.setAttribute(k, v === true ? '' : v);
-  }
-  for (const c of children.flat()) if (c !== null && c !== undefined) el.append(c);
-  return el;
-}
-
-// A panel's own close button: on a phone panels cover the meeting.
-const closer = (onclick) => h('button', { class: 'panel-close', 'aria-label': 'Close', onclick }, '✕');
 
 async function api(path, body) {
   const res = await fetch(path, {
@@ -175,10 +163,12 @@ async function fetchToken(meetingId, name) {
   return token;
 }
 
-async function meeting(meetingId, name, localTracks) {
-  let token;
+// A meeting's view. In a breakout room `room` holds its number, the room's `token`, and the
+// main meeting's `parent` ({ back(text), endsAt() }), which it returns to when it ends.
+async function meeting(meetingId, name, localTracks, room = null) {
+  let token = room?.token;
   try {
-    token = await fetchToken(meetingId, name);
+    token ||= await fetchToken(meetingId, name);
   } catch (e) {
     return fatal(`Cannot join: ${e.message}`);
   }
@@ -199,10 +189,15 @@ async function meeting(meetingId, name, localTracks) {
     stage: [], // who is on stage (they publish whatever their role)
     handUp: false,
     waitingRoom: { on: false, waiting: 0, first: [] }, // who waits to be let in (moderators act)
+    breakouts: { open: false, choose: false, remaining_s: null, rooms: [] },
+    breakoutEndsAt: null, // when the rooms' timer calls everyone back (ms since the epoch)
   };
+  // The breakout room this client is in (its view), while it is in one.
+  let inRoom = null;
   const onStage = (id) => state.stage.some((p) => p.id === id);
   const canPublish = () => Boolean(state.me && (publishes(state.me.role) || onStage(state.me.id)));
-  window.myriad = { signal, media, state };
+  const handle = { signal, media, state };
+  window.myriad = handle;
 
   const grid = h('div', { id: 'grid', class: 'grid' });
   const stage = h('div', { id: 'stage', class: 'stage' });
@@ -210,11 +205,11 @@ async function meeting(meetingId, name, localTracks) {
   const lockedEl = h('span', { id: 'locked', class: 'locked', hidden: true }, ' · locked');
   const banner = h('div', { id: 'banner', class: 'banner', hidden: true });
   const notice = h('div', { id: 'notice', class: 'notice', role: 'status', hidden: true });
-  function tell(text) {
+  function tell(text, ms = 5000) {
     notice.textContent = text;
     notice.hidden = false;
     clearTimeout(tell.t);
-    tell.t = setTimeout(() => (notice.hidden = true), 5000);
+    tell.t = setTimeout(() => (notice.hidden = true), ms);
   }
   const micBtn = h('button', { id: 'mic', class: 'round', title: 'Mute microphone' }, 'Mic');
   const camBtn = h('button', { id: 'cam', class: 'round', title: 'Turn camera off' }, 'Cam');
@@ -238,8 +233,13 @@ async function meeting(meetingId, name, localTracks) {
   const pollList = h('div', { id: 'poll-list' });
   const pollsPanel = h('aside', { id: 'polls', class: 'sheet', hidden: true },
     h('h2', {}, 'Polls'), closer(() => toggleSheet(pollsPanel)), pollList);
-  const leaveBtn = h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
-  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, qaBtn, handsBtn, leaveBtn);
+  const leaveBtn = room
+    ? h('button', { id: 'leave', class: 'round danger', title: 'Back to the main room' }, 'Leave room')
+    : h('button', { id: 'leave', class: 'round danger', title: 'Leave the meeting' }, 'Leave');
+  const breakouts = new BreakoutsPanel({ signal, state, join: (r) => goToRoom(r),
+    moderator: () => Boolean(state.me && moderates(state.me.role)), onClose: () => toggleSheet(breakouts.el) });
+  const roomsBtn = h('button', { id: 'rooms-toggle', class: 'round', title: 'Breakout rooms', hidden: true }, 'Rooms');
+  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, qaBtn, handsBtn, roomsBtn, leaveBtn);
   const handList = h('ol', { id: 'hand-list', class: 'people' });
   const stageList = h('ol', { id: 'stage-list', class: 'people' });
   const lowerAll = h('button', { id: 'lower-all', onclick: () => signal.send({ type: 'lower_hands' }) }, 'Lower all hands');
@@ -286,9 +286,11 @@ async function meeting(meetingId, name, localTracks) {
     h('h2', {}, 'Chat'), closer(() => chatBtn.onclick()), chatLog, chatForm);
   const waitingScreen = h('section', { id: 'waiting', class: 'card waiting', hidden: true },
     h('h1', {}, 'Waiting for a host to let you in…'), h('p', {}, 'Stay on this page: the meeting opens here when you are let in.'));
-  const root = h('div', { class: 'meeting' }, waitingScreen,
-    h('header', {}, h('strong', {}, meetingId, lockedEl), h('span', { class: 'count' }, countEl, ' in the meeting')),
-    banner, notice, stage, grid, chatPanel, handsPanel, pollsPanel, qaPanel, floats, reactions, toolbar,
+  const roomClock = h('span', { id: 'room-clock', class: 'hint' });
+  const title = room ? [`Room ${room.number}`, roomClock] : [meetingId, lockedEl];
+  const root = h('div', { class: room ? 'meeting in-room' : 'meeting' }, waitingScreen,
+    h('header', {}, h('strong', {}, ...title), h('span', { class: 'count' }, countEl, ' in the meeting')),
+    banner, notice, stage, grid, chatPanel, handsPanel, pollsPanel, qaPanel, breakouts.el, floats, reactions, toolbar,
   );
   app.replaceChildren(root);
 
@@ -307,6 +309,7 @@ async function meeting(meetingId, name, localTracks) {
     handBtn.classList.toggle('active', state.handUp);
     handBtn.textContent = state.handUp ? 'Lower hand' : 'Raise hand';
     handsBtn.hidden = !moderator;
+    roomsBtn.hidden = Boolean(room) || !breakouts.offered();
     const waiting = state.waitingRoom.waiting;
     handsBtn.textContent = (state.hands.raised ? `Hands (${state.hands.raised})` : 'Hands') + (waiting ? ` · ${waiting} waiting` : '');
     waitingBox.checked = state.waitingRoom.on;
@@ -458,6 +461,7 @@ async function meeting(meetingId, name, localTracks) {
     state.count = s.count;
     state.hands = s.hands || { raised: 0, first: [] };
     state.locked = Boolean(s.locked);
+    if (s.breakouts) breakoutsChanged(s.breakouts);
     state.waitingRoom = s.waiting_room || state.waitingRoom;
     state.audience = s.audience || state.audience;
     state.questions = new Map((s.questions || []).map((q) => [q.id, q]));
@@ -500,6 +504,8 @@ async function meeting(meetingId, name, localTracks) {
       case 'hands': handsChanged(ev); break;
       case 'stage': stageChanged(ev.participants); break;
       case 'reactions': floatReactions(ev.counts); break;
+      case 'breakouts': breakoutsChanged(ev.breakouts); break;
+      case 'broadcast': (inRoom || handle).tell(`${ev.from} to every room: ${ev.text}`, 15000); break;
       case 'locked': state.locked = ev.locked; break;
       case 'waiting_room': state.waitingRoom = ev.room; renderHands(); break;
       case 'audience': state.audience = ev.audience; break;
@@ -765,7 +771,9 @@ async function meeting(meetingId, name, localTracks) {
       muted.microphone = muted.camera = muted.screen = true;
     }
     state.participants.set(msg.you.id, msg.you);
-    if (!msg.resumed || !media.pc) {
+    if (inRoom) {
+      // Its media is in the breakout room now; this connection only listens.
+    } else if (!msg.resumed || !media.pc) {
       media.start();
     } else if (media.awaitingAnswer) {
       // The answer to our last offer was lost with the old connection.
@@ -781,7 +789,8 @@ async function meeting(meetingId, name, localTracks) {
   signal.addEventListener('answer', (e) => media.onAnswer(e.detail));
   signal.addEventListener('offer', (e) => media.onServerOffer(e.detail));
   signal.addEventListener('slots', (e) => media.onSlots(e.detail));
-  signal.addEventListener('media_closed', () => media.restart());
+  signal.addEventListener('media_closed', () => inRoom || media.restart());
+  signal.addEventListener('breakout', (e) => enterRoom(e.detail));
   signal.addEventListener('error', (e) => {
     const { code, message } = e.detail;
     if (code === 'invalid_sdp' || code === 'internal') media.abandonOffer();
@@ -911,7 +920,7 @@ async function meeting(meetingId, name, localTracks) {
   // The left-hand sheets (hands, polls): one open at a time.
   function toggleSheet(panel) {
     const open = panel.hidden;
-    for (const p of [handsPanel, pollsPanel, qaPanel]) p.hidden = p !== panel || !open;
+    for (const p of [handsPanel, pollsPanel, qaPanel, breakouts.el]) p.hidden = p !== panel || !open;
     root.classList.toggle('handling', open);
     layout();
   }
@@ -942,7 +951,7 @@ async function meeting(meetingId, name, localTracks) {
   };
   leaveBtn.onclick = () => {
     signal.send({ type: 'leave' });
-    ended('You left the meeting.', true);
+    ended(room ? 'You are back in the main room.' : 'You left the meeting.', true);
   };
 
   function togglePin(id) {
@@ -962,10 +971,70 @@ async function meeting(meetingId, name, localTracks) {
   }
   window.addEventListener('resize', () => { clearTimeout(sendView.t); sendView.t = setTimeout(sendView, 300); });
 
-  function ended(text, canRejoin = false) {
+  roomsBtn.onclick = () => {
+    toggleSheet(breakouts.el);
+    breakouts.render();
+  };
+
+  // Breakout rooms: opened, this client goes to its room by itself; called back, it returns.
+  function breakoutsChanged(b) {
+    const was = state.breakouts;
+    state.breakouts = b;
+    state.breakoutEndsAt = b.remaining_s == null ? null : Date.now() + b.remaining_s * 1000;
+    breakouts.render();
+    if (b.open && !was.open && state.me) {
+      if (breakouts.mine() !== null && !moderates(state.me.role)) goToRoom(null);
+      else tell('The breakout rooms are open.');
+    }
+    if (!b.open && inRoom) inRoom.leave('The rooms are closed: you are back in the main room.');
+  }
+  function goToRoom(number) {
+    if (inRoom) return;
+    signal.send({ type: 'join_breakout', room: number });
+  }
+  // The server's way into a room: this view's media stops (its devices stay open), the
+  // room's view takes the page; the main connection stays, and brings it back.
+  async function enterRoom(msg) {
+    if (inRoom || room) return;
+    media.suspend();
+    const clones = Object.fromEntries(Object.entries(media.tracks).filter(([, t]) => t).map(([k, t]) => [k, t.clone()]));
+    inRoom = await meeting(msg.meeting, name, clones, { number: msg.room, token: msg.token,
+      parent: { back: returnFromRoom, endsAt: () => state.breakoutEndsAt } });
+  }
+  function returnFromRoom(text) {
+    inRoom = null;
+    window.myriad = handle;
+    app.replaceChildren(root);
+    media.start();
+    render();
+    if (text) tell(text);
+  }
+  handle.tell = tell;
+  handle.leave = (text) => {
+    signal.send({ type: 'leave' });
+    ended(text);
+  };
+  if (room) {
+    // The time left, each second, while the rooms have a timer.
+    const tick = setInterval(() => {
+      const ends = room.parent.endsAt();
+      const left = ends ? Math.max(0, Math.round((ends - Date.now()) / 1000)) : null;
+      roomClock.textContent = left === null ? '' : ` · ${Math.floor(left / 60)}:${String(left % 60).padStart(2, '0')} left`;
+    }, 1000);
+    handle.stopClock = () => clearInterval(tick);
+  }
+
+  // Stops this view's connections and devices (and those of the room it is in).
+  handle.quit = () => {
     signal.close();
     media.stop();
     for (const el of audioEls.values()) el.remove();
+    handle.stopClock?.();
+    inRoom?.quit();
+  };
+  function ended(text, canRejoin = false) {
+    handle.quit();
+    if (room) return room.parent.back(text);
     app.replaceChildren(
       h('section', { class: 'card' },
         h('h1', {}, text),
@@ -976,6 +1045,7 @@ async function meeting(meetingId, name, localTracks) {
 
   render();
   signal.connect();
+  return handle;
 }
 
 function fatal(text) {

@@ -55,6 +55,14 @@ export class Media extends EventTarget {
     this.negotiate();
   }
 
+  // Closes the connection but keeps the local tracks (this person went to a breakout room);
+  // start() opens a new one, which replaces this one on the server.
+  suspend() {
+    if (this.pc) this.pc.close();
+    this.midTrack.clear();
+    this.slotMedia.clear();
+  }
+
   restart() {
     this.enqueue(async () => this.start());
   }

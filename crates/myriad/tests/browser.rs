@@ -970,6 +970,129 @@ async fn the_waiting_room_admits_and_denies_in_the_browser() {
     handler.abort();
 }
 
+/// Breakout rooms in the browser: the host makes two rooms, spreads the attendees, moves one
+/// by hand so both share room 1, and opens them; both pages move to room 1 by themselves
+/// without reloading (the same page, a room's view), one turns the camera on and the other
+/// sees it; the host's message reaches the room; called back, both are in the main room
+/// again and receive the host's media there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn breakout_rooms_move_people_and_bring_them_back_in_the_browser() {
+    let server = common::Server::start();
+    server.create_meeting("brk").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let people = [("Hana", "host"), ("Ari", "attendee"), ("Bo", "attendee")];
+    let [(host, _), (ari, ari_id), (bo, bo_id)] =
+        joined_pages(&browser, &server, "brk", people).await;
+    for page in [&ari, &bo] {
+        page.evaluate("window.firstPage = performance.timeOrigin")
+            .await
+            .expect("mark the page");
+    }
+    click(&host, "#rooms-toggle").await;
+    click(&host, "#breakout-create").await;
+    wait_until(
+        &host,
+        "two rooms",
+        "window.myriad.state.breakouts.rooms.length",
+        2,
+    )
+    .await;
+    click(&host, "#breakout-auto").await;
+    let rooms_of =
+        "JSON.stringify(window.myriad.state.breakouts.rooms.map(r => r.assigned.length))";
+    wait_until(&host, "spread evenly", rooms_of, "[1,1]").await;
+    // Both, by hand, to room 1.
+    for id in [ari_id, bo_id] {
+        let pick = format!("#breakout-people li[data-participant=\"{id}\"] select");
+        eval(
+            &host,
+            &format!(
+                "(() => {{ const s = document.querySelector('{pick}'); s.value = '1'; \
+                 s.dispatchEvent(new Event('change')); return true; }})()"
+            ),
+        )
+        .await;
+    }
+    wait_until(&host, "both moved by hand", rooms_of, "[2,0]").await;
+    let shown = |id: &str| format!("document.querySelector('{id}').offsetParent !== null");
+    assert_eq!(
+        eval(&host, &shown("#breakout-close")).await,
+        false,
+        "not open yet"
+    );
+    screenshot(&host, "breakouts-host.png").await;
+    click(&host, "#breakout-open").await;
+    wait_until(
+        &host,
+        "the running rooms' controls",
+        &shown("#breakout-close"),
+        true,
+    )
+    .await;
+    assert_eq!(eval(&host, &shown("#breakout-open")).await, false);
+
+    let meeting_of = "window.myriad.signal.meetingId";
+    for (page, who) in [(&ari, "Ari"), (&bo, "Bo")] {
+        wait_until(page, &format!("{who} in room 1"), meeting_of, "brk_br1").await;
+        wait_until(
+            page,
+            &format!("{who}'s room view"),
+            "document.querySelector('header strong')?.textContent.startsWith('Room 1')",
+            true,
+        )
+        .await;
+    }
+    wait_for_count(&ari, 2).await;
+    click(&ari, "#cam").await;
+    let ari_in_room = participant_id(&ari).await;
+    let cam = track_of(&bo, ari_in_room, "camera").await;
+    assert_track_flows(
+        &bo,
+        "Ari's camera at Bo in their room",
+        cam,
+        "framesDecoded",
+    )
+    .await;
+    click(&host, "#breakout-words").await;
+    host.find_element("#breakout-words")
+        .await
+        .expect("the message field")
+        .type_str("Two minutes left")
+        .await
+        .expect("type");
+    click(&host, "#breakout-broadcast").await;
+    wait_for_text(
+        &bo,
+        "the host's message in the room",
+        "#notice",
+        "Two minutes left",
+    )
+    .await;
+    screenshot(&bo, "breakout-room.png").await;
+
+    click(&host, "#breakout-close").await;
+    for (page, who) in [(&ari, "Ari"), (&bo, "Bo")] {
+        wait_until(
+            page,
+            &format!("{who} back in the main room"),
+            meeting_of,
+            "brk",
+        )
+        .await;
+        wait_until(
+            page,
+            &format!("{who}'s page never reloaded"),
+            "window.firstPage === performance.timeOrigin",
+            true,
+        )
+        .await;
+    }
+    assert_receives(&ari, "Ari back in the main room", 1).await;
+    screenshot(&ari, "breakout-returned.png").await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
 /// Q&A in the browser: an attendee asks, another upvotes, the host sees the question with
 /// its votes and answers it; everyone sees it answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
