@@ -4,6 +4,7 @@ import { Signal } from './signal.js';
 import { Media } from './media.js';
 import { h, closer } from './dom.js';
 import { BreakoutsPanel } from './breakouts.js';
+import { Whiteboard } from './whiteboard.js';
 
 const app = document.getElementById('app');
 const params = new URLSearchParams(location.search);
@@ -239,7 +240,11 @@ async function meeting(meetingId, name, localTracks, room = null) {
   const breakouts = new BreakoutsPanel({ signal, state, join: (r) => goToRoom(r),
     moderator: () => Boolean(state.me && moderates(state.me.role)), onClose: () => toggleSheet(breakouts.el) });
   const roomsBtn = h('button', { id: 'rooms-toggle', class: 'round', title: 'Breakout rooms', hidden: true }, 'Rooms');
-  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, qaBtn, handsBtn, roomsBtn, leaveBtn);
+  const board = new Whiteboard({ signal, mayDraw: () => canPublish() || Boolean(state.me && moderates(state.me.role)),
+    moderator: () => Boolean(state.me && moderates(state.me.role)), onClose: () => boardBtn.onclick() });
+  handle.board = board;
+  const boardBtn = h('button', { id: 'board-toggle', class: 'round', title: 'Whiteboard' }, 'Board');
+  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, qaBtn, boardBtn, handsBtn, roomsBtn, leaveBtn);
   const handList = h('ol', { id: 'hand-list', class: 'people' });
   const stageList = h('ol', { id: 'stage-list', class: 'people' });
   const lowerAll = h('button', { id: 'lower-all', onclick: () => signal.send({ type: 'lower_hands' }) }, 'Lower all hands');
@@ -290,7 +295,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
   const title = room ? [`Room ${room.number}`, roomClock] : [meetingId, lockedEl];
   const root = h('div', { class: room ? 'meeting in-room' : 'meeting' }, waitingScreen,
     h('header', {}, h('strong', {}, ...title), h('span', { class: 'count' }, countEl, ' in the meeting')),
-    banner, notice, stage, grid, chatPanel, handsPanel, pollsPanel, qaPanel, breakouts.el, floats, reactions, toolbar,
+    banner, notice, stage, grid, board.el, chatPanel, handsPanel, pollsPanel, qaPanel, breakouts.el, floats, reactions, toolbar,
   );
   app.replaceChildren(root);
 
@@ -310,6 +315,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
     handBtn.textContent = state.handUp ? 'Lower hand' : 'Raise hand';
     handsBtn.hidden = !moderator;
     roomsBtn.hidden = Boolean(room) || !breakouts.offered();
+    board.render();
     const waiting = state.waitingRoom.waiting;
     handsBtn.textContent = (state.hands.raised ? `Hands (${state.hands.raised})` : 'Hands') + (waiting ? ` · ${waiting} waiting` : '');
     waitingBox.checked = state.waitingRoom.on;
@@ -505,6 +511,9 @@ async function meeting(meetingId, name, localTracks, room = null) {
       case 'stage': stageChanged(ev.participants); break;
       case 'reactions': floatReactions(ev.counts); break;
       case 'breakouts': breakoutsChanged(ev.breakouts); break;
+      case 'drawn':
+      case 'erased':
+      case 'board_cleared': board.apply(ev); break;
       case 'broadcast': (inRoom || handle).tell(`${ev.from} to every room: ${ev.text}`, 15000); break;
       case 'locked': state.locked = ev.locked; break;
       case 'waiting_room': state.waitingRoom = ev.room; renderHands(); break;
@@ -791,6 +800,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
   signal.addEventListener('slots', (e) => media.onSlots(e.detail));
   signal.addEventListener('media_closed', () => inRoom || media.restart());
   signal.addEventListener('breakout', (e) => enterRoom(e.detail));
+  signal.addEventListener('board', (e) => board.onBoard(e.detail));
   signal.addEventListener('error', (e) => {
     const { code, message } = e.detail;
     if (code === 'invalid_sdp' || code === 'internal') media.abandonOffer();
@@ -971,6 +981,11 @@ async function meeting(meetingId, name, localTracks, room = null) {
   }
   window.addEventListener('resize', () => { clearTimeout(sendView.t); sendView.t = setTimeout(sendView, 300); });
 
+  boardBtn.onclick = () => {
+    if (board.el.hidden) board.open();
+    else board.el.hidden = true;
+    boardBtn.classList.toggle('active', !board.el.hidden);
+  };
   roomsBtn.onclick = () => {
     toggleSheet(breakouts.el);
     breakouts.render();

@@ -49,7 +49,8 @@ impl Listener for Tally {
 pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
     let n = args.participants.max(1);
     let tally = Arc::new(Tally::default());
-    let mut crowd = Crowd::gather(args.url.as_deref(), args.nodes, vec![tally.clone(); n]).await?;
+    let mut crowd =
+        Crowd::gather(args.url.as_deref(), args.nodes, 0, vec![tally.clone(); n]).await?;
 
     let mark = crowd.cpu_mark();
     let mut rng = SeededRng::new(0x5eed_c4a7);

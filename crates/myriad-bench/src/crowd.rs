@@ -72,11 +72,13 @@ impl<L: Listener> Listener for Joined<L> {
 
 impl Crowd {
     /// Starts the deployment (`nodes`, or the server at `url`), creates a meeting and joins
-    /// one participant per listener, round-robin over the nodes; returns once all joined and
-    /// the join events settled.
+    /// one participant per listener, round-robin over the nodes, the first `talkers` as
+    /// panelists and the rest as attendees; returns once all joined and the join events
+    /// settled.
     pub async fn gather<L: Listener + 'static>(
         url: Option<&str>,
         nodes: usize,
+        talkers: usize,
         listeners: Vec<Arc<L>>,
     ) -> anyhow::Result<Crowd> {
         let n = listeners.len();
@@ -100,7 +102,9 @@ impl Crowd {
         let mut tasks = Vec::with_capacity(n);
         let start = Instant::now();
         for (i, inner) in listeners.into_iter().enumerate() {
-            let token = server.token(&meeting, &format!("p{i}"), false).await?;
+            let token = server
+                .token(&meeting, &format!("p{i}"), i < talkers)
+                .await?;
             let (tx, rx) = mpsc::channel(64);
             senders.push(tx);
             let listener = Joined {

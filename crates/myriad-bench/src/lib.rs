@@ -25,5 +25,6 @@ mod signal_client;
 pub mod speaker_switch;
 pub mod udp_ceiling;
 pub mod waf_cost;
+pub mod whiteboard;
 
 pub use report::Report;

@@ -61,7 +61,7 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
             })
         })
         .collect();
-    let mut crowd = Crowd::gather(args.url.as_deref(), args.nodes, seen.clone()).await?;
+    let mut crowd = Crowd::gather(args.url.as_deref(), args.nodes, 0, seen.clone()).await?;
     let server = crowd.cluster.first();
     let polls = format!("/api/v1/meetings/{}/polls", crowd.meeting);
     let options: Vec<String> = (0..OPTIONS).map(|i| format!("option {i}")).collect();

@@ -51,7 +51,7 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
             })
         })
         .collect();
-    let mut crowd = Crowd::gather(args.url.as_deref(), args.nodes, seen.clone()).await?;
+    let mut crowd = Crowd::gather(args.url.as_deref(), args.nodes, 0, seen.clone()).await?;
 
     let mark = crowd.cpu_mark();
     let mut rng = SeededRng::new(0x5eed_ee01);

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use myriad_bus::BusError;
+use myriad_proto::board::DrawnShape;
 use myriad_proto::bus::{decode, encode};
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::{
@@ -365,6 +366,14 @@ impl MeetingClient {
             .await?
         {
             MeetingReply::ChatHistory { messages } => Ok(messages),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
+    /// The whiteboard's shapes, as of the meeting's event `seq`.
+    pub async fn board(&self) -> Result<(Vec<DrawnShape>, Seq), AskError> {
+        match self.ask(MeetingRequest::BoardState).await? {
+            MeetingReply::Board { shapes, seq } => Ok((shapes, seq)),
             _ => Err(AskError::Unexpected),
         }
     }

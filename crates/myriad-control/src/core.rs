@@ -382,6 +382,13 @@ impl<R> CoordinatorCore<R> {
             MeetingRequest::Breakouts { actor, breakout } => {
                 done(m.handle_breakouts(now, actor, breakout))
             }
+            MeetingRequest::Board { participant, board } => {
+                done(m.handle_board(now, participant, board))
+            }
+            MeetingRequest::BoardState => {
+                let (shapes, seq) = m.board();
+                MeetingReply::Board { shapes, seq }
+            }
             MeetingRequest::BreakoutPass { participant, room } => {
                 match m.breakout_pass(participant, room) {
                     Ok((room, meeting, moderate)) => MeetingReply::BreakoutPass {

@@ -539,6 +539,10 @@ impl Session {
                     .await;
                 self.refused(asked.map(|_| ())).await;
             }
+            ClientMsg::BoardState => match member.client.board().await {
+                Ok((shapes, seq)) => self.send(&ServerMsg::Board { shapes, seq }).await,
+                Err(e) => self.refused(Err(e)).await,
+            },
             ClientMsg::JoinBreakout { room } => match self.breakout(member, room).await {
                 Ok(msg) => self.send(&msg).await,
                 Err((code, message)) => self.send_error(code, &message).await,

@@ -7,6 +7,7 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+pub mod board;
 pub mod bus;
 pub mod cluster;
 mod ids;

@@ -188,6 +188,12 @@ pub enum MeetingRequest {
         actor: Actor,
         breakout: crate::BreakoutOp,
     },
+    Board {
+        participant: ParticipantId,
+        board: crate::board::BoardOp,
+    },
+    /// The whiteboard: answered with [`MeetingReply::Board`].
+    BoardState,
     /// The way into a breakout room: answered with [`MeetingReply::BreakoutPass`].
     BreakoutPass {
         participant: ParticipantId,
@@ -352,6 +358,10 @@ pub enum MeetingReply {
     PollAnswers {
         poll: crate::PollState,
         answers: Vec<GivenAnswer>,
+    },
+    Board {
+        shapes: Vec<crate::board::DrawnShape>,
+        seq: Seq,
     },
     /// `participant` may go to breakout `room`, whose meeting is `meeting`; it moderates
     /// there if it moderates here.

@@ -220,6 +220,13 @@ pub enum ClientMsg {
         #[serde(default)]
         room: Option<u32>,
     },
+    /// Draws on the whiteboard, erases, undoes one's own latest shape, or (moderators)
+    /// clears it.
+    Board {
+        op: crate::board::BoardOp,
+    },
+    /// The whiteboard as it is: answered with `board`; the events after its `seq` follow.
+    BoardState,
     /// Leave the meeting for good (no resume).
     Leave,
     Ping,
@@ -299,6 +306,12 @@ pub enum ServerMsg {
     /// The meeting has a waiting room: the client waits on this connection until a host lets
     /// it in (a welcome follows) or turns it away (an error `denied`).
     Waiting,
+    /// The whiteboard's shapes in drawing order, as of the meeting's event `seq` (apply the
+    /// board events after it).
+    Board {
+        shapes: Vec<crate::board::DrawnShape>,
+        seq: Seq,
+    },
     /// The way into a breakout room: join `meeting` with `token` (a second connection; this
     /// one stays, and tells when the rooms close).
     Breakout {
@@ -609,6 +622,15 @@ pub enum MeetingEvent {
     Breakouts {
         breakouts: Breakouts,
     },
+    /// A shape was drawn on the whiteboard.
+    Drawn {
+        shape: crate::board::DrawnShape,
+    },
+    /// Shapes were erased (or undone).
+    Erased {
+        ids: Vec<u64>,
+    },
+    BoardCleared,
     /// A moderator's message to everyone, in whichever room.
     Broadcast {
         from: String,

@@ -50,6 +50,8 @@ pub enum RoomError {
     NotWaiting,
     #[error("invalid breakout rooms: it needs {0}")]
     InvalidBreakout(&'static str),
+    #[error("invalid whiteboard operation: it needs {0}")]
+    InvalidBoard(&'static str),
 }
 
 impl RoomError {
@@ -75,7 +77,8 @@ impl RoomError {
             | RoomError::InvalidQuestion(_)
             | RoomError::UnknownChat
             | RoomError::NotWaiting
-            | RoomError::InvalidBreakout(_) => RefusalKind::BadRequest,
+            | RoomError::InvalidBreakout(_)
+            | RoomError::InvalidBoard(_) => RefusalKind::BadRequest,
             RoomError::UnknownQuestion => RefusalKind::UnknownQuestion,
             RoomError::AlreadyVoted => RefusalKind::AlreadyVoted,
             RoomError::UnknownPoll => RefusalKind::UnknownPoll,

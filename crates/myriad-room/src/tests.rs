@@ -1563,3 +1563,141 @@ fn breakout_rooms_are_assigned_opened_spoken_to_and_called_back() {
     assert!(!b.open);
     assert!(m.breakout_pass(people[3], None).is_err());
 }
+
+fn pen(points: Vec<[u16; 2]>) -> myriad_proto::board::Shape {
+    myriad_proto::board::Shape {
+        kind: myriad_proto::board::ShapeKind::Pen,
+        color: "#e5484d".into(),
+        width: 3,
+        points,
+        text: None,
+    }
+}
+
+#[test]
+fn the_whiteboard_orders_shapes_and_lets_people_undo_their_own() {
+    use myriad_proto::board::BoardOp;
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let ann = join(&mut m, t, "ann", Role::Panelist);
+    let bob = join(&mut m, t, "bob", Role::Panelist);
+    let watcher = join(&mut m, t, "watcher", Role::Attendee);
+    let draw = |points| BoardOp::Draw { shape: pen(points) };
+    assert!(matches!(
+        m.handle_board(t, watcher, draw(vec![[0, 0]])),
+        Err(RoomError::Forbidden(_))
+    ));
+    assert!(matches!(
+        m.handle_board(t, ann, draw(vec![])),
+        Err(RoomError::InvalidBoard(_))
+    ));
+    m.handle_board(t, ann, draw(vec![[0, 0], [10, 10]]))
+        .unwrap();
+    m.handle_board(t, bob, draw(vec![[5, 5]])).unwrap();
+    m.handle_board(t, ann, draw(vec![[7, 7]])).unwrap();
+    let (shapes, seq) = m.board();
+    assert_eq!(
+        shapes.iter().map(|s| (s.id, s.by)).collect::<Vec<_>>(),
+        [(0, ann), (1, bob), (2, ann)]
+    );
+    assert_eq!(seq, m.seq());
+
+    assert!(
+        matches!(
+            m.handle_board(t, ann, BoardOp::Erase { ids: vec![1] }),
+            Err(RoomError::Forbidden(_))
+        ),
+        "not hers"
+    );
+    m.handle_board(t, ann, BoardOp::Undo).unwrap();
+    m.handle_board(t, bob, BoardOp::Erase { ids: vec![1, 42] })
+        .unwrap();
+    assert!(matches!(
+        m.handle_board(t, ann, BoardOp::Clear),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_board(t, host, draw(vec![[1, 1]])).unwrap();
+    let outputs = drain(&mut m);
+    let evs = events(&outputs);
+    let board_events: Vec<String> = evs
+        .iter()
+        .filter_map(|e| match e {
+            MeetingEvent::Drawn { shape } => Some(format!("drawn {}", shape.id)),
+            MeetingEvent::Erased { ids } => Some(format!("erased {ids:?}")),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        board_events,
+        [
+            "drawn 0",
+            "drawn 1",
+            "drawn 2",
+            "erased [2]",
+            "erased [1]",
+            "drawn 3"
+        ]
+    );
+
+    // A takeover keeps the board and goes on numbering after the last shape drawn.
+    let mut commits: Vec<Commit> = outputs
+        .into_iter()
+        .filter_map(|o| match o {
+            Output::Commit(c) => Some(c),
+            _ => None,
+        })
+        .collect();
+    let t = clock.advance(Duration::from_millis(300));
+    m.handle_timeout(t);
+    while let Some(o) = m.poll_output() {
+        if let Output::Commit(c) = o {
+            commits.push(c);
+        }
+    }
+    let mut restored = Meeting::restore(m.id().clone(), MeetingConfig::default(), t, None, commits);
+    assert_eq!(restored.board().0, m.board().0);
+    restored.handle_board(t, bob, draw(vec![[2, 2]])).unwrap();
+    assert_eq!(restored.board().0.last().map(|s| s.id), Some(4));
+    m.handle_board(t, host, BoardOp::Clear).unwrap();
+    assert!(m.board().0.is_empty());
+    assert!(events(&drain(&mut m)).contains(&MeetingEvent::BoardCleared));
+}
+
+#[test]
+fn a_full_whiteboard_refuses_more_until_erased() {
+    use myriad_proto::board::BoardOp;
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let ann = join(&mut m, t, "ann", Role::Panelist);
+    for _ in 0..20 {
+        m.handle_board(
+            t,
+            ann,
+            BoardOp::Draw {
+                shape: pen(vec![[3, 3]; 2000]),
+            },
+        )
+        .unwrap();
+    }
+    assert!(matches!(
+        m.handle_board(
+            t,
+            ann,
+            BoardOp::Draw {
+                shape: pen(vec![[3, 3]])
+            }
+        ),
+        Err(RoomError::InvalidBoard(_))
+    ));
+    m.handle_board(t, ann, BoardOp::Undo).unwrap();
+    m.handle_board(
+        t,
+        ann,
+        BoardOp::Draw {
+            shape: pen(vec![[3, 3]]),
+        },
+    )
+    .unwrap();
+}

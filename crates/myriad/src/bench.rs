@@ -65,6 +65,9 @@ pub enum BenchCommand {
     /// N participants each answer one poll, spread over `--seconds` (`--rate` is unused);
     /// every vote must be counted once and the results follow for everyone.
     Poll(CrowdArgs),
+    /// N participants watch a whiteboard that five of them draw on, R strokes a second in
+    /// all; every participant must get every stroke.
+    Whiteboard(CrowdArgs),
     /// A cluster of N nodes, M participants spread over them, chat flowing; one node is
     /// killed (SIGKILL) and its participants resume on others through the route API.
     Failover {
@@ -208,24 +211,10 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
             };
             report.print(json);
         }
-        BenchCommand::Chat(c) => {
-            let json = c.json;
-            runtime()?
-                .block_on(myriad_bench::chat::run(c.into()))?
-                .print(json);
-        }
-        BenchCommand::Poll(c) => {
-            let json = c.json;
-            runtime()?
-                .block_on(myriad_bench::poll::run(c.into()))?
-                .print(json);
-        }
-        BenchCommand::Reactions(c) => {
-            let json = c.json;
-            runtime()?
-                .block_on(myriad_bench::reactions::run(c.into()))?
-                .print(json);
-        }
+        BenchCommand::Chat(c) => crowd(c, myriad_bench::chat::run)?,
+        BenchCommand::Poll(c) => crowd(c, myriad_bench::poll::run)?,
+        BenchCommand::Reactions(c) => crowd(c, myriad_bench::reactions::run)?,
+        BenchCommand::Whiteboard(c) => crowd(c, myriad_bench::whiteboard::run)?,
         BenchCommand::SpeakerSwitch {
             publishers,
             subscribers,
@@ -336,6 +325,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .worker_threads(2)
         .enable_all()
         .build()?)
+}
+
+/// Runs a crowd scenario and prints its report.
+fn crowd<F>(c: CrowdArgs, scenario: fn(myriad_bench::crowd::CrowdArgs) -> F) -> anyhow::Result<()>
+where
+    F: std::future::Future<Output = anyhow::Result<myriad_bench::Report>>,
+{
+    let json = c.json;
+    runtime()?.block_on(scenario(c.into()))?.print(json);
+    Ok(())
 }
 
 impl From<CrowdArgs> for myriad_bench::crowd::CrowdArgs {

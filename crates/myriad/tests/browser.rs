@@ -1093,6 +1093,71 @@ async fn breakout_rooms_move_people_and_bring_them_back_in_the_browser() {
     handler.abort();
 }
 
+/// Draws on the whiteboard of `page` as a pointer would: down at the first point (board
+/// units), through the others, up at the last.
+async fn stroke(page: &Page, points: &[(u32, u32)]) {
+    let pts = serde_json::to_string(points).expect("points");
+    eval(
+        page,
+        &format!(
+            "(() => {{ const c = document.querySelector('#board-canvas'); \
+             const r = c.getBoundingClientRect(); const pts = {pts}; \
+             const at = ([x, y]) => ({{ clientX: r.left + x / 10000 * r.width, \
+               clientY: r.top + y / 10000 * r.height, pointerId: 7, bubbles: true }}); \
+             c.dispatchEvent(new PointerEvent('pointerdown', at(pts[0]))); \
+             for (const p of pts.slice(1)) c.dispatchEvent(new PointerEvent('pointermove', at(p))); \
+             c.dispatchEvent(new PointerEvent('pointerup', at(pts[pts.length - 1]))); return true; }})()"
+        ),
+    )
+    .await;
+}
+
+/// The whiteboard in the browser: the host draws a stroke; a panelist who opens the board
+/// later gets it (the board as of an event), then sees a box the host draws live; the host's
+/// undo takes the box away for both; the board exports as SVG and PNG.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn whiteboard_strokes_appear_in_another_browser() {
+    let server = common::Server::start();
+    server.create_meeting("wb").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let people = [("Hana", "host"), ("Pia", "panelist")];
+    let [(host, _), (pia, _)] = joined_pages(&browser, &server, "wb", people).await;
+    click(&host, "#board-toggle").await;
+    stroke(
+        &host,
+        &[(1000, 1000), (3000, 2500), (5000, 1500), (7000, 4000)],
+    )
+    .await;
+    let count = "window.myriad.board.shapes.size";
+    wait_until(&host, "the stroke on the host's board", count, 1).await;
+    click(&pia, "#board-toggle").await;
+    wait_until(&pia, "the board as it was, for Pia", count, 1).await;
+    click(&host, ".tool[data-tool=rect]").await;
+    stroke(&host, &[(2000, 5000), (6000, 9000)]).await;
+    wait_until(&pia, "the box drawn live", count, 2).await;
+    let kinds = "[...window.myriad.board.shapes.values()].map(s => s.shape.kind).join(',')";
+    wait_until(&pia, "in the host's order", kinds, "pen,rect").await;
+    screenshot(&pia, "whiteboard-other-browser.png").await;
+    click(&host, "#board-undo").await;
+    wait_until(&pia, "the box undone", kinds, "pen").await;
+    let svg = eval(&pia, "window.myriad.board.svg()").await;
+    let svg = svg.as_str().unwrap_or_default();
+    assert!(
+        svg.starts_with("<svg") && svg.contains("<path") && !svg.contains("<rect x"),
+        "{svg}"
+    );
+    click(&pia, "#board-png").await;
+    wait_until(
+        &pia,
+        "a PNG export",
+        "window.myriad.board.exported?.url.startsWith('data:image/png;base64,')",
+        true,
+    )
+    .await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
 /// Q&A in the browser: an attendee asks, another upvotes, the host sees the question with
 /// its votes and answers it; everyone sees it answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1146,6 +1146,56 @@ async fn breakout_rooms_over_websockets() {
     expect_error(&mut b, "forbidden").await;
 }
 
+/// The whiteboard over WebSockets: a panelist draws, everyone gets the shape in order; an
+/// attendee may not draw; a bad shape is refused; a late joiner asks for the board and gets it
+/// as of an event; only one's own shapes are erased and undone; a host clears the board.
+#[tokio::test]
+async fn the_whiteboard_over_websockets() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut pan = joined(&server, "m1", "pia", "panelist").await;
+    let mut att = joined(&server, "m1", "ann", "attendee").await;
+    let board = |op: Value| json!({ "type": "board", "op": op });
+    let pen = |points: Value| json!({ "action": "draw", "shape": { "kind": "pen", "color": "#112233", "width": 3, "points": points } });
+    send(&mut att, board(pen(json!([[1, 1]])))).await;
+    expect_error(&mut att, "forbidden").await;
+    send(&mut pan, board(pen(json!([[1, 1], [20000, 0]])))).await;
+    expect_error(&mut pan, "bad_message").await;
+    send(&mut pan, board(json!({ "action": "draw", "shape": { "kind": "text", "color": "#000000", "width": 3, "points": [[5, 5]] } }))).await;
+    expect_error(&mut pan, "bad_message").await;
+    send(&mut pan, board(pen(json!([[1, 1], [2, 2]])))).await;
+    let drawn = expect_event(&mut att, "drawn").await;
+    assert_eq!(drawn["shape"]["id"], 0);
+    assert_eq!(drawn["shape"]["shape"]["points"], json!([[1, 1], [2, 2]]));
+    send(&mut host, board(json!({ "action": "draw", "shape": { "kind": "rect", "color": "#ff0000", "width": 2, "points": [[10, 10], [90, 90]] } }))).await;
+    expect_event(&mut att, "drawn").await;
+
+    let mut late = joined(&server, "m1", "lou", "panelist").await;
+    send(&mut late, json!({ "type": "board_state" })).await;
+    let state = expect_type(&mut late, "board").await;
+    let kinds: Vec<&str> = state["shapes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["shape"]["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["pen", "rect"]);
+    assert!(state["seq"].as_u64().unwrap() > 0);
+
+    send(&mut pan, board(json!({ "action": "erase", "ids": [1] }))).await;
+    expect_error(&mut pan, "forbidden").await;
+    send(&mut pan, board(json!({ "action": "undo" }))).await;
+    let erased = expect_event(&mut late, "erased").await;
+    assert_eq!(erased["ids"], json!([0]));
+    send(&mut pan, board(json!({ "action": "clear" }))).await;
+    expect_error(&mut pan, "forbidden").await;
+    send(&mut host, board(json!({ "action": "clear" }))).await;
+    expect_event(&mut late, "board_cleared").await;
+    send(&mut late, json!({ "type": "board_state" })).await;
+    assert_eq!(expect_type(&mut late, "board").await["shapes"], json!([]));
+}
+
 /// Q&A over WebSockets: asked, upvoted once each, answered by a moderator; the refusals.
 #[tokio::test]
 async fn questions_are_asked_upvoted_and_answered_over_websockets() {

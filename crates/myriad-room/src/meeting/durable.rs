@@ -11,6 +11,7 @@
 use std::collections::VecDeque;
 use std::time::Instant;
 
+use myriad_proto::board::DrawnShape;
 use myriad_proto::bus::BusMessage;
 use myriad_proto::cluster::PartitionRef;
 use myriad_proto::meeting::Voter;
@@ -111,6 +112,13 @@ pub enum Change {
     WaitingRoom {
         on: bool,
     },
+    Drawn {
+        shape: DrawnShape,
+    },
+    Erased {
+        ids: Vec<u64>,
+    },
+    BoardCleared,
     /// The breakout rooms as they are now.
     Breakouts {
         state: BreakoutState,
@@ -181,6 +189,11 @@ pub struct MeetingState {
     pub denied: Vec<String>,
     #[serde(default)]
     pub breakouts: BreakoutState,
+    /// The whiteboard's shapes in drawing order, and the next shape's number.
+    #[serde(default)]
+    pub board: Vec<DrawnShape>,
+    #[serde(default)]
+    pub next_shape: u64,
 }
 
 /// An answer as the meeting keeps it: whose identity gave it, as whom (named polls), what.
@@ -233,6 +246,8 @@ impl Meeting {
             audience: self.audience,
             waiting_room: self.lobby.is_on(),
             breakouts: self.breakouts.clone(),
+            board: self.board.shapes(),
+            next_shape: self.board.next_id,
             admitted,
             denied,
         }
@@ -308,6 +323,10 @@ impl Meeting {
                 m.lobby.record(identity, false);
             }
             m.restore_breakouts(s.breakouts);
+            for shape in s.board {
+                m.board.put(shape);
+            }
+            m.board.next_id = m.board.next_id.max(s.next_shape);
             for (question, voters) in s.questions {
                 let id = question.id;
                 let mut voters = voters.into_iter();
@@ -470,6 +489,11 @@ impl Meeting {
             }
             Change::Admitted { identity, admit } => self.lobby.record(identity, admit),
             Change::Breakouts { state } => self.restore_breakouts(state),
+            Change::Drawn { shape } => self.board.put(shape),
+            Change::Erased { ids } => {
+                self.board.erase(&ids);
+            }
+            Change::BoardCleared => self.board.clear(),
             Change::Ended => self.ended = true,
         }
     }

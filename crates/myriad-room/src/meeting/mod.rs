@@ -12,6 +12,7 @@ mod questions;
 mod reactions;
 mod stage;
 mod waiting;
+mod whiteboard;
 
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -31,6 +32,7 @@ use self::reactions::Tally;
 use self::stage::Stage;
 use self::waiting::Lobby;
 pub use self::waiting::WAIT_REFRESH;
+use self::whiteboard::Board;
 use crate::plan::plan_forwarding;
 use crate::speaker::{SpeakerConfig, SpeakerDetector};
 use crate::RoomError;
@@ -238,6 +240,7 @@ pub struct Meeting {
     breakouts: BreakoutState,
     breakouts_dirty: bool,
     breakouts_closing: Option<Instant>,
+    board: Board,
 }
 
 impl Meeting {
@@ -281,6 +284,7 @@ impl Meeting {
             breakouts: BreakoutState::default(),
             breakouts_dirty: false,
             breakouts_closing: None,
+            board: Board::default(),
         }
     }
 
