@@ -190,6 +190,24 @@ fn reactions_across_nodes_smoke() {
 }
 
 #[test]
+fn whiteboard_smoke() {
+    let r = bench(&[
+        "whiteboard",
+        "--participants",
+        "30",
+        "--rate",
+        "20",
+        "--seconds",
+        "1",
+    ]);
+    assert_eq!(r["drawers"], 5, "{r}");
+    assert!(r["strokes_sent"].as_u64().is_some_and(|n| n >= 15), "{r}");
+    assert_eq!(r["strokes_delivered"], r["strokes_sent"], "{r}");
+    assert_eq!(r["participants_short"], 0, "{r}");
+    assert!(r["delay_p99_ms"].as_f64().is_some_and(|d| d > 0.0), "{r}");
+}
+
+#[test]
 fn forward_across_nodes_smoke() {
     let r = bench(&[
         "forward",
