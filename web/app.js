@@ -186,12 +186,14 @@ async function meeting(meetingId, name, localTracks, room = null) {
     remote: new Map(), // track id -> MediaStreamTrack
     pinned: new Set(), // participant ids whose camera this client always wants
     hands: { raised: 0, first: [] }, // the hand queue: how many, the earliest
-    audience: { on: false, chat: true, reactions: true, hands: true },
+    audience: { on: false, chat: true, chat_hosts: true, reactions: true, hands: true },
     stage: [], // who is on stage (they publish whatever their role)
     handUp: false,
     waitingRoom: { on: false, waiting: 0, first: [] }, // who waits to be let in (moderators act)
     breakouts: { open: false, choose: false, remaining_s: null, rooms: [] },
     breakoutEndsAt: null, // when the rooms' timer calls everyone back (ms since the epoch)
+    spotlight: null, // whom a host put in the spotlight
+    mentioned: [], // whom a host's @mention features for a while
   };
   // The breakout room this client is in (its view), while it is in one.
   let inRoom = null;
@@ -260,6 +262,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
   };
   // Audience mode and what attendees may do, as switches the moderators flip live.
   const AUDIENCE = [['on', 'Audience mode: attendees see the stage and speakers only'], ['chat', 'Attendees may chat'],
+    ['chat_hosts', 'Attendees may write to the hosts'],
     ['reactions', 'Reactions'], ['hands', 'Raised hands']];
   const audienceBoxes = Object.fromEntries(AUDIENCE.map(([key]) => [key, h('input', { type: 'checkbox', id: `audience-${key}` })]));
   for (const [key, box] of Object.entries(audienceBoxes)) {
@@ -286,7 +289,9 @@ async function meeting(meetingId, name, localTracks, room = null) {
     h('h2', {}, 'Audience'), audienceForm);
   const chatLog = h('ol', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite' });
   const chatInput = h('input', { id: 'chat-input', placeholder: 'Message everyone', maxlength: 2000, autocomplete: 'off' });
-  const chatForm = h('form', { class: 'chat-form' }, chatInput, h('button', { class: 'primary', type: 'submit' }, 'Send'));
+  const chatTo = h('select', { id: 'chat-to', 'aria-label': 'To', onchange: () => paintButtons() },
+    h('option', { value: 'all' }, 'Everyone'), h('option', { value: 'hosts' }, 'Hosts'));
+  const chatForm = h('form', { class: 'chat-form' }, chatTo, chatInput, h('button', { class: 'primary', type: 'submit' }, 'Send'));
   const chatPanel = h('aside', { id: 'chat', class: 'chat', hidden: true },
     h('h2', {}, 'Chat'), closer(() => chatBtn.onclick()), chatLog, chatForm);
   const waitingScreen = h('section', { id: 'waiting', class: 'card waiting', hidden: true },
@@ -306,9 +311,14 @@ async function meeting(meetingId, name, localTracks, room = null) {
     handBtn.hidden = !state.me || moderator || onStage(state.me.id) || !state.audience.hands;
     reactBtn.hidden = !state.audience.reactions;
     if (!state.audience.reactions) reactions.hidden = true;
-    const mayChat = !state.chatBanned && (state.audience.chat || canPublish());
-    chatInput.disabled = !mayChat;
-    chatInput.placeholder = mayChat ? 'Message everyone'
+    // To everyone, or to the hosts: as the hosts allow attendees.
+    const free = canPublish() || Boolean(state.me && moderates(state.me.role));
+    const mayAll = !state.chatBanned && (state.audience.chat || free);
+    const mayHosts = !state.chatBanned && (state.audience.chat_hosts !== false || mayAll);
+    chatTo.querySelector('option[value=all]').disabled = !mayAll;
+    if (!mayAll && mayHosts) chatTo.value = 'hosts';
+    chatInput.disabled = !(chatTo.value === 'hosts' ? mayHosts : mayAll);
+    chatInput.placeholder = !chatInput.disabled ? (chatTo.value === 'hosts' ? 'Message the hosts' : 'Message everyone')
       : (state.chatBanned ? 'A host stopped your chat' : 'The hosts turned chat off');
     for (const [key] of AUDIENCE) audienceBoxes[key].checked = state.audience[key];
     handBtn.classList.toggle('active', state.handUp);
@@ -380,12 +390,14 @@ async function meeting(meetingId, name, localTracks, room = null) {
       t.mod = h('div', { class: 'mod' },
         act('Mute', 'mute-other', () => ({ type: 'mute_other', participant: p.id, source: 'microphone' })),
         act('Stop video', 'stop-video', () => ({ type: 'mute_other', participant: p.id, source: 'camera' })),
+        act('Spotlight', 'spotlight', () => ({ type: 'spotlight', participant: state.spotlight === p.id ? null : p.id })),
         act('Remove', 'remove', () => ({ type: 'remove', participant: p.id })));
       t.el.append(t.mod);
     }
     const live = (source) => own.some((x) => x.source === source && !x.muted);
     t.mod.querySelector('.mute-other').hidden = !live('microphone');
     t.mod.querySelector('.stop-video').hidden = !live('camera');
+    t.mod.querySelector('.spotlight').textContent = state.spotlight === p.id ? 'End spotlight' : 'Spotlight';
   }
   function dropTile(key) {
     const t = tiles.get(key);
@@ -419,6 +431,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
       }
       t.el.classList.toggle('pinned', state.pinned.has(p.id));
       t.el.classList.toggle('onstage', onStage(p.id));
+      t.el.classList.toggle('featured', state.spotlight === p.id || state.mentioned.includes(p.id));
       roleControl(t, p);
       moderation(t, p, own);
       const camTrack = own.find((x) => x.source === 'camera');
@@ -467,6 +480,8 @@ async function meeting(meetingId, name, localTracks, room = null) {
     state.count = s.count;
     state.hands = s.hands || { raised: 0, first: [] };
     state.locked = Boolean(s.locked);
+    state.spotlight = s.spotlight ?? null;
+    state.mentioned = s.mentioned || [];
     if (s.breakouts) breakoutsChanged(s.breakouts);
     state.waitingRoom = s.waiting_room || state.waitingRoom;
     state.audience = s.audience || state.audience;
@@ -511,6 +526,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
       case 'stage': stageChanged(ev.participants); break;
       case 'reactions': floatReactions(ev.counts); break;
       case 'breakouts': breakoutsChanged(ev.breakouts); break;
+      case 'featured': state.spotlight = ev.spotlight; state.mentioned = ev.mentioned; break;
       case 'drawn':
       case 'erased':
       case 'board_cleared': board.apply(ev); break;
@@ -890,7 +906,10 @@ async function meeting(meetingId, name, localTracks, room = null) {
   // A chat line; moderators may delete it or stop its sender's chat.
   function chatLine(m) {
     const mine = state.me && m.from === state.me.id;
-    const li = h('li', { class: mine ? 'mine' : '', 'data-chat': m.id }, h('b', {}, mine ? 'You' : m.name), ' ', m.text);
+    const toMe = state.me && (m.mentions || []).includes(state.me.id);
+    const cls = [mine ? 'mine' : '', m.only?.length ? 'to-hosts' : '', toMe ? 'mentions-me' : ''].join(' ').trim();
+    const li = h('li', { class: cls, 'data-chat': m.id }, h('b', {}, mine ? 'You' : m.name),
+      m.only?.length ? h('span', { class: 'hint' }, ' to the hosts') : null, ' ', m.text);
     if (state.me && moderates(state.me.role) && !mine) {
       li.append(h('span', { class: 'chat-mod' },
         h('button', { class: 'delete-chat', title: 'Delete for everyone', onclick: () => signal.send({ type: 'delete_chat', id: m.id }) }, 'Delete'),
@@ -957,7 +976,11 @@ async function meeting(meetingId, name, localTracks, room = null) {
   chatForm.onsubmit = (e) => {
     e.preventDefault();
     const text = chatInput.value.trim();
-    if (text && signal.send({ type: 'chat', text })) chatInput.value = '';
+    // @Name of someone known, longest names first (so "@Ann Lee" is not "@Ann").
+    const named = [...state.participants.values()].sort((a, b) => b.name.length - a.name.length);
+    const mentions = named.filter((p) => text.includes(`@${p.name}`)).map((p) => p.id).slice(0, 5);
+    const msg = { type: 'chat', text, to_hosts: chatTo.value === 'hosts', mentions };
+    if (text && signal.send(msg)) chatInput.value = '';
   };
   leaveBtn.onclick = () => {
     signal.send({ type: 'leave' });

@@ -60,7 +60,7 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
                 m.insert(k, Instant::now());
             }
             let text = format!("{MARK}{k}");
-            Some((rng.below(n as u64) as usize, ClientMsg::Chat { text }))
+            Some((rng.below(n as u64) as usize, ClientMsg::chat(text)))
         })
         .await;
     let expected = sent * n as u64;

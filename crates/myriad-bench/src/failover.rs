@@ -145,7 +145,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
     let talk = tokio::spawn(async move {
         for n in 1u64.. {
             let text = format!("failover chat {n}");
-            if say.send(ClientMsg::Chat { text }).await.is_err() {
+            if say.send(ClientMsg::chat(text)).await.is_err() {
                 return;
             }
             tokio::time::sleep(CHAT_EVERY).await;
@@ -190,11 +190,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
             let _ = chat_along(url, token, last_said, shared).await;
         })
     };
-    let _ = last_say
-        .send(ClientMsg::Chat {
-            text: LAST_WORD.into(),
-        })
-        .await;
+    let _ = last_say.send(ClientMsg::chat(LAST_WORD.into())).await;
     let heard = || {
         shared
             .lives

@@ -90,11 +90,7 @@ pub async fn run(args: JoinStormArgs) -> anyhow::Result<Report> {
             }
         })
     };
-    let _ = say
-        .send(ClientMsg::Chat {
-            text: LAST_WORD.into(),
-        })
-        .await;
+    let _ = say.send(ClientMsg::chat(LAST_WORD.into())).await;
     let joined_now = tally.joined.load(Ordering::Relaxed);
     let heard_by = Instant::now() + Duration::from_secs(15);
     while tally.heard_last.load(Ordering::Relaxed) < joined_now && Instant::now() < heard_by {

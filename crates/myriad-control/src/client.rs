@@ -240,9 +240,21 @@ impl MeetingClient {
         self.ask_done(MeetingRequest::Reactions { counts }).await
     }
 
-    pub async fn chat(&self, participant: ParticipantId, text: String) -> Result<(), AskError> {
-        self.ask_done(MeetingRequest::Chat { participant, text })
-            .await
+    /// A chat message to everyone (`to_hosts`: to the hosts only), @mentioning `mentions`.
+    pub async fn chat(
+        &self,
+        participant: ParticipantId,
+        text: String,
+        to_hosts: bool,
+        mentions: Vec<ParticipantId>,
+    ) -> Result<(), AskError> {
+        self.ask_done(MeetingRequest::Chat {
+            participant,
+            text,
+            to_hosts,
+            mentions,
+        })
+        .await
     }
 
     /// The meeting's id for a track the participant's media connection (in `partition`)
@@ -356,15 +368,19 @@ impl MeetingClient {
     }
 
     /// Up to `limit` chat messages before message `before`, oldest first.
+    /// Chat messages before `before` that `reader` may read (none: all of them).
     pub async fn chat_history(
         &self,
         before: u64,
         limit: u32,
+        reader: Option<ParticipantId>,
     ) -> Result<Vec<ChatMessage>, AskError> {
-        match self
-            .ask(MeetingRequest::ChatHistory { before, limit })
-            .await?
-        {
+        let ask = MeetingRequest::ChatHistory {
+            before,
+            limit,
+            participant: reader,
+        };
+        match self.ask(ask).await? {
             MeetingReply::ChatHistory { messages } => Ok(messages),
             _ => Err(AskError::Unexpected),
         }

@@ -17,7 +17,8 @@ use myriad_proto::meeting::{
 };
 use myriad_proto::{ParticipantId, SeqEvent, ServerMsg, PROTOCOL_VERSION};
 use myriad_room::{
-    Commit, JoinRequest, Meeting, Output, Permissions, ResumeFrom, RoomError, Settled, StopReason,
+    Addressing, Commit, JoinRequest, Meeting, Output, Permissions, ResumeFrom, RoomError, Settled,
+    StopReason,
 };
 
 /// What a coordinator needs to know of the cluster's nodes.
@@ -305,7 +306,7 @@ impl<R> CoordinatorCore<R> {
                 // What it missed, the unpublications above included: the welcome brings it to
                 // the meeting's sequence as of now.
                 let missed = match from {
-                    ResumeFrom::Events(_) => m.events_after(last_seq),
+                    ResumeFrom::Events(_) => m.events_for(last_seq, participant),
                     ResumeFrom::Snapshot(_) => None,
                 };
                 let partition = self.planner.place(participant, &node, workers(&node)).ok();
@@ -349,8 +350,12 @@ impl<R> CoordinatorCore<R> {
             MeetingRequest::SetAudience { actor, audience } => {
                 done(m.handle_set_audience(now, actor, audience))
             }
-            MeetingRequest::ChatHistory { before, limit } => MeetingReply::ChatHistory {
-                messages: m.chat_history(before, limit as usize),
+            MeetingRequest::ChatHistory {
+                before,
+                limit,
+                participant,
+            } => MeetingReply::ChatHistory {
+                messages: m.chat_history(before, limit as usize, participant),
             },
             MeetingRequest::DeleteChat { actor, id } => done(m.handle_delete_chat(now, actor, id)),
             MeetingRequest::BanChat {
@@ -408,8 +413,14 @@ impl<R> CoordinatorCore<R> {
                 admit,
             } => done(m.handle_admit(now, actor, ticket, admit)),
             MeetingRequest::EndBy { actor } => done(m.handle_end(now, actor)),
-            MeetingRequest::Chat { participant, text } => {
-                done(m.handle_chat(now, participant, &text))
+            MeetingRequest::Chat {
+                participant,
+                text,
+                to_hosts,
+                mentions,
+            } => done(m.handle_chat(now, participant, &text, Addressing { to_hosts, mentions })),
+            MeetingRequest::Spotlight { actor, target } => {
+                done(m.handle_spotlight(now, actor, target))
             }
             MeetingRequest::SetRole {
                 actor,

@@ -84,7 +84,7 @@ async fn another_node_takes_the_meeting_over_and_nothing_is_lost() {
         .await
         .unwrap();
     for i in 0..5 {
-        c1.chat(alice.participant, format!("before {i}"))
+        c1.chat(alice.participant, format!("before {i}"), false, Vec::new())
             .await
             .unwrap();
     }
@@ -120,7 +120,9 @@ async fn another_node_takes_the_meeting_over_and_nothing_is_lost() {
 
     // The sequence goes on from where it was, and Bob is still in (until his session's
     // resume window closes, as nobody reported him present).
-    c2.chat(alice.participant, "after".into()).await.unwrap();
+    c2.chat(alice.participant, "after".into(), false, Vec::new())
+        .await
+        .unwrap();
     seq_of_chat(&seen, "after").await;
     let chats: Vec<(Seq, String)> = seen
         .lock()
@@ -164,7 +166,9 @@ async fn another_node_takes_the_meeting_over_and_nothing_is_lost() {
     let (count, _) = n1.client(&id).participants(None, 10).await.unwrap();
     assert_eq!(count, 2, "n1 now asks n2's coordinator");
     // A late publish from n1's side reaches the new coordinator too.
-    c1.chat(bob.participant, "from n1".into()).await.unwrap();
+    c1.chat(bob.participant, "from n1".into(), false, Vec::new())
+        .await
+        .unwrap();
     assert_eq!(seq_of_chat(&seen, "from n1").await, Seq(last_before.0 + 2));
 }
 

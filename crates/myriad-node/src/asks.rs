@@ -30,6 +30,10 @@ pub fn ask_of(msg: ClientMsg, me: ParticipantId) -> Result<MeetingRequest, Clien
             target: participant,
         },
         ClientMsg::Lock { locked } => MeetingRequest::Lock { actor, locked },
+        ClientMsg::Spotlight { participant } => MeetingRequest::Spotlight {
+            actor,
+            target: participant,
+        },
         ClientMsg::Board { op } => MeetingRequest::Board {
             participant: me,
             board: op,

@@ -416,6 +416,7 @@ impl Link {
                         .unwrap_or_default()
                         .into_iter()
                         .filter(|e| e.seq > seq)
+                        .map(|e| e.seen_by(participant))
                         .collect();
                     if !after.is_empty() {
                         send_one(c, &ServerMsg::Events { events: after });
@@ -674,23 +675,20 @@ impl Link {
         }
     }
 
-    /// Sends a batch to every bound connection here: serialized once, the bytes shared. A
-    /// connection whose welcome already covers part of it (bound while the batch was on its
-    /// way) gets only what follows its welcome. A connection whose queue is full is dropped;
-    /// its client resumes and catches up.
+    /// Sends a batch to every bound connection here: serialized once, the bytes shared (once
+    /// per way of seeing it when it holds messages for some only: those withheld from the
+    /// others). A connection whose welcome already covers part of it (bound while the batch
+    /// was on its way) gets only what follows its welcome. A connection whose queue is full
+    /// is dropped; its client resumes and catches up.
     async fn fan_out(&mut self, events: Vec<SeqEvent>) {
         let (Some(first), Some(last)) =
             (events.first().map(|e| e.seq), events.last().map(|e| e.seq))
         else {
             return;
         };
-        let text: Utf8Bytes = match serde_json::to_string(&EventsMsg { events: &events }) {
-            Ok(s) => s.into(),
-            Err(e) => {
-                tracing::error!("event batch not serializable: {e}");
-                return;
-            }
-        };
+        let private: Vec<&SeqEvent> = events.iter().filter(|e| e.is_private()).collect();
+        // Per way of seeing the batch (which of its private events one may read), its text.
+        let mut texts: HashMap<Vec<bool>, Option<Utf8Bytes>> = HashMap::new();
         let mut too_slow = Vec::new();
         let mut partly = Vec::new();
         for (id, conn) in self.conns.iter().filter(|(_, c)| c.kept.is_none()) {
@@ -701,6 +699,27 @@ impl Link {
                 partly.push(*id);
                 continue;
             }
+            let reader = conn.participant;
+            let sees: Vec<bool> = private
+                .iter()
+                .map(|e| reader.is_some_and(|p| e.seen_by(p) == **e))
+                .collect();
+            let text = texts.entry(sees).or_insert_with(|| {
+                let seen: Vec<SeqEvent>;
+                let batch = if private.is_empty() {
+                    &events
+                } else {
+                    seen = events.iter().map(|e| as_seen(e, reader)).collect();
+                    &seen
+                };
+                serde_json::to_string(&EventsMsg { events: batch })
+                    .map(Utf8Bytes::from)
+                    .map_err(|e| tracing::error!("event batch not serializable: {e}"))
+                    .ok()
+            });
+            let Some(text) = text else {
+                continue;
+            };
             if conn.tx.try_send(SessionMsg::Text(text.clone())).is_err() {
                 too_slow.push(*id);
             }
@@ -711,7 +730,7 @@ impl Link {
                     let after: Vec<SeqEvent> = events
                         .iter()
                         .filter(|e| e.seq > conn.after)
-                        .cloned()
+                        .map(|e| as_seen(e, conn.participant))
                         .collect();
                     send_one(conn, &ServerMsg::Events { events: after });
                 }
@@ -856,6 +875,19 @@ struct EventsMsg<'a> {
 }
 
 /// Sends one connection a message of its own.
+/// An event as the connection of `reader` gets it: a message for others withheld (from a
+/// connection not bound to anyone too).
+fn as_seen(e: &SeqEvent, reader: Option<ParticipantId>) -> SeqEvent {
+    match reader {
+        Some(p) => e.seen_by(p),
+        None if e.is_private() => SeqEvent {
+            seq: e.seq,
+            event: MeetingEvent::Withheld,
+        },
+        None => e.clone(),
+    }
+}
+
 fn send_one(conn: &Conn, msg: &ServerMsg) {
     match serde_json::to_string(msg) {
         Ok(s) => {

@@ -501,17 +501,23 @@ impl Session {
                     let _ = sfu.set_view(*peer, max_height, pinned).await;
                 }
             }
-            ClientMsg::Chat { text } => {
+            ClientMsg::Chat {
+                text,
+                to_hosts,
+                mentions,
+            } => {
                 if !member.chats.try_take(Instant::now()) {
                     self.send_error(ErrorCode::RateLimited, "too many chat messages; slow down")
                         .await;
                 } else {
-                    let asked = member.client.chat(member.participant, text).await;
+                    let (me, client) = (member.participant, &member.client);
+                    let asked = client.chat(me, text, to_hosts, mentions).await;
                     self.refused(asked).await;
                 }
             }
             ClientMsg::ChatHistory { before } => {
-                match member.client.chat_history(before, CHAT_PAGE).await {
+                let me = Some(member.participant);
+                match member.client.chat_history(before, CHAT_PAGE, me).await {
                     Ok(messages) => self.send(&ServerMsg::ChatHistory { messages }).await,
                     Err(e) => self.refused(Err(e)).await,
                 }

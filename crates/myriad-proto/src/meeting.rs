@@ -110,6 +110,14 @@ pub enum MeetingRequest {
     Chat {
         participant: ParticipantId,
         text: String,
+        #[serde(default)]
+        to_hosts: bool,
+        #[serde(default)]
+        mentions: Vec<ParticipantId>,
+    },
+    Spotlight {
+        actor: Actor,
+        target: Option<ParticipantId>,
     },
     SetRole {
         actor: Actor,
@@ -151,6 +159,9 @@ pub enum MeetingRequest {
     ChatHistory {
         before: u64,
         limit: u32,
+        /// Who asks (messages to the hosts are left out for others); none: the API.
+        #[serde(default)]
+        participant: Option<ParticipantId>,
     },
     DeleteChat {
         actor: Actor,

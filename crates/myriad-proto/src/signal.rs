@@ -103,9 +103,19 @@ pub enum ClientMsg {
         #[serde(default)]
         pinned: Vec<ParticipantId>,
     },
-    /// A chat message to everyone in the meeting.
+    /// A chat message to everyone in the meeting, or to its hosts only; `mentions` are the
+    /// people it @mentions (a host's mention brings their video to everyone for a while).
     Chat {
         text: String,
+        #[serde(default)]
+        to_hosts: bool,
+        #[serde(default)]
+        mentions: Vec<ParticipantId>,
+    },
+    /// A moderator puts someone in the spotlight (first in everyone's video), or nobody.
+    Spotlight {
+        #[serde(default)]
+        participant: Option<ParticipantId>,
     },
     /// A moderator gives someone another role; its grants follow at once.
     SetRole {
@@ -259,6 +269,17 @@ pub enum BreakoutOp {
     Broadcast { text: String },
 }
 
+impl ClientMsg {
+    /// A chat message to everyone, mentioning nobody.
+    pub fn chat(text: String) -> Self {
+        ClientMsg::Chat {
+            text,
+            to_hosts: false,
+            mentions: Vec::new(),
+        }
+    }
+}
+
 /// Messages from the server to a client.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -339,6 +360,11 @@ pub struct Snapshot {
     /// Nobody new may join.
     #[serde(default)]
     pub locked: bool,
+    /// Who is in the spotlight, and who a host's mention features for a while.
+    #[serde(default)]
+    pub spotlight: Option<ParticipantId>,
+    #[serde(default)]
+    pub mentioned: Vec<ParticipantId>,
     /// The Q&A's questions, dismissed ones left out.
     #[serde(default)]
     pub questions: Vec<Question>,
@@ -396,9 +422,16 @@ pub struct Waiter {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Audience {
     pub on: bool,
+    /// Attendees may chat to everyone, and (even with that off) to the hosts.
     pub chat: bool,
+    #[serde(default = "yes")]
+    pub chat_hosts: bool,
     pub reactions: bool,
     pub hands: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Audience {
@@ -406,6 +439,7 @@ impl Default for Audience {
         Self {
             on: false,
             chat: true,
+            chat_hosts: true,
             reactions: true,
             hands: true,
         }
@@ -419,6 +453,36 @@ pub struct ChatMessage {
     pub from: ParticipantId,
     pub name: String,
     pub text: String,
+    /// Who alone may read it (none: everyone; hosts read every message).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub only: Vec<ParticipantId>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mentions: Vec<ParticipantId>,
+}
+
+impl ChatMessage {
+    /// Whether `p` may read it (`moderates`: whether `p` is a host now).
+    pub fn readable_by(&self, p: ParticipantId, moderates: bool) -> bool {
+        self.only.is_empty() || moderates || self.only.contains(&p)
+    }
+}
+
+impl SeqEvent {
+    /// The event as `p` receives it: withheld, its number kept, if it is for others.
+    pub fn seen_by(&self, p: ParticipantId) -> SeqEvent {
+        match &self.event {
+            MeetingEvent::Chat { only, .. } if !only.is_empty() && !only.contains(&p) => SeqEvent {
+                seq: self.seq,
+                event: MeetingEvent::Withheld,
+            },
+            _ => self.clone(),
+        }
+    }
+
+    /// Whether only some receive it.
+    pub fn is_private(&self) -> bool {
+        matches!(&self.event, MeetingEvent::Chat { only, .. } if !only.is_empty())
+    }
 }
 
 /// A question of the Q&A.
@@ -561,6 +625,20 @@ pub enum MeetingEvent {
         from: ParticipantId,
         name: String,
         text: String,
+        /// Who alone receives it (a message to the hosts: they and its sender); none:
+        /// everyone.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        only: Vec<ParticipantId>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        mentions: Vec<ParticipantId>,
+    },
+    /// An event for others (a message to the hosts): its number only.
+    Withheld,
+    /// Who is in the spotlight now (a moderator's choice), and who a host's @mention brought
+    /// to everyone's video for a while: they come first in everyone's video.
+    Featured {
+        spotlight: Option<ParticipantId>,
+        mentioned: Vec<ParticipantId>,
     },
     /// A moderator deleted a chat message.
     ChatDeleted {

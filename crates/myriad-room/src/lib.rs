@@ -15,8 +15,8 @@ mod speaker;
 
 pub use error::RoomError;
 pub use meeting::{
-    Change, Commit, JoinRequest, Meeting, MeetingConfig, MeetingState, Output, Permissions,
-    ReactionTally, Reason, ResumeFrom, Settled, StopReason, WAIT_REFRESH,
+    Addressing, Change, Commit, JoinRequest, Meeting, MeetingConfig, MeetingState, Output,
+    Permissions, ReactionTally, Reason, ResumeFrom, Settled, StopReason, WAIT_REFRESH,
 };
 pub use myriad_proto::meeting::{Actor, EndReason};
 pub use plan::plan_forwarding;

@@ -2,8 +2,8 @@
 
 use myriad_proto::{ForwardingPlan, ParticipantId, TrackInfo, TrackSource};
 
-/// Chooses what is forwarded, from the published tracks (in publication order), who is on
-/// stage (in the order invited), who speaks now if only they and the stage are to be seen
+/// Chooses what is forwarded, from the published tracks (in publication order), who everyone
+/// sees first (the spotlight, the mentioned, the stage: `stage` here), who speaks now if only they and the stage are to be seen
 /// (audience mode), and the participants ordered by how recently they were an active
 /// speaker.
 ///

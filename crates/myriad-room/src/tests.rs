@@ -838,22 +838,23 @@ fn chat_is_kept_for_late_joiners_paged_deleted_and_stopped_by_moderators() {
     let host = join(&mut m, t, "host", Role::Host);
     let a = join(&mut m, t, "a", Role::Attendee);
     for i in 0..(chat::CHAT_KEPT + 20) {
-        m.handle_chat(t, a, &format!("line {i}")).unwrap();
+        m.handle_chat(t, a, &format!("line {i}"), Addressing::default())
+            .unwrap();
     }
     let late = join(&mut m, t, "late", Role::Attendee);
     let shown = m.snapshot_for(late).chat;
     assert_eq!(shown.len(), chat::CHAT_IN_SNAPSHOT);
     assert_eq!(shown.last().map(|c| c.text.as_str()), Some("line 519"));
-    let page = m.chat_history(shown[0].id, 30);
+    let page = m.chat_history(shown[0].id, 30, None);
     assert_eq!(page.len(), 30);
     assert_eq!(
         page.last().map(|c| c.id + 1),
         Some(shown[0].id),
         "just before"
     );
-    let oldest = m.chat_history(page[0].id, 1000);
+    let oldest = m.chat_history(page[0].id, 1000, None);
     assert_eq!(oldest.len(), chat::CHAT_PAGE_MAX, "a page is bounded");
-    let all_kept = m.chat_history(u64::MAX, usize::MAX);
+    let all_kept = m.chat_history(u64::MAX, usize::MAX, None);
     assert_eq!(all_kept.len(), chat::CHAT_PAGE_MAX);
 
     let last = shown.last().unwrap().id;
@@ -872,19 +873,20 @@ fn chat_is_kept_for_late_joiners_paged_deleted_and_stopped_by_moderators() {
     m.handle_ban_chat(t, Actor::Participant(host), a, true)
         .unwrap();
     assert!(matches!(
-        m.handle_chat(t, a, "hi"),
+        m.handle_chat(t, a, "hi", Addressing::default()),
         Err(RoomError::Forbidden(_))
     ));
     // Stopped by identity: joining again does not lift it.
     m.handle_leave(t, a);
     let again = join(&mut m, t, "a", Role::Attendee);
     assert!(matches!(
-        m.handle_chat(t, again, "hi"),
+        m.handle_chat(t, again, "hi", Addressing::default()),
         Err(RoomError::Forbidden(_))
     ));
     m.handle_ban_chat(t, Actor::Participant(host), again, false)
         .unwrap();
-    m.handle_chat(t, again, "hi again").unwrap();
+    m.handle_chat(t, again, "hi again", Addressing::default())
+        .unwrap();
     let seen = events(&drain(&mut m));
     assert!(seen
         .iter()
@@ -909,6 +911,7 @@ fn audience_mode_limits_attendees_and_the_plan_live() {
     let strict = myriad_proto::Audience {
         on: true,
         chat: false,
+        chat_hosts: false,
         reactions: false,
         hands: false,
     };
@@ -927,10 +930,11 @@ fn audience_mode_limits_attendees_and_the_plan_live() {
     assert_eq!(m.plan().video, [pan_cam], "the stage is seen");
     assert!(!m.plan().video.contains(&host_cam));
     assert!(matches!(
-        m.handle_chat(t, att, "hi"),
+        m.handle_chat(t, att, "hi", Addressing::default()),
         Err(RoomError::Forbidden(_))
     ));
-    m.handle_chat(t, pan, "panelists still chat").unwrap();
+    m.handle_chat(t, pan, "panelists still chat", Addressing::default())
+        .unwrap();
     assert!(matches!(
         m.handle_hand(t, att, true),
         Err(RoomError::Forbidden(_))
@@ -946,7 +950,8 @@ fn audience_mode_limits_attendees_and_the_plan_live() {
     assert!(m.snapshot_for(att).audience.on);
     m.handle_set_audience(t, Actor::Api, myriad_proto::Audience::default())
         .unwrap();
-    m.handle_chat(t, att, "back").unwrap();
+    m.handle_chat(t, att, "back", Addressing::default())
+        .unwrap();
     m.handle_reactions(t, &[thumbs]).unwrap();
     assert_eq!(m.plan().video.len(), 2);
 }
@@ -1129,26 +1134,34 @@ fn chat_is_sequenced_and_checked() {
     let mut m = meeting(t);
     let a = join(&mut m, t, "alice", Role::Attendee);
     drain(&mut m);
-    m.handle_chat(t, a, "  hello  ").unwrap();
+    m.handle_chat(t, a, "  hello  ", Addressing::default())
+        .unwrap();
     assert_eq!(
         events(&drain(&mut m)),
         vec![MeetingEvent::Chat {
             id: 1,
             from: a,
             name: "alice".into(),
-            text: "hello".into()
+            text: "hello".into(),
+            only: Vec::new(),
+            mentions: Vec::new(),
         }]
     );
     assert!(matches!(
-        m.handle_chat(t, a, "   "),
+        m.handle_chat(t, a, "   ", Addressing::default()),
         Err(RoomError::InvalidChat(_))
     ));
     assert!(matches!(
-        m.handle_chat(t, a, &"x".repeat(myriad_proto::MAX_CHAT_BYTES + 1)),
+        m.handle_chat(
+            t,
+            a,
+            &"x".repeat(myriad_proto::MAX_CHAT_BYTES + 1),
+            Addressing::default()
+        ),
         Err(RoomError::InvalidChat(_))
     ));
     assert_eq!(
-        m.handle_chat(t, ParticipantId(99), "hi"),
+        m.handle_chat(t, ParticipantId(99), "hi", Addressing::default()),
         Err(RoomError::UnknownParticipant)
     );
 }
@@ -1164,9 +1177,9 @@ fn events_go_in_one_batch_per_tick() {
     assert_eq!(events(&first).len(), 1, "{first:?}");
     // Within the tick: held back, due at its end.
     let t1 = clock.advance(Duration::from_millis(5));
-    m.handle_chat(t1, a, "one").unwrap();
+    m.handle_chat(t1, a, "one", Addressing::default()).unwrap();
     let t2 = clock.advance(Duration::from_millis(5));
-    m.handle_chat(t2, a, "two").unwrap();
+    m.handle_chat(t2, a, "two", Addressing::default()).unwrap();
     assert_eq!(m.poll_output(), None);
     assert_eq!(
         m.poll_timeout(),
@@ -1179,7 +1192,8 @@ fn events_go_in_one_batch_per_tick() {
     assert_eq!(seqs, vec![Seq(2), Seq(3)]);
     // A quiet tick later, the next event goes at once again.
     let t3 = clock.advance(Duration::from_secs(1));
-    m.handle_chat(t3, a, "three").unwrap();
+    m.handle_chat(t3, a, "three", Addressing::default())
+        .unwrap();
     assert!(matches!(m.poll_output(), Some(Output::Commit(c)) if c.events.len() == 1));
 }
 
@@ -1206,7 +1220,7 @@ fn larger_meetings_batch_over_longer_ticks() {
     let _ = drain(&mut m);
     let a = join(&mut m, t1, "talker", Role::Panelist);
     let _ = std::iter::from_fn(|| m.poll_output()).count();
-    m.handle_chat(t1, a, "held").unwrap();
+    m.handle_chat(t1, a, "held", Addressing::default()).unwrap();
     assert_eq!(
         m.poll_timeout(),
         Some((t1 + config.max_tick, Reason::Flush))
@@ -1226,7 +1240,8 @@ fn a_full_batch_goes_before_its_tick_ends() {
     let t1 = clock.advance(Duration::from_millis(1));
     let mut commits = Vec::new();
     for i in 0..(max + 5) {
-        m.handle_chat(t1, a, &format!("{i}")).unwrap();
+        m.handle_chat(t1, a, &format!("{i}"), Addressing::default())
+            .unwrap();
         commits.extend(std::iter::from_fn(|| m.poll_output()));
     }
     assert_eq!(commits.len(), 2);
@@ -1287,7 +1302,7 @@ fn an_ended_meeting_sends_its_last_events_then_stops() {
     let t = VirtualClock::new().now();
     let mut m = meeting(t);
     let a = join(&mut m, t, "alice", Role::Host);
-    m.handle_chat(t, a, "bye").unwrap();
+    m.handle_chat(t, a, "bye", Addressing::default()).unwrap();
     m.end(t);
     let out = std::iter::from_fn(|| m.poll_output()).collect::<Vec<_>>();
     assert_eq!(out.last(), Some(&Output::Stopped(StopReason::Ended)));
@@ -1700,4 +1715,136 @@ fn a_full_whiteboard_refuses_more_until_erased() {
         },
     )
     .unwrap();
+}
+
+#[test]
+fn a_message_to_the_hosts_reaches_them_and_its_sender_only() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let co = join(&mut m, t, "co", Role::CoHost);
+    let ann = join(&mut m, t, "ann", Role::Attendee);
+    let bob = join(&mut m, t, "bob", Role::Attendee);
+    drain(&mut m);
+    let to_hosts = Addressing {
+        to_hosts: true,
+        mentions: Vec::new(),
+    };
+    m.handle_chat(t, ann, "a private question", to_hosts.clone())
+        .unwrap();
+    m.handle_chat(t, bob, "hello all", Addressing::default())
+        .unwrap();
+    let sent = seq_events(&drain(&mut m));
+    let private = sent.iter().find(|e| e.is_private()).unwrap().clone();
+    let MeetingEvent::Chat { only, .. } = &private.event else {
+        panic!("{private:?}");
+    };
+    assert_eq!(only, &[host, co, ann]);
+    assert_eq!(private.seen_by(co), private);
+    assert_eq!(private.seen_by(ann), private);
+    assert_eq!(private.seen_by(bob).event, MeetingEvent::Withheld);
+    assert_eq!(private.seen_by(bob).seq, private.seq, "the number is kept");
+
+    // Resumed, snapshots and history: the same.
+    let missed = m.events_for(Seq(0), bob).unwrap();
+    assert!(missed.iter().all(|e| !e.is_private()));
+    assert!(missed.iter().any(|e| e.event == MeetingEvent::Withheld));
+    let texts = |msgs: Vec<myriad_proto::ChatMessage>| -> Vec<String> {
+        msgs.into_iter().map(|c| c.text).collect()
+    };
+    assert_eq!(texts(m.snapshot_for(bob).chat), ["hello all"]);
+    assert_eq!(
+        texts(m.snapshot_for(ann).chat),
+        ["a private question", "hello all"]
+    );
+    assert_eq!(
+        texts(m.chat_history(u64::MAX, 50, Some(bob))),
+        ["hello all"]
+    );
+    assert_eq!(texts(m.chat_history(u64::MAX, 50, Some(co))).len(), 2);
+    // A host made later reads what was sent to the hosts.
+    m.handle_set_role(t, Actor::Api, bob, Role::CoHost).unwrap();
+    assert_eq!(texts(m.snapshot_for(bob).chat).len(), 2);
+
+    // With chat to everyone off, attendees may still write to the hosts, unless that is off.
+    let mut audience = myriad_proto::Audience {
+        chat: false,
+        ..Default::default()
+    };
+    m.handle_set_audience(t, Actor::Api, audience).unwrap();
+    assert!(matches!(
+        m.handle_chat(t, ann, "all?", Addressing::default()),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_chat(t, ann, "hosts?", to_hosts.clone()).unwrap();
+    audience.chat_hosts = false;
+    m.handle_set_audience(t, Actor::Api, audience).unwrap();
+    assert!(matches!(
+        m.handle_chat(t, ann, "hosts?", to_hosts),
+        Err(RoomError::Forbidden(_))
+    ));
+    let _ = clock.advance(Duration::from_secs(1));
+}
+
+#[test]
+fn the_spotlight_and_a_hosts_mention_come_first_in_everyones_video() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let pans = join_many(&mut m, t, "p", 12, Role::Panelist);
+    let cams: Vec<_> = pans
+        .iter()
+        .map(|p| m.handle_publish(t, *p, TrackSource::Camera, None).unwrap())
+        .collect();
+    assert_eq!(m.plan().video.len(), 9, "last-N");
+    assert!(!m.plan().video.contains(&cams[11]));
+    assert!(matches!(
+        m.handle_spotlight(t, Actor::Participant(pans[0]), Some(pans[11])),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_spotlight(t, Actor::Participant(host), Some(pans[11]))
+        .unwrap();
+    assert_eq!(m.plan().video[0], cams[11]);
+    assert_eq!(m.snapshot_for(host).spotlight, Some(pans[11]));
+
+    // A panelist's mention features nobody; a host's features for `mention_for`.
+    let mention = |p| Addressing {
+        to_hosts: false,
+        mentions: vec![p, ParticipantId(999)],
+    };
+    m.handle_chat(t, pans[1], "see @p10", mention(pans[10]))
+        .unwrap();
+    assert!(!m.plan().video.contains(&cams[10]));
+    m.handle_chat(t, host, "over to @p10", mention(pans[10]))
+        .unwrap();
+    assert_eq!(&m.plan().video[..2], &[cams[11], cams[10]]);
+    let evs = events(&drain(&mut m));
+    assert!(evs.contains(&MeetingEvent::Featured {
+        spotlight: Some(pans[11]),
+        mentioned: vec![pans[10]],
+    }));
+    let chat_mentions: Vec<Vec<ParticipantId>> = evs
+        .iter()
+        .filter_map(|e| match e {
+            MeetingEvent::Chat { mentions, .. } => Some(mentions.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        chat_mentions,
+        [vec![pans[10]], vec![pans[10]]],
+        "unknown ids dropped"
+    );
+
+    m.handle_timeout(clock.advance(Duration::from_millis(300)));
+    drain(&mut m);
+    let (due, why) = m.poll_timeout().unwrap();
+    assert_eq!(why, Reason::MentionExpiry);
+    assert_eq!(due, t + MeetingConfig::default().mention_for);
+    m.handle_timeout(clock.advance(Duration::from_secs(30)));
+    assert!(!m.plan().video.contains(&cams[10]), "the mention ran out");
+    m.handle_leave(t, pans[11]);
+    assert_eq!(m.snapshot_for(host).spotlight, None, "gone with its person");
 }

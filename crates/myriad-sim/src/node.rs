@@ -672,6 +672,8 @@ impl World {
             let req = MeetingRequest::Chat {
                 participant,
                 text: text.clone(),
+                to_hosts: false,
+                mentions: Vec::new(),
             };
             self.ask(node, meeting, req, Purpose::Chat { conn, text });
         }

@@ -1158,6 +1158,78 @@ async fn whiteboard_strokes_appear_in_another_browser() {
     handler.abort();
 }
 
+/// Chat to the hosts and a host's @mention in the browser: an attendee writes to the hosts
+/// (the host reads it marked so, the other attendee never gets it); the host mentions a
+/// panelist, whose tile is featured on the others' pages; the host spotlights her too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_to_the_hosts_and_a_hosts_mention_in_the_browser() {
+    let server = common::Server::start();
+    server.create_meeting("hq").await;
+    let (mut browser, handler, _profile) = launch(&[]).await;
+    let people = [
+        ("Hana", "host"),
+        ("Ari", "attendee"),
+        ("Bo", "attendee"),
+        ("Pia", "panelist"),
+    ];
+    let [(host, _), (ari, _), (bo, _), (_pia, pia_id)] =
+        joined_pages(&browser, &server, "hq", people).await;
+    click(&ari, "#chat-toggle").await;
+    eval(&ari, "(() => { const s = document.querySelector('#chat-to'); s.value = 'hosts'; s.dispatchEvent(new Event('change')); return true; })()").await;
+    click(&ari, "#chat-input").await;
+    ari.find_element("#chat-input")
+        .await
+        .expect("chat input")
+        .type_str("Is this recorded?")
+        .await
+        .expect("type");
+    click(&ari, ".chat-form button[type=submit]").await;
+    click(&host, "#chat-toggle").await;
+    wait_until(
+        &host,
+        "the question to the hosts",
+        "document.querySelector('#chat-log li.to-hosts')?.textContent.includes('Is this recorded?') ?? false",
+        true,
+    )
+    .await;
+    screenshot(&host, "chat-to-hosts.png").await;
+    click(&host, "#chat-input").await;
+    host.find_element("#chat-input")
+        .await
+        .expect("chat input")
+        .type_str("@Pia please go ahead")
+        .await
+        .expect("type");
+    click(&host, ".chat-form button[type=submit]").await;
+    let featured = format!("document.querySelector('.tile[data-participant=\"{pia_id}\"]')?.classList.contains('featured') ?? false");
+    wait_until(&bo, "Pia featured for Bo", &featured, true).await;
+    let bo_chat = eval(&bo, "JSON.stringify([...window.myriad.signal.history, document.querySelector('#chat-log').textContent])").await;
+    assert!(
+        !bo_chat.to_string().contains("recorded"),
+        "Bo never gets it: {bo_chat}"
+    );
+    assert_eq!(
+        eval(&bo, "window.myriad.signal.gaps").await,
+        0,
+        "withheld, not missing"
+    );
+    click(
+        &host,
+        &format!(".tile[data-participant=\"{pia_id}\"] .mod .spotlight"),
+    )
+    .await;
+    wait_until(
+        &bo,
+        "Pia in the spotlight",
+        "window.myriad.state.spotlight",
+        pia_id,
+    )
+    .await;
+    screenshot(&bo, "mention-featured.png").await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
 /// Q&A in the browser: an attendee asks, another upvotes, the host sees the question with
 /// its votes and answers it; everyone sees it answered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

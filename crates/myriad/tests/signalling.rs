@@ -1196,6 +1196,71 @@ async fn the_whiteboard_over_websockets() {
     assert_eq!(expect_type(&mut late, "board").await["shapes"], json!([]));
 }
 
+/// Chat to the hosts only over WebSockets: the hosts and the sender read it; another attendee
+/// gets its number only (`withheld`, so its sequence has no gap), and not in its history nor
+/// a late joiner's snapshot. A host's @mention and spotlight feature people for everyone; an
+/// attendee may not spotlight.
+#[tokio::test]
+async fn messages_to_the_hosts_mentions_and_the_spotlight_over_websockets() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut a = connect(&server).await;
+    let a_id = join(&mut a, &server.token("m1", "ann", "attendee")).await["you"]["id"].clone();
+    let mut b = connect(&server).await;
+    let b_id = join(&mut b, &server.token("m1", "ben", "attendee")).await["you"]["id"].clone();
+    send(
+        &mut a,
+        json!({ "type": "chat", "text": "only for hosts", "to_hosts": true }),
+    )
+    .await;
+    for ws in [&mut host, &mut a] {
+        let ev = expect_event(ws, "chat").await;
+        assert_eq!(ev["text"], "only for hosts");
+        assert_eq!(ev["only"].as_array().map(Vec::len), Some(2));
+    }
+    let msg = expect_type(&mut b, "events").await;
+    let ev = msg["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] != "count")
+        .cloned()
+        .unwrap();
+    assert_eq!(ev["kind"], "withheld", "{msg}");
+    assert!(!msg.to_string().contains("only for hosts"));
+    send(&mut b, json!({ "type": "chat_history", "before": 1000 })).await;
+    assert_eq!(
+        expect_type(&mut b, "chat_history").await["messages"],
+        json!([])
+    );
+    send(&mut a, json!({ "type": "chat_history", "before": 1000 })).await;
+    assert_eq!(
+        expect_type(&mut a, "chat_history").await["messages"][0]["text"],
+        "only for hosts"
+    );
+    let mut late = connect(&server).await;
+    let welcome = join(&mut late, &server.token("m1", "lou", "attendee")).await;
+    assert_eq!(welcome["snapshot"]["chat"], json!([]));
+
+    send(&mut a, json!({ "type": "spotlight", "participant": b_id })).await;
+    expect_error(&mut a, "forbidden").await;
+    send(
+        &mut host,
+        json!({ "type": "spotlight", "participant": b_id }),
+    )
+    .await;
+    let ev = expect_event(&mut late, "featured").await;
+    assert_eq!(ev["spotlight"], b_id);
+    send(
+        &mut host,
+        json!({ "type": "chat", "text": "@ann, your turn", "mentions": [a_id] }),
+    )
+    .await;
+    let ev = expect_event(&mut late, "featured").await;
+    assert_eq!(ev["mentioned"].as_array().map(Vec::len), Some(1));
+}
+
 /// Q&A over WebSockets: asked, upvoted once each, answered by a moderator; the refusals.
 #[tokio::test]
 async fn questions_are_asked_upvoted_and_answered_over_websockets() {
@@ -1251,7 +1316,7 @@ async fn audience_mode_is_switched_live_over_websockets() {
     server.create_meeting("m1").await;
     let mut host = joined(&server, "m1", "hana", "host").await;
     let mut a = joined(&server, "m1", "ann", "attendee").await;
-    let strict = json!({ "on": true, "chat": false, "reactions": false, "hands": false });
+    let strict = json!({ "on": true, "chat": false, "chat_hosts": false, "reactions": false, "hands": false });
     send(
         &mut a,
         json!({ "type": "set_audience", "audience": strict }),

@@ -38,6 +38,16 @@ impl Meeting {
         }
     }
 
+    /// Whether `p` may write to the hosts now: attendees while chat, or chat to the hosts,
+    /// is on.
+    pub(super) fn check_may_chat_hosts(&self, p: ParticipantId) -> Result<(), RoomError> {
+        if self.audience.chat_hosts {
+            Ok(())
+        } else {
+            self.check_may_chat(p)
+        }
+    }
+
     pub(super) fn check_may_raise_hands(&self) -> Result<(), RoomError> {
         if self.audience.hands {
             Ok(())

@@ -1,6 +1,8 @@
-//! Chat: messages to everyone, sequenced like every event and kept as the meeting's history
-//! (the latest in the snapshot, older ones paged); moderators delete messages and stop
-//! someone's chat (by identity: joining again does not lift it).
+//! Chat: messages to everyone or to the hosts only, sequenced like every event and kept as
+//! the meeting's history (the latest in the snapshot, older ones paged; a message to the hosts
+//! only for them and its sender); moderators delete messages and stop someone's chat (by
+//! identity: joining again does not lift it). A host's @mention features the people it names
+//! ([`super::spotlight`]).
 
 use std::collections::VecDeque;
 use std::time::Instant;
@@ -20,14 +22,22 @@ pub const CHAT_PAGE_MAX: usize = 100;
 
 pub(super) type History = VecDeque<ChatMessage>;
 
+/// How a chat message is addressed: to the hosts only, and whom it @mentions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Addressing {
+    pub to_hosts: bool,
+    pub mentions: Vec<ParticipantId>,
+}
+
 impl Meeting {
-    /// A chat message to everyone; it is sequenced like every event, so resuming clients get
-    /// what they missed, and kept for those who join later.
+    /// A chat message to everyone (or to the hosts); it is sequenced like every event, so
+    /// resuming clients get what they missed, and kept for those who join later.
     pub fn handle_chat(
         &mut self,
         now: Instant,
         from: ParticipantId,
         text: &str,
+        to: Addressing,
     ) -> Result<(), RoomError> {
         self.at(now);
         let p = self
@@ -37,7 +47,12 @@ impl Meeting {
         if self.chat_banned.contains(&p.info.identity) {
             return Err(RoomError::Forbidden("a moderator stopped your chat"));
         }
-        self.check_may_chat(from)?;
+        let sender_moderates = p.permissions.moderate;
+        if to.to_hosts {
+            self.check_may_chat_hosts(from)?;
+        } else {
+            self.check_may_chat(from)?;
+        }
         let name = p.info.name.clone();
         let text = text.trim();
         if text.is_empty() {
@@ -46,23 +61,63 @@ impl Meeting {
         if text.len() > MAX_CHAT_BYTES {
             return Err(RoomError::InvalidChat("longer than 2000 bytes"));
         }
+        let only = if to.to_hosts {
+            self.hosts_and(from)
+        } else {
+            Vec::new()
+        };
+        let mut mentions: Vec<ParticipantId> = Vec::new();
+        for m in to.mentions {
+            if self.participants.contains_key(&m) && !mentions.contains(&m) {
+                mentions.push(m);
+            }
+        }
+        mentions.truncate(super::spotlight::MAX_MENTIONS);
         let message = ChatMessage {
             id: self.next_chat,
             from,
             name,
             text: text.to_owned(),
+            only,
+            mentions,
         };
         self.apply_chat(message.clone());
         self.changes.push(Change::Chatted {
             message: message.clone(),
         });
+        if sender_moderates && message.only.is_empty() && !message.mentions.is_empty() {
+            self.feature_mentioned(now, &message.mentions);
+        }
         self.emit(MeetingEvent::Chat {
             id: message.id,
             from: message.from,
             name: message.name,
             text: message.text,
+            only: message.only,
+            mentions: message.mentions,
         });
         Ok(())
+    }
+
+    /// The moderators in the meeting, and `p`, in id order. (A scan: messages to the hosts
+    /// are few, and each person's chat is limited.)
+    fn hosts_and(&self, p: ParticipantId) -> Vec<ParticipantId> {
+        self.participants
+            .iter()
+            .filter(|(id, who)| who.permissions.moderate || **id == p)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
+    /// Whether `reader` may read `m` (none: the API reads everything).
+    fn readable(&self, m: &ChatMessage, reader: Option<ParticipantId>) -> bool {
+        reader.is_none_or(|r| {
+            let moderates = self
+                .participants
+                .get(&r)
+                .is_some_and(|p| p.permissions.moderate);
+            m.readable_by(r, moderates)
+        })
     }
 
     /// A moderator deletes a message for everyone (from the history too).
@@ -113,9 +168,18 @@ impl Meeting {
         Ok(())
     }
 
-    /// Up to `limit` messages before message `before`, oldest first.
-    pub fn chat_history(&self, before: u64, limit: usize) -> Vec<ChatMessage> {
-        let older: Vec<&ChatMessage> = self.chat.iter().filter(|m| m.id < before).collect();
+    /// Up to `limit` messages before message `before` that `reader` may read, oldest first.
+    pub fn chat_history(
+        &self,
+        before: u64,
+        limit: usize,
+        reader: Option<ParticipantId>,
+    ) -> Vec<ChatMessage> {
+        let older: Vec<&ChatMessage> = self
+            .chat
+            .iter()
+            .filter(|m| m.id < before && self.readable(m, reader))
+            .collect();
         let skip = older.len().saturating_sub(limit.min(CHAT_PAGE_MAX));
         older.into_iter().skip(skip).cloned().collect()
     }
@@ -128,9 +192,17 @@ impl Meeting {
         self.chat.push_back(message);
     }
 
-    /// The latest messages, for a snapshot.
-    pub(super) fn latest_chat(&self) -> Vec<ChatMessage> {
-        let skip = self.chat.len().saturating_sub(CHAT_IN_SNAPSHOT);
-        self.chat.iter().skip(skip).cloned().collect()
+    /// The latest messages `reader` may read, for its snapshot.
+    pub(super) fn latest_chat(&self, reader: ParticipantId) -> Vec<ChatMessage> {
+        let mut latest: Vec<ChatMessage> = self
+            .chat
+            .iter()
+            .rev()
+            .filter(|m| self.readable(m, Some(reader)))
+            .take(CHAT_IN_SNAPSHOT)
+            .cloned()
+            .collect();
+        latest.reverse();
+        latest
     }
 }

@@ -119,6 +119,9 @@ pub enum Change {
         ids: Vec<u64>,
     },
     BoardCleared,
+    Spotlight {
+        participant: Option<ParticipantId>,
+    },
     /// The breakout rooms as they are now.
     Breakouts {
         state: BreakoutState,
@@ -194,6 +197,8 @@ pub struct MeetingState {
     pub board: Vec<DrawnShape>,
     #[serde(default)]
     pub next_shape: u64,
+    #[serde(default)]
+    pub spotlight: Option<ParticipantId>,
 }
 
 /// An answer as the meeting keeps it: whose identity gave it, as whom (named polls), what.
@@ -248,6 +253,7 @@ impl Meeting {
             breakouts: self.breakouts.clone(),
             board: self.board.shapes(),
             next_shape: self.board.next_id,
+            spotlight: self.featured.spotlight(),
             admitted,
             denied,
         }
@@ -327,6 +333,7 @@ impl Meeting {
                 m.board.put(shape);
             }
             m.board.next_id = m.board.next_id.max(s.next_shape);
+            m.featured.set_spotlight(s.spotlight);
             for (question, voters) in s.questions {
                 let id = question.id;
                 let mut voters = voters.into_iter();
@@ -494,6 +501,9 @@ impl Meeting {
                 self.board.erase(&ids);
             }
             Change::BoardCleared => self.board.clear(),
+            Change::Spotlight { participant } => {
+                self.featured.set_spotlight(participant);
+            }
             Change::Ended => self.ended = true,
         }
     }
@@ -606,7 +616,7 @@ mod tests {
                     );
                 }
                 (5, Some(p)) => {
-                    let _ = m.handle_chat(now, p, "hello");
+                    let _ = m.handle_chat(now, p, "hello", crate::Addressing::default());
                 }
                 (6, Some(p)) => m.handle_disconnect(now, p),
                 (7, Some(p)) => {

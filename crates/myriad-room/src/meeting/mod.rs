@@ -5,11 +5,13 @@
 mod audience;
 mod breakouts;
 pub(crate) mod chat;
+pub use self::chat::Addressing;
 mod durable;
 mod moderation;
 mod polls;
 mod questions;
 mod reactions;
+mod spotlight;
 mod stage;
 mod waiting;
 mod whiteboard;
@@ -29,6 +31,7 @@ use self::polls::Polls;
 use self::questions::Questions;
 pub use self::questions::Settled;
 use self::reactions::Tally;
+use self::spotlight::Featured;
 use self::stage::Stage;
 use self::waiting::Lobby;
 pub use self::waiting::WAIT_REFRESH;
@@ -72,6 +75,8 @@ pub struct MeetingConfig {
     pub stage_max: usize,
     /// How many of the earliest raised hands the queue's updates carry (the rest are counted).
     pub hands_shown: usize,
+    /// How long a host's @mention brings someone to everyone's video.
+    pub mention_for: Duration,
 }
 
 impl Default for MeetingConfig {
@@ -91,6 +96,7 @@ impl Default for MeetingConfig {
             idle_stop: Duration::from_secs(300),
             stage_max: 6,
             hands_shown: 50,
+            mention_for: Duration::from_secs(30),
         }
     }
 }
@@ -156,6 +162,8 @@ pub enum Reason {
     WaiterExpiry,
     /// The breakout rooms' timer runs out: everyone is called back.
     BreakoutTimer,
+    /// A host's mention stops featuring someone.
+    MentionExpiry,
 }
 
 /// Where a resuming client continues from.
@@ -241,6 +249,8 @@ pub struct Meeting {
     breakouts_dirty: bool,
     breakouts_closing: Option<Instant>,
     board: Board,
+    /// The spotlight and the people a host's mention features.
+    featured: Featured,
 }
 
 impl Meeting {
@@ -285,6 +295,7 @@ impl Meeting {
             breakouts_dirty: false,
             breakouts_closing: None,
             board: Board::default(),
+            featured: Featured::default(),
         }
     }
 
@@ -441,10 +452,17 @@ impl Meeting {
         if last_seq > self.seq {
             return Err(RoomError::UnknownSession);
         }
-        match self.events_after(last_seq) {
+        match self.events_for(last_seq, id) {
             Some(missed) => Ok(ResumeFrom::Events(missed)),
             None => Ok(ResumeFrom::Snapshot(Box::new(self.snapshot_for(id)))),
         }
+    }
+
+    /// The events after `after` as participant `p` receives them (messages for others
+    /// withheld), if they are all still kept.
+    pub fn events_for(&self, after: Seq, p: ParticipantId) -> Option<Vec<SeqEvent>> {
+        self.events_after(after)
+            .map(|events| events.iter().map(|e| e.seen_by(p)).collect())
     }
 
     /// The events after `after`, if they are all still kept (`None`: some are too old; a
@@ -584,6 +602,7 @@ impl Meeting {
             self.emit_stage();
         }
         self.forget_breakout(now, id);
+        self.unfeature(id);
         self.changes.push(Change::Left { participant: id });
         self.speakers.remove(id);
         self.recent_speakers.retain(|s| *s != id);
@@ -799,6 +818,7 @@ impl Meeting {
         }
         self.expire_waiters(now);
         self.close_breakouts_when_due(now);
+        self.expire_mentions(now);
         if self
             .empty_since
             .is_some_and(|t| now.saturating_duration_since(t) >= self.config.idle_stop)
@@ -825,7 +845,11 @@ impl Meeting {
             .map(|t| (t + self.config.idle_stop, Reason::Idle));
         let waiter = self.lobby.next_expiry().map(|t| (t, Reason::WaiterExpiry));
         let breakouts = self.breakouts_closing().map(|t| (t, Reason::BreakoutTimer));
-        [flush, count, expiry, idle, waiter, breakouts]
+        let mention = self
+            .featured
+            .next_expiry()
+            .map(|t| (t, Reason::MentionExpiry));
+        [flush, count, expiry, idle, waiter, breakouts, mention]
             .into_iter()
             .flatten()
             .min_by_key(|(t, _)| *t)
@@ -909,7 +933,7 @@ impl Meeting {
         let speaking = self.audience.on.then(|| self.speakers.active());
         let plan = plan_forwarding(
             &tracks,
-            self.stage.on_stage(),
+            &self.seen_first(),
             speaking,
             &self.recent_speakers,
             self.config.speaker.max_active,
@@ -922,7 +946,7 @@ impl Meeting {
     }
 
     /// The state a (re)joining participant starts from.
-    pub fn snapshot_for(&self, _id: ParticipantId) -> Snapshot {
+    pub fn snapshot_for(&self, id: ParticipantId) -> Snapshot {
         let small = self.count() <= self.config.roster_broadcast_max;
         Snapshot {
             seq: self.seq,
@@ -939,7 +963,9 @@ impl Meeting {
             polls: self.poll_states(),
             locked: self.locked,
             questions: self.open_questions(),
-            chat: self.latest_chat(),
+            chat: self.latest_chat(id),
+            spotlight: self.featured.spotlight(),
+            mentioned: self.featured.mentioned(),
             audience: self.audience,
             stage: self.stage_infos(),
             waiting_room: self.lobby_summary(),
