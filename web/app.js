@@ -192,6 +192,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
     waitingRoom: { on: false, waiting: 0, first: [] }, // who waits to be let in (moderators act)
     breakouts: { open: false, choose: false, remaining_s: null, rooms: [] },
     breakoutEndsAt: null, // when the rooms' timer calls everyone back (ms since the epoch)
+    defaultRole: 'panelist', // the role of people who join by link
     spotlight: null, // whom a host put in the spotlight
     mentioned: [], // whom a host's @mention features for a while
   };
@@ -281,11 +282,16 @@ async function meeting(meetingId, name, localTracks, room = null) {
   const decideAll = (admit) => signal.send({ type: 'admit', admit });
   const admitAll = h('button', { id: 'admit-all', onclick: () => decideAll(true) }, 'Admit all');
   const denyAll = h('button', { id: 'deny-all', onclick: () => decideAll(false) }, 'Deny all');
+  // Hosts choose the role of people who join by link from now on.
+  const defaultRole = h('select', { id: 'default-role', 'aria-label': 'Newcomers join as',
+    onchange: () => signal.send({ type: 'set_default_role', role: defaultRole.value }) },
+  h('option', { value: 'panelist' }, 'Panelists (may talk)'), h('option', { value: 'attendee' }, 'Attendees (watch)'));
+  const defaultRoleRow = h('label', {}, 'Newcomers join as', defaultRole);
   const handsPanel = h('aside', { id: 'hands', class: 'sheet', hidden: true },
     h('h2', {}, 'Waiting room'), closer(() => toggleSheet(handsPanel)),
     h('label', { class: 'check' }, waitingBox, 'Newcomers wait until let in'), waitingList, h('div', { class: 'row wrap' }, admitAll, denyAll),
     h('h2', {}, 'Raised hands'), handList, lowerAll, h('h2', {}, 'On stage'), stageList,
-    h('h2', {}, 'Meeting'), h('div', { class: 'row wrap' }, muteAll, lockBtn, endBtn),
+    h('h2', {}, 'Meeting'), h('div', { class: 'row wrap' }, muteAll, lockBtn, endBtn), defaultRoleRow,
     h('h2', {}, 'Audience'), audienceForm);
   const chatLog = h('ol', { id: 'chat-log', class: 'chat-log', 'aria-live': 'polite' });
   const chatInput = h('input', { id: 'chat-input', placeholder: 'Message everyone', maxlength: 2000, autocomplete: 'off' });
@@ -329,6 +335,8 @@ async function meeting(meetingId, name, localTracks, room = null) {
     const waiting = state.waitingRoom.waiting;
     handsBtn.textContent = (state.hands.raised ? `Hands (${state.hands.raised})` : 'Hands') + (waiting ? ` · ${waiting} waiting` : '');
     waitingBox.checked = state.waitingRoom.on;
+    defaultRoleRow.hidden = state.me?.role !== 'host';
+    defaultRole.value = state.defaultRole;
     lockedEl.hidden = !state.locked;
     lockBtn.textContent = state.locked ? 'Unlock meeting' : 'Lock meeting';
     micBtn.classList.toggle('off', muted.microphone);
@@ -481,6 +489,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
     state.hands = s.hands || { raised: 0, first: [] };
     state.locked = Boolean(s.locked);
     state.spotlight = s.spotlight ?? null;
+    state.defaultRole = s.default_role || 'panelist';
     state.mentioned = s.mentioned || [];
     if (s.breakouts) breakoutsChanged(s.breakouts);
     state.waitingRoom = s.waiting_room || state.waitingRoom;
@@ -527,6 +536,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
       case 'reactions': floatReactions(ev.counts); break;
       case 'breakouts': breakoutsChanged(ev.breakouts); break;
       case 'featured': state.spotlight = ev.spotlight; state.mentioned = ev.mentioned; break;
+      case 'default_role': state.defaultRole = ev.role; break;
       case 'drawn':
       case 'erased':
       case 'board_cleared': board.apply(ev); break;

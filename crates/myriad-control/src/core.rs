@@ -419,6 +419,9 @@ impl<R> CoordinatorCore<R> {
                 to_hosts,
                 mentions,
             } => done(m.handle_chat(now, participant, &text, Addressing { to_hosts, mentions })),
+            MeetingRequest::SetDefaultRole { actor, role } => {
+                done(m.handle_set_default_role(now, actor, role))
+            }
             MeetingRequest::Spotlight { actor, target } => {
                 done(m.handle_spotlight(now, actor, target))
             }

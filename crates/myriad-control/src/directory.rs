@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use myriad_bus::{Bus, BusError, Kv, KvConfig};
-use myriad_proto::MeetingId;
+use myriad_proto::{MeetingId, Role};
 use myriad_store::{MeetingRecord, Store};
 
 use crate::ControlError;
@@ -65,27 +65,61 @@ impl Directory {
         match self {
             Directory::Local(store) => Ok(store.end_meeting(id.as_str(), now_unix_s)?),
             Directory::Shared(kv) => {
-                for _ in 0..CAS_TRIES {
-                    let Some(entry) = kv.get(id.as_str()).await? else {
-                        return Ok(false);
-                    };
-                    let mut record: MeetingRecord =
-                        serde_json::from_slice(&entry.value).map_err(corrupt)?;
-                    if record.ended_unix_s.is_some() {
-                        return Ok(true);
-                    }
-                    record.ended_unix_s = Some(now_unix_s);
-                    let value = Bytes::from(serde_json::to_vec(&record).map_err(corrupt)?);
-                    match kv.update(id.as_str(), value, entry.revision).await {
-                        Ok(_) => return Ok(true),
-                        Err(BusError::WrongRevision { .. }) => continue,
-                        Err(e) => return Err(e.into()),
-                    }
-                }
-                Err(ControlError::Busy)
+                modify(kv.as_ref(), id, |r| {
+                    let unset = r.ended_unix_s.is_none();
+                    r.ended_unix_s.get_or_insert(now_unix_s);
+                    unset
+                })
+                .await
             }
         }
     }
+
+    /// The role of people who join without one of their own, from now on; false if there is
+    /// no such meeting.
+    pub async fn set_default_role(&self, id: &MeetingId, role: Role) -> Result<bool, ControlError> {
+        match self {
+            Directory::Local(store) => {
+                let Some(mut record) = store.meeting(id.as_str())? else {
+                    return Ok(false);
+                };
+                record.settings.default_role = role;
+                Ok(store.update_settings(id.as_str(), &record.settings)?)
+            }
+            Directory::Shared(kv) => {
+                modify(kv.as_ref(), id, |r| {
+                    std::mem::replace(&mut r.settings.default_role, role) != role
+                })
+                .await
+            }
+        }
+    }
+}
+
+/// Changes a shared record by `change` (which says whether it changed anything), written
+/// only if nobody wrote it meanwhile (else read and changed again); false if there is no such
+/// meeting.
+async fn modify(
+    kv: &dyn Kv,
+    id: &MeetingId,
+    change: impl Fn(&mut MeetingRecord) -> bool,
+) -> Result<bool, ControlError> {
+    for _ in 0..CAS_TRIES {
+        let Some(entry) = kv.get(id.as_str()).await? else {
+            return Ok(false);
+        };
+        let mut record: MeetingRecord = serde_json::from_slice(&entry.value).map_err(corrupt)?;
+        if !change(&mut record) {
+            return Ok(true);
+        }
+        let value = Bytes::from(serde_json::to_vec(&record).map_err(corrupt)?);
+        match kv.update(id.as_str(), value, entry.revision).await {
+            Ok(_) => return Ok(true),
+            Err(BusError::WrongRevision { .. }) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(ControlError::Busy)
 }
 
 fn corrupt(e: serde_json::Error) -> ControlError {

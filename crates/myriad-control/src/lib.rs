@@ -21,7 +21,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use myriad_auth::ApiKey;
 use myriad_bus::{Bus, BusError};
 pub use myriad_plan::PlannerConfig;
-use myriad_proto::MeetingId;
+use myriad_proto::meeting::{Actor, MeetingRequest};
+use myriad_proto::{MeetingId, Role};
 use myriad_room::MeetingConfig;
 use myriad_store::{MeetingRecord, MeetingSettings, StoreError};
 use rand::distr::{Alphanumeric, SampleString};
@@ -237,6 +238,7 @@ impl Control {
             max_participants: s.max_participants,
             roster_broadcast_max: s.roster_broadcast_max,
             last_n_video: s.last_n_video as usize,
+            default_role: s.default_role,
             ..MeetingConfig::default()
         };
         let started = coordinator::start(
@@ -265,6 +267,24 @@ impl Control {
             // A start under way holds the lock: the figure of a moment later will do.
             Err(_) => 0,
         }
+    }
+
+    /// Sets the role of people who join `id` without one of their own: the meeting checks
+    /// that `actor` may (a host, or the API) and tells everyone, then the directory keeps it
+    /// for the tokens made from now on.
+    pub async fn set_default_role(
+        self: &Arc<Self>,
+        id: &MeetingId,
+        actor: Actor,
+        role: Role,
+    ) -> Result<(), AskError> {
+        self.client(id)
+            .ask_done(MeetingRequest::SetDefaultRole { actor, role })
+            .await?;
+        if !self.directory.set_default_role(id, role).await? {
+            return Err(ControlError::NotFound.into());
+        }
+        Ok(())
     }
 
     /// Ends the meeting for everyone and for good.

@@ -46,6 +46,7 @@ pub fn router() -> Router<Arc<Node>> {
             "/api/v1/meetings/{id}/participants/{pid}/role",
             post(set_role),
         )
+        .route("/api/v1/meetings/{id}/default_role", post(set_default_role))
         .route("/api/v1/meetings/{id}/polls", post(create_poll))
         .route("/api/v1/meetings/{id}/polls/{poll}/close", post(close_poll))
         .route(
@@ -417,6 +418,21 @@ async fn set_role(
     node.control
         .client(&id)
         .set_role(Actor::Api, ParticipantId(pid), body.role)
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Sets the role of people who join without one of their own (a link), from now on.
+async fn set_default_role(
+    _: ApiAuth,
+    State(node): State<Arc<Node>>,
+    Path(id): Path<String>,
+    Json(body): Json<SetRole>,
+) -> Result<StatusCode, ApiError> {
+    let id = meeting_id(&id)?;
+    node.control.meeting_record(&id).await?;
+    node.control
+        .set_default_role(&id, Actor::Api, body.role)
         .await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -545,6 +545,14 @@ impl Session {
                     .await;
                 self.refused(asked.map(|_| ())).await;
             }
+            ClientMsg::SetDefaultRole { role } => {
+                let actor = Actor::Participant(member.participant);
+                let set = self
+                    .node
+                    .control
+                    .set_default_role(&member.meeting, actor, role);
+                self.refused(set.await).await;
+            }
             ClientMsg::BoardState => match member.client.board().await {
                 Ok((shapes, seq)) => self.send(&ServerMsg::Board { shapes, seq }).await,
                 Err(e) => self.refused(Err(e)).await,

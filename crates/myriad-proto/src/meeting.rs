@@ -119,6 +119,11 @@ pub enum MeetingRequest {
         actor: Actor,
         target: Option<ParticipantId>,
     },
+    /// A host (or the API) sets the meeting's default role (the directory keeps it too).
+    SetDefaultRole {
+        actor: Actor,
+        role: Role,
+    },
     SetRole {
         actor: Actor,
         target: ParticipantId,

@@ -112,6 +112,11 @@ pub enum ClientMsg {
         #[serde(default)]
         mentions: Vec<ParticipantId>,
     },
+    /// A host sets the role of people who join without one of their own (a link), from now
+    /// on: panelists in a small meeting, attendees in a large one.
+    SetDefaultRole {
+        role: Role,
+    },
     /// A moderator puts someone in the spotlight (first in everyone's video), or nobody.
     Spotlight {
         #[serde(default)]
@@ -360,6 +365,9 @@ pub struct Snapshot {
     /// Nobody new may join.
     #[serde(default)]
     pub locked: bool,
+    /// The role of people who join without one of their own.
+    #[serde(default = "panelist")]
+    pub default_role: Role,
     /// Who is in the spotlight, and who a host's mention features for a while.
     #[serde(default)]
     pub spotlight: Option<ParticipantId>,
@@ -432,6 +440,10 @@ pub struct Audience {
 
 fn yes() -> bool {
     true
+}
+
+fn panelist() -> Role {
+    Role::Panelist
 }
 
 impl Default for Audience {
@@ -634,6 +646,10 @@ pub enum MeetingEvent {
     },
     /// An event for others (a message to the hosts): its number only.
     Withheld,
+    /// The role of people who join without one of their own changed.
+    DefaultRole {
+        role: Role,
+    },
     /// Who is in the spotlight now (a moderator's choice), and who a host's @mention brought
     /// to everyone's video for a while: they come first in everyone's video.
     Featured {

@@ -1848,3 +1848,27 @@ fn the_spotlight_and_a_hosts_mention_come_first_in_everyones_video() {
     m.handle_leave(t, pans[11]);
     assert_eq!(m.snapshot_for(host).spotlight, None, "gone with its person");
 }
+
+#[test]
+fn only_a_host_sets_the_default_role_and_never_to_a_host() {
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let co = join(&mut m, t, "co", Role::CoHost);
+    assert_eq!(m.snapshot_for(host).default_role, Role::Panelist);
+    assert!(matches!(
+        m.handle_set_default_role(t, Actor::Participant(co), Role::Attendee),
+        Err(RoomError::Forbidden(_))
+    ));
+    assert!(matches!(
+        m.handle_set_default_role(t, Actor::Participant(host), Role::CoHost),
+        Err(RoomError::Forbidden(_))
+    ));
+    m.handle_set_default_role(t, Actor::Participant(host), Role::Attendee)
+        .unwrap();
+    assert_eq!(m.snapshot_for(co).default_role, Role::Attendee);
+    assert!(events(&drain(&mut m)).contains(&MeetingEvent::DefaultRole {
+        role: Role::Attendee
+    }));
+    assert_eq!(m.state().default_role, Some(Role::Attendee));
+}

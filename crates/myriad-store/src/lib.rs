@@ -188,6 +188,20 @@ impl Store {
         .transpose()
     }
 
+    /// Replaces a meeting's settings; returns false when there is no such meeting.
+    pub fn update_settings(
+        &self,
+        id: &str,
+        settings: &MeetingSettings,
+    ) -> Result<bool, StoreError> {
+        let settings = serde_json::to_string(settings)?;
+        let n = self.conn().execute(
+            "UPDATE meetings SET settings = ?2 WHERE id = ?1",
+            params![id, settings],
+        )?;
+        Ok(n > 0)
+    }
+
     /// Marks a meeting ended; returns false when there is no such meeting.
     pub fn end_meeting(&self, id: &str, now_unix_s: u64) -> Result<bool, StoreError> {
         let n = self.conn().execute(

@@ -871,6 +871,20 @@ async fn a_host_moderates_from_the_browser() {
         false,
     )
     .await;
+    // The host has newcomers join as attendees from now on.
+    eval(
+        &host,
+        "(() => { const s = document.querySelector('#default-role'); s.value = 'attendee'; \
+         s.dispatchEvent(new Event('change')); return true; })()",
+    )
+    .await;
+    wait_until(
+        &bo,
+        "the default role at Bo",
+        "window.myriad.state.defaultRole",
+        "attendee",
+    )
+    .await;
     screenshot(&host, "moderation-host.png").await;
     let late = browser
         .new_page(join_url(&server, "mod", "Cy", "attendee"))

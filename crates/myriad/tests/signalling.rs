@@ -1443,6 +1443,62 @@ async fn dev_powers_stop_at_proxies_and_the_default_role() {
     let mut ws = connect(&server).await;
     let welcome = join(&mut ws, body["token"].as_str().unwrap()).await;
     assert_eq!(welcome["you"]["role"], "attendee", "the meeting's default");
+    // The host sets the default live: the next link joins as a panelist; attendees and
+    // co-hosts may not set it, and nobody makes hosts by default.
+    send(
+        &mut ws,
+        json!({ "type": "set_default_role", "role": "panelist" }),
+    )
+    .await;
+    expect_error(&mut ws, "forbidden").await;
+    let mut host = connect(&server).await;
+    let ask = json!({ "meeting": id, "name": "hana", "host_key": host_key });
+    join(
+        &mut host,
+        dev_token(server.url.clone(), ask).await.1["token"]
+            .as_str()
+            .unwrap(),
+    )
+    .await;
+    send(
+        &mut host,
+        json!({ "type": "set_default_role", "role": "host" }),
+    )
+    .await;
+    expect_error(&mut host, "forbidden").await;
+    send(
+        &mut host,
+        json!({ "type": "set_default_role", "role": "panelist" }),
+    )
+    .await;
+    let ev = expect_event(&mut ws, "default_role").await;
+    assert_eq!(ev["role"], "panelist");
+    let ask = json!({ "meeting": id, "name": "cy" });
+    let (_, body) = dev_token(server.url.clone(), ask).await;
+    let mut cy = connect(&server).await;
+    let welcome = join(&mut cy, body["token"].as_str().unwrap()).await;
+    assert_eq!(welcome["you"]["role"], "panelist", "the new default");
+    assert_eq!(welcome["snapshot"]["default_role"], "panelist");
+    // And back through the REST API.
+    let (key, secret) = server.api_credentials();
+    let res = http
+        .post(format!(
+            "{}/api/v1/meetings/{}/default_role",
+            server.url,
+            id.as_str().unwrap()
+        ))
+        .basic_auth(key, Some(secret))
+        .json(&json!({ "role": "attendee" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 204);
+    let (_, body) = dev_token(server.url.clone(), json!({ "meeting": id, "name": "dee" })).await;
+    let mut dee = connect(&server).await;
+    assert_eq!(
+        join(&mut dee, body["token"].as_str().unwrap()).await["you"]["role"],
+        "attendee"
+    );
     for (meeting, key) in [
         ("m1", host_key.clone()),
         (id.as_str().unwrap(), json!("forged")),

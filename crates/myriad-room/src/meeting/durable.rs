@@ -122,6 +122,9 @@ pub enum Change {
     Spotlight {
         participant: Option<ParticipantId>,
     },
+    DefaultRole {
+        role: Role,
+    },
     /// The breakout rooms as they are now.
     Breakouts {
         state: BreakoutState,
@@ -199,6 +202,8 @@ pub struct MeetingState {
     pub next_shape: u64,
     #[serde(default)]
     pub spotlight: Option<ParticipantId>,
+    #[serde(default)]
+    pub default_role: Option<Role>,
 }
 
 /// An answer as the meeting keeps it: whose identity gave it, as whom (named polls), what.
@@ -254,6 +259,7 @@ impl Meeting {
             board: self.board.shapes(),
             next_shape: self.board.next_id,
             spotlight: self.featured.spotlight(),
+            default_role: Some(self.default_role),
             admitted,
             denied,
         }
@@ -334,6 +340,7 @@ impl Meeting {
             }
             m.board.next_id = m.board.next_id.max(s.next_shape);
             m.featured.set_spotlight(s.spotlight);
+            m.default_role = s.default_role.unwrap_or(m.default_role);
             for (question, voters) in s.questions {
                 let id = question.id;
                 let mut voters = voters.into_iter();
@@ -501,6 +508,7 @@ impl Meeting {
                 self.board.erase(&ids);
             }
             Change::BoardCleared => self.board.clear(),
+            Change::DefaultRole { role } => self.default_role = role,
             Change::Spotlight { participant } => {
                 self.featured.set_spotlight(participant);
             }

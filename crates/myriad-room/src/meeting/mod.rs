@@ -77,6 +77,8 @@ pub struct MeetingConfig {
     pub hands_shown: usize,
     /// How long a host's @mention brings someone to everyone's video.
     pub mention_for: Duration,
+    /// The role of people who join without one of their own, as the meeting started.
+    pub default_role: Role,
 }
 
 impl Default for MeetingConfig {
@@ -97,6 +99,7 @@ impl Default for MeetingConfig {
             stage_max: 6,
             hands_shown: 50,
             mention_for: Duration::from_secs(30),
+            default_role: Role::Panelist,
         }
     }
 }
@@ -251,11 +254,13 @@ pub struct Meeting {
     board: Board,
     /// The spotlight and the people a host's mention features.
     featured: Featured,
+    default_role: Role,
 }
 
 impl Meeting {
     pub fn new(id: MeetingId, config: MeetingConfig, now: Instant) -> Self {
         let speakers = SpeakerDetector::new(config.speaker.clone());
+        let config_role = config.default_role;
         Self {
             id,
             config,
@@ -296,6 +301,7 @@ impl Meeting {
             breakouts_closing: None,
             board: Board::default(),
             featured: Featured::default(),
+            default_role: config_role,
         }
     }
 
@@ -966,6 +972,7 @@ impl Meeting {
             chat: self.latest_chat(id),
             spotlight: self.featured.spotlight(),
             mentioned: self.featured.mentioned(),
+            default_role: self.default_role,
             audience: self.audience,
             stage: self.stage_infos(),
             waiting_room: self.lobby_summary(),

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use myriad_proto::meeting::Actor;
-use myriad_proto::{MeetingEvent, ParticipantId, TrackSource};
+use myriad_proto::{MeetingEvent, ParticipantId, Role, TrackSource};
 
 use super::{Change, Meeting};
 use crate::RoomError;
@@ -48,6 +48,32 @@ impl Meeting {
     pub fn handle_end(&mut self, now: Instant, actor: Actor) -> Result<(), RoomError> {
         self.check_moderator(actor)?;
         self.end(now);
+        Ok(())
+    }
+
+    /// A host sets the role of people who join without one of their own; co-hosts may not.
+    pub fn handle_set_default_role(
+        &mut self,
+        now: Instant,
+        actor: Actor,
+        role: Role,
+    ) -> Result<(), RoomError> {
+        self.at(now);
+        if let Actor::Participant(p) = actor {
+            if self.participants.get(&p).map(|p| p.info.role) != Some(Role::Host) {
+                return Err(RoomError::Forbidden("only a host sets the default role"));
+            }
+        }
+        if matches!(role, Role::Host | Role::CoHost) {
+            return Err(RoomError::Forbidden(
+                "the default role is panelist or attendee: hosts are made by hand",
+            ));
+        }
+        if self.default_role != role {
+            self.default_role = role;
+            self.changes.push(Change::DefaultRole { role });
+            self.emit(MeetingEvent::DefaultRole { role });
+        }
         Ok(())
     }
 
