@@ -744,9 +744,10 @@ async fn a_raised_hand_is_invited_to_the_stage_and_seen_by_all() {
     .await;
     wait_until(
         &bo,
-        "Bo's chat off",
-        "document.querySelector('#chat-input').disabled",
-        true,
+        "Bo's chat to everyone off (to the hosts still on)",
+        "[document.querySelector('#chat-to option[value=all]').disabled, \
+          document.querySelector('#chat-to').value, document.querySelector('#chat-input').disabled].join()",
+        "true,hosts,false",
     )
     .await;
     wait_until(
