@@ -151,6 +151,9 @@ const publishes = (role) => role !== 'attendee';
 const moderates = (role) => role === 'host' || role === 'co_host';
 // The reactions the server counts (myriad-proto's REACTIONS).
 const REACTIONS = ['👍', '❤️', '😂', '😮', '👏', '🎉'];
+// Why the spam filter held a message (myriad-proto's SpamReason).
+const SPAM_REASONS = { flood: 'a flood of messages', repeat: 'the same message again', links: 'many links',
+  blocked_word: 'a blocked word', looks_like_spam: 'looks like spam' };
 const ROLE_NAMES = { host: 'Host', co_host: 'Co-host', panelist: 'Panelist', attendee: 'Attendee' };
 // The roles a moderator may give: a co-host moves people between panelist and attendee only.
 const givableRoles = (mine, theirs) => (mine === 'host'
@@ -917,10 +920,16 @@ async function meeting(meetingId, name, localTracks, room = null) {
   function chatLine(m) {
     const mine = state.me && m.from === state.me.id;
     const toMe = state.me && (m.mentions || []).includes(state.me.id);
-    const cls = [mine ? 'mine' : '', m.only?.length ? 'to-hosts' : '', toMe ? 'mentions-me' : ''].join(' ').trim();
+    const cls = [mine ? 'mine' : '', m.to_hosts ? 'to-hosts' : '', toMe ? 'mentions-me' : '', m.flagged ? 'flagged' : ''].join(' ').trim();
     const li = h('li', { class: cls, 'data-chat': m.id }, h('b', {}, mine ? 'You' : m.name),
-      m.only?.length ? h('span', { class: 'hint' }, ' to the hosts') : null, ' ', m.text);
-    if (state.me && moderates(state.me.role) && !mine) {
+      m.to_hosts ? h('span', { class: 'hint' }, ' to the hosts') : null, ' ', m.text);
+    const moderator = state.me && moderates(state.me.role);
+    if (m.flagged && moderator) {
+      // Held by the spam filter: the hosts release it to everyone, or delete it.
+      li.append(h('span', { class: 'held' }, `Held: ${SPAM_REASONS[m.flagged] || m.flagged}`,
+        h('button', { class: 'release-chat', onclick: () => signal.send({ type: 'release_chat', id: m.id }) }, 'Release')));
+    }
+    if (moderator && !mine) {
       li.append(h('span', { class: 'chat-mod' },
         h('button', { class: 'delete-chat', title: 'Delete for everyone', onclick: () => signal.send({ type: 'delete_chat', id: m.id }) }, 'Delete'),
         h('button', { class: 'ban-chat', title: "Stop this person's chat", onclick: () => signal.send({ type: 'ban_chat', participant: m.from, banned: true }) }, 'Mute chat')));
@@ -929,6 +938,9 @@ async function meeting(meetingId, name, localTracks, room = null) {
   }
   function addChat(ev) {
     const mine = state.me && ev.from === state.me.id;
+    // A held message released comes again with its number: it takes its place.
+    const shown = chatLog.querySelector(`li[data-chat="${ev.id}"]`);
+    if (shown) return shown.replaceWith(chatLine(ev));
     chatLog.append(chatLine(ev));
     while (chatLog.childElementCount > 500) chatLog.querySelector('li[data-chat]')?.remove();
     chatLog.scrollTop = chatLog.scrollHeight;

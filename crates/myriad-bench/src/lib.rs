@@ -22,6 +22,7 @@ pub mod reactions;
 mod report;
 mod server;
 mod signal_client;
+pub mod spam;
 pub mod speaker_switch;
 pub mod udp_ceiling;
 pub mod waf_cost;

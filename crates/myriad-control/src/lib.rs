@@ -239,6 +239,7 @@ impl Control {
             roster_broadcast_max: s.roster_broadcast_max,
             last_n_video: s.last_n_video as usize,
             default_role: s.default_role,
+            blocked_words: s.blocked_words.clone(),
             ..MeetingConfig::default()
         };
         let started = coordinator::start(

@@ -56,6 +56,7 @@ pub fn ask_of(msg: ClientMsg, me: ParticipantId) -> Result<MeetingRequest, Clien
             role,
         },
         ClientMsg::DeleteChat { id } => MeetingRequest::DeleteChat { actor, id },
+        ClientMsg::ReleaseChat { id } => MeetingRequest::ReleaseChat { actor, id },
         ClientMsg::BanChat {
             participant,
             banned,

@@ -172,6 +172,10 @@ pub enum MeetingRequest {
         actor: Actor,
         id: u64,
     },
+    ReleaseChat {
+        actor: Actor,
+        id: u64,
+    },
     BanChat {
         actor: Actor,
         target: ParticipantId,

@@ -168,6 +168,10 @@ pub enum ClientMsg {
     ChatHistory {
         before: u64,
     },
+    /// A moderator releases a message the spam filter held: everyone gets it.
+    ReleaseChat {
+        id: u64,
+    },
     /// A moderator deletes a chat message for everyone.
     DeleteChat {
         id: u64,
@@ -470,6 +474,28 @@ pub struct ChatMessage {
     pub only: Vec<ParticipantId>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mentions: Vec<ParticipantId>,
+    /// Sent to the hosts only.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub to_hosts: bool,
+    /// Held by the spam filter, for the hosts to release or delete.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flagged: Option<SpamReason>,
+}
+
+/// Why the spam filter held a chat message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SpamReason {
+    /// Too many messages in a short time.
+    Flood,
+    /// The same message again.
+    Repeat,
+    /// Many links.
+    Links,
+    /// A word the meeting blocks.
+    BlockedWord,
+    /// The trained classifier finds it likely spam.
+    LooksLikeSpam,
 }
 
 impl ChatMessage {
@@ -637,12 +663,16 @@ pub enum MeetingEvent {
         from: ParticipantId,
         name: String,
         text: String,
-        /// Who alone receives it (a message to the hosts: they and its sender); none:
-        /// everyone.
+        /// Who alone receives it (a message to the hosts, or one the spam filter holds: they
+        /// and its sender); none: everyone. A message released later comes again, same id.
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         only: Vec<ParticipantId>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         mentions: Vec<ParticipantId>,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        to_hosts: bool,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        flagged: Option<SpamReason>,
     },
     /// An event for others (a message to the hosts): its number only.
     Withheld,

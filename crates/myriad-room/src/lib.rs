@@ -11,6 +11,7 @@ mod error;
 mod meeting;
 mod plan;
 mod seq_gate;
+pub mod spam;
 mod speaker;
 
 pub use error::RoomError;

@@ -837,8 +837,9 @@ fn chat_is_kept_for_late_joiners_paged_deleted_and_stopped_by_moderators() {
     let mut m = meeting(t);
     let host = join(&mut m, t, "host", Role::Host);
     let a = join(&mut m, t, "a", Role::Attendee);
+    // The host's messages (a flood from anyone else is held by the spam filter).
     for i in 0..(chat::CHAT_KEPT + 20) {
-        m.handle_chat(t, a, &format!("line {i}"), Addressing::default())
+        m.handle_chat(t, host, &format!("line {i}"), Addressing::default())
             .unwrap();
     }
     let late = join(&mut m, t, "late", Role::Attendee);
@@ -1145,6 +1146,8 @@ fn chat_is_sequenced_and_checked() {
             text: "hello".into(),
             only: Vec::new(),
             mentions: Vec::new(),
+            to_hosts: false,
+            flagged: None,
         }]
     );
     assert!(matches!(
@@ -1871,4 +1874,71 @@ fn only_a_host_sets_the_default_role_and_never_to_a_host() {
         role: Role::Attendee
     }));
     assert_eq!(m.state().default_role, Some(Role::Attendee));
+}
+
+#[test]
+fn spam_is_held_for_the_hosts_until_one_releases_it() {
+    let t = VirtualClock::new().now();
+    let config = MeetingConfig {
+        blocked_words: vec!["crypto".into()],
+        ..MeetingConfig::default()
+    };
+    let mut m = Meeting::new(MeetingId::parse("m1").unwrap(), config, t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let ann = join(&mut m, t, "ann", Role::Attendee);
+    let bob = join(&mut m, t, "bob", Role::Attendee);
+    drain(&mut m);
+    let spam = "WINNER!! You have been selected to receive a £900 prize reward! To claim call 09061701461. Claim code KL341";
+    m.handle_chat(t, ann, spam, Addressing::default()).unwrap();
+    m.handle_chat(t, ann, "buy crypto here", Addressing::default())
+        .unwrap();
+    m.handle_chat(
+        t,
+        bob,
+        "Could you share the slides after the meeting?",
+        Addressing::default(),
+    )
+    .unwrap();
+    m.handle_chat(
+        t,
+        host,
+        "WIN a £100 prize, call now!",
+        Addressing::default(),
+    )
+    .unwrap();
+    let sent = seq_events(&drain(&mut m));
+    let flagged: Vec<(u64, Option<myriad_proto::SpamReason>, bool)> = sent
+        .iter()
+        .filter_map(|e| match &e.event {
+            MeetingEvent::Chat { id, flagged, .. } => Some((*id, *flagged, e.seen_by(bob) == *e)),
+            _ => None,
+        })
+        .collect();
+    use myriad_proto::SpamReason::*;
+    assert_eq!(
+        flagged,
+        [
+            (1, Some(LooksLikeSpam), false),
+            (2, Some(BlockedWord), false),
+            (3, None, true),
+            (4, None, true),
+        ],
+        "held ones reach the hosts and the sender only; a host is never held"
+    );
+    assert!(matches!(
+        m.handle_release_chat(t, Actor::Participant(bob), 1),
+        Err(RoomError::Forbidden(_))
+    ));
+    assert_eq!(
+        m.handle_release_chat(t, Actor::Participant(host), 3),
+        Err(RoomError::UnknownChat),
+        "not held"
+    );
+    m.handle_release_chat(t, Actor::Participant(host), 1)
+        .unwrap();
+    let again = seq_events(&drain(&mut m));
+    assert!(again.iter().any(|e| matches!(&e.event,
+        MeetingEvent::Chat { id: 1, flagged: None, only, .. } if only.is_empty())));
+    let bobs: Vec<u64> = m.snapshot_for(bob).chat.iter().map(|c| c.id).collect();
+    assert_eq!(bobs, [1, 3, 4]);
 }

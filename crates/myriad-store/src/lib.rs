@@ -35,6 +35,8 @@ pub struct MeetingSettings {
     /// The role of people who join without a role of their own (a dev token, a link):
     /// panelists for small meetings, attendees for large ones.
     pub default_role: Role,
+    /// Words that get a chat message held by the spam filter for the hosts.
+    pub blocked_words: Vec<String>,
 }
 
 impl Default for MeetingSettings {
@@ -44,6 +46,7 @@ impl Default for MeetingSettings {
             max_participants: 10_000,
             last_n_video: 9,
             default_role: Role::Panelist,
+            blocked_words: Vec::new(),
         }
     }
 }

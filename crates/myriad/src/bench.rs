@@ -65,6 +65,11 @@ pub enum BenchCommand {
     /// N participants each answer one poll, spread over `--seconds` (`--rate` is unused);
     /// every vote must be counted once and the results follow for everyone.
     Poll(CrowdArgs),
+    /// The chat spam filter on the held-out part of its corpus: precision, recall, cost.
+    Spam {
+        #[arg(long)]
+        json: bool,
+    },
     /// N participants watch a whiteboard that five of them draw on, R strokes a second in
     /// all; every participant must get every stroke.
     Whiteboard(CrowdArgs),
@@ -215,6 +220,7 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Poll(c) => crowd(c, myriad_bench::poll::run)?,
         BenchCommand::Reactions(c) => crowd(c, myriad_bench::reactions::run)?,
         BenchCommand::Whiteboard(c) => crowd(c, myriad_bench::whiteboard::run)?,
+        BenchCommand::Spam { json } => myriad_bench::spam::run().print(json),
         BenchCommand::SpeakerSwitch {
             publishers,
             subscribers,

@@ -208,6 +208,22 @@ fn whiteboard_smoke() {
 }
 
 #[test]
+fn spam_filter_figures() {
+    let r = bench(&["spam"]);
+    assert_eq!(r["held_out_messages"], 973, "{r}");
+    for field in ["precision", "recall", "filter_precision", "filter_recall"] {
+        assert!(
+            r[field].as_f64().is_some_and(|v| v >= 0.9),
+            "{field} in {r}"
+        );
+    }
+    assert!(
+        r["check_ns_per_message"].as_f64().is_some_and(|v| v > 0.0),
+        "{r}"
+    );
+}
+
+#[test]
 fn forward_across_nodes_smoke() {
     let r = bench(&[
         "forward",

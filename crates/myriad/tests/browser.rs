@@ -1228,6 +1228,29 @@ async fn chat_to_the_hosts_and_a_hosts_mention_in_the_browser() {
         0,
         "withheld, not missing"
     );
+    // Spam from Bo is held for the host, who releases it to everyone.
+    click(&bo, "#chat-toggle").await;
+    eval(
+        &bo,
+        "(() => { document.querySelector('#chat-input').value = \
+         'WINNER!! You have won a £900 prize! To claim call 09061701461 now'; return true; })()",
+    )
+    .await;
+    click(&bo, ".chat-form button[type=submit]").await;
+    let held = "document.querySelector('#chat-log li.flagged .held')?.textContent ?? ''";
+    wait_for(
+        &host,
+        "the spam held for the host",
+        held,
+        Duration::from_secs(10),
+        |v| v.as_str().is_some_and(|t| t.contains("looks like spam")),
+    )
+    .await;
+    screenshot(&host, "chat-spam-held.png").await;
+    let prize = "document.querySelector('#chat-log').textContent.includes('£900')";
+    assert_eq!(eval(&ari, prize).await, false, "held from Ari");
+    click(&host, "#chat-log li.flagged .release-chat").await;
+    wait_until(&ari, "the released message at Ari", prize, true).await;
     click(
         &host,
         &format!(".tile[data-participant=\"{pia_id}\"] .mod .spotlight"),

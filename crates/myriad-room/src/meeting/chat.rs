@@ -61,7 +61,13 @@ impl Meeting {
         if text.len() > MAX_CHAT_BYTES {
             return Err(RoomError::InvalidChat("longer than 2000 bytes"));
         }
-        let only = if to.to_hosts {
+        let flagged = if sender_moderates {
+            None
+        } else {
+            self.spam.check(now, from, text)
+        };
+        // Held by the filter, or to the hosts: for the hosts and the sender only.
+        let only = if to.to_hosts || flagged.is_some() {
             self.hosts_and(from)
         } else {
             Vec::new()
@@ -80,6 +86,8 @@ impl Meeting {
             text: text.to_owned(),
             only,
             mentions,
+            to_hosts: to.to_hosts,
+            flagged,
         };
         self.apply_chat(message.clone());
         self.changes.push(Change::Chatted {
@@ -88,15 +96,58 @@ impl Meeting {
         if sender_moderates && message.only.is_empty() && !message.mentions.is_empty() {
             self.feature_mentioned(now, &message.mentions);
         }
-        self.emit(MeetingEvent::Chat {
-            id: message.id,
-            from: message.from,
-            name: message.name,
-            text: message.text,
-            only: message.only,
-            mentions: message.mentions,
-        });
+        self.emit_chat(message);
         Ok(())
+    }
+
+    fn emit_chat(&mut self, m: ChatMessage) {
+        self.emit(MeetingEvent::Chat {
+            id: m.id,
+            from: m.from,
+            name: m.name,
+            text: m.text,
+            only: m.only,
+            mentions: m.mentions,
+            to_hosts: m.to_hosts,
+            flagged: m.flagged,
+        });
+    }
+
+    /// A moderator releases a message the spam filter held: it goes to everyone it was for
+    /// (again, with its number: clients show it where it was).
+    pub fn handle_release_chat(
+        &mut self,
+        now: Instant,
+        actor: Actor,
+        id: u64,
+    ) -> Result<(), RoomError> {
+        self.at(now);
+        self.check_moderator(actor)?;
+        let released = {
+            let m = self
+                .chat
+                .iter_mut()
+                .find(|m| m.id == id && m.flagged.is_some())
+                .ok_or(RoomError::UnknownChat)?;
+            m.flagged = None;
+            if !m.to_hosts {
+                m.only.clear();
+            }
+            m.clone()
+        };
+        self.changes.push(Change::ChatReleased { id });
+        self.emit_chat(released);
+        Ok(())
+    }
+
+    /// A committed release, applied again.
+    pub(super) fn apply_release(&mut self, id: u64) {
+        if let Some(m) = self.chat.iter_mut().find(|m| m.id == id) {
+            m.flagged = None;
+            if !m.to_hosts {
+                m.only.clear();
+            }
+        }
     }
 
     /// The moderators in the meeting, and `p`, in id order. (A scan: messages to the hosts

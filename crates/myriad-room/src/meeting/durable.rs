@@ -102,6 +102,10 @@ pub enum Change {
     ChatDeleted {
         id: u64,
     },
+    /// A message the spam filter held was released.
+    ChatReleased {
+        id: u64,
+    },
     ChatBanned {
         identity: String,
         banned: bool,
@@ -479,6 +483,7 @@ impl Meeting {
             Change::Chatted { message } => self.apply_chat(message),
             Change::Audience { audience } => self.audience = audience,
             Change::ChatDeleted { id } => self.chat.retain(|m| m.id != id),
+            Change::ChatReleased { id } => self.apply_release(id),
             Change::ChatBanned {
                 identity,
                 banned: true,

@@ -37,6 +37,7 @@ use self::waiting::Lobby;
 pub use self::waiting::WAIT_REFRESH;
 use self::whiteboard::Board;
 use crate::plan::plan_forwarding;
+use crate::spam::SpamFilter;
 use crate::speaker::{SpeakerConfig, SpeakerDetector};
 use crate::RoomError;
 
@@ -79,6 +80,8 @@ pub struct MeetingConfig {
     pub mention_for: Duration,
     /// The role of people who join without one of their own, as the meeting started.
     pub default_role: Role,
+    /// Words that get a chat message held by the spam filter.
+    pub blocked_words: Vec<String>,
 }
 
 impl Default for MeetingConfig {
@@ -100,6 +103,7 @@ impl Default for MeetingConfig {
             hands_shown: 50,
             mention_for: Duration::from_secs(30),
             default_role: Role::Panelist,
+            blocked_words: Vec::new(),
         }
     }
 }
@@ -255,12 +259,14 @@ pub struct Meeting {
     /// The spotlight and the people a host's mention features.
     featured: Featured,
     default_role: Role,
+    spam: SpamFilter,
 }
 
 impl Meeting {
     pub fn new(id: MeetingId, config: MeetingConfig, now: Instant) -> Self {
         let speakers = SpeakerDetector::new(config.speaker.clone());
         let config_role = config.default_role;
+        let spam = SpamFilter::new(&config.blocked_words);
         Self {
             id,
             config,
@@ -302,6 +308,7 @@ impl Meeting {
             board: Board::default(),
             featured: Featured::default(),
             default_role: config_role,
+            spam,
         }
     }
 
@@ -609,6 +616,7 @@ impl Meeting {
         }
         self.forget_breakout(now, id);
         self.unfeature(id);
+        self.spam.forget(id);
         self.changes.push(Change::Left { participant: id });
         self.speakers.remove(id);
         self.recent_speakers.retain(|s| *s != id);
