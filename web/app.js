@@ -5,6 +5,7 @@ import { Media } from './media.js';
 import { h, closer } from './dom.js';
 import { BreakoutsPanel } from './breakouts.js';
 import { Whiteboard } from './whiteboard.js';
+import { Highlights } from './highlights.js';
 
 const app = document.getElementById('app');
 const params = new URLSearchParams(location.search);
@@ -194,6 +195,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
     handUp: false,
     waitingRoom: { on: false, waiting: 0, first: [] }, // who waits to be let in (moderators act)
     breakouts: { open: false, choose: false, remaining_s: null, rooms: [] },
+    chats: new Map(), // chat message id -> message (the latest 500), for likes and highlights
     breakoutEndsAt: null, // when the rooms' timer calls everyone back (ms since the epoch)
     defaultRole: 'panelist', // the role of people who join by link
     spotlight: null, // whom a host put in the spotlight
@@ -250,7 +252,10 @@ async function meeting(meetingId, name, localTracks, room = null) {
     moderator: () => Boolean(state.me && moderates(state.me.role)), onClose: () => boardBtn.onclick() });
   handle.board = board;
   const boardBtn = h('button', { id: 'board-toggle', class: 'round', title: 'Whiteboard' }, 'Board');
-  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, qaBtn, boardBtn, handsBtn, roomsBtn, leaveBtn);
+  const highlights = new Highlights({ roleOf: (id) => state.participants.get(id)?.role, onStage,
+    onClose: () => toggleSheet(highlights.el) });
+  const highlightsBtn = h('button', { id: 'highlights-toggle', class: 'round', title: 'Highlights for the hosts', hidden: true }, 'Highlights');
+  const toolbar = h('footer', { class: 'toolbar' }, micBtn, camBtn, screenBtn, reactBtn, handBtn, chatBtn, pollsBtn, qaBtn, boardBtn, handsBtn, highlightsBtn, roomsBtn, leaveBtn);
   const handList = h('ol', { id: 'hand-list', class: 'people' });
   const stageList = h('ol', { id: 'stage-list', class: 'people' });
   const lowerAll = h('button', { id: 'lower-all', onclick: () => signal.send({ type: 'lower_hands' }) }, 'Lower all hands');
@@ -309,7 +314,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
   const title = room ? [`Room ${room.number}`, roomClock] : [meetingId, lockedEl];
   const root = h('div', { class: room ? 'meeting in-room' : 'meeting' }, waitingScreen,
     h('header', {}, h('strong', {}, ...title), h('span', { class: 'count' }, countEl, ' in the meeting')),
-    banner, notice, stage, grid, board.el, chatPanel, handsPanel, pollsPanel, qaPanel, breakouts.el, floats, reactions, toolbar,
+    banner, notice, stage, grid, board.el, chatPanel, handsPanel, pollsPanel, qaPanel, breakouts.el, highlights.el, floats, reactions, toolbar,
   );
   app.replaceChildren(root);
 
@@ -333,6 +338,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
     handBtn.classList.toggle('active', state.handUp);
     handBtn.textContent = state.handUp ? 'Lower hand' : 'Raise hand';
     handsBtn.hidden = !moderator;
+    highlightsBtn.hidden = !moderator;
     roomsBtn.hidden = Boolean(room) || !breakouts.offered();
     board.render();
     const waiting = state.waitingRoom.waiting;
@@ -498,10 +504,12 @@ async function meeting(meetingId, name, localTracks, room = null) {
     state.waitingRoom = s.waiting_room || state.waitingRoom;
     state.audience = s.audience || state.audience;
     state.questions = new Map((s.questions || []).map((q) => [q.id, q]));
-    showChatHistory(s.chat || []);
+    for (const q of s.questions || []) highlights.question(q);
     renderQuestions();
     state.stage = s.stage || [];
     state.participants = new Map([...s.participants, ...state.stage].map((p) => [p.id, p]));
+    // After the roster: the hosts' highlights go by who wrote each message.
+    showChatHistory(s.chat || []);
     state.polls = new Map((s.polls || []).map((p) => [p.info.id, p]));
     renderPolls();
     state.tracks = new Map(s.tracks.map((t) => [t.id, t]));
@@ -526,7 +534,13 @@ async function meeting(meetingId, name, localTracks, room = null) {
       }
       case 'active_speakers': state.speakers = ev.participants; break;
       case 'chat': addChat(ev); break;
-      case 'chat_deleted': chatLog.querySelector(`li[data-chat="${ev.id}"]`)?.remove(); break;
+      case 'chat_deleted': chatLog.querySelector(`li[data-chat="${ev.id}"]`)?.remove(); highlights.forget(ev.id); break;
+      case 'chat_liked':
+        for (const { id, likes } of ev.likes) {
+          const m = state.chats.get(id);
+          if (m) addChat({ ...m, likes });
+        }
+        break;
       case 'chat_banned':
         if (state.me && ev.participant === state.me.id) {
           state.chatBanned = ev.banned;
@@ -600,6 +614,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
   function questionChanged(q) {
     if (q.dismissed) state.questions.delete(q.id);
     else state.questions.set(q.id, q);
+    highlights.question(q);
     renderQuestions();
   }
   function renderQuestions() {
@@ -929,6 +944,11 @@ async function meeting(meetingId, name, localTracks, room = null) {
       li.append(h('span', { class: 'held' }, `Held: ${SPAM_REASONS[m.flagged] || m.flagged}`,
         h('button', { class: 'release-chat', onclick: () => signal.send({ type: 'release_chat', id: m.id }) }, 'Release')));
     }
+    if (!mine && !m.only?.length) {
+      // A like: many make the message a top quote in the hosts' highlights.
+      li.append(h('button', { class: 'like-chat', title: 'Like', onclick: () => signal.send({ type: 'like_chat', id: m.id }) },
+        `♥ ${m.likes || ''}`.trim()));
+    }
     if (moderator && !mine) {
       li.append(h('span', { class: 'chat-mod' },
         h('button', { class: 'delete-chat', title: 'Delete for everyone', onclick: () => signal.send({ type: 'delete_chat', id: m.id }) }, 'Delete'),
@@ -938,6 +958,9 @@ async function meeting(meetingId, name, localTracks, room = null) {
   }
   function addChat(ev) {
     const mine = state.me && ev.from === state.me.id;
+    state.chats.set(ev.id, ev);
+    if (state.chats.size > 500) state.chats.delete(state.chats.keys().next().value);
+    highlights.chat(ev);
     // A held message released comes again with its number: it takes its place.
     const shown = chatLog.querySelector(`li[data-chat="${ev.id}"]`);
     if (shown) return shown.replaceWith(chatLine(ev));
@@ -955,6 +978,10 @@ async function meeting(meetingId, name, localTracks, room = null) {
     if (first) signal.send({ type: 'chat_history', before: Number(first.dataset.chat) });
   } }, 'Earlier messages'));
   function showChatHistory(messages) {
+    for (const m of messages) {
+      state.chats.set(m.id, m);
+      highlights.chat(m);
+    }
     chatLog.replaceChildren(...(messages.length ? [earlier] : []), ...messages.map(chatLine));
     chatLog.scrollTop = chatLog.scrollHeight;
   }
@@ -971,7 +998,7 @@ async function meeting(meetingId, name, localTracks, room = null) {
   // The left-hand sheets (hands, polls): one open at a time.
   function toggleSheet(panel) {
     const open = panel.hidden;
-    for (const p of [handsPanel, pollsPanel, qaPanel, breakouts.el]) p.hidden = p !== panel || !open;
+    for (const p of [handsPanel, pollsPanel, qaPanel, breakouts.el, highlights.el]) p.hidden = p !== panel || !open;
     root.classList.toggle('handling', open);
     layout();
   }
@@ -1030,6 +1057,10 @@ async function meeting(meetingId, name, localTracks, room = null) {
     if (board.el.hidden) board.open();
     else board.el.hidden = true;
     boardBtn.classList.toggle('active', !board.el.hidden);
+  };
+  highlightsBtn.onclick = () => {
+    toggleSheet(highlights.el);
+    highlights.render();
   };
   roomsBtn.onclick = () => {
     toggleSheet(breakouts.el);

@@ -358,6 +358,9 @@ impl<R> CoordinatorCore<R> {
                 messages: m.chat_history(before, limit as usize, participant),
             },
             MeetingRequest::DeleteChat { actor, id } => done(m.handle_delete_chat(now, actor, id)),
+            MeetingRequest::LikeChat { participant, id } => {
+                done(m.handle_like_chat(now, participant, id))
+            }
             MeetingRequest::ReleaseChat { actor, id } => {
                 done(m.handle_release_chat(now, actor, id))
             }

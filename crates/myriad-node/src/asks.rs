@@ -57,6 +57,10 @@ pub fn ask_of(msg: ClientMsg, me: ParticipantId) -> Result<MeetingRequest, Clien
         },
         ClientMsg::DeleteChat { id } => MeetingRequest::DeleteChat { actor, id },
         ClientMsg::ReleaseChat { id } => MeetingRequest::ReleaseChat { actor, id },
+        ClientMsg::LikeChat { id } => MeetingRequest::LikeChat {
+            participant: me,
+            id,
+        },
         ClientMsg::BanChat {
             participant,
             banned,

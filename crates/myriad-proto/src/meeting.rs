@@ -176,6 +176,10 @@ pub enum MeetingRequest {
         actor: Actor,
         id: u64,
     },
+    LikeChat {
+        participant: ParticipantId,
+        id: u64,
+    },
     BanChat {
         actor: Actor,
         target: ParticipantId,

@@ -172,6 +172,10 @@ pub enum ClientMsg {
     ReleaseChat {
         id: u64,
     },
+    /// Likes a chat message to everyone, once.
+    LikeChat {
+        id: u64,
+    },
     /// A moderator deletes a chat message for everyone.
     DeleteChat {
         id: u64,
@@ -480,6 +484,20 @@ pub struct ChatMessage {
     /// Held by the spam filter, for the hosts to release or delete.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub flagged: Option<SpamReason>,
+    /// How many people liked it (many: a top quote in the hosts' highlights).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub likes: u32,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
+}
+
+/// A chat message's likes, as they are now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatLikes {
+    pub id: u64,
+    pub likes: u32,
 }
 
 /// Why the spam filter held a chat message.
@@ -689,6 +707,10 @@ pub enum MeetingEvent {
     /// A moderator deleted a chat message.
     ChatDeleted {
         id: u64,
+    },
+    /// Chat messages' likes changed (at most one per count interval).
+    ChatLiked {
+        likes: Vec<ChatLikes>,
     },
     /// A moderator stopped (or let again) someone's chat.
     ChatBanned {

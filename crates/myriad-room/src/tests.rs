@@ -1942,3 +1942,65 @@ fn spam_is_held_for_the_hosts_until_one_releases_it() {
     let bobs: Vec<u64> = m.snapshot_for(bob).chat.iter().map(|c| c.id).collect();
     assert_eq!(bobs, [1, 3, 4]);
 }
+
+#[test]
+fn chat_messages_are_liked_once_each_and_counted_coalesced() {
+    let mut clock = VirtualClock::new();
+    let t = clock.now();
+    let mut m = meeting(t);
+    let host = join(&mut m, t, "host", Role::Host);
+    let people = join_many(&mut m, t, "a", 4, Role::Attendee);
+    m.handle_chat(t, host, "Welcome, everyone", Addressing::default())
+        .unwrap();
+    let to_hosts = Addressing {
+        to_hosts: true,
+        mentions: Vec::new(),
+    };
+    m.handle_chat(t, people[0], "a word for the hosts", to_hosts)
+        .unwrap();
+    drain(&mut m);
+    for p in &people {
+        m.handle_like_chat(t, *p, 1).unwrap();
+    }
+    assert_eq!(
+        m.handle_like_chat(t, people[0], 1),
+        Err(RoomError::AlreadyVoted)
+    );
+    assert_eq!(
+        m.handle_like_chat(t, people[1], 2),
+        Err(RoomError::UnknownChat),
+        "not a message to everyone"
+    );
+    assert_eq!(
+        m.handle_like_chat(t, people[1], 99),
+        Err(RoomError::UnknownChat)
+    );
+    let t = clock.advance(Duration::from_millis(300));
+    m.handle_timeout(t);
+    let likes: Vec<myriad_proto::ChatLikes> = events(&drain(&mut m))
+        .into_iter()
+        .filter_map(|e| match e {
+            MeetingEvent::ChatLiked { likes } => Some(likes),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert_eq!(
+        likes,
+        [myriad_proto::ChatLikes { id: 1, likes: 4 }],
+        "one update"
+    );
+    assert_eq!(m.snapshot_for(host).chat[0].likes, 4);
+    // A takeover keeps who liked what.
+    let mut restored = Meeting::restore(
+        m.id().clone(),
+        MeetingConfig::default(),
+        t,
+        Some(m.state()),
+        [],
+    );
+    assert_eq!(
+        restored.handle_like_chat(t, people[2], 1),
+        Err(RoomError::AlreadyVoted)
+    );
+}

@@ -1187,7 +1187,7 @@ async fn chat_to_the_hosts_and_a_hosts_mention_in_the_browser() {
         ("Bo", "attendee"),
         ("Pia", "panelist"),
     ];
-    let [(host, _), (ari, _), (bo, _), (_pia, pia_id)] =
+    let [(host, _), (ari, _), (bo, _), (pia, pia_id)] =
         joined_pages(&browser, &server, "hq", people).await;
     click(&ari, "#chat-toggle").await;
     eval(&ari, "(() => { const s = document.querySelector('#chat-to'); s.value = 'hosts'; s.dispatchEvent(new Event('change')); return true; })()").await;
@@ -1251,6 +1251,51 @@ async fn chat_to_the_hosts_and_a_hosts_mention_in_the_browser() {
     assert_eq!(eval(&ari, prize).await, false, "held from Ari");
     click(&host, "#chat-log li.flagged .release-chat").await;
     wait_until(&ari, "the released message at Ari", prize, true).await;
+
+    // Pia (a speaker) writes; three like it: a top quote in the host's highlights.
+    click(&pia, "#chat-toggle").await;
+    eval(
+        &pia,
+        "(() => { document.querySelector('#chat-input').value = 'We ship on Friday'; return true; })()",
+    )
+    .await;
+    click(&pia, ".chat-form button[type=submit]").await;
+    let pias = "[...document.querySelectorAll('#chat-log li')].find(li => li.textContent.includes('We ship on Friday'))";
+    for page in [&ari, &bo, &host] {
+        wait_until(
+            page,
+            "Pia's message",
+            &format!("Boolean({pias}?.querySelector('.like-chat'))"),
+            true,
+        )
+        .await;
+        eval(
+            page,
+            &format!("(() => {{ {pias}.querySelector('.like-chat').click(); return true; }})()"),
+        )
+        .await;
+    }
+    wait_until(
+        &host,
+        "three likes",
+        &format!("{pias}?.querySelector('.like-chat').textContent"),
+        "♥ 3",
+    )
+    .await;
+    click(&host, "#highlights-toggle").await;
+    let kinds = "[...document.querySelectorAll('#highlight-list li .kind')].map(k => k.textContent).join('|')";
+    wait_for(
+        &host,
+        "the host's highlights",
+        kinds,
+        Duration::from_secs(10),
+        |v| {
+            v.as_str()
+                .is_some_and(|k| k.contains("Top quote · 3 likes") && k.contains("Host"))
+        },
+    )
+    .await;
+    screenshot(&host, "highlights.png").await;
     click(
         &host,
         &format!(".tile[data-participant=\"{pia_id}\"] .mod .spotlight"),

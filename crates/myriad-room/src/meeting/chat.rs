@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::time::Instant;
 
 use myriad_proto::meeting::Actor;
-use myriad_proto::{ChatMessage, MeetingEvent, ParticipantId, MAX_CHAT_BYTES};
+use myriad_proto::{ChatLikes, ChatMessage, MeetingEvent, ParticipantId, MAX_CHAT_BYTES};
 
 use super::{Change, Meeting};
 use crate::RoomError;
@@ -88,6 +88,7 @@ impl Meeting {
             mentions,
             to_hosts: to.to_hosts,
             flagged,
+            likes: 0,
         };
         self.apply_chat(message.clone());
         self.changes.push(Change::Chatted {
@@ -138,6 +139,62 @@ impl Meeting {
         self.changes.push(Change::ChatReleased { id });
         self.emit_chat(released);
         Ok(())
+    }
+
+    /// Someone likes a message to everyone, once per identity; the counts go out coalesced.
+    pub fn handle_like_chat(
+        &mut self,
+        now: Instant,
+        p: ParticipantId,
+        id: u64,
+    ) -> Result<(), RoomError> {
+        self.at(now);
+        let identity = self
+            .participants
+            .get(&p)
+            .ok_or(RoomError::UnknownParticipant)?
+            .info
+            .identity
+            .clone();
+        if !self.chat.iter().any(|m| m.id == id && m.only.is_empty()) {
+            return Err(RoomError::UnknownChat);
+        }
+        if !self.apply_like(id, identity.clone()) {
+            return Err(RoomError::AlreadyVoted);
+        }
+        self.changes.push(Change::ChatLiked { id, identity });
+        self.liked.insert(id);
+        self.schedule_count(now);
+        Ok(())
+    }
+
+    /// Counts `identity`'s like of message `id`; false if it liked it already.
+    pub(super) fn apply_like(&mut self, id: u64, identity: String) -> bool {
+        if !self.chat_likes.entry(id).or_default().insert(identity) {
+            return false;
+        }
+        if let Some(m) = self.chat.iter_mut().find(|m| m.id == id) {
+            m.likes += 1;
+        }
+        true
+    }
+
+    /// The messages whose likes changed since they were last sent.
+    pub(super) fn emit_chat_likes(&mut self) {
+        if self.liked.is_empty() {
+            return;
+        }
+        let ids = std::mem::take(&mut self.liked);
+        let likes = self
+            .chat
+            .iter()
+            .filter(|m| ids.contains(&m.id))
+            .map(|m| ChatLikes {
+                id: m.id,
+                likes: m.likes,
+            })
+            .collect();
+        self.emit(MeetingEvent::ChatLiked { likes });
     }
 
     /// A committed release, applied again.
@@ -238,7 +295,9 @@ impl Meeting {
     pub(super) fn apply_chat(&mut self, message: ChatMessage) {
         self.next_chat = self.next_chat.max(message.id + 1);
         if self.chat.len() >= CHAT_KEPT {
-            self.chat.pop_front();
+            if let Some(old) = self.chat.pop_front() {
+                self.chat_likes.remove(&old.id);
+            }
         }
         self.chat.push_back(message);
     }

@@ -102,6 +102,10 @@ pub enum Change {
     ChatDeleted {
         id: u64,
     },
+    ChatLiked {
+        id: u64,
+        identity: String,
+    },
     /// A message the spam filter held was released.
     ChatReleased {
         id: u64,
@@ -188,6 +192,9 @@ pub struct MeetingState {
     pub chat: Vec<ChatMessage>,
     #[serde(default)]
     pub chat_banned: Vec<String>,
+    /// Per message, the identities that liked it.
+    #[serde(default)]
+    pub chat_likes: Vec<(u64, Vec<String>)>,
     #[serde(default)]
     pub audience: Audience,
     /// The waiting room, and the identities let in and turned away.
@@ -257,6 +264,11 @@ impl Meeting {
                 .collect(),
             chat: self.chat.iter().cloned().collect(),
             chat_banned: self.chat_banned.iter().cloned().collect(),
+            chat_likes: self
+                .chat_likes
+                .iter()
+                .map(|(id, who)| (*id, who.iter().cloned().collect()))
+                .collect(),
             audience: self.audience,
             waiting_room: self.lobby.is_on(),
             breakouts: self.breakouts.clone(),
@@ -330,6 +342,10 @@ impl Meeting {
                 m.apply_chat(message);
             }
             m.chat_banned.extend(s.chat_banned);
+            // The counts came with the messages; who liked each comes here.
+            for (id, who) in s.chat_likes {
+                m.chat_likes.insert(id, who.into_iter().collect());
+            }
             m.audience = s.audience;
             m.lobby.switch(s.waiting_room);
             for identity in s.admitted {
@@ -484,6 +500,9 @@ impl Meeting {
             Change::Audience { audience } => self.audience = audience,
             Change::ChatDeleted { id } => self.chat.retain(|m| m.id != id),
             Change::ChatReleased { id } => self.apply_release(id),
+            Change::ChatLiked { id, identity } => {
+                self.apply_like(id, identity);
+            }
             Change::ChatBanned {
                 identity,
                 banned: true,

@@ -16,7 +16,7 @@ mod stage;
 mod waiting;
 mod whiteboard;
 
-use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use myriad_proto::cluster::PartitionRef;
@@ -246,6 +246,10 @@ pub struct Meeting {
     chat: chat::History,
     next_chat: u64,
     chat_banned: HashSet<String>,
+    /// Per message, the identities that liked it; the messages whose likes changed since
+    /// they were last sent.
+    chat_likes: HashMap<u64, HashSet<String>>,
+    liked: BTreeSet<u64>,
     audience: Audience,
     /// The waiting room, and whether it changed since it was last announced.
     lobby: Lobby,
@@ -299,6 +303,8 @@ impl Meeting {
             chat: chat::History::new(),
             next_chat: 1,
             chat_banned: HashSet::new(),
+            chat_likes: HashMap::new(),
+            liked: BTreeSet::new(),
             audience: Audience::default(),
             lobby: Lobby::default(),
             lobby_dirty: false,
@@ -827,6 +833,7 @@ impl Meeting {
             self.emit_poll_results();
             self.emit_reactions();
             self.emit_question_votes();
+            self.emit_chat_likes();
             self.emit_lobby_if_changed();
             self.emit_breakouts_if_changed();
         }
