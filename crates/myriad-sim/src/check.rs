@@ -17,8 +17,9 @@ use myriad_proto::meeting::MeetingBroadcast;
 use myriad_proto::{MeetingEvent, Seq, SeqEvent};
 use myriad_room::Commit;
 
+use crate::client::Ballot;
 use crate::client::State;
-use crate::node::{node_name, SIM_POLL};
+use crate::node::{node_name, SIM_POLL, SIM_QUESTION};
 use crate::world::{MeetingIx, World};
 
 #[derive(Debug, Default)]
@@ -30,8 +31,8 @@ pub(crate) struct Checker {
     last_appender: BTreeMap<MeetingIx, u64>,
     superseded: BTreeSet<(MeetingIx, u64)>,
     pub acked_chats: Vec<(MeetingIx, String)>,
-    /// Who was told their poll answer counts, by meeting.
-    pub acked_votes: BTreeMap<MeetingIx, BTreeSet<String>>,
+    /// Who was told their ballot counts, by meeting and ballot.
+    pub acked_votes: BTreeMap<(MeetingIx, Ballot), BTreeSet<String>>,
     pub crashes: u64,
     pub cuts: u64,
     pub freezes: u64,
@@ -127,10 +128,40 @@ impl Checker {
 }
 
 impl World {
+    /// The meeting's first question counts each voter once (its asker's and the upvotes),
+    /// and every upvote a client was told counts.
+    fn check_question(&self, meeting: MeetingIx, m: &myriad_room::Meeting) -> Result<(), String> {
+        let acked = self.check.acked_votes.get(&(meeting, Ballot::Upvote));
+        let state = m.state();
+        let Some((question, voters)) = state.questions.iter().find(|(q, _)| q.id == SIM_QUESTION)
+        else {
+            return match acked {
+                Some(a) if !a.is_empty() => Err(format!(
+                    "meeting {meeting}: {} upvotes counted, and no question",
+                    a.len()
+                )),
+                _ => Ok(()),
+            };
+        };
+        if question.votes as usize != voters.len() {
+            return Err(format!(
+                "meeting {meeting}: the question shows {} votes from {} voters",
+                question.votes,
+                voters.len()
+            ));
+        }
+        if let Some(lost) = acked.into_iter().flatten().find(|a| !voters.contains(a)) {
+            return Err(format!(
+                "meeting {meeting}: {lost} was told its upvote counts, and it is not counted"
+            ));
+        }
+        Ok(())
+    }
+
     /// The meeting's poll (the first: the one the clients answer) holds each answer once,
     /// and every answer a client was told counts.
     fn check_poll(&self, meeting: MeetingIx, m: &myriad_room::Meeting) -> Result<(), String> {
-        let acked = self.check.acked_votes.get(&meeting);
+        let acked = self.check.acked_votes.get(&(meeting, Ballot::Poll));
         let Ok((poll, answers)) = m.poll_answers(SIM_POLL) else {
             return match acked {
                 Some(a) if !a.is_empty() => Err(format!(
@@ -201,6 +232,7 @@ impl World {
         };
         let core = &self.nodes[node].coordinators[&meeting].core;
         self.check_poll(meeting, core.meeting())?;
+        self.check_question(meeting, core.meeting())?;
         let seq = core.meeting().seq();
         core.planner()
             .check()

@@ -3,6 +3,7 @@
 //! resumes its session from the last event it has (a fresh join once the session expired).
 //! It checks what it receives: each event exactly the one after the last.
 
+use std::collections::BTreeSet;
 use std::time::Duration;
 
 use myriad_proto::meeting::{EndReason, RefusalKind};
@@ -18,8 +19,8 @@ pub(crate) enum ClientTimer {
     /// Ask where to connect (first join, or again after a failure).
     Connect,
     Chat,
-    /// Answer the meeting's poll (again, until told it is counted).
-    Vote,
+    /// Cast a ballot (again, until told it is counted).
+    Vote(Ballot),
     Leave,
     /// Its connection to `node` closed (the node died): it notices now.
     Lost {
@@ -55,10 +56,17 @@ pub(crate) enum ToClient<'a> {
     End(EndReason),
     ChatAcked(String),
     ChatFailed,
-    /// Its answer is counted (now, or it was before and this ask came again).
-    VoteCounted,
-    /// Not counted (no poll yet, or no answer): it tries again.
-    VoteNotCounted,
+    /// Its ballot is counted (now, or it was before and this ask came again).
+    VoteCounted(Ballot),
+    /// Not counted (no poll or question yet, or no answer): it tries again.
+    VoteNotCounted(Ballot),
+}
+
+/// What a client votes in, once each: the meeting's poll, and the Q&A's first question.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Ballot {
+    Poll,
+    Upvote,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,9 +105,10 @@ pub(crate) struct Client {
     leave_at: Option<Duration>,
     chat_every: Option<Duration>,
     chats: u64,
-    /// When it answers the poll, if it does; and whether it was told its answer counts.
+    /// When it votes (answers the poll and upvotes the first question), if it does; and the
+    /// ballots it was told count.
     vote_at: Option<Duration>,
-    voted: bool,
+    voted: BTreeSet<Ballot>,
     route_attempts: u64,
     /// It was in the meeting once (its chat and leave timers run).
     started: bool,
@@ -140,7 +149,7 @@ impl Client {
             chat_every,
             chats: 0,
             vote_at,
-            voted: false,
+            voted: BTreeSet::new(),
             route_attempts: 0,
             started: false,
             leaving: false,
@@ -211,15 +220,15 @@ impl World {
                 }
                 self.client_after(client, every, ClientTimer::Chat);
             }
-            ClientTimer::Vote => {
+            ClientTimer::Vote(ballot) => {
                 let c = &mut self.clients[client];
-                if c.voted || c.leaving || c.state == State::Left {
+                if c.voted.contains(&ballot) || c.leaving || c.state == State::Left {
                     return;
                 }
                 if let State::In { node, conn } = c.state {
-                    self.node_vote(node, conn);
+                    self.node_vote(node, conn, ballot);
                 } else {
-                    self.vote_later(client);
+                    self.vote_later(client, ballot);
                 }
             }
             ClientTimer::Leave => {
@@ -245,12 +254,12 @@ impl World {
         }
     }
 
-    fn vote_later(&mut self, client: ClientId) {
+    fn vote_later(&mut self, client: ClientId, ballot: Ballot) {
         let wait = Duration::from_millis(500)
             + self.clients[client]
                 .rng
                 .duration_below(Duration::from_secs(1));
-        self.client_after(client, wait, ClientTimer::Vote);
+        self.client_after(client, wait, ClientTimer::Vote(ballot));
     }
 
     /// The node the client is connected to died: the client notices a moment later.
@@ -352,7 +361,8 @@ impl World {
                     }
                     if let Some(at) = vote {
                         let delay = at.saturating_sub(self.now);
-                        self.client_after(client, delay, ClientTimer::Vote);
+                        self.client_after(client, delay, ClientTimer::Vote(Ballot::Poll));
+                        self.client_after(client, delay, ClientTimer::Vote(Ballot::Upvote));
                     }
                     if let Some(at) = leave {
                         let delay = at.saturating_sub(self.now);
@@ -423,17 +433,17 @@ impl World {
                 self.check.acked_chats.push((meeting, text));
             }
             ToClient::ChatFailed => self.check.chats_failed += 1,
-            ToClient::VoteCounted => {
+            ToClient::VoteCounted(ballot) => {
                 let c = &mut self.clients[client];
-                c.voted = true;
+                c.voted.insert(ballot);
                 let (meeting, identity) = (c.meeting, c.identity.clone());
                 self.check
                     .acked_votes
-                    .entry(meeting)
+                    .entry((meeting, ballot))
                     .or_default()
                     .insert(identity);
             }
-            ToClient::VoteNotCounted => self.vote_later(client),
+            ToClient::VoteNotCounted(ballot) => self.vote_later(client, ballot),
         }
     }
 }

@@ -18,6 +18,7 @@ mod world;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 
+use client::Ballot;
 use world::World;
 
 /// What the simulated network does.
@@ -142,6 +143,7 @@ pub struct Report {
     pub chats_delivered: u64,
     pub chats_failed: u64,
     pub votes_counted: u64,
+    pub upvotes_counted: u64,
     pub partitions_open: u64,
 }
 
@@ -151,7 +153,7 @@ impl std::fmt::Display for Report {
             f,
             "seed {}: {} s simulated; joins {}, resumes {} (+{} from snapshots), sessions expired {}, reconnects {}; \
              faults: crashes {}, cuts {}, freezes {}; takeovers {}, fenced appends {}; \
-             events delivered {}, chats accepted {}, chat deliveries {}, chats refused or unanswered {}; votes counted {}; partitions open at the end {}",
+             events delivered {}, chats accepted {}, chat deliveries {}, chats refused or unanswered {}; votes counted {}, upvotes counted {}; partitions open at the end {}",
             self.seed,
             self.simulated_s,
             self.joins,
@@ -169,6 +171,7 @@ impl std::fmt::Display for Report {
             self.chats_delivered,
             self.chats_failed,
             self.votes_counted,
+            self.upvotes_counted,
             self.partitions_open,
         )
     }
@@ -233,6 +236,13 @@ impl World {
             .flat_map(|n| n.coordinators.values())
             .map(|c| c.core.planner().partitions().len() as u64)
             .sum();
+        let counted = |ballot: Ballot| {
+            c.acked_votes
+                .iter()
+                .filter(|((_, b), _)| *b == ballot)
+                .map(|(_, who)| who.len() as u64)
+                .sum()
+        };
         Report {
             seed: self.config.seed,
             simulated_s: self.now.as_secs(),
@@ -250,7 +260,8 @@ impl World {
             chats_accepted: c.acked_chats.len() as u64,
             chats_delivered: c.chats_delivered,
             chats_failed: c.chats_failed,
-            votes_counted: c.acked_votes.values().map(|v| v.len() as u64).sum(),
+            votes_counted: counted(Ballot::Poll),
+            upvotes_counted: counted(Ballot::Upvote),
             partitions_open,
         }
     }

@@ -16,7 +16,7 @@ use myriad_proto::meeting::{
 use myriad_proto::{ParticipantId, Role, Seq, SeqEvent, ServerMsg};
 use myriad_room::{Passed, SeqGate};
 
-use crate::client::ToClient;
+use crate::client::{Ballot, ToClient};
 use crate::coordinator::SimCoordinator;
 use crate::world::{Answer, AskRef, ClientId, Event, MeetingIx, NodeId, World};
 use crate::Config;
@@ -51,6 +51,8 @@ pub(crate) enum NodeTimer {
 /// The poll the simulated clients answer: the meeting's first (more may be opened when two
 /// nodes open it at once; those stay unanswered).
 pub(crate) const SIM_POLL: u64 = 1;
+/// The question they upvote: the Q&A's first (its asker's vote is its first).
+pub(crate) const SIM_QUESTION: u64 = 1;
 
 #[derive(Debug, Clone)]
 enum Purpose {
@@ -63,6 +65,7 @@ enum Purpose {
     },
     Vote {
         conn: u64,
+        ballot: Ballot,
     },
     Leave {
         conn: u64,
@@ -394,26 +397,28 @@ impl World {
                     self.tell_client(client, node, conn, msg);
                 }
             }
-            (Purpose::Vote { conn }, reply) => {
+            (Purpose::Vote { conn, ballot }, reply) => {
                 let Some(client) = self.nodes[node].conns.get(&conn).map(|c| c.client) else {
                     return;
                 };
                 let msg = match reply {
-                    Ok(MeetingReply::Done) => ToClient::VoteCounted,
+                    Ok(MeetingReply::Done) => ToClient::VoteCounted(ballot),
                     // Asked again after an answer was lost: it was counted then.
                     Ok(MeetingReply::Refused {
                         kind: RefusalKind::AlreadyVoted,
                         ..
-                    }) => ToClient::VoteCounted,
+                    }) => ToClient::VoteCounted(ballot),
                     Ok(MeetingReply::Refused {
-                        kind: RefusalKind::UnknownPoll,
+                        kind: RefusalKind::UnknownPoll | RefusalKind::UnknownQuestion,
                         ..
                     }) => {
-                        // Nobody opened the poll yet: this node does, as a host's would.
-                        self.open_poll(node, meeting);
-                        ToClient::VoteNotCounted
+                        // Nothing to vote in yet: a host opens the poll; the voter asks the
+                        // question (its ask is its vote, an upvote after it is refused as
+                        // already made, and counted).
+                        self.open_ballot(node, meeting, conn, ballot);
+                        ToClient::VoteNotCounted(ballot)
                     }
-                    _ => ToClient::VoteNotCounted,
+                    _ => ToClient::VoteNotCounted(ballot),
                 };
                 self.tell_client(client, node, conn, msg);
             }
@@ -679,26 +684,46 @@ impl World {
         }
     }
 
-    /// The client answers the meeting's poll: the first option, named.
-    pub fn node_vote(&mut self, node: NodeId, conn: u64) {
+    /// The client votes: answers the meeting's poll (the first option, named), or upvotes
+    /// its first question.
+    pub fn node_vote(&mut self, node: NodeId, conn: u64, ballot: Ballot) {
         if let Some((_, meeting, participant)) = self.nodes[node].bound(conn) {
-            let req = MeetingRequest::Vote {
-                participant,
-                poll: SIM_POLL,
-                answer: myriad_proto::Answer::Single { option: 0 },
+            let req = match ballot {
+                Ballot::Poll => MeetingRequest::Vote {
+                    participant,
+                    poll: SIM_POLL,
+                    answer: myriad_proto::Answer::Single { option: 0 },
+                },
+                Ballot::Upvote => MeetingRequest::Upvote {
+                    participant,
+                    question: SIM_QUESTION,
+                },
             };
-            self.ask(node, meeting, req, Purpose::Vote { conn });
+            self.ask(node, meeting, req, Purpose::Vote { conn, ballot });
         }
     }
 
-    fn open_poll(&mut self, node: NodeId, meeting: MeetingIx) {
-        let req = MeetingRequest::CreatePoll {
-            actor: myriad_proto::meeting::Actor::Api,
-            question: "Go on?".into(),
-            kind: myriad_proto::PollKind::Single {
-                options: vec!["yes".into(), "no".into()],
+    /// What `ballot` votes in does not exist yet: it is made (the poll by the API, as a
+    /// host's would; the question by the voter through `conn`).
+    fn open_ballot(&mut self, node: NodeId, meeting: MeetingIx, conn: u64, ballot: Ballot) {
+        let req = match ballot {
+            Ballot::Poll => MeetingRequest::CreatePoll {
+                actor: myriad_proto::meeting::Actor::Api,
+                question: "Go on?".into(),
+                kind: myriad_proto::PollKind::Single {
+                    options: vec!["yes".into(), "no".into()],
+                },
+                anonymous: false,
             },
-            anonymous: false,
+            Ballot::Upvote => {
+                let Some((_, _, participant)) = self.nodes[node].bound(conn) else {
+                    return;
+                };
+                MeetingRequest::Ask {
+                    participant,
+                    text: "When is the next one?".into(),
+                }
+            }
         };
         self.ask(node, meeting, req, Purpose::Tell);
     }
