@@ -414,8 +414,10 @@ impl MeetingClient {
         }
     }
 
+    /// Ends the meeting for everyone, as the API.
     pub async fn end(&self) -> Result<(), AskError> {
-        self.ask_done(MeetingRequest::End).await
+        self.ask_done(MeetingRequest::End { actor: Actor::Api })
+            .await
     }
 
     /// Tells the coordinator every connection `node` has to the meeting as of connection

@@ -418,7 +418,7 @@ impl<R> CoordinatorCore<R> {
                 ticket,
                 admit,
             } => done(m.handle_admit(now, actor, ticket, admit)),
-            MeetingRequest::EndBy { actor } => done(m.handle_end(now, actor)),
+            MeetingRequest::End { actor } => done(m.handle_end(now, actor)),
             MeetingRequest::Chat {
                 participant,
                 text,
@@ -498,10 +498,6 @@ impl<R> CoordinatorCore<R> {
                 count: m.count(),
                 participants: m.participants_page(after, limit.min(1000) as usize),
             },
-            MeetingRequest::End => {
-                m.end(now);
-                MeetingReply::Done
-            }
             MeetingRequest::Present {
                 node,
                 up_to,

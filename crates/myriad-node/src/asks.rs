@@ -48,7 +48,7 @@ pub fn ask_of(msg: ClientMsg, me: ParticipantId) -> Result<MeetingRequest, Clien
             ticket,
             admit,
         },
-        ClientMsg::EndMeeting => MeetingRequest::EndBy { actor },
+        ClientMsg::EndMeeting => MeetingRequest::End { actor },
         ClientMsg::SetAudience { audience } => MeetingRequest::SetAudience { actor, audience },
         ClientMsg::SetRole { participant, role } => MeetingRequest::SetRole {
             actor,

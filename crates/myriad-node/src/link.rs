@@ -62,9 +62,10 @@ pub(crate) enum LinkCmd {
     Unregister {
         conn: u64,
     },
-    /// A reaction from a participant here (one of the reactions, checked by the session).
+    /// A reaction from a participant here: its number in the reactions (checked by the
+    /// session).
     React {
-        emoji: String,
+        index: usize,
     },
     /// Counts the coordinator did not take (it is moving): they go with the next ones.
     ReactionsUnsent(Vec<ReactionCount>),
@@ -132,8 +133,9 @@ impl LinkHandle {
         let _ = self.tx.send(LinkCmd::Unregister { conn }).await;
     }
 
-    pub(crate) async fn react(&self, emoji: String) {
-        let _ = self.tx.send(LinkCmd::React { emoji }).await;
+    /// Reaction number `index` of [`myriad_proto::REACTIONS`] from someone here.
+    pub(crate) async fn react(&self, index: usize) {
+        let _ = self.tx.send(LinkCmd::React { index }).await;
     }
 
     pub(crate) async fn attach_peer(&self, participant: ParticipantId, peer: PeerId, worker: u16) {
@@ -434,8 +436,8 @@ impl Link {
                 let _ = reply.send(peer);
             }
             LinkCmd::Unregister { conn } => self.forget(conn),
-            LinkCmd::React { emoji } => {
-                self.reactions.add_one(&emoji);
+            LinkCmd::React { index } => {
+                self.reactions.add_one(index);
             }
             LinkCmd::ReactionsUnsent(counts) => {
                 if let Err(e) = self.reactions.add(&counts) {

@@ -522,17 +522,17 @@ impl Session {
                     Err(e) => self.refused(Err(e)).await,
                 }
             }
-            ClientMsg::React { emoji } => {
-                if !REACTIONS.contains(&emoji.as_str()) {
+            ClientMsg::React { emoji } => match REACTIONS.iter().position(|r| *r == emoji) {
+                None => {
                     let message = format!("not a reaction: one of {}", REACTIONS.join(" "));
                     self.send_error(ErrorCode::BadMessage, &message).await;
-                } else if !member.reactions.try_take(Instant::now()) {
+                }
+                Some(_) if !member.reactions.try_take(Instant::now()) => {
                     self.send_error(ErrorCode::RateLimited, "too many reactions; slow down")
                         .await;
-                } else {
-                    member.link.react(emoji).await;
                 }
-            }
+                Some(index) => member.link.react(index).await,
+            },
             ClientMsg::CreatePoll {
                 question,
                 kind,

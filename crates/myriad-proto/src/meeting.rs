@@ -229,8 +229,8 @@ pub enum MeetingRequest {
         ticket: Option<u64>,
         admit: bool,
     },
-    /// A moderator ends the meeting (the REST API uses [`MeetingRequest::End`]).
-    EndBy {
+    /// A moderator (or the API) ends the meeting for everyone.
+    End {
         actor: Actor,
     },
     /// A node's reactions since its last such request, counted.
@@ -264,7 +264,6 @@ pub enum MeetingRequest {
         after: Option<ParticipantId>,
         limit: u32,
     },
-    End,
     /// A node's connections to the meeting, all of them as of its connection number
     /// `up_to` (sent every few seconds, and at once when a coordinator took over): those
     /// bound to a participant, and those still joining. A participant the coordinator has on
@@ -488,7 +487,7 @@ mod tests {
 
     #[test]
     fn a_request_is_not_a_broadcast_and_unknown_ops_are_refused() {
-        let bytes = encode(&MeetingRequest::End);
+        let bytes = encode(&MeetingRequest::End { actor: Actor::Api });
         assert!(decode::<MeetingBroadcast>(&bytes).is_err());
         let unknown = br#"{"v":1,"kind":"meeting.request","body":{"op":"launch"}}"#;
         assert!(decode::<MeetingRequest>(unknown).is_err());

@@ -19,11 +19,11 @@ pub const MAX_REACTION_COUNT: u32 = 1_000_000;
 pub struct Tally([u32; REACTIONS.len()]);
 
 impl Tally {
-    /// One more of reaction `emoji`; false if it is not one.
-    pub fn add_one(&mut self, emoji: &str) -> bool {
-        match REACTIONS.iter().position(|r| *r == emoji) {
-            Some(i) => {
-                self.0[i] = self.0[i].saturating_add(1);
+    /// One more of reaction number `index` in [`REACTIONS`]; false if there is none such.
+    pub fn add_one(&mut self, index: usize) -> bool {
+        match self.0.get_mut(index) {
+            Some(n) => {
+                *n = n.saturating_add(1);
                 true
             }
             None => false,
@@ -108,7 +108,7 @@ mod tests {
         assert!(t.is_empty());
         t.add(&[count("👍", 3), count("🎉", 1)]).unwrap();
         t.add(&[count("👍", 2)]).unwrap();
-        assert!(t.add_one("🎉") && !t.add_one("💩"));
+        assert!(t.add_one(5) && !t.add_one(REACTIONS.len()));
         assert_eq!(t.take(), [count("👍", 5), count("🎉", 2)]);
         assert!(t.is_empty() && t.take().is_empty());
     }
