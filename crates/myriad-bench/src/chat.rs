@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use myriad_proto::{ClientMsg, MeetingEvent};
 use myriad_seeded::SeededRng;
 
+use crate::counting::Delays;
 use crate::crowd::{Crowd, CrowdArgs};
 use crate::forward::percentile;
 use crate::signal_client::Listener;
@@ -22,7 +23,7 @@ const MARK: &str = "bench-chat:";
 struct Tally {
     delivered: AtomicU64,
     sent_at: Mutex<HashMap<u64, Instant>>,
-    delays_ms: Mutex<Vec<f64>>,
+    delays: Delays,
 }
 
 impl Listener for Tally {
@@ -40,8 +41,8 @@ impl Listener for Tally {
         };
         self.delivered.fetch_add(1, Ordering::Relaxed);
         let sent = self.sent_at.lock().ok().and_then(|m| m.get(&id).copied());
-        if let (Some(sent), Ok(mut delays)) = (sent, self.delays_ms.lock()) {
-            delays.push(sent.elapsed().as_secs_f64() * 1000.0);
+        if let Some(sent) = sent {
+            self.delays.since(sent);
         }
     }
 }
@@ -73,12 +74,7 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
     let mut report = Report::new("chat");
     let server_cpu = crowd.report_run(&mut report, &mark);
     crowd.disperse();
-    let mut delays = tally
-        .delays_ms
-        .lock()
-        .map(|d| d.clone())
-        .unwrap_or_default();
-    delays.sort_by(f64::total_cmp);
+    let delays = tally.delays.sorted();
     report
         .field("participants", n as u64)
         .field("rate_per_s", args.rate_per_s)

@@ -6,10 +6,30 @@
 use std::sync::Mutex;
 use std::time::Instant;
 
+/// Delays seen by many tasks, in milliseconds.
+#[derive(Debug, Default)]
+pub struct Delays(Mutex<Vec<f64>>);
+
+impl Delays {
+    /// One more: from `sent` to now.
+    pub fn since(&self, sent: Instant) {
+        if let Ok(mut d) = self.0.lock() {
+            d.push(Instant::now().saturating_duration_since(sent).as_secs_f64() * 1000.0);
+        }
+    }
+
+    /// All seen so far, smallest first (for [`crate::forward::percentile`]).
+    pub fn sorted(&self) -> Vec<f64> {
+        let mut d = self.0.lock().map(|d| d.clone()).unwrap_or_default();
+        d.sort_by(f64::total_cmp);
+        d
+    }
+}
+
 #[derive(Default)]
 pub struct Counting {
     sent_at: Mutex<Vec<Instant>>,
-    delays_ms: Mutex<Vec<f64>>,
+    delays: Delays,
 }
 
 impl Counting {
@@ -27,16 +47,14 @@ impl Counting {
             .lock()
             .ok()
             .and_then(|s| s.get(before as usize).copied());
-        if let (Some(sent), Ok(mut delays)) = (earliest, self.delays_ms.lock()) {
-            delays.push(sent.elapsed().as_secs_f64() * 1000.0);
+        if let Some(sent) = earliest {
+            self.delays.since(sent);
         }
     }
 
     /// The delays seen, in order.
     pub fn delays_ms(&self) -> Vec<f64> {
-        let mut d = self.delays_ms.lock().map(|d| d.clone()).unwrap_or_default();
-        d.sort_by(f64::total_cmp);
-        d
+        self.delays.sorted()
     }
 }
 

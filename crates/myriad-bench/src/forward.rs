@@ -364,12 +364,7 @@ async fn measure(
     for t in tasks {
         let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
     }
-    let mut delays = counters
-        .delays_ms
-        .lock()
-        .map(|d| d.clone())
-        .unwrap_or_default();
-    delays.sort_by(f64::total_cmp);
+    let delays = counters.delays.sorted();
     // Loss within the measured window, from the subscribers' RTP sequence numbers.
     let lost = counters.lost_packets.load(Ordering::Relaxed);
     let total = counters.window_packets.load(Ordering::Relaxed) + lost;

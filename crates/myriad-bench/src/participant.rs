@@ -53,7 +53,7 @@ pub struct Counters {
     pub receiving_video: AtomicU64,
     /// While set, subscribers record delays.
     pub measuring: AtomicBool,
-    pub delays_ms: Mutex<Vec<f64>>,
+    pub delays: crate::counting::Delays,
     /// Send time of each video frame, by content hash, written by publishers.
     pub sent: Mutex<HashMap<u64, Instant>>,
     pub stop: AtomicBool,
@@ -595,10 +595,8 @@ impl Peer {
                         .lock()
                         .ok()
                         .and_then(|m| m.get(&content_hash(&data.data)).copied());
-                    if let (Some(sent), Ok(mut delays)) = (sent, c.delays_ms.lock()) {
-                        delays.push(
-                            Instant::now().saturating_duration_since(sent).as_secs_f64() * 1000.0,
-                        );
+                    if let Some(sent) = sent {
+                        c.delays.since(sent);
                     }
                 }
             }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use myriad_proto::board::{BoardOp, Shape, ShapeKind, BOARD_SIZE};
 use myriad_proto::{ClientMsg, MeetingEvent};
 
-use crate::counting::agreement;
+use crate::counting::{agreement, Delays};
 use crate::crowd::{Crowd, CrowdArgs};
 use crate::forward::percentile;
 use crate::signal_client::Listener;
@@ -29,7 +29,7 @@ const SETTLE: Duration = Duration::from_secs(10);
 #[derive(Default)]
 struct Strokes {
     sent_at: Mutex<Vec<Instant>>,
-    delays_ms: Mutex<Vec<f64>>,
+    delays: Delays,
 }
 
 /// One participant: how many strokes it got.
@@ -55,8 +55,8 @@ impl Listener for Watcher {
             .lock()
             .ok()
             .and_then(|s| s.get(k).copied());
-        if let (Some(sent), Ok(mut d)) = (sent, self.strokes.delays_ms.lock()) {
-            d.push(sent.elapsed().as_secs_f64() * 1000.0);
+        if let Some(sent) = sent {
+            self.strokes.delays.since(sent);
         }
         self.got.fetch_add(1, Ordering::Relaxed);
     }
@@ -117,12 +117,7 @@ pub async fn run(args: CrowdArgs) -> anyhow::Result<Report> {
     crowd.report_run(&mut report, &mark);
     crowd.disperse();
     let (delivered, short) = agreement(watchers.iter().map(got), sent);
-    let mut delays = strokes
-        .delays_ms
-        .lock()
-        .map(|d| d.clone())
-        .unwrap_or_default();
-    delays.sort_by(f64::total_cmp);
+    let delays = strokes.delays.sorted();
     report
         .field("participants", n as u64)
         .field("drawers", drawers as u64)

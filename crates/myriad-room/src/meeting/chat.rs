@@ -22,6 +22,14 @@ pub const CHAT_PAGE_MAX: usize = 100;
 
 pub(super) type History = VecDeque<ChatMessage>;
 
+/// A held message, released: for whom it was written (everyone, or the hosts).
+fn release(m: &mut ChatMessage) {
+    m.flagged = None;
+    if !m.to_hosts {
+        m.only.clear();
+    }
+}
+
 /// How a chat message is addressed: to the hosts only, and whom it @mentions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Addressing {
@@ -130,10 +138,7 @@ impl Meeting {
                 .iter_mut()
                 .find(|m| m.id == id && m.flagged.is_some())
                 .ok_or(RoomError::UnknownChat)?;
-            m.flagged = None;
-            if !m.to_hosts {
-                m.only.clear();
-            }
+            release(m);
             m.clone()
         };
         self.changes.push(Change::ChatReleased { id });
@@ -200,10 +205,7 @@ impl Meeting {
     /// A committed release, applied again.
     pub(super) fn apply_release(&mut self, id: u64) {
         if let Some(m) = self.chat.iter_mut().find(|m| m.id == id) {
-            m.flagged = None;
-            if !m.to_hosts {
-                m.only.clear();
-            }
+            release(m);
         }
     }
 
