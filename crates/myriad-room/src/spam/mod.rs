@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use myriad_proto::{ParticipantId, SpamReason};
 
 /// A message the classifier finds at least this likely to be spam is flagged.
-pub const SPAM_THRESHOLD: f64 = 0.9;
+pub const SPAM_THRESHOLD: f64 = 0.95;
 /// More than `FLOOD_MAX` messages from one person within `FLOOD_WINDOW` is a flood.
 const FLOOD_WINDOW: Duration = Duration::from_secs(10);
 const FLOOD_MAX: usize = 10;
