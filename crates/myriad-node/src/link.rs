@@ -688,8 +688,23 @@ impl Link {
         else {
             return;
         };
+        let serialize = |batch: &[SeqEvent]| {
+            serde_json::to_string(&EventsMsg { events: batch })
+                .map(Utf8Bytes::from)
+                .map_err(|e| tracing::error!("event batch not serializable: {e}"))
+                .ok()
+        };
         let private: Vec<&SeqEvent> = events.iter().filter(|e| e.is_private()).collect();
-        // Per way of seeing the batch (which of its private events one may read), its text.
+        // The text for everyone; with private events, per way of seeing the batch (which of
+        // them one may read).
+        let shared = if private.is_empty() {
+            match serialize(&events) {
+                Some(text) => Some(text),
+                None => return,
+            }
+        } else {
+            None
+        };
         let mut texts: HashMap<Vec<bool>, Option<Utf8Bytes>> = HashMap::new();
         let mut too_slow = Vec::new();
         let mut partly = Vec::new();
@@ -701,26 +716,24 @@ impl Link {
                 partly.push(*id);
                 continue;
             }
-            let reader = conn.participant;
-            let sees: Vec<bool> = private
-                .iter()
-                .map(|e| reader.is_some_and(|p| e.seen_by(p) == **e))
-                .collect();
-            let text = texts.entry(sees).or_insert_with(|| {
-                let seen: Vec<SeqEvent>;
-                let batch = if private.is_empty() {
-                    &events
-                } else {
-                    seen = events.iter().map(|e| as_seen(e, reader)).collect();
-                    &seen
-                };
-                serde_json::to_string(&EventsMsg { events: batch })
-                    .map(Utf8Bytes::from)
-                    .map_err(|e| tracing::error!("event batch not serializable: {e}"))
-                    .ok()
-            });
-            let Some(text) = text else {
-                continue;
+            let text = match &shared {
+                Some(text) => text,
+                None => {
+                    let reader = conn.participant;
+                    let sees: Vec<bool> = private
+                        .iter()
+                        .map(|e| reader.is_some_and(|p| e.is_for(p)))
+                        .collect();
+                    let text = texts.entry(sees).or_insert_with(|| {
+                        let seen: Vec<SeqEvent> =
+                            events.iter().map(|e| as_seen(e, reader)).collect();
+                        serialize(&seen)
+                    });
+                    let Some(text) = text else {
+                        continue;
+                    };
+                    text
+                }
             };
             if conn.tx.try_send(SessionMsg::Text(text.clone())).is_err() {
                 too_slow.push(*id);

@@ -526,12 +526,21 @@ impl ChatMessage {
 impl SeqEvent {
     /// The event as `p` receives it: withheld, its number kept, if it is for others.
     pub fn seen_by(&self, p: ParticipantId) -> SeqEvent {
-        match &self.event {
-            MeetingEvent::Chat { only, .. } if !only.is_empty() && !only.contains(&p) => SeqEvent {
+        if self.is_for(p) {
+            self.clone()
+        } else {
+            SeqEvent {
                 seq: self.seq,
                 event: MeetingEvent::Withheld,
-            },
-            _ => self.clone(),
+            }
+        }
+    }
+
+    /// Whether `p` receives it as it is.
+    pub fn is_for(&self, p: ParticipantId) -> bool {
+        match &self.event {
+            MeetingEvent::Chat { only, .. } => only.is_empty() || only.contains(&p),
+            _ => true,
         }
     }
 
