@@ -1,13 +1,13 @@
 //! A multinomial naive Bayes text classifier over words and word pairs (short numbers
 //! dropped: in a meeting they are slides and rooms), trained on the SMS
-//! Spam Collection in `data/spam` (see its README). Every fifth message is held out for
+//! Spam Collection in `crates/myriad-room/data` (see its README). Every fifth message is held out for
 //! measuring; the model learns from the rest, once, at first use.
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
 
 /// The labelled corpus: `ham` or `spam`, a tab, the message.
-const CORPUS: &str = include_str!("../../../../data/spam/sms-spam-collection.tsv");
+const CORPUS: &str = include_str!("../../data/sms-spam-collection.tsv");
 
 /// Features the model must know in a message before it judges it: a short message ("room 5",
 /// "ok 10 min") says too little, and numbers alone lean to spam in SMS.
