@@ -540,13 +540,18 @@ impl SeqEvent {
     pub fn is_for(&self, p: ParticipantId) -> bool {
         match &self.event {
             MeetingEvent::Chat { only, .. } => only.is_empty() || only.contains(&p),
+            MeetingEvent::WaitingRoom { hosts, .. } => hosts.contains(&p),
             _ => true,
         }
     }
 
     /// Whether only some receive it.
     pub fn is_private(&self) -> bool {
-        matches!(&self.event, MeetingEvent::Chat { only, .. } if !only.is_empty())
+        match &self.event {
+            MeetingEvent::Chat { only, .. } => !only.is_empty(),
+            MeetingEvent::WaitingRoom { .. } => true,
+            _ => false,
+        }
     }
 }
 
@@ -770,8 +775,11 @@ pub enum MeetingEvent {
         locked: bool,
     },
     /// The waiting room was switched, or who waits changed (at most one per count interval).
+    /// For the moderators (`hosts`, those in the meeting then) only: who waits is theirs to
+    /// know.
     WaitingRoom {
         room: WaitingRoom,
+        hosts: Vec<ParticipantId>,
     },
     /// The breakout rooms changed (assignments coalesced per count interval).
     Breakouts {

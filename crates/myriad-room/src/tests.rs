@@ -1334,7 +1334,7 @@ fn waiting_rooms(outputs: &[Output]) -> Vec<myriad_proto::WaitingRoom> {
     events(outputs)
         .into_iter()
         .filter_map(|e| match e {
-            MeetingEvent::WaitingRoom { room } => Some(room),
+            MeetingEvent::WaitingRoom { room, .. } => Some(room),
             _ => None,
         })
         .collect()
@@ -1362,13 +1362,26 @@ fn the_waiting_room_holds_newcomers_until_a_host_decides() {
     // The queue reaches everyone coalesced, with the switch first.
     let t = clock.advance(Duration::from_millis(300));
     m.handle_timeout(t);
-    let rooms = waiting_rooms(&drain(&mut m));
+    let outputs = drain(&mut m);
+    // For the moderators only: others get the number, withheld.
+    for e in seq_events(&outputs)
+        .iter()
+        .filter(|e| matches!(e.event, MeetingEvent::WaitingRoom { .. }))
+    {
+        assert!(e.is_for(host) && !e.is_for(early), "{e:?}");
+    }
+    let rooms = waiting_rooms(&outputs);
     assert_eq!(rooms.first().map(|r| (r.on, r.waiting)), Some((true, 0)));
     let room = rooms.last().unwrap().clone();
     assert_eq!(room.waiting, 3);
     let names: Vec<&str> = room.first.iter().map(|w| &w.name[..]).collect();
     assert_eq!(names, ["bob", "cy", "dee"]);
     assert_eq!(m.snapshot_for(host).waiting_room, room);
+    let hidden = m.snapshot_for(early).waiting_room;
+    assert_eq!(
+        (hidden.on, hidden.waiting, hidden.first.len()),
+        (true, 0, 0)
+    );
 
     assert!(matches!(
         m.handle_admit(t, by(early), Some(room.first[0].ticket), true),

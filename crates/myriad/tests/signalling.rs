@@ -952,8 +952,18 @@ async fn the_waiting_room_over_websockets() {
     send(&mut a, json!({ "type": "set_waiting_room", "on": true })).await;
     expect_error(&mut a, "forbidden").await;
     send(&mut host, json!({ "type": "set_waiting_room", "on": true })).await;
-    let ev = expect_event(&mut a, "waiting_room").await;
+    let ev = expect_event(&mut host, "waiting_room").await;
     assert_eq!(ev["room"]["on"], true);
+    // Who waits is the hosts' to know: others get the event's number only.
+    let msg = expect_type(&mut a, "events").await;
+    assert!(
+        msg["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "withheld"),
+        "{msg}"
+    );
 
     let knock = |name: &'static str| {
         let server = &server;
@@ -1011,6 +1021,11 @@ async fn the_waiting_room_over_websockets() {
     let welcome = expect_type(&mut bob, "welcome").await;
     assert_eq!(welcome["you"]["name"], "bob");
     assert_eq!(welcome["snapshot"]["waiting_room"]["on"], true);
+    assert_eq!(
+        welcome["snapshot"]["waiting_room"]["first"],
+        json!([]),
+        "not Bob's to know"
+    );
     send(
         &mut host,
         json!({ "type": "admit", "ticket": ticket(1), "admit": false }),

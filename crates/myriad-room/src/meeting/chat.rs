@@ -209,14 +209,23 @@ impl Meeting {
         }
     }
 
-    /// The moderators in the meeting, and `p`, in id order. (A scan: messages to the hosts
-    /// are few, and each person's chat is limited.)
-    fn hosts_and(&self, p: ParticipantId) -> Vec<ParticipantId> {
+    /// The moderators in the meeting, in id order. (A scan: messages to the hosts and
+    /// waiting-room updates are few, and each person's chat is limited.)
+    pub(super) fn moderators(&self) -> Vec<ParticipantId> {
         self.participants
             .iter()
-            .filter(|(id, who)| who.permissions.moderate || **id == p)
+            .filter(|(_, who)| who.permissions.moderate)
             .map(|(id, _)| *id)
             .collect()
+    }
+
+    /// The moderators and `p`, in id order.
+    fn hosts_and(&self, p: ParticipantId) -> Vec<ParticipantId> {
+        let mut hosts = self.moderators();
+        if let Err(at) = hosts.binary_search(&p) {
+            hosts.insert(at, p);
+        }
+        hosts
     }
 
     /// Whether `reader` may read `m` (none: the API reads everything).

@@ -990,7 +990,7 @@ impl Meeting {
             default_role: self.default_role,
             audience: self.audience,
             stage: self.stage_infos(),
-            waiting_room: self.lobby_summary(),
+            waiting_room: self.lobby_summary(id),
             breakouts: self.breakouts_summary(),
         }
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use myriad_proto::meeting::Actor;
-use myriad_proto::{MeetingEvent, Waiter, WaitingRoom};
+use myriad_proto::{MeetingEvent, ParticipantId, Waiter, WaitingRoom};
 
 use super::{Change, JoinRequest, Meeting};
 use crate::RoomError;
@@ -235,14 +235,28 @@ impl Meeting {
         self.schedule_count(now);
     }
 
-    pub(super) fn lobby_summary(&self) -> WaitingRoom {
-        self.lobby.summary(self.config.hands_shown)
+    /// The waiting room as `reader` sees it: whether it is on, and (moderators only) who
+    /// waits.
+    pub(super) fn lobby_summary(&self, reader: ParticipantId) -> WaitingRoom {
+        let moderates = self
+            .participants
+            .get(&reader)
+            .is_some_and(|p| p.permissions.moderate);
+        if moderates {
+            self.lobby.summary(self.config.hands_shown)
+        } else {
+            WaitingRoom {
+                on: self.lobby.is_on(),
+                ..WaitingRoom::default()
+            }
+        }
     }
 
     fn emit_lobby(&mut self) {
         self.lobby_dirty = false;
-        let room = self.lobby_summary();
-        self.emit(MeetingEvent::WaitingRoom { room });
+        let room = self.lobby.summary(self.config.hands_shown);
+        let hosts = self.moderators();
+        self.emit(MeetingEvent::WaitingRoom { room, hosts });
     }
 
     /// The coalesced waiting room, if it changed since the last one.
