@@ -1276,6 +1276,56 @@ async fn messages_to_the_hosts_mentions_and_the_spotlight_over_websockets() {
     assert_eq!(ev["mentioned"].as_array().map(Vec::len), Some(1));
 }
 
+/// The spam filter and likes over WebSockets: an attendee's spam is held (the host and the
+/// sender get it marked, another attendee its number only); an attendee may not release it,
+/// a host does and everyone gets it; a message to everyone is liked once per person, the
+/// counts coalesced; a held or unknown message cannot be liked.
+#[tokio::test]
+async fn held_spam_is_released_and_messages_are_liked_over_websockets() {
+    let server = common::Server::start();
+    server.create_meeting("m1").await;
+    let mut host = joined(&server, "m1", "hana", "host").await;
+    let mut a = joined(&server, "m1", "ann", "attendee").await;
+    let mut b = joined(&server, "m1", "ben", "attendee").await;
+    let spam =
+        "WINNER!! You have been selected for a £900 prize reward! To claim call 09061701461 now";
+    send(&mut a, json!({ "type": "chat", "text": spam })).await;
+    let held = expect_event(&mut host, "chat").await;
+    assert_eq!(held["flagged"], "looks_like_spam", "{held}");
+    let id = held["id"].clone();
+    assert_eq!(
+        expect_event(&mut a, "chat").await["flagged"],
+        "looks_like_spam"
+    );
+    let msg = expect_type(&mut b, "events").await;
+    assert!(!msg.to_string().contains("WINNER"), "{msg}");
+    send(&mut b, json!({ "type": "like_chat", "id": id })).await;
+    expect_error(&mut b, "bad_message").await; // not a message to everyone (yet)
+    send(&mut b, json!({ "type": "release_chat", "id": id })).await;
+    expect_error(&mut b, "forbidden").await;
+    send(&mut host, json!({ "type": "release_chat", "id": 999 })).await;
+    expect_error(&mut host, "bad_message").await;
+    send(&mut host, json!({ "type": "release_chat", "id": id })).await;
+    let released = expect_event(&mut b, "chat").await;
+    assert_eq!(
+        (released["id"].clone(), released["text"].as_str()),
+        (id.clone(), Some(spam))
+    );
+    assert!(released.get("flagged").is_none(), "{released}");
+
+    send(&mut b, json!({ "type": "like_chat", "id": id })).await;
+    send(&mut host, json!({ "type": "like_chat", "id": id })).await;
+    send(&mut b, json!({ "type": "like_chat", "id": id })).await;
+    expect_error(&mut b, "already_voted").await;
+    let likes = loop {
+        let ev = expect_event(&mut a, "chat_liked").await;
+        if ev["likes"][0]["likes"] == 2 {
+            break ev;
+        }
+    };
+    assert_eq!(likes["likes"][0]["id"], id);
+}
+
 /// Q&A over WebSockets: asked, upvoted once each, answered by a moderator; the refusals.
 #[tokio::test]
 async fn questions_are_asked_upvoted_and_answered_over_websockets() {
