@@ -368,3 +368,99 @@ async fn after_nats_restarts_everyone_is_back() {
         "Alice's events, in order, none lost or repeated"
     );
 }
+
+/// Taking part across two nodes: the host on n1, attendees on n2. A newcomer on n2 waits in
+/// the waiting room until the host on n1 lets them in; a message to the hosts from n2
+/// reaches the host on n1 and is withheld from the other attendee on n2 (each node's link
+/// sees to it); a breakout room's pass is had through n2 and its meeting joined through n1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn waiting_room_private_chat_and_breakouts_work_across_nodes() {
+    let nats = Nats::start_js();
+    let nodes = Server::cluster(&nats, &["eu", "us"]);
+    let (n1, n2) = (&nodes[0], &nodes[1]);
+    create_meeting(n1, "across").await;
+    let (mut host, _) = join_via(n1, &n1.token("across", "hana", "host")).await;
+    let (mut ann, ann_welcome) = join_via(n2, &n2.token("across", "ann", "attendee")).await;
+    let ann_id = ann_welcome["you"]["id"].clone();
+    let (mut ben, _) = join_via(n2, &n2.token("across", "ben", "attendee")).await;
+
+    send(&mut host, json!({ "type": "set_waiting_room", "on": true })).await;
+    wait_event(
+        &mut host,
+        "waiting_room",
+        "kind",
+        &json!("waiting_room"),
+        Duration::from_secs(5),
+    )
+    .await;
+    let mut cy = connect_to(&ws_url(n2)).await;
+    send(
+        &mut cy,
+        json!({ "type": "join", "v": 1, "token": n2.token("across", "cy", "attendee") }),
+    )
+    .await;
+    expect_type(&mut cy, "waiting").await;
+    let room = loop {
+        let ev = wait_event(
+            &mut host,
+            "waiting_room",
+            "kind",
+            &json!("waiting_room"),
+            Duration::from_secs(10),
+        )
+        .await;
+        if ev["room"]["waiting"] == 1 {
+            break ev["room"].clone();
+        }
+    };
+    send(
+        &mut host,
+        json!({ "type": "admit", "ticket": room["first"][0]["ticket"], "admit": true }),
+    )
+    .await;
+    let welcome = expect_type(&mut cy, "welcome").await;
+    assert_eq!(welcome["you"]["name"], "cy");
+
+    send(
+        &mut ann,
+        json!({ "type": "chat", "text": "for the hosts", "to_hosts": true }),
+    )
+    .await;
+    wait_event(
+        &mut host,
+        "chat",
+        "text",
+        &json!("for the hosts"),
+        Duration::from_secs(5),
+    )
+    .await;
+    let seen = events_for(&mut ben, Duration::from_secs(1)).await;
+    assert!(seen.iter().any(|e| e["kind"] == "withheld"), "{seen:?}");
+    assert!(
+        !seen.iter().any(|e| e["text"] == "for the hosts"),
+        "{seen:?}"
+    );
+
+    let op = |o: Value| json!({ "type": "breakouts", "op": o });
+    send(&mut host, op(json!({ "action": "create", "count": 2 }))).await;
+    send(
+        &mut host,
+        op(json!({ "action": "assign", "participant": ann_id, "room": 2 })),
+    )
+    .await;
+    send(&mut host, op(json!({ "action": "open" }))).await;
+    wait_event(
+        &mut ann,
+        "breakouts",
+        "kind",
+        &json!("breakouts"),
+        Duration::from_secs(5),
+    )
+    .await;
+    send(&mut ann, json!({ "type": "join_breakout" })).await;
+    let pass = expect_type(&mut ann, "breakout").await;
+    assert_eq!(pass["meeting"], "across_br2");
+    let (_, room_welcome) = join_via(n1, pass["token"].as_str().unwrap()).await;
+    assert_eq!(room_welcome["meeting"], "across_br2");
+    assert_eq!(room_welcome["you"]["role"], "panelist");
+}
