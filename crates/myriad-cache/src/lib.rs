@@ -42,6 +42,8 @@ pub enum NoCacheReason {
     Status,
     #[error("no site for this host")]
     UnknownHost,
+    #[error("request carries a body")]
+    RequestBody,
 }
 
 impl NoCacheReason {
@@ -57,6 +59,7 @@ impl NoCacheReason {
             NoCacheReason::VaryStar => "vary-star",
             NoCacheReason::Status => "status",
             NoCacheReason::UnknownHost => "unknown-host",
+            NoCacheReason::RequestBody => "request-body",
         }
     }
 }

@@ -190,13 +190,26 @@ fn heuristically_cacheable(status: StatusCode) -> bool {
     )
 }
 
-/// Requests a cache never answers from storage: only GET and HEAD are looked up, and an
-/// upgrade (WebSocket) is a tunnel, not a resource.
-pub fn request_bypass(method: &Method, headers: &HeaderMap) -> Option<NoCacheReason> {
+/// Requests a cache never answers from storage: only GET and HEAD are looked up; one with a
+/// body (`has_body`) goes to the origin with it, as the body may mean something there (and a
+/// proxy inspects what it forwards); an upgrade (WebSocket) is a tunnel, not a resource.
+pub fn request_bypass(
+    method: &Method,
+    headers: &HeaderMap,
+    has_body: bool,
+) -> Option<NoCacheReason> {
+    let looked_up = method == Method::GET || method == Method::HEAD;
+    if has_body {
+        return Some(if looked_up {
+            NoCacheReason::RequestBody
+        } else {
+            NoCacheReason::Method
+        });
+    }
     if headers.contains_key(http::header::UPGRADE) {
         return Some(NoCacheReason::Upgrade);
     }
-    (method != Method::GET && method != Method::HEAD).then_some(NoCacheReason::Method)
+    (!looked_up).then_some(NoCacheReason::Method)
 }
 
 /// Whether a response to a GET may be stored by a shared cache (RFC 9111 §3).
@@ -414,6 +427,29 @@ mod tests {
             );
         }
         h
+    }
+
+    #[test]
+    fn only_bodiless_gets_and_heads_are_looked_up() {
+        let none = HeaderMap::new();
+        assert_eq!(request_bypass(&Method::GET, &none, false), None);
+        assert_eq!(request_bypass(&Method::HEAD, &none, false), None);
+        for has_body in [false, true] {
+            assert_eq!(
+                request_bypass(&Method::POST, &none, has_body),
+                Some(NoCacheReason::Method)
+            );
+        }
+        assert_eq!(
+            request_bypass(&Method::GET, &none, true),
+            Some(NoCacheReason::RequestBody),
+            "a GET with a body goes on, to be inspected"
+        );
+        let upgrade = headers(&[("upgrade", "websocket")]);
+        assert_eq!(
+            request_bypass(&Method::GET, &upgrade, false),
+            Some(NoCacheReason::Upgrade)
+        );
     }
 
     fn date(at: SystemTime) -> String {

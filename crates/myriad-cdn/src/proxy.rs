@@ -308,11 +308,13 @@ impl Cdn {
                 }
             }
         }
-        // A request with a body is inspected where its body is read (`pass`).
-        if !has_body(&parts.headers) && self.waf_refuses(&site, &parts, remote, None) {
+        // A request with a body, whatever its method, is passed and inspected where its body
+        // is read (`pass`).
+        let with_body = has_body(&parts.headers);
+        if !with_body && self.waf_refuses(&site, &parts, remote, None) {
             return Ok(self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf));
         }
-        let bypass = policy::request_bypass(&parts.method, &parts.headers);
+        let bypass = policy::request_bypass(&parts.method, &parts.headers, with_body);
         let Variant { names, key, stored } = match bypass {
             // Not looked up, but its key names what it invalidates.
             Some(_) => self.store.variant(&primary, &parts.headers),
