@@ -647,6 +647,7 @@ mod tests {
                 partitions: 0,
                 cpu: 0.0,
                 egress_bps: 0,
+                draining: false,
             })
         }
 

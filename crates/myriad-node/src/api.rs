@@ -27,7 +27,7 @@ use crate::{ClientAddr, Node};
 
 pub fn router() -> Router<Arc<Node>> {
     Router::new()
-        .route("/healthz", get(|| async { "ok" }))
+        .route("/healthz", get(healthz))
         .route("/api/v1/meetings", post(create_meeting))
         .route(
             "/api/v1/meetings/{id}",
@@ -420,6 +420,14 @@ async fn set_role(
         .set_role(Actor::Api, ParticipantId(pid), body.role)
         .await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Whether this node should be sent people (200 `ready`), or why not (503 `draining`,
+/// `overloaded`, `unavailable`, with a reason).
+async fn healthz(State(node): State<Arc<Node>>) -> Response {
+    let health = node.health();
+    let status = StatusCode::from_u16(health.http_status()).unwrap_or(StatusCode::OK);
+    (status, Json(health)).into_response()
 }
 
 /// Sets the role of people who join without one of their own (a link), from now on.

@@ -7,6 +7,7 @@
 
 mod api;
 mod asks;
+mod health;
 mod https;
 mod link;
 mod load;
@@ -28,6 +29,7 @@ use myriad_proto::meeting::ConnRef;
 use myriad_sfu::{Media, PeerId};
 use tokio::sync::mpsc;
 
+pub use health::Health;
 pub use https::TlsListener;
 use link::{LinkHandle, Links, SessionMsg};
 use load::Load;
@@ -59,6 +61,8 @@ pub struct Node {
     links: Links,
     next_conn: AtomicU64,
     next_peer: AtomicU64,
+    /// What `/healthz` said last (an overload clears with a margin).
+    health: std::sync::Mutex<Health>,
 }
 
 impl Node {
@@ -89,7 +93,39 @@ impl Node {
             links: Links::default(),
             next_conn: AtomicU64::new(1),
             next_peer: AtomicU64::new(1),
+            health: std::sync::Mutex::new(Health::Ready),
         }))
+    }
+
+    /// It stops soon: it says so (`/healthz`, the registry) and nobody new is routed here;
+    /// those on it stay until the process ends.
+    pub fn drain(&self) {
+        self.load.draining.store(true, Ordering::Relaxed);
+        tracing::info!(node = %self.name, "draining: nobody new is sent here");
+    }
+
+    /// Whether this node should be sent people now, and if not, why.
+    pub fn health(&self) -> Health {
+        let readings = health::Readings {
+            draining: self.load.draining.load(Ordering::Relaxed),
+            registered: self
+                .control
+                .cluster()
+                .alive()
+                .iter()
+                .any(|n| n.name == self.name),
+            participants: self.load.participants.load(Ordering::Relaxed).max(0) as u32,
+            capacity: self.config.capacity,
+            cpu: self.load.cpu(),
+            cores: std::thread::available_parallelism().map_or(1, |n| n.get() as u32),
+        };
+        let mut last = self.health.lock().unwrap_or_else(|p| p.into_inner());
+        let now = health::assess(&readings, &last);
+        if now != *last {
+            tracing::info!(node = %self.name, health = ?now, "health changed");
+        }
+        *last = now.clone();
+        now
     }
 
     /// What this node would announce now.

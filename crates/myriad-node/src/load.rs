@@ -2,7 +2,7 @@
 //! (counted by its links), its CPU time, and the media it sends.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -22,6 +22,10 @@ pub(crate) struct Load {
     last: Mutex<Option<(Instant, f64, u64)>>,
     /// How late event batches arrive (its clones share the counts).
     event_lag: Histogram,
+    /// It was asked to stop and lets its people finish.
+    pub draining: AtomicBool,
+    /// Cores busy over the last announcement's interval.
+    last_cpu: Mutex<f32>,
 }
 
 impl Default for Load {
@@ -33,6 +37,8 @@ impl Default for Load {
             event_lag: Histogram::new([
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
+            draining: AtomicBool::new(false),
+            last_cpu: Mutex::new(0.0),
         }
     }
 }
@@ -71,6 +77,7 @@ impl Load {
             _ => (0.0, 0),
         };
         *last = Some((now, cpu_s, sent));
+        *self.last_cpu.lock().unwrap_or_else(|p| p.into_inner()) = cpu;
         NodeInfo {
             name: config.name.clone(),
             region: config.region.clone(),
@@ -90,7 +97,13 @@ impl Load {
             partitions: self.meetings.load(Ordering::Relaxed).max(0) as u32,
             cpu,
             egress_bps,
+            draining: self.draining.load(Ordering::Relaxed),
         }
+    }
+
+    /// Cores busy over the last announcement's interval.
+    pub(crate) fn cpu(&self) -> f32 {
+        *self.last_cpu.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 

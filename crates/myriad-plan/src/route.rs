@@ -12,7 +12,7 @@ pub fn rank<'a>(
 ) -> Vec<&'a NodeInfo> {
     let mut open: Vec<&NodeInfo> = nodes
         .iter()
-        .filter(|n| n.media && n.participants < n.capacity)
+        .filter(|n| n.media && !n.draining && n.participants < n.capacity)
         .collect();
     open.sort_by(|a, b| {
         let far = |n: &NodeInfo| client_region.is_some_and(|r| r != n.region);
@@ -40,12 +40,29 @@ pub(crate) fn test_node(name: &str, region: &str, participants: u32, capacity: u
         partitions: 0,
         cpu: 0.0,
         egress_bps: 0,
+        draining: false,
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_draining_node_is_offered_to_nobody_new() {
+        let mut leaving = test_node("a", "eu", 0, 100);
+        leaving.draining = true;
+        let nodes = [leaving, test_node("b", "eu", 50, 100)];
+        let names: Vec<&str> = rank(&nodes, Some("eu"), &["a"])
+            .iter()
+            .map(|n| n.name.as_str())
+            .collect();
+        assert_eq!(
+            names,
+            ["b"],
+            "emptier and carrying the meeting, but leaving"
+        );
+    }
 
     fn node(name: &str, region: &str, participants: u32, capacity: u32) -> NodeInfo {
         test_node(name, region, participants, capacity)

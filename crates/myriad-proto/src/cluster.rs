@@ -32,6 +32,9 @@ pub struct NodeInfo {
     pub cpu: f32,
     /// Media it sends, bits per second.
     pub egress_bps: u64,
+    /// It is stopping: nobody new goes there (those on it stay until it is gone).
+    #[serde(default)]
+    pub draining: bool,
 }
 
 impl NodeInfo {

@@ -178,6 +178,7 @@ impl Node {
             partitions: self.links.len() as u32,
             cpu: 0.0,
             egress_bps: 0,
+            draining: false,
         }
     }
 

@@ -74,6 +74,11 @@ pub struct ServeArgs {
     pub tls_cert: Option<PathBuf>,
     #[arg(long, requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// On SIGTERM: seconds to go on serving while saying it drains (`/healthz` 503
+    /// `draining`, nobody new routed here), so that balancers and routes move away first
+    /// [default: 0].
+    #[arg(long)]
+    pub drain_s: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -98,6 +103,7 @@ struct FileConfig {
     https: Option<SocketAddr>,
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
+    drain_s: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -125,6 +131,8 @@ pub struct ServeConfig {
     pub https: Option<SocketAddr>,
     /// Certificate and key files, if not a self-signed development certificate.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// How long it drains on SIGTERM.
+    pub drain: std::time::Duration,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
@@ -195,6 +203,7 @@ impl ServeConfig {
                 .or(file.relay)
                 .unwrap_or_else(|| SocketAddr::new(udp.ip(), 0)),
             https: args.https.or(file.https),
+            drain: std::time::Duration::from_secs(args.drain_s.or(file.drain_s).unwrap_or(0)),
             tls: match (
                 args.tls_cert.or(file.tls_cert),
                 args.tls_key.or(file.tls_key),

@@ -145,7 +145,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
-    let app = myriad_node::router(node);
+    let app = myriad_node::router(Arc::clone(&node));
     if let Some((listener, certificates)) = https {
         let app = app.clone();
         tokio::spawn(async move {
@@ -155,12 +155,28 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         });
         tokio::spawn(reload_on_hangup(config.tls.clone(), certificates));
     }
+    let mut terminate = signal(SignalKind::terminate()).context("SIGTERM handler")?;
+    let serving = myriad_node::serve(listener, app);
+    tokio::pin!(serving);
     tokio::select! {
-        res = myriad_node::serve(listener, app) => res.context("HTTP server failed"),
+        res = &mut serving => return res.context("HTTP server failed"),
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted, shutting down");
-            Ok(())
+            return Ok(());
         }
+        _ = terminate.recv() => {}
+    }
+    // SIGTERM: say so and go on serving for the drain time, so that balancers and routes
+    // move away before the node does.
+    node.drain();
+    tracing::info!(
+        drain_s = config.drain.as_secs(),
+        "SIGTERM: draining, then stopping"
+    );
+    tokio::select! {
+        res = &mut serving => res.context("HTTP server failed"),
+        () = tokio::time::sleep(config.drain) => Ok(()),
+        _ = tokio::signal::ctrl_c() => Ok(()),
     }
 }
 

@@ -24,6 +24,10 @@ async fn http_endpoints_and_web_client() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    assert_eq!(
+        health.json::<Value>().await.unwrap(),
+        json!({ "status": "ready" })
+    );
     for path in [
         "/",
         "/m/some-meeting",
@@ -1274,6 +1278,87 @@ async fn messages_to_the_hosts_mentions_and_the_spotlight_over_websockets() {
     .await;
     let ev = expect_event(&mut late, "featured").await;
     assert_eq!(ev["mentioned"].as_array().map(Vec::len), Some(1));
+}
+
+/// A node asked to stop (SIGTERM) with a drain time says so on `/healthz` (503 `draining`)
+/// while it goes on serving its people, routes nobody new there, and exits when the time is
+/// up; a full node says it is overloaded.
+#[tokio::test]
+async fn health_says_draining_and_overloaded() {
+    let http = reqwest::Client::new();
+    let health = |url: String| {
+        let http = http.clone();
+        async move {
+            let res = http.get(format!("{url}/healthz")).send().await.unwrap();
+            (res.status().as_u16(), res.json::<Value>().await.unwrap())
+        }
+    };
+    let full = common::Server::start_in(tempfile::tempdir().unwrap(), &["--capacity", "1"]);
+    full.create_meeting("m1").await;
+    assert_eq!(health(full.url.clone()).await.0, 200);
+    let _ann = joined(&full, "m1", "ann", "panelist").await;
+    let (status, body) = health(full.url.clone()).await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["status"], "overloaded");
+    assert!(
+        body["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("1 of 1")),
+        "{body}"
+    );
+
+    let mut server = common::Server::start_in(tempfile::tempdir().unwrap(), &["--drain-s", "3"]);
+    server.create_meeting("m2").await;
+    let mut ben = joined(&server, "m2", "ben", "panelist").await;
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &server.pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let started = std::time::Instant::now();
+    let drained = loop {
+        let (status, body) = health(server.url.clone()).await;
+        if status == 503 {
+            break body;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "not draining: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(drained, json!({ "status": "draining" }));
+    // With its next announcement in the registry (a heartbeat), routes leave it out.
+    loop {
+        let route = http
+            .get(format!("{}/api/v1/route?meeting=m2", server.url))
+            .send()
+            .await
+            .unwrap()
+            .json::<Value>()
+            .await
+            .unwrap();
+        if route["error"]["code"] == "no_node" {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "still routed here: {route}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Those on it carry on meanwhile.
+    send(&mut ben, json!({ "type": "ping" })).await;
+    expect_type(&mut ben, "pong").await;
+    let exited = server.wait_exit(Duration::from_secs(10));
+    assert!(
+        exited.is_some_and(|s| s.success()),
+        "stops after its drain: {exited:?}"
+    );
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "not before the drain time"
+    );
 }
 
 /// The spam filter and likes over WebSockets: an attendee's spam is held (the host and the

@@ -128,6 +128,11 @@ impl Server {
         let _ = self.child.wait();
     }
 
+    /// Waits up to `limit` for the process to exit by itself.
+    pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
+        wait_exit(&mut self.child, limit)
+    }
+
     pub fn ws_url(&self) -> String {
         format!("{}/ws", self.url.replace("http://", "ws://"))
     }
@@ -280,14 +285,7 @@ impl Edge {
 
     /// Waits up to `limit` for the process to exit by itself.
     pub fn wait_exit(&mut self, limit: Duration) -> Option<std::process::ExitStatus> {
-        let step = Duration::from_millis(20);
-        for _ in 0..=limit.as_millis() / step.as_millis() {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(step);
-        }
-        None
+        wait_exit(&mut self.child, limit)
     }
 
     /// The HTTPS (and HTTP/3) address, when the edge was started with `--https`.
@@ -453,4 +451,16 @@ impl Drop for Server {
             eprintln!("--- myriad serve log ---\n{}", self.log());
         }
     }
+}
+
+/// Waits up to `limit` for `child` to exit by itself.
+fn wait_exit(child: &mut std::process::Child, limit: Duration) -> Option<std::process::ExitStatus> {
+    let step = Duration::from_millis(20);
+    for _ in 0..=limit.as_millis() / step.as_millis() {
+        if let Ok(Some(status)) = child.try_wait() {
+            return Some(status);
+        }
+        std::thread::sleep(step);
+    }
+    None
 }
