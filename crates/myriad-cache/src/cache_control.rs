@@ -27,10 +27,35 @@ pub struct CacheControl {
     pub only_if_cached: bool,
 }
 
+/// The targeted cache-control fields this cache obeys, the most specific first.
+pub const TARGETED: [&str; 2] = ["myriad-cache-control", "cdn-cache-control"];
+
 /// Longer values are clamped (RFC 9111 §1.2.2: 2^31 seconds is "infinity").
 const DELTA_SECONDS_MAX: u64 = 1 << 31;
 
 impl CacheControl {
+    /// A response's directives for this cache: the first targeted field present (RFC 9213:
+    /// `Myriad-Cache-Control` for myriad's edges alone, then `CDN-Cache-Control` for any
+    /// CDN), which then replaces `Cache-Control` for this cache (clients still get it as
+    /// sent); else `Cache-Control`.
+    pub fn for_this_cache(response: &HeaderMap) -> Self {
+        for field in TARGETED {
+            let mut values = response.get_all(field).iter().peekable();
+            if values.peek().is_none() {
+                continue;
+            }
+            let mut cc = CacheControl::default();
+            for value in values {
+                match value.to_str() {
+                    Ok(text) => cc.parse_into(text),
+                    Err(_) => cc.no_cache = true,
+                }
+            }
+            return cc;
+        }
+        CacheControl::from_headers(response)
+    }
+
     /// All `Cache-Control` fields of a message, merged; `Pragma: no-cache` counts as
     /// `no-cache` when there is no `Cache-Control` (RFC 9111 §5.4).
     pub fn from_headers(headers: &HeaderMap) -> Self {
@@ -134,6 +159,31 @@ mod tests {
     use http::HeaderValue;
 
     use super::*;
+
+    #[test]
+    fn a_targeted_field_replaces_cache_control_for_this_cache() {
+        let mut h = HeaderMap::new();
+        h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        assert!(
+            CacheControl::for_this_cache(&h).no_store,
+            "no targeted field"
+        );
+        h.insert("cdn-cache-control", HeaderValue::from_static("max-age=60"));
+        let cdn = CacheControl::for_this_cache(&h);
+        assert!(!cdn.no_store);
+        assert_eq!(cdn.max_age, Some(Duration::from_secs(60)));
+        h.insert(
+            "myriad-cache-control",
+            HeaderValue::from_static("max-age=5, stale-while-revalidate=10"),
+        );
+        let ours = CacheControl::for_this_cache(&h);
+        assert_eq!(ours.max_age, Some(Duration::from_secs(5)), "ours first");
+        assert_eq!(ours.stale_while_revalidate, Some(Duration::from_secs(10)));
+        assert!(
+            CacheControl::from_headers(&h).no_store,
+            "clients still read Cache-Control"
+        );
+    }
 
     #[test]
     fn parses_response_directives() {

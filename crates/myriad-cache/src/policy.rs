@@ -127,7 +127,7 @@ struct FreshnessFields {
 impl FreshnessFields {
     fn parse(headers: &HeaderMap) -> Self {
         Self {
-            cache_control: CacheControl::from_headers(headers),
+            cache_control: CacheControl::for_this_cache(headers),
             date: header_time(headers, DATE),
             expires: headers.get(EXPIRES).map(parse_time),
             last_modified: header_time(headers, LAST_MODIFIED),
@@ -223,7 +223,7 @@ pub fn storable(
         return Err(NoCacheReason::Method);
     }
     let req = CacheControl::from_headers(request);
-    let res = CacheControl::from_headers(response);
+    let res = CacheControl::for_this_cache(response);
     if req.no_store || res.no_store {
         return Err(NoCacheReason::NoStore);
     }

@@ -146,6 +146,12 @@ async fn respond(
     if let Some(cc) = q.get("cc") {
         res = res.header("cache-control", cc);
     }
+    if let Some(cc) = q.get("cdn_cc") {
+        res = res.header("cdn-cache-control", cc);
+    }
+    if let Some(cc) = q.get("myriad_cc") {
+        res = res.header("myriad-cache-control", cc);
+    }
     if let Some(v) = q.get("vary") {
         res = res.header("vary", v);
     }
@@ -559,6 +565,30 @@ async fn ranges_are_served_from_cache() {
     assert_eq!(res.status(), 416);
     assert_eq!(res.headers()["content-range"], "bytes */100000");
     assert_eq!(origin.hits(path), 1);
+}
+
+/// Targeted cache control (RFC 9213): the edge caches by `Myriad-Cache-Control`, else by
+/// `CDN-Cache-Control`, else by `Cache-Control`; clients get `Cache-Control` as sent.
+#[tokio::test]
+async fn targeted_cache_control_is_obeyed_by_the_edge_alone() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &[]);
+    // Browsers must not store it, the CDN may for a minute.
+    let path = "/targeted?cc=no-store&cdn_cc=max-age%3D60";
+    get(&edge, path).await.bytes().await.unwrap();
+    let res = get(&edge, path).await;
+    assert!(cache_status(&res).contains("hit"), "{}", cache_status(&res));
+    assert_eq!(
+        res.headers()["cache-control"],
+        "no-store",
+        "as the origin sent it"
+    );
+    assert_eq!(origin.hits(path), 1);
+    // Our own field wins over the CDN one: not stored here.
+    let ours = "/targeted-ours?cc=max-age%3D60&cdn_cc=max-age%3D60&myriad_cc=no-store";
+    get(&edge, ours).await.bytes().await.unwrap();
+    get(&edge, ours).await.bytes().await.unwrap();
+    assert_eq!(origin.hits(ours), 2, "Myriad-Cache-Control: no-store");
 }
 
 #[tokio::test]
