@@ -28,6 +28,7 @@ mod stalled_streams;
 mod store;
 mod tier;
 pub mod tls;
+pub mod trust;
 mod tunnel;
 mod upstream;
 mod websocket;

@@ -35,6 +35,9 @@ pub struct LimitsConfig {
     /// A rate per value of a request header (an API key, say); requests without it are not
     /// limited by key.
     pub key_rate: Option<KeyRate>,
+    /// Peers of the same deployment (edges, load balancers): not limited per address, and
+    /// believed about the client they forward for ([`crate::trust`]).
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -147,6 +150,7 @@ impl Default for LimitsConfig {
             idle_timeout: Duration::from_secs(75),
             path_rates: Vec::new(),
             key_rate: None,
+            trusted: Vec::new(),
         }
     }
 }

@@ -33,6 +33,7 @@ use super::upstream::UpstreamError;
 use crate::body::{build, empty_body, BoxError, ProxyBody, RequestBody, Source};
 use crate::body::{content_length, has_body};
 use crate::config::{build_sites, CdnConfig, CdnError, Site, SiteConfig};
+use crate::trust::Client;
 use myriad_waf::Inspected;
 
 pub struct Cdn {
@@ -232,11 +233,16 @@ impl Cdn {
         Ok(())
     }
 
-    /// A connection slot for this address, if it has not reached its limit.
+    /// A connection slot for this address, if it has not reached its limit (trusted peers
+    /// have none: a child edge carries many clients).
     pub fn open_connection(&self, ip: IpAddr) -> Option<ConnectionSlot> {
-        let slot = self
-            .connections
-            .try_open(ip, self.config.limits.max_connections_per_ip);
+        let limits = &self.config.limits;
+        let max = if crate::trust::is_trusted(ip, &limits.trusted) {
+            usize::MAX
+        } else {
+            limits.max_connections_per_ip
+        };
+        let slot = self.connections.try_open(ip, max);
         if slot.is_none() {
             if let Some(unlogged) = self.count_refusal(BlockReason::Connections) {
                 tracing::info!(%ip, unlogged, "connection refused: too many from its address");
@@ -264,11 +270,17 @@ impl Cdn {
             .as_ref()
             .and_then(|k| req.headers().get(&k.header))
             .and_then(|v| v.to_str().ok());
-        let verdict = self
-            .limiter
-            .lock()
-            .map(|mut l| l.check(remote.ip(), req.uri().path(), api_key, now))
-            .unwrap_or(Ok(()));
+        // Limited by the real client (behind a trusted edge, the one it forwards for).
+        let client =
+            crate::trust::client_of(remote.ip(), req.headers(), &self.config.limits.trusted);
+        let verdict = match client {
+            Client::Address(ip) => self
+                .limiter
+                .lock()
+                .map(|mut l| l.check(ip, req.uri().path(), api_key, now))
+                .unwrap_or(Ok(())),
+            Client::Trusted => Ok(()),
+        };
         if let Err(over) = verdict {
             tracing::debug!(%remote, ?over, "over its rate");
             return Ok(self.blocked(StatusCode::TOO_MANY_REQUESTS, BlockReason::RateLimit));

@@ -122,6 +122,11 @@ pub struct EdgeArgs {
     /// RATE[:BURST] per value of --key-header.
     #[arg(long, requires = "key_header", value_parser = parse_rate)]
     pub key_rate: Option<(f64, f64)>,
+    /// Peers of this deployment (child edges, load balancers), as addresses or networks
+    /// (repeatable): not limited per address, and believed about the client they forward
+    /// for in `X-Forwarded-For`, so that limits count real clients.
+    #[arg(long)]
+    pub trusted_peer: Vec<ipnet::IpNet>,
     /// Open connections per client (an IPv4 address or IPv6 /64; 429 above it).
     #[arg(long, default_value_t = 512)]
     pub max_conns_per_ip: usize,
@@ -319,6 +324,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         send_timeout: Duration::from_secs(args.send_timeout_s),
         idle_timeout: Duration::from_secs(args.idle_timeout_s),
         path_rates: args.path_rate.clone(),
+        trusted: args.trusted_peer.clone(),
         key_rate: args.key_header.clone().zip(args.key_rate).map(
             |(header, (rate_per_s, burst))| KeyRate {
                 header,

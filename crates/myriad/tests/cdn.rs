@@ -739,6 +739,66 @@ async fn small_stored_objects_cost_about_what_they_weigh() {
     );
 }
 
+/// Tiers trust each other: a shield with tight per-client limits that trusts its child edge
+/// (`--trusted-peer`) limits the clients behind the child each by their own address (from
+/// `X-Forwarded-For`), not the child as one client; a client flooding through the child is
+/// still limited at the shield. Without the trust, the child's misses share one limit.
+#[tokio::test]
+async fn a_shield_limits_the_clients_behind_a_trusted_edge_not_the_edge() {
+    let origin = Origin::start().await;
+    let tight = ["--rate-per-s", "1", "--burst", "4"];
+    let trusting = Edge::start(
+        &origin.url,
+        &[
+            &tight[..],
+            &["--name", "shield", "--trusted-peer", "127.0.0.1/32"],
+        ]
+        .concat(),
+    );
+    let distrusting = Edge::start(&origin.url, &[&tight[..], &["--name", "shield2"]].concat());
+    // Clients on other loopback addresses than the child edge's own (127.0.0.1).
+    let from = |last: u8| {
+        reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from([127, 0, 0, last]))
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap()
+    };
+    for (shield, behind_one_limit) in [(&trusting, false), (&distrusting, true)] {
+        let child = Edge::start(&origin.url, &["--parent", &shield.url, "--name", "child"]);
+        let mut refused = 0;
+        // 12 clients, 3 distinct misses each: 36 misses reach the shield through one child.
+        for c in 0..12u8 {
+            let client = from(10 + c);
+            for k in 0..3 {
+                let url = format!("{}/tier-{}-{c}-{k}", child.url, shield.url.len());
+                let status = client.get(url).send().await.unwrap().status();
+                refused += u32::from(status == 429);
+            }
+        }
+        if behind_one_limit {
+            assert!(
+                refused > 20,
+                "without trust, one limit for all: {refused} refused"
+            );
+        } else {
+            assert_eq!(refused, 0, "each client under its own limit");
+        }
+    }
+    // One client flooding through the child is still limited at the shield.
+    let child = Edge::start(&origin.url, &["--parent", &trusting.url, "--name", "child"]);
+    let flooder = from(99);
+    let mut refused = 0;
+    for k in 0..20 {
+        let url = format!("{}/flood-{k}", child.url);
+        refused += u32::from(flooder.get(url).send().await.unwrap().status() == 429);
+    }
+    assert!(
+        refused >= 10,
+        "the flooder is limited by its own address: {refused}"
+    );
+}
+
 #[tokio::test]
 async fn an_edge_fetches_through_its_shield() {
     let origin = Origin::start().await;
