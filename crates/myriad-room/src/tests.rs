@@ -71,6 +71,11 @@ fn events(outputs: &[Output]) -> Vec<MeetingEvent> {
     seq_events(outputs).into_iter().map(|e| e.event).collect()
 }
 
+/// What `pick` takes from each event the outputs hold, in order.
+fn picked<T>(outputs: &[Output], pick: impl FnMut(MeetingEvent) -> Option<T>) -> Vec<T> {
+    events(outputs).into_iter().filter_map(pick).collect()
+}
+
 #[test]
 fn joins_and_leaves_are_sequenced_events() {
     let t = VirtualClock::new().now();
@@ -1331,13 +1336,10 @@ fn knock(m: &mut Meeting, now: Instant, name: &str) -> Result<ParticipantId, Roo
 }
 
 fn waiting_rooms(outputs: &[Output]) -> Vec<myriad_proto::WaitingRoom> {
-    events(outputs)
-        .into_iter()
-        .filter_map(|e| match e {
-            MeetingEvent::WaitingRoom { room, .. } => Some(room),
-            _ => None,
-        })
-        .collect()
+    picked(outputs, |e| match e {
+        MeetingEvent::WaitingRoom { room, .. } => Some(room),
+        _ => None,
+    })
 }
 
 #[test]
@@ -1471,13 +1473,10 @@ fn a_host_admits_everyone_waiting_at_once_and_quiet_waiters_go() {
 }
 
 fn breakouts_of(outputs: &[Output]) -> Vec<myriad_proto::Breakouts> {
-    events(outputs)
-        .into_iter()
-        .filter_map(|e| match e {
-            MeetingEvent::Breakouts { breakouts } => Some(breakouts),
-            _ => None,
-        })
-        .collect()
+    picked(outputs, |e| match e {
+        MeetingEvent::Breakouts { breakouts } => Some(breakouts),
+        _ => None,
+    })
 }
 
 #[test]
