@@ -5,6 +5,7 @@
 //! nodes to route clients and to find each other's relays.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -24,6 +25,8 @@ pub const SILENT_OUT: Duration = Duration::from_secs(2);
 pub struct Cluster {
     kv: Arc<dyn Kv>,
     seen: RwLock<HashMap<String, (NodeInfo, Instant)>>,
+    /// This node left: its heartbeats stop.
+    withdrawn: AtomicBool,
 }
 
 impl Cluster {
@@ -39,6 +42,7 @@ impl Cluster {
         let cluster = Arc::new(Cluster {
             kv: Arc::clone(&kv),
             seen: RwLock::new(HashMap::new()),
+            withdrawn: AtomicBool::new(false),
         });
         for key in kv.keys().await? {
             if let Ok(Some(entry)) = kv.get(&key).await {
@@ -74,12 +78,22 @@ impl Cluster {
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 tick.tick().await;
+                if cluster.withdrawn.load(Ordering::Relaxed) {
+                    return;
+                }
                 if let Err(e) = cluster.put(&me()).await {
                     tracing::warn!("registry heartbeat failed: {e}");
                 }
             }
         });
         Ok(())
+    }
+
+    /// This node leaves the registry at once (it stops): the others drop it when they hear
+    /// the deletion, not a silence later.
+    pub async fn withdraw(&self, name: &str) -> Result<(), BusError> {
+        self.withdrawn.store(true, Ordering::Relaxed);
+        self.kv.delete(name).await
     }
 
     async fn put(&self, info: &NodeInfo) -> Result<(), BusError> {

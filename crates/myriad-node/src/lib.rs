@@ -104,6 +104,14 @@ impl Node {
         tracing::info!(node = %self.name, "draining: nobody new is sent here");
     }
 
+    /// It stops now: it leaves the cluster's registry at once, so routes and placements
+    /// drop it when the others hear so (not after its heartbeats fall silent).
+    pub async fn withdraw(&self) {
+        if let Err(e) = self.control.cluster().withdraw(&self.name).await {
+            tracing::warn!(node = %self.name, "registry entry not withdrawn: {e}");
+        }
+    }
+
     /// Whether this node should be sent people now, and if not, why.
     pub fn health(&self) -> Health {
         let readings = health::Readings {

@@ -162,22 +162,25 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         res = &mut serving => return res.context("HTTP server failed"),
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted, shutting down");
+            node.withdraw().await;
             return Ok(());
         }
         _ = terminate.recv() => {}
     }
     // SIGTERM: say so and go on serving for the drain time, so that balancers and routes
-    // move away before the node does.
+    // move away before the node does; then leave the registry.
     node.drain();
     tracing::info!(
         drain_s = config.drain.as_secs(),
         "SIGTERM: draining, then stopping"
     );
-    tokio::select! {
+    let res = tokio::select! {
         res = &mut serving => res.context("HTTP server failed"),
         () = tokio::time::sleep(config.drain) => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
-    }
+    };
+    node.withdraw().await;
+    res
 }
 
 /// The HTTPS listener: the certificate files, or a self-signed development certificate for

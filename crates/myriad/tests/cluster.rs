@@ -464,3 +464,44 @@ async fn waiting_room_private_chat_and_breakouts_work_across_nodes() {
     assert_eq!(room_welcome["meeting"], "across_br2");
     assert_eq!(room_welcome["you"]["role"], "panelist");
 }
+
+/// A node that stops (SIGTERM) leaves the registry at once: the other nodes stop listing and
+/// routing to it within a second, not after its heartbeats fall silent (2 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_node_leaves_the_registry_within_a_second() {
+    let nats = Nats::start_js();
+    let mut nodes = Server::cluster(&nats, &["eu", "eu"]);
+    let http = reqwest::Client::new();
+    let names = |cluster: &Value| -> Vec<String> {
+        cluster["nodes"]
+            .as_array()
+            .map(|ns| {
+                ns.iter()
+                    .filter_map(|n| n["name"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let listed = api_get(&http, &nodes[0], "/api/v1/cluster").await;
+    assert_eq!(names(&listed), ["n1", "n2"], "{listed}");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &nodes[1].pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let stopped = Instant::now();
+    assert!(nodes[1]
+        .wait_exit(Duration::from_secs(5))
+        .is_some_and(|s| s.success()));
+    loop {
+        let listed = api_get(&http, &nodes[0], "/api/v1/cluster").await;
+        if names(&listed) == ["n1"] {
+            break;
+        }
+        assert!(
+            stopped.elapsed() < Duration::from_secs(1),
+            "still listed a second after it stopped: {listed}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
