@@ -63,6 +63,7 @@ impl Cdn {
             path,
             primary,
             remote,
+            client,
             ..
         } = lookup;
         let limits = &self.config.limits;
@@ -101,7 +102,7 @@ impl Cdn {
                             }
                         }
                     }
-                    if self.waf_refuses(&site, &parts, remote, Some(&prefix.concat())) {
+                    if self.waf_refuses(&site, &parts, client, Some(&prefix.concat())) {
                         return self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf);
                     }
                     let head =

@@ -60,7 +60,11 @@ pub(crate) struct Lookup {
     pub(crate) path: PathAndQuery,
     pub(crate) primary: String,
     pub(crate) key: String,
+    /// The peer the request came from (the next hop is told it in `X-Forwarded-For`).
     pub(crate) remote: SocketAddr,
+    /// The client it is for: the peer, or behind a trusted peer the one it forwards for
+    /// (with the peer's port); the WAF, signatures and logs go by it.
+    pub(crate) client: SocketAddr,
 }
 
 /// A stored response that may stand in if the fetch fails (stale-if-error).
@@ -142,11 +146,13 @@ impl Cdn {
     {
         let started = Instant::now();
         self.metrics.request_in(Protocol::of(req.version()));
+        let client =
+            crate::trust::client_of(remote.ip(), req.headers(), &self.config.limits.trusted);
         let arrival = self
             .access_log
             .as_ref()
-            .map(|_| Arrival::of(&req, remote.ip(), started));
-        match self.answer_now(req, remote, started) {
+            .map(|_| Arrival::of(&req, client.ip_or(remote.ip()), started));
+        match self.answer_now(req, remote, client, started) {
             Ok(answered) => {
                 Either::Left(std::future::ready(self.account(answered, started, arrival)))
             }
@@ -257,6 +263,7 @@ impl Cdn {
         self: &Arc<Self>,
         req: Request<B>,
         remote: SocketAddr,
+        client: Client,
         now: Instant,
     ) -> Result<Answered, Box<Later>>
     where
@@ -271,8 +278,6 @@ impl Cdn {
             .and_then(|k| req.headers().get(&k.header))
             .and_then(|v| v.to_str().ok());
         // Limited by the real client (behind a trusted edge, the one it forwards for).
-        let client =
-            crate::trust::client_of(remote.ip(), req.headers(), &self.config.limits.trusted);
         let verdict = match client {
             Client::Address(ip) => self
                 .limiter
@@ -281,8 +286,9 @@ impl Cdn {
                 .unwrap_or(Ok(())),
             Client::Trusted => Ok(()),
         };
+        let client = SocketAddr::new(client.ip_or(remote.ip()), remote.port());
         if let Err(over) = verdict {
-            tracing::debug!(%remote, ?over, "over its rate");
+            tracing::debug!(%client, ?over, "over its rate");
             return Ok(self.blocked(StatusCode::TOO_MANY_REQUESTS, BlockReason::RateLimit));
         }
         let (parts, body) = req.into_parts();
@@ -307,14 +313,14 @@ impl Cdn {
         };
         if let Some(signing) = &site.signing {
             if signing.prefixes.iter().any(|p| path.path().starts_with(p)) {
-                match signing.check(&path, remote.ip(), SystemTime::now()) {
+                match signing.check(&path, client.ip(), SystemTime::now()) {
                     Ok(stripped) => {
                         primary.truncate(host.len());
                         primary.push_str(stripped.as_str());
                         path = stripped;
                     }
                     Err(e) => {
-                        tracing::info!(%remote, path = %path.path(), "refused: {e}");
+                        tracing::info!(%client, path = %path.path(), "refused: {e}");
                         return Ok(self.blocked(StatusCode::FORBIDDEN, BlockReason::Signature));
                     }
                 }
@@ -323,7 +329,7 @@ impl Cdn {
         // A request with a body, whatever its method, is passed and inspected where its body
         // is read (`pass`).
         let with_body = has_body(&parts.headers);
-        if !with_body && self.waf_refuses(&site, &parts, remote, None) {
+        if !with_body && self.waf_refuses(&site, &parts, client, None) {
             return Ok(self.blocked(StatusCode::FORBIDDEN, BlockReason::Waf));
         }
         let bypass = policy::request_bypass(&parts.method, &parts.headers, with_body);
@@ -339,6 +345,7 @@ impl Cdn {
             primary,
             key,
             remote,
+            client,
         };
         let later = match (bypass, stored) {
             (None, Some(stored)) => return self.reuse(lookup, stored, Tier::Memory),
@@ -549,7 +556,7 @@ impl Cdn {
         &self,
         site: &Site,
         parts: &Parts,
-        remote: SocketAddr,
+        client: SocketAddr,
         body: Option<&[u8]>,
     ) -> bool {
         let Some(waf) = &site.waf else {
@@ -571,7 +578,7 @@ impl Cdn {
             _ => &parts.headers,
         };
         let request = Inspected {
-            client: remote,
+            client,
             method: parts.method.as_str(),
             target,
             version: match parts.version {
@@ -588,7 +595,7 @@ impl Cdn {
             return false;
         };
         tracing::warn!(
-            %remote,
+            %client,
             method = %parts.method,
             target,
             rules = ?verdict.rule_ids,

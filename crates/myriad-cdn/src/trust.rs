@@ -17,6 +17,16 @@ pub enum Client {
     Trusted,
 }
 
+impl Client {
+    /// The client's address; `peer`'s for a trusted peer naming none.
+    pub fn ip_or(self, peer: IpAddr) -> IpAddr {
+        match self {
+            Client::Address(ip) => ip,
+            Client::Trusted => peer,
+        }
+    }
+}
+
 /// Whether `ip` is one of `trusted`.
 pub fn is_trusted(ip: IpAddr, trusted: &[IpNet]) -> bool {
     trusted.iter().any(|net| net.contains(&ip))

@@ -797,6 +797,28 @@ async fn a_shield_limits_the_clients_behind_a_trusted_edge_not_the_edge() {
         refused >= 10,
         "the flooder is limited by its own address: {refused}"
     );
+    // The shield's WAF names the real client behind the child.
+    let guarded = Edge::start(
+        &origin.url,
+        &[
+            "--name",
+            "shield3",
+            "--waf",
+            "--trusted-peer",
+            "127.0.0.1/32",
+        ],
+    );
+    let child = Edge::start(&origin.url, &["--parent", &guarded.url, "--name", "child"]);
+    let attack = "/tier-waf?q=1%27+or+1%3D1";
+    let status = from(77)
+        .get(format!("{}{attack}", child.url))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 403);
+    let line = flagged_line(&guarded, attack).expect("the shield logged it");
+    assert!(line.contains("client=127.0.0.77"), "{line}");
 }
 
 #[tokio::test]
