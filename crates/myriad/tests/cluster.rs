@@ -505,3 +505,61 @@ async fn a_stopping_node_leaves_the_registry_within_a_second() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A draining node (SIGTERM with a drain time) is routed around: while it still serves its
+/// people and says `draining` on `/healthz`, the route API of the other node sends newcomers
+/// only to the other node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_node_is_routed_around() {
+    let nats = Nats::start_js();
+    let nodes = Server::cluster_with(&nats, &["eu", "eu"], &["--drain-s", "5"]);
+    create_meeting(&nodes[0], "drain").await;
+    let http = reqwest::Client::new();
+    let candidates = |route: &Value| -> Vec<String> {
+        route["candidates"]
+            .as_array()
+            .map(|c| {
+                c.iter()
+                    .filter_map(|n| n["node"].as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let route = |node: &Server| {
+        let (http, url) = (http.clone(), node.url.clone());
+        async move {
+            http.get(format!("{url}/api/v1/route?meeting=drain"))
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    let before = route(&nodes[0]).await;
+    assert_eq!(candidates(&before).len(), 2, "{before}");
+    let term = std::process::Command::new("kill")
+        .args(["-TERM", &nodes[1].pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(term.success());
+    let started = Instant::now();
+    loop {
+        let now = route(&nodes[0]).await;
+        if candidates(&now) == ["n1"] {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "still routed to n2: {now}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let health = http
+        .get(format!("{}/healthz", nodes[1].url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(health.status(), 503, "n2 still answers while it drains");
+}

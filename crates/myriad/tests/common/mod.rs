@@ -78,6 +78,11 @@ impl Server {
     /// Nodes of one cluster on `nats`, named n1, n2, …, each in its region; they share the
     /// API key (one data dir made first, copied for the others, as an operator would).
     pub fn cluster(nats: &Nats, regions: &[&str]) -> Vec<Server> {
+        Server::cluster_with(nats, regions, &[])
+    }
+
+    /// As [`Server::cluster`], each node started with `extra` flags too.
+    pub fn cluster_with(nats: &Nats, regions: &[&str], extra: &[&str]) -> Vec<Server> {
         let first = tempfile::tempdir().expect("temp dir");
         let made = Command::new(bin())
             .args(["apikey", "--data"])
@@ -99,10 +104,8 @@ impl Server {
             .enumerate()
             .map(|(i, (dir, region))| {
                 let name = format!("n{}", i + 1);
-                Server::start_in(
-                    dir,
-                    &["--nats", &nats.url, "--node", &name, "--region", region],
-                )
+                let own = ["--nats", &nats.url, "--node", &name, "--region", region];
+                Server::start_in(dir, &[&own[..], extra].concat())
             })
             .collect()
     }
