@@ -17,6 +17,7 @@ export class Whiteboard {
     this.moderator = moderator;
     this.shapes = new Map(); // id -> { id, by, shape }
     this.loaded = false;
+    this.asked = false; // the board was asked for
     this.early = []; // events that came before the board did
     this.tool = 'pen';
     this.drawing = null; // the shape under the pointer

@@ -228,15 +228,13 @@ impl Meeting {
         hosts
     }
 
-    /// Whether `reader` may read `m` (none: the API reads everything).
-    fn readable(&self, m: &ChatMessage, reader: Option<ParticipantId>) -> bool {
-        reader.is_none_or(|r| {
-            let moderates = self
-                .participants
-                .get(&r)
-                .is_some_and(|p| p.permissions.moderate);
-            m.readable_by(r, moderates)
-        })
+    /// Which messages `reader` may read (none: the API reads everything); whether it
+    /// moderates is looked up once, not per message.
+    fn readable_by(&self, reader: Option<ParticipantId>) -> impl Fn(&ChatMessage) -> bool {
+        let moderates = reader
+            .and_then(|r| self.participants.get(&r))
+            .is_some_and(|p| p.permissions.moderate);
+        move |m| reader.is_none_or(|r| m.readable_by(r, moderates))
     }
 
     /// A moderator deletes a message for everyone (from the history too).
@@ -294,10 +292,11 @@ impl Meeting {
         limit: usize,
         reader: Option<ParticipantId>,
     ) -> Vec<ChatMessage> {
+        let readable = self.readable_by(reader);
         let older: Vec<&ChatMessage> = self
             .chat
             .iter()
-            .filter(|m| m.id < before && self.readable(m, reader))
+            .filter(|m| m.id < before && readable(m))
             .collect();
         let skip = older.len().saturating_sub(limit.min(CHAT_PAGE_MAX));
         older.into_iter().skip(skip).cloned().collect()
@@ -315,11 +314,12 @@ impl Meeting {
 
     /// The latest messages `reader` may read, for its snapshot.
     pub(super) fn latest_chat(&self, reader: ParticipantId) -> Vec<ChatMessage> {
+        let readable = self.readable_by(Some(reader));
         let mut latest: Vec<ChatMessage> = self
             .chat
             .iter()
             .rev()
-            .filter(|m| self.readable(m, Some(reader)))
+            .filter(|m| readable(m))
             .take(CHAT_IN_SNAPSHOT)
             .cloned()
             .collect();
