@@ -648,6 +648,8 @@ mod tests {
                 cpu: 0.0,
                 egress_bps: 0,
                 draining: false,
+                addrs: Vec::new(),
+                location: None,
             })
         }
 

@@ -46,6 +46,10 @@ pub struct NodeConfig {
     pub capacity: u32,
     /// The IP other nodes reach its workers' relay sockets at (each at its own port).
     pub relay_ip: Option<std::net::IpAddr>,
+    /// Its public IPs, which DNS names it by.
+    pub addrs: Vec<std::net::IpAddr>,
+    /// Where it is, for sending clients to the nearest node.
+    pub location: Option<myriad_proto::cluster::Location>,
 }
 
 /// One node: its name on the bus, the control layer, its media workers (none on a

@@ -98,6 +98,8 @@ impl Load {
             cpu,
             egress_bps,
             draining: self.draining.load(Ordering::Relaxed),
+            addrs: config.addrs.clone(),
+            location: config.location,
         }
     }
 

@@ -1,6 +1,6 @@
 //! Which node a client of a meeting should connect to, from what the registry says.
 
-use myriad_proto::cluster::NodeInfo;
+use myriad_proto::cluster::{Location, NodeInfo};
 
 /// The nodes a client should try, best first: nodes with media and room only; those in the
 /// client's region first, then those already carrying the meeting (its people meet on fewer
@@ -10,10 +10,7 @@ pub fn rank<'a>(
     client_region: Option<&str>,
     carrying: &[&str],
 ) -> Vec<&'a NodeInfo> {
-    let mut open: Vec<&NodeInfo> = nodes
-        .iter()
-        .filter(|n| n.media && !n.draining && n.participants < n.capacity)
-        .collect();
+    let mut open: Vec<&NodeInfo> = nodes.iter().filter(|n| takes_newcomers(n)).collect();
     open.sort_by(|a, b| {
         let far = |n: &NodeInfo| client_region.is_some_and(|r| r != n.region);
         let elsewhere = |n: &NodeInfo| !carrying.contains(&n.name.as_str());
@@ -23,6 +20,44 @@ pub fn rank<'a>(
             .then(a.name.cmp(&b.name))
     });
     open
+}
+
+/// Whether a node may be offered to someone new: it carries media, has room, and is not
+/// stopping.
+fn takes_newcomers(n: &NodeInfo) -> bool {
+    n.media && !n.draining && n.participants < n.capacity
+}
+
+/// Where a client is, as far as its address tells.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Place<'a> {
+    /// A network the operator placed in a region.
+    Region(&'a str),
+    /// A point, from IP geolocation.
+    At(Location),
+    Unknown,
+}
+
+/// The nodes to name to a client (DNS answers): those that take newcomers in the region
+/// nearest to it, least loaded first. A region is as near as its nearest such node; nodes
+/// that did not say where they are count as farthest. When nothing tells where the client
+/// is (or no node is placed), every open node, least loaded first.
+pub fn nearest<'a>(nodes: &'a [NodeInfo], client: Place<'_>) -> Vec<&'a NodeInfo> {
+    let open = nodes.iter().filter(|n| takes_newcomers(n));
+    let region = match client {
+        Place::Region(r) if open.clone().any(|n| n.region == r) => Some(r),
+        Place::At(at) => open
+            .clone()
+            .filter_map(|n| Some((n.location?.km_to(&at), n)))
+            .min_by(|(a, na), (b, nb)| a.total_cmp(b).then(na.name.cmp(&nb.name)))
+            .map(|(_, n)| n.region.as_str()),
+        _ => None,
+    };
+    let mut chosen: Vec<&NodeInfo> = open
+        .filter(|n| region.is_none_or(|r| n.region == r))
+        .collect();
+    chosen.sort_by(|a, b| a.load().total_cmp(&b.load()).then(a.name.cmp(&b.name)));
+    chosen
 }
 
 /// A media node as the tests here need one.
@@ -41,6 +76,8 @@ pub(crate) fn test_node(name: &str, region: &str, participants: u32, capacity: u
         cpu: 0.0,
         egress_bps: 0,
         draining: false,
+        addrs: Vec::new(),
+        location: None,
     }
 }
 
@@ -70,6 +107,48 @@ mod tests {
 
     fn names(ranked: Vec<&NodeInfo>) -> Vec<&str> {
         ranked.into_iter().map(|n| n.name.as_str()).collect()
+    }
+
+    #[test]
+    fn dns_names_the_open_nodes_of_the_nearest_region_least_loaded_first() {
+        let at = |s: &str| s.parse::<Location>().unwrap();
+        let placed = |name, region, participants, location: &str| NodeInfo {
+            location: Some(at(location)),
+            ..node(name, region, participants, 100)
+        };
+        let mut nodes = vec![
+            placed("fra1", "eu", 60, "50.11,8.68"),
+            placed("fra2", "eu", 20, "50.11,8.68"),
+            placed("nyc1", "us", 0, "40.71,-74.01"),
+            placed("tyo1", "ap", 0, "35.68,139.69"),
+        ];
+        let paris = Place::At(at("48.86,2.35"));
+        assert_eq!(names(nearest(&nodes, paris)), ["fra2", "fra1"]);
+        assert_eq!(
+            names(nearest(&nodes, Place::At(at("37.77,-122.42")))),
+            ["nyc1"]
+        );
+        assert_eq!(names(nearest(&nodes, Place::Region("ap"))), ["tyo1"]);
+        // Nothing known: every open node, least loaded first.
+        assert_eq!(
+            names(nearest(&nodes, Place::Unknown)),
+            ["nyc1", "tyo1", "fra2", "fra1"]
+        );
+        assert_eq!(
+            names(nearest(&nodes, Place::Region("nowhere"))),
+            ["nyc1", "tyo1", "fra2", "fra1"]
+        );
+        // A region whose nodes are all full or leaving is passed over for the next nearest.
+        nodes[0].draining = true;
+        nodes[1].participants = 100;
+        assert_eq!(names(nearest(&nodes, paris)), ["nyc1"]);
+        assert_eq!(
+            names(nearest(&nodes, Place::Region("eu"))),
+            ["nyc1", "tyo1"]
+        );
+        // Unplaced nodes are farthest but still named when nothing placed is open.
+        let unplaced = [node("x", "eu", 0, 100)];
+        assert_eq!(names(nearest(&unplaced, paris)), ["x"]);
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! The nodes of a cluster as they announce themselves: each writes its [`NodeInfo`] to the
 //! registry bucket every half second; one not heard from for two seconds is out.
 
+use std::net::IpAddr;
+use std::str::FromStr;
+
 use serde::{Deserialize, Serialize};
 
 use crate::bus::BusMessage;
@@ -35,6 +38,57 @@ pub struct NodeInfo {
     /// It is stopping: nobody new goes there (those on it stay until it is gone).
     #[serde(default)]
     pub draining: bool,
+    /// The addresses DNS names it by (its public IPs).
+    #[serde(default)]
+    pub addrs: Vec<IpAddr>,
+    /// Where on Earth it is, for sending clients to the nearest node.
+    #[serde(default)]
+    pub location: Option<Location>,
+}
+
+/// A point on Earth, in degrees.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Location {
+    pub lat: f64,
+    pub lon: f64,
+}
+
+impl Location {
+    /// Great-circle distance (haversine, on a sphere of the Earth's mean radius).
+    pub fn km_to(&self, other: &Location) -> f64 {
+        const EARTH_KM: f64 = 6371.0;
+        let (la1, la2) = (self.lat.to_radians(), other.lat.to_radians());
+        let dlat = la2 - la1;
+        let dlon = (other.lon - self.lon).to_radians();
+        let h = (dlat / 2.0).sin().powi(2) + la1.cos() * la2.cos() * (dlon / 2.0).sin().powi(2);
+        2.0 * EARTH_KM * h.sqrt().min(1.0).asin()
+    }
+}
+
+/// `LAT,LON` in degrees, as operators write it (`--location 50.11,8.68`).
+impl FromStr for Location {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (lat, lon) = s
+            .split_once(',')
+            .ok_or_else(|| format!("{s:?}: a location is LAT,LON in degrees"))?;
+        let lat: f64 = lat
+            .trim()
+            .parse()
+            .map_err(|_| format!("{lat:?}: not a latitude"))?;
+        let lon: f64 = lon
+            .trim()
+            .parse()
+            .map_err(|_| format!("{lon:?}: not a longitude"))?;
+        if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
+            return Err(format!(
+                "{s:?}: latitude is -90..90 and longitude -180..180"
+            ));
+        }
+        Ok(Self { lat, lon })
+    }
 }
 
 impl NodeInfo {
@@ -123,5 +177,17 @@ mod tests {
             assert!(bad.parse::<PartitionRef>().is_err(), "{bad}");
         }
         assert!(serde_json::from_str::<PartitionRef>("\"x\"").is_err());
+    }
+
+    #[test]
+    fn locations_are_read_as_operators_write_them_and_measured_on_the_globe() {
+        let frankfurt: Location = "50.11, 8.68".parse().unwrap();
+        let new_york: Location = "40.71,-74.01".parse().unwrap();
+        let km = frankfurt.km_to(&new_york);
+        assert!((6150.0..6250.0).contains(&km), "{km}");
+        assert_eq!(frankfurt.km_to(&frankfurt), 0.0);
+        for bad in ["", "50", "50,x", "91,0", "0,181", "a,b", "1,2,3"] {
+            assert!(bad.parse::<Location>().is_err(), "{bad}");
+        }
     }
 }

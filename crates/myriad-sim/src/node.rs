@@ -179,6 +179,8 @@ impl Node {
             cpu: 0.0,
             egress_bps: 0,
             draining: false,
+            addrs: Vec::new(),
+            location: None,
         }
     }
 

@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
 use clap::Args;
+use myriad_dns::hickory::Name;
+use myriad_dns::{fqdn, NameServer, RegionPrefix};
+use myriad_proto::cluster::Location;
 use serde::Deserialize;
 
 #[derive(Args, Debug, Default)]
@@ -79,6 +82,33 @@ pub struct ServeArgs {
     /// [default: 0].
     #[arg(long)]
     pub drain_s: Option<u64>,
+    /// Where this node is, LAT,LON in degrees: DNS sends clients to the nearest nodes.
+    #[arg(long)]
+    pub location: Option<Location>,
+    /// Serve authoritative GeoDNS here (UDP and TCP) for `--dns-zone`: its apex names the
+    /// open nodes nearest each client, least loaded first.
+    #[arg(long)]
+    pub dns: Option<SocketAddr>,
+    /// The zone DNS answers for [default: myriad.localhost].
+    #[arg(long)]
+    pub dns_zone: Option<String>,
+    /// A name server of the zone, NAME or NAME=IP (an IP makes an in-zone name answered);
+    /// repeat for more [default: ns1.<zone>].
+    #[arg(long)]
+    pub dns_ns: Vec<NameServer>,
+    /// TTL of the nodes' records, seconds [default: 20].
+    #[arg(long)]
+    pub dns_ttl: Option<u32>,
+    /// Nodes named in one DNS answer at most [default: 2].
+    #[arg(long)]
+    pub dns_answers: Option<usize>,
+    /// MaxMind-format IP geolocation database (e.g. GeoLite2-City.mmdb) placing DNS clients.
+    #[arg(long)]
+    pub geoip: Option<PathBuf>,
+    /// A network placed in a region, NETWORK/BITS=REGION (private and office networks);
+    /// these come before the database. Repeat for more.
+    #[arg(long)]
+    pub geo_prefix: Vec<RegionPrefix>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -104,6 +134,16 @@ struct FileConfig {
     tls_cert: Option<PathBuf>,
     tls_key: Option<PathBuf>,
     drain_s: Option<u64>,
+    location: Option<String>,
+    dns: Option<SocketAddr>,
+    dns_zone: Option<String>,
+    #[serde(default)]
+    dns_ns: Vec<String>,
+    dns_ttl: Option<u32>,
+    dns_answers: Option<usize>,
+    geoip: Option<PathBuf>,
+    #[serde(default)]
+    geo_prefix: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -133,6 +173,20 @@ pub struct ServeConfig {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// How long it drains on SIGTERM.
     pub drain: std::time::Duration,
+    pub location: Option<Location>,
+    pub dns: Option<DnsConfig>,
+}
+
+/// The GeoDNS server's settings.
+#[derive(Debug, Clone)]
+pub struct DnsConfig {
+    pub addr: SocketAddr,
+    pub zone: Name,
+    pub nameservers: Vec<NameServer>,
+    pub ttl: u32,
+    pub answers: usize,
+    pub geoip: Option<PathBuf>,
+    pub prefixes: Vec<RegionPrefix>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
@@ -191,7 +245,32 @@ impl ServeConfig {
         if !valid_name(&region) {
             bail!("--region {region:?}: a region's name is 1-64 letters, digits, '-' or '_'");
         }
+        let location = match (args.location, file.location) {
+            (Some(at), _) => Some(at),
+            (None, Some(at)) => Some(at.parse().map_err(anyhow::Error::msg)?),
+            (None, None) => None,
+        };
+        let dns = match args.dns.or(file.dns) {
+            None => None,
+            Some(addr) => Some(DnsConfig {
+                addr,
+                zone: fqdn(
+                    &args
+                        .dns_zone
+                        .or(file.dns_zone)
+                        .unwrap_or_else(|| "myriad.localhost".to_owned()),
+                )
+                .map_err(|e| anyhow::anyhow!("--dns-zone {e}"))?,
+                nameservers: parse_all(args.dns_ns, &file.dns_ns, "dns_ns")?,
+                ttl: args.dns_ttl.or(file.dns_ttl).unwrap_or(20),
+                answers: args.dns_answers.or(file.dns_answers).unwrap_or(2),
+                geoip: args.geoip.or(file.geoip),
+                prefixes: parse_all(args.geo_prefix, &file.geo_prefix, "geo_prefix")?,
+            }),
+        };
         Ok(Self {
+            location,
+            dns,
             nats: args.nats.or(file.nats),
             node,
             region,
@@ -234,6 +313,20 @@ impl ServeConfig {
             cdn,
         })
     }
+}
+
+/// A repeated flag's values, or else the file's (parsed as the flag would be).
+fn parse_all<T: std::str::FromStr<Err = String>>(
+    flags: Vec<T>,
+    file: &[String],
+    key: &str,
+) -> anyhow::Result<Vec<T>> {
+    if !flags.is_empty() {
+        return Ok(flags);
+    }
+    file.iter()
+        .map(|v| v.parse().map_err(|e| anyhow::anyhow!("{key}: {e}")))
+        .collect()
 }
 
 fn valid_name(s: &str) -> bool {

@@ -4,6 +4,7 @@
 
 mod bench;
 mod config;
+mod dns;
 mod edge;
 mod limits;
 mod serve;

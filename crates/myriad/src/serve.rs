@@ -101,6 +101,8 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             url: url.clone(),
             capacity: config.capacity,
             relay_ip: config.nats.is_some().then_some(config.media_ip),
+            addrs: vec![config.media_ip],
+            location: config.location,
         },
     )
     .await
@@ -120,6 +122,14 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     );
     if config.dev {
         println!("  dev mode: the web page creates meetings and tokens for anyone who reaches it");
+    }
+    if let Some(settings) = &config.dns {
+        let running = crate::dns::start(settings, Arc::clone(&node.control)).await?;
+        println!(
+            "  GeoDNS for {} at {} (UDP and TCP)",
+            settings.zone, running.addr
+        );
+        crate::dns::watch(running);
     }
     if let Some((addr, origin)) = &config.cdn {
         let cdn = Cdn::new(CdnConfig::new(vec![SiteConfig {

@@ -83,6 +83,12 @@ impl Server {
 
     /// As [`Server::cluster`], each node started with `extra` flags too.
     pub fn cluster_with(nats: &Nats, regions: &[&str], extra: &[&str]) -> Vec<Server> {
+        let nodes: Vec<(&str, Vec<&str>)> = regions.iter().map(|r| (*r, extra.to_vec())).collect();
+        Server::cluster_each(nats, &nodes)
+    }
+
+    /// As [`Server::cluster`], each node in its region with flags of its own.
+    pub fn cluster_each(nats: &Nats, nodes: &[(&str, Vec<&str>)]) -> Vec<Server> {
         let first = tempfile::tempdir().expect("temp dir");
         let made = Command::new(bin())
             .args(["apikey", "--data"])
@@ -91,7 +97,7 @@ impl Server {
             .expect("myriad apikey runs");
         assert!(made.status.success(), "myriad apikey failed");
         let mut dirs = vec![first];
-        for _ in 1..regions.len() {
+        for _ in 1..nodes.len() {
             let copy = tempfile::tempdir().expect("temp dir");
             for entry in std::fs::read_dir(dirs[0].path()).expect("data dir") {
                 let entry = entry.expect("entry");
@@ -100,9 +106,9 @@ impl Server {
             dirs.push(copy);
         }
         dirs.into_iter()
-            .zip(regions)
+            .zip(nodes)
             .enumerate()
-            .map(|(i, (dir, region))| {
+            .map(|(i, (dir, (region, extra)))| {
                 let name = format!("n{}", i + 1);
                 let own = ["--nats", &nats.url, "--node", &name, "--region", region];
                 Server::start_in(dir, &[&own[..], extra].concat())
@@ -411,7 +417,7 @@ impl Nats {
     }
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("a free port")

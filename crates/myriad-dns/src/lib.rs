@@ -1,0 +1,19 @@
+//! Authoritative GeoDNS for a myriad cluster: the zone's apex names the open nodes nearest the
+//! client (EDNS Client Subnet honoured, with its scope), least loaded first, from the live
+//! registry, so a health change reaches the answers as soon as the registry hears of it.
+//!
+//! [`zone::answer`] decides (a pure function, unit-tested); [`geo`] places clients;
+//! [`server`] is the thin shell on hickory-server.
+
+pub mod geo;
+pub mod server;
+pub mod zone;
+
+/// The DNS types the settings use.
+pub mod hickory {
+    pub use hickory_server::proto::rr::Name;
+}
+
+pub use geo::{Geo, GeoError, Located, RegionPrefix};
+pub use server::{Dns, DnsStopped, NodeSnapshot, RunningDns};
+pub use zone::{answer, fqdn, NameServer, Question, Reply, Zone};
