@@ -21,6 +21,8 @@ pub struct ClusterOpts {
     pub partition_size: Option<u32>,
     /// People per node at most (default: the server's).
     pub capacity: Option<u32>,
+    /// More flags for node i (its region, location, …), when there are some.
+    pub per_node: Vec<Vec<String>>,
 }
 
 pub struct Cluster {
@@ -40,7 +42,9 @@ impl Cluster {
         if let Some(c) = opts.capacity {
             flags.extend(["--capacity".to_owned(), c.to_string()]);
         }
+        let own = |i: usize| opts.per_node.get(i).cloned().unwrap_or_default();
         if opts.nodes <= 1 {
+            let flags = [flags, own(0)].concat();
             let server = Server::spawn_with(None, TempDir::new("serve")?, &flags)?;
             return Ok(Self {
                 nodes: vec![server],
@@ -68,6 +72,7 @@ impl Cluster {
                 format!("n{}", i + 1),
             ];
             node_flags.extend(flags.iter().cloned());
+            node_flags.extend(own(i));
             nodes.push(
                 Server::spawn_with(None, dir, &node_flags)
                     .with_context(|| format!("starting node n{}", i + 1))?,

@@ -91,6 +91,7 @@ impl Crowd {
                     workers: Some(2),
                     partition_size: Some(per_node.div_ceil(2).max(500)),
                     capacity: Some(per_node.max(2000)),
+                    ..ClusterOpts::default()
                 })?
             }
         };

@@ -75,6 +75,7 @@ pub async fn run(args: FailoverArgs) -> anyhow::Result<Report> {
         workers: Some(2),
         partition_size: Some(args.participants as u32 + 100),
         capacity: Some(per_node.max(2000) * 2),
+        ..ClusterOpts::default()
     })?;
     let meeting = cluster.first().create_meeting().await?;
     let mut tokens = Vec::with_capacity(args.participants);

@@ -143,6 +143,7 @@ fn storm_cluster(args: &JoinStormArgs) -> ClusterOpts {
         workers: Some(2),
         partition_size: Some(per_node.div_ceil(2).max(500)),
         capacity: Some(per_node.max(2000)),
+        ..ClusterOpts::default()
     }
 }
 

@@ -7,6 +7,7 @@ pub mod chat;
 mod cluster;
 mod counting;
 pub mod crowd;
+pub mod dns;
 pub mod failover;
 pub mod forward;
 pub mod hit_path;

@@ -5,7 +5,10 @@
 //! [`zone::answer`] decides (a pure function, unit-tested); [`geo`] places clients;
 //! [`server`] is the thin shell on hickory-server.
 
+#![cfg_attr(test, allow(clippy::disallowed_methods))] // tests start the clock somewhere
+
 pub mod geo;
+pub mod health;
 pub mod server;
 pub mod zone;
 
@@ -15,5 +18,6 @@ pub mod hickory {
 }
 
 pub use geo::{Geo, GeoError, Located, RegionPrefix};
+pub use health::{HealthBook, Policy};
 pub use server::{Dns, DnsStopped, NodeSnapshot, RunningDns};
 pub use zone::{answer, fqdn, NameServer, Question, Reply, Zone};

@@ -104,6 +104,23 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// GeoDNS side by side with PowerDNS Authoritative's LUA records (`ifportup` +
+    /// `pickclosest`) on the same GeoLite2 City database (`scripts/peers/dns` installs both
+    /// and dnsperf): queries per second, CPU per query, and health change to answer change.
+    Dns {
+        /// Of each dnsperf run.
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        /// Runs of each server, alternating (client subnets in Berlin, Kansas, Tokyo in turn).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The GeoLite2 City database [default: $MYRIAD_GEOIP_DB, else
+        /// ~/.cache/myriad-geo/GeoLite2-City.mmdb].
+        #[arg(long)]
+        geoip: Option<std::path::PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
     /// The edge's cache side by side with Apache Traffic Server, nginx and Varnish
     /// (`scripts/peers/http` installs them and wrk): cached 1 KiB / 1 MiB and a cold stampede.
     Http {
@@ -221,6 +238,27 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Reactions(c) => crowd(c, myriad_bench::reactions::run)?,
         BenchCommand::Whiteboard(c) => crowd(c, myriad_bench::whiteboard::run)?,
         BenchCommand::Spam { json } => myriad_bench::spam::run().print(json),
+        BenchCommand::Dns {
+            seconds,
+            rounds,
+            geoip,
+            json,
+        } => {
+            let geoip = geoip
+                .or_else(|| std::env::var_os("MYRIAD_GEOIP_DB").map(Into::into))
+                .or_else(|| {
+                    std::env::var_os("HOME").map(|h| {
+                        std::path::PathBuf::from(h).join(".cache/myriad-geo/GeoLite2-City.mmdb")
+                    })
+                })
+                .ok_or_else(|| anyhow::anyhow!("say where the GeoLite2 database is: --geoip"))?;
+            let args = myriad_bench::dns::DnsArgs {
+                seconds: seconds.clamp(0.5, 120.0),
+                rounds,
+                geoip,
+            };
+            myriad_bench::dns::run(&args)?.print(json);
+        }
         BenchCommand::SpeakerSwitch {
             publishers,
             subscribers,

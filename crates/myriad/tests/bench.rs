@@ -208,6 +208,21 @@ fn whiteboard_smoke() {
 }
 
 #[test]
+fn dns_compares_with_powerdns_and_times_health_changes() {
+    let r = bench(&["dns", "--seconds", "0.5", "--rounds", "1"]);
+    let (mine, theirs) = (figure_of(&r, "qps_myriad"), figure_of(&r, "qps_powerdns"));
+    assert_ratio(&r, "ratio", mine / theirs);
+    for field in [
+        "cpu_us_per_query_myriad",
+        "cpu_us_per_query_powerdns",
+        "health_down_ms",
+        "health_up_ms",
+    ] {
+        figure_of(&r, field);
+    }
+}
+
+#[test]
 fn spam_filter_figures() {
     let r = bench(&["spam"]);
     assert_eq!(r["held_out_messages"], 973, "{r}");

@@ -149,7 +149,29 @@ fn dns_names_the_nodes_nearest_each_client_and_follows_the_registry() {
         stop.elapsed()
     );
     assert!(gone < Duration::from_secs(1), "{gone:?}");
-    // One that crashes is dropped after the registry's 2 s of silence.
+    // One that hangs (SIGSTOP) fails its health checks: out within a second, and back within
+    // a second of resuming.
+    let pid = nodes[2].pid() as i32;
+    // SAFETY: a process this test started.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    let out = until_answer(
+        port,
+        &[ZONE, "A", TOKYO],
+        &["127.0.0.11"],
+        Duration::from_secs(5),
+    );
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let back = until_answer(
+        port,
+        &[ZONE, "A", TOKYO],
+        &["127.0.0.13"],
+        Duration::from_secs(5),
+    );
+    println!("a hung node left the answers in {out:?}, and came back in {back:?}");
+    assert!(out < Duration::from_secs(1), "{out:?}");
+    assert!(back < Duration::from_secs(1), "{back:?}");
+    // One that crashes too, though the registry would wait 2 s for it.
     nodes[2].kill();
     let crashed = until_answer(
         port,
@@ -158,6 +180,7 @@ fn dns_names_the_nodes_nearest_each_client_and_follows_the_registry() {
         Duration::from_secs(5),
     );
     println!("a crashed node left the answers in {crashed:?}");
+    assert!(crashed < Duration::from_secs(1), "{crashed:?}");
     assert_eq!(addresses(port, &[ZONE, "A"]), ["127.0.0.11"]);
 }
 
