@@ -2,12 +2,11 @@
 //! client (EDNS Client Subnet honoured, with its scope), least loaded first, from the live
 //! registry, so a health change reaches the answers as soon as the registry hears of it.
 //!
-//! [`zone::answer`] decides (a pure function, unit-tested); [`geo`] places clients;
+//! [`zone::answer`] decides (a pure function, unit-tested); `myriad-geo` places clients;
 //! [`server`] is the thin shell on hickory-server.
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))] // tests start the clock somewhere
 
-pub mod geo;
 pub mod health;
 pub mod server;
 pub mod zone;
@@ -17,7 +16,6 @@ pub mod hickory {
     pub use hickory_server::proto::rr::Name;
 }
 
-pub use geo::{Geo, GeoError, Located, RegionPrefix};
 pub use health::{HealthBook, Policy};
 pub use server::{Dns, DnsStopped, NodeSnapshot, RunningDns};
 pub use zone::{answer, fqdn, NameServer, Question, Reply, Zone};

@@ -14,8 +14,8 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::Server;
 use myriad_proto::cluster::NodeInfo;
 
-use crate::geo::Geo;
 use crate::zone::{answer, Question, Reply, Zone};
+use myriad_geo::Geo;
 
 /// The registry's living nodes as the answers see them; the node replaces the snapshot as the
 /// registry changes.
@@ -30,12 +30,12 @@ const MAX_UDP_PAYLOAD: u16 = 1232;
 /// The authoritative server.
 pub struct Dns {
     zone: Zone,
-    geo: Geo,
+    geo: Arc<Geo>,
     nodes: NodeSnapshot,
 }
 
 impl Dns {
-    pub fn new(zone: Zone, geo: Geo, nodes: NodeSnapshot) -> Self {
+    pub fn new(zone: Zone, geo: Arc<Geo>, nodes: NodeSnapshot) -> Self {
         Self { zone, geo, nodes }
     }
 
@@ -72,7 +72,7 @@ impl Dns {
             None => Some(request.src().ip()),
         };
         let located = client.map_or(
-            crate::geo::Located {
+            myriad_geo::Located {
                 place: myriad_plan::Place::Unknown,
                 scope: 0,
             },

@@ -10,7 +10,7 @@ use hickory_server::proto::rr::{DNSClass, LowerName, Name, RData, Record, Record
 use myriad_plan::nearest;
 use myriad_proto::cluster::NodeInfo;
 
-use crate::geo::Located;
+use myriad_geo::Located;
 
 /// A name server of the zone (`--dns-ns NAME[=IP]`); one inside the zone with an address is
 /// answered for too (its glue).

@@ -16,6 +16,7 @@ use myriad_auth::{parse_ttl, Grants};
 use myriad_control::{
     generate_session_token, now_unix_s, AskError, ClusterView, Control, ControlError,
 };
+use myriad_plan::nearest_region;
 use myriad_proto::cluster::NodeInfo;
 use myriad_proto::meeting::{Actor, RefusalKind};
 use myriad_proto::{MeetingId, ParticipantId, PollKind, Role, TrackSource};
@@ -456,9 +457,11 @@ struct RouteQuery {
 /// Where a client of a meeting should connect: the best node, and the others to try in turn
 /// (the web client goes down the list when a node fails), as the meeting's coordinator
 /// places people — a free seat in an open partition near the client first. Any page may
-/// ask any node.
+/// ask any node. A client that does not say its region is placed by its address (placed
+/// networks, then the geolocation database), else taken to be in this node's.
 async fn route(
     State(node): State<Arc<Node>>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
     Query(q): Query<RouteQuery>,
 ) -> Result<
     (
@@ -472,9 +475,14 @@ async fn route(
     if record.ended_unix_s.is_some() {
         return Err(ControlError::Ended.into());
     }
-    let region = q.region.unwrap_or_else(|| node.config.region.clone());
-    let names = node.control.client(&id).route(Some(region)).await?;
     let alive = node.control.cluster().alive();
+    let region = q.region.unwrap_or_else(|| {
+        let place = node.config.geo.locate(client.ip()).place;
+        nearest_region(&alive, place)
+            .unwrap_or(&node.config.region)
+            .to_owned()
+    });
+    let names = node.control.client(&id).route(Some(region)).await?;
     let ranked: Vec<&NodeInfo> = names
         .iter()
         .filter_map(|name| alive.iter().find(|n| &n.name == name))

@@ -50,6 +50,8 @@ pub struct NodeConfig {
     pub addrs: Vec<std::net::IpAddr>,
     /// Where it is, for sending clients to the nearest node.
     pub location: Option<myriad_proto::cluster::Location>,
+    /// Where clients are, from their addresses (routes for clients that do not say).
+    pub geo: Arc<myriad_geo::Geo>,
 }
 
 /// One node: its name on the bus, the control layer, its media workers (none on a

@@ -8,4 +8,4 @@ mod route;
 
 pub use partition::{PlaceError, Planner, PlannerConfig};
 pub use relay_tree::{upstream, RELAY_FANOUT};
-pub use route::{nearest, rank, Place};
+pub use route::{nearest, nearest_region, rank, Place};

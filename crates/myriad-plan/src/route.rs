@@ -43,21 +43,28 @@ pub enum Place<'a> {
 /// that did not say where they are count as farthest. When nothing tells where the client
 /// is (or no node is placed), every open node, least loaded first.
 pub fn nearest<'a>(nodes: &'a [NodeInfo], client: Place<'_>) -> Vec<&'a NodeInfo> {
-    let open = nodes.iter().filter(|n| takes_newcomers(n));
-    let region = match client {
-        Place::Region(r) if open.clone().any(|n| n.region == r) => Some(r),
-        Place::At(at) => open
-            .clone()
-            .filter_map(|n| Some((n.location?.km_to(&at), n)))
-            .min_by(|(a, na), (b, nb)| a.total_cmp(b).then(na.name.cmp(&nb.name)))
-            .map(|(_, n)| n.region.as_str()),
-        _ => None,
-    };
-    let mut chosen: Vec<&NodeInfo> = open
-        .filter(|n| region.is_none_or(|r| n.region == r))
+    let region = nearest_region(nodes, client);
+    let mut chosen: Vec<&NodeInfo> = nodes
+        .iter()
+        .filter(|n| takes_newcomers(n) && region.is_none_or(|r| n.region == r))
         .collect();
     chosen.sort_by(|a, b| a.load().total_cmp(&b.load()).then(a.name.cmp(&b.name)));
     chosen
+}
+
+/// The region whose open nodes are nearest the client, if anything tells: its own region
+/// when the operator placed its network and a node there is open, else the region of the
+/// nearest open node that says where it is.
+pub fn nearest_region<'a>(nodes: &'a [NodeInfo], client: Place<'a>) -> Option<&'a str> {
+    let mut open = nodes.iter().filter(|n| takes_newcomers(n));
+    match client {
+        Place::Region(r) => open.any(|n| n.region == r).then_some(r),
+        Place::At(at) => open
+            .filter_map(|n| Some((n.location?.km_to(&at), n)))
+            .min_by(|(a, na), (b, nb)| a.total_cmp(b).then(na.name.cmp(&nb.name)))
+            .map(|(_, n)| n.region.as_str()),
+        Place::Unknown => None,
+    }
 }
 
 /// A media node as the tests here need one.

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use myriad_dns::hickory::Name;
-use myriad_dns::{fqdn, NameServer, RegionPrefix};
+use myriad_dns::{fqdn, NameServer};
+use myriad_geo::RegionPrefix;
 use myriad_proto::cluster::Location;
 use serde::Deserialize;
 
@@ -102,7 +103,8 @@ pub struct ServeArgs {
     /// Nodes named in one DNS answer at most [default: 2].
     #[arg(long)]
     pub dns_answers: Option<usize>,
-    /// MaxMind-format IP geolocation database (e.g. GeoLite2-City.mmdb) placing DNS clients.
+    /// MaxMind-format IP geolocation database (e.g. GeoLite2-City.mmdb) placing clients for
+    /// DNS answers and routes.
     #[arg(long)]
     pub geoip: Option<PathBuf>,
     /// A network placed in a region, NETWORK/BITS=REGION (private and office networks);
@@ -174,6 +176,9 @@ pub struct ServeConfig {
     /// How long it drains on SIGTERM.
     pub drain: std::time::Duration,
     pub location: Option<Location>,
+    /// Where clients are: a geolocation database and placed networks.
+    pub geoip: Option<PathBuf>,
+    pub geo_prefixes: Vec<RegionPrefix>,
     pub dns: Option<DnsConfig>,
 }
 
@@ -185,8 +190,6 @@ pub struct DnsConfig {
     pub nameservers: Vec<NameServer>,
     pub ttl: u32,
     pub answers: usize,
-    pub geoip: Option<PathBuf>,
-    pub prefixes: Vec<RegionPrefix>,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
@@ -264,12 +267,12 @@ impl ServeConfig {
                 nameservers: parse_all(args.dns_ns, &file.dns_ns, "dns_ns")?,
                 ttl: args.dns_ttl.or(file.dns_ttl).unwrap_or(20),
                 answers: args.dns_answers.or(file.dns_answers).unwrap_or(2),
-                geoip: args.geoip.or(file.geoip),
-                prefixes: parse_all(args.geo_prefix, &file.geo_prefix, "geo_prefix")?,
             }),
         };
         Ok(Self {
             location,
+            geoip: args.geoip.or(file.geoip),
+            geo_prefixes: parse_all(args.geo_prefix, &file.geo_prefix, "geo_prefix")?,
             dns,
             nats: args.nats.or(file.nats),
             node,

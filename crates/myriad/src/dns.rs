@@ -7,7 +7,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use arc_swap::ArcSwap;
 use myriad_control::{now_unix_s, ClusterView, Control};
-use myriad_dns::{Dns, Geo, HealthBook, NodeSnapshot, Policy, RunningDns, Zone};
+use myriad_dns::{Dns, HealthBook, NodeSnapshot, Policy, RunningDns, Zone};
+use myriad_geo::Geo;
 use tokio::sync::mpsc;
 
 use crate::config::DnsConfig;
@@ -21,8 +22,11 @@ const REFRESH: Duration = Duration::from_millis(100);
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 const CHECK_TIMEOUT: Duration = Duration::from_millis(400);
 
-pub async fn start(settings: &DnsConfig, control: Arc<Control>) -> anyhow::Result<RunningDns> {
-    let geo = Geo::new(settings.geoip.as_deref(), settings.prefixes.clone())?;
+pub async fn start(
+    settings: &DnsConfig,
+    control: Arc<Control>,
+    geo: Arc<Geo>,
+) -> anyhow::Result<RunningDns> {
     let zone = Zone::new(
         settings.zone.clone(),
         settings.nameservers.clone(),

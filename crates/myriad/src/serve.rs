@@ -12,6 +12,7 @@ use myriad_cdn::{self as cdn, Cdn, CdnConfig, SiteConfig};
 use myriad_control::{
     generate_api_key, now_unix_s, Control, ControlConfig, Directory, PlannerConfig,
 };
+use myriad_geo::Geo;
 use myriad_node::{Node, NodeConfig, TlsListener};
 
 use myriad_sfu::relay::relay_key;
@@ -80,6 +81,10 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     )
     .await
     .context("hearing the cluster's registry")?;
+    let geo = Arc::new(
+        Geo::new(config.geoip.as_deref(), config.geo_prefixes.clone())
+            .context("placing clients")?,
+    );
     let listener = tokio::net::TcpListener::bind(config.http)
         .await
         .with_context(|| format!("binding HTTP {}", config.http))?;
@@ -103,6 +108,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             relay_ip: config.nats.is_some().then_some(config.media_ip),
             addrs: vec![config.media_ip],
             location: config.location,
+            geo: Arc::clone(&geo),
         },
     )
     .await
@@ -124,7 +130,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         println!("  dev mode: the web page creates meetings and tokens for anyone who reaches it");
     }
     if let Some(settings) = &config.dns {
-        let running = crate::dns::start(settings, Arc::clone(&node.control)).await?;
+        let running = crate::dns::start(settings, Arc::clone(&node.control), geo).await?;
         println!(
             "  GeoDNS for {} at {} (UDP and TCP)",
             settings.zone, running.addr

@@ -563,3 +563,65 @@ async fn a_draining_node_is_routed_around() {
         .unwrap();
     assert_eq!(health.status(), 503, "n2 still answers while it drains");
 }
+
+/// The node the route API names to a client at `ip`, asked of `node`.
+async fn routed_from(ip: [u8; 4], node: &Server, meeting: &str) -> String {
+    let http = reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap();
+    let route: Value = http
+        .get(format!("{}/api/v1/route?meeting={meeting}", node.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    route["node"].as_str().unwrap_or_default().to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_that_do_not_say_their_region_are_routed_by_their_address() {
+    let nats = Nats::start_js();
+    let placed = [
+        "--geo-prefix",
+        "127.0.0.21/32=eu",
+        "--geo-prefix",
+        "127.0.0.22/32=us",
+        "--geo-prefix",
+        "127.0.0.23/32=ap",
+    ];
+    let mut nodes = Server::cluster_with(&nats, &["eu", "us", "ap"], &placed);
+    create_meeting(&nodes[0], "by-address").await;
+    for (ip, want) in [
+        ([127, 0, 0, 21], "n1"),
+        ([127, 0, 0, 22], "n2"),
+        ([127, 0, 0, 23], "n3"),
+    ] {
+        for asked in &nodes {
+            assert_eq!(routed_from(ip, asked, "by-address").await, want, "{ip:?}");
+        }
+    }
+    // Nobody placed: the region of the node asked.
+    assert_eq!(
+        routed_from([127, 0, 0, 99], &nodes[1], "by-address").await,
+        "n2"
+    );
+    // Its region's node crashes: once the registry drops it, the client goes elsewhere.
+    nodes[1].kill();
+    let start = Instant::now();
+    loop {
+        let now = routed_from([127, 0, 0, 22], &nodes[0], "by-address").await;
+        if now != "n2" {
+            assert_eq!(now, "n1", "no open node in its region: the asked node's");
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "still routed to n2"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    println!("a crashed node left the routes in {:?}", start.elapsed());
+}

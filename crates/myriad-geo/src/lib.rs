@@ -61,6 +61,15 @@ pub struct Geo {
     prefixes: Vec<RegionPrefix>,
 }
 
+impl std::fmt::Debug for Geo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Geo")
+            .field("database", &self.db.is_some())
+            .field("prefixes", &self.prefixes)
+            .finish()
+    }
+}
+
 /// The part of a GeoLite2 City record we read.
 #[derive(Deserialize)]
 struct CityRecord {
@@ -163,7 +172,7 @@ mod tests {
     #[test]
     fn a_missing_or_broken_database_is_a_clear_error() {
         let dir = std::env::temp_dir().join("myriad-dns-no-such.mmdb");
-        let err = Geo::new(Some(&dir), Vec::new()).err().expect("refused");
+        let err = Geo::new(Some(&dir), Vec::new()).expect_err("refused");
         assert!(err.to_string().contains("myriad-dns-no-such.mmdb"), "{err}");
     }
 }
