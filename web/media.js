@@ -23,6 +23,10 @@ export class Media extends EventTarget {
     this.awaitingAnswer = null;
     this.offersSent = 0;
     this.restarting = false;
+    // TURN servers with this participant's credentials, when the node has some (sent before
+    // the welcome): for networks that let no UDP through.
+    this.iceServers = [];
+    signal.addEventListener('ice_servers', (e) => { this.iceServers = e.detail.servers; });
   }
 
   get connected() {
@@ -37,7 +41,7 @@ export class Media extends EventTarget {
     this.midTrack.clear();
     this.slotMedia.clear();
     this.awaitingAnswer = null;
-    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle' });
+    const pc = new RTCPeerConnection({ bundlePolicy: 'max-bundle', iceServers: this.iceServers });
     this.pc = pc;
     this.senders = {};
     pc.createDataChannel('myriad');
@@ -169,10 +173,15 @@ export class Media extends EventTarget {
   // Totals over the connection, and per meeting track received (`tracks[id]`), so a test can
   // tell that one particular track flows.
   async stats() {
-    const out = { framesDecoded: 0, audioPacketsReceived: 0, videoInbound: 0, framesSent: 0, tracks: {} };
+    const out = { framesDecoded: 0, audioPacketsReceived: 0, videoInbound: 0, framesSent: 0, tracks: {}, path: null };
     if (!this.pc) return out;
     const report = await this.pc.getStats();
     report.forEach((s) => {
+      // The way media goes: the selected pair's local candidate (a relay one through TURN).
+      if (s.type === 'transport' && s.selectedCandidatePairId) {
+        const local = report.get(report.get(s.selectedCandidatePairId)?.localCandidateId);
+        if (local) out.path = { type: local.candidateType, protocol: local.protocol, relayProtocol: local.relayProtocol || null };
+      }
       if (s.type === 'inbound-rtp') {
         const track = this.midTrack.get(s.mid);
         if (track) out.tracks[track] = { kind: s.kind, framesDecoded: s.framesDecoded || 0, packetsReceived: s.packetsReceived || 0 };

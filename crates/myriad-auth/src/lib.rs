@@ -214,9 +214,33 @@ pub fn parse_ttl(s: &str) -> Option<u64> {
     n.checked_mul(mult)
 }
 
+/// TURN credentials for `user` until `expires_unix_s`, as coturn checks them with
+/// `use-auth-secret` and `static-auth-secret` (the "TURN REST API"): the username is
+/// `EXPIRY:USER`, the password the base64 HMAC-SHA1 of the username under the shared secret.
+/// Nothing is stored: any node holding the secret mints them, coturn checks them alone.
+pub fn turn_credentials(secret: &str, user: &str, expires_unix_s: u64) -> (String, String) {
+    use base64::engine::general_purpose::STANDARD;
+    let username = format!("{expires_unix_s}:{user}");
+    let key = hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, secret.as_bytes());
+    let tag = hmac::sign(&key, username.as_bytes());
+    (username, STANDARD.encode(tag.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn turn_credentials_are_coturns_rest_api_ones() {
+        // The same HMAC-SHA1 computed by Python's hmac module.
+        assert_eq!(
+            turn_credentials("north", "p-42", 1_700_000_000),
+            (
+                "1700000000:p-42".to_owned(),
+                "YETdx4og6v/kHC21NlGKjJZX5+I=".to_owned()
+            )
+        );
+    }
 
     fn grants() -> Grants {
         Grants::for_role(

@@ -52,6 +52,18 @@ pub struct NodeConfig {
     pub location: Option<myriad_proto::cluster::Location>,
     /// Where clients are, from their addresses (routes for clients that do not say).
     pub geo: Arc<myriad_geo::Geo>,
+    /// TURN servers its clients may relay their media through.
+    pub turn: Option<Turn>,
+}
+
+/// TURN servers (e.g. coturn with `use-auth-secret`) and the secret they share with the
+/// node: each participant gets credentials of its own, valid for `ttl`.
+#[derive(Debug, Clone)]
+pub struct Turn {
+    /// `turn:host:port?transport=tcp`, `turns:…`, `stun:…` as browsers take them.
+    pub urls: Vec<String>,
+    pub secret: String,
+    pub ttl: std::time::Duration,
 }
 
 /// One node: its name on the bus, the control layer, its media workers (none on a

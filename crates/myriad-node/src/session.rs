@@ -15,12 +15,12 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use futures_util::stream::{SplitSink, SplitStream};
 use futures_util::{SinkExt, StreamExt};
-use myriad_auth::{AuthError, Grants};
+use myriad_auth::{turn_credentials, AuthError, Grants};
 use myriad_cdn::TokenBucket;
 use myriad_control::{generate_session_token, now_unix_s, AskError, ControlError, MeetingClient};
 use myriad_proto::meeting::{Actor, ConnRef, EndReason, Joiner, RefusalKind};
 use myriad_proto::{
-    ClientMsg, ErrorCode, MeetingId, ParticipantId, Role, ServerMsg, MAX_MESSAGE_BYTES,
+    ClientMsg, ErrorCode, IceServer, MeetingId, ParticipantId, Role, ServerMsg, MAX_MESSAGE_BYTES,
     PROTOCOL_VERSION, REACTIONS,
 };
 use myriad_room::WAIT_REFRESH;
@@ -333,6 +333,20 @@ impl Session {
             .bind(conn.conn, joined.participant, joined.partition, joined.seq)
             .await
             .and_then(|(peer, w)| Some((peer, media.workers().get(usize::from(w))?.clone())));
+        if let Some(turn) = &self.node.config.turn {
+            // Before the welcome: the client opens its media connection on it.
+            let user = format!("{meeting}.{}", joined.participant);
+            let expires = now_unix_s().saturating_add(turn.ttl.as_secs());
+            let (username, credential) = turn_credentials(&turn.secret, &user, expires);
+            self.send(&ServerMsg::IceServers {
+                servers: vec![IceServer {
+                    urls: turn.urls.clone(),
+                    username,
+                    credential,
+                }],
+            })
+            .await;
+        }
         self.send(&joined.welcome).await;
         if !joined.missed.is_empty() {
             self.send(&ServerMsg::Events {

@@ -18,7 +18,7 @@ mod signal;
 pub use ids::{MeetingId, ParticipantId, Seq, TrackId};
 pub use signal::{
     Answer, Audience, BreakoutOp, BreakoutRoom, Breakouts, ChatLikes, ChatMessage, ClientMsg,
-    ErrorCode, ForwardingPlan, Hands, MeetingEvent, ParticipantInfo, PollInfo, PollKind,
+    ErrorCode, ForwardingPlan, Hands, IceServer, MeetingEvent, ParticipantInfo, PollInfo, PollKind,
     PollResults, PollState, Question, ReactionCount, Resume, Role, SeqEvent, ServerMsg, Snapshot,
     SpamReason, TrackInfo, TrackMid, TrackSource, Waiter, WaitingRoom, REACTIONS,
 };

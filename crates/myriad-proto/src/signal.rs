@@ -353,6 +353,20 @@ pub enum ServerMsg {
         meeting: MeetingId,
         token: String,
     },
+    /// The STUN/TURN servers for this client's media connection (its RTCPeerConnection's
+    /// `iceServers`), with credentials of its own; sent before the welcome when the node has
+    /// TURN servers, for networks that block UDP.
+    IceServers {
+        servers: Vec<IceServer>,
+    },
+}
+
+/// One entry of a WebRTC `iceServers` list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    pub urls: Vec<String>,
+    pub username: String,
+    pub credential: String,
 }
 
 /// The meeting state a client starts from; events with `seq` greater than `seq` follow.

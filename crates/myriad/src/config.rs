@@ -8,6 +8,7 @@ use clap::Args;
 use myriad_dns::hickory::Name;
 use myriad_dns::{fqdn, NameServer};
 use myriad_geo::RegionPrefix;
+use myriad_node::Turn;
 use myriad_proto::cluster::Location;
 use serde::Deserialize;
 
@@ -111,6 +112,17 @@ pub struct ServeArgs {
     /// these come before the database. Repeat for more.
     #[arg(long)]
     pub geo_prefix: Vec<RegionPrefix>,
+    /// A TURN (or STUN) server the clients' browsers may relay media through, as browsers
+    /// take it (`turn:host:3478?transport=tcp`); repeat for more. Needs `--turn-secret`.
+    #[arg(long)]
+    pub turn: Vec<String>,
+    /// The secret shared with the TURN servers (coturn's `static-auth-secret`): each
+    /// participant gets credentials of its own from it.
+    #[arg(long, env = "MYRIAD_TURN_SECRET", hide_env_values = true)]
+    pub turn_secret: Option<String>,
+    /// How long a participant's TURN credentials last, seconds [default: 43200].
+    #[arg(long)]
+    pub turn_ttl_s: Option<u64>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -146,6 +158,10 @@ struct FileConfig {
     geoip: Option<PathBuf>,
     #[serde(default)]
     geo_prefix: Vec<String>,
+    #[serde(default)]
+    turn: Vec<String>,
+    turn_secret: Option<String>,
+    turn_ttl_s: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -180,6 +196,7 @@ pub struct ServeConfig {
     pub geoip: Option<PathBuf>,
     pub geo_prefixes: Vec<RegionPrefix>,
     pub dns: Option<DnsConfig>,
+    pub turn: Option<Turn>,
 }
 
 /// The GeoDNS server's settings.
@@ -269,7 +286,36 @@ impl ServeConfig {
                 answers: args.dns_answers.or(file.dns_answers).unwrap_or(2),
             }),
         };
+        let turn_urls = if args.turn.is_empty() {
+            file.turn
+        } else {
+            args.turn
+        };
+        let turn = match (turn_urls.is_empty(), args.turn_secret.or(file.turn_secret)) {
+            (true, None) => None,
+            (true, Some(_)) => {
+                bail!("--turn-secret without --turn: say where the TURN servers are")
+            }
+            (false, None) => bail!("--turn needs --turn-secret (coturn's static-auth-secret)"),
+            (false, Some(secret)) => {
+                if let Some(bad) = turn_urls.iter().find(|u| {
+                    !["turn:", "turns:", "stun:"]
+                        .iter()
+                        .any(|s| u.starts_with(s))
+                }) {
+                    bail!("--turn {bad:?}: a TURN server is turn:, turns: or stun:host[:port]");
+                }
+                Some(Turn {
+                    urls: turn_urls,
+                    secret,
+                    ttl: std::time::Duration::from_secs(
+                        args.turn_ttl_s.or(file.turn_ttl_s).unwrap_or(43_200),
+                    ),
+                })
+            }
+        };
         Ok(Self {
+            turn,
             location,
             geoip: args.geoip.or(file.geoip),
             geo_prefixes: parse_all(args.geo_prefix, &file.geo_prefix, "geo_prefix")?,
@@ -385,6 +431,57 @@ mod tests {
             ..ServeArgs::default()
         })
         .is_err());
+    }
+}
+
+#[cfg(test)]
+mod edge_network_tests {
+    use super::*;
+
+    #[test]
+    fn turn_servers_need_their_secret_and_browser_urls() {
+        let with = |turn: &[&str], secret: Option<&str>| {
+            ServeConfig::load(ServeArgs {
+                turn: turn.iter().map(|s| (*s).to_owned()).collect(),
+                turn_secret: secret.map(str::to_owned),
+                ..ServeArgs::default()
+            })
+        };
+        let url = "turn:turn.example.org:3478?transport=tcp";
+        assert!(with(&[url], None).is_err(), "no secret");
+        assert!(with(&[], Some("s")).is_err(), "a secret for nobody");
+        assert!(
+            with(&["turn.example.org:3478"], Some("s")).is_err(),
+            "not a URL"
+        );
+        let ok = with(&[url, "stun:stun.example.org"], Some("s")).unwrap();
+        let turn = ok.turn.expect("TURN");
+        assert_eq!(turn.urls.len(), 2);
+        assert_eq!(turn.ttl.as_secs(), 43_200);
+        assert!(with(&[], None).unwrap().turn.is_none());
+    }
+
+    #[test]
+    fn dns_and_places_are_read_from_flags() {
+        let c = ServeConfig::load(ServeArgs {
+            dns: Some("127.0.0.1:5353".parse().unwrap()),
+            dns_zone: Some("Meet.Example.org".into()),
+            geo_prefix: vec!["10.0.0.0/8=eu".parse().unwrap()],
+            location: Some("50.1,8.7".parse().unwrap()),
+            ..ServeArgs::default()
+        })
+        .unwrap();
+        let dns = c.dns.expect("DNS");
+        assert_eq!(dns.zone.to_string(), "Meet.Example.org.");
+        assert_eq!((dns.ttl, dns.answers), (20, 2));
+        assert_eq!(c.geo_prefixes.len(), 1);
+        assert!(c.location.is_some());
+        let bad = ServeConfig::load(ServeArgs {
+            dns: Some("127.0.0.1:5353".parse().unwrap()),
+            dns_zone: Some(".".into()),
+            ..ServeArgs::default()
+        });
+        assert!(bad.is_err(), "the root is no zone of ours");
     }
 }
 

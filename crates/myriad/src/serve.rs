@@ -109,6 +109,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             addrs: vec![config.media_ip],
             location: config.location,
             geo: Arc::clone(&geo),
+            turn: config.turn.clone(),
         },
     )
     .await

@@ -45,11 +45,25 @@ const CHROMIUM_FLAGS: &[&str] = &[
 
 /// Chromium with [`CHROMIUM_FLAGS`] and `extra` ones.
 async fn launch(extra: &[String]) -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
+    launch_with_prefs(extra, None).await
+}
+
+/// As [`launch`], its profile starting with these preferences (as a user's settings or an
+/// administrator's policy would set them).
+async fn launch_with_prefs(
+    extra: &[String],
+    prefs: Option<Value>,
+) -> (Browser, tokio::task::JoinHandle<()>, tempfile::TempDir) {
     assert!(
         std::path::Path::new(CHROMIUM).exists(),
         "{CHROMIUM} is missing: run scripts/test (it installs Debian's chromium)"
     );
     let profile = tempfile::tempdir().expect("profile dir");
+    if let Some(prefs) = prefs {
+        let default = profile.path().join("Default");
+        std::fs::create_dir_all(&default).expect("profile's Default dir");
+        std::fs::write(default.join("Preferences"), prefs.to_string()).expect("preferences");
+    }
     let mut builder = BrowserConfig::builder()
         .chrome_executable(CHROMIUM)
         .disable_default_args()
@@ -1633,6 +1647,102 @@ async fn browsers_on_three_nodes_meet_and_outlive_their_nodes() {
         let gaps = eval(page, "window.myriad.signal.gaps").await;
         assert_eq!(gaps, 0, "{name} missed no event");
     }
+    browser.close().await.ok();
+    handler.abort();
+}
+
+/// A coturn (Debian's) on loopback checking the credentials myriad mints from `secret`
+/// (`use-auth-secret`); stopped on drop.
+struct Coturn {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Coturn {
+    fn start(secret: &str) -> Coturn {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = common::free_port();
+        let child = std::process::Command::new("turnserver")
+            .args([
+                "-n",
+                "--listening-ip",
+                "127.0.0.1",
+                "--relay-ip",
+                "127.0.0.1",
+            ])
+            .args(["--listening-port", &port.to_string()])
+            .args(["--min-port", "49160", "--max-port", "49260"])
+            .args(["--use-auth-secret", "--static-auth-secret", secret])
+            .args(["--realm", "myriad.test", "--allow-loopback-peers"])
+            .args(["--no-cli", "--no-tls", "--no-dtls", "--simple-log"])
+            .arg("--log-file")
+            .arg(dir.path().join("turn.log"))
+            .arg("--pidfile")
+            .arg(dir.path().join("turn.pid"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("turnserver runs (scripts/setup --test installs coturn)");
+        let listening = (0..250).any(|_| {
+            std::thread::sleep(Duration::from_millis(20));
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        assert!(listening, "coturn did not listen on {port}");
+        Coturn {
+            child,
+            port,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Coturn {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A browser that may send no UDP but through a proxy (Chromium's WebRTC IP handling policy
+/// `disable_non_proxied_udp`, as networks that block UDP have it set) still gets media, over
+/// TURN on TCP with the credentials its node minted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_flows_over_turn_when_udp_is_blocked() {
+    let secret = "turn-test-secret";
+    let turn = Coturn::start(secret);
+    let url = format!("turn:127.0.0.1:{}?transport=tcp", turn.port);
+    let server = common::Server::start_in(
+        tempfile::tempdir().expect("temp dir"),
+        &["--turn", &url, "--turn-secret", secret],
+    );
+    server.create_meeting("no-udp").await;
+    let no_udp =
+        serde_json::json!({ "webrtc": { "ip_handling_policy": "disable_non_proxied_udp" } });
+    let (mut browser, handler, _profile) = launch_with_prefs(&[], Some(no_udp)).await;
+    let people = [("Ada", "panelist"), ("Bo", "panelist")];
+    let [(ada, _), (bo, _)] = joined_pages(&browser, &server, "no-udp", people).await;
+    assert_receives(&ada, "Ada", 1).await;
+    assert_receives(&bo, "Bo", 1).await;
+    for (page, who) in [(&ada, "Ada"), (&bo, "Bo")] {
+        let path = eval(page, &format!("(async () => (await ({STATS})).path)()")).await;
+        assert_eq!(
+            path["type"], "relay",
+            "{who}'s media goes through TURN: {path}"
+        );
+        assert_eq!(
+            path["relayProtocol"], "tcp",
+            "{who} reaches TURN over TCP: {path}"
+        );
+    }
+    let servers = eval(&ada, "JSON.stringify(window.myriad.media.iceServers)").await;
+    assert!(
+        servers
+            .as_str()
+            .is_some_and(|s| s.contains("no-udp.") && s.contains(&url)),
+        "credentials of its own: {servers}"
+    );
+    screenshot(&bo, "turn-no-udp.png").await;
     browser.close().await.ok();
     handler.abort();
 }
