@@ -129,6 +129,21 @@ impl ApiKey {
         hmac::verify(&self.hmac_key(), &host_key_message(meeting), &tag).is_ok()
     }
 
+    /// The secret in a host's calendar feed URL (calendar apps subscribe by URL alone):
+    /// derived from the API secret, so any node checks it and nothing is stored.
+    pub fn feed_key(&self, host: &str) -> String {
+        let tag = hmac::sign(&self.hmac_key(), &feed_key_message(host));
+        URL_SAFE_NO_PAD.encode(tag.as_ref())
+    }
+
+    /// Whether `key` is `host`'s feed key (constant time).
+    pub fn is_feed_key(&self, host: &str, key: &str) -> bool {
+        let Ok(tag) = URL_SAFE_NO_PAD.decode(key) else {
+            return false;
+        };
+        hmac::verify(&self.hmac_key(), &feed_key_message(host), &tag).is_ok()
+    }
+
     fn hmac_key(&self) -> hmac::Key {
         hmac::Key::new(hmac::HMAC_SHA256, self.secret.as_bytes())
     }
@@ -188,6 +203,10 @@ impl ApiKey {
 }
 
 /// What a host key signs: the meeting, in a domain of its own (no token can be one).
+fn feed_key_message(host: &str) -> Vec<u8> {
+    [b"myriad feed key\0".as_slice(), host.as_bytes()].concat()
+}
+
 fn host_key_message(meeting: &MeetingId) -> Vec<u8> {
     [b"myriad host key\0".as_slice(), meeting.as_str().as_bytes()].concat()
 }
@@ -229,6 +248,18 @@ pub fn turn_credentials(secret: &str, user: &str, expires_unix_s: u64) -> (Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn feed_keys_open_one_hosts_feed_only() {
+        let key = ApiKey::new("k", "secret");
+        let ana = key.feed_key("ana@example.org");
+        assert!(key.is_feed_key("ana@example.org", &ana));
+        assert!(!key.is_feed_key("bo@example.org", &ana));
+        assert!(!ApiKey::new("k", "other").is_feed_key("ana@example.org", &ana));
+        assert!(!key.is_feed_key("ana@example.org", "not base64 !"));
+        let meeting = MeetingId::parse("m").unwrap();
+        assert_ne!(key.host_key(&meeting), key.feed_key("m"), "kept apart");
+    }
 
     #[test]
     fn turn_credentials_are_coturns_rest_api_ones() {

@@ -13,6 +13,9 @@ use crate::ControlError;
 
 /// The bucket of the shared directory.
 const BUCKET: &str = "myriad_meetings";
+/// The scheduled meetings that have not ended, by id: what feeds and pre-warming list
+/// without reading every meeting.
+const SCHEDULE_BUCKET: &str = "myriad_schedule";
 /// A record that changed under a writer (another node ended the meeting at once) is read
 /// again and written again at most this many times.
 const CAS_TRIES: usize = 5;
@@ -20,32 +23,40 @@ const CAS_TRIES: usize = 5;
 pub enum Directory {
     /// This node's database.
     Local(Arc<Store>),
-    /// Shared by the nodes of a cluster.
-    Shared(Arc<dyn Kv>),
+    /// Shared by the nodes of a cluster: the meetings, and an index of the scheduled ones.
+    Shared {
+        meetings: Arc<dyn Kv>,
+        schedule: Arc<dyn Kv>,
+    },
 }
 
 impl Directory {
     /// The cluster's directory, on `bus`.
     pub async fn shared(bus: &dyn Bus) -> Result<Self, BusError> {
-        let kv = bus
-            .kv(KvConfig {
-                bucket: BUCKET.to_owned(),
-                ttl: None,
-            })
-            .await?;
-        Ok(Directory::Shared(kv))
+        let bucket = |name: &str| KvConfig {
+            bucket: name.to_owned(),
+            ttl: None,
+        };
+        Ok(Directory::Shared {
+            meetings: bus.kv(bucket(BUCKET)).await?,
+            schedule: bus.kv(bucket(SCHEDULE_BUCKET)).await?,
+        })
     }
 
     pub async fn create(&self, record: &MeetingRecord) -> Result<(), ControlError> {
         match self {
             Directory::Local(store) => Ok(store.create_meeting(record)?),
-            Directory::Shared(kv) => {
-                let value = serde_json::to_vec(record).map_err(corrupt)?;
-                match kv.create(&record.id, Bytes::from(value)).await {
-                    Ok(_) => Ok(()),
-                    Err(BusError::Exists) => Err(ControlError::Exists),
-                    Err(e) => Err(e.into()),
+            Directory::Shared { meetings, schedule } => {
+                let value = Bytes::from(serde_json::to_vec(record).map_err(corrupt)?);
+                match meetings.create(&record.id, value.clone()).await {
+                    Ok(_) => {}
+                    Err(BusError::Exists) => return Err(ControlError::Exists),
+                    Err(e) => return Err(e.into()),
                 }
+                if record.settings.schedule.is_some() {
+                    schedule.put(&record.id, value).await?;
+                }
+                Ok(())
             }
         }
     }
@@ -53,7 +64,7 @@ impl Directory {
     pub async fn get(&self, id: &MeetingId) -> Result<Option<MeetingRecord>, ControlError> {
         match self {
             Directory::Local(store) => Ok(store.meeting(id.as_str())?),
-            Directory::Shared(kv) => match kv.get(id.as_str()).await? {
+            Directory::Shared { meetings: kv, .. } => match kv.get(id.as_str()).await? {
                 Some(entry) => Ok(Some(serde_json::from_slice(&entry.value).map_err(corrupt)?)),
                 None => Ok(None),
             },
@@ -64,13 +75,15 @@ impl Directory {
     pub async fn end(&self, id: &MeetingId, now_unix_s: u64) -> Result<bool, ControlError> {
         match self {
             Directory::Local(store) => Ok(store.end_meeting(id.as_str(), now_unix_s)?),
-            Directory::Shared(kv) => {
-                modify(kv.as_ref(), id, |r| {
+            Directory::Shared { meetings, schedule } => {
+                let found = modify(meetings.as_ref(), id, |r| {
                     let unset = r.ended_unix_s.is_none();
                     r.ended_unix_s.get_or_insert(now_unix_s);
                     unset
                 })
-                .await
+                .await?;
+                schedule.delete(id.as_str()).await?;
+                Ok(found)
             }
         }
     }
@@ -86,13 +99,42 @@ impl Directory {
                 record.settings.default_role = role;
                 Ok(store.update_settings(id.as_str(), &record.settings)?)
             }
-            Directory::Shared(kv) => {
+            Directory::Shared { meetings: kv, .. } => {
                 modify(kv.as_ref(), id, |r| {
                     std::mem::replace(&mut r.settings.default_role, role) != role
                 })
                 .await
             }
         }
+    }
+}
+
+impl Directory {
+    /// Scheduled meetings that have not ended, soonest first.
+    pub async fn scheduled(&self) -> Result<Vec<MeetingRecord>, ControlError> {
+        let mut records = match self {
+            Directory::Local(store) => return Ok(store.scheduled_meetings()?),
+            Directory::Shared { schedule, .. } => {
+                let mut records = Vec::new();
+                for key in schedule.keys().await? {
+                    // Deleted between the listing and the read: ended meanwhile.
+                    if let Some(entry) = schedule.get(&key).await? {
+                        let record: MeetingRecord =
+                            serde_json::from_slice(&entry.value).map_err(corrupt)?;
+                        records.push(record);
+                    }
+                }
+                records
+            }
+        };
+        records.retain(|r| r.ended_unix_s.is_none());
+        records.sort_by_key(|r| {
+            (
+                r.settings.schedule.as_ref().map_or(0, |s| s.starts_unix_s),
+                r.id.clone(),
+            )
+        });
+        Ok(records)
     }
 }
 

@@ -213,6 +213,11 @@ impl Control {
         }
     }
 
+    /// Meetings scheduled ahead that have not ended, soonest first.
+    pub async fn scheduled_meetings(&self) -> Result<Vec<MeetingRecord>, ControlError> {
+        self.directory.scheduled().await
+    }
+
     pub async fn meeting_record(&self, id: &MeetingId) -> Result<MeetingRecord, ControlError> {
         self.directory.get(id).await?.ok_or(ControlError::NotFound)
     }

@@ -54,6 +54,7 @@ pub fn router() -> Router<Arc<Node>> {
             "/api/v1/meetings/{id}/polls/{poll}/answers.csv",
             get(poll_csv),
         )
+        .merge(crate::schedule_api::routes())
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/route", get(route))
         .route("/api/v1/cluster", get(cluster))
@@ -71,7 +72,7 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status,
             code,
@@ -179,7 +180,7 @@ impl FromRequestParts<Arc<Node>> for ApiAuth {
     }
 }
 
-fn meeting_id(s: &str) -> Result<MeetingId, ApiError> {
+pub(crate) fn meeting_id(s: &str) -> Result<MeetingId, ApiError> {
     MeetingId::parse(s)
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "bad_meeting_id", e.to_string()))
 }

@@ -7,12 +7,14 @@
 
 mod api;
 mod asks;
+mod calendar;
 mod health;
 mod https;
 mod link;
 mod load;
 mod metrics;
 mod poll_export;
+mod schedule_api;
 mod session;
 mod web;
 

@@ -5,6 +5,7 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Mutex;
 
@@ -37,6 +38,29 @@ pub struct MeetingSettings {
     pub default_role: Role,
     /// Words that get a chat message held by the spam filter for the hosts.
     pub blocked_words: Vec<String>,
+    /// When it is to take place, and for whom: what pre-warming and host feeds go by.
+    pub schedule: Option<Schedule>,
+}
+
+/// A meeting planned ahead (the REST API, or an iCalendar event imported).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    pub starts_unix_s: u64,
+    pub duration_s: u32,
+    /// Who holds it (an organizer's address): a host's feed lists its meetings.
+    #[serde(default)]
+    pub host: Option<String>,
+    /// People expected, per region (invitations and registrations); `*` for those whose
+    /// region is not known.
+    #[serde(default)]
+    pub audience: BTreeMap<String, u32>,
+}
+
+impl Schedule {
+    pub fn expected(&self) -> u32 {
+        self.audience.values().fold(0, |a, n| a.saturating_add(*n))
+    }
 }
 
 impl Default for MeetingSettings {
@@ -47,6 +71,7 @@ impl Default for MeetingSettings {
             last_n_video: 9,
             default_role: Role::Panelist,
             blocked_words: Vec::new(),
+            schedule: None,
         }
     }
 }
@@ -206,6 +231,36 @@ impl Store {
     }
 
     /// Marks a meeting ended; returns false when there is no such meeting.
+    /// Meetings with a schedule that have not ended, soonest first.
+    pub fn scheduled_meetings(&self) -> Result<Vec<MeetingRecord>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id, title, created_unix_s, ended_unix_s, settings FROM meetings
+             WHERE ended_unix_s IS NULL AND json_extract(settings, '$.schedule') IS NOT NULL
+             ORDER BY json_extract(settings, '$.schedule.starts_unix_s'), id",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, u64>(2)?,
+                r.get::<_, Option<u64>>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        rows.map(|row| {
+            let (id, title, created_unix_s, ended_unix_s, settings) = row?;
+            Ok(MeetingRecord {
+                id,
+                title,
+                created_unix_s,
+                ended_unix_s,
+                settings: serde_json::from_str(&settings)?,
+            })
+        })
+        .collect()
+    }
+
     pub fn end_meeting(&self, id: &str, now_unix_s: u64) -> Result<bool, StoreError> {
         let n = self.conn().execute(
             "UPDATE meetings SET ended_unix_s = COALESCE(ended_unix_s, ?2) WHERE id = ?1",
@@ -229,6 +284,48 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(s.api_key_secret("k").unwrap().as_deref(), Some("s"));
         assert_eq!(s.api_key_secret("nope").unwrap(), None);
+    }
+
+    #[test]
+    fn scheduled_meetings_are_listed_soonest_first_until_they_end() {
+        let s = Store::open_in_memory().unwrap();
+        let meeting = |id: &str, starts: Option<u64>| MeetingRecord {
+            id: id.into(),
+            title: id.into(),
+            created_unix_s: 1,
+            ended_unix_s: None,
+            settings: MeetingSettings {
+                schedule: starts.map(|starts_unix_s| Schedule {
+                    starts_unix_s,
+                    duration_s: 3600,
+                    host: Some("ana@example.org".into()),
+                    audience: BTreeMap::from([("eu".into(), 300), ("us".into(), 200)]),
+                }),
+                ..MeetingSettings::default()
+            },
+        };
+        for m in [
+            meeting("late", Some(900)),
+            meeting("now", None),
+            meeting("soon", Some(100)),
+        ] {
+            s.create_meeting(&m).unwrap();
+        }
+        let ids = |s: &Store| -> Vec<String> {
+            s.scheduled_meetings()
+                .unwrap()
+                .into_iter()
+                .map(|m| m.id)
+                .collect()
+        };
+        assert_eq!(ids(&s), ["soon", "late"]);
+        let soon = &s.scheduled_meetings().unwrap()[0];
+        assert_eq!(
+            soon.settings.schedule.as_ref().map(Schedule::expected),
+            Some(500)
+        );
+        s.end_meeting("soon", 200).unwrap();
+        assert_eq!(ids(&s), ["late"]);
     }
 
     #[test]

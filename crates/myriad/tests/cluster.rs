@@ -625,3 +625,112 @@ async fn clients_that_do_not_say_their_region_are_routed_by_their_address() {
     }
     println!("a crashed node left the routes in {:?}", start.elapsed());
 }
+
+/// An invitation as calendar apps send it: a town hall in New York's time, a lecture with
+/// our audience property, an all-day event (not a meeting).
+const INVITATIONS: &str = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//Example//EN\r\n\
+BEGIN:VEVENT\r\nUID:town-hall-2027@example.org\r\n\
+DTSTART;TZID=America/New_York:20270110T090000\r\nDTEND;TZID=America/New_York:20270110T100000\r\n\
+SUMMARY:Town hall\r\nORGANIZER;CN=Ana:mailto:ana@example.org\r\n\
+ATTENDEE:mailto:bo@example.org\r\nATTENDEE:mailto:cy@example.org\r\nEND:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:lecture-2027@example.org\r\nDTSTART:20270111T140000Z\r\nDURATION:PT2H\r\n\
+SUMMARY:Lecture\r\nORGANIZER:mailto:ana@example.org\r\nX-MYRIAD-AUDIENCE:eu=300,us=120\r\n\
+END:VEVENT\r\n\
+BEGIN:VEVENT\r\nUID:holiday-2027\r\nDTSTART;VALUE=DATE:20270101\r\nSUMMARY:Holiday\r\nEND:VEVENT\r\n\
+END:VCALENDAR\r\n";
+
+/// Imports [`INVITATIONS`] through `import`, then reads what is planned, and Ana's feed,
+/// through `read`.
+async fn schedule_round_trip(import: &Server, read: &Server) {
+    let http = reqwest::Client::new();
+    let (key, secret) = import.api_credentials();
+    let post = |body: &'static str| {
+        http.post(format!("{}/api/v1/calendar", import.url))
+            .basic_auth(&key, Some(&secret))
+            .body(body)
+            .send()
+    };
+    let answer: Value = post(INVITATIONS).await.unwrap().json().await.unwrap();
+    let statuses: Vec<&str> = answer["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(statuses, ["created", "created", "refused"], "{answer}");
+    assert!(answer["events"][2]["error"]
+        .as_str()
+        .unwrap()
+        .contains("all-day"));
+    // The same invitations again: the same meetings.
+    let again: Value = post(INVITATIONS).await.unwrap().json().await.unwrap();
+    assert_eq!(again["events"][0]["status"], "exists", "{again}");
+    assert_eq!(
+        again["events"][0]["meeting"],
+        answer["events"][0]["meeting"]
+    );
+    let bad = post("not a calendar").await.unwrap();
+    assert_eq!(bad.status(), 400);
+
+    let planned = api_get(&http, read, "/api/v1/schedule?host=Ana@example.org").await;
+    let meetings = planned["meetings"].as_array().unwrap();
+    let titles: Vec<&str> = meetings
+        .iter()
+        .map(|m| m["title"].as_str().unwrap())
+        .collect();
+    assert_eq!(titles, ["Town hall", "Lecture"], "soonest first: {planned}");
+    // 09:00 in New York on 10 January is 14:00 UTC.
+    assert_eq!(meetings[0]["schedule"]["starts_unix_s"], 1_799_589_600);
+    assert_eq!(meetings[0]["schedule"]["audience"], json!({ "*": 2 }));
+    assert_eq!(
+        meetings[1]["schedule"]["audience"],
+        json!({ "eu": 300, "us": 120 })
+    );
+    assert_eq!(meetings[1]["schedule"]["duration_s"], 7200);
+
+    // Ana's feed, by the URL the listing gives; a calendar app reads it back.
+    let feed_url = meetings[0]["host_feed"].as_str().unwrap();
+    let feed = http.get(feed_url).send().await.unwrap();
+    assert_eq!(feed.status(), 200);
+    assert!(feed.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/calendar"));
+    let text = feed.text().await.unwrap();
+    assert_eq!(text.matches("BEGIN:VEVENT").count(), 2, "{text}");
+    assert!(
+        text.contains("SUMMARY:Town hall") && text.contains("DTSTART:20270110T140000Z"),
+        "{text}"
+    );
+    let forged = feed_url.replace("key=", "key=x");
+    assert_eq!(http.get(forged).send().await.unwrap().status(), 401);
+
+    // An ended meeting is no longer planned.
+    let town_hall = meetings[0]["id"].as_str().unwrap();
+    let ended = http
+        .delete(format!("{}/api/v1/meetings/{town_hall}", read.url))
+        .basic_auth(&key, Some(&secret))
+        .send()
+        .await
+        .unwrap();
+    assert!(ended.status().is_success(), "{}", ended.status());
+    let planned = api_get(&http, import, "/api/v1/schedule").await;
+    assert_eq!(
+        planned["meetings"].as_array().unwrap().len(),
+        1,
+        "{planned}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calendar_imported_on_one_node_is_planned_on_every_node() {
+    let nats = Nats::start_js();
+    let nodes = Server::cluster(&nats, &["eu", "us"]);
+    schedule_round_trip(&nodes[0], &nodes[1]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_calendar_imported_on_a_node_alone_is_planned() {
+    let node = Server::start();
+    schedule_round_trip(&node, &node).await;
+}
