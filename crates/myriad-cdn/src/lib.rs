@@ -21,6 +21,7 @@ pub mod limits;
 mod metrics;
 mod pass;
 mod proxy;
+pub mod proxy_protocol;
 mod rate;
 mod refusal_log;
 mod sharded;
@@ -94,66 +95,91 @@ pub async fn serve(
                 continue;
             }
         };
-        let Some(slot) = cdn.open_connection(remote.ip()).map(Arc::new) else {
-            let answered = tls.is_none().then_some(429);
-            cdn.log_refused(remote.ip(), BlockReason::Connections, answered);
-            if answered.is_some() {
-                tokio::spawn(answer_and_close(stream, TOO_MANY_CONNECTIONS));
-            }
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        let cdn = cdn.clone();
-        let tls = tls.clone();
-        let drain = drain.clone();
-        tokio::spawn(async move {
-            let header_timeout = cdn.limits().header_timeout;
-            let send_timeout = cdn.limits().send_timeout;
-            let activity = Arc::new(Activity::default());
-            match tls {
-                Some(TlsListener { acceptor, alt_svc }) => {
-                    let stream = ClientStream::under_tls(stream, send_timeout, activity.clone());
-                    // The handshake counts against the head's time.
-                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls_stream)) => {
-                            let io = TokioIo::new(HttpReads::new(tls_stream, activity.clone()));
-                            let conn = Conn {
-                                remote,
-                                spare: None,
-                                alt_svc,
-                                activity,
-                                slot,
-                            };
-                            serve_connection(io, &cdn, conn, drain).await
-                        }
-                        Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
-                        Err(_) => {
-                            cdn.metrics().blocked(BlockReason::SlowHead);
-                            cdn.log_refused(remote.ip(), BlockReason::SlowHead, None);
-                            tracing::debug!(%remote, "TLS handshake too slow");
-                        }
+        let (cdn, tls, drain) = (cdn.clone(), tls.clone(), drain.clone());
+        if trust::is_trusted(remote.ip(), &cdn.limits().proxy_protocol) {
+            // A load balancer: the client it names is the peer, once its header is read.
+            tokio::spawn(async move {
+                let mut stream = stream;
+                let limit = cdn.limits().header_timeout;
+                match proxy_protocol::read_header(&mut stream, limit).await {
+                    Ok(client) => {
+                        let client = client.unwrap_or(remote);
+                        accepted_from(stream, client, cdn, tls, drain).await;
                     }
+                    Err(e) => tracing::debug!(%remote, "connection closed: {e}"),
                 }
-                // hyper closes a connection whose head is too slow without a word; a second
-                // handle on the socket lets the edge say 408 first.
-                None => match with_spare(stream) {
-                    Ok((stream, spare)) => {
-                        let stream = ClientStream::new(stream, send_timeout, activity.clone());
-                        let io = TokioIo::new(stream);
+            });
+        } else {
+            accepted_from(stream, remote, cdn, tls, drain).await;
+        }
+    }
+}
+
+/// A connection from `remote` (the client): counted against its address (refused above the
+/// limit), then served in a task of its own.
+async fn accepted_from(
+    stream: TcpStream,
+    remote: SocketAddr,
+    cdn: Arc<Cdn>,
+    tls: Option<TlsListener>,
+    drain: Drain,
+) {
+    let Some(slot) = cdn.open_connection(remote.ip()).map(Arc::new) else {
+        let answered = tls.is_none().then_some(429);
+        cdn.log_refused(remote.ip(), BlockReason::Connections, answered);
+        if answered.is_some() {
+            tokio::spawn(answer_and_close(stream, TOO_MANY_CONNECTIONS));
+        }
+        return;
+    };
+    let _ = stream.set_nodelay(true);
+    tokio::spawn(async move {
+        let header_timeout = cdn.limits().header_timeout;
+        let send_timeout = cdn.limits().send_timeout;
+        let activity = Arc::new(Activity::default());
+        match tls {
+            Some(TlsListener { acceptor, alt_svc }) => {
+                let stream = ClientStream::under_tls(stream, send_timeout, activity.clone());
+                // The handshake counts against the head's time.
+                match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                    Ok(Ok(tls_stream)) => {
+                        let io = TokioIo::new(HttpReads::new(tls_stream, activity.clone()));
                         let conn = Conn {
                             remote,
-                            spare: Some(spare),
-                            alt_svc: None,
+                            spare: None,
+                            alt_svc,
                             activity,
                             slot,
                         };
                         serve_connection(io, &cdn, conn, drain).await
                     }
-                    Err(e) => tracing::debug!(%remote, "connection lost at accept: {e}"),
-                },
+                    Ok(Err(e)) => tracing::debug!(%remote, "TLS handshake failed: {e}"),
+                    Err(_) => {
+                        cdn.metrics().blocked(BlockReason::SlowHead);
+                        cdn.log_refused(remote.ip(), BlockReason::SlowHead, None);
+                        tracing::debug!(%remote, "TLS handshake too slow");
+                    }
+                }
             }
-        });
-    }
+            // hyper closes a connection whose head is too slow without a word; a second
+            // handle on the socket lets the edge say 408 first.
+            None => match with_spare(stream) {
+                Ok((stream, spare)) => {
+                    let stream = ClientStream::new(stream, send_timeout, activity.clone());
+                    let io = TokioIo::new(stream);
+                    let conn = Conn {
+                        remote,
+                        spare: Some(spare),
+                        alt_svc: None,
+                        activity,
+                        slot,
+                    };
+                    serve_connection(io, &cdn, conn, drain).await
+                }
+                Err(e) => tracing::debug!(%remote, "connection lost at accept: {e}"),
+            },
+        }
+    });
 }
 
 /// What the edge knows of a connection besides its stream.

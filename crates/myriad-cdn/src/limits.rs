@@ -38,6 +38,9 @@ pub struct LimitsConfig {
     /// Peers of the same deployment (edges, load balancers): not limited per address, and
     /// believed about the client they forward for ([`crate::trust`]).
     pub trusted: Vec<ipnet::IpNet>,
+    /// Load balancers that open every connection with a PROXY protocol header naming the
+    /// client ([`crate::proxy_protocol`]); a connection from one without it is closed.
+    pub proxy_protocol: Vec<ipnet::IpNet>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -151,6 +154,7 @@ impl Default for LimitsConfig {
             path_rates: Vec::new(),
             key_rate: None,
             trusted: Vec::new(),
+            proxy_protocol: Vec::new(),
         }
     }
 }

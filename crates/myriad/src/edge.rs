@@ -127,6 +127,11 @@ pub struct EdgeArgs {
     /// for in `X-Forwarded-For`, so that limits count real clients.
     #[arg(long)]
     pub trusted_peer: Vec<ipnet::IpNet>,
+    /// Load balancers (addresses or networks, repeatable) that open each connection with a
+    /// PROXY protocol header (v1 or v2) naming the client: that client is the peer for
+    /// limits, logs and the WAF. A connection from one that does not is closed.
+    #[arg(long)]
+    pub proxy_protocol_from: Vec<ipnet::IpNet>,
     /// Open connections per client (an IPv4 address or IPv6 /64; 429 above it).
     #[arg(long, default_value_t = 512)]
     pub max_conns_per_ip: usize,
@@ -325,6 +330,7 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         idle_timeout: Duration::from_secs(args.idle_timeout_s),
         path_rates: args.path_rate.clone(),
         trusted: args.trusted_peer.clone(),
+        proxy_protocol: args.proxy_protocol_from.clone(),
         key_rate: args.key_header.clone().zip(args.key_rate).map(
             |(header, (rate_per_s, burst))| KeyRate {
                 header,

@@ -3005,3 +3005,71 @@ fn flagged_line(edge: &Edge, target: &str) -> Option<String> {
         .find(|l| l.contains("WAF flagged a request") && l.contains(&needle))
         .map(str::to_owned)
 }
+
+/// Sends raw bytes from `from` and returns the status line of the answer (empty if the edge
+/// closed without one).
+async fn raw_from(from: std::net::IpAddr, addr: SocketAddr, bytes: &[u8]) -> String {
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind(SocketAddr::new(from, 0)).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(bytes).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
+        .await
+        .expect("an answer or a close, not a hang")
+        .unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n])
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// A load balancer named in `--proxy-protocol-from` opens each connection with a PROXY
+/// header (v1 text or v2 binary) naming the client: the access log (like limits and the WAF)
+/// goes by that client. A balancer's connection without one is closed; anyone else's PROXY
+/// line is just a bad request.
+#[tokio::test]
+async fn a_load_balancer_names_the_client_with_the_proxy_protocol() {
+    let origin = Origin::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("access.log");
+    let edge = Edge::start(
+        &origin.url,
+        &[
+            "--proxy-protocol-from",
+            "127.0.0.2/32",
+            "--access-log",
+            log.to_str().unwrap(),
+            "--header-timeout-s",
+            "2",
+        ],
+    );
+    let addr: SocketAddr = edge.url.trim_start_matches("http://").parse().unwrap();
+    let balancer: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    let request = b"GET /balanced?size=10 HTTP/1.1\r\nHost: edge\r\nConnection: close\r\n\r\n";
+    let v1 = [
+        b"PROXY TCP4 198.51.100.7 192.0.2.1 5555 80\r\n".as_slice(),
+        request,
+    ]
+    .concat();
+    assert_eq!(raw_from(balancer, addr, &v1).await, "HTTP/1.1 200 OK");
+    // v2: signature, PROXY command, TCP over IPv4, 12 bytes of addresses and ports.
+    let mut v2 = b"\r\n\r\n\0\r\nQUIT\n\x21\x11\x00\x0c".to_vec();
+    v2.extend_from_slice(&[198, 51, 100, 8, 192, 0, 2, 1, 0x17, 0x70, 0, 80]);
+    v2.extend_from_slice(request);
+    assert_eq!(raw_from(balancer, addr, &v2).await, "HTTP/1.1 200 OK");
+    // The balancer's connection without a header: closed, unanswered.
+    assert_eq!(raw_from(balancer, addr, request).await, "");
+    let lines = json_lines(&log, 2).await;
+    let clients: Vec<&str> = lines
+        .iter()
+        .map(|l| l["client"].as_str().unwrap())
+        .collect();
+    assert_eq!(clients, ["198.51.100.7", "198.51.100.8"], "{lines:?}");
+    // From anyone else a PROXY line is not believed.
+    let elsewhere = "127.0.0.1".parse().unwrap();
+    assert!(raw_from(elsewhere, addr, &v1)
+        .await
+        .starts_with("HTTP/1.1 400"));
+}
