@@ -1,7 +1,6 @@
 //! The edge's admin port: Prometheus metrics and purges. Bind it to a private address.
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
 use axum::http::{header, HeaderMap, StatusCode};
@@ -15,6 +14,7 @@ use myriad_proto::bus::{decode, encode};
 use myriad_proto::purge::{Purge, PurgeMsg, MAX_PURGE_ITEMS, PURGE_SUBJECT};
 
 use super::Cdn;
+use crate::unix_now;
 
 /// Carries purges to every edge: each edge applies what arrives on the subject, its own
 /// purges included. With a signer, purges are signed with the edges' shared key and
@@ -88,12 +88,6 @@ fn received(
         ));
     }
     Ok(msg.purge)
-}
-
-fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 #[derive(Clone)]

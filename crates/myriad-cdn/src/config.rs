@@ -128,13 +128,14 @@ impl CdnConfig {
 pub(crate) fn build_sites(
     sites: &[SiteConfig],
     edge_name: &str,
+    tier_key: &Option<crate::trust::TierKey>,
 ) -> Result<Vec<Arc<Site>>, CdnError> {
     sites
         .iter()
         .map(|site| {
             Ok(Arc::new(Site {
                 hosts: site.hosts.iter().map(|h| h.to_ascii_lowercase()).collect(),
-                upstream: Upstream::new(&site.upstream, edge_name)?,
+                upstream: Upstream::new(&site.upstream, edge_name, tier_key.clone())?,
                 signing: site.signing.clone(),
                 waf: site.waf.as_ref().map(Waf::load).transpose()?,
                 digests: site.digests.clone(),

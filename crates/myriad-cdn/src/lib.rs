@@ -74,6 +74,13 @@ pub struct TlsListener {
     pub alt_svc: Option<HeaderValue>,
 }
 
+/// Seconds since the Unix epoch: the time signatures between edges carry.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Accepts connections until `drain` starts; with `tls`, each is a TLS connection.
 pub async fn serve(
     listener: TcpListener,

@@ -41,6 +41,9 @@ pub struct LimitsConfig {
     /// Load balancers that open every connection with a PROXY protocol header naming the
     /// client ([`crate::proxy_protocol`]); a connection from one without it is closed.
     pub proxy_protocol: Vec<ipnet::IpNet>,
+    /// The key this deployment's edges share: requests signed with it are believed about
+    /// their client, and this edge signs what it sends on ([`crate::trust::TierKey`]).
+    pub tier_key: Option<crate::trust::TierKey>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -155,6 +158,7 @@ impl Default for LimitsConfig {
             key_rate: None,
             trusted: Vec::new(),
             proxy_protocol: Vec::new(),
+            tier_key: None,
         }
     }
 }

@@ -34,6 +34,7 @@ use crate::body::{build, empty_body, BoxError, ProxyBody, RequestBody, Source};
 use crate::body::{content_length, has_body};
 use crate::config::{build_sites, CdnConfig, CdnError, Site, SiteConfig};
 use crate::trust::Client;
+use crate::unix_now;
 use myriad_waf::Inspected;
 
 pub struct Cdn {
@@ -102,7 +103,8 @@ impl Cdn {
     pub fn new(mut config: CdnConfig) -> Result<Arc<Self>, CdnError> {
         // The running sites live in `sites` alone (a reload replaces them), not in `config`.
         let sites = std::mem::take(&mut config.sites);
-        let sites = ArcSwap::from_pointee(build_sites(&sites, &config.name)?);
+        let sites =
+            ArcSwap::from_pointee(build_sites(&sites, &config.name, &config.limits.tier_key)?);
         let via = HeaderValue::from_str(&format!("1.1 {}", config.name))
             .map_err(|_| UpstreamError::BadUrl(format!("bad edge name {}", config.name)))?;
         let disk = match &config.disk {
@@ -146,8 +148,12 @@ impl Cdn {
     {
         let started = Instant::now();
         self.metrics.request_in(Protocol::of(req.version()));
-        let client =
-            crate::trust::client_of(remote.ip(), req.headers(), &self.config.limits.trusted);
+        let limits = &self.config.limits;
+        let vouched = limits
+            .tier_key
+            .as_ref()
+            .is_some_and(|k| k.vouches(req.headers(), unix_now()));
+        let client = crate::trust::client_of(remote.ip(), req.headers(), &limits.trusted, vouched);
         let arrival = self
             .access_log
             .as_ref()
@@ -234,7 +240,7 @@ impl Cdn {
     /// Serves these sites from now on (a reloaded configuration); the cache is kept. Nothing
     /// changes if any site fails to build.
     pub fn replace_sites(&self, sites: &[SiteConfig]) -> Result<(), CdnError> {
-        let built = build_sites(sites, &self.config.name)?;
+        let built = build_sites(sites, &self.config.name, &self.config.limits.tier_key)?;
         self.sites.store(Arc::new(built));
         Ok(())
     }

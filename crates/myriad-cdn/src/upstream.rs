@@ -12,6 +12,8 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 pub use crate::body::UpstreamBody as Body;
+use crate::trust::{TierKey, TIER_HEADER};
+use crate::unix_now;
 
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
@@ -26,10 +28,12 @@ pub struct Upstream {
     authority: Authority,
     /// This edge's `Via` entry.
     via: HeaderValue,
+    /// Signs the `X-Forwarded-For` sent, for a parent edge of the same deployment.
+    tier_key: Option<TierKey>,
 }
 
 impl Upstream {
-    pub fn new(url: &str, name: &str) -> Result<Self, UpstreamError> {
+    pub fn new(url: &str, name: &str, tier_key: Option<TierKey>) -> Result<Self, UpstreamError> {
         let uri: Uri = url.parse().map_err(|_| UpstreamError::BadUrl(url.into()))?;
         let (Some(scheme), Some(authority)) = (uri.scheme().cloned(), uri.authority().cloned())
         else {
@@ -52,11 +56,13 @@ impl Upstream {
             scheme,
             authority,
             via,
+            tier_key,
         })
     }
 
     /// Sends a request for `path` with `headers` (already without hop-by-hop fields) on to the
-    /// next hop, adding `Via` and `X-Forwarded-For`.
+    /// next hop, adding `Via` and `X-Forwarded-For` (signed with the tier key, if any; a
+    /// signature that came in is never passed on).
     pub async fn send(
         &self,
         method: http::Method,
@@ -76,6 +82,14 @@ impl Upstream {
             if let Ok(v) = HeaderValue::from_str(&ip) {
                 headers.append("x-forwarded-for", v);
             }
+        }
+        headers.remove(TIER_HEADER);
+        if let Some(vouched) = self
+            .tier_key
+            .as_ref()
+            .and_then(|k| k.vouch(&headers, unix_now()))
+        {
+            headers.insert(TIER_HEADER, vouched);
         }
         let mut req = Request::new(body);
         *req.method_mut() = method;

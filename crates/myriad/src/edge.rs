@@ -132,6 +132,11 @@ pub struct EdgeArgs {
     /// limits, logs and the WAF. A connection from one that does not is closed.
     #[arg(long)]
     pub proxy_protocol_from: Vec<ipnet::IpNet>,
+    /// A key the deployment's edges share: this edge signs the `X-Forwarded-For` it sends
+    /// on with it, and believes requests signed with it about their client (as if from a
+    /// --trusted-peer, the connection limit aside).
+    #[arg(long, env = "MYRIAD_TIER_KEY", hide_env_values = true)]
+    pub tier_key: Option<String>,
     /// Open connections per client (an IPv4 address or IPv6 /64; 429 above it).
     #[arg(long, default_value_t = 512)]
     pub max_conns_per_ip: usize,
@@ -331,6 +336,10 @@ pub async fn run(args: EdgeArgs) -> anyhow::Result<()> {
         path_rates: args.path_rate.clone(),
         trusted: args.trusted_peer.clone(),
         proxy_protocol: args.proxy_protocol_from.clone(),
+        tier_key: args
+            .tier_key
+            .as_deref()
+            .map(myriad_cdn::trust::TierKey::new),
         key_rate: args.key_header.clone().zip(args.key_rate).map(
             |(header, (rate_per_s, burst))| KeyRate {
                 header,

@@ -821,6 +821,57 @@ async fn a_shield_limits_the_clients_behind_a_trusted_edge_not_the_edge() {
     assert!(line.contains("client=127.0.0.77"), "{line}");
 }
 
+/// Tiers trust each other by a shared key as well as by address: a child edge with the
+/// deployment's `--tier-key` signs the `X-Forwarded-For` it sends, and a shield with the
+/// same key limits each client behind it by its own address; a child with another key is
+/// one client, like any stranger.
+#[tokio::test]
+async fn a_shield_believes_child_edges_that_share_its_tier_key() {
+    let origin = Origin::start().await;
+    let shield = Edge::start(
+        &origin.url,
+        &[
+            "--rate-per-s",
+            "1",
+            "--burst",
+            "4",
+            "--name",
+            "shield",
+            "--tier-key",
+            "ours",
+        ],
+    );
+    for (key, believed) in [("ours", true), ("theirs", false)] {
+        let child = Edge::start(
+            &origin.url,
+            &[
+                "--parent",
+                &shield.url,
+                "--name",
+                "child",
+                "--tier-key",
+                key,
+            ],
+        );
+        let mut refused = 0;
+        for c in 0..12u8 {
+            let client = reqwest::Client::builder()
+                .local_address(std::net::IpAddr::from([127, 0, 0, 10 + c]))
+                .build()
+                .unwrap();
+            for k in 0..3 {
+                let url = format!("{}/keyed-{key}-{c}-{k}", child.url);
+                refused += u32::from(client.get(url).send().await.unwrap().status() == 429);
+            }
+        }
+        if believed {
+            assert_eq!(refused, 0, "each client under its own limit");
+        } else {
+            assert!(refused > 20, "another key is one client: {refused} refused");
+        }
+    }
+}
+
 #[tokio::test]
 async fn an_edge_fetches_through_its_shield() {
     let origin = Origin::start().await;
