@@ -3,6 +3,7 @@
 
 #![allow(clippy::disallowed_methods)] // measuring needs the clock
 
+pub mod cache_policy;
 pub mod chat;
 mod cluster;
 mod counting;

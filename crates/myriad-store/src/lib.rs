@@ -193,27 +193,10 @@ impl Store {
             .query_row(
                 "SELECT id, title, created_unix_s, ended_unix_s, settings FROM meetings WHERE id = ?1",
                 [id],
-                |r| {
-                    Ok((
-                        r.get::<_, String>(0)?,
-                        r.get::<_, String>(1)?,
-                        r.get::<_, u64>(2)?,
-                        r.get::<_, Option<u64>>(3)?,
-                        r.get::<_, String>(4)?,
-                    ))
-                },
+                MeetingRow::read,
             )
             .optional()?;
-        row.map(|(id, title, created_unix_s, ended_unix_s, settings)| {
-            Ok(MeetingRecord {
-                id,
-                title,
-                created_unix_s,
-                ended_unix_s,
-                settings: serde_json::from_str(&settings)?,
-            })
-        })
-        .transpose()
+        row.map(MeetingRow::record).transpose()
     }
 
     /// Replaces a meeting's settings; returns false when there is no such meeting.
@@ -239,26 +222,8 @@ impl Store {
              WHERE ended_unix_s IS NULL AND json_extract(settings, '$.schedule') IS NOT NULL
              ORDER BY json_extract(settings, '$.schedule.starts_unix_s'), id",
         )?;
-        let rows = stmt.query_map([], |r| {
-            Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, u64>(2)?,
-                r.get::<_, Option<u64>>(3)?,
-                r.get::<_, String>(4)?,
-            ))
-        })?;
-        rows.map(|row| {
-            let (id, title, created_unix_s, ended_unix_s, settings) = row?;
-            Ok(MeetingRecord {
-                id,
-                title,
-                created_unix_s,
-                ended_unix_s,
-                settings: serde_json::from_str(&settings)?,
-            })
-        })
-        .collect()
+        let rows = stmt.query_map([], MeetingRow::read)?;
+        rows.map(|row| row?.record()).collect()
     }
 
     pub fn end_meeting(&self, id: &str, now_unix_s: u64) -> Result<bool, StoreError> {
@@ -267,6 +232,27 @@ impl Store {
             params![id, now_unix_s],
         )?;
         Ok(n > 0)
+    }
+}
+
+/// A row of `meetings` as selected (id, title, created, ended, settings), settings still
+/// JSON text.
+struct MeetingRow(String, String, u64, Option<u64>, String);
+
+impl MeetingRow {
+    fn read(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self(r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    }
+
+    fn record(self) -> Result<MeetingRecord, StoreError> {
+        let Self(id, title, created_unix_s, ended_unix_s, settings) = self;
+        Ok(MeetingRecord {
+            id,
+            title,
+            created_unix_s,
+            ended_unix_s,
+            settings: serde_json::from_str(&settings)?,
+        })
     }
 }
 

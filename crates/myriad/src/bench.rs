@@ -104,6 +104,21 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Eviction policies on a synthetic day of meeting content (join storms for the web
+    /// client, slides, recordings on demand, one-off avatars): the edge's moka TinyLFU, LRU,
+    /// SIEVE and S3-FIFO, object and byte hit ratios at each memory budget.
+    CachePolicy {
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Memory budgets, MB, comma-separated.
+        #[arg(long, default_value = "64,256,1024", value_delimiter = ',')]
+        budgets_mb: Vec<u64>,
+        /// A smaller day (a smoke run).
+        #[arg(long)]
+        small: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// GeoDNS side by side with PowerDNS Authoritative's LUA records (`ifportup` +
     /// `pickclosest`) on the same GeoLite2 City database (`scripts/peers/dns` installs both
     /// and dnsperf): queries per second, CPU per query, and health change to answer change.
@@ -238,6 +253,19 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Reactions(c) => crowd(c, myriad_bench::reactions::run)?,
         BenchCommand::Whiteboard(c) => crowd(c, myriad_bench::whiteboard::run)?,
         BenchCommand::Spam { json } => myriad_bench::spam::run().print(json),
+        BenchCommand::CachePolicy {
+            seed,
+            budgets_mb,
+            small,
+            json,
+        } => {
+            let args = myriad_bench::cache_policy::CachePolicyArgs {
+                seed,
+                budgets_mb,
+                small,
+            };
+            myriad_bench::cache_policy::run(&args).print(json);
+        }
         BenchCommand::Dns {
             seconds,
             rounds,

@@ -223,6 +223,21 @@ fn dns_compares_with_powerdns_and_times_health_changes() {
 }
 
 #[test]
+fn cache_policies_are_compared_on_one_trace() {
+    let r = bench(&["cache-policy", "--small", "--budgets-mb", "16,64"]);
+    let results = r["results"].as_array().expect("results");
+    assert_eq!(results.len(), 8, "4 policies at 2 budgets: {r}");
+    for res in results {
+        let ratio = res["byte_hit_ratio"].as_f64().unwrap();
+        assert!((0.0..1.0).contains(&ratio), "{res}");
+        assert!(
+            res["object_hit_ratio"].as_f64().unwrap() > 0.5,
+            "join storms hit: {res}"
+        );
+    }
+}
+
+#[test]
 fn spam_filter_figures() {
     let r = bench(&["spam"]);
     assert_eq!(r["held_out_messages"], 973, "{r}");

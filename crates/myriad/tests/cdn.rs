@@ -1215,18 +1215,7 @@ async fn metrics_count_outcomes_fetches_and_bytes() {
 
 /// Sends raw bytes and returns the status line of the answer.
 async fn raw(addr: SocketAddr, bytes: &[u8]) -> String {
-    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
-    s.write_all(bytes).await.unwrap();
-    let mut buf = vec![0u8; 4096];
-    let n = tokio::time::timeout(Duration::from_secs(15), s.read(&mut buf))
-        .await
-        .expect("an answer, not a hang")
-        .unwrap_or(0);
-    String::from_utf8_lossy(&buf[..n])
-        .lines()
-        .next()
-        .unwrap_or_default()
-        .to_owned()
+    raw_from(std::net::Ipv4Addr::LOCALHOST.into(), addr, bytes).await
 }
 
 /// The lines of a JSON-lines file, once it has `n`.
