@@ -76,13 +76,20 @@ impl Directory {
         match self {
             Directory::Local(store) => Ok(store.end_meeting(id.as_str(), now_unix_s)?),
             Directory::Shared { meetings, schedule } => {
+                let scheduled = std::sync::atomic::AtomicBool::new(false);
                 let found = modify(meetings.as_ref(), id, |r| {
+                    scheduled.store(
+                        r.settings.schedule.is_some(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
                     let unset = r.ended_unix_s.is_none();
                     r.ended_unix_s.get_or_insert(now_unix_s);
                     unset
                 })
                 .await?;
-                schedule.delete(id.as_str()).await?;
+                if scheduled.load(std::sync::atomic::Ordering::Relaxed) {
+                    schedule.delete(id.as_str()).await?;
+                }
                 Ok(found)
             }
         }
