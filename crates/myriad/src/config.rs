@@ -123,6 +123,11 @@ pub struct ServeArgs {
     /// How long a participant's TURN credentials last, seconds [default: 43200].
     #[arg(long)]
     pub turn_ttl_s: Option<u64>,
+    /// A command run (by `sh -c`) with `announce` when the node becomes ready and `withdraw`
+    /// when it stops being (draining, overloaded, cut off) and as it exits: e.g. to have BIRD
+    /// announce or withdraw an anycast prefix.
+    #[arg(long)]
+    pub health_hook: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -162,6 +167,7 @@ struct FileConfig {
     turn: Vec<String>,
     turn_secret: Option<String>,
     turn_ttl_s: Option<u64>,
+    health_hook: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -197,6 +203,7 @@ pub struct ServeConfig {
     pub geo_prefixes: Vec<RegionPrefix>,
     pub dns: Option<DnsConfig>,
     pub turn: Option<Turn>,
+    pub health_hook: Option<String>,
 }
 
 /// The GeoDNS server's settings.
@@ -315,6 +322,7 @@ impl ServeConfig {
             }
         };
         Ok(Self {
+            health_hook: args.health_hook.or(file.health_hook),
             turn,
             location,
             geoip: args.geoip.or(file.geoip),

@@ -162,6 +162,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             }
         });
     }
+    if let Some(hook) = &config.health_hook {
+        crate::health_hook::watch(hook.clone(), Arc::clone(&node));
+    }
     let app = myriad_node::router(Arc::clone(&node));
     if let Some((listener, certificates)) = https {
         let app = app.clone();
@@ -179,7 +182,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         res = &mut serving => return res.context("HTTP server failed"),
         _ = tokio::signal::ctrl_c() => {
             tracing::info!("interrupted, shutting down");
-            node.withdraw().await;
+            leave(&node, &config).await;
             return Ok(());
         }
         _ = terminate.recv() => {}
@@ -196,8 +199,16 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
         () = tokio::time::sleep(config.drain) => Ok(()),
         _ = tokio::signal::ctrl_c() => Ok(()),
     };
-    node.withdraw().await;
+    leave(&node, &config).await;
     res
+}
+
+/// Leaves the registry, and the routes the health hook announced.
+async fn leave(node: &Node, config: &ServeConfig) {
+    node.withdraw().await;
+    if let Some(hook) = &config.health_hook {
+        crate::health_hook::run(hook, crate::health_hook::Verb::Withdraw).await;
+    }
 }
 
 /// The HTTPS listener: the certificate files, or a self-signed development certificate for
