@@ -1,7 +1,9 @@
 //! The REST API (JSON, authenticated with the API key as HTTP Basic `key:secret`), plus the
 //! dev-mode endpoints the web page uses on a laptop.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Instant;
 
 use std::net::SocketAddr;
 
@@ -16,7 +18,7 @@ use myriad_auth::{parse_ttl, Grants};
 use myriad_control::{
     generate_session_token, now_unix_s, AskError, ClusterView, Control, ControlError,
 };
-use myriad_plan::nearest_region;
+use myriad_plan::{nearest_region, Prefix};
 use myriad_proto::cluster::NodeInfo;
 use myriad_proto::meeting::{Actor, RefusalKind};
 use myriad_proto::{MeetingId, ParticipantId, PollKind, Role, TrackSource};
@@ -57,6 +59,7 @@ pub fn router() -> Router<Arc<Node>> {
         .merge(crate::schedule_api::routes())
         .route("/api/v1/tokens", post(create_token))
         .route("/api/v1/route", get(route))
+        .route("/api/v1/route/rtt", post(report_rtt))
         .route("/api/v1/cluster", get(cluster))
         .route("/metrics", get(metrics))
         .route("/api/dev/meetings", post(dev_create_meeting))
@@ -478,8 +481,10 @@ async fn route(
     }
     let alive = node.control.cluster().alive();
     let region = q.region.unwrap_or_else(|| {
-        let place = node.config.geo.locate(client.ip()).place;
-        nearest_region(&alive, place)
+        let measured =
+            lock(&node.rtt).fastest_region(Prefix::of(client.ip()), &alive, Instant::now());
+        measured
+            .or_else(|| nearest_region(&alive, node.config.geo.locate(client.ip()).place))
             .unwrap_or(&node.config.region)
             .to_owned()
     });
@@ -507,6 +512,65 @@ async fn route(
         "candidates": candidates,
     });
     Ok(([(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")], Json(answer)))
+}
+
+/// Samples one report carries at most.
+const MAX_RTT_SAMPLES: usize = 8;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RttReport {
+    samples: Vec<RttSample>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RttSample {
+    node: String,
+    rtt_ms: f64,
+}
+
+/// A web client's measured round trips to the nodes it was offered, kept for its network
+/// prefix: the next clients from there are routed to the region of the fastest. A plain-text
+/// body (JSON in it), so that any page may send it without a preflight; nodes the registry
+/// does not list are ignored.
+async fn report_rtt(
+    State(node): State<Arc<Node>>,
+    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    body: String,
+) -> Result<([(header::HeaderName, &'static str); 1], StatusCode), ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_rtt_report", m);
+    let report: RttReport = serde_json::from_str(&body).map_err(|e| bad(e.to_string()))?;
+    if report.samples.len() > MAX_RTT_SAMPLES {
+        return Err(bad(format!("at most {MAX_RTT_SAMPLES} samples")));
+    }
+    if let Some(s) = report
+        .samples
+        .iter()
+        .find(|s| !(s.rtt_ms.is_finite() && s.rtt_ms > 0.0 && s.rtt_ms < 60_000.0))
+    {
+        return Err(bad(format!("{}: a round trip is 0–60,000 ms", s.rtt_ms)));
+    }
+    let alive = node.control.cluster().alive();
+    let prefix = Prefix::of(client.ip());
+    let now = Instant::now();
+    let mut book = lock(&node.rtt);
+    for s in report
+        .samples
+        .iter()
+        .filter(|s| alive.iter().any(|n| n.name == s.node))
+    {
+        book.record(prefix, &s.node, s.rtt_ms, now);
+        node.load.rtt_samples.fetch_add(1, Ordering::Relaxed);
+    }
+    Ok((
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        StatusCode::NO_CONTENT,
+    ))
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// The node's metrics, in Prometheus' text format: to a scraper on this machine (not through

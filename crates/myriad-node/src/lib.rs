@@ -36,6 +36,9 @@ pub use https::TlsListener;
 use link::{LinkHandle, Links, SessionMsg};
 use load::Load;
 
+/// Network prefixes whose round-trip times a node remembers.
+const RTT_PREFIXES: usize = 100_000;
+
 /// Who a node is in its cluster.
 #[derive(Debug, Clone)]
 pub struct NodeConfig {
@@ -83,6 +86,8 @@ pub struct Node {
     next_peer: AtomicU64,
     /// What `/healthz` said last (an overload clears with a margin).
     health: std::sync::Mutex<Health>,
+    /// Round-trip times clients measured, per network prefix and node: routes go by them.
+    rtt: std::sync::Mutex<myriad_plan::RttBook>,
 }
 
 impl Node {
@@ -114,6 +119,7 @@ impl Node {
             next_conn: AtomicU64::new(1),
             next_peer: AtomicU64::new(1),
             health: std::sync::Mutex::new(Health::Ready),
+            rtt: std::sync::Mutex::new(myriad_plan::RttBook::new(RTT_PREFIXES)),
         }))
     }
 

@@ -2,7 +2,7 @@
 //! (counted by its links), its CPU time, and the media it sends.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
@@ -12,6 +12,9 @@ use myriad_proto::cluster::NodeInfo;
 use myriad_sfu::Media;
 
 use crate::NodeConfig;
+
+/// The shortest interval a CPU and egress reading is made over.
+const MIN_INTERVAL: std::time::Duration = std::time::Duration::from_millis(250);
 
 pub(crate) struct Load {
     /// Participants bound to a connection on this node.
@@ -24,8 +27,10 @@ pub(crate) struct Load {
     event_lag: Histogram,
     /// It was asked to stop and lets its people finish.
     pub draining: AtomicBool,
-    /// Cores busy over the last announcement's interval.
-    last_cpu: Mutex<f32>,
+    /// Cores busy, and bits per second sent, over the last interval measured.
+    last_rates: Mutex<(f32, u64)>,
+    /// Round-trip samples clients reported (`POST /api/v1/route/rtt`).
+    pub rtt_samples: AtomicU64,
 }
 
 impl Default for Load {
@@ -38,7 +43,8 @@ impl Default for Load {
                 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
             draining: AtomicBool::new(false),
-            last_cpu: Mutex::new(0.0),
+            last_rates: Mutex::new((0.0, 0)),
+            rtt_samples: AtomicU64::new(0),
         }
     }
 }
@@ -66,18 +72,24 @@ impl Load {
         let cpu_s = process_cpu_seconds().unwrap_or(0.0);
         let sent = media.map_or(0, |m| m.totals().bytes_sent);
         let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let (cpu, egress_bps) = match *last {
-            Some((at, cpu_before, sent_before)) if now > at => {
+        let mut rates = self.last_rates.lock().unwrap_or_else(|p| p.into_inner());
+        match *last {
+            // CPU time is counted in 10 ms ticks: over a shorter interval one tick would read
+            // as several cores busy (the registry asks twice at start). Such a reading keeps
+            // the last rates.
+            Some((at, _, _)) if now.saturating_duration_since(at) < MIN_INTERVAL => {}
+            Some((at, cpu_before, sent_before)) => {
                 let secs = now.duration_since(at).as_secs_f64();
-                (
+                *rates = (
                     ((cpu_s - cpu_before) / secs) as f32,
                     ((sent.saturating_sub(sent_before)) as f64 * 8.0 / secs) as u64,
-                )
+                );
+                *last = Some((now, cpu_s, sent));
             }
-            _ => (0.0, 0),
-        };
-        *last = Some((now, cpu_s, sent));
-        *self.last_cpu.lock().unwrap_or_else(|p| p.into_inner()) = cpu;
+            None => *last = Some((now, cpu_s, sent)),
+        }
+        let (cpu, egress_bps) = *rates;
+        drop((last, rates));
         NodeInfo {
             name: config.name.clone(),
             region: config.region.clone(),
@@ -105,7 +117,7 @@ impl Load {
 
     /// Cores busy over the last announcement's interval.
     pub(crate) fn cpu(&self) -> f32 {
-        *self.last_cpu.lock().unwrap_or_else(|p| p.into_inner())
+        self.last_rates.lock().unwrap_or_else(|p| p.into_inner()).0
     }
 }
 
@@ -123,6 +135,37 @@ fn process_cpu_seconds() -> Option<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn readings_moments_apart_do_not_read_one_cpu_tick_as_many_cores() {
+        let config = NodeConfig {
+            name: "n".into(),
+            region: "r".into(),
+            url: "http://n".into(),
+            capacity: 10,
+            relay_ip: None,
+            addrs: Vec::new(),
+            location: None,
+            geo: std::sync::Arc::new(myriad_geo::Geo::new(None, Vec::new()).unwrap()),
+            turn: None,
+        };
+        let load = Load::default();
+        let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f32);
+        // Busy on one core, asked every millisecond: CPU time moves in 10 ms ticks, so a
+        // reading over one millisecond would say ten cores.
+        let start = Instant::now();
+        let mut spin = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(750) {
+            let burst = Instant::now();
+            while burst.elapsed() < std::time::Duration::from_millis(1) {
+                spin = spin.wrapping_add(1);
+            }
+            let cpu = load.announcement(&config, None).cpu;
+            assert!(cpu <= cores + 0.5, "{cpu} cores busy of {cores}");
+        }
+        assert!(spin > 0);
+        assert!(load.cpu() > 0.3, "one core was busy: {}", load.cpu());
+    }
 
     #[test]
     fn this_process_has_used_some_cpu() {

@@ -109,6 +109,12 @@ impl Collector for NodeCollector {
             "Meetings coordinated here (their leases held).",
             self.control.coordinators_running() as i64,
         )?;
+        counter(
+            e,
+            "route_rtt_samples",
+            "Round-trip times to nodes that clients measured and reported here.",
+            self.load.rtt_samples.load(Ordering::Relaxed),
+        )?;
         let Some(media) = &self.media else {
             return Ok(());
         };

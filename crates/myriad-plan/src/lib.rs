@@ -2,10 +2,14 @@
 //! connects to ([`rank`]), which partition carries each participant ([`Planner`]), and which
 //! partition each one pulls a track from ([`upstream`]).
 
+#![cfg_attr(test, allow(clippy::disallowed_methods))] // tests start the clock somewhere
+
 mod partition;
 mod relay_tree;
 mod route;
+mod rtt;
 
 pub use partition::{PlaceError, Planner, PlannerConfig};
 pub use relay_tree::{upstream, RELAY_FANOUT};
 pub use route::{nearest, nearest_region, rank, Place};
+pub use rtt::{Prefix, RttBook};

@@ -24,7 +24,7 @@ pub fn rank<'a>(
 
 /// Whether a node may be offered to someone new: it carries media, has room, and is not
 /// stopping.
-fn takes_newcomers(n: &NodeInfo) -> bool {
+pub(crate) fn takes_newcomers(n: &NodeInfo) -> bool {
     n.media && !n.draining && n.participants < n.capacity
 }
 

@@ -1559,6 +1559,15 @@ async fn browsers_on_three_nodes_meet_and_outlive_their_nodes() {
         );
         assert_eq!(metrics.figure("myriad_node_relay_refused_total"), 0);
     }
+    // Each page timed the nodes it was offered and told the node that routed it.
+    let mut reported = 0;
+    for node in &nodes {
+        reported += node
+            .scrape()
+            .await
+            .figure("myriad_node_route_rtt_samples_total");
+    }
+    assert!(reported >= 3, "round trips reported: {reported}");
     let mut coordinator = None;
     for (i, node) in nodes.iter().enumerate() {
         if node.scrape().await.figure("myriad_node_leases") == 1 {

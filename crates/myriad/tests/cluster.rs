@@ -734,3 +734,47 @@ async fn a_calendar_imported_on_a_node_alone_is_planned() {
     let node = Server::start();
     schedule_round_trip(&node, &node).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn routes_learn_which_node_a_network_reaches_fastest() {
+    let nats = Nats::start_js();
+    let nodes = Server::cluster(&nats, &["eu", "us"]);
+    create_meeting(&nodes[0], "rtt").await;
+    // Nothing measured, nothing placed: the region of the node asked.
+    assert_eq!(routed_from([127, 0, 1, 5], &nodes[0], "rtt").await, "n1");
+    let report = |from: [u8; 4], body: String| {
+        let http = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(from))
+            .build()
+            .unwrap();
+        let url = format!("{}/api/v1/route/rtt", nodes[0].url);
+        async move { http.post(url).body(body).send().await.unwrap().status() }
+    };
+    // A client of 127.0.1.0/24 found n2 the faster (a node the registry lacks is ignored).
+    let samples = r#"{"samples":[{"node":"n1","rtt_ms":80},{"node":"n2","rtt_ms":12},{"node":"n9","rtt_ms":1}]}"#;
+    assert_eq!(report([127, 0, 1, 5], samples.into()).await, 204);
+    // Its neighbours go to n2's region; another network does not.
+    assert_eq!(routed_from([127, 0, 1, 77], &nodes[0], "rtt").await, "n2");
+    assert_eq!(routed_from([127, 0, 2, 5], &nodes[0], "rtt").await, "n1");
+    assert_eq!(
+        nodes[0]
+            .scrape()
+            .await
+            .figure("myriad_node_route_rtt_samples_total"),
+        2
+    );
+    // Bad reports are refused and change nothing.
+    let many = format!(
+        r#"{{"samples":[{}]}}"#,
+        [r#"{"node":"n1","rtt_ms":1}"#; 9].join(",")
+    );
+    for bad in [
+        "not json".to_owned(),
+        r#"{"samples":[{"node":"n1","rtt_ms":-1}]}"#.to_owned(),
+        r#"{"samples":[{"node":"n1","rtt_ms":1e9}]}"#.to_owned(),
+        many,
+    ] {
+        assert_eq!(report([127, 0, 1, 5], bad.clone()).await, 400, "{bad}");
+    }
+    assert_eq!(routed_from([127, 0, 1, 77], &nodes[0], "rtt").await, "n2");
+}
