@@ -117,31 +117,36 @@ impl ApiKey {
     /// The secret of a meeting's host link: whoever holds it may join as host. Derived from
     /// the API secret, so every node of a cluster checks it and nothing is stored.
     pub fn host_key(&self, meeting: &MeetingId) -> String {
-        let tag = hmac::sign(&self.hmac_key(), &host_key_message(meeting));
-        URL_SAFE_NO_PAD.encode(tag.as_ref())
+        self.derived_key(&host_key_message(meeting))
     }
 
     /// Whether `key` is `meeting`'s host key (constant time).
     pub fn is_host_key(&self, meeting: &MeetingId, key: &str) -> bool {
-        let Ok(tag) = URL_SAFE_NO_PAD.decode(key) else {
-            return false;
-        };
-        hmac::verify(&self.hmac_key(), &host_key_message(meeting), &tag).is_ok()
+        self.is_derived_key(&host_key_message(meeting), key)
     }
 
     /// The secret in a host's calendar feed URL (calendar apps subscribe by URL alone):
-    /// derived from the API secret, so any node checks it and nothing is stored.
+    /// derived from the API secret like the host link's.
     pub fn feed_key(&self, host: &str) -> String {
-        let tag = hmac::sign(&self.hmac_key(), &feed_key_message(host));
-        URL_SAFE_NO_PAD.encode(tag.as_ref())
+        self.derived_key(&feed_key_message(host))
     }
 
     /// Whether `key` is `host`'s feed key (constant time).
     pub fn is_feed_key(&self, host: &str, key: &str) -> bool {
+        self.is_derived_key(&feed_key_message(host), key)
+    }
+
+    /// A key for `message` (what it opens), derived from the API secret: URL-safe base64 of
+    /// its HMAC-SHA256.
+    fn derived_key(&self, message: &[u8]) -> String {
+        URL_SAFE_NO_PAD.encode(hmac::sign(&self.hmac_key(), message).as_ref())
+    }
+
+    fn is_derived_key(&self, message: &[u8], key: &str) -> bool {
         let Ok(tag) = URL_SAFE_NO_PAD.decode(key) else {
             return false;
         };
-        hmac::verify(&self.hmac_key(), &feed_key_message(host), &tag).is_ok()
+        hmac::verify(&self.hmac_key(), message, &tag).is_ok()
     }
 
     fn hmac_key(&self) -> hmac::Key {
