@@ -24,6 +24,7 @@ mod proxy;
 pub mod proxy_protocol;
 mod rate;
 mod refusal_log;
+pub mod s3fifo;
 mod sharded;
 mod stalled_streams;
 mod store;

@@ -1,9 +1,7 @@
 //! The cache's storage: a memory tier of whole objects keyed by primary key (host and target)
 //! plus variant (the request's values of the response's `Vary` fields), and optionally a disk
-//! tier behind it. `moka` admits by TinyLFU frequency and evicts by size, so one scan of cold
-//! objects does not flush the hot ones as LRU would.
+//! tier behind it. The memory tier evicts by S3-FIFO, weighted by size ([`S3Fifo`]).
 
-use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use http::{HeaderMap, HeaderName};
@@ -11,7 +9,8 @@ use moka::sync::Cache;
 use myriad_cache::policy;
 
 use super::disk::DiskStore;
-use super::tier::{count_eviction, invalidate_matching, usage_of, Stored, Tier, Usage};
+use super::s3fifo::S3Fifo;
+use super::tier::{Stored, Tier, Usage};
 
 /// The variant a request selects, and what the memory tier holds for it.
 pub struct Variant {
@@ -22,9 +21,8 @@ pub struct Variant {
 }
 
 pub struct Store {
-    objects: Cache<String, Arc<Stored>>,
+    objects: S3Fifo<Arc<Stored>>,
     capacity_bytes: u64,
-    evicted: Arc<AtomicU64>,
     disk: Option<Arc<DiskStore>>,
     /// Per primary key, the request fields its responses vary on.
     vary: Cache<String, Arc<Vec<HeaderName>>>,
@@ -51,17 +49,10 @@ fn weight(key: &str, stored: &Stored) -> u32 {
 
 impl Store {
     pub fn new(capacity_bytes: u64, disk: Option<DiskStore>) -> Self {
-        let evicted = Arc::new(AtomicU64::new(0));
-        let counter = evicted.clone();
         Self {
             disk: disk.map(Arc::new),
-            objects: Cache::builder()
-                .max_capacity(capacity_bytes)
-                .weigher(|key: &String, s: &Arc<Stored>| weight(key, s))
-                .eviction_listener(move |_, _, cause| count_eviction(&counter, cause))
-                .build(),
+            objects: S3Fifo::new(capacity_bytes),
             capacity_bytes,
-            evicted,
             vary: Cache::builder().max_capacity(100_000).build(),
         }
     }
@@ -108,7 +99,8 @@ impl Store {
     /// The object stored on disk under `key` (then kept in memory again).
     pub async fn on_disk(&self, key: &str) -> Option<Arc<Stored>> {
         let stored = Arc::new(self.disk.as_ref()?.get(key).await?);
-        self.objects.insert(key.to_owned(), stored.clone());
+        self.objects
+            .insert(key, stored.clone(), weight(key, &stored));
         Some(stored)
     }
 
@@ -128,10 +120,8 @@ impl Store {
             let (disk, key, stored) = (disk.clone(), key.clone(), stored.clone());
             tokio::spawn(async move { disk.insert(key, stored).await });
         }
-        self.objects.insert(key, stored);
-        // Evict now rather than at moka's next maintenance: the memory tier's size is a
-        // budget, and inserts happen on misses only.
-        self.objects.run_pending_tasks();
+        self.objects
+            .insert(&key, stored.clone(), weight(&key, &stored));
     }
 
     /// Drops every variant of `primary`.
@@ -155,17 +145,18 @@ impl Store {
         if let Some(disk) = &self.disk {
             disk.invalidate_if(f.clone());
         }
-        invalidate_matching(&self.objects, |k, s| f(k, &s.tags));
+        self.objects.invalidate_if(|k, s| f(k, &s.tags));
     }
 
     /// Each tier's usage, memory first.
     pub fn usage(&self) -> Vec<Usage> {
-        let memory = usage_of(
-            Tier::Memory,
-            &self.objects,
-            self.capacity_bytes,
-            &self.evicted,
-        );
+        let memory = Usage {
+            tier: Tier::Memory,
+            bytes: self.objects.weighted_size(),
+            capacity_bytes: self.capacity_bytes,
+            objects: self.objects.entry_count(),
+            evicted: self.objects.evicted(),
+        };
         std::iter::once(memory)
             .chain(self.disk.as_ref().map(|d| d.usage()))
             .collect()
@@ -233,15 +224,6 @@ mod tests {
         // Done by the purge itself, not left to the next maintenance.
         assert_eq!(store.objects.weighted_size(), 0);
         assert_eq!(store.objects.entry_count(), 0);
-        // The cache's last reference goes when its epoch-based reclamation next runs,
-        // which any lookup on any thread may do.
-        for _ in 0..1_000 {
-            if Arc::strong_count(&held) == 1 {
-                break;
-            }
-            store.in_memory("h/none", &HeaderMap::new());
-            std::thread::sleep(std::time::Duration::from_millis(1));
-        }
         assert_eq!(
             Arc::strong_count(&held),
             1,
@@ -258,13 +240,13 @@ mod tests {
         for i in 0..1_000 {
             let primary = format!("h/{i}/x");
             let key = Store::key(&primary, "");
-            // Half through `insert`, half with moka's bookkeeping of the insertion pending.
+            // Half through `insert`, half straight into the memory tier.
             if i % 2 == 0 {
                 store.insert(&primary, Vec::new(), key, Stored::sample(1, &["t"]));
             } else {
                 store
                     .objects
-                    .insert(key, Arc::new(Stored::sample(1, &["t"])));
+                    .insert(&key, Arc::new(Stored::sample(1, &["t"])), 1);
             }
             match i % 3 {
                 0 => store.invalidate(&primary),

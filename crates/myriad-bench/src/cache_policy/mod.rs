@@ -5,7 +5,7 @@
 pub mod policies;
 pub mod trace;
 
-use policies::{Moka, Policy, S3Fifo, Sieve};
+use policies::{EdgeS3Fifo, Moka, Policy, Sieve};
 use serde_json::{json, Value};
 
 use crate::Report;
@@ -43,7 +43,7 @@ pub fn run(args: &CachePolicyArgs) -> Report {
             Box::new(Moka::tiny_lfu(capacity)),
             Box::new(Moka::lru(capacity)),
             Box::new(Sieve::new(capacity)),
-            Box::new(S3Fifo::new(capacity)),
+            Box::new(EdgeS3Fifo::new(capacity)),
         ];
         for mut policy in contenders {
             let (mut hits, mut hit_bytes) = (0u64, 0u64);

@@ -1,9 +1,9 @@
-//! Eviction policies replayed over a trace, each with a budget of bytes: the edge's own (moka's
-//! TinyLFU admission with size-aware eviction), moka's LRU, and two the literature proposes
-//! as simpler and as good: SIEVE (Zhang et al., NSDI '24) and S3-FIFO (Yang et al., SOSP '23),
-//! written here from their papers' descriptions, size-aware (evict until the object fits).
+//! Eviction policies replayed over a trace, each with a budget of bytes: moka's TinyLFU (the
+//! edge's memory tier until this comparison) and LRU, SIEVE (Zhang et al., NSDI '24; written
+//! here from the paper, size-aware: evict until the object fits), and S3-FIFO (Yang et al.,
+//! SOSP '23) as the edge now runs it.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 /// A cache under test: is `key` there (a hit)? If not, it is admitted as the policy decides.
 pub trait Policy {
@@ -11,7 +11,8 @@ pub trait Policy {
     fn request(&mut self, key: u64, bytes: u32) -> bool;
 }
 
-/// moka, as the edge's memory tier builds it (weighted by size), with TinyLFU or LRU.
+/// moka (weighted by size, as the edge's memory tier had it until S3-FIFO won here), with
+/// TinyLFU or LRU.
 pub struct Moka {
     name: &'static str,
     capacity: u64,
@@ -24,7 +25,7 @@ impl Moka {
         Self::with(
             capacity,
             moka::policy::EvictionPolicy::tiny_lfu(),
-            "moka TinyLFU (the edge's)",
+            "moka TinyLFU",
         )
     }
 
@@ -175,122 +176,27 @@ impl Policy for Sieve {
     }
 }
 
-/// S3-FIFO: a small FIFO (a tenth of the bytes) that new objects enter, a main FIFO for
-/// those seen again, and a ghost FIFO of keys recently dropped from the small one (seen again,
-/// they go straight to main). Each object counts its hits up to 3.
-pub struct S3Fifo {
-    small: Fifo,
-    main: Fifo,
-    ghost: VecDeque<u64>,
-    ghosts: HashMap<u64, u32>,
-    ghost_max: usize,
-    /// Hits (at most 3) of the objects in either queue, and which queue.
-    objects: HashMap<u64, (u8, bool)>,
-}
+/// S3-FIFO as the edge's memory tier runs it (`myriad_cdn::s3fifo`).
+pub struct EdgeS3Fifo(myriad_cdn::s3fifo::S3Fifo<()>);
 
-#[derive(Default)]
-struct Fifo {
-    queue: VecDeque<(u64, u32)>,
-    used: u64,
-    capacity: u64,
-}
-
-impl S3Fifo {
+impl EdgeS3Fifo {
     pub fn new(capacity: u64) -> Self {
-        let small = capacity / 10;
-        Self {
-            small: Fifo {
-                capacity: small,
-                ..Fifo::default()
-            },
-            main: Fifo {
-                capacity: capacity - small,
-                ..Fifo::default()
-            },
-            ghost: VecDeque::new(),
-            ghosts: HashMap::new(),
-            ghost_max: 0,
-            objects: HashMap::new(),
-        }
-    }
-
-    fn insert_main(&mut self, key: u64, bytes: u32) {
-        while self.main.used + u64::from(bytes) > self.main.capacity {
-            let Some((k, b)) = self.main.queue.pop_front() else {
-                break;
-            };
-            self.main.used -= u64::from(b);
-            match self.objects.get_mut(&k) {
-                Some((hits, _)) if *hits > 0 => {
-                    *hits -= 1;
-                    self.main.queue.push_back((k, b));
-                    self.main.used += u64::from(b);
-                }
-                _ => {
-                    self.objects.remove(&k);
-                }
-            }
-        }
-        self.main.queue.push_back((key, bytes));
-        self.main.used += u64::from(bytes);
-        self.objects.insert(key, (0, true));
-        // The ghost remembers about as many keys as main holds objects.
-        self.ghost_max = self.ghost_max.max(self.main.queue.len());
-    }
-
-    fn insert_small(&mut self, key: u64, bytes: u32) {
-        while self.small.used + u64::from(bytes) > self.small.capacity {
-            let Some((k, b)) = self.small.queue.pop_front() else {
-                break;
-            };
-            self.small.used -= u64::from(b);
-            let hits = self.objects.remove(&k).map_or(0, |(h, _)| h);
-            if hits > 0 {
-                self.insert_main(k, b);
-            } else {
-                self.remember(k);
-            }
-        }
-        self.small.queue.push_back((key, bytes));
-        self.small.used += u64::from(bytes);
-        self.objects.insert(key, (0, false));
-    }
-
-    fn remember(&mut self, key: u64) {
-        self.ghost.push_back(key);
-        *self.ghosts.entry(key).or_default() += 1;
-        while self.ghost.len() > self.ghost_max.max(1) {
-            if let Some(old) = self.ghost.pop_front() {
-                if let Some(n) = self.ghosts.get_mut(&old) {
-                    *n -= 1;
-                    if *n == 0 {
-                        self.ghosts.remove(&old);
-                    }
-                }
-            }
-        }
+        Self(myriad_cdn::s3fifo::S3Fifo::new(capacity))
     }
 }
 
-impl Policy for S3Fifo {
+impl Policy for EdgeS3Fifo {
     fn name(&self) -> &'static str {
-        "S3-FIFO"
+        "S3-FIFO (the edge's)"
     }
 
     fn request(&mut self, key: u64, bytes: u32) -> bool {
-        if let Some((hits, _)) = self.objects.get_mut(&key) {
-            *hits = (*hits + 1).min(3);
-            return true;
+        let key = key.to_string();
+        let hit = self.0.get(&key).is_some();
+        if !hit {
+            self.0.insert(&key, (), bytes);
         }
-        if u64::from(bytes) > self.main.capacity {
-            return false;
-        }
-        if self.ghosts.contains_key(&key) || u64::from(bytes) > self.small.capacity {
-            self.insert_main(key, bytes);
-        } else {
-            self.insert_small(key, bytes);
-        }
-        false
+        hit
     }
 }
 
@@ -303,7 +209,7 @@ mod tests {
             Box::new(Moka::tiny_lfu(capacity)),
             Box::new(Moka::lru(capacity)),
             Box::new(Sieve::new(capacity)),
-            Box::new(S3Fifo::new(capacity)),
+            Box::new(EdgeS3Fifo::new(capacity)),
         ]
     }
 
@@ -316,17 +222,14 @@ mod tests {
             assert!(!p.request(2, 5_000), "{}: still not kept", p.name());
         }
         let mut sieve = Sieve::new(1_000);
-        let mut fifo = S3Fifo::new(1_000);
         for k in 0..500 {
             sieve.request(k, 90);
-            fifo.request(k, 90);
             assert!(sieve.used <= 1_000);
-            assert!(fifo.small.used + fifo.main.used <= 1_000);
         }
     }
 
     #[test]
-    fn sieve_spares_what_was_visited_and_s3_fifo_what_was_seen_again() {
+    fn sieve_spares_what_was_visited() {
         // Room for 4; 0 is requested again before a scan of cold objects passes.
         let mut sieve = Sieve::new(400);
         for k in 0..4 {
@@ -339,16 +242,6 @@ mod tests {
         assert!(
             sieve.request(0, 100),
             "the visited object survived the scan"
-        );
-        let mut fifo = S3Fifo::new(1_000);
-        fifo.request(0, 50);
-        fifo.request(0, 50);
-        for k in 10..40 {
-            fifo.request(k, 50);
-        }
-        assert!(
-            fifo.request(0, 50),
-            "seen again: promoted to main, past the scan"
         );
     }
 }
