@@ -39,7 +39,13 @@ struct Queues {
     ghost: VecDeque<u64>,
     ghosts: HashMap<u64, u32>,
     next_generation: u64,
+    /// Slots of removed or replaced insertions still in the queues.
+    stale: usize,
 }
+
+/// Stale slots tolerated before the queues are swept (they otherwise go only as eviction
+/// reaches them, and a cache that never fills would keep every replaced one).
+const STALE_SWEEP: usize = 1024;
 
 /// A part of the key space, with its own lock.
 type Shard<V> = RwLock<HashMap<Arc<str>, Arc<Entry<V>>>>;
@@ -142,7 +148,14 @@ impl<V: Clone> S3Fifo<V> {
         } else {
             q.small_bytes -= w;
         }
-        // Its queue slot stays, stale, until it comes round.
+        // Its queue slot stays, stale, until it comes round or the queues are swept.
+        q.stale += 1;
+        if q.stale > STALE_SWEEP && 2 * q.stale > q.small.len() + q.main.len() {
+            let live = |(key, generation): &(Arc<str>, u64)| self.live(key, *generation).is_some();
+            q.small.retain(live);
+            q.main.retain(live);
+            q.stale = 0;
+        }
         Some(entry)
     }
 
@@ -172,6 +185,7 @@ impl<V: Clone> S3Fifo<V> {
                 continue;
             };
             let Some(entry) = self.live(&key, generation) else {
+                q.stale = q.stale.saturating_sub(1);
                 continue;
             };
             let w = u64::from(entry.weight);
@@ -319,6 +333,26 @@ mod tests {
             cache.insert(&format!("scan{k}"), k, 50);
         }
         assert!(cache.get("scan0").is_none());
+    }
+
+    #[test]
+    fn replaced_and_purged_objects_leave_no_trail_in_a_cache_that_never_fills() {
+        let cache = S3Fifo::new(1 << 30);
+        for i in 0..20_000u32 {
+            cache.insert("revalidated", i, 100);
+            if i % 2 == 0 {
+                cache.invalidate("revalidated");
+            }
+        }
+        let q = cache.queues();
+        assert!(
+            q.small.len() + q.main.len() <= 2 * STALE_SWEEP + 2,
+            "{}",
+            q.small.len()
+        );
+        drop(q);
+        assert_eq!(cache.get("revalidated"), Some(19_999));
+        assert_eq!(cache.weighted_size(), 100);
     }
 
     #[test]
