@@ -14,6 +14,7 @@ use myriad_proto::bus::{decode, encode};
 use myriad_proto::purge::{Purge, PurgeMsg, MAX_PURGE_ITEMS, PURGE_SUBJECT};
 
 use super::Cdn;
+use crate::prefetch::{Prefetch, MAX_PREFETCH_URLS};
 use crate::unix_now;
 
 /// Carries purges to every edge: each edge applies what arrives on the subject, its own
@@ -102,6 +103,7 @@ pub fn router(cdn: Arc<Cdn>, bus: Option<PurgeBus>, token: Option<String>) -> Ro
     Router::new()
         .route("/metrics", get(metrics))
         .route("/purge", post(purge))
+        .route("/prefetch", post(prefetch))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(Admin {
             cdn,
@@ -136,6 +138,28 @@ async fn metrics(State(admin): State<Admin>) -> impl IntoResponse {
         )],
         admin.cdn.metrics().encode(),
     )
+}
+
+/// Fetches URLs into the cache now (ahead of a meeting's start, say): `{"urls": [..]}`,
+/// answered with what became of each. Needs the admin token, like purges.
+async fn prefetch(
+    State(admin): State<Admin>,
+    headers: HeaderMap,
+    Json(asked): Json<Prefetch>,
+) -> axum::response::Response {
+    if !authorized(&admin, &headers) {
+        return (
+            StatusCode::UNAUTHORIZED,
+            "prefetches need the admin token\n",
+        )
+            .into_response();
+    }
+    if asked.urls.is_empty() || asked.urls.len() > MAX_PREFETCH_URLS {
+        let message = format!("a prefetch names 1 to {MAX_PREFETCH_URLS} urls\n");
+        return (StatusCode::BAD_REQUEST, message).into_response();
+    }
+    let fetched = crate::prefetch::run(&admin.cdn, asked.urls).await;
+    Json(serde_json::json!({ "fetched": fetched })).into_response()
 }
 
 async fn purge(

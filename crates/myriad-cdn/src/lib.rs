@@ -20,6 +20,7 @@ mod idle;
 pub mod limits;
 mod metrics;
 mod pass;
+mod prefetch;
 mod proxy;
 pub mod proxy_protocol;
 mod rate;

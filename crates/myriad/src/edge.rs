@@ -68,10 +68,11 @@ pub struct EdgeArgs {
     /// Log what the rules flag without blocking it.
     #[arg(long)]
     pub waf_detect_only: bool,
-    /// Admin port: `/metrics` (Prometheus) and `POST /purge`. Keep it private.
+    /// Admin port: `/metrics` (Prometheus), `POST /purge` and `POST /prefetch`. Keep it
+    /// private.
     #[arg(long, default_value = "127.0.0.1:9480")]
     pub admin: SocketAddr,
-    /// A token purges must bring (`Authorization: Bearer …`).
+    /// A token purges and prefetches must bring (`Authorization: Bearer …`).
     #[arg(long, env = "MYRIAD_ADMIN_TOKEN", hide_env_values = true)]
     pub admin_token: Option<String>,
     /// NATS server to carry purges to every edge (`nats://host:port`).

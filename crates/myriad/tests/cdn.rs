@@ -3113,3 +3113,51 @@ async fn a_load_balancer_names_the_client_with_the_proxy_protocol() {
         .await
         .starts_with("HTTP/1.1 400"));
 }
+
+/// The admin port's `/prefetch` fetches URLs into the cache ahead of the people who will ask
+/// (a meeting's client and slides before it starts): the first client's request is a hit,
+/// and the origin was asked once. A URL the edge cannot ask is reported, not fatal.
+#[tokio::test]
+async fn a_prefetch_fills_the_cache_before_anyone_asks() {
+    let origin = Origin::start().await;
+    let edge = Edge::start(&origin.url, &["--admin-token", "t0ken"]);
+    let host = edge.url.trim_start_matches("http://").to_owned();
+    let paths = [
+        "/slides/1?cc=max-age%3D600&size=5000",
+        "/client.js?cc=max-age%3D600",
+    ];
+    let urls: Vec<String> = paths.iter().map(|p| format!("http://{host}{p}")).collect();
+    let http = reqwest::Client::new();
+    let prefetch = |token: &'static str, body: serde_json::Value| {
+        http.post(format!("{}/prefetch", edge.admin))
+            .bearer_auth(token)
+            .json(&body)
+            .send()
+    };
+    let denied = prefetch("wrong", serde_json::json!({ "urls": urls }))
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), 401);
+    let body = serde_json::json!({ "urls": [urls[0], urls[1], "ftp://elsewhere/x"] });
+    let answer: serde_json::Value = prefetch("t0ken", body).await.unwrap().json().await.unwrap();
+    let fetched = answer["fetched"].as_array().expect("fetched");
+    assert_eq!(fetched.len(), 3, "{answer}");
+    for f in &fetched[..2] {
+        assert_eq!(f["status"], 200, "{answer}");
+        assert!(f["cache"].as_str().unwrap().contains("stored"), "{answer}");
+    }
+    assert!(
+        fetched[2]["error"].as_str().unwrap().contains("http://"),
+        "{answer}"
+    );
+    for path in paths {
+        let res = get(&edge, path).await;
+        let status = res.headers()["cache-status"].to_str().unwrap().to_owned();
+        assert!(status.contains("hit"), "{path}: {status}");
+        assert_eq!(origin.hits(path), 1, "{path}");
+    }
+    let empty = prefetch("t0ken", serde_json::json!({ "urls": [] }))
+        .await
+        .unwrap();
+    assert_eq!(empty.status(), 400);
+}
