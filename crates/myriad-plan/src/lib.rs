@@ -1,10 +1,12 @@
 //! Sans-IO cluster decisions, pure functions of what they are given: which node a client
 //! connects to ([`rank`]), which partition carries each participant ([`Planner`]), and which
-//! partition each one pulls a track from ([`upstream`]).
+//! partition each one pulls a track from ([`upstream`]); and what to ready ahead of a
+//! scheduled meeting ([`prewarm`]).
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))] // tests start the clock somewhere
 
 mod partition;
+pub mod prewarm;
 mod relay_tree;
 mod route;
 mod rtt;

@@ -61,6 +61,9 @@ pub struct Planner {
     workers: HashMap<String, u16>,
     /// Nodes gone from the cluster whose partitions still hold seats.
     lost: BTreeSet<String>,
+    /// Seats kept open on a node for people forecast to come there (a warm-up ahead of a
+    /// scheduled start), beyond the headroom; those seated there count against them.
+    reserved: HashMap<String, u32>,
     changed: bool,
 }
 
@@ -77,6 +80,7 @@ impl Planner {
             placed: HashMap::new(),
             workers: HashMap::new(),
             lost: BTreeSet::new(),
+            reserved: HashMap::new(),
             changed: false,
         }
     }
@@ -147,6 +151,24 @@ impl Planner {
         true
     }
 
+    /// Keeps `seats` open on `node` (running `workers` media workers) for people forecast to
+    /// come there, opening partitions ahead as far as its workers allow; until
+    /// [`Self::release`], they do not close for being empty.
+    pub fn reserve(&mut self, node: &str, seats: u32, workers: u16) {
+        self.found(node);
+        let known = self.workers.entry(node.to_owned()).or_insert(1);
+        *known = (*known).max(workers);
+        self.reserved.insert(node.to_owned(), seats);
+        self.keep_headroom(node);
+    }
+
+    /// The seats kept for a forecast lapse: the empty partitions not needed close.
+    pub fn release(&mut self, node: &str) {
+        if self.reserved.remove(node).is_some() {
+            self.close_idle(node);
+        }
+    }
+
     /// The participant left the meeting: its seat is free; its partition closes if no longer
     /// needed.
     pub fn remove(&mut self, participant: ParticipantId) -> Option<PartitionRef> {
@@ -166,6 +188,7 @@ impl Planner {
         let mut displaced = Vec::new();
         for node in newly {
             self.changed = true;
+            self.reserved.remove(&node);
             self.close_idle(&node);
             for (partition, members) in self.partitions.iter().filter(|(p, _)| p.node == node) {
                 displaced.extend(members.iter().map(|p| (*p, partition.clone())));
@@ -324,16 +347,32 @@ impl Planner {
         Some(at)
     }
 
-    /// Opens a partition ahead on `node` when its free seats fall below the headroom.
+    /// Opens partitions ahead on `node` while its free seats fall below what it keeps open.
     fn keep_headroom(&mut self, node: &str) {
         let workers = self.workers.get(node).copied().unwrap_or(1);
-        if self.free_seats(node) < self.config.headroom {
-            if let Some(w) = self.free_worker(node, workers) {
-                self.partitions
-                    .insert(PartitionRef::new(node, w), BTreeSet::new());
-                self.changed = true;
-            }
+        while self.free_seats(node) < self.kept_open(node) {
+            let Some(w) = self.free_worker(node, workers) else {
+                break;
+            };
+            self.partitions
+                .insert(PartitionRef::new(node, w), BTreeSet::new());
+            self.changed = true;
         }
+    }
+
+    /// Free seats `node` keeps open: the headroom, or what is left of its reservation.
+    fn kept_open(&self, node: &str) -> u32 {
+        let seated: u32 = self
+            .partitions
+            .iter()
+            .filter(|(p, _)| p.node == node)
+            .map(|(_, m)| m.len() as u32)
+            .sum();
+        let reserved = self
+            .reserved
+            .get(node)
+            .map_or(0, |r| r.saturating_sub(seated));
+        self.config.headroom.max(reserved)
     }
 
     /// Closes the empty partitions of `node` whose seats are not needed for the headroom;
@@ -345,14 +384,15 @@ impl Planner {
             .filter(|(p, _)| p.node == node)
             .map(|(p, m)| (p.clone(), m.len()))
             .collect();
-        let nobody = on_node.iter().all(|(_, n)| *n == 0);
+        let nobody = on_node.iter().all(|(_, n)| *n == 0) && !self.reserved.contains_key(node);
         let lost = self.lost.contains(node);
+        let kept = self.kept_open(node);
         for (partition, members) in on_node.into_iter().rev() {
             if members > 0 {
                 continue;
             }
             let spare = self.free_seats(node) - self.config.capacity;
-            if nobody || lost || spare >= self.config.headroom {
+            if nobody || lost || spare >= kept {
                 self.partitions.remove(&partition);
                 self.changed = true;
             }
@@ -512,6 +552,41 @@ mod tests {
         // A stale report cannot seat someone in a full partition.
         assert!(!pl.place_at(p(11), part("n3", 1)));
         assert_eq!(pl.partition_of(p(11)), None);
+        pl.check().unwrap();
+    }
+
+    #[test]
+    fn reserved_seats_open_partitions_ahead_until_released() {
+        let mut pl = planner(4, 1);
+        pl.reserve("n1", 10, 4);
+        assert_eq!(
+            pl.partitions().len(),
+            3,
+            "ten seats need three partitions of four"
+        );
+        assert!(pl.take_changed());
+        // Route prefers a node with open seats.
+        let nodes = [node("n1", "eu", 4), node("n2", "eu", 4)];
+        assert_eq!(pl.route(&nodes, Some("eu")), ["n1", "n2"]);
+        // People seated count against the reservation; nothing closes while it holds.
+        for i in 1..=5 {
+            pl.place(p(i), "n1", 4).unwrap();
+        }
+        assert_eq!(pl.partitions().len(), 3);
+        pl.remove(p(5));
+        pl.remove(p(4));
+        assert_eq!(pl.partitions().len(), 3);
+        // Released: only the headroom stays.
+        pl.release("n1");
+        assert_eq!(pl.partitions().len(), 1);
+        // A reservation on a node nobody came to closes everything when released.
+        pl.reserve("n2", 3, 4);
+        assert_eq!(pl.partitions().len(), 2);
+        pl.release("n2");
+        assert_eq!(pl.partitions().len(), 1);
+        // More seats than the workers hold: as many as they do.
+        pl.reserve("n3", 100, 2);
+        assert_eq!(pl.partitions().iter().filter(|p| p.node == "n3").count(), 2);
         pl.check().unwrap();
     }
 
