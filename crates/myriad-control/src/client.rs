@@ -312,6 +312,25 @@ impl MeetingClient {
         }
     }
 
+    /// Readies `seats` on `node` for people forecast to come, and keeps the meeting open for
+    /// them for `hold`; answers how many are seated in it now.
+    pub async fn prepare(
+        &self,
+        node: &str,
+        seats: u32,
+        hold: std::time::Duration,
+    ) -> Result<u32, AskError> {
+        let req = MeetingRequest::Prepare {
+            node: node.to_owned(),
+            seats,
+            hold_ms: hold.as_millis().try_into().unwrap_or(u64::MAX),
+        };
+        match self.ask(req).await? {
+            MeetingReply::Prepared { seated } => Ok(seated),
+            _ => Err(AskError::Unexpected),
+        }
+    }
+
     pub async fn media_closed(&self, participant: ParticipantId) -> Result<(), AskError> {
         self.ask_done(MeetingRequest::MediaClosed { participant })
             .await

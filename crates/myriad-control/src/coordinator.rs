@@ -9,11 +9,13 @@
 //! its events go out and before the requests that made it are answered; a coordinator that
 //! takes the meeting over rebuilds it from the journal, its sequence going on.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use myriad_bus::{Bus, BusError, Subscription};
+use myriad_plan::prewarm::{Turnout, ANY_REGION};
 use myriad_plan::PlannerConfig;
 use myriad_proto::bus::{decode, encode};
 use myriad_proto::meeting::{
@@ -24,7 +26,8 @@ use myriad_room::{Commit, Meeting, MeetingConfig, StopReason};
 use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
-use crate::core::{CoordinatorCore, CoreOutput};
+use crate::core::{ClusterView, CoordinatorCore, CoreOutput};
+use crate::directory::Directory;
 use crate::journal::{Journal, JournalError};
 use crate::lease::{self, Lease, RENEW_EVERY, TERM};
 
@@ -56,6 +59,7 @@ pub(crate) async fn start(
     config: MeetingConfig,
     partitions: PlannerConfig,
     node: &str,
+    turnout: Option<(Turnout, Arc<Directory>)>,
 ) -> Result<JoinHandle<()>, StartError> {
     let leases = lease::bucket(bus.as_ref()).await?;
     let lease = Lease::acquire(leases, &id, node)
@@ -99,6 +103,11 @@ pub(crate) async fn start(
         journal,
         lease,
         renewed_at: now,
+        turnout: turnout.map(|(record, directory)| TurnoutBook {
+            record,
+            seen: HashSet::new(),
+            directory,
+        }),
     };
     Ok(tokio::spawn(coordinator.run(rpc, levels, replay)))
 }
@@ -111,6 +120,15 @@ struct Coordinator {
     journal: Journal,
     lease: Lease,
     renewed_at: Instant,
+    turnout: Option<TurnoutBook>,
+}
+
+/// Who came to a scheduled meeting while this coordinator ran it, kept when it stops.
+struct TurnoutBook {
+    record: Turnout,
+    /// Identities seen joining (each person is counted once).
+    seen: HashSet<String>,
+    directory: Arc<Directory>,
 }
 
 /// Why a coordinator stopped acting.
@@ -136,7 +154,9 @@ impl Coordinator {
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         renew.tick().await;
         let halt = loop {
-            if let Err(halt) = self.drain().await {
+            let drained = self.drain().await;
+            self.note_joins();
+            if let Err(halt) = drained {
                 break halt;
             }
             let wake = self
@@ -169,6 +189,11 @@ impl Coordinator {
                 }
             }
         };
+        if let Some(book) = &self.turnout {
+            if let Err(e) = book.directory.add_turnout(&book.record).await {
+                tracing::warn!(meeting = %id, "turnout not kept: {e}");
+            }
+        }
         match halt {
             Halt::Stopped(reason) => {
                 self.lease.release().await;
@@ -176,6 +201,22 @@ impl Coordinator {
             }
             Halt::Lost(why) => {
                 tracing::warn!(meeting = %id, "meeting coordinator stopped: {why}");
+            }
+        }
+    }
+
+    /// Counts the people who joined in the meeting's turnout (first joins only).
+    fn note_joins(&mut self) {
+        let joined = self.core.take_joined();
+        let Some(book) = &mut self.turnout else {
+            return;
+        };
+        let now = crate::now_unix_s();
+        for (identity, node) in joined {
+            if book.seen.insert(identity) {
+                let region = self.cluster.node(&node).map(|n| n.region);
+                book.record
+                    .record_join(region.as_deref().unwrap_or(ANY_REGION), now);
             }
         }
     }

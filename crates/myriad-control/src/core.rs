@@ -21,6 +21,9 @@ use myriad_room::{
     StopReason,
 };
 
+/// A warm-up holds seats for a day at most (a request cannot keep a meeting open forever).
+const MAX_HOLD_MS: u64 = 24 * 3600 * 1000;
+
 /// What a coordinator needs to know of the cluster's nodes.
 pub trait ClusterView {
     /// A living node's last announcement.
@@ -61,6 +64,10 @@ pub struct CoordinatorCore<R> {
     out: VecDeque<CoreOutput<R>>,
     /// Broadcasts waiting for the next commit to be kept (see [`Self::release_held`]).
     held: Vec<MeetingBroadcast>,
+    /// Seats readied on nodes ahead of people forecast to come, until when.
+    reservations: HashMap<String, Instant>,
+    /// Who joined (identity, node), for the meeting's turnout record.
+    joined: Vec<(String, String)>,
 }
 
 impl<R> CoordinatorCore<R> {
@@ -79,6 +86,8 @@ impl<R> CoordinatorCore<R> {
             waiting: Vec::new(),
             out: VecDeque::new(),
             held: Vec::new(),
+            reservations: HashMap::new(),
+            joined: Vec::new(),
         }
     }
 
@@ -140,10 +149,27 @@ impl<R> CoordinatorCore<R> {
 
     pub fn handle_timeout(&mut self, now: Instant) {
         self.meeting.handle_timeout(now);
+        let lapsed: Vec<String> = self
+            .reservations
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(node, _)| node.clone())
+            .collect();
+        for node in lapsed {
+            self.reservations.remove(&node);
+            self.planner.release(&node);
+        }
     }
 
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.meeting.poll_timeout().map(|(t, _)| t)
+        let lapse = self.reservations.values().min().copied();
+        let meeting = self.meeting.poll_timeout().map(|(t, _)| t);
+        meeting.into_iter().chain(lapse).min()
+    }
+
+    /// Who joined since the last call (identity, node), in order.
+    pub fn take_joined(&mut self) -> Vec<(String, String)> {
+        std::mem::take(&mut self.joined)
     }
 
     /// The next thing to do. Answers go out once nothing waits to be committed, so none is
@@ -245,6 +271,7 @@ impl<R> CoordinatorCore<R> {
                 session_token,
                 conn,
             } => {
+                let identity = joiner.identity.clone();
                 let req = JoinRequest {
                     identity: joiner.identity,
                     name: joiner.name,
@@ -266,6 +293,7 @@ impl<R> CoordinatorCore<R> {
                         self.conns.insert(participant, conn);
                         let partition = self.planner.place(participant, &node, workers(&node)).ok();
                         m.seat(now, participant, partition.clone());
+                        self.joined.push((identity, node));
                         self.joined(participant, session_token, false, None, partition)
                     }
                     Err(e) => room_refused(&e),
@@ -482,6 +510,19 @@ impl<R> CoordinatorCore<R> {
                 }
                 MeetingReply::Done
             }
+            MeetingRequest::Prepare {
+                node,
+                seats,
+                hold_ms,
+            } => {
+                let until = now + std::time::Duration::from_millis(hold_ms.min(MAX_HOLD_MS));
+                self.planner.reserve(&node, seats, workers(&node));
+                self.meeting.hold_until(until);
+                self.reservations.insert(node, until);
+                MeetingReply::Prepared {
+                    seated: self.planner.seated() as u32,
+                }
+            }
             MeetingRequest::Media => MeetingReply::Media {
                 tracks: m.tracks(),
                 plan: m.plan().clone(),
@@ -669,6 +710,23 @@ mod tests {
         }
     }
 
+    /// Ada's join, through `node`.
+    fn ada_joins_through(node: &str) -> MeetingRequest {
+        let joiner = Joiner {
+            identity: "ada".into(),
+            name: "Ada".into(),
+            role: Role::Panelist,
+            publish: true,
+            subscribe: true,
+            moderate: false,
+        };
+        MeetingRequest::Join {
+            joiner,
+            session_token: "secret".into(),
+            conn: conn(node, 1),
+        }
+    }
+
     /// Asks, then drains (time going on by ticks) until the answer comes after its commit.
     fn ask(
         core: &mut CoordinatorCore<u32>,
@@ -697,19 +755,7 @@ mod tests {
             now,
         );
         let mut core = CoordinatorCore::new(meeting, PlannerConfig::default());
-        let joiner = Joiner {
-            identity: "ada".into(),
-            name: "Ada".into(),
-            role: Role::Panelist,
-            publish: true,
-            subscribe: true,
-            moderate: false,
-        };
-        let join = MeetingRequest::Join {
-            joiner,
-            session_token: "secret".into(),
-            conn: conn("n1", 1),
-        };
+        let join = ada_joins_through("n1");
         let MeetingReply::Joined {
             participant,
             partition: Some(partition),
@@ -760,5 +806,40 @@ mod tests {
             .filter(|e| matches!(e.event, MeetingEvent::TrackUnpublished { .. }))
             .count();
         assert_eq!(unpublished, 2);
+    }
+
+    #[test]
+    fn prepared_seats_open_ahead_hold_the_empty_meeting_and_lapse() {
+        let mut now = Instant::now();
+        let config = MeetingConfig::default();
+        let idle = config.idle_stop;
+        let meeting = Meeting::new(MeetingId::parse("m").unwrap(), config, now);
+        let mut core = CoordinatorCore::new(meeting, PlannerConfig::with_capacity(10));
+        let hold = idle * 2;
+        let prepare = MeetingRequest::Prepare {
+            node: "n1".into(),
+            seats: 15,
+            hold_ms: hold.as_millis() as u64,
+        };
+        assert_eq!(
+            ask(&mut core, &mut now, prepare),
+            MeetingReply::Prepared { seated: 0 }
+        );
+        assert_eq!(core.planner().partitions().len(), 2, "both workers of n1");
+        let held_until = now + hold;
+        core.handle_timeout(now + idle);
+        assert!(!core.meeting().is_stopped(), "held past the idle time");
+        let join = ada_joins_through("n1");
+        assert!(matches!(
+            ask(&mut core, &mut now, join),
+            MeetingReply::Joined { .. }
+        ));
+        assert_eq!(core.take_joined(), [("ada".to_owned(), "n1".to_owned())]);
+        assert!(core.take_joined().is_empty());
+        // The hold lapses: only what the one person needs stays open.
+        let due = core.poll_timeout().unwrap();
+        assert!(due <= held_until);
+        core.handle_timeout(held_until);
+        assert_eq!(core.planner().partitions().len(), 1);
     }
 }

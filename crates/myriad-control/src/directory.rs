@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use myriad_bus::{Bus, BusError, Kv, KvConfig};
+use myriad_plan::prewarm::Turnout;
 use myriad_proto::{MeetingId, Role};
 use myriad_store::{MeetingRecord, Store};
 
@@ -16,6 +17,10 @@ const BUCKET: &str = "myriad_meetings";
 /// The scheduled meetings that have not ended, by id: what feeds and pre-warming list
 /// without reading every meeting.
 const SCHEDULE_BUCKET: &str = "myriad_schedule";
+/// Who came to each scheduled meeting, by id: what forecasts learn from.
+const TURNOUT_BUCKET: &str = "myriad_turnout";
+/// Forecasts learn from the latest this many meetings.
+const TURNOUT_KEPT: usize = 1000;
 /// A record that changed under a writer (another node ended the meeting at once) is read
 /// again and written again at most this many times.
 const CAS_TRIES: usize = 5;
@@ -27,6 +32,7 @@ pub enum Directory {
     Shared {
         meetings: Arc<dyn Kv>,
         schedule: Arc<dyn Kv>,
+        turnout: Arc<dyn Kv>,
     },
 }
 
@@ -40,13 +46,16 @@ impl Directory {
         Ok(Directory::Shared {
             meetings: bus.kv(bucket(BUCKET)).await?,
             schedule: bus.kv(bucket(SCHEDULE_BUCKET)).await?,
+            turnout: bus.kv(bucket(TURNOUT_BUCKET)).await?,
         })
     }
 
     pub async fn create(&self, record: &MeetingRecord) -> Result<(), ControlError> {
         match self {
             Directory::Local(store) => Ok(store.create_meeting(record)?),
-            Directory::Shared { meetings, schedule } => {
+            Directory::Shared {
+                meetings, schedule, ..
+            } => {
                 let value = Bytes::from(serde_json::to_vec(record).map_err(corrupt)?);
                 match meetings.create(&record.id, value.clone()).await {
                     Ok(_) => {}
@@ -75,7 +84,9 @@ impl Directory {
     pub async fn end(&self, id: &MeetingId, now_unix_s: u64) -> Result<bool, ControlError> {
         match self {
             Directory::Local(store) => Ok(store.end_meeting(id.as_str(), now_unix_s)?),
-            Directory::Shared { meetings, schedule } => {
+            Directory::Shared {
+                meetings, schedule, ..
+            } => {
                 let scheduled = std::sync::atomic::AtomicBool::new(false);
                 let found = modify(meetings.as_ref(), id, |r| {
                     scheduled.store(
@@ -142,6 +153,70 @@ impl Directory {
             )
         });
         Ok(records)
+    }
+}
+
+impl Directory {
+    /// Adds what one coordinator saw of a meeting's turnout to what others saw of it.
+    pub async fn add_turnout(&self, seen: &Turnout) -> Result<(), ControlError> {
+        let merged = |old: Option<&[u8]>| -> Result<Bytes, ControlError> {
+            let mut record = seen.clone();
+            if let Some(old) = old {
+                record = serde_json::from_slice::<Turnout>(old).map_err(corrupt)?;
+                record.merge(seen);
+            }
+            Ok(Bytes::from(serde_json::to_vec(&record).map_err(corrupt)?))
+        };
+        match self {
+            Directory::Local(store) => {
+                let old = store.turnout(&seen.meeting)?;
+                let value = merged(old.as_deref().map(str::as_bytes))?;
+                let text = String::from_utf8_lossy(&value);
+                Ok(store.put_turnout(&seen.meeting, seen.starts_unix_s, &text)?)
+            }
+            Directory::Shared { turnout: kv, .. } => {
+                for _ in 0..CAS_TRIES {
+                    let written = match kv.get(&seen.meeting).await? {
+                        Some(entry) => {
+                            let value = merged(Some(&entry.value))?;
+                            kv.update(&seen.meeting, value, entry.revision).await
+                        }
+                        None => kv.create(&seen.meeting, merged(None)?).await,
+                    };
+                    match written {
+                        Ok(_) => return Ok(()),
+                        Err(BusError::WrongRevision { .. } | BusError::Exists) => continue,
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                Err(ControlError::Busy)
+            }
+        }
+    }
+
+    /// The turnout of the latest scheduled meetings, latest start first.
+    pub async fn turnouts(&self) -> Result<Vec<Turnout>, ControlError> {
+        let parse = |bytes: &[u8]| serde_json::from_slice::<Turnout>(bytes).map_err(corrupt);
+        match self {
+            Directory::Local(store) => store
+                .turnouts(TURNOUT_KEPT as u32)?
+                .iter()
+                .map(|text| parse(text.as_bytes()))
+                .collect(),
+            Directory::Shared { turnout: kv, .. } => {
+                let mut records = Vec::new();
+                for key in kv.keys().await? {
+                    if let Some(entry) = kv.get(&key).await? {
+                        records.push(parse(&entry.value)?);
+                    }
+                }
+                records.sort_by(|a, b| {
+                    (b.starts_unix_s, &a.meeting).cmp(&(a.starts_unix_s, &b.meeting))
+                });
+                records.truncate(TURNOUT_KEPT);
+                Ok(records)
+            }
+        }
     }
 }
 

@@ -20,6 +20,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use myriad_auth::ApiKey;
 use myriad_bus::{Bus, BusError};
+use myriad_plan::prewarm::Turnout;
 pub use myriad_plan::PlannerConfig;
 use myriad_proto::meeting::{Actor, MeetingRequest};
 use myriad_proto::{MeetingId, Role};
@@ -78,7 +79,7 @@ impl From<StoreError> for ControlError {
 }
 
 pub struct Control {
-    directory: Directory,
+    directory: Arc<Directory>,
     api_key: ApiKey,
     bus: Arc<dyn Bus>,
     cluster: Arc<Cluster>,
@@ -136,7 +137,7 @@ impl Control {
     ) -> Result<Arc<Self>, BusError> {
         let cluster = Cluster::watch(bus.as_ref()).await?;
         Ok(Arc::new(Self {
-            directory,
+            directory: Arc::new(directory),
             api_key,
             bus,
             cluster,
@@ -213,6 +214,11 @@ impl Control {
         }
     }
 
+    /// The turnout of the latest scheduled meetings (what forecasts learn from).
+    pub async fn turnouts(&self) -> Result<Vec<Turnout>, ControlError> {
+        self.directory.turnouts().await
+    }
+
     /// Meetings scheduled ahead that have not ended, soonest first.
     pub async fn scheduled_meetings(&self) -> Result<Vec<MeetingRecord>, ControlError> {
         self.directory.scheduled().await
@@ -247,6 +253,16 @@ impl Control {
             blocked_words: s.blocked_words.clone(),
             ..MeetingConfig::default()
         };
+        // A scheduled meeting's turnout is kept for forecasts.
+        let turnout = s.schedule.as_ref().map(|sch| {
+            let record = Turnout::new(
+                id.as_str(),
+                sch.host.clone(),
+                sch.starts_unix_s,
+                sch.audience.clone(),
+            );
+            (record, Arc::clone(&self.directory))
+        });
         let started = coordinator::start(
             Arc::clone(&self.bus),
             Arc::clone(&self.cluster),
@@ -254,6 +270,7 @@ impl Control {
             config,
             self.config.partitions,
             &self.config.node,
+            turnout,
         )
         .await;
         let handle = started.map_err(|e| match e {

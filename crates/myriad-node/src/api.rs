@@ -22,7 +22,7 @@ use myriad_plan::{nearest_region, Prefix};
 use myriad_proto::cluster::NodeInfo;
 use myriad_proto::meeting::{Actor, RefusalKind};
 use myriad_proto::{MeetingId, ParticipantId, PollKind, Role, TrackSource};
-use myriad_store::{MeetingRecord, MeetingSettings};
+use myriad_store::{MeetingRecord, MeetingSettings, Schedule};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -229,6 +229,22 @@ async fn create(
             StatusCode::BAD_REQUEST,
             "bad_title",
             "title is too long",
+        ));
+    }
+    if !settings
+        .schedule
+        .as_ref()
+        .is_none_or(Schedule::content_fits)
+    {
+        let message = format!(
+            "a schedule names at most {} content URLs of {} bytes",
+            Schedule::MAX_CONTENT,
+            Schedule::MAX_CONTENT_BYTES
+        );
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "bad_schedule",
+            &message,
         ));
     }
     let record = node.control.create_meeting(id, title, settings).await?;

@@ -102,6 +102,23 @@ fn planned(event: &Event) -> Result<PlannedMeeting, EventError> {
         None if attendees > 0 => BTreeMap::from([("*".to_owned(), attendees)]),
         None => BTreeMap::new(),
     };
+    // Attachments by reference (slides, documents) are the meeting's content; inline ones
+    // (VALUE=BINARY) are not fetched.
+    let content = event
+        .multi_properties()
+        .get("ATTACH")
+        .map_or_else(Vec::new, |all| {
+            all.iter()
+                .filter(|a| {
+                    a.params()
+                        .get("VALUE")
+                        .is_none_or(|v| v.value() != "BINARY")
+                })
+                .map(|a| a.value().to_owned())
+                .filter(|v| v.len() <= Schedule::MAX_CONTENT_BYTES)
+                .take(Schedule::MAX_CONTENT)
+                .collect()
+        });
     let host = event.property_value("ORGANIZER").map(|o| {
         o.trim_start_matches("mailto:")
             .trim_start_matches("MAILTO:")
@@ -121,6 +138,7 @@ fn planned(event: &Event) -> Result<PlannedMeeting, EventError> {
             duration_s,
             host,
             audience,
+            content,
         },
     })
 }
@@ -222,6 +240,9 @@ pub fn feed(name: &str, meetings: &[MeetingRecord], base_url: &str) -> String {
         if let Some(host) = &s.host {
             event.add_property("ORGANIZER", format!("mailto:{host}"));
         }
+        for content in &s.content {
+            event.add_multi_property("ATTACH", content);
+        }
         calendar.push(event.done());
     }
     calendar.done().to_string()
@@ -250,6 +271,8 @@ DTSTART:20261211T140000Z\r\n\
 DURATION:PT1H30M\r\n\
 SUMMARY:Lecture 7\r\n\
 X-MYRIAD-AUDIENCE:eu=300, us=120\r\n\
+ATTACH:https://cdn.example.org/lecture-7/slides.pdf\r\n\
+ATTACH;ENCODING=BASE64;VALUE=BINARY:aGVsbG8=\r\n\
 END:VEVENT\r\n\
 BEGIN:VEVENT\r\n\
 UID:holiday\r\n\
@@ -287,6 +310,10 @@ END:VCALENDAR\r\n";
         assert_eq!(
             lecture.schedule.audience,
             BTreeMap::from([("eu".to_owned(), 300), ("us".to_owned(), 120)])
+        );
+        assert_eq!(
+            lecture.schedule.content,
+            ["https://cdn.example.org/lecture-7/slides.pdf"]
         );
         assert_eq!(events[2].1, Err(EventError::AllDay));
         assert_eq!(events[3].1, Err(EventError::NoUid));

@@ -17,6 +17,7 @@ mod poll_export;
 mod schedule_api;
 mod session;
 mod web;
+pub use web::client_paths;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -9,6 +9,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use myriad_control::ControlError;
+use myriad_plan::prewarm::{held_out, Forecaster};
 use myriad_store::MeetingSettings;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -21,6 +22,7 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
     Router::new()
         .route("/api/v1/calendar", post(import))
         .route("/api/v1/schedule", get(list))
+        .route("/api/v1/forecast/accuracy", get(accuracy))
         .route("/api/v1/hosts/{host}/calendar.ics", get(host_feed))
 }
 
@@ -84,6 +86,7 @@ async fn list(
     let host = q.host.map(|h| h.to_lowercase());
     let base = node.config.url.trim_end_matches('/');
     let key = node.control.api_key();
+    let forecaster = Forecaster::learn(&node.control.turnouts().await?);
     let meetings: Vec<Value> = node
         .control
         .scheduled_meetings()
@@ -102,16 +105,35 @@ async fn list(
                         key.feed_key(h)
                     )
                 });
+            let forecast = m.settings.schedule.as_ref().map(|s| {
+                let f = forecaster.forecast(s.host.as_deref(), &s.audience);
+                json!({
+                    "attendance": f.attendance,
+                    "first_joins_s": f.first_joins(),
+                    "half_joined_s": f.by(0.5),
+                })
+            });
             json!({
                 "id": m.id,
                 "title": m.title,
                 "schedule": m.settings.schedule,
+                "forecast": forecast,
                 "url": format!("{base}/m/{}", m.id),
                 "host_feed": feed,
             })
         })
         .collect();
     Ok(Json(json!({ "meetings": meetings })))
+}
+
+/// How the forecasts would have done on the meetings recorded, each forecast from those
+/// before it.
+async fn accuracy(_: ApiAuth, State(node): State<Arc<Node>>) -> Result<Json<Value>, ApiError> {
+    let records = node.control.turnouts().await?;
+    Ok(Json(json!({
+        "records": records.len(),
+        "held_out": held_out(&records),
+    })))
 }
 
 fn hosted_by(m: &myriad_store::MeetingRecord, host: Option<&str>) -> bool {

@@ -25,15 +25,35 @@ pub fn router() -> Router<Arc<Node>> {
         )
 }
 
+/// What a browser loads to join `meeting`: its page and the client's files (what a warm-up
+/// fetches into the edges ahead of a join storm).
+pub fn client_paths(meeting: &str) -> Vec<String> {
+    let files = Assets::iter()
+        .filter(|p| p != "index.html")
+        .map(|p| format!("/static/{p}"));
+    std::iter::once(format!("/m/{meeting}"))
+        .chain(files)
+        .collect()
+}
+
 fn asset(path: &str) -> Response {
     match Assets::get(path) {
         Some(file) => {
             let mime = mime_guess::from_path(path).first_or_octet_stream();
+            let hash = file.metadata.sha256_hash();
+            let etag: String = hash[..12].iter().map(|b| format!("{b:02x}")).collect();
             (
                 [
                     (header::CONTENT_TYPE, mime.as_ref().to_owned()),
-                    // The client is small and changes with the binary: always revalidate.
+                    // The client is small and changes with the binary: browsers always
+                    // revalidate; edges (RFC 9213) keep it a minute, so a join storm is
+                    // served at the edge, not here.
                     (header::CACHE_CONTROL, "no-cache".to_owned()),
+                    (
+                        header::HeaderName::from_static("cdn-cache-control"),
+                        "max-age=60".to_owned(),
+                    ),
+                    (header::ETAG, format!("\"{etag}\"")),
                 ],
                 file.data,
             )

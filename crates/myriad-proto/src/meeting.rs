@@ -256,6 +256,14 @@ pub enum MeetingRequest {
     /// The tracks published and the forwarding plan (a node's link starting, or after a
     /// takeover).
     Media,
+    /// `node` readies `seats` for people forecast to come through it (a warm-up ahead of a
+    /// scheduled start): partitions open there and the meeting stays open, empty, for
+    /// `hold_ms`. Answered with [`MeetingReply::Prepared`].
+    Prepare {
+        node: String,
+        seats: u32,
+        hold_ms: u64,
+    },
     /// The participant's media connection is gone (or replaced): its tracks with it.
     MediaClosed {
         participant: ParticipantId,
@@ -360,6 +368,10 @@ pub enum MeetingReply {
     /// Node names, best first.
     Route {
         nodes: Vec<String>,
+    },
+    /// People seated in the meeting now.
+    Prepared {
+        seated: u32,
     },
     /// The answer to [`MeetingRequest::Present`]: the meeting's last event (a node that has
     /// not got it lost a batch, and asks for what it missed).

@@ -1306,6 +1306,41 @@ fn an_empty_meeting_stops_after_the_idle_time() {
 }
 
 #[test]
+fn a_held_meeting_waits_empty_for_the_people_expected() {
+    let t = VirtualClock::new().now();
+    let mut m = meeting(t);
+    let idle = MeetingConfig::default().idle_stop;
+    let held = t + idle * 3;
+    m.hold_until(held);
+    m.hold_until(t + idle * 2);
+    assert_eq!(
+        m.poll_timeout(),
+        Some((held, Reason::Idle)),
+        "the later hold wins"
+    );
+    m.handle_timeout(t + idle);
+    assert!(!m.is_stopped());
+    m.handle_timeout(held);
+    assert!(m.is_stopped());
+    // Held for less than the idle time, nobody coming: it stops when they were due.
+    let mut m = meeting(t);
+    m.hold_until(t + idle / 2);
+    assert_eq!(m.poll_timeout(), Some((t + idle / 2, Reason::Idle)));
+    // Once someone came and left, the idle time runs as for any meeting.
+    let a = join(&mut m, t, "alice", Role::Host);
+    m.handle_leave(t, a);
+    drain(&mut m);
+    while let Some((due, why)) = m.poll_timeout() {
+        if why == Reason::Idle {
+            assert_eq!(due, t + idle);
+            break;
+        }
+        m.handle_timeout(due);
+        drain(&mut m);
+    }
+}
+
+#[test]
 fn an_ended_meeting_sends_its_last_events_then_stops() {
     let t = VirtualClock::new().now();
     let mut m = meeting(t);

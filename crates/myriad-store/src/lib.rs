@@ -55,9 +55,26 @@ pub struct Schedule {
     /// region is not known.
     #[serde(default)]
     pub audience: BTreeMap<String, u32>,
+    /// What its people will load (slides, recordings): paths of the site, or URLs; fetched
+    /// into the edges ahead of the start.
+    #[serde(default)]
+    pub content: Vec<String>,
 }
 
 impl Schedule {
+    /// Content a meeting names at most, and the longest URL.
+    pub const MAX_CONTENT: usize = 100;
+    pub const MAX_CONTENT_BYTES: usize = 2048;
+
+    /// Whether its content is within bounds.
+    pub fn content_fits(&self) -> bool {
+        self.content.len() <= Self::MAX_CONTENT
+            && self
+                .content
+                .iter()
+                .all(|c| c.len() <= Self::MAX_CONTENT_BYTES)
+    }
+
     pub fn expected(&self) -> u32 {
         self.audience.values().fold(0, |a, n| a.saturating_add(*n))
     }
@@ -101,6 +118,11 @@ CREATE TABLE IF NOT EXISTS meetings (
     created_unix_s INTEGER NOT NULL,
     ended_unix_s INTEGER,
     settings TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS turnout (
+    meeting TEXT PRIMARY KEY,
+    starts_unix_s INTEGER NOT NULL,
+    record TEXT NOT NULL
 );
 ";
 
@@ -213,7 +235,6 @@ impl Store {
         Ok(n > 0)
     }
 
-    /// Marks a meeting ended; returns false when there is no such meeting.
     /// Meetings with a schedule that have not ended, soonest first.
     pub fn scheduled_meetings(&self) -> Result<Vec<MeetingRecord>, StoreError> {
         let conn = self.conn();
@@ -224,6 +245,37 @@ impl Store {
         )?;
         let rows = stmt.query_map([], MeetingRow::read)?;
         rows.map(|row| row?.record()).collect()
+    }
+
+    /// Keeps a scheduled meeting's turnout record (JSON), replacing the one it had.
+    pub fn put_turnout(
+        &self,
+        meeting: &str,
+        starts_unix_s: u64,
+        record: &str,
+    ) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO turnout (meeting, starts_unix_s, record) VALUES (?1, ?2, ?3)
+             ON CONFLICT(meeting) DO UPDATE SET starts_unix_s = ?2, record = ?3",
+            params![meeting, starts_unix_s, record],
+        )?;
+        Ok(())
+    }
+
+    pub fn turnout(&self, meeting: &str) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT record FROM turnout WHERE meeting = ?1")?;
+        let mut rows = stmt.query_map(params![meeting], |r| r.get::<_, String>(0))?;
+        Ok(rows.next().transpose()?)
+    }
+
+    /// The latest `limit` turnout records, latest start first.
+    pub fn turnouts(&self, limit: u32) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare("SELECT record FROM turnout ORDER BY starts_unix_s DESC, meeting LIMIT ?1")?;
+        let rows = stmt.query_map(params![limit], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     pub fn end_meeting(&self, id: &str, now_unix_s: u64) -> Result<bool, StoreError> {
@@ -286,6 +338,7 @@ mod tests {
                     duration_s: 3600,
                     host: Some("ana@example.org".into()),
                     audience: BTreeMap::from([("eu".into(), 300), ("us".into(), 200)]),
+                    content: vec!["/slides/deck.pdf".into()],
                 }),
                 ..MeetingSettings::default()
             },
@@ -312,6 +365,18 @@ mod tests {
         );
         s.end_meeting("soon", 200).unwrap();
         assert_eq!(ids(&s), ["late"]);
+    }
+
+    #[test]
+    fn turnout_records_are_replaced_and_listed_latest_first() {
+        let s = Store::open_in_memory().unwrap();
+        s.put_turnout("a", 10, "{1}").unwrap();
+        s.put_turnout("b", 20, "{2}").unwrap();
+        s.put_turnout("a", 10, "{3}").unwrap();
+        assert_eq!(s.turnout("a").unwrap().as_deref(), Some("{3}"));
+        assert_eq!(s.turnout("c").unwrap(), None);
+        assert_eq!(s.turnouts(10).unwrap(), ["{2}", "{3}"]);
+        assert_eq!(s.turnouts(1).unwrap(), ["{2}"]);
     }
 
     #[test]

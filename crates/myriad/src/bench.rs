@@ -190,6 +190,20 @@ pub enum BenchCommand {
         #[arg(long)]
         json: bool,
     },
+    /// A simulated day of scheduled meetings with join storms, with the nodes warming up
+    /// ahead of each start and without, side by side: join latency and the edges' cold
+    /// misses.
+    Prewarm {
+        #[arg(long, default_value_t = 6)]
+        meetings: usize,
+        /// People each meeting expects, about (three in four come).
+        #[arg(long, default_value_t = 200)]
+        people: u32,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
     /// N signalling-only participants join one meeting at R per second.
     JoinStorm {
         #[arg(long, default_value_t = 1000)]
@@ -352,6 +366,21 @@ pub fn run(cmd: BenchCommand) -> anyhow::Result<()> {
         } => {
             let args = myriad_bench::waf_cost::WafCostArgs { requests, per_file };
             myriad_bench::waf_cost::run(args)?.print(json);
+        }
+        BenchCommand::Prewarm {
+            meetings,
+            people,
+            seed,
+            json,
+        } => {
+            let args = myriad_bench::prewarm::PrewarmArgs {
+                meetings,
+                people,
+                seed,
+            };
+            runtime()?
+                .block_on(myriad_bench::prewarm::run(args))?
+                .print(json);
         }
         BenchCommand::JoinStorm {
             participants,

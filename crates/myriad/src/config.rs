@@ -9,6 +9,7 @@ use myriad_dns::hickory::Name;
 use myriad_dns::{fqdn, NameServer};
 use myriad_geo::RegionPrefix;
 use myriad_node::Turn;
+use myriad_plan::prewarm::WarmupConfig;
 use myriad_proto::cluster::Location;
 use serde::Deserialize;
 
@@ -128,6 +129,28 @@ pub struct ServeArgs {
     /// announce or withdraw an anycast prefix.
     #[arg(long)]
     pub health_hook: Option<String>,
+    /// Warm up ahead of scheduled meetings [default: true].
+    #[arg(long)]
+    pub prewarm: Option<bool>,
+    /// How long before a scheduled meeting's first forecast joins this node readies its
+    /// share of seats and its edges' content, seconds [default: 300].
+    #[arg(long)]
+    pub prewarm_lead_s: Option<u64>,
+    /// How long after half the forecast people should have joined a meeting nobody came
+    /// to is undone, seconds [default: 600].
+    #[arg(long)]
+    pub prewarm_grace_s: Option<u64>,
+    /// The admin address of a `myriad edge` next to this node (http://host:port): scheduled
+    /// meetings' pages, the web client and their content are fetched into it ahead of the
+    /// start. Repeat for more.
+    #[arg(long)]
+    pub prewarm_edge: Vec<String>,
+    /// The edges' admin token.
+    #[arg(long, env = "MYRIAD_EDGE_TOKEN", hide_env_values = true)]
+    pub prewarm_edge_token: Option<String>,
+    /// The URL the edges serve this site at [default: the node's public URL].
+    #[arg(long)]
+    pub prewarm_site: Option<String>,
 }
 
 #[derive(Deserialize, Debug, Default)]
@@ -168,6 +191,13 @@ struct FileConfig {
     turn_secret: Option<String>,
     turn_ttl_s: Option<u64>,
     health_hook: Option<String>,
+    prewarm: Option<bool>,
+    prewarm_lead_s: Option<u64>,
+    prewarm_grace_s: Option<u64>,
+    #[serde(default)]
+    prewarm_edge: Vec<String>,
+    prewarm_edge_token: Option<String>,
+    prewarm_site: Option<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -204,6 +234,20 @@ pub struct ServeConfig {
     pub dns: Option<DnsConfig>,
     pub turn: Option<Turn>,
     pub health_hook: Option<String>,
+    /// The warm-up ahead of scheduled meetings (its site: the public URL when not given);
+    /// none when turned off.
+    pub prewarm: Option<Prewarm>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Prewarm {
+    pub warmup: WarmupConfig,
+    /// Admin addresses of the `myriad edge`s next to this node.
+    pub edges: Vec<String>,
+    /// Their admin token.
+    pub edge_token: Option<String>,
+    /// The URL the edges serve this site at: content given as paths is fetched under it.
+    pub site: Option<String>,
 }
 
 /// The GeoDNS server's settings.
@@ -321,7 +365,41 @@ impl ServeConfig {
                 })
             }
         };
+        let defaults = WarmupConfig::default();
+        let prewarm = Prewarm {
+            warmup: WarmupConfig {
+                lead_s: args
+                    .prewarm_lead_s
+                    .or(file.prewarm_lead_s)
+                    .unwrap_or(defaults.lead_s),
+                grace_s: args
+                    .prewarm_grace_s
+                    .or(file.prewarm_grace_s)
+                    .unwrap_or(defaults.grace_s),
+                ..defaults
+            },
+            edges: if args.prewarm_edge.is_empty() {
+                file.prewarm_edge
+            } else {
+                args.prewarm_edge
+            },
+            edge_token: args.prewarm_edge_token.or(file.prewarm_edge_token),
+            site: args.prewarm_site.or(file.prewarm_site),
+        };
+        if let Some(bad) = prewarm
+            .edges
+            .iter()
+            .chain(&prewarm.site)
+            .find(|u| !u.starts_with("http://") && !u.starts_with("https://"))
+        {
+            bail!("{bad:?}: an edge's admin address and the site are http:// or https:// URLs");
+        }
         Ok(Self {
+            prewarm: args
+                .prewarm
+                .or(file.prewarm)
+                .unwrap_or(true)
+                .then_some(prewarm),
             health_hook: args.health_hook.or(file.health_hook),
             turn,
             location,

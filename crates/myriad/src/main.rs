@@ -8,6 +8,7 @@ mod dns;
 mod edge;
 mod health_hook;
 mod limits;
+mod prewarm;
 mod serve;
 mod token;
 

@@ -165,6 +165,9 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(hook) = &config.health_hook {
         crate::health_hook::watch(hook.clone(), Arc::clone(&node));
     }
+    if let Some(prewarm) = &config.prewarm {
+        crate::prewarm::start(prewarm.clone(), &url, Arc::clone(&node.control))?;
+    }
     let app = myriad_node::router(Arc::clone(&node));
     if let Some((listener, certificates)) = https {
         let app = app.clone();

@@ -224,6 +224,8 @@ pub struct Meeting {
     now: Instant,
     /// Since when nobody is in the meeting.
     empty_since: Option<Instant>,
+    /// Kept open (empty) until then for people expected to come (a warm-up).
+    held_until: Option<Instant>,
     stopped: bool,
     /// The count last announced, and when the next announcement may go out.
     announced_count: u32,
@@ -289,6 +291,7 @@ impl Meeting {
             flushed_at: None,
             now,
             empty_since: Some(now),
+            held_until: None,
             stopped: false,
             announced_count: 0,
             count_due: None,
@@ -840,12 +843,27 @@ impl Meeting {
         self.expire_waiters(now);
         self.close_breakouts_when_due(now);
         self.expire_mentions(now);
-        if self
-            .empty_since
-            .is_some_and(|t| now.saturating_duration_since(t) >= self.config.idle_stop)
-        {
+        if self.idle_at().is_some_and(|t| now >= t) {
             self.stop(StopReason::Idle);
         }
+    }
+
+    /// Keeps the meeting open, even with nobody in it, until `until` (people are expected):
+    /// an empty meeting stops for being idle at the later of that and its idle time — or,
+    /// if nobody ever came, at `until` (the people expected did not come).
+    pub fn hold_until(&mut self, until: Instant) {
+        self.held_until = Some(self.held_until.map_or(until, |t| t.max(until)));
+    }
+
+    /// When the meeting stops for being empty, if it is.
+    fn idle_at(&self) -> Option<Instant> {
+        let idle = self.empty_since? + self.config.idle_stop;
+        let nobody_came = self.next_participant == 1;
+        Some(match self.held_until {
+            Some(held) if nobody_came => held,
+            Some(held) => idle.max(held),
+            None => idle,
+        })
     }
 
     /// When to call [`Meeting::handle_timeout`] next, and why; `None` once stopped.
@@ -861,9 +879,7 @@ impl Meeting {
             .map(|t| (t + self.config.resume_window, Reason::ResumeExpiry));
         let flush = self.flush_due().map(|t| (t, Reason::Flush));
         let count = self.count_due.map(|t| (t, Reason::Count));
-        let idle = self
-            .empty_since
-            .map(|t| (t + self.config.idle_stop, Reason::Idle));
+        let idle = self.idle_at().map(|t| (t, Reason::Idle));
         let waiter = self.lobby.next_expiry().map(|t| (t, Reason::WaiterExpiry));
         let breakouts = self.breakouts_closing().map(|t| (t, Reason::BreakoutTimer));
         let mention = self
