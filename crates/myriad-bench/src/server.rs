@@ -155,17 +155,31 @@ impl Server {
     /// POSTs to the server: with the API key when the bench knows it (a server it started,
     /// or `MYRIAD_API_KEY=KEY:SECRET` for a running deployment), else to its dev endpoints.
     pub(crate) async fn post(&self, path: &str, body: Value) -> anyhow::Result<Value> {
-        let mut req = reqwest::Client::new()
-            .post(format!("{}{path}", self.url))
-            .json(&body);
+        self.call(reqwest::Method::POST, path, Some(body)).await
+    }
+
+    /// Calls the server's API (with its key, when known); the JSON answer.
+    pub(crate) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let mut req = reqwest::Client::new().request(method.clone(), format!("{}{path}", self.url));
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
         if let Some((key, secret)) = &self.api_key {
             req = req.basic_auth(key, Some(secret));
         }
-        let res = req.send().await.with_context(|| format!("POST {path}"))?;
+        let res = req
+            .send()
+            .await
+            .with_context(|| format!("{method} {path}"))?;
         let status = res.status();
         let body: Value = res.json().await.unwrap_or(Value::Null);
         if !status.is_success() {
-            bail!("POST {path}: {status} {body}");
+            bail!("{method} {path}: {status} {body}");
         }
         Ok(body)
     }

@@ -208,6 +208,21 @@ fn whiteboard_smoke() {
 }
 
 #[test]
+fn prewarm_readies_the_edges_ahead_and_undoes_a_no_show() {
+    let r = bench(&["prewarm", "--meetings", "3", "--people", "20"]);
+    assert_eq!(r["scenario"], "prewarm");
+    assert_eq!(r["failed_warm"], 0, "{r}");
+    assert_eq!(r["failed_cold"], 0, "{r}");
+    // Warmed, the edges had everyone's page, client and slides before they came.
+    assert_eq!(r["cold_misses_warm"], 0, "{r}");
+    assert!(figure_of(&r, "cold_misses_cold") > 0.0, "{r}");
+    assert_eq!(r["no_show_undone"], true, "{r}");
+    for field in ["join_p99_ms_warm", "join_p99_ms_cold"] {
+        assert!(figure_of(&r, field) > 0.0, "{field} in {r}");
+    }
+}
+
+#[test]
 fn dns_compares_with_powerdns_and_times_health_changes() {
     let r = bench(&["dns", "--seconds", "0.5", "--rounds", "1"]);
     let (mine, theirs) = (figure_of(&r, "qps_myriad"), figure_of(&r, "qps_powerdns"));

@@ -1,7 +1,6 @@
 //! The caches measured side by side, each started on loopback with a config of the bench's
 //! own in a private directory, in front of the same origin, and stopped afterwards.
 
-use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -123,15 +122,7 @@ impl Peer {
                     .args(["edge", "--http", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
                     .arg("--origin")
                     .arg(format!("http://127.0.0.1:{origin_port}"))
-                    // All load comes from one address: per-address limits would be the test.
-                    .args([
-                        "--max-conns-per-ip",
-                        "100000",
-                        "--rate-per-s",
-                        "1e12",
-                        "--burst",
-                        "1e12",
-                    ])
+                    .args(crate::edge_start::NO_ADDRESS_LIMITS)
                     .args(["--cache-mem-mb", "1024", "--max-object-mb", "16"])
                     .args(if waf { &["--waf"][..] } else { &[] })
                     .env("RUST_LOG", "warn")
@@ -139,18 +130,7 @@ impl Peer {
                     .stderr(out()?)
                     .spawn()
                     .context("starting myriad edge")?;
-                let stdout = child.stdout.take().context("stdout")?;
-                let line = BufReader::new(stdout)
-                    .lines()
-                    .map_while(Result::ok)
-                    .find(|l| l.starts_with("myriad edge is running at "))
-                    .context("myriad edge did not start")?;
-                let port = line
-                    .split("127.0.0.1:")
-                    .nth(1)
-                    .and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next())
-                    .and_then(|p| p.parse().ok())
-                    .context("port in the start line")?;
+                let port = crate::edge_start::http_port(&mut child)?;
                 (child, port)
             }
             Kind::Nginx => {
