@@ -176,6 +176,21 @@ impl Collector for NodeCollector {
                 "Relay messages passed in-process to another worker of this node.",
                 t.relay_sibling_sent,
             ),
+            (
+                "media_tcp_packets_sent",
+                "Media packets sent to clients over ICE-TCP (counted in media_packets_sent too).",
+                t.tcp_packets_sent,
+            ),
+            (
+                "media_tcp_packets_received",
+                "Media packets from clients over ICE-TCP (counted in media_packets_received too).",
+                t.tcp_packets_received,
+            ),
+            (
+                "media_tcp_dropped",
+                "Media packets for ICE-TCP clients dropped: not read fast enough, or gone.",
+                t.tcp_dropped,
+            ),
         ];
         for (name, help, value) in counters {
             counter(e, name, help, value)?;

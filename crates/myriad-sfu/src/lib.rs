@@ -7,6 +7,7 @@
 #![cfg_attr(test, allow(clippy::disallowed_methods))]
 
 pub mod core;
+mod ice_tcp;
 pub mod relay;
 #[allow(clippy::disallowed_methods)] // the relay's socket: its counter starts at the time
 mod relay_link;

@@ -16,7 +16,10 @@ use myriad_proto::{
 use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot};
 
+use str0m::net::Protocol;
+
 use crate::core::{NewPeer, Output, PeerId, Sfu, SfuConfig, SfuError, SfuEvent};
+use crate::ice_tcp::IceTcp;
 use crate::relay::RelayMsg;
 use crate::relay_link::{RelayConfig, RelayLink};
 
@@ -134,6 +137,9 @@ pub struct WorkerConfig {
     pub public_ip: Option<IpAddr>,
     /// Its relay socket, in a cluster.
     pub relay: Option<RelayConfig>,
+    /// Whether it also takes media over ICE-TCP (a passive candidate at the same port, or
+    /// any free one), for clients that cannot use UDP.
+    pub ice_tcp: bool,
 }
 
 /// One media worker. Cheap to clone; every method is a message to its task; the worker stops
@@ -146,6 +152,7 @@ pub struct SfuHandle {
     relay_in: mpsc::Sender<Relayed>,
     local_addr: SocketAddr,
     relay_addr: Option<SocketAddr>,
+    tcp_addr: Option<SocketAddr>,
     counters: Arc<Counters>,
 }
 
@@ -165,6 +172,11 @@ pub struct Counters {
     pub relay_refused: AtomicU64,
     pub relay_dropped: AtomicU64,
     pub relay_sibling_sent: AtomicU64,
+    /// Of the packets sent and received, those over ICE-TCP; and those dropped because a
+    /// TCP client did not read them fast enough (or its connection was gone).
+    pub tcp_packets_sent: AtomicU64,
+    pub tcp_packets_received: AtomicU64,
+    pub tcp_dropped: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -221,6 +233,11 @@ impl SfuHandle {
     }
 
     /// Where other nodes send this one relay datagrams.
+    /// Where its ICE-TCP listener is bound, if it has one.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        self.tcp_addr
+    }
+
     pub fn relay_addr(&self) -> Option<SocketAddr> {
         self.relay_addr
     }
@@ -442,6 +459,10 @@ const RECV_BUDGET: usize = 64;
 struct Worker {
     name: String,
     socket: UdpSocket,
+    /// The address clients are told (the core's UDP candidate).
+    public: SocketAddr,
+    /// The ICE-TCP listener and its candidate's address.
+    ice_tcp: Option<(IceTcp, SocketAddr)>,
     relay: Option<RelayLink>,
     siblings: HashMap<String, mpsc::Sender<Relayed>>,
     sfu: Sfu,
@@ -463,25 +484,39 @@ impl Worker {
             Some(relay) => Some(RelayLink::bind(relay).await?),
             None => None,
         };
+        let ice_tcp = match config.ice_tcp {
+            true => {
+                let tcp = IceTcp::bind(local_addr).await?;
+                let public = SocketAddr::new(public.ip(), tcp.local_addr().port());
+                Some((tcp, public))
+            }
+            false => None,
+        };
+        let mut sfu_config = SfuConfig::new(public);
+        sfu_config.tcp_addr = ice_tcp.as_ref().map(|(_, public)| *public);
         let relay_addr = relay.as_ref().map(RelayLink::local_addr).transpose()?;
         let (commands_tx, commands) = mpsc::channel(1024);
         let (relay_in_tx, relay_in) = mpsc::channel(SIBLING_QUEUE);
         let counters = Arc::new(Counters::default());
-        tracing::info!(worker = %config.name, %local_addr, %public, relay = ?relay_addr, "media worker bound");
+        let tcp_addr = ice_tcp.as_ref().map(|(tcp, _)| tcp.local_addr());
+        tracing::info!(worker = %config.name, %local_addr, %public, relay = ?relay_addr, ice_tcp = ?tcp_addr, "media worker bound");
         let handle = SfuHandle {
             name: config.name.clone(),
             commands: commands_tx,
             relay_in: relay_in_tx,
             local_addr,
             relay_addr,
+            tcp_addr,
             counters: Arc::clone(&counters),
         };
         let worker = Self {
             name: config.name,
             socket,
+            public,
+            ice_tcp,
             relay,
             siblings: HashMap::new(),
-            sfu: Sfu::new(SfuConfig::new(public), Instant::now()),
+            sfu: Sfu::new(sfu_config, Instant::now()),
             commands,
             relay_in,
             counters,
@@ -493,13 +528,9 @@ impl Worker {
     }
 
     async fn run(mut self) {
-        let local = match self.socket.local_addr() {
-            Ok(a) => a,
-            Err(e) => {
-                tracing::error!("media socket has no address: {e}");
-                return;
-            }
-        };
+        // Packets arrive at the address clients were told, as the core knows it (the socket
+        // may be bound to every address behind it).
+        let local = self.public;
         let mut buf = vec![0u8; 2048];
         let mut relay_buf = vec![0u8; 2048];
         loop {
@@ -529,6 +560,12 @@ impl Worker {
                         // ICMP port unreachable from a client that went away shows up here.
                         Err(e) => tracing::debug!("recv failed: {e}"),
                     }
+                }
+                (from, to, packet) = ice_tcp_frame(self.ice_tcp.as_mut()) => {
+                    self.counters.tcp_packets_received.fetch_add(1, Ordering::Relaxed);
+                    self.counters.packets_received.fetch_add(1, Ordering::Relaxed);
+                    self.counters.bytes_received.fetch_add(packet.len() as u64, Ordering::Relaxed);
+                    self.sfu.handle_receive_tcp(Instant::now(), from, to, &packet);
                 }
                 (from, msg) = relayed(self.relay.as_mut(), &mut relay_buf, &self.counters) => {
                     self.sfu.handle_relay(Instant::now(), &from, msg);
@@ -568,6 +605,21 @@ impl Worker {
         let counters = &self.counters;
         while let Some(out) = self.sfu.poll_output() {
             match out {
+                Output::Transmit(t) if t.proto == Protocol::Tcp => {
+                    let sent = self
+                        .ice_tcp
+                        .as_ref()
+                        .is_some_and(|(tcp, _)| tcp.send(t.destination, &t.contents));
+                    if sent {
+                        counters.tcp_packets_sent.fetch_add(1, Ordering::Relaxed);
+                        counters.packets_sent.fetch_add(1, Ordering::Relaxed);
+                        counters
+                            .bytes_sent
+                            .fetch_add(t.contents.len() as u64, Ordering::Relaxed);
+                    } else {
+                        counters.tcp_dropped.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
                 Output::Transmit(t) => {
                     match self.socket.send_to(&t.contents, t.destination).await {
                         Ok(n) => {
@@ -595,6 +647,20 @@ impl Worker {
                 }
             }
         }
+    }
+}
+
+/// The next ICE-TCP frame (from, to: the candidate's address, packet), or never without
+/// ICE-TCP.
+async fn ice_tcp_frame(
+    ice_tcp: Option<&mut (IceTcp, SocketAddr)>,
+) -> (SocketAddr, SocketAddr, Vec<u8>) {
+    match ice_tcp {
+        Some((tcp, public)) => {
+            let (from, packet) = tcp.next().await;
+            (from, *public, packet)
+        }
+        None => std::future::pending().await,
     }
 }
 

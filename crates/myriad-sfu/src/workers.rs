@@ -23,6 +23,8 @@ pub struct MediaConfig {
     pub workers: u16,
     /// The relay's first port (worker `i` binds it plus `i`) and the cluster's relay key.
     pub relay: Option<(SocketAddr, Vec<u8>)>,
+    /// Whether workers also take media over ICE-TCP (each at its UDP port, when free).
+    pub ice_tcp: bool,
 }
 
 /// The sums of the workers' counters.
@@ -38,6 +40,9 @@ pub struct Totals {
     pub relay_refused: u64,
     pub relay_dropped: u64,
     pub relay_sibling_sent: u64,
+    pub tcp_packets_sent: u64,
+    pub tcp_packets_received: u64,
+    pub tcp_dropped: u64,
 }
 
 /// The node's workers; cheap to clone.
@@ -65,6 +70,7 @@ impl Media {
                     bind: offset(config.bind, i),
                     public_ip: config.public_ip,
                     relay,
+                    ice_tcp: config.ice_tcp,
                 })
                 .await?,
             );
@@ -132,6 +138,9 @@ impl Media {
             t.relay_refused += n(&c.relay_refused);
             t.relay_dropped += n(&c.relay_dropped);
             t.relay_sibling_sent += n(&c.relay_sibling_sent);
+            t.tcp_packets_sent += n(&c.tcp_packets_sent);
+            t.tcp_packets_received += n(&c.tcp_packets_received);
+            t.tcp_dropped += n(&c.tcp_dropped);
         }
         t
     }
@@ -157,6 +166,7 @@ mod tests {
             public_ip: None,
             workers: 3,
             relay: Some(("127.0.0.1:0".parse().unwrap(), b"k".to_vec())),
+            ice_tcp: true,
         })
         .await
         .unwrap();
@@ -170,6 +180,10 @@ mod tests {
             .collect();
         assert_eq!(ports.len(), 3);
         assert_eq!(media.relay_addrs().len(), 3);
+        for w in media.workers().iter() {
+            let tcp = w.tcp_addr().expect("an ICE-TCP listener");
+            assert_eq!(tcp.port(), w.local_addr().port(), "at the UDP port");
+        }
         assert!(media.worker(&PartitionRef::new("n1", 2)).is_some());
         assert!(media.worker(&PartitionRef::new("n1", 3)).is_none());
         assert!(media.worker(&PartitionRef::new("n2", 0)).is_none());

@@ -129,6 +129,10 @@ pub struct ServeArgs {
     /// announce or withdraw an anycast prefix.
     #[arg(long)]
     pub health_hook: Option<String>,
+    /// Also take media over ICE-TCP (RFC 6544), at each worker's UDP port, for browsers
+    /// that cannot use UDP [default: true].
+    #[arg(long)]
+    pub ice_tcp: Option<bool>,
     /// Warm up ahead of scheduled meetings [default: true].
     #[arg(long)]
     pub prewarm: Option<bool>,
@@ -191,6 +195,7 @@ struct FileConfig {
     turn_secret: Option<String>,
     turn_ttl_s: Option<u64>,
     health_hook: Option<String>,
+    ice_tcp: Option<bool>,
     prewarm: Option<bool>,
     prewarm_lead_s: Option<u64>,
     prewarm_grace_s: Option<u64>,
@@ -233,6 +238,8 @@ pub struct ServeConfig {
     pub geo_prefixes: Vec<RegionPrefix>,
     pub dns: Option<DnsConfig>,
     pub turn: Option<Turn>,
+    /// Whether media workers also listen for ICE-TCP.
+    pub ice_tcp: bool,
     pub health_hook: Option<String>,
     /// The warm-up ahead of scheduled meetings (its site: the public URL when not given);
     /// none when turned off.
@@ -395,6 +402,7 @@ impl ServeConfig {
             bail!("{bad:?}: an edge's admin address and the site are http:// or https:// URLs");
         }
         Ok(Self {
+            ice_tcp: args.ice_tcp.or(file.ice_tcp).unwrap_or(true),
             prewarm: args
                 .prewarm
                 .or(file.prewarm)

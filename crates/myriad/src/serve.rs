@@ -38,6 +38,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
                 public_ip: Some(config.media_ip),
                 workers: config.workers,
                 relay,
+                ice_tcp: config.ice_tcp,
             })
             .await
             .with_context(|| {

@@ -1713,26 +1713,81 @@ impl Drop for Coturn {
     }
 }
 
+/// Ada and Bo, panelists of a new meeting `meeting`, in a browser that may send no UDP but
+/// through a proxy; once each receives the other's media.
+async fn two_without_udp(
+    server: &common::Server,
+    meeting: &str,
+) -> (
+    Browser,
+    tokio::task::JoinHandle<()>,
+    tempfile::TempDir,
+    [Page; 2],
+) {
+    server.create_meeting(meeting).await;
+    let no_udp =
+        serde_json::json!({ "webrtc": { "ip_handling_policy": "disable_non_proxied_udp" } });
+    let (browser, handler, profile) = launch_with_prefs(&[], Some(no_udp)).await;
+    let people = [("Ada", "panelist"), ("Bo", "panelist")];
+    let [(ada, _), (bo, _)] = joined_pages(&browser, server, meeting, people).await;
+    assert_receives(&ada, "Ada", 1).await;
+    assert_receives(&bo, "Bo", 1).await;
+    (browser, handler, profile, [ada, bo])
+}
+
 /// A browser that may send no UDP but through a proxy (Chromium's WebRTC IP handling policy
 /// `disable_non_proxied_udp`, as networks that block UDP have it set) still gets media, over
-/// TURN on TCP with the credentials its node minted.
+/// ICE-TCP to the node itself. The node listens on every address (`--udp 0.0.0.0`) and
+/// tells clients its public one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn media_flows_over_ice_tcp_when_udp_is_blocked() {
+    let server = common::Server::start_in(
+        tempfile::tempdir().expect("temp dir"),
+        &["--udp", "0.0.0.0:0", "--public-ip", "127.0.0.1"],
+    );
+    let (mut browser, handler, _profile, [ada, bo]) = two_without_udp(&server, "tcp-only").await;
+    for (page, who) in [(&ada, "Ada"), (&bo, "Bo")] {
+        let path = eval(page, &format!("(async () => (await ({STATS})).path)()")).await;
+        // An active TCP candidate's port is only known once connected: peer-reflexive.
+        assert!(
+            ["host", "prflx"].contains(&path["type"].as_str().unwrap_or_default()),
+            "{who} reaches the node itself, not a relay: {path}"
+        );
+        assert_eq!(
+            path["protocol"], "tcp",
+            "{who}'s media goes over TCP: {path}"
+        );
+    }
+    let scrape = server.scrape().await;
+    for name in ["received", "sent"] {
+        let figure = scrape.figure(&format!("myriad_node_media_tcp_packets_{name}_total"));
+        assert!(figure > 100, "{name} over TCP: {figure}");
+    }
+    screenshot(&bo, "ice-tcp-no-udp.png").await;
+    browser.close().await.ok();
+    handler.abort();
+}
+
+/// The same browser, with a node that takes no ICE-TCP: media goes over TURN on TCP with the
+/// credentials its node minted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn media_flows_over_turn_when_udp_is_blocked() {
     let secret = "turn-test-secret";
     let turn = Coturn::start(secret);
     let url = format!("turn:127.0.0.1:{}?transport=tcp", turn.port);
+    // No ICE-TCP on the node: media can only go through TURN.
     let server = common::Server::start_in(
         tempfile::tempdir().expect("temp dir"),
-        &["--turn", &url, "--turn-secret", secret],
+        &[
+            "--turn",
+            &url,
+            "--turn-secret",
+            secret,
+            "--ice-tcp",
+            "false",
+        ],
     );
-    server.create_meeting("no-udp").await;
-    let no_udp =
-        serde_json::json!({ "webrtc": { "ip_handling_policy": "disable_non_proxied_udp" } });
-    let (mut browser, handler, _profile) = launch_with_prefs(&[], Some(no_udp)).await;
-    let people = [("Ada", "panelist"), ("Bo", "panelist")];
-    let [(ada, _), (bo, _)] = joined_pages(&browser, &server, "no-udp", people).await;
-    assert_receives(&ada, "Ada", 1).await;
-    assert_receives(&bo, "Bo", 1).await;
+    let (mut browser, handler, _profile, [ada, bo]) = two_without_udp(&server, "no-udp").await;
     for (page, who) in [(&ada, "Ada"), (&bo, "Bo")] {
         let path = eval(page, &format!("(async () => (await ({STATS})).path)()")).await;
         assert_eq!(

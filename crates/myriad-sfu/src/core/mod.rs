@@ -30,7 +30,7 @@ use str0m::bwe::{Bitrate, BweKind};
 use str0m::change::{SdpAnswer, SdpOffer};
 use str0m::format::Codec;
 use str0m::media::{Direction, KeyframeRequestKind, MediaKind, Mid, Pt, Rid};
-use str0m::net::{Protocol, Receive, Transmit};
+use str0m::net::{Protocol, Receive, TcpType, Transmit};
 use str0m::rtp::{ExtensionValues, RtpPacket, RtpWrite, Vp8Descriptor, Vp8Patch};
 use str0m::{
     Candidate, Event, IceConnectionState, IceCreds, Input, Output as RtcOutput, RtcConfig,
@@ -76,6 +76,8 @@ pub enum SfuError {
 pub struct SfuConfig {
     /// The address clients send media to (the UDP socket's public address).
     pub public_addr: SocketAddr,
+    /// The public address of a passive ICE-TCP candidate, for clients that cannot use UDP.
+    pub tcp_addr: Option<SocketAddr>,
     pub max_peers: usize,
     pub initial_bitrate_bps: u64,
     /// What downlink BWE probes towards.
@@ -100,6 +102,7 @@ impl SfuConfig {
     pub fn new(public_addr: SocketAddr) -> Self {
         Self {
             public_addr,
+            tcp_addr: None,
             max_peers: 2000,
             initial_bitrate_bps: 1_000_000,
             desired_bitrate_bps: 3_000_000,
@@ -297,6 +300,15 @@ impl Sfu {
         let candidate = Candidate::host(self.config.public_addr, "udp")
             .map_err(|e| SfuError::Sdp(format!("bad public address: {e}")))?;
         rtc.add_local_candidate(candidate);
+        if let Some(tcp) = self.config.tcp_addr {
+            let candidate = Candidate::builder()
+                .tcp()
+                .host(tcp)
+                .tcptype(TcpType::Passive)
+                .build()
+                .map_err(|e| SfuError::Sdp(format!("bad ICE-TCP address: {e}")))?;
+            rtc.add_local_candidate(candidate);
+        }
         rtc.bwe().set_bitrate(
             Bitrate::bps(0),
             Bitrate::bps(self.config.desired_bitrate_bps),
@@ -540,10 +552,32 @@ impl Sfu {
         self.rooms.remove(meeting);
     }
 
-    /// One datagram from the socket.
+    /// One datagram from the socket (`destination`: the address clients are told).
     pub fn handle_receive(
         &mut self,
         now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        buf: &[u8],
+    ) {
+        self.receive(now, Protocol::Udp, source, destination, buf);
+    }
+
+    /// One frame from an ICE-TCP connection (`destination`: the TCP candidate's address).
+    pub fn handle_receive_tcp(
+        &mut self,
+        now: Instant,
+        source: SocketAddr,
+        destination: SocketAddr,
+        buf: &[u8],
+    ) {
+        self.receive(now, Protocol::Tcp, source, destination, buf);
+    }
+
+    fn receive(
+        &mut self,
+        now: Instant,
+        proto: Protocol,
         source: SocketAddr,
         destination: SocketAddr,
         buf: &[u8],
@@ -554,7 +588,7 @@ impl Sfu {
         let Some(peer) = self.peers.get_mut(&id) else {
             return;
         };
-        let Ok(receive) = Receive::new(Protocol::Udp, source, destination, buf) else {
+        let Ok(receive) = Receive::new(proto, source, destination, buf) else {
             return;
         };
         let input = Input::Receive(now, receive);

@@ -52,15 +52,11 @@ impl Server {
     /// As [`Server::start_in`], with environment variables set for the process.
     pub fn start_in_env(data: tempfile::TempDir, extra: &[&str], env: &[(&str, &str)]) -> Server {
         let dir = data.path().to_str().expect("utf-8 temp dir").to_owned();
-        let mut args = vec![
-            "serve",
-            "--http",
-            "127.0.0.1:0",
-            "--udp",
-            "127.0.0.1:0",
-            "--data",
-            &dir,
-        ];
+        let mut args = vec!["serve", "--http", "127.0.0.1:0", "--data", &dir];
+        // Media on loopback, unless the test says where.
+        if !extra.contains(&"--udp") {
+            args.extend(["--udp", "127.0.0.1:0"]);
+        }
         args.extend_from_slice(extra);
         let (child, line) = spawn(&args, "myriad is running at ", data.path(), env);
         let (url, https) = match line.split_once("/ and ") {
