@@ -1,6 +1,7 @@
 //! `Cache-Control` directives (RFC 9111 §5.2) and the RFC 5861 extensions, parsed leniently:
 //! unknown directives are ignored, a malformed delta-seconds counts as zero (stale), which is
-//! the safe reading for a cache.
+//! the safe reading for a cache. Targeted fields (RFC 9213: `CDN-Cache-Control`, ours) are
+//! Structured Field Dictionaries, parsed strictly: one that does not parse is ignored.
 
 use std::time::Duration;
 
@@ -34,26 +35,69 @@ pub const TARGETED: [&str; 2] = ["myriad-cache-control", "cdn-cache-control"];
 const DELTA_SECONDS_MAX: u64 = 1 << 31;
 
 impl CacheControl {
-    /// A response's directives for this cache: the first targeted field present (RFC 9213:
-    /// `Myriad-Cache-Control` for myriad's edges alone, then `CDN-Cache-Control` for any
-    /// CDN), which then replaces `Cache-Control` for this cache (clients still get it as
-    /// sent); else `Cache-Control`.
+    /// A response's directives for this cache: the first targeted field present that parses
+    /// (RFC 9213: `Myriad-Cache-Control` for myriad's edges alone, then `CDN-Cache-Control`
+    /// for any CDN), which then replaces `Cache-Control` for this cache (clients still get it
+    /// as sent); else `Cache-Control`.
     pub fn for_this_cache(response: &HeaderMap) -> Self {
         for field in TARGETED {
-            let mut values = response.get_all(field).iter().peekable();
-            if values.peek().is_none() {
+            let mut values = response.get_all(field).iter();
+            let Some(first) = values.next() else {
                 continue;
-            }
-            let mut cc = CacheControl::default();
-            for value in values {
-                match value.to_str() {
-                    Ok(text) => cc.parse_into(text),
-                    Err(_) => cc.no_cache = true,
+            };
+            // Field lines combine into one value (RFC 9651 §4.2); most responses have one.
+            let parsed = match values.next() {
+                None => Self::targeted(first.as_bytes()),
+                Some(second) => {
+                    let mut joined = first.as_bytes().to_vec();
+                    for more in std::iter::once(second).chain(values) {
+                        joined.extend_from_slice(b", ");
+                        joined.extend_from_slice(more.as_bytes());
+                    }
+                    Self::targeted(&joined)
                 }
+            };
+            // A field that is not a valid Dictionary is ignored, as if it were absent.
+            if let Some(cc) = parsed {
+                return cc;
             }
-            return cc;
         }
         CacheControl::from_headers(response)
+    }
+
+    /// A targeted field's directives (RFC 9213 §2.1): delta-seconds are Integers, field-name
+    /// lists Strings, the rest Booleans; a directive of another type is ignored. `None` when
+    /// the field is no Dictionary.
+    fn targeted(value: &[u8]) -> Option<Self> {
+        let mut cc = CacheControl::default();
+        let mut parser = sfparse::Parser::new(value);
+        while let Some((key, value)) = parser.parse_dict().ok()? {
+            let seconds = match value {
+                sfparse::Value::Integer(n) if n >= 0 => {
+                    Some(Duration::from_secs((n as u64).min(DELTA_SECONDS_MAX)))
+                }
+                _ => None,
+            };
+            let flag = matches!(value, sfparse::Value::Bool(true));
+            // `no-cache="field"` and `private="field"` name fields: this cache treats them as
+            // the plain directive.
+            let flag_or_fields = flag || matches!(value, sfparse::Value::String { .. });
+            match key {
+                "max-age" => set_if_some(&mut cc.max_age, seconds),
+                "s-maxage" => set_if_some(&mut cc.s_maxage, seconds),
+                "stale-while-revalidate" => set_if_some(&mut cc.stale_while_revalidate, seconds),
+                "stale-if-error" => set_if_some(&mut cc.stale_if_error, seconds),
+                "no-store" => cc.no_store |= flag,
+                "no-cache" => cc.no_cache |= flag_or_fields,
+                "private" => cc.private |= flag_or_fields,
+                "public" => cc.public |= flag,
+                "must-revalidate" => cc.must_revalidate |= flag,
+                "proxy-revalidate" => cc.proxy_revalidate |= flag,
+                "immutable" => cc.immutable |= flag,
+                _ => {}
+            }
+        }
+        Some(cc)
     }
 
     /// All `Cache-Control` fields of a message, merged; `Pragma: no-cache` counts as
@@ -123,6 +167,13 @@ impl CacheControl {
     }
 }
 
+/// A directive of the right type replaces what an earlier one of the same name said.
+fn set_if_some(slot: &mut Option<Duration>, value: Option<Duration>) {
+    if value.is_some() {
+        *slot = value;
+    }
+}
+
 /// Splits on commas outside quoted strings (`no-cache="a, b"` is one directive).
 fn split_directives(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = Some(text);
@@ -183,6 +234,45 @@ mod tests {
             CacheControl::from_headers(&h).no_store,
             "clients still read Cache-Control"
         );
+    }
+
+    #[test]
+    fn a_targeted_field_is_a_structured_dictionary_or_ignored() {
+        let with = |cdn: &'static str| {
+            let mut h = HeaderMap::new();
+            h.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            h.insert("cdn-cache-control", HeaderValue::from_static(cdn));
+            CacheControl::for_this_cache(&h)
+        };
+        // Not a Dictionary (RFC 9651): ignored, Cache-Control rules.
+        for bad in [
+            "max-age =100",
+            "max-age= 100",
+            "max-age=10000, &&&&&",
+            "MaX-aGe=3600",
+        ] {
+            assert!(with(bad).no_store, "{bad:?} is ignored");
+        }
+        // A directive of the wrong type is ignored, the field still replaces Cache-Control.
+        let wrong = with("max-age=\"10000\"");
+        assert!(!wrong.no_store);
+        assert_eq!(wrong.max_age, None);
+        let ok = with("foobar, max-age=3600;x=1, s-maxage=-5, no-cache=\"set-cookie\"");
+        assert_eq!(
+            ok.max_age,
+            Some(Duration::from_secs(3600)),
+            "extensions skipped"
+        );
+        assert_eq!(ok.s_maxage, None, "a negative delta is no delta");
+        assert!(ok.no_cache && !ok.no_store);
+        let huge = with("max-age=999999999999");
+        assert_eq!(huge.max_age, Some(Duration::from_secs(DELTA_SECONDS_MAX)));
+        // Two field lines are one Dictionary.
+        let mut h = HeaderMap::new();
+        h.append("cdn-cache-control", HeaderValue::from_static("max-age=60"));
+        h.append("cdn-cache-control", HeaderValue::from_static("private"));
+        let both = CacheControl::for_this_cache(&h);
+        assert!(both.private && both.max_age == Some(Duration::from_secs(60)));
     }
 
     #[test]
