@@ -8,7 +8,7 @@ use bytes::Bytes;
 use myriad_bus::{Bus, BusError, Kv, KvConfig};
 use myriad_plan::prewarm::Turnout;
 use myriad_proto::{MeetingId, Role};
-use myriad_store::{MeetingRecord, Store};
+use myriad_store::{MeetingRecord, Schedule, Store};
 
 use crate::ControlError;
 
@@ -102,6 +102,56 @@ impl Directory {
                     schedule.delete(id.as_str()).await?;
                 }
                 Ok(found)
+            }
+        }
+    }
+
+    /// Moves a meeting that has not ended to a new schedule (its event changed); false if
+    /// there is no such meeting, or it ended.
+    pub async fn set_schedule(
+        &self,
+        id: &MeetingId,
+        schedule: &Schedule,
+    ) -> Result<bool, ControlError> {
+        match self {
+            Directory::Local(store) => {
+                let Some(mut record) = store.meeting(id.as_str())? else {
+                    return Ok(false);
+                };
+                if record.ended_unix_s.is_some() {
+                    return Ok(false);
+                }
+                record.settings.schedule = Some(schedule.clone());
+                Ok(store.update_settings(id.as_str(), &record.settings)?)
+            }
+            Directory::Shared {
+                meetings,
+                schedule: index,
+                ..
+            } => {
+                let ended = std::sync::atomic::AtomicBool::new(false);
+                let found = modify(meetings.as_ref(), id, |r| {
+                    ended.store(
+                        r.ended_unix_s.is_some(),
+                        std::sync::atomic::Ordering::Relaxed,
+                    );
+                    let changed =
+                        r.ended_unix_s.is_none() && r.settings.schedule.as_ref() != Some(schedule);
+                    if changed {
+                        r.settings.schedule = Some(schedule.clone());
+                    }
+                    changed
+                })
+                .await?;
+                if !found || ended.load(std::sync::atomic::Ordering::Relaxed) {
+                    return Ok(false);
+                }
+                // The index lists the record as it is now.
+                if let Some(record) = self.get(id).await? {
+                    let value = Bytes::from(serde_json::to_vec(&record).map_err(corrupt)?);
+                    index.put(id.as_str(), value).await?;
+                }
+                Ok(true)
             }
         }
     }

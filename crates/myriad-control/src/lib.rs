@@ -214,6 +214,16 @@ impl Control {
         }
     }
 
+    /// Moves a scheduled meeting to `schedule` (its calendar event changed); false if there
+    /// is no such meeting or it ended.
+    pub async fn reschedule(
+        &self,
+        id: &MeetingId,
+        schedule: &myriad_store::Schedule,
+    ) -> Result<bool, ControlError> {
+        self.directory.set_schedule(id, schedule).await
+    }
+
     /// The turnout of the latest scheduled meetings (what forecasts learn from).
     pub async fn turnouts(&self) -> Result<Vec<Turnout>, ControlError> {
         self.directory.turnouts().await

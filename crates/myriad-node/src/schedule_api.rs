@@ -29,7 +29,8 @@ pub(crate) fn routes() -> Router<Arc<Node>> {
 /// Creates a meeting for each event of an iCalendar body (RFC 5545), with its schedule: its
 /// start and length, its organizer as host, and its expected audience (our
 /// `X-MYRIAD-AUDIENCE: eu=300,us=120`, else its attendees). The answer says, per event,
-/// `created`, `exists` (imported before: the same UID is the same meeting) or `refused`
+/// `created`, `updated` (imported before — the same UID is the same meeting — and its
+/// time, audience or content changed since), `exists` (unchanged, or ended) or `refused`
 /// and why.
 async fn import(
     _: ApiAuth,
@@ -57,7 +58,19 @@ async fn import(
             .await
         {
             Ok(_) => "created",
-            Err(ControlError::Exists) => "exists",
+            Err(ControlError::Exists) => {
+                let current = node.control.meeting_record(&planned.id).await?;
+                let moved = current.settings.schedule.as_ref() != Some(&planned.schedule)
+                    && node
+                        .control
+                        .reschedule(&planned.id, &planned.schedule)
+                        .await?;
+                if moved {
+                    "updated"
+                } else {
+                    "exists"
+                }
+            }
             Err(e) => return Err(e.into()),
         };
         answers.push(json!({

@@ -644,13 +644,18 @@ END:VCALENDAR\r\n";
 async fn schedule_round_trip(import: &Server, read: &Server) {
     let http = reqwest::Client::new();
     let (key, secret) = import.api_credentials();
-    let post = |body: &'static str| {
+    let post = |body: String| {
         http.post(format!("{}/api/v1/calendar", import.url))
             .basic_auth(&key, Some(&secret))
             .body(body)
             .send()
     };
-    let answer: Value = post(INVITATIONS).await.unwrap().json().await.unwrap();
+    let answer: Value = post(INVITATIONS.to_owned())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let statuses: Vec<&str> = answer["events"]
         .as_array()
         .unwrap()
@@ -663,14 +668,26 @@ async fn schedule_round_trip(import: &Server, read: &Server) {
         .unwrap()
         .contains("all-day"));
     // The same invitations again: the same meetings.
-    let again: Value = post(INVITATIONS).await.unwrap().json().await.unwrap();
+    let again: Value = post(INVITATIONS.to_owned())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(again["events"][0]["status"], "exists", "{again}");
     assert_eq!(
         again["events"][0]["meeting"],
         answer["events"][0]["meeting"]
     );
-    let bad = post("not a calendar").await.unwrap();
+    let bad = post("not a calendar".to_owned()).await.unwrap();
     assert_eq!(bad.status(), 400);
+    // The lecture moves an hour later (its organizer sent the event again): its meeting
+    // moves with it.
+    let moved = INVITATIONS.replace("20270111T140000Z", "20270111T150000Z");
+    let answer: Value = post(moved).await.unwrap().json().await.unwrap();
+    assert_eq!(answer["events"][0]["status"], "exists", "{answer}");
+    assert_eq!(answer["events"][1]["status"], "updated", "{answer}");
+    assert_eq!(answer["events"][1]["starts_unix_s"], 1_799_679_600);
 
     let planned = api_get(&http, read, "/api/v1/schedule?host=Ana@example.org").await;
     let meetings = planned["meetings"].as_array().unwrap();
@@ -687,6 +704,10 @@ async fn schedule_round_trip(import: &Server, read: &Server) {
         json!({ "eu": 300, "us": 120 })
     );
     assert_eq!(meetings[1]["schedule"]["duration_s"], 7200);
+    assert_eq!(
+        meetings[1]["schedule"]["starts_unix_s"], 1_799_679_600,
+        "moved"
+    );
 
     // Ana's feed, by the URL the listing gives; a calendar app reads it back.
     let feed_url = meetings[0]["host_feed"].as_str().unwrap();
