@@ -407,6 +407,8 @@ fn http_compares_the_cache_with_its_peers() {
             "p99_1k_ms",
             "rps_1m_discarded",
             "p99_1m_discarded_ms",
+            "rps_pass",
+            "pass_cpu_us_per_request",
         ] {
             let v = &r[format!("{peer}_{field}")];
             assert!(v.as_f64().is_some_and(|v| v > 0.0), "{peer}_{field} in {r}");
@@ -425,6 +427,10 @@ fn http_compares_the_cache_with_its_peers() {
     assert_eq!(r["myriad_threads_repinned"], 0, "{r}");
     assert_eq!(r["myriad_cold_origin_fetches"], 1, "coalesced: {r}");
     assert_eq!(r["myriad_cold_failed"], 0, "{r}");
+    // Passed requests per CPU-second against nginx's, in the one round.
+    let pass = figure_of(&r, "nginx_pass_cpu_us_per_request")
+        / figure_of(&r, "myriad_pass_cpu_us_per_request");
+    assert_ratio(&r, "pass_requests_per_cpu_s_vs_nginx", pass);
     // With one round, each ratio is ours over the fastest peer's figure of that round.
     for figure in ["rps_1k", "rps_1m", "rps_1m_discarded"] {
         let (peer, fastest) = ["ats", "nginx", "varnish"]

@@ -2,8 +2,10 @@
 //! each in front of the same origin on loopback, all running through one bench and measured
 //! in turns with `wrk` (`--rounds`, medians reported): cached 1 KiB and 1 MiB objects
 //! (requests per second, p50/p99), 1 MiB again with a client whose kernel drops the bodies
-//! (`discard`: wrk's own copying is the ceiling of its 1 MiB figures), and 2,000 concurrent
-//! requests for one cold object (how many reach the origin: request coalescing).
+//! (`discard`: wrk's own copying is the ceiling of its 1 MiB figures), requests that are not
+//! cacheable (`pass`: a new URL each, answered `private, no-store`, as an API or a page with
+//! cookies is: what a cache costs as a plain proxy, in CPU per request), and 2,000
+//! concurrent requests for one cold object (how many reach the origin: request coalescing).
 
 mod cpus;
 mod discard;
@@ -68,6 +70,9 @@ struct Round {
     /// With `--waf`: cached 1 KiB with a head of its own for every request, one load per
     /// `VARIED_HEADS` script.
     varied: Vec<Load>,
+    /// Not cacheable, passed to the origin (not with `--waf`), and the cache's CPU seconds
+    /// over that load.
+    pass: Option<(Load, Option<f64>)>,
 }
 
 /// One load of a round.
@@ -78,6 +83,8 @@ enum Step {
     LargeDiscarded,
     /// The `VARIED_HEADS` script of this index.
     Varied(usize),
+    /// A new uncacheable URL every request (`PASS_SCRIPT`).
+    Pass,
 }
 
 impl Step {
@@ -86,7 +93,7 @@ impl Step {
         peer: &peers::Peer,
         load: Generator,
         duration: Duration,
-        scripts: &[std::path::PathBuf],
+        scripts: &Scripts,
     ) -> anyhow::Result<Load> {
         match self {
             Step::Small => blocking_wrk(&peer.url(), SMALL, load, duration, None).await,
@@ -99,8 +106,12 @@ impl Step {
                 discarded.await.context("load task")?
             }
             Step::Varied(v) => {
-                let script = Some(scripts[v].clone());
+                let script = Some(scripts.varied[v].clone());
                 blocking_wrk(&peer.url(), SMALL, load, duration, script).await
+            }
+            Step::Pass => {
+                let script = Some(scripts.pass.clone());
+                blocking_wrk(&peer.url(), "/pass/0", load, duration, script).await
             }
         }
     }
@@ -109,15 +120,16 @@ impl Step {
 impl Round {
     /// A round from its loads, measured in the order of `steps` (which has the 1 KiB and
     /// 1 MiB loads).
-    fn of(steps: &[Step], loads: Vec<Load>) -> Option<Round> {
-        let (mut small, mut large, mut large_discarded) = (None, None, None);
+    fn of(steps: &[Step], loads: Vec<(Load, Option<f64>)>) -> Option<Round> {
+        let (mut small, mut large, mut large_discarded, mut pass) = (None, None, None, None);
         let mut varied = Vec::new();
-        for (step, load) in steps.iter().zip(loads) {
+        for (step, (load, cpu)) in steps.iter().zip(loads) {
             match step {
                 Step::Small => small = Some(load),
                 Step::Large => large = Some(load),
                 Step::LargeDiscarded => large_discarded = Some(load),
                 Step::Varied(_) => varied.push(load),
+                Step::Pass => pass = Some((load, cpu)),
             }
         }
         Some(Round {
@@ -125,7 +137,15 @@ impl Round {
             large: large?,
             large_discarded,
             varied,
+            pass,
         })
+    }
+
+    /// The cache's CPU microseconds per passed request.
+    fn pass_cpu_us(&self, duration: Duration) -> Option<f64> {
+        let (load, cpu) = self.pass?;
+        let requests = load.requests_per_s * duration.as_secs_f64();
+        cpu.filter(|_| requests > 0.0).map(|c| c * 1e6 / requests)
     }
 }
 
@@ -160,13 +180,21 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         prepare(&client, &origin, &peer, *kind, args.waf).await?;
         peers.push((*kind, peer));
     }
-    let mut scripts = Vec::new();
+    let script = |name: &str, text: String| -> anyhow::Result<std::path::PathBuf> {
+        let path =
+            std::env::temp_dir().join(format!("myriad-bench-{name}-{}.lua", std::process::id()));
+        std::fs::write(&path, text)?;
+        Ok(path)
+    };
+    let mut scripts = Scripts {
+        varied: Vec::new(),
+        pass: script("pass", PASS_SCRIPT.to_owned())?,
+    };
     if args.waf {
         for (name, request) in VARIED_HEADS {
-            let path = std::env::temp_dir()
-                .join(format!("myriad-bench-{name}-{}.lua", std::process::id()));
-            std::fs::write(&path, format!("{CHROMIUM_FIELDS}{request}"))?;
-            scripts.push(path);
+            scripts
+                .varied
+                .push(script(name, format!("{CHROMIUM_FIELDS}{request}"))?);
         }
     }
     let cpu_before: Vec<Option<f64>> = peers
@@ -180,9 +208,9 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
     };
     let mut steps = vec![Step::Small, Step::Large];
     if !args.waf {
-        steps.push(Step::LargeDiscarded);
+        steps.extend([Step::LargeDiscarded, Step::Pass]);
     }
-    steps.extend((0..scripts.len()).map(Step::Varied));
+    steps.extend((0..scripts.varied.len()).map(Step::Varied));
     let mut measured: Vec<Vec<Round>> = peers.iter().map(|_| Vec::new()).collect();
     // Only the cache under load runs; the others are paused (`Peer::pause`).
     for (_, peer) in &peers {
@@ -197,7 +225,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
         if round % 2 == 1 {
             order.reverse();
         }
-        let mut loads: Vec<Vec<Load>> = peers.iter().map(|_| Vec::new()).collect();
+        let mut loads: Vec<Vec<(Load, Option<f64>)>> = peers.iter().map(|_| Vec::new()).collect();
         for step in &steps {
             for &i in &order {
                 let peer = &peers[i].1;
@@ -207,7 +235,12 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
                 peer.resume()?;
                 // What its timers deferred while it was paused runs before the load.
                 tokio::time::sleep(SETTLE).await;
-                loads[i].push(step.measure(peer, load, duration, &scripts).await?);
+                let cpu_before = tree_cpu_seconds(peer.pid());
+                let measured = step.measure(peer, load, duration, &scripts).await?;
+                let cpu = tree_cpu_seconds(peer.pid())
+                    .zip(cpu_before)
+                    .map(|(a, b)| a - b);
+                loads[i].push((measured, cpu));
                 peer.pause()?;
             }
         }
@@ -218,7 +251,7 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
     for (_, peer) in &peers {
         peer.resume()?;
     }
-    for script in &scripts {
+    for script in scripts.varied.iter().chain([&scripts.pass]) {
         let _ = std::fs::remove_file(script);
     }
     for (i, (kind, peer)) in peers.iter().enumerate() {
@@ -236,11 +269,12 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
                 [r.small, r.large]
                     .into_iter()
                     .chain(r.large_discarded)
+                    .chain(r.pass.map(|(l, _)| l))
                     .chain(r.varied.iter().copied())
             })
             .map(|l| l.requests_per_s * duration.as_secs_f64())
             .sum();
-        for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.len()) {
+        for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.varied.len()) {
             report
                 .field(
                     format!("{name}_rps_1k_{varied}"),
@@ -275,6 +309,18 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             .field(
                 format!("{name}_p99_1m_discarded_ms"),
                 med(&|r| r.large_discarded.map(|l| l.p99_ms)),
+            )
+            .field(
+                format!("{name}_rps_pass"),
+                med(&|r| r.pass.map(|(l, _)| l.requests_per_s)),
+            )
+            .field(
+                format!("{name}_p99_pass_ms"),
+                med(&|r| r.pass.map(|(l, _)| l.p99_ms)),
+            )
+            .field(
+                format!("{name}_pass_cpu_us_per_request"),
+                med(&|r| r.pass_cpu_us(duration)),
             )
             .field(format!("{name}_cpu_s"), cpu)
             .field(
@@ -351,7 +397,21 @@ pub async fn run(args: HttpArgs) -> anyhow::Result<Report> {
             );
         }
         if let Some(nginx) = peers.iter().position(|(k, _)| *k == Kind::Nginx) {
-            for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.len()) {
+            // Passed requests per CPU-second, ours over nginx's, round by round.
+            let pass = (0..rounds)
+                .filter_map(|r| {
+                    let mine = measured[ours][r].pass_cpu_us(duration)?;
+                    let theirs = measured[nginx][r].pass_cpu_us(duration)?;
+                    (mine > 0.0).then(|| theirs / mine)
+                })
+                .collect::<Vec<_>>();
+            report
+                .field(
+                    "pass_requests_per_cpu_s_vs_nginx",
+                    median(pass.iter().copied()),
+                )
+                .field("pass_requests_per_cpu_s_vs_nginx_by_round", rounded(&pass));
+            for (v, (varied, _)) in VARIED_HEADS.iter().enumerate().take(scripts.varied.len()) {
                 let ratio = median((0..rounds).filter_map(|r| {
                     let mine = measured[ours][r].varied.get(v)?.requests_per_s;
                     let theirs = measured[nginx][r].varied.get(v)?.requests_per_s;
@@ -502,6 +562,21 @@ fn median(values: impl Iterator<Item = f64>) -> Option<f64> {
         _ => Some((v[n / 2 - 1] + v[n / 2]) / 2.0),
     }
 }
+
+/// The wrk scripts of a run.
+struct Scripts {
+    varied: Vec<std::path::PathBuf>,
+    pass: std::path::PathBuf,
+}
+
+/// A new URL every request, which the origin answers `private, no-store`.
+const PASS_SCRIPT: &str = r#"
+local n = 0
+request = function()
+  n = n + 1
+  return wrk.format(nil, "/pass/" .. n)
+end
+"#;
 
 /// The start of a wrk script: the fields Chromium sends for a page (Client Hints with
 /// their quotes included).

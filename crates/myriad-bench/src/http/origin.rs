@@ -1,5 +1,6 @@
 //! The origin every cache under test sits in front of: `/obj/{size}` returns `size` bytes,
-//! cacheable for an hour; `/cold/{name}` answers after a delay, so concurrent misses overlap.
+//! cacheable for an hour; `/cold/{name}` answers after a delay, so concurrent misses overlap;
+//! `/pass/{n}` is 1 KiB no cache may keep.
 //! It counts the requests it gets per path.
 
 use std::collections::HashMap;
@@ -46,6 +47,7 @@ impl Origin {
         let app = Router::new()
             .route("/obj/{size}", get(object))
             .route("/cold/{name}", get(cold))
+            .route("/pass/{n}", get(pass))
             .with_state(counts.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let port = listener.local_addr()?.port();
@@ -71,6 +73,15 @@ async fn cold(State(counts): State<Arc<Counts>>, Path(name): Path<String>) -> im
     counts.hit(format!("/cold/{name}"));
     tokio::time::sleep(COLD_DELAY).await;
     body(1024)
+}
+
+/// What no cache may keep (an API's answer, a page with a session): not counted, every one
+/// is new.
+async fn pass() -> impl IntoResponse {
+    (
+        [(header::CACHE_CONTROL, "private, no-store")],
+        vec![b'x'; 1024],
+    )
 }
 
 fn body(size: usize) -> impl IntoResponse {
