@@ -44,6 +44,17 @@ pub struct StoredMeta {
     initial_age: Duration,
 }
 
+/// The `Age` a response arrived with (none: zero).
+pub fn age_value(headers: &HeaderMap) -> Duration {
+    headers
+        .get(http::header::AGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        // RFC 9111 §1.2.2: a larger age counts as 2^31 seconds.
+        .map(|s| Duration::from_secs(s.min(1 << 31)))
+        .unwrap_or_default()
+}
+
 impl StoredMeta {
     pub fn new(
         status: StatusCode,
@@ -52,13 +63,7 @@ impl StoredMeta {
         response_time: SystemTime,
     ) -> Self {
         let fields = FreshnessFields::parse(&headers);
-        let age_value = headers
-            .get(http::header::AGE)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            // RFC 9111 §1.2.2: a larger age counts as 2^31 seconds.
-            .map(|s| Duration::from_secs(s.min(1 << 31)))
-            .unwrap_or_default();
+        let age_value = age_value(&headers);
         let apparent_age = fields
             .date
             .and_then(|d| response_time.duration_since(d).ok())

@@ -96,12 +96,13 @@ impl Cdn {
         };
         let cdn = self.clone();
         tokio::spawn(async move {
-            let result = cdn.run_fetch(&fill, job.clone()).await;
+            let key = job.key.clone();
+            let result = cdn.run_fetch(&fill, job).await;
             if let Err(e) = &result {
-                tracing::debug!(key = %job.primary, "fetch failed: {e}");
+                tracing::debug!(%key, "fetch failed: {e}");
             }
             fill.finish(result);
-            cdn.forget(&job.key, &fill);
+            cdn.forget(&key, &fill);
         });
     }
 
@@ -170,9 +171,21 @@ impl Cdn {
             self.metrics.fill_unstored(Unstored::TooLarge);
         }
         let mut keep = storable.is_ok() && !too_large;
+        // A digest the site's configuration pins for this path wins over the origin's.
+        let mut digest = job
+            .site
+            .digests
+            .get(job.path.path())
+            .and_then(|d| DigestCheck::from_field(d))
+            .or_else(|| DigestCheck::from_headers(&res_headers));
+        // The fields are needed again only to store the response.
+        let head_fields = match keep {
+            true => res_headers.clone(),
+            false => std::mem::take(&mut res_headers),
+        };
         fill.set_head(Ok(Head {
             status: parts.status,
-            headers: res_headers.clone(),
+            headers: head_fields,
             revalidated: false,
             storing: keep,
         }));
@@ -186,13 +199,6 @@ impl Cdn {
         // The last chunk is handed out only once the object is stored, so a client that has
         // the whole body finds it in the cache with its next request.
         let mut held: Option<Bytes> = None;
-        // A digest the site's configuration pins for this path wins over the origin's.
-        let mut digest = job
-            .site
-            .digests
-            .get(job.path.path())
-            .and_then(|d| DigestCheck::from_field(d))
-            .or_else(|| DigestCheck::from_headers(&res_headers));
         loop {
             let frame = match tokio::time::timeout(timeout, body.frame()).await {
                 Err(_) => return Err(FetchError::Timeout),
@@ -332,14 +338,24 @@ impl Cdn {
         status.collapsed = collapsed;
         status.stored = head.storing;
         let ranges = head.status == StatusCode::OK && content_length(&head.headers).is_some();
-        let response_head = ResponseHead::new(&head.headers, &self.via, ranges);
-        let meta = StoredMeta::new(head.status, head.headers, now, now);
-        let age = policy::current_age(&meta, now).as_secs();
-        let headers = response_head.render_once(age, &self.config.name, &status);
+        // A response that is stored has an age; one passed through is as old as it says.
+        let age = match head.storing || head.revalidated {
+            true => {
+                let meta = StoredMeta::new(head.status, head.headers.clone(), now, now);
+                policy::current_age(&meta, now).as_secs()
+            }
+            false => policy::age_value(&head.headers).as_secs(),
+        };
+        let code = head.status;
+        let headers = ResponseHead::from_fields(head.headers, &self.via, ranges).into_rendered(
+            age,
+            &self.config.name,
+            &status,
+        );
         let body = reader.body().map_err(|e| Box::new(e) as BoxError);
         self.respond(
             &lookup.parts,
-            meta.status(),
+            code,
             headers,
             Source::Stream(Box::pin(body)),
             status,

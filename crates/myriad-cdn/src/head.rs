@@ -31,8 +31,12 @@ impl ResponseHead {
     /// `stored`: the response's fields as stored; `ranges`: whether its body can be served
     /// in ranges (a 200 of known length).
     pub fn new(stored: &HeaderMap, via: &HeaderValue, ranges: bool) -> Self {
-        let upstream_status = stored.get(CACHE_STATUS).cloned();
-        let mut fields = stored.clone();
+        Self::from_fields(stored.clone(), via, ranges)
+    }
+
+    /// [`ResponseHead::new`] from fields of its own.
+    pub fn from_fields(mut fields: HeaderMap, via: &HeaderValue, ranges: bool) -> Self {
+        let upstream_status = fields.get(CACHE_STATUS).cloned();
         fields.append(VIA, via.clone());
         if ranges {
             fields.insert(ACCEPT_RANGES, HeaderValue::from_static("bytes"));
@@ -56,7 +60,8 @@ impl ResponseHead {
                 return last.fields.clone();
             }
         }
-        let fields = self.render_once(age, name, status);
+        let mut fields = self.fields.clone();
+        self.fill_slots(&mut fields, age, name, status);
         self.last.store(Some(Arc::new(Rendered {
             age,
             status: status.clone(),
@@ -66,9 +71,15 @@ impl ResponseHead {
     }
 
     /// [`ResponseHead::render`] for a head used once (a response streamed from a fetch):
-    /// nothing is kept for reuse.
-    pub fn render_once(&self, age: u64, name: &str, status: &CacheStatus) -> HeaderMap {
-        let mut fields = self.fields.clone();
+    /// its fields themselves, nothing kept for reuse.
+    pub fn into_rendered(mut self, age: u64, name: &str, status: &CacheStatus) -> HeaderMap {
+        let mut fields = std::mem::take(&mut self.fields);
+        self.fill_slots(&mut fields, age, name, status);
+        fields
+    }
+
+    /// Puts `Age` and this cache's `Cache-Status` member in their slots.
+    fn fill_slots(&self, fields: &mut HeaderMap, age: u64, name: &str, status: &CacheStatus) {
         let age = HeaderValue::from_str(itoa::Buffer::new().format(age));
         fields.insert(AGE, age.unwrap_or_else(|_| HeaderValue::from_static("0")));
         // The members of caches nearer the origin come first (RFC 9211 §2).
@@ -80,7 +91,6 @@ impl ResponseHead {
         status.write_member(name, &mut value);
         let value = HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static(""));
         fields.insert(CACHE_STATUS, value);
-        fields
     }
 }
 
