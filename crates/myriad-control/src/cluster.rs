@@ -4,7 +4,7 @@
 //! expired yet. Coordinators read it to place people and to notice a node that is gone;
 //! nodes to route clients and to find each other's relays.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
@@ -27,6 +27,8 @@ pub struct Cluster {
     seen: RwLock<HashMap<String, (NodeInfo, Instant)>>,
     /// This node left: its heartbeats stop.
     withdrawn: AtomicBool,
+    /// Nodes failing the active health checks this process runs.
+    failing: RwLock<HashSet<String>>,
 }
 
 impl Cluster {
@@ -43,6 +45,7 @@ impl Cluster {
             kv: Arc::clone(&kv),
             seen: RwLock::new(HashMap::new()),
             withdrawn: AtomicBool::new(false),
+            failing: RwLock::new(HashSet::new()),
         });
         for key in kv.keys().await? {
             if let Ok(Some(entry)) = kv.get(&key).await {
@@ -125,7 +128,21 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// The nodes that fail their active health checks now (routes leave them out).
+    pub fn set_failing(&self, failing: HashSet<String>) {
+        *self.failing.write().unwrap_or_else(|p| p.into_inner()) = failing;
+    }
+}
+
 impl ClusterView for Cluster {
+    fn routable(&self) -> Vec<NodeInfo> {
+        let failing = self.failing.read().unwrap_or_else(|p| p.into_inner());
+        let mut nodes = self.alive();
+        nodes.retain(|n| !failing.contains(&n.name));
+        nodes
+    }
+
     /// The nodes heard from within [`SILENT_OUT`], by name.
     fn alive(&self) -> Vec<NodeInfo> {
         let seen = self.seen.read().unwrap_or_else(|p| p.into_inner());

@@ -32,6 +32,11 @@ pub trait ClusterView {
     fn alive(&self) -> Vec<NodeInfo>;
     /// Whether a node is known to be gone (heard from once, silent since).
     fn is_gone(&self, name: &str) -> bool;
+    /// The living nodes that pass their active health checks (where this process runs
+    /// them): routes name only these.
+    fn routable(&self) -> Vec<NodeInfo> {
+        self.alive()
+    }
 }
 
 /// What the core asks its shell to do, in this order.
@@ -533,7 +538,7 @@ impl<R> CoordinatorCore<R> {
                 events: m.events_after(after),
             },
             MeetingRequest::Route { region } => MeetingReply::Route {
-                nodes: self.planner.route(&cluster.alive(), region.as_deref()),
+                nodes: self.planner.route(&cluster.routable(), region.as_deref()),
             },
             MeetingRequest::Participants { after, limit } => MeetingReply::Page {
                 count: m.count(),

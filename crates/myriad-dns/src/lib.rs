@@ -7,7 +7,6 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))] // tests start the clock somewhere
 
-pub mod health;
 pub mod server;
 pub mod zone;
 
@@ -16,6 +15,5 @@ pub mod hickory {
     pub use hickory_server::proto::rr::Name;
 }
 
-pub use health::{HealthBook, Policy};
 pub use server::{Dns, DnsStopped, NodeSnapshot, RunningDns};
 pub use zone::{answer, fqdn, NameServer, Question, Reply, Zone};

@@ -495,7 +495,7 @@ async fn route(
     if record.ended_unix_s.is_some() {
         return Err(ControlError::Ended.into());
     }
-    let alive = node.control.cluster().alive();
+    let alive = node.control.cluster().routable();
     let region = q.region.unwrap_or_else(|| {
         let measured =
             lock(&node.rtt).fastest_region(Prefix::of(client.ip()), &alive, Instant::now());

@@ -5,12 +5,14 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))] // tests start the clock somewhere
 
+mod health;
 mod partition;
 pub mod prewarm;
 mod relay_tree;
 mod route;
 mod rtt;
 
+pub use health::{HealthBook, HealthPolicy};
 pub use partition::{PlaceError, Planner, PlannerConfig};
 pub use relay_tree::{upstream, RELAY_FANOUT};
 pub use route::{nearest, nearest_region, rank, Place};

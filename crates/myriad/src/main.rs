@@ -6,6 +6,7 @@ mod bench;
 mod config;
 mod dns;
 mod edge;
+mod health_checks;
 mod health_hook;
 mod limits;
 mod prewarm;

@@ -131,6 +131,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
     if config.dev {
         println!("  dev mode: the web page creates meetings and tokens for anyone who reaches it");
     }
+    crate::health_checks::start(Arc::clone(&node.control))?;
     if let Some(settings) = &config.dns {
         let running = crate::dns::start(settings, Arc::clone(&node.control), geo).await?;
         println!(

@@ -1,5 +1,5 @@
 //! Active health checks' verdicts: a node the registry still lists but that fails its checks
-//! leaves the answers before its silence would take it out, and comes back once it passes
+//! leaves routes and DNS answers before its silence would take it out, and comes back once it passes
 //! them again; a node that keeps failing and recovering must pass longer each time (damping).
 //! Pure: the shell probes and feeds the results in with the time.
 
@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 /// How checks turn into verdicts.
 #[derive(Debug, Clone, Copy)]
-pub struct Policy {
+pub struct HealthPolicy {
     /// Failed checks in a row that take a node out.
     pub fails_to_fail: u32,
     /// Passed checks in a row that bring it back, when it has not flapped.
@@ -19,7 +19,7 @@ pub struct Policy {
     pub max_passes: u32,
 }
 
-impl Default for Policy {
+impl Default for HealthPolicy {
     /// With a check every 250 ms: out in 0.5–0.75 s, back in 0.5–0.75 s; a node that failed
     /// three times in a minute needs 2 s of passes.
     fn default() -> Self {
@@ -44,12 +44,12 @@ struct Node {
 /// Every checked node's state.
 #[derive(Debug, Default)]
 pub struct HealthBook {
-    policy: Policy,
+    policy: HealthPolicy,
     nodes: HashMap<String, Node>,
 }
 
 impl HealthBook {
-    pub fn new(policy: Policy) -> Self {
+    pub fn new(policy: HealthPolicy) -> Self {
         Self {
             policy,
             nodes: HashMap::new(),
