@@ -7,6 +7,8 @@
 
 #![cfg_attr(test, allow(clippy::disallowed_methods))] // tests start the clock somewhere
 
+pub mod rrl;
+#[allow(clippy::disallowed_methods)] // the shell reads the clock for the rate limits
 pub mod server;
 pub mod zone;
 
@@ -15,5 +17,6 @@ pub mod hickory {
     pub use hickory_server::proto::rr::Name;
 }
 
+pub use rrl::{Rrl, RrlConfig, Verdict};
 pub use server::{Dns, DnsStopped, NodeSnapshot, RunningDns};
 pub use zone::{answer, fqdn, NameServer, Question, Reply, Zone};

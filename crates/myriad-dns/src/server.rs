@@ -2,8 +2,8 @@
 //! registry snapshot by [`answer`] and sent back.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use hickory_server::proto::op::{Edns, MessageType, Metadata, OpCode, ResponseCode};
@@ -14,6 +14,7 @@ use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::Server;
 use myriad_proto::cluster::NodeInfo;
 
+use crate::rrl::{Rrl, RrlConfig, Verdict};
 use crate::zone::{answer, Question, Reply, Zone};
 use myriad_geo::Geo;
 
@@ -32,11 +33,34 @@ pub struct Dns {
     zone: Zone,
     geo: Arc<Geo>,
     nodes: NodeSnapshot,
+    /// Answers over UDP, limited per client network.
+    rrl: Mutex<Rrl>,
 }
 
 impl Dns {
-    pub fn new(zone: Zone, geo: Arc<Geo>, nodes: NodeSnapshot) -> Self {
-        Self { zone, geo, nodes }
+    pub fn new(zone: Zone, geo: Arc<Geo>, nodes: NodeSnapshot, rrl: RrlConfig) -> Self {
+        Self {
+            zone,
+            geo,
+            nodes,
+            rrl: Mutex::new(Rrl::new(rrl)),
+        }
+    }
+
+    /// Whether an answer with `code` may go to the request's source (UDP only: a TCP
+    /// client's address is its own).
+    fn limit(&self, request: &Request, code: ResponseCode) -> Verdict {
+        if request.protocol() != hickory_server::net::xfer::Protocol::Udp {
+            return Verdict::Send;
+        }
+        let Ok(info) = request.request_info() else {
+            return Verdict::Send;
+        };
+        let kind =
+            (u32::from(u16::from(code)) << 16) | u32::from(u16::from(info.query.query_type()));
+        let name = info.query.name().to_string();
+        let mut rrl = self.rrl.lock().unwrap_or_else(|p| p.into_inner());
+        rrl.check(request.src().ip(), &name, kind, Instant::now())
     }
 
     /// Serves on UDP and TCP at `addr` until the process ends.
@@ -125,6 +149,26 @@ impl RequestHandler for Dns {
         let result = match request.edns.as_ref().map(Edns::version) {
             Some(v) if v > 0 => Err(ResponseCode::BADVERS),
             _ => self.reply(request),
+        };
+        let code = match &result {
+            Ok((reply, _)) => reply.code,
+            Err(code) => *code,
+        };
+        let result = match self.limit(request, code) {
+            Verdict::Send => result,
+            Verdict::Slip => {
+                metadata.truncation = true;
+                Err(code)
+            }
+            Verdict::Drop => {
+                tracing::debug!(client = %request.src(), "DNS answer dropped: rate limited");
+                metadata.response_code = code;
+                return hickory_server::proto::op::Header {
+                    metadata,
+                    counts: Default::default(),
+                }
+                .into();
+            }
         };
         let sent = match result {
             Ok((reply, subnet)) => {

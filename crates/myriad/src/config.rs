@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::Args;
 use myriad_dns::hickory::Name;
-use myriad_dns::{fqdn, NameServer};
+use myriad_dns::{fqdn, NameServer, RrlConfig};
 use myriad_geo::RegionPrefix;
 use myriad_node::Turn;
 use myriad_plan::prewarm::WarmupConfig;
@@ -105,6 +105,11 @@ pub struct ServeArgs {
     /// Nodes named in one DNS answer at most [default: 2].
     #[arg(long)]
     pub dns_answers: Option<usize>,
+    /// Identical DNS answers over UDP per client network (/24, /56) a second; beyond, most
+    /// are dropped and every second one is sent truncated (the client retries over TCP).
+    /// 0: no limit [default: 20].
+    #[arg(long)]
+    pub dns_rate_per_s: Option<u32>,
     /// MaxMind-format IP geolocation database (e.g. GeoLite2-City.mmdb) placing clients for
     /// DNS answers and routes.
     #[arg(long)]
@@ -187,6 +192,7 @@ struct FileConfig {
     dns_ns: Vec<String>,
     dns_ttl: Option<u32>,
     dns_answers: Option<usize>,
+    dns_rate_per_s: Option<u32>,
     geoip: Option<PathBuf>,
     #[serde(default)]
     geo_prefix: Vec<String>,
@@ -265,6 +271,7 @@ pub struct DnsConfig {
     pub nameservers: Vec<NameServer>,
     pub ttl: u32,
     pub answers: usize,
+    pub rrl: RrlConfig,
 }
 
 pub const DEFAULT_HTTP: &str = "127.0.0.1:8480";
@@ -342,6 +349,13 @@ impl ServeConfig {
                 nameservers: parse_all(args.dns_ns, &file.dns_ns, "dns_ns")?,
                 ttl: args.dns_ttl.or(file.dns_ttl).unwrap_or(20),
                 answers: args.dns_answers.or(file.dns_answers).unwrap_or(2),
+                rrl: RrlConfig {
+                    per_second: args
+                        .dns_rate_per_s
+                        .or(file.dns_rate_per_s)
+                        .unwrap_or(RrlConfig::default().per_second),
+                    ..RrlConfig::default()
+                },
             }),
         };
         let turn_urls = if args.turn.is_empty() {

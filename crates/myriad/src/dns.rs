@@ -30,7 +30,7 @@ pub async fn start(
     );
     let nodes: NodeSnapshot = Arc::new(ArcSwap::from_pointee(control.cluster().routable()));
     tokio::spawn(keep_current(control, Arc::clone(&nodes)));
-    Dns::new(zone, geo, nodes)
+    Dns::new(zone, geo, nodes, settings.rrl)
         .serve(settings.addr)
         .await
         .with_context(|| format!("binding DNS (UDP and TCP) at {}", settings.addr))

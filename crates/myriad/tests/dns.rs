@@ -89,6 +89,10 @@ fn dns_names_the_nodes_nearest_each_client_and_follows_the_registry() {
         &db,
         "--geo-prefix",
         "10.20.0.0/16=ap",
+        // This test asks one name many times a second from one address to time health
+        // changes: no rate limit (tested below).
+        "--dns-rate-per-s",
+        "0",
     ];
     let us = vec!["--public-ip", "127.0.0.12", "--location", "40.71,-74.01"];
     let ap = vec!["--public-ip", "127.0.0.13", "--location", "35.68,139.69"];
@@ -245,4 +249,48 @@ fn bad_dns_queries_get_clear_errors_and_the_server_keeps_answering() {
     // Still answering, over UDP and TCP.
     assert_eq!(addresses(port, &[ZONE, "A"]), ["127.0.0.1"]);
     assert_eq!(addresses(port, &[ZONE, "A", "+tcp"]), ["127.0.0.1"]);
+}
+
+/// Identical answers over UDP to one client network are limited (RRL): beyond the rate most
+/// are dropped and every second one is sent truncated, so a real client retries over TCP,
+/// which is not limited.
+#[test]
+fn udp_answers_are_rate_limited_and_tcp_is_not() {
+    let port = free_port();
+    let dns = format!("127.0.0.1:{port}");
+    let _node = Server::start_in(
+        tempfile::tempdir().expect("temp dir"),
+        &["--dns", &dns, "--dns-zone", ZONE, "--dns-rate-per-s", "5"],
+    );
+    until_answer(
+        port,
+        &[ZONE, "A", "+tcp"],
+        &["127.0.0.1"],
+        Duration::from_secs(10),
+    );
+    let sock = UdpSocket::bind("127.0.0.1:0").expect("udp");
+    sock.set_read_timeout(Some(Duration::from_millis(500)))
+        .expect("timeout");
+    sock.connect(&dns).expect("connect");
+    let mut query = vec![0x00, 0x00, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0];
+    query.extend_from_slice(b"\x04meet\x07example\x03org\x00\x00\x01\x00\x01");
+    for id in 0..40u16 {
+        query[..2].copy_from_slice(&id.to_be_bytes());
+        sock.send(&query).expect("send");
+    }
+    let (mut full, mut truncated) = (0, 0);
+    let mut buf = [0u8; 1500];
+    while let Ok(n) = sock.recv(&mut buf) {
+        assert!(n >= 12, "a header");
+        match buf[2] & 0x02 != 0 {
+            true => truncated += 1,
+            false => full += 1,
+        }
+    }
+    // 5 a second with a second's burst; the 35 over it: half dropped, half truncated.
+    assert!((5..=6).contains(&full), "{full} full answers");
+    assert!((16..=19).contains(&truncated), "{truncated} truncated");
+    // Over TCP the same client is answered at once; dig retries a truncated answer so.
+    assert_eq!(addresses(port, &[ZONE, "A", "+tcp"]), ["127.0.0.1"]);
+    assert_eq!(addresses(port, &[ZONE, "A"]), ["127.0.0.1"]);
 }
