@@ -478,10 +478,12 @@ struct RouteQuery {
 /// (the web client goes down the list when a node fails), as the meeting's coordinator
 /// places people — a free seat in an open partition near the client first. Any page may
 /// ask any node. A client that does not say its region is placed by its address (placed
-/// networks, then the geolocation database), else taken to be in this node's.
+/// networks, then the geolocation database), else taken to be in this node's; behind a
+/// trusted proxy, by the address it forwards for.
 async fn route(
     State(node): State<Arc<Node>>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    fields: HeaderMap,
     Query(q): Query<RouteQuery>,
 ) -> Result<
     (
@@ -496,11 +498,11 @@ async fn route(
         return Err(ControlError::Ended.into());
     }
     let alive = node.control.cluster().routable();
+    let client = node.client_ip(peer, &fields);
     let region = q.region.unwrap_or_else(|| {
-        let measured =
-            lock(&node.rtt).fastest_region(Prefix::of(client.ip()), &alive, Instant::now());
+        let measured = lock(&node.rtt).fastest_region(Prefix::of(client), &alive, Instant::now());
         measured
-            .or_else(|| nearest_region(&alive, node.config.geo.locate(client.ip()).place))
+            .or_else(|| nearest_region(&alive, node.config.geo.locate(client).place))
             .unwrap_or(&node.config.region)
             .to_owned()
     });
@@ -552,7 +554,8 @@ struct RttSample {
 /// does not list are ignored.
 async fn report_rtt(
     State(node): State<Arc<Node>>,
-    ConnectInfo(ClientAddr(client)): ConnectInfo<ClientAddr>,
+    ConnectInfo(ClientAddr(peer)): ConnectInfo<ClientAddr>,
+    fields: HeaderMap,
     body: String,
 ) -> Result<([(header::HeaderName, &'static str); 1], StatusCode), ApiError> {
     let bad = |m: String| ApiError::new(StatusCode::BAD_REQUEST, "bad_rtt_report", m);
@@ -568,7 +571,7 @@ async fn report_rtt(
         return Err(bad(format!("{}: a round trip is 0–60,000 ms", s.rtt_ms)));
     }
     let alive = node.control.cluster().alive();
-    let prefix = Prefix::of(client.ip());
+    let prefix = Prefix::of(node.client_ip(peer, &fields));
     let now = Instant::now();
     let mut book = lock(&node.rtt);
     for s in report

@@ -19,7 +19,7 @@ mod session;
 mod web;
 pub use web::client_paths;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
@@ -60,6 +60,9 @@ pub struct NodeConfig {
     pub geo: Arc<myriad_geo::Geo>,
     /// TURN servers its clients may relay their media through.
     pub turn: Option<Turn>,
+    /// Proxies in front of the node (edges, load balancers) believed about the client they
+    /// forward for in `X-Forwarded-For`: routes and round-trip reports go by that client.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
 }
 
 /// TURN servers (e.g. coturn with `use-auth-secret`) and the secret they share with the
@@ -161,6 +164,13 @@ impl Node {
         }
         *last = now.clone();
         now
+    }
+
+    /// The client of a request from `peer`: behind a trusted proxy, the address it forwards
+    /// for (the rightmost one not itself a trusted proxy); else the peer.
+    pub fn client_ip(&self, peer: SocketAddr, headers: &axum::http::HeaderMap) -> IpAddr {
+        myriad_cdn::trust::client_of(peer.ip(), headers, &self.config.trusted_proxies, false)
+            .ip_or(peer.ip())
     }
 
     /// What this node would announce now.

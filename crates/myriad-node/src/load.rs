@@ -148,6 +148,7 @@ mod tests {
             location: None,
             geo: std::sync::Arc::new(myriad_geo::Geo::new(None, Vec::new()).unwrap()),
             turn: None,
+            trusted_proxies: Vec::new(),
         };
         let load = Load::default();
         let cores = std::thread::available_parallelism().map_or(1.0, |n| n.get() as f32);

@@ -138,6 +138,11 @@ pub struct ServeArgs {
     /// that cannot use UDP [default: true].
     #[arg(long)]
     pub ice_tcp: Option<bool>,
+    /// A proxy in front of this node (an edge, a load balancer), as an address or network
+    /// (repeatable): believed about the client it forwards for in `X-Forwarded-For`, so that
+    /// routes place that client, not the proxy.
+    #[arg(long)]
+    pub trusted_proxy: Vec<ipnet::IpNet>,
     /// Warm up ahead of scheduled meetings [default: true].
     #[arg(long)]
     pub prewarm: Option<bool>,
@@ -202,6 +207,8 @@ struct FileConfig {
     turn_ttl_s: Option<u64>,
     health_hook: Option<String>,
     ice_tcp: Option<bool>,
+    #[serde(default)]
+    trusted_proxy: Vec<String>,
     prewarm: Option<bool>,
     prewarm_lead_s: Option<u64>,
     prewarm_grace_s: Option<u64>,
@@ -246,6 +253,7 @@ pub struct ServeConfig {
     pub turn: Option<Turn>,
     /// Whether media workers also listen for ICE-TCP.
     pub ice_tcp: bool,
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub health_hook: Option<String>,
     /// The warm-up ahead of scheduled meetings (its site: the public URL when not given);
     /// none when turned off.
@@ -417,6 +425,17 @@ impl ServeConfig {
         }
         Ok(Self {
             ice_tcp: args.ice_tcp.or(file.ice_tcp).unwrap_or(true),
+            trusted_proxies: match args.trusted_proxy.is_empty() {
+                false => args.trusted_proxy,
+                true => file
+                    .trusted_proxy
+                    .iter()
+                    .map(|v| {
+                        v.parse()
+                            .map_err(|e| anyhow::anyhow!("trusted_proxy {v:?}: {e}"))
+                    })
+                    .collect::<anyhow::Result<_>>()?,
+            },
             prewarm: args
                 .prewarm
                 .or(file.prewarm)

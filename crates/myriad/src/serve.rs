@@ -111,6 +111,7 @@ pub async fn run(config: ServeConfig) -> anyhow::Result<()> {
             location: config.location,
             geo: Arc::clone(&geo),
             turn: config.turn.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
         },
     )
     .await

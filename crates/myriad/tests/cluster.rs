@@ -591,6 +591,9 @@ async fn clients_that_do_not_say_their_region_are_routed_by_their_address() {
         "127.0.0.22/32=us",
         "--geo-prefix",
         "127.0.0.23/32=ap",
+        // An edge in front of the nodes, at this address: believed about its clients.
+        "--trusted-proxy",
+        "127.0.0.50/32",
     ];
     let mut nodes = Server::cluster_with(&nats, &["eu", "us", "ap"], &placed);
     create_meeting(&nodes[0], "by-address").await;
@@ -608,6 +611,33 @@ async fn clients_that_do_not_say_their_region_are_routed_by_their_address() {
         routed_from([127, 0, 0, 99], &nodes[1], "by-address").await,
         "n2"
     );
+    // Through the trusted proxy, the client it forwards for is placed; a client that
+    // writes the field itself is not believed.
+    let forwarded = |ip: [u8; 4], client: &'static str| {
+        let http = reqwest::Client::builder()
+            .local_address(std::net::IpAddr::from(ip))
+            .build()
+            .unwrap();
+        let url = format!("{}/api/v1/route?meeting=by-address", nodes[1].url);
+        async move {
+            let route: Value = http
+                .get(url)
+                .header("x-forwarded-for", client)
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            route["node"].as_str().unwrap_or_default().to_owned()
+        }
+    };
+    assert_eq!(forwarded([127, 0, 0, 50], "127.0.0.23").await, "n3");
+    assert_eq!(
+        forwarded([127, 0, 0, 50], "127.0.0.23, 127.0.0.21").await,
+        "n1"
+    );
+    assert_eq!(forwarded([127, 0, 0, 99], "127.0.0.23").await, "n2");
     // Its region's node crashes: its failed health checks take it out of the routes within
     // a second (the registry alone would take two), and the client goes elsewhere.
     nodes[1].kill();
