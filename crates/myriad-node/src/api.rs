@@ -19,7 +19,7 @@ use myriad_control::{
     generate_session_token, now_unix_s, AskError, ClusterView, Control, ControlError,
 };
 use myriad_plan::{nearest_region, Prefix};
-use myriad_proto::cluster::NodeInfo;
+use myriad_proto::cluster::{NodeInfo, RttShared, RTT_SUBJECT};
 use myriad_proto::meeting::{Actor, RefusalKind};
 use myriad_proto::{MeetingId, ParticipantId, PollKind, Role, TrackSource};
 use myriad_store::{MeetingRecord, MeetingSettings, Schedule};
@@ -533,7 +533,12 @@ async fn route(
 }
 
 /// Samples one report carries at most.
-const MAX_RTT_SAMPLES: usize = 8;
+pub(crate) const MAX_RTT_SAMPLES: usize = 8;
+
+/// A round trip a client could have measured: 0–60,000 ms.
+pub(crate) fn plausible_rtt(ms: f64) -> bool {
+    ms.is_finite() && ms > 0.0 && ms < 60_000.0
+}
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -563,24 +568,34 @@ async fn report_rtt(
     if report.samples.len() > MAX_RTT_SAMPLES {
         return Err(bad(format!("at most {MAX_RTT_SAMPLES} samples")));
     }
-    if let Some(s) = report
-        .samples
-        .iter()
-        .find(|s| !(s.rtt_ms.is_finite() && s.rtt_ms > 0.0 && s.rtt_ms < 60_000.0))
-    {
+    if let Some(s) = report.samples.iter().find(|s| !plausible_rtt(s.rtt_ms)) {
         return Err(bad(format!("{}: a round trip is 0–60,000 ms", s.rtt_ms)));
     }
     let alive = node.control.cluster().alive();
     let prefix = Prefix::of(node.client_ip(peer, &fields));
     let now = Instant::now();
-    let mut book = lock(&node.rtt);
-    for s in report
+    let known: Vec<(String, f64)> = report
         .samples
-        .iter()
+        .into_iter()
         .filter(|s| alive.iter().any(|n| n.name == s.node))
+        .map(|s| (s.node, s.rtt_ms))
+        .collect();
     {
-        book.record(prefix, &s.node, s.rtt_ms, now);
-        node.load.rtt_samples.fetch_add(1, Ordering::Relaxed);
+        let mut book = lock(&node.rtt);
+        for (n, rtt_ms) in &known {
+            book.record(prefix, n, *rtt_ms, now);
+            node.load.rtt_samples.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    // Every node routes this network by them too.
+    let shared = RttShared {
+        from: node.name.clone(),
+        prefix: prefix.bits(),
+        samples: known,
+    };
+    let payload = bytes::Bytes::from(myriad_proto::bus::encode(&shared));
+    if let Err(e) = node.control.bus().publish(RTT_SUBJECT, payload).await {
+        tracing::warn!("round trips not shared with the other nodes: {e}");
     }
     Ok((
         [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],

@@ -27,7 +27,7 @@ use axum::extract::connect_info::Connected;
 use axum::serve::IncomingStream;
 use axum::Router;
 use myriad_control::{ClusterView, Control, MeetingClient, HEARTBEAT};
-use myriad_proto::cluster::{NodeInfo, PartitionRef};
+use myriad_proto::cluster::{NodeInfo, PartitionRef, RttShared, RTT_SUBJECT};
 use myriad_proto::meeting::ConnRef;
 use myriad_sfu::{Media, PeerId};
 use tokio::sync::mpsc;
@@ -91,7 +91,7 @@ pub struct Node {
     /// What `/healthz` said last (an overload clears with a margin).
     health: std::sync::Mutex<Health>,
     /// Round-trip times clients measured, per network prefix and node: routes go by them.
-    rtt: std::sync::Mutex<myriad_plan::RttBook>,
+    rtt: Arc<std::sync::Mutex<myriad_plan::RttBook>>,
 }
 
 impl Node {
@@ -112,6 +112,16 @@ impl Node {
         }
         let metrics =
             metrics::NodeMetrics::new(Arc::clone(&load), media.clone(), Arc::clone(&control));
+        let rtt = Arc::new(std::sync::Mutex::new(myriad_plan::RttBook::new(
+            RTT_PREFIXES,
+        )));
+        let shared = control.bus().subscribe(RTT_SUBJECT).await?;
+        tokio::spawn(hear_rtt(
+            shared,
+            Arc::clone(&control),
+            config.name.clone(),
+            Arc::clone(&rtt),
+        ));
         Ok(Arc::new(Self {
             metrics,
             control,
@@ -123,7 +133,7 @@ impl Node {
             next_conn: AtomicU64::new(1),
             next_peer: AtomicU64::new(1),
             health: std::sync::Mutex::new(Health::Ready),
-            rtt: std::sync::Mutex::new(myriad_plan::RttBook::new(RTT_PREFIXES)),
+            rtt,
         }))
     }
 
@@ -201,6 +211,35 @@ impl Node {
     ) -> Result<LinkHandle, myriad_bus::BusError> {
         let load = Arc::clone(&self.load);
         link::register(&self.links, client, media, load, conn, tx).await
+    }
+}
+
+/// Records the round trips other nodes' clients reported (`RttShared`), so that routes here
+/// use them too. Malformed or implausible ones are ignored.
+async fn hear_rtt(
+    mut shared: myriad_bus::Subscription,
+    control: Arc<Control>,
+    me: String,
+    book: Arc<std::sync::Mutex<myriad_plan::RttBook>>,
+) {
+    while let Some(msg) = shared.next().await {
+        let report = match myriad_proto::bus::decode::<RttShared>(&msg.payload) {
+            Ok(r) if r.from != me && r.samples.len() <= api::MAX_RTT_SAMPLES => r,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::debug!("round trips from the bus ignored: {e}");
+                continue;
+            }
+        };
+        let alive = control.cluster().alive();
+        let prefix = myriad_plan::Prefix::from_bits(report.prefix);
+        let now = std::time::Instant::now();
+        let mut book = book.lock().unwrap_or_else(|p| p.into_inner());
+        for (node, rtt_ms) in report.samples {
+            if api::plausible_rtt(rtt_ms) && alive.iter().any(|n| n.name == node) {
+                book.record(prefix, &node, rtt_ms, now);
+            }
+        }
     }
 }
 

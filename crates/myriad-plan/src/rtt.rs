@@ -16,6 +16,15 @@ use crate::route::takes_newcomers;
 pub struct Prefix(u128);
 
 impl Prefix {
+    /// The prefix as one number (to send it to other nodes), and back.
+    pub fn bits(self) -> u128 {
+        self.0
+    }
+
+    pub fn from_bits(bits: u128) -> Self {
+        Prefix(bits)
+    }
+
     pub fn of(ip: IpAddr) -> Self {
         match ip.to_canonical() {
             IpAddr::V4(v4) => Prefix(u128::from(u32::from(v4) & 0xffff_ff00)),

@@ -106,6 +106,27 @@ impl BusMessage for NodeInfo {
     const VERSION: u32 = 1;
 }
 
+/// Where nodes share the round trips their web clients reported.
+pub const RTT_SUBJECT: &str = "myriad.route.rtt";
+
+/// Round trips a client network measured to nodes, as the node that heard them passes them
+/// on: every node then routes that network by them.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RttShared {
+    /// The node the client reported to.
+    pub from: String,
+    /// The client's network (`myriad_plan::Prefix` bits).
+    pub prefix: u128,
+    /// (node, round trip in ms).
+    pub samples: Vec<(String, f64)>,
+}
+
+impl BusMessage for RttShared {
+    const KIND: &'static str = "route.rtt";
+    const VERSION: u32 = 1;
+}
+
 /// A partition of a meeting: the media worker, on one node, that carries some of its people
 /// (at most the partition capacity) and pulls for them, once, the media they need. Written
 /// `node/worker`: the name relay datagrams carry between partitions.

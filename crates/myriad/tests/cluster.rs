@@ -790,10 +790,13 @@ async fn a_calendar_imported_on_a_node_alone_is_planned() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn routes_learn_which_node_a_network_reaches_fastest() {
     let nats = Nats::start_js();
-    let nodes = Server::cluster(&nats, &["eu", "us"]);
+    // Every node places 127.0.1.0/24 in eu: what measurements must override.
+    let placed = ["--geo-prefix", "127.0.1.0/24=eu"];
+    let nodes = Server::cluster_with(&nats, &["eu", "us"], &placed);
     create_meeting(&nodes[0], "rtt").await;
-    // Nothing measured, nothing placed: the region of the node asked.
+    // Nothing measured: where the network is placed.
     assert_eq!(routed_from([127, 0, 1, 5], &nodes[0], "rtt").await, "n1");
+    assert_eq!(routed_from([127, 0, 1, 5], &nodes[1], "rtt").await, "n1");
     let report = |from: [u8; 4], body: String| {
         let http = reqwest::Client::builder()
             .local_address(std::net::IpAddr::from(from))
@@ -808,6 +811,21 @@ async fn routes_learn_which_node_a_network_reaches_fastest() {
     // Its neighbours go to n2's region; another network does not.
     assert_eq!(routed_from([127, 0, 1, 77], &nodes[0], "rtt").await, "n2");
     assert_eq!(routed_from([127, 0, 2, 5], &nodes[0], "rtt").await, "n1");
+    // The node it reported to shared it: the other node, which places the network in eu,
+    // routes its neighbours by the measurements too.
+    let start = Instant::now();
+    while routed_from([127, 0, 1, 77], &nodes[1], "rtt").await != "n2" {
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "n2 did not hear of the round trips"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        routed_from([127, 0, 2, 5], &nodes[1], "rtt").await,
+        "n2",
+        "its own region"
+    );
     assert_eq!(
         nodes[0]
             .scrape()
