@@ -9,6 +9,9 @@ export class Signal extends EventTarget {
     super();
     this.token = token;
     this.meetingId = meetingId;
+    // A region the link names (`?region=eu`) is where this client is routed; else the
+    // nodes place it (measured round trips, its address).
+    this.region = new URLSearchParams(location.search).get('region');
     // Nodes to try, best first (origins); this page's own until the route answers.
     this.nodes = [location.origin];
     this.at = 0;
@@ -33,7 +36,8 @@ export class Signal extends EventTarget {
   async route() {
     for (const base of [...this.nodes.slice(this.at), ...this.nodes.slice(0, this.at)]) {
       try {
-        const res = await fetch(`${base}/api/v1/route?meeting=${encodeURIComponent(this.meetingId)}`);
+        const region = this.region ? `&region=${encodeURIComponent(this.region)}` : '';
+        const res = await fetch(`${base}/api/v1/route?meeting=${encodeURIComponent(this.meetingId)}${region}`);
         if (!res.ok) continue;
         const route = await res.json();
         const urls = (route.candidates || []).map((c) => c.url).filter(Boolean);

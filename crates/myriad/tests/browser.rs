@@ -1511,13 +1511,23 @@ async fn a_host_changes_roles_live_from_the_browser() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browsers_on_three_nodes_meet_and_outlive_their_nodes() {
     let nats = common::Nats::start_js();
-    let mut nodes = common::Server::cluster(&nats, &["eu", "us", "ap"]);
+    let regions = ["eu", "us", "ap"];
+    let mut nodes = common::Server::cluster(&nats, &regions);
     nodes[0].create_meeting("across").await;
     let (mut browser, handler, _profile) = launch(&[]).await;
     let mut pages = Vec::new();
-    for (name, node) in ["Alice", "Bob", "Carol"].into_iter().zip(&nodes) {
+    // Each link names its node's region: every browser here shares one network, whose
+    // measured round trips would otherwise send them all to the fastest node.
+    for ((name, node), region) in ["Alice", "Bob", "Carol"]
+        .into_iter()
+        .zip(&nodes)
+        .zip(regions)
+    {
         let page = browser
-            .new_page(format!("{}/m/across?name={name}&join=1", node.url))
+            .new_page(format!(
+                "{}/m/across?name={name}&join=1&region={region}",
+                node.url
+            ))
             .await
             .expect("page");
         let id = participant_id(&page).await;
