@@ -566,18 +566,21 @@ async fn a_draining_node_is_routed_around() {
 
 /// The node the route API names to a client at `ip`, asked of `node`.
 async fn routed_from(ip: [u8; 4], node: &Server, meeting: &str) -> String {
+    routed_for(ip, None, node, meeting).await
+}
+
+/// The same, asked by a peer at `ip` that says it forwards for `forwarded`
+/// (`X-Forwarded-For`).
+async fn routed_for(ip: [u8; 4], forwarded: Option<&str>, node: &Server, meeting: &str) -> String {
     let http = reqwest::Client::builder()
         .local_address(std::net::IpAddr::from(ip))
         .build()
         .unwrap();
-    let route: Value = http
-        .get(format!("{}/api/v1/route?meeting={meeting}", node.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let mut request = http.get(format!("{}/api/v1/route?meeting={meeting}", node.url));
+    if let Some(client) = forwarded {
+        request = request.header("x-forwarded-for", client);
+    }
+    let route: Value = request.send().await.unwrap().json().await.unwrap();
     route["node"].as_str().unwrap_or_default().to_owned()
 }
 
@@ -613,25 +616,8 @@ async fn clients_that_do_not_say_their_region_are_routed_by_their_address() {
     );
     // Through the trusted proxy, the client it forwards for is placed; a client that
     // writes the field itself is not believed.
-    let forwarded = |ip: [u8; 4], client: &'static str| {
-        let http = reqwest::Client::builder()
-            .local_address(std::net::IpAddr::from(ip))
-            .build()
-            .unwrap();
-        let url = format!("{}/api/v1/route?meeting=by-address", nodes[1].url);
-        async move {
-            let route: Value = http
-                .get(url)
-                .header("x-forwarded-for", client)
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            route["node"].as_str().unwrap_or_default().to_owned()
-        }
-    };
+    let forwarded =
+        |ip: [u8; 4], client: &'static str| routed_for(ip, Some(client), &nodes[1], "by-address");
     assert_eq!(forwarded([127, 0, 0, 50], "127.0.0.23").await, "n3");
     assert_eq!(
         forwarded([127, 0, 0, 50], "127.0.0.23, 127.0.0.21").await,
